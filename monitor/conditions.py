@@ -1,0 +1,84 @@
+"""Conditions a probe asks the runner to judge, and the one function that judges them.
+
+A probe declares *what* matters (latency below 200 ms, status in 200-299); the runner applies
+`evaluate()` to the observations the probe made. A condition whose observation is missing yields
+UNKNOWN rather than a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from monitor.model import ObservationValue, Severity, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A numeric observation with warn/crit bounds; `higher_is_worse` for latency, not for days."""
+
+    condition: str
+    observation: str
+    warn: float | None
+    crit: float | None
+    unit: str = ""
+    higher_is_worse: bool = True
+
+    def judge(self, value: ObservationValue) -> Verdict:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return Verdict(self.condition, value, self.describe(), Severity.UNKNOWN, self.unit)
+        severity = Severity.OK
+        if self.warn is not None and self._breaches(value, self.warn):
+            severity = Severity.WARN
+        if self.crit is not None and self._breaches(value, self.crit):
+            severity = Severity.CRIT
+        return Verdict(self.condition, value, self.describe(), severity, self.unit)
+
+    def _breaches(self, value: float, bound: float) -> bool:
+        return value > bound if self.higher_is_worse else value < bound
+
+    def describe(self) -> str:
+        op = ">" if self.higher_is_worse else "<"
+        parts = [
+            f"{name} {op} {_number(bound)}{self.unit}"
+            for name, bound in (("warn", self.warn), ("crit", self.crit))
+            if bound is not None
+        ]
+        return ", ".join(parts) or "no threshold"
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """An observation that must satisfy a predicate; `expected` says what in words."""
+
+    condition: str
+    observation: str
+    accepts: Callable[[ObservationValue], bool]
+    expected: str
+    severity: Severity = Severity.CRIT
+    unit: str = ""
+
+    def judge(self, value: ObservationValue) -> Verdict:
+        severity = Severity.OK if self.accepts(value) else self.severity
+        return Verdict(self.condition, value, f"expected {self.expected}", severity, self.unit)
+
+
+Condition = Threshold | Expectation
+
+
+def evaluate(
+    conditions: tuple[Condition, ...], observations: Mapping[str, ObservationValue]
+) -> tuple[Verdict, ...]:
+    verdicts = []
+    for condition in conditions:
+        if condition.observation not in observations:
+            verdicts.append(
+                Verdict(condition.condition, None, "not measured", Severity.UNKNOWN, condition.unit)
+            )
+        else:
+            verdicts.append(condition.judge(observations[condition.observation]))
+    return tuple(verdicts)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,534 @@
+"""The inventory: sites contain links, links contain checks. Loaded and validated once.
+
+Everything wrong with a file is reported as `file:line:column: message (hint)`, all faults at
+once where they are independent, and nothing half-loaded is ever returned. Defaults inherit
+top level -> site -> link -> check; a `defaults` block may hold any key of any probe kind, and a
+check takes only the keys its kind knows.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.model import CheckRef
+from monitor.options import (
+    OptionError,
+    SecretRef,
+    build_options,
+    duration,
+    each,
+    integer,
+    option_specs,
+    relative_to,
+    text,
+)
+from monitor.yamlnodes import InventoryError, Location, Node, load
+from probes import REGISTRY
+from probes.base import ProbeKind
+
+SCHEMA_VERSION = 1
+ROLES = ("primary", "secondary", "backup")
+_ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62})")
+_ID_HINT = "ids are lower-case letters, digits, '-' and '_', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The keys every check has, whatever its kind, with the field-tested defaults."""
+
+    interval: float = 60.0
+    timeout: float = 10.0
+    retries: int = 3
+
+
+_SCHEDULE_PARSERS = {
+    "interval": duration,
+    "timeout": duration,
+    "retries": integer(0, 10),
+}
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many probes run at once in all, and against any one host (gentle on old gear)."""
+
+    global_limit: int = 200
+    per_host: int = 4
+
+
+@dataclass(frozen=True)
+class Check:
+    ref: CheckRef
+    probe: ProbeKind
+    options: Any
+    interval: float
+    timeout: float
+    retries: int
+    description: str
+    location: Location
+
+    @property
+    def kind(self) -> str:
+        return self.probe.kind
+
+
+@dataclass(frozen=True)
+class Link:
+    id: str
+    site_id: str
+    name: str
+    role: str
+    medium: str
+    tags: tuple[str, ...]
+    checks: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    name: str
+    tags: tuple[str, ...]
+    links: tuple[Link, ...]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    sites: tuple[Site, ...]
+    concurrency: Concurrency
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return tuple(link for site in self.sites for link in site.links)
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return tuple(check for link in self.links for check in link.checks)
+
+
+class InventoryErrors(Exception):
+    """All the faults found in one inventory file."""
+
+    def __init__(self, errors: list[InventoryError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+# --- option handling shared with `commwatch probe` ------------------------------------------
+
+_CHECK_KEYS = ("id", "kind", "description", "tags")
+_ALL_OPTION_KEYS = frozenset(
+    spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
+) - {"target"}
+
+
+def parse_options(
+    probe: ProbeKind, values: Mapping[str, Any]
+) -> tuple[Any, list[tuple[str, OptionError]]]:
+    """Parse raw option values for `probe`. Returns the options (None on any fault) and the
+    faults as (key, error) so the caller can place each one."""
+    parsed: dict[str, Any] = {}
+    faults: list[tuple[str, OptionError]] = []
+    specs = {spec.name: spec for spec in option_specs(probe.options)}
+    for key, raw in values.items():
+        try:
+            parsed[key] = specs[key].parse(raw)
+            for secret in _secrets_in(parsed[key]):
+                secret.check_available()
+        except OptionError as exc:
+            faults.append((key, exc))
+    missing = [spec.name for spec in specs.values() if spec.required and spec.name not in values]
+    faults.extend(
+        (name, OptionError(f"'{name}' is required for {probe.kind} checks", specs[name].help))
+        for name in missing
+    )
+    if faults:
+        return None, faults
+    try:
+        return build_options(probe.options, parsed), []
+    except OptionError as exc:
+        return None, [(exc.key or "target", exc)]
+
+
+def _secrets_in(value: Any) -> Iterable[SecretRef]:
+    if isinstance(value, SecretRef):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _secrets_in(item)
+
+
+def parse_schedule(values: Mapping[str, Any]) -> Schedule:
+    """Schedule keys from raw values; raises OptionError with `key` set."""
+    parsed = {}
+    for key, raw in values.items():
+        try:
+            parsed[key] = _SCHEDULE_PARSERS[key](raw)
+        except OptionError as exc:
+            exc.key = key
+            raise
+    schedule = Schedule(**parsed)
+    if schedule.timeout > schedule.interval:
+        raise OptionError(
+            f"timeout {schedule.timeout:g}s is longer than interval {schedule.interval:g}s",
+            "a check must finish before it is due again: shorten timeout or lengthen interval",
+            key="timeout" if "timeout" in values else "interval",
+        )
+    return schedule
+
+
+# --- the loader ----------------------------------------------------------------------------
+
+
+class _Loader:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors: list[InventoryError] = []
+
+    def fail(self, error: InventoryError) -> None:
+        self.errors.append(error)
+
+    def unknown_key(self, key: str, key_node: Node, allowed: Iterable[str], what: str) -> None:
+        close = difflib.get_close_matches(key, list(allowed), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(allowed))
+        self.fail(key_node.error(f"unknown key '{key}' in {what}", hint))
+
+    def fields(
+        self, node: Node, what: str, allowed: Iterable[str], required: Iterable[str] = ()
+    ) -> dict[str, tuple[Node, Node]]:
+        allowed = set(allowed)
+        found: dict[str, tuple[Node, Node]] = {}
+        for key, key_node, value_node in node.mapping(what):
+            if key in allowed:
+                found[key] = (key_node, value_node)
+            else:
+                self.unknown_key(key, key_node, allowed, what)
+        for key in required:
+            if key not in found:
+                self.fail(node.error(f"{what} has no '{key}'", f"add a '{key}:' line to it"))
+        return found
+
+    def ident(
+        self, fields: dict[str, tuple[Node, Node]], what: str, seen: dict[str, Location]
+    ) -> str | None:
+        if "id" not in fields:
+            return None
+        node = fields["id"][1]
+        value = node.value()
+        if not isinstance(value, str) or not _ID.fullmatch(value):
+            self.fail(node.error(f"{what} id {value!r} is not valid", _ID_HINT))
+            return None
+        if value in seen:
+            self.fail(
+                node.error(
+                    f"duplicate {what} id '{value}'",
+                    f"already used at line {seen[value].line}; ids must be unique",
+                )
+            )
+            return None
+        seen[value] = node.location
+        return value
+
+    def plain(
+        self, fields: dict[str, tuple[Node, Node]], key: str, parse: Any, default: Any
+    ) -> Any:
+        if key not in fields:
+            return default
+        node = fields[key][1]
+        try:
+            return parse(node.value())
+        except OptionError as exc:
+            self.fail(node.error(f"'{key}': {exc.message}", exc.hint))
+            return default
+
+    def defaults(
+        self, fields: dict[str, tuple[Node, Node]], inherited: dict[str, tuple[Any, Node]]
+    ) -> dict[str, tuple[Any, Node]]:
+        """Merge a `defaults:` block over the inherited one; values stay raw until a check
+        of a kind that knows the key takes them, so they are parsed with that kind's parser."""
+        merged = dict(inherited)
+        if "defaults" not in fields:
+            return merged
+        allowed = set(_SCHEDULE_PARSERS) | _ALL_OPTION_KEYS
+        for key, key_node, value_node in fields["defaults"][1].mapping("defaults"):
+            if key not in allowed:
+                self.unknown_key(key, key_node, allowed, "defaults")
+            else:
+                merged[key] = (value_node.value(), value_node)
+        return merged
+
+    def load(self, root: Node) -> Inventory | None:
+        fields = self.fields(
+            root, "the inventory", ("version", "defaults", "concurrency", "sites"), ("sites",)
+        )
+        if "version" in fields:
+            node = fields["version"][1]
+            if node.value() != SCHEMA_VERSION:
+                self.fail(
+                    node.error(
+                        f"inventory version {node.value()!r} is not supported",
+                        f"this commwatch reads version {SCHEMA_VERSION}",
+                    )
+                )
+        concurrency = self.concurrency(fields)
+        inherited = self.defaults(fields, {})
+        sites = []
+        if "sites" in fields:
+            seen: dict[str, Location] = {}
+            for site_node in fields["sites"][1].sequence("sites"):
+                site = self.site(site_node, inherited, seen)
+                if site is not None:
+                    sites.append(site)
+            if not sites and not self.errors:
+                self.fail(
+                    fields["sites"][1].error(
+                        "the inventory has no sites", "add at least one site with links and checks"
+                    )
+                )
+        if self.errors:
+            return None
+        return Inventory(self.file, tuple(sites), concurrency)
+
+    def concurrency(self, fields: dict[str, tuple[Node, Node]]) -> Concurrency:
+        if "concurrency" not in fields:
+            return Concurrency()
+        inner = self.fields(fields["concurrency"][1], "concurrency", ("global", "per_host"))
+        default = Concurrency()
+        return Concurrency(
+            global_limit=self.plain(inner, "global", integer(1, 20000), default.global_limit),
+            per_host=self.plain(inner, "per_host", integer(1, 1000), default.per_host),
+        )
+
+    def site(
+        self, node: Node, inherited: dict[str, tuple[Any, Node]], seen: dict[str, Location]
+    ) -> Site | None:
+        fields = self.fields(
+            node, "a site", ("id", "name", "tags", "defaults", "links"), ("id", "links")
+        )
+        site_id = self.ident(fields, "site", seen)
+        name = self.plain(fields, "name", text, site_id or "")
+        tags = self.plain(fields, "tags", each(text), ())
+        defaults = self.defaults(fields, inherited)
+        links = []
+        if "links" in fields and site_id is not None:
+            link_ids: dict[str, Location] = {}
+            for link_node in fields["links"][1].sequence(f"links of site {site_id}"):
+                link = self.link(link_node, site_id, tags, defaults, link_ids)
+                if link is not None:
+                    links.append(link)
+        if site_id is None:
+            return None
+        return Site(site_id, name, tags, tuple(links))
+
+    def link(
+        self,
+        node: Node,
+        site_id: str,
+        site_tags: tuple[str, ...],
+        inherited: dict[str, tuple[Any, Node]],
+        seen: dict[str, Location],
+    ) -> Link | None:
+        fields = self.fields(
+            node,
+            "a link",
+            ("id", "name", "role", "medium", "tags", "defaults", "checks"),
+            ("id", "checks"),
+        )
+        link_id = self.ident(fields, "link", seen)
+        tags = site_tags + self.plain(fields, "tags", each(text), ())
+        role_parser = _choice_of(ROLES, "the role tells redundancy analysis how this link counts")
+        link = Link(
+            id=link_id or "",
+            site_id=site_id,
+            name=self.plain(fields, "name", text, link_id or ""),
+            role=self.plain(fields, "role", role_parser, "primary"),
+            medium=self.plain(fields, "medium", text, ""),
+            tags=tags,
+            checks=(),
+        )
+        defaults = self.defaults(fields, inherited)
+        checks = []
+        if "checks" in fields and link_id is not None:
+            check_ids: dict[str, Location] = {}
+            for check_node in fields["checks"][1].sequence(f"checks of link {link_id}"):
+                check = self.check(check_node, link, defaults, check_ids)
+                if check is not None:
+                    checks.append(check)
+        if link_id is None:
+            return None
+        return Link(link.id, site_id, link.name, link.role, link.medium, tags, tuple(checks))
+
+    def check(
+        self,
+        node: Node,
+        link: Link,
+        inherited: dict[str, tuple[Any, Node]],
+        seen: dict[str, Location],
+    ) -> Check | None:
+        if not node.is_mapping:
+            self.fail(
+                node.error(
+                    "a check must be a mapping with id, kind and target",
+                    "write '- id: ...' then 'kind:' and 'target:' under it",
+                )
+            )
+            return None
+        raw_kind = {k: v for k, _, v in node.mapping("a check")}.get("kind")
+        probe = None
+        if raw_kind is None:
+            self.fail(
+                node.error(
+                    "a check has no 'kind'", "add 'kind:' with one of: " + ", ".join(REGISTRY)
+                )
+            )
+        elif not isinstance(raw_kind.value(), str) or raw_kind.value() not in REGISTRY:
+            self.fail(
+                raw_kind.error(
+                    f"unknown check kind {raw_kind.value()!r}", "use one of: " + ", ".join(REGISTRY)
+                )
+            )
+        else:
+            probe = REGISTRY[raw_kind.value()]
+        option_keys = {spec.name for spec in option_specs(probe.options)} if probe else set()
+        allowed = set(_CHECK_KEYS) | set(_SCHEDULE_PARSERS) | option_keys
+        if probe is None:
+            allowed |= _ALL_OPTION_KEYS | {"target"}
+        fields = self.fields(node, "a check", allowed, ("id",))
+        check_id = self.ident(fields, "check", seen)
+        tags = link.tags + self.plain(fields, "tags", each(text), ())
+        description = self.plain(fields, "description", text, "")
+        if probe is None or check_id is None:
+            return None
+
+        merged = {k: v for k, v in inherited.items() if k in option_keys | set(_SCHEDULE_PARSERS)}
+        merged.update({k: (v.value(), v) for k, (_, v) in fields.items() if k not in _CHECK_KEYS})
+        where = {k: n for k, (_, n) in merged.items()}
+        option_values = {k: v for k, (v, _) in merged.items() if k in option_keys}
+        schedule_values = {k: v for k, (v, _) in merged.items() if k in _SCHEDULE_PARSERS}
+
+        options, faults = parse_options(probe, option_values)
+        for key, exc in faults:
+            place = where.get(key, node)
+            self.fail(place.error(f"'{key}': {exc.message}", exc.hint))
+        try:
+            schedule = parse_schedule(schedule_values)
+        except OptionError as exc:
+            self.fail(where.get(exc.key or "", node).error(f"'{exc.key}': {exc.message}", exc.hint))
+            return None
+        if options is None:
+            return None
+        ref = _ref(
+            probe, options, f"{link.site_id}/{link.id}/{check_id}", link.site_id, link.id, tags
+        )
+        return Check(
+            ref,
+            probe,
+            options,
+            schedule.interval,
+            schedule.timeout,
+            schedule.retries,
+            description,
+            node.location,
+        )
+
+
+def _ref(
+    probe: ProbeKind, options: Any, check_id: str, site_id: str, link_id: str, tags: tuple[str, ...]
+) -> CheckRef:
+    return CheckRef(
+        check_id=check_id,
+        site_id=site_id,
+        link_id=link_id,
+        kind=probe.kind,
+        target=probe.target(options),
+        host=probe.host(options),
+        tags=tags,
+    )
+
+
+def adhoc_check(kind: str, values: Mapping[str, Any]) -> Check:
+    """A check built from raw values outside any inventory, for `commwatch probe` and tests.
+
+    `values` holds option and schedule keys (YAML-typed, as the inventory would give them);
+    raises OptionError naming the key at fault.
+    """
+    probe = REGISTRY[kind]
+    schedule_values = {k: v for k, v in values.items() if k in _SCHEDULE_PARSERS}
+    if "interval" not in schedule_values:
+        # A one-off probe has no interval; only its timeout matters.
+        schedule_values["interval"] = max(duration(values.get("timeout", 10.0)), 60.0)
+    schedule = parse_schedule(schedule_values)
+    options, faults = parse_options(
+        probe, {k: v for k, v in values.items() if k not in _SCHEDULE_PARSERS}
+    )
+    if faults:
+        key, exc = faults[0]
+        exc.key = key
+        raise exc
+    ref = _ref(probe, options, f"adhoc/{kind}", "adhoc", kind, ())
+    return Check(
+        ref,
+        probe,
+        options,
+        schedule.interval,
+        schedule.timeout,
+        schedule.retries,
+        "",
+        Location("<command line>", 0, 0),
+    )
+
+
+def _choice_of(choices: tuple[str, ...], why: str) -> Any:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise OptionError(f"{value!r} is not one of {', '.join(choices)}", why)
+        return value
+
+    return parse
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read and validate an inventory file. Raises InventoryErrors listing every fault found."""
+    file = str(path)
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InventoryErrors(
+            [
+                InventoryError(
+                    Location(file, 1, 1),
+                    f"cannot read the inventory: {exc.strerror}",
+                    "check the path",
+                )
+            ]
+        ) from None
+    except UnicodeDecodeError:
+        raise InventoryErrors(
+            [
+                InventoryError(
+                    Location(file, 1, 1), "the inventory is not UTF-8 text", "save it as UTF-8"
+                )
+            ]
+        ) from None
+    loader = _Loader(file)
+    try:
+        root = load(source, file)
+        if root is None:
+            raise InventoryError(
+                Location(file, 1, 1),
+                "the inventory is empty",
+                "start from the example inventory.yaml",
+            )
+        with relative_to(Path(path).resolve().parent):
+            inventory = loader.load(root)
+    except InventoryError as exc:
+        loader.errors.append(exc)
+        inventory = None
+    if inventory is None:
+        raise InventoryErrors(loader.errors)
+    return inventory

@@ -1,0 +1,118 @@
+"""The values that cross module boundaries: severities, verdicts and probe results.
+
+Everything here is frozen: a result, once made by the runner, is read by the state engine and
+every sink without any of them being able to change what another one sees.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+ObservationValue = int | float | str | bool | None
+
+
+class Severity(enum.IntEnum):
+    """Monitoring-plugin severities; the integer value is the plugin exit code."""
+
+    OK = 0
+    WARN = 1
+    CRIT = 2
+    UNKNOWN = 3
+
+    @property
+    def rank(self) -> int:
+        """How bad it is. A confirmed failure outranks not knowing: CRIT > UNKNOWN > WARN > OK."""
+        return _RANK[self]
+
+    @classmethod
+    def worst(cls, severities: Iterable[Severity]) -> Severity:
+        """The worst of an iterable of severities; OK when there are none."""
+        worst = cls.OK
+        for severity in severities:
+            if severity.rank > worst.rank:
+                worst = severity
+        return worst
+
+
+_RANK = {Severity.OK: 0, Severity.WARN: 1, Severity.UNKNOWN: 2, Severity.CRIT: 3}
+
+
+class ErrorClass(enum.StrEnum):
+    """Why a probe could not measure. The runner maps every exception to exactly one of these."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    DNS = "dns"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    CONFIG = "config"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One condition judged: the observed value, what it was held against, and the outcome."""
+
+    condition: str
+    value: ObservationValue
+    threshold: str
+    severity: Severity
+    unit: str = ""
+
+    def describe(self) -> str:
+        shown = "not measured" if self.value is None else f"{self.value}{self.unit}"
+        return f"{self.condition} {shown} ({self.threshold}): {self.severity.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeError:
+    """A classified failure to measure."""
+
+    error_class: ErrorClass
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRef:
+    """Where a check sits in the inventory, carried by every result so sinks need no lookup."""
+
+    check_id: str
+    site_id: str
+    link_id: str
+    kind: str
+    target: str
+    host: str
+    tags: tuple[str, ...] = ()
+
+
+def _frozen_mapping(values: Mapping[str, ObservationValue]) -> Mapping[str, ObservationValue]:
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one attempt of one check found."""
+
+    check: CheckRef
+    started_at: float
+    duration_ms: float
+    severity: Severity
+    observations: Mapping[str, ObservationValue] = field(default_factory=dict)
+    verdicts: tuple[Verdict, ...] = ()
+    error: ProbeError | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observations", _frozen_mapping(self.observations))
+
+    def summary(self) -> str:
+        """One line a person can act on: the error, else the verdicts that are not OK."""
+        if self.error is not None:
+            return f"{self.error.error_class}: {self.error.message}"
+        bad = [v.describe() for v in self.verdicts if v.severity is not Severity.OK]
+        if bad:
+            return "; ".join(bad)
+        return "all conditions OK"

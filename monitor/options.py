@@ -1,0 +1,404 @@
+"""Typed option declarations shared by the inventory loader and the `commwatch probe` flags.
+
+A probe declares its options once, as a frozen dataclass whose fields are made with `option()`.
+The loader validates inventory keys against those fields and the CLI turns the same fields into
+flags (`expect_status` -> `--expect-status`), so the two can never drift apart. Every parser takes
+a YAML-typed value (the CLI feeds flag text through the YAML scalar reader first) and raises
+`OptionError` with a message and a hint on bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class OptionError(ValueError):
+    """A value that cannot be accepted, with a hint on how to fix it.
+
+    `key` names the option at fault when the error is raised by a cross-field check rather than
+    by the parser of the key itself.
+    """
+
+    def __init__(self, message: str, hint: str = "", key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """What the loader and the CLI need to know about one option."""
+
+    name: str
+    parse: Parser
+    help: str
+    metavar: str
+    required: bool
+    repeatable: bool
+    default: Any
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    parse: Parser,
+    help: str,
+    metavar: str = "VALUE",
+    repeatable: bool = False,
+) -> Any:
+    """Declare an option field. `repeatable` options take a list (a repeated flag on the CLI)."""
+    metadata = {
+        "parse": parse,
+        "help": help,
+        "metavar": metavar,
+        "repeatable": repeatable,
+    }
+    if isinstance(default, list | dict | set):
+        raise TypeError("use a tuple or None as the default of a repeatable option")
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_specs(options_class: type) -> tuple[OptionSpec, ...]:
+    """The declared options of a probe's options dataclass, in declaration order."""
+    specs = []
+    for f in dataclasses.fields(options_class):
+        if "parse" not in f.metadata:
+            continue
+        specs.append(
+            OptionSpec(
+                name=f.name,
+                parse=f.metadata["parse"],
+                help=f.metadata["help"],
+                metavar=f.metadata["metavar"],
+                required=f.default is dataclasses.MISSING,
+                repeatable=f.metadata["repeatable"],
+                default=None if f.default is dataclasses.MISSING else f.default,
+            )
+        )
+    return tuple(specs)
+
+
+def build_options(options_class: type, values: Mapping[str, Any]) -> Any:
+    """Make an options instance from already-parsed values; runs the class's `validate()`."""
+    instance = options_class(**values)
+    validate = getattr(instance, "validate", None)
+    if validate is not None:
+        validate()
+    return instance
+
+
+# --- parsers -------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_HINT = "write a duration such as 250ms, 30s, 5m, 1h or 1m30s"
+
+
+def duration(value: Any) -> float:
+    """A positive duration in seconds, from `30s`, `5m`, `1h`, `250ms`, `1m30s` or plain seconds."""
+    if isinstance(value, bool):
+        raise OptionError(f"expected a duration, got {value!r}", _DURATION_HINT)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if not text or "".join(n + u for n, u in parts) != text:
+            raise OptionError(f"{value!r} is not a duration", _DURATION_HINT)
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    else:
+        raise OptionError(f"expected a duration, got {type_name(value)}", _DURATION_HINT)
+    if seconds <= 0:
+        raise OptionError(f"duration must be greater than zero, got {value!r}", _DURATION_HINT)
+    return seconds
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise OptionError(
+                f"expected a whole number, got {type_name(value)} {value!r}",
+                "write digits only, without quotes",
+            )
+        _check_range(value, minimum, maximum)
+        return value
+
+    return parse
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise OptionError(
+                f"expected a number, got {type_name(value)} {value!r}",
+                "write a number such as 30 or 7.5, without quotes",
+            )
+        _check_range(value, minimum, maximum)
+        return float(value)
+
+    return parse
+
+
+def _check_range(value: float, minimum: float | None, maximum: float | None) -> None:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f"at least {minimum}"
+        high = "" if maximum is None else f"at most {maximum}"
+        raise OptionError(f"{value} is out of range", " and ".join(p for p in (low, high) if p))
+
+
+def port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise OptionError(f"{value!r} is not a TCP/UDP port", "use a whole number from 1 to 65535")
+    return value
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError(
+            f"expected non-empty text, got {type_name(value)} {value!r}",
+            "write a word or a quoted string",
+        )
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(
+            f"expected true or false, got {type_name(value)} {value!r}", "write true or false"
+        )
+    return value
+
+
+def choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise OptionError(
+                f"{value!r} is not one of the choices", "use one of: " + ", ".join(choices)
+            )
+        return value.lower()
+
+    return parse
+
+
+def each(parse_one: Parser) -> Parser:
+    """A list of values, each parsed by `parse_one`; a single value is a list of one."""
+
+    def parse(value: Any) -> tuple[Any, ...]:
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise OptionError("the list is empty", "give at least one value or leave the key out")
+        return tuple(parse_one(item) for item in items)
+
+    return parse
+
+
+def regex(value: Any) -> re.Pattern[str]:
+    pattern = text(value)
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise OptionError(
+            f"{pattern!r} is not a valid regular expression: {exc}",
+            "check brackets and escapes; quote the pattern in YAML",
+        ) from exc
+
+
+def host(value: Any) -> str:
+    """A host name or an IP address literal."""
+    name = text(value).strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    labels = name.rstrip(".").split(".")
+    if len(name) > 253 or not all(
+        re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?", label) for label in labels
+    ):
+        raise OptionError(
+            f"{name!r} is not a host name or IP address",
+            "use a name like gw1.example.net or an address like 192.0.2.10",
+        )
+    return name
+
+
+def host_port(value: Any, default_port: int | None = None) -> tuple[str, int]:
+    """`HOST:PORT`, `[IPv6]:PORT`, or `HOST` alone when a default port exists."""
+    raw = text(value).strip()
+    match = re.fullmatch(r"\[([^\]]+)\](?::(.*))?|([^:]+)(?::(.*))?", raw)
+    if match is None:
+        raise OptionError(
+            f"{raw!r} is not HOST:PORT", "write host:port, or [address]:port for IPv6"
+        )
+    name = match.group(1) or match.group(3)
+    port_text = match.group(2) if match.group(1) else match.group(4)
+    if port_text is None:
+        if default_port is None:
+            raise OptionError(f"{raw!r} has no port", "write host:port, e.g. 192.0.2.10:443")
+        return host(name), default_port
+    if not port_text.isdigit():
+        raise OptionError(f"{port_text!r} is not a port number", "use a number from 1 to 65535")
+    return host(name), port(int(port_text))
+
+
+_base_dir: contextvars.ContextVar[Path] = contextvars.ContextVar("base_dir", default=Path("."))
+
+
+@contextlib.contextmanager
+def relative_to(folder: Path) -> Iterator[None]:
+    """Resolve relative paths parsed inside this block against `folder` (the inventory's)."""
+    token = _base_dir.set(folder)
+    try:
+        yield
+    finally:
+        _base_dir.reset(token)
+
+
+def path(value: Any) -> str:
+    """A file path; relative paths start at the inventory file's folder."""
+    return str(_base_dir.get() / Path(text(value)).expanduser())
+
+
+def readable_file(value: Any) -> str:
+    resolved = path(value)
+    if not os.access(resolved, os.R_OK) or not Path(resolved).is_file():
+        raise OptionError(
+            f"file {resolved} does not exist or is not readable",
+            "check the path (relative paths start at the inventory's folder)",
+        )
+    return resolved
+
+
+def format_host_port(name: str, port_number: int) -> str:
+    return f"[{name}]:{port_number}" if ":" in name else f"{name}:{port_number}"
+
+
+def type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives. Only the reference is ever printed; the value is read at use."""
+
+    source: str  # "env" or "file"
+    name: str
+
+    def __repr__(self) -> str:
+        return f"<secret {self.source}:{self.name}>"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        if self.source == "env":
+            value = os.environ.get(self.name)
+            if value is None:
+                raise OptionError(
+                    f"environment variable {self.name} is not set",
+                    "export it before starting commwatch",
+                )
+            return value
+        try:
+            return Path(self.name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise OptionError(
+                f"cannot read secret file {self.name}: {exc.strerror}",
+                "check the path and its permissions",
+            ) from None
+
+    def check_available(self) -> None:
+        """Fail early, at load time, when the secret cannot be had; never reveals it."""
+        if self.source == "env":
+            if self.name not in os.environ:
+                raise OptionError(
+                    f"environment variable {self.name} is not set",
+                    "export it before starting commwatch, or use a *_file key",
+                )
+        elif not os.access(self.name, os.R_OK):
+            raise OptionError(
+                f"secret file {self.name} does not exist or is not readable",
+                "check the path (relative paths start at the inventory's folder)",
+            )
+
+
+def secret_env(value: Any) -> SecretRef:
+    name = text(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise OptionError(
+            f"{name!r} is not an environment variable name",
+            "name the variable, e.g. SNMP_COMMUNITY, not its value",
+        )
+    return SecretRef("env", name)
+
+
+def secret_file(value: Any) -> SecretRef:
+    return SecretRef("file", path(value))
+
+
+def headers(value: Any) -> tuple[tuple[str, str | SecretRef], ...]:
+    """HTTP headers as a mapping, or as `Name: value` lines (the CLI form).
+
+    A header value may be `{env: NAME}` or `{file: PATH}` so tokens stay out of the inventory.
+    """
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        pairs: dict[str, Any] = {}
+        for line in value:
+            name, sep, rest = text(line).partition(":")
+            if not sep:
+                raise OptionError(f"{line!r} is not a header line", "write 'Name: value'")
+            pairs[name.strip()] = rest.strip()
+        value = pairs
+    if not isinstance(value, dict):
+        raise OptionError(
+            f"expected a mapping of header names to values, got {type_name(value)}",
+            "write e.g. headers: {Accept: application/json}",
+        )
+    result = []
+    for name, raw in value.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise OptionError(f"{name!r} is not a valid header name", "use letters, digits and -")
+        if isinstance(raw, dict):
+            if len(raw) != 1 or next(iter(raw)) not in ("env", "file"):
+                raise OptionError(
+                    f"header {name} must be text or {{env: NAME}} / {{file: PATH}}",
+                    "keep tokens out of the inventory with env: or file:",
+                )
+            source, ref = next(iter(raw.items()))
+            result.append((name, secret_env(ref) if source == "env" else secret_file(ref)))
+        elif isinstance(raw, str | int | float) and not isinstance(raw, bool):
+            result.append((name, str(raw)))
+        else:
+            raise OptionError(
+                f"header {name} has {type_name(raw)} as its value", "write the value as text"
+            )
+    return tuple(result)

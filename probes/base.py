@@ -1,0 +1,73 @@
+"""The one signature every probe kind implements.
+
+A probe module defines a frozen options dataclass (fields made with `monitor.options.option`,
+the first being `target`) and a module-level `PROBE = ProbeKind(...)`; `probes/__init__.py` lists
+it in the registry. The probe measures and returns observations, or raises; the runner times it,
+classifies failures and judges the conditions the probe declares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.conditions import Condition
+from monitor.model import ObservationValue
+
+Observations = dict[str, ObservationValue]
+
+
+class SharedResources:
+    """Long-lived objects that many checks share within one engine run (an HTTP session, an SNMP
+    engine, a certificate cache). Made on first use inside the running loop, closed at shutdown."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def get(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[Any]],
+        close: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> Any:
+        if key in self._items:
+            return self._items[key]
+        async with self._lock:
+            if key not in self._items:
+                item = await factory()
+                self._items[key] = item
+                if close is not None:
+                    self._closers.append(lambda: close(item))
+        return self._items[key]
+
+    async def aclose(self) -> None:
+        closers, self._closers = self._closers, []
+        self._items.clear()
+        for closer in reversed(closers):
+            await closer()
+
+
+@dataclass
+class ProbeContext:
+    """What a probe gets besides its options: its time budget, its memory of earlier polls of the
+    same check (for rates and change detection), and the engine's shared resources."""
+
+    timeout: float
+    shared: SharedResources
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    kind: str
+    summary: str
+    target_help: str
+    options: type
+    measure: Callable[[Any, ProbeContext], Awaitable[Observations]]
+    conditions: Callable[[Any], tuple[Condition, ...]]
+    target: Callable[[Any], str]
+    host: Callable[[Any], str]
