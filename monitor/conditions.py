@@ -25,14 +25,23 @@ class Threshold:
     higher_is_worse: bool = True
 
     def judge(self, value: ObservationValue) -> Verdict:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return Verdict(self.condition, value, self.describe(), Severity.UNKNOWN, self.unit)
-        severity = Severity.OK
-        if self.warn is not None and self._breaches(value, self.warn):
-            severity = Severity.WARN
-        if self.crit is not None and self._breaches(value, self.crit):
-            severity = Severity.CRIT
-        return Verdict(self.condition, value, self.describe(), severity, self.unit)
+        severity = Severity.UNKNOWN
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            severity = Severity.OK
+            if self.warn is not None and self._breaches(value, self.warn):
+                severity = Severity.WARN
+            if self.crit is not None and self._breaches(value, self.crit):
+                severity = Severity.CRIT
+        return Verdict(
+            self.condition,
+            value,
+            self.describe(),
+            severity,
+            self.unit,
+            self.warn,
+            self.crit,
+            self.higher_is_worse,
+        )
 
     def _breaches(self, value: float, bound: float) -> bool:
         return value > bound if self.higher_is_worse else value < bound

@@ -530,5 +530,6 @@ def load_inventory(path: str | Path) -> Inventory:
         loader.errors.append(exc)
         inventory = None
     if inventory is None:
+        loader.errors.sort(key=lambda e: (e.location.line, e.location.column))
         raise InventoryErrors(loader.errors)
     return inventory

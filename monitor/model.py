@@ -62,6 +62,10 @@ class Verdict:
     threshold: str
     severity: Severity
     unit: str = ""
+    # Numeric bounds, for thresholds: consumers such as perfdata need them as numbers.
+    warn: float | None = None
+    crit: float | None = None
+    higher_is_worse: bool = True
 
     def describe(self) -> str:
         shown = "not measured" if self.value is None else f"{self.value}{self.unit}"

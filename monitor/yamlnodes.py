@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+import yaml.constructor
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Node:
 
     def value(self) -> Any:
         """The plain Python value (YAML 1.1 safe types) of this node and everything below it."""
-        constructor = yaml.SafeConstructor()
+        constructor = yaml.constructor.SafeConstructor()
         return constructor.construct_object(self._node, deep=True)
 
     def mapping(self, what: str) -> Iterator[tuple[str, Node, Node]]:

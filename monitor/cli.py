@@ -1,0 +1,368 @@
+"""The `commwatch` command: check an inventory, run it headless, or probe one target."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fnmatch
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import yaml
+
+from monitor import output
+from monitor.inventory import (
+    Check,
+    Concurrency,
+    Inventory,
+    InventoryErrors,
+    adhoc_check,
+    load_inventory,
+)
+from monitor.model import ProbeResult, Severity
+from monitor.options import OptionError, OptionSpec, boolean, duration, option_specs
+from monitor.scheduler import Scheduler
+from probes import REGISTRY
+
+DEFAULT_INVENTORY = "inventory.yaml"
+EXIT_UNKNOWN = Severity.UNKNOWN.value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (UNKNOWN), as monitoring plugins do: 2 would read as CRITICAL."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="commwatch",
+        description="Watch emergency-communication links: availability, TLS certificate health "
+        "and SNMP status, from an inventory of sites, links and checks.",
+        epilog="Exit codes follow the monitoring-plugin convention: 0 OK, 1 WARN, 2 CRIT, "
+        "3 UNKNOWN (including usage errors and unreadable inventories).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = commands.add_parser(
+        "check",
+        help="validate an inventory and summarise it",
+        description="Validate an inventory; exit 0 when valid, 2 when not, listing every fault "
+        "as file:line:column.",
+    )
+    check.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+
+    run = commands.add_parser(
+        "run",
+        help="run the checks headless and emit JSON",
+        description="Run every selected check. With --once: one sweep, one JSON document, exit "
+        "code = worst severity. Without: run continuously, one JSON line per result, until "
+        "interrupted (SIGINT/SIGTERM).",
+    )
+    run.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    run.add_argument("--once", action="store_true", help="one sweep, then exit")
+    run.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default="json",
+        help="json (default) for machines, table for people",
+    )
+    _add_filters(run)
+
+    probe = commands.add_parser(
+        "probe",
+        help="run one check with no inventory (usable as a monitoring plugin)",
+        description="Run one check from the command line. Every inventory key of the kind is a "
+        "flag (latency_warn -> --latency-warn). Secrets only by reference (*-env, *-file).",
+    )
+    kinds = probe.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=_Parser)
+    for kind, probe_kind in REGISTRY.items():
+        sub = kinds.add_parser(kind, help=probe_kind.summary, description=probe_kind.summary)
+        sub.add_argument(
+            "target",
+            metavar=probe_kind.target_help.replace(" ", "_"),
+            help=f"what to check: {probe_kind.target_help}",
+        )
+        sub.add_argument(
+            "--timeout",
+            metavar="DURATION",
+            default="10s",
+            help="give up after this long (default 10s)",
+        )
+        output_group = sub.add_mutually_exclusive_group()
+        output_group.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="text (default) or json, the same object `run` emits",
+        )
+        output_group.add_argument(
+            "--nagios", action="store_true", help="one monitoring-plugin status line with perfdata"
+        )
+        for spec in option_specs(probe_kind.options):
+            if spec.name != "target":
+                _add_option_flag(sub, spec)
+    return parser
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection (repeat a flag for any of several values)")
+    group.add_argument(
+        "--only",
+        action="append",
+        metavar="ID",
+        help="check id or glob, full (site/link/check) or the check's own id",
+    )
+    group.add_argument("--site", action="append", metavar="ID", help="checks of this site")
+    group.add_argument("--tag", action="append", metavar="TAG", help="checks with this tag")
+    group.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        choices=sorted(REGISTRY),
+        help="checks of this kind",
+    )
+
+
+def _add_option_flag(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
+    flag = "--" + spec.name.replace("_", "-")
+    default = "" if spec.default in (None, ()) else f" (default {_show_default(spec.default)})"
+    if spec.parse is boolean:
+        parser.add_argument(
+            flag,
+            dest=spec.name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=spec.help + default,
+        )
+    else:
+        parser.add_argument(
+            flag,
+            dest=spec.name,
+            metavar=spec.metavar,
+            default=None,
+            action="append" if spec.repeatable else "store",
+            help=spec.help + (" (repeatable)" if spec.repeatable else "") + default,
+        )
+
+
+def _show_default(value: Any) -> str:
+    return str(getattr(value, "pattern", value))
+
+
+def flag_value(spec: OptionSpec, raw: Any) -> Any:
+    """Flag text as the inventory would hold it: kept as text when the option takes it as
+    text, else read as a YAML scalar (so `--port 8443` is a number, `--expect-status 200-299`
+    stays text)."""
+    if not isinstance(raw, str | list):
+        return raw
+    try:
+        spec.parse(raw)
+        return raw
+    except OptionError:
+        if isinstance(raw, list):
+            return [_scalar(item) for item in raw]
+        return _scalar(raw)
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    inventory = _load(args.inventory)
+    if inventory is None:
+        return 2
+    kinds = Counter(check.kind for check in inventory.checks)
+    roles = Counter(link.role for link in inventory.links)
+    print(f"{inventory.path}: valid")
+    print(
+        f"  {len(inventory.sites)} sites, {len(inventory.links)} links "
+        f"({', '.join(f'{n} {role}' for role, n in sorted(roles.items()))}), "
+        f"{len(inventory.checks)} checks"
+    )
+    for kind, count in sorted(kinds.items()):
+        print(f"  {count:>5} {kind}")
+    return 0
+
+
+def _load(path: str) -> Inventory | None:
+    try:
+        return load_inventory(path)
+    except InventoryErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{path}: {len(exc.errors)} problem(s); nothing was run", file=sys.stderr)
+        return None
+
+
+def select_checks(inventory: Inventory, args: argparse.Namespace) -> list[Check]:
+    def wanted(check: Check) -> bool:
+        ref = check.ref
+        own_id = ref.check_id.rsplit("/", 1)[-1]
+        return (
+            (
+                not args.only
+                or any(
+                    fnmatch.fnmatchcase(ref.check_id, p) or fnmatch.fnmatchcase(own_id, p)
+                    for p in args.only
+                )
+            )
+            and (not args.site or ref.site_id in args.site)
+            and (not args.tag or any(tag in ref.tags for tag in args.tag))
+            and (not args.kind or ref.kind in args.kind)
+        )
+
+    return [check for check in inventory.checks if wanted(check)]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    inventory = _load(args.inventory)
+    if inventory is None:
+        return EXIT_UNKNOWN
+    checks = select_checks(inventory, args)
+    if not checks:
+        print("commwatch: no check matches the selection", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if args.once:
+        return asyncio.run(_sweep(inventory, checks, args.format))
+    return asyncio.run(_stream(inventory, checks, args.format))
+
+
+def _install_stop_signals(scheduler: Scheduler) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, scheduler.stop)
+
+
+async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int:
+    results: list[ProbeResult] = []
+    show_progress = sys.stderr.isatty()
+
+    def collect(result: ProbeResult) -> None:
+        results.append(result)
+        if show_progress:
+            output.progress(len(results), len(checks))
+
+    scheduler = Scheduler(checks, inventory.concurrency, collect)
+    _install_stop_signals(scheduler)
+    started = time.time()
+    await scheduler.sweep()
+    finished = time.time()
+    order = {check.ref.check_id: i for i, check in enumerate(checks)}
+    results.sort(key=lambda r: order[r.check.check_id])
+    complete = len(results) == len(checks)
+    if fmt == "table":
+        print(output.table(results, output.use_colour(sys.stdout)))
+    else:
+        document = output.sweep_document(results, started, finished, inventory.path, complete)
+        json.dump(document, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    if not complete:
+        print(
+            f"commwatch: interrupted after {len(results)} of {len(checks)} checks", file=sys.stderr
+        )
+        return EXIT_UNKNOWN
+    return output.worst(results).value
+
+
+async def _stream(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int:
+    colour = output.use_colour(sys.stdout)
+
+    def emit(result: ProbeResult) -> None:
+        if fmt == "table":
+            line = (
+                f"{output.iso_time(result.started_at)}  "
+                f"{output.severity_label(result.severity, colour)}  "
+                f"{result.check.check_id}  {result.summary()}"
+            )
+        else:
+            line = output.result_line(result)
+        output.write_line(sys.stdout, line)
+
+    scheduler = Scheduler(checks, inventory.concurrency, emit)
+    _install_stop_signals(scheduler)
+    await scheduler.run()
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    probe_kind = REGISTRY[args.kind]
+    values: dict[str, Any] = {"target": args.target}
+    for spec in option_specs(probe_kind.options):
+        raw = getattr(args, spec.name, None)
+        if spec.name != "target" and raw is not None:
+            values[spec.name] = flag_value(spec, raw)
+    try:
+        values["timeout"] = duration(args.timeout)
+        check = adhoc_check(args.kind, values)
+    except OptionError as exc:
+        flag = "--" + (exc.key or "target").replace("_", "-")
+        where = "TARGET" if exc.key in (None, "target") else flag
+        print(f"commwatch probe {args.kind}: {where}: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    result = asyncio.run(_probe_once(check))
+    if args.nagios:
+        print(output.nagios_line(result))
+    elif args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "schema_version": output.SCHEMA_VERSION,
+                    "type": "result",
+                    **output.result_to_dict(result),
+                },
+                indent=2,
+                allow_nan=False,
+            )
+        )
+    else:
+        print(output.verdict_list(result, output.use_colour(sys.stdout)))
+    return result.severity.value
+
+
+async def _probe_once(check: Check) -> ProbeResult:
+    results: list[ProbeResult] = []
+    await Scheduler([check], Concurrency(global_limit=1, per_host=1), results.append).sweep()
+    return results[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("COMMWATCH_LOG", "WARNING").upper(),
+        format="commwatch: %(levelname)s %(name)s: %(message)s",
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"check": cmd_check, "run": cmd_run, "probe": cmd_probe}
+    if args.command is None:
+        parser.print_help()
+        return EXIT_UNKNOWN
+    try:
+        return handlers[args.command](args)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return EXIT_UNKNOWN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The runner: one classification table, failures never escape, judgement of partial results."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import ssl
+
+import aiohttp
+import dns.exception
+import pytest
+
+from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
+from monitor.inventory import adhoc_check
+from monitor.model import ErrorClass, Severity
+from monitor.options import OptionError
+from monitor.runner import SEVERITY_OF_ERROR, classify, run_check
+from probes.base import ProbeKind
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (TimeoutError(), ErrorClass.TIMEOUT),
+        (dns.exception.Timeout(), ErrorClass.TIMEOUT),
+        (OSError(errno.ETIMEDOUT, "timed out"), ErrorClass.TIMEOUT),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), ErrorClass.REFUSED),
+        (OSError(errno.ECONNREFUSED, "refused"), ErrorClass.REFUSED),
+        (OSError(errno.EHOSTUNREACH, "no route"), ErrorClass.UNREACHABLE),
+        (OSError(errno.ENETUNREACH, "network unreachable"), ErrorClass.UNREACHABLE),
+        (DnsFailure("no such host"), ErrorClass.DNS),
+        (TlsFailure("handshake"), ErrorClass.TLS),
+        (ssl.SSLError(1, "bad"), ErrorClass.TLS),
+        (ssl.SSLCertVerificationError(1, "verify"), ErrorClass.TLS),
+        (ProtocolFailure("garbage"), ErrorClass.PROTOCOL),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), ErrorClass.PROTOCOL),
+        (aiohttp.ServerDisconnectedError(), ErrorClass.PROTOCOL),
+        (dns.exception.FormError(), ErrorClass.PROTOCOL),
+        (ConfigFailure("secret gone"), ErrorClass.CONFIG),
+        (OptionError("env var unset"), ErrorClass.CONFIG),
+        (KeyError("bug"), ErrorClass.INTERNAL),
+        (ZeroDivisionError(), ErrorClass.INTERNAL),
+    ],
+)
+def test_classification_table(exc, expected):
+    assert classify(exc) is expected
+
+
+def test_every_error_class_has_a_severity():
+    assert set(SEVERITY_OF_ERROR) == set(ErrorClass)
+    assert SEVERITY_OF_ERROR[ErrorClass.INTERNAL] is Severity.UNKNOWN
+    assert SEVERITY_OF_ERROR[ErrorClass.TIMEOUT] is Severity.CRIT
+
+
+def _with_measure(measure) -> object:
+    """A tcp check whose probe measures with `measure`: a probe written wrong on purpose."""
+    check = adhoc_check("tcp", {"target": "127.0.0.1:9", "timeout": "300ms"})
+    probe = dataclasses.replace(check.probe, measure=measure)
+    assert isinstance(probe, ProbeKind)
+    return dataclasses.replace(check, probe=probe)
+
+
+async def test_a_probe_bug_is_unknown_internal_and_logged(shared, caplog):
+    async def broken(options, ctx):
+        raise KeyError("oops")
+
+    result = await run_check(_with_measure(broken), shared)
+    assert result.severity is Severity.UNKNOWN
+    assert result.error.error_class is ErrorClass.INTERNAL
+    assert result.error.message == "KeyError: 'oops'"
+    assert "failed unexpectedly" in caplog.text
+
+
+async def test_a_probe_that_ignores_its_timeout_is_cut_off(shared):
+    async def hangs(options, ctx):
+        await asyncio.sleep(3600)
+
+    started = asyncio.get_running_loop().time()
+    result = await run_check(_with_measure(hangs), shared)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert result.error.error_class is ErrorClass.TIMEOUT
+    assert result.error.message == "no answer within 0.3s"
+
+
+async def test_partial_observations_are_judged_and_kept(shared):
+    async def half(options, ctx):
+        raise ProtocolFailure("reset after connect", {"connect_ms": 5000.0})
+
+    check = _with_measure(half)
+    check = dataclasses.replace(
+        check, options=dataclasses.replace(check.options, latency_warn=1.0, latency_crit=2.0)
+    )
+    result = await run_check(check, shared)
+    assert result.observations["connect_ms"] == 5000.0
+    assert [v.severity for v in result.verdicts] == [Severity.CRIT]
+    assert result.error.error_class is ErrorClass.PROTOCOL
+    assert result.summary() == "protocol: reset after connect"
+
+
+async def test_memory_persists_between_attempts_of_a_check(shared):
+    async def counts(options, ctx):
+        ctx.memory["polls"] = ctx.memory.get("polls", 0) + 1
+        return {"polls": ctx.memory["polls"]}
+
+    check = _with_measure(counts)
+    memory: dict = {}
+    await run_check(check, shared, memory)
+    result = await run_check(check, shared, memory)
+    assert result.observations["polls"] == 2
+    with pytest.raises(TypeError):
+        result.observations["polls"] = 3

@@ -1,0 +1,176 @@
+"""The scheduler: caps, fairness, no self-overlap, commands, and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+
+import pytest
+
+from monitor.inventory import Check, Concurrency, adhoc_check
+from monitor.model import ProbeResult, Severity
+from monitor.runner import run_check
+from monitor.scheduler import Scheduler
+from tests.peers.tcp_peers import accepting_listener, blackhole_port
+
+
+def make_check(name: str, host: str = "127.0.0.1", port: int = 9, **values) -> Check:
+    check = adhoc_check("tcp", {"target": f"{host}:{port}", **values})
+    return dataclasses.replace(check, ref=dataclasses.replace(check.ref, check_id=name))
+
+
+class Recorder:
+    """A runner that records concurrency instead of touching the network: these tests are about
+    when checks start, not what they find (the probes have their own tests against real peers)."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        self.delay = delay
+        self.running: Counter[str] = Counter()
+        self.running_hosts: Counter[str] = Counter()
+        self.max_total = 0
+        self.max_per_host = 0
+        self.max_per_check = 0
+        self.started: list[str] = []
+
+    async def __call__(self, check, shared, memory) -> ProbeResult:
+        cid, host = check.ref.check_id, check.ref.host
+        self.started.append(cid)
+        self.running[cid] += 1
+        self.running_hosts[host] += 1
+        self.max_total = max(self.max_total, sum(self.running.values()))
+        self.max_per_host = max(self.max_per_host, self.running_hosts[host])
+        self.max_per_check = max(self.max_per_check, self.running[cid])
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.running[cid] -= 1
+            self.running_hosts[host] -= 1
+        return ProbeResult(check.ref, 0.0, self.delay * 1000, Severity.OK)
+
+
+async def test_sweep_runs_every_check_once_within_the_global_cap():
+    checks = [make_check(f"c{i}", host=f"127.0.1.{i}") for i in range(30)]
+    recorder, results = Recorder(), []
+    await Scheduler(checks, Concurrency(5, 4), results.append, runner=recorder).sweep()
+    assert sorted(r.check.check_id for r in results) == sorted(c.ref.check_id for c in checks)
+    assert recorder.max_total == 5
+
+
+async def test_per_host_cap_holds_while_other_hosts_use_the_free_slots():
+    busy = [make_check(f"busy{i}", host="127.0.2.1") for i in range(12)]
+    others = [make_check(f"other{i}", host=f"127.0.3.{i}") for i in range(6)]
+    recorder = Recorder()
+    await Scheduler(busy + others, Concurrency(8, 2), lambda r: None, runner=recorder).sweep()
+    assert recorder.max_per_host == 2
+    # Round robin over hosts: the other hosts do not wait behind the busy host's queue.
+    assert all(recorder.started.index(f"other{i}") < 12 for i in range(6))
+
+
+async def test_a_hung_host_does_not_delay_the_others():
+    results: list[ProbeResult] = []
+    finished_at: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    def sink(result: ProbeResult) -> None:
+        results.append(result)
+        finished_at[result.check.check_id] = loop.time()
+
+    with blackhole_port("127.0.4.1") as dead_port:
+        async with accepting_listener("127.0.4.2") as live_port:
+            hung = [make_check(f"hung{i}", "127.0.4.1", dead_port, timeout="1s") for i in range(4)]
+            live = [make_check(f"live{i}", "127.0.4.2", live_port) for i in range(20)]
+            started = loop.time()
+            await Scheduler(hung + live, Concurrency(6, 4), sink).sweep()
+    assert all(finished_at[f"live{i}"] - started < 0.5 for i in range(20))
+    assert {r.error.error_class.value for r in results if r.check.check_id.startswith("hung")} == {
+        "timeout"
+    }
+
+
+async def test_continuous_runs_never_overlap_a_check_with_itself():
+    recorder = Recorder(delay=0.25)
+    checks = [make_check("slow", interval="100ms", timeout="100ms")]
+    scheduler = Scheduler(
+        checks, Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
+    )
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.9)
+    scheduler.stop()
+    await task
+    assert recorder.max_per_check == 1
+    assert 3 <= len(recorder.started) <= 4
+
+
+async def test_checks_repeat_on_their_interval():
+    recorder = Recorder(delay=0.001)
+    checks = [make_check("fast", interval="100ms", timeout="50ms")]
+    scheduler = Scheduler(
+        checks, Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
+    )
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.55)
+    scheduler.stop()
+    await task
+    assert 5 <= len(recorder.started) <= 7
+
+
+async def test_pause_resume_and_run_now():
+    recorder = Recorder(delay=0.001)
+    checks = [make_check("a", interval="1h"), make_check("b", host="127.0.0.2", interval="1h")]
+    scheduler = Scheduler(
+        checks, Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
+    )
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.05)
+    assert sorted(recorder.started) == ["a", "b"]
+    scheduler.pause("a")
+    assert scheduler.is_paused("a")
+    scheduler.run_now("b")
+    await asyncio.sleep(0.05)
+    assert recorder.started.count("b") == 2
+    scheduler.resume("a")
+    await asyncio.sleep(0.05)
+    assert recorder.started.count("a") == 2
+    scheduler.stop()
+    await task
+
+
+async def test_stop_cancels_in_flight_checks_and_leaves_no_tasks():
+    with blackhole_port() as port:
+        checks = [make_check(f"h{i}", port=port, timeout="30s", interval="1m") for i in range(5)]
+        scheduler = Scheduler(checks, Concurrency(10, 10), lambda r: None, start_spread=0)
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.1)
+        scheduler.stop()
+        await asyncio.wait_for(task, 1.0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_sink_that_fails_ends_the_run_with_its_error():
+    def broken_sink(result: ProbeResult) -> None:
+        raise BrokenPipeError("reader went away")
+
+    recorder = Recorder(delay=0.001)
+    checks = [make_check(f"c{i}", interval="100ms", timeout="50ms") for i in range(3)]
+    scheduler = Scheduler(checks, Concurrency(10, 10), broken_sink, runner=recorder, start_spread=0)
+    with pytest.raises(BrokenPipeError):
+        await asyncio.wait_for(scheduler.run(), 1.0)
+
+
+async def test_shared_resources_are_closed_after_a_sweep():
+    closed = []
+
+    async def runner(check, shared, memory):
+        async def make():
+            return object()
+
+        async def close(item):
+            closed.append(item)
+
+        await shared.get("thing", make, close)
+        return await run_check(check, shared, memory)
+
+    checks = [make_check(f"c{i}") for i in range(3)]
+    await Scheduler(checks, Concurrency(10, 10), lambda r: None, runner=runner).sweep()
+    assert len(closed) == 1
