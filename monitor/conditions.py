@@ -33,14 +33,15 @@ class Threshold:
             if self.crit is not None and self._breaches(value, self.crit):
                 severity = Severity.CRIT
         return Verdict(
-            self.condition,
-            value,
-            self.describe(),
-            severity,
-            self.unit,
-            self.warn,
-            self.crit,
-            self.higher_is_worse,
+            condition=self.condition,
+            observation=self.observation,
+            value=value,
+            threshold=self.describe(),
+            severity=severity,
+            unit=self.unit,
+            warn=self.warn,
+            crit=self.crit,
+            higher_is_worse=self.higher_is_worse,
         )
 
     def _breaches(self, value: float, bound: float) -> bool:
@@ -69,7 +70,14 @@ class Expectation:
 
     def judge(self, value: ObservationValue) -> Verdict:
         severity = Severity.OK if self.accepts(value) else self.severity
-        return Verdict(self.condition, value, f"expected {self.expected}", severity, self.unit)
+        return Verdict(
+            condition=self.condition,
+            observation=self.observation,
+            value=value,
+            threshold=f"expected {self.expected}",
+            severity=severity,
+            unit=self.unit,
+        )
 
 
 Condition = Threshold | Expectation
@@ -82,7 +90,14 @@ def evaluate(
     for condition in conditions:
         if condition.observation not in observations:
             verdicts.append(
-                Verdict(condition.condition, None, "not measured", Severity.UNKNOWN, condition.unit)
+                Verdict(
+                    condition=condition.condition,
+                    observation=condition.observation,
+                    value=None,
+                    threshold="not measured",
+                    severity=Severity.UNKNOWN,
+                    unit=condition.unit,
+                )
             )
         else:
             verdicts.append(condition.judge(observations[condition.observation]))

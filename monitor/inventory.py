@@ -530,6 +530,7 @@ def load_inventory(path: str | Path) -> Inventory:
         loader.errors.append(exc)
         inventory = None
     if inventory is None:
-        loader.errors.sort(key=lambda e: (e.location.line, e.location.column))
-        raise InventoryErrors(loader.errors)
+        # A bad inherited default is found once per check that inherits it: report it once.
+        unique = {(e.location.line, e.location.column, e.message): e for e in loader.errors}
+        raise InventoryErrors([unique[key] for key in sorted(unique)])
     return inventory

@@ -58,6 +58,7 @@ class Verdict:
     """One condition judged: the observed value, what it was held against, and the outcome."""
 
     condition: str
+    observation: str
     value: ObservationValue
     threshold: str
     severity: Severity

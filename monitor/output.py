@@ -34,6 +34,7 @@ def _json_value(value: Any) -> Any:
 def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
     return {
         "condition": verdict.condition,
+        "observation": verdict.observation,
         "value": _json_value(verdict.value),
         "unit": verdict.unit,
         "threshold": verdict.threshold,
@@ -171,9 +172,9 @@ _PERF_UNITS = {"ms": "ms", "s": "s", "%": "%", "B": "B", "days": ""}
 
 def nagios_line(result: ProbeResult) -> str:
     """`KIND STATE - target: summary | perfdata`, the monitoring-plugin convention."""
-    judged = {v.condition for v in result.verdicts}
+    judged = {v.observation for v in result.verdicts}
     perf = [
-        _perf(v.condition, v.value, v.unit, _range(v.warn, v), _range(v.crit, v))
+        _perf(v.observation, v.value, v.unit, _range(v.warn, v), _range(v.crit, v))
         for v in result.verdicts
         if _is_number(v.value)
     ]

@@ -1,0 +1,314 @@
+"""Inventory loading: inheritance, and every rejection with its exact place and message."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from monitor.inventory import InventoryErrors, load_inventory
+
+GOOD = """\
+version: 1
+defaults:
+  interval: 2m
+  timeout: 5s
+  latency_warn: 300ms
+concurrency:
+  global: 50
+  per_host: 2
+sites:
+  - id: psap-north
+    name: North PSAP
+    tags: [psap]
+    defaults:
+      interval: 30s
+    links:
+      - id: fibre
+        role: primary
+        medium: fibre
+        tags: [fibre]
+        defaults:
+          latency_crit: 1s
+        checks:
+          - id: router
+            kind: tcp
+            target: 127.0.0.1:22
+            tags: [ssh]
+          - id: router-fast
+            kind: tcp
+            target: 127.0.0.1:23
+            interval: 10s
+            latency_warn: 100ms
+      - id: lte
+        role: backup
+        checks:
+          - id: modem
+            kind: tcp
+            target: "[::1]:80"
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def errors_of(tmp_path, text: str) -> list[str]:
+    path = write(tmp_path, text)
+    with pytest.raises(InventoryErrors) as caught:
+        load_inventory(path)
+    prefix = f"{path}:"
+    lines = [str(e) for e in caught.value.errors]
+    assert all(line.startswith(prefix) for line in lines)
+    return [line[len(prefix) :] for line in lines]
+
+
+def test_a_good_inventory_loads_with_inherited_defaults(tmp_path):
+    inventory = load_inventory(write(tmp_path, GOOD))
+    assert [s.id for s in inventory.sites] == ["psap-north"]
+    assert [(link.id, link.role) for link in inventory.links] == [
+        ("fibre", "primary"),
+        ("lte", "backup"),
+    ]
+    router, fast, modem = inventory.checks
+    assert router.ref.check_id == "psap-north/fibre/router"
+    assert router.ref.tags == ("psap", "fibre", "ssh")
+    assert (router.interval, router.timeout, router.retries) == (30.0, 5.0, 3)
+    assert (router.options.latency_warn, router.options.latency_crit) == (0.3, 1.0)
+    assert (fast.interval, fast.options.latency_warn) == (10.0, 0.1)
+    assert (modem.options.latency_warn, modem.options.latency_crit) == (0.3, None)
+    assert modem.ref.host == "::1"
+    assert inventory.concurrency.global_limit == 50
+    assert inventory.concurrency.per_host == 2
+    assert router.location.line == 23
+
+
+def test_the_shipped_inventory_is_valid_and_stays_on_loopback():
+    import ipaddress
+
+    from tests.conftest import REPO
+
+    inventory = load_inventory(REPO / "inventory.yaml")
+    assert {link.role for link in inventory.links} >= {"primary", "backup"}
+    assert len(inventory.sites) >= 3
+    for check in inventory.checks:
+        assert ipaddress.ip_address(check.ref.host).is_loopback, check.ref.check_id
+
+
+CHECK = """\
+version: 1
+sites:
+  - id: s
+    links:
+      - id: l
+        checks:
+          - id: c
+            kind: tcp
+            target: 127.0.0.1:22
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:70000"),
+            "9:21: 'target': 70000 is not a TCP/UDP port (use a whole number from 1 to 65535)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            timout: 5s"),
+            "10:13: unknown key 'timout' in a check (did you mean 'timeout'?)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            interval: 5 minutes"),
+            "10:23: 'interval': '5 minutes' is not a duration "
+            "(write a duration such as 250ms, 30s, 5m, 1h or 1m30s)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            retries: many"),
+            "10:22: 'retries': expected a whole number, got text 'many' "
+            "(write digits only, without quotes)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            timeout: 0s"),
+            "10:22: 'timeout': duration must be greater than zero, got '0s' "
+            "(write a duration such as 250ms, 30s, 5m, 1h or 1m30s)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            timeout: 2m"),
+            "10:22: 'timeout': timeout 120s is longer than interval 60s "
+            "(a check must finish before it is due again: shorten timeout or lengthen interval)",
+        ),
+        (("kind: tcp", "kind: icmp"), "8:19: unknown check kind 'icmp' (use one of: "),
+        (("            kind: tcp\n", ""), "7:13: a check has no 'kind' (add 'kind:' with one of: "),
+        (
+            ("            target: 127.0.0.1:22\n", ""),
+            "7:13: 'target': 'target' is required for tcp checks (HOST:PORT to connect to)",
+        ),
+        (
+            ("id: c", "id: Core Router"),
+            "7:17: check id 'Core Router' is not valid (ids are lower-case letters, digits, "
+            "'-' and '_', starting with a letter or digit)",
+        ),
+        (
+            ("      - id: l\n", "      - id: l\n        role: spare\n"),
+            "6:15: 'role': 'spare' is not one of primary, secondary, backup "
+            "(the role tells redundancy analysis how this link counts)",
+        ),
+        (
+            ("version: 1", "version: 2"),
+            "1:10: inventory version 2 is not supported (this commwatch reads version 1)",
+        ),
+        (
+            ("version: 1", "version: 1\nsites: []"),
+            "3:1: key 'sites' appears twice in the inventory (the first is at line 2; keep one)",
+        ),
+        (
+            (
+                "target: 127.0.0.1:22",
+                "target: 127.0.0.1:22\n            latency_warn: 2s\n            latency_crit: 1s",
+            ),
+            "10:27: 'latency_warn': latency_warn is above latency_crit "
+            "(the warning must trigger first: make latency_warn <= latency_crit)",
+        ),
+        (
+            ("    links:", "    colour: red\n    links:"),
+            "4:5: unknown key 'colour' in a site (allowed: defaults, id, links, name, tags)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: [127.0.0.1, 22]"),
+            "9:21: 'target': expected non-empty text, got a list ['127.0.0.1', 22] "
+            "(write a word or a quoted string)",
+        ),
+        (
+            ("        checks:\n", "        checks:\n          - just a string\n"),
+            "7:13: a check must be a mapping with id, kind and target "
+            "(write '- id: ...' then 'kind:' and 'target:' under it)",
+        ),
+        (
+            ("  - id: s", "  - id: s\n    links: {}\n"),
+            "6:5: key 'links' appears twice in a site (the first is at line 4; keep one)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: '127.0.0.1:22"),
+            "10:1: YAML syntax error: found unexpected end of stream "
+            "(check indentation, colons and quotes around this point)",
+        ),
+    ],
+)
+def test_rejections_name_the_place_and_the_fix(tmp_path, edit, expected):
+    old, new = edit
+    assert old in CHECK
+    errors = errors_of(tmp_path, CHECK.replace(old, new, 1))
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(expected)
+
+
+def test_duplicate_ids_are_rejected_in_each_scope(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """\
+        sites:
+          - id: s
+            links:
+              - id: l
+                checks:
+                  - {id: c, kind: tcp, target: "127.0.0.1:1"}
+                  - {id: c, kind: tcp, target: "127.0.0.1:2"}
+              - id: l
+                checks:
+                  - {id: c, kind: tcp, target: "127.0.0.1:3"}
+          - id: s
+            links: []
+        """,
+    )
+    assert errors == [
+        "7:18: duplicate check id 'c' (already used at line 6; ids must be unique)",
+        "8:13: duplicate link id 'l' (already used at line 4; ids must be unique)",
+        "11:9: duplicate site id 's' (already used at line 2; ids must be unique)",
+    ]
+
+
+def test_the_same_check_id_in_different_links_is_fine(tmp_path):
+    inventory = load_inventory(
+        write(
+            tmp_path,
+            """\
+        sites:
+          - id: s
+            links:
+              - id: a
+                checks: [{id: router, kind: tcp, target: "127.0.0.1:1"}]
+              - id: b
+                checks: [{id: router, kind: tcp, target: "127.0.0.1:2"}]
+        """,
+        )
+    )
+    assert [c.ref.check_id for c in inventory.checks] == ["s/a/router", "s/b/router"]
+
+
+def test_all_independent_faults_are_reported_together_in_file_order(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """\
+        defaults:
+          intervl: 1m
+        sites:
+          - id: s
+            links:
+              - id: l
+                checks:
+                  - {id: a, kind: tcp, target: "127.0.0.1:99999"}
+                  - {id: b, kind: tcp, target: "127.0.0.1:1", timeout: soon}
+        """,
+    )
+    assert [e.split(": ")[0] for e in errors] == ["2:3", "8:40", "9:64"]
+
+
+def test_defaults_are_parsed_by_the_kind_that_uses_them(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """\
+        defaults:
+          latency_warn: fast
+        sites:
+          - id: s
+            links:
+              - id: l
+                checks: [{id: a, kind: tcp, target: "127.0.0.1:1"}]
+        """,
+    )
+    assert errors == [
+        "2:17: 'latency_warn': 'fast' is not a duration "
+        "(write a duration such as 250ms, 30s, 5m, 1h or 1m30s)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "1:1: the inventory is empty (start from the example inventory.yaml)"),
+        ("- a\n- b\n", "1:1: the inventory must be a mapping of keys to values"),
+        ("version: 1\n", "1:1: the inventory has no 'sites' (add a 'sites:' line to it)"),
+        ("sites: []\n", "1:8: the inventory has no sites"),
+        ("sites: {a: 1}\n", "1:8: sites must be a list"),
+    ],
+)
+def test_empty_or_wrongly_shaped_files(tmp_path, text, expected):
+    errors = errors_of(tmp_path, text)
+    assert errors[0].startswith(expected)
+
+
+def test_an_unreadable_file_is_an_error_not_a_traceback(tmp_path):
+    with pytest.raises(InventoryErrors) as caught:
+        load_inventory(tmp_path / "missing.yaml")
+    assert str(caught.value).endswith(
+        "missing.yaml:1:1: cannot read the inventory: No such file or directory (check the path)"
+    )
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InventoryErrors) as caught:
+        load_inventory(binary)
+    assert "not UTF-8" in str(caught.value)
