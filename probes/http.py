@@ -279,6 +279,14 @@ async def _read_body(
     return min(received, limit), received > limit, bytes(kept[:limit])
 
 
+def _decode(body: bytes, charset: str | None) -> str:
+    """Text to match against; a charset the server made up must not fail the check."""
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
 def _one_line(message: str) -> str:
     """aiohttp's parser errors span lines and point at the fault with a caret line."""
     return " ".join(line.strip() for line in message.splitlines() if line.strip(" ^"))
@@ -345,7 +353,7 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
     observations["body_bytes"] = body_bytes
     observations["body_truncated"] = truncated
     if keep:
-        decoded = body.decode(response.get_encoding(), errors="replace")
+        decoded = _decode(body, response.charset)
         if options.body_contains is not None:
             observations["body_contains_match"] = options.body_contains in decoded
         if options.body_regex is not None:
