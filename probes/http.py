@@ -13,7 +13,7 @@ import aiohttp
 from yarl import URL
 
 from monitor.conditions import Condition, Expectation
-from monitor.errors import ConfigFailure, ProtocolFailure, TlsFailure
+from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
 from monitor.model import ObservationValue
 from monitor.options import (
     OptionError,
@@ -293,7 +293,13 @@ def _one_line(message: str) -> str:
 
 
 def _connector_failure(exc: aiohttp.ClientConnectorError) -> Exception:
-    """Unwrap aiohttp's connector errors into one-line messages of the same error class."""
+    """The same error class the runner gives `exc`, with a one-line message.
+
+    aiohttp's own text prints the connection key (with our SSLContext's repr) around the cause,
+    and a bare ssl.SSLError would be described by its errno ("Operation not permitted").
+    """
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return DnsFailure(f"cannot resolve {exc.host}: {exc.strerror or exc.os_error}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cause = exc.certificate_error
         detail = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
@@ -343,8 +349,6 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
     except aiohttp.ClientResponseError as exc:
         # aiohttp reports a malformed response as a made-up status 400; it is not one.
         raise ProtocolFailure(f"malformed HTTP response: {_one_line(exc.message)}") from exc
-    except aiohttp.ClientConnectorDNSError:
-        raise
     except aiohttp.ClientConnectorError as exc:
         raise _connector_failure(exc) from exc
     finally:

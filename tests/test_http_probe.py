@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -257,6 +258,21 @@ async def test_closed_port_is_refused(shared: SharedResources) -> None:
     assert result.error.error_class is ErrorClass.REFUSED
     assert result.error.message.lower() == "connection refused"
     assert result.severity is Severity.CRIT
+
+
+async def test_unresolvable_name_is_a_dns_error(
+    shared: SharedResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_such_name(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "fake resolver: no such name")
+
+    # Answered here, so the test never asks a real resolver.
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    result = await probe(shared, target="http://peer.test/")
+
+    assert result.error is not None
+    assert result.error.error_class is ErrorClass.DNS
+    assert result.error.message == "cannot resolve peer.test: fake resolver: no such name"
 
 
 # --- TLS ---------------------------------------------------------------------------------------
