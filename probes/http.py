@@ -67,8 +67,7 @@ def _url(value: Any) -> str:
 _STATUS_HINT = "write a code such as 200, a range such as 200-299, or a list of them"
 
 
-def _status_code(text_value: str) -> int:
-    code = int(text_value)
+def _status_code(code: int) -> int:
     if not 100 <= code <= 599:
         raise OptionError(f"{code} is not an HTTP status code", "codes run from 100 to 599")
     return code
@@ -76,14 +75,16 @@ def _status_code(text_value: str) -> int:
 
 def _status_range(item: Any) -> tuple[int, int]:
     if isinstance(item, int) and not isinstance(item, bool):
-        return _status_code(str(item)), _status_code(str(item))
+        return _status_code(item), _status_code(item)
     match = (
-        re.fullmatch(r"\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?", item) if isinstance(item, str) else None
+        re.fullmatch(r"\s*([0-9]{3})\s*(?:-\s*([0-9]{3})\s*)?", item)
+        if isinstance(item, str)
+        else None
     )
     if match is None:
         raise OptionError(f"{type_name(item)} {item!r} is not a status or range", _STATUS_HINT)
-    low = _status_code(match.group(1))
-    high = _status_code(match.group(2) or match.group(1))
+    low = _status_code(int(match.group(1)))
+    high = _status_code(int(match.group(2) or match.group(1)))
     if low > high:
         raise OptionError(
             f"status range {low}-{high} is backwards", f"write the lower code first: {high}-{low}"
@@ -112,10 +113,10 @@ def _method(value: Any) -> str:
 def _ca_file(value: Any) -> str:
     path = readable_file(value)
     try:
-        ssl.create_default_context(cafile=path)
-    except (ssl.SSLError, ValueError) as exc:
+        _ssl_context(verify=True, ca_file=path)
+    except ConfigFailure as exc:
         raise OptionError(
-            f"file {path} holds no usable CA certificate ({exc})",
+            f"file {path} holds no usable CA certificate ({exc.__cause__})",
             "give a PEM file with one or more CA certificates",
         ) from None
     return path
@@ -217,8 +218,8 @@ def _ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=ca_file)
     except (OSError, ValueError) as exc:
-        # Checked when the inventory was loaded; the file changed since.
-        raise ConfigFailure(f"cannot load CA file {ca_file}: {exc}") from None
+        # Checked when the inventory was loaded; at run time it means the file changed since.
+        raise ConfigFailure(f"cannot load CA file {ca_file}: {exc}") from exc
 
 
 async def _shared_ssl_context(options: HttpOptions, ctx: ProbeContext) -> ssl.SSLContext:
