@@ -1,1 +1,412 @@
-"""placeholder replaced by the http probe"""
+"""`http`: does the URL answer with the expected status (and body), and how fast."""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from monitor.conditions import Condition, Expectation
+from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
+from monitor.model import ObservationValue
+from monitor.options import (
+    OptionError,
+    SecretRef,
+    boolean,
+    choice,
+    duration,
+    headers,
+    host,
+    integer,
+    option,
+    readable_file,
+    regex,
+    text,
+    type_name,
+)
+from probes.base import Observations, ProbeContext, ProbeKind
+from probes.tcp import latency_threshold, validate_latency
+
+USER_AGENT = "commwatch/0.1.0"
+_MIB = 1024 * 1024
+_READ_CHUNK = 65536
+
+StatusRanges = tuple[tuple[int, int], ...]
+
+
+def _url(value: Any) -> str:
+    raw = text(value).strip()
+    hint = "write a full URL such as https://192.0.2.10/health"
+    try:
+        url = URL(raw)
+        url_port = url.port
+    except ValueError as exc:
+        raise OptionError(f"{raw!r} is not a URL: {exc}", hint) from None
+    if url.scheme not in ("http", "https"):
+        raise OptionError(f"{raw!r} is not an http:// or https:// URL", hint)
+    if not url.host:
+        raise OptionError(f"{raw!r} has no host", hint)
+    if url.user is not None or url.password is not None:
+        # The target is printed with every result; credentials belong in a secret header.
+        raise OptionError(
+            f"{url.with_user(None)} carries credentials in the URL",
+            "remove them and use headers: {Authorization: {env: NAME}}",
+        )
+    host(url.raw_host)
+    if url_port is None or not 1 <= url_port <= 65535:
+        raise OptionError(f"{raw!r} has no valid port", "use a port from 1 to 65535")
+    return raw
+
+
+_STATUS_HINT = "write a code such as 200, a range such as 200-299, or a list of them"
+
+
+def _status_code(code: int) -> int:
+    if not 100 <= code <= 599:
+        raise OptionError(f"{code} is not an HTTP status code", "codes run from 100 to 599")
+    return code
+
+
+def _status_range(item: Any) -> tuple[int, int]:
+    if isinstance(item, int) and not isinstance(item, bool):
+        return _status_code(item), _status_code(item)
+    match = (
+        re.fullmatch(r"\s*([0-9]{3})\s*(?:-\s*([0-9]{3})\s*)?", item)
+        if isinstance(item, str)
+        else None
+    )
+    if match is None:
+        raise OptionError(f"{type_name(item)} {item!r} is not a status or range", _STATUS_HINT)
+    low = _status_code(int(match.group(1)))
+    high = _status_code(int(match.group(2) or match.group(1)))
+    if low > high:
+        raise OptionError(
+            f"status range {low}-{high} is backwards", f"write the lower code first: {high}-{low}"
+        )
+    return low, high
+
+
+def status_ranges(value: Any) -> StatusRanges:
+    """Status codes and ranges: `200`, `"200-299"`, `"200, 301"` or a list of those."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, str):
+        items = value.split(",")
+    if not items:
+        raise OptionError("the list of statuses is empty", _STATUS_HINT)
+    return tuple(_status_range(item) for item in items)
+
+
+def describe_statuses(ranges: StatusRanges) -> str:
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+def _method(value: Any) -> str:
+    return choice("get", "head")(value).upper()
+
+
+def _ca_file(value: Any) -> str:
+    path = readable_file(value)
+    try:
+        _ssl_context(verify=True, ca_file=path)
+    except ConfigFailure as exc:
+        raise OptionError(
+            f"file {path} holds no usable CA certificate ({exc.__cause__})",
+            "give a PEM file with one or more CA certificates",
+        ) from None
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpOptions:
+    target: str = option(parse=_url, help="http:// or https:// URL to request", metavar="URL")
+    method: str = option("GET", parse=_method, help="GET or HEAD", metavar="METHOD")
+    expect_status: tuple[tuple[int, int], ...] = option(
+        ((200, 399),),
+        parse=status_ranges,
+        metavar="STATUS",
+        repeatable=True,
+        help="CRIT unless the final status is one of these codes or ranges (e.g. 200-299)",
+    )
+    latency_warn: float | None = option(
+        None,
+        parse=duration,
+        metavar="DURATION",
+        help="WARN when the response headers take longer (e.g. 500ms)",
+    )
+    latency_crit: float | None = option(
+        None,
+        parse=duration,
+        metavar="DURATION",
+        help="CRIT when the response headers take longer (e.g. 2s)",
+    )
+    body_contains: str | None = option(
+        None, parse=text, metavar="TEXT", help="CRIT unless the body contains this text"
+    )
+    # option() is a field specifier that ruff cannot recognise as one.
+    body_regex: re.Pattern[str] | None = option(  # noqa: RUF009
+        None, parse=regex, metavar="REGEX", help="CRIT unless the body matches this expression"
+    )
+    max_body_bytes: int = option(
+        _MIB,
+        parse=integer(1, 64 * _MIB),
+        metavar="BYTES",
+        help="read at most this much of the body; body checks judge what was read",
+    )
+    follow_redirects: bool = option(
+        True, parse=boolean, metavar="BOOL", help="follow redirects; if false a 3xx is final"
+    )
+    max_redirects: int = option(
+        5, parse=integer(1, 30), metavar="N", help="protocol error after more redirects"
+    )
+    headers: tuple[tuple[str, str | SecretRef], ...] = option(
+        (),
+        parse=headers,
+        metavar="'NAME: VALUE'",
+        repeatable=True,
+        help="extra request headers; a value may be {env: NAME} or {file: PATH}",
+    )
+    verify_tls: bool = option(
+        True, parse=boolean, metavar="BOOL", help="verify the server certificate and name"
+    )
+    ca_file: str | None = option(
+        None,
+        parse=_ca_file,
+        metavar="PATH",
+        help="PEM CA bundle to verify against instead of the system store",
+    )
+    user_agent: str = option(
+        USER_AGENT, parse=text, metavar="TEXT", help="User-Agent header to send"
+    )
+
+    def validate(self) -> None:
+        validate_latency(self.latency_warn, self.latency_crit)
+        if self.method == "HEAD" and (self.body_contains or self.body_regex):
+            raise OptionError(
+                "a HEAD request has no body to check",
+                "use method GET with body_contains or body_regex",
+                key="body_contains" if self.body_contains else "body_regex",
+            )
+
+
+async def _new_session() -> aiohttp.ClientSession:
+    # force_close: every check measures a fresh connection, never a kept-alive one.
+    # limit=0: the engine already caps concurrency. No cookie jar: checks must not see each
+    # other's cookies through the shared session.
+    return aiohttp.ClientSession(
+        connector=_Connector(force_close=True, limit=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
+
+
+async def _close_session(session: aiohttp.ClientSession) -> None:
+    await session.close()
+
+
+def _ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as exc:
+        # Checked when the inventory was loaded; at run time it means the file changed since.
+        raise ConfigFailure(f"cannot load CA file {ca_file}: {exc}") from exc
+
+
+async def _shared_ssl_context(options: HttpOptions, ctx: ProbeContext) -> ssl.SSLContext:
+    # Building a context (and reading a CA bundle) costs far more than a request: one per run.
+    verify, ca_file = options.verify_tls, options.ca_file if options.verify_tls else None
+
+    async def build() -> ssl.SSLContext:
+        return _ssl_context(verify, ca_file)
+
+    return await ctx.shared.get(f"http.ssl:{verify}:{ca_file}", build)
+
+
+def _request_headers(options: HttpOptions) -> dict[str, str]:
+    result = {"User-Agent": options.user_agent}
+    for name, value in options.headers:
+        revealed = value.reveal() if isinstance(value, SecretRef) else value
+        if "\r" in revealed or "\n" in revealed:
+            # Named by reference: the error message must not carry the value.
+            raise ConfigFailure(f"header {name} from {value} contains a line break")
+        result[name] = revealed
+    return result
+
+
+# Where the connector reports the TLS version of the connection a measurement opened; aiohttp
+# releases a connection as soon as a short body has arrived, before the probe could look at it.
+_connection_tls: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar(
+    "http_connection_tls"
+)
+
+
+class _Connector(aiohttp.TCPConnector):
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Any:
+        connection = await super().connect(req, traces, timeout)
+        record = _connection_tls.get(None)
+        if record is not None:
+            transport = connection.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            # Each redirect hop overwrites it: the final connection is the one reported.
+            record["tls_version"] = ssl_object.version() if ssl_object else None
+        return connection
+
+
+async def _read_body(
+    response: aiohttp.ClientResponse, limit: int, keep: bool
+) -> tuple[int, bool, bytes]:
+    """Read at most `limit` bytes; one byte more tells whether the body was cut off."""
+    received = 0
+    kept = bytearray()
+    while received <= limit:
+        chunk = await response.content.read(min(_READ_CHUNK, limit + 1 - received))
+        if not chunk:
+            break
+        received += len(chunk)
+        if keep:
+            kept += chunk
+    return min(received, limit), received > limit, bytes(kept[:limit])
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    """Text to match against; a charset the server made up must not fail the check."""
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _one_line(message: str) -> str:
+    """aiohttp's parser errors span lines and point at the fault with a caret line."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip(" ^"))
+
+
+def _connector_failure(exc: aiohttp.ClientConnectorError) -> Exception:
+    """The same error class the runner gives `exc`, with a one-line message.
+
+    aiohttp's own text prints the connection key (with our SSLContext's repr) around the cause,
+    and a bare ssl.SSLError would be described by its errno ("Operation not permitted").
+    """
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return DnsFailure(f"cannot resolve {exc.host}: {exc.strerror or exc.os_error}")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        detail = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+        return TlsFailure(f"TLS certificate verify failed: {detail or cause}")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        cause = exc.os_error
+        return TlsFailure(f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}")
+    # The OSError underneath carries the errno the runner classifies on, and a plain message.
+    return exc.os_error
+
+
+async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
+    session = await ctx.shared.get("http.session", _new_session, _close_session)
+    ssl_context = await _shared_ssl_context(options, ctx)
+    request_headers = _request_headers(options)
+    observations: dict[str, ObservationValue] = {}
+    connection_tls: dict[str, str | None] = {}
+    token = _connection_tls.set(connection_tls)
+    started = time.perf_counter()
+    try:
+        async with session.request(
+            options.method,
+            URL(options.target),
+            headers=request_headers,
+            ssl=ssl_context,
+            allow_redirects=options.follow_redirects,
+            # aiohttp counts the redirect that exceeds its limit against it: one more lets
+            # exactly max_redirects hops through.
+            max_redirects=options.max_redirects + 1,
+            timeout=aiohttp.ClientTimeout(total=ctx.timeout),
+        ) as response:
+            observations["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            observations["status"] = response.status
+            observations["url"] = str(response.url.with_user(None))
+            observations["redirects"] = len(response.history)
+            if connection_tls.get("tls_version"):
+                observations["tls_version"] = connection_tls["tls_version"]
+            keep = options.body_contains is not None or options.body_regex is not None
+            try:
+                body_bytes, truncated, body = await _read_body(
+                    response, options.max_body_bytes, keep
+                )
+            except aiohttp.ClientPayloadError as exc:
+                raise ProtocolFailure(f"response body broken off: {exc}", observations) from exc
+    except aiohttp.TooManyRedirects as exc:
+        raise ProtocolFailure(f"too many redirects ({options.max_redirects})") from exc
+    except aiohttp.ClientResponseError as exc:
+        # aiohttp reports a malformed response as a made-up status 400; it is not one.
+        raise ProtocolFailure(f"malformed HTTP response: {_one_line(exc.message)}") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise _connector_failure(exc) from exc
+    finally:
+        _connection_tls.reset(token)
+    observations["total_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    observations["body_bytes"] = body_bytes
+    observations["body_truncated"] = truncated
+    if keep:
+        decoded = _decode(body, response.charset)
+        if options.body_contains is not None:
+            observations["body_contains_match"] = options.body_contains in decoded
+        if options.body_regex is not None:
+            observations["body_regex_match"] = options.body_regex.search(decoded) is not None
+    return observations
+
+
+def conditions(options: HttpOptions) -> tuple[Condition, ...]:
+    ranges = options.expect_status
+    declared: list[Condition] = [
+        Expectation(
+            condition="status",
+            observation="status",
+            accepts=lambda value: (
+                isinstance(value, int) and any(low <= value <= high for low, high in ranges)
+            ),
+            expected=describe_statuses(ranges),
+        ),
+        latency_threshold("latency_ms", options.latency_warn, options.latency_crit),
+    ]
+    if options.body_contains is not None:
+        declared.append(
+            Expectation(
+                condition="body_contains",
+                observation="body_contains_match",
+                accepts=lambda value: value is True,
+                expected=f"body containing {options.body_contains!r}",
+            )
+        )
+    if options.body_regex is not None:
+        declared.append(
+            Expectation(
+                condition="body_regex",
+                observation="body_regex_match",
+                accepts=lambda value: value is True,
+                expected=f"body matching {options.body_regex.pattern!r}",
+            )
+        )
+    return tuple(declared)
+
+
+PROBE = ProbeKind(
+    kind="http",
+    summary="HTTP(S) request: status, time to headers, body match; TLS verified by default",
+    target_help="URL",
+    options=HttpOptions,
+    measure=measure,
+    conditions=conditions,
+    target=lambda o: o.target,
+    host=lambda o: URL(o.target).host or "",
+)
