@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -74,6 +75,7 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+@functools.cache
 def option_specs(options_class: type) -> tuple[OptionSpec, ...]:
     """The declared options of a probe's options dataclass, in declaration order."""
     specs = []

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 import ssl
 import time
 from typing import Any
@@ -41,6 +42,7 @@ _CLASSIFICATION: tuple[tuple[type[BaseException], frozenset[int] | None, ErrorCl
     (dns.exception.Timeout, None, ErrorClass.TIMEOUT),
     (TimeoutError, None, ErrorClass.TIMEOUT),
     (aiohttp.ClientConnectorDNSError, None, ErrorClass.DNS),
+    (socket.gaierror, None, ErrorClass.DNS),
     (aiohttp.ClientSSLError, None, ErrorClass.TLS),
     (ssl.SSLError, None, ErrorClass.TLS),
     (ssl.CertificateError, None, ErrorClass.TLS),
@@ -78,12 +80,21 @@ def classify(exc: BaseException) -> ErrorClass:
 
 
 def describe_error(exc: BaseException, error_class: ErrorClass, timeout: float) -> str:
+    """One line a person can act on; never the repr of a library object."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # aiohttp's text wraps the cause in the connection key (with an SSLContext repr).
+        exc = exc.os_error
     if error_class is ErrorClass.TIMEOUT:
         detail = str(exc)
         return detail if detail and "timed out" not in detail else f"no answer within {timeout:g}s"
+    if isinstance(exc, ssl.SSLError):
+        # An SSLError's errno is OpenSSL's, not the C library's: os.strerror would lie.
+        return f"TLS: {getattr(exc, 'reason', None) or exc.strerror or type(exc).__name__}"
+    if isinstance(exc, socket.gaierror):
+        return f"name lookup failed: {exc.strerror}"
     if isinstance(exc, OSError) and exc.errno and not isinstance(exc, aiohttp.ClientError):
         return os.strerror(exc.errno)
-    text = str(exc).strip()
+    text = " ".join(str(exc).split())
     if error_class is ErrorClass.INTERNAL or not text:
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text

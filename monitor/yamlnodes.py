@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-import yaml.constructor
+from yaml.constructor import SafeConstructor
+
+# libyaml's parser, where PyYAML was built with it, reads large inventories about 5x faster;
+# it reports the same marks.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,10 @@ class InventoryError(Exception):
 class Node:
     """A YAML node with its location; mappings reject duplicate keys as they are read."""
 
-    def __init__(self, node: yaml.Node, file: str) -> None:
+    def __init__(self, node: yaml.Node, file: str, constructor: SafeConstructor) -> None:
         self._node = node
         self._file = file
+        self._constructor = constructor
 
     @property
     def location(self) -> Location:
@@ -59,8 +64,7 @@ class Node:
 
     def value(self) -> Any:
         """The plain Python value (YAML 1.1 safe types) of this node and everything below it."""
-        constructor = yaml.constructor.SafeConstructor()
-        return constructor.construct_object(self._node, deep=True)
+        return self._constructor.construct_object(self._node, deep=True)
 
     def mapping(self, what: str) -> Iterator[tuple[str, Node, Node]]:
         """(key, key node, value node) for each entry; raises on non-mappings and repeats."""
@@ -71,7 +75,7 @@ class Node:
             )
         seen: dict[str, Location] = {}
         for key_node, value_node in self._node.value:
-            key = Node(key_node, self._file)
+            key = self._child(key_node)
             name = key.value()
             if not isinstance(name, str):
                 raise key.error(f"key {name!r} in {what} is not text", "keys are plain words")
@@ -81,19 +85,22 @@ class Node:
                     f"the first is at line {seen[name].line}; keep one",
                 )
             seen[name] = key.location
-            yield name, key, Node(value_node, self._file)
+            yield name, key, self._child(value_node)
 
     def sequence(self, what: str) -> Iterator[Node]:
         if not self.is_sequence:
             raise self.error(f"{what} must be a list", "write each entry on a line starting '- '")
         for item in self._node.value:
-            yield Node(item, self._file)
+            yield self._child(item)
+
+    def _child(self, node: yaml.Node) -> Node:
+        return Node(node, self._file, self._constructor)
 
 
 def load(text: str, file: str) -> Node | None:
     """The document's root node, or None for an empty document."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
@@ -105,4 +112,4 @@ def load(text: str, file: str) -> Node | None:
         ) from None
     except yaml.YAMLError as exc:
         raise InventoryError(Location(file, 1, 1), f"YAML error: {exc}") from None
-    return None if root is None else Node(root, file)
+    return None if root is None else Node(root, file, SafeConstructor())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import socket
 import ssl
 
 import aiohttp
@@ -15,7 +16,7 @@ from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailur
 from monitor.inventory import adhoc_check
 from monitor.model import ErrorClass, Severity
 from monitor.options import OptionError
-from monitor.runner import SEVERITY_OF_ERROR, classify, run_check
+from monitor.runner import SEVERITY_OF_ERROR, classify, describe_error, run_check
 from probes.base import ProbeKind
 
 
@@ -37,6 +38,7 @@ from probes.base import ProbeKind
         (ConnectionResetError(errno.ECONNRESET, "reset"), ErrorClass.PROTOCOL),
         (aiohttp.ServerDisconnectedError(), ErrorClass.PROTOCOL),
         (dns.exception.FormError(), ErrorClass.PROTOCOL),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), ErrorClass.DNS),
         (ConfigFailure("secret gone"), ErrorClass.CONFIG),
         (OptionError("env var unset"), ErrorClass.CONFIG),
         (KeyError("bug"), ErrorClass.INTERNAL),
@@ -45,6 +47,28 @@ from probes.base import ProbeKind
 )
 def test_classification_table(exc, expected):
     assert classify(exc) is expected
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            "TLS: [SSL: WRONG_VERSION_NUMBER] wrong version number",
+        ),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            "name lookup failed: Name or service not known",
+        ),
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('x', 1)"),
+            "Connection refused",
+        ),
+        (ProtocolFailure("bad\n   status line"), "bad status line"),
+    ],
+)
+def test_error_messages_are_one_plain_line(exc, message):
+    assert describe_error(exc, classify(exc), 1.0) == message
 
 
 def test_every_error_class_has_a_severity():
