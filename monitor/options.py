@@ -283,7 +283,7 @@ def readable_file(value: Any) -> str:
     if not os.access(resolved, os.R_OK) or not Path(resolved).is_file():
         raise OptionError(
             f"file {resolved} does not exist or is not readable",
-            "check the path (relative paths start at the inventory's folder)",
+            "check the path; relative paths start at the inventory's folder",
         )
     return resolved
 
@@ -347,7 +347,7 @@ class SecretRef:
         elif not os.access(self.name, os.R_OK):
             raise OptionError(
                 f"secret file {self.name} does not exist or is not readable",
-                "check the path (relative paths start at the inventory's folder)",
+                "check the path; relative paths start at the inventory's folder",
             )
 
 

@@ -148,8 +148,7 @@ class HttpOptions:
     body_contains: str | None = option(
         None, parse=text, metavar="TEXT", help="CRIT unless the body contains this text"
     )
-    # option() is a field specifier that ruff cannot recognise as one.
-    body_regex: re.Pattern[str] | None = option(  # noqa: RUF009
+    body_regex: re.Pattern[str] | None = option(
         None, parse=regex, metavar="REGEX", help="CRIT unless the body matches this expression"
     )
     max_body_bytes: int = option(

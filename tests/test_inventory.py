@@ -312,3 +312,64 @@ def test_an_unreadable_file_is_an_error_not_a_traceback(tmp_path):
     with pytest.raises(InventoryErrors) as caught:
         load_inventory(binary)
     assert "not UTF-8" in str(caught.value)
+
+
+def test_unreachable_references_are_rejected_at_load(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMMWATCH_TEST_UNSET", raising=False)
+    errors = errors_of(
+        tmp_path,
+        """\
+        sites:
+          - id: s
+            links:
+              - id: l
+                checks:
+                  - id: api
+                    kind: http
+                    target: https://127.0.0.1:8443/
+                    headers: {Authorization: {env: COMMWATCH_TEST_UNSET}}
+                  - id: api2
+                    kind: http
+                    target: https://127.0.0.1:8443/
+                    ca_file: certs/missing-ca.pem
+                    headers: {X-Token: {file: secrets/token}}
+        """,
+    )
+    assert errors == [
+        "9:22: 'headers': environment variable COMMWATCH_TEST_UNSET is not set "
+        "(export it before starting commwatch, or use a *_file key)",
+        f"13:22: 'ca_file': file {tmp_path}/certs/missing-ca.pem does not exist or is not "
+        "readable (check the path; relative paths start at the inventory's folder)",
+        f"14:22: 'headers': secret file {tmp_path}/secrets/token does not exist or is not "
+        "readable (check the path; relative paths start at the inventory's folder)",
+    ]
+
+
+def test_secret_references_resolve_relative_to_the_inventory_and_never_print(tmp_path, monkeypatch):
+    (tmp_path / "token").write_text("s3cr3t-value\n")
+    monkeypatch.setenv("COMMWATCH_TEST_TOKEN", "another-s3cr3t")
+    inventory = load_inventory(
+        write(
+            tmp_path,
+            """\
+        sites:
+          - id: s
+            links:
+              - id: l
+                checks:
+                  - id: api
+                    kind: http
+                    target: https://127.0.0.1:8443/
+                    headers:
+                      X-Token: {file: token}
+                      Authorization: {env: COMMWATCH_TEST_TOKEN}
+        """,
+        )
+    )
+    (check,) = inventory.checks
+    file_ref, env_ref = (value for _, value in check.options.headers)
+    assert file_ref.reveal() == "s3cr3t-value"
+    assert env_ref.reveal() == "another-s3cr3t"
+    shown = repr(inventory) + str(check.options)
+    assert "s3cr3t" not in shown
+    assert f"<secret file:{tmp_path}/token>" in shown
