@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import tcp
+from probes import dns, tcp
 from probes.base import ProbeKind
 
-REGISTRY: dict[str, ProbeKind] = {probe.kind: probe for probe in (tcp.PROBE,)}
+REGISTRY: dict[str, ProbeKind] = {probe.kind: probe for probe in (tcp.PROBE, dns.PROBE)}
