@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.exception
 import dns.flags
+import dns.inet
 import dns.message
 import dns.name
 import dns.rcode
@@ -212,17 +215,17 @@ async def _ask(
     if options.tcp:
         return await dns.asyncquery.tcp(query, address, timeout, port_number), "tcp", False
     deadline = time.monotonic() + timeout
+    # A connected socket: the kernel drops datagrams from any other address (noise, off-path
+    # spoofs), and a closed port's ICMP error comes back as ConnectionRefusedError at once
+    # instead of waiting out the timeout.
+    sock = await dns.asyncbackend.get_default_backend().make_socket(
+        dns.inet.af_for_address(address), socket.SOCK_DGRAM, 0, None, (address, port_number)
+    )
     try:
-        # A datagram from any other address is noise or a spoof, not the server's answer: drop it
-        # and keep waiting; the deadline still bounds the wait however many arrive.
-        response = await dns.asyncquery.udp(
-            query,
-            address,
-            timeout,
-            port_number,
-            ignore_unexpected=True,
-            raise_on_truncation=True,
-        )
+        async with sock:
+            response = await dns.asyncquery.udp(
+                query, address, timeout, port_number, raise_on_truncation=True, sock=sock
+            )
     except dns.message.Truncated as exc:
         if not query.is_response(exc.message()):
             raise ProtocolFailure("a truncated answer that does not match the query") from None
