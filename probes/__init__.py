@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from probes import http, tcp
+from probes import dns, http, tcp
 from probes.base import ProbeKind
 
-REGISTRY: dict[str, ProbeKind] = {probe.kind: probe for probe in (tcp.PROBE, http.PROBE)}
+REGISTRY: dict[str, ProbeKind] = {
+    probe.kind: probe
+    for probe in (
+        tcp.PROBE,
+        http.PROBE,
+        dns.PROBE,
+    )
+}

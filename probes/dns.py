@@ -1,1 +1,317 @@
-"""placeholder replaced by the dns probe"""
+"""`dns`: what does a named DNS server answer for a name, with which rcode, and how fast.
+
+The query always goes to the configured server, never through the system resolver: commwatch
+checks that a specific server (a PSAP's internal resolver, an authoritative server) answers.
+UDP first; a truncated answer is asked again over TCP, as a stub resolver would.
+
+Expected answers are written the way dnspython renders the record data, and compared after
+normalisation: names are case-insensitive and the trailing dot is optional ("10 mail.example.net"
+matches "10 Mail.Example.NET."), addresses compare by value ("2001:db8::1" matches
+"2001:DB8:0::1"). TXT is the exception: write the record's text without quotes; a record split into
+several strings is compared as their concatenation, and the comparison is exact (TXT carries data
+such as DKIM keys, where case matters).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dns.asyncbackend
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.inet
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.txtbase
+
+from monitor.conditions import Condition, Expectation
+from monitor.errors import ProtocolFailure
+from monitor.model import ObservationValue
+from monitor.options import (
+    OptionError,
+    boolean,
+    choice,
+    duration,
+    each,
+    format_host_port,
+    host_port,
+    option,
+    text,
+)
+from probes.base import Observations, ProbeContext, ProbeKind
+from probes.tcp import latency_threshold, validate_latency
+
+RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
+RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
+EXPECT_MODES = ("any", "all")
+ANSWER_LIMIT = 200
+_SEPARATOR = ", "
+
+
+def _query_name(value: Any) -> str:
+    name = text(value).strip()
+    hint = "write a DNS name such as www.example.net or _sip._udp.example.net"
+    if any(c.isspace() for c in name):
+        raise OptionError(f"{name!r} is not a DNS name: it contains white space", hint)
+    try:
+        return dns.name.from_text(name).to_text()
+    except dns.exception.DNSException as exc:
+        raise OptionError(f"{name!r} is not a DNS name: {exc}", hint) from None
+
+
+def _server(value: Any) -> tuple[str, int]:
+    address, port_number = host_port(value, default_port=53)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise OptionError(
+            f"server {address!r} is not an IP address",
+            "give the address of the DNS server to ask, e.g. 192.0.2.53 or [2001:db8::53]:5353;"
+            " commwatch never asks the system resolver",
+        ) from None
+    return address, port_number
+
+
+def _record_type(value: Any) -> str:
+    name = text(value).strip().upper()
+    if name not in RECORD_TYPES:
+        raise OptionError(
+            f"{value!r} is not a supported record type", "use one of: " + ", ".join(RECORD_TYPES)
+        )
+    return name
+
+
+def _rcode(value: Any) -> str:
+    name = text(value).strip().upper()
+    if name not in RCODES:
+        raise OptionError(f"{value!r} is not a DNS rcode", "use one of: " + ", ".join(RCODES))
+    return name
+
+
+@dataclass(frozen=True, kw_only=True)
+class DnsOptions:
+    target: str = option(parse=_query_name, help="the DNS name to query", metavar="NAME")
+    server: tuple[str, int] = option(
+        parse=_server,
+        help="IP address of the DNS server to ask, with an optional port (default 53)",
+        metavar="ADDRESS[:PORT]",
+    )
+    type: str = option(
+        "A",
+        parse=_record_type,
+        help="record type to ask for: " + ", ".join(RECORD_TYPES),
+        metavar="TYPE",
+    )
+    expect: tuple[str, ...] = option(
+        (),
+        parse=each(text),
+        help="an expected answer, as dnspython renders it (TXT: the text, unquoted)",
+        metavar="ANSWER",
+        repeatable=True,
+    )
+    expect_mode: str = option(
+        "any",
+        parse=choice(*EXPECT_MODES),
+        help="any: one expected answer must be present; all: every one must be",
+        metavar="MODE",
+    )
+    expect_rcode: str = option(
+        "NOERROR", parse=_rcode, help="the rcode the server should answer with", metavar="RCODE"
+    )
+    latency_warn: float | None = option(
+        None, parse=duration, metavar="DURATION", help="WARN when the answer takes longer"
+    )
+    latency_crit: float | None = option(
+        None, parse=duration, metavar="DURATION", help="CRIT when the answer takes longer"
+    )
+    recurse: bool = option(
+        True, parse=boolean, help="ask for recursion (the RD flag)", metavar="BOOL"
+    )
+    tcp: bool = option(False, parse=boolean, help="query over TCP only", metavar="BOOL")
+
+    def validate(self) -> None:
+        validate_latency(self.latency_warn, self.latency_crit)
+        if self.expect and self.expect_rcode != "NOERROR":
+            raise OptionError(
+                f"expect lists answers but expect_rcode is {self.expect_rcode}",
+                "only a NOERROR answer carries records: drop expect or expect_rcode",
+                key="expect",
+            )
+        # Parsed here so a malformed expected answer fails at load time, not at every poll.
+        expected_renderings(self.type, self.expect)
+
+
+def _render_rdata(rdata: dns.rdata.Rdata) -> str:
+    """The normalised text of one answer: what `expect` values are compared against."""
+    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
+        return _render_txt(b"".join(rdata.strings).decode("utf-8", errors="backslashreplace"))
+    return rdata.to_text(origin=dns.name.root, relativize=True).lower()
+
+
+def _render_txt(content: str) -> str:
+    # JSON quoting escapes every quote inside the text, so a rendered TXT answer can never
+    # contain the separator followed by a quote: `_accepts` cannot match across answers.
+    return json.dumps(content, ensure_ascii=False)
+
+
+def expected_renderings(record_type: str, expect: tuple[str, ...]) -> tuple[str, ...]:
+    """The configured answers in the normalised form `_render_rdata` gives real answers."""
+    if record_type == "TXT":
+        return tuple(_render_txt(value) for value in expect)
+    rdtype = dns.rdatatype.from_text(record_type)
+    rendered = []
+    for value in expect:
+        try:
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, origin=dns.name.root)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise OptionError(
+                f"expected answer {value!r} is not {record_type} record data: {exc}",
+                "write it as a zone file would, e.g. 192.0.2.10 or 10 mail.example.net",
+                key="expect",
+            ) from None
+        rendered.append(_render_rdata(rdata))
+    return tuple(rendered)
+
+
+def _compact_answer(rendered: list[str], first: tuple[str, ...]) -> str:
+    """The answers joined, those in `first` leading and never cut, the rest up to the limit.
+
+    A cut answer ends in an ellipsis, so it can never pass for an expected answer in `_accepts`.
+    """
+    wanted = set(first)
+    ordered = [r for r in rendered if r in wanted] + [r for r in rendered if r not in wanted]
+    shown: list[str] = []
+    length = 0
+    for item in ordered:
+        room = ANSWER_LIMIT - length
+        if item not in wanted and len(item) > room:
+            if room > 0:
+                shown.append(item[:room] + "…")
+            hidden = len(ordered) - len(shown)
+            if hidden:
+                shown.append(f"+{hidden} more")
+            break
+        shown.append(item)
+        length += len(item) + len(_SEPARATOR)
+    return _SEPARATOR.join(shown)
+
+
+async def _ask(
+    query: dns.message.Message, options: DnsOptions, timeout: float
+) -> tuple[dns.message.Message, str, bool]:
+    """The server's answer, the transport that carried it, and whether UDP came back truncated."""
+    address, port_number = options.server
+    if options.tcp:
+        return await dns.asyncquery.tcp(query, address, timeout, port_number), "tcp", False
+    deadline = time.monotonic() + timeout
+    # A connected socket: the kernel drops datagrams from any other address (noise, off-path
+    # spoofs), and a closed port's ICMP error comes back as ConnectionRefusedError at once
+    # instead of waiting out the timeout.
+    sock = await dns.asyncbackend.get_default_backend().make_socket(
+        dns.inet.af_for_address(address), socket.SOCK_DGRAM, 0, None, (address, port_number)
+    )
+    try:
+        async with sock:
+            response = await dns.asyncquery.udp(
+                query, address, timeout, port_number, raise_on_truncation=True, sock=sock
+            )
+    except dns.message.Truncated as exc:
+        if not query.is_response(exc.message()):
+            raise ProtocolFailure("a truncated answer that does not match the query") from None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise dns.exception.Timeout(timeout=timeout) from None
+        return await dns.asyncquery.tcp(query, address, remaining, port_number), "tcp", True
+    return response, "udp", False
+
+
+async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
+    query = dns.message.make_query(options.target, options.type)
+    if not options.recurse:
+        query.flags &= ~dns.flags.RD
+    started = time.perf_counter()
+    response, transport, truncated = await _ask(query, options, ctx.timeout)
+    latency_ms = (time.perf_counter() - started) * 1000
+    rcode = dns.rcode.to_text(response.rcode())
+    rendered: list[str] = []
+    ttl: int | None = None
+    if response.rcode() == dns.rcode.NOERROR:
+        # Follows CNAMEs in the answer section to the RRset of the asked type, if any.
+        answer = response.resolve_chaining().answer
+        if answer is not None:
+            rendered = [_render_rdata(rdata) for rdata in answer]
+            ttl = answer.ttl
+    return {
+        "rcode": rcode,
+        "answers": len(rendered),
+        "answer": _compact_answer(rendered, expected_renderings(options.type, options.expect)),
+        "ttl": ttl,
+        "latency_ms": round(latency_ms, 3),
+        "transport": transport,
+        "truncated_fallback": truncated,
+    }
+
+
+def _accepts(expected: tuple[str, ...], mode: str) -> Callable[[ObservationValue], bool]:
+    """Judges the compact answer: `_compact_answer` always shows every expected answer found."""
+
+    def accepts(value: ObservationValue) -> bool:
+        if not isinstance(value, str):
+            return False
+        answered = f"{_SEPARATOR}{value}{_SEPARATOR}"
+        found = [f"{_SEPARATOR}{item}{_SEPARATOR}" in answered for item in expected]
+        return all(found) if mode == "all" else any(found)
+
+    return accepts
+
+
+def conditions(options: DnsOptions) -> tuple[Condition, ...]:
+    rcode = options.expect_rcode
+    judged: list[Condition] = [
+        Expectation(
+            condition="rcode",
+            observation="rcode",
+            accepts=lambda value: value == rcode,
+            expected=rcode,
+        )
+    ]
+    if options.expect:
+        expected = expected_renderings(options.type, options.expect)
+        judged.append(
+            Expectation(
+                condition="answer",
+                observation="answer",
+                accepts=_accepts(expected, options.expect_mode),
+                expected=f"{options.expect_mode} of {_SEPARATOR.join(expected)}",
+            )
+        )
+    judged.append(latency_threshold("latency_ms", options.latency_warn, options.latency_crit))
+    return tuple(judged)
+
+
+def _describe(options: DnsOptions) -> str:
+    name = dns.name.from_text(options.target).to_text(omit_final_dot=True)
+    return f"{name} {options.type} @{format_host_port(*options.server)}"
+
+
+PROBE = ProbeKind(
+    kind="dns",
+    summary="DNS query to a named server: rcode, expected answers, latency; UDP with TCP fallback",
+    target_help="NAME (with server: ADDRESS[:PORT])",
+    options=DnsOptions,
+    measure=measure,
+    conditions=conditions,
+    target=_describe,
+    host=lambda o: o.server[0],
+)
