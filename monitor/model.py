@@ -94,6 +94,28 @@ class CheckRef:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """One certificate as a server sent it: what the audit and the dashboard show per cert."""
+
+    fingerprint_sha256: str  # hex, of the DER encoding: the identity used to deduplicate
+    position: int  # 0 is the leaf, then in the order served
+    subject: str  # RFC 4514
+    issuer: str
+    serial: str  # hex
+    not_before: float  # POSIX seconds
+    not_after: float
+    key_type: str  # RSA, EC, Ed25519, ...
+    key_bits: int
+    signature_algorithm: str
+    subject_alt_names: tuple[str, ...]
+    spki_sha256: str  # base64, as used for pins
+    self_signed: bool
+
+    def days_left(self, at: float) -> float:
+        return (self.not_after - at) / 86400
+
+
 def _frozen_mapping(values: Mapping[str, ObservationValue]) -> Mapping[str, ObservationValue]:
     return MappingProxyType(dict(values))
 
@@ -109,6 +131,7 @@ class ProbeResult:
     observations: Mapping[str, ObservationValue] = field(default_factory=dict)
     verdicts: tuple[Verdict, ...] = ()
     error: ProbeError | None = None
+    certificates: tuple[CertificateInfo, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observations", _frozen_mapping(self.observations))

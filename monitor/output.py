@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from monitor.model import ProbeResult, Severity, Verdict
+from monitor.model import CertificateInfo, ProbeResult, Severity, Verdict
 
 SCHEMA_VERSION = 1
 
@@ -44,6 +44,25 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def certificate_to_dict(certificate: CertificateInfo, at: float) -> dict[str, Any]:
+    return {
+        "fingerprint_sha256": certificate.fingerprint_sha256,
+        "position": certificate.position,
+        "subject": certificate.subject,
+        "issuer": certificate.issuer,
+        "serial": certificate.serial,
+        "not_before": iso_time(certificate.not_before),
+        "not_after": iso_time(certificate.not_after),
+        "days_left": round(certificate.days_left(at), 3),
+        "key_type": certificate.key_type,
+        "key_bits": certificate.key_bits,
+        "signature_algorithm": certificate.signature_algorithm,
+        "subject_alt_names": list(certificate.subject_alt_names),
+        "spki_sha256": certificate.spki_sha256,
+        "self_signed": certificate.self_signed,
+    }
+
+
 def result_to_dict(result: ProbeResult) -> dict[str, Any]:
     ref = result.check
     return {
@@ -63,6 +82,7 @@ def result_to_dict(result: ProbeResult) -> dict[str, Any]:
         "error": None
         if result.error is None
         else {"class": str(result.error.error_class), "message": result.error.message},
+        "certificates": [certificate_to_dict(c, result.started_at) for c in result.certificates],
     }
 
 

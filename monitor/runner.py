@@ -140,4 +140,5 @@ async def run_check(
         observations=observations,
         verdicts=verdicts,
         error=error,
+        certificates=tuple(ctx.certificates),
     )

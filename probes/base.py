@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.conditions import Condition
-from monitor.model import ObservationValue
+from monitor.model import CertificateInfo, ObservationValue
 
 Observations = dict[str, ObservationValue]
 
@@ -54,11 +54,15 @@ class SharedResources:
 @dataclass
 class ProbeContext:
     """What a probe gets besides its options: its time budget, its memory of earlier polls of the
-    same check (for rates and change detection), and the engine's shared resources."""
+    same check (for rates and change detection), and the engine's shared resources.
+
+    A probe that sees certificates appends them to `certificates`; the runner puts them in the
+    result even when the attempt fails later (a chain read before a failed verification)."""
 
     timeout: float
     shared: SharedResources
     memory: dict[str, Any] = field(default_factory=dict)
+    certificates: list[CertificateInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,43 @@ async def test_memory_persists_between_attempts_of_a_check(shared):
     assert result.observations["polls"] == 2
     with pytest.raises(TypeError):
         result.observations["polls"] = 3
+
+
+async def test_certificates_seen_before_a_failure_reach_the_result_and_the_json(shared):
+    import json
+
+    import jsonschema
+
+    from monitor.model import CertificateInfo
+    from monitor.output import result_record
+    from tests.conftest import REPO
+
+    certificate = CertificateInfo(
+        fingerprint_sha256="ab" * 32,
+        position=0,
+        subject="CN=cad.example.net",
+        issuer="CN=Example CA",
+        serial="1f",
+        not_before=0.0,
+        not_after=4102444800.0,
+        key_type="EC",
+        key_bits=256,
+        signature_algorithm="ecdsa-with-SHA256",
+        subject_alt_names=("DNS:cad.example.net",),
+        spki_sha256="c3BraQ==",
+        self_signed=False,
+    )
+
+    async def sees_then_fails(options, ctx):
+        ctx.certificates.append(certificate)
+        raise TlsFailure("certificate verify failed: unable to get local issuer certificate")
+
+    result = await run_check(_with_measure(sees_then_fails), shared)
+    assert result.certificates == (certificate,)
+    assert result.error.error_class is ErrorClass.TLS
+    record = result_record(result)
+    schema = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
+    jsonschema.validate(record, schema)
+    (shown,) = record["certificates"]
+    assert shown["not_after"] == "2100-01-01T00:00:00.000+00:00"
+    assert shown["days_left"] > 25000

@@ -174,3 +174,38 @@ async def test_shared_resources_are_closed_after_a_sweep():
     checks = [make_check(f"c{i}") for i in range(3)]
     await Scheduler(checks, Concurrency(10, 10), lambda r: None, runner=runner).sweep()
     assert len(closed) == 1
+
+
+def _open_sockets() -> int:
+    import os
+
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # the descriptor listdir itself used
+            continue
+    return count
+
+
+async def test_stop_leaves_no_sockets_behind():
+    async with accepting_listener("127.0.0.2") as live_port:
+        with blackhole_port() as dead_port:
+            before = _open_sockets()
+            checks = [
+                make_check(f"d{i}", port=dead_port, timeout="30s", interval="1m") for i in range(4)
+            ]
+            checks += [
+                make_check(
+                    f"l{i}", host="127.0.0.2", port=live_port, interval="100ms", timeout="100ms"
+                )
+                for i in range(4)
+            ]
+            scheduler = Scheduler(checks, Concurrency(20, 10), lambda r: None, start_spread=0)
+            task = asyncio.create_task(scheduler.run())
+            await asyncio.sleep(0.3)
+            assert _open_sockets() > before  # the hung connects are in flight
+            scheduler.stop()
+            await asyncio.wait_for(task, 1.0)
+            await asyncio.sleep(0)
+            assert _open_sockets() == before

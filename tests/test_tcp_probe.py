@@ -87,3 +87,36 @@ def test_bad_targets_are_rejected_with_a_reason(target, message):
         adhoc_check("tcp", {"target": target})
     assert caught.value.message == message
     assert caught.value.hint
+
+
+def test_a_network_with_no_route_is_unreachable_not_refused():
+    """In a fresh network namespace even loopback is down, so the kernel answers ENETUNREACH
+    at once and no packet goes anywhere: a real 'unreachable' without touching any network."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "probe",
+            "tcp",
+            "127.0.0.1:80",
+            "--format",
+            "json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.stdout, f"unshare --net could not run (needs root): {done.stderr}"
+    record = json.loads(done.stdout)
+    assert record["error"] == {"class": "unreachable", "message": "Network is unreachable"}
+    assert done.returncode == 2

@@ -1,0 +1,33 @@
+"""The registry lists every probe module, and every probe honours the one signature."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pkgutil
+
+import probes
+from monitor.options import option_specs
+from probes import REGISTRY
+from probes.base import ProbeKind
+
+SUPPORT_MODULES = {"base"}
+
+
+def test_every_probe_module_is_registered_under_its_own_name():
+    modules = {m.name for m in pkgutil.iter_modules(probes.__path__)} - SUPPORT_MODULES
+    assert modules == set(REGISTRY)
+    for kind, probe in REGISTRY.items():
+        assert probe.kind == kind
+        assert inspect.getmodule(probe.measure).__name__ == f"probes.{kind}"
+
+
+def test_every_probe_has_the_one_signature():
+    for probe in REGISTRY.values():
+        assert isinstance(probe, ProbeKind)
+        assert inspect.iscoroutinefunction(probe.measure)
+        assert dataclasses.is_dataclass(probe.options)
+        assert probe.options.__dataclass_params__.frozen
+        specs = option_specs(probe.options)
+        assert specs[0].name == "target" and specs[0].required
+        assert all(spec.help for spec in specs)
