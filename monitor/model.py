@@ -137,10 +137,16 @@ class ProbeResult:
         object.__setattr__(self, "observations", _frozen_mapping(self.observations))
 
     def summary(self) -> str:
-        """One line a person can act on: the error, else the verdicts that are not OK."""
+        """One line a person can act on: the error, else the verdicts that are not OK, else the
+        values that were judged (so an OK line still says what was seen)."""
         if self.error is not None:
             return f"{self.error.error_class}: {self.error.message}"
         bad = [v.describe() for v in self.verdicts if v.severity is not Severity.OK]
         if bad:
             return "; ".join(bad)
-        return "all conditions OK"
+        seen = [f"{v.condition} {_shown(v.value)}{v.unit}" for v in self.verdicts]
+        return ", ".join(seen) if seen else "OK"
+
+
+def _shown(value: ObservationValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -216,7 +216,8 @@ def test_probe_perfdata_carries_thresholds(lab_inventory):
         )
     assert done.returncode == 0
     status, perfdata = done.stdout.strip().split(" | ")
-    assert status == f"TCP OK - 127.0.0.1:{port}: all conditions OK"
+    assert status.startswith(f"TCP OK - 127.0.0.1:{port}: latency ")
+    assert status.endswith("ms")
     assert perfdata.startswith("'connect_ms'=") and perfdata.endswith("ms;200;1000")
     assert perfdata.count("=") == 1
 
