@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from monitor import audit as audit_report
 from monitor import output
 from monitor.inventory import (
     Check,
@@ -77,6 +78,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="json (default) for machines, table for people",
     )
     _add_filters(run)
+
+    audit = commands.add_parser(
+        "audit",
+        help="audits: `audit certs` reports every certificate and its expiry",
+        description="Scheduled audits for cron or a systemd timer.",
+    )
+    audits = audit.add_subparsers(
+        dest="audit", metavar="AUDIT", required=True, parser_class=_Parser
+    )
+    certs = audits.add_parser(
+        "certs",
+        help="every certificate on every TLS-bearing check, soonest expiry first",
+        description="Probe every TLS-bearing check (tls, https) and report every certificate "
+        "seen, leaf and chain, once per fingerprint with every endpoint that serves it, "
+        "soonest expiry first. Exit 0 all good, 1 warnings (or endpoints that could not be "
+        "read), 2 critical, 3 nothing could be checked.",
+    )
+    certs.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    certs.add_argument(
+        "--within",
+        type=_days,
+        metavar="DAYS",
+        help="list only certificates expiring within DAYS (all are judged)",
+    )
+    certs.add_argument(
+        "--warn",
+        type=_days,
+        metavar="DAYS",
+        help="WARN below this many days, overriding each check's warn_days",
+    )
+    certs.add_argument(
+        "--crit",
+        type=_days,
+        metavar="DAYS",
+        help="CRIT below this many days, overriding each check's crit_days",
+    )
+    certs.add_argument("--format", choices=audit_report.FORMATS, default="table")
+    certs.add_argument(
+        "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout"
+    )
+    _add_filters(certs)
 
     probe = commands.add_parser(
         "probe",
@@ -153,6 +195,16 @@ def _add_option_flag(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
             action="append" if spec.repeatable else "store",
             help=spec.help + (" (repeatable)" if spec.repeatable else "") + default,
         )
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if days < 0:
+        raise argparse.ArgumentTypeError("days cannot be negative")
+    return days
 
 
 def _show_default(value: Any) -> str:
@@ -251,7 +303,9 @@ def _install_stop_signals(scheduler: Scheduler) -> None:
         loop.add_signal_handler(sig, scheduler.stop)
 
 
-async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int:
+async def _collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[ProbeResult], bool]:
+    """One sweep of `checks`, with progress on a terminal; results in inventory order, and
+    whether the sweep completed (SIGINT/SIGTERM end it early)."""
     results: list[ProbeResult] = []
     show_progress = sys.stderr.isatty()
 
@@ -262,12 +316,16 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
 
     scheduler = Scheduler(checks, inventory.concurrency, collect)
     _install_stop_signals(scheduler)
-    started = time.time()
     await scheduler.sweep()
-    finished = time.time()
     order = {check.ref.check_id: i for i, check in enumerate(checks)}
     results.sort(key=lambda r: order[r.check.check_id])
-    complete = len(results) == len(checks)
+    return results, len(results) == len(checks)
+
+
+async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int:
+    started = time.time()
+    results, complete = await _collect(inventory, checks)
+    finished = time.time()
     if fmt == "table":
         print(output.table(results, output.use_colour(sys.stdout)))
     else:
@@ -302,6 +360,45 @@ async def _stream(inventory: Inventory, checks: Sequence[Check], fmt: str) -> in
     _install_stop_signals(scheduler)
     await scheduler.run()
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    inventory = _load(args.inventory)
+    if inventory is None:
+        return EXIT_UNKNOWN
+    checks = [c for c in select_checks(inventory, args) if c.probe.presents_certificates(c.options)]
+    if not checks:
+        print("commwatch: no TLS-bearing check (tls, https) in the selection", file=sys.stderr)
+        return EXIT_UNKNOWN
+    results, complete = asyncio.run(_collect(inventory, checks))
+    if not complete:
+        print(
+            f"commwatch: interrupted after {len(results)} of {len(checks)} endpoints",
+            file=sys.stderr,
+        )
+        return EXIT_UNKNOWN
+    report = audit_report.build_report(
+        checks,
+        results,
+        now=time.time(),
+        warn_days=args.warn,
+        crit_days=args.crit,
+        within_days=args.within,
+    )
+    if args.output:
+        _write_atomically(args.output, audit_report.render(report, args.format, colour=False))
+    else:
+        colour = output.use_colour(sys.stdout)
+        print(audit_report.render(report, args.format, colour))
+    return report.exit_code
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A reader (a dashboard, a mail job) never sees half a report."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    os.replace(temporary, path)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -352,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"check": cmd_check, "run": cmd_run, "probe": cmd_probe}
+    handlers = {"check": cmd_check, "run": cmd_run, "audit": cmd_audit, "probe": cmd_probe}
     if args.command is None:
         parser.print_help()
         return EXIT_UNKNOWN

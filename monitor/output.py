@@ -141,9 +141,12 @@ def use_colour(stream: TextIO) -> bool:
     return "NO_COLOR" not in os.environ and stream.isatty()
 
 
+def colourise(text: str, severity: Severity, colour: bool) -> str:
+    return f"{_COLOURS[severity]}{text}{_RESET}" if colour else text
+
+
 def severity_label(severity: Severity, colour: bool) -> str:
-    label = f"{severity.name:<7}"
-    return f"{_COLOURS[severity]}{label}{_RESET}" if colour else label
+    return colourise(f"{severity.name:<7}", severity, colour)
 
 
 def _clip(text: str, width: int) -> str:

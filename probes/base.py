@@ -75,3 +75,5 @@ class ProbeKind:
     conditions: Callable[[Any], tuple[Condition, ...]]
     target: Callable[[Any], str]
     host: Callable[[Any], str]
+    # Whether a check of this kind, so configured, sees TLS certificates (the audit's scope).
+    presents_certificates: Callable[[Any], bool] = lambda _options: False

@@ -408,4 +408,5 @@ PROBE = ProbeKind(
     conditions=conditions,
     target=lambda o: o.target,
     host=lambda o: URL(o.target).host or "",
+    presents_certificates=lambda o: URL(o.target).scheme == "https",
 )

@@ -1,0 +1,160 @@
+"""The certificate audit's aggregation and rendering (the probes that feed it have their own
+tests against real TLS servers; an end-to-end audit test runs the real command)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+
+import jsonschema
+import pytest
+import referencing
+
+from monitor.audit import build_report, render, report_to_dict
+from monitor.inventory import adhoc_check
+from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from tests.conftest import REPO
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+
+
+def schema_validator() -> jsonschema.Draft202012Validator:
+    schemas = {
+        name: json.loads((REPO / f"monitor/schema/{name}.schema.json").read_text())
+        for name in ("result", "audit")
+    }
+    registry = referencing.Registry().with_resources(
+        (schema["$id"], referencing.Resource.from_contents(schema)) for schema in schemas.values()
+    )
+    return jsonschema.Draft202012Validator(schemas["audit"], registry=registry)
+
+
+def cert(name: str, days: float, position: int = 0) -> CertificateInfo:
+    return CertificateInfo(
+        fingerprint_sha256=(name.encode().hex() * 64)[:64],
+        position=position,
+        subject=f"CN={name}",
+        issuer="CN=Example CA",
+        serial="0a",
+        not_before=NOW - 300 * DAY,
+        not_after=NOW + days * DAY,
+        key_type="EC",
+        key_bits=256,
+        signature_algorithm="ecdsa-with-SHA256",
+        subject_alt_names=(f"DNS:{name}",),
+        spki_sha256="AAAA",
+        self_signed=False,
+    )
+
+
+def check(name: str, url: str):
+    made = adhoc_check("http", {"target": url})
+    return dataclasses.replace(made, ref=dataclasses.replace(made.ref, check_id=name))
+
+
+def result(check_, *certificates, error: ProbeError | None = None) -> ProbeResult:
+    return ProbeResult(check_.ref, NOW, 5.0, Severity.OK, certificates=certificates, error=error)
+
+
+@pytest.fixture
+def scene():
+    a = check("s/l/a", "https://127.0.0.1:8443/")
+    b = check("s/l/b", "https://127.0.0.2:8443/")
+    c = check("s/l/c", "https://127.0.0.3:8443/")
+    wildcard, intermediate = cert("wild", 9.5), cert("intermediate", 400, position=1)
+    results = [
+        result(a, wildcard, intermediate),
+        result(b, wildcard, intermediate),
+        result(c, error=ProbeError(ErrorClass.REFUSED, "Connection refused")),
+    ]
+    return [a, b, c], results
+
+
+def test_certificates_are_deduplicated_by_fingerprint_with_every_endpoint(scene):
+    checks, results = scene
+    report = build_report(checks, results, now=NOW)
+    assert [e.certificate.subject for e in report.certificates] == ["CN=wild", "CN=intermediate"]
+    wildcard = report.certificates[0]
+    assert [e.target for e in wildcard.endpoints] == [
+        "https://127.0.0.1:8443/",
+        "https://127.0.0.2:8443/",
+    ]
+    assert wildcard.days_left == pytest.approx(9.5)
+    assert wildcard.severity is Severity.CRIT
+    assert report.certificates[1].severity is Severity.OK
+    assert [f.check_id for f in report.failed] == ["s/l/c"]
+    assert report.failed[0].reason == "refused: Connection refused"
+    assert report.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("days", "warn", "crit", "state", "exit_code"),
+    [
+        (100, None, None, "OK", 0),
+        (20, None, None, "WARN", 1),
+        (10, None, None, "CRIT", 2),
+        (-1, None, None, "EXPIRED", 2),
+        (20, 10, 5, "OK", 0),
+        (100, 120, 5, "WARN", 1),
+    ],
+)
+def test_states_and_exit_codes(days, warn, crit, state, exit_code):
+    only = check("s/l/a", "https://127.0.0.1:8443/")
+    report = build_report(
+        [only], [result(only, cert("x", days))], now=NOW, warn_days=warn, crit_days=crit
+    )
+    assert report.certificates[0].state == state
+    assert report.exit_code == exit_code
+
+
+def test_an_unreadable_endpoint_turns_all_good_into_a_warning(scene):
+    checks, results = scene
+    healthy = [result(checks[0], cert("fine", 200)), results[2]]
+    assert build_report(checks, healthy, now=NOW).exit_code == 1
+
+
+def test_nothing_checked_is_unknown(scene):
+    checks, results = scene
+    assert build_report(checks, results[2:], now=NOW).exit_code == 3
+
+
+def test_within_lists_fewer_but_judges_all(scene):
+    checks, results = scene
+    report = build_report(checks, results, now=NOW, within_days=30)
+    assert [e.certificate.subject for e in report.shown] == ["CN=wild"]
+    document = report_to_dict(report)
+    assert document["summary"]["certificates"] == 2 and document["summary"]["listed"] == 1
+
+
+def test_json_report_follows_its_schema(scene):
+    checks, results = scene
+    document = json.loads(render(build_report(checks, results, now=NOW), "json", colour=False))
+    schema_validator().validate(document)
+    assert document["certificates"][0]["state"] == "CRIT"
+    assert document["summary"]["exit_code"] == 2
+
+
+def test_table_markdown_and_csv(scene):
+    checks, results = scene
+    report = build_report(checks, results, now=NOW)
+    table = render(report, "table", colour=False).splitlines()
+    assert table[0].split() == ["STATE", "DAYS", "NOT", "AFTER", "SUBJECT", "ROLE", "ENDPOINTS"]
+    assert table[1].split()[:2] == ["CRIT", "9.5"]
+    assert "https://127.0.0.1:8443/, https://127.0.0.2:8443/" in table[1]
+    assert table[-1] == (
+        "2 certificates on 3 endpoints: 0 EXPIRED, 1 CRIT, 0 WARN, 1 OK; "
+        "1 endpoints could not be read"
+    )
+    coloured = render(report, "table", colour=True)
+    assert "\x1b[1;31mCRIT" in coloured
+
+    markdown = render(report, "markdown", colour=False).splitlines()
+    assert markdown[2] == "| STATE | DAYS | NOT AFTER | SUBJECT | ROLE | ENDPOINTS |"
+    assert markdown[4].startswith("| CRIT | 9.5 |")
+
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv", colour=False))))
+    assert [r["state"] for r in rows] == ["CRIT", "OK"]
+    assert rows[1]["role"] == "chain"
