@@ -222,10 +222,11 @@ def test_flapping_starts_holds_notifications_and_stops():
     alternating = [("psap/fibre/router", OK if i % 2 else CRIT) for i in range(12)]
     steady = [("psap/fibre/router", OK)] * 12
     _, events = run(topology(), [("psap/lte/router", OK), *alternating, *steady])
-    kinds = [e.kind for e in events if e.subject is Subject.CHECK]
+    check_events = [e for e in events if e.subject is Subject.CHECK]
+    kinds = [e.kind for e in check_events]
     assert EventKind.FLAPPING_START in kinds and EventKind.FLAPPING_STOP in kinds
     start = kinds.index(EventKind.FLAPPING_START)
-    held = [e for e in events[start:] if e.subject is Subject.CHECK and e.kind is EventKind.HARD]
+    held = [e for e in check_events[start:] if e.kind is EventKind.HARD]
     assert len(held) == 7 and all(Suppression.FLAPPING in e.suppressed for e in held)
     stop = next(e for e in events if e.kind is EventKind.FLAPPING_STOP)
     assert stop.notifiable and stop.after == "OK"
