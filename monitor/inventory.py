@@ -8,8 +8,6 @@ check takes only the keys its kind knows.
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +25,13 @@ from monitor.options import (
     relative_to,
     text,
 )
+from monitor.resilience_config import Group, Resilience, ResilienceReader
 from monitor.yamlnodes import InventoryError, Location, Node, load
 from probes import REGISTRY
 from probes.base import ProbeKind
 
 SCHEMA_VERSION = 1
 ROLES = ("primary", "secondary", "backup")
-_ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62})")
-_ID_HINT = "ids are lower-case letters, digits, '-' and '_', starting with a letter or digit"
 
 
 @dataclass(frozen=True)
@@ -43,13 +40,15 @@ class Schedule:
 
     interval: float = 60.0
     timeout: float = 10.0
-    retries: int = 3
+    retries: int = 3  # agreeing results before a change of state is confirmed
+    retry_interval: float = 30.0  # how soon to look again while a change is unconfirmed
 
 
 _SCHEDULE_PARSERS = {
     "interval": duration,
     "timeout": duration,
     "retries": integer(0, 10),
+    "retry_interval": duration,
 }
 
 
@@ -71,6 +70,8 @@ class Check:
     retries: int
     description: str
     location: Location
+    retry_interval: float = Schedule.retry_interval
+    depends_on: tuple[str, ...] = ()  # link or check ids
 
     @property
     def kind(self) -> str:
@@ -86,6 +87,12 @@ class Link:
     medium: str
     tags: tuple[str, ...]
     checks: tuple[Check, ...]
+    depends_on: tuple[str, ...] = ()
+    availability_from: tuple[str, ...] = ()  # check ids deciding up/down; empty: all its checks
+
+    @property
+    def full_id(self) -> str:
+        return f"{self.site_id}/{self.id}"
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class Site:
     name: str
     tags: tuple[str, ...]
     links: tuple[Link, ...]
+    min_up: int = 1
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class Inventory:
     path: str
     sites: tuple[Site, ...]
     concurrency: Concurrency
+    resilience: Resilience = Resilience()
 
     @property
     def links(self) -> tuple[Link, ...]:
@@ -121,7 +130,7 @@ class InventoryErrors(Exception):
 
 # --- option handling shared with `commwatch probe` ------------------------------------------
 
-_CHECK_KEYS = ("id", "kind", "description", "tags")
+_CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
 _ALL_OPTION_KEYS = frozenset(
     spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
 ) - {"target"}
@@ -172,7 +181,16 @@ def parse_schedule(values: Mapping[str, Any]) -> Schedule:
         except OptionError as exc:
             exc.key = key
             raise
+    if "retry_interval" not in parsed:
+        parsed["retry_interval"] = min(Schedule.retry_interval, parsed.get("interval", 60.0))
     schedule = Schedule(**parsed)
+    if schedule.retry_interval > schedule.interval:
+        raise OptionError(
+            f"retry_interval {schedule.retry_interval:g}s is longer than interval "
+            f"{schedule.interval:g}s",
+            "re-checks of an unconfirmed change should come sooner than regular ones",
+            key="retry_interval",
+        )
     if schedule.timeout > schedule.interval:
         raise OptionError(
             f"timeout {schedule.timeout:g}s is longer than interval {schedule.interval:g}s",
@@ -185,67 +203,7 @@ def parse_schedule(values: Mapping[str, Any]) -> Schedule:
 # --- the loader ----------------------------------------------------------------------------
 
 
-class _Loader:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.errors: list[InventoryError] = []
-
-    def fail(self, error: InventoryError) -> None:
-        self.errors.append(error)
-
-    def unknown_key(self, key: str, key_node: Node, allowed: Iterable[str], what: str) -> None:
-        close = difflib.get_close_matches(key, list(allowed), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(allowed))
-        self.fail(key_node.error(f"unknown key '{key}' in {what}", hint))
-
-    def fields(
-        self, node: Node, what: str, allowed: Iterable[str], required: Iterable[str] = ()
-    ) -> dict[str, tuple[Node, Node]]:
-        allowed = set(allowed)
-        found: dict[str, tuple[Node, Node]] = {}
-        for key, key_node, value_node in node.mapping(what):
-            if key in allowed:
-                found[key] = (key_node, value_node)
-            else:
-                self.unknown_key(key, key_node, allowed, what)
-        for key in required:
-            if key not in found:
-                self.fail(node.error(f"{what} has no '{key}'", f"add a '{key}:' line to it"))
-        return found
-
-    def ident(
-        self, fields: dict[str, tuple[Node, Node]], what: str, seen: dict[str, Location]
-    ) -> str | None:
-        if "id" not in fields:
-            return None
-        node = fields["id"][1]
-        value = node.value()
-        if not isinstance(value, str) or not _ID.fullmatch(value):
-            self.fail(node.error(f"{what} id {value!r} is not valid", _ID_HINT))
-            return None
-        if value in seen:
-            self.fail(
-                node.error(
-                    f"duplicate {what} id '{value}'",
-                    f"already used at line {seen[value].line}; ids must be unique",
-                )
-            )
-            return None
-        seen[value] = node.location
-        return value
-
-    def plain(
-        self, fields: dict[str, tuple[Node, Node]], key: str, parse: Any, default: Any
-    ) -> Any:
-        if key not in fields:
-            return default
-        node = fields[key][1]
-        try:
-            return parse(node.value())
-        except OptionError as exc:
-            self.fail(node.error(f"'{key}': {exc.message}", exc.hint))
-            return default
-
+class _Loader(ResilienceReader):
     def defaults(
         self, fields: dict[str, tuple[Node, Node]], inherited: dict[str, tuple[Any, Node]]
     ) -> dict[str, tuple[Any, Node]]:
@@ -264,7 +222,10 @@ class _Loader:
 
     def load(self, root: Node) -> Inventory | None:
         fields = self.fields(
-            root, "the inventory", ("version", "defaults", "concurrency", "sites"), ("sites",)
+            root,
+            "the inventory",
+            ("version", "defaults", "concurrency", "sites", "groups", "maintenance", "flapping"),
+            ("sites",),
         )
         if "version" in fields:
             node = fields["version"][1]
@@ -290,9 +251,28 @@ class _Loader:
                         "the inventory has no sites", "add at least one site with links and checks"
                     )
                 )
+        site_groups = tuple(
+            Group(
+                site.id, site.name, site.id, tuple(link.full_id for link in site.links), site.min_up
+            )
+            for site in sites
+        )
+        resilience = Resilience(
+            groups=site_groups + self.groups(fields, (site.id for site in sites)),
+            maintenance=self.maintenance(fields),
+            flapping=self.flapping(fields),
+        )
+        links = [link for site in sites for link in site.links]
+        if not self.errors:
+            # A check that failed to load would read as a dangling reference: a cascade, not news.
+            self.check_references(
+                (site.id for site in sites),
+                (link.full_id for link in links),
+                {check.ref.check_id: link.full_id for link in links for check in link.checks},
+            )
         if self.errors:
             return None
-        return Inventory(self.file, tuple(sites), concurrency)
+        return Inventory(self.file, tuple(sites), concurrency, resilience)
 
     def concurrency(self, fields: dict[str, tuple[Node, Node]]) -> Concurrency:
         if "concurrency" not in fields:
@@ -308,7 +288,7 @@ class _Loader:
         self, node: Node, inherited: dict[str, tuple[Any, Node]], seen: dict[str, Location]
     ) -> Site | None:
         fields = self.fields(
-            node, "a site", ("id", "name", "tags", "defaults", "links"), ("id", "links")
+            node, "a site", ("id", "name", "tags", "defaults", "min_up", "links"), ("id", "links")
         )
         site_id = self.ident(fields, "site", seen)
         name = self.plain(fields, "name", text, site_id or "")
@@ -323,7 +303,7 @@ class _Loader:
                     links.append(link)
         if site_id is None:
             return None
-        return Site(site_id, name, tags, tuple(links))
+        return Site(site_id, name, tags, tuple(links), self.min_up(fields, len(links)))
 
     def link(
         self,
@@ -336,7 +316,17 @@ class _Loader:
         fields = self.fields(
             node,
             "a link",
-            ("id", "name", "role", "medium", "tags", "defaults", "checks"),
+            (
+                "id",
+                "name",
+                "role",
+                "medium",
+                "tags",
+                "defaults",
+                "depends_on",
+                "availability_from",
+                "checks",
+            ),
             ("id", "checks"),
         )
         link_id = self.ident(fields, "link", seen)
@@ -361,7 +351,31 @@ class _Loader:
                     checks.append(check)
         if link_id is None:
             return None
-        return Link(link.id, site_id, link.name, link.role, link.medium, tags, tuple(checks))
+        full_id = f"{site_id}/{link_id}"
+        deciding = self.plain(fields, "availability_from", each(text), ())
+        unknown = [
+            c
+            for c in deciding
+            if c not in {check.ref.check_id.rsplit("/", 1)[1] for check in checks}
+        ]
+        if unknown:
+            self.fail(
+                fields["availability_from"][1].error(
+                    f"availability_from names '{unknown[0]}', which is not a check of this link",
+                    "list ids of this link's own checks",
+                )
+            )
+        return Link(
+            link.id,
+            site_id,
+            link.name,
+            link.role,
+            link.medium,
+            tags,
+            tuple(checks),
+            self.ids(fields, "depends_on", full_id, "subject"),
+            tuple(f"{full_id}/{c}" for c in deciding),
+        )
 
     def check(
         self,
@@ -434,6 +448,8 @@ class _Loader:
             schedule.retries,
             description,
             node.location,
+            schedule.retry_interval,
+            self.ids(fields, "depends_on", ref.check_id, "subject"),
         )
 
 

@@ -175,7 +175,8 @@ sites:
         ),
         (
             ("    links:", "    colour: red\n    links:"),
-            "4:5: unknown key 'colour' in a site (allowed: defaults, id, links, name, tags)",
+            "4:5: unknown key 'colour' in a site "
+            "(allowed: defaults, id, links, min_up, name, tags)",
         ),
         (
             ("target: 127.0.0.1:22", "target: [127.0.0.1, 22]"),
@@ -373,3 +374,124 @@ def test_secret_references_resolve_relative_to_the_inventory_and_never_print(tmp
     shown = repr(inventory) + str(check.options)
     assert "s3cr3t" not in shown
     assert f"<secret file:{tmp_path}/token>" in shown
+
+
+RESILIENT = """\
+version: 1
+flapping: {window: 15, high: 40, low: 20}
+groups:
+  - id: backhaul-north
+    links: [ridge/microwave, valley/fibre]
+    min_up: 1
+maintenance:
+  - id: ridge-tuesday
+    applies_to: [ridge]
+    timezone: America/Chicago
+    days: [tue]
+    at: "02:00"
+    duration: 2h
+  - id: valley-swap
+    applies_to: [valley/fibre/router]
+    start: 2026-12-01T01:00
+    end: 2026-12-01T03:00
+sites:
+  - id: ridge
+    min_up: 1
+    links:
+      - id: microwave
+        checks: [{id: router, kind: tcp, target: "127.0.0.1:1"}]
+      - id: console
+        depends_on: [ridge/microwave]
+        availability_from: [rfss]
+        checks:
+          - {id: rfss, kind: tcp, target: "127.0.0.1:2"}
+          - {id: web, kind: tcp, target: "127.0.0.1:3", depends_on: [ridge/microwave/router]}
+  - id: valley
+    links:
+      - id: fibre
+        checks: [{id: router, kind: tcp, target: "127.0.0.1:4", retry_interval: 5s}]
+"""
+
+
+def test_resilience_sections_load(tmp_path):
+    inventory = load_inventory(write(tmp_path, RESILIENT))
+    resilience = inventory.resilience
+    groups = {g.id: g for g in resilience.groups}
+    assert groups["ridge"].link_ids == ("ridge/microwave", "ridge/console")
+    assert groups["backhaul-north"].site_id == ""
+    assert groups["backhaul-north"].link_ids == ("ridge/microwave", "valley/fibre")
+    assert (resilience.flapping.window, resilience.flapping.high) == (15, 40.0)
+    console = inventory.sites[0].links[1]
+    assert console.depends_on == ("ridge/microwave",)
+    assert console.availability_from == ("ridge/console/rfss",)
+    web = console.checks[1]
+    assert web.depends_on == ("ridge/microwave/router",)
+    router = inventory.sites[1].links[0].checks[0]
+    assert (router.retry_interval, inventory.checks[0].retry_interval) == (5.0, 30.0)
+    weekly, one_off = resilience.maintenance
+    tuesday_3am_chicago = 1796720400.0  # 2026-12-08T03:00-06:00, a Tuesday
+    assert weekly.covers(tuesday_3am_chicago)
+    assert not weekly.covers(tuesday_3am_chicago + 3600)
+    assert one_off.covers(one_off.start) and not one_off.covers(one_off.end)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("depends_on: [ridge/microwave]", "depends_on: [ridge/microwav]"),
+            "25:21: ridge/console refers to unknown 'ridge/microwav' "
+            "(did you mean 'ridge/microwave'?)",
+        ),
+        (
+            ("    links: [ridge/microwave, valley/fibre]", "    links: [ridge/microwave, hill/x]"),
+            "5:12: group backhaul-north refers to unknown 'hill/x'",
+        ),
+        (
+            (
+                'checks: [{id: router, kind: tcp, target: "127.0.0.1:1"}]',
+                "depends_on: [ridge/console/web]\n"
+                '        checks: [{id: router, kind: tcp, target: "127.0.0.1:1"}]',
+            ),
+            "23:21: dependency cycle: ridge/microwave -> ridge/console/web -> ridge/console"
+            " -> ridge/microwave",
+        ),
+        (
+            ("  - id: ridge\n    min_up: 1", "  - id: ridge\n    min_up: 3"),
+            "20:13: min_up 3 is more than the 2 links there are",
+        ),
+        (("  - id: backhaul-north", "  - id: ridge"), "4:9: duplicate group (or site) id 'ridge'"),
+        (
+            ("    duration: 2h\n", ""),
+            "8:5: a maintenance window needs either start and end, or days, at and duration",
+        ),
+        (
+            ("timezone: America/Chicago", "timezone: Mars/Olympus"),
+            "10:15: 'timezone': 'Mars/Olympus' is not a known time zone",
+        ),
+        (
+            ("    end: 2026-12-01T03:00", "    end: 2026-11-30T03:00"),
+            "17:10: the window ends before it starts",
+        ),
+        (
+            ("{window: 15, high: 40, low: 20}", "{window: 15, high: 40, low: 60}"),
+            "2:11: flapping low 60% is not below high 40%",
+        ),
+        (
+            ("availability_from: [rfss]", "availability_from: [rfs]"),
+            "26:28: availability_from names 'rfs', which is not a check of this link",
+        ),
+        (
+            ("retry_interval: 5s", "retry_interval: 5m"),
+            "33:81: 'retry_interval': retry_interval 300s is longer than interval 60s",
+        ),
+    ],
+)
+def test_resilience_rejections(tmp_path, edit, expected):
+    old, new = edit
+    assert old in RESILIENT
+    errors = errors_of(tmp_path, RESILIENT.replace(old, new, 1))
+    # One fault each; the cycle case closes two cycles (via the check's own link, and via
+    # the check's explicit dependency), and each is reported.
+    assert len(errors) == (2 if "cycle" in expected else 1), errors
+    assert errors[0].startswith(expected), errors[0]

@@ -1,0 +1,205 @@
+"""The inventory's resilience sections: redundancy groups, dependencies, maintenance windows and
+flap detection, validated at load time like everything else (references that lead nowhere and
+dependency cycles are faults with a place and a hint)."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from monitor import maintenance as mw
+from monitor.options import each, integer, number, text
+from monitor.reader import Fields, Reader
+from monitor.state import FlapPolicy
+from monitor.yamlnodes import Location, Node
+
+
+@dataclass(frozen=True)
+class Group:
+    """Links that back each other up; `min_up` of them must be up. Every site is one."""
+
+    id: str
+    name: str
+    site_id: str  # "" for a named group across sites
+    link_ids: tuple[str, ...]
+    min_up: int
+
+
+@dataclass(frozen=True)
+class Resilience:
+    groups: tuple[Group, ...] = ()
+    maintenance: tuple[mw.Window, ...] = ()
+    flapping: FlapPolicy = FlapPolicy()
+
+
+@dataclass(frozen=True)
+class _Reference:
+    owner: str  # what refers
+    targets: tuple[str, ...]
+    node: Node
+    allowed: str  # "subject" (link or check), "link", or "any" (site, link or check)
+
+
+class ResilienceReader(Reader):
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self._references: list[_Reference] = []
+
+    def ids(self, fields: Fields, key: str, owner: str, allowed: str) -> tuple[str, ...]:
+        """A list of ids, remembered for checking once the whole inventory is known."""
+        values = self.plain(fields, key, each(text), ())
+        if values:
+            self._references.append(_Reference(owner, values, fields[key][1], allowed))
+        return values
+
+    def min_up(self, fields: Fields, link_count: int) -> int:
+        value = self.plain(fields, "min_up", integer(1, 100), 1)
+        if link_count and value > link_count:
+            self.fail(
+                fields["min_up"][1].error(
+                    f"min_up {value} is more than the {link_count} links there are",
+                    "min_up counts links that must be up; at most the number of links",
+                )
+            )
+        return value
+
+    def groups(self, fields: Fields, site_ids: Iterable[str]) -> tuple[Group, ...]:
+        if "groups" not in fields:
+            return ()
+        groups, seen = [], {site: Location(self.file, 0, 0) for site in site_ids}
+        for node in fields["groups"][1].sequence("groups"):
+            inner = self.fields(node, "a group", ("id", "name", "links", "min_up"), ("id", "links"))
+            group_id = self.ident(inner, "group (or site)", seen)
+            links = self.ids(inner, "links", f"group {group_id}", "link")
+            up = self.min_up(inner, len(links))
+            if group_id is not None:
+                name = self.plain(inner, "name", text, group_id)
+                groups.append(Group(group_id, name, "", links, up))
+        return tuple(groups)
+
+    def flapping(self, fields: Fields) -> FlapPolicy:
+        if "flapping" not in fields:
+            return FlapPolicy()
+        inner = self.fields(fields["flapping"][1], "flapping", ("window", "high", "low"))
+        default = FlapPolicy()
+        policy = FlapPolicy(
+            window=self.plain(inner, "window", integer(5, 100), default.window),
+            high=self.plain(inner, "high", number(1, 100), default.high),
+            low=self.plain(inner, "low", number(0, 100), default.low),
+        )
+        if policy.low >= policy.high:
+            self.fail(
+                fields["flapping"][1].error(
+                    f"flapping low {policy.low:g}% is not below high {policy.high:g}%",
+                    "a check starts flapping above high and settles below low: make low < high",
+                )
+            )
+        return policy
+
+    def maintenance(self, fields: Fields) -> tuple[mw.Window, ...]:
+        if "maintenance" not in fields:
+            return ()
+        windows, seen = [], {}
+        keys = ("id", "applies_to", "timezone", "start", "end", "days", "at", "duration", "reason")
+        for node in fields["maintenance"][1].sequence("maintenance"):
+            inner = self.fields(node, "a maintenance window", keys, ("id", "applies_to"))
+            window_id = self.ident(inner, "maintenance window", seen)
+            applies = self.ids(inner, "applies_to", f"maintenance {window_id}", "any")
+            zone = self.plain(inner, "timezone", mw.zone, "UTC")
+            window = self._window(node, inner, window_id or "", applies, zone)
+            if window is not None and window_id is not None:
+                windows.append(window)
+        return tuple(windows)
+
+    def _window(
+        self, node: Node, inner: Fields, window_id: str, applies: tuple[str, ...], zone: str
+    ) -> mw.Window | None:
+        one_off, weekly = {"start", "end"} & set(inner), {"days", "at", "duration"} & set(inner)
+        if (
+            bool(one_off) == bool(weekly)
+            or (one_off and len(one_off) < 2)
+            or (weekly and len(weekly) < 3)
+        ):
+            self.fail(
+                node.error(
+                    "a maintenance window needs either start and end, or days, at and duration",
+                    "one-off: start: 2026-12-01T02:00, end: 2026-12-01T04:00; weekly: "
+                    "days: [tue], at: '02:00', duration: 2h",
+                )
+            )
+            return None
+        if one_off:
+            start = self.plain(inner, "start", lambda v: mw.local_time(v, zone), None)
+            end = self.plain(inner, "end", lambda v: mw.local_time(v, zone), None)
+            if start is not None and end is not None and end <= start:
+                self.fail(
+                    inner["end"][1].error(
+                        "the window ends before it starts", "make end later than start"
+                    )
+                )
+                return None
+            return mw.Window(window_id, applies, zone, start=start, end=end)
+        return mw.Window(
+            window_id,
+            applies,
+            zone,
+            days=self.plain(inner, "days", mw.weekdays, ()),
+            at=self.plain(inner, "at", lambda v: mw.clock_time(v), None),
+            length=self.plain(inner, "duration", mw.window_length, 0.0),
+        )
+
+    def check_references(
+        self, sites: Iterable[str], links: Iterable[str], checks: Mapping[str, str]
+    ) -> None:
+        """Every id referred to exists; dependencies form no cycle. `checks` maps each check id
+        to its link id (a check sits behind its link, so that edge counts too)."""
+        link_ids, check_ids = set(links), set(checks)
+        pools = {
+            "link": link_ids,
+            "subject": link_ids | check_ids,
+            "any": link_ids | check_ids | set(sites),
+        }
+        edges: dict[str, dict[str, Node | None]] = {c: {link: None} for c, link in checks.items()}
+        for ref in self._references:
+            pool = pools[ref.allowed]
+            for target in ref.targets:
+                if target not in pool:
+                    close = difflib.get_close_matches(target, sorted(pool), n=1)
+                    hint = (
+                        f"did you mean '{close[0]}'?"
+                        if close
+                        else "use a full id: site, site/link or site/link/check"
+                    )
+                    self.fail(ref.node.error(f"{ref.owner} refers to unknown '{target}'", hint))
+                elif ref.allowed == "subject":
+                    edges.setdefault(ref.owner, {})[target] = ref.node
+        self._reject_cycles(edges)
+
+    def _reject_cycles(self, edges: Mapping[str, Mapping[str, Node | None]]) -> None:
+        done: set[str] = set()
+
+        def visit(path: list[str]) -> None:
+            subject = path[-1]
+            if subject in done:
+                return
+            for parent in edges.get(subject, {}):
+                if parent in path:
+                    cycle = [*path[path.index(parent) :], parent]
+                    # Report at a depends_on the user wrote (a check's own link is implied).
+                    node = next(
+                        edges[a][b] for a, b in itertools.pairwise(cycle) if edges[a][b] is not None
+                    )
+                    self.fail(
+                        node.error(
+                            f"dependency cycle: {' -> '.join(cycle)}",
+                            "a subject cannot depend, even indirectly, on itself",
+                        )
+                    )
+                else:
+                    visit([*path, parent])
+            done.add(subject)
+
+        for subject in list(edges):
+            visit([subject])
