@@ -120,7 +120,7 @@ def _ldap(sock: socket.socket) -> None:
     head = sock.recv(2)
     sock.recv(head[1])
     # LDAPMessage { messageID 1, extendedResp { success, matchedDN "", diagnosticMessage "" } }
-    sock.sendall(bytes.fromhex("300c020101" "7807" "0a0100" "0400" "0400"))
+    sock.sendall(bytes.fromhex("300c02010178070a010004000400"))
 
 
 def _xmpp(sock: socket.socket) -> None:
