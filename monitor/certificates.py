@@ -336,6 +336,15 @@ async def parse_chain(ders: Sequence[bytes], ctx: ProbeContext) -> list[ParsedCe
 # --- the analysis ----------------------------------------------------------------------------
 
 
+def is_ip(name: str) -> bool:
+    """An IP literal: sent no SNI, matched against IP SANs."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def name_matches(certificate: ParsedCertificate, name: str) -> bool:
     """RFC 6125 matching against the subjectAltName only: IPs against IP entries, names against
     DNS entries with a whole left-most-label wildcard. The CN is never used (CN-only fails)."""

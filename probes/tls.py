@@ -10,7 +10,6 @@ first failure is reported.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 import time
 from dataclasses import dataclass
@@ -74,14 +73,6 @@ class TlsOptions:
     def validate(self) -> None:
         validate_latency(self.latency_warn, self.latency_crit)
         certificates.validate_certificate_options(self)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def judged_name(options: TlsOptions) -> str:
@@ -313,7 +304,7 @@ async def read_chain(
 async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
     address, port = options.target
     name = judged_name(options)
-    sni = None if _is_ip(name) else name
+    sni = None if certificates.is_ip(name) else name
     session, verification, legacy_reason = await read_chain(
         address, port, sni, options.starttls, options, ctx
     )

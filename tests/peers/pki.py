@@ -1,7 +1,8 @@
 """A throw-away PKI for tests: a CA and leaf certificates it signs, as PEM bytes.
 
 EC P-256 keys keep generation fast enough to make fresh certificates per test. Validity windows
-are parameters so TLS tests can make expired or not-yet-valid certificates as easily as good ones;
+are parameters so TLS tests can make expired or not-yet-valid certificates as easily as good ones
+(by default a CA runs a year and a leaf 90 days: far from any expiry warning);
 RSA keys of a chosen size, intermediates, CN-only leaves and SHA-1 signatures make the weak and
 broken chains the tls probe must name.
 """
@@ -127,7 +128,7 @@ def make_ca(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(not_after or start + datetime.timedelta(days=30))
+        .not_valid_after(not_after or start + datetime.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -177,7 +178,7 @@ def make_leaf(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(not_after or start + datetime.timedelta(days=30))
+        .not_valid_after(not_after or start + datetime.timedelta(days=90))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
