@@ -38,7 +38,7 @@ def _endless_xml(sock: socket.socket) -> None:
 
 
 def _hang_up(sock: socket.socket) -> None:
-    sock.recv(64)
+    """Closes before the greeting (the threaded server closes the socket on return)."""
 
 
 def _ldap_garbage(sock: socket.socket) -> None:
