@@ -73,8 +73,8 @@ class Verdict:
 
     def describe(self) -> str:
         shown = "not measured" if self.value is None else f"{self.value}{self.unit}"
-        of = f" of {self.about}" if self.about else ""
-        return f"{self.condition}{of} {shown} ({self.threshold}): {self.severity.name}"
+        about = f" [{self.about}]" if self.about else ""
+        return f"{self.condition} {shown}{about} ({self.threshold}): {self.severity.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,7 +248,8 @@ async def test_intermediate_expiring_first_is_named_in_the_summary(
     assert result.severity is Severity.CRIT
     assert result.observations["days_left"] > 59
     assert verdict(result, "expiry").about == "#1 CN=short-lived intermediate"
-    assert result.summary().startswith("expiry of #1 CN=short-lived intermediate ")
+    assert result.summary().startswith("expiry ")
+    assert "d [#1 CN=short-lived intermediate] (warn < 30d, crit < 14d): CRIT" in result.summary()
     assert 9.9 < verdict(result, "expiry").value <= 10
 
 
