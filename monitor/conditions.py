@@ -7,6 +7,7 @@ UNKNOWN rather than a guess.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class Threshold:
     crit: float | None
     unit: str = ""
     higher_is_worse: bool = True
+    about: str | None = None  # an observation naming what the value belongs to
 
     def judge(self, value: ObservationValue) -> Verdict:
         severity = Severity.UNKNOWN
@@ -67,6 +69,7 @@ class Expectation:
     expected: str
     severity: Severity = Severity.CRIT
     unit: str = ""
+    about: str | None = None  # an observation naming what the value belongs to
 
     def judge(self, value: ObservationValue) -> Verdict:
         severity = Severity.OK if self.accepts(value) else self.severity
@@ -100,7 +103,11 @@ def evaluate(
                 )
             )
         else:
-            verdicts.append(condition.judge(observations[condition.observation]))
+            verdict = condition.judge(observations[condition.observation])
+            about = observations.get(condition.about) if condition.about else None
+            if about is not None:
+                verdict = dataclasses.replace(verdict, about=str(about))
+            verdicts.append(verdict)
     return tuple(verdicts)
 
 

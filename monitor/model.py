@@ -67,10 +67,14 @@ class Verdict:
     warn: float | None = None
     crit: float | None = None
     higher_is_worse: bool = True
+    # What the verdict is about when that varies per attempt (e.g. the certificate of a chain
+    # that expires first), so the one-line summary can name it.
+    about: str = ""
 
     def describe(self) -> str:
         shown = "not measured" if self.value is None else f"{self.value}{self.unit}"
-        return f"{self.condition} {shown} ({self.threshold}): {self.severity.name}"
+        about = f" [{self.about}]" if self.about else ""
+        return f"{self.condition} {shown}{about} ({self.threshold}): {self.severity.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "warn": verdict.warn,
         "crit": verdict.crit,
         "severity": verdict.severity.name,
+        "about": verdict.about,
     }
 
 

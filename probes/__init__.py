@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from probes import dns, http, tcp
+from probes import dns, http, tcp, tls
 from probes.base import ProbeKind
 
 REGISTRY: dict[str, ProbeKind] = {
     probe.kind: probe
     for probe in (
         tcp.PROBE,
+        tls.PROBE,
         http.PROBE,
         dns.PROBE,
     )

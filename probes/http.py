@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from monitor import certificates
 from monitor.conditions import Condition, Expectation
 from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
 from monitor.model import ObservationValue
@@ -25,13 +26,13 @@ from monitor.options import (
     host,
     integer,
     option,
-    readable_file,
     regex,
     text,
     type_name,
 )
 from probes.base import Observations, ProbeContext, ProbeKind
 from probes.tcp import latency_threshold, validate_latency
+from probes.tls import HandshakeError, handshake, relaxed_context, served_chain
 
 USER_AGENT = "commwatch/0.1.0"
 _MIB = 1024 * 1024
@@ -110,18 +111,6 @@ def _method(value: Any) -> str:
     return choice("get", "head")(value).upper()
 
 
-def _ca_file(value: Any) -> str:
-    path = readable_file(value)
-    try:
-        _ssl_context(verify=True, ca_file=path)
-    except ConfigFailure as exc:
-        raise OptionError(
-            f"file {path} holds no usable CA certificate ({exc.__cause__})",
-            "give a PEM file with one or more CA certificates",
-        ) from None
-    return path
-
-
 @dataclass(frozen=True, kw_only=True)
 class HttpOptions:
     target: str = option(parse=_url, help="http:// or https:// URL to request", metavar="URL")
@@ -173,18 +162,23 @@ class HttpOptions:
     verify_tls: bool = option(
         True, parse=boolean, metavar="BOOL", help="verify the server certificate and name"
     )
-    ca_file: str | None = option(
-        None,
-        parse=_ca_file,
-        metavar="PATH",
-        help="PEM CA bundle to verify against instead of the system store",
-    )
+    ca_file: str | None = certificates.ca_file_option()
+    # The certificate keys of the tls probe, judged the same way for https URLs.
+    warn_days: float = certificates.warn_days_option()
+    crit_days: float = certificates.crit_days_option()
+    max_validity_days: int | None = certificates.max_validity_option()
+    pin: tuple[str, ...] = certificates.pin_option()
+    client_cert: str | None = certificates.client_cert_option()
+    client_key: str | None = certificates.client_key_option()
+    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()  # noqa: RUF009 - an option() field
+    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()  # noqa: RUF009 - an option() field
     user_agent: str = option(
         USER_AGENT, parse=text, metavar="TEXT", help="User-Agent header to send"
     )
 
     def validate(self) -> None:
         validate_latency(self.latency_warn, self.latency_crit)
+        certificates.validate_certificate_options(self)
         if self.method == "HEAD" and (self.body_contains or self.body_regex):
             raise OptionError(
                 "a HEAD request has no body to check",
@@ -208,27 +202,29 @@ async def _close_session(session: aiohttp.ClientSession) -> None:
     await session.close()
 
 
-def _ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    if not verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+def _ssl_context(verify: bool, ca_file: str | None, options: HttpOptions) -> ssl.SSLContext:
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file if verify else None)
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        certificates.load_client_certificate(context, options)
     except (OSError, ValueError) as exc:
-        # Checked when the inventory was loaded; at run time it means the file changed since.
-        raise ConfigFailure(f"cannot load CA file {ca_file}: {exc}") from exc
+        # Checked when the inventory was loaded; at run time it means a file changed since.
+        raise ConfigFailure(f"cannot set up TLS with CA file {ca_file}: {exc}") from exc
+    return context
 
 
 async def _shared_ssl_context(options: HttpOptions, ctx: ProbeContext) -> ssl.SSLContext:
     # Building a context (and reading a CA bundle) costs far more than a request: one per run.
     verify, ca_file = options.verify_tls, options.ca_file if options.verify_tls else None
+    secret = options.client_key_passphrase_env or options.client_key_passphrase_file
+    client = f"{options.client_cert}:{options.client_key}:{secret}"
 
     async def build() -> ssl.SSLContext:
-        return _ssl_context(verify, ca_file)
+        return _ssl_context(verify, ca_file, options)
 
-    return await ctx.shared.get(f"http.ssl:{verify}:{ca_file}", build)
+    return await ctx.shared.get(f"http.ssl:{verify}:{ca_file}:{client}", build)
 
 
 def _request_headers(options: HttpOptions) -> dict[str, str]:
@@ -244,7 +240,7 @@ def _request_headers(options: HttpOptions) -> dict[str, str]:
 
 # Where the connector reports the TLS version of the connection a measurement opened; aiohttp
 # releases a connection as soon as a short body has arrived, before the probe could look at it.
-_connection_tls: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar(
+_connection_tls: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
     "http_connection_tls"
 )
 
@@ -260,6 +256,7 @@ class _Connector(aiohttp.TCPConnector):
             ssl_object = transport.get_extra_info("ssl_object") if transport else None
             # Each redirect hop overwrites it: the final connection is the one reported.
             record["tls_version"] = ssl_object.version() if ssl_object else None
+            record["chain"] = served_chain(ssl_object) if ssl_object else None
         return connection
 
 
@@ -316,7 +313,7 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
     ssl_context = await _shared_ssl_context(options, ctx)
     request_headers = _request_headers(options)
     observations: dict[str, ObservationValue] = {}
-    connection_tls: dict[str, str | None] = {}
+    connection_tls: dict[str, Any] = {}
     token = _connection_tls.set(connection_tls)
     started = time.perf_counter()
     try:
@@ -349,10 +346,22 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
     except aiohttp.ClientResponseError as exc:
         # aiohttp reports a malformed response as a made-up status 400; it is not one.
         raise ProtocolFailure(f"malformed HTTP response: {_one_line(exc.message)}") from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        failure = _connector_failure(exc)
+        if isinstance(failure, TlsFailure) and _judges_certificates(options):
+            failure.observations.update(await _unverified_chain(options, exc, ctx))
+        raise failure from exc
     except aiohttp.ClientConnectorError as exc:
         raise _connector_failure(exc) from exc
     finally:
         _connection_tls.reset(token)
+    if connection_tls.get("chain") and _judges_certificates(options):
+        served, verified = connection_tls["chain"]
+        verification = certificates.Verification(trusted=True, verified=tuple(verified))
+        chain = await certificates.parse_chain(served, ctx)
+        observations.update(
+            certificates.judge_chain(chain, verification, _host(options), options, ctx)
+        )
     observations["total_ms"] = round((time.perf_counter() - started) * 1000, 3)
     observations["body_bytes"] = body_bytes
     observations["body_truncated"] = truncated
@@ -363,6 +372,51 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
         if options.body_regex is not None:
             observations["body_regex_match"] = options.body_regex.search(decoded) is not None
     return observations
+
+
+def _host(options: HttpOptions) -> str:
+    return URL(options.target).host or ""
+
+
+def _judges_certificates(options: HttpOptions) -> bool:
+    """https with verification on: with verify_tls off the certificate is deliberately ignored.
+    A redirect to another scheme or host is not followed by the certificate judgement."""
+    return options.verify_tls and URL(options.target).scheme == "https"
+
+
+async def _unverified_chain(
+    options: HttpOptions, exc: aiohttp.ClientConnectorCertificateError, ctx: ProbeContext
+) -> dict[str, ObservationValue]:
+    """The chain a server sent when verification failed, read in a second, unverified
+    handshake (as the tls probe does) so the fault is named and the certificates recorded."""
+    url = URL(options.target)
+    cause = exc.certificate_error
+    name = _host(options)
+    address = url.raw_host or ""
+
+    async def build() -> ssl.SSLContext:
+        return relaxed_context(options, None, verify=False)
+
+    secret = options.client_key_passphrase_env or options.client_key_passphrase_file
+    context = await ctx.shared.get(
+        f"http.ssl.unverified:{options.client_cert}:{options.client_key}:{secret}", build
+    )
+    sni = None if certificates.is_ip(name) else name
+    try:
+        session = await handshake(address, url.port or 443, context, sni)
+    except (OSError, HandshakeError):
+        # The verification failure stays the result; the chain is a bonus not to be had.
+        return {}
+    session.writer.close()
+    verification = certificates.Verification(
+        trusted=False,
+        code=getattr(cause, "verify_code", 0) or 0,
+        message=getattr(cause, "verify_message", "") or "",
+    )
+    if not session.served:
+        return {}
+    chain = await certificates.parse_chain(session.served, ctx)
+    return certificates.judge_chain(chain, verification, name, options, ctx)
 
 
 def conditions(options: HttpOptions) -> tuple[Condition, ...]:
@@ -396,6 +450,9 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
                 expected=f"body matching {options.body_regex.pattern!r}",
             )
         )
+    if _judges_certificates(options):
+        trust_source = options.ca_file or "the system CA store"
+        declared.extend(certificates.certificate_conditions(options, _host(options), trust_source))
     return tuple(declared)
 
 

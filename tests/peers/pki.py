@@ -1,7 +1,10 @@
 """A throw-away PKI for tests: a CA and leaf certificates it signs, as PEM bytes.
 
 EC P-256 keys keep generation fast enough to make fresh certificates per test. Validity windows
-are parameters so TLS tests can make expired or not-yet-valid certificates as easily as good ones.
+are parameters so TLS tests can make expired or not-yet-valid certificates as easily as good ones
+(by default a CA runs a year and a leaf 90 days: far from any expiry warning);
+RSA keys of a chosen size, intermediates, CN-only leaves and SHA-1 signatures make the weak and
+broken chains the tls probe must name.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class Issued:
     """A certificate and its private key; the objects sign further certificates."""
 
     certificate: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
 
     @property
     def cert_pem(self) -> bytes:
@@ -61,23 +66,70 @@ def _san(entry: str) -> x509.GeneralName:
         return x509.DNSName(entry)
 
 
+def _key(rsa_bits: int | None) -> PrivateKey:
+    if rsa_bits is None:
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    length = len(body)
+    if length < 0x80:
+        return bytes([tag, length]) + body
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+_SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+_SHA1_WITH_RSA = bytes.fromhex("06092a864886f70d010105")
+
+
+def _sign(builder: x509.CertificateBuilder, key: PrivateKey, sha1: bool) -> x509.Certificate:
+    """Sign with SHA-256, or with SHA-1 for weak-signature tests.
+
+    cryptography 50 no longer signs certificates with SHA-1, but still makes raw PKCS#1 v1.5
+    SHA-1 signatures: the SHA-256 to-be-signed part gets the SHA-1 algorithm identifier (an OID
+    of the same length), is signed with SHA-1, and is wrapped into a certificate by hand.
+    """
+    certificate = builder.sign(key, hashes.SHA256())
+    if not sha1:
+        return certificate
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("SHA-1 test signatures need an RSA issuer key")
+    tbs = certificate.tbs_certificate_bytes
+    if tbs.count(_SHA256_WITH_RSA) != 1:
+        raise ValueError("cannot locate the signature algorithm in the certificate")
+    tbs = tbs.replace(_SHA256_WITH_RSA, _SHA1_WITH_RSA)
+    signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    algorithm = _der(0x30, _SHA1_WITH_RSA + b"\x05\x00")
+    der = _der(0x30, tbs + algorithm + _der(0x03, b"\x00" + signature))
+    return x509.load_der_x509_certificate(der)
+
+
 def make_ca(
     common_name: str = "commwatch test CA",
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
+    *,
+    issuer: Issued | None = None,
+    path_length: int | None = 0,
+    rsa_bits: int | None = None,
+    sha1: bool = False,
 ) -> Issued:
-    """A self-signed CA certificate allowed to sign leaf certificates."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A CA certificate allowed to sign leaf certificates: self-signed, or an intermediate
+    signed by `issuer` (whose own path_length must allow it, e.g. None)."""
+    key = _key(rsa_bits)
     start = not_before or _now() - datetime.timedelta(days=1)
-    certificate = (
+    signer = issuer.key if issuer is not None else key
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
+        .issuer_name(issuer.certificate.subject if issuer is not None else _name(common_name))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(not_after or start + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .not_valid_after(not_after or start + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -93,9 +145,12 @@ def make_ca(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
     )
-    return Issued(certificate, key)
+    return Issued(_sign(builder, signer, sha1), key)
 
 
 def make_leaf(
@@ -104,35 +159,49 @@ def make_leaf(
     common_name: str | None = None,
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
+    *,
+    rsa_bits: int | None = None,
+    sha1: bool = False,
+    client: bool = False,
 ) -> Issued:
-    """A server certificate signed by `ca` for `sans` (IP literals and DNS names)."""
-    if not sans:
-        raise ValueError("a leaf certificate needs at least one subject alternative name")
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A server certificate (a client one with `client`) signed by `ca` for `sans` (IP literals
+    and DNS names). No `sans` but a `common_name` makes a CN-only certificate, as old gear has."""
+    if not sans and not common_name:
+        raise ValueError("a leaf certificate needs a subject alternative name or a common name")
+    key = _key(rsa_bits)
     start = not_before or _now() - datetime.timedelta(days=1)
-    certificate = (
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name or sans[0]))
         .issuer_name(ca.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(not_after or start + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False)
+        .not_valid_after(not_after or start + datetime.timedelta(days=90))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
         )
-        .sign(ca.key, hashes.SHA256())
     )
-    return Issued(certificate, key)
+    if sans:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False
+        )
+    return Issued(_sign(builder, ca.key, sha1), key)
 
 
-def server_context(leaf: Issued, folder: Path) -> ssl.SSLContext:
-    """A server-side SSLContext presenting `leaf` (files are written to `folder`)."""
+def server_context(
+    leaf: Issued, folder: Path, chain: Sequence[Issued] = (), legacy: bool = False
+) -> ssl.SSLContext:
+    """A server-side SSLContext presenting `leaf`, then `chain` in that order (files are written
+    to `folder`). `legacy` lowers OpenSSL's security level so weak keys and SHA-1 can be served."""
     cert_path, key_path = leaf.write(folder, "server")
+    cert_path.write_bytes(leaf.cert_pem + b"".join(c.cert_pem for c in chain))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if legacy:
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
     context.load_cert_chain(cert_path, key_path)
     return context

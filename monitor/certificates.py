@@ -1,0 +1,685 @@
+"""Judging a served certificate chain, shared by the `tls` probe, `https` checks and the audit.
+
+A server's chain arrives as DER blobs, leaf first, in the order served. Each blob is parsed once
+per engine run and cached by its SHA-256 fingerprint in the shared resources: a thousand
+endpoints usually serve the same few intermediates. `analyse_chain` turns a chain into flat
+observations; `certificate_conditions` declares how they are judged; both tls and http use the
+same option declarations (`warn_days`, `crit_days`, `pin`, ...) made by the functions below.
+
+What "trusted" means comes from OpenSSL's verification (a handshake with CERT_REQUIRED); all the
+rest (names, expiry, structure, key and signature strength, pins) is judged here, so every finding
+is named precisely and the same way whether or not OpenSSL accepted the chain.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import ipaddress
+import ssl
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.x509.oid import ExtensionOID
+
+from monitor.conditions import Condition, Expectation, Threshold
+from monitor.errors import TlsFailure
+from monitor.model import CertificateInfo, ObservationValue, Severity
+from monitor.options import (
+    OptionError,
+    SecretRef,
+    each,
+    integer,
+    number,
+    option,
+    readable_file,
+    secret_env,
+    secret_file,
+    text,
+)
+from probes.base import ProbeContext
+
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 256
+WEAK_HASHES = frozenset({"sha1", "md5", "md2", "md4"})
+_CACHE_KEY = "certificates.parsed"
+_MEMORY_KEY = "certificates.last_leaf"
+_DAY = 86400.0
+
+
+# --- options shared by every TLS-bearing probe -------------------------------------------------
+
+
+def ca_file(value: Any) -> str:
+    """A PEM bundle of CA certificates, checked by loading it the way a handshake will."""
+    path = readable_file(value)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as exc:
+        raise OptionError(
+            f"file {path} holds no usable CA certificate ({exc})",
+            "give a PEM file with one or more CA certificates",
+        ) from None
+    return path
+
+
+def pin(value: Any) -> str:
+    """`sha256/BASE64` of a SubjectPublicKeyInfo, as HPKP and curl write it."""
+    raw = text(value).strip()
+    hint = "write sha256/ followed by the base64 SHA-256 of the public key (SPKI)"
+    prefix, _, encoded = raw.partition("/")
+    try:
+        digest = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        digest = b""
+    if prefix.lower() != "sha256" or len(digest) != 32:
+        raise OptionError(f"{raw!r} is not a sha256/BASE64 pin", hint)
+    return base64.b64encode(digest).decode()
+
+
+def warn_days_option() -> Any:
+    return option(
+        30.0,
+        parse=number(0),
+        metavar="DAYS",
+        help="WARN when a certificate (leaf or intermediate) expires in fewer days",
+    )
+
+
+def crit_days_option() -> Any:
+    return option(
+        14.0,
+        parse=number(0),
+        metavar="DAYS",
+        help="CRIT when a certificate (leaf or intermediate) expires in fewer days",
+    )
+
+
+def pin_option() -> Any:
+    return option(
+        (),
+        parse=each(pin),
+        metavar="sha256/BASE64",
+        repeatable=True,
+        help="CRIT unless the leaf or a chain element has one of these SPKI SHA-256 pins",
+    )
+
+
+def max_validity_option() -> Any:
+    return option(
+        None,
+        parse=integer(1),
+        metavar="DAYS",
+        help="CRIT when the leaf's validity period is longer (398 for public web PKI)",
+    )
+
+
+def ca_file_option() -> Any:
+    return option(
+        None,
+        parse=ca_file,
+        metavar="PATH",
+        help="PEM CA bundle to verify against instead of the system store",
+    )
+
+
+def client_cert_option() -> Any:
+    return option(
+        None,
+        parse=readable_file,
+        metavar="PATH",
+        help="PEM client certificate (and chain) for servers that demand one",
+    )
+
+
+def client_key_option() -> Any:
+    return option(None, parse=readable_file, metavar="PATH", help="PEM private key of client_cert")
+
+
+def client_key_passphrase_env_option() -> Any:
+    return option(
+        None,
+        parse=secret_env,
+        metavar="NAME",
+        help="environment variable holding the passphrase of client_key",
+    )
+
+
+def client_key_passphrase_file_option() -> Any:
+    return option(
+        None, parse=secret_file, metavar="PATH", help="file holding the passphrase of client_key"
+    )
+
+
+def validate_certificate_options(options: Any) -> None:
+    """Cross-field checks of the shared certificate keys."""
+    if options.crit_days > options.warn_days:
+        raise OptionError(
+            "crit_days is above warn_days",
+            "the warning must come first: make crit_days <= warn_days",
+            key="crit_days",
+        )
+    if (options.client_cert is None) != (options.client_key is None):
+        raise OptionError(
+            "client_cert and client_key go together",
+            "give both the certificate and its private key",
+            key="client_cert" if options.client_cert is None else "client_key",
+        )
+    if options.client_key_passphrase_env and options.client_key_passphrase_file:
+        raise OptionError(
+            "two passphrases for client_key",
+            "keep one of client_key_passphrase_env and client_key_passphrase_file",
+            key="client_key_passphrase_file",
+        )
+    if (
+        options.client_key_passphrase_env or options.client_key_passphrase_file
+    ) and options.client_key is None:
+        raise OptionError(
+            "a passphrase without client_key",
+            "give client_cert and client_key, or drop the passphrase",
+            key="client_key_passphrase_env"
+            if options.client_key_passphrase_env
+            else "client_key_passphrase_file",
+        )
+
+
+def load_client_certificate(context: ssl.SSLContext, options: Any) -> None:
+    """Present the configured client certificate; the passphrase is read only here."""
+    if options.client_cert is None:
+        return
+    secret: SecretRef | None = (
+        options.client_key_passphrase_env or options.client_key_passphrase_file
+    )
+    context.load_cert_chain(
+        options.client_cert,
+        options.client_key,
+        password=None if secret is None else secret.reveal,
+    )
+
+
+# --- parsing, once per fingerprint -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCertificate:
+    """What the analysis needs of one certificate, computed once per fingerprint."""
+
+    info: CertificateInfo
+    subject_der: bytes
+    issuer_der: bytes
+    subject_key_id: bytes | None
+    authority_key_id: bytes | None
+    is_ca: bool
+    has_san: bool
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    weak_key: bool
+    weak_signature: bool
+
+    def label(self, position: int) -> str:
+        """How a finding names this certificate: its place in the served chain and subject."""
+        return f"#{position} {self.info.subject or '(empty subject)'}"
+
+
+def _key_facts(key: Any) -> tuple[str, int]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    name = type(key).__name__.removesuffix("PublicKey").lstrip("_")
+    return name, 0
+
+
+def _is_weak_key(key_type: str, bits: int) -> bool:
+    if key_type in ("RSA", "DSA"):
+        return bits < MIN_RSA_BITS
+    if key_type == "EC":
+        return bits < MIN_EC_BITS
+    return False
+
+
+def _extension(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> Any:
+    try:
+        return certificate.extensions.get_extension_for_oid(oid).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError:
+        # A malformed extension is a finding about the certificate, not a reason to crash.
+        return None
+
+
+def parse_certificate(der: bytes) -> ParsedCertificate:
+    certificate = x509.load_der_x509_certificate(der)
+    key = certificate.public_key()
+    key_type, bits = _key_facts(key)
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    san = _extension(certificate, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    dns_names = tuple(san.get_values_for_type(x509.DNSName)) if san is not None else ()
+    ips = tuple(san.get_values_for_type(x509.IPAddress)) if san is not None else ()
+    ski = _extension(certificate, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+    aki = _extension(certificate, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+    constraints = _extension(certificate, ExtensionOID.BASIC_CONSTRAINTS)
+    subject_der = certificate.subject.public_bytes()
+    issuer_der = certificate.issuer.public_bytes()
+    ski_bytes = ski.digest if ski is not None else None
+    aki_bytes = aki.key_identifier if aki is not None else None
+    hash_algorithm = certificate.signature_algorithm_oid._name
+    try:
+        # None for algorithms without a separate hash (Ed25519): not weak by hash.
+        algorithm = certificate.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        algorithm = None
+    hash_name = algorithm.name if algorithm is not None else ""
+    info = CertificateInfo(
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        position=0,
+        subject=certificate.subject.rfc4514_string(),
+        issuer=certificate.issuer.rfc4514_string(),
+        serial=format(certificate.serial_number, "x"),
+        not_before=certificate.not_valid_before_utc.timestamp(),
+        not_after=certificate.not_valid_after_utc.timestamp(),
+        key_type=key_type,
+        key_bits=bits,
+        signature_algorithm=hash_algorithm,
+        subject_alt_names=tuple(f"DNS:{n}" for n in dns_names) + tuple(f"IP:{a}" for a in ips),
+        spki_sha256=base64.b64encode(hashlib.sha256(spki).digest()).decode(),
+        self_signed=subject_der == issuer_der
+        and (aki_bytes is None or ski_bytes is None or aki_bytes == ski_bytes),
+    )
+    return ParsedCertificate(
+        info=info,
+        subject_der=subject_der,
+        issuer_der=issuer_der,
+        subject_key_id=ski_bytes,
+        authority_key_id=aki_bytes,
+        is_ca=bool(constraints is not None and constraints.ca),
+        has_san=san is not None,
+        dns_names=tuple(n.lower().rstrip(".") for n in dns_names),
+        ip_addresses=ips,
+        weak_key=_is_weak_key(key_type, bits),
+        weak_signature=hash_name in WEAK_HASHES,
+    )
+
+
+async def parse_chain(ders: Sequence[bytes], ctx: ProbeContext) -> list[ParsedCertificate]:
+    """Parse a served chain through the per-run cache; also records it in `ctx.certificates`."""
+
+    async def new_cache() -> dict[bytes, ParsedCertificate]:
+        return {}
+
+    cache: dict[bytes, ParsedCertificate] = await ctx.shared.get(_CACHE_KEY, new_cache)
+    chain = []
+    for position, der in enumerate(ders):
+        key = hashlib.sha256(der).digest()
+        parsed = cache.get(key)
+        if parsed is None:
+            try:
+                parsed = cache[key] = parse_certificate(der)
+            except ValueError as exc:
+                raise TlsFailure(f"certificate #{position} cannot be parsed: {exc}") from exc
+        chain.append(parsed)
+        ctx.certificates.append(dataclasses.replace(parsed.info, position=position))
+    return chain
+
+
+# --- the analysis ----------------------------------------------------------------------------
+
+
+def is_ip(name: str) -> bool:
+    """An IP literal: sent no SNI, matched against IP SANs."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def name_matches(certificate: ParsedCertificate, name: str) -> bool:
+    """RFC 6125 matching against the subjectAltName only: IPs against IP entries, names against
+    DNS entries with a whole left-most-label wildcard. The CN is never used (CN-only fails)."""
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if address is not None:
+        return address in certificate.ip_addresses
+    wanted = name.lower().rstrip(".")
+    for pattern in certificate.dns_names:
+        if pattern == wanted:
+            return True
+        if pattern.startswith("*.") and pattern.count(".") >= 2:
+            head, _, rest = wanted.partition(".")
+            if head and rest == pattern[2:]:
+                return True
+    return False
+
+
+def _issued_by(child: ParsedCertificate, parent: ParsedCertificate) -> bool:
+    # Names and key identifiers, not signatures: cryptography refuses to verify SHA-1 and MD5
+    # signatures, which are exactly the chains that need naming.
+    if child.issuer_der != parent.subject_der:
+        return False
+    if child.authority_key_id is not None and parent.subject_key_id is not None:
+        return child.authority_key_id == parent.subject_key_id
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class ChainShape:
+    """How the served chain is put together: the issuing path from the leaf, and the rest."""
+
+    path: tuple[int, ...]  # positions in the served chain, leaf first
+    duplicates: tuple[int, ...]
+    extraneous: tuple[int, ...]
+    order_ok: bool
+    top_issuer_served: bool  # the path ends at a self-signed certificate
+
+
+def chain_shape(chain: Sequence[ParsedCertificate]) -> ChainShape:
+    seen: dict[str, int] = {}
+    duplicates = []
+    unique = []
+    for position, certificate in enumerate(chain):
+        if certificate.info.fingerprint_sha256 in seen:
+            duplicates.append(position)
+        else:
+            seen[certificate.info.fingerprint_sha256] = position
+            unique.append(position)
+    path = [0]
+    while not chain[path[-1]].info.self_signed:
+        parent = next(
+            (p for p in unique if p not in path and _issued_by(chain[path[-1]], chain[p])), None
+        )
+        if parent is None:
+            break
+        path.append(parent)
+    extraneous = tuple(p for p in unique if p not in path)
+    return ChainShape(
+        path=tuple(path),
+        duplicates=tuple(duplicates),
+        extraneous=extraneous,
+        order_ok=list(path) == unique[: len(path)],
+        top_issuer_served=chain[path[-1]].info.self_signed,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """OpenSSL's verdict on the chain: the verified path, or the error it stopped at."""
+
+    trusted: bool
+    verified: tuple[bytes, ...] = ()  # DER, leaf to trust anchor, when trusted
+    code: int = 0
+    message: str = ""
+
+
+def _labels(chain: Sequence[ParsedCertificate], positions: Iterable[int]) -> str:
+    return "; ".join(chain[p].label(p) for p in positions)
+
+
+def analyse_chain(
+    chain: Sequence[ParsedCertificate],
+    verification: Verification,
+    name: str,
+    pins: Sequence[str] = (),
+    max_validity_days: int | None = None,
+    now: float | None = None,
+) -> dict[str, ObservationValue]:
+    """Flat observations about a served chain (leaf first). `name` is the host name or IP
+    address the leaf must cover."""
+    at = time.time() if now is None else now
+    leaf = chain[0]
+    shape = chain_shape(chain)
+    observations: dict[str, ObservationValue] = {
+        "chain_length": len(chain),
+        "days_left": round(leaf.info.days_left(at), 3),
+        "hostname_match": name_matches(leaf, name),
+        "cn_only": not leaf.has_san,
+        "self_signed": leaf.info.self_signed,
+        "trusted": verification.trusted,
+        "chain_order_ok": shape.order_ok,
+        "duplicate_certificates": len(shape.duplicates),
+        "extraneous_certificates": len(shape.extraneous),
+    }
+    # The leaf and the intermediates on its path; a served root is judged by the client's copy.
+    on_path = [p for p in shape.path if not (p and chain[p].info.self_signed)]
+    first = min(on_path, key=lambda p: chain[p].info.not_after)
+    observations["min_days_left"] = round(chain[first].info.days_left(at), 3)
+    observations["first_expiring"] = chain[first].label(first)
+    not_yet = [p for p in on_path if chain[p].info.not_before > at]
+    observations["not_yet_valid"] = bool(not_yet)
+    weak_keys = [p for p in range(len(chain)) if chain[p].weak_key and p not in shape.duplicates]
+    observations["weak_key"] = bool(weak_keys)
+    # A root's self-signature is never checked by clients; only signatures they verify count.
+    weak_signatures = [p for p in on_path if chain[p].weak_signature]
+    observations["weak_signature"] = bool(weak_signatures)
+    observations["chain_complete"] = _chain_complete(chain, shape, verification)
+    if not_yet:
+        observations["not_yet_valid_certificates"] = _labels(chain, not_yet)
+    if weak_keys:
+        observations["weak_key_certificates"] = "; ".join(
+            f"{chain[p].label(p)} ({chain[p].info.key_type} {chain[p].info.key_bits} bits)"
+            for p in weak_keys
+        )
+    if weak_signatures:
+        observations["weak_signature_certificates"] = "; ".join(
+            f"{chain[p].label(p)} ({chain[p].info.signature_algorithm})" for p in weak_signatures
+        )
+    if shape.duplicates:
+        observations["duplicate_certificate_positions"] = _labels(chain, shape.duplicates)
+    if shape.extraneous:
+        observations["extraneous_certificate_positions"] = _labels(chain, shape.extraneous)
+    if not observations["chain_complete"]:
+        top = shape.path[-1]
+        observations["missing_issuer"] = (
+            f"{chain[top].info.issuer} (issuer of {chain[top].label(top)})"
+        )
+    if not verification.trusted:
+        observations["trust_error"] = _trust_error(chain, shape, verification)
+    if max_validity_days is not None:
+        observations["validity_days"] = round(
+            (leaf.info.not_after - leaf.info.not_before) / _DAY, 3
+        )
+    if pins:
+        served_pins = {c.info.spki_sha256 for c in chain}
+        observations["pin_match"] = any(p in served_pins for p in pins)
+    return observations
+
+
+# OpenSSL verify codes that mean "could not find the issuer of the top certificate".
+_ISSUER_NOT_FOUND = frozenset({2, 20})
+_DEPTH_ZERO_SELF_SIGNED = 18
+_SELF_SIGNED_IN_CHAIN = 19
+
+
+def _chain_complete(
+    chain: Sequence[ParsedCertificate], shape: ChainShape, verification: Verification
+) -> bool:
+    """Did the server send every intermediate between its leaf and a trust anchor?
+
+    Verified: every non-anchor certificate of OpenSSL's path must have been served (a client
+    without our CA bundle would otherwise fail). Not verified: OpenSSL could not find the issuer
+    of the top served certificate; when that certificate is the leaf itself, no intermediate was
+    sent at all. A top certificate that is a CA is taken to be issued by an untrusted root.
+    """
+    if shape.top_issuer_served:
+        return True
+    if verification.trusted:
+        served = {c.info.fingerprint_sha256 for c in chain}
+        needed = [hashlib.sha256(der).hexdigest() for der in verification.verified[:-1]]
+        return all(fingerprint in served for fingerprint in needed)
+    if verification.code in _ISSUER_NOT_FOUND:
+        return chain[shape.path[-1]].is_ca
+    return True
+
+
+def _trust_error(
+    chain: Sequence[ParsedCertificate], shape: ChainShape, verification: Verification
+) -> str:
+    top = shape.path[-1]
+    if verification.code == _DEPTH_ZERO_SELF_SIGNED or (
+        chain[0].info.self_signed and len(shape.path) == 1
+    ):
+        return f"self-signed leaf {chain[0].label(0)} is not trusted"
+    if verification.code == _SELF_SIGNED_IN_CHAIN:
+        return f"untrusted root {chain[top].label(top)}"
+    if verification.code in _ISSUER_NOT_FOUND:
+        if chain[top].is_ca:
+            return f"untrusted root: {chain[top].info.issuer} (issuer of {chain[top].label(top)})"
+        return (
+            f"incomplete chain: issuer {chain[top].info.issuer} of {chain[top].label(top)} not sent"
+        )
+    return verification.message or "certificate verify failed"
+
+
+# --- change detection ------------------------------------------------------------------------
+
+
+def unexpected_change(
+    memory: dict[str, Any], leaf: ParsedCertificate, warn_days: float, now: float | None = None
+) -> bool:
+    """Did the leaf change since the last poll while the old one was far from expiry?
+
+    A renewal replaces a certificate shortly before it expires; a different leaf while the one
+    seen last still had more than `warn_days` to run is what interception or a misrouted address
+    looks like. The first poll of a check has nothing to compare and is never a change.
+    """
+    at = time.time() if now is None else now
+    previous = memory.get(_MEMORY_KEY)
+    memory[_MEMORY_KEY] = (leaf.info.fingerprint_sha256, leaf.info.not_after)
+    if previous is None:
+        return False
+    fingerprint, not_after = previous
+    return fingerprint != leaf.info.fingerprint_sha256 and (not_after - at) / _DAY > warn_days
+
+
+# --- the conditions --------------------------------------------------------------------------
+
+
+def _is(expected: bool) -> Any:
+    return lambda value: value is expected
+
+
+def _is_zero(value: ObservationValue) -> bool:
+    return value == 0
+
+
+def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[Condition, ...]:
+    """How the observations of `analyse_chain` are judged, for the options shared by every
+    TLS-bearing probe. `name` is what the leaf must cover; `trust_source` names the CA store."""
+    days = {"warn": options.warn_days, "crit": options.crit_days, "unit": "d"}
+    declared: list[Condition] = [
+        Threshold("expiry", "min_days_left", higher_is_worse=False, about="first_expiring", **days),
+        Expectation(
+            "not_yet_valid",
+            "not_yet_valid",
+            _is(False),
+            "every certificate valid now",
+            about="not_yet_valid_certificates",
+        ),
+        Expectation(
+            "hostname", "hostname_match", _is(True), f"{name} in the leaf's subjectAltName"
+        ),
+        Expectation(
+            "cn_only",
+            "cn_only",
+            _is(False),
+            "a leaf with a subjectAltName (CN-only certificates fail name checks)",
+        ),
+        Expectation(
+            "trusted",
+            "trusted",
+            _is(True),
+            f"a chain verified by {trust_source}",
+            about="trust_error",
+        ),
+        Expectation(
+            "self_signed", "self_signed", _is(False), "a CA-issued leaf", severity=Severity.WARN
+        ),
+        Expectation(
+            "chain_complete",
+            "chain_complete",
+            _is(True),
+            "every intermediate sent by the server",
+            about="missing_issuer",
+        ),
+        Expectation(
+            "chain_order",
+            "chain_order_ok",
+            _is(True),
+            "leaf first, then each issuer in turn",
+            severity=Severity.WARN,
+        ),
+        Expectation(
+            "duplicates",
+            "duplicate_certificates",
+            _is_zero,
+            "no certificate sent twice",
+            severity=Severity.WARN,
+            about="duplicate_certificate_positions",
+        ),
+        Expectation(
+            "extraneous",
+            "extraneous_certificates",
+            _is_zero,
+            "no certificate outside the leaf's issuing path",
+            severity=Severity.WARN,
+            about="extraneous_certificate_positions",
+        ),
+        Expectation(
+            "weak_key",
+            "weak_key",
+            _is(False),
+            f"RSA keys of {MIN_RSA_BITS}+ bits and EC keys of {MIN_EC_BITS}+ bits",
+            about="weak_key_certificates",
+        ),
+        Expectation(
+            "weak_signature",
+            "weak_signature",
+            _is(False),
+            "no SHA-1 or MD5 signature in the chain",
+            about="weak_signature_certificates",
+        ),
+        Expectation(
+            "unexpected_change",
+            "unexpected_change",
+            _is(False),
+            f"a new leaf only within {options.warn_days:g} days of the old one's expiry",
+            severity=Severity.WARN,
+        ),
+    ]
+    if options.max_validity_days is not None:
+        declared.append(
+            Threshold(
+                "max_validity", "validity_days", warn=None, crit=options.max_validity_days, unit="d"
+            )
+        )
+    if options.pin:
+        declared.append(
+            Expectation("pin", "pin_match", _is(True), "a chain key matching a configured pin")
+        )
+    return tuple(declared)
+
+
+def judge_chain(
+    chain: Sequence[ParsedCertificate],
+    verification: Verification,
+    name: str,
+    options: Any,
+    ctx: ProbeContext,
+) -> dict[str, ObservationValue]:
+    """The analysis plus change detection, as a probe reports it."""
+    observations = analyse_chain(chain, verification, name, options.pin, options.max_validity_days)
+    observations["unexpected_change"] = unexpected_change(ctx.memory, chain[0], options.warn_days)
+    return observations

@@ -1,0 +1,371 @@
+"""`tls`: the certificate health of a TLS endpoint, direct or after STARTTLS.
+
+One handshake in the normal case, with a context that verifies the chain against the system
+store or `ca_file` but leaves names to `monitor.certificates` (SAN-only, IP SANs, precisely
+named). Only when that handshake fails is a second, relaxed one made (no verification, TLS 1.0
+and weak ciphers allowed) to read the chain anyway and name the fault; if even that fails, the
+first failure is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from monitor import certificates, starttls
+from monitor.certificates import ParsedCertificate, Verification
+from monitor.conditions import Condition, Expectation
+from monitor.errors import ConfigFailure, TlsFailure
+from monitor.model import ObservationValue, Severity
+from monitor.options import SecretRef, choice, duration, format_host_port, host, host_port, option
+from probes.base import Observations, ProbeContext, ProbeKind
+from probes.tcp import latency_threshold, validate_latency
+
+MODERN_VERSIONS = ("TLSv1.2", "TLSv1.3")
+# How long to listen after a TLS 1.3 handshake for the server's verdict on our (missing) client
+# certificate, as a multiple of the handshake time, with a floor for very fast links.
+_CLIENT_AUTH_WAIT_FACTOR = 2.0
+_CLIENT_AUTH_WAIT_MIN = 0.02
+
+
+def _target(value: Any) -> tuple[str, int]:
+    return host_port(value, default_port=443)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsOptions:
+    target: tuple[str, int] = option(
+        parse=_target, help="HOST:PORT to connect to (port 443 if left out)", metavar="HOST:PORT"
+    )
+    server_name: str | None = option(
+        None,
+        parse=host,
+        metavar="NAME",
+        help="name sent as SNI and required in the certificate (default: the target host)",
+    )
+    starttls: str = option(
+        "none",
+        parse=choice(*starttls.PROTOCOLS),
+        metavar="PROTOCOL",
+        help="plain-text protocol to upgrade first: " + ", ".join(starttls.PROTOCOLS),
+    )
+    ca_file: str | None = certificates.ca_file_option()
+    warn_days: float = certificates.warn_days_option()
+    crit_days: float = certificates.crit_days_option()
+    max_validity_days: int | None = certificates.max_validity_option()
+    pin: tuple[str, ...] = certificates.pin_option()
+    client_cert: str | None = certificates.client_cert_option()
+    client_key: str | None = certificates.client_key_option()
+    # The shared declarations return option() fields, as immutable as the others (RUF009 cannot
+    # tell for a SecretRef annotation).
+    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()  # noqa: RUF009
+    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()  # noqa: RUF009
+    latency_warn: float | None = option(
+        None, parse=duration, metavar="DURATION", help="WARN when the TLS handshake takes longer"
+    )
+    latency_crit: float | None = option(
+        None, parse=duration, metavar="DURATION", help="CRIT when the TLS handshake takes longer"
+    )
+
+    def validate(self) -> None:
+        validate_latency(self.latency_warn, self.latency_crit)
+        certificates.validate_certificate_options(self)
+
+
+def judged_name(options: TlsOptions) -> str:
+    return options.server_name or options.target[0]
+
+
+# --- contexts ------------------------------------------------------------------------------
+
+
+def strict_context(ca_file: str | None, options: Any) -> ssl.SSLContext:
+    """Verifies the chain; names are judged by monitor.certificates, hence no check_hostname."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        context.check_hostname = False
+        certificates.load_client_certificate(context, options)
+    except (OSError, ValueError) as exc:
+        # Checked at load time; at run time it means a file changed (or a wrong passphrase).
+        raise ConfigFailure(f"cannot set up TLS: {getattr(exc, 'reason', None) or exc}") from exc
+    return context
+
+
+def relaxed_context(options: Any, ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """Accepts legacy gear: every protocol version and cipher this OpenSSL still has
+    (SECLEVEL=0 re-enables TLS 1.0/1.1, SHA-1 and small keys), verifying the chain or not."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        context.check_hostname = False
+        if not verify:
+            context.verify_mode = ssl.CERT_NONE
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        # MINIMUM_SUPPORTED rather than TLSv1: the same floor without a deprecation warning.
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        certificates.load_client_certificate(context, options)
+    except (OSError, ValueError) as exc:
+        raise ConfigFailure(f"cannot set up TLS: {getattr(exc, 'reason', None) or exc}") from exc
+    return context
+
+
+@dataclass(frozen=True)
+class Contexts:
+    strict: ssl.SSLContext  # modern protocols only, chain verified
+    legacy: ssl.SSLContext  # legacy protocols and ciphers allowed, chain verified
+    unverified: ssl.SSLContext  # legacy allowed, nothing verified: reads any chain
+
+
+async def shared_contexts(options: Any, ctx: ProbeContext) -> Contexts:
+    """The contexts of a check, built once per run for each CA bundle and client certificate
+    (a context, with its CA store, costs far more than a handshake)."""
+    secret = options.client_key_passphrase_env or options.client_key_passphrase_file
+    ca_file = options.ca_file
+    key = f"tls.ctx:{ca_file}:{options.client_cert}:{options.client_key}:{secret}"
+
+    async def build() -> Contexts:
+        return Contexts(
+            strict_context(ca_file, options),
+            relaxed_context(options, ca_file, verify=True),
+            relaxed_context(options, ca_file, verify=False),
+        )
+
+    return await ctx.shared.get(key, build)
+
+
+# --- the chain from a live connection -------------------------------------------------------
+
+
+def served_chain(ssl_object: ssl.SSLObject) -> tuple[list[bytes], list[bytes]]:
+    """(served chain, verified chain) as DER, leaf first.
+
+    Python 3.13 made `get_unverified_chain()`/`get_verified_chain()` public on SSLObject; on
+    3.10-3.12 they exist only on the private `_sslobj` behind it. The verified chain is empty
+    when nothing was verified (CERT_NONE).
+    """
+    source: Any = ssl_object if hasattr(ssl_object, "get_unverified_chain") else ssl_object._sslobj
+    served = source.get_unverified_chain() or []
+    verified = []
+    if ssl_object.context.verify_mode != ssl.CERT_NONE:
+        verified = source.get_verified_chain() or []
+    der = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+    return [c.public_bytes(der) for c in served], [c.public_bytes(der) for c in verified]
+
+
+@dataclass(frozen=True)
+class Session:
+    """A completed handshake, its timings and what it showed of the server."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    connect_ms: float
+    handshake_ms: float
+    version: str
+    cipher: str
+    served: list[bytes]
+    verified: list[bytes]
+
+
+class HandshakeError(Exception):
+    """The TLS handshake itself failed (as opposed to the connect or the STARTTLS exchange)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+async def handshake(
+    address: str,
+    port: int,
+    context: ssl.SSLContext,
+    sni: str | None,
+    protocol: str = "none",
+) -> Session:
+    """Connect, upgrade with STARTTLS if asked, and run the TLS handshake."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection(address, port, limit=starttls.READ_LIMIT)
+    try:
+        connected = time.perf_counter()
+        await starttls.negotiate(protocol, reader, writer, sni or address)
+        tls_started = time.perf_counter()
+        try:
+            # server_hostname only sets SNI here (check_hostname is off); an IP literal sends none.
+            await writer.start_tls(context, server_hostname=sni or address)
+        except (ssl.SSLError, ConnectionError, EOFError) as exc:
+            raise HandshakeError(exc) from exc
+        done = time.perf_counter()
+        ssl_object = writer.get_extra_info("ssl_object")
+        served, verified = served_chain(ssl_object)
+        cipher = ssl_object.cipher()
+    except BaseException:
+        writer.close()
+        raise
+    return Session(
+        reader=reader,
+        writer=writer,
+        connect_ms=round((connected - started) * 1000, 3),
+        handshake_ms=round((done - tls_started) * 1000, 3),
+        version=ssl_object.version() or "",
+        cipher=cipher[0] if cipher else "",
+        served=served,
+        verified=verified,
+    )
+
+
+async def client_auth_outcome(session: Session, timeout: float) -> str:
+    """In TLS 1.3 a server refuses a client certificate (or its absence) only after the
+    client's handshake is done, in an alert that arrives on the first read; listen briefly."""
+    if session.version != "TLSv1.3":
+        return "ok"
+    try:
+        async with asyncio.timeout(timeout):
+            await session.reader.read(1)
+    except TimeoutError:
+        return "ok"
+    except ssl.SSLError as exc:
+        reason = str(getattr(exc, "reason", "") or "")
+        if "CERTIFICATE_REQUIRED" in reason:
+            return "server requires a client certificate"
+        if "ALERT" in reason:
+            return "client certificate rejected: " + reason.split("ALERT_", 1)[-1].lower()
+        return "ok"
+    except ConnectionError:
+        return "ok"
+    return "ok"
+
+
+def describe_handshake_failure(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    reason = getattr(exc, "reason", None)
+    if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+        return (
+            "handshake failure alert from the server (no common protocol or cipher, or a "
+            "client certificate it requires)"
+        )
+    if reason == "WRONG_VERSION_NUMBER":
+        return "the server does not speak TLS here (wrong version number)"
+    if reason:
+        return reason.replace("_", " ").lower()
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset during the handshake"
+    if isinstance(exc, EOFError | ConnectionError):
+        return "connection closed during the handshake"
+    return str(exc) or type(exc).__name__
+
+
+async def read_chain(
+    address: str,
+    port: int,
+    sni: str | None,
+    protocol: str,
+    options: Any,
+    ctx: ProbeContext,
+) -> tuple[Session, Verification, str | None]:
+    """Handshakes until the chain is read: (session, OpenSSL's verdict on the chain, why a
+    modern handshake failed when only a legacy one worked).
+
+    Strict first. A verification failure goes straight to an unverified handshake to read the
+    chain. Any other handshake failure (protocol version, ciphers, a reset) is retried with
+    legacy settings, still verifying, and if the chain fails there, unverified. When nothing
+    completes, the strict handshake's failure is the one reported.
+    """
+    contexts = await shared_contexts(options, ctx)
+    legacy_reason: str | None = None
+    try:
+        session = await handshake(address, port, contexts.strict, sni, protocol)
+        return session, Verification(trusted=True, verified=tuple(session.verified)), None
+    except HandshakeError as exc:
+        first = exc.cause
+    failure = first
+    try:
+        if not isinstance(first, ssl.SSLCertVerificationError):
+            try:
+                session = await handshake(address, port, contexts.legacy, sni, protocol)
+                legacy_reason = describe_handshake_failure(first)
+                return session, Verification(True, tuple(session.verified)), legacy_reason
+            except HandshakeError as exc:
+                if not isinstance(exc.cause, ssl.SSLCertVerificationError):
+                    raise
+                failure = exc.cause
+                legacy_reason = describe_handshake_failure(first)
+        session = await handshake(address, port, contexts.unverified, sni, protocol)
+    except HandshakeError as exc:
+        raise TlsFailure(f"TLS handshake failed: {describe_handshake_failure(first)}") from exc
+    assert isinstance(failure, ssl.SSLCertVerificationError)
+    verdict = Verification(
+        trusted=False, code=failure.verify_code, message=failure.verify_message or ""
+    )
+    return session, verdict, legacy_reason
+
+
+async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
+    address, port = options.target
+    name = judged_name(options)
+    sni = None if certificates.is_ip(name) else name
+    session, verification, legacy_reason = await read_chain(
+        address, port, sni, options.starttls, options, ctx
+    )
+    try:
+        chain: list[ParsedCertificate] = await certificates.parse_chain(session.served, ctx)
+        wait = max(_CLIENT_AUTH_WAIT_MIN, _CLIENT_AUTH_WAIT_FACTOR * session.handshake_ms / 1000)
+        client_auth = await client_auth_outcome(session, wait)
+    finally:
+        session.writer.close()
+    if not chain:
+        raise TlsFailure("the server sent no certificate")
+    observations: dict[str, ObservationValue] = {
+        "connect_ms": session.connect_ms,
+        "handshake_ms": session.handshake_ms,
+        "tls_version": session.version,
+        "cipher": session.cipher,
+        "legacy_handshake": legacy_reason is not None,
+        "client_auth": client_auth,
+    }
+    if legacy_reason is not None:
+        observations["strict_handshake_error"] = legacy_reason
+    observations.update(certificates.judge_chain(chain, verification, name, options, ctx))
+    return observations
+
+
+def conditions(options: TlsOptions) -> tuple[Condition, ...]:
+    trust_source = options.ca_file or "the system CA store"
+    return (
+        latency_threshold("handshake_ms", options.latency_warn, options.latency_crit),
+        Expectation(
+            "tls_version",
+            "tls_version",
+            lambda value: value in MODERN_VERSIONS,
+            " or ".join(MODERN_VERSIONS),
+            severity=Severity.WARN,
+        ),
+        Expectation(
+            "legacy_handshake",
+            "legacy_handshake",
+            lambda value: value is False,
+            "a handshake with current protocol versions and ciphers",
+            severity=Severity.WARN,
+            about="strict_handshake_error",
+        ),
+        Expectation(
+            "client_auth",
+            "client_auth",
+            lambda value: value == "ok",
+            "the server to accept the connection",
+        ),
+        *certificates.certificate_conditions(options, judged_name(options), trust_source),
+    )
+
+
+PROBE = ProbeKind(
+    kind="tls",
+    summary="TLS certificate health: expiry, names, chain, trust, keys, pins; STARTTLS too",
+    target_help="HOST:PORT",
+    options=TlsOptions,
+    measure=measure,
+    conditions=conditions,
+    target=lambda o: format_host_port(*o.target),
+    host=lambda o: o.target[0],
+)
