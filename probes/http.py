@@ -170,8 +170,8 @@ class HttpOptions:
     pin: tuple[str, ...] = certificates.pin_option()
     client_cert: str | None = certificates.client_cert_option()
     client_key: str | None = certificates.client_key_option()
-    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()  # noqa: RUF009 - an option() field
-    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()  # noqa: RUF009 - an option() field
+    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()
+    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()
     user_agent: str = option(
         USER_AGENT, parse=text, metavar="TEXT", help="User-Agent header to send"
     )

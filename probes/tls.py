@@ -61,8 +61,8 @@ class TlsOptions:
     client_key: str | None = certificates.client_key_option()
     # The shared declarations return option() fields, as immutable as the others (RUF009 cannot
     # tell for a SecretRef annotation).
-    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()  # noqa: RUF009
-    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()  # noqa: RUF009
+    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()
+    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()
     latency_warn: float | None = option(
         None, parse=duration, metavar="DURATION", help="WARN when the TLS handshake takes longer"
     )
@@ -368,4 +368,5 @@ PROBE = ProbeKind(
     conditions=conditions,
     target=lambda o: format_host_port(*o.target),
     host=lambda o: o.target[0],
+    presents_certificates=lambda _o: True,
 )

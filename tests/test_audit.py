@@ -158,3 +158,71 @@ def test_table_markdown_and_csv(scene):
     rows = list(csv.DictReader(io.StringIO(render(report, "csv", colour=False))))
     assert [r["state"] for r in rows] == ["CRIT", "OK"]
     assert rows[1]["role"] == "chain"
+
+
+def test_audit_certs_end_to_end_against_real_tls_servers(tmp_path):
+    """The real command against real TLS servers: a leaf served twice, one nearly expired, an
+    intermediate behind all of them, and an endpoint that refuses."""
+    import datetime as dt
+    import os
+    import subprocess
+    import sys
+
+    from tests.peers.pki import make_ca, make_leaf, server_context
+    from tests.peers.tcp_peers import closed_port
+    from tests.peers.tls_peers import tls_server
+
+    def days(n: float) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(days=n)
+
+    root = make_ca("audit root", not_after=days(3650), path_length=None)
+    intermediate = make_ca("audit intermediate", issuer=root, not_after=days(1000))
+    shared_leaf = make_leaf(intermediate, ["127.0.0.1"], not_after=days(60))
+    dying_leaf = make_leaf(intermediate, ["127.0.0.1"], common_name="dying", not_after=days(10))
+    (tmp_path / "root.pem").write_bytes(root.cert_pem)
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    contexts = [
+        server_context(leaf, tmp_path / name, (intermediate,))
+        for name, leaf in (("a", shared_leaf), ("b", shared_leaf), ("c", dying_leaf))
+    ]
+    with tls_server(contexts[0]) as a, tls_server(contexts[1]) as b, tls_server(contexts[2]) as c:
+        checks = "\n".join(
+            f'          - {{id: {name}, kind: tls, target: "127.0.0.1:{port}", '
+            f"ca_file: root.pem, timeout: 3s}}"
+            for name, port in (("a", a), ("b", b), ("c", c), ("d", closed_port()))
+        )
+        (tmp_path / "inventory.yaml").write_text(
+            f"sites:\n  - id: psap\n    links:\n      - id: fibre\n        checks:\n{checks}\n"
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "audit",
+                "certs",
+                str(tmp_path / "inventory.yaml"),
+                "--format",
+                "json",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+    assert done.returncode == 2, done.stderr
+    report = json.loads(done.stdout)
+    schema_validator().validate(report)
+    listed = [
+        (c["subject"], c["state"], sorted(e["check_id"] for e in c["endpoints"]))
+        for c in report["certificates"]
+    ]
+    assert listed == [
+        ("CN=dying", "CRIT", ["psap/fibre/c"]),
+        ("CN=127.0.0.1", "OK", ["psap/fibre/a", "psap/fibre/b"]),
+        ("CN=audit intermediate", "OK", ["psap/fibre/a", "psap/fibre/b", "psap/fibre/c"]),
+    ]
+    assert [f["check_id"] for f in report["failed"]] == ["psap/fibre/d"]
+    assert report["summary"]["endpoints_checked"] == 4
