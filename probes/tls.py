@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,32 @@ class Contexts:
     unverified: ssl.SSLContext  # legacy allowed, nothing verified: reads any chain
 
 
+# Connections whose server sent a CertificateRequest. Only those can still be refused for want
+# of a client certificate after the handshake, so only those are worth listening to; waiting on
+# every connection would hold each check's slot for a round trip or more.
+_asked_for_certificate: weakref.WeakSet[ssl.SSLObject] = weakref.WeakSet()
+_CERTIFICATE_REQUEST = 13  # TLS HandshakeType certificate_request (RFC 8446, 4.3.2)
+
+
+def _note_certificate_request(
+    conn: ssl.SSLObject,
+    direction: str,
+    _version: Any,
+    content_type: Any,
+    message: Any,
+    _data: bytes,
+) -> None:
+    if direction == "read" and content_type == 22 and message == _CERTIFICATE_REQUEST:
+        _asked_for_certificate.add(conn)
+
+
+def watch_certificate_requests(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Python's ssl has no public hook for this; its message callback (private since 3.8, as
+    used by its own tests) is the one place a client can see the server's handshake messages."""
+    context._msg_callback = _note_certificate_request  # type: ignore[attr-defined]
+    return context
+
+
 async def shared_contexts(options: Any, ctx: ProbeContext) -> Contexts:
     """The contexts of a check, built once per run for each CA bundle and client certificate
     (a context, with its CA store, costs far more than a handshake)."""
@@ -127,9 +154,9 @@ async def shared_contexts(options: Any, ctx: ProbeContext) -> Contexts:
 
     async def build() -> Contexts:
         return Contexts(
-            strict_context(ca_file, options),
-            relaxed_context(options, ca_file, verify=True),
-            relaxed_context(options, ca_file, verify=False),
+            watch_certificate_requests(strict_context(ca_file, options)),
+            watch_certificate_requests(relaxed_context(options, ca_file, verify=True)),
+            watch_certificate_requests(relaxed_context(options, ca_file, verify=False)),
         )
 
     return await ctx.shared.get(key, build)
@@ -166,6 +193,7 @@ class Session:
     cipher: str
     served: list[bytes]
     verified: list[bytes]
+    certificate_requested: bool
 
 
 class HandshakeError(Exception):
@@ -211,13 +239,15 @@ async def handshake(
         cipher=cipher[0] if cipher else "",
         served=served,
         verified=verified,
+        certificate_requested=ssl_object in _asked_for_certificate,
     )
 
 
 async def client_auth_outcome(session: Session, timeout: float) -> str:
     """In TLS 1.3 a server refuses a client certificate (or its absence) only after the
-    client's handshake is done, in an alert that arrives on the first read; listen briefly."""
-    if session.version != "TLSv1.3":
+    client's handshake is done, in an alert that arrives on the first read; listen briefly,
+    when the server asked for a certificate at all."""
+    if session.version != "TLSv1.3" or not session.certificate_requested:
         return "ok"
     try:
         async with asyncio.timeout(timeout):
