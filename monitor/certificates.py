@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import ipaddress
+import os
 import ssl
 import time
 from collections.abc import Iterable, Sequence
@@ -60,14 +62,25 @@ _DAY = 86400.0
 def ca_file(value: Any) -> str:
     """A PEM bundle of CA certificates, checked by loading it the way a handshake will."""
     path = readable_file(value)
+    stat = os.stat(path)
+    problem = _ca_file_problem(path, stat.st_mtime_ns, stat.st_size)
+    if problem is not None:
+        raise OptionError(
+            f"file {path} holds no usable CA certificate ({problem})",
+            "give a PEM file with one or more CA certificates",
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=256)
+def _ca_file_problem(path: str, _mtime_ns: int, _size: int) -> str | None:
+    """Loading a bundle costs about a millisecond; an inventory names the same few bundles on
+    thousands of checks. Keyed on the file's mtime and size so an edited file is read again."""
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ValueError) as exc:
-        raise OptionError(
-            f"file {path} holds no usable CA certificate ({exc})",
-            "give a PEM file with one or more CA certificates",
-        ) from None
-    return path
+        return str(exc)
+    return None
 
 
 def pin(value: Any) -> str:
