@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,16 @@ def make_ca(
     common_name: str = "commwatch test CA",
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
+    parent: Issued | None = None,
 ) -> Issued:
-    """A self-signed CA certificate allowed to sign leaf certificates."""
+    """A self-signed CA certificate allowed to sign leaf certificates; with `parent`, an
+    intermediate CA signed by `parent` instead."""
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or _now() - datetime.timedelta(days=1)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
+        .issuer_name(parent.certificate.subject if parent else _name(common_name))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
@@ -93,7 +95,7 @@ def make_ca(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(parent.key if parent else key, hashes.SHA256())
     )
     return Issued(certificate, key)
 
@@ -104,8 +106,11 @@ def make_leaf(
     common_name: str | None = None,
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
+    extensions: Sequence[x509.ExtensionType] = (),
+    usages: Sequence[x509.ObjectIdentifier] = (ExtendedKeyUsageOID.SERVER_AUTH,),
 ) -> Issued:
-    """A server certificate signed by `ca` for `sans` (IP literals and DNS names)."""
+    """A server certificate signed by `ca` for `sans` (IP literals and DNS names), with the
+    extended key `usages` and any further non-critical `extensions` (see `revocation_urls`)."""
     if not sans:
         raise ValueError("a leaf certificate needs at least one subject alternative name")
     key = ec.generate_private_key(ec.SECP256R1())
@@ -120,14 +125,34 @@ def make_leaf(
         .not_valid_after(not_after or start + datetime.timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
         )
-        .sign(ca.key, hashes.SHA256())
     )
-    return Issued(certificate, key)
+    for extension in extensions:
+        certificate = certificate.add_extension(extension, critical=False)
+    return Issued(certificate.sign(ca.key, hashes.SHA256()), key)
+
+
+def revocation_urls(
+    ocsp_url: str | None = None, crl_url: str | None = None
+) -> list[x509.ExtensionType]:
+    """The extensions that tell a client where to ask about revocation: an Authority Information
+    Access entry for the OCSP responder and a CRL distribution point, for `make_leaf`."""
+    extensions: list[x509.ExtensionType] = []
+    if ocsp_url is not None:
+        location = x509.UniformResourceIdentifier(ocsp_url)
+        extensions.append(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, location)]
+            )
+        )
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        extensions.append(x509.CRLDistributionPoints([point]))
+    return extensions
 
 
 def server_context(leaf: Issued, folder: Path) -> ssl.SSLContext:
