@@ -44,6 +44,8 @@ DEFAULT_TTL = 3600.0
 # A responder that is down is asked again after this long, not by every endpoint in between.
 FAILURE_TTL = 60.0
 _NONCE_BYTES = 16
+# Responder and CRL URLs tried per certificate, in the order the certificate lists them.
+MAX_URLS = 3
 _READ_CHUNK = 65536
 
 
@@ -96,9 +98,17 @@ class _Lru(Generic[K, V]):
         return len(self._entries)
 
 
+@dataclass(frozen=True)
+class _VerifiedCrl:
+    crl: x509.CertificateRevocationList
+    # The CRL's own lookup scans every entry (15 ms for 200,000): with many certificates checked
+    # against one large CRL, a set answers the usual "not listed" at once.
+    serials: frozenset[int]
+
+
 _OcspKey = tuple[bytes, int]
 _CrlKey = tuple[str, bytes]
-_CrlEntry = x509.CertificateRevocationList | RevocationStatus
+_CrlEntry = _VerifiedCrl | RevocationStatus
 
 
 class RevocationCache:
@@ -111,7 +121,7 @@ class RevocationCache:
     def __init__(
         self,
         max_answers: int = 10_000,
-        max_crls: int = 64,
+        max_crls: int = 16,
         default_ttl: float = DEFAULT_TTL,
         failure_ttl: float = FAILURE_TTL,
     ) -> None:
@@ -121,7 +131,9 @@ class RevocationCache:
         self._crls: _Lru[_CrlKey, _CrlEntry] = _Lru(max_crls)
         self._inflight: dict[Hashable, asyncio.Task[object]] = {}
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Entries held (answers and CRLs). Not __len__: an empty cache must not be falsy."""
         return len(self._answers) + len(self._crls)
 
     def expiry(self, next_update: float | None, now: float) -> float:
@@ -205,14 +217,19 @@ def _network_failure(exc: BaseException, timeout: float) -> str:
 
 
 def _http_urls(urls: list[str], what: str) -> tuple[list[str], list[str]]:
-    """The fetchable http:// URLs, and why each other one was refused."""
+    """The fetchable http:// URLs (at most MAX_URLS), and why each other one was refused."""
     usable, refused = [], []
-    for url in urls:
+    if len(urls) > MAX_URLS:
+        # The certificate comes from the server checked: it must not make us try a hundred.
+        refused.append(f"{what}: {len(urls) - MAX_URLS} URLs beyond the first {MAX_URLS} skipped")
+    for url in urls[:MAX_URLS]:
         try:
             parsed = URL(url)
-            scheme, has_host = parsed.scheme, bool(parsed.host)
-        except ValueError:
-            scheme, has_host = "", False
+            # yarl checks the port range only when the port is read.
+            scheme, has_host, _port = parsed.scheme, bool(parsed.host), parsed.port
+        except ValueError as exc:
+            refused.append(f"{what} {url}: not a valid URL ({exc})")
+            continue
         if scheme != "http":
             # https would need the very PKI being checked; ldap and file are not fetched at all.
             refused.append(f"{what} {url}: only http:// URLs are fetched")
@@ -265,6 +282,9 @@ async def _fetch(
             return bytes(received)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise _Unusable(_network_failure(exc, timeout)) from exc
+    except ValueError as exc:
+        # yarl and aiohttp refuse some URLs a certificate may carry (bad port, bad host).
+        raise _Unusable(f"unusable URL: {exc}") from exc
 
 
 def _issuer_hashes(
@@ -365,9 +385,13 @@ def _matching_single(
     response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
 ) -> ocsp.OCSPSingleResponse:
     answered = []
+    hashes_by_algorithm: dict[str, tuple[bytes, bytes]] = {}
     for single in response.responses:
         # Responders may answer with another CertID hash than asked (openssl's -rcid).
-        issuer_hashes = _issuer_hashes(leaf, issuer, single.hash_algorithm)
+        algorithm = single.hash_algorithm
+        if algorithm.name not in hashes_by_algorithm:
+            hashes_by_algorithm[algorithm.name] = _issuer_hashes(leaf, issuer, algorithm)
+        issuer_hashes = hashes_by_algorithm[algorithm.name]
         matches_issuer = (single.issuer_name_hash, single.issuer_key_hash) == issuer_hashes
         if single.serial_number == leaf.serial_number and matches_issuer:
             return single
@@ -493,7 +517,7 @@ def _load_crl(data: bytes) -> x509.CertificateRevocationList:
         raise _Unusable(f"not a CRL ({len(data)} bytes that do not parse)") from None
 
 
-def _judge_crl(data: bytes, issuer: x509.Certificate, now: float) -> x509.CertificateRevocationList:
+def _judge_crl(data: bytes, issuer: x509.Certificate, now: float) -> _VerifiedCrl:
     crl = _load_crl(data)
     try:
         if crl.issuer != issuer.subject:
@@ -506,24 +530,25 @@ def _judge_crl(data: bytes, issuer: x509.Certificate, now: float) -> x509.Certif
         _check_freshness(
             "CRL", crl.last_update_utc.timestamp(), _timestamp(crl.next_update_utc), now
         )
+        return _VerifiedCrl(crl, frozenset(entry.serial_number for entry in crl))
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise _Unusable(f"malformed CRL: {exc}") from None
-    return crl
 
 
-def _crl_status(
-    crl: x509.CertificateRevocationList, leaf: x509.Certificate, url: str
-) -> RevocationStatus:
+def _crl_status(verified: _VerifiedCrl, leaf: x509.Certificate, url: str) -> RevocationStatus:
+    crl = verified.crl
     common = {
         "method": "crl",
         "this_update": crl.last_update_utc.timestamp(),
         "next_update": _timestamp(crl.next_update_utc),
         "source": url,
     }
-    try:
+    entry = None
+    if leaf.serial_number in verified.serials:
         entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
-        if entry is None:
-            return RevocationStatus(status="good", message=f"not listed in CRL {url}", **common)
+    if entry is None:
+        return RevocationStatus(status="good", message=f"not listed in CRL {url}", **common)
+    try:
         revoked_at = entry.revocation_date_utc.timestamp()
         try:
             reason: str | None = entry.extensions.get_extension_for_class(
@@ -559,11 +584,12 @@ async def _check_crl(
         async def fetch(url: str = url) -> tuple[_CrlEntry, float]:
             try:
                 data = await _fetch(session, url, body=None, limit=CRL_MAX_BYTES, timeout=timeout)
-                crl = _judge_crl(data, issuer, now)
+                # Off the event loop: a 10 MiB CRL takes a good part of a second to verify.
+                verified = await asyncio.to_thread(_judge_crl, data, issuer, now)
             except _Unusable as exc:
                 failure = _unavailable("crl", [f"CRL {url}: {exc}"], url)
                 return failure, now + cache.failure_ttl
-            return crl, cache.expiry(_timestamp(crl.next_update_utc), now)
+            return verified, cache.expiry(_timestamp(verified.crl.next_update_utc), now)
 
         try:
             entry = await cache.crl((url, issuer_key), fetch, now, timeout)

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from monitor.revocation import (
     CRL_MAX_BYTES,
@@ -287,6 +287,31 @@ async def test_only_http_urls_are_fetched(leaf: LeafFactory, check, url: str) ->
     status = await check(leaf(ocsp_url=url))
     assert status.status == "unavailable"
     assert status.message == f"OCSP {url}: only http:// URLs are fetched"
+
+
+async def test_invalid_url_is_named(leaf: LeafFactory, check) -> None:
+    status = await check(leaf(ocsp_url="http://127.0.0.1:99999/"))
+    assert status.status == "unavailable"
+    assert status.message == (
+        "OCSP http://127.0.0.1:99999/: not a valid URL (Port out of range 0-65535)"
+    )
+
+
+async def test_at_most_three_urls_are_tried(pki: Pki, check) -> None:
+    urls = [f"http://127.0.0.1:{closed_port()}/" for _ in range(5)]
+    access = x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+            )
+            for url in urls
+        ]
+    )
+    certificate = make_leaf(pki.issuer, ["127.0.0.1"], extensions=[access]).certificate
+    status = await check(certificate)
+    assert status.status == "unavailable"
+    assert status.message.startswith("OCSP: 2 URLs beyond the first 3 skipped; ")
+    assert [url in status.message for url in urls] == [True, True, True, False, False]
 
 
 async def test_answer_judged_at_the_given_time(
