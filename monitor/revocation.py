@@ -443,11 +443,13 @@ def _judge_ocsp(
         "next_update": next_update,
         "source": url,
     }
-    if status is ocsp.OCSPCertStatus.REVOKED and revoked_at is not None:
+    if status is ocsp.OCSPCertStatus.REVOKED:
+        # The time is mandatory in a revoked answer; its absence must not turn it into "good".
+        since = f" {_when(revoked_at)}" if revoked_at is not None else ""
         because = f" ({reason})" if reason else ""
         return RevocationStatus(
             status="revoked",
-            message=f"revoked {_when(revoked_at)}{because} per OCSP {url}{signer}",
+            message=f"revoked{since}{because} per OCSP {url}{signer}",
             revoked_at=revoked_at,
             reason=reason,
             **common,
