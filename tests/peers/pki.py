@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -163,9 +163,13 @@ def make_leaf(
     rsa_bits: int | None = None,
     sha1: bool = False,
     client: bool = False,
+    extensions: Sequence[x509.ExtensionType] = (),
+    usages: Sequence[x509.ObjectIdentifier] | None = None,
 ) -> Issued:
     """A server certificate (a client one with `client`) signed by `ca` for `sans` (IP literals
-    and DNS names). No `sans` but a `common_name` makes a CN-only certificate, as old gear has."""
+    and DNS names). No `sans` but a `common_name` makes a CN-only certificate, as old gear has.
+    `usages` overrides the extended key usages; `extensions` are added non-critical (see
+    `revocation_urls`)."""
     if not sans and not common_name:
         raise ValueError("a leaf certificate needs a subject alternative name or a common name")
     key = _key(rsa_bits)
@@ -180,7 +184,7 @@ def make_leaf(
         .not_valid_before(start)
         .not_valid_after(not_after or start + datetime.timedelta(days=90))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages or [usage])), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
@@ -190,7 +194,28 @@ def make_leaf(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False
         )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
     return Issued(_sign(builder, ca.key, sha1), key)
+
+
+def revocation_urls(
+    ocsp_url: str | None = None, crl_url: str | None = None
+) -> list[x509.ExtensionType]:
+    """The extensions that tell a client where to ask about revocation: an Authority Information
+    Access entry for the OCSP responder and a CRL distribution point, for `make_leaf`."""
+    extensions: list[x509.ExtensionType] = []
+    if ocsp_url is not None:
+        location = x509.UniformResourceIdentifier(ocsp_url)
+        extensions.append(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, location)]
+            )
+        )
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        extensions.append(x509.CRLDistributionPoints([point]))
+    return extensions
 
 
 def server_context(
