@@ -25,18 +25,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
+from monitor import revocation
 from monitor.conditions import Condition, Expectation, Threshold
 from monitor.errors import TlsFailure
 from monitor.model import CertificateInfo, ObservationValue, Severity
 from monitor.options import (
     OptionError,
     SecretRef,
+    boolean,
+    duration,
     each,
     integer,
     number,
@@ -682,17 +686,108 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
         declared.append(
             Expectation("pin", "pin_match", _is(True), "a chain key matching a configured pin")
         )
+    declared.extend(revocation_conditions(options))
     return tuple(declared)
 
 
-def judge_chain(
+async def judge_chain(
     chain: Sequence[ParsedCertificate],
     verification: Verification,
     name: str,
     options: Any,
     ctx: ProbeContext,
 ) -> dict[str, ObservationValue]:
-    """The analysis plus change detection, as a probe reports it."""
+    """The analysis, change detection and revocation, as a probe reports them."""
     observations = analyse_chain(chain, verification, name, options.pin, options.max_validity_days)
     observations["unexpected_change"] = unexpected_change(ctx.memory, chain[0], options.warn_days)
+    observations.update(await _revocation(verification, options, ctx))
     return observations
+
+
+async def _revocation(
+    verification: Verification, options: Any, ctx: ProbeContext
+) -> dict[str, ObservationValue]:
+    """The leaf's revocation status, asked of its verified issuer's responder or CRL. An
+    untrusted chain is not asked about: its issuer vouches for nothing."""
+    if not (options.ocsp or options.crl):
+        return {}
+    if len(verification.verified) < 2:
+        return {
+            "revocation": "not_checked",
+            "revocation_detail": "no verified issuer to ask (the chain is not trusted)",
+        }
+
+    async def new_cache() -> revocation.RevocationCache:
+        return revocation.RevocationCache()
+
+    async def new_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(trust_env=False)
+
+    async def close_session(session: aiohttp.ClientSession) -> None:
+        await session.close()
+
+    cache = await ctx.shared.get("revocation.cache", new_cache)
+    session = await ctx.shared.get("revocation.session", new_session, close_session)
+    leaf, issuer = (x509.load_der_x509_certificate(der) for der in verification.verified[:2])
+    status = await revocation.check_revocation(
+        leaf,
+        issuer,
+        ocsp=options.ocsp,
+        crl=options.crl,
+        timeout=options.revocation_timeout,
+        cache=cache,
+        session=session,
+    )
+    return {
+        "revocation": status.status,
+        "revocation_method": status.method,
+        "revocation_detail": status.message,
+    }
+
+
+def revocation_conditions(options: Any) -> tuple[Condition, ...]:
+    """Revoked is CRIT; no valid answer (or a responder that does not know the certificate) is
+    WARN, as browsers soft-fail; a certificate naming no responder or CRL is information."""
+    if not (options.ocsp or options.crl):
+        return ()
+    return (
+        Expectation(
+            "revoked",
+            "revocation",
+            lambda v: v != "revoked",
+            "not revoked",
+            about="revocation_detail",
+        ),
+        Expectation(
+            "revocation_known",
+            "revocation",
+            lambda v: v not in ("unknown", "unavailable"),
+            "a valid OCSP or CRL answer",
+            severity=Severity.WARN,
+            about="revocation_detail",
+        ),
+    )
+
+
+def ocsp_option() -> Any:
+    return option(
+        False,
+        parse=boolean,
+        metavar="BOOL",
+        help="ask the leaf's OCSP responder whether it is revoked",
+    )
+
+
+def crl_option() -> Any:
+    return option(
+        False,
+        parse=boolean,
+        metavar="BOOL",
+        help="check the leaf against its CRL (after OCSP, when both are on)",
+    )
+
+
+def revocation_timeout_option() -> Any:
+    return option(
+        5.0, parse=duration, metavar="DURATION", help="time allowed for each OCSP or CRL exchange"
+    )

@@ -168,6 +168,9 @@ class HttpOptions:
     crit_days: float = certificates.crit_days_option()
     max_validity_days: int | None = certificates.max_validity_option()
     pin: tuple[str, ...] = certificates.pin_option()
+    ocsp: bool = certificates.ocsp_option()
+    crl: bool = certificates.crl_option()
+    revocation_timeout: float = certificates.revocation_timeout_option()
     client_cert: str | None = certificates.client_cert_option()
     client_key: str | None = certificates.client_key_option()
     client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()
@@ -360,7 +363,7 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
         verification = certificates.Verification(trusted=True, verified=tuple(verified))
         chain = await certificates.parse_chain(served, ctx)
         observations.update(
-            certificates.judge_chain(chain, verification, _host(options), options, ctx)
+            await certificates.judge_chain(chain, verification, _host(options), options, ctx)
         )
     observations["total_ms"] = round((time.perf_counter() - started) * 1000, 3)
     observations["body_bytes"] = body_bytes
@@ -416,7 +419,7 @@ async def _unverified_chain(
     if not session.served:
         return {}
     chain = await certificates.parse_chain(session.served, ctx)
-    return certificates.judge_chain(chain, verification, name, options, ctx)
+    return await certificates.judge_chain(chain, verification, name, options, ctx)
 
 
 def conditions(options: HttpOptions) -> tuple[Condition, ...]:

@@ -58,6 +58,9 @@ class TlsOptions:
     crit_days: float = certificates.crit_days_option()
     max_validity_days: int | None = certificates.max_validity_option()
     pin: tuple[str, ...] = certificates.pin_option()
+    ocsp: bool = certificates.ocsp_option()
+    crl: bool = certificates.crl_option()
+    revocation_timeout: float = certificates.revocation_timeout_option()
     client_cert: str | None = certificates.client_cert_option()
     client_key: str | None = certificates.client_key_option()
     # The shared declarations return option() fields, as immutable as the others (RUF009 cannot
@@ -360,7 +363,7 @@ async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
     }
     if legacy_reason is not None:
         observations["strict_handshake_error"] = legacy_reason
-    observations.update(certificates.judge_chain(chain, verification, name, options, ctx))
+    observations.update(await certificates.judge_chain(chain, verification, name, options, ctx))
     return observations
 
 
