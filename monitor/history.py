@@ -222,19 +222,24 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
     return connection
 
 
+def _schema_version(connection: sqlite3.Connection) -> int:
+    has_meta = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        return 0
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (_VERSION_KEY,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
+    # A current store needs no write lock: readers and the writer open it while others write.
+    if _schema_version(connection) == SCHEMA_VERSION:
+        return
     # IMMEDIATE: two processes opening a new file at once must not both create the schema.
     connection.execute("BEGIN IMMEDIATE")
     try:
-        has_meta = connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        row = (
-            connection.execute("SELECT value FROM meta WHERE key = ?", (_VERSION_KEY,)).fetchone()
-            if has_meta
-            else None
-        )
-        version = int(row[0]) if row else 0
+        version = _schema_version(connection)
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"{path}: history schema version {version} was written by a newer commwatch "
@@ -849,11 +854,15 @@ class HistoryWriter:
                 return None
             results: list[ProbeResult] = []
             events: list[Event] = []
-            for queue, taken in ((self._events, events), (self._results, results)):
-                while queue and len(results) + len(events) < self._max_batch:
-                    seq, item = queue.popleft()
-                    self._in_flight.append(seq)
-                    taken.append(item)
+            # In sequence order, so each commit acknowledges everything it wrote.
+            while (self._results or self._events) and len(self._in_flight) < self._max_batch:
+                if not self._events or (self._results and self._results[0] < self._events[0]):
+                    seq, result = self._results.popleft()
+                    results.append(result)
+                else:
+                    seq, event = self._events.popleft()
+                    events.append(event)
+                self._in_flight.append(seq)
             return results, events
 
     def _store(self, store: HistoryStore, results: list[ProbeResult], events: list[Event]) -> None:
