@@ -809,6 +809,8 @@ class HistoryWriter:
                     self._maintenance_requested = False
                     waiters += self._maintenance_waiters
                     self._maintenance_waiters.clear()
+                    # A cycle under way may have passed rows written since: start afresh.
+                    steps = None
                     next_maintenance = self._clock()
             if steps is None and self._clock() >= next_maintenance:
                 steps = store.maintenance_steps(self._clock(), self.config)
