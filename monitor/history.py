@@ -215,7 +215,10 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
         if mode.lower() != "wal":
             raise HistoryError(f"{path}: could not switch the database to WAL mode ({mode})")
         connection.execute("PRAGMA synchronous = NORMAL")
-        _upgrade(connection, path)
+        if create:
+            _upgrade(connection, path)
+        else:
+            _check_version(connection, path)
     except BaseException:
         connection.close()
         raise
@@ -232,6 +235,27 @@ def _schema_version(connection: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def _check_version(connection: sqlite3.Connection, path: Path) -> None:
+    """A reader neither creates nor upgrades: that is the writer's job (it runs first)."""
+    version = _schema_version(connection)
+    if version == 0:
+        raise HistoryError(f"{path}: not a commwatch history database (no history tables)")
+    if version < SCHEMA_VERSION:
+        raise HistoryError(
+            f"{path}: history schema version {version} is older than this commwatch's "
+            f"({SCHEMA_VERSION}); running commwatch once upgrades it"
+        )
+    _refuse_newer(version, path)
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"{path}: history schema version {version} was written by a newer commwatch "
+            f"(this one knows up to {SCHEMA_VERSION})"
+        )
+
+
 def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
     # A current store needs no write lock: readers and the writer open it while others write.
     if _schema_version(connection) == SCHEMA_VERSION:
@@ -240,11 +264,7 @@ def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = _schema_version(connection)
-        if version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"{path}: history schema version {version} was written by a newer commwatch "
-                f"(this one knows up to {SCHEMA_VERSION})"
-            )
+        _refuse_newer(version, path)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[target](connection)
             connection.execute(

@@ -102,6 +102,16 @@ def test_a_store_from_a_newer_commwatch_is_refused(config):
         HistoryStore(config.path)
 
 
+def test_a_reader_neither_creates_nor_upgrades_the_schema(config):
+    HistoryStore(config.path, create=True).close()
+    with closing(sqlite3.connect(config.path)) as db, db:
+        db.execute("UPDATE meta SET value = '0' WHERE key = 'history.schema_version'")
+    with pytest.raises(HistoryError, match="not a commwatch history database"):
+        HistoryStore(config.path)
+    HistoryStore(config.path, create=True).close()  # the writer's open upgrades it
+    HistoryStore(config.path).close()
+
+
 def test_tables_of_other_modules_in_the_same_file_are_left_alone(config):
     config.path.parent.mkdir()
     with closing(sqlite3.connect(config.path)) as db, db:
