@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -19,6 +20,9 @@ import yaml
 
 from monitor import audit as audit_report
 from monitor import output
+from monitor import report as availability
+from monitor.events import Subject
+from monitor.history import HistoryConfig, HistoryError, HistoryStore
 from monitor.inventory import (
     Check,
     Concurrency,
@@ -120,6 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_filters(certs)
 
+    report = commands.add_parser(
+        "report",
+        help="availability per check, link and group, from the history store",
+        description="Availability over a period from the recorded history: time in each state "
+        "(maintenance excluded), outages and mean time to recover, per check, link and group. "
+        "With an INVENTORY, its checks and links are listed even when nothing was recorded. "
+        "Exit 0 (a report is not a check), 3 when the history cannot be read.",
+    )
+    report.add_argument("inventory", nargs="?", default=None)
+    report.add_argument(
+        "--since",
+        type=_duration_flag,
+        default="7d",
+        metavar="DURATION",
+        help="the period up to now to report on (default 7d)",
+    )
+    report.add_argument("--format", choices=availability.FORMATS, default="table")
+    report.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the history database (default $XDG_STATE_HOME/commwatch/history.sqlite3)",
+    )
+
     probe = commands.add_parser(
         "probe",
         help="run one check with no inventory (usable as a monitoring plugin)",
@@ -205,6 +232,13 @@ def _days(text: str) -> float:
     if days < 0:
         raise argparse.ArgumentTypeError("days cannot be negative")
     return days
+
+
+def _duration_flag(text: str) -> float:
+    try:
+        return duration(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}") from None
 
 
 def _show_default(value: Any) -> str:
@@ -401,6 +435,32 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(temporary, path)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    subjects: list[tuple[Subject, str, str]] = []
+    if args.inventory is not None:
+        inventory = _load(args.inventory)
+        if inventory is None:
+            return EXIT_UNKNOWN
+        for link in inventory.links:
+            subjects.append((Subject.LINK, f"{link.site_id}/{link.id}", link.site_id))
+            subjects += [(Subject.CHECK, c.ref.check_id, c.ref.site_id) for c in link.checks]
+    path = args.db or HistoryConfig().path
+    now = time.time()
+    try:
+        with HistoryStore(path) as store:
+            report = availability.build_report(
+                store, since=now - args.since, until=now, subjects=subjects
+            )
+    except HistoryError as exc:
+        print(f"commwatch: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except sqlite3.Error as exc:
+        print(f"commwatch: {path}: cannot read the history database: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(availability.render(report, args.format))
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     probe_kind = REGISTRY[args.kind]
     values: dict[str, Any] = {"target": args.target}
@@ -449,7 +509,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"check": cmd_check, "run": cmd_run, "audit": cmd_audit, "probe": cmd_probe}
+    handlers = {
+        "check": cmd_check,
+        "run": cmd_run,
+        "audit": cmd_audit,
+        "report": cmd_report,
+        "probe": cmd_probe,
+    }
     if args.command is None:
         parser.print_help()
         return EXIT_UNKNOWN
