@@ -335,14 +335,15 @@ class Alerter:
         if self._grouper.add(fresh, self._clock()):
             self._wake.set()
 
-    async def aclose(self) -> None:
-        """Stop. Open group windows and undelivered messages stay stored for the next start."""
+    async def aclose(self, grace: float = 2.0) -> None:
+        """Stop. Open group windows and undelivered messages stay stored for the next start;
+        deliveries already under way get `grace` seconds to finish."""
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
         if self._dispatcher is not None:
-            await self._dispatcher.aclose()
+            await self._dispatcher.aclose(grace)
         if self._session is not None:
             await self._session.close()
         await self.outbox.close()

@@ -5,7 +5,7 @@ Formats (`kind`):
 - `webhook`: generic JSON, `schema_version` 1, described by `monitor/schema/webhook.schema.json`:
   the message `id` (also sent as `Idempotency-Key`), `kind` (`alert` or `reminder`),
   `group_key` (`site:<site id>`: one site's messages share it), `site_id`, `resolved` (every
-  event in it is a return to OK/RESILIENT), `severity` (the worst in it), `summary` (one line),
+  subject in it ends back at OK/RESILIENT), `severity` (the worst in it), `summary` (one line),
   `created_at`, and `events`, each with every field of the state change and its `event_id`.
   With `hmac_secret_env`/`hmac_secret_file` every request is signed:
       X-Commwatch-Timestamp: <POSIX seconds, integer, when this attempt was sent>
@@ -310,7 +310,9 @@ class Message:
 
     @property
     def resolved(self) -> bool:
-        return all(is_resolution(e) for e in self.events)
+        """Every subject in it ends back at OK/RESILIENT (it may pass AT RISK on the way)."""
+        latest = {(e.subject, e.subject_id): e for e in self.events if e.kind is EventKind.HARD}
+        return bool(latest) and all(is_resolution(e) for e in latest.values())
 
     @property
     def severity(self) -> Severity:

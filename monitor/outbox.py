@@ -373,7 +373,9 @@ class Outbox:
         def run() -> None:
             with _transaction(self._conn):
                 self._conn.execute(
-                    "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
+                    # A delivered row keeps its last failure: how it got through is worth knowing.
+                    "UPDATE outbox SET status = ?, attempts = attempts + 1,"
+                    " last_error = COALESCE(?, last_error),"
                     " next_attempt_at = ?, finished_at = ? WHERE id = ?",
                     (
                         status,
@@ -521,13 +523,19 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    async def aclose(self) -> None:
-        """Stop sending. Rows in flight stay pending and are sent again by the next process:
-        delivery is at least once, and the idempotency key lets receivers make it exactly once."""
-        tasks = [t for t in (self._task, *self._in_flight.values()) if t is not None]
-        for task in tasks:
+    async def aclose(self, grace: float = 2.0) -> None:
+        """Stop sending. Deliveries in flight get `grace` seconds to finish, so a receiver that
+        answered is not sent the message again by the next process; ones cut short stay
+        pending: delivery is at least once, and the idempotency key makes it exactly once."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        in_flight = list(self._in_flight.values())
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
+        for task in in_flight:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:
@@ -595,7 +603,7 @@ class Dispatcher:
             delay = max(delay, min(outcome.retry_after, self._policy.backoff_cap))
         await self._outbox.record(row.id, RowStatus.PENDING, outcome.detail, now + delay, now)
         log.warning(
-            "%s: message %s attempt %d failed: %s; retrying in %.1fs",
+            "%s: message %s attempt %d failed: %s; retrying in %.3gs",
             where,
             row.key,
             attempt,

@@ -1,11 +1,11 @@
 """A local webhook receiver for the alerting tests, bound to 127.0.0.1.
 
 It records every request, verifies the HMAC signature of requests under `/signed/`, and counts
-messages by `Idempotency-Key` the way a careful receiver would: the first 2xx answer for a key
-accepts the message, a later request with the same key is recorded as a duplicate (and answered
-200, since the sender cannot know its earlier attempt got through). It can be told to fail the
-next N requests (HTTP errors or hanging), and be stopped and started again on the same port
-(connection refused in between).
+messages by path and `Idempotency-Key` the way a careful receiver would: the first 2xx answer
+for a key accepts the message, a later request with the same key is recorded as a duplicate (and
+answered 200, since the sender cannot know its earlier attempt got through). It can be told to
+fail the next N requests (HTTP errors or hanging), and be stopped and started again on the same
+port (connection refused in between).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class WebhookReceiver:
     secret: str | None = None
     delay: float = 0.0  # seconds every request takes before it is answered
     requests: list[Received] = field(default_factory=list)
-    accepted: dict[str, Received] = field(default_factory=dict)
+    # Keyed by (path, key): each path stands for a separate receiver.
+    accepted: dict[tuple[str, str], Received] = field(default_factory=dict)
     duplicates: list[Received] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -141,10 +142,10 @@ class WebhookReceiver:
             return int(failure.mode)
         if received.key is None:
             return 400
-        if received.key in self.accepted:
+        if (received.path, received.key) in self.accepted:
             self.duplicates.append(received)
         else:
-            self.accepted[received.key] = received
+            self.accepted[received.path, received.key] = received
         return 200
 
     def _signature_ok(self, received: Received) -> bool:
