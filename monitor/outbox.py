@@ -389,12 +389,16 @@ class Outbox:
         await self._run(run)
 
     async def fail_orphans(self, known: Iterable[str], now: float) -> int:
-        """Give up on pending rows of notifiers that are no longer configured."""
+        """Give up on pending rows of notifiers that are no longer configured, and forget their
+        open problems. Returns how many rows were given up."""
         known = list(known)
 
         def run() -> int:
             marks = ",".join("?" * len(known)) or "''"
             with _transaction(self._conn):
+                self._conn.execute(
+                    f"DELETE FROM notify_state WHERE notifier NOT IN ({marks})", known
+                )
                 return self._conn.execute(
                     f"UPDATE outbox SET status = ?, last_error = ?, finished_at = ?"
                     f" WHERE status = ? AND notifier NOT IN ({marks})",
@@ -540,7 +544,12 @@ class Dispatcher:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            next_due = await self._start_due()
+            try:
+                next_due = await self._start_due()
+            except sqlite3.Error:
+                # The rows are safe on disk; look again shortly rather than stop delivering.
+                log.exception("cannot read the alert outbox; retrying")
+                next_due = self._clock() + 1.0
             timeout = None if next_due is None else max(0.0, next_due - self._clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -576,7 +585,11 @@ class Dispatcher:
                 # A bug in a sender must not stop delivery; the type alone is printed because an
                 # HTTP library's message may carry the URL.
                 outcome = Outcome(Delivery.RETRY, f"internal error: {type(exc).__name__}")
-            await self._record(row, outcome)
+            try:
+                await self._record(row, outcome)
+            except sqlite3.Error:
+                # Unrecorded, the row stays pending: it is sent again, and the key dedupes it.
+                log.exception("cannot record the outcome of message %s", row.key)
         finally:
             self._busy[row.notifier_id] -= 1
             del self._in_flight[row.id]

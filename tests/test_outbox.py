@@ -180,8 +180,12 @@ async def test_shares_the_database_with_other_writers_without_holding_the_loop(d
 async def test_orphaned_and_old_rows(db: Path) -> None:
     outbox = await Outbox(db).open()
     try:
-        await outbox.commit(rows(1, "gone") + rows(1, "ops"), {}, [], 1.0)
+        problem = Problem("gone", event(1.0), last_sent=1.0)
+        await outbox.commit(
+            rows(1, "gone") + rows(1, "ops"), {("gone", problem.subject_key): problem}, [], 1.0
+        )
         assert await outbox.fail_orphans(["ops"], 2.0) == 1
+        assert await outbox.problems() == {}
         by_notifier = {r.notifier_id: r for r in await outbox.rows()}
         assert by_notifier["gone"].status is RowStatus.FAILED
         assert by_notifier["gone"].last_error == "notifier no longer configured"
