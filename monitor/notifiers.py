@@ -340,7 +340,7 @@ def _change(event: Event) -> str:
         return "is flapping: notifications held until it settles"
     if event.kind is EventKind.FLAPPING_STOP:
         return "stopped flapping"
-    return f"{event.before} -> {event.after}"
+    return f"{event.before} → {event.after}"
 
 
 def event_line(event: Event) -> str:

@@ -282,7 +282,7 @@ def test_webhook_payload_follows_its_schema(webhook_schema: jsonschema.Validator
     payload = json.loads(render(message(PRIMARY_DOWN), NotifierKind.WEBHOOK)[1])
     assert payload["group_key"] == f"site:{SITE}" and payload["severity"] == "CRIT"
     assert payload["events"][0]["subject"] == "group"  # the group leads
-    assert payload["summary"].startswith(f"[AT RISK] {SITE}: group {SITE} RESILIENT -> AT RISK")
+    assert payload["summary"].startswith(f"[AT RISK] {SITE}: group {SITE} RESILIENT → AT RISK")
     assert {e["event_id"] for e in payload["events"]} == {e.event_id for e in PRIMARY_DOWN}
     assert payload["id"] == message_key(tuple(PRIMARY_DOWN))
     resolved = json.loads(render(message(PRIMARY_UP), NotifierKind.WEBHOOK)[1])
@@ -298,7 +298,7 @@ def test_slack_text_is_compact_and_escaped() -> None:
     odd = ev(Subject.LINK, f"{SITE}/fibre", "OK", "CRIT", T0, cause="<script> & co")
     text = json.loads(render(message([odd, *BACKUP_DOWN]), NotifierKind.SLACK)[1])["text"]
     lines = text.splitlines()
-    assert lines[0] == f"*[DOWN] {SITE}: group {SITE} AT RISK -&gt; DOWN (+3 more)*"
+    assert lines[0] == f"*[DOWN] {SITE}: group {SITE} AT RISK → DOWN (+3 more)*"
     assert len(lines) == 1 + 4 + 1
     assert "&lt;script&gt; &amp; co" in text and "<script>" not in text
 
