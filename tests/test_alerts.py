@@ -732,3 +732,33 @@ async def test_signature_covers_timestamp_and_body(
     # A rejected signature is the receiver refusing the message: recorded, not retried forever.
     assert rows["wrong"].status is RowStatus.FAILED and rows["wrong"].attempts == 1
     assert [r.status for r in receiver.requests if r.path == "/signed/wrong"] == [401]
+
+
+async def test_a_hung_receiver_never_holds_up_submitting(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.fail("hang", 10_000)
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops", timeout=5.0), window=0.01)
+    alerter = await run_alerter(cfg, db)
+    slowest = 0.0
+    try:
+        for number in range(40):
+            site = f"site-{number % 8}"
+            event = ev(Subject.LINK, f"{site}/fibre", "OK", "CRIT", T0 + number, site=site)
+            started = time.monotonic()
+            await alerter.submit([event])
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.005)
+        await receiver.wait_for(lambda r: len(r.requests) >= 1)
+        started = time.monotonic()
+    finally:
+        await alerter.aclose(grace=0.1)
+    assert time.monotonic() - started < 1.0  # closing does not wait out the 5 s timeout
+    assert slowest < 0.25
+    reopened = await run_alerter(cfg, db)
+    try:
+        rows = await reopened.outbox.rows()
+    finally:
+        await reopened.aclose(grace=0.1)
+    # One message per site and window, all still pending for the next start.
+    assert len(rows) >= 8 and {r.status for r in rows} == {RowStatus.PENDING}
