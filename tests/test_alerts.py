@@ -1,0 +1,764 @@
+"""Alerting: pure routing/grouping/reminder decisions, message formats, configuration, and
+end-to-end scripted failure sequences delivered to a real local webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from monitor.alerts import (
+    Alerter,
+    AlertsConfig,
+    Grouper,
+    next_reminder,
+    parse_alerts,
+    plan_events,
+    plan_reminders,
+)
+from monitor.events import Event, EventKind, Subject, Suppression
+from monitor.model import Severity
+from monitor.notifiers import (
+    Message,
+    MessageKind,
+    NotifierConfig,
+    NotifierKind,
+    message_key,
+    parse_notifier,
+    render,
+    sign,
+)
+from monitor.options import OptionError, SecretRef
+from monitor.outbox import Problem, RetryPolicy, RowStatus
+from tests.conftest import REPO
+from tests.peers.webhook_peers import Received, WebhookReceiver
+
+SITE = "psap-north"
+T0 = 1_800_000_000.0
+HMAC_SECRET = "correct horse battery staple"
+TOKEN = "T0AAA/B0BBB/XsEcReTtOkEn42"
+FAST = RetryPolicy(backoff_base=0.02, backoff_cap=0.1)
+
+
+def ev(
+    subject: Subject,
+    subject_id: str,
+    before: str,
+    after: str,
+    at: float,
+    *,
+    kind: EventKind = EventKind.HARD,
+    suppressed: tuple[Suppression, ...] = (),
+    site: str = SITE,
+    cause: str = "",
+) -> Event:
+    return Event(
+        at,
+        subject,
+        subject_id,
+        site,
+        kind,
+        before,
+        after,
+        cause or f"{subject_id} is {after}",
+        suppressed,
+    )
+
+
+def link_change(link: str, before: str, after: str, at: float) -> list[Event]:
+    """A link's check and the link itself changing together, as the state engine reports."""
+    return [
+        ev(Subject.CHECK, f"{SITE}/{link}/tcp", before, after, at, cause="connection refused"),
+        ev(Subject.LINK, f"{SITE}/{link}", before, after, at),
+    ]
+
+
+def group(before: str, after: str, at: float) -> Event:
+    return ev(Subject.GROUP, SITE, before, after, at, cause=f"redundancy {after}")
+
+
+# The scripted sequence: primary (fibre) down -> AT RISK; backup (lte) down -> DOWN;
+# backup back -> AT RISK; primary back -> RESILIENT. A certificate WARN rides along.
+CERT_WARN = ev(Subject.CHECK, f"{SITE}/fibre/tls", "OK", "WARN", T0, cause="expires in 12 days")
+CERT_OK = ev(Subject.CHECK, f"{SITE}/fibre/tls", "WARN", "OK", T0 + 40, cause="renewed")
+PRIMARY_DOWN = [
+    *link_change("fibre", "OK", "CRIT", T0),
+    group("RESILIENT", "AT RISK", T0),
+    CERT_WARN,
+]
+BACKUP_DOWN = [*link_change("lte", "OK", "CRIT", T0 + 10), group("AT RISK", "DOWN", T0 + 10)]
+BACKUP_UP = [*link_change("lte", "CRIT", "OK", T0 + 20), group("DOWN", "AT RISK", T0 + 20)]
+PRIMARY_UP = [*link_change("fibre", "CRIT", "OK", T0 + 30), group("AT RISK", "RESILIENT", T0 + 30)]
+STEPS = [PRIMARY_DOWN, BACKUP_DOWN, BACKUP_UP, [*PRIMARY_UP, CERT_OK]]
+STEP_KEYS = sorted(message_key(tuple(step)) for step in STEPS)
+
+
+def webhook(notifier_id: str, url: str, **kwargs: Any) -> NotifierConfig:
+    values: dict[str, Any] = {"kind": NotifierKind.WEBHOOK, "timeout": 0.5}
+    return NotifierConfig(id=notifier_id, url=url, **(values | kwargs))
+
+
+def config(*notifiers: NotifierConfig, window: float = 0.05) -> AlertsConfig:
+    return AlertsConfig(notifiers=notifiers, group_window=window, retry=FAST)
+
+
+# --- pure decisions ------------------------------------------------------------------------
+
+OPS = webhook("ops", "http://192.0.2.1/ops")
+PAGER = webhook("pager", "http://192.0.2.1/pager", min_severity=Severity.CRIT)
+QUIET = webhook("quiet", "http://192.0.2.1/quiet", send_resolved=False)
+SOUTH = webhook("south", "http://192.0.2.1/south", sites=("radio-south",))
+
+
+def chosen(plan_messages: Iterable[Message], notifier_id: str) -> list[tuple[str, str, str]]:
+    return [
+        (e.subject_id, e.before, e.after)
+        for m in plan_messages
+        if m.notifier_id == notifier_id
+        for e in m.events
+    ]
+
+
+def run_script(cfg: AlertsConfig, steps: list[list[Event]]) -> list[tuple[Message, ...]]:
+    """Feed each step as one group; returns each step's messages."""
+    problems: dict[tuple[str, str], Problem] = {}
+    out = []
+    for number, events in enumerate(steps):
+        plan = plan_events(cfg, problems, SITE, events, T0 + number)
+        for key, problem in plan.problems.items():
+            if problem is None:
+                problems.pop(key, None)
+            else:
+                problems[key] = problem
+        out.append(plan.messages)
+    assert problems == {}, "the script ends with everything resolved"
+    return out
+
+
+def test_scripted_sequence_per_notifier() -> None:
+    steps = run_script(config(OPS, PAGER, QUIET, SOUTH), STEPS)
+    # One message per notifier and step: the group is the unit, not the check.
+    for messages in steps:
+        ids = [m.notifier_id for m in messages]
+        assert len(ids) == len(set(ids))
+    assert "south" not in {m.notifier_id for step in steps for m in step}  # routed by site
+    down, lost, back, restored = steps
+    assert len(chosen(down, "ops")) == 4 and len(chosen(down, "quiet")) == 4
+    # The pager takes CRIT only: no certificate WARN; AT RISK counts as CRIT.
+    assert chosen(down, "pager") == [
+        (f"{SITE}/fibre/tcp", "OK", "CRIT"),
+        (f"{SITE}/fibre", "OK", "CRIT"),
+        (SITE, "RESILIENT", "AT RISK"),
+    ]
+    assert chosen(lost, "pager")[-1] == (SITE, "AT RISK", "DOWN")
+    # Recovery of the backup: resolutions, plus the group's (still open) step back to AT RISK.
+    assert len(chosen(back, "pager")) == 3
+    assert chosen(back, "quiet") == [(SITE, "DOWN", "AT RISK")]  # no resolution notices
+    (pager_restored,) = [m for m in restored if m.notifier_id == "pager"]
+    assert pager_restored.resolved
+    assert len(pager_restored.events) == 3  # the certificate was never the pager's problem
+    assert len(chosen(restored, "ops")) == 4
+    assert "quiet" not in {m.notifier_id for m in restored}
+
+
+def test_an_open_problem_is_followed_below_the_threshold() -> None:
+    warn = ev(Subject.CHECK, f"{SITE}/fibre/tcp", "CRIT", "WARN", T0 + 1)
+    steps = run_script(
+        config(PAGER),
+        [
+            link_change("fibre", "OK", "CRIT", T0)[:1],
+            [warn],
+            [ev(Subject.CHECK, warn.subject_id, "WARN", "OK", T0 + 2)],
+        ],
+    )
+    assert [len(messages) for messages in steps] == [1, 1, 1]
+    assert steps[2][0].resolved
+
+
+def test_recovery_of_something_never_notified_is_not_news() -> None:
+    steps = run_script(config(PAGER), [[CERT_WARN], [CERT_OK]])
+    assert steps == [(), ()]
+
+
+def test_suppressed_and_soft_events_are_never_chosen() -> None:
+    check = f"{SITE}/fibre/tcp"
+    events = [
+        ev(Subject.CHECK, check, "OK", "CRIT", T0, kind=EventKind.SOFT),
+        ev(Subject.CHECK, check, "OK", "CRIT", T0, suppressed=(Suppression.MAINTENANCE,)),
+        ev(Subject.LINK, f"{SITE}/lte", "OK", "CRIT", T0, suppressed=(Suppression.UNREACHABLE,)),
+        ev(
+            Subject.CHECK,
+            check,
+            "OK",
+            "CRIT",
+            T0,
+            kind=EventKind.FLAPPING_START,
+            suppressed=(Suppression.MAINTENANCE,),
+        ),
+    ]
+    plan = plan_events(config(OPS), {}, SITE, events, T0)
+    assert plan.messages == () and plan.problems == {}
+
+
+def test_flapping_is_a_warning_that_opens_no_problem() -> None:
+    flapping = ev(
+        Subject.CHECK, f"{SITE}/fibre/tcp", "CRIT", "CRIT", T0, kind=EventKind.FLAPPING_START
+    )
+    assert chosen(plan_events(config(OPS), {}, SITE, [flapping], T0).messages, "ops")
+    plan = plan_events(config(PAGER), {}, SITE, [flapping], T0)
+    assert plan.messages == () and plan.problems == {}
+
+
+def test_reminders_for_open_problems_only_when_due_and_not_suppressed() -> None:
+    cfg = config(webhook("ops", "http://192.0.2.1/ops", renotify_interval=60.0))
+    fibre, lte = link_change("fibre", "OK", "CRIT", T0)[1], link_change("lte", "OK", "CRIT", T0)[1]
+    held = ev(Subject.LINK, f"{SITE}/cad", "OK", "CRIT", T0, suppressed=(Suppression.FLAPPING,))
+    problems = {
+        ("ops", "link:" + e.subject_id): Problem("ops", e, last_sent=T0 + offset)
+        for e, offset in ((fibre, 0), (lte, 30), (held, 0))
+    }
+    assert next_reminder(cfg, problems) == T0 + 60
+    assert plan_reminders(cfg, problems, T0 + 59).messages == ()
+    plan = plan_reminders(cfg, problems, T0 + 60)
+    (message,) = plan.messages
+    assert message.kind is MessageKind.REMINDER and message.events == (fibre,)
+    assert plan.problems[("ops", "link:" + fibre.subject_id)].renotified == 1
+    # The next reminder of the same problem is a different message; a replay is the same one.
+    again = plan_reminders(cfg, problems | dict(plan.problems), T0 + 120).messages
+    assert {m.key for m in again}.isdisjoint({message.key})
+    assert plan_reminders(cfg, problems, T0 + 60).messages[0].key == message.key
+
+
+def test_a_suppressed_recovery_closes_the_problem_silently() -> None:
+    crit = link_change("fibre", "OK", "CRIT", T0)[1]
+    ok = ev(
+        Subject.LINK, crit.subject_id, "CRIT", "OK", T0 + 5, suppressed=(Suppression.MAINTENANCE,)
+    )
+    key = ("ops", "link:" + crit.subject_id)
+    plan = plan_events(config(OPS), {key: Problem("ops", crit, T0)}, SITE, [ok], T0 + 5)
+    assert plan.messages == () and plan.problems == {key: None}
+
+
+def test_grouper_windows_are_per_site_and_open_with_the_first_event() -> None:
+    grouper = Grouper(window=5.0)
+    south = ev(Subject.LINK, "radio-south/mw", "OK", "CRIT", T0, site="radio-south")
+    assert grouper.add(PRIMARY_DOWN[:2], now=100.0)
+    assert not grouper.add(PRIMARY_DOWN[2:], now=103.0)
+    assert grouper.add([south], now=104.0)
+    assert grouper.next_close() == 105.0
+    assert grouper.due(104.9) == []
+    assert grouper.due(105.0) == [(SITE, tuple(PRIMARY_DOWN))]
+    assert grouper.due(109.0) == [("radio-south", (south,))]
+    assert grouper.next_close() is None
+
+
+# --- formats -------------------------------------------------------------------------------
+
+
+def message(events: list[Event], kind: MessageKind = MessageKind.ALERT) -> Message:
+    group_events = tuple(events)
+    return Message("ops", message_key(group_events), kind, SITE, group_events, T0 + 1)
+
+
+@pytest.fixture(scope="module")
+def webhook_schema() -> jsonschema.Draft202012Validator:
+    schema = json.loads((REPO / "monitor/schema/webhook.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_webhook_payload_follows_its_schema(webhook_schema: jsonschema.Validator) -> None:
+    for events in (PRIMARY_DOWN, PRIMARY_UP, PRIMARY_DOWN[:1]):
+        _, body = render(message(events), NotifierKind.WEBHOOK)
+        payload = json.loads(body)
+        webhook_schema.validate(payload)
+    payload = json.loads(render(message(PRIMARY_DOWN), NotifierKind.WEBHOOK)[1])
+    assert payload["group_key"] == f"site:{SITE}" and payload["severity"] == "CRIT"
+    assert payload["events"][0]["subject"] == "group"  # the group leads
+    assert payload["summary"].startswith(f"[AT RISK] {SITE}: group {SITE} RESILIENT → AT RISK")
+    assert {e["event_id"] for e in payload["events"]} == {e.event_id for e in PRIMARY_DOWN}
+    assert payload["id"] == message_key(tuple(PRIMARY_DOWN))
+    resolved = json.loads(render(message(PRIMARY_UP), NotifierKind.WEBHOOK)[1])
+    assert resolved["resolved"] and resolved["summary"].startswith("[RESOLVED]")
+
+
+def test_a_single_event_message_is_keyed_by_the_event_id() -> None:
+    assert message(PRIMARY_DOWN[:1]).key == PRIMARY_DOWN[0].event_id
+    assert message(PRIMARY_DOWN).key == message(list(reversed(PRIMARY_DOWN))).key
+
+
+def test_slack_text_is_compact_and_escaped() -> None:
+    odd = ev(Subject.LINK, f"{SITE}/fibre", "OK", "CRIT", T0, cause="<script> & co")
+    text = json.loads(render(message([odd, *BACKUP_DOWN]), NotifierKind.SLACK)[1])["text"]
+    lines = text.splitlines()
+    assert lines[0] == f"*[DOWN] {SITE}: group {SITE} AT RISK → DOWN (+3 more)*"
+    assert len(lines) == 1 + 4 + 1
+    assert "&lt;script&gt; &amp; co" in text and "<script>" not in text
+
+
+def test_teams_card_names_every_change() -> None:
+    payload = json.loads(render(message(BACKUP_UP), NotifierKind.TEAMS)[1])
+    (attachment,) = payload["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard"
+    headline, facts, _ = card["body"]
+    assert headline["color"] == "Attention"  # still AT RISK: not a resolution
+    assert [f["title"] for f in facts["facts"]] == [
+        f"group {SITE}",
+        f"link {SITE}/lte",
+        f"check {SITE}/lte/tcp",
+    ]
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_parse_notifier_reads_urls_and_secrets_by_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url_file = tmp_path / "slack-url"
+    url_file.write_text(f"https://192.0.2.7/services/{TOKEN}\n")
+    monkeypatch.setenv("OPS_HMAC", HMAC_SECRET)
+    slack = parse_notifier(
+        {
+            "id": "chat",
+            "kind": "slack",
+            "url_file": str(url_file),
+            "min_severity": "crit",
+            "sites": [SITE],
+            "renotify_interval": "30m",
+            "send_resolved": False,
+        }
+    )
+    assert slack.url == SecretRef("file", str(url_file))
+    assert slack.min_severity is Severity.CRIT and slack.sites == (SITE,)
+    assert slack.renotify_interval == 1800.0 and not slack.send_resolved
+    assert slack.target == f"<secret file:{url_file}>"
+    ops = parse_notifier(
+        {
+            "id": "ops",
+            "kind": "webhook",
+            "url": "https://192.0.2.8:8443/hook",
+            "hmac_secret_env": "OPS_HMAC",
+        }
+    )
+    assert (
+        ops.hmac_secret == SecretRef("env", "OPS_HMAC") and ops.target == "https://192.0.2.8:8443"
+    )
+    config = parse_alerts(
+        {
+            "notifiers": [{"id": "a", "kind": "teams", "url": "https://192.0.2.9/x"}],
+            "group_window": "2s",
+            "retry_cap": "5m",
+        }
+    )
+    assert config.group_window == 2.0 and config.retry.backoff_cap == 300.0
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "words"),
+    [
+        ({"id": "a", "kind": "webhook"}, "url", "needs one of url"),
+        ({"id": "a", "kind": "pager", "url": "http://192.0.2.1/"}, "kind", "not one of"),
+        (
+            {"id": "a", "kind": "slack", "url": "http://192.0.2.1/", "hmac_secret_env": "HOME"},
+            "hmac_secret_env",
+            "not signed",
+        ),
+        (
+            {"id": "a", "kind": "webhook", "url": "http://192.0.2.1/", "min_severity": "ok"},
+            "min_severity",
+            "not one of",
+        ),
+        ({"id": "a", "kind": "webhook", "url_env": "NO_SUCH_VAR_4711"}, "url_env", "not set"),
+        (
+            {"id": "a", "kind": "webhook", "url": "http://192.0.2.1/", "colour": "red"},
+            "colour",
+            "unknown key",
+        ),
+    ],
+)
+def test_parse_notifier_faults_name_the_key(values: dict[str, Any], key: str, words: str) -> None:
+    with pytest.raises(OptionError) as caught:
+        parse_notifier(values)
+    assert caught.value.key == key and words in str(caught.value)
+
+
+def test_parse_alerts_places_faults_and_rejects_duplicate_ids() -> None:
+    with pytest.raises(OptionError) as caught:
+        parse_alerts({"notifiers": [{"id": "a", "kind": "webhook", "url": "gopher://192.0.2.1/x"}]})
+    assert caught.value.key == "notifiers[0].url"
+    twice = {"id": "a", "kind": "webhook", "url": "http://192.0.2.1/x"}
+    with pytest.raises(OptionError, match="used twice"):
+        parse_alerts({"notifiers": [twice, twice]})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://192.0.2.1/services/{TOKEN}",
+        f"https://user:{TOKEN}@192.0.2.1/hook",
+        f"https://192.0.2.1:99999/services/{TOKEN}",
+        f"https://192.0.2.1/hook?token={TOKEN}",
+    ],
+)
+def test_a_url_token_never_appears_in_errors_or_reprs(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = TOKEN.split("/")[-1]
+    monkeypatch.setenv("HOOK_URL", url)
+    for values in ({"url": url}, {"url_env": "HOOK_URL"}):
+        try:
+            notifier = parse_notifier({"id": "a", "kind": "slack", **values})
+        except OptionError as exc:
+            assert secret not in str(exc) and secret not in repr(exc)
+        else:
+            assert secret not in repr(notifier) and secret not in notifier.target
+
+
+# --- end to end ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    peer = WebhookReceiver(secret=HMAC_SECRET)
+    await peer.start()
+    yield peer
+    await peer.stop()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "commwatch.db"
+
+
+async def run_alerter(cfg: AlertsConfig, db: Path) -> Alerter:
+    alerter = Alerter(cfg, db, jitter=lambda: 0.5)
+    await alerter.start()
+    return alerter
+
+
+async def submit_as_storm(alerter: Alerter, events: list[Event]) -> None:
+    """One event at a time, a little apart, as results come in."""
+    for event in events:
+        await alerter.submit([event])
+        await asyncio.sleep(0.01)
+
+
+def keys(received: Iterable[Received]) -> list[str]:
+    return sorted(r.key or "" for r in received)
+
+
+async def settled(alerter: Alerter) -> list:  # type: ignore[type-arg]
+    """Waits until every stored message is delivered; returns the rows."""
+    deadline = time.monotonic() + 5
+    while True:
+        rows = await alerter.outbox.rows()
+        if (
+            rows
+            and all(r.status is RowStatus.DELIVERED for r in rows)
+            and not await alerter.outbox.waiting()
+        ):
+            return rows
+        assert time.monotonic() < deadline, f"not delivered: {rows}"
+        await asyncio.sleep(0.02)
+
+
+async def test_scripted_failure_sequence_reaches_the_receiver_as_expected(
+    db: Path, receiver: WebhookReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPS_HMAC", HMAC_SECRET)
+    url_file = tmp_path / "pager-url"
+    url_file.write_text(f"{receiver.base_url}/services/{TOKEN}")
+    cfg = config(
+        webhook("ops", f"{receiver.base_url}/signed/ops", hmac_secret=SecretRef("env", "OPS_HMAC")),
+        webhook(
+            "pager",
+            SecretRef("file", str(url_file)),
+            kind=NotifierKind.SLACK,
+            min_severity=Severity.CRIT,
+            sites=(SITE,),
+        ),
+        webhook(
+            "quiet", f"{receiver.base_url}/teams", kind=NotifierKind.TEAMS, send_resolved=False
+        ),
+        webhook("south", f"{receiver.base_url}/south", sites=("radio-south",)),
+        window=0.15,
+    )
+    alerter = await run_alerter(cfg, db)
+    try:
+        expected = 0
+        for step, count in zip(STEPS, (3, 3, 3, 2), strict=True):
+            await submit_as_storm(alerter, step)
+            expected += count
+            await receiver.wait_for(lambda r, n=expected: len(r.accepted) >= n)
+        rows = await settled(alerter)
+        await asyncio.sleep(0.2)
+        assert await alerter.outbox.problems() == {}
+    finally:
+        await alerter.aclose()
+    assert len(rows) == len(receiver.accepted) == 11 and receiver.duplicates == []
+    ops = receiver.accepted_on("/signed/ops")
+    assert len(ops) == 4 and all(r.signature_ok for r in ops)
+    assert [len(r.json["events"]) for r in ops] == [4, 3, 3, 4]
+    assert [r.json["resolved"] for r in ops] == [False, False, False, True]
+    assert [r.json["summary"].split(":")[0] for r in ops] == [
+        f"[AT RISK] {SITE}",
+        f"[DOWN] {SITE}",
+        f"[AT RISK] {SITE}",
+        f"[RESOLVED] {SITE}",
+    ]
+    pager = receiver.accepted_on("/services/")
+    assert [r.json["text"].count("\n• ") for r in pager] == [3, 3, 3, 3]
+    assert "tls" not in "".join(r.json["text"] for r in pager)  # WARN is below the pager's bar
+    assert pager[-1].json["text"].startswith(f"*[RESOLVED] {SITE}")
+    quiet = receiver.accepted_on("/teams")
+    assert len(quiet) == 3  # no resolution notice
+    assert receiver.accepted_on("/south") == []
+    # Every request carried its message's idempotency key: the event's own id or the group's.
+    assert ops[0].key == message_key(tuple(PRIMARY_DOWN))
+
+
+async def test_reminders_repeat_until_resolved(db: Path, receiver: WebhookReceiver) -> None:
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops", renotify_interval=0.15), window=0.02)
+    alerter = await run_alerter(cfg, db)
+    try:
+        await alerter.submit(BACKUP_DOWN)
+        await receiver.wait_for(lambda r: len(r.accepted) >= 3)
+        reminders = [r for r in receiver.accepted.values() if r.json["kind"] == "reminder"]
+        assert all(
+            len(r.json["events"]) == 3 and r.json["summary"].startswith("Still unresolved")
+            for r in reminders
+        )
+        # The group passes AT RISK on its way back within one window: resolved all the same.
+        await alerter.submit([*BACKUP_UP, group("AT RISK", "RESILIENT", T0 + 25)])
+        await receiver.wait_for(lambda r: any(x.json["resolved"] for x in r.accepted.values()))
+        count = len(receiver.accepted)
+        await asyncio.sleep(0.45)  # three intervals: no more reminders once resolved
+        assert len(receiver.accepted) == count
+    finally:
+        await alerter.aclose()
+    kinds = [r.json["kind"] for r in receiver.accepted.values()]
+    assert kinds[0] == "alert" and kinds.count("reminder") >= 2 and receiver.duplicates == []
+
+
+async def test_suppressed_and_soft_events_are_never_sent(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops", renotify_interval=0.1), window=0.02)
+    check = f"{SITE}/fibre/tcp"
+    alerter = await run_alerter(cfg, db)
+    try:
+        await alerter.submit(
+            [
+                ev(Subject.CHECK, check, "OK", "CRIT", T0, kind=EventKind.SOFT),
+                ev(Subject.CHECK, check, "OK", "CRIT", T0 + 1, suppressed=(Suppression.FLAPPING,)),
+                ev(
+                    Subject.LINK,
+                    f"{SITE}/lte",
+                    "OK",
+                    "CRIT",
+                    T0 + 1,
+                    suppressed=(Suppression.UNREACHABLE,),
+                ),
+                ev(
+                    Subject.GROUP,
+                    SITE,
+                    "RESILIENT",
+                    "DOWN",
+                    T0 + 1,
+                    suppressed=(Suppression.MAINTENANCE,),
+                ),
+            ]
+        )
+        await asyncio.sleep(0.3)
+        assert receiver.requests == [] and await alerter.outbox.rows() == []
+        # A problem notified, then recovered during maintenance: closed without a word.
+        await alerter.submit([ev(Subject.LINK, f"{SITE}/cad", "OK", "CRIT", T0 + 2)])
+        await receiver.wait_for(lambda r: len(r.accepted) >= 2)  # the alert and a reminder
+        await alerter.submit(
+            [
+                ev(
+                    Subject.LINK,
+                    f"{SITE}/cad",
+                    "CRIT",
+                    "OK",
+                    T0 + 3,
+                    suppressed=(Suppression.MAINTENANCE,),
+                )
+            ]
+        )
+        await asyncio.sleep(0.1)
+        count = len(receiver.accepted)
+        await asyncio.sleep(0.35)
+        assert len(receiver.accepted) == count
+    finally:
+        await alerter.aclose()
+    assert not any(r.json["resolved"] for r in receiver.accepted.values())
+    assert all(not e["suppressed"] for r in receiver.accepted.values() for e in r.json["events"])
+
+
+async def test_a_failing_receiver_gets_every_message_exactly_once(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops"), window=0.02)
+    alerter = await run_alerter(cfg, db)
+    try:
+        receiver.fail("500", 3)
+        await alerter.submit(PRIMARY_DOWN)
+        await asyncio.sleep(0.1)
+        receiver.fail("hang", 1)
+        await alerter.submit(BACKUP_DOWN)
+        await asyncio.sleep(0.1)
+        await receiver.stop()
+        await alerter.submit(BACKUP_UP)
+        await asyncio.sleep(0.2)
+        await receiver.start()
+        await alerter.submit(STEPS[3])
+        rows = await settled(alerter)
+    finally:
+        await alerter.aclose()
+    assert keys(receiver.accepted.values()) == STEP_KEYS
+    assert receiver.duplicates == []
+    assert sum(r.attempts for r in rows) > len(rows)  # it did have to retry
+
+
+async def test_a_restart_in_the_middle_delivers_what_was_pending_once(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops"), window=0.3)
+    await receiver.stop()
+    first = await run_alerter(cfg, db)
+    await first.submit(PRIMARY_DOWN)
+    deadline = time.monotonic() + 5
+    while not any(r.attempts for r in await first.outbox.rows()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await first.submit(BACKUP_DOWN)  # still in its group window when the process stops
+    await first.aclose()
+
+    await receiver.start()
+    second = await run_alerter(cfg, db)
+    try:
+        await receiver.wait_for(lambda r: len(r.accepted) == 2)
+        # The state engine replays what it had: nothing is enqueued again.
+        await second.submit(PRIMARY_DOWN + BACKUP_DOWN)
+        await second.submit(BACKUP_UP)
+        await receiver.wait_for(lambda r: len(r.accepted) == 3)
+    finally:
+        await second.aclose()
+
+    third = await run_alerter(cfg, db)
+    try:
+        await third.submit(PRIMARY_DOWN + BACKUP_DOWN + BACKUP_UP)
+        await third.submit(STEPS[3])
+        await receiver.wait_for(lambda r: len(r.accepted) == 4)
+        await asyncio.sleep(0.5)
+        assert await third.outbox.problems() == {}
+    finally:
+        await third.aclose()
+    assert keys(receiver.accepted.values()) == STEP_KEYS
+    assert receiver.duplicates == []
+
+
+async def test_a_url_token_never_reaches_logs_or_stored_errors(
+    db: Path,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = TOKEN.split("/")[-1]
+    monkeypatch.setenv("CHAT_URL", f"{receiver.base_url}/services/{TOKEN}?token={secret}")
+    chat = webhook("chat", SecretRef("env", "CHAT_URL"), kind=NotifierKind.SLACK, timeout=0.2)
+    inline = webhook("inline", f"{receiver.base_url}/hook/{secret}", timeout=0.2)
+    alerter = await run_alerter(config(chat, inline, window=0.02), db)
+    try:
+        receiver.fail("500", 2)
+        receiver.fail("hang", 2)
+        await alerter.submit(PRIMARY_DOWN)
+        await asyncio.sleep(0.6)
+        await receiver.stop()
+        await alerter.submit(BACKUP_DOWN)
+        await asyncio.sleep(0.3)
+        receiver.fail("404", 2)
+        await receiver.start()
+        await asyncio.sleep(0.3)
+        rows = await alerter.outbox.rows()
+    finally:
+        await alerter.aclose()
+    logged = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert "HTTP 500" in logged and "no answer within" in logged and "cannot connect" in logged
+    assert "HTTP 404" in logged
+    assert f"http://127.0.0.1:{receiver.port}" in logged
+    assert secret not in logged
+    assert all(secret not in (r.last_error or "") for r in rows)
+    assert {r.last_error is not None for r in rows} == {True}
+
+
+async def test_signature_covers_timestamp_and_body(
+    db: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RIGHT", HMAC_SECRET)
+    monkeypatch.setenv("WRONG", "not the secret")
+    right = webhook(
+        "right", f"{receiver.base_url}/signed/right", hmac_secret=SecretRef("env", "RIGHT")
+    )
+    wrong = webhook(
+        "wrong", f"{receiver.base_url}/signed/wrong", hmac_secret=SecretRef("env", "WRONG")
+    )
+    alerter = await run_alerter(config(right, wrong, window=0.02), db)
+    try:
+        await alerter.submit(PRIMARY_DOWN)
+        await receiver.wait_for(lambda r: len(r.requests) >= 2)
+        await asyncio.sleep(0.3)
+        rows = {r.notifier_id: r for r in await alerter.outbox.rows()}
+    finally:
+        await alerter.aclose()
+    (good,) = receiver.accepted_on("/signed/right")
+    timestamp = int(good.headers["X-Commwatch-Timestamp"])
+    assert abs(timestamp - time.time()) < 5
+    assert good.headers["X-Commwatch-Signature"] == sign(HMAC_SECRET, timestamp, good.body)
+    assert good.headers["X-Commwatch-Signature"] != sign(HMAC_SECRET, timestamp + 1, good.body)
+    assert rows["right"].status is RowStatus.DELIVERED
+    # A rejected signature is the receiver refusing the message: recorded, not retried forever.
+    assert rows["wrong"].status is RowStatus.FAILED and rows["wrong"].attempts == 1
+    assert [r.status for r in receiver.requests if r.path == "/signed/wrong"] == [401]
+
+
+async def test_a_hung_receiver_never_holds_up_submitting(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.fail("hang", 10_000)
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops", timeout=5.0), window=0.01)
+    alerter = await run_alerter(cfg, db)
+    slowest = 0.0
+    try:
+        for number in range(40):
+            site = f"site-{number % 8}"
+            event = ev(Subject.LINK, f"{site}/fibre", "OK", "CRIT", T0 + number, site=site)
+            started = time.monotonic()
+            await alerter.submit([event])
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.005)
+        await receiver.wait_for(lambda r: len(r.requests) >= 1)
+        started = time.monotonic()
+    finally:
+        await alerter.aclose(grace=0.1)
+    assert time.monotonic() - started < 1.0  # closing does not wait out the 5 s timeout
+    assert slowest < 0.25
+    reopened = await run_alerter(cfg, db)
+    try:
+        rows = await reopened.outbox.rows()
+    finally:
+        await reopened.aclose(grace=0.1)
+    # One message per site and window, all still pending for the next start.
+    assert len(rows) >= 8 and {r.status for r in rows} == {RowStatus.PENDING}
