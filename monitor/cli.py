@@ -13,7 +13,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import yaml
@@ -21,7 +21,7 @@ import yaml
 from monitor import audit as audit_report
 from monitor import output
 from monitor import report as availability
-from monitor.events import Subject
+from monitor.events import Event, EventKind, Subject
 from monitor.history import HistoryConfig, HistoryError, HistoryStore
 from monitor.inventory import (
     Check,
@@ -33,6 +33,7 @@ from monitor.inventory import (
 )
 from monitor.model import ProbeResult, Severity
 from monitor.options import OptionError, OptionSpec, boolean, duration, option_specs
+from monitor.pipeline import Monitor, group_summaries, sweep_state
 from monitor.scheduler import Scheduler
 from probes import REGISTRY
 
@@ -75,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     run.add_argument("--once", action="store_true", help="one sweep, then exit")
+    run.add_argument(
+        "--no-history",
+        action="store_true",
+        help="continuous run: do not store results and events (the inventory's history: block "
+        "says where they go)",
+    )
+    run.add_argument(
+        "--no-alerts", action="store_true", help="continuous run: send no notifications"
+    )
     run.add_argument(
         "--format",
         choices=("json", "table"),
@@ -328,13 +338,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     if args.once:
         return asyncio.run(_sweep(inventory, checks, args.format))
-    return asyncio.run(_stream(inventory, checks, args.format))
+    return asyncio.run(_stream(inventory, checks, args))
 
 
-def _install_stop_signals(scheduler: Scheduler) -> None:
+def _install_stop_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, scheduler.stop)
+        loop.add_signal_handler(sig, stop)
 
 
 async def _collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[ProbeResult], bool]:
@@ -349,7 +359,7 @@ async def _collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[
             output.progress(len(results), len(checks))
 
     scheduler = Scheduler(checks, inventory.concurrency, collect)
-    _install_stop_signals(scheduler)
+    _install_stop_signals(scheduler.stop)
     await scheduler.sweep()
     order = {check.ref.check_id: i for i, check in enumerate(checks)}
     results.sort(key=lambda r: order[r.check.check_id])
@@ -360,10 +370,13 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
     started = time.time()
     results, complete = await _collect(inventory, checks)
     finished = time.time()
+    groups = group_summaries(inventory, sweep_state(inventory, results))
     if fmt == "table":
         print(output.table(results, output.use_colour(sys.stdout)))
+        print(output.groups_table(groups))
     else:
         document = output.sweep_document(results, started, finished, inventory.path, complete)
+        document["groups"] = [output.group_record(g) for g in groups]
         # Indented for a person at a terminal; compact (and with the C encoder, several times
         # faster on large sweeps) for a pipe, where jq does any formatting wanted.
         indent = 2 if sys.stdout.isatty() else None
@@ -376,11 +389,11 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
     return output.worst(results).value
 
 
-async def _stream(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int:
+async def _stream(inventory: Inventory, checks: Sequence[Check], args: argparse.Namespace) -> int:
     colour = output.use_colour(sys.stdout)
 
-    def emit(result: ProbeResult) -> None:
-        if fmt == "table":
+    def on_result(result: ProbeResult) -> None:
+        if args.format == "table":
             line = (
                 f"{output.iso_time(result.started_at)}  "
                 f"{output.severity_label(result.severity, colour)}  "
@@ -390,9 +403,33 @@ async def _stream(inventory: Inventory, checks: Sequence[Check], fmt: str) -> in
             line = output.result_line(result)
         output.write_line(sys.stdout, line)
 
-    scheduler = Scheduler(checks, inventory.concurrency, emit)
-    _install_stop_signals(scheduler)
-    await scheduler.run()
+    def on_event(event: Event) -> None:
+        if args.format == "table":
+            if event.kind is EventKind.SOFT:
+                return
+            held = f"  (held: {', '.join(event.suppressed)})" if event.suppressed else ""
+            line = (
+                f"{output.iso_time(event.at)}  {event.subject} {event.subject_id}: "
+                f"{event.before} -> {event.after}  {event.cause}{held}"
+            )
+        else:
+            line = output.json_line(output.event_record(event))
+        output.write_line(sys.stdout, line)
+
+    monitor = Monitor(
+        inventory,
+        checks,
+        on_result=on_result,
+        on_event=on_event,
+        history=not args.no_history,
+        alerts=not args.no_alerts,
+    )
+    _install_stop_signals(monitor.stop)
+    try:
+        await monitor.run()
+    except HistoryError as exc:
+        print(f"commwatch: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
     return 0
 
 

@@ -224,7 +224,17 @@ class _Loader(ResilienceReader):
         fields = self.fields(
             root,
             "the inventory",
-            ("version", "defaults", "concurrency", "sites", "groups", "maintenance", "flapping"),
+            (
+                "version",
+                "defaults",
+                "concurrency",
+                "sites",
+                "groups",
+                "maintenance",
+                "flapping",
+                "history",
+                "alerts",
+            ),
             ("sites",),
         )
         if "version" in fields:
@@ -261,6 +271,8 @@ class _Loader(ResilienceReader):
             groups=site_groups + self.groups(fields, (site.id for site in sites)),
             maintenance=self.maintenance(fields),
             flapping=self.flapping(fields),
+            history=self.history(fields),
+            alerts=self.alerts(fields),
         )
         links = [link for site in sites for link in site.links]
         if not self.errors:

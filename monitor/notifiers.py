@@ -78,6 +78,7 @@ STATE_SEVERITY: Mapping[str, Severity] = {
     "CRIT": Severity.CRIT,
     "UNKNOWN": Severity.UNKNOWN,
     "RESILIENT": Severity.OK,
+    "UP": Severity.OK,  # a link
     "DEGRADED": Severity.WARN,
     "AT RISK": Severity.CRIT,
     "DOWN": Severity.CRIT,

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+from monitor.events import Event
 from monitor.model import CertificateInfo, ProbeResult, Severity, Verdict
 
 SCHEMA_VERSION = 1
@@ -117,13 +118,59 @@ def sweep_document(
     }
 
 
+def group_record(group: Any) -> dict[str, Any]:
+    """A redundancy group's state (a `monitor.pipeline.GroupSummary`)."""
+    return {
+        "group_id": group.group_id,
+        "name": group.name,
+        "site_id": group.site_id,
+        "status": None if group.status is None else str(group.status),
+        "up": group.up,
+        "links": group.total,
+        "min_up": group.min_up,
+    }
+
+
+def groups_table(groups: Sequence[Any]) -> str:
+    lines = ["\nREDUNDANCY"]
+    for g in groups:
+        status = "UNKNOWN" if g.status is None else str(g.status)
+        lines.append(
+            f"  {status:<10} {g.group_id:<24} {g.up} of {g.total} links up (needs {g.min_up})"
+        )
+    return "\n".join(lines)
+
+
 def result_record(result: ProbeResult) -> dict[str, Any]:
     """A result standing alone: a line of the continuous stream, or `probe --format json`."""
     return {"schema_version": SCHEMA_VERSION, "type": "result", **result_to_dict(result)}
 
 
+def event_record(event: Event) -> dict[str, Any]:
+    """A state change, as the continuous stream carries it beside results."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "event",
+        "event_id": event.event_id,
+        "at": iso_time(event.at),
+        "subject": str(event.subject),
+        "subject_id": event.subject_id,
+        "site_id": event.site_id,
+        "kind": str(event.kind),
+        "before": str(event.before),
+        "after": str(event.after),
+        "cause": event.cause,
+        "suppressed": [str(s) for s in event.suppressed],
+        "notifiable": event.notifiable,
+    }
+
+
+def json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), allow_nan=False)
+
+
 def result_line(result: ProbeResult) -> str:
-    return json.dumps(result_record(result), separators=(",", ":"), allow_nan=False)
+    return json_line(result_record(result))
 
 
 # --- for people ----------------------------------------------------------------------------

@@ -7,10 +7,13 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from monitor import maintenance as mw
-from monitor.options import each, integer, number, text
+from monitor.alerts import AlertsConfig, parse_alerts
+from monitor.history import HistoryConfig
+from monitor.options import OptionError, duration, each, integer, number, path, text
 from monitor.reader import Fields, Reader
 from monitor.state import FlapPolicy
 from monitor.yamlnodes import Location, Node
@@ -32,6 +35,8 @@ class Resilience:
     groups: tuple[Group, ...] = ()
     maintenance: tuple[mw.Window, ...] = ()
     flapping: FlapPolicy = FlapPolicy()
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,32 @@ class ResilienceReader(Reader):
                 )
             )
         return policy
+
+    def history(self, fields: Fields) -> HistoryConfig:
+        if "history" not in fields:
+            return HistoryConfig()
+        inner = self.fields(
+            fields["history"][1], "history", ("path", "retention", "downsample_after")
+        )
+        default = HistoryConfig()
+        return HistoryConfig(
+            path=Path(self.plain(inner, "path", path, str(default.path))),
+            retention=self.plain(inner, "retention", duration, default.retention),
+            downsample_after=self.plain(
+                inner, "downsample_after", duration, default.downsample_after
+            ),
+        )
+
+    def alerts(self, fields: Fields) -> AlertsConfig:
+        if "alerts" not in fields:
+            return AlertsConfig()
+        node = fields["alerts"][1]
+        try:
+            return parse_alerts(node.value())
+        except OptionError as exc:
+            place = _locate(node, exc.key or "")
+            self.fail(place.error(f"alerts: {exc.message}", exc.hint))
+            return AlertsConfig()
 
     def maintenance(self, fields: Fields) -> tuple[mw.Window, ...]:
         if "maintenance" not in fields:
@@ -203,3 +234,23 @@ class ResilienceReader(Reader):
 
         for subject in list(edges):
             visit([subject])
+
+
+def _locate(node: Node, key_path: str) -> Node:
+    """The node a key path such as `notifiers[1].url` names, as far as it can be followed."""
+    for part in key_path.replace("]", "").replace("[", ".").split("."):
+        if not part:
+            continue
+        if part.isdigit() and node.is_sequence:
+            items = list(node.sequence("list"))
+            if int(part) >= len(items):
+                return node
+            node = items[int(part)]
+        elif node.is_mapping:
+            found = {key: value for key, _, value in node.mapping("mapping")}
+            if part not in found:
+                return node
+            node = found[part]
+        else:
+            return node
+    return node

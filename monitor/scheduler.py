@@ -53,6 +53,7 @@ class Scheduler:
         self._idle: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
         self._failure: Exception | None = None
+        self._expedited: dict[str, float] = {}  # check id -> loop time it is wanted again by
         self._closing = False
 
     # --- commands -------------------------------------------------------------------------
@@ -61,6 +62,18 @@ class Scheduler:
         """Queue a check at once (unless it is already queued or running)."""
         self._cancel_timer(check_id)
         self._enqueue(self.checks[check_id])
+
+    def expedite(self, check_id: str, delay: float) -> None:
+        """Run a check again within `delay`, sooner than its interval: the state layer asks for
+        this while a change of state awaits confirmation (Nagios' retry_interval)."""
+        if not self._continuous:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        self._expedited[check_id] = min(due, self._expedited.get(check_id, due))
+        timer = self._timers.get(check_id)
+        if timer is not None and timer.when() > due:
+            self._schedule(self.checks[check_id], self._expedited.pop(check_id))
 
     def pause(self, check_id: str) -> None:
         """Stop scheduling a check; a run in progress finishes and reports."""
@@ -197,7 +210,8 @@ class Scheduler:
             if not self._busy and self._idle is not None:
                 self._idle.set()
         if self._continuous:
-            self._schedule(check, max(started + check.interval, loop.time()))
+            due = min(started + check.interval, self._expedited.pop(check_id, float("inf")))
+            self._schedule(check, max(due, loop.time()))
 
     async def _shutdown(self) -> None:
         self._closing = True

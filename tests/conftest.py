@@ -17,3 +17,10 @@ async def shared() -> AsyncIterator[SharedResources]:
     resources = SharedResources()
     yield resources
     await resources.aclose()
+
+
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """The history store defaults to $XDG_STATE_HOME: never the real one from a test (commands
+    run as subprocesses inherit this too)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

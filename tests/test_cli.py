@@ -150,28 +150,38 @@ def test_run_once_table_for_people(lab_inventory):
     assert lines[0].split() == ["STATE", "CHECK", "KIND", "TARGET", "TIME", "DETAIL"]
     assert lines[1].startswith("CRIT     psap/fibre/down")
     assert "\x1b[" not in done.stdout
-    assert lines[-1] == "3 checks: 1 OK, 1 WARN, 1 CRIT, 0 UNKNOWN; worst CRIT"
+    assert "3 checks: 1 OK, 1 WARN, 1 CRIT, 0 UNKNOWN; worst CRIT" in lines
+    assert lines[-3:] == [
+        "REDUNDANCY",
+        "  DOWN       psap                     0 of 1 links up (needs 1)",
+        "  AT RISK    radio                    1 of 1 links up (needs 1)",
+    ]
 
 
 def test_continuous_run_streams_json_lines_and_stops_cleanly_on_sigterm(lab_inventory):
     process = start("run", str(lab_inventory))
     records = []
     deadline = time.monotonic() + 10
-    while len(records) < 6 and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        records.append(json.loads(line))
+    while sum(r["type"] == "result" for r in records) < 6 and time.monotonic() < deadline:
+        records.append(json.loads(process.stdout.readline()))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=5)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     for record in records:
         jsonschema.validate(record, SCHEMA)
-    # Interval 1s: within the first six records every check has reported, and repeats follow.
-    assert {r["check_id"] for r in records} == {
+    results = [r for r in records if r["type"] == "result"]
+    # Interval 1s: within the first six results every check has reported, and repeats follow.
+    assert {r["check_id"] for r in results} == {
         "psap/fibre/up",
         "psap/fibre/down",
         "radio/microwave/slowish",
     }
+    # The first problem each check shows is news; an OK start is not.
+    events = {(r["subject_id"], r["before"], r["after"]) for r in records if r["type"] == "event"}
+    assert ("psap/fibre/down", "PENDING", "CRIT") in events
+    assert ("radio/microwave/slowish", "PENDING", "WARN") in events
+    assert not any(subject == "psap/fibre/up" for subject, _, _ in events)
 
 
 def test_continuous_run_survives_a_reader_that_goes_away(lab_inventory):

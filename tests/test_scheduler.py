@@ -209,3 +209,26 @@ async def test_stop_leaves_no_sockets_behind():
             await asyncio.wait_for(task, 1.0)
             await asyncio.sleep(0)
             assert _open_sockets() == before
+
+
+async def test_expedite_brings_the_next_run_forward():
+    recorder = Recorder(delay=0.001)
+    checks = [make_check("unsure", interval="1h", timeout="1s")]
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+
+    def sink(result: ProbeResult) -> None:
+        started.append(loop.time())
+        if len(started) == 1:
+            scheduler.expedite("unsure", 0.2)  # asked from inside the sink, as the state layer does
+
+    scheduler = Scheduler(checks, Concurrency(10, 10), sink, runner=recorder, start_spread=0)
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.5)
+    scheduler.expedite("unsure", 0.05)  # asked while it waits on its (hour-long) timer
+    await asyncio.sleep(0.2)
+    scheduler.stop()
+    await task
+    assert len(started) == 3
+    assert 0.15 < started[1] - started[0] < 0.35
+    assert 0.3 < started[2] - started[1] < 0.45

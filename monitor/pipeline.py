@@ -1,0 +1,226 @@
+"""The continuous engine with its resilience layer: scheduler -> state engine -> history,
+alerts and the caller's sinks (JSON lines, the dashboard).
+
+Data flows one way. The only thing sent back down is a command to the scheduler: look again
+soon (`expedite`) while a change of state awaits confirmation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from monitor import maintenance
+from monitor.alerts import Alerter
+from monitor.events import Event
+from monitor.history import HistoryStore, HistoryWriter
+from monitor.inventory import Check, Inventory
+from monitor.model import ProbeResult
+from monitor.scheduler import Scheduler
+from monitor.state import (
+    CheckPolicy,
+    EngineState,
+    GroupPolicy,
+    GroupStatus,
+    LinkPolicy,
+    LinkStatus,
+    Topology,
+    restore,
+    step,
+)
+
+log = logging.getLogger(__name__)
+
+
+def topology_of(inventory: Inventory, *, confirm_at_once: bool = False) -> Topology:
+    """The state engine's view of the inventory. `confirm_at_once` treats every result as
+    confirmed, for a one-shot sweep where there is no second result to wait for."""
+    checks, links = {}, {}
+    for link in inventory.links:
+        check_ids = tuple(c.ref.check_id for c in link.checks)
+        links[link.full_id] = LinkPolicy(
+            link.full_id, link.site_id, link.availability_from or check_ids, link.depends_on
+        )
+        for check in link.checks:
+            checks[check.ref.check_id] = CheckPolicy(
+                check.ref.check_id,
+                link.site_id,
+                link.full_id,
+                1 if confirm_at_once else max(1, check.retries),
+                check.depends_on,
+            )
+    resilience = inventory.resilience
+    groups = {g.id: GroupPolicy(g.id, g.site_id, g.link_ids, g.min_up) for g in resilience.groups}
+    windows = resilience.maintenance
+    return Topology(
+        checks,
+        links,
+        groups,
+        resilience.flapping,
+        in_maintenance=lambda ids, at: maintenance.in_maintenance(windows, ids, at),
+    )
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    group_id: str
+    name: str
+    site_id: str
+    status: GroupStatus | None  # None until every link has reported
+    up: int
+    total: int
+    min_up: int
+
+
+def group_summaries(inventory: Inventory, state: EngineState) -> tuple[GroupSummary, ...]:
+    return tuple(
+        GroupSummary(
+            g.id,
+            g.name,
+            g.site_id,
+            state.groups.get(g.id),
+            sum(1 for link in g.link_ids if state.links.get(link) is LinkStatus.UP),
+            len(g.link_ids),
+            g.min_up,
+        )
+        for g in inventory.resilience.groups
+    )
+
+
+def sweep_state(inventory: Inventory, results: Iterable[ProbeResult]) -> EngineState:
+    """The state one sweep shows, every result taken as confirmed."""
+    topology = topology_of(inventory, confirm_at_once=True)
+    state = EngineState()
+    for result in results:
+        state, _ = step(topology, state, result)
+    return state
+
+
+class Monitor:
+    """Runs `checks` continuously with state, history and alerts, until `stop()`.
+
+    `on_result` and `on_event` see everything in order. With history on, they are called only
+    once what they report is durably stored, so a crash never loses anything already shown.
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        checks: Sequence[Check],
+        *,
+        on_result: Callable[[ProbeResult], None],
+        on_event: Callable[[Event], None],
+        history: bool = True,
+        alerts: bool = True,
+    ) -> None:
+        self.inventory = inventory
+        self._topology = topology_of(inventory)
+        self._retry = {c.ref.check_id: c.retry_interval for c in checks}
+        self._on_result = on_result
+        self._on_event = on_event
+        self.state = EngineState()
+        self.scheduler = Scheduler(checks, inventory.concurrency, self._take)
+        resilience = inventory.resilience
+        self._writer = (
+            HistoryWriter(resilience.history, on_acknowledged=self._acknowledged)
+            if history
+            else None
+        )
+        self._alerter = (
+            Alerter(resilience.alerts, resilience.history.path)
+            if alerts and resilience.alerts.notifiers
+            else None
+        )
+        self._pending: list[tuple[int, ProbeResult | Event]] = []
+        self._failure: Exception | None = None
+        self._alert_queue: asyncio.Queue[tuple[Event, ...]] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            self._writer.start()  # raises HistoryError at once for an unusable path
+            with HistoryStore(self._writer.config.path) as store:
+                self.state = restore(store.last_events_before(time.time() + 1))
+        alert_task = None
+        if self._alerter is not None:
+            await self._alerter.start()
+            alert_task = asyncio.create_task(self._deliver_alerts(), name="commwatch-alerts")
+        try:
+            await self.scheduler.run()
+        finally:
+            if alert_task is not None:
+                await self._alert_queue.join()
+                alert_task.cancel()
+                await asyncio.gather(alert_task, return_exceptions=True)
+                await self._alerter.aclose()
+            if self._writer is not None:
+                await asyncio.to_thread(self._writer.close)
+                self._flush(self._writer.acknowledged)
+        if self._failure is not None:
+            raise self._failure
+
+    def _take(self, result: ProbeResult) -> None:
+        self.state, events = step(self._topology, self.state, result)
+        check_state = self.state.checks.get(result.check.check_id)
+        if check_state is not None and check_state.is_soft:
+            self.scheduler.expedite(result.check.check_id, self._retry[result.check.check_id])
+        if events and self._alerter is not None:
+            self._alert_queue.put_nowait(events)
+        if self._writer is None:
+            self._emit(result)
+            for event in events:
+                self._emit(event)
+            return
+        for item in (result, *events):
+            seq = (
+                self._writer.add_result(item)
+                if isinstance(item, ProbeResult)
+                else self._writer.add_event(item)
+            )
+            if seq is None:
+                # The store is stalled and refused it: show it anyway, it is not stored.
+                self._emit(item)
+            else:
+                self._pending.append((seq, item))
+
+    def _acknowledged(self, seq: int) -> None:
+        """Called from the history thread after a commit."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._flush, seq)
+
+    def _flush(self, seq: int) -> None:
+        ready = 0
+        while ready < len(self._pending) and self._pending[ready][0] <= seq:
+            ready += 1
+        stored, self._pending = self._pending[:ready], self._pending[ready:]
+        try:
+            for _, item in stored:
+                self._emit(item)
+        except Exception as exc:
+            # A sink that cannot take more (a closed pipe) ends the run, as in the scheduler.
+            self._failure = exc
+            self.stop()
+
+    def _emit(self, item: ProbeResult | Event) -> None:
+        if isinstance(item, ProbeResult):
+            self._on_result(item)
+        else:
+            self._on_event(item)
+
+    async def _deliver_alerts(self) -> None:
+        assert self._alerter is not None
+        while True:
+            events = await self._alert_queue.get()
+            try:
+                await self._alerter.submit(events)
+            except Exception:
+                log.exception("alerts could not take %d events", len(events))
+            finally:
+                self._alert_queue.task_done()
