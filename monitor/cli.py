@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import yaml
 
 from monitor import audit as audit_report
-from monitor import output
+from monitor import maintenance, output
 from monitor import report as availability
 from monitor.events import Event, EventKind, Subject
 from monitor.history import HistoryConfig, HistoryError, HistoryStore
@@ -473,20 +473,21 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    now = time.time()
+    since = now - args.since
     subjects: list[tuple[Subject, str, str]] = []
+    windows: list[tuple[str, float, float]] = []
+    path = args.db or HistoryConfig().path
     if args.inventory is not None:
         inventory = _load(args.inventory)
         if inventory is None:
             return EXIT_UNKNOWN
-        for link in inventory.links:
-            subjects.append((Subject.LINK, f"{link.site_id}/{link.id}", link.site_id))
-            subjects += [(Subject.CHECK, c.ref.check_id, c.ref.site_id) for c in link.checks]
-    path = args.db or HistoryConfig().path
-    now = time.time()
+        path = args.db or inventory.resilience.history.path
+        subjects, windows = _report_scope(inventory, since, now)
     try:
         with HistoryStore(path) as store:
             report = availability.build_report(
-                store, since=now - args.since, until=now, subjects=subjects
+                store, since=since, until=now, subjects=subjects, maintenance=windows
             )
     except HistoryError as exc:
         print(f"commwatch: {exc}", file=sys.stderr)
@@ -496,6 +497,37 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     print(availability.render(report, args.format))
     return 0
+
+
+def _report_scope(
+    inventory: Inventory, since: float, until: float
+) -> tuple[list[tuple[Subject, str, str]], list[tuple[str, float, float]]]:
+    """Every check, link and group of the inventory, and the maintenance time of each: a window
+    on a site covers its links and checks, one on a link covers its checks."""
+    scope: list[tuple[Subject, str, str, tuple[str, ...]]] = []
+    for link in inventory.links:
+        scope.append((Subject.LINK, link.full_id, link.site_id, (link.full_id, link.site_id)))
+        scope += [
+            (
+                Subject.CHECK,
+                c.ref.check_id,
+                c.ref.site_id,
+                (c.ref.check_id, link.full_id, link.site_id),
+            )
+            for c in link.checks
+        ]
+    scope += [
+        (Subject.GROUP, g.id, g.site_id, (g.id, g.site_id) if g.site_id else (g.id,))
+        for g in inventory.resilience.groups
+    ]
+    windows = [
+        (subject_id, start, end)
+        for _, subject_id, _, ids in scope
+        for window in inventory.resilience.maintenance
+        if set(ids) & set(window.applies_to)
+        for start, end in maintenance.intervals(window, since, until)
+    ]
+    return [(subject, sid, site) for subject, sid, site, _ in scope], windows
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

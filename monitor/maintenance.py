@@ -46,6 +46,26 @@ class Window:
         return False
 
 
+def intervals(window: Window, start: float, end: float) -> list[tuple[float, float]]:
+    """The stretches of [start, end) that `window` covers, for availability reports."""
+    if window.start is not None and window.end is not None:
+        opens, closes = max(start, window.start), min(end, window.end)
+        return [(opens, closes)] if opens < closes else []
+    assert window.at is not None
+    zone = ZoneInfo(window.zone)
+    day = dt.datetime.fromtimestamp(start, zone).date() - dt.timedelta(days=7)
+    last = dt.datetime.fromtimestamp(end, zone).date()
+    found = []
+    while day <= last:
+        if day.weekday() in window.days:
+            opens = dt.datetime.combine(day, window.at, tzinfo=zone).timestamp()
+            lo, hi = max(start, opens), min(end, opens + window.length)
+            if lo < hi:
+                found.append((lo, hi))
+        day += dt.timedelta(days=1)
+    return found
+
+
 def in_maintenance(windows: Iterable[Window], subject_ids: Iterable[str], at: float) -> bool:
     ids = set(subject_ids)
     return any(w.covers(at) for w in windows if ids.intersection(w.applies_to))
