@@ -120,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_filters(certs)
 
+    tui = commands.add_parser(
+        "tui",
+        help="the live dashboard (the default on a terminal)",
+        description="Run the selected checks on their intervals and show them live: sites, "
+        "links and checks, problems explained, keys listed by '?'.",
+    )
+    tui.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    _add_filters(tui)
+
     probe = commands.add_parser(
         "probe",
         help="run one check with no inventory (usable as a monitoring plugin)",
@@ -401,6 +410,20 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(temporary, path)
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    inventory = _load(args.inventory)
+    if inventory is None:
+        return EXIT_UNKNOWN
+    checks = select_checks(inventory, args)
+    if not checks:
+        print("commwatch: no check matches the selection", file=sys.stderr)
+        return EXIT_UNKNOWN
+    from tui.app import CommwatchApp  # Textual loads only when the dashboard is wanted
+
+    CommwatchApp(inventory, checks=checks).run()
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     probe_kind = REGISTRY[args.kind]
     values: dict[str, Any] = {"target": args.target}
@@ -449,10 +472,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"check": cmd_check, "run": cmd_run, "audit": cmd_audit, "probe": cmd_probe}
+    handlers = {
+        "check": cmd_check,
+        "run": cmd_run,
+        "audit": cmd_audit,
+        "probe": cmd_probe,
+        "tui": cmd_tui,
+    }
     if args.command is None:
-        parser.print_help()
-        return EXIT_UNKNOWN
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return EXIT_UNKNOWN
+        args = parser.parse_args(["tui"])
     try:
         return handlers[args.command](args)
     except BrokenPipeError:
