@@ -3,12 +3,20 @@ rendering tests where determinism matters (engine-driven tests use real checks a
 
 from __future__ import annotations
 
+import asyncio
+import io
+from collections.abc import Callable
 from pathlib import Path
+
+from rich.console import Console, RenderableType
+from textual.pilot import Pilot
 
 from monitor.conditions import Expectation
 from monitor.inventory import Inventory, load_inventory
 from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
 from probes.tcp import latency_threshold
+from tui.app import CommwatchApp
+from tui.widgets import EventLog
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
 DAY = 86400.0
@@ -145,3 +153,31 @@ def _http(
         verdicts,
         certificates=certificates,
     )
+
+
+async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {predicate.__doc__ or predicate}")
+        await pilot.pause(0.05)
+
+
+def cell(app: CommwatchApp, key: str, column: str) -> str:
+    return app.dashboard.table.get_cell(key, column).plain
+
+
+def shown(app: CommwatchApp) -> list[str]:
+    return [row.key for row in app.dashboard.table.shown]
+
+
+def rendered(renderable: RenderableType, width: int = 120) -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def log_lines(app: CommwatchApp) -> list[str]:
+    return [strip.text for strip in app.dashboard.query_one(EventLog).lines]
