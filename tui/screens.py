@@ -66,6 +66,11 @@ class DashboardScreen(Screen[None]):
     def table(self) -> CheckTable:
         return self.query_one(CheckTable)
 
+    @property
+    def live(self) -> bool:
+        """Whether the widgets are there: timers may still fire while the app shuts down."""
+        return bool(self.query(CheckTable))
+
     def on_mount(self) -> None:
         self.query_one(EventLog).border_title = "Events"
         self.query_one("#detail-scroll").border_title = "Detail"
@@ -80,7 +85,7 @@ class DashboardScreen(Screen[None]):
     def apply_results(self, results: Sequence[ProbeResult]) -> None:
         """One coalesced batch: fold it into the board and rewrite only the changed cells."""
         touched, changes = self.board.apply(results)
-        if not touched:
+        if not touched or not self.live:
             return
         now, paused = self.app.now(), self.app.paused()
         self.table.refresh_checks(touched, now, paused)
@@ -95,6 +100,8 @@ class DashboardScreen(Screen[None]):
 
     def tick(self) -> None:
         """Once a second: ages, the summary's 'ago' and the detail pane move on."""
+        if not self.live:
+            return
         now = self.app.now()
         self.table.refresh_ages(now, self.app.paused())
         self._show_summary(now)
@@ -102,6 +109,8 @@ class DashboardScreen(Screen[None]):
 
     def rebuild(self) -> None:
         """Rebuild the rows for the current filter, toggle and sort (user actions only)."""
+        if not self.live:
+            return
         now = self.app.now()
         rows = self.board.rows(self.filter_text, self.problems_only, self.sort)
         self.table.show_rows(rows, now, self.app.paused())
