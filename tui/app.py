@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App
@@ -48,7 +49,8 @@ class CommwatchApp(App[None]):
     stops, so a demo lab can live in the same loop as the checks against it.
     """
 
-    CSS_PATH = "dashboard.tcss"
+    # Absolute, so subclasses defined elsewhere (the demo, the benchmark) find it too.
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     TITLE = "commwatch"
     ENABLE_COMMAND_PALETTE = False
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (140, "-wide")]

@@ -95,7 +95,8 @@ class DashboardScreen(Screen[None]):
         if changes and self.problems_only:
             self._view_dirty = True  # rows join or leave the view, at most once a second
         self._show_summary(now)
-        if self.table.selected_key in touched or self._selected_group_touched(touched):
+        # A selected group's pane follows on the next tick: a busy group changes every batch.
+        if self.table.selected_key in touched:
             self._show_detail(now)
 
     def tick(self) -> None:
@@ -121,14 +122,6 @@ class DashboardScreen(Screen[None]):
     def _refresh_view_if_dirty(self) -> None:
         if self._view_dirty:
             self.rebuild()
-
-    def _selected_group_touched(self, touched: set[str]) -> bool:
-        row = self.table.selected_row
-        return (
-            row is not None
-            and row.level is not Level.CHECK
-            and any(c.ref.check_id in touched for c in row.checks)
-        )
 
     def _show_summary(self, now: float) -> None:
         view = [f"sort: {self.sort.value}"]

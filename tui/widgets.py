@@ -7,6 +7,7 @@ already says everything, so colour only repeats it.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,6 +32,8 @@ from tui.present import (
 )
 from tui.state import StateChange, finished_at
 
+GROUP_DETAIL_ROWS = 30
+
 _SEVERITY_CLASS = {
     Severity.OK: "sev--ok",
     Severity.WARN: "sev--warn",
@@ -44,14 +47,30 @@ SEVERITY_CLASSES = frozenset({*_SEVERITY_CLASS.values(), "sev--pending", "acked"
 
 
 class SeverityStyles:
-    """Rich styles for severities, read from the widget's component classes (set in .tcss)."""
+    """Rich styles for severities, read from the widget's component classes (set in .tcss).
+
+    Looked up thousands of times a second under load, so they are cached until the styles
+    change (a theme switch)."""
+
+    _style_cache: dict[str, Style] | None = None
+
+    def component_style(self, name: str) -> Style:
+        if self._style_cache is None:
+            self._style_cache = {}
+        style = self._style_cache.get(name)
+        if style is None:
+            style = self.get_component_rich_style(name, partial=True)  # type: ignore[attr-defined]
+            self._style_cache[name] = style
+        return style
+
+    def notify_style_update(self) -> None:
+        self._style_cache = None
+        super().notify_style_update()  # type: ignore[misc]
 
     def severity_style(self, severity: Severity | None, acked: bool = False) -> Style:
         name = "sev--pending" if severity is None else _SEVERITY_CLASS[severity]
-        style = self.get_component_rich_style(name, partial=True)  # type: ignore[attr-defined]
-        if acked:
-            style += self.get_component_rich_style("acked", partial=True)  # type: ignore[attr-defined]
-        return style
+        style = self.component_style(name)
+        return style + self.component_style("acked") if acked else style
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -175,7 +194,11 @@ class CheckTable(SeverityStyles, DataTable[Text]):
             self._write(row, self._cells(row, now, paused))
 
     def refresh_ages(self, now: float, paused: set[str]) -> None:
-        for row in self.shown:
+        """Ages on screen only: under 60 s every age changes every second, and rewriting
+        thousands of off-screen cells a second is what makes a table slow. A row scrolled into
+        view shows its age at most a second old."""
+        top = max(0, int(self.scroll_y))
+        for row in self.shown[top : top + self.size.height]:
             if row.level is Level.CHECK:
                 self._write(row, {"age": self._age_cell(row, now, paused)})
 
@@ -196,13 +219,13 @@ class CheckTable(SeverityStyles, DataTable[Text]):
         severity = self.board.group_severity(row.checks)
         status = Text(status_text(severity), self.severity_style(severity))
         if row.level is Level.SITE:
-            style = self.get_component_rich_style("row--site", partial=True)
+            style = self.component_style("row--site")
             name = Text(row.site.name or row.site.id, style)
             n = len(row.checks)
             info = Text(f"{row.site.id} · {len(row.site.links)} links · {n} checks", style)
         else:
             assert row.link is not None
-            style = self.get_component_rich_style("row--link", partial=True)
+            style = self.component_style("row--link")
             name = Text(f"  {row.link.id}", style)
             details = (row.link.role, row.link.medium, row.link.name)
             info = Text(" · ".join(d for d in details if d), style)
@@ -214,7 +237,7 @@ class CheckTable(SeverityStyles, DataTable[Text]):
         check_id = check.ref.check_id
         state = self.board.states[check_id]
         acked = check_id in self.board.acked
-        dim = self.get_component_rich_style("acked", partial=True) if acked else Style()
+        dim = self.component_style("acked") if acked else Style()
         own_id = check_id.rsplit("/", 1)[-1]
         width = self.columns_fit.trend if self.columns_fit else 0
         result = state.result
@@ -223,7 +246,7 @@ class CheckTable(SeverityStyles, DataTable[Text]):
                 status_text(state.severity, acked), self.severity_style(state.severity, acked)
             ),
             "name": Text(f"    {own_id} ", dim)
-            + Text(check.kind, self.get_component_rich_style("dim", partial=True) + dim),
+            + Text(check.kind, self.component_style("dim") + dim),
             "age": self._age_cell(row, now, paused),
             "trend": Text(sparkline(state.latencies, width), dim),
             "info": Text("" if result is None else info_text(result, now), dim),
@@ -235,7 +258,7 @@ class CheckTable(SeverityStyles, DataTable[Text]):
         result = self.board.states[check_id].result
         age = "" if result is None else age_text(now - finished_at(result))
         if check_id in paused:
-            return Text(f"‖ {age}".rstrip(), self.get_component_rich_style("dim", partial=True))
+            return Text(f"‖ {age}".rstrip(), self.component_style("dim"))
         return Text(age)
 
 
@@ -250,6 +273,7 @@ class SummaryBar(SeverityStyles, Static):
     """Counts per severity (problems needing attention first) and since when."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
+    _shown: Text | None = None
 
     def show(
         self,
@@ -276,7 +300,10 @@ class SummaryBar(SeverityStyles, Static):
             text.append(f", last change {clock_text(changed)} ({age_text(now - changed)} ago)")
         if view:
             text.append(f" │ {view}")
-        self.update(text)
+        if text != self._shown:
+            self._shown = text
+            # A fixed height in the .tcss: no layout pass per batch of results.
+            self.update(text, layout=False)
 
 
 # --- the detail pane ------------------------------------------------------------------------
@@ -298,10 +325,10 @@ class DetailPane(SeverityStyles, Static):
 
     @property
     def _dim(self) -> Style:
-        return self.get_component_rich_style("dim", partial=True)
+        return self.component_style("dim")
 
     def _heading(self, text: str) -> Text:
-        return Text(text, self.get_component_rich_style("detail--heading", partial=True))
+        return Text(text, self.component_style("detail--heading"))
 
     def _group(self, board: Board, row: Row, now: float) -> RenderableType:
         if row.link is not None:
@@ -313,8 +340,18 @@ class DetailPane(SeverityStyles, Static):
             facts = f"site {row.site.id}" + (
                 f" · {', '.join(row.site.tags)}" if row.site.tags else ""
             )
+        counts = Text()
+        worst_first = sorted(
+            row.checks,
+            key=lambda c: -_attention_rank(board, c.ref.check_id),
+        )
+        tally = Counter(status_text(board.states[c.ref.check_id].severity) for c in row.checks)
+        counts.append(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
+        # The problems, worst first: a group can hold thousands of checks, and this pane is
+        # redrawn every second, so it lists a screenful, not all of them.
         table = Table.grid(padding=(0, 1))
-        for check in row.checks:
+        problems = [c for c in worst_first if board.is_problem(c.ref.check_id)]
+        for check in problems[:GROUP_DETAIL_ROWS]:
             state = board.states[check.ref.check_id]
             acked = check.ref.check_id in board.acked
             summary = "" if state.result is None else state.result.summary()
@@ -325,7 +362,9 @@ class DetailPane(SeverityStyles, Static):
                 Text(check.ref.check_id),
                 Text(summary, self._dim, overflow="ellipsis", no_wrap=True),
             )
-        return Group(self._heading(title), Text(facts, self._dim), Text(), table)
+        more = len(problems) - GROUP_DETAIL_ROWS
+        tail = [Text(f"… and {more} more problems", self._dim)] if more > 0 else []
+        return Group(self._heading(title), Text(facts, self._dim), counts, Text(), table, *tail)
 
     def _check(self, board: Board, check: Check, now: float, paused: bool) -> RenderableType:
         check_id = check.ref.check_id
@@ -407,6 +446,13 @@ class DetailPane(SeverityStyles, Static):
         return table
 
 
+def _attention_rank(board: Board, check_id: str) -> int:
+    severity = board.states[check_id].severity
+    if severity is None or check_id in board.acked:
+        return -1
+    return severity.rank
+
+
 def _seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -428,7 +474,7 @@ class EventLog(SeverityStyles, RichLog):
         line.append(" → ")
         line.append(status_text(change.after), self.severity_style(change.after))
         line.append(f"  {change.check.check_id}  ")
-        line.append(change.summary, self.get_component_rich_style("dim", partial=True))
+        line.append(change.summary, self.component_style("dim"))
         self.write(line)
 
 
