@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the history database (default $XDG_STATE_HOME/commwatch/history.sqlite3)",
     )
 
+    tui = commands.add_parser(
+        "tui",
+        help="the live dashboard (the default on a terminal)",
+        description="Run the selected checks on their intervals and show them live: sites, "
+        "links and checks, problems explained, keys listed by '?'.",
+    )
+    tui.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    _add_filters(tui)
+
     probe = commands.add_parser(
         "probe",
         help="run one check with no inventory (usable as a monitoring plugin)",
@@ -530,6 +539,20 @@ def _report_scope(
     return [(subject, sid, site) for subject, sid, site, _ in scope], windows
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    inventory = _load(args.inventory)
+    if inventory is None:
+        return EXIT_UNKNOWN
+    checks = select_checks(inventory, args)
+    if not checks:
+        print("commwatch: no check matches the selection", file=sys.stderr)
+        return EXIT_UNKNOWN
+    from tui.app import CommwatchApp  # Textual loads only when the dashboard is wanted
+
+    CommwatchApp(inventory, checks=checks).run()
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     probe_kind = REGISTRY[args.kind]
     values: dict[str, Any] = {"target": args.target}
@@ -549,17 +572,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.nagios:
         print(output.nagios_line(result))
     elif args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "schema_version": output.SCHEMA_VERSION,
-                    "type": "result",
-                    **output.result_to_dict(result),
-                },
-                indent=2,
-                allow_nan=False,
-            )
-        )
+        print(json.dumps(output.result_record(result), indent=2, allow_nan=False))
     else:
         print(output.verdict_list(result, output.use_colour(sys.stdout)))
     return result.severity.value
@@ -584,10 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit": cmd_audit,
         "report": cmd_report,
         "probe": cmd_probe,
+        "tui": cmd_tui,
     }
     if args.command is None:
-        parser.print_help()
-        return EXIT_UNKNOWN
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return EXIT_UNKNOWN
+        args = parser.parse_args(["tui"])
     try:
         return handlers[args.command](args)
     except BrokenPipeError:

@@ -1,0 +1,123 @@
+"""The dashboard driving the real engine: real tcp checks against real loopback peers, short
+intervals, keys pressed through the Pilot. What is asserted is what the engineer would see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.cli import main
+from monitor.inventory import Inventory
+from monitor.model import Severity
+from tests.peers.tcp_peers import accepting_listener, closed_port
+from tests.tui_support import cell, log_lines, until, write_inventory
+from tui.app import CommwatchApp
+
+SIZE = (120, 40)
+
+
+def engine_inventory(folder: Path, live: int, dead: int, interval: str) -> Inventory:
+    text = f"""\
+version: 1
+defaults: {{interval: {interval}, timeout: 200ms}}
+sites:
+  - id: site
+    links:
+      - id: link
+        checks:
+          - {{id: live, kind: tcp, target: "127.0.0.1:{live}"}}
+          - {{id: dead, kind: tcp, target: "127.0.0.1:{dead}"}}
+"""
+    return write_inventory(folder, text)
+
+
+def results_of(app: CommwatchApp, check_id: str) -> int:
+    return len(app.board.states[check_id].history)
+
+
+async def test_results_reach_their_rows(tmp_path):
+    async with accepting_listener() as live:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "1m")
+        app = CommwatchApp(inventory, start_spread=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(
+                pilot,
+                lambda: results_of(app, "site/link/dead") and results_of(app, "site/link/live"),
+            )
+            await until(pilot, lambda: cell(app, "site/link/dead", "status") == "✖ CRIT")
+            assert cell(app, "site/link/live", "status") == "✔ OK"
+            assert cell(app, "site/link/dead", "info").startswith("refused:")
+            # The link and site rows show the worst below them.
+            assert cell(app, "link:site/link", "status") == "✖ CRIT"
+            assert cell(app, "site:site", "status") == "✖ CRIT"
+            await pilot.press("q")
+        assert app.scheduler is not None and app._engine_worker.is_finished
+
+
+async def test_run_now_runs_the_selected_check_again(tmp_path):
+    async with accepting_listener() as live:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "1m")
+        app = CommwatchApp(inventory, start_spread=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: results_of(app, "site/link/live") == 1)
+            app.dashboard.table.select_key("site/link/live")
+            await pilot.press("r")
+            # The interval is a minute: only run-now can bring a second result this soon.
+            await until(pilot, lambda: results_of(app, "site/link/live") == 2, timeout=3)
+            assert results_of(app, "site/link/dead") == 1
+
+
+async def test_pause_stops_results_and_resume_brings_them_back(tmp_path):
+    async with accepting_listener() as live:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "200ms")
+        app = CommwatchApp(inventory, start_spread=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: results_of(app, "site/link/live") >= 2)
+            app.dashboard.table.select_key("site/link/live")
+            await pilot.press("space")
+            assert app.scheduler is not None and app.scheduler.is_paused("site/link/live")
+            await pilot.pause(0.3)  # a run already in flight may still report
+            assert cell(app, "site/link/live", "age").startswith("‖")
+            count = results_of(app, "site/link/live")
+            dead_before = results_of(app, "site/link/dead")
+            await pilot.pause(1.0)
+            assert results_of(app, "site/link/live") == count
+            assert results_of(app, "site/link/dead") > dead_before  # the others go on
+            await pilot.press("space")
+            assert not app.scheduler.is_paused("site/link/live")
+            await until(pilot, lambda: results_of(app, "site/link/live") > count, timeout=2)
+            assert not cell(app, "site/link/live", "age").startswith("‖")
+
+
+async def test_a_state_change_reaches_its_row_and_the_event_log(tmp_path):
+    listener = accepting_listener()
+    live = await listener.__aenter__()
+    try:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "200ms")
+        app = CommwatchApp(inventory, start_spread=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: cell(app, "site/link/live", "status") == "✔ OK")
+            await listener.__aexit__(None, None, None)  # the peer goes away: refused from now
+            listener = None
+            await until(pilot, lambda: cell(app, "site/link/live", "status") == "✖ CRIT")
+            assert app.board.states["site/link/live"].severity is Severity.CRIT
+            await until(pilot, lambda: any("site/link/live" in line for line in log_lines(app)))
+            line = next(line for line in log_lines(app) if "site/link/live" in line)
+            assert "✔ OK → ✖ CRIT" in line
+            assert "refused" in line
+            assert line[:8].count(":") == 2  # it starts with the time of the change
+    finally:
+        if listener is not None:
+            await listener.__aexit__(None, None, None)
+
+
+def test_no_subcommand_off_a_terminal_prints_help_and_exits_3(capsys):
+    # Under pytest stdin is not a terminal: the dashboard must not start.
+    assert main([]) == 3
+    assert "tui" in capsys.readouterr().out
+
+
+def test_tui_with_a_broken_inventory_exits_3_and_says_why(tmp_path, capsys):
+    broken = tmp_path / "inventory.yaml"
+    broken.write_text("version: 1\nsites: [{id: Bad Id}]\n")
+    assert main(["tui", str(broken)]) == 3
+    assert "inventory.yaml:2" in capsys.readouterr().err

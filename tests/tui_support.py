@@ -1,0 +1,183 @@
+"""Shared by the dashboard tests: a small inventory and fabricated results with fixed times, for
+rendering tests where determinism matters (engine-driven tests use real checks and peers)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console, RenderableType
+from textual.pilot import Pilot
+
+from monitor.conditions import Expectation
+from monitor.inventory import Inventory, load_inventory
+from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from probes.tcp import latency_threshold
+from tui.app import CommwatchApp
+from tui.widgets import EventLog
+
+NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
+DAY = 86400.0
+
+# Every target is on loopback and nothing here is ever probed: rendering tests run no engine.
+INVENTORY = """\
+version: 1
+defaults: {interval: 30s, timeout: 5s, latency_warn: 200ms, latency_crit: 1s}
+sites:
+  - id: psap-north
+    name: North County PSAP
+    tags: [psap]
+    links:
+      - id: fibre
+        name: Metro fibre
+        role: primary
+        medium: fibre
+        checks:
+          - {id: edge-router, kind: tcp, target: "127.0.40.1:22"}
+          - {id: cad-api, kind: http, target: "https://127.0.40.2:8443/health"}
+          - {id: resolver, kind: dns, target: cad.example.net, server: "127.0.40.3:5353"}
+      - id: lte
+        name: LTE failover
+        role: backup
+        medium: lte
+        checks:
+          - {id: lte-router, kind: tcp, target: "127.0.41.1:22"}
+  - id: dispatch
+    name: Central Dispatch
+    links:
+      - id: mpls
+        name: Carrier MPLS
+        role: primary
+        medium: mpls
+        checks:
+          - {id: paging, kind: http, target: "http://127.0.42.1:8080/status"}
+          - {id: radio-core, kind: tcp, target: "127.0.42.2:5060"}
+"""
+
+
+def write_inventory(folder: Path, text: str = INVENTORY) -> Inventory:
+    path = folder / "inventory.yaml"
+    path.write_text(text)
+    return load_inventory(path)
+
+
+def certificate(subject: str, days_left: float, position: int, issuer: str) -> CertificateInfo:
+    return CertificateInfo(
+        fingerprint_sha256=(subject.encode().hex() * 64)[:64],
+        position=position,
+        subject=subject,
+        issuer=issuer,
+        serial="0a",
+        not_before=NOW - 300 * DAY,
+        not_after=NOW + days_left * DAY,
+        key_type="EC",
+        key_bits=256,
+        signature_algorithm="ecdsa-with-SHA256",
+        subject_alt_names=(),
+        spki_sha256="AAAA",
+        self_signed=position > 0,
+    )
+
+
+def latency_result(
+    inventory: Inventory, check_id: str, ms: float, at: float, key: str = "connect_ms"
+) -> ProbeResult:
+    """A result judged the way the probe's latency threshold judges it (warn 200, crit 1000)."""
+    check = next(c for c in inventory.checks if c.ref.check_id == check_id)
+    verdict = latency_threshold(key, 0.2, 1.0).judge(ms)
+    return ProbeResult(check.ref, at, ms, verdict.severity, {key: ms}, (verdict,))
+
+
+def failed_result(
+    inventory: Inventory, check_id: str, at: float, error: ErrorClass, message: str
+) -> ProbeResult:
+    check = next(c for c in inventory.checks if c.ref.check_id == check_id)
+    severity = Severity.UNKNOWN if error is ErrorClass.TIMEOUT else Severity.CRIT
+    return ProbeResult(check.ref, at, 3.0, severity, error=ProbeError(error, message))
+
+
+def scenario(inventory: Inventory) -> list[ProbeResult]:
+    """A varied picture: OK, slow (WARN), refused (CRIT), timeout (UNKNOWN), an HTTP 503, a
+    certificate close to expiry; several results per check so sparklines and history show."""
+    results = []
+    for i, ms in enumerate((4, 5, 7, 6, 5, 4, 9, 5)):
+        results.append(latency_result(inventory, "psap-north/fibre/edge-router", ms, NOW - 80 + i))
+    for i, ms in enumerate((120, 150, 180, 240, 260, 310)):
+        results.append(latency_result(inventory, "psap-north/lte/lte-router", ms, NOW - 60 + i))
+    results.append(latency_result(inventory, "dispatch/mpls/radio-core", 3, NOW - 70))
+    results.append(
+        failed_result(
+            inventory,
+            "dispatch/mpls/radio-core",
+            NOW - 30,
+            ErrorClass.REFUSED,
+            "connection refused",
+        )
+    )
+    results.append(
+        failed_result(
+            inventory, "psap-north/fibre/resolver", NOW - 45, ErrorClass.TIMEOUT, "no answer in 5s"
+        )
+    )
+    results.append(_http(inventory, "dispatch/mpls/paging", 503, 42.0, NOW - 20))
+    chain = (
+        certificate("CN=cad.example.net", 9, 0, "CN=Example Issuing CA"),
+        certificate("CN=Example Issuing CA", 900, 1, "CN=Example Root CA"),
+    )
+    for i, ms in enumerate((30, 35, 28, 33)):
+        results.append(_http(inventory, "psap-north/fibre/cad-api", 200, ms, NOW - 40 + i, chain))
+    return results
+
+
+def _http(
+    inventory: Inventory,
+    check_id: str,
+    status: int,
+    ms: float,
+    at: float,
+    certificates: tuple[CertificateInfo, ...] = (),
+) -> ProbeResult:
+    check = next(c for c in inventory.checks if c.ref.check_id == check_id)
+    verdicts = (
+        Expectation("status", "status", lambda v: v == 200, "200").judge(status),
+        latency_threshold("latency_ms", 0.2, 1.0).judge(ms),
+    )
+    return ProbeResult(
+        check.ref,
+        at,
+        ms,
+        Severity.worst(v.severity for v in verdicts),
+        {"status": status, "latency_ms": ms},
+        verdicts,
+        certificates=certificates,
+    )
+
+
+async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {predicate.__doc__ or predicate}")
+        await pilot.pause(0.05)
+
+
+def cell(app: CommwatchApp, key: str, column: str) -> str:
+    return app.dashboard.table.get_cell(key, column).plain
+
+
+def shown(app: CommwatchApp) -> list[str]:
+    return [row.key for row in app.dashboard.table.shown]
+
+
+def rendered(renderable: RenderableType, width: int = 120) -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def log_lines(app: CommwatchApp) -> list[str]:
+    return [strip.text for strip in app.dashboard.query_one(EventLog).lines]

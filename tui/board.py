@@ -1,0 +1,255 @@
+"""The dashboard's model: every check's row state, in the inventory's site/link/check tree, plus
+what is only UI state for now (acknowledgements). No Textual here: the widgets ask it which rows
+to show and in what order, and it answers from plain data.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from monitor.inventory import Check, Inventory, Link, Site
+from monitor.model import ProbeResult, Severity
+from tui.state import RowState, StateChange, advance, finished_at
+
+T = TypeVar("T")
+
+
+class Sort(enum.Enum):
+    NAME = "name"
+    SEVERITY = "severity"
+    AGE = "age"
+
+
+class Level(enum.IntEnum):
+    SITE = 0
+    LINK = 1
+    CHECK = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the tree: a site, one of its links, or one of that link's checks."""
+
+    key: str
+    level: Level
+    site: Site
+    link: Link | None = None
+    check: Check | None = None
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        if self.check is not None:
+            return (self.check,)
+        if self.link is not None:
+            return self.link.checks
+        return tuple(check for link in self.site.links for check in link.checks)
+
+
+def site_key(site: Site) -> str:
+    return f"site:{site.id}"
+
+
+def link_key(link: Link) -> str:
+    return f"link:{link.site_id}/{link.id}"
+
+
+class Board:
+    def __init__(self, inventory: Inventory, checks: Iterable[Check] | None = None) -> None:
+        wanted = None if checks is None else {c.ref.check_id for c in checks}
+        self.sites = _prune(inventory.sites, wanted)
+        self.checks = {
+            check.ref.check_id: check
+            for site in self.sites
+            for link in site.links
+            for check in link.checks
+        }
+        self.states: dict[str, RowState] = {cid: RowState() for cid in self.checks}
+        self.acked: set[str] = set()
+        self._haystacks = {
+            cid: " ".join(
+                (
+                    cid,
+                    check.kind,
+                    check.ref.target,
+                    check.description,
+                    *check.ref.tags,
+                )
+            ).lower()
+            for cid, check in self.checks.items()
+        }
+        self._names = {
+            site.id: " ".join((site.id, site.name, *site.tags)).lower() for site in self.sites
+        }
+        self._names.update(
+            {
+                link_key(link): " ".join((link.id, link.name, link.role, link.medium)).lower()
+                for site in self.sites
+                for link in site.links
+            }
+        )
+
+    # --- results in ------------------------------------------------------------------------
+
+    def apply(self, results: Iterable[ProbeResult]) -> tuple[set[str], list[StateChange]]:
+        """Fold results in arrival order. Returns the checks whose row changed and the state
+        changes, oldest first. A change of severity ends an acknowledgement: the new state has
+        not been seen by anyone yet."""
+        touched: set[str] = set()
+        changes: list[StateChange] = []
+        for result in results:
+            check_id = result.check.check_id
+            previous = self.states.get(check_id)
+            if previous is None:
+                continue  # not a check this board shows
+            state, change = advance(previous, result)
+            self.states[check_id] = state
+            touched.add(check_id)
+            if state.severity is not previous.severity:
+                self.acked.discard(check_id)
+            if change is not None:
+                changes.append(change)
+        return touched, changes
+
+    # --- questions the screen asks ---------------------------------------------------------
+
+    def is_problem(self, check_id: str) -> bool:
+        severity = self.states[check_id].severity
+        return severity is not None and severity is not Severity.OK
+
+    def needs_attention(self, check_id: str) -> bool:
+        return self.is_problem(check_id) and check_id not in self.acked
+
+    def acknowledge(self, check_id: str) -> bool:
+        """Toggle the acknowledgement of a problem; returns whether it is now acknowledged.
+        An OK or pending check cannot be acknowledged."""
+        if check_id in self.acked:
+            self.acked.discard(check_id)
+            return False
+        if not self.is_problem(check_id):
+            return False
+        self.acked.add(check_id)
+        return True
+
+    def group_severity(self, checks: Sequence[Check]) -> Severity | None:
+        """The worst severity needing attention below a site or link (acknowledged problems
+        count as OK); None while none of its checks has reported."""
+        seen = [
+            Severity.OK if cid in self.acked else severity
+            for check in checks
+            if (severity := self.states[cid := check.ref.check_id].severity) is not None
+        ]
+        return Severity.worst(seen) if seen else None
+
+    def counts(self) -> Counter[str]:
+        """Checks per severity name needing attention, plus 'OK', 'pending' and 'ack'."""
+        counts: Counter[str] = Counter()
+        for check_id, state in self.states.items():
+            if state.severity is None:
+                counts["pending"] += 1
+            elif check_id in self.acked:
+                counts["ack"] += 1
+            else:
+                counts[state.severity.name] += 1
+        return counts
+
+    def last_change(self) -> float | None:
+        times = [s.changed_at for s in self.states.values() if s.changed_at is not None]
+        return max(times, default=None)
+
+    def rows(
+        self, text: str = "", problems_only: bool = False, sort: Sort = Sort.NAME
+    ) -> list[Row]:
+        """The tree as shown: checks that pass the filter and the problems toggle, under their
+        link and site rows, each level ordered by `sort`."""
+        needle = text.strip().lower()
+        rows: list[Row] = []
+        for site in self._ordered(self.sites, sort, _site_checks, lambda s: s.id):
+            site_rows: list[Row] = []
+            for link in self._ordered(site.links, sort, lambda ln: ln.checks, lambda ln: ln.id):
+                context = f"{self._names[site.id]} {self._names[link_key(link)]}"
+                shown = [
+                    check
+                    for check in link.checks
+                    if (not problems_only or self.is_problem(check.ref.check_id))
+                    and (not needle or needle in f"{context} {self._haystacks[check.ref.check_id]}")
+                ]
+                if not shown:
+                    continue
+                site_rows.append(Row(link_key(link), Level.LINK, site, link))
+                site_rows.extend(
+                    Row(check.ref.check_id, Level.CHECK, site, link, check)
+                    for check in self._ordered(
+                        shown, sort, lambda c: (c,), lambda c: c.ref.check_id
+                    )
+                )
+            if site_rows:
+                rows.append(Row(site_key(site), Level.SITE, site))
+                rows.extend(site_rows)
+        return rows
+
+    def _ordered(
+        self,
+        items: Iterable[T],
+        sort: Sort,
+        checks_of: Callable[[T], Iterable[Check]],
+        name_of: Callable[[T], str],
+    ) -> list[T]:
+        if sort is Sort.NAME:
+            return sorted(items, key=name_of)
+        if sort is Sort.SEVERITY:
+            return sorted(
+                items, key=lambda item: (-self._attention(checks_of(item)), name_of(item))
+            )
+        return sorted(items, key=lambda item: (self._newest(checks_of(item)), name_of(item)))
+
+    def _attention(self, checks: Iterable[Check]) -> float:
+        """Unacknowledged problems first (CRIT, UNKNOWN, WARN), then acknowledged ones, then OK,
+        then pending."""
+        best = -1.0
+        for check in checks:
+            check_id = check.ref.check_id
+            severity = self.states[check_id].severity
+            if severity is None:
+                continue
+            if check_id in self.acked:
+                best = max(best, 0.5)
+            else:
+                best = max(best, float(severity.rank) + (1 if severity.rank else 0))
+        return best
+
+    def _newest(self, checks: Iterable[Check]) -> float:
+        """When the freshest result below arrived; never-run sorts first (the oldest)."""
+        newest = float("-inf")
+        for check in checks:
+            result = self.states[check.ref.check_id].result
+            if result is not None:
+                newest = max(newest, finished_at(result))
+        return newest
+
+
+def _site_checks(site: Site) -> tuple[Check, ...]:
+    return tuple(check for link in site.links for check in link.checks)
+
+
+def _prune(sites: Sequence[Site], wanted: set[str] | None) -> tuple[Site, ...]:
+    """The sites and links that hold at least one wanted check, holding only those."""
+    if wanted is None:
+        return tuple(sites)
+    pruned = []
+    for site in sites:
+        links = []
+        for link in site.links:
+            checks = tuple(c for c in link.checks if c.ref.check_id in wanted)
+            if checks:
+                links.append(
+                    Link(
+                        link.id, link.site_id, link.name, link.role, link.medium, link.tags, checks
+                    )
+                )
+        if links:
+            pruned.append(Site(site.id, site.name, site.tags, tuple(links)))
+    return tuple(pruned)

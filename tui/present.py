@@ -1,0 +1,112 @@
+"""Plain-text pieces of the dashboard: severity marks, ages, sparklines and the info column.
+
+Pure functions over results, so the table, the detail pane and the tests agree on every string.
+Meaning is carried by symbols and words; colour (added by the widgets, from the .tcss) only
+repeats it, so a monochrome or NO_COLOR terminal loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+from monitor.model import ProbeResult, Severity
+
+SYMBOLS = {Severity.OK: "✔", Severity.WARN: "▲", Severity.CRIT: "✖", Severity.UNKNOWN: "?"}
+PENDING_SYMBOL = "·"
+_SHORT = {Severity.OK: "OK", Severity.WARN: "WARN", Severity.CRIT: "CRIT", Severity.UNKNOWN: "UNKN"}
+_BLOCKS = "▁▂▃▄▅▆▇█"
+_GAP = " "  # an attempt that measured no latency (it failed before it could)
+
+
+def status_text(severity: Severity | None, acked: bool = False) -> str:
+    """`✖ CRIT`, or `✖ CRIT ack` once acknowledged; `· pending` before the first result."""
+    if severity is None:
+        return f"{PENDING_SYMBOL} pending"
+    if acked:
+        return f"{SYMBOLS[severity]} {_SHORT[severity]} ack"
+    return f"{SYMBOLS[severity]} {severity.name}"
+
+
+def age_text(seconds: float) -> str:
+    """A compact age: 12s, 5m, 3h, 2d (whole units, rounded down)."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def duration_text(seconds: float) -> str:
+    """A two-unit duration for uptimes: 3d4h, 5h12m, 7m30s."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def clock_text(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """The last `width` values as block characters, scaled between their own min and max."""
+    shown = list(values)[-width:]
+    measured = [v for v in shown if v is not None and math.isfinite(v)]
+    if not measured:
+        return _GAP * len(shown)
+    low, high = min(measured), max(measured)
+    span = high - low
+    top = len(_BLOCKS) - 1
+    return "".join(
+        _GAP
+        if v is None or not math.isfinite(v)
+        else _BLOCKS[0 if span == 0 else round((v - low) / span * top)]
+        for v in shown
+    )
+
+
+def info_text(result: ProbeResult, now: float) -> str:
+    """The one most telling fact of a result, by what the probe saw: certificate days left, SNMP
+    uptime and interfaces, HTTP status, DNS rcode; else the summary."""
+    parts: list[str] = []
+    if result.certificates:
+        parts.append(f"cert {result.certificates[0].days_left(now):.0f}d")
+    elif isinstance(result.observations.get("days_left"), int | float):
+        parts.append(f"cert {result.observations['days_left']:.0f}d")
+    uptime = result.observations.get("uptime_s")
+    if isinstance(uptime, int | float) and not isinstance(uptime, bool):
+        parts.append(f"up {duration_text(uptime)}")
+    interfaces = _interfaces(result)
+    if interfaces:
+        down = [name for name, status in interfaces.items() if status != "up"]
+        if down:
+            parts.append("if " + ",".join(down) + " down")
+        else:
+            parts.append(f"if {len(interfaces)}/{len(interfaces)} up")
+    status = result.observations.get("status")
+    if result.check.kind == "http" and isinstance(status, int):
+        parts.append(f"HTTP {status}")
+    rcode = result.observations.get("rcode")
+    if isinstance(rcode, str):
+        parts.append(rcode)
+    if result.error is not None or not parts:
+        parts.append(result.summary())
+    return " · ".join(parts)
+
+
+def _interfaces(result: ProbeResult) -> dict[str, str]:
+    """`if.<name>.oper_status` observations, by interface name."""
+    found = {}
+    for key, value in result.observations.items():
+        if key.startswith("if.") and key.endswith(".oper_status"):
+            found[key[3 : -len(".oper_status")]] = str(value)
+    return found

@@ -1,0 +1,274 @@
+"""The dashboard screen (table, summary, detail pane, event log) and the help screen."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, Static
+
+from monitor.model import ProbeResult
+from tui.board import Board, Level, Sort
+from tui.widgets import HEADER_SORTS, CheckTable, DetailPane, EventLog, FilterInput, SummaryBar
+
+if TYPE_CHECKING:
+    from tui.app import CommwatchApp
+
+FILTER_DELAY = 0.15  # seconds of typing pause before the table is rebuilt
+PROBLEMS_REFRESH = 1.0  # at most this often, rows join or leave the "problems only" view
+_SORT_CYCLE = (Sort.NAME, Sort.SEVERITY, Sort.AGE)
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # Short descriptions fit the footer at 80 columns; the help screen adds the tooltip.
+        Binding("slash", "filter", "Filter", tooltip="filter rows as you type"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("p", "toggle_problems", "Problems", tooltip="show problems only, or everything"),
+        Binding("s", "cycle_sort", "Sort", tooltip="sort by name, severity, age (oldest first)"),
+        Binding("n", "next_problem", "Next", tooltip="jump to the next unacknowledged problem"),
+        Binding("r", "run_now", "Run", tooltip="run the selected check(s) now"),
+        Binding("space", "toggle_pause", "Pause", tooltip="pause or resume the selected check(s)"),
+        Binding("a", "acknowledge", "Ack", tooltip="acknowledge the selected problem, or undo"),
+    ]
+
+    app: CommwatchApp
+
+    def __init__(self, board: Board) -> None:
+        super().__init__()
+        self.board = board
+        self.filter_text = ""
+        self.problems_only = False
+        self.sort = Sort.NAME
+        self._filter_timer: Timer | None = None
+        self._view_dirty = False
+
+    def compose(self) -> ComposeResult:
+        yield SummaryBar(id="summary")
+        yield FilterInput(placeholder="filter: site, link, check, kind, target…", id="filter")
+        with Container(id="main"):
+            with Vertical(id="left"):
+                yield CheckTable(self.board, id="checks")
+                yield EventLog(id="events")
+            with VerticalScroll(id="detail-scroll"):
+                yield DetailPane(id="detail")
+        yield Footer()
+
+    @property
+    def table(self) -> CheckTable:
+        return self.query_one(CheckTable)
+
+    @property
+    def live(self) -> bool:
+        """Whether the widgets are there: timers may still fire while the app shuts down."""
+        return bool(self.query(CheckTable))
+
+    def on_mount(self) -> None:
+        self.query_one(EventLog).border_title = "Events"
+        self.query_one("#detail-scroll").border_title = "Detail"
+        self.set_interval(PROBLEMS_REFRESH, self._refresh_view_if_dirty)
+        self.table.focus()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.rebuild)
+
+    # --- what the app feeds in ---------------------------------------------------------------
+
+    def apply_results(self, results: Sequence[ProbeResult]) -> None:
+        """One coalesced batch: fold it into the board and rewrite only the changed cells."""
+        touched, changes = self.board.apply(results)
+        if not touched or not self.live:
+            return
+        now, paused = self.app.now(), self.app.paused()
+        self.table.refresh_checks(touched, now, paused)
+        log = self.query_one(EventLog)
+        for change in changes:
+            log.record(change)
+        if changes and self.problems_only:
+            self._view_dirty = True  # rows join or leave the view, at most once a second
+        self._show_summary(now)
+        # A selected group's pane follows on the next tick: a busy group changes every batch.
+        if self.table.selected_key in touched:
+            self._show_detail(now)
+
+    def tick(self) -> None:
+        """Once a second: ages, the summary's 'ago' and the detail pane move on."""
+        if not self.live:
+            return
+        now = self.app.now()
+        self.table.refresh_ages(now, self.app.paused())
+        self._show_summary(now)
+        self._show_detail(now)
+
+    def rebuild(self) -> None:
+        """Rebuild the rows for the current filter, toggle and sort (user actions only)."""
+        if not self.live:
+            return
+        now = self.app.now()
+        rows = self.board.rows(self.filter_text, self.problems_only, self.sort)
+        self.table.show_rows(rows, now, self.app.paused())
+        self._view_dirty = False
+        self._show_summary(now)
+        self._show_detail(now)
+
+    def _refresh_view_if_dirty(self) -> None:
+        if self._view_dirty:
+            self.rebuild()
+
+    def _show_summary(self, now: float) -> None:
+        view = [f"sort: {self.sort.value}"]
+        if self.problems_only:
+            view.append("problems only")
+        if self.filter_text:
+            view.append(f"filter: {self.filter_text}")
+        self.query_one(SummaryBar).show(
+            self.board, started_at=self.app.started_at, now=now, view=" · ".join(view)
+        )
+
+    def _show_detail(self, now: float) -> None:
+        self.query_one(DetailPane).show(self.board, self.table.selected_row, now, self.app.paused())
+
+    # --- table events ------------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#checks")
+    def _highlighted(self) -> None:
+        self._show_detail(self.app.now())
+
+    @on(DataTable.HeaderSelected, "#checks")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        sort = HEADER_SORTS.get(event.column_key.value or "")
+        if sort is not None:
+            self.sort = sort
+            self.rebuild()
+
+    # --- the filter ---------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.value = ""
+        box.display = False
+        self.table.focus()
+        if self.filter_text:
+            self.filter_text = ""
+            self.rebuild()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DELAY, lambda: self._apply_filter(event.value))
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._apply_filter(event.value)
+        if not event.value:
+            self.query_one(FilterInput).display = False
+        self.table.focus()
+
+    def _apply_filter(self, text: str) -> None:
+        if text != self.filter_text:
+            self.filter_text = text
+            self.rebuild()
+
+    # --- view actions -------------------------------------------------------------------------
+
+    def action_toggle_problems(self) -> None:
+        self.problems_only = not self.problems_only
+        self.rebuild()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = _SORT_CYCLE[(_SORT_CYCLE.index(self.sort) + 1) % len(_SORT_CYCLE)]
+        self.rebuild()
+
+    def action_next_problem(self) -> None:
+        rows = self.table.shown
+        if not rows:
+            return
+        start = max(self.table.cursor_row, 0)
+        for step in range(1, len(rows) + 1):
+            row = rows[(start + step) % len(rows)]
+            if row.level is Level.CHECK and self.board.needs_attention(row.key):
+                self.table.select_key(row.key)
+                return
+        self.notify("No unacknowledged problem in view.", timeout=3)
+
+    # --- commands to the engine ---------------------------------------------------------------
+
+    def _selected_checks(self) -> list[str]:
+        row = self.table.selected_row
+        return [] if row is None else [check.ref.check_id for check in row.checks]
+
+    def action_run_now(self) -> None:
+        check_ids = self._selected_checks()
+        if self.app.run_now(check_ids):
+            self.notify(f"Running {_count(check_ids)} now.", timeout=2)
+
+    def action_toggle_pause(self) -> None:
+        check_ids = self._selected_checks()
+        if not check_ids:
+            return
+        paused = self.app.toggle_pause(check_ids)
+        if paused is None:
+            return
+        now, paused_set = self.app.now(), self.app.paused()
+        self.table.refresh_checks(check_ids, now, paused_set)
+        self._show_detail(now)
+        self.notify(f"{'Paused' if paused else 'Resumed'} {_count(check_ids)}.", timeout=2)
+
+    def action_acknowledge(self) -> None:
+        row = self.table.selected_row
+        if row is None or row.level is not Level.CHECK:
+            self.notify("Select a check to acknowledge.", timeout=3)
+            return
+        if not self.board.is_problem(row.key):
+            self.notify("Only a problem can be acknowledged.", timeout=3)
+            return
+        self.board.acknowledge(row.key)
+        now = self.app.now()
+        self.table.refresh_checks([row.key], now, self.app.paused())
+        self._show_summary(now)
+        self._show_detail(now)
+
+
+def _count(check_ids: Sequence[str]) -> str:
+    return check_ids[0] if len(check_ids) == 1 else f"{len(check_ids)} checks"
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, generated from the bindings themselves so the list cannot drift."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "dismiss", "Close help"),
+    ]
+
+    def __init__(self, bindings: Sequence[Binding]) -> None:
+        super().__init__()
+        self.bindings = bindings
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(self._keys(), id="help-keys")
+
+    def _keys(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_row(Text("Key", style="bold"), Text("Does", style="bold"))
+        for binding in self.bindings:
+            does = binding.description + (f": {binding.tooltip}" if binding.tooltip else "")
+            table.add_row(Text(self.app.get_key_display(binding)), Text(does))
+        table.add_row(
+            Text("mouse"), Text("click a row to select it; click a column header to sort")
+        )
+        return table

@@ -1,0 +1,486 @@
+"""The dashboard's widgets: the check table, the summary bar, the detail pane and the event log.
+
+Colours come from component classes styled in dashboard.tcss; the text alone (symbols, words)
+already says everything, so colour only repeats it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Input, RichLog, Static
+
+from monitor.inventory import Check
+from monitor.model import CertificateInfo, ProbeResult, Severity
+from tui.board import Board, Level, Row, Sort
+from tui.present import (
+    SYMBOLS,
+    age_text,
+    clock_text,
+    info_text,
+    sparkline,
+    status_text,
+)
+from tui.state import StateChange, finished_at
+
+GROUP_DETAIL_ROWS = 30
+
+_SEVERITY_CLASS = {
+    Severity.OK: "sev--ok",
+    Severity.WARN: "sev--warn",
+    Severity.CRIT: "sev--crit",
+    Severity.UNKNOWN: "sev--unknown",
+}
+
+
+# Textual merges COMPONENT_CLASSES only along widget classes, so each widget lists these.
+SEVERITY_CLASSES = frozenset({*_SEVERITY_CLASS.values(), "sev--pending", "acked", "dim"})
+
+
+class SeverityStyles:
+    """Rich styles for severities, read from the widget's component classes (set in .tcss).
+
+    Looked up thousands of times a second under load, so they are cached until the styles
+    change (a theme switch)."""
+
+    _style_cache: dict[str, Style] | None = None
+
+    def component_style(self, name: str) -> Style:
+        if self._style_cache is None:
+            self._style_cache = {}
+        style = self._style_cache.get(name)
+        if style is None:
+            style = self.get_component_rich_style(name, partial=True)  # type: ignore[attr-defined]
+            self._style_cache[name] = style
+        return style
+
+    def notify_style_update(self) -> None:
+        self._style_cache = None
+        super().notify_style_update()  # type: ignore[misc]
+
+    def severity_style(self, severity: Severity | None, acked: bool = False) -> Style:
+        name = "sev--pending" if severity is None else _SEVERITY_CLASS[severity]
+        style = self.component_style(name)
+        return style + self.component_style("acked") if acked else style
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Fixed column widths for a table width: fixed widths keep updates O(changed cells)."""
+
+    name: int
+    trend: int  # 0: no trend column (a narrow screen)
+    info: int
+    status: int = 10  # "? UNKN ack"
+    age: int = 6  # "‖ 59m"
+
+    @classmethod
+    def fit(cls, width: int) -> Columns:
+        padding = 2  # DataTable pads every cell by one on each side
+        trend = 12 if width >= 110 else 8 if width >= 70 else 0
+        count = 5 if trend else 4
+        rest = max(20, width - 1 - count * padding - 10 - 6 - trend)
+        name = max(16, min(40, rest * 45 // 100))
+        return cls(name=name, trend=trend, info=max(8, rest - name))
+
+    def spec(self) -> list[tuple[str, str, int]]:
+        """(key, label, width) in order."""
+        columns = [("status", "Status", self.status), ("name", "Name", self.name)]
+        columns.append(("age", "Age", self.age))
+        if self.trend:
+            columns.append(("trend", "Latency", self.trend))
+        columns.append(("info", "Info", self.info))
+        return columns
+
+
+HEADER_SORTS = {"status": Sort.SEVERITY, "name": Sort.NAME, "age": Sort.AGE}
+
+
+class CheckTable(SeverityStyles, DataTable[Text]):
+    """Sites, links and checks as a tree-like table. Rows are built once per view (filter, sort,
+    resize) and afterwards only changed cells are written."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {*SEVERITY_CLASSES, "row--site", "row--link"}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor_up", "Previous row", show=False),
+        Binding("down", "cursor_down", "Next row", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "scroll_home", "First row", show=False),
+        Binding("end", "scroll_end", "Last row", show=False),
+    ]
+
+    def __init__(self, board: Board, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.board = board
+        self.shown: list[Row] = []
+        self.columns_fit: Columns | None = None
+        self._row_of: dict[str, Row] = {}
+        # What each cell holds, as (plain text, style, spans): rich's Text equality ignores the
+        # base style, and a dimmed (acknowledged) cell must still count as changed.
+        self._written: dict[tuple[str, str], tuple[object, ...]] = {}
+
+    # --- building ---------------------------------------------------------------------------
+
+    def show_rows(self, rows: list[Row], now: float, paused: set[str]) -> None:
+        """Replace the table's rows (a user action: filter, sort, toggle, resize), keeping the
+        cursor on the same row where it is still shown."""
+        keep = self.selected_key
+        fit = Columns.fit(self.size.width or 80)
+        if fit != self.columns_fit:
+            self.clear(columns=True)
+            for key, label, width in fit.spec():
+                self.add_column(label, width=width, key=key)
+            self.columns_fit = fit
+        else:
+            self.clear()
+        self.shown = rows
+        self._row_of = {row.key: row for row in rows}
+        self._written.clear()
+        keys = [key for key, _, _ in fit.spec()]
+        for row in rows:
+            cells = self._cells(row, now, paused)
+            for column in keys:
+                self._written[(row.key, column)] = _identity(cells[column])
+            self.add_row(*(cells[column] for column in keys), key=row.key)
+        if keep is not None and keep in self._row_of:
+            self.move_cursor(row=self.get_row_index(keep), animate=False)
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self.shown or self.cursor_row < 0 or self.cursor_row >= len(self.shown):
+            return None
+        return self.shown[self.cursor_row].key
+
+    @property
+    def selected_row(self) -> Row | None:
+        key = self.selected_key
+        return None if key is None else self._row_of[key]
+
+    def select_key(self, key: str) -> bool:
+        if key not in self._row_of:
+            return False
+        self.move_cursor(row=self.get_row_index(key))
+        return True
+
+    # --- updating ---------------------------------------------------------------------------
+
+    def refresh_checks(self, check_ids: Iterable[str], now: float, paused: set[str]) -> None:
+        """Rewrite the changed cells of these checks' rows and of the link and site rows above
+        them (their status is the worst below)."""
+        groups: dict[str, Row] = {}
+        for check_id in check_ids:
+            row = self._row_of.get(check_id)
+            if row is None:
+                continue
+            self._write(row, self._cells(row, now, paused))
+            assert row.link is not None
+            for group_key in (f"link:{row.link.site_id}/{row.link.id}", f"site:{row.site.id}"):
+                if group_key in self._row_of:
+                    groups[group_key] = self._row_of[group_key]
+        for row in groups.values():
+            self._write(row, self._cells(row, now, paused))
+
+    def refresh_ages(self, now: float, paused: set[str]) -> None:
+        """Ages on screen only: under 60 s every age changes every second, and rewriting
+        thousands of off-screen cells a second is what makes a table slow. A row scrolled into
+        view shows its age at most a second old."""
+        top = max(0, int(self.scroll_y))
+        for row in self.shown[top : top + self.size.height]:
+            if row.level is Level.CHECK:
+                self._write(row, {"age": self._age_cell(row, now, paused)})
+
+    def _write(self, row: Row, cells: dict[str, Text]) -> None:
+        for column, text in cells.items():
+            if column == "trend" and not (self.columns_fit and self.columns_fit.trend):
+                continue
+            cell, identity = (row.key, column), _identity(text)
+            if self._written.get(cell) != identity:
+                self._written[cell] = identity
+                self.update_cell(row.key, column, text)
+
+    # --- cell contents ----------------------------------------------------------------------
+
+    def _cells(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
+        if row.level is Level.CHECK:
+            return self._check_cells(row, now, paused)
+        severity = self.board.group_severity(row.checks)
+        status = Text(status_text(severity), self.severity_style(severity))
+        if row.level is Level.SITE:
+            style = self.component_style("row--site")
+            name = Text(row.site.name or row.site.id, style)
+            n = len(row.checks)
+            info = Text(f"{row.site.id} · {len(row.site.links)} links · {n} checks", style)
+        else:
+            assert row.link is not None
+            style = self.component_style("row--link")
+            name = Text(f"  {row.link.id}", style)
+            details = (row.link.role, row.link.medium, row.link.name)
+            info = Text(" · ".join(d for d in details if d), style)
+        return {"status": status, "name": name, "age": Text(), "trend": Text(), "info": info}
+
+    def _check_cells(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
+        check = row.check
+        assert check is not None
+        check_id = check.ref.check_id
+        state = self.board.states[check_id]
+        acked = check_id in self.board.acked
+        dim = self.component_style("acked") if acked else Style()
+        own_id = check_id.rsplit("/", 1)[-1]
+        width = self.columns_fit.trend if self.columns_fit else 0
+        result = state.result
+        return {
+            "status": Text(
+                status_text(state.severity, acked), self.severity_style(state.severity, acked)
+            ),
+            "name": Text(f"    {own_id} ", dim)
+            + Text(check.kind, self.component_style("dim") + dim),
+            "age": self._age_cell(row, now, paused),
+            "trend": Text(sparkline(state.latencies, width), dim),
+            "info": Text("" if result is None else info_text(result, now), dim),
+        }
+
+    def _age_cell(self, row: Row, now: float, paused: set[str]) -> Text:
+        assert row.check is not None
+        check_id = row.check.ref.check_id
+        result = self.board.states[check_id].result
+        age = "" if result is None else age_text(now - finished_at(result))
+        if check_id in paused:
+            return Text(f"‖ {age}".rstrip(), self.component_style("dim"))
+        return Text(age)
+
+
+def _identity(text: Text) -> tuple[object, ...]:
+    return (text.plain, text.style, tuple(text.spans))
+
+
+# --- the summary bar ------------------------------------------------------------------------
+
+
+class SummaryBar(SeverityStyles, Static):
+    """Counts per severity (problems needing attention first) and since when."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
+    _shown: Text | None = None
+
+    def show(
+        self,
+        board: Board,
+        *,
+        started_at: float,
+        now: float,
+        view: str,
+    ) -> None:
+        counts = board.counts()
+        text = Text()
+        for severity in (Severity.CRIT, Severity.UNKNOWN, Severity.WARN, Severity.OK):
+            n = counts.get(severity.name, 0)
+            style = self.severity_style(severity) if n else Style()
+            text.append(f"{SYMBOLS[severity]} {n} {severity.name}", style)
+            text.append("  ")
+        if counts.get("ack"):
+            text.append(f"{counts['ack']} ack  ", self.severity_style(None, acked=True))
+        if counts.get("pending"):
+            text.append(f"{counts['pending']} pending  ", self.severity_style(None))
+        text.append(f"│ since {clock_text(started_at)}")
+        changed = board.last_change()
+        if changed is not None:
+            text.append(f", last change {clock_text(changed)} ({age_text(now - changed)} ago)")
+        if view:
+            text.append(f" │ {view}")
+        if text != self._shown:
+            self._shown = text
+            # A fixed height in the .tcss: no layout pass per batch of results.
+            self.update(text, layout=False)
+
+
+# --- the detail pane ------------------------------------------------------------------------
+
+
+class DetailPane(SeverityStyles, Static):
+    """Everything about the selected row: verdicts, error, history, certificate chain."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {*SEVERITY_CLASSES, "detail--heading"}
+
+    def show(self, board: Board, row: Row | None, now: float, paused: set[str]) -> None:
+        if row is None:
+            self.update(Text("No row selected.", self._dim))
+        elif row.level is Level.CHECK:
+            assert row.check is not None
+            self.update(self._check(board, row.check, now, row.check.ref.check_id in paused))
+        else:
+            self.update(self._group(board, row, now))
+
+    @property
+    def _dim(self) -> Style:
+        return self.component_style("dim")
+
+    def _heading(self, text: str) -> Text:
+        return Text(text, self.component_style("detail--heading"))
+
+    def _group(self, board: Board, row: Row, now: float) -> RenderableType:
+        if row.link is not None:
+            link = row.link
+            title = f"{row.site.name or row.site.id} / {link.name or link.id}"
+            facts = f"link {link.site_id}/{link.id} · {link.role} · {link.medium}"
+        else:
+            title = row.site.name or row.site.id
+            facts = f"site {row.site.id}" + (
+                f" · {', '.join(row.site.tags)}" if row.site.tags else ""
+            )
+        counts = Text()
+        worst_first = sorted(
+            row.checks,
+            key=lambda c: -_attention_rank(board, c.ref.check_id),
+        )
+        tally = Counter(status_text(board.states[c.ref.check_id].severity) for c in row.checks)
+        counts.append(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
+        # The problems, worst first: a group can hold thousands of checks, and this pane is
+        # redrawn every second, so it lists a screenful, not all of them.
+        table = Table.grid(padding=(0, 1))
+        problems = [c for c in worst_first if board.is_problem(c.ref.check_id)]
+        for check in problems[:GROUP_DETAIL_ROWS]:
+            state = board.states[check.ref.check_id]
+            acked = check.ref.check_id in board.acked
+            summary = "" if state.result is None else state.result.summary()
+            table.add_row(
+                Text(
+                    status_text(state.severity, acked), self.severity_style(state.severity, acked)
+                ),
+                Text(check.ref.check_id),
+                Text(summary, self._dim, overflow="ellipsis", no_wrap=True),
+            )
+        more = len(problems) - GROUP_DETAIL_ROWS
+        tail = [Text(f"… and {more} more problems", self._dim)] if more > 0 else []
+        return Group(self._heading(title), Text(facts, self._dim), counts, Text(), table, *tail)
+
+    def _check(self, board: Board, check: Check, now: float, paused: bool) -> RenderableType:
+        check_id = check.ref.check_id
+        state = board.states[check_id]
+        acked = check_id in board.acked
+        parts: list[RenderableType] = [
+            self._heading(check_id),
+            Text(f"{check.kind} {check.ref.target} · every {_seconds(check.interval)}", self._dim),
+        ]
+        if check.description:
+            parts.append(Text(check.description, self._dim))
+        line = Text(status_text(state.severity, acked), self.severity_style(state.severity, acked))
+        if state.changed_at is not None:
+            line.append(f" since {clock_text(state.changed_at)}")
+        result = state.result
+        if result is not None:
+            done = finished_at(result)
+            line.append(f" · last {clock_text(done)} ({age_text(now - done)} ago)")
+            line.append(f" · took {result.duration_ms:.0f} ms")
+        if paused:
+            line.append(" · paused")
+        if acked:
+            line.append(" · acknowledged")
+        parts.append(line)
+        if result is None:
+            parts.append(Text("No result yet.", self._dim))
+            return Group(*parts)
+        if result.error is not None:
+            parts += [Text(), self._heading("Error")]
+            parts.append(Text(f"{result.error.error_class}: {result.error.message}"))
+        if result.verdicts:
+            parts += [Text(), self._heading("Verdicts")]
+            parts.append(self._verdicts(result))
+        if result.certificates:
+            parts += [Text(), self._heading("Certificate chain")]
+            parts.append(self._certificates(result.certificates, now))
+        parts += [Text(), self._heading(f"History (last {len(state.history)})")]
+        parts.append(self._history(state.history))
+        return Group(*parts)
+
+    def _verdicts(self, result: ProbeResult) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for verdict in result.verdicts:
+            value = "not measured" if verdict.value is None else f"{verdict.value}{verdict.unit}"
+            table.add_row(
+                Text(SYMBOLS[verdict.severity], self.severity_style(verdict.severity)),
+                Text(verdict.condition),
+                Text(value),
+                Text(verdict.threshold, self._dim),
+            )
+        return table
+
+    def _certificates(self, certificates: tuple[CertificateInfo, ...], now: float) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for cert in certificates:
+            role = "leaf" if cert.position == 0 else f"#{cert.position}"
+            days = cert.days_left(now)
+            not_after = dt.datetime.fromtimestamp(cert.not_after, dt.UTC).strftime("%Y-%m-%d")
+            table.add_row(Text(role, self._dim), Text(cert.subject))
+            table.add_row(Text(""), Text(f"issuer {cert.issuer}", self._dim))
+            table.add_row(
+                Text(""),
+                Text(
+                    f"not after {not_after} ({days:.0f} days left) · "
+                    f"{cert.key_type} {cert.key_bits} · {cert.signature_algorithm}"
+                    + (" · self-signed" if cert.self_signed else "")
+                ),
+            )
+        return table
+
+    def _history(self, history: tuple[ProbeResult, ...]) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for result in reversed(history):
+            table.add_row(
+                Text(clock_text(finished_at(result)), self._dim),
+                Text(status_text(result.severity), self.severity_style(result.severity)),
+                Text(result.summary(), overflow="ellipsis", no_wrap=True),
+            )
+        return table
+
+
+def _attention_rank(board: Board, check_id: str) -> int:
+    severity = board.states[check_id].severity
+    if severity is None or check_id in board.acked:
+        return -1
+    return severity.rank
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+# --- the event log --------------------------------------------------------------------------
+
+
+class EventLog(SeverityStyles, RichLog):
+    """State changes, newest at the bottom, each with the time it happened."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, max_lines=1000, wrap=False, markup=False, auto_scroll=True)
+
+    def record(self, change: StateChange) -> None:
+        line = Text(f"{clock_text(change.at)} ")
+        line.append(status_text(change.before), self.severity_style(change.before))
+        line.append(" → ")
+        line.append(status_text(change.after), self.severity_style(change.after))
+        line.append(f"  {change.check.check_id}  ")
+        line.append(change.summary, self.component_style("dim"))
+        self.write(line)
+
+
+class FilterInput(Input):
+    """Filter-as-you-type; escape clears it (handled by the screen)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "screen.clear_filter", "Clear filter", show=False),
+    ]
