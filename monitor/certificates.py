@@ -101,78 +101,78 @@ def pin(value: Any) -> str:
     return base64.b64encode(digest).decode()
 
 
-def warn_days_option() -> Any:
-    return option(
+@dataclass(frozen=True, kw_only=True)
+class CertificateOptions:
+    """The certificate keys of every TLS-bearing probe (tls, and http for https URLs). Their
+    options dataclasses inherit these, so each key is declared, parsed and flagged once."""
+
+    ca_file: str | None = option(
+        None,
+        parse=ca_file,
+        metavar="PATH",
+        help="PEM CA bundle to verify against instead of the system store",
+    )
+    warn_days: float = option(
         30.0,
         parse=number(0),
         metavar="DAYS",
         help="WARN when a certificate (leaf or intermediate) expires in fewer days",
     )
-
-
-def crit_days_option() -> Any:
-    return option(
+    crit_days: float = option(
         14.0,
         parse=number(0),
         metavar="DAYS",
         help="CRIT when a certificate (leaf or intermediate) expires in fewer days",
     )
-
-
-def pin_option() -> Any:
-    return option(
+    max_validity_days: int | None = option(
+        None,
+        parse=integer(1),
+        metavar="DAYS",
+        help="CRIT when the leaf's validity period is longer (398 for public web PKI)",
+    )
+    pin: tuple[str, ...] = option(
         (),
         parse=each(pin),
         metavar="sha256/BASE64",
         repeatable=True,
         help="CRIT unless the leaf or a chain element has one of these SPKI SHA-256 pins",
     )
-
-
-def max_validity_option() -> Any:
-    return option(
-        None,
-        parse=integer(1),
-        metavar="DAYS",
-        help="CRIT when the leaf's validity period is longer (398 for public web PKI)",
+    ocsp: bool = option(
+        False,
+        parse=boolean,
+        metavar="BOOL",
+        help="ask the leaf's OCSP responder whether it is revoked",
     )
-
-
-def ca_file_option() -> Any:
-    return option(
-        None,
-        parse=ca_file,
-        metavar="PATH",
-        help="PEM CA bundle to verify against instead of the system store",
+    crl: bool = option(
+        False,
+        parse=boolean,
+        metavar="BOOL",
+        help="check the leaf against its CRL (after OCSP, when both are on)",
     )
-
-
-def client_cert_option() -> Any:
-    return option(
+    revocation_timeout: float = option(
+        5.0, parse=duration, metavar="DURATION", help="time allowed for each OCSP or CRL exchange"
+    )
+    client_cert: str | None = option(
         None,
         parse=readable_file,
         metavar="PATH",
         help="PEM client certificate (and chain) for servers that demand one",
     )
-
-
-def client_key_option() -> Any:
-    return option(None, parse=readable_file, metavar="PATH", help="PEM private key of client_cert")
-
-
-def client_key_passphrase_env_option() -> Any:
-    return option(
+    client_key: str | None = option(
+        None, parse=readable_file, metavar="PATH", help="PEM private key of client_cert"
+    )
+    client_key_passphrase_env: SecretRef | None = option(
         None,
         parse=secret_env,
         metavar="NAME",
         help="environment variable holding the passphrase of client_key",
     )
-
-
-def client_key_passphrase_file_option() -> Any:
-    return option(
+    client_key_passphrase_file: SecretRef | None = option(
         None, parse=secret_file, metavar="PATH", help="file holding the passphrase of client_key"
     )
+
+    def validate_certificates(self) -> None:
+        validate_certificate_options(self)
 
 
 def validate_certificate_options(options: Any) -> None:
@@ -766,28 +766,4 @@ def revocation_conditions(options: Any) -> tuple[Condition, ...]:
             severity=Severity.WARN,
             about="revocation_detail",
         ),
-    )
-
-
-def ocsp_option() -> Any:
-    return option(
-        False,
-        parse=boolean,
-        metavar="BOOL",
-        help="ask the leaf's OCSP responder whether it is revoked",
-    )
-
-
-def crl_option() -> Any:
-    return option(
-        False,
-        parse=boolean,
-        metavar="BOOL",
-        help="check the leaf against its CRL (after OCSP, when both are on)",
-    )
-
-
-def revocation_timeout_option() -> Any:
-    return option(
-        5.0, parse=duration, metavar="DURATION", help="time allowed for each OCSP or CRL exchange"
     )

@@ -79,7 +79,9 @@ def option(
 def option_specs(options_class: type) -> tuple[OptionSpec, ...]:
     """The declared options of a probe's options dataclass, in declaration order."""
     specs = []
-    for f in dataclasses.fields(options_class):
+    # Inherited keys (e.g. the certificate keys) come first in a dataclass; the target leads.
+    fields = sorted(dataclasses.fields(options_class), key=lambda f: f.name != "target")
+    for f in fields:
         if "parse" not in f.metadata:
             continue
         specs.append(

@@ -112,7 +112,7 @@ def _method(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HttpOptions:
+class HttpOptions(certificates.CertificateOptions):
     target: str = option(parse=_url, help="http:// or https:// URL to request", metavar="URL")
     method: str = option("GET", parse=_method, help="GET or HEAD", metavar="METHOD")
     expect_status: tuple[tuple[int, int], ...] = option(
@@ -162,26 +162,13 @@ class HttpOptions:
     verify_tls: bool = option(
         True, parse=boolean, metavar="BOOL", help="verify the server certificate and name"
     )
-    ca_file: str | None = certificates.ca_file_option()
-    # The certificate keys of the tls probe, judged the same way for https URLs.
-    warn_days: float = certificates.warn_days_option()
-    crit_days: float = certificates.crit_days_option()
-    max_validity_days: int | None = certificates.max_validity_option()
-    pin: tuple[str, ...] = certificates.pin_option()
-    ocsp: bool = certificates.ocsp_option()
-    crl: bool = certificates.crl_option()
-    revocation_timeout: float = certificates.revocation_timeout_option()
-    client_cert: str | None = certificates.client_cert_option()
-    client_key: str | None = certificates.client_key_option()
-    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()
-    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()
     user_agent: str = option(
         USER_AGENT, parse=text, metavar="TEXT", help="User-Agent header to send"
     )
 
     def validate(self) -> None:
         validate_latency(self.latency_warn, self.latency_crit)
-        certificates.validate_certificate_options(self)
+        self.validate_certificates()
         if self.method == "HEAD" and (self.body_contains or self.body_regex):
             raise OptionError(
                 "a HEAD request has no body to check",

@@ -21,7 +21,7 @@ from monitor.certificates import ParsedCertificate, Verification
 from monitor.conditions import Condition, Expectation
 from monitor.errors import ConfigFailure, TlsFailure
 from monitor.model import ObservationValue, Severity
-from monitor.options import SecretRef, choice, duration, format_host_port, host, host_port, option
+from monitor.options import choice, duration, format_host_port, host, host_port, option
 from probes.base import Observations, ProbeContext, ProbeKind
 from probes.tcp import latency_threshold, validate_latency
 
@@ -37,7 +37,7 @@ def _target(value: Any) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TlsOptions:
+class TlsOptions(certificates.CertificateOptions):
     target: tuple[str, int] = option(
         parse=_target, help="HOST:PORT to connect to (port 443 if left out)", metavar="HOST:PORT"
     )
@@ -53,20 +53,6 @@ class TlsOptions:
         metavar="PROTOCOL",
         help="plain-text protocol to upgrade first: " + ", ".join(starttls.PROTOCOLS),
     )
-    ca_file: str | None = certificates.ca_file_option()
-    warn_days: float = certificates.warn_days_option()
-    crit_days: float = certificates.crit_days_option()
-    max_validity_days: int | None = certificates.max_validity_option()
-    pin: tuple[str, ...] = certificates.pin_option()
-    ocsp: bool = certificates.ocsp_option()
-    crl: bool = certificates.crl_option()
-    revocation_timeout: float = certificates.revocation_timeout_option()
-    client_cert: str | None = certificates.client_cert_option()
-    client_key: str | None = certificates.client_key_option()
-    # The shared declarations return option() fields, as immutable as the others (RUF009 cannot
-    # tell for a SecretRef annotation).
-    client_key_passphrase_env: SecretRef | None = certificates.client_key_passphrase_env_option()
-    client_key_passphrase_file: SecretRef | None = certificates.client_key_passphrase_file_option()
     latency_warn: float | None = option(
         None, parse=duration, metavar="DURATION", help="WARN when the TLS handshake takes longer"
     )
@@ -76,7 +62,7 @@ class TlsOptions:
 
     def validate(self) -> None:
         validate_latency(self.latency_warn, self.latency_crit)
-        certificates.validate_certificate_options(self)
+        self.validate_certificates()
 
 
 def judged_name(options: TlsOptions) -> str:
