@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import socket
@@ -18,12 +19,12 @@ from typing import Any
 import aiohttp
 import dns.exception
 
-from monitor.conditions import evaluate
+from monitor.conditions import Condition, evaluate
 from monitor.errors import ConfigFailure, DnsFailure, ProbeFailure, ProtocolFailure, TlsFailure
 from monitor.inventory import Check
 from monitor.model import ErrorClass, ProbeError, ProbeResult, Severity
 from monitor.options import OptionError
-from probes.base import ProbeContext, SharedResources
+from probes.base import ProbeContext, ProbeKind, SharedResources
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,12 @@ def describe_error(exc: BaseException, error_class: ErrorClass, timeout: float) 
     return text
 
 
+@functools.lru_cache(maxsize=65536)
+def _conditions(probe: ProbeKind, options: Any) -> tuple[Condition, ...]:
+    """A check's conditions depend on its options alone: built once, not on every attempt."""
+    return probe.conditions(options)
+
+
 async def run_check(
     check: Check, shared: SharedResources, memory: dict[str, Any] | None = None
 ) -> ProbeResult:
@@ -124,7 +131,7 @@ async def run_check(
         if isinstance(exc, ProbeFailure):
             observations = dict(exc.observations)
     duration_ms = (time.perf_counter() - started) * 1000
-    conditions = check.probe.conditions(check.options)
+    conditions = _conditions(check.probe, check.options)
     if error is not None:
         # A failed attempt is judged only on what it did measure before failing.
         conditions = tuple(c for c in conditions if c.observation in observations)

@@ -31,3 +31,20 @@ def test_every_probe_has_the_one_signature():
         specs = option_specs(probe.options)
         assert specs[0].name == "target" and specs[0].required
         assert all(spec.help for spec in specs)
+
+
+def test_options_are_hashable_so_conditions_are_built_once_per_check():
+    """The runner caches each check's conditions by its (frozen) options."""
+    for probe in REGISTRY.values():
+        for spec in option_specs(probe.options):
+            assert not isinstance(spec.default, list | dict | set), (probe.kind, spec.name)
+    examples = {
+        "tcp": {"target": "127.0.0.1:1"},
+        "http": {"target": "https://127.0.0.1/", "headers": ["X-A: 1"], "expect_status": [200]},
+        "tls": {"target": "127.0.0.1:1", "pin": ["sha256/" + "A" * 43 + "="]},
+        "dns": {"target": "example.net", "server": "127.0.0.1", "expect": ["192.0.2.1"]},
+    }
+    from monitor.inventory import adhoc_check
+
+    for kind, values in examples.items():
+        hash(adhoc_check(kind, values).options)
