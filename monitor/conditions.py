@@ -15,7 +15,10 @@ from monitor.model import ObservationValue, Severity, Verdict
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """A numeric observation with warn/crit bounds; `higher_is_worse` for latency, not for days."""
+    """A numeric observation with warn/crit bounds; `higher_is_worse` for latency, not for days.
+
+    `needs_history` marks a value derived from two polls (a counter rate): on a first poll, or
+    after the counters were reset, it cannot exist yet, and its absence is OK, not UNKNOWN."""
 
     condition: str
     observation: str
@@ -23,6 +26,7 @@ class Threshold:
     crit: float | None
     unit: str = ""
     higher_is_worse: bool = True
+    needs_history: bool = False
 
     def judge(self, value: ObservationValue) -> Verdict:
         severity = Severity.UNKNOWN
@@ -89,13 +93,14 @@ def evaluate(
     verdicts = []
     for condition in conditions:
         if condition.observation not in observations:
+            waiting = isinstance(condition, Threshold) and condition.needs_history
             verdicts.append(
                 Verdict(
                     condition=condition.condition,
                     observation=condition.observation,
                     value=None,
-                    threshold="not measured",
-                    severity=Severity.UNKNOWN,
+                    threshold="not measured yet (needs two polls)" if waiting else "not measured",
+                    severity=Severity.OK if waiting else Severity.UNKNOWN,
                     unit=condition.unit,
                 )
             )
