@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import dns, http, tcp
+from probes import dns, http, snmp, tcp
 from probes.base import ProbeKind
 
 REGISTRY: dict[str, ProbeKind] = {
@@ -11,5 +11,6 @@ REGISTRY: dict[str, ProbeKind] = {
         tcp.PROBE,
         http.PROBE,
         dns.PROBE,
+        snmp.PROBE,
     )
 }

@@ -1,0 +1,499 @@
+"""SNMP requests over pysnmp's asyncio API, for every snmp check of one engine run.
+
+One `SnmpRuntime` per event loop (pysnmp engines hang when reused across loops), made on first
+use through `SharedResources` and closed with the run. It owns the engine's UDP sockets (with a
+large receive buffer) and caps the requests in flight, because a burst of answers beyond the
+socket buffer is dropped by the kernel and would look like timeouts.
+
+SNMPv3: the agent's engine id is discovered once with a throw-away user name and then cached by
+pysnmp; each credential is installed for that engine id only (`securityEngineId`). Installing it
+engine-wide instead would make two devices that share a user name but not a passphrase overwrite
+each other's keys inside the shared engine. When a device with a cached engine id stops
+answering, the id is forgotten and discovered again at once: a re-imaged device (new engine id)
+recovers within the same poll instead of timing out for the 300 s pysnmp keeps the old id, and a
+device that answers discovery but not our authenticated request is told apart from a dead one.
+
+Secrets are revealed only to build pysnmp's credential objects, never put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyasn1.type import univ
+from pysnmp.carrier.asyncio.dgram import udp, udp6
+from pysnmp.entity import config
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    Udp6TransportTarget,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_walk_cmd,
+    get_cmd,
+    usmAesCfb128Protocol,
+    usmAesCfb192Protocol,
+    usmAesCfb256Protocol,
+    usmDESPrivProtocol,
+    usmHMAC128SHA224AuthProtocol,
+    usmHMAC192SHA256AuthProtocol,
+    usmHMAC256SHA384AuthProtocol,
+    usmHMAC384SHA512AuthProtocol,
+    usmHMACMD5AuthProtocol,
+    usmHMACSHAAuthProtocol,
+)
+from pysnmp.proto import errind, rfc1902, rfc1905
+
+from monitor.errors import AuthFailure, ConfigFailure, ProtocolFailure
+from monitor.model import ObservationValue
+from monitor.options import SecretRef, format_host_port
+from probes.base import SharedResources
+
+AUTH_PROTOCOLS = {
+    "md5": usmHMACMD5AuthProtocol,
+    "sha": usmHMACSHAAuthProtocol,
+    "sha224": usmHMAC128SHA224AuthProtocol,
+    "sha256": usmHMAC192SHA256AuthProtocol,
+    "sha384": usmHMAC256SHA384AuthProtocol,
+    "sha512": usmHMAC384SHA512AuthProtocol,
+}
+PRIV_PROTOCOLS = {
+    "des": usmDESPrivProtocol,
+    "aes": usmAesCfb128Protocol,
+    "aes192": usmAesCfb192Protocol,
+    "aes256": usmAesCfb256Protocol,
+}
+
+# What the agent sends for a variable it cannot give: kept as these words in observations.
+NO_SUCH_OBJECT = "noSuchObject"
+NO_SUCH_INSTANCE = "noSuchInstance"
+END_OF_MIB_VIEW = "endOfMibView"
+ABSENT = frozenset({NO_SUCH_OBJECT, NO_SUCH_INSTANCE, END_OF_MIB_VIEW})
+
+MAX_IN_FLIGHT = 256
+RECEIVE_BUFFER = 4 * 1024 * 1024
+MAX_TEXT = 256
+MAX_WALK_ROWS = 4096
+_DISCOVERY_USER = "commwatch-discovery"
+_SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+
+Value = ObservationValue
+VarBinds = list[tuple[str, Value]]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to talk to one agent; secrets by reference only."""
+
+    version: str  # "2c" or "3"
+    community: SecretRef | None = None
+    user: str | None = None
+    auth_protocol: str | None = None
+    auth_passphrase: SecretRef | None = None
+    priv_protocol: str | None = None
+    priv_passphrase: SecretRef | None = None
+
+    @property
+    def level(self) -> str:
+        if self.version == "2c":
+            return "v2c"
+        if self.priv_protocol:
+            return "authPriv"
+        return "authNoPriv" if self.auth_protocol else "noAuthNoPriv"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An agent's address and how patient to be with each request to it."""
+
+    address: str
+    port: int
+    attempt_timeout: float
+    retransmits: int
+
+    @property
+    def label(self) -> str:
+        return format_host_port(self.address, self.port)
+
+    @property
+    def _domain(self) -> tuple[int, ...]:
+        return udp6.DOMAIN_NAME if ":" in self.address else udp.DOMAIN_NAME
+
+    @property
+    def _transport_address(self) -> tuple[Any, ...]:
+        return (self.address, self.port, 0, 0) if ":" in self.address else (self.address, self.port)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one exchange read, and what it learnt about the agent's engine on the way."""
+
+    varbinds: VarBinds
+    engine_id: str | None  # hex, SNMPv3 only
+    engine_id_changed: bool
+
+
+class SnmpRuntime:
+    """The shared pysnmp engine of one event loop, with its sockets and in-flight cap."""
+
+    def __init__(self) -> None:
+        self.engine = SnmpEngine()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._undecodable: Counter[tuple[str, int]] = Counter()
+        self._domains: set[tuple[int, ...]] = set()
+        self._mp_v3 = self.engine.message_processing_subsystems[3]
+        self._watch_undecodable()
+
+    def _watch_undecodable(self) -> None:
+        """Count, per sender, datagrams pysnmp drops as not SNMP, so that an agent answering
+        garbage is reported as such rather than as a silent timeout."""
+        dispatcher = self.engine.message_dispatcher
+        receive = dispatcher.receive_message
+        counters = self.engine.get_mib_builder().import_symbols(
+            "__SNMPv2-MIB", "snmpInASNParseErrs", "snmpInBadVersions"
+        )
+
+        def watched(snmp_engine: Any, domain: Any, address: Any, message: bytes) -> Any:
+            before = sum(int(counter.syntax) for counter in counters)
+            try:
+                return receive(snmp_engine, domain, address, message)
+            finally:
+                if sum(int(counter.syntax) for counter in counters) != before:
+                    self._undecodable[(str(address[0]), int(address[1]))] += 1
+
+        dispatcher.receive_message = watched
+
+    def _open(self, endpoint: Endpoint) -> None:
+        domain = endpoint._domain
+        if domain in self._domains:
+            return
+        ipv6 = domain == udp6.DOMAIN_NAME
+        sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.bind(("::", 0) if ipv6 else ("0.0.0.0", 0))
+            sock.setblocking(False)
+            transport_class = udp6.Udp6AsyncioTransport if ipv6 else udp.UdpAsyncioTransport
+            # pysnmp's command generator uses the transport registered for the domain, if any.
+            config.add_transport(self.engine, domain, transport_class().open_server_mode(sock=sock))
+        except BaseException:
+            sock.close()
+            raise
+        self._domains.add(domain)
+
+    def undecodable_from(self, endpoint: Endpoint) -> int:
+        return self._undecodable[(endpoint.address, endpoint.port)]
+
+    def engine_id(self, endpoint: Endpoint) -> Any:
+        engine_id, _, _ = self._mp_v3.get_peer_engine_info(
+            endpoint._domain, endpoint._transport_address
+        )
+        return engine_id or None
+
+    def forget_engine_id(self, endpoint: Endpoint) -> None:
+        # pysnmp has no public call for this; its cache is a dict keyed like this lookup.
+        cache = getattr(self._mp_v3, "_SnmpV3MessageProcessingModel__engineIdCache", {})
+        cache.pop((endpoint._domain, endpoint._transport_address), None)
+
+    async def close(self) -> None:
+        self.engine.close_dispatcher()
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def _target(self, endpoint: Endpoint) -> UdpTransportTarget | Udp6TransportTarget:
+        self._open(endpoint)
+        target_class = Udp6TransportTarget if ":" in endpoint.address else UdpTransportTarget
+        # Built directly: `create()` would resolve the (already literal) address in a thread.
+        target = target_class.__new__(target_class)
+        target.transport_address = endpoint._transport_address
+        target.__init__(timeout=endpoint.attempt_timeout, retries=endpoint.retransmits)
+        return target
+
+    async def get(self, endpoint: Endpoint, credentials: Credentials, oids: Sequence[str]) -> Reply:
+        """GET `oids` in one PDU; values in the order asked."""
+        names = [ObjectType(ObjectIdentity(oid)) for oid in oids]
+
+        async def send(auth: Any) -> tuple[Any, Any, Any, VarBinds]:
+            async with self._slots:
+                indication, status, index, varbinds = await get_cmd(
+                    self.engine,
+                    auth,
+                    self._target(endpoint),
+                    ContextData(),
+                    *names,
+                    lookupMib=False,
+                )
+            return indication, status, index, [_varbind(vb) for vb in varbinds]
+
+        return await self._exchange(endpoint, credentials, send)
+
+    async def walk(
+        self, endpoint: Endpoint, credentials: Credentials, columns: Sequence[str]
+    ) -> Reply:
+        """GETBULK walks of table columns, each ending at the end of its column."""
+
+        async def send(auth: Any) -> tuple[Any, Any, Any, VarBinds]:
+            rows: VarBinds = []
+            async with self._slots:
+                for column in columns:
+                    async for indication, status, index, varbinds in bulk_walk_cmd(
+                        self.engine,
+                        auth,
+                        self._target(endpoint),
+                        ContextData(),
+                        0,
+                        25,
+                        ObjectType(ObjectIdentity(column)),
+                        lookupMib=False,
+                        lexicographicMode=False,
+                    ):
+                        if indication or status:
+                            return indication, status, index, rows
+                        rows.extend(_varbind(vb) for vb in varbinds)
+                        if len(rows) > MAX_WALK_ROWS:
+                            raise ProtocolFailure(
+                                f"{endpoint.label} returned more than {MAX_WALK_ROWS} table"
+                                " cells while listing interfaces"
+                            )
+            return None, 0, 0, rows
+
+        return await self._exchange(endpoint, credentials, send)
+
+    async def _exchange(
+        self,
+        endpoint: Endpoint,
+        credentials: Credentials,
+        send: Callable[[Any], Awaitable[tuple[Any, Any, Any, VarBinds]]],
+    ) -> Reply:
+        garbage_before = self.undecodable_from(endpoint)
+        if credentials.version == "2c":
+            outcome = await send(_community(credentials))
+            _raise_for(
+                outcome, endpoint, credentials, self.undecodable_from(endpoint) > garbage_before
+            )
+            return Reply(outcome[3], None, False)
+
+        engine_id = self.engine_id(endpoint) or await self._discover(endpoint, garbage_before)
+        outcome = await send(_usm(credentials, engine_id))
+        changed = False
+        if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
+            # The agent may have a new engine id (re-imaged), or not accept our keys at all.
+            self.forget_engine_id(endpoint)
+            fresh = await self._discover(endpoint, garbage_before)
+            if fresh == engine_id:
+                if credentials.priv_protocol:
+                    raise AuthFailure(
+                        f"{endpoint.label} answers SNMPv3 engine discovery but not user "
+                        f"{credentials.user!r} at authPriv: wrong privacy passphrase or "
+                        "protocol? (agents silently drop requests they cannot decrypt)"
+                    )
+                raise TimeoutError(
+                    f"{endpoint.label} answers SNMPv3 engine discovery but not the request"
+                    f" of user {credentials.user!r}"
+                )
+            changed = True
+            engine_id = fresh
+            outcome = await send(_usm(credentials, engine_id))
+        _raise_for(outcome, endpoint, credentials, self.undecodable_from(endpoint) > garbage_before)
+        return Reply(outcome[3], bytes(engine_id).hex(), changed)
+
+    async def _discover(self, endpoint: Endpoint, garbage_before: int) -> Any:
+        """The agent's engine id, learnt from the report it sends to an unknown user."""
+        async with self._slots:
+            indication, _, _, _ = await get_cmd(
+                self.engine,
+                UsmUserData(_DISCOVERY_USER),
+                self._target(endpoint),
+                ContextData(),
+                ObjectType(ObjectIdentity(_SYS_UPTIME)),
+                lookupMib=False,
+            )
+        engine_id = self.engine_id(endpoint)
+        if engine_id is None:
+            garbage = self.undecodable_from(endpoint) > garbage_before
+            if isinstance(indication, errind.RequestTimedOut) and not garbage:
+                raise TimeoutError(
+                    f"no response from {endpoint.label} (SNMP agent down, unreachable, or"
+                    " filtering)"
+                )
+            _raise_for((indication, 0, 0, []), endpoint, None, garbage)
+            raise ProtocolFailure(f"{endpoint.label} did not reveal its SNMPv3 engine id")
+        return engine_id
+
+
+async def runtime(shared: SharedResources) -> SnmpRuntime:
+    """The run's shared SNMP runtime, made in the running loop on first use."""
+
+    async def make() -> SnmpRuntime:
+        return SnmpRuntime()
+
+    async def close(item: SnmpRuntime) -> None:
+        await item.close()
+
+    return await shared.get("snmp.runtime", make, close)
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+def _community(credentials: Credentials) -> CommunityData:
+    if credentials.community is None:
+        raise ConfigFailure("SNMPv2c needs a community (community_env or community_file)")
+    return CommunityData(credentials.community.reveal(), mpModel=1)
+
+
+def _usm(credentials: Credentials, engine_id: Any) -> UsmUserData:
+    if credentials.user is None:
+        raise ConfigFailure("SNMPv3 needs a user")
+    auth_key = priv_key = None
+    auth_protocol = priv_protocol = None
+    if credentials.auth_protocol and credentials.auth_passphrase is not None:
+        auth_key = credentials.auth_passphrase.reveal()
+        auth_protocol = AUTH_PROTOCOLS[credentials.auth_protocol]
+    if credentials.priv_protocol and credentials.priv_passphrase is not None:
+        priv_key = credentials.priv_passphrase.reveal()
+        priv_protocol = PRIV_PROTOCOLS[credentials.priv_protocol]
+    return UsmUserData(
+        credentials.user,
+        auth_key,
+        priv_key,
+        authProtocol=auth_protocol,
+        privProtocol=priv_protocol,
+        securityEngineId=engine_id,
+    )
+
+
+# --- outcomes ---------------------------------------------------------------------------------
+
+# pysnmp's error indications for SNMPv3 report PDUs, and what they tell the engineer.
+_REPORTS: tuple[tuple[type, str], ...] = (
+    (errind.UnknownUserName, "unknown user {user} (usmStatsUnknownUserNames)"),
+    (
+        errind.WrongDigest,
+        "wrong authentication passphrase or protocol for user {user} (usmStatsWrongDigests)",
+    ),
+    (
+        errind.DecryptionError,
+        "wrong privacy passphrase or protocol for user {user} (usmStatsDecryptionErrors)",
+    ),
+    (
+        errind.UnsupportedSecurityLevel,
+        "user {user} may not use security level {level} (usmStatsUnsupportedSecLevels)",
+    ),
+    (
+        errind.NotInTimeWindow,
+        "the agent keeps rejecting our messages as outside its time window"
+        " (usmStatsNotInTimeWindows): its engine boots/time are inconsistent",
+    ),
+)
+
+
+def _raise_for(
+    outcome: tuple[Any, Any, Any, VarBinds],
+    endpoint: Endpoint,
+    credentials: Credentials | None,
+    garbage: bool,
+) -> None:
+    indication, status, index, varbinds = outcome
+    if garbage and (indication is not None or not varbinds):
+        raise ProtocolFailure(f"{endpoint.label} answers with datagrams that are not SNMP")
+    if indication is None:
+        if status:
+            _raise_for_status(int(status), int(index), varbinds, endpoint)
+        return
+    if isinstance(indication, errind.RequestTimedOut):
+        if credentials is not None and credentials.version == "2c":
+            raise TimeoutError(
+                f"no response from {endpoint.label} (wrong community or agent down: SNMPv2c"
+                " agents silently ignore a community they do not know)"
+            )
+        raise TimeoutError(f"no response from {endpoint.label}")
+    user = repr(credentials.user) if credentials is not None else "?"
+    level = credentials.level if credentials is not None else "?"
+    for kind, message in _REPORTS:
+        if isinstance(indication, kind):
+            raise AuthFailure(f"{endpoint.label}: " + message.format(user=user, level=level))
+    if isinstance(indication, errind.UnknownSecurityName | errind.UnsupportedSecurityModel):
+        raise ConfigFailure(f"pysnmp cannot use these credentials: {indication}")
+    raise ProtocolFailure(f"{endpoint.label}: {indication}")
+
+
+def _raise_for_status(status: int, index: int, varbinds: VarBinds, endpoint: Endpoint) -> None:
+    name = _ERROR_STATUS.get(status, f"error status {status}")
+    where = f" at {varbinds[index - 1][0]}" if 0 < index <= len(varbinds) else ""
+    if name == "authorizationError":
+        raise AuthFailure(f"{endpoint.label} denied access{where} (authorizationError)")
+    if name == "tooBig":
+        raise ProtocolFailure(f"{endpoint.label}: the answer is too big for one message (tooBig)")
+    raise ProtocolFailure(f"{endpoint.label} answered {name}{where}")
+
+
+# RFC 3416 error-status values.
+_ERROR_STATUS = dict(
+    enumerate(
+        [
+            "noError",
+            "tooBig",
+            "noSuchName",
+            "badValue",
+            "readOnly",
+            "genErr",
+            "noAccess",
+            "wrongType",
+            "wrongLength",
+            "wrongEncoding",
+            "wrongValue",
+            "noCreation",
+            "inconsistentValue",
+            "resourceUnavailable",
+            "commitFailed",
+            "undoFailed",
+            "authorizationError",
+            "notWritable",
+            "inconsistentName",
+        ]
+    )
+)
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def _varbind(varbind: Any) -> tuple[str, Value]:
+    name, value = varbind[0], varbind[1]
+    return str(name), scalar(value)
+
+
+def scalar(value: Any) -> Value:
+    """A varbind's value as an observation: numbers stay numbers, text is bounded."""
+    if isinstance(value, rfc1905.NoSuchObject):
+        return NO_SUCH_OBJECT
+    if isinstance(value, rfc1905.NoSuchInstance):
+        return NO_SUCH_INSTANCE
+    if isinstance(value, rfc1905.EndOfMibView):
+        return END_OF_MIB_VIEW
+    if isinstance(value, rfc1902.IpAddress):
+        return ".".join(str(octet) for octet in bytes(value))
+    if isinstance(value, univ.Integer):
+        return int(value)
+    if isinstance(value, univ.ObjectIdentifier):
+        return str(value)
+    if isinstance(value, univ.OctetString):
+        raw = bytes(value)[: MAX_TEXT * 4]
+        try:
+            text = " ".join(raw.decode("utf-8").split())
+        except UnicodeDecodeError:
+            text = "\x00"
+        # Binary strings (MAC addresses, engine ids) are shown as hex, as snmpget does.
+        return text[:MAX_TEXT] if text.isprintable() else raw[:MAX_TEXT].hex(":")
+    if isinstance(value, univ.Null):
+        return None
+    return str(value)[:MAX_TEXT]
