@@ -118,6 +118,7 @@ class Endpoint:
     port: int
     attempt_timeout: float
     retransmits: int
+    deadline: float  # event-loop time by which the check must have its answer, or say why not
 
     @property
     def label(self) -> str:
@@ -274,35 +275,53 @@ class SnmpRuntime:
         send: Callable[[Any], Awaitable[tuple[Any, Any, Any, VarBinds]]],
     ) -> Reply:
         garbage_before = self.undecodable_from(endpoint)
+        # Engine ids this exchange learnt from the agent: proof that it is alive.
+        discovered: list[Any] = []
+        try:
+            async with asyncio.timeout_at(endpoint.deadline) as budget:
+                return await self._converse(endpoint, credentials, send, garbage_before, discovered)
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            # Out of time between retransmissions: say what silence means for this agent.
+            if discovered:
+                raise _unanswered(endpoint, credentials) from None
+            raise self._silence(endpoint, credentials, garbage_before) from None
+
+    async def _converse(
+        self,
+        endpoint: Endpoint,
+        credentials: Credentials,
+        send: Callable[[Any], Awaitable[tuple[Any, Any, Any, VarBinds]]],
+        garbage_before: int,
+        discovered: list[Any],
+    ) -> Reply:
         if credentials.version == "2c":
             outcome = await send(_community(credentials))
-            _raise_for(
-                outcome, endpoint, credentials, self.undecodable_from(endpoint) > garbage_before
-            )
+            _raise_for(outcome, endpoint, self._silence(endpoint, credentials, garbage_before))
             return Reply(outcome[3], None, False)
 
-        engine_id = self.engine_id(endpoint) or await self._discover(endpoint, garbage_before)
+        engine_id = self.engine_id(endpoint)
+        if engine_id is None:
+            engine_id = await self._discover(endpoint, garbage_before)
+            discovered.append(engine_id)
         outcome = await send(_usm(credentials, engine_id))
         changed = False
         if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
-            # The agent may have a new engine id (re-imaged), or not accept our keys at all.
-            self.forget_engine_id(endpoint)
-            fresh = await self._discover(endpoint, garbage_before)
-            if fresh == engine_id:
-                if credentials.priv_protocol:
-                    raise AuthFailure(
-                        f"{endpoint.label} answers SNMPv3 engine discovery but not user "
-                        f"{credentials.user!r} at authPriv: wrong privacy passphrase or "
-                        "protocol? (agents silently drop requests they cannot decrypt)"
-                    )
-                raise TimeoutError(
-                    f"{endpoint.label} answers SNMPv3 engine discovery but not the request"
-                    f" of user {credentials.user!r}"
-                )
-            changed = True
-            engine_id = fresh
-            outcome = await send(_usm(credentials, engine_id))
-        _raise_for(outcome, endpoint, credentials, self.undecodable_from(endpoint) > garbage_before)
+            if not discovered:
+                # A known agent gone quiet may have a new engine id (re-imaged): ask again now
+                # rather than wait out the 300 s pysnmp would keep the old one.
+                self.forget_engine_id(endpoint)
+                fresh = await self._discover(endpoint, garbage_before)
+                discovered.append(fresh)
+                if fresh != engine_id:
+                    changed, engine_id = True, fresh
+                    outcome = await send(_usm(credentials, engine_id))
+            if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
+                raise _unanswered(endpoint, credentials)
+        _raise_for(
+            outcome, endpoint, self._silence(endpoint, credentials, garbage_before), credentials
+        )
         return Reply(outcome[3], bytes(engine_id).hex(), changed)
 
     async def _discover(self, endpoint: Endpoint, garbage_before: int) -> Any:
@@ -318,15 +337,26 @@ class SnmpRuntime:
             )
         engine_id = self.engine_id(endpoint)
         if engine_id is None:
-            garbage = self.undecodable_from(endpoint) > garbage_before
-            if isinstance(indication, errind.RequestTimedOut) and not garbage:
-                raise TimeoutError(
-                    f"no response from {endpoint.label} (SNMP agent down, unreachable, or"
-                    " filtering)"
-                )
-            _raise_for((indication, 0, 0, []), endpoint, None, garbage)
+            if isinstance(indication, errind.RequestTimedOut):
+                raise self._silence(endpoint, None, garbage_before)
+            _raise_for((indication, 0, 0, []), endpoint, None)
             raise ProtocolFailure(f"{endpoint.label} did not reveal its SNMPv3 engine id")
         return engine_id
+
+    def _silence(
+        self, endpoint: Endpoint, credentials: Credentials | None, garbage_before: int
+    ) -> Exception:
+        """What no usable answer means: garbage came back, or nothing did."""
+        if self.undecodable_from(endpoint) > garbage_before:
+            return ProtocolFailure(f"{endpoint.label} answers with datagrams that are not SNMP")
+        if credentials is not None and credentials.version == "2c":
+            return TimeoutError(
+                f"no response from {endpoint.label} (wrong community or agent down: SNMPv2c"
+                " agents silently ignore a community they do not know)"
+            )
+        return TimeoutError(
+            f"no response from {endpoint.label} (SNMP agent down, unreachable or filtering)"
+        )
 
 
 async def runtime(shared: SharedResources) -> SnmpRuntime:
@@ -373,6 +403,21 @@ def _usm(credentials: Credentials, engine_id: Any) -> UsmUserData:
 
 # --- outcomes ---------------------------------------------------------------------------------
 
+
+def _unanswered(endpoint: Endpoint, credentials: Credentials) -> Exception:
+    """The agent answered engine-id discovery (so it is up) but not our request."""
+    if credentials.priv_protocol:
+        return AuthFailure(
+            f"{endpoint.label} answers SNMPv3 engine discovery but not user "
+            f"{credentials.user!r} at authPriv: wrong privacy passphrase or protocol?"
+            " (agents silently drop requests they cannot decrypt)"
+        )
+    return TimeoutError(
+        f"{endpoint.label} answers SNMPv3 engine discovery but not the request of user"
+        f" {credentials.user!r}"
+    )
+
+
 # pysnmp's error indications for SNMPv3 report PDUs, and what they tell the engineer.
 _REPORTS: tuple[tuple[type, str], ...] = (
     (errind.UnknownUserName, "unknown user {user} (usmStatsUnknownUserNames)"),
@@ -399,23 +444,16 @@ _REPORTS: tuple[tuple[type, str], ...] = (
 def _raise_for(
     outcome: tuple[Any, Any, Any, VarBinds],
     endpoint: Endpoint,
-    credentials: Credentials | None,
-    garbage: bool,
+    silence: Exception | None,
+    credentials: Credentials | None = None,
 ) -> None:
     indication, status, index, varbinds = outcome
-    if garbage and (indication is not None or not varbinds):
-        raise ProtocolFailure(f"{endpoint.label} answers with datagrams that are not SNMP")
     if indication is None:
         if status:
             _raise_for_status(int(status), int(index), varbinds, endpoint)
         return
-    if isinstance(indication, errind.RequestTimedOut):
-        if credentials is not None and credentials.version == "2c":
-            raise TimeoutError(
-                f"no response from {endpoint.label} (wrong community or agent down: SNMPv2c"
-                " agents silently ignore a community they do not know)"
-            )
-        raise TimeoutError(f"no response from {endpoint.label}")
+    if isinstance(indication, errind.RequestTimedOut) and silence is not None:
+        raise silence
     user = repr(credentials.user) if credentials is not None else "?"
     level = credentials.level if credentials is not None else "?"
     for kind, message in _REPORTS:

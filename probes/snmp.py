@@ -16,6 +16,7 @@ backwards since the last poll) is WARN, with the time of the reboot, until `rebo
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import time
@@ -341,8 +342,10 @@ class SnmpOptions:
 
 def _endpoint(options: SnmpOptions, timeout: float) -> Endpoint:
     # SNMPv3 keeps half the budget for a fresh engine-id discovery when the agent goes quiet.
+    # The deadline leaves the runner's own timeout a margin, so that silence is explained.
     exchanges = (options.retransmits + 1) * (2 if options.version == "3" else 1)
-    return Endpoint(*options.target, timeout * 0.9 / exchanges, options.retransmits)
+    deadline = asyncio.get_running_loop().time() + timeout * 0.9
+    return Endpoint(*options.target, timeout * 0.9 / exchanges, options.retransmits, deadline)
 
 
 async def _resolve(
@@ -401,8 +404,8 @@ def _stale(options: SnmpOptions, memory: dict[str, Any], values: dict[str, Any])
 
 
 async def measure(options: SnmpOptions, ctx: ProbeContext) -> Observations:
+    endpoint = _endpoint(options, ctx.timeout)  # first: the deadline counts from the start
     rt = await snmp_engine.runtime(ctx.shared)
-    endpoint = _endpoint(options, ctx.timeout)
     credentials = options.credentials()
     memory = ctx.memory
     values: dict[str, Any] = {}
