@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,3 +397,24 @@ def test_the_default_port_is_161_and_v3_is_the_default() -> None:
     assert built.options.version == "3"
     assert built.ref.target == "192.0.2.1:161"
     assert "CW_AUTH" in repr(built.options) and AUTH_PASSPHRASE not in repr(built.options)
+
+
+def test_the_example_inventory_snmp_lines_are_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.inventory import load_inventory
+    from tests.conftest import REPO
+
+    for name in ("SNMP_AUTH_PASSPHRASE", "SNMP_PRIV_PASSPHRASE", "SNMP_RADIO_COMMUNITY"):
+        monkeypatch.setenv(name, "example")
+    text = (REPO / "inventory.yaml").read_text()
+    assert text.index("#~   core-v3:") < text.index("#~   radio-v2c:")  # v3 authPriv leads
+    enabled = tmp_path / "inventory.yaml"
+    enabled.write_text(re.sub(r"^(\s*)#~ ", r"\1", text, flags=re.MULTILINE))
+
+    snmp = {c.ref.check_id: c for c in load_inventory(enabled).checks if c.kind == "snmp"}
+    router = snmp["psap-north/fibre-primary/edge-router-snmp"]
+    assert router.options.credentials().level == "authPriv"
+    radio = snmp["radio-ridge/microwave/microwave-radio"]
+    assert radio.options.version == "2c"
+    assert [entry.name for entry in radio.options.oids] == ["rsl-dbm", "modulation"]
