@@ -19,6 +19,7 @@ Secrets are revealed only to build pysnmp's credential objects, never put in a m
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 from pyasn1.type import univ
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config
+from pysnmp.entity.config import AUTH_SERVICES, PRIV_SERVICES, USM_KEY_TYPE_MASTER
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -150,6 +152,7 @@ class SnmpRuntime:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._undecodable: Counter[tuple[str, int]] = Counter()
         self._domains: set[tuple[int, ...]] = set()
+        self._master_keys: dict[tuple[Any, ...], bytes] = {}
         self._mp_v3 = self.engine.message_processing_subsystems[3]
         self._watch_undecodable()
 
@@ -206,6 +209,46 @@ class SnmpRuntime:
 
     async def close(self) -> None:
         self.engine.close_dispatcher()
+
+    def _usm(self, credentials: Credentials, engine_id: Any) -> UsmUserData:
+        """The user as pysnmp needs it for one agent, its keys given as master keys: hashing a
+        passphrase into a key takes ~20 ms, so it is done once per passphrase, not per agent."""
+        if credentials.user is None:
+            raise ConfigFailure("SNMPv3 needs a user")
+        auth_key = priv_key = auth_protocol = priv_protocol = None
+        if credentials.auth_protocol and credentials.auth_passphrase is not None:
+            auth_protocol = AUTH_PROTOCOLS[credentials.auth_protocol]
+            auth_key = self._master_key(
+                credentials.auth_passphrase.reveal(),
+                (auth_protocol,),
+                lambda secret: AUTH_SERVICES[auth_protocol].hash_passphrase(secret),
+            )
+        if credentials.priv_protocol and credentials.priv_passphrase is not None:
+            priv_protocol = PRIV_PROTOCOLS[credentials.priv_protocol]
+            priv_key = self._master_key(
+                credentials.priv_passphrase.reveal(),
+                (auth_protocol, priv_protocol),
+                lambda secret: PRIV_SERVICES[priv_protocol].hash_passphrase(auth_protocol, secret),
+            )
+        return UsmUserData(
+            credentials.user,
+            auth_key,
+            priv_key,
+            authProtocol=auth_protocol,
+            privProtocol=priv_protocol,
+            securityEngineId=engine_id,
+            authKeyType=USM_KEY_TYPE_MASTER,
+            privKeyType=USM_KEY_TYPE_MASTER,
+        )
+
+    def _master_key(
+        self, passphrase: str, protocols: tuple[Any, ...], derive: Callable[[bytes], Any]
+    ) -> bytes:
+        # Keyed by a digest so no passphrase is kept in the cache itself.
+        key = (protocols, hashlib.sha256(passphrase.encode()).digest())
+        if key not in self._master_keys:
+            self._master_keys[key] = bytes(derive(passphrase.encode()))
+        return self._master_keys[key]
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -305,7 +348,7 @@ class SnmpRuntime:
         if engine_id is None:
             engine_id = await self._discover(endpoint, garbage_before)
             discovered.append(engine_id)
-        outcome = await send(_usm(credentials, engine_id))
+        outcome = await send(self._usm(credentials, engine_id))
         changed = False
         if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
             if not discovered:
@@ -316,7 +359,7 @@ class SnmpRuntime:
                 discovered.append(fresh)
                 if fresh != engine_id:
                     changed, engine_id = True, fresh
-                    outcome = await send(_usm(credentials, engine_id))
+                    outcome = await send(self._usm(credentials, engine_id))
             if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
                 raise _unanswered(endpoint, credentials)
         _raise_for(
@@ -378,27 +421,6 @@ def _community(credentials: Credentials) -> CommunityData:
     if credentials.community is None:
         raise ConfigFailure("SNMPv2c needs a community (community_env or community_file)")
     return CommunityData(credentials.community.reveal(), mpModel=1)
-
-
-def _usm(credentials: Credentials, engine_id: Any) -> UsmUserData:
-    if credentials.user is None:
-        raise ConfigFailure("SNMPv3 needs a user")
-    auth_key = priv_key = None
-    auth_protocol = priv_protocol = None
-    if credentials.auth_protocol and credentials.auth_passphrase is not None:
-        auth_key = credentials.auth_passphrase.reveal()
-        auth_protocol = AUTH_PROTOCOLS[credentials.auth_protocol]
-    if credentials.priv_protocol and credentials.priv_passphrase is not None:
-        priv_key = credentials.priv_passphrase.reveal()
-        priv_protocol = PRIV_PROTOCOLS[credentials.priv_protocol]
-    return UsmUserData(
-        credentials.user,
-        auth_key,
-        priv_key,
-        authProtocol=auth_protocol,
-        privProtocol=priv_protocol,
-        securityEngineId=engine_id,
-    )
 
 
 # --- outcomes ---------------------------------------------------------------------------------
