@@ -153,6 +153,7 @@ class SnmpRuntime:
         self._undecodable: Counter[tuple[str, int]] = Counter()
         self._domains: set[tuple[int, ...]] = set()
         self._master_keys: dict[tuple[Any, ...], bytes] = {}
+        self._user_names: dict[str, tuple[Any, ...]] = {}
         self._mp_v3 = self.engine.message_processing_subsystems[3]
         self._watch_undecodable()
 
@@ -210,9 +211,9 @@ class SnmpRuntime:
     async def close(self) -> None:
         self.engine.close_dispatcher()
 
-    def _usm(self, credentials: Credentials, engine_id: Any) -> UsmUserData:
-        """The user as pysnmp needs it for one agent, its keys given as master keys: hashing a
-        passphrase into a key takes ~20 ms, so it is done once per passphrase, not per agent."""
+    def _keys(self, credentials: Credentials) -> tuple[Any, Any, Any, Any]:
+        """(auth protocol, auth master key, priv protocol, priv master key). Hashing a passphrase
+        into a master key takes ~20 ms, so it is done once per passphrase, not per agent."""
         if credentials.user is None:
             raise ConfigFailure("SNMPv3 needs a user")
         auth_key = priv_key = auth_protocol = priv_protocol = None
@@ -230,6 +231,10 @@ class SnmpRuntime:
                 (auth_protocol, priv_protocol),
                 lambda secret: PRIV_SERVICES[priv_protocol].hash_passphrase(auth_protocol, secret),
             )
+        return auth_protocol, auth_key, priv_protocol, priv_key
+
+    def _user(self, credentials: Credentials, engine_id: Any) -> UsmUserData:
+        auth_protocol, auth_key, priv_protocol, priv_key = self._keys(credentials)
         return UsmUserData(
             credentials.user,
             auth_key,
@@ -240,6 +245,14 @@ class SnmpRuntime:
             authKeyType=USM_KEY_TYPE_MASTER,
             privKeyType=USM_KEY_TYPE_MASTER,
         )
+
+    def _claims_user_name(self, credentials: Credentials) -> bool:
+        """Whether these credentials own their user name in this engine: the first keys seen
+        for a name do, and use pysnmp's engine-wide user, discovered and localized per agent
+        inside the first request. Other keys for the same name (another site's passphrase, a
+        rotation) get a user per agent engine id instead, so neither overwrites the other."""
+        keys = self._keys(credentials)
+        return self._user_names.setdefault(str(credentials.user), keys) == keys
 
     def _master_key(
         self, passphrase: str, protocols: tuple[Any, ...], derive: Callable[[bytes], Any]
@@ -344,28 +357,37 @@ class SnmpRuntime:
             _raise_for(outcome, endpoint, self._silence(endpoint, credentials, garbage_before))
             return Reply(outcome[3], None, False)
 
-        engine_id = self.engine_id(endpoint)
-        if engine_id is None:
-            engine_id = await self._discover(endpoint, garbage_before)
-            discovered.append(engine_id)
-        outcome = await send(self._usm(credentials, engine_id))
-        changed = False
+        owner = self._claims_user_name(credentials)
+
+        async def attempt() -> tuple[Any, Any, Any, VarBinds]:
+            engine_id = self.engine_id(endpoint)
+            if owner:
+                outcome = await send(self._user(credentials, None))
+                if engine_id is None and self.engine_id(endpoint) is not None:
+                    discovered.append(self.engine_id(endpoint))
+                return outcome
+            if engine_id is None:
+                engine_id = await self._discover(endpoint, garbage_before)
+                discovered.append(engine_id)
+            return await send(self._user(credentials, engine_id))
+
+        known = self.engine_id(endpoint)
+        outcome = await attempt()
         if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
             if not discovered:
-                # A known agent gone quiet may have a new engine id (re-imaged): ask again now
-                # rather than wait out the 300 s pysnmp would keep the old one.
+                # A known agent gone quiet may have a new engine id (re-imaged): discover it
+                # now rather than wait out the 300 s pysnmp would keep the old one.
                 self.forget_engine_id(endpoint)
-                fresh = await self._discover(endpoint, garbage_before)
-                discovered.append(fresh)
-                if fresh != engine_id:
-                    changed, engine_id = True, fresh
-                    outcome = await send(self._usm(credentials, engine_id))
-            if isinstance(outcome[0], errind.RequestTimedOut | errind.UnknownEngineID):
+                outcome = await attempt()
+            if discovered and isinstance(outcome[0], errind.RequestTimedOut):
                 raise _unanswered(endpoint, credentials)
         _raise_for(
             outcome, endpoint, self._silence(endpoint, credentials, garbage_before), credentials
         )
-        return Reply(outcome[3], bytes(engine_id).hex(), changed)
+        engine_id = self.engine_id(endpoint)
+        hex_id = None if engine_id is None else bytes(engine_id).hex()
+        changed = known is not None and engine_id is not None and engine_id != known
+        return Reply(outcome[3], hex_id, changed)
 
     async def _discover(self, endpoint: Endpoint, garbage_before: int) -> Any:
         """The agent's engine id, learnt from the report it sends to an unknown user."""

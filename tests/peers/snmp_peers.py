@@ -55,7 +55,9 @@ def agent_config(
 ) -> str:
     """An snmpd.conf: v2c read-only community, an authPriv (SHA-256 + AES) and an authNoPriv
     user, listening on `addresses` only."""
-    listen = ",".join(f"udp:{address}:{port_number}" for address in addresses)
+    # UDP is snmpd's default transport; leaving out "udp:" keeps 128 addresses within the
+    # length snmpd accepts for the list.
+    listen = ",".join(f"{address}:{port_number}" for address in addresses)
     lines = [
         f"agentAddress {listen}",
         f"rocommunity {COMMUNITY} 127.0.0.0/8",
