@@ -80,7 +80,9 @@ NO_SUCH_INSTANCE = "noSuchInstance"
 END_OF_MIB_VIEW = "endOfMibView"
 ABSENT = frozenset({NO_SUCH_OBJECT, NO_SUCH_INSTANCE, END_OF_MIB_VIEW})
 
-MAX_IN_FLIGHT = 256
+# Exchanges in flight on the engine. Beyond what the CPU decodes within a timeout, answers wait
+# in the socket while their timers run out; better they wait here, unsent.
+MAX_IN_FLIGHT = 64
 RECEIVE_BUFFER = 4 * 1024 * 1024
 MAX_TEXT = 256
 MAX_WALK_ROWS = 4096
@@ -279,15 +281,14 @@ class SnmpRuntime:
         names = [ObjectType(ObjectIdentity(oid)) for oid in oids]
 
         async def send(auth: Any) -> tuple[Any, Any, Any, VarBinds]:
-            async with self._slots:
-                indication, status, index, varbinds = await get_cmd(
-                    self.engine,
-                    auth,
-                    self._target(endpoint),
-                    ContextData(),
-                    *names,
-                    lookupMib=False,
-                )
+            indication, status, index, varbinds = await get_cmd(
+                self.engine,
+                auth,
+                self._target(endpoint),
+                ContextData(),
+                *names,
+                lookupMib=False,
+            )
             return indication, status, index, [_varbind(vb) for vb in varbinds]
 
         return await self._exchange(endpoint, credentials, send)
@@ -299,27 +300,26 @@ class SnmpRuntime:
 
         async def send(auth: Any) -> tuple[Any, Any, Any, VarBinds]:
             rows: VarBinds = []
-            async with self._slots:
-                for column in columns:
-                    async for indication, status, index, varbinds in bulk_walk_cmd(
-                        self.engine,
-                        auth,
-                        self._target(endpoint),
-                        ContextData(),
-                        0,
-                        25,
-                        ObjectType(ObjectIdentity(column)),
-                        lookupMib=False,
-                        lexicographicMode=False,
-                    ):
-                        if indication or status:
-                            return indication, status, index, rows
-                        rows.extend(_varbind(vb) for vb in varbinds)
-                        if len(rows) > MAX_WALK_ROWS:
-                            raise ProtocolFailure(
-                                f"{endpoint.label} returned more than {MAX_WALK_ROWS} table"
-                                " cells while listing interfaces"
-                            )
+            for column in columns:
+                async for indication, status, index, varbinds in bulk_walk_cmd(
+                    self.engine,
+                    auth,
+                    self._target(endpoint),
+                    ContextData(),
+                    0,
+                    25,
+                    ObjectType(ObjectIdentity(column)),
+                    lookupMib=False,
+                    lexicographicMode=False,
+                ):
+                    if indication or status:
+                        return indication, status, index, rows
+                    rows.extend(_varbind(vb) for vb in varbinds)
+                    if len(rows) > MAX_WALK_ROWS:
+                        raise ProtocolFailure(
+                            f"{endpoint.label} returned more than {MAX_WALK_ROWS} table"
+                            " cells while listing interfaces"
+                        )
             return None, 0, 0, rows
 
         return await self._exchange(endpoint, credentials, send)
@@ -333,12 +333,20 @@ class SnmpRuntime:
         garbage_before = self.undecodable_from(endpoint)
         # Engine ids this exchange learnt from the agent: proof that it is alive.
         discovered: list[Any] = []
+        sending = False
         try:
-            async with asyncio.timeout_at(endpoint.deadline) as budget:
+            async with asyncio.timeout_at(endpoint.deadline) as budget, self._slots:
+                sending = True
                 return await self._converse(endpoint, credentials, send, garbage_before, discovered)
         except TimeoutError:
             if not budget.expired():
                 raise
+            if not sending:
+                raise TimeoutError(
+                    f"not sent to {endpoint.label}: this commwatch had {MAX_IN_FLIGHT} SNMP"
+                    " exchanges in flight for the whole timeout (lower the concurrency or"
+                    " lengthen the timeout)"
+                ) from None
             # Out of time between retransmissions: say what silence means for this agent.
             if discovered:
                 raise _unanswered(endpoint, credentials) from None
@@ -391,15 +399,14 @@ class SnmpRuntime:
 
     async def _discover(self, endpoint: Endpoint, garbage_before: int) -> Any:
         """The agent's engine id, learnt from the report it sends to an unknown user."""
-        async with self._slots:
-            indication, _, _, _ = await get_cmd(
-                self.engine,
-                UsmUserData(_DISCOVERY_USER),
-                self._target(endpoint),
-                ContextData(),
-                ObjectType(ObjectIdentity(_SYS_UPTIME)),
-                lookupMib=False,
-            )
+        indication, _, _, _ = await get_cmd(
+            self.engine,
+            UsmUserData(_DISCOVERY_USER),
+            self._target(endpoint),
+            ContextData(),
+            ObjectType(ObjectIdentity(_SYS_UPTIME)),
+            lookupMib=False,
+        )
         engine_id = self.engine_id(endpoint)
         if engine_id is None:
             if isinstance(indication, errind.RequestTimedOut):
