@@ -333,24 +333,36 @@ class SnmpRuntime:
         garbage_before = self.undecodable_from(endpoint)
         # Engine ids this exchange learnt from the agent: proof that it is alive.
         discovered: list[Any] = []
-        sending = False
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        sent_at: float | None = None
         try:
             async with asyncio.timeout_at(endpoint.deadline) as budget, self._slots:
-                sending = True
+                sent_at = loop.time()
                 return await self._converse(endpoint, credentials, send, garbage_before, discovered)
         except TimeoutError:
             if not budget.expired():
                 raise
-            if not sending:
+            if sent_at is None:
                 raise TimeoutError(
                     f"not sent to {endpoint.label}: this commwatch had {MAX_IN_FLIGHT} SNMP"
                     " exchanges in flight for the whole timeout (lower the concurrency or"
                     " lengthen the timeout)"
                 ) from None
             # Out of time between retransmissions: say what silence means for this agent.
-            if discovered:
-                raise _unanswered(endpoint, credentials) from None
-            raise self._silence(endpoint, credentials, garbage_before) from None
+            failure = (
+                _unanswered(endpoint, credentials)
+                if discovered
+                else self._silence(endpoint, credentials, garbage_before)
+            )
+            waited = sent_at - asked
+            if waited > (endpoint.deadline - asked) / 2:
+                # Most of the time went on waiting for a slot: the agent had little of it.
+                failure.args = (
+                    f"{failure} [sent only after waiting {waited:.1f}s for one of the"
+                    f" {MAX_IN_FLIGHT} exchange slots: commwatch is overloaded]",
+                )
+            raise failure from None
 
     async def _converse(
         self,

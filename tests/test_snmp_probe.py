@@ -418,3 +418,21 @@ def test_the_example_inventory_snmp_lines_are_valid(
     radio = snmp["radio-ridge/microwave/microwave-radio"]
     assert radio.options.version == "2c"
     assert [entry.name for entry in radio.options.oids] == ["rsl-dbm", "modulation"]
+
+
+async def test_local_overload_is_not_blamed_on_the_agent(shared: SharedResources) -> None:
+    from monitor.snmp_engine import MAX_IN_FLIGHT
+
+    async with udp_peer(answer_garbage=False) as port:
+        target = f"{LOCALHOST}:{port}"
+        holders = [
+            asyncio.create_task(probe(shared, target, timeout="1500ms", **V2C))
+            for _ in range(MAX_IN_FLIGHT)
+        ]
+        await asyncio.sleep(0.1)  # every slot taken by an exchange that waits 1.35 s
+        late = await probe(shared, target, timeout="500ms", **V2C)
+        held = await asyncio.gather(*holders)
+
+    assert late.error is not None and late.error.error_class is ErrorClass.TIMEOUT
+    assert late.error.message.startswith(f"not sent to {target}: this commwatch had")
+    assert all(r.error.message.startswith(f"no response from {target}") for r in held)
