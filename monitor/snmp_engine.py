@@ -87,7 +87,34 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 MAX_TEXT = 256
 MAX_WALK_ROWS = 4096
 _DISCOVERY_USER = "commwatch-discovery"
-_SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+
+# --- MIB-2 and IF-MIB, by number (no MIB compilation) ------------------------------
+
+SYS_DESCR, SYS_UPTIME, SYS_NAME = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.1.5.0"
+_IF, _IFX = "1.3.6.1.2.1.2.2.1", "1.3.6.1.2.1.31.1.1.1"
+IF_DESCR, IF_NAME, IF_ALIAS = f"{_IF}.2", f"{_IFX}.1", f"{_IFX}.18"
+# Per interface: (field, column, counter bits or None for a plain value).
+IF_COLUMNS = (
+    ("admin", f"{_IF}.7", None),
+    ("oper", f"{_IF}.8", None),
+    ("in_errors", f"{_IF}.14", 32),
+    ("out_errors", f"{_IF}.20", 32),
+    ("in_discards", f"{_IF}.13", 32),
+    ("in_octets", f"{_IFX}.6", 64),
+    ("out_octets", f"{_IFX}.10", 64),
+    ("speed_mbps", f"{_IFX}.15", None),
+)
+ADMIN_STATUS = {1: "up", 2: "down", 3: "testing"}
+OPER_STATUS = {
+    1: "up",
+    2: "down",
+    3: "testing",
+    4: "unknown",
+    5: "dormant",
+    6: "notPresent",
+    7: "lowerLayerDown",
+}
+TICKS = 100  # TimeTicks per second
 
 Value = ObservationValue
 VarBinds = list[tuple[str, Value]]
@@ -416,7 +443,7 @@ class SnmpRuntime:
             UsmUserData(_DISCOVERY_USER),
             self._target(endpoint),
             ContextData(),
-            ObjectType(ObjectIdentity(_SYS_UPTIME)),
+            ObjectType(ObjectIdentity(SYS_UPTIME)),
             lookupMib=False,
         )
         engine_id = self.engine_id(endpoint)
@@ -598,3 +625,28 @@ def scalar(value: Any) -> Value:
     if isinstance(value, univ.Null):
         return None
     return str(value)[:MAX_TEXT]
+
+
+# --- counters and uptime --------------------------------------------------------------------
+
+
+def counter_rate(previous: Any, current: Any, bits: int, seconds: float) -> float | None:
+    """Per second, from two samples of a Counter32/64 (`bits`). A counter that went down
+    wrapped when that explains it with less than half the range, else it was reset (cleared,
+    or the interface re-created): no rate then, rather than a spike."""
+    if not isinstance(previous, int) or not isinstance(current, int) or seconds <= 0:
+        return None
+    delta = current - previous
+    if delta < 0:
+        delta += 2**bits
+        if delta >= 2 ** (bits - 1):
+            return None  # far too large for a wrap: the counter was reset
+    return delta / seconds
+
+
+def uptime_went_back(last_ticks: int, last_at: float, ticks: int, now: float) -> bool:
+    """Whether sysUpTime restarted between two polls (`*_at` in seconds). It is 32-bit and
+    wraps after 497 days, which is not a reboot: a wrap lands where the clock says it should."""
+    expected = last_ticks + (now - last_at) * TICKS
+    wrapped = expected >= 2**32 and ticks <= expected - 2**32 + TICKS * 60
+    return ticks < last_ticks and not wrapped

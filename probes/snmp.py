@@ -46,36 +46,29 @@ from monitor.options import (
     text,
     type_name,
 )
-from monitor.snmp_engine import ABSENT, Credentials, Endpoint, SnmpRuntime
+from monitor.snmp_engine import (
+    ABSENT,
+    ADMIN_STATUS,
+    IF_ALIAS,
+    IF_COLUMNS,
+    IF_DESCR,
+    IF_NAME,
+    OPER_STATUS,
+    SYS_DESCR,
+    SYS_NAME,
+    SYS_UPTIME,
+    TICKS,
+    Credentials,
+    Endpoint,
+    SnmpRuntime,
+    counter_rate,
+    uptime_went_back,
+)
 from probes.base import Observations, ProbeContext, ProbeKind
 
-SYS_DESCR, SYS_UPTIME, SYS_NAME = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.1.5.0"
-_IF, _IFX = "1.3.6.1.2.1.2.2.1", "1.3.6.1.2.1.31.1.1.1"
-IF_DESCR, IF_NAME, IF_ALIAS = f"{_IF}.2", f"{_IFX}.1", f"{_IFX}.18"
-# Per interface: (field, column, counter bits or None for a plain value).
-IF_COLUMNS = (
-    ("admin", f"{_IF}.7", None),
-    ("oper", f"{_IF}.8", None),
-    ("in_errors", f"{_IF}.14", 32),
-    ("out_errors", f"{_IF}.20", 32),
-    ("in_discards", f"{_IF}.13", 32),
-    ("in_octets", f"{_IFX}.6", 64),
-    ("out_octets", f"{_IFX}.10", 64),
-    ("speed_mbps", f"{_IFX}.15", None),
-)
-ADMIN_STATUS = {1: "up", 2: "down", 3: "testing"}
-OPER_STATUS = {
-    1: "up",
-    2: "down",
-    3: "testing",
-    4: "unknown",
-    5: "dormant",
-    6: "notPresent",
-    7: "lowerLayerDown",
-}
 ADMIN_DOWN = "admin down (maintenance)"
 NOT_FOUND = "not found"
-_TICKS = 100  # TimeTicks per second
+RESOLVE_AGAIN = 300.0  # seconds before a name not found is looked for again
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -355,20 +348,19 @@ async def _resolve(
     tokens: list[int | str],
     memory: dict[str, Any],
 ) -> None:
-    """Find the ifIndex (and the column that names it) of each interface given by name."""
+    """Find the ifIndex (and the column that names it) of each interface given by name: ifName
+    first, then ifDescr, then ifAlias; the lowest index where a column repeats a name."""
     reply = await rt.walk(endpoint, options.credentials(), (IF_NAME, IF_DESCR, IF_ALIAS))
-    found: dict[str, tuple[int, str]] = {}
-    for column in (IF_ALIAS, IF_DESCR, IF_NAME):  # later columns win: ifName first
-        for oid, value in reply.varbinds:
-            prefix, _, index = oid.rpartition(".")
-            if prefix == column and isinstance(value, str) and index.isdigit():
-                found.setdefault(f"{column}={value}", (int(index), column))
+    found: dict[tuple[str, str], tuple[int, str]] = {}
+    for oid, value in reply.varbinds:
+        column, _, index = oid.rpartition(".")
+        if isinstance(value, str) and index.isdigit():
+            found.setdefault((column, value), (int(index), column))
     names = memory.setdefault("if_index", {})
     for token in tokens:
-        hits = [
-            found[f"{c}={token}"] for c in (IF_NAME, IF_DESCR, IF_ALIAS) if f"{c}={token}" in found
-        ]
+        hits = [found[c, token] for c in (IF_NAME, IF_DESCR, IF_ALIAS) if (c, token) in found]
         names[token] = hits[0] if hits else None
+    memory["if_resolved_at"] = time.monotonic()
 
 
 def _plan(options: SnmpOptions, memory: dict[str, Any]) -> list[str]:
@@ -388,13 +380,15 @@ def _plan(options: SnmpOptions, memory: dict[str, Any]) -> list[str]:
 
 
 def _stale(options: SnmpOptions, memory: dict[str, Any], values: dict[str, Any]) -> list[int | str]:
-    """Names whose index is unknown, or no longer names the interface (renumbered)."""
+    """Names whose index is unknown, no longer names the interface (renumbered), or was not
+    found a while ago (a module may have been inserted since)."""
     names = memory.get("if_index", {})
+    retry = time.monotonic() - memory.get("if_resolved_at", 0.0) > RESOLVE_AGAIN
     stale: list[int | str] = []
     for token in options.interfaces:
         if isinstance(token, int):
             continue
-        if token not in names:
+        if token not in names or (names[token] is None and retry):
             stale.append(token)
         elif names[token] is not None:
             index, column = names[token]
@@ -445,16 +439,12 @@ def _system(
     if isinstance(ticks, int):
         previous = memory.get("uptime")
         if previous is not None:
-            last_ticks, last_at = previous
-            expected = last_ticks + (now - last_at) * _TICKS
-            # sysUpTime is 32-bit: it wraps after 497 days, which is not a reboot.
-            wrapped = expected >= 2**32 and ticks <= expected - 2**32 + _TICKS * 60
-            restarted = ticks < last_ticks and not wrapped
+            restarted = uptime_went_back(*previous, ticks, now)
         if restarted:
-            memory["rebooted_at"] = now - ticks / _TICKS
+            memory["rebooted_at"] = now - ticks / TICKS
         memory["uptime"] = (ticks, now)
     if options.system:
-        obs["system.uptime_s"] = ticks / _TICKS if isinstance(ticks, int) else ticks
+        obs["system.uptime_s"] = ticks / TICKS if isinstance(ticks, int) else ticks
         obs["system.name"] = values.get(SYS_NAME)
         obs["system.descr"] = values.get(SYS_DESCR)
         rebooted_at = memory.get("rebooted_at")
@@ -465,17 +455,6 @@ def _system(
 
 def _timestamp(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
-
-
-def _rate(previous: Any, current: Any, bits: int, seconds: float) -> float | None:
-    if not isinstance(previous, int) or not isinstance(current, int) or seconds <= 0:
-        return None
-    delta = current - previous
-    if delta < 0:
-        delta += 2**bits
-        if delta >= 2 ** (bits - 1):
-            return None  # far too large for a wrap: the counter was reset
-    return delta / seconds
 
 
 def _interfaces(
@@ -516,7 +495,7 @@ def _interfaces(
                 continue
             counter_key = f"{token}@{where[0]}.{field}"
             counters[counter_key] = row[field]
-            rate = _rate(previous.get(counter_key), row[field], bits, seconds)
+            rate = counter_rate(previous.get(counter_key), row[field], bits, seconds)
             if rate is not None:
                 rates[field] = rate
         for field in ("in_errors", "out_errors", "in_discards"):

@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 
-from monitor.inventory import adhoc_check
+from monitor.inventory import adhoc_check, load_inventory
 from monitor.model import ErrorClass, ProbeResult, Severity
 from monitor.options import OptionError
 from monitor.output import result_to_dict
 from monitor.runner import run_check
+from monitor.snmp_engine import MAX_IN_FLIGHT, counter_rate, uptime_went_back
 from probes.base import SharedResources
-from probes.snmp import ADMIN_DOWN, NOT_FOUND, _rate
+from tests.conftest import REPO
+from probes.snmp import ADMIN_DOWN, NOT_FOUND
 from tests.peers.snmp_peers import (
     AUTH_ONLY_PASSPHRASE,
     AUTH_PASSPHRASE,
@@ -235,7 +237,22 @@ async def test_counter_rates_over_two_polls(agent: SnmpAgent, shared: SharedReso
 def test_counter_wraps_and_resets(
     previous: int | None, current: int, bits: int, expected: float | None
 ) -> None:
-    assert _rate(previous, current, bits, 2.0) == expected
+    assert counter_rate(previous, current, bits, 2.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("last_ticks", "ticks", "elapsed", "restarted"),
+    [
+        (50_000, 56_000, 60, False),
+        (50_000, 1_000, 60, True),  # the agent came back 10 s ago
+        (2**32 - 3_000, 3_000, 60, False),  # sysUpTime wrapped after 497 days
+        (2**32 - 3_000, 200_000, 60, True),  # ...but not that far past the wrap
+    ],
+)
+def test_uptime_wraps_are_not_reboots(
+    last_ticks: int, ticks: int, elapsed: float, restarted: bool
+) -> None:
+    assert uptime_went_back(last_ticks, 1000.0, ticks, 1000.0 + elapsed) is restarted
 
 
 # --- restarts and engine ids --------------------------------------------------------------------
@@ -402,9 +419,6 @@ def test_the_default_port_is_161_and_v3_is_the_default() -> None:
 def test_the_example_inventory_snmp_lines_are_valid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from monitor.inventory import load_inventory
-    from tests.conftest import REPO
-
     for name in ("SNMP_AUTH_PASSPHRASE", "SNMP_PRIV_PASSPHRASE", "SNMP_RADIO_COMMUNITY"):
         monkeypatch.setenv(name, "example")
     text = (REPO / "inventory.yaml").read_text()
@@ -421,8 +435,6 @@ def test_the_example_inventory_snmp_lines_are_valid(
 
 
 async def test_local_overload_is_not_blamed_on_the_agent(shared: SharedResources) -> None:
-    from monitor.snmp_engine import MAX_IN_FLIGHT
-
     async with udp_peer(answer_garbage=False) as port:
         target = f"{LOCALHOST}:{port}"
         holders = [
