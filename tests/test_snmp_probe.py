@@ -20,8 +20,8 @@ from monitor.output import result_to_dict
 from monitor.runner import run_check
 from monitor.snmp_engine import MAX_IN_FLIGHT, counter_rate, uptime_went_back
 from probes.base import SharedResources
-from tests.conftest import REPO
 from probes.snmp import ADMIN_DOWN, NOT_FOUND
+from tests.conftest import REPO
 from tests.peers.snmp_peers import (
     AUTH_ONLY_PASSPHRASE,
     AUTH_PASSPHRASE,
