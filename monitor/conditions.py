@@ -99,7 +99,7 @@ def evaluate(
                     condition=condition.condition,
                     observation=condition.observation,
                     value=None,
-                    threshold="not measured yet (needs two polls)" if waiting else "not measured",
+                    threshold="needs two polls" if waiting else "not measured",
                     severity=Severity.OK if waiting else Severity.UNKNOWN,
                     unit=condition.unit,
                 )

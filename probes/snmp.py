@@ -449,7 +449,8 @@ def _system(
         obs["system.descr"] = values.get(SYS_DESCR)
         rebooted_at = memory.get("rebooted_at")
         recent = rebooted_at is not None and (restarted or now - rebooted_at < options.reboot_hold)
-        obs["system.rebooted_at"] = _timestamp(rebooted_at) if recent else None
+        # Text either way, so the verdict line reads "system.reboot none (...)".
+        obs["system.rebooted_at"] = _timestamp(rebooted_at) if recent else "none"
     return restarted
 
 
@@ -535,7 +536,7 @@ def conditions(options: SnmpOptions) -> tuple[Condition, ...]:
             Expectation(
                 condition="system.reboot",
                 observation="system.rebooted_at",
-                accepts=lambda value: value is None,
+                accepts=lambda value: value == "none",
                 expected="no reboot (sysUpTime did not go backwards)",
                 severity=Severity.WARN,
             )
