@@ -41,6 +41,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     UsmUserData,
     bulk_walk_cmd,
     get_cmd,
+    usmAesBlumenthalCfb192Protocol,
+    usmAesBlumenthalCfb256Protocol,
     usmAesCfb128Protocol,
     usmAesCfb192Protocol,
     usmAesCfb256Protocol,
@@ -67,11 +69,16 @@ AUTH_PROTOCOLS = {
     "sha384": usmHMAC256SHA384AuthProtocol,
     "sha512": usmHMAC384SHA512AuthProtocol,
 }
+# AES-192/256 keys longer than the auth hash are extended one of two ways: Blumenthal's draft
+# (net-snmp, most agents: aes192/aes256) or Reeder's (Cisco: aes192c/aes256c, as net-snmp
+# names them). Checked against net-snmp's snmpd with SHA-1 authentication.
 PRIV_PROTOCOLS = {
     "des": usmDESPrivProtocol,
     "aes": usmAesCfb128Protocol,
-    "aes192": usmAesCfb192Protocol,
-    "aes256": usmAesCfb256Protocol,
+    "aes192": usmAesBlumenthalCfb192Protocol,
+    "aes256": usmAesBlumenthalCfb256Protocol,
+    "aes192c": usmAesCfb192Protocol,
+    "aes256c": usmAesCfb256Protocol,
 }
 
 # What the agent sends for a variable it cannot give: kept as these words in observations.

@@ -23,6 +23,7 @@ from probes.base import SharedResources
 from probes.snmp import ADMIN_DOWN, NOT_FOUND
 from tests.conftest import REPO
 from tests.peers.snmp_peers import (
+    AES256_USER,
     AUTH_ONLY_PASSPHRASE,
     AUTH_PASSPHRASE,
     AUTH_USER,
@@ -173,6 +174,19 @@ async def test_a_bad_value_is_crit_with_the_value(
 
     assert result.severity is Severity.CRIT
     assert result.summary() == (f"oid.sysname {socket.gethostname()} (expected core-rtr-1): CRIT")
+
+
+@pytest.mark.parametrize(("protocol", "answers"), [("aes256", True), ("aes256c", False)])
+async def test_aes256_extends_keys_as_net_snmp_does(
+    agent: SnmpAgent, shared: SharedResources, protocol: str, answers: bool
+) -> None:
+    values = {**AUTH_PRIV, "user": AES256_USER, "auth_protocol": "sha", "priv_protocol": protocol}
+    result = await probe(shared, agent.target, **values)
+
+    assert (result.error is None) is answers, result.summary()
+    if not answers:  # the Cisco key extension: net-snmp cannot decrypt it, and drops it
+        assert result.error.error_class is ErrorClass.AUTH
+        assert "wrong privacy passphrase or protocol?" in result.error.message
 
 
 # --- interfaces down, rates ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ AUTH_USER = "cwauth"
 AUTH_PASSPHRASE = "cw-auth-passphrase-51d3"
 PRIV_PASSPHRASE = "cw-priv-passphrase-a7e0"
 AUTH_ONLY_PASSPHRASE = "cw-authonly-passphrase-3c88"
+AES256_USER = "cwaes256"  # SHA-1 + AES-256: the key must be extended, as net-snmp does
 VETH_UP, VETH_DOWN = "cwv0", "cwv1"
 
 
@@ -53,8 +54,8 @@ def agent_config(
     auth_passphrase: str = AUTH_PASSPHRASE,
     engine_id: str | None = None,
 ) -> str:
-    """An snmpd.conf: v2c read-only community, an authPriv (SHA-256 + AES) and an authNoPriv
-    user, listening on `addresses` only."""
+    """An snmpd.conf: v2c read-only community, authPriv users (SHA-256 + AES, SHA + AES-256)
+    and an authNoPriv user, listening on `addresses` only."""
     # UDP is snmpd's default transport; leaving out "udp:" keeps 128 addresses within the
     # length snmpd accepts for the list.
     listen = ",".join(f"{address}:{port_number}" for address in addresses)
@@ -63,8 +64,10 @@ def agent_config(
         f"rocommunity {COMMUNITY} 127.0.0.0/8",
         f'createUser {PRIV_USER} SHA-256 "{auth_passphrase}" AES "{PRIV_PASSPHRASE}"',
         f'createUser {AUTH_USER} SHA-256 "{AUTH_ONLY_PASSPHRASE}"',
+        f'createUser {AES256_USER} SHA "{auth_passphrase}" AES-256 "{PRIV_PASSPHRASE}"',
         f"rouser {PRIV_USER} priv",
         f"rouser {AUTH_USER} auth",
+        f"rouser {AES256_USER} priv",
     ]
     if engine_id is not None:
         lines.append(f"engineID {engine_id}")
