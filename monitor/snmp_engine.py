@@ -2,18 +2,19 @@
 
 One `SnmpRuntime` per event loop (pysnmp engines hang when reused across loops), made on first
 use through `SharedResources` and closed with the run. It owns the engine's UDP sockets (with a
-large receive buffer) and caps the requests in flight, because a burst of answers beyond the
-socket buffer is dropped by the kernel and would look like timeouts.
+4 MiB receive buffer) and caps the exchanges in flight: answers beyond what the CPU decodes
+within a timeout would wait in the socket until their timers ran out and look like timeouts.
 
-SNMPv3: the agent's engine id is discovered once with a throw-away user name and then cached by
-pysnmp; each credential is installed for that engine id only (`securityEngineId`). Installing it
-engine-wide instead would make two devices that share a user name but not a passphrase overwrite
-each other's keys inside the shared engine. When a device with a cached engine id stops
-answering, the id is forgotten and discovered again at once: a re-imaged device (new engine id)
-recovers within the same poll instead of timing out for the 300 s pysnmp keeps the old id, and a
-device that answers discovery but not our authenticated request is told apart from a dead one.
+SNMPv3: the first keys seen for a user name own pysnmp's engine-wide user, and pysnmp discovers
+each agent's engine id (once, then cached) and localizes the keys inside the first request.
+Other keys for the same user name (another site's passphrase) are installed per agent engine id
+after an explicit discovery, because installing them engine-wide would overwrite the first
+keys under devices being contacted at that moment. When a known agent stops answering, its
+engine id is forgotten and discovered again at once: a re-imaged device (new engine id)
+recovers within the same poll instead of timing out for the 300 s pysnmp keeps the old id, and
+an agent that answers discovery but not our request is told apart from a dead one.
 
-Secrets are revealed only to build pysnmp's credential objects, never put in a message.
+Secrets are revealed only to derive keys and communities for pysnmp, never put in a message.
 """
 
 from __future__ import annotations
