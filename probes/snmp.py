@@ -122,7 +122,7 @@ def _oid_check(value: Any) -> OidCheck:
         pairs = [word.partition("=") for word in words]
         if any(not sep for _, sep, _ in pairs):
             raise OptionError(f"{value!r} is not OID followed by key=value words", _OID_HINT)
-        value = {"oid": oid, **{key: yaml.safe_load(raw) for key, _, raw in pairs}}
+        value = {"oid": oid, **{key: _word(raw) for key, _, raw in pairs}}
     if not isinstance(value, dict) or "oid" not in value:
         raise OptionError(f"expected an OID entry, got {type_name(value)}", _OID_HINT)
     unknown = sorted(set(value) - set(_OID_KEYS))
@@ -139,19 +139,31 @@ def _oid_check(value: Any) -> OidCheck:
     name = text(value.get("name", oid)).strip()
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise OptionError(f"OID name {name!r} is not a plain word", "use letters, digits, _ . -")
-    expect = value.get("expect", [])
+    expect = value.get("expect")
+    expect = [] if expect is None else expect if isinstance(expect, list) else [expect]
+    if not all(isinstance(item, str | int | float) for item in expect):
+        raise OptionError(f"OID {name}: expect takes values, not mappings", _OID_HINT)
     entry = OidCheck(
         oid=oid,
         name=name,
         warn=None if value.get("warn") is None else number()(value["warn"]),
         crit=None if value.get("crit") is None else number()(value["crit"]),
         below=boolean(value.get("below", False)),
-        expect=tuple(expect if isinstance(expect, list) else [expect]),
+        expect=tuple(expect),
     )
     if entry.expect and (entry.warn is not None or entry.crit is not None):
         raise OptionError(f"OID {name} has both expect and thresholds", "keep one of them")
     _check_order("oids", f"OID {name}", entry.warn, entry.crit, entry.below)
     return entry
+
+
+def _word(raw: str) -> Any:
+    """A command-line value as YAML reads a scalar (numbers, true/false), else the text."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return value if isinstance(value, str | int | float | bool) else raw
 
 
 def _interface(value: Any) -> int | str:

@@ -407,6 +407,8 @@ async def test_garbage_answers_are_a_protocol_failure(
         ({**V2C, "oids": ["1.3.6.x"]}, "oids", "not a numeric OID"),
         ({**V2C, "oids": [{"oid": "1.3.6.1", "color": 1}]}, "oids", "unknown key 'color'"),
         ({**V2C, "oids": ["1.3.6.1 warn=5 crit=2"]}, "oids", "warning bound is beyond"),
+        ({**V2C, "oids": ["1.3.6.1 warn=[1"]}, "oids", "expected a number, got text '[1'"),
+        ({**V2C, "oids": [{"oid": "1.3.6.1", "expect": {"a": 1}}]}, "oids", "not mappings"),
         ({**V2C, "errors_warn": 5, "errors_crit": 1}, "errors_warn", "beyond"),
     ],
 )
