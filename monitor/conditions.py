@@ -16,7 +16,10 @@ from monitor.model import ObservationValue, Severity, Verdict
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """A numeric observation with warn/crit bounds; `higher_is_worse` for latency, not for days."""
+    """A numeric observation with warn/crit bounds; `higher_is_worse` for latency, not for days.
+
+    `needs_history` marks a value derived from two polls (a counter rate): on a first poll, or
+    after the counters were reset, it cannot exist yet, and its absence is OK, not UNKNOWN."""
 
     condition: str
     observation: str
@@ -25,6 +28,7 @@ class Threshold:
     unit: str = ""
     higher_is_worse: bool = True
     about: str | None = None  # an observation naming what the value belongs to
+    needs_history: bool = False
 
     def judge(self, value: ObservationValue) -> Verdict:
         severity = Severity.UNKNOWN
@@ -92,13 +96,14 @@ def evaluate(
     verdicts = []
     for condition in conditions:
         if condition.observation not in observations:
+            waiting = isinstance(condition, Threshold) and condition.needs_history
             verdicts.append(
                 Verdict(
                     condition=condition.condition,
                     observation=condition.observation,
                     value=None,
-                    threshold="not measured",
-                    severity=Severity.UNKNOWN,
+                    threshold="needs two polls" if waiting else "not measured",
+                    severity=Severity.OK if waiting else Severity.UNKNOWN,
                     unit=condition.unit,
                 )
             )

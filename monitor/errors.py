@@ -30,5 +30,10 @@ class TlsFailure(ProbeFailure):
     """The TLS handshake failed."""
 
 
+class AuthFailure(ProbeFailure):
+    """The peer answered and rejected our credentials (an SNMPv3 report of an unknown user or a
+    wrong digest): it is alive, but nothing it knows about its own health can be read."""
+
+
 class ConfigFailure(ProbeFailure):
     """The check cannot run as configured (e.g. a referenced secret vanished after loading)."""

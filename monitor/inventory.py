@@ -25,12 +25,27 @@ from monitor.options import (
     relative_to,
     text,
 )
+from monitor.reader import ID, ID_HINT
 from monitor.resilience_config import Group, Resilience, ResilienceReader
 from monitor.yamlnodes import InventoryError, Location, Node, load
 from probes import REGISTRY
 from probes.base import ProbeKind
 
 SCHEMA_VERSION = 1
+# Keys a named entry of the top-level `credentials:` mapping may hold; a check (or a defaults
+# block) says `credentials: NAME` to take them all, its own keys still winning.
+CREDENTIAL_KEYS = (
+    "version",
+    "community_env",
+    "community_file",
+    "user",
+    "auth_protocol",
+    "auth_passphrase_env",
+    "auth_passphrase_file",
+    "priv_protocol",
+    "priv_passphrase_env",
+    "priv_passphrase_file",
+)
 ROLES = ("primary", "secondary", "backup")
 
 
@@ -131,6 +146,12 @@ class InventoryErrors(Exception):
 # --- option handling shared with `commwatch probe` ------------------------------------------
 
 _CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
+_CREDENTIAL_PARSERS = {
+    spec.name: spec.parse
+    for probe in REGISTRY.values()
+    for spec in option_specs(probe.options)
+    if spec.name in CREDENTIAL_KEYS
+}
 _ALL_OPTION_KEYS = frozenset(
     spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
 ) - {"target"}
@@ -204,6 +225,11 @@ def parse_schedule(values: Mapping[str, Any]) -> Schedule:
 
 
 class _Loader(ResilienceReader):
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        # name -> {key: (raw value, value node)}, validated where defined.
+        self.credential_sets: dict[str, dict[str, tuple[Any, Node]] | None] = {}
+
     def defaults(
         self, fields: dict[str, tuple[Node, Node]], inherited: dict[str, tuple[Any, Node]]
     ) -> dict[str, tuple[Any, Node]]:
@@ -212,7 +238,7 @@ class _Loader(ResilienceReader):
         merged = dict(inherited)
         if "defaults" not in fields:
             return merged
-        allowed = set(_SCHEDULE_PARSERS) | _ALL_OPTION_KEYS
+        allowed = set(_SCHEDULE_PARSERS) | _ALL_OPTION_KEYS | {"credentials"}
         for key, key_node, value_node in fields["defaults"][1].mapping("defaults"):
             if key not in allowed:
                 self.unknown_key(key, key_node, allowed, "defaults")
@@ -226,6 +252,7 @@ class _Loader(ResilienceReader):
             "the inventory",
             (
                 "version",
+                "credentials",
                 "defaults",
                 "concurrency",
                 "sites",
@@ -247,6 +274,8 @@ class _Loader(ResilienceReader):
                     )
                 )
         concurrency = self.concurrency(fields)
+        if "credentials" in fields:
+            self.credentials(fields["credentials"][1])
         inherited = self.defaults(fields, {})
         sites = []
         if "sites" in fields:
@@ -285,6 +314,43 @@ class _Loader(ResilienceReader):
         if self.errors:
             return None
         return Inventory(self.file, tuple(sites), concurrency, resilience)
+
+    def credentials(self, node: Node) -> None:
+        """Named credential sets, each value checked by the parser of the key it fills."""
+        for name, name_node, body in node.mapping("credentials"):
+            if not ID.fullmatch(name):
+                self.fail(name_node.error(f"credentials name {name!r} is not valid", ID_HINT))
+                continue
+            values: dict[str, tuple[Any, Node]] = {}
+            faults = len(self.errors)
+            for key, key_node, value_node in body.mapping(f"credentials {name}"):
+                if key not in CREDENTIAL_KEYS:
+                    self.unknown_key(key, key_node, CREDENTIAL_KEYS, f"credentials {name}")
+                    continue
+                try:
+                    parsed = _CREDENTIAL_PARSERS[key](value_node.value())
+                    for secret in _secrets_in(parsed):
+                        secret.check_available()
+                except OptionError as exc:
+                    self.fail(value_node.error(f"'{key}': {exc.message}", exc.hint))
+                    continue
+                values[key] = (value_node.value(), value_node)
+            # A faulty set is reported where it is defined, not again by every check using it.
+            self.credential_sets[name] = values if len(self.errors) == faults else None
+
+    def credential_values(self, node: Node) -> dict[str, tuple[Any, Node]] | None:
+        """The keys of the credentials `node` names; None (fault reported) if unusable."""
+        name = node.value()
+        if isinstance(name, str) and name in self.credential_sets:
+            return self.credential_sets[name]
+        known = ", ".join(sorted(self.credential_sets))
+        self.fail(
+            node.error(
+                f"unknown credentials {name!r}",
+                f"defined: {known}" if known else "define it under a top-level 'credentials:'",
+            )
+        )
+        return None
 
     def concurrency(self, fields: dict[str, tuple[Node, Node]]) -> Concurrency:
         if "concurrency" not in fields:
@@ -421,6 +487,8 @@ class _Loader(ResilienceReader):
         else:
             probe = REGISTRY[raw_kind.value()]
         option_keys = {spec.name for spec in option_specs(probe.options)} if probe else set()
+        if option_keys >= set(CREDENTIAL_KEYS):
+            option_keys.add("credentials")
         allowed = set(_CHECK_KEYS) | set(_SCHEDULE_PARSERS) | option_keys
         if probe is None:
             allowed |= _ALL_OPTION_KEYS | {"target"}
@@ -432,14 +500,24 @@ class _Loader(ResilienceReader):
             return None
 
         merged = {k: v for k, v in inherited.items() if k in option_keys | set(_SCHEDULE_PARSERS)}
-        merged.update({k: (v.value(), v) for k, (_, v) in fields.items() if k not in _CHECK_KEYS})
+        own = {k: (v.value(), v) for k, (_, v) in fields.items() if k not in _CHECK_KEYS}
+        # Precedence: inherited defaults, then the named credentials, then the check's own keys.
+        named = own.get("credentials") or merged.get("credentials")
+        if named is not None:
+            credential_values = self.credential_values(named[1])
+            if credential_values is None:
+                return None
+            merged.update(credential_values)
+        merged.update(own)
+        merged.pop("credentials", None)
         where = {k: n for k, (_, n) in merged.items()}
         option_values = {k: v for k, (v, _) in merged.items() if k in option_keys}
         schedule_values = {k: v for k, (v, _) in merged.items() if k in _SCHEDULE_PARSERS}
 
         options, faults = parse_options(probe, option_values)
         for key, exc in faults:
-            place = where.get(key, node)
+            # A fault between keys that came from named credentials is placed at the reference.
+            place = where.get(key) or (named[1] if named is not None else node)
             self.fail(place.error(f"'{key}': {exc.message}", exc.hint))
         try:
             schedule = parse_schedule(schedule_values)

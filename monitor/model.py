@@ -49,6 +49,7 @@ class ErrorClass(enum.StrEnum):
     DNS = "dns"
     TLS = "tls"
     PROTOCOL = "protocol"
+    AUTH = "auth"  # the peer answered and rejected our credentials
     CONFIG = "config"
     INTERNAL = "internal"
 

@@ -20,7 +20,14 @@ import aiohttp
 import dns.exception
 
 from monitor.conditions import Condition, evaluate
-from monitor.errors import ConfigFailure, DnsFailure, ProbeFailure, ProtocolFailure, TlsFailure
+from monitor.errors import (
+    AuthFailure,
+    ConfigFailure,
+    DnsFailure,
+    ProbeFailure,
+    ProtocolFailure,
+    TlsFailure,
+)
 from monitor.inventory import Check
 from monitor.model import ErrorClass, ProbeError, ProbeResult, Severity
 from monitor.options import OptionError
@@ -35,6 +42,7 @@ _UNREACHABLE_ERRNOS = frozenset(
 # The one classification table: first match wins, so specific types come before their bases.
 # (exception type, errnos it must carry or None for any, class)
 _CLASSIFICATION: tuple[tuple[type[BaseException], frozenset[int] | None, ErrorClass], ...] = (
+    (AuthFailure, None, ErrorClass.AUTH),
     (ConfigFailure, None, ErrorClass.CONFIG),
     (OptionError, None, ErrorClass.CONFIG),
     (DnsFailure, None, ErrorClass.DNS),
@@ -68,6 +76,8 @@ SEVERITY_OF_ERROR: dict[ErrorClass, Severity] = {
     ErrorClass.DNS: Severity.CRIT,
     ErrorClass.TLS: Severity.CRIT,
     ErrorClass.PROTOCOL: Severity.CRIT,
+    # The peer answered, so it is up; whether it is healthy is what we could not learn.
+    ErrorClass.AUTH: Severity.UNKNOWN,
     ErrorClass.CONFIG: Severity.UNKNOWN,
     ErrorClass.INTERNAL: Severity.UNKNOWN,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import dns, http, tcp, tls
+from probes import dns, http, snmp, tcp, tls
 from probes.base import ProbeKind
 
 REGISTRY: dict[str, ProbeKind] = {
@@ -12,5 +12,6 @@ REGISTRY: dict[str, ProbeKind] = {
         tls.PROBE,
         http.PROBE,
         dns.PROBE,
+        snmp.PROBE,
     )
 }

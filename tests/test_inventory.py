@@ -495,3 +495,104 @@ def test_resilience_rejections(tmp_path, edit, expected):
     # the check's explicit dependency), and each is reported.
     assert len(errors) == (2 if "cycle" in expected else 1), errors
     assert errors[0].startswith(expected), errors[0]
+
+
+# --- named credentials ----------------------------------------------------------------------
+
+CREDENTIALS = """\
+version: 1
+credentials:
+  core-v3:
+    version: 3
+    user: monitor
+    auth_protocol: sha256
+    auth_passphrase_env: CW_INV_AUTH
+    priv_protocol: aes
+    priv_passphrase_file: priv.txt
+  legacy:
+    version: 2c
+    community_env: CW_INV_COMMUNITY
+sites:
+  - id: s
+    defaults:
+      credentials: core-v3
+    links:
+      - id: l
+        checks:
+          - id: router
+            kind: snmp
+            target: 127.0.0.1
+          - id: switch
+            kind: snmp
+            target: 127.0.0.2:1161
+            credentials: legacy
+          - id: other-user
+            kind: snmp
+            target: 127.0.0.3
+            user: operator
+          - id: ssh
+            kind: tcp
+            target: 127.0.0.1:22
+"""
+
+
+@pytest.fixture
+def credential_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CW_INV_AUTH", "auth-passphrase-for-tests")
+    monkeypatch.setenv("CW_INV_COMMUNITY", "community-for-tests")
+    (tmp_path / "priv.txt").write_text("priv-passphrase-for-tests\n")
+
+
+def test_named_credentials_fill_in_snmp_keys(tmp_path, credential_env):
+    router, switch, other, ssh = load_inventory(write(tmp_path, CREDENTIALS)).checks
+
+    assert (router.options.version, router.options.user) == ("3", "monitor")
+    assert repr(router.options.auth_passphrase_env) == "<secret env:CW_INV_AUTH>"
+    assert router.options.priv_passphrase_file.name == str(tmp_path / "priv.txt")
+    assert (switch.options.version, switch.options.user) == ("2c", None)
+    assert repr(switch.options.community_env) == "<secret env:CW_INV_COMMUNITY>"
+    # A check's own key wins over its credentials.
+    assert (other.options.user, other.options.priv_protocol) == ("operator", "aes")
+    assert ssh.kind == "tcp"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("credentials: legacy", "credentials: legasy"),
+            "26:26: unknown credentials 'legasy' (defined: core-v3, legacy)",
+        ),
+        (
+            ("    user: monitor", "    usr: monitor"),
+            "5:5: unknown key 'usr' in credentials core-v3 (did you mean 'user'?)",
+        ),
+        (
+            ("    auth_protocol: sha256", "    auth_protocol: sha3"),
+            "6:20: 'auth_protocol': 'sha3' is not one of the choices "
+            "(use one of: md5, sha, sha224, sha256, sha384, sha512)",
+        ),
+        (
+            ("CW_INV_COMMUNITY", "CW_INV_UNSET"),
+            "12:20: 'community_env': environment variable CW_INV_UNSET is not set "
+            "(export it before starting commwatch, or use a *_file key)",
+        ),
+        (
+            ("    priv_protocol: aes\n", ""),
+            "15:20: 'priv_protocol': priv_protocol and priv_passphrase go together "
+            "(set both priv_protocol and priv_passphrase_env (or _file))",
+        ),
+        (
+            (
+                "            target: 127.0.0.1:22",
+                "            target: 127.0.0.1:22\n            credentials: legacy",
+            ),
+            "34:13: unknown key 'credentials' in a check (allowed: depends_on, description, id,"
+            " interval, kind, latency_crit, latency_warn, retries, retry_interval, tags, target,"
+            " timeout)",
+        ),
+    ],
+)
+def test_credential_faults_are_placed(tmp_path, credential_env, edit, expected):
+    text = CREDENTIALS.replace(*edit)
+    assert errors_of(tmp_path, text)[0] == expected
