@@ -33,7 +33,7 @@ def test_every_probe_has_the_one_signature():
         assert all(spec.help for spec in specs)
 
 
-def test_options_are_hashable_so_conditions_are_built_once_per_check():
+def test_options_are_hashable_so_conditions_are_built_once_per_check(monkeypatch):
     """The runner caches each check's conditions by its (frozen) options."""
     for probe in REGISTRY.values():
         for spec in option_specs(probe.options):
@@ -43,8 +43,17 @@ def test_options_are_hashable_so_conditions_are_built_once_per_check():
         "http": {"target": "https://127.0.0.1/", "headers": ["X-A: 1"], "expect_status": [200]},
         "tls": {"target": "127.0.0.1:1", "pin": ["sha256/" + "A" * 43 + "="]},
         "dns": {"target": "example.net", "server": "127.0.0.1", "expect": ["192.0.2.1"]},
+        "snmp": {
+            "target": "127.0.0.1:1161",
+            "version": "2c",
+            "community_env": "COMMWATCH_C",
+            "interfaces": ["eth0"],
+            "oids": ["1.3.6.1.4.1.2021.10.1.3.1 name=load1 warn=4"],
+        },
     }
+    assert set(examples) == set(REGISTRY)
     from monitor.inventory import adhoc_check
 
+    monkeypatch.setenv("COMMWATCH_C", "public")
     for kind, values in examples.items():
         hash(adhoc_check(kind, values).options)
