@@ -116,10 +116,13 @@ def make_ca(
     path_length: int | None = 0,
     rsa_bits: int | None = None,
     sha1: bool = False,
+    key: PrivateKey | None = None,
+    extensions: Sequence[x509.ExtensionType] = (),
 ) -> Issued:
     """A CA certificate allowed to sign leaf certificates: self-signed, or an intermediate
-    signed by `issuer` (whose own path_length must allow it, e.g. None)."""
-    key = _key(rsa_bits)
+    signed by `issuer` (whose own path_length must allow it, e.g. None). `key` reuses a given
+    key instead of a new one; `extensions` are added critical (e.g. NameConstraints)."""
+    key = key or _key(rsa_bits)
     start = not_before or _now() - datetime.timedelta(days=1)
     signer = issuer.key if issuer is not None else key
     builder = (
@@ -151,6 +154,8 @@ def make_ca(
             critical=False,
         )
     )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=True)
     return Issued(_sign(builder, signer, sha1), key)
 
 
