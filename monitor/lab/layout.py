@@ -9,6 +9,7 @@ port by an offset so they never collide with a demo someone has running.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
 
 
@@ -82,9 +83,10 @@ def services(behaviour: Behaviour) -> tuple[Service, ...]:
     return tuple(s for s in SERVICES if s.behaviour is behaviour)
 
 
-class PortTaken(OSError):
+class PortTaken(Exception):
     """A fixed lab port is in use: most likely another demo lab is running."""
 
     def __init__(self, address: str, port: int, cause: OSError) -> None:
-        super().__init__(cause.errno, f"{address}:{port}: {cause.strerror}")
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        super().__init__(f"{address}:{port}: {reason.lower()}")
         self.endpoint = f"{address}:{port}"
