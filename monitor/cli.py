@@ -181,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="headless output: json lines (default) or a table for people",
     )
+    demo.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="shift every lab port by N, to run a second lab beside one already running "
+        "(the shipped inventory.yaml names the unshifted ports)",
+    )
     demo.set_defaults(no_history=False, no_alerts=True)
 
     probe = commands.add_parser(
@@ -531,7 +539,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return asyncio.run(_stream(inventory, inventory.checks, args))
 
     mode = "headless" if args.headless else "lab-only" if args.lab_only else "dashboard"
-    return demo.run_demo(mode, headless)
+    return demo.run_demo(mode, headless, port_offset=args.port_offset)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ def run_demo(mode: str, headless: HeadlessRun, *, port_offset: int = 0) -> int:
             lab.export_secrets()
             inventory_path = write_demo_inventory(Path(folder), port_offset)
             if mode == "lab-only":
-                return _serve_until_stopped(lab)
+                return _serve_until_stopped(lab, port_offset)
             inventory = load_inventory(inventory_path)
             print(_lab_note(lab, inventory_path), file=sys.stderr)
             if mode == "headless":
@@ -82,21 +82,22 @@ def _lab_note(lab: Lab, inventory_path: Path) -> str:
     )
 
 
-def _serve_until_stopped(lab: Lab) -> int:
+def _serve_until_stopped(lab: Lab, port_offset: int) -> int:
     """Lab only: say what is served and how to watch it, then wait for SIGINT/SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"commwatch demo lab is up (started in {lab.started_in or 0:.2f}s):")
     print("\n".join(lab.describe()))
+    shifted = f" (ports shifted by {port_offset}: edit its targets to match)" if port_offset else ""
     print(
-        "\nPoint commwatch at it from another terminal, in the source folder:\n"
+        f"\nPoint commwatch at it from another terminal, in the source folder{shifted}:\n"
         "    commwatch run --once --format table inventory.yaml\n"
         "SNMP secrets were generated for this run and exported to this process only.\n"
         "Ctrl-C stops the lab.",
         flush=True,
     )
     # A timed wait lets Python run the signal handlers, which only ever run on this thread.
-    while not stop.wait(0.5):
+    while not stop.wait(0.2):
         pass
     return 0

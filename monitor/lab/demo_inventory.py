@@ -200,7 +200,7 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                                 "kind": "tcp",
                                 "target": _ep("carrier-b-ce-router", offset),
                             },
-                            _tls("carrier-portal", "carrier-b-portal", offset, None, timeout="3s"),
+                            _tls("carrier-portal", "carrier-b-portal", offset, None, timeout="2s"),
                         ],
                     },
                 ],

@@ -55,10 +55,11 @@ def _secret() -> str:
 class Lab:
     """Every peer of `monitor.lab.layout.SERVICES`, on its fixed port plus `port_offset`."""
 
-    def __init__(self, *, port_offset: int = 0, cycles: Cycles | None = None) -> None:
+    def __init__(self, *, port_offset: int = 0, clock: DeviceClock | None = None) -> None:
+        """`clock` drives the SNMP devices' cycles (tests pass short ones, or a fake time)."""
         self.port_offset = port_offset
         self.snmp_secrets = SnmpSecrets(_secret(), SNMP_USER, _secret(), _secret())
-        self.clock = DeviceClock(cycles or Cycles())
+        self.clock = clock or DeviceClock(Cycles())
         self.started_in: float | None = None  # seconds the last start took
         self._http = HttpPeers()
         self._tcp = TcpPeers()

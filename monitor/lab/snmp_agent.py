@@ -188,6 +188,27 @@ class _ReadOnlyMib(AbstractMibInstrumController):
         return answers
 
 
+class _BulkResponder(cmdrsp.BulkCommandResponder):
+    """Ends a GETBULK answer at the end of the MIB, as snmpd does, instead of repeating
+    endOfMibView for every repetition asked (a walk would print each one)."""
+
+    def send_varbinds(
+        self,
+        snmpEngine: engine.SnmpEngine,
+        stateReference: Any,
+        errorStatus: Any,
+        errorIndex: Any,
+        varBinds: Any,
+    ) -> None:
+        ended = [value.tagSet == rfc1905.endOfMibView.tagSet for _, value in varBinds]
+        keep = len(ended)
+        while keep > 1 and ended[keep - 1] and ended[keep - 2]:
+            keep -= 1
+        super().send_varbinds(
+            snmpEngine, stateReference, errorStatus, errorIndex, list(varBinds)[:keep]
+        )
+
+
 def engine_id(device: Device) -> rfc1902.OctetString:
     """A fixed engine id per device (enterprise 8072 format 4, the address as text): a manager
     that caches it keeps working across lab restarts, as it would with a real device."""
@@ -231,7 +252,7 @@ class SnmpAgent:
         for responder in (
             cmdrsp.GetCommandResponder,
             cmdrsp.NextCommandResponder,
-            cmdrsp.BulkCommandResponder,
+            _BulkResponder,
         ):
             responder(snmp, snmp_context)
         self._engine = snmp
