@@ -166,6 +166,40 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     _add_filters(tui)
 
+    demo = commands.add_parser(
+        "demo",
+        help="start a lab on loopback and watch it: the dashboard, or headless",
+        description="Start the built-in demo lab on loopback (HTTP, TLS, DNS, SNMP peers with "
+        "varied and changing conditions) and watch it with an inventory written for it. "
+        "Stops cleanly on SIGINT/SIGTERM.",
+    )
+    demo_mode = demo.add_mutually_exclusive_group()
+    demo_mode.add_argument(
+        "--headless",
+        action="store_true",
+        help="the continuous headless run (as `commwatch run`) instead of the dashboard",
+    )
+    demo_mode.add_argument(
+        "--lab-only",
+        action="store_true",
+        help="only the lab, until Ctrl-C: point `commwatch run --once inventory.yaml` at it",
+    )
+    demo.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default="json",
+        help="headless output: json lines (default) or a table for people",
+    )
+    demo.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="shift every lab port by N, to run a second lab beside one already running "
+        "(the shipped inventory.yaml names the unshifted ports)",
+    )
+    demo.set_defaults(no_history=False, no_alerts=True)
+
     probe = commands.add_parser(
         "probe",
         help="run one check with no inventory (usable as a monitoring plugin)",
@@ -553,6 +587,16 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor import demo  # the lab's peers load only for this command
+
+    def headless(inventory: Inventory) -> int:
+        return asyncio.run(_stream(inventory, inventory.checks, args))
+
+    mode = "headless" if args.headless else "lab-only" if args.lab_only else "dashboard"
+    return demo.run_demo(mode, headless, port_offset=args.port_offset)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     probe_kind = REGISTRY[args.kind]
     values: dict[str, Any] = {"target": args.target}
@@ -596,6 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run,
         "audit": cmd_audit,
         "report": cmd_report,
+        "demo": cmd_demo,
         "probe": cmd_probe,
         "tui": cmd_tui,
     }

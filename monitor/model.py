@@ -149,7 +149,9 @@ class ProbeResult:
         bad = [v.describe() for v in self.verdicts if v.severity is not Severity.OK]
         if bad:
             return "; ".join(bad)
-        seen = [f"{v.condition} {_shown(v.value)}{v.unit}" for v in self.verdicts]
+        seen = [
+            f"{v.condition} {_shown(v.value)}{v.unit}" for v in self.verdicts if v.value is not None
+        ]
         return ", ".join(seen) if seen else "OK"
 
 

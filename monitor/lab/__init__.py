@@ -1,0 +1,1 @@
+"""The built-in demo lab: real peers on loopback with varied and changing conditions."""

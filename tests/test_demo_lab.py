@@ -1,0 +1,427 @@
+"""The demo lab: every peer it promises, judged by real sweeps, its SNMP agent read by pysnmp and
+net-snmp, and `commwatch demo` as a user runs it (headless, lab only, a taken port).
+
+In-process labs shift their ports by an offset so they never meet a demo someone has running;
+the `--lab-only` + shipped inventory test needs the fixed ports, as a user does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    get_cmd,
+    usmAesCfb128Protocol,
+    usmHMAC192SHA256AuthProtocol,
+)
+
+from monitor.inventory import adhoc_check, load_inventory
+from monitor.lab import snmp_agent
+from monitor.lab.demo_inventory import demo_inventory, write_demo_inventory
+from monitor.lab.lab import SNMP_ENV, Lab
+from monitor.lab.layout import SERVICES, Behaviour, PortTaken, service
+from monitor.lab.snmp_agent import Cycles, DeviceClock
+from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key, make_lab_ca
+from monitor.model import ProbeResult, Severity
+from monitor.scheduler import Scheduler
+from probes import REGISTRY
+from tests.conftest import REPO
+
+OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161
+RADIO = service("ridge-radio-snmp")
+IF_OPER_RF0 = "1.3.6.1.2.1.2.2.1.8.2"
+IF_HC_IN_RF0 = "1.3.6.1.2.1.31.1.1.1.6.2"
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def lab(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Lab]:
+    async with Lab(port_offset=OFFSET) as running:
+        secrets: dict[str, str] = {}
+        running.export_secrets(secrets)  # as `commwatch demo` does, into this test's environment
+        for name, value in secrets.items():
+            monkeypatch.setenv(name, value)
+        yield running
+
+
+async def sweep(checks) -> dict[str, ProbeResult]:
+    results: list[ProbeResult] = []
+    inventory_concurrency = load_inventory(REPO / "inventory.yaml").concurrency
+    await Scheduler(checks, inventory_concurrency, results.append).sweep()
+    return {r.check.check_id.rsplit("/", 1)[-1]: r for r in results}
+
+
+async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_path):
+    assert lab.started_in is not None and lab.started_in < 2.0
+    inventory = load_inventory(write_demo_inventory(tmp_path, OFFSET))
+    results = await sweep(inventory.checks)
+    severity = {check_id: r.severity for check_id, r in results.items() if r.check.kind != "snmp"}
+    assert severity == {
+        "edge-router": Severity.OK,
+        "cad-api": Severity.OK,
+        "cad-api-tls": Severity.OK,
+        "resolver": Severity.OK,
+        "lte-router": Severity.OK,
+        "cad-api-via-lte": Severity.WARN,  # slow
+        "lte-router-webui": Severity.CRIT,  # untrusted root
+        "paging-gateway": Severity.OK,  # first of three requests
+        "paging-gateway-tls": Severity.WARN,  # expires in 20 days
+        "dns-srv-sip": Severity.OK,
+        "ce-router": Severity.CRIT,  # closed port
+        "carrier-portal": Severity.CRIT,  # hangs
+        "site-router": Severity.OK,
+        "rfss-console": Severity.CRIT,  # expired
+        "vsat-modem": Severity.OK,
+        "vsat-modem-tls": Severity.CRIT,  # wrong host
+    }
+    assert results["ce-router"].summary().startswith("refused")
+    # The lab's SNMP agents answer v3 authPriv and v2c alike; the radio has a port in maintenance.
+    snmp = {check_id: r for check_id, r in results.items() if r.check.kind == "snmp"}
+    assert {check_id: r.severity for check_id, r in snmp.items()} == {
+        "psap-edge-router-snmp-v3": Severity.OK,
+        "psap-edge-router-snmp-v2c": Severity.OK,
+        "ridge-radio-snmp-v3": Severity.WARN,
+        "ridge-radio-snmp-v2c": Severity.WARN,
+    }
+    assert "if.eth1.admin_status down" in snmp["ridge-radio-snmp-v3"].summary()
+    assert snmp["psap-edge-router-snmp-v3"].observations["if.ge-0/0/0.state"] == "up"
+    assert results["carrier-portal"].summary().startswith("timeout")
+    assert "untrusted root" in results["lte-router-webui"].summary()
+    assert "expiry -3.0d" in results["rfss-console"].summary()
+    assert "hostname False" in results["vsat-modem-tls"].summary()
+    assert results["resolver"].observations["answers"] == 1
+
+
+async def test_the_paging_gateway_fails_intermittently_on_a_fixed_schedule(lab):
+    check = adhoc_check(
+        "http", {"target": f"http://{service('paging-gateway').endpoint(OFFSET)}/status"}
+    )
+    seen = []
+    for _ in range(6):
+        seen.append((await sweep([check]))["http"].severity)
+    assert seen == [Severity.OK, Severity.OK, Severity.CRIT] * 2
+
+
+async def test_the_dns_responder_answers_over_udp_and_tcp_and_knows_what_it_does_not_hold(lab):
+    server = service("dispatch-resolver").endpoint(OFFSET)
+    checks = [
+        adhoc_check(
+            "dns",
+            {"target": "paging.dispatch.example.net", "server": server, "expect": ["127.0.20.1"]},
+        ),
+        adhoc_check(
+            "dns",
+            {"target": "dispatch.example.net", "server": server, "type": "TXT", "tcp": True},
+        ),
+        adhoc_check(
+            "dns",
+            {"target": "gone.dispatch.example.net", "server": server, "expect_rcode": "NXDOMAIN"},
+        ),
+        adhoc_check("dns", {"target": "example.org", "server": server, "expect_rcode": "REFUSED"}),
+    ]
+    for check in checks:
+        result = (await sweep([check]))["dns"]
+        assert result.severity is Severity.OK, result.summary()
+
+
+def test_snmp_checks_are_in_the_demo_inventory_exactly_when_the_probe_is_registered():
+    kinds = {
+        check["kind"]
+        for site in demo_inventory()["sites"]
+        for link in site["links"]
+        for check in link["checks"]
+    }
+    assert ("snmp" in kinds) == ("snmp" in REGISTRY)
+
+
+def test_the_shipped_inventory_targets_the_lab_on_loopback(tmp_path, monkeypatch):
+    for name in (SNMP_ENV.community, SNMP_ENV.auth_passphrase, SNMP_ENV.priv_passphrase):
+        monkeypatch.setenv(name, "made-up-for-loading")  # the demo's SNMP checks reference them
+    shipped = load_inventory(REPO / "inventory.yaml")
+    generated = load_inventory(write_demo_inventory(tmp_path))
+    endpoints = {s.endpoint() for s in SERVICES}
+    for check in shipped.checks:
+        assert ipaddress.ip_address(check.ref.host).is_loopback, check.ref.check_id
+        if check.kind == "dns":
+            served = "{}:{}".format(*check.options.server)
+        elif "://" in check.ref.target:
+            served = check.ref.target.split("/")[2]
+        else:
+            served = check.ref.target
+        assert served in endpoints, check.ref.check_id
+    # The same checks as the demo runs, so what one shows the other shows too.
+    same = {c.ref.check_id: c.ref.target for c in generated.checks if c.kind != "snmp"}
+    assert {c.ref.check_id: c.ref.target for c in shipped.checks} == same
+    command = [sys.executable, "-m", "monitor.cli", "check", str(REPO / "inventory.yaml")]
+    # From another folder: the CA path resolves against the inventory's folder, not the cwd.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    checked = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=30
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_shipped_lab_ca_is_the_one_the_lab_signs_with_and_is_name_constrained():
+    shipped = x509.load_pem_x509_certificate(LAB_CA_FILE.read_bytes())
+
+    def spki(key) -> bytes:
+        return key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    assert spki(shipped.public_key()) == spki(lab_ca_key().public_key())
+    assert shipped.subject == make_lab_ca().certificate.subject
+    constraints = shipped.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    assert (
+        x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")) in constraints.value.permitted_subtrees
+    )
+
+
+async def test_a_second_lab_on_the_same_ports_is_refused_by_name(lab):
+    with pytest.raises(PortTaken) as caught:
+        await Lab(port_offset=OFFSET).start()
+    assert caught.value.endpoint == SERVICES[0].endpoint(OFFSET)
+    assert "in use" in str(caught.value)
+    result = (await sweep([adhoc_check("tcp", {"target": SERVICES[0].endpoint(OFFSET)})]))["tcp"]
+    assert result.severity is Severity.OK  # the first lab is untouched
+
+
+# --- SNMP --------------------------------------------------------------------------------------
+
+
+async def snmp_get(lab: Lab, auth, *oids: str):
+    engine = SnmpEngine()
+    try:
+        target = await UdpTransportTarget.create(
+            (RADIO.address, RADIO.port(OFFSET)), timeout=1, retries=0
+        )
+        error, status, _, var_binds = await get_cmd(
+            engine,
+            auth,
+            target,
+            ContextData(),
+            *(ObjectType(ObjectIdentity(oid)) for oid in oids),
+            lookupMib=False,
+        )
+    finally:
+        engine.close_dispatcher()
+    return error, status, {str(name): value for name, value in var_binds}
+
+
+def v3(lab: Lab) -> UsmUserData:
+    secrets = lab.snmp_secrets
+    return UsmUserData(
+        secrets.user,
+        secrets.auth_passphrase,
+        secrets.priv_passphrase,
+        authProtocol=usmHMAC192SHA256AuthProtocol,
+        privProtocol=usmAesCfb128Protocol,
+    )
+
+
+async def test_the_snmp_agent_answers_v2c_and_v3_authpriv_and_refuses_strangers(lab):
+    error, status, values = await snmp_get(
+        lab, CommunityData(lab.snmp_secrets.community, mpModel=1), "1.3.6.1.2.1.1.5.0", IF_OPER_RF0
+    )
+    assert error is None and int(status) == 0
+    assert str(values["1.3.6.1.2.1.1.5.0"]) == "ridge-mw-radio-1"
+    error, status, values = await snmp_get(
+        lab, v3(lab), "1.3.6.1.2.1.31.1.1.1.1.2", "1.3.6.1.2.1.31.1.1.1.15.2", "1.3.6.1.2.1.1.9.0"
+    )
+    assert error is None and int(status) == 0
+    assert str(values["1.3.6.1.2.1.31.1.1.1.1.2"]) == "rf0"  # ifName
+    assert int(values["1.3.6.1.2.1.31.1.1.1.15.2"]) == 400  # ifHighSpeed
+    assert values["1.3.6.1.2.1.1.9.0"].prettyPrint().startswith("No Such Object")
+    error, _, _ = await snmp_get(lab, CommunityData("not-the-community", mpModel=1), SYS_UPTIME)
+    assert "No SNMP response" in str(error)
+
+
+def net_snmp(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        pytest.fail(
+            f"{tool} is not installed: this test reads the lab agent with net-snmp "
+            "(Debian/Ubuntu: apt-get install snmp)",
+            pytrace=False,
+        )
+    return found
+
+
+async def test_net_snmp_reads_the_agent_over_v3_and_walks_it_with_getbulk(lab):
+    secrets = lab.snmp_secrets
+    agent = f"{RADIO.address}:{RADIO.port(OFFSET)}"
+    common = ["-On", "-t", "1", "-r", "0"]
+    v3_flags = ["-v3", "-l", "authPriv", "-u", secrets.user, "-a", "SHA-256"]
+    v3_flags += ["-A", secrets.auth_passphrase, "-x", "AES", "-X", secrets.priv_passphrase]
+    get = await asyncio.to_thread(
+        subprocess.run,
+        [net_snmp("snmpget"), *common, *v3_flags, agent, "1.3.6.1.2.1.1.1.0", IF_HC_IN_RF0],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert get.returncode == 0, get.stderr
+    assert "microwave radio" in get.stdout and "Counter64" in get.stdout
+    walk = await asyncio.to_thread(
+        subprocess.run,
+        [net_snmp("snmpbulkwalk"), *common, "-v2c", "-c", secrets.community, agent, "1.3.6.1.2.1"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert walk.returncode == 0, walk.stderr
+    lines = walk.stdout.splitlines()
+    # The system group, 13 columns of 3 interfaces, and net-snmp's one end-of-MIB line.
+    assert len(lines) == 3 + 3 * 13 + 1
+    assert "No more variables" in lines[-1]
+    assert ".1.3.6.1.2.1.2.2.1.7.3 = INTEGER: 2" in lines  # eth1 admin down (maintenance)
+
+
+async def test_the_radio_link_goes_down_and_comes_back_on_its_cycle():
+    clock = DeviceClock(Cycles(flap_period=0.6, flap_down=0.3, reboot_period=60))
+    async with Lab(port_offset=OFFSET, clock=clock) as lab:
+        states = set()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and states != {1, 2}:
+            _, _, values = await snmp_get(lab, v3(lab), IF_OPER_RF0)
+            states.add(int(values[IF_OPER_RF0]))
+            await asyncio.sleep(0.05)
+    assert states == {1, 2}  # up, then down (or the other way round)
+
+
+async def test_counters_rise_stand_still_while_down_and_restart_after_a_reboot():
+    fake = FakeTime()
+    clock = DeviceClock(Cycles(flap_period=100, flap_down=40, reboot_period=1000), 0.0, fake)
+    async with Lab(port_offset=OFFSET, clock=clock) as lab:
+
+        async def read() -> tuple[int, int, int]:
+            _, _, values = await snmp_get(lab, v3(lab), SYS_UPTIME, IF_OPER_RF0, IF_HC_IN_RF0)
+            return tuple(int(values[oid]) for oid in (SYS_UPTIME, IF_OPER_RF0, IF_HC_IN_RF0))
+
+        fake.now = 10.0
+        uptime, oper, octets = await read()
+        assert (uptime, oper) == (1000, 1)
+        fake.now = 50.0
+        assert (await read())[2] > octets  # rising while up
+        fake.now = 70.0
+        down = await read()
+        assert down[1] == 2
+        fake.now = 90.0
+        assert (await read())[2] == down[2]  # standing still while down, never backwards
+        fake.now = 1005.0
+        rebooted = await read()
+        assert rebooted[0] == 500 and rebooted[2] < down[2]  # sysUpTime and counters restart
+
+
+def test_snmp_secrets_stay_out_of_reprs():
+    lab = Lab(port_offset=OFFSET)
+    environ: dict[str, str] = {}
+    lab.export_secrets(environ)
+    assert set(environ) == {SNMP_ENV.community, SNMP_ENV.auth_passphrase, SNMP_ENV.priv_passphrase}
+    assert not any(secret in repr(lab.snmp_secrets) for secret in environ.values())
+    assert len(set(environ.values())) == 3
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def commwatch(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = process.stdout.readline()
+    assert line and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+    return line
+
+
+def test_demo_headless_emits_json_lines_and_exits_0_on_sigterm():
+    process = commwatch("demo", "--headless", "--port-offset", str(OFFSET + 1))
+    try:
+        records = [json.loads(read_line(process, 20)) for _ in range(12)]
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert {r["type"] for r in records} >= {"result"}
+    assert {r["severity"] for r in records if r["type"] == "result"} >= {"OK", "CRIT"}
+    assert "commwatch demo lab" in stderr
+
+
+def test_demo_lab_only_serves_the_shipped_inventory_and_refuses_a_second_lab():
+    lab = commwatch("demo", "--lab-only")
+    try:
+        assert "demo lab is up" in read_line(lab, 20)
+        second = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "demo", "--lab-only"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 3
+        assert "in use" in second.stderr and "another `commwatch demo`" in second.stderr
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMWATCH_LAB_")}
+        run = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "run", "--once", "inventory.yaml"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        lab.send_signal(signal.SIGINT)
+        lab.communicate(timeout=20)
+    finally:
+        lab.kill()
+    assert lab.returncode == 0
+    assert run.returncode == Severity.CRIT.value, run.stderr
+    document = json.loads(run.stdout)
+    by_id = {r["check_id"].rsplit("/", 1)[-1]: r["severity"] for r in document["results"]}
+    assert by_id["cad-api-tls"] == "OK" and by_id["paging-gateway-tls"] == "WARN"
+    assert by_id["ce-router"] == "CRIT" and by_id["rfss-console"] == "CRIT"
+    assert list(by_id.values()).count("OK") >= 8
+
+
+def test_every_behaviour_is_served_and_agent_values_are_sorted_for_getnext():
+    assert {s.behaviour for s in SERVICES} == set(Behaviour)
+    device = snmp_agent.lab_device("ridge-radio-snmp", RADIO.address)
+    table = snmp_agent.snapshot(device, DeviceClock(Cycles()))
+    assert [oid for oid, _ in table] == sorted(oid for oid, _ in table)
