@@ -8,16 +8,12 @@ another commwatch at it, e.g. the shipped inventory.yaml). The lab runs on a thr
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab.demo_inventory import write_demo_inventory
@@ -54,24 +50,16 @@ def run_demo(mode: str, headless: HeadlessRun, *, port_offset: int = 0) -> int:
 
 
 def open_dashboard(inventory: Inventory, lab_note: str, headless: HeadlessRun) -> int:
-    # MERGE POINT (tui): the dashboard's entry point is
-    #     tui.app.run_dashboard(inventory, *, lab_note=...) -> int, or an awaitable of one.
-    # Until tui.app provides it, the demo falls back to the continuous headless run.
-    try:
-        run_dashboard = getattr(importlib.import_module("tui.app"), "run_dashboard", None)
-    except ModuleNotFoundError:
-        run_dashboard = None
-    if run_dashboard is None:
-        print("commwatch demo: no dashboard in this build; running headless", file=sys.stderr)
+    """The dashboard over the lab's inventory; headless where there is no terminal to draw on."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("commwatch demo: not a terminal; running headless (see --headless)", file=sys.stderr)
         return headless(inventory)
-    outcome: Any = run_dashboard(inventory, lab_note=lab_note)
-    if inspect.isawaitable(outcome):
-        return asyncio.run(_awaited(outcome))
-    return int(outcome)
+    from tui.app import CommwatchApp  # Textual loads only when the dashboard is wanted
 
-
-async def _awaited(outcome: Any) -> int:
-    return int(await outcome)
+    app = CommwatchApp(inventory, checks=inventory.checks)
+    app.sub_title = lab_note
+    app.run()
+    return 0
 
 
 def _lab_note(lab: Lab, inventory_path: Path) -> str:
