@@ -147,7 +147,7 @@ class Monitor:
         if self._writer is not None:
             self._writer.start()  # raises HistoryError at once for an unusable path
             with HistoryStore(self._writer.config.path) as store:
-                self.state = restore(store.last_events_before(time.time() + 1))
+                self.state = restore(self._topology, store.last_events_before(time.time() + 1))
         alert_task = None
         if self._alerter is not None:
             await self._alerter.start()

@@ -10,12 +10,14 @@ cause. The tables below are the rules; the functions only look them up.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from monitor.events import Event, EventKind, Subject, Suppression
 from monitor.model import ProbeResult, Severity
+from monitor.persistent import PersistentMap
 
 PENDING = "PENDING"
 
@@ -94,7 +96,38 @@ class Topology:
     in_maintenance: Callable[[Iterable[str], float], bool] = lambda _ids, _at: False
 
     def groups_of(self, link_id: str) -> tuple[GroupPolicy, ...]:
-        return tuple(g for g in self.groups.values() if link_id in g.link_ids)
+        return self._groups_by_link.get(link_id, ())
+
+    def decides(self, check_id: str, link_id: str) -> bool:
+        return check_id in self._deciding[link_id]
+
+    @functools.cached_property
+    def _groups_by_link(self) -> dict[str, tuple[GroupPolicy, ...]]:
+        index: dict[str, list[GroupPolicy]] = {}
+        for group in self.groups.values():
+            for link_id in group.link_ids:
+                index.setdefault(link_id, []).append(group)
+        return {link_id: tuple(groups) for link_id, groups in index.items()}
+
+    @functools.cached_property
+    def parents(self) -> dict[str, tuple[str, ...]]:
+        """What each subject that depends on anything depends on; a check inherits its link's
+        dependencies. Subjects with none are left out: they can never be unreachable."""
+        found = {link.link_id: link.depends_on for link in self.links.values() if link.depends_on}
+        for check in self.checks.values():
+            inherited = check.depends_on + self.links[check.link_id].depends_on
+            if inherited:
+                found[check.check_id] = inherited
+        return found
+
+    @functools.cached_property
+    def parent_ids(self) -> frozenset[str]:
+        """Every subject something depends on: only their going down or up matters."""
+        return frozenset(parent for parents in self.parents.values() for parent in parents)
+
+    @functools.cached_property
+    def _deciding(self) -> dict[str, frozenset[str]]:
+        return {link.link_id: frozenset(link.deciding_checks) for link in self.links.values()}
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -116,11 +149,34 @@ class CheckState:
 
 
 @dataclass(frozen=True)
+class LinkTally:
+    """How many of a link's deciding checks are confirmed at each severity, kept up to date
+    one result at a time so a link's state never needs a walk over all its checks."""
+
+    known: int = 0
+    counts: tuple[int, int, int, int] = (0, 0, 0, 0)  # by Severity value: OK, WARN, CRIT, UNKNOWN
+
+    def moved(self, old: str | None, new: str) -> LinkTally:
+        counts = list(self.counts)
+        known = self.known
+        if old is None or old == PENDING:
+            known += 1
+        else:
+            counts[Severity[old].value] -= 1
+        counts[Severity[new].value] += 1
+        return LinkTally(known, (counts[0], counts[1], counts[2], counts[3]))
+
+    def worst(self) -> Severity:
+        return Severity.worst(s for s in Severity if self.counts[s.value])
+
+
+@dataclass(frozen=True)
 class EngineState:
-    checks: Mapping[str, CheckState] = field(default_factory=dict)
-    links: Mapping[str, LinkStatus] = field(default_factory=dict)  # once fully known
-    groups: Mapping[str, GroupStatus] = field(default_factory=dict)  # once fully known
+    checks: Mapping[str, CheckState] = field(default_factory=PersistentMap)
+    links: Mapping[str, LinkStatus] = field(default_factory=PersistentMap)  # once fully known
+    groups: Mapping[str, GroupStatus] = field(default_factory=PersistentMap)  # once fully known
     unreachable: frozenset[str] = frozenset()  # check and link ids behind a down parent
+    tallies: Mapping[str, LinkTally] = field(default_factory=PersistentMap)
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -178,13 +234,11 @@ def confirm(
     return CheckState(hard, severity, attempts, since, at, changes, flapping)
 
 
-def link_status(policy: LinkPolicy, checks: Mapping[str, CheckState]) -> LinkStatus | None:
+def link_status(policy: LinkPolicy, tally: LinkTally) -> LinkStatus | None:
     """None until every deciding check has reported: a half-known link has no status yet."""
-    known = [checks[c].hard for c in policy.deciding_checks if c in checks]
-    if len(known) < len(policy.deciding_checks):
+    if tally.known < len(policy.deciding_checks):
         return None
-    worst = Severity.worst(Severity[name] for name in known)
-    return LINK_STATUS_OF_SEVERITY[worst]
+    return LINK_STATUS_OF_SEVERITY[tally.worst()]
 
 
 def group_status(policy: GroupPolicy, links: Mapping[str, LinkStatus]) -> GroupStatus | None:
@@ -212,11 +266,7 @@ def _is_down(subject_id: str, state: EngineState) -> bool:
 def unreachable(topology: Topology, state: EngineState) -> frozenset[str]:
     """Checks and links behind a parent that is down (or itself unreachable). A check inherits
     its link's dependencies: everything at a radio site sits behind its backhaul router."""
-    parents: dict[str, tuple[str, ...]] = {
-        link.link_id: link.depends_on for link in topology.links.values()
-    }
-    for check in topology.checks.values():
-        parents[check.check_id] = check.depends_on + topology.links[check.link_id].depends_on
+    parents = topology.parents
     memo: dict[str, bool] = {}
 
     def blocked(subject: str, trail: frozenset[str]) -> bool:
@@ -254,26 +304,39 @@ def _suppressions(
 def step(
     topology: Topology, state: EngineState, result: ProbeResult
 ) -> tuple[EngineState, tuple[Event, ...]]:
-    """Apply one result. A check not in the topology changes nothing."""
+    """Apply one result. A check not in the topology changes nothing. Every structure is
+    updated for the one check, link and groups concerned: a step's cost does not grow with the
+    inventory."""
     policy = topology.checks.get(result.check.check_id)
     if policy is None:
         return state, ()
     at = result.started_at
     before = state.checks.get(policy.check_id)
     after = confirm(before, result.severity.name, at, policy, topology.flap)
-    checks = {**state.checks, policy.check_id: after}
     link = topology.links[policy.link_id]
-    links = dict(state.links)
-    status = link_status(link, checks)
-    if status is not None:
-        links[link.link_id] = status
-    groups = dict(state.groups)
-    for group in topology.groups_of(link.link_id):
-        group_now = group_status(group, links)
-        if group_now is not None:
-            groups[group.group_id] = group_now
-    new = EngineState(checks, links, groups)
-    new = replace(new, unreachable=unreachable(topology, new))
+    tallies, links, groups = state.tallies, state.links, state.groups
+    hard_changed = before is None or before.hard != after.hard
+    if hard_changed and topology.decides(policy.check_id, link.link_id):
+        tally = tallies.get(link.link_id, LinkTally()).moved(before and before.hard, after.hard)
+        tallies = tallies.set(link.link_id, tally)
+        status = link_status(link, tally)
+        if status is not None and links.get(link.link_id) is not status:
+            links = links.set(link.link_id, status)
+            for group in topology.groups_of(link.link_id):
+                group_now = group_status(group, links)
+                if group_now is not None and groups.get(group.group_id) is not group_now:
+                    groups = groups.set(group.group_id, group_now)
+    new = EngineState(
+        state.checks.set(policy.check_id, after), links, groups, state.unreachable, tallies
+    )
+    was_down = before is not None and before.hard == Severity.CRIT.name
+    check_flipped = (after.hard == Severity.CRIT.name) != was_down
+    link_flipped = links is not state.links
+    if (check_flipped and policy.check_id in topology.parent_ids) or (
+        link_flipped and link.link_id in topology.parent_ids
+    ):
+        # Only a parent's going down or up can change what sits behind it.
+        new = replace(new, unreachable=unreachable(topology, new))
     events = [
         *_check_events(topology, new, policy, before, after, result),
         *_link_and_group_events(topology, state, new, link, policy.check_id, at),
@@ -371,19 +434,27 @@ def _link_and_group_events(
     return events
 
 
-def restore(last_hard: Iterable[Event]) -> EngineState:
+def restore(topology: Topology, last_hard: Iterable[Event]) -> EngineState:
     """The confirmed states of a previous run, from its last HARD event per subject, so a
     restart neither forgets a problem nor announces it again."""
-    checks: dict[str, CheckState] = {}
-    links: dict[str, LinkStatus] = {}
-    groups: dict[str, GroupStatus] = {}
+    state = EngineState()
     for event in sorted(last_hard, key=lambda e: e.at):
         if event.kind is not EventKind.HARD:
             continue
-        if event.subject is Subject.CHECK:
-            checks[event.subject_id] = CheckState(event.after, event.after, 0, event.at, event.at)
-        elif event.subject is Subject.LINK:
-            links[event.subject_id] = LinkStatus(event.after)
-        else:
-            groups[event.subject_id] = GroupStatus(event.after)
-    return EngineState(checks, links, groups)
+        if event.subject is Subject.CHECK and event.subject_id in topology.checks:
+            checks = state.checks.set(
+                event.subject_id, CheckState(event.after, event.after, 0, event.at, event.at)
+            )
+            state = replace(state, checks=checks)
+        elif event.subject is Subject.LINK and event.subject_id in topology.links:
+            state = replace(state, links=state.links.set(event.subject_id, LinkStatus(event.after)))
+        elif event.subject is Subject.GROUP and event.subject_id in topology.groups:
+            groups = state.groups.set(event.subject_id, GroupStatus(event.after))
+            state = replace(state, groups=groups)
+    tallies: dict[str, LinkTally] = {}
+    for check_id, check in state.checks.items():
+        link_id = topology.checks[check_id].link_id
+        if topology.decides(check_id, link_id):
+            tallies[link_id] = tallies.get(link_id, LinkTally()).moved(None, check.hard)
+    state = replace(state, tallies=PersistentMap(tallies))
+    return replace(state, unreachable=unreachable(topology, state))

@@ -242,7 +242,7 @@ def test_restore_after_restart_neither_forgets_nor_repeats():
     _, events = run(
         topo, [("psap/fibre/router", OK), ("psap/lte/router", OK), ("psap/fibre/router", CRIT)]
     )
-    restored = restore(events)
+    restored = restore(topo, events)
     assert restored.checks["psap/fibre/router"].hard == "CRIT"
     assert restored.groups["psap"] is GroupStatus.AT_RISK
     _, again = run(topo, [("psap/fibre/router", CRIT), ("psap/lte/router", OK)], restored)
