@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from monitor.model import ProbeResult
 from tui.board import Board, Level, Sort
@@ -138,13 +138,13 @@ class DashboardScreen(Screen[None]):
 
     # --- table events ------------------------------------------------------------------------
 
-    @on(DataTable.RowHighlighted, "#checks")
+    @on(CheckTable.RowHighlighted, "#checks")
     def _highlighted(self) -> None:
         self._show_detail(self.app.now())
 
-    @on(DataTable.HeaderSelected, "#checks")
-    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        sort = HEADER_SORTS.get(event.column_key.value or "")
+    @on(CheckTable.HeaderSelected, "#checks")
+    def _header_clicked(self, event: CheckTable.HeaderSelected) -> None:
+        sort = HEADER_SORTS.get(event.column)
         if sort is not None:
             self.sort = sort
             self.rebuild()
