@@ -180,4 +180,4 @@ def rendered(renderable: RenderableType, width: int = 120) -> str:
 
 
 def log_lines(app: CommwatchApp) -> list[str]:
-    return [strip.text for strip in app.dashboard.query_one(EventLog).lines]
+    return app.dashboard.query_one(EventLog).texts

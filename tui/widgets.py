@@ -6,13 +6,14 @@ already says everything, so colour only repeats it.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
@@ -23,7 +24,7 @@ from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Input, RichLog, Static
+from textual.widgets import Input, Static
 
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
@@ -39,6 +40,7 @@ from tui.present import (
 from tui.state import StateChange, finished_at
 
 GROUP_DETAIL_ROWS = 30
+LOG_CAPACITY = 1024  # event log entries kept
 CELL_PADDING = 2  # one space either side of every cell
 HEADER_LINES = 1
 
@@ -416,9 +418,7 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
                 text = text.copy()
                 text.truncate(column_width, overflow="ellipsis")
             segments.append(pad)
-            # Text.render leaves the text's own style to its caller.
-            style = base + console.get_style(text.style, default=Style.null())
-            segments.extend(Segment.apply_style(text.render(console), style, over))
+            segments.extend(text_segments(console, text, base, over))
             segments.append(Segment(" " * (column_width - text.cell_len + 1), base))
         return Strip(segments).adjust_cell_length(width, base)
 
@@ -477,6 +477,15 @@ def _identity(text: Text) -> tuple[object, ...]:
     return (text.plain, text.style, tuple(text.spans))
 
 
+def text_segments(
+    console: Console, text: Text, base: Style, over: Style | None = None
+) -> Iterable[Segment]:
+    """A one-line Text as segments: its styles on `base`, `over` laid on top of them."""
+    # Text.render leaves the text's own style to its caller.
+    style = base + console.get_style(text.style, default=Style.null())
+    return Segment.apply_style(text.render(console), style, over)
+
+
 # --- the summary bar ------------------------------------------------------------------------
 
 
@@ -525,14 +534,25 @@ class DetailPane(SeverityStyles, Static):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {*SEVERITY_CLASSES, "detail--heading"}
 
+    _height: int | None = None
+
     def show(self, board: Board, row: Row | None, now: float, paused: set[str]) -> None:
         if row is None:
-            self.update(Text("No row selected.", self._dim))
+            self._show(Text("No row selected.", self._dim))
         elif row.level is Level.CHECK:
             assert row.check is not None
-            self.update(self._check(board, row.check, now, row.check.ref.check_id in paused))
+            self._show(self._check(board, row.check, now, row.check.ref.check_id in paused))
         else:
-            self.update(self._group(board, row, now))
+            self._show(self._group(board, row, now))
+
+    def _show(self, content: RenderableType) -> None:
+        """Lay the screen out again only when the pane's height changes: it is rewritten every
+        second (its ages move on), and a layout repaints the whole screen."""
+        self.update(content, layout=False)
+        height = self.get_content_height(Size(0, 0), Size(0, 0), self.content_region.width)
+        if height != self._height:
+            self._height = height
+            self.refresh(layout=True)
 
     @property
     def _dim(self) -> Style:
@@ -671,13 +691,27 @@ def _seconds(seconds: float) -> str:
 # --- the event log --------------------------------------------------------------------------
 
 
-class EventLog(SeverityStyles, RichLog):
-    """State changes, newest at the bottom, each with the time it happened."""
+class EventLog(SeverityStyles, ScrollView):
+    """State changes, newest at the bottom, each with the time it happened.
+
+    On the Line API, like the table: each entry is rendered once. Its virtual height grows in
+    doublings (entries aligned to the bottom, the view following the newest), so a new entry
+    costs a repaint of the log, not a layout of the screen as a growing RichLog does."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=1000, wrap=False, markup=False, auto_scroll=True)
+        super().__init__(id=id)
+        self._entries: collections.deque[tuple[int, Text]] = collections.deque(maxlen=LOG_CAPACITY)
+        self._next_seq = 0
+        self._strips: dict[int, Strip] = {}
+        self._strip_width = 0
+        self._blank_top = 0
+
+    @property
+    def texts(self) -> list[str]:
+        """The entries' plain text, oldest first."""
+        return [text.plain for _, text in self._entries]
 
     def record(self, change: StateChange) -> None:
         line = Text(f"{clock_text(change.at)} ")
@@ -687,6 +721,60 @@ class EventLog(SeverityStyles, RichLog):
         line.append(f"  {change.check.check_id}  ")
         line.append(change.summary, self.component_style("dim"))
         self.write(line)
+
+    def write(self, line: Text) -> None:
+        following = self.scroll_y >= self.max_scroll_y
+        first_shown = self._seq_at(int(self.scroll_y))
+        if len(self._entries) == self._entries.maxlen:
+            self._strips.pop(self._entries[0][0], None)
+        self._entries.append((self._next_seq, line))
+        self._next_seq += 1
+        self._fit()
+        if following:
+            self.scroll_to(y=self.max_scroll_y, animate=False)
+        elif first_shown is not None:
+            # Scrolled back: keep the same entries in view while new ones arrive below.
+            index = max(0, first_shown - self._entries[0][0])
+            self.scroll_to(y=self._blank_top + index, animate=False)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Entries from the top while they fit; beyond, aligned to the bottom of a virtual
+        height that only doubles."""
+        count, height = len(self._entries), self.size.height
+        if count <= height:
+            rows, self._blank_top = height, 0
+        else:
+            rows = min(LOG_CAPACITY, 1 << (count - 1).bit_length())
+            self._blank_top = rows - count
+        self.virtual_size = Size(self.size.width, rows)
+
+    def _seq_at(self, virtual_y: int) -> int | None:
+        index = virtual_y - self._blank_top
+        return self._entries[index][0] if 0 <= index < len(self._entries) else None
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._strip_width:
+            self._strip_width = width
+            self._strips.clear()
+        index = int(self.scroll_y) + y - self._blank_top
+        if not 0 <= index < len(self._entries):
+            return Strip.blank(width, self.rich_style)
+        seq, text = self._entries[index]
+        strip = self._strips.get(seq)
+        if strip is None:
+            segments = text_segments(self.app.console, text, self.rich_style)
+            strip = Strip(segments).crop_extend(0, width, self.rich_style)
+            self._strips[seq] = strip
+        return strip
 
 
 class FilterInput(Input):
