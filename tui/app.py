@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -92,9 +93,17 @@ class CommwatchApp(App[None]):
         self.push_screen("dashboard")
         self.set_interval(FLUSH_INTERVAL, self._flush)
         self.set_interval(1.0, self.dashboard.tick)
-        self.call_after_refresh(self.dashboard.rebuild)
+        self.call_after_refresh(self._first_build)
         if self._engine:
             self._engine_worker = self.run_worker(self._run_engine(), name="engine")
+
+    def _first_build(self) -> None:
+        self.dashboard.rebuild()
+        # A full garbage collection walks every tracked object, and at thousands of checks it
+        # pauses the screen for 100 ms and more. The inventory, the board and the widgets live
+        # as long as the app: freezing them leaves the collector only what comes and goes.
+        gc.collect()
+        gc.freeze()
 
     async def _run_engine(self) -> None:
         async with self._lab if self._lab is not None else contextlib.nullcontext():

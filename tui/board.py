@@ -16,6 +16,7 @@ from monitor.model import ProbeResult, Severity
 from tui.state import RowState, StateChange, advance, finished_at
 
 T = TypeVar("T")
+Status = tuple[Severity | None, bool]  # a check's severity, and whether it is acknowledged
 
 
 class Sort(enum.Enum):
@@ -69,6 +70,20 @@ class Board:
         }
         self.states: dict[str, RowState] = {cid: RowState() for cid in self.checks}
         self.acked: set[str] = set()
+        # Checks per (severity, acknowledged), for all checks ("") and per site and link row,
+        # kept as results arrive: a site can hold thousands of checks, and its row, the
+        # summary and the sort ask for these on every batch.
+        self._within = {
+            cid: ("", site_key(site), link_key(link))
+            for site in self.sites
+            for link in site.links
+            for cid in (check.ref.check_id for check in link.checks)
+        }
+        self._tally: dict[str, Counter[Status]] = {}
+        for keys in self._within.values():
+            for key in keys:
+                self._tally.setdefault(key, Counter())[(None, False)] += 1
+        self._last_change: float | None = None
         self._haystacks = {
             cid: " ".join(
                 (
@@ -106,10 +121,16 @@ class Board:
             if previous is None:
                 continue  # not a check this board shows
             state, change = advance(previous, result)
+            before = self._status(check_id)
             self.states[check_id] = state
             touched.add(check_id)
             if state.severity is not previous.severity:
                 self.acked.discard(check_id)
+            self._recount(check_id, before)
+            if state.changed_at is not None and (
+                self._last_change is None or state.changed_at > self._last_change
+            ):
+                self._last_change = state.changed_at
             if change is not None:
                 changes.append(change)
         return touched, changes
@@ -126,39 +147,52 @@ class Board:
     def acknowledge(self, check_id: str) -> bool:
         """Toggle the acknowledgement of a problem; returns whether it is now acknowledged.
         An OK or pending check cannot be acknowledged."""
+        before = self._status(check_id)
         if check_id in self.acked:
             self.acked.discard(check_id)
-            return False
-        if not self.is_problem(check_id):
-            return False
-        self.acked.add(check_id)
-        return True
+        elif self.is_problem(check_id):
+            self.acked.add(check_id)
+        self._recount(check_id, before)
+        return check_id in self.acked
 
-    def group_severity(self, checks: Sequence[Check]) -> Severity | None:
-        """The worst severity needing attention below a site or link (acknowledged problems
-        count as OK); None while none of its checks has reported."""
+    def _status(self, check_id: str) -> Status:
+        return self.states[check_id].severity, check_id in self.acked
+
+    def _recount(self, check_id: str, before: Status) -> None:
+        after = self._status(check_id)
+        if after != before:
+            for key in self._within[check_id]:
+                tally = self._tally[key]
+                tally[before] -= 1
+                tally[after] += 1
+
+    def row_severity(self, row_key: str) -> Severity | None:
+        """The worst severity needing attention below a site or link row (acknowledged
+        problems count as OK); None while none of its checks has reported."""
         seen = [
-            Severity.OK if cid in self.acked else severity
-            for check in checks
-            if (severity := self.states[cid := check.ref.check_id].severity) is not None
+            Severity.OK if acked else severity
+            for (severity, acked), n in self._tally[row_key].items()
+            if n and severity is not None
         ]
         return Severity.worst(seen) if seen else None
+
+    def row_tally(self, row_key: str) -> Counter[Severity | None]:
+        """Checks per severity (None: pending) below a site or link row."""
+        tally: Counter[Severity | None] = Counter()
+        for (severity, _), n in self._tally[row_key].items():
+            tally[severity] += n
+        return +tally
 
     def counts(self) -> Counter[str]:
         """Checks per severity name needing attention, plus 'OK', 'pending' and 'ack'."""
         counts: Counter[str] = Counter()
-        for check_id, state in self.states.items():
-            if state.severity is None:
-                counts["pending"] += 1
-            elif check_id in self.acked:
-                counts["ack"] += 1
-            else:
-                counts[state.severity.name] += 1
-        return counts
+        for (severity, acked), n in self._tally[""].items():
+            label = "pending" if severity is None else "ack" if acked else severity.name
+            counts[label] += n
+        return +counts
 
     def last_change(self) -> float | None:
-        times = [s.changed_at for s in self.states.values() if s.changed_at is not None]
-        return max(times, default=None)
+        return self._last_change
 
     def rows(
         self, text: str = "", problems_only: bool = False, sort: Sort = Sort.NAME

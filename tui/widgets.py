@@ -365,8 +365,9 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
     def _refresh_row(self, index: int) -> None:
         """Repaint one row's line, if it is on screen."""
         line = index - int(self.scroll_y) + HEADER_LINES
-        if HEADER_LINES <= line < self.size.height:
-            self.refresh(Region(0, line, self.size.width, 1))
+        width, height = self.size  # computed anew on every access: once here
+        if HEADER_LINES <= line < height:
+            self.refresh(Region(0, line, width, 1))
 
     # --- rendering --------------------------------------------------------------------------
 
@@ -427,7 +428,7 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
     def _cells_of(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
         if row.level is Level.CHECK:
             return self._check_cells(row, now, paused)
-        severity = self.board.group_severity(row.checks)
+        severity = self.board.row_severity(row.key)
         status = Text(status_text(severity), self.severity_style(severity))
         if row.level is Level.SITE:
             style = self.component_style("row--site")
@@ -571,17 +572,17 @@ class DetailPane(SeverityStyles, Static):
             facts = f"site {row.site.id}" + (
                 f" · {', '.join(row.site.tags)}" if row.site.tags else ""
             )
-        counts = Text()
-        worst_first = sorted(
-            row.checks,
-            key=lambda c: -_attention_rank(board, c.ref.check_id),
+        tally = Counter(
+            {status_text(severity): n for severity, n in board.row_tally(row.key).items()}
         )
-        tally = Counter(status_text(board.states[c.ref.check_id].severity) for c in row.checks)
-        counts.append(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
+        counts = Text(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
         # The problems, worst first: a group can hold thousands of checks, and this pane is
         # redrawn every second, so it lists a screenful, not all of them.
         table = Table.grid(padding=(0, 1))
-        problems = [c for c in worst_first if board.is_problem(c.ref.check_id)]
+        problems = sorted(
+            (c for c in row.checks if board.is_problem(c.ref.check_id)),
+            key=lambda c: -_attention_rank(board, c.ref.check_id),
+        )
         for check in problems[:GROUP_DETAIL_ROWS]:
             state = board.states[check.ref.check_id]
             acked = check.ref.check_id in board.acked
