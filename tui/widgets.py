@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,6 +26,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
+from monitor.events import Event, EventKind, Subject
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
 from tui.board import Board, Level, Row, Sort
@@ -34,10 +35,13 @@ from tui.present import (
     age_text,
     clock_text,
     info_text,
+    links_text,
+    soft_text,
     sparkline,
+    state_text,
     status_text,
 )
-from tui.state import StateChange, finished_at
+from tui.state import HistoryLine, finished_at
 
 GROUP_DETAIL_ROWS = 30
 LOG_CAPACITY = 1024  # event log entries kept
@@ -52,8 +56,21 @@ _SEVERITY_CLASS = {
 }
 
 
+# Engine states of links and redundancy groups, by the severity class that colours them (AT
+# RISK has its own: one more failure is an outage).
+_STATE_CLASS = {
+    **{severity.name: name for severity, name in _SEVERITY_CLASS.items()},
+    "UP": "sev--ok",
+    "RESILIENT": "sev--ok",
+    "DEGRADED": "sev--warn",
+    "AT RISK": "grp--at-risk",
+    "DOWN": "sev--crit",
+}
+
 # Textual merges COMPONENT_CLASSES only along widget classes, so each widget lists these.
-SEVERITY_CLASSES = frozenset({*_SEVERITY_CLASS.values(), "sev--pending", "acked", "dim"})
+SEVERITY_CLASSES = frozenset(
+    {*_SEVERITY_CLASS.values(), "grp--at-risk", "sev--pending", "acked", "dim", "held", "soft"}
+)
 
 
 class SeverityStyles:
@@ -82,6 +99,20 @@ class SeverityStyles:
         style = self.component_style(name)
         return style + self.component_style("acked") if acked else style
 
+    def state_style(self, label: str | None) -> Style:
+        """The style of an engine state label (UP, AT RISK, CRIT...); None is pending."""
+        return self.component_style(_STATE_CLASS.get(label or "", "sev--pending"))
+
+    # Both styled as spans, not as the Text's base style: what is appended after them (with
+    # `+` too) must not inherit it.
+    def state_mark(self, label: str | None) -> Text:
+        return Text().append(state_text(label), self.state_style(label))
+
+    def held_text(self, reasons: Iterable[str]) -> Text:
+        """`[unreachable] ` and the like: why notifications are held."""
+        text = "".join(f"[{reason}] " for reason in reasons)
+        return Text().append(text, self.component_style("held"))
+
 
 # --- the table -----------------------------------------------------------------------------
 
@@ -93,7 +124,7 @@ class Columns:
     name: int
     trend: int  # 0: no trend column (a narrow screen)
     info: int
-    status: int = 10  # "? UNKN ack"
+    status: int = 11  # "✔ RESILIENT"
     age: int = 6  # "‖ 59m"
 
     @classmethod
@@ -428,19 +459,33 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
     def _cells_of(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
         if row.level is Level.CHECK:
             return self._check_cells(row, now, paused)
-        severity = self.board.row_severity(row.key)
-        status = Text(status_text(severity), self.severity_style(severity))
+        board = self.board
+        facts: list[str] = []
         if row.level is Level.SITE:
             style = self.component_style("row--site")
             name = Text(row.site.name or row.site.id, style)
+            group = board.groups.get(row.site.id)
+            if group is not None:
+                facts.append(links_text(group.up, group.total, group.min_up))
             n = len(row.checks)
-            info = Text(f"{row.site.id} · {len(row.site.links)} links · {n} checks", style)
+            facts.append(f"{row.site.id} · {len(row.site.links)} links · {n} checks")
+            subject = row.site.id
+            label = None if group is None or group.status is None else str(group.status)
         else:
             assert row.link is not None
             style = self.component_style("row--link")
             name = Text(f"  {row.link.id}", style)
-            details = (row.link.role, row.link.medium, row.link.name)
-            info = Text(" · ".join(d for d in details if d), style)
+            facts += [d for d in (row.link.role, row.link.medium, row.link.name) if d]
+            subject = row.link.full_id
+            link = board.link_status(row.link)
+            label = None if link is None else str(link)
+        if board.engine is not None:
+            status = self.state_mark(label)
+        else:
+            # No state engine (fabricated results): the worst below.
+            severity = board.row_severity(row.key)
+            status = Text(status_text(severity), self.severity_style(severity))
+        info = self.held_text(board.held(subject)) + Text(" · ".join(facts), style)
         return {"status": status, "name": name, "age": Text(), "trend": Text(), "info": info}
 
     def _check_cells(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
@@ -453,15 +498,25 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
         own_id = check_id.rsplit("/", 1)[-1]
         width = self.columns_fit.trend if self.columns_fit else 0
         result = state.result
-        return {
-            "status": Text(
+        confirmed = self.board.check_state(check_id)
+        if confirmed is not None and confirmed.is_soft and not acked:
+            soft = Severity[confirmed.soft]
+            status = Text(
+                soft_text(soft, confirmed.attempts, self.board.confirmations[check_id]),
+                self.severity_style(soft) + self.component_style("soft"),
+            )
+        else:
+            status = Text(
                 status_text(state.severity, acked), self.severity_style(state.severity, acked)
-            ),
+            )
+        return {
+            "status": status,
             "name": Text(f"    {own_id} ", dim)
             + Text(check.kind, self.component_style("dim") + dim),
             "age": self._age_cell(row, now, paused),
             "trend": Text(sparkline(state.latencies, width), dim),
-            "info": Text("" if result is None else info_text(result, now), dim),
+            "info": self.held_text(self.board.held(check_id))
+            + Text("" if result is None else info_text(result, now), dim),
         }
 
     def _age_cell(self, row: Row, now: float, paused: set[str]) -> Text:
@@ -515,6 +570,13 @@ class SummaryBar(SeverityStyles, Static):
             text.append(f"{counts['ack']} ack  ", self.severity_style(None, acked=True))
         if counts.get("pending"):
             text.append(f"{counts['pending']} pending  ", self.severity_style(None))
+        groups = Counter(str(g.status) for g in board.groups.values() if g.status is not None)
+        if groups:
+            text.append("│ groups ")
+            for label in ("DOWN", "AT RISK", "DEGRADED", "RESILIENT"):
+                if groups[label]:
+                    text.append(f"{state_text(label)} {groups[label]}", self.state_style(label))
+                    text.append("  ")
         text.append(f"│ since {clock_text(started_at)}")
         changed = board.last_change()
         if changed is not None:
@@ -572,6 +634,20 @@ class DetailPane(SeverityStyles, Static):
             facts = f"site {row.site.id}" + (
                 f" · {', '.join(row.site.tags)}" if row.site.tags else ""
             )
+        standing = Text()
+        if row.link is not None and board.engine is not None:
+            standing = Text("link ") + self.state_mark(_label(board.link_status(row.link)))
+        elif row.link is None and (group := board.groups.get(row.site.id)) is not None:
+            standing = self.state_mark(_label(group.status))
+            standing.append(f" · {links_text(group.up, group.total, group.min_up)}")
+            for link in row.site.links:
+                standing.append("\n  ")
+                standing += self.state_mark(_label(board.link_status(link)))
+                standing.append(f" {link.id} ({link.role or 'link'})")
+        held = board.held(row.link.full_id if row.link is not None else row.site.id)
+        if held:
+            standing.append("\n")
+            standing += self.held_text(f"held: {reason}" for reason in held)
         tally = Counter(
             {status_text(severity): n for severity, n in board.row_tally(row.key).items()}
         )
@@ -596,7 +672,9 @@ class DetailPane(SeverityStyles, Static):
             )
         more = len(problems) - GROUP_DETAIL_ROWS
         tail = [Text(f"… and {more} more problems", self._dim)] if more > 0 else []
-        return Group(self._heading(title), Text(facts, self._dim), counts, Text(), table, *tail)
+        return Group(
+            self._heading(title), Text(facts, self._dim), standing, counts, Text(), table, *tail
+        )
 
     def _check(self, board: Board, check: Check, now: float, paused: bool) -> RenderableType:
         check_id = check.ref.check_id
@@ -621,9 +699,30 @@ class DetailPane(SeverityStyles, Static):
         if acked:
             line.append(" · acknowledged")
         parts.append(line)
+        confirmed = board.check_state(check_id)
+        if confirmed is not None and confirmed.is_soft:
+            soft = Severity[confirmed.soft]
+            need = board.confirmations[check_id]
+            parts.append(
+                Text(
+                    f"unconfirmed: {status_text(soft)}, {confirmed.attempts} of {need} results"
+                ).append(" to confirm", self._dim)
+            )
+        held = board.held(check_id)
+        if held:
+            parts.append(self.held_text(f"held: {reason}" for reason in held))
         if result is None:
-            parts.append(Text("No result yet.", self._dim))
-            return Group(*parts)
+            parts.append(Text("No result yet in this run.", self._dim))
+            if not state.history:
+                return Group(*parts)
+        else:
+            parts += self._result(result, now)
+        parts += [Text(), self._heading(f"History (last {len(state.history)})")]
+        parts.append(self._history(state.history))
+        return Group(*parts)
+
+    def _result(self, result: ProbeResult, now: float) -> list[RenderableType]:
+        parts: list[RenderableType] = []
         if result.error is not None:
             parts += [Text(), self._heading("Error")]
             parts.append(Text(f"{result.error.error_class}: {result.error.message}"))
@@ -633,9 +732,7 @@ class DetailPane(SeverityStyles, Static):
         if result.certificates:
             parts += [Text(), self._heading("Certificate chain")]
             parts.append(self._certificates(result.certificates, now))
-        parts += [Text(), self._heading(f"History (last {len(state.history)})")]
-        parts.append(self._history(state.history))
-        return Group(*parts)
+        return parts
 
     def _verdicts(self, result: ProbeResult) -> Table:
         table = Table.grid(padding=(0, 1))
@@ -667,15 +764,19 @@ class DetailPane(SeverityStyles, Static):
             )
         return table
 
-    def _history(self, history: tuple[ProbeResult, ...]) -> Table:
+    def _history(self, history: tuple[HistoryLine, ...]) -> Table:
         table = Table.grid(padding=(0, 1))
-        for result in reversed(history):
+        for line in reversed(history):
             table.add_row(
-                Text(clock_text(finished_at(result)), self._dim),
-                Text(status_text(result.severity), self.severity_style(result.severity)),
-                Text(result.summary(), overflow="ellipsis", no_wrap=True),
+                Text(clock_text(line.at), self._dim),
+                Text(status_text(line.severity), self.severity_style(line.severity)),
+                Text(line.summary, overflow="ellipsis", no_wrap=True),
             )
         return table
+
+
+def _label(status: object | None) -> str | None:
+    return None if status is None else str(status)
 
 
 def _attention_rank(board: Board, check_id: str) -> int:
@@ -705,6 +806,7 @@ class EventLog(SeverityStyles, ScrollView):
         super().__init__(id=id)
         self._entries: collections.deque[tuple[int, Text]] = collections.deque(maxlen=LOG_CAPACITY)
         self._next_seq = 0
+        self._older_seq = 0  # entries from before this run count down from here
         self._strips: dict[int, Strip] = {}
         self._strip_width = 0
         self._blank_top = 0
@@ -714,14 +816,38 @@ class EventLog(SeverityStyles, ScrollView):
         """The entries' plain text, oldest first."""
         return [text.plain for _, text in self._entries]
 
-    def record(self, change: StateChange) -> None:
-        line = Text(f"{clock_text(change.at)} ")
-        line.append(status_text(change.before), self.severity_style(change.before))
-        line.append(" → ")
-        line.append(status_text(change.after), self.severity_style(change.after))
-        line.append(f"  {change.check.check_id}  ")
-        line.append(change.summary, self.component_style("dim"))
-        self.write(line)
+    def record(self, event: Event) -> None:
+        self.write(self.event_line(event))
+
+    def record_older(self, events: Sequence[Event]) -> None:
+        """Events from before this run (the history store's), above what is already shown."""
+        room = LOG_CAPACITY - len(self._entries)
+        for event in reversed(events[max(0, len(events) - room) :]):
+            self._older_seq -= 1
+            self._entries.appendleft((self._older_seq, self.event_line(event)))
+        self._fit()
+        self.scroll_to(y=self.max_scroll_y, animate=False)
+        self.refresh()
+
+    def event_line(self, event: Event) -> Text:
+        """A confirmed change of a check, link or group, or a check starting or stopping to
+        flap, with why its notification is held."""
+        line = Text(f"{clock_text(event.at)} ")
+        if event.kind is EventKind.FLAPPING_START:
+            line.append("⇅ flapping", self.component_style("held"))
+        elif event.kind is EventKind.FLAPPING_STOP:
+            line.append("⇅ settled", self.component_style("dim"))
+        else:
+            line += self.state_mark(event.before)
+            line.append(" → ")
+            line += self.state_mark(event.after)
+        subject = "" if event.subject is Subject.CHECK else f"{event.subject} "
+        line.append(f"  {subject}{event.subject_id}  ")
+        line.append(event.cause, self.component_style("dim"))
+        if event.suppressed:
+            line.append("  ")
+            line += self.held_text(f"held: {reason}" for reason in event.suppressed)
+        return line
 
     def write(self, line: Text) -> None:
         following = self.scroll_y >= self.max_scroll_y
