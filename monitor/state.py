@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 
 from monitor.events import Event, EventKind, Subject, Suppression
@@ -95,6 +96,15 @@ class Topology:
 
     def groups_of(self, link_id: str) -> tuple[GroupPolicy, ...]:
         return tuple(g for g in self.groups.values() if link_id in g.link_ids)
+
+    @cached_property
+    def parents(self) -> Mapping[str, tuple[str, ...]]:
+        """The links and checks that depend on something, with what they depend on (a check
+        inherits its link's dependencies). Computed once: `unreachable` asks on every step."""
+        parents = {link.link_id: link.depends_on for link in self.links.values()}
+        for check in self.checks.values():
+            parents[check.check_id] = check.depends_on + self.links[check.link_id].depends_on
+        return MappingProxyType({subject: ids for subject, ids in parents.items() if ids})
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -212,11 +222,7 @@ def _is_down(subject_id: str, state: EngineState) -> bool:
 def unreachable(topology: Topology, state: EngineState) -> frozenset[str]:
     """Checks and links behind a parent that is down (or itself unreachable). A check inherits
     its link's dependencies: everything at a radio site sits behind its backhaul router."""
-    parents: dict[str, tuple[str, ...]] = {
-        link.link_id: link.depends_on for link in topology.links.values()
-    }
-    for check in topology.checks.values():
-        parents[check.check_id] = check.depends_on + topology.links[check.link_id].depends_on
+    parents = topology.parents
     memo: dict[str, bool] = {}
 
     def blocked(subject: str, trail: frozenset[str]) -> bool:
