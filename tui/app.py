@@ -30,6 +30,7 @@ from monitor.inventory import Check, Inventory
 from monitor.model import ProbeResult
 from monitor.pipeline import Monitor
 from monitor.scheduler import Scheduler
+from monitor.state import EngineState
 from tui.board import Board
 from tui.screens import DashboardScreen, HelpScreen
 from tui.state import HISTORY, TREND_POINTS, HistoryLine
@@ -214,10 +215,14 @@ class CommwatchApp(App[None]):
 
     def apply_arrivals(self, arrivals: Sequence[ResultArrived]) -> None:
         events, self._events = self._events, []
-        # The state engine's state moves in the same loop as it reports: read it now, with
-        # the results and events it has reported so far.
-        engine = None if self.monitor is None else self.monitor.state
-        self.dashboard.apply_results([arrival.result for arrival in arrivals], events, engine)
+        self.dashboard.apply_results(
+            [arrival.result for arrival in arrivals], events, self.engine_state()
+        )
+
+    def engine_state(self) -> EngineState | None:
+        """The state engine's state: it moves in the same loop as it reports, so read now it
+        goes with the results and events reported so far."""
+        return None if self.monitor is None else self.monitor.state
 
     # --- commands down -----------------------------------------------------------------------
 
