@@ -9,8 +9,10 @@ included), and what one full rebuild of the rows (a sort) costs.
 
     python bench/tui_latency.py                  # 2,000 checks, 500/s, 20 s
     python bench/tui_latency.py --checks 5000 --rate 1000 --seconds 10
+    python bench/tui_latency.py --state-engine   # also the state engine, as Monitor runs it
 
-Nothing is probed: the engine is off; the inventory's targets are loopback addresses.
+Nothing is probed: the scheduler is off; the inventory's targets are loopback addresses. The
+history store is off too (its writer runs in a thread of its own).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from common import loopback_addresses, write_inventory
 
 from monitor.inventory import Check, Inventory, load_inventory
 from monitor.model import ErrorClass, ProbeError, ProbeResult, Severity
+from monitor.pipeline import topology_of
+from monitor.state import EngineState, step
 from probes.tcp import latency_threshold
 from tui.app import CommwatchApp, ResultArrived
 
@@ -37,10 +41,23 @@ TICK = 0.01  # the feeder delivers a slice of results every 10 ms
 
 
 class MeasuredApp(CommwatchApp):
-    def __init__(self, inventory: Inventory) -> None:
-        super().__init__(inventory, engine=False)
+    def __init__(self, inventory: Inventory, state_engine: bool) -> None:
+        super().__init__(inventory, engine=False, history=False)
         self.latencies: list[float] = []
         self.measuring = False
+        # With the state engine: each result goes through it on arrival, as Monitor does.
+        self.topology = topology_of(inventory) if state_engine else None
+        self.state = EngineState()
+
+    def deliver(self, result: ProbeResult) -> None:
+        if self.topology is not None:
+            self.state, events = step(self.topology, self.state, result)
+            for event in events:
+                self.deliver_event(event)
+        super().deliver(result)
+
+    def engine_state(self) -> EngineState | None:
+        return None if self.topology is None else self.state
 
     def apply_arrivals(self, arrivals: Sequence[ResultArrived]) -> None:
         super().apply_arrivals(arrivals)
@@ -77,8 +94,10 @@ async def feed(app: MeasuredApp, inventory: Inventory, rate: int, seconds: float
         await asyncio.sleep(TICK)
 
 
-async def run(inventory: Inventory, rate: int, seconds: float) -> dict[str, float]:
-    app = MeasuredApp(inventory)
+async def run(
+    inventory: Inventory, rate: int, seconds: float, state_engine: bool
+) -> dict[str, float]:
+    app = MeasuredApp(inventory, state_engine)
     async with app.run_test(size=(160, 48)) as pilot:
         while len(app.dashboard.table.shown) < len(inventory.checks):
             await pilot.pause(0.05)
@@ -96,6 +115,7 @@ async def run(inventory: Inventory, rate: int, seconds: float) -> dict[str, floa
     ordered = sorted(app.latencies)
     return {
         "checks": len(inventory.checks),
+        "state_engine": state_engine,
         "rate_per_s": rate,
         "seconds": seconds,
         "results_measured": len(ordered),
@@ -112,6 +132,9 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=2000)
     parser.add_argument("--rate", type=int, default=500, help="results per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds")
+    parser.add_argument(
+        "--state-engine", action="store_true", help="also run each result through the state engine"
+    )
     args = parser.parse_args()
     addresses = loopback_addresses(78, 250)
     with tempfile.TemporaryDirectory() as workdir:
@@ -119,7 +142,8 @@ def main() -> None:
         targets = [addresses[i % len(addresses)] for i in range(args.checks)]
         write_inventory(path, [f'kind: tcp, target: "{t}:7070"' for t in targets], 200, 4)
         inventory = load_inventory(path)
-    print(json.dumps(asyncio.run(run(inventory, args.rate, args.seconds))), flush=True)
+    result = asyncio.run(run(inventory, args.rate, args.seconds, args.state_engine))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         "links and checks, problems explained, keys listed by '?'.",
     )
     tui.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    tui.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not store results and events, nor show what was stored before",
+    )
+    tui.add_argument("--no-alerts", action="store_true", help="send no notifications")
     _add_filters(tui)
 
     demo = commands.add_parser(
@@ -583,7 +589,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     from tui.app import CommwatchApp  # Textual loads only when the dashboard is wanted
 
-    CommwatchApp(inventory, checks=checks).run()
+    CommwatchApp(
+        inventory, checks=checks, history=not args.no_history, alerts=not args.no_alerts
+    ).run()
     return 0
 
 

@@ -115,6 +115,7 @@ class Monitor:
         on_event: Callable[[Event], None],
         history: bool = True,
         alerts: bool = True,
+        start_spread: float | None = None,
     ) -> None:
         self.inventory = inventory
         self._topology = topology_of(inventory)
@@ -122,7 +123,9 @@ class Monitor:
         self._on_result = on_result
         self._on_event = on_event
         self.state = EngineState()
-        self.scheduler = Scheduler(checks, inventory.concurrency, self._take)
+        self.scheduler = Scheduler(
+            checks, inventory.concurrency, self._take, start_spread=start_spread
+        )
         resilience = inventory.resilience
         self._writer = (
             HistoryWriter(resilience.history, on_acknowledged=self._acknowledged)

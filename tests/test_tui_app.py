@@ -9,16 +9,19 @@ from monitor.cli import main
 from monitor.inventory import Inventory
 from monitor.model import Severity
 from tests.peers.tcp_peers import accepting_listener, closed_port
-from tests.tui_support import cell, log_lines, until, write_inventory
+from tests.tui_support import cell, log_lines, rendered, until, write_inventory
 from tui.app import CommwatchApp
+from tui.widgets import DetailPane
 
 SIZE = (120, 40)
 
 
-def engine_inventory(folder: Path, live: int, dead: int, interval: str) -> Inventory:
+def engine_inventory(
+    folder: Path, live: int, dead: int, interval: str, retries: int = 1, retry: str = "200ms"
+) -> Inventory:
     text = f"""\
 version: 1
-defaults: {{interval: {interval}, timeout: 200ms}}
+defaults: {{interval: {interval}, timeout: 200ms, retries: {retries}, retry_interval: {retry}}}
 sites:
   - id: site
     links:
@@ -46,9 +49,10 @@ async def test_results_reach_their_rows(tmp_path):
             await until(pilot, lambda: cell(app, "site/link/dead", "status") == "✖ CRIT")
             assert cell(app, "site/link/live", "status") == "✔ OK"
             assert cell(app, "site/link/dead", "info").startswith("refused:")
-            # The link and site rows show the worst below them.
-            assert cell(app, "link:site/link", "status") == "✖ CRIT"
-            assert cell(app, "site:site", "status") == "✖ CRIT"
+            # The link is down (its worst check is CRIT), and with it the site's only path.
+            await until(pilot, lambda: cell(app, "link:site/link", "status") == "✖ DOWN")
+            assert cell(app, "site:site", "status") == "✖ DOWN"
+            assert cell(app, "site:site", "info").startswith("0 of 1 links up (needs 1)")
             await pilot.press("q")
         assert app.scheduler is not None and app._engine_worker.is_finished
 
@@ -92,12 +96,15 @@ async def test_a_state_change_reaches_its_row_and_the_event_log(tmp_path):
     listener = accepting_listener()
     live = await listener.__aenter__()
     try:
-        inventory = engine_inventory(tmp_path, live, closed_port(), "200ms")
+        inventory = engine_inventory(tmp_path, live, closed_port(), "1s", 2, "700ms")
         app = CommwatchApp(inventory, start_spread=0)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: cell(app, "site/link/live", "status") == "✔ OK")
             await listener.__aexit__(None, None, None)  # the peer goes away: refused from now
             listener = None
+            # Seen once, not yet confirmed (retries: 2): the row says so, the log not yet.
+            await until(pilot, lambda: cell(app, "site/link/live", "status") == "✖ CRIT 1/2")
+            assert not any("site/link/live" in line for line in log_lines(app))
             await until(pilot, lambda: cell(app, "site/link/live", "status") == "✖ CRIT")
             assert app.board.states["site/link/live"].severity is Severity.CRIT
             await until(pilot, lambda: any("site/link/live" in line for line in log_lines(app)))
@@ -121,3 +128,83 @@ def test_tui_with_a_broken_inventory_exits_3_and_says_why(tmp_path, capsys):
     broken.write_text("version: 1\nsites: [{id: Bad Id}]\n")
     assert main(["tui", str(broken)]) == 3
     assert "inventory.yaml:2" in capsys.readouterr().err
+
+
+def redundant_inventory(folder: Path, primary: int, backup: int) -> Inventory:
+    text = f"""\
+version: 1
+defaults: {{interval: 200ms, timeout: 200ms, retries: 1, retry_interval: 200ms}}
+sites:
+  - id: psap
+    links:
+      - id: fibre
+        role: primary
+        checks:
+          - {{id: router, kind: tcp, target: "127.0.0.1:{primary}"}}
+      - id: lte
+        role: backup
+        checks:
+          - {{id: router, kind: tcp, target: "127.0.0.1:{backup}"}}
+"""
+    return write_inventory(folder, text)
+
+
+async def test_a_primary_link_going_down_puts_its_site_at_risk(tmp_path):
+    primary = accepting_listener()
+    primary_port = await primary.__aenter__()
+    try:
+        async with accepting_listener() as backup_port:
+            inventory = redundant_inventory(tmp_path, primary_port, backup_port)
+            app = CommwatchApp(inventory, start_spread=0)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: cell(app, "site:psap", "status") == "✔ RESILIENT")
+                assert cell(app, "site:psap", "info").startswith("2 of 2 links up (needs 1)")
+                await primary.__aexit__(None, None, None)  # the fibre is cut: refused from now
+                primary = None
+                await until(pilot, lambda: cell(app, "site:psap", "status") == "▲ AT RISK")
+                assert cell(app, "site:psap", "info").startswith("1 of 2 links up (needs 1)")
+                assert cell(app, "link:psap/fibre", "status") == "✖ DOWN"
+                assert cell(app, "link:psap/lte", "status") == "✔ UP"
+                await until(pilot, lambda: any("group psap" in line for line in log_lines(app)))
+                line = next(line for line in log_lines(app) if "group psap" in line)
+                assert "✔ RESILIENT → ▲ AT RISK" in line
+                assert "link psap/fibre DOWN; 1 of 2 links up (needs 1)" in line
+                assert any("✔ UP → ✖ DOWN  link psap/fibre" in line for line in log_lines(app))
+                await pilot.press("q")
+    finally:
+        if primary is not None:
+            await primary.__aexit__(None, None, None)
+
+
+async def test_a_restart_shows_the_stored_sparklines_history_and_events(tmp_path):
+    async with accepting_listener() as live:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "200ms")
+        first = CommwatchApp(inventory, start_spread=0)
+        async with first.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: results_of(first, "site/link/live") >= 3)
+            await until(pilot, lambda: any("site/link/dead" in line for line in log_lines(first)))
+            await pilot.press("q")  # stops the engine, which closes the store
+    assert inventory.resilience.history.path.exists()
+    # Restarted without an engine: whatever shows came from the store, not from a new result.
+    second = CommwatchApp(inventory, engine=False)
+    async with second.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(second, "site/link/live", "trend").strip() != "")
+        assert second.board.states["site/link/live"].result is None
+        assert results_of(second, "site/link/live") >= 3
+        await until(pilot, lambda: any("site/link/dead" in line for line in log_lines(second)))
+        line = next(line for line in log_lines(second) if "site/link/dead" in line)
+        assert "· pending → ✖ CRIT" in line and "refused" in line
+        second.dashboard.table.select_key("site/link/live")
+        await pilot.pause()
+        text = rendered(second.dashboard.query_one(DetailPane).content)
+        assert "History (last " in text and "✔ OK" in text
+
+
+async def test_no_history_neither_stores_nor_reads(tmp_path):
+    async with accepting_listener() as live:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "200ms")
+        app = CommwatchApp(inventory, start_spread=0, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: results_of(app, "site/link/live") >= 2)
+            await pilot.press("q")
+    assert not inventory.resilience.history.path.exists()

@@ -17,7 +17,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
-from tests.tui_support import NOW, scenario, shown, until, write_inventory
+from tests.tui_support import NOW, engine_view, scenario, shown, until, write_inventory
 from tui.app import CommwatchApp, help_bindings
 from tui.screens import FILTER_DELAY
 from tui.widgets import FilterInput
@@ -81,7 +81,7 @@ async def test_screen_matches_its_snapshot(name, tmp_path):
     app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: len(shown(app)) == 11)
-        app.dashboard.apply_results(scenario(inventory))
+        app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
         # The footer fills in its keys a little later, after the bindings settle.
         await until(pilot, lambda: len(app.dashboard.query(FooterKey)) >= len(FOOTER_KEYS))
         await steps(pilot)

@@ -12,8 +12,10 @@ from tests.tui_support import (
     NOW,
     cell,
     certificate,
+    engine_view,
     failed_result,
     latency_result,
+    log_lines,
     rendered,
     scenario,
     shown,
@@ -89,6 +91,32 @@ async def test_rows_are_the_site_link_check_tree(inventory):
             assert part in text
 
 
+async def test_site_and_link_rows_show_redundancy_from_the_state_engine(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == 11)
+        app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
+        await pilot.pause()
+        # psap-north: the fibre's resolver is UNKNOWN, so only the LTE backup is known up.
+        assert cell(app, "link:psap-north/fibre", "status") == "? UNKNOWN"
+        assert cell(app, "link:psap-north/lte", "status") == "✔ UP"
+        assert cell(app, "site:psap-north", "status") == "▲ AT RISK"
+        assert cell(app, "site:psap-north", "info").startswith("1 of 2 links up (needs 1) · ")
+        assert cell(app, "link:dispatch/mpls", "status") == "✖ DOWN"
+        assert cell(app, "site:dispatch", "status") == "✖ DOWN"
+        assert "groups ✖ DOWN 1  ▲ AT RISK 1" in summary(app)
+        # The detail pane of a site lists each link's state.
+        app.dashboard.table.select_key("site:psap-north")
+        await pilot.pause()
+        text = detail(app)
+        assert "▲ AT RISK · 1 of 2 links up (needs 1)" in text
+        assert "? UNKNOWN fibre (primary)" in text and "✔ UP lte (backup)" in text
+        # The engine's events reach the log (a link's first status is not news: no event).
+        lines = log_lines(app)
+        assert any("✔ OK → ✖ CRIT  dispatch/mpls/radio-core" in line for line in lines)
+        assert any("· pending → ✖ CRIT  dispatch/mpls/paging" in line for line in lines)
+
+
 async def test_filter_as_you_type_and_escape_clears_it(inventory):
     app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
@@ -147,7 +175,7 @@ async def test_sort_by_severity_then_age_by_key_and_by_header_click(inventory):
             "dispatch/mpls/radio-core",
             "dispatch/mpls/paging",
         ]
-        await pilot.click("#checks", offset=(12, 0))  # the Name header
+        await pilot.click("#checks", offset=(14, 0))  # the Name header
         assert app.dashboard.sort.value == "name"
         await pilot.click("#checks", offset=(2, 0))  # the Status header
         assert app.dashboard.sort.value == "severity"

@@ -12,8 +12,11 @@ from rich.console import Console, RenderableType
 from textual.pilot import Pilot
 
 from monitor.conditions import Expectation
+from monitor.events import Event
 from monitor.inventory import Inventory, load_inventory
 from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from monitor.pipeline import topology_of
+from monitor.state import EngineState, step
 from probes.tcp import latency_threshold
 from tui.app import CommwatchApp
 from tui.widgets import EventLog
@@ -131,6 +134,19 @@ def scenario(inventory: Inventory) -> list[ProbeResult]:
     return results
 
 
+def engine_view(
+    inventory: Inventory, results: list[ProbeResult]
+) -> tuple[list[ProbeResult], list[Event], EngineState]:
+    """What the state engine makes of `results` (every result taken as confirmed, as in a
+    sweep): the arguments of `DashboardScreen.apply_results` when the engine runs."""
+    topology = topology_of(inventory, confirm_at_once=True)
+    state, events = EngineState(), []
+    for result in sorted(results, key=lambda r: r.started_at):
+        state, new = step(topology, state, result)
+        events += new
+    return results, events, state
+
+
 def _http(
     inventory: Inventory,
     check_id: str,
@@ -180,4 +196,4 @@ def rendered(renderable: RenderableType, width: int = 120) -> str:
 
 
 def log_lines(app: CommwatchApp) -> list[str]:
-    return [strip.text for strip in app.dashboard.query_one(EventLog).lines]
+    return app.dashboard.query_one(EventLog).texts

@@ -1,15 +1,18 @@
 """The commwatch dashboard: the engine runs in the app's own event loop, as a worker.
 
-Data flows one way. The scheduler's sink posts every result to the app as a message (never
-blocking); results are collected and applied to the table on a short timer, so a burst of
-results costs one update of the changed cells. Commands (run now, pause, resume) go down only
-through the scheduler's API.
+Data flows one way. The engine (`Monitor`: scheduler -> state engine -> history and alerts)
+posts every result and every state-change event to the app as a message (never blocking), once
+it is stored when history is on; they are collected and applied on a short timer with the
+state engine's state, so a burst costs one update of the changed rows. Commands (run now, pause,
+resume) go down only through the scheduler's API. On start, a worker thread reads what the
+history store remembers, so a restart keeps the sparklines, history and events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -21,15 +24,22 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
+from monitor.events import Event, EventKind
+from monitor.history import HistoryError, HistoryStore
 from monitor.inventory import Check, Inventory
 from monitor.model import ProbeResult
+from monitor.pipeline import Monitor
 from monitor.scheduler import Scheduler
+from monitor.state import EngineState
 from tui.board import Board
 from tui.screens import DashboardScreen, HelpScreen
+from tui.state import HISTORY, TREND_POINTS, HistoryLine
 from tui.widgets import CheckTable
 
 FLUSH_INTERVAL = 0.1  # seconds: results arriving within this are applied as one batch
 ENGINE_STOP_WAIT = 3.0
+HISTORY_EVENTS = 500  # stored events shown in the log on start
+HISTORY_SPAN = 7 * 86400.0  # ... from at most this far back
 
 
 class ResultArrived(Message):
@@ -41,12 +51,36 @@ class ResultArrived(Message):
         self.arrived = arrived
 
 
+class EventArrived(Message):
+    """A state-change event from the state engine."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class HistoryLoaded(Message):
+    """What the history store remembers from before this run."""
+
+    def __init__(
+        self,
+        latencies: dict[str, list[float | None]],
+        history: dict[str, list[HistoryLine]],
+        events: list[Event],
+    ) -> None:
+        super().__init__()
+        self.latencies = latencies
+        self.history = history
+        self.events = events
+
+
 class CommwatchApp(App[None]):
     """The live dashboard over an inventory.
 
     `engine=False` shows the inventory without running anything: results then come only from
     `deliver()` (tests, benchmarks). `lab` is entered before the engine starts and left after it
-    stops, so a demo lab can live in the same loop as the checks against it.
+    stops, so a demo lab can live in the same loop as the checks against it. `history=False`
+    neither stores nor reads the history; `alerts=False` sends no notifications.
     """
 
     # Absolute, so subclasses defined elsewhere (the demo, the benchmark) find it too.
@@ -68,18 +102,27 @@ class CommwatchApp(App[None]):
         lab: AbstractAsyncContextManager[Any] | None = None,
         clock: Callable[[], float] = time.time,
         start_spread: float | None = None,
+        history: bool = True,
+        alerts: bool = True,
     ) -> None:
         super().__init__()
         self.inventory = inventory
         self.board = Board(inventory, checks)
         self.now = clock
         self.started_at = clock()
-        self.scheduler: Scheduler | None = None
+        self.monitor: Monitor | None = None
         self._engine = engine
         self._lab = lab
         self._start_spread = start_spread
+        self._history = history
+        self._alerts = alerts
         self._engine_worker: Worker[None] | None = None
         self._arrivals: list[ResultArrived] = []
+        self._events: list[Event] = []
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return None if self.monitor is None else self.monitor.scheduler
 
     @property
     def dashboard(self) -> DashboardScreen:
@@ -92,36 +135,94 @@ class CommwatchApp(App[None]):
         self.push_screen("dashboard")
         self.set_interval(FLUSH_INTERVAL, self._flush)
         self.set_interval(1.0, self.dashboard.tick)
-        self.call_after_refresh(self.dashboard.rebuild)
+        self.call_after_refresh(self._first_build)
+        if self._history:
+            self.run_worker(self._read_history, name="history", thread=True)
         if self._engine:
             self._engine_worker = self.run_worker(self._run_engine(), name="engine")
 
+    def _first_build(self) -> None:
+        self.dashboard.rebuild()
+        # A full garbage collection walks every tracked object, and at thousands of checks it
+        # pauses the screen for 100 ms and more. The inventory, the board and the widgets live
+        # as long as the app: freezing them leaves the collector only what comes and goes.
+        gc.collect()
+        gc.freeze()
+
     async def _run_engine(self) -> None:
         async with self._lab if self._lab is not None else contextlib.nullcontext():
-            self.scheduler = Scheduler(
-                self.board.checks.values(),
-                self.inventory.concurrency,
-                self.deliver,
+            self.monitor = Monitor(
+                self.inventory,
+                tuple(self.board.checks.values()),
+                on_result=self.deliver,
+                on_event=self.deliver_event,
+                history=self._history,
+                alerts=self._alerts,
                 start_spread=self._start_spread,
             )
-            await self.scheduler.run()
+            try:
+                await self.monitor.run()
+            except HistoryError as exc:
+                self.monitor = None
+                self.notify(f"The engine could not start: {exc}", severity="error", timeout=30)
+
+    def _read_history(self) -> None:
+        """In a thread: the store's latest points, history and events from before this run."""
+        path = self.inventory.resilience.history.path
+        if not path.exists():
+            return
+        before = self.started_at
+        with HistoryStore(path) as store:
+            series = store.recent_latencies(per_check=TREND_POINTS)
+            latencies = {
+                cid: [p.latency_ms for p in points if p.started_at < before]
+                for cid, points in series.items()
+            }
+            history = {
+                cid: [
+                    HistoryLine(r.started_at + r.duration_ms / 1000, r.severity, r.summary)
+                    for r in store.recent_results(cid, HISTORY)
+                    if r.started_at < before
+                ]
+                for cid in self.board.checks.keys() & series.keys()
+            }
+            kinds = (EventKind.HARD, EventKind.FLAPPING_START, EventKind.FLAPPING_STOP)
+            events = store.events_since(before - HISTORY_SPAN, before, kinds)[-HISTORY_EVENTS:]
+        self.post_message(HistoryLoaded(latencies, history, events))
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        self.dashboard.show_history(message.latencies, message.history, message.events)
 
     # --- results in --------------------------------------------------------------------------
 
     def deliver(self, result: ProbeResult) -> None:
-        """The scheduler's sink: never blocks, whatever the screen is doing."""
+        """The engine's sink for results: never blocks, whatever the screen is doing."""
         self.post_message(ResultArrived(result, time.perf_counter()))
+
+    def deliver_event(self, event: Event) -> None:
+        self.post_message(EventArrived(event))
 
     def on_result_arrived(self, message: ResultArrived) -> None:
         self._arrivals.append(message)
 
+    def on_event_arrived(self, message: EventArrived) -> None:
+        self._events.append(message.event)
+
     def _flush(self) -> None:
-        if self._arrivals:
+        if self._arrivals or self._events:
             arrivals, self._arrivals = self._arrivals, []
             self.apply_arrivals(arrivals)
 
     def apply_arrivals(self, arrivals: Sequence[ResultArrived]) -> None:
-        self.dashboard.apply_results([arrival.result for arrival in arrivals])
+        events, self._events = self._events, []
+        self.dashboard.apply_results(
+            [arrival.result for arrival in arrivals], events, self.engine_state()
+        )
+
+    def engine_state(self) -> EngineState | None:
+        """The state engine's state: it moves in the same loop as it reports, so read now it
+        goes with the results and events reported so far."""
+        return None if self.monitor is None else self.monitor.state
 
     # --- commands down -----------------------------------------------------------------------
 

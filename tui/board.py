@@ -1,5 +1,6 @@
-"""The dashboard's model: every check's row state, in the inventory's site/link/check tree, plus
-what is only UI state for now (acknowledgements). No Textual here: the widgets ask it which rows
+"""The dashboard's model: every check's row state, in the inventory's site/link/check tree, the
+state engine's view (confirmed and soft states, links, redundancy groups, held notifications),
+plus what is only UI state (acknowledgements). No Textual here: the widgets ask it which rows
 to show and in what order, and it answers from plain data.
 """
 
@@ -8,14 +9,18 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from monitor.events import Event, EventKind, Subject, Suppression
 from monitor.inventory import Check, Inventory, Link, Site
 from monitor.model import ProbeResult, Severity
-from tui.state import RowState, StateChange, advance, finished_at
+from monitor.pipeline import GroupSummary, group_summaries
+from monitor.state import PENDING, CheckState, EngineState, LinkStatus
+from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
 
 T = TypeVar("T")
+Status = tuple[Severity | None, bool]  # a check's severity, and whether it is acknowledged
 
 
 class Sort(enum.Enum):
@@ -59,6 +64,7 @@ def link_key(link: Link) -> str:
 
 class Board:
     def __init__(self, inventory: Inventory, checks: Iterable[Check] | None = None) -> None:
+        self.inventory = inventory
         wanted = None if checks is None else {c.ref.check_id for c in checks}
         self.sites = _prune(inventory.sites, wanted)
         self.checks = {
@@ -69,6 +75,27 @@ class Board:
         }
         self.states: dict[str, RowState] = {cid: RowState() for cid in self.checks}
         self.acked: set[str] = set()
+        # Checks per (severity, acknowledged), for all checks ("") and per site and link row,
+        # kept as results arrive: a site can hold thousands of checks, and its row, the
+        # summary and the sort ask for these on every batch.
+        self._within = {
+            cid: ("", site_key(site), link_key(link))
+            for site in self.sites
+            for link in site.links
+            for cid in (check.ref.check_id for check in link.checks)
+        }
+        self._tally: dict[str, Counter[Status]] = {}
+        for keys in self._within.values():
+            for key in keys:
+                self._tally.setdefault(key, Counter())[(None, False)] += 1
+        self._last_change: float | None = None
+        # The state engine's view, once it runs (None: rows show raw results, and a site or link
+        # the worst below it).
+        self.engine: EngineState | None = None
+        self.groups: dict[str, GroupSummary] = {}
+        self.confirmations = {cid: max(1, c.retries) for cid, c in self.checks.items()}
+        # Why notifications about a subject are held, from its latest confirmed change.
+        self._held: dict[str, tuple[Suppression, ...]] = {}
         self._haystacks = {
             cid: " ".join(
                 (
@@ -94,27 +121,93 @@ class Board:
 
     # --- results in ------------------------------------------------------------------------
 
-    def apply(self, results: Iterable[ProbeResult]) -> tuple[set[str], list[StateChange]]:
-        """Fold results in arrival order. Returns the checks whose row changed and the state
-        changes, oldest first. A change of severity ends an acknowledgement: the new state has
-        not been seen by anyone yet."""
+    def apply(
+        self, results: Iterable[ProbeResult], engine: EngineState | None = None
+    ) -> tuple[set[str], list[Event]]:
+        """Fold results in arrival order, with the state engine's state after them when it
+        runs: rows then show confirmed severities. Returns the checks whose row changed and,
+        without an engine, the changes of severity as events, oldest first (the engine reports
+        its own). A change of severity ends an acknowledgement: nobody has seen it yet."""
         touched: set[str] = set()
-        changes: list[StateChange] = []
+        events: list[Event] = []
+        if engine is not None:
+            before_unreachable = self.engine.unreachable if self.engine else frozenset()
+            self.engine = engine
+            self.groups = {g.group_id: g for g in group_summaries(self.inventory, engine)}
+            # A parent going down changes its dependents' rows too.
+            touched |= (before_unreachable ^ engine.unreachable) & self.checks.keys()
         for result in results:
             check_id = result.check.check_id
             previous = self.states.get(check_id)
             if previous is None:
                 continue  # not a check this board shows
-            state, change = advance(previous, result)
+            severity = result.severity
+            confirmed = self.check_state(check_id)
+            if confirmed is not None and confirmed.hard != PENDING:
+                severity = Severity[confirmed.hard]
+            elif engine is None and _is_news(previous.severity, severity):
+                events.append(_change(result, previous.severity))
+            state = advance(previous, result, severity)
+            if confirmed is not None and confirmed.hard != PENDING:
+                # The engine knows when the confirmed state began (a batch may hold several).
+                state = replace(state, changed_at=confirmed.since)
+            before = self._status(check_id)
             self.states[check_id] = state
             touched.add(check_id)
             if state.severity is not previous.severity:
                 self.acked.discard(check_id)
-            if change is not None:
-                changes.append(change)
-        return touched, changes
+            self._recount(check_id, before)
+            if state.changed_at is not None and (
+                self._last_change is None or state.changed_at > self._last_change
+            ):
+                self._last_change = state.changed_at
+        return touched, events
+
+    def note(self, events: Iterable[Event]) -> None:
+        """Remember why notifications are held, per subject, from its confirmed changes."""
+        for event in events:
+            if event.kind is EventKind.HARD:
+                self._held[event.subject_id] = event.suppressed
+
+    def preload(
+        self,
+        latencies: dict[str, list[float | None]],
+        history: dict[str, list[HistoryLine]],
+    ) -> set[str]:
+        """Put stored points (older than anything this run has seen) in front of each
+        check's sparkline and history. Returns the checks that changed."""
+        touched = set()
+        for check_id in (latencies.keys() | history.keys()) & self.states.keys():
+            self.states[check_id] = preloaded(
+                self.states[check_id], latencies.get(check_id, ()), history.get(check_id, ())
+            )
+            touched.add(check_id)
+        return touched
 
     # --- questions the screen asks ---------------------------------------------------------
+
+    def check_state(self, check_id: str) -> CheckState | None:
+        return None if self.engine is None else self.engine.checks.get(check_id)
+
+    def link_status(self, link: Link) -> LinkStatus | None:
+        return None if self.engine is None else self.engine.links.get(link.full_id)
+
+    def held(self, subject_id: str) -> tuple[str, ...]:
+        """Why the subject's notifications are held: flapping and unreachable as the engine
+        sees them now, maintenance as its latest confirmed change said."""
+        reasons = list(self._held.get(subject_id, ()))
+        check = self.check_state(subject_id)
+        live = {
+            Suppression.FLAPPING: check is not None and check.flapping,
+            Suppression.UNREACHABLE: self.engine is not None
+            and subject_id in self.engine.unreachable,
+        }
+        for reason, now in live.items():
+            if now and reason not in reasons:
+                reasons.append(reason)
+            elif not now and reason in reasons:
+                reasons.remove(reason)
+        return tuple(str(reason) for reason in reasons)
 
     def is_problem(self, check_id: str) -> bool:
         severity = self.states[check_id].severity
@@ -126,39 +219,52 @@ class Board:
     def acknowledge(self, check_id: str) -> bool:
         """Toggle the acknowledgement of a problem; returns whether it is now acknowledged.
         An OK or pending check cannot be acknowledged."""
+        before = self._status(check_id)
         if check_id in self.acked:
             self.acked.discard(check_id)
-            return False
-        if not self.is_problem(check_id):
-            return False
-        self.acked.add(check_id)
-        return True
+        elif self.is_problem(check_id):
+            self.acked.add(check_id)
+        self._recount(check_id, before)
+        return check_id in self.acked
 
-    def group_severity(self, checks: Sequence[Check]) -> Severity | None:
-        """The worst severity needing attention below a site or link (acknowledged problems
-        count as OK); None while none of its checks has reported."""
+    def _status(self, check_id: str) -> Status:
+        return self.states[check_id].severity, check_id in self.acked
+
+    def _recount(self, check_id: str, before: Status) -> None:
+        after = self._status(check_id)
+        if after != before:
+            for key in self._within[check_id]:
+                tally = self._tally[key]
+                tally[before] -= 1
+                tally[after] += 1
+
+    def row_severity(self, row_key: str) -> Severity | None:
+        """The worst severity needing attention below a site or link row (acknowledged
+        problems count as OK); None while none of its checks has reported."""
         seen = [
-            Severity.OK if cid in self.acked else severity
-            for check in checks
-            if (severity := self.states[cid := check.ref.check_id].severity) is not None
+            Severity.OK if acked else severity
+            for (severity, acked), n in self._tally[row_key].items()
+            if n and severity is not None
         ]
         return Severity.worst(seen) if seen else None
+
+    def row_tally(self, row_key: str) -> Counter[Severity | None]:
+        """Checks per severity (None: pending) below a site or link row."""
+        tally: Counter[Severity | None] = Counter()
+        for (severity, _), n in self._tally[row_key].items():
+            tally[severity] += n
+        return +tally
 
     def counts(self) -> Counter[str]:
         """Checks per severity name needing attention, plus 'OK', 'pending' and 'ack'."""
         counts: Counter[str] = Counter()
-        for check_id, state in self.states.items():
-            if state.severity is None:
-                counts["pending"] += 1
-            elif check_id in self.acked:
-                counts["ack"] += 1
-            else:
-                counts[state.severity.name] += 1
-        return counts
+        for (severity, acked), n in self._tally[""].items():
+            label = "pending" if severity is None else "ack" if acked else severity.name
+            counts[label] += n
+        return +counts
 
     def last_change(self) -> float | None:
-        times = [s.changed_at for s in self.states.values() if s.changed_at is not None]
-        return max(times, default=None)
+        return self._last_change
 
     def rows(
         self, text: str = "", problems_only: bool = False, sort: Sort = Sort.NAME
@@ -229,6 +335,26 @@ class Board:
             if result is not None:
                 newest = max(newest, finished_at(result))
         return newest
+
+
+def _is_news(before: Severity | None, after: Severity) -> bool:
+    """A change of severity, except a first result that is OK: that says nothing new."""
+    return before is not after and not (before is None and after is Severity.OK)
+
+
+def _change(result: ProbeResult, before: Severity | None) -> Event:
+    """A change of a check's raw severity, as the state engine would report it."""
+    check = result.check
+    return Event(
+        finished_at(result),
+        Subject.CHECK,
+        check.check_id,
+        check.site_id,
+        EventKind.HARD,
+        PENDING if before is None else before.name,
+        result.severity.name,
+        result.summary(),
+    )
 
 
 def _site_checks(site: Site) -> tuple[Check, ...]:

@@ -29,6 +29,35 @@ def status_text(severity: Severity | None, acked: bool = False) -> str:
     return f"{SYMBOLS[severity]} {severity.name}"
 
 
+# Every state label the engine uses (checks, links, redundancy groups), each with its own mark:
+# the word and the symbol carry the meaning without colour.
+STATE_SYMBOLS = {
+    **{severity.name: symbol for severity, symbol in SYMBOLS.items()},
+    "PENDING": PENDING_SYMBOL,
+    "UP": "✔",
+    "DOWN": "✖",
+    "RESILIENT": "✔",
+    "DEGRADED": "△",
+    "AT RISK": "▲",
+}
+
+
+def state_text(label: str | None) -> str:
+    """`✔ UP`, `▲ AT RISK`, `✖ CRIT`; `· pending` for None or PENDING."""
+    if label is None or label == "PENDING":
+        return f"{PENDING_SYMBOL} pending"
+    return f"{STATE_SYMBOLS.get(label, '?')} {label}"
+
+
+def soft_text(soft: Severity, attempts: int, confirmations: int) -> str:
+    """A change seen but not yet confirmed: `✖ CRIT 1/3`."""
+    return f"{SYMBOLS[soft]} {_SHORT[soft]} {attempts}/{confirmations}"
+
+
+def links_text(up: int, total: int, min_up: int) -> str:
+    return f"{up} of {total} links up (needs {min_up})"
+
+
 def age_text(seconds: float) -> str:
     """A compact age: 12s, 5m, 3h, 2d (whole units, rounded down)."""
     seconds = max(0, int(seconds))

@@ -13,10 +13,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
+from monitor.events import Event, EventKind
 from monitor.model import ProbeResult
+from monitor.state import EngineState
 from tui.board import Board, Level, Sort
+from tui.state import HistoryLine
 from tui.widgets import HEADER_SORTS, CheckTable, DetailPane, EventLog, FilterInput, SummaryBar
 
 if TYPE_CHECKING:
@@ -82,22 +85,46 @@ class DashboardScreen(Screen[None]):
 
     # --- what the app feeds in ---------------------------------------------------------------
 
-    def apply_results(self, results: Sequence[ProbeResult]) -> None:
-        """One coalesced batch: fold it into the board and rewrite only the changed cells."""
-        touched, changes = self.board.apply(results)
-        if not touched or not self.live:
+    def apply_results(
+        self,
+        results: Sequence[ProbeResult],
+        events: Sequence[Event] = (),
+        engine: EngineState | None = None,
+    ) -> None:
+        """One coalesced batch: fold it into the board and rewrite only the changed cells.
+        `events` and `engine` come from the state engine when it runs."""
+        touched, changes = self.board.apply(results, engine)
+        self.board.note(events)
+        shown = [e for e in (*changes, *events) if e.kind is not EventKind.SOFT]
+        if not (touched or shown) or not self.live:
             return
         now, paused = self.app.now(), self.app.paused()
         self.table.refresh_checks(touched, now, paused)
         log = self.query_one(EventLog)
-        for change in changes:
-            log.record(change)
-        if changes and self.problems_only:
+        for event in shown:
+            log.record(event)
+        if shown and self.problems_only:
             self._view_dirty = True  # rows join or leave the view, at most once a second
         self._show_summary(now)
         # A selected group's pane follows on the next tick: a busy group changes every batch.
         if self.table.selected_key in touched:
             self._show_detail(now)
+
+    def show_history(
+        self,
+        latencies: dict[str, list[float | None]],
+        history: dict[str, list[HistoryLine]],
+        events: Sequence[Event],
+    ) -> None:
+        """What the history store remembers from before this run: in front of what it saw."""
+        if not self.live:
+            return
+        touched = self.board.preload(latencies, history)
+        self.board.note(events)
+        self.query_one(EventLog).record_older(events)
+        now = self.app.now()
+        self.table.refresh_checks(touched, now, self.app.paused())
+        self._show_detail(now)
 
     def tick(self) -> None:
         """Once a second: ages, the summary's 'ago' and the detail pane move on."""
@@ -138,13 +165,13 @@ class DashboardScreen(Screen[None]):
 
     # --- table events ------------------------------------------------------------------------
 
-    @on(DataTable.RowHighlighted, "#checks")
+    @on(CheckTable.RowHighlighted, "#checks")
     def _highlighted(self) -> None:
         self._show_detail(self.app.now())
 
-    @on(DataTable.HeaderSelected, "#checks")
-    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        sort = HEADER_SORTS.get(event.column_key.value or "")
+    @on(CheckTable.HeaderSelected, "#checks")
+    def _header_clicked(self, event: CheckTable.HeaderSelected) -> None:
+        sort = HEADER_SORTS.get(event.column)
         if sort is not None:
             self.sort = sort
             self.rebuild()

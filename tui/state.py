@@ -1,21 +1,31 @@
-"""Turns a check's results into the state its dashboard row shows.
+"""Turns a check's results into the state its dashboard row shows. Pure, no I/O, no Textual.
 
-This is the seam a state engine (soft/hard states, flapping, redundancy) will plug into: today
-`advance` folds each raw result straight into a `RowState`; later the engine's output feeds the
-same `RowState`, and nothing else in the dashboard changes. Pure, no I/O, no Textual.
+The severity a row shows is the confirmed (hard) one when the state engine runs (it is given
+to `advance`); the raw result's otherwise. History and sparklines can start from the history
+store (`preloaded`), so a restart keeps its context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from monitor.model import CheckRef, ProbeResult, Severity
+from monitor.model import ProbeResult, Severity
 
 HISTORY = 20  # results kept per check for the detail pane
 TREND_POINTS = 24  # latencies kept per check for the sparkline
 
 # Latency-like observations, most telling first: what a probe waited for on the wire.
 LATENCY_KEYS = ("latency_ms", "handshake_ms", "connect_ms", "rtt_ms", "response_ms", "total_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    """One past result as the detail pane lists it (from this run or from the store)."""
+
+    at: float  # when it finished
+    severity: Severity
+    summary: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +36,7 @@ class RowState:
     result: ProbeResult | None = None
     changed_at: float | None = None  # when the severity last changed
     latencies: tuple[float | None, ...] = ()  # None: that attempt measured no latency
-    history: tuple[ProbeResult, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StateChange:
-    """A check's severity moved (OK -> CRIT, ...): what the event log records."""
-
-    check: CheckRef
-    before: Severity | None
-    after: Severity
-    at: float
-    summary: str
+    history: tuple[HistoryLine, ...] = ()
 
 
 def finished_at(result: ProbeResult) -> float:
@@ -52,20 +51,27 @@ def latency_of(result: ProbeResult) -> float | None:
     return None
 
 
-def advance(previous: RowState, result: ProbeResult) -> tuple[RowState, StateChange | None]:
-    """The row state after `result`, and the state change it made, if any. A first result that
-    is OK is not news; a first result that is a problem is."""
-    changed = previous.severity is not result.severity
-    change = None
-    if changed and not (previous.severity is None and result.severity is Severity.OK):
-        change = StateChange(
-            result.check, previous.severity, result.severity, finished_at(result), result.summary()
-        )
-    state = RowState(
-        severity=result.severity,
+def advance(previous: RowState, result: ProbeResult, severity: Severity) -> RowState:
+    """The row state after `result`, showing `severity` (the confirmed one, or the result's)."""
+    changed = previous.severity is not severity
+    done = finished_at(result)
+    return RowState(
+        severity=severity,
         result=result,
-        changed_at=finished_at(result) if changed else previous.changed_at,
+        changed_at=done if changed else previous.changed_at,
         latencies=(*previous.latencies, latency_of(result))[-TREND_POINTS:],
-        history=(*previous.history, result)[-HISTORY:],
+        history=(*previous.history, HistoryLine(done, result.severity, result.summary()))[
+            -HISTORY:
+        ],
     )
-    return state, change
+
+
+def preloaded(
+    state: RowState, latencies: Sequence[float | None], history: Sequence[HistoryLine]
+) -> RowState:
+    """`state` with older points from the store in front of what this run has seen."""
+    return replace(
+        state,
+        latencies=(*latencies, *state.latencies)[-TREND_POINTS:],
+        history=(*history, *state.history)[-HISTORY:],
+    )

@@ -6,19 +6,27 @@ already says everything, so colour only repeats it.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Input, RichLog, Static
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Input, Static
 
+from monitor.events import Event, EventKind, Subject
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
 from tui.board import Board, Level, Row, Sort
@@ -27,12 +35,18 @@ from tui.present import (
     age_text,
     clock_text,
     info_text,
+    links_text,
+    soft_text,
     sparkline,
+    state_text,
     status_text,
 )
-from tui.state import StateChange, finished_at
+from tui.state import HistoryLine, finished_at
 
 GROUP_DETAIL_ROWS = 30
+LOG_CAPACITY = 1024  # event log entries kept
+CELL_PADDING = 2  # one space either side of every cell
+HEADER_LINES = 1
 
 _SEVERITY_CLASS = {
     Severity.OK: "sev--ok",
@@ -42,8 +56,21 @@ _SEVERITY_CLASS = {
 }
 
 
+# Engine states of links and redundancy groups, by the severity class that colours them (AT
+# RISK has its own: one more failure is an outage).
+_STATE_CLASS = {
+    **{severity.name: name for severity, name in _SEVERITY_CLASS.items()},
+    "UP": "sev--ok",
+    "RESILIENT": "sev--ok",
+    "DEGRADED": "sev--warn",
+    "AT RISK": "grp--at-risk",
+    "DOWN": "sev--crit",
+}
+
 # Textual merges COMPONENT_CLASSES only along widget classes, so each widget lists these.
-SEVERITY_CLASSES = frozenset({*_SEVERITY_CLASS.values(), "sev--pending", "acked", "dim"})
+SEVERITY_CLASSES = frozenset(
+    {*_SEVERITY_CLASS.values(), "grp--at-risk", "sev--pending", "acked", "dim", "held", "soft"}
+)
 
 
 class SeverityStyles:
@@ -72,6 +99,20 @@ class SeverityStyles:
         style = self.component_style(name)
         return style + self.component_style("acked") if acked else style
 
+    def state_style(self, label: str | None) -> Style:
+        """The style of an engine state label (UP, AT RISK, CRIT...); None is pending."""
+        return self.component_style(_STATE_CLASS.get(label or "", "sev--pending"))
+
+    # Both styled as spans, not as the Text's base style: what is appended after them (with
+    # `+` too) must not inherit it.
+    def state_mark(self, label: str | None) -> Text:
+        return Text().append(state_text(label), self.state_style(label))
+
+    def held_text(self, reasons: Iterable[str]) -> Text:
+        """`[unreachable] ` and the like: why notifications are held."""
+        text = "".join(f"[{reason}] " for reason in reasons)
+        return Text().append(text, self.component_style("held"))
+
 
 # --- the table -----------------------------------------------------------------------------
 
@@ -83,15 +124,14 @@ class Columns:
     name: int
     trend: int  # 0: no trend column (a narrow screen)
     info: int
-    status: int = 10  # "? UNKN ack"
+    status: int = 11  # "✔ RESILIENT"
     age: int = 6  # "‖ 59m"
 
     @classmethod
     def fit(cls, width: int) -> Columns:
-        padding = 2  # DataTable pads every cell by one on each side
         trend = 12 if width >= 110 else 8 if width >= 70 else 0
         count = 5 if trend else 4
-        rest = max(20, width - 1 - count * padding - 10 - 6 - trend)
+        rest = max(20, width - 1 - count * CELL_PADDING - 10 - 6 - trend)
         name = max(16, min(40, rest * 45 // 100))
         return cls(name=name, trend=trend, info=max(8, rest - name))
 
@@ -108,11 +148,22 @@ class Columns:
 HEADER_SORTS = {"status": Sort.SEVERITY, "name": Sort.NAME, "age": Sort.AGE}
 
 
-class CheckTable(SeverityStyles, DataTable[Text]):
-    """Sites, links and checks as a tree-like table. Rows are built once per view (filter, sort,
-    resize) and afterwards only changed cells are written."""
+class CheckTable(SeverityStyles, ScrollView, can_focus=True):
+    """Sites, links and checks as a tree-like table on the Line API: one line per row, under a
+    fixed header line.
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {*SEVERITY_CLASSES, "row--site", "row--link"}
+    Each row's line is rendered once and kept as a Strip until that row's cells change (or the
+    width, the styles or the cursor row do), and a change repaints only its own line if it is on
+    screen. A frame therefore costs the changed visible rows, not every visible cell: Textual's
+    DataTable drops its whole render cache on every `update_cell`."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        *SEVERITY_CLASSES,
+        "row--site",
+        "row--link",
+        "checks--header",
+        "checks--cursor",
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor_up", "Previous row", show=False),
         Binding("down", "cursor_down", "Next row", show=False),
@@ -122,76 +173,198 @@ class CheckTable(SeverityStyles, DataTable[Text]):
         Binding("end", "scroll_end", "Last row", show=False),
     ]
 
+    class RowHighlighted(Message):
+        """The cursor moved to another row."""
+
+        def __init__(self, table: CheckTable, key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> CheckTable:
+            return self.table
+
+    class HeaderSelected(Message):
+        """A column header was clicked."""
+
+        def __init__(self, table: CheckTable, column: str) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+
+        @property
+        def control(self) -> CheckTable:
+            return self.table
+
     def __init__(self, board: Board, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        super().__init__(id=id)
         self.board = board
         self.shown: list[Row] = []
         self.columns_fit: Columns | None = None
-        self._row_of: dict[str, Row] = {}
+        self.cursor_row = 0
+        self._spec: list[tuple[str, str, int]] = []
+        self._index_of: dict[str, int] = {}
+        self._cells: dict[str, dict[str, Text]] = {}
         # What each cell holds, as (plain text, style, spans): rich's Text equality ignores the
         # base style, and a dimmed (acknowledged) cell must still count as changed.
         self._written: dict[tuple[str, str], tuple[object, ...]] = {}
+        self._strips: dict[str, Strip] = {}  # rendered rows (not the cursor's), by row key
+        self._cursor_strip: tuple[str, Strip] | None = None
+        self._header_strip: Strip | None = None
+        self._strip_width = 0
 
     # --- building ---------------------------------------------------------------------------
 
     def show_rows(self, rows: list[Row], now: float, paused: set[str]) -> None:
         """Replace the table's rows (a user action: filter, sort, toggle, resize), keeping the
-        cursor on the same row where it is still shown."""
+        cursor on the same row where it is still shown. Rows whose cells did not change keep
+        their rendered lines."""
         keep = self.selected_key
         fit = Columns.fit(self.size.width or 80)
         if fit != self.columns_fit:
-            self.clear(columns=True)
-            for key, label, width in fit.spec():
-                self.add_column(label, width=width, key=key)
             self.columns_fit = fit
-        else:
-            self.clear()
+            self._spec = fit.spec()
+            self._forget_rendering()
         self.shown = rows
-        self._row_of = {row.key: row for row in rows}
-        self._written.clear()
-        keys = [key for key, _, _ in fit.spec()]
-        for row in rows:
-            cells = self._cells(row, now, paused)
-            for column in keys:
-                self._written[(row.key, column)] = _identity(cells[column])
-            self.add_row(*(cells[column] for column in keys), key=row.key)
-        if keep is not None and keep in self._row_of:
-            self.move_cursor(row=self.get_row_index(keep), animate=False)
+        self._index_of = {row.key: i for i, row in enumerate(rows)}
+        cells = {row.key: self._cells_of(row, now, paused) for row in rows}
+        for key, row_cells in cells.items():
+            if key not in self._cells or self._changed(key, row_cells):
+                self._strips.pop(key, None)
+        self._cells = cells
+        self._written = {
+            (key, column): _identity(text)
+            for key, row_cells in cells.items()
+            for column, text in row_cells.items()
+        }
+        self._cursor_strip = None
+        width = sum(width + CELL_PADDING for _, _, width in self._spec)
+        self.virtual_size = Size(width, len(rows) + HEADER_LINES)
+        index = self._index_of.get(keep, self.cursor_row) if keep is not None else 0
+        self.cursor_row = max(0, min(index, len(rows) - 1))
+        self._scroll_to_cursor()
+        self.refresh()
+        if self.selected_key != keep:
+            self.post_message(self.RowHighlighted(self, self.selected_key))
 
     @property
     def selected_key(self) -> str | None:
-        if not self.shown or self.cursor_row < 0 or self.cursor_row >= len(self.shown):
+        if not self.shown or not 0 <= self.cursor_row < len(self.shown):
             return None
         return self.shown[self.cursor_row].key
 
     @property
     def selected_row(self) -> Row | None:
         key = self.selected_key
-        return None if key is None else self._row_of[key]
+        return None if key is None else self.shown[self.cursor_row]
 
     def select_key(self, key: str) -> bool:
-        if key not in self._row_of:
+        index = self._index_of.get(key)
+        if index is None:
             return False
-        self.move_cursor(row=self.get_row_index(key))
+        self.move_cursor(row=index)
         return True
+
+    def get_cell(self, key: str, column: str) -> Text:
+        return self._cells[key][column]
+
+    # --- the cursor -------------------------------------------------------------------------
+
+    def move_cursor(self, *, row: int, scroll: bool = True) -> None:
+        if not self.shown:
+            return
+        row = max(0, min(row, len(self.shown) - 1))
+        if row == self.cursor_row:
+            return
+        self._refresh_row(self.cursor_row)
+        self.cursor_row = row
+        self._cursor_strip = None
+        self._refresh_row(row)
+        if scroll:
+            self._scroll_to_cursor()
+        self.post_message(self.RowHighlighted(self, self.selected_key))
+
+    def _scroll_to_cursor(self) -> None:
+        visible = max(1, self.size.height - HEADER_LINES)
+        top = int(self.scroll_y)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False)
+        elif self.cursor_row >= top + visible:
+            self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
+
+    @property
+    def _page(self) -> int:
+        return max(1, self.size.height - HEADER_LINES - 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(row=self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(row=self.cursor_row + 1)
+
+    def action_page_up(self) -> None:
+        self.move_cursor(row=self.cursor_row - self._page)
+
+    def action_page_down(self) -> None:
+        self.move_cursor(row=self.cursor_row + self._page)
+
+    def action_scroll_home(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_scroll_end(self) -> None:
+        self.move_cursor(row=len(self.shown) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y < HEADER_LINES:
+            column = self._column_at(offset.x)
+            if column is not None:
+                self.post_message(self.HeaderSelected(self, column))
+            return
+        index = int(self.scroll_y) + offset.y - HEADER_LINES
+        if index < len(self.shown):
+            self.move_cursor(row=index)
+
+    def _column_at(self, x: int) -> str | None:
+        right = 0
+        for key, _, width in self._spec:
+            right += width + CELL_PADDING
+            if x < right:
+                return key
+        return None
+
+    def on_focus(self) -> None:
+        self._restyle_cursor()
+
+    def on_blur(self) -> None:
+        self._restyle_cursor()
+
+    def _restyle_cursor(self) -> None:
+        self._cursor_strip = None
+        self._refresh_row(self.cursor_row)
 
     # --- updating ---------------------------------------------------------------------------
 
     def refresh_checks(self, check_ids: Iterable[str], now: float, paused: set[str]) -> None:
-        """Rewrite the changed cells of these checks' rows and of the link and site rows above
-        them (their status is the worst below)."""
+        """Rewrite the changed rows of these checks and of the link and site rows above them
+        (their status is the worst below)."""
         groups: dict[str, Row] = {}
         for check_id in check_ids:
-            row = self._row_of.get(check_id)
-            if row is None:
+            index = self._index_of.get(check_id)
+            if index is None:
                 continue
-            self._write(row, self._cells(row, now, paused))
+            row = self.shown[index]
+            self._write(row, self._cells_of(row, now, paused))
             assert row.link is not None
             for group_key in (f"link:{row.link.site_id}/{row.link.id}", f"site:{row.site.id}"):
-                if group_key in self._row_of:
-                    groups[group_key] = self._row_of[group_key]
+                group_index = self._index_of.get(group_key)
+                if group_index is not None:
+                    groups[group_key] = self.shown[group_index]
         for row in groups.values():
-            self._write(row, self._cells(row, now, paused))
+            self._write(row, self._cells_of(row, now, paused))
 
     def refresh_ages(self, now: float, paused: set[str]) -> None:
         """Ages on screen only: under 60 s every age changes every second, and rewriting
@@ -202,33 +375,117 @@ class CheckTable(SeverityStyles, DataTable[Text]):
             if row.level is Level.CHECK:
                 self._write(row, {"age": self._age_cell(row, now, paused)})
 
+    def _changed(self, key: str, cells: dict[str, Text]) -> bool:
+        return any(self._written.get((key, c)) != _identity(t) for c, t in cells.items())
+
     def _write(self, row: Row, cells: dict[str, Text]) -> None:
+        changed = False
+        held = self._cells[row.key]
         for column, text in cells.items():
-            if column == "trend" and not (self.columns_fit and self.columns_fit.trend):
-                continue
             cell, identity = (row.key, column), _identity(text)
             if self._written.get(cell) != identity:
                 self._written[cell] = identity
-                self.update_cell(row.key, column, text)
+                held[column] = text
+                changed = True
+        if changed:
+            self._strips.pop(row.key, None)
+            if self._cursor_strip is not None and self._cursor_strip[0] == row.key:
+                self._cursor_strip = None
+            self._refresh_row(self._index_of[row.key])
+
+    def _refresh_row(self, index: int) -> None:
+        """Repaint one row's line, if it is on screen."""
+        line = index - int(self.scroll_y) + HEADER_LINES
+        width, height = self.size  # computed anew on every access: once here
+        if HEADER_LINES <= line < height:
+            self.refresh(Region(0, line, width, 1))
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._forget_rendering()
+
+    def _forget_rendering(self) -> None:
+        self._strips.clear()
+        self._cursor_strip = None
+        self._header_strip = None
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._strip_width:
+            self._strip_width = width
+            self._forget_rendering()
+        if y < HEADER_LINES:
+            if self._header_strip is None:
+                labels = {key: Text(label) for key, label, _ in self._spec}
+                header = self.component_style("checks--header")
+                self._header_strip = self._render_cells(labels, width, header)
+            return self._header_strip
+        index = int(self.scroll_y) + y - HEADER_LINES
+        if index >= len(self.shown):
+            return Strip.blank(width, self.rich_style)
+        key = self.shown[index].key
+        if index == self.cursor_row:
+            if self._cursor_strip is None or self._cursor_strip[0] != key:
+                cursor = self.component_style("checks--cursor")
+                self._cursor_strip = (key, self._render_cells(self._cells[key], width, cursor))
+            return self._cursor_strip[1]
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._render_cells(self._cells[key], width)
+            self._strips[key] = strip
+        return strip
+
+    def _render_cells(self, cells: dict[str, Text], width: int, over: Style | None = None) -> Strip:
+        """One line: every cell cut or padded to its column's width, one space either side;
+        `over` (the cursor, the header) is laid over the cells' own styles, as DataTable did."""
+        console = self.app.console
+        base = self.rich_style if over is None else self.rich_style + over
+        pad = Segment(" ", base)
+        segments: list[Segment] = []
+        for key, _, column_width in self._spec:
+            text = cells[key]
+            if text.cell_len > column_width:
+                text = text.copy()
+                text.truncate(column_width, overflow="ellipsis")
+            segments.append(pad)
+            segments.extend(text_segments(console, text, base, over))
+            segments.append(Segment(" " * (column_width - text.cell_len + 1), base))
+        return Strip(segments).adjust_cell_length(width, base)
 
     # --- cell contents ----------------------------------------------------------------------
 
-    def _cells(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
+    def _cells_of(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
         if row.level is Level.CHECK:
             return self._check_cells(row, now, paused)
-        severity = self.board.group_severity(row.checks)
-        status = Text(status_text(severity), self.severity_style(severity))
+        board = self.board
+        facts: list[str] = []
         if row.level is Level.SITE:
             style = self.component_style("row--site")
             name = Text(row.site.name or row.site.id, style)
+            group = board.groups.get(row.site.id)
+            if group is not None:
+                facts.append(links_text(group.up, group.total, group.min_up))
             n = len(row.checks)
-            info = Text(f"{row.site.id} · {len(row.site.links)} links · {n} checks", style)
+            facts.append(f"{row.site.id} · {len(row.site.links)} links · {n} checks")
+            subject = row.site.id
+            label = None if group is None or group.status is None else str(group.status)
         else:
             assert row.link is not None
             style = self.component_style("row--link")
             name = Text(f"  {row.link.id}", style)
-            details = (row.link.role, row.link.medium, row.link.name)
-            info = Text(" · ".join(d for d in details if d), style)
+            facts += [d for d in (row.link.role, row.link.medium, row.link.name) if d]
+            subject = row.link.full_id
+            link = board.link_status(row.link)
+            label = None if link is None else str(link)
+        if board.engine is not None:
+            status = self.state_mark(label)
+        else:
+            # No state engine (fabricated results): the worst below.
+            severity = board.row_severity(row.key)
+            status = Text(status_text(severity), self.severity_style(severity))
+        info = self.held_text(board.held(subject)) + Text(" · ".join(facts), style)
         return {"status": status, "name": name, "age": Text(), "trend": Text(), "info": info}
 
     def _check_cells(self, row: Row, now: float, paused: set[str]) -> dict[str, Text]:
@@ -241,15 +498,25 @@ class CheckTable(SeverityStyles, DataTable[Text]):
         own_id = check_id.rsplit("/", 1)[-1]
         width = self.columns_fit.trend if self.columns_fit else 0
         result = state.result
-        return {
-            "status": Text(
+        confirmed = self.board.check_state(check_id)
+        if confirmed is not None and confirmed.is_soft and not acked:
+            soft = Severity[confirmed.soft]
+            status = Text(
+                soft_text(soft, confirmed.attempts, self.board.confirmations[check_id]),
+                self.severity_style(soft) + self.component_style("soft"),
+            )
+        else:
+            status = Text(
                 status_text(state.severity, acked), self.severity_style(state.severity, acked)
-            ),
+            )
+        return {
+            "status": status,
             "name": Text(f"    {own_id} ", dim)
             + Text(check.kind, self.component_style("dim") + dim),
             "age": self._age_cell(row, now, paused),
             "trend": Text(sparkline(state.latencies, width), dim),
-            "info": Text("" if result is None else info_text(result, now), dim),
+            "info": self.held_text(self.board.held(check_id))
+            + Text("" if result is None else info_text(result, now), dim),
         }
 
     def _age_cell(self, row: Row, now: float, paused: set[str]) -> Text:
@@ -264,6 +531,15 @@ class CheckTable(SeverityStyles, DataTable[Text]):
 
 def _identity(text: Text) -> tuple[object, ...]:
     return (text.plain, text.style, tuple(text.spans))
+
+
+def text_segments(
+    console: Console, text: Text, base: Style, over: Style | None = None
+) -> Iterable[Segment]:
+    """A one-line Text as segments: its styles on `base`, `over` laid on top of them."""
+    # Text.render leaves the text's own style to its caller.
+    style = base + console.get_style(text.style, default=Style.null())
+    return Segment.apply_style(text.render(console), style, over)
 
 
 # --- the summary bar ------------------------------------------------------------------------
@@ -294,6 +570,13 @@ class SummaryBar(SeverityStyles, Static):
             text.append(f"{counts['ack']} ack  ", self.severity_style(None, acked=True))
         if counts.get("pending"):
             text.append(f"{counts['pending']} pending  ", self.severity_style(None))
+        groups = Counter(str(g.status) for g in board.groups.values() if g.status is not None)
+        if groups:
+            text.append("│ groups ")
+            for label in ("DOWN", "AT RISK", "DEGRADED", "RESILIENT"):
+                if groups[label]:
+                    text.append(f"{state_text(label)} {groups[label]}", self.state_style(label))
+                    text.append("  ")
         text.append(f"│ since {clock_text(started_at)}")
         changed = board.last_change()
         if changed is not None:
@@ -314,14 +597,25 @@ class DetailPane(SeverityStyles, Static):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {*SEVERITY_CLASSES, "detail--heading"}
 
+    _height: int | None = None
+
     def show(self, board: Board, row: Row | None, now: float, paused: set[str]) -> None:
         if row is None:
-            self.update(Text("No row selected.", self._dim))
+            self._show(Text("No row selected.", self._dim))
         elif row.level is Level.CHECK:
             assert row.check is not None
-            self.update(self._check(board, row.check, now, row.check.ref.check_id in paused))
+            self._show(self._check(board, row.check, now, row.check.ref.check_id in paused))
         else:
-            self.update(self._group(board, row, now))
+            self._show(self._group(board, row, now))
+
+    def _show(self, content: RenderableType) -> None:
+        """Lay the screen out again only when the pane's height changes: it is rewritten every
+        second (its ages move on), and a layout repaints the whole screen."""
+        self.update(content, layout=False)
+        height = self.get_content_height(Size(0, 0), Size(0, 0), self.content_region.width)
+        if height != self._height:
+            self._height = height
+            self.refresh(layout=True)
 
     @property
     def _dim(self) -> Style:
@@ -340,17 +634,31 @@ class DetailPane(SeverityStyles, Static):
             facts = f"site {row.site.id}" + (
                 f" · {', '.join(row.site.tags)}" if row.site.tags else ""
             )
-        counts = Text()
-        worst_first = sorted(
-            row.checks,
-            key=lambda c: -_attention_rank(board, c.ref.check_id),
+        standing = Text()
+        if row.link is not None and board.engine is not None:
+            standing = Text("link ") + self.state_mark(_label(board.link_status(row.link)))
+        elif row.link is None and (group := board.groups.get(row.site.id)) is not None:
+            standing = self.state_mark(_label(group.status))
+            standing.append(f" · {links_text(group.up, group.total, group.min_up)}")
+            for link in row.site.links:
+                standing.append("\n  ")
+                standing += self.state_mark(_label(board.link_status(link)))
+                standing.append(f" {link.id} ({link.role or 'link'})")
+        held = board.held(row.link.full_id if row.link is not None else row.site.id)
+        if held:
+            standing.append("\n")
+            standing += self.held_text(f"held: {reason}" for reason in held)
+        tally = Counter(
+            {status_text(severity): n for severity, n in board.row_tally(row.key).items()}
         )
-        tally = Counter(status_text(board.states[c.ref.check_id].severity) for c in row.checks)
-        counts.append(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
+        counts = Text(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
         # The problems, worst first: a group can hold thousands of checks, and this pane is
         # redrawn every second, so it lists a screenful, not all of them.
         table = Table.grid(padding=(0, 1))
-        problems = [c for c in worst_first if board.is_problem(c.ref.check_id)]
+        problems = sorted(
+            (c for c in row.checks if board.is_problem(c.ref.check_id)),
+            key=lambda c: -_attention_rank(board, c.ref.check_id),
+        )
         for check in problems[:GROUP_DETAIL_ROWS]:
             state = board.states[check.ref.check_id]
             acked = check.ref.check_id in board.acked
@@ -364,7 +672,9 @@ class DetailPane(SeverityStyles, Static):
             )
         more = len(problems) - GROUP_DETAIL_ROWS
         tail = [Text(f"… and {more} more problems", self._dim)] if more > 0 else []
-        return Group(self._heading(title), Text(facts, self._dim), counts, Text(), table, *tail)
+        return Group(
+            self._heading(title), Text(facts, self._dim), standing, counts, Text(), table, *tail
+        )
 
     def _check(self, board: Board, check: Check, now: float, paused: bool) -> RenderableType:
         check_id = check.ref.check_id
@@ -389,9 +699,30 @@ class DetailPane(SeverityStyles, Static):
         if acked:
             line.append(" · acknowledged")
         parts.append(line)
+        confirmed = board.check_state(check_id)
+        if confirmed is not None and confirmed.is_soft:
+            soft = Severity[confirmed.soft]
+            need = board.confirmations[check_id]
+            parts.append(
+                Text(
+                    f"unconfirmed: {status_text(soft)}, {confirmed.attempts} of {need} results"
+                ).append(" to confirm", self._dim)
+            )
+        held = board.held(check_id)
+        if held:
+            parts.append(self.held_text(f"held: {reason}" for reason in held))
         if result is None:
-            parts.append(Text("No result yet.", self._dim))
-            return Group(*parts)
+            parts.append(Text("No result yet in this run.", self._dim))
+            if not state.history:
+                return Group(*parts)
+        else:
+            parts += self._result(result, now)
+        parts += [Text(), self._heading(f"History (last {len(state.history)})")]
+        parts.append(self._history(state.history))
+        return Group(*parts)
+
+    def _result(self, result: ProbeResult, now: float) -> list[RenderableType]:
+        parts: list[RenderableType] = []
         if result.error is not None:
             parts += [Text(), self._heading("Error")]
             parts.append(Text(f"{result.error.error_class}: {result.error.message}"))
@@ -401,9 +732,7 @@ class DetailPane(SeverityStyles, Static):
         if result.certificates:
             parts += [Text(), self._heading("Certificate chain")]
             parts.append(self._certificates(result.certificates, now))
-        parts += [Text(), self._heading(f"History (last {len(state.history)})")]
-        parts.append(self._history(state.history))
-        return Group(*parts)
+        return parts
 
     def _verdicts(self, result: ProbeResult) -> Table:
         table = Table.grid(padding=(0, 1))
@@ -435,15 +764,19 @@ class DetailPane(SeverityStyles, Static):
             )
         return table
 
-    def _history(self, history: tuple[ProbeResult, ...]) -> Table:
+    def _history(self, history: tuple[HistoryLine, ...]) -> Table:
         table = Table.grid(padding=(0, 1))
-        for result in reversed(history):
+        for line in reversed(history):
             table.add_row(
-                Text(clock_text(finished_at(result)), self._dim),
-                Text(status_text(result.severity), self.severity_style(result.severity)),
-                Text(result.summary(), overflow="ellipsis", no_wrap=True),
+                Text(clock_text(line.at), self._dim),
+                Text(status_text(line.severity), self.severity_style(line.severity)),
+                Text(line.summary, overflow="ellipsis", no_wrap=True),
             )
         return table
+
+
+def _label(status: object | None) -> str | None:
+    return None if status is None else str(status)
 
 
 def _attention_rank(board: Board, check_id: str) -> int:
@@ -460,22 +793,115 @@ def _seconds(seconds: float) -> str:
 # --- the event log --------------------------------------------------------------------------
 
 
-class EventLog(SeverityStyles, RichLog):
-    """State changes, newest at the bottom, each with the time it happened."""
+class EventLog(SeverityStyles, ScrollView):
+    """State changes, newest at the bottom, each with the time it happened.
+
+    On the Line API, like the table: each entry is rendered once. Its virtual height grows in
+    doublings (entries aligned to the bottom, the view following the newest), so a new entry
+    costs a repaint of the log, not a layout of the screen as a growing RichLog does."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=1000, wrap=False, markup=False, auto_scroll=True)
+        super().__init__(id=id)
+        self._entries: collections.deque[tuple[int, Text]] = collections.deque(maxlen=LOG_CAPACITY)
+        self._next_seq = 0
+        self._older_seq = 0  # entries from before this run count down from here
+        self._strips: dict[int, Strip] = {}
+        self._strip_width = 0
+        self._blank_top = 0
 
-    def record(self, change: StateChange) -> None:
-        line = Text(f"{clock_text(change.at)} ")
-        line.append(status_text(change.before), self.severity_style(change.before))
-        line.append(" → ")
-        line.append(status_text(change.after), self.severity_style(change.after))
-        line.append(f"  {change.check.check_id}  ")
-        line.append(change.summary, self.component_style("dim"))
-        self.write(line)
+    @property
+    def texts(self) -> list[str]:
+        """The entries' plain text, oldest first."""
+        return [text.plain for _, text in self._entries]
+
+    def record(self, event: Event) -> None:
+        self.write(self.event_line(event))
+
+    def record_older(self, events: Sequence[Event]) -> None:
+        """Events from before this run (the history store's), above what is already shown."""
+        room = LOG_CAPACITY - len(self._entries)
+        for event in reversed(events[max(0, len(events) - room) :]):
+            self._older_seq -= 1
+            self._entries.appendleft((self._older_seq, self.event_line(event)))
+        self._fit()
+        self.scroll_to(y=self.max_scroll_y, animate=False)
+        self.refresh()
+
+    def event_line(self, event: Event) -> Text:
+        """A confirmed change of a check, link or group, or a check starting or stopping to
+        flap, with why its notification is held."""
+        line = Text(f"{clock_text(event.at)} ")
+        if event.kind is EventKind.FLAPPING_START:
+            line.append("⇅ flapping", self.component_style("held"))
+        elif event.kind is EventKind.FLAPPING_STOP:
+            line.append("⇅ settled", self.component_style("dim"))
+        else:
+            line += self.state_mark(event.before)
+            line.append(" → ")
+            line += self.state_mark(event.after)
+        subject = "" if event.subject is Subject.CHECK else f"{event.subject} "
+        line.append(f"  {subject}{event.subject_id}  ")
+        line.append(event.cause, self.component_style("dim"))
+        if event.suppressed:
+            line.append("  ")
+            line += self.held_text(f"held: {reason}" for reason in event.suppressed)
+        return line
+
+    def write(self, line: Text) -> None:
+        following = self.scroll_y >= self.max_scroll_y
+        first_shown = self._seq_at(int(self.scroll_y))
+        if len(self._entries) == self._entries.maxlen:
+            self._strips.pop(self._entries[0][0], None)
+        self._entries.append((self._next_seq, line))
+        self._next_seq += 1
+        self._fit()
+        if following:
+            self.scroll_to(y=self.max_scroll_y, animate=False)
+        elif first_shown is not None:
+            # Scrolled back: keep the same entries in view while new ones arrive below.
+            index = max(0, first_shown - self._entries[0][0])
+            self.scroll_to(y=self._blank_top + index, animate=False)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Entries from the top while they fit; beyond, aligned to the bottom of a virtual
+        height that only doubles."""
+        count, height = len(self._entries), self.size.height
+        if count <= height:
+            rows, self._blank_top = height, 0
+        else:
+            rows = min(LOG_CAPACITY, 1 << (count - 1).bit_length())
+            self._blank_top = rows - count
+        self.virtual_size = Size(self.size.width, rows)
+
+    def _seq_at(self, virtual_y: int) -> int | None:
+        index = virtual_y - self._blank_top
+        return self._entries[index][0] if 0 <= index < len(self._entries) else None
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._strip_width:
+            self._strip_width = width
+            self._strips.clear()
+        index = int(self.scroll_y) + y - self._blank_top
+        if not 0 <= index < len(self._entries):
+            return Strip.blank(width, self.rich_style)
+        seq, text = self._entries[index]
+        strip = self._strips.get(seq)
+        if strip is None:
+            segments = text_segments(self.app.console, text, self.rich_style)
+            strip = Strip(segments).crop_extend(0, width, self.rich_style)
+            self._strips[seq] = strip
+        return strip
 
 
 class FilterInput(Input):
