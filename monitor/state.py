@@ -13,7 +13,6 @@ import enum
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from types import MappingProxyType
 
 from monitor.events import Event, EventKind, Subject, Suppression
@@ -129,15 +128,6 @@ class Topology:
     @functools.cached_property
     def _deciding(self) -> dict[str, frozenset[str]]:
         return {link.link_id: frozenset(link.deciding_checks) for link in self.links.values()}
-
-    @cached_property
-    def parents(self) -> Mapping[str, tuple[str, ...]]:
-        """The links and checks that depend on something, with what they depend on (a check
-        inherits its link's dependencies). Computed once: `unreachable` asks on every step."""
-        parents = {link.link_id: link.depends_on for link in self.links.values()}
-        for check in self.checks.values():
-            parents[check.check_id] = check.depends_on + self.links[check.link_id].depends_on
-        return MappingProxyType({subject: ids for subject, ids in parents.items() if ids})
 
 
 # --- state ---------------------------------------------------------------------------------
