@@ -78,20 +78,14 @@ def write_inventory(path: Path, targets: list[str], version: str, concurrency: i
 
 
 async def measure_engine(inventory_path: str) -> dict[str, float]:
-    from monitor.inventory import load_inventory
-    from monitor.scheduler import Scheduler
+    from common import engine_sweep
 
-    inventory = load_inventory(inventory_path)
-    results = []
-    scheduler = Scheduler(inventory.checks, inventory.concurrency, results.append)
-    started = time.perf_counter()
-    await scheduler.sweep()
-    elapsed = time.perf_counter() - started
-    lost = [r for r in results if r.error is not None]
-    for result in lost[:3]:
-        print(f"  lost: {result.check.target}: {result.summary()}", file=sys.stderr)
+    from monitor.inventory import load_inventory
+
+    polls = len(load_inventory(inventory_path).checks)
+    elapsed, lost = await engine_sweep(Path(inventory_path))
     varbinds = len(SYSTEM) + 2 * 8
-    return {"elapsed": elapsed, "polls": len(results), "lost": len(lost), "varbinds": varbinds}
+    return {"elapsed": elapsed, "polls": polls, "lost": lost, "varbinds": varbinds}
 
 
 async def measure_floor(targets: list[str], version: str, concurrency: int) -> dict[str, float]:

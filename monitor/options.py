@@ -290,6 +290,17 @@ def readable_file(value: Any) -> str:
     return resolved
 
 
+def ip_port(value: Any, default_port: int, hint: str) -> tuple[str, int]:
+    """`ADDRESS[:PORT]` where the address must be an IP literal: for peers commwatch must reach
+    exactly as named (a DNS server, an SNMP agent), never through a resolver."""
+    address, port_number = host_port(value, default_port=default_port)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise OptionError(f"{address!r} is not an IP address", hint) from None
+    return address, port_number
+
+
 def format_host_port(name: str, port_number: int) -> str:
     return f"[{name}]:{port_number}" if ":" in name else f"{name}:{port_number}"
 

@@ -14,7 +14,6 @@ such as DKIM keys, where case matters).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import time
@@ -45,7 +44,7 @@ from monitor.options import (
     duration,
     each,
     format_host_port,
-    host_port,
+    ip_port,
     option,
     text,
 )
@@ -71,16 +70,12 @@ def _query_name(value: Any) -> str:
 
 
 def _server(value: Any) -> tuple[str, int]:
-    address, port_number = host_port(value, default_port=53)
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise OptionError(
-            f"server {address!r} is not an IP address",
-            "give the address of the DNS server to ask, e.g. 192.0.2.53 or [2001:db8::53]:5353;"
-            " commwatch never asks the system resolver",
-        ) from None
-    return address, port_number
+    return ip_port(
+        value,
+        53,
+        "give the address of the DNS server to ask, e.g. 192.0.2.53 or [2001:db8::53]:5353;"
+        " commwatch never asks the system resolver",
+    )
 
 
 def _record_type(value: Any) -> str:

@@ -17,7 +17,6 @@ backwards since the last poll) is WARN, with the time of the reboot, until `rebo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import time
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ from monitor.options import (
     duration,
     each,
     format_host_port,
-    host_port,
     integer,
+    ip_port,
     number,
     option,
     secret_env,
@@ -75,15 +74,9 @@ RESOLVE_AGAIN = 300.0  # seconds before a name not found is looked for again
 
 
 def _target(value: Any) -> tuple[str, int]:
-    address, port_number = host_port(value, default_port=161)
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise OptionError(
-            f"{address!r} is not an IP address",
-            "poll the device's management address, e.g. 192.0.2.1 or [2001:db8::1]:1161",
-        ) from None
-    return address, port_number
+    return ip_port(
+        value, 161, "poll the device's management address, e.g. 192.0.2.1 or [2001:db8::1]:1161"
+    )
 
 
 def _version(value: Any) -> str:

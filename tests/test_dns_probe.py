@@ -280,7 +280,7 @@ async def test_closed_port_is_refused_at_once(tcp: bool) -> None:
         (
             {"target": "a.example", "server": "ns1.example.net"},
             "server",
-            "server 'ns1.example.net' is not an IP address",
+            "'ns1.example.net' is not an IP address",
         ),
         (
             {"target": "a example", "server": LOCALHOST},
