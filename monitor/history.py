@@ -42,7 +42,7 @@ HOUR = 3600.0
 DAY = 86400.0
 # How long a connection waits for another one's write lock (the outbox's, say) before failing.
 BUSY_TIMEOUT_MS = 5000
-# The condition name every latency threshold carries (probes.tcp.latency_threshold): its
+# The condition name every latency threshold carries (probes.base.LatencyOptions.latency): its
 # observation is the "main latency" kept in a column for sparklines and hourly aggregates.
 LATENCY_CONDITION = "latency"
 

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.conditions import Condition
+from monitor.conditions import Condition, Threshold
 from monitor.model import CertificateInfo, ObservationValue
+from monitor.options import OptionError, duration, option
 
 Observations = dict[str, ObservationValue]
 
@@ -49,6 +50,47 @@ class SharedResources:
         self._items.clear()
         for closer in reversed(closers):
             await closer()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyOptions:
+    """The latency keys of every probe that times a round trip; its options inherit them."""
+
+    latency_warn: float | None = option(
+        None,
+        parse=duration,
+        metavar="DURATION",
+        help="WARN when the timed exchange takes longer (tcp: connect, http: response headers, "
+        "dns: the answer, tls: the handshake), e.g. 500ms",
+    )
+    latency_crit: float | None = option(
+        None,
+        parse=duration,
+        metavar="DURATION",
+        help="CRIT when the timed exchange takes longer, e.g. 2s",
+    )
+
+    def validate_latency(self) -> None:
+        if (
+            self.latency_warn is not None
+            and self.latency_crit is not None
+            and self.latency_warn > self.latency_crit
+        ):
+            raise OptionError(
+                "latency_warn is above latency_crit",
+                "the warning must trigger first: make latency_warn <= latency_crit",
+                key="latency_warn",
+            )
+
+    def latency(self, observation: str) -> Threshold:
+        """Configured as durations, judged in milliseconds on the probe's own timing."""
+        return Threshold(
+            condition="latency",
+            observation=observation,
+            warn=None if self.latency_warn is None else self.latency_warn * 1000,
+            crit=None if self.latency_crit is None else self.latency_crit * 1000,
+            unit="ms",
+        )
 
 
 @dataclass

@@ -41,15 +41,13 @@ from monitor.options import (
     OptionError,
     boolean,
     choice,
-    duration,
     each,
     format_host_port,
     ip_port,
     option,
     text,
 )
-from probes.base import Observations, ProbeContext, ProbeKind
-from probes.tcp import latency_threshold, validate_latency
+from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
@@ -95,7 +93,7 @@ def _rcode(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DnsOptions:
+class DnsOptions(LatencyOptions):
     target: str = option(parse=_query_name, help="the DNS name to query", metavar="NAME")
     server: tuple[str, int] = option(
         parse=_server,
@@ -124,19 +122,13 @@ class DnsOptions:
     expect_rcode: str = option(
         "NOERROR", parse=_rcode, help="the rcode the server should answer with", metavar="RCODE"
     )
-    latency_warn: float | None = option(
-        None, parse=duration, metavar="DURATION", help="WARN when the answer takes longer"
-    )
-    latency_crit: float | None = option(
-        None, parse=duration, metavar="DURATION", help="CRIT when the answer takes longer"
-    )
     recurse: bool = option(
         True, parse=boolean, help="ask for recursion (the RD flag)", metavar="BOOL"
     )
     tcp: bool = option(False, parse=boolean, help="query over TCP only", metavar="BOOL")
 
     def validate(self) -> None:
-        validate_latency(self.latency_warn, self.latency_crit)
+        self.validate_latency()
         if self.expect and self.expect_rcode != "NOERROR":
             raise OptionError(
                 f"expect lists answers but expect_rcode is {self.expect_rcode}",
@@ -291,7 +283,7 @@ def conditions(options: DnsOptions) -> tuple[Condition, ...]:
                 expected=f"{options.expect_mode} of {_SEPARATOR.join(expected)}",
             )
         )
-    judged.append(latency_threshold("latency_ms", options.latency_warn, options.latency_crit))
+    judged.append(options.latency("latency_ms"))
     return tuple(judged)
 
 

@@ -21,7 +21,6 @@ from monitor.options import (
     SecretRef,
     boolean,
     choice,
-    duration,
     headers,
     host,
     integer,
@@ -30,8 +29,7 @@ from monitor.options import (
     text,
     type_name,
 )
-from probes.base import Observations, ProbeContext, ProbeKind
-from probes.tcp import latency_threshold, validate_latency
+from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 from probes.tls import HandshakeError, handshake, relaxed_context, served_chain
 
 USER_AGENT = "commwatch/0.1.0"
@@ -112,7 +110,7 @@ def _method(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HttpOptions(certificates.CertificateOptions):
+class HttpOptions(LatencyOptions, certificates.CertificateOptions):
     target: str = option(parse=_url, help="http:// or https:// URL to request", metavar="URL")
     method: str = option("GET", parse=_method, help="GET or HEAD", metavar="METHOD")
     expect_status: tuple[tuple[int, int], ...] = option(
@@ -121,18 +119,6 @@ class HttpOptions(certificates.CertificateOptions):
         metavar="STATUS",
         repeatable=True,
         help="CRIT unless the final status is one of these codes or ranges (e.g. 200-299)",
-    )
-    latency_warn: float | None = option(
-        None,
-        parse=duration,
-        metavar="DURATION",
-        help="WARN when the response headers take longer (e.g. 500ms)",
-    )
-    latency_crit: float | None = option(
-        None,
-        parse=duration,
-        metavar="DURATION",
-        help="CRIT when the response headers take longer (e.g. 2s)",
     )
     body_contains: str | None = option(
         None, parse=text, metavar="TEXT", help="CRIT unless the body contains this text"
@@ -167,7 +153,7 @@ class HttpOptions(certificates.CertificateOptions):
     )
 
     def validate(self) -> None:
-        validate_latency(self.latency_warn, self.latency_crit)
+        self.validate_latency()
         self.validate_certificates()
         if self.method == "HEAD" and (self.body_contains or self.body_regex):
             raise OptionError(
@@ -420,7 +406,7 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
             ),
             expected=describe_statuses(ranges),
         ),
-        latency_threshold("latency_ms", options.latency_warn, options.latency_crit),
+        options.latency("latency_ms"),
     ]
     if options.body_contains is not None:
         declared.append(

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.conditions import Condition, Threshold
-from monitor.options import OptionError, duration, format_host_port, host_port, option
-from probes.base import Observations, ProbeContext, ProbeKind
+from monitor.conditions import Condition
+from monitor.options import format_host_port, host_port, option
+from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 
 
 def _target(value: Any) -> tuple[str, int]:
@@ -19,45 +19,13 @@ def _target(value: Any) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TcpOptions:
+class TcpOptions(LatencyOptions):
     target: tuple[str, int] = option(
         parse=_target, help="HOST:PORT to connect to", metavar="HOST:PORT"
     )
-    latency_warn: float | None = option(
-        None,
-        parse=duration,
-        metavar="DURATION",
-        help="WARN when the connect takes longer (e.g. 200ms)",
-    )
-    latency_crit: float | None = option(
-        None,
-        parse=duration,
-        metavar="DURATION",
-        help="CRIT when the connect takes longer (e.g. 1s)",
-    )
 
     def validate(self) -> None:
-        validate_latency(self.latency_warn, self.latency_crit)
-
-
-def validate_latency(warn: float | None, crit: float | None) -> None:
-    if warn is not None and crit is not None and warn > crit:
-        raise OptionError(
-            "latency_warn is above latency_crit",
-            "the warning must trigger first: make latency_warn <= latency_crit",
-            key="latency_warn",
-        )
-
-
-def latency_threshold(observation: str, warn: float | None, crit: float | None) -> Threshold:
-    """Latency thresholds are configured as durations and judged in milliseconds."""
-    return Threshold(
-        condition="latency",
-        observation=observation,
-        warn=None if warn is None else warn * 1000,
-        crit=None if crit is None else crit * 1000,
-        unit="ms",
-    )
+        self.validate_latency()
 
 
 async def measure(options: TcpOptions, ctx: ProbeContext) -> Observations:
@@ -74,7 +42,7 @@ async def measure(options: TcpOptions, ctx: ProbeContext) -> Observations:
 
 
 def conditions(options: TcpOptions) -> tuple[Condition, ...]:
-    return (latency_threshold("connect_ms", options.latency_warn, options.latency_crit),)
+    return (options.latency("connect_ms"),)
 
 
 PROBE = ProbeKind(

@@ -21,9 +21,8 @@ from monitor.certificates import ParsedCertificate, Verification
 from monitor.conditions import Condition, Expectation
 from monitor.errors import ConfigFailure, TlsFailure
 from monitor.model import ObservationValue, Severity
-from monitor.options import choice, duration, format_host_port, host, host_port, option
-from probes.base import Observations, ProbeContext, ProbeKind
-from probes.tcp import latency_threshold, validate_latency
+from monitor.options import choice, format_host_port, host, host_port, option
+from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 
 MODERN_VERSIONS = ("TLSv1.2", "TLSv1.3")
 # How long to listen after a TLS 1.3 handshake for the server's verdict on our (missing) client
@@ -37,7 +36,7 @@ def _target(value: Any) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TlsOptions(certificates.CertificateOptions):
+class TlsOptions(LatencyOptions, certificates.CertificateOptions):
     target: tuple[str, int] = option(
         parse=_target, help="HOST:PORT to connect to (port 443 if left out)", metavar="HOST:PORT"
     )
@@ -53,15 +52,9 @@ class TlsOptions(certificates.CertificateOptions):
         metavar="PROTOCOL",
         help="plain-text protocol to upgrade first: " + ", ".join(starttls.PROTOCOLS),
     )
-    latency_warn: float | None = option(
-        None, parse=duration, metavar="DURATION", help="WARN when the TLS handshake takes longer"
-    )
-    latency_crit: float | None = option(
-        None, parse=duration, metavar="DURATION", help="CRIT when the TLS handshake takes longer"
-    )
 
     def validate(self) -> None:
-        validate_latency(self.latency_warn, self.latency_crit)
+        self.validate_latency()
         self.validate_certificates()
 
 
@@ -356,7 +349,7 @@ async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
 def conditions(options: TlsOptions) -> tuple[Condition, ...]:
     trust_source = options.ca_file or "the system CA store"
     return (
-        latency_threshold("handshake_ms", options.latency_warn, options.latency_crit),
+        options.latency("handshake_ms"),
         Expectation(
             "tls_version",
             "tls_version",

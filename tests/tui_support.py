@@ -17,7 +17,7 @@ from monitor.inventory import Inventory, load_inventory
 from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
 from monitor.pipeline import topology_of
 from monitor.state import EngineState, step
-from probes.tcp import latency_threshold
+from probes.base import LatencyOptions
 from tui.app import CommwatchApp
 from tui.widgets import EventLog
 
@@ -84,12 +84,16 @@ def certificate(subject: str, days_left: float, position: int, issuer: str) -> C
     )
 
 
+# The thresholds the fabricated results are judged by: warn 200 ms, crit 1 s.
+LATENCY = LatencyOptions(latency_warn=0.2, latency_crit=1.0)
+
+
 def latency_result(
     inventory: Inventory, check_id: str, ms: float, at: float, key: str = "connect_ms"
 ) -> ProbeResult:
     """A result judged the way the probe's latency threshold judges it (warn 200, crit 1000)."""
     check = next(c for c in inventory.checks if c.ref.check_id == check_id)
-    verdict = latency_threshold(key, 0.2, 1.0).judge(ms)
+    verdict = LATENCY.latency(key).judge(ms)
     return ProbeResult(check.ref, at, ms, verdict.severity, {key: ms}, (verdict,))
 
 
@@ -158,7 +162,7 @@ def _http(
     check = next(c for c in inventory.checks if c.ref.check_id == check_id)
     verdicts = (
         Expectation("status", "status", lambda v: v == 200, "200").judge(status),
-        latency_threshold("latency_ms", 0.2, 1.0).judge(ms),
+        LATENCY.latency("latency_ms").judge(ms),
     )
     return ProbeResult(
         check.ref,
