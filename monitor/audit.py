@@ -178,7 +178,8 @@ def _summary_line(report: AuditReport) -> str:
         + ", ".join(parts)
     )
     if report.failed:
-        line += f"; {len(report.failed)} endpoints could not be read"
+        count = len(report.failed)
+        line += f"; {count} endpoint{'s' if count != 1 else ''} could not be read"
     hidden = len(report.certificates) - len(report.shown)
     if hidden:
         line += f"; {hidden} expiring after {report.within_days:g} days not listed"

@@ -146,7 +146,7 @@ def test_table_markdown_and_csv(scene):
     assert "https://127.0.0.1:8443/, https://127.0.0.2:8443/" in table[1]
     assert table[-1] == (
         "2 certificates on 3 endpoints: 0 EXPIRED, 1 CRIT, 0 WARN, 1 OK; "
-        "1 endpoints could not be read"
+        "1 endpoint could not be read"
     )
     coloured = render(report, "table", colour=True)
     assert "\x1b[1;31mCRIT" in coloured
