@@ -384,7 +384,7 @@ async def test_garbage_answers_are_a_protocol_failure(
     shared: SharedResources, credentials: dict[str, Any]
 ) -> None:
     async with udp_peer(answer_garbage=True) as port:
-        result = await probe(shared, f"{LOCALHOST}:{port}", timeout="500ms", **credentials)
+        result = await probe(shared, f"{LOCALHOST}:{port}", timeout="1500ms", **credentials)
 
     assert result.error is not None
     assert result.error.error_class is ErrorClass.PROTOCOL
