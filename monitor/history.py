@@ -632,9 +632,6 @@ class HistoryStore:
             )
         return series
 
-    def integrity_ok(self) -> bool:
-        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
 
 # --- the writer ----------------------------------------------------------------------------
 
