@@ -64,6 +64,28 @@ async def engine_sweep(inventory_path: Path) -> tuple[float, int]:
     return elapsed, len(failures)
 
 
+async def timed_floor(
+    targets: Sequence[str], attempt: Callable[[str], Awaitable[None]], cap: int
+) -> tuple[float, int]:
+    """The floor's shape, shared by every benchmark: `attempt` each target, `cap` at once, each
+    within 10 s; seconds for all of them, and how many failed."""
+    gate = asyncio.Semaphore(cap)
+    failures = 0
+
+    async def one(target: str) -> None:
+        nonlocal failures
+        async with gate:
+            try:
+                async with asyncio.timeout(10):
+                    await attempt(target)
+            except OSError:  # refused, reset, TLS failures and timeouts are all OSErrors
+                failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(t) for t in targets))
+    return time.perf_counter() - started, failures
+
+
 def alternate(
     rounds: int,
     floor: Callable[[], Awaitable[tuple[float, int]]],

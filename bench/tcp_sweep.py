@@ -20,7 +20,6 @@ import selectors
 import socket
 import struct
 import tempfile
-import time
 from pathlib import Path
 
 from common import (
@@ -30,6 +29,7 @@ from common import (
     loopback_addresses,
     raise_open_file_limit,
     report,
+    timed_floor,
     write_inventory,
 )
 
@@ -65,23 +65,13 @@ def serve(addresses: list[str], ready: multiprocessing.Event) -> None:
 
 async def floor(targets: list[str]) -> tuple[float, int]:
     """Bare asyncio: connect, set RST-on-close (as the probe does), close; GLOBAL_CAP at once."""
-    gate = asyncio.Semaphore(GLOBAL_CAP)
-    failures = 0
 
-    async def one(address: str) -> None:
-        nonlocal failures
-        async with gate:
-            try:
-                async with asyncio.timeout(10):
-                    _, writer = await asyncio.open_connection(address, PORT)
-                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
-                writer.close()
-            except OSError:
-                failures += 1
+    async def connect(address: str) -> None:
+        _, writer = await asyncio.open_connection(address, PORT)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+        writer.close()
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(t) for t in targets))
-    return time.perf_counter() - started, failures
+    return await timed_floor(targets, connect, GLOBAL_CAP)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from common import (
     loopback_addresses,
     raise_open_file_limit,
     report,
+    timed_floor,
     write_inventory,
 )
 
@@ -93,24 +94,14 @@ def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], Path]:
 async def floor(targets: list[str], ca_file: Path) -> tuple[float, int]:
     """Bare asyncio: a verified full handshake with SNI, then close; GLOBAL_CAP at once."""
     context = ssl.create_default_context(cafile=str(ca_file))
-    gate = asyncio.Semaphore(GLOBAL_CAP)
-    failures = 0
 
-    async def one(address: str) -> None:
-        nonlocal failures
-        async with gate:
-            try:
-                async with asyncio.timeout(10):
-                    _, writer = await asyncio.open_connection(
-                        address, PORT, ssl=context, server_hostname=SERVER_NAME
-                    )
-                writer.transport.abort()
-            except (OSError, ssl.SSLError):
-                failures += 1
+    async def handshake(address: str) -> None:
+        _, writer = await asyncio.open_connection(
+            address, PORT, ssl=context, server_hostname=SERVER_NAME
+        )
+        writer.transport.abort()
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(t) for t in targets))
-    return time.perf_counter() - started, failures
+    return await timed_floor(targets, handshake, GLOBAL_CAP)
 
 
 def main() -> None:
