@@ -1,0 +1,41 @@
+"""Text from peers made safe for people's screens, log files, plugin lines and spreadsheets.
+
+A certificate subject, an HTTP reason phrase, an SNMP sysDescr or a DNS name is chosen by whoever
+runs the peer. Written raw to a terminal it could move the cursor, rewrite the screen, set the
+window title or reverse the reading order of a line; written to a log or a plugin line, a CR or
+LF forges a second line. Every renderer for people passes such text through `printable()`.
+JSON output stays exact: its encoder escapes these characters already.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls (TAB, CR and LF included: one field is one line), DEL, C1 controls (8-bit CSI and
+# OSC among them), the bidirectional embeddings, overrides and isolates, the zero-width marks
+# and joiners, the line and paragraph separators, and the byte order mark.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (TAB,
+# CR and LF, the others OWASP lists, are escaped by `printable` first).
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal or a reader would act on shown as an escape
+    (`\\x1b`, `\\u202e`), so the text is visible, inert and still on one line."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_escaped, text)
+
+
+def spreadsheet_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet shows as text, never evaluates (OWASP's CSV injection
+    advice: a leading quote), and that holds no control characters."""
+    cell = printable(text)
+    return f"'{cell}" if cell.startswith(_FORMULA_START) else cell
