@@ -9,7 +9,7 @@ from monitor.cli import main
 from monitor.inventory import Inventory
 from monitor.model import Severity
 from tests.peers.tcp_peers import accepting_listener, closed_port
-from tests.tui_support import cell, log_lines, rendered, until, write_inventory
+from tests.tui_support import cell, log_lines, log_on_screen, rendered, until, write_inventory
 from tui.app import CommwatchApp
 from tui.widgets import DetailPane
 
@@ -130,7 +130,11 @@ def test_tui_with_a_broken_inventory_exits_3_and_says_why(tmp_path, capsys):
     assert "inventory.yaml:2" in capsys.readouterr().err
 
 
-def redundant_inventory(folder: Path, primary: int, backup: int) -> Inventory:
+def redundant_inventory(
+    folder: Path, primary: int, backup: int, dead: int | None = None
+) -> Inventory:
+    """A site with a primary and a backup link; with `dead`, beside it a site whose twelve
+    checks all fail from the start (a start-up burst longer than the event log is high)."""
     text = f"""\
 version: 1
 defaults: {{interval: 200ms, timeout: 200ms, retries: 1, retry_interval: 200ms}}
@@ -146,6 +150,11 @@ sites:
         checks:
           - {{id: router, kind: tcp, target: "127.0.0.1:{backup}"}}
 """
+    if dead is not None:
+        text += "  - id: yard\n    links:\n      - id: lan\n        checks:\n" + "".join(
+            f'          - {{id: dead-{i}, kind: tcp, target: "127.0.0.1:{dead}"}}\n'
+            for i in range(12)
+        )
     return write_inventory(folder, text)
 
 
@@ -163,7 +172,9 @@ async def test_a_primary_link_going_down_puts_its_site_at_risk(tmp_path):
                 primary = None
                 await until(pilot, lambda: cell(app, "site:psap", "status") == "▲ AT RISK")
                 assert cell(app, "site:psap", "info").startswith("1 of 2 links up (needs 1)")
+                assert "· fibre DOWN ·" in cell(app, "site:psap", "info")  # and which one
                 assert cell(app, "link:psap/fibre", "status") == "✖ DOWN"
+                assert cell(app, "link:psap/fibre", "info").startswith("router CRIT · primary")
                 assert cell(app, "link:psap/lte", "status") == "✔ UP"
                 await until(pilot, lambda: any("group psap" in line for line in log_lines(app)))
                 line = next(line for line in log_lines(app) if "group psap" in line)
@@ -208,3 +219,32 @@ async def test_no_history_neither_stores_nor_reads(tmp_path):
             await until(pilot, lambda: results_of(app, "site/link/live") >= 2)
             await pilot.press("q")
     assert not inventory.resilience.history.path.exists()
+
+
+async def test_the_event_log_shows_the_newest_event_as_it_happens(tmp_path):
+    primary = accepting_listener()
+    primary_port = await primary.__aenter__()
+    try:
+        async with accepting_listener() as backup_port:
+            inventory = redundant_inventory(tmp_path, primary_port, backup_port, closed_port())
+            app = CommwatchApp(inventory, start_spread=0, history=False)
+            async with app.run_test(size=(160, 48)) as pilot:
+                await until(pilot, lambda: cell(app, "site:psap", "status") == "✔ RESILIENT")
+                await until(
+                    pilot,
+                    lambda: sum("CRIT  yard/lan/dead-" in line for line in log_lines(app)) == 12,
+                )
+                await pilot.pause(0.3)
+                await primary.__aexit__(None, None, None)  # the fibre is cut
+                primary = None
+                # Nobody presses a key: the change is on screen, at the bottom of the log.
+                await until(
+                    pilot,
+                    lambda: any("AT RISK  group psap" in line for line in log_on_screen(app)),
+                )
+                assert any("✖ DOWN  link psap/fibre" in line for line in log_on_screen(app))
+                await pilot.press("ctrl+c")
+            assert app.return_code == 0 and app._engine_worker.is_finished
+    finally:
+        if primary is not None:
+            await primary.__aexit__(None, None, None)

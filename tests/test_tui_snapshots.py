@@ -17,7 +17,16 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
-from tests.tui_support import NOW, engine_view, scenario, shown, until, write_inventory
+from tests.tui_support import (
+    GROUPED,
+    NOW,
+    ROWS,
+    engine_view,
+    scenario,
+    shown,
+    until,
+    write_inventory,
+)
 from tui.app import CommwatchApp, help_bindings
 from tui.screens import FILTER_DELAY
 from tui.widgets import FilterInput
@@ -61,6 +70,11 @@ async def help_screen(pilot: Pilot[None]) -> None:
     await pilot.press("question_mark")
 
 
+async def zoomed_site(pilot: Pilot[None]) -> None:
+    pilot.app.dashboard.table.select_key("site:psap-north")
+    await pilot.press("enter")
+
+
 CASES: dict[str, tuple[tuple[int, int], Callable[[Pilot[None]], Awaitable[None]]]] = {
     "dashboard-80x24": (NARROW, nothing),
     "dashboard-160x48": (WIDE, nothing),
@@ -71,16 +85,18 @@ CASES: dict[str, tuple[tuple[int, int], Callable[[Pilot[None]], Awaitable[None]]
     "filter-80x24": (NARROW, filtering),
     "help-80x24": (NARROW, help_screen),
     "help-160x48": (WIDE, help_screen),
+    "zoom-80x24": (NARROW, zoomed_site),
+    "zoom-160x48": (WIDE, zoomed_site),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_screen_matches_its_snapshot(name, tmp_path):
     size, steps = CASES[name]
-    inventory = write_inventory(tmp_path)
+    inventory = write_inventory(tmp_path, GROUPED)
     app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
     async with app.run_test(size=size) as pilot:
-        await until(pilot, lambda: len(shown(app)) == 11)
+        await until(pilot, lambda: len(shown(app)) == ROWS + 1)
         app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
         # The footer fills in its keys a little later, after the bindings settle.
         await until(pilot, lambda: len(app.dashboard.query(FooterKey)) >= len(FOOTER_KEYS))

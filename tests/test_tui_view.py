@@ -6,16 +6,22 @@ from __future__ import annotations
 import time
 
 import pytest
+from textual.widgets import Input
 
+from monitor.events import Event, EventKind, Subject
 from monitor.model import CheckRef, ErrorClass, ProbeResult, Severity
 from tests.tui_support import (
+    GROUPED,
     NOW,
+    ROWS,
     cell,
     certificate,
     engine_view,
     failed_result,
+    http_result,
     latency_result,
     log_lines,
+    log_on_screen,
     rendered,
     scenario,
     shown,
@@ -24,8 +30,8 @@ from tests.tui_support import (
 )
 from tui.app import CommwatchApp, help_bindings
 from tui.present import age_text, info_text, sparkline, status_text
-from tui.screens import FILTER_DELAY, HelpScreen
-from tui.widgets import DetailPane, SummaryBar
+from tui.screens import FILTER_DELAY, PROBLEMS_REFRESH, HelpScreen, key_display
+from tui.widgets import DetailPane, DetailScroll, EventLog, FilterInput, SummaryBar
 
 SIZE = (120, 40)
 CHECKS = [
@@ -53,7 +59,7 @@ def inventory(tmp_path):
 
 
 async def started(app: CommwatchApp, pilot, inventory) -> None:
-    await until(pilot, lambda: len(shown(app)) == 11)
+    await until(pilot, lambda: len(shown(app)) == ROWS)
     app.dashboard.apply_results(scenario(inventory))
     await pilot.pause()
 
@@ -94,7 +100,7 @@ async def test_rows_are_the_site_link_check_tree(inventory):
 async def test_site_and_link_rows_show_redundancy_from_the_state_engine(inventory):
     app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: len(shown(app)) == 11)
+        await until(pilot, lambda: len(shown(app)) == ROWS)
         app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
         await pilot.pause()
         # psap-north: the fibre's resolver is UNKNOWN, so only the LTE backup is known up.
@@ -111,7 +117,7 @@ async def test_site_and_link_rows_show_redundancy_from_the_state_engine(inventor
         text = detail(app)
         assert "▲ AT RISK · 1 of 2 links up (needs 1)" in text
         assert "? UNKNOWN fibre (primary)" in text and "✔ UP lte (backup)" in text
-        # The engine's events reach the log (a link's first status is not news: no event).
+        # The engine's events reach the log.
         lines = log_lines(app)
         assert any("✔ OK → ✖ CRIT  dispatch/mpls/radio-core" in line for line in lines)
         assert any("· pending → ✖ CRIT  dispatch/mpls/paging" in line for line in lines)
@@ -249,10 +255,13 @@ async def test_acknowledge_dims_a_problem_and_stops_counting_it(inventory):
         # Still visible, also with problems only.
         await pilot.press("p")
         assert "dispatch/mpls/radio-core" in checks_shown(app)
-        # The link row no longer draws attention for it: only paging (CRIT) is left there.
+        # The link row no longer draws attention for it once paging (CRIT) recovers, but it
+        # does not claim OK either: its problem is there, acknowledged.
+        assert cell(app, "link:dispatch/mpls", "status") == "✖ CRIT"
         app.dashboard.apply_results([latency_result(inventory, "dispatch/mpls/paging", 5, NOW)])
         await pilot.pause()
-        assert cell(app, "link:dispatch/mpls", "status") == "✔ OK"
+        assert cell(app, "link:dispatch/mpls", "status") == "✖ CRIT ack"
+        assert cell(app, "site:dispatch", "status") == "✖ CRIT ack"
         # A new state is news again: the acknowledgement ends.
         app.dashboard.apply_results(
             [failed_result(inventory, "dispatch/mpls/radio-core", NOW, ErrorClass.TIMEOUT, "x")]
@@ -273,17 +282,37 @@ async def test_help_lists_every_key_and_closes(inventory):
         assert isinstance(app.screen, HelpScreen)
         text = rendered(app.screen.query_one("#help-keys").content)
         for binding in help_bindings():
-            assert app.get_key_display(binding) in text
+            assert key_display(app, binding) in text
             assert binding.description in text
             # Every listed key has an action to do what it says.
-            owner = next(
-                o
-                for o in (app, app.dashboard, app.dashboard.table)
-                if hasattr(o, f"action_{binding.action}")
-            )
-            assert owner is not None
+            action = binding.action.split("(")[0].removeprefix("screen.").removeprefix("app.")
+            owners = (app, app.dashboard, *app.dashboard.query("*"))
+            assert any(hasattr(o, f"action_{action}") for o in owners), binding
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_every_key_that_works_is_in_the_help(inventory):
+    """Whichever pane has the focus, each key bound there is listed: none is undocumented."""
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        listed = {key for binding in help_bindings() for key in binding.key.split(",")}
+        await pilot.press("slash")  # the filter box is focusable only while it is shown
+        panes = [w for w in app.dashboard.query("*") if w.focusable]
+        assert {type(w).__name__ for w in panes} == {
+            "CheckTable",
+            "EventLog",
+            "DetailScroll",
+            "FilterInput",
+        }
+        for pane in panes:
+            pane.focus()
+            await pilot.pause()
+            for key, active in app.active_bindings.items():
+                if isinstance(active.node, Input) and active.binding not in FilterInput.BINDINGS:
+                    continue  # the editing keys of any text box (the help says so)
+                assert key in listed, f"{key} ({active.binding.action}) on {pane} is not in help"
 
 
 async def test_without_an_engine_run_and_pause_say_so(inventory):
@@ -343,3 +372,333 @@ def test_info_shows_what_tls_snmp_and_dns_results_carry():
     assert info_text(healthy, NOW) == "if 1/1 up"
     dns = ProbeResult(_ref("dns"), NOW, 5, Severity.CRIT, {"rcode": "NXDOMAIN"})
     assert info_text(dns, NOW) == "NXDOMAIN"
+
+
+WIDE = (160, 48)  # the event log shows 8 entries
+
+
+def link_event(at: float, link: str, before: str, after: str, cause: str) -> Event:
+    site = link.split("/")[0]
+    return Event(at, Subject.LINK, link, site, EventKind.HARD, before, after, cause)
+
+
+def group_event(at: float, group: str, before: str, after: str, cause: str) -> Event:
+    return Event(at, Subject.GROUP, group, group, EventKind.HARD, before, after, cause)
+
+
+def start_up_burst(count: int) -> list[Event]:
+    """More first states than the log has lines, all in one batch (as at start)."""
+    return [
+        link_event(NOW - 100 + i, f"site-{i}/link", "PENDING", "UP", "first result")
+        for i in range(count)
+    ]
+
+
+async def deliver(app: CommwatchApp, pilot, events: list[Event]) -> None:
+    """Through the engine's sink, as the engine reports them."""
+    before = len(log_lines(app))
+    for event in events:
+        app.deliver_event(event)
+    await until(pilot, lambda: len(log_lines(app)) == before + len(events))
+    await pilot.pause()
+
+
+async def test_event_log_follows_the_newest_event_unless_scrolled_back(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=WIDE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS)
+        log = app.dashboard.query_one(EventLog)
+        burst = log.size.height + 1  # one more than the log has lines
+        await deliver(app, pilot, start_up_burst(burst))
+        assert log_on_screen(app)[-1].endswith(f"link site-{burst - 1}/link  first result")
+        # A change after the burst is in view as it happens, without a key pressed.
+        down = link_event(NOW, "radio-ridge/microwave", "UP", "DOWN", "site-router is CRIT")
+        await deliver(app, pilot, [down])
+        assert "✔ UP → ✖ DOWN  link radio-ridge/microwave" in log_on_screen(app)[-1]
+        assert log.border_title == "Events"
+        # A long burst, many batches: still the newest in view.
+        await deliver(app, pilot, start_up_burst(40))
+        assert log_on_screen(app)[-1].endswith("link site-39/link  first result")
+        # Scrolled back, the log stays where the user looks, and says what is below.
+        await pilot.press("e", "pageup")
+        assert app.focused is log
+        looked_at = log_on_screen(app)
+        assert not any("microwave" in line for line in looked_at)
+        at_risk = group_event(
+            NOW + 1,
+            "radio-ridge",
+            "RESILIENT",
+            "AT RISK",
+            "link radio-ridge/microwave DOWN; 1 of 2 links up (needs 1)",
+        )
+        await deliver(app, pilot, [at_risk])
+        assert log_on_screen(app) == looked_at
+        assert log.border_title == "Events · 1 newer below · End follows"
+        # End follows again: the newest is in view, and so is the next one.
+        await pilot.press("end")
+        assert "✔ RESILIENT → ▲ AT RISK  group radio-ridge" in log_on_screen(app)[-1]
+        assert log.border_title == "Events"
+        up = link_event(NOW + 2, "radio-ridge/microwave", "DOWN", "UP", "site-router is OK")
+        await deliver(app, pilot, [up])
+        assert "✖ DOWN → ✔ UP  link radio-ridge/microwave" in log_on_screen(app)[-1]
+        # Scrolling back down to the bottom (here line by line) follows too.
+        await pilot.press("up", "up")
+        assert not log.following
+        await pilot.press("down", "down")
+        assert log.following
+        await deliver(app, pilot, [down])
+        assert "✔ UP → ✖ DOWN" in log_on_screen(app)[-1]
+        # Home shows the oldest at the top, and nothing above it, however far one scrolls.
+        await pilot.press("home")
+        assert log_on_screen(app)[0].endswith("link site-0/link  first result")
+        await pilot.press("pageup", "up")
+        lines = [log.render_line(y).text.strip() for y in range(log.size.height)]
+        assert lines[0].endswith("link site-0/link  first result") and "" not in lines
+
+
+async def test_event_log_shows_first_states(inventory):
+    """A first state (before it: pending) is an event like any other, for checks, links and
+    groups alike."""
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=WIDE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS)
+        first = [
+            link_event(NOW, "psap-north/lte", "PENDING", "UP", "lte-router is OK"),
+            group_event(NOW, "psap-north", "PENDING", "RESILIENT", "2 of 2 links up"),
+        ]
+        result = latency_result(inventory, "psap-north/lte/lte-router", 5, NOW)
+        app.dashboard.apply_results([result], first)
+        await pilot.pause()
+        lines = log_on_screen(app)
+        assert any("· pending → ✔ UP  link psap-north/lte" in line for line in lines)
+        assert any("· pending → ✔ RESILIENT  group psap-north" in line for line in lines)
+        # Without the engine, a first result that is OK is news too.
+        assert any("· pending → ✔ OK  psap-north/lte/lte-router" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "keys", [["ctrl+c"], ["slash", "ctrl+c"], ["e", "ctrl+c"], ["question_mark", "ctrl+c"]]
+)
+async def test_ctrl_c_quits_wherever_the_focus_is(inventory, keys):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        await pilot.press(*keys)
+        await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
+
+
+@pytest.fixture
+def grouped(tmp_path):
+    return write_inventory(tmp_path, GROUPED)
+
+
+async def engine_started(app: CommwatchApp, pilot, inventory, rows: int = ROWS + 1) -> None:
+    await until(pilot, lambda: len(shown(app)) == rows)
+    app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
+    await pilot.pause()
+
+
+async def test_a_named_group_has_a_row_with_its_state_and_cause(grouped):
+    app = CommwatchApp(grouped, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await engine_started(app, pilot, grouped)
+        # Named groups come first, then the sites.
+        assert shown(app)[:2] == ["group:county-paths", "site:dispatch"]
+        # fibre is UNKNOWN and mpls DOWN: one of three links up, two needed.
+        assert cell(app, "group:county-paths", "status") == "✖ DOWN"
+        assert cell(app, "group:county-paths", "name") == "Every path into the county"
+        assert cell(app, "group:county-paths", "info") == (
+            "1 of 3 links up (needs 2) · psap-north/fibre UNKNOWN, dispatch/mpls DOWN"
+            " · group county-paths · 2 sites · 6 checks"
+        )
+        # The summary counts the groups the rows show: two sites' and the named one.
+        assert "groups ✖ DOWN 2  ▲ AT RISK 1" in summary(app)
+        app.dashboard.table.select_key("group:county-paths")
+        await pilot.pause()
+        text = detail(app)
+        assert "Every path into the county\ngroup county-paths · 3 links in 2 sites" in text
+        assert "✖ DOWN · 1 of 3 links up (needs 2)" in text
+        assert "? UNKNOWN psap-north/fibre (primary): resolver UNKNOWN" in text
+        assert "✔ UP psap-north/lte (backup)\n" in text
+        assert "✖ DOWN dispatch/mpls (primary): paging CRIT, radio-core CRIT" in text
+        # The filter finds it by its name; problems only keeps it (its links have problems).
+        await pilot.press("slash", *"every path")
+        await pilot.pause(FILTER_DELAY + 0.1)
+        assert shown(app) == ["group:county-paths"]
+        await pilot.press("escape", "p")
+        assert "group:county-paths" in shown(app)
+
+
+async def test_link_and_site_rows_say_why_they_are_not_up(grouped):
+    app = CommwatchApp(grouped, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await engine_started(app, pilot, grouped)
+        assert cell(app, "link:dispatch/mpls", "info").startswith("paging CRIT, radio-core CRIT · ")
+        assert cell(app, "link:psap-north/fibre", "info").startswith("resolver UNKNOWN · primary")
+        assert cell(app, "link:psap-north/lte", "info") == "backup · lte · LTE failover"
+        assert cell(app, "site:psap-north", "info").startswith(
+            "1 of 2 links up (needs 1) · fibre UNKNOWN · psap-north"
+        )
+        app.dashboard.table.select_key("link:dispatch/mpls")
+        await pilot.pause()
+        assert "link ✖ DOWN · paging CRIT, radio-core CRIT" in detail(app)
+
+
+async def test_a_link_not_yet_known_says_what_it_waits_for(grouped):
+    app = CommwatchApp(grouped, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS + 1)
+        only = [latency_result(grouped, "psap-north/fibre/edge-router", 5, NOW)]
+        app.dashboard.apply_results(*engine_view(grouped, only))
+        await pilot.pause()
+        assert cell(app, "link:psap-north/fibre", "status") == "· pending"
+        assert cell(app, "link:psap-north/fibre", "info").startswith(
+            "waiting for cad-api, resolver · "
+        )
+        assert cell(app, "site:psap-north", "status") == "· pending"
+        assert "waiting for fibre, lte" in cell(app, "site:psap-north", "info")
+        assert "groups 3 pending" in summary(app)
+
+
+async def test_a_row_above_a_filtered_out_check_still_follows_it(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS)
+        app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
+        await pilot.press("slash", *"edge-router")
+        await pilot.pause(FILTER_DELAY + 0.1)
+        assert "psap-north/fibre/resolver" not in shown(app)
+        assert cell(app, "link:psap-north/fibre", "status") == "? UNKNOWN"
+        # The resolver (not shown) answers again: the fibre is up, and the site with it.
+        answer = latency_result(inventory, "psap-north/fibre/resolver", 9, NOW)
+        _, events, state = engine_view(inventory, [*scenario(inventory), answer])
+        app.dashboard.apply_results([answer], events, state)
+        await pilot.pause()
+        assert cell(app, "link:psap-north/fibre", "status") == "✔ UP"
+        assert cell(app, "site:psap-north", "status") == "✔ RESILIENT"
+
+
+async def test_summary_counts_only_the_groups_it_shows(inventory):
+    psap = [c for c in inventory.checks if c.ref.site_id == "psap-north"]
+    app = CommwatchApp(inventory, checks=psap, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == 7)  # site, 2 links, 4 checks
+        # The engine knows dispatch too (DOWN), but this dashboard has no row for it.
+        app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
+        await pilot.pause()
+        assert [key for key in shown(app) if key.startswith("site:")] == ["site:psap-north"]
+        assert "groups ▲ AT RISK 1  │" in summary(app)
+
+
+async def test_a_named_group_shows_in_a_dashboard_of_some_of_its_checks(grouped):
+    psap = [c for c in grouped.checks if c.ref.site_id == "psap-north"]
+    app = CommwatchApp(grouped, checks=psap, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == 8)  # group, site, 2 links, 4 checks
+        assert shown(app)[:2] == ["group:county-paths", "site:psap-north"]
+        app.dashboard.apply_results(*engine_view(grouped, scenario(grouped)))
+        await pilot.pause()
+        assert "groups ✖ DOWN 1  ▲ AT RISK 1  │" in summary(app)
+
+
+async def test_failing_verdicts_come_first(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        slow = http_result(inventory, "psap-north/fibre/cad-api", 200, 1500.0, NOW)
+        assert [v.condition for v in slow.verdicts] == ["status", "latency"]  # probe order
+        app.dashboard.apply_results([slow])
+        app.dashboard.table.select_key("psap-north/fibre/cad-api")
+        await pilot.pause()
+        text = detail(app)
+        verdicts = text[text.index("Verdicts") :].splitlines()[1:3]
+        assert verdicts[0].startswith("✖ latency 1500.0ms")
+        assert verdicts[1].startswith("✔ status 200")
+
+
+async def test_enter_zooms_the_selected_row_and_escape_returns(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        app.dashboard.table.select_key("site:psap-north")
+        await pilot.pause()
+        assert "psap-north/fibre/edge-router" not in detail(app)  # OK: not a problem
+        await pilot.press("enter")
+        pane = app.dashboard.query_one(DetailScroll)
+        assert app.dashboard.maximized is pane and app.focused is pane
+        assert "zoomed" in str(pane.border_title)
+        # Zoomed, every check below the site, worst first.
+        text = detail(app)
+        assert text.index("? UNKNOWN psap-north/fibre/resolver") < text.index(
+            "✔ OK psap-north/fibre/edge-router"
+        )
+        await pilot.press("escape")
+        assert app.dashboard.maximized is None
+        assert app.focused is app.dashboard.table
+        assert "psap-north/fibre/edge-router" not in detail(app)
+        # Enter toggles, on a check too.
+        app.dashboard.table.select_key("dispatch/mpls/radio-core")
+        await pilot.press("enter")
+        assert app.dashboard.maximized is pane
+        await pilot.press("enter")
+        assert app.dashboard.maximized is None
+
+
+async def test_keys_focus_the_event_log_and_the_detail_pane(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        await pilot.press("e")
+        assert app.focused is app.dashboard.query_one(EventLog)
+        await pilot.press("d")
+        assert app.focused is app.dashboard.query_one(DetailScroll)
+        await pilot.press("escape")
+        assert app.focused is app.dashboard.table
+        await pilot.press("tab")
+        assert app.focused is app.dashboard.query_one(EventLog)
+
+
+async def test_severity_sort_follows_changes_and_the_cursor_stays_on_its_row(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        await pilot.press("s")
+        fibre = [k for k in checks_shown(app) if k.startswith("psap-north/fibre/")]
+        assert fibre[0] == "psap-north/fibre/resolver"  # UNKNOWN first
+        app.dashboard.table.select_key("psap-north/fibre/edge-router")
+        refused = failed_result(
+            inventory, "psap-north/fibre/edge-router", NOW, ErrorClass.REFUSED, "refused"
+        )
+        app.dashboard.apply_results([refused])
+        # Within the refresh, the CRIT check moves above the UNKNOWN one, cursor with it.
+        await until(
+            pilot,
+            lambda: (
+                next(k for k in checks_shown(app) if k.startswith("psap-north/fibre/"))
+                == "psap-north/fibre/edge-router"
+            ),
+            timeout=PROBLEMS_REFRESH * 3,
+        )
+        assert app.dashboard.table.selected_key == "psap-north/fibre/edge-router"
+
+
+async def test_a_selected_problem_that_recovers_stays_in_the_problems_view(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        await pilot.press("p")
+        app.dashboard.table.select_key("dispatch/mpls/radio-core")
+        app.dashboard.apply_results([latency_result(inventory, "dispatch/mpls/radio-core", 4, NOW)])
+        await pilot.pause(PROBLEMS_REFRESH * 1.5)
+        # It recovered under the cursor: it stays, selected, showing that it is OK now.
+        assert app.dashboard.table.selected_key == "dispatch/mpls/radio-core"
+        assert cell(app, "dispatch/mpls/radio-core", "status") == "✔ OK"
+        assert "✔ OK since 15:06:40" in detail(app)
+        # Once the cursor moves on, the next refresh leaves it out.
+        app.dashboard.table.select_key("dispatch/mpls/paging")
+        app.dashboard.apply_results(
+            [failed_result(inventory, "psap-north/fibre/edge-router", NOW, ErrorClass.REFUSED, "x")]
+        )
+        await until(pilot, lambda: "dispatch/mpls/radio-core" not in shown(app))
+        assert app.dashboard.table.selected_key == "dispatch/mpls/paging"

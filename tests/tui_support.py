@@ -59,6 +59,19 @@ sites:
           - {id: radio-core, kind: tcp, target: "127.0.42.2:5060"}
 """
 
+# The same with a named redundancy group across both sites (it gets a row of its own).
+GROUPED = (
+    INVENTORY
+    + """\
+groups:
+  - id: county-paths
+    name: Every path into the county
+    links: [psap-north/fibre, psap-north/lte, dispatch/mpls]
+    min_up: 2
+"""
+)
+ROWS = 11  # rows of INVENTORY: 2 sites, 3 links, 6 checks (GROUPED: one more)
+
 
 def write_inventory(folder: Path, text: str = INVENTORY) -> Inventory:
     path = folder / "inventory.yaml"
@@ -128,13 +141,15 @@ def scenario(inventory: Inventory) -> list[ProbeResult]:
             inventory, "psap-north/fibre/resolver", NOW - 45, ErrorClass.TIMEOUT, "no answer in 5s"
         )
     )
-    results.append(_http(inventory, "dispatch/mpls/paging", 503, 42.0, NOW - 20))
+    results.append(http_result(inventory, "dispatch/mpls/paging", 503, 42.0, NOW - 20))
     chain = (
         certificate("CN=cad.example.net", 9, 0, "CN=Example Issuing CA"),
         certificate("CN=Example Issuing CA", 900, 1, "CN=Example Root CA"),
     )
     for i, ms in enumerate((30, 35, 28, 33)):
-        results.append(_http(inventory, "psap-north/fibre/cad-api", 200, ms, NOW - 40 + i, chain))
+        results.append(
+            http_result(inventory, "psap-north/fibre/cad-api", 200, ms, NOW - 40 + i, chain)
+        )
     return results
 
 
@@ -151,7 +166,7 @@ def engine_view(
     return results, events, state
 
 
-def _http(
+def http_result(
     inventory: Inventory,
     check_id: str,
     status: int,
@@ -201,3 +216,10 @@ def rendered(renderable: RenderableType, width: int = 120) -> str:
 
 def log_lines(app: CommwatchApp) -> list[str]:
     return app.dashboard.query_one(EventLog).texts
+
+
+def log_on_screen(app: CommwatchApp) -> list[str]:
+    """The event log's lines as it paints them now, top to bottom, blank lines left out."""
+    log = app.dashboard.query_one(EventLog)
+    lines = (log.render_line(y).text.rstrip() for y in range(log.size.height))
+    return [line for line in lines if line]

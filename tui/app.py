@@ -34,7 +34,7 @@ from monitor.state import EngineState
 from tui.board import Board
 from tui.screens import DashboardScreen, HelpScreen
 from tui.state import HISTORY, TREND_POINTS, HistoryLine
-from tui.widgets import CheckTable
+from tui.widgets import CheckTable, DetailScroll, EventLog, FilterInput
 
 FLUSH_INTERVAL = 0.1  # seconds: results arriving within this are applied as one batch
 ENGINE_STOP_WAIT = 3.0
@@ -91,6 +91,9 @@ class CommwatchApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
+        # As in every terminal tool; a priority binding, so no widget (the filter box, whose
+        # ctrl+c would copy) can take it.
+        Binding("ctrl+c,ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -263,7 +266,7 @@ class CommwatchApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(help_bindings()))
+            self.push_screen(HelpScreen(help_sections()))
 
     async def action_quit(self) -> None:
         if self.scheduler is not None:
@@ -275,7 +278,22 @@ class CommwatchApp(App[None]):
         self.exit()
 
 
+def help_sections() -> list[tuple[str, list[Binding]]]:
+    """Every key the help screen lists, by where it works."""
+    sources = (
+        ("Everywhere", CommwatchApp.BINDINGS),
+        ("Dashboard", DashboardScreen.BINDINGS),
+        ("Check table", CheckTable.BINDINGS),
+        ("Event log (e)", EventLog.BINDINGS),
+        ("Detail pane (d)", DetailScroll.BINDINGS),
+        ("Filter box (/)", FilterInput.BINDINGS),
+    )
+    return [
+        (title, [binding for binding in source if isinstance(binding, Binding)])
+        for title, source in sources
+    ]
+
+
 def help_bindings() -> list[Binding]:
-    """Every key the help screen lists: moving in the table, the dashboard's, the app's."""
-    sources = (CheckTable.BINDINGS, DashboardScreen.BINDINGS, CommwatchApp.BINDINGS)
-    return [binding for source in sources for binding in source if isinstance(binding, Binding)]
+    """Every key the help screen lists."""
+    return [binding for _, bindings in help_sections() for binding in bindings]

@@ -16,7 +16,8 @@ from monitor.events import Event, EventKind, Subject, Suppression
 from monitor.inventory import Check, Inventory, Link, Site
 from monitor.model import ProbeResult, Severity
 from monitor.pipeline import GroupSummary, group_summaries
-from monitor.state import PENDING, CheckState, EngineState, LinkStatus
+from monitor.resilience_config import Group
+from monitor.state import PENDING, CheckState, EngineState, GroupStatus, LinkStatus
 from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
 
 T = TypeVar("T")
@@ -29,29 +30,61 @@ class Sort(enum.Enum):
     AGE = "age"
 
 
-class Level(enum.IntEnum):
-    SITE = 0
-    LINK = 1
-    CHECK = 2
+class Level(enum.Enum):
+    GROUP = "group"  # a named redundancy group, across sites
+    SITE = "site"
+    LINK = "link"
+    CHECK = "check"
+
+
+@dataclass(frozen=True, slots=True)
+class NamedGroup:
+    """A redundancy group of the inventory's `groups:`, with the links of it this board shows."""
+
+    group: Group
+    links: tuple[Link, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One line of the tree: a site, one of its links, or one of that link's checks."""
+    """One line of the tree: a named group, a site, one of its links, or one of that link's
+    checks."""
 
     key: str
     level: Level
-    site: Site
+    site: Site | None = None  # None only for a named group
     link: Link | None = None
     check: Check | None = None
+    group: NamedGroup | None = None
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        """The links whose state the row sums up."""
+        if self.link is not None:
+            return (self.link,)
+        if self.site is not None:
+            return self.site.links
+        assert self.group is not None
+        return self.group.links
 
     @property
     def checks(self) -> tuple[Check, ...]:
         if self.check is not None:
             return (self.check,)
+        return tuple(check for link in self.links for check in link.checks)
+
+    @property
+    def subject_id(self) -> str:
+        """The state engine's id of what the row shows: check, link, or group (a site's own
+        group has the site's id)."""
+        if self.check is not None:
+            return self.check.ref.check_id
         if self.link is not None:
-            return self.link.checks
-        return tuple(check for link in self.site.links for check in link.checks)
+            return self.link.full_id
+        if self.site is not None:
+            return self.site.id
+        assert self.group is not None
+        return self.group.group.id
 
 
 def site_key(site: Site) -> str:
@@ -60,6 +93,10 @@ def site_key(site: Site) -> str:
 
 def link_key(link: Link) -> str:
     return f"link:{link.site_id}/{link.id}"
+
+
+def group_key(group: Group) -> str:
+    return f"group:{group.id}"
 
 
 class Board:
@@ -73,13 +110,28 @@ class Board:
             for link in site.links
             for check in link.checks
         }
+        shown_links = {link.full_id: link for site in self.sites for link in site.links}
+        self.named_groups = tuple(
+            NamedGroup(group, links)
+            for group in inventory.resilience.groups
+            if not group.site_id
+            and (links := tuple(shown_links[i] for i in group.link_ids if i in shown_links))
+        )
+        # The groups with a row here (a site's own, named ones): what the summary counts.
+        self._group_ids = {site.id for site in self.sites} | {
+            named.group.id for named in self.named_groups
+        }
         self.states: dict[str, RowState] = {cid: RowState() for cid in self.checks}
         self.acked: set[str] = set()
-        # Checks per (severity, acknowledged), for all checks ("") and per site and link row,
-        # kept as results arrive: a site can hold thousands of checks, and its row, the
-        # summary and the sort ask for these on every batch.
+        groups_of_link: dict[str, list[str]] = {}
+        for named in self.named_groups:
+            for link in named.links:
+                groups_of_link.setdefault(link.full_id, []).append(group_key(named.group))
+        # Checks per (severity, acknowledged), for all checks ("") and per group, site and
+        # link row, kept as results arrive: a site can hold thousands of checks, and its row,
+        # the summary and the sort ask for these on every batch.
         self._within = {
-            cid: ("", site_key(site), link_key(link))
+            cid: ("", site_key(site), link_key(link), *groups_of_link.get(link.full_id, ()))
             for site in self.sites
             for link in site.links
             for cid in (check.ref.check_id for check in link.checks)
@@ -118,6 +170,12 @@ class Board:
                 for link in site.links
             }
         )
+        self._names.update(
+            {
+                group_key(named.group): f"{named.group.id} {named.group.name}".lower()
+                for named in self.named_groups
+            }
+        )
 
     # --- results in ------------------------------------------------------------------------
 
@@ -126,14 +184,19 @@ class Board:
     ) -> tuple[set[str], list[Event]]:
         """Fold results in arrival order, with the state engine's state after them when it
         runs: rows then show confirmed severities. Returns the checks whose row changed and,
-        without an engine, the changes of severity as events, oldest first (the engine reports
-        its own). A change of severity ends an acknowledgement: nobody has seen it yet."""
+        without an engine, the changes of severity (a first one too) as events, oldest first
+        (the engine reports its own). A change of severity ends an acknowledgement: nobody
+        has seen it yet."""
         touched: set[str] = set()
         events: list[Event] = []
         if engine is not None:
             before_unreachable = self.engine.unreachable if self.engine else frozenset()
             self.engine = engine
-            self.groups = {g.group_id: g for g in group_summaries(self.inventory, engine)}
+            self.groups = {
+                g.group_id: g
+                for g in group_summaries(self.inventory, engine)
+                if g.group_id in self._group_ids
+            }
             # A parent going down changes its dependents' rows too.
             touched |= (before_unreachable ^ engine.unreachable) & self.checks.keys()
         for result in results:
@@ -145,7 +208,7 @@ class Board:
             confirmed = self.check_state(check_id)
             if confirmed is not None and confirmed.hard != PENDING:
                 severity = Severity[confirmed.hard]
-            elif engine is None and _is_news(previous.severity, severity):
+            elif engine is None and previous.severity is not severity:
                 events.append(_change(result, previous.severity))
             state = advance(previous, result, severity)
             if confirmed is not None and confirmed.hard != PENDING:
@@ -191,6 +254,43 @@ class Board:
 
     def link_status(self, link: Link) -> LinkStatus | None:
         return None if self.engine is None else self.engine.links.get(link.full_id)
+
+    def group_status(self, row: Row) -> GroupSummary | None:
+        """The redundancy group a site or named-group row shows."""
+        return None if row.level in (Level.LINK, Level.CHECK) else self.groups.get(row.subject_id)
+
+    def cause(self, row: Row) -> str:
+        """Why a link is not up, or a group not resilient, in a few words: which of its links
+        are not up (or which deciding checks fail), or what it still waits for. Empty when all
+        is well, and without the state engine (nothing to explain)."""
+        if self.engine is None or row.level is Level.CHECK:
+            return ""
+        if row.link is not None:
+            return self.link_cause(row.link)
+        group = self.group_status(row)
+        if group is None or group.status is GroupStatus.RESILIENT:
+            return ""
+        named = row.site is None  # its links are in several sites: full ids
+        states = [
+            (link.full_id if named else link.id, self.link_status(link)) for link in row.links
+        ]
+        if group.status is None:
+            return "waiting for " + ", ".join(name for name, status in states if status is None)
+        return ", ".join(
+            f"{name} {status}" for name, status in states if status not in (LinkStatus.UP, None)
+        )
+
+    def link_cause(self, link: Link) -> str:
+        status = self.link_status(link)
+        if status is LinkStatus.UP:
+            return ""
+        states = [(cid.rsplit("/", 1)[-1], self.check_state(cid)) for cid in deciding_checks(link)]
+        if status is None:
+            return "waiting for " + ", ".join(name for name, state in states if state is None)
+        failing = (Severity.CRIT.name, Severity.UNKNOWN.name)
+        return ", ".join(
+            f"{name} {state.hard}" for name, state in states if state and state.hard in failing
+        )
 
     def held(self, subject_id: str) -> tuple[str, ...]:
         """Why the subject's notifications are held: flapping and unreachable as the engine
@@ -238,15 +338,26 @@ class Board:
                 tally[before] -= 1
                 tally[after] += 1
 
-    def row_severity(self, row_key: str) -> Severity | None:
-        """The worst severity needing attention below a site or link row (acknowledged
-        problems count as OK); None while none of its checks has reported."""
-        seen = [
-            Severity.OK if acked else severity
+    def rows_above(self, check_id: str) -> tuple[str, ...]:
+        """The keys of the site, link and group rows whose state a check's result can change."""
+        return self._within[check_id][1:]
+
+    def row_status(self, row_key: str) -> Status:
+        """What a site, link or group row shows without the state engine: the worst severity
+        below needing attention; when nothing does, the worst acknowledged problem, marked as
+        acknowledged (never OK while a problem is there); None while nothing has reported."""
+        attention = [
+            severity
             for (severity, acked), n in self._tally[row_key].items()
-            if n and severity is not None
+            if n and severity is not None and not acked
         ]
-        return Severity.worst(seen) if seen else None
+        worst = Severity.worst(attention) if attention else None
+        if worst is not None and worst is not Severity.OK:
+            return worst, False
+        acked = [severity for (severity, ack), n in self._tally[row_key].items() if n and ack]
+        if acked:
+            return Severity.worst(s for s in acked if s is not None), True
+        return worst, False
 
     def row_tally(self, row_key: str) -> Counter[Severity | None]:
         """Checks per severity (None: pending) below a site or link row."""
@@ -267,35 +378,66 @@ class Board:
         return self._last_change
 
     def rows(
-        self, text: str = "", problems_only: bool = False, sort: Sort = Sort.NAME
+        self,
+        text: str = "",
+        problems_only: bool = False,
+        sort: Sort = Sort.NAME,
+        keep: str | None = None,
     ) -> list[Row]:
-        """The tree as shown: checks that pass the filter and the problems toggle, under their
-        link and site rows, each level ordered by `sort`."""
+        """The tree as shown: named groups first, then sites; checks that pass the filter and
+        the problems toggle, under their link and site rows, each level ordered by `sort`.
+        The row `keep` (the selected one) stays whatever the toggle says: a problem that
+        recovers does not vanish from under the cursor."""
         needle = text.strip().lower()
         rows: list[Row] = []
+        for named in self._ordered(
+            self.named_groups, sort, _group_checks, lambda g: g.group.name or g.group.id
+        ):
+            key, checks = group_key(named.group), _group_checks(named)
+            wanted = not problems_only or any(self.is_problem(c.ref.check_id) for c in checks)
+            matches = not needle or (
+                needle in self._names[key] or any(needle in self._haystack(c) for c in checks)
+            )
+            if matches and (wanted or key == keep):
+                rows.append(Row(key, Level.GROUP, group=named))
         for site in self._ordered(self.sites, sort, _site_checks, lambda s: s.id):
             site_rows: list[Row] = []
             for link in self._ordered(site.links, sort, lambda ln: ln.checks, lambda ln: ln.id):
-                context = f"{self._names[site.id]} {self._names[link_key(link)]}"
                 shown = [
                     check
                     for check in link.checks
-                    if (not problems_only or self.is_problem(check.ref.check_id))
-                    and (not needle or needle in f"{context} {self._haystacks[check.ref.check_id]}")
+                    if (
+                        not problems_only
+                        or self.is_problem(check.ref.check_id)
+                        or check.ref.check_id == keep
+                    )
+                    and (not needle or needle in self._haystack(check))
                 ]
-                if not shown:
+                key = link_key(link)
+                kept = key == keep and (not needle or needle in self._link_words(link))
+                if not (shown or kept):
                     continue
-                site_rows.append(Row(link_key(link), Level.LINK, site, link))
+                site_rows.append(Row(key, Level.LINK, site, link))
                 site_rows.extend(
                     Row(check.ref.check_id, Level.CHECK, site, link, check)
                     for check in self._ordered(
                         shown, sort, lambda c: (c,), lambda c: c.ref.check_id
                     )
                 )
-            if site_rows:
+            kept = site_key(site) == keep and (not needle or needle in self._names[site.id])
+            if site_rows or kept:
                 rows.append(Row(site_key(site), Level.SITE, site))
                 rows.extend(site_rows)
         return rows
+
+    def _link_words(self, link: Link) -> str:
+        return f"{self._names[link.site_id]} {self._names[link_key(link)]}"
+
+    def _haystack(self, check: Check) -> str:
+        """What the filter matches a check by: its own words, its link's and its site's."""
+        ref = check.ref
+        words = self._names[f"link:{ref.site_id}/{ref.link_id}"]
+        return f"{self._names[ref.site_id]} {words} {self._haystacks[ref.check_id]}"
 
     def _ordered(
         self,
@@ -337,11 +479,6 @@ class Board:
         return newest
 
 
-def _is_news(before: Severity | None, after: Severity) -> bool:
-    """A change of severity, except a first result that is OK: that says nothing new."""
-    return before is not after and not (before is None and after is Severity.OK)
-
-
 def _change(result: ProbeResult, before: Severity | None) -> Event:
     """A change of a check's raw severity, as the state engine would report it."""
     check = result.check
@@ -357,8 +494,17 @@ def _change(result: ProbeResult, before: Severity | None) -> Event:
     )
 
 
+def deciding_checks(link: Link) -> tuple[str, ...]:
+    """The checks whose state decides whether a link is up (`availability_from`, or all)."""
+    return link.availability_from or tuple(check.ref.check_id for check in link.checks)
+
+
 def _site_checks(site: Site) -> tuple[Check, ...]:
     return tuple(check for link in site.links for check in link.checks)
+
+
+def _group_checks(named: NamedGroup) -> tuple[Check, ...]:
+    return tuple(check for link in named.links for check in link.checks)
 
 
 def _prune(sites: Sequence[Site], wanted: set[str] | None) -> tuple[Site, ...]:
@@ -371,11 +517,7 @@ def _prune(sites: Sequence[Site], wanted: set[str] | None) -> tuple[Site, ...]:
         for link in site.links:
             checks = tuple(c for c in link.checks if c.ref.check_id in wanted)
             if checks:
-                links.append(
-                    Link(
-                        link.id, link.site_id, link.name, link.role, link.medium, link.tags, checks
-                    )
-                )
+                links.append(replace(link, checks=checks))
         if links:
-            pruned.append(Site(site.id, site.name, site.tags, tuple(links)))
+            pruned.append(replace(site, links=tuple(links)))
     return tuple(pruned)

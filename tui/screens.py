@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 
 from monitor.events import Event, EventKind
@@ -20,11 +22,20 @@ from monitor.model import ProbeResult
 from monitor.state import EngineState
 from tui.board import Board, Level, Sort
 from tui.state import HistoryLine
-from tui.widgets import HEADER_SORTS, CheckTable, DetailPane, EventLog, FilterInput, SummaryBar
+from tui.widgets import (
+    HEADER_SORTS,
+    CheckTable,
+    DetailPane,
+    DetailScroll,
+    EventLog,
+    FilterInput,
+    SummaryBar,
+)
 
 if TYPE_CHECKING:
     from tui.app import CommwatchApp
 
+DETAIL_TITLE = "Detail"
 FILTER_DELAY = 0.15  # seconds of typing pause before the table is rebuilt
 PROBLEMS_REFRESH = 1.0  # at most this often, rows join or leave the "problems only" view
 _SORT_CYCLE = (Sort.NAME, Sort.SEVERITY, Sort.AGE)
@@ -34,13 +45,39 @@ class DashboardScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         # Short descriptions fit the footer at 80 columns; the help screen adds the tooltip.
         Binding("slash", "filter", "Filter", tooltip="filter rows as you type"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            tooltip="end the zoom, clear the filter, back to the table",
+            show=False,
+        ),
         Binding("p", "toggle_problems", "Problems", tooltip="show problems only, or everything"),
         Binding("s", "cycle_sort", "Sort", tooltip="sort by name, severity, age (oldest first)"),
         Binding("n", "next_problem", "Next", tooltip="jump to the next unacknowledged problem"),
         Binding("r", "run_now", "Run", tooltip="run the selected check(s) now"),
         Binding("space", "toggle_pause", "Pause", tooltip="pause or resume the selected check(s)"),
         Binding("a", "acknowledge", "Ack", tooltip="acknowledge the selected problem, or undo"),
+        # Not in the footer: at 80 columns it would push Help and Quit off the screen.
+        Binding(
+            "enter",
+            "zoom",
+            "Zoom",
+            tooltip="the selected row's detail full screen, or back",
+            show=False,
+        ),
+        Binding("e", "focus_pane('events')", "Events", tooltip="focus the event log", show=False),
+        Binding("d", "focus_pane('detail')", "Detail", tooltip="focus the detail pane", show=False),
+        Binding("tab", "app.focus_next", "Next pane", show=False),
+        Binding("shift+tab", "app.focus_previous", "Previous pane", show=False),
+        # ctrl+c quits (the app's binding comes first); the selection is copied with super+c.
+        Binding(
+            "super+c",
+            "screen.copy_text",
+            "Copy",
+            tooltip="text selected with the mouse",
+            show=False,
+        ),
     ]
 
     app: CommwatchApp
@@ -61,7 +98,7 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="left"):
                 yield CheckTable(self.board, id="checks")
                 yield EventLog(id="events")
-            with VerticalScroll(id="detail-scroll"):
+            with DetailScroll(id="detail-scroll"):
                 yield DetailPane(id="detail")
         yield Footer()
 
@@ -75,8 +112,7 @@ class DashboardScreen(Screen[None]):
         return bool(self.query(CheckTable))
 
     def on_mount(self) -> None:
-        self.query_one(EventLog).border_title = "Events"
-        self.query_one("#detail-scroll").border_title = "Detail"
+        self.query_one(DetailScroll).border_title = DETAIL_TITLE
         self.set_interval(PROBLEMS_REFRESH, self._refresh_view_if_dirty)
         self.table.focus()
 
@@ -103,8 +139,9 @@ class DashboardScreen(Screen[None]):
         log = self.query_one(EventLog)
         for event in shown:
             log.record(event)
-        if shown and self.problems_only:
-            self._view_dirty = True  # rows join or leave the view, at most once a second
+        if shown and (self.problems_only or self.sort is Sort.SEVERITY):
+            # Rows join or leave the view, or move up or down: at most once a second.
+            self._view_dirty = True
         self._show_summary(now)
         # A selected group's pane follows on the next tick: a busy group changes every batch.
         if self.table.selected_key in touched:
@@ -135,12 +172,15 @@ class DashboardScreen(Screen[None]):
         self._show_summary(now)
         self._show_detail(now)
 
-    def rebuild(self) -> None:
-        """Rebuild the rows for the current filter, toggle and sort (user actions only)."""
+    def rebuild(self, keep_selected: bool = False) -> None:
+        """Rebuild the rows for the current filter, toggle and sort. `keep_selected`: the
+        selected row stays even if the problems toggle would now leave it out (the rebuild
+        comes from new results, not from the user)."""
         if not self.live:
             return
         now = self.app.now()
-        rows = self.board.rows(self.filter_text, self.problems_only, self.sort)
+        keep = self.table.selected_key if keep_selected else None
+        rows = self.board.rows(self.filter_text, self.problems_only, self.sort, keep)
         self.table.show_rows(rows, now, self.app.paused())
         self._view_dirty = False
         self._show_summary(now)
@@ -148,7 +188,7 @@ class DashboardScreen(Screen[None]):
 
     def _refresh_view_if_dirty(self) -> None:
         if self._view_dirty:
-            self.rebuild()
+            self.rebuild(keep_selected=True)
 
     def _show_summary(self, now: float) -> None:
         view = [f"sort: {self.sort.value}"]
@@ -183,7 +223,10 @@ class DashboardScreen(Screen[None]):
         box.display = True
         box.focus()
 
-    def action_clear_filter(self) -> None:
+    def action_back(self) -> None:
+        """Escape: out of the zoom and the filter, back to the table."""
+        if self.maximized is not None:
+            self.minimize()
         box = self.query_one(FilterInput)
         box.value = ""
         box.display = False
@@ -209,6 +252,34 @@ class DashboardScreen(Screen[None]):
         if text != self.filter_text:
             self.filter_text = text
             self.rebuild()
+
+    # --- panes and zoom -----------------------------------------------------------------------
+
+    def action_focus_pane(self, pane: str) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        widget = self.query_one(EventLog) if pane == "events" else self.query_one(DetailScroll)
+        widget.focus()
+
+    def action_zoom(self) -> None:
+        """The selected row's detail on the whole screen (every check below a group, not only
+        its problems); again, or escape, returns."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        pane = self.query_one(DetailScroll)
+        self.maximize(pane, container=False)
+        pane.focus()
+
+    def watch_maximized(self, maximized: Widget | None) -> None:
+        # Escape reaches here too: Textual minimizes on escape before any binding sees it.
+        zoomed = maximized is not None
+        pane = self.query_one(DetailScroll)
+        pane.border_title = f"{DETAIL_TITLE} · zoomed · escape returns" if zoomed else DETAIL_TITLE
+        self.query_one(DetailPane).zoomed = zoomed
+        if not zoomed:
+            self.table.focus()
+        self._show_detail(self.app.now())
 
     # --- view actions -------------------------------------------------------------------------
 
@@ -268,6 +339,8 @@ class DashboardScreen(Screen[None]):
         self.table.refresh_checks([row.key], now, self.app.paused())
         self._show_summary(now)
         self._show_detail(now)
+        if self.sort is Sort.SEVERITY:
+            self._view_dirty = True  # an acknowledged problem sorts below the others
 
 
 def _count(check_ids: Sequence[str]) -> str:
@@ -281,9 +354,9 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close help"),
     ]
 
-    def __init__(self, bindings: Sequence[Binding]) -> None:
+    def __init__(self, sections: Sequence[tuple[str, Sequence[Binding]]]) -> None:
         super().__init__()
-        self.bindings = bindings
+        self.sections = sections
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
@@ -291,11 +364,27 @@ class HelpScreen(ModalScreen[None]):
 
     def _keys(self) -> Table:
         table = Table.grid(padding=(0, 2))
-        table.add_row(Text("Key", style="bold"), Text("Does", style="bold"))
-        for binding in self.bindings:
-            does = binding.description + (f": {binding.tooltip}" if binding.tooltip else "")
-            table.add_row(Text(self.app.get_key_display(binding)), Text(does))
-        table.add_row(
-            Text("mouse"), Text("click a row to select it; click a column header to sort")
-        )
+        for title, bindings in self.sections:
+            table.add_row(Text(title, style="bold"), Text())
+            # Keys that do the same (q, ctrl+c) share a line.
+            keys: dict[str, list[str]] = {}
+            for binding in bindings:
+                does = binding.description + (f": {binding.tooltip}" if binding.tooltip else "")
+                keys.setdefault(does, []).append(key_display(self.app, binding))
+            for does, shown in keys.items():
+                table.add_row(Text(", ".join(shown)), Text(does))
+            if title.startswith("Filter"):
+                table.add_row(Text("…"), Text("the usual editing keys; enter applies the filter"))
+        table.add_row(Text("Mouse", style="bold"), Text())
+        table.add_row(Text("click"), Text("a row selects it; a column header sorts by it"))
+        table.add_row(Text("wheel"), Text("scrolls the table, the event log, the detail pane"))
+        close = self.BINDINGS[0]
+        assert isinstance(close, Binding)
+        table.add_row(Text(key_display(self.app, close)), Text(close.description))
         return table
+
+
+def key_display(app: App[None], binding: Binding) -> str:
+    """Every key of a binding ("ctrl+c,ctrl+q") as the footer shows keys: `^c, ^q`."""
+    keys = binding.key.split(",")
+    return ", ".join(app.get_key_display(dataclasses.replace(binding, key=key)) for key in keys)

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -43,7 +44,8 @@ from tui.present import (
 )
 from tui.state import HistoryLine, finished_at
 
-GROUP_DETAIL_ROWS = 30
+GROUP_DETAIL_ROWS = 30  # problems a site, link or group lists in the detail pane
+ZOOM_DETAIL_ROWS = 500  # checks it lists zoomed
 LOG_CAPACITY = 1024  # event log entries kept
 CELL_PADDING = 2  # one space either side of every cell
 HEADER_LINES = 1
@@ -148,7 +150,7 @@ class Columns:
 HEADER_SORTS = {"status": Sort.SEVERITY, "name": Sort.NAME, "age": Sort.AGE}
 
 
-class CheckTable(SeverityStyles, ScrollView, can_focus=True):
+class CheckTable(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=False):
     """Sites, links and checks as a tree-like table on the Line API: one line per row, under a
     fixed header line.
 
@@ -349,22 +351,21 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
     # --- updating ---------------------------------------------------------------------------
 
     def refresh_checks(self, check_ids: Iterable[str], now: float, paused: set[str]) -> None:
-        """Rewrite the changed rows of these checks and of the link and site rows above them
-        (their status is the worst below)."""
-        groups: dict[str, Row] = {}
+        """Rewrite the changed rows of these checks and of the link, site and group rows above
+        them (their status sums up what is below)."""
+        above: set[str] = set()
         for check_id in check_ids:
             index = self._index_of.get(check_id)
-            if index is None:
-                continue
-            row = self.shown[index]
-            self._write(row, self._cells_of(row, now, paused))
-            assert row.link is not None
-            for group_key in (f"link:{row.link.site_id}/{row.link.id}", f"site:{row.site.id}"):
-                group_index = self._index_of.get(group_key)
-                if group_index is not None:
-                    groups[group_key] = self.shown[group_index]
-        for row in groups.values():
-            self._write(row, self._cells_of(row, now, paused))
+            if index is not None:
+                row = self.shown[index]
+                self._write(row, self._cells_of(row, now, paused))
+            # Also when the check itself is filtered out: its link, site and groups show it.
+            above.update(self.board.rows_above(check_id))
+        for key in above:
+            index = self._index_of.get(key)
+            if index is not None:
+                row = self.shown[index]
+                self._write(row, self._cells_of(row, now, paused))
 
     def refresh_ages(self, now: float, paused: set[str]) -> None:
         """Ages on screen only: under 60 s every age changes every second, and rewriting
@@ -461,30 +462,38 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True):
             return self._check_cells(row, now, paused)
         board = self.board
         facts: list[str] = []
-        if row.level is Level.SITE:
+        if row.link is None:
             style = self.component_style("row--site")
-            name = Text(row.site.name or row.site.id, style)
-            group = board.groups.get(row.site.id)
+            group = board.group_status(row)
             if group is not None:
                 facts.append(links_text(group.up, group.total, group.min_up))
+            if (cause := board.cause(row)) != "":
+                facts.append(cause)
             n = len(row.checks)
-            facts.append(f"{row.site.id} · {len(row.site.links)} links · {n} checks")
-            subject = row.site.id
+            if row.site is not None:
+                name = Text(row.site.name or row.site.id, style)
+                facts.append(f"{row.site.id} · {len(row.site.links)} links · {n} checks")
+            else:
+                assert row.group is not None
+                name = Text(row.group.group.name or row.group.group.id, style)
+                sites = len({link.site_id for link in row.links})
+                facts.append(f"group {row.group.group.id} · {sites} sites · {n} checks")
             label = None if group is None or group.status is None else str(group.status)
         else:
-            assert row.link is not None
             style = self.component_style("row--link")
             name = Text(f"  {row.link.id}", style)
+            if (cause := board.cause(row)) != "":
+                facts.append(cause)
             facts += [d for d in (row.link.role, row.link.medium, row.link.name) if d]
-            subject = row.link.full_id
             link = board.link_status(row.link)
             label = None if link is None else str(link)
+        subject = row.subject_id
         if board.engine is not None:
             status = self.state_mark(label)
         else:
             # No state engine (fabricated results): the worst below.
-            severity = board.row_severity(row.key)
-            status = Text(status_text(severity), self.severity_style(severity))
+            severity, acked = board.row_status(row.key)
+            status = Text(status_text(severity, acked), self.severity_style(severity, acked))
         info = self.held_text(board.held(subject)) + Text(" · ".join(facts), style)
         return {"status": status, "name": name, "age": Text(), "trend": Text(), "info": info}
 
@@ -570,13 +579,15 @@ class SummaryBar(SeverityStyles, Static):
             text.append(f"{counts['ack']} ack  ", self.severity_style(None, acked=True))
         if counts.get("pending"):
             text.append(f"{counts['pending']} pending  ", self.severity_style(None))
-        groups = Counter(str(g.status) for g in board.groups.values() if g.status is not None)
+        groups = Counter(str(g.status or "PENDING") for g in board.groups.values())
         if groups:
             text.append("│ groups ")
             for label in ("DOWN", "AT RISK", "DEGRADED", "RESILIENT"):
                 if groups[label]:
                     text.append(f"{state_text(label)} {groups[label]}", self.state_style(label))
                     text.append("  ")
+            if groups["PENDING"]:
+                text.append(f"{groups['PENDING']} pending  ", self.state_style(None))
         text.append(f"│ since {clock_text(started_at)}")
         changed = board.last_change()
         if changed is not None:
@@ -592,12 +603,31 @@ class SummaryBar(SeverityStyles, Static):
 # --- the detail pane ------------------------------------------------------------------------
 
 
+class DetailScroll(VerticalScroll, inherit_bindings=False):
+    """The detail pane's frame: it scrolls the pane while focused (d, or tab, or zoomed)."""
+
+    ALLOW_MAXIMIZE = True  # the zoom
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "Scroll up", show=False),
+        Binding("down", "scroll_down", "Scroll down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "scroll_home", "Top", show=False),
+        Binding("end", "scroll_end", "Bottom", show=False),
+    ]
+
+
 class DetailPane(SeverityStyles, Static):
-    """Everything about the selected row: verdicts, error, history, certificate chain."""
+    """Everything about the selected row: verdicts, error, history, certificate chain.
+
+    Zoomed (the whole screen), a site, link or group lists every check below it, not only
+    its problems."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {*SEVERITY_CLASSES, "detail--heading"}
 
     _height: int | None = None
+    zoomed = False
 
     def show(self, board: Board, row: Row | None, now: float, paused: set[str]) -> None:
         if row is None:
@@ -625,26 +655,41 @@ class DetailPane(SeverityStyles, Static):
         return Text(text, self.component_style("detail--heading"))
 
     def _group(self, board: Board, row: Row, now: float) -> RenderableType:
+        named = row.site is None  # a named group: its links are in several sites
         if row.link is not None:
+            assert row.site is not None
             link = row.link
             title = f"{row.site.name or row.site.id} / {link.name or link.id}"
             facts = f"link {link.site_id}/{link.id} · {link.role} · {link.medium}"
-        else:
+            if link.availability_from:
+                deciding = ", ".join(cid.rsplit("/", 1)[-1] for cid in link.availability_from)
+                facts += f" · up or down by {deciding}"
+        elif row.site is not None:
             title = row.site.name or row.site.id
             facts = f"site {row.site.id}" + (
                 f" · {', '.join(row.site.tags)}" if row.site.tags else ""
             )
+        else:
+            assert row.group is not None
+            title = row.group.group.name or row.group.group.id
+            sites = len({link.site_id for link in row.links})
+            facts = f"group {row.group.group.id} · {len(row.links)} links in {sites} sites"
         standing = Text()
         if row.link is not None and board.engine is not None:
             standing = Text("link ") + self.state_mark(_label(board.link_status(row.link)))
-        elif row.link is None and (group := board.groups.get(row.site.id)) is not None:
+            if cause := board.cause(row):
+                standing.append(f" · {cause}")
+        elif row.link is None and (group := board.group_status(row)) is not None:
             standing = self.state_mark(_label(group.status))
             standing.append(f" · {links_text(group.up, group.total, group.min_up)}")
-            for link in row.site.links:
+            for link in row.links:
                 standing.append("\n  ")
                 standing += self.state_mark(_label(board.link_status(link)))
-                standing.append(f" {link.id} ({link.role or 'link'})")
-        held = board.held(row.link.full_id if row.link is not None else row.site.id)
+                name = link.full_id if named else link.id
+                standing.append(f" {name} ({link.role or 'link'})")
+                if cause := board.link_cause(link):
+                    standing.append(f": {cause}", self._dim)
+        held = board.held(row.subject_id)
         if held:
             standing.append("\n")
             standing += self.held_text(f"held: {reason}" for reason in held)
@@ -652,14 +697,15 @@ class DetailPane(SeverityStyles, Static):
             {status_text(severity): n for severity, n in board.row_tally(row.key).items()}
         )
         counts = Text(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
-        # The problems, worst first: a group can hold thousands of checks, and this pane is
-        # redrawn every second, so it lists a screenful, not all of them.
+        # The problems (zoomed: every check), worst first. A group can hold thousands of
+        # checks, and this pane is redrawn every second, so it lists a bounded number.
         table = Table.grid(padding=(0, 1))
-        problems = sorted(
-            (c for c in row.checks if board.is_problem(c.ref.check_id)),
+        listed = sorted(
+            (c for c in row.checks if self.zoomed or board.is_problem(c.ref.check_id)),
             key=lambda c: -_attention_rank(board, c.ref.check_id),
         )
-        for check in problems[:GROUP_DETAIL_ROWS]:
+        limit = ZOOM_DETAIL_ROWS if self.zoomed else GROUP_DETAIL_ROWS
+        for check in listed[:limit]:
             state = board.states[check.ref.check_id]
             acked = check.ref.check_id in board.acked
             summary = "" if state.result is None else state.result.summary()
@@ -670,8 +716,9 @@ class DetailPane(SeverityStyles, Static):
                 Text(check.ref.check_id),
                 Text(summary, self._dim, overflow="ellipsis", no_wrap=True),
             )
-        more = len(problems) - GROUP_DETAIL_ROWS
-        tail = [Text(f"… and {more} more problems", self._dim)] if more > 0 else []
+        more = len(listed) - limit
+        what = "checks" if self.zoomed else "problems"
+        tail = [Text(f"… and {more} more {what}", self._dim)] if more > 0 else []
         return Group(
             self._heading(title), Text(facts, self._dim), standing, counts, Text(), table, *tail
         )
@@ -736,7 +783,8 @@ class DetailPane(SeverityStyles, Static):
 
     def _verdicts(self, result: ProbeResult) -> Table:
         table = Table.grid(padding=(0, 1))
-        for verdict in result.verdicts:
+        # Failing verdicts first, worst first: the reason for the state leads.
+        for verdict in sorted(result.verdicts, key=lambda v: -v.severity.rank):
             value = "not measured" if verdict.value is None else f"{verdict.value}{verdict.unit}"
             table.add_row(
                 Text(SYMBOLS[verdict.severity], self.severity_style(verdict.severity)),
@@ -793,14 +841,28 @@ def _seconds(seconds: float) -> str:
 # --- the event log --------------------------------------------------------------------------
 
 
-class EventLog(SeverityStyles, ScrollView):
+class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=False):
     """State changes, newest at the bottom, each with the time it happened.
 
+    Like `tail -f`, it follows: the newest entry is in view as it arrives, until the user
+    scrolls back (keys or wheel); then the entries in view stay put while new ones arrive
+    below, and the title counts them, until End (or scrolling to the bottom) follows again.
+
     On the Line API, like the table: each entry is rendered once. Its virtual height grows in
-    doublings (entries aligned to the bottom, the view following the newest), so a new entry
-    costs a repaint of the log, not a layout of the screen as a growing RichLog does."""
+    doublings (entries aligned to the bottom), so a new entry costs a repaint of the log, not a
+    layout of the screen as a growing RichLog does. Every scroll here is immediate: a deferred
+    one would leave the position behind a burst of entries."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "line(-1)", "Older event", show=False),
+        Binding("down", "line(1)", "Newer event", show=False),
+        Binding("pageup", "page(-1)", "Older page", show=False),
+        Binding("pagedown", "page(1)", "Newer page", show=False),
+        Binding("home", "oldest", "Oldest event", show=False),
+        Binding("end", "follow", "Follow", tooltip="newest event, and follow new ones", show=False),
+    ]
+    TITLE = "Events"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -810,28 +872,33 @@ class EventLog(SeverityStyles, ScrollView):
         self._strips: dict[int, Strip] = {}
         self._strip_width = 0
         self._blank_top = 0
+        self.following = True
+        self.unseen = 0  # entries that arrived below the view while scrolled back
 
     @property
     def texts(self) -> list[str]:
         """The entries' plain text, oldest first."""
         return [text.plain for _, text in self._entries]
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._show_title()
+
     def record(self, event: Event) -> None:
         self.write(self.event_line(event))
 
     def record_older(self, events: Sequence[Event]) -> None:
         """Events from before this run (the history store's), above what is already shown."""
+        first_shown = self._seq_at(int(self.scroll_y))
         room = LOG_CAPACITY - len(self._entries)
         for event in reversed(events[max(0, len(events) - room) :]):
             self._older_seq -= 1
             self._entries.appendleft((self._older_seq, self.event_line(event)))
-        self._fit()
-        self.scroll_to(y=self.max_scroll_y, animate=False)
-        self.refresh()
+        self._place(first_shown)
 
     def event_line(self, event: Event) -> Text:
-        """A confirmed change of a check, link or group, or a check starting or stopping to
-        flap, with why its notification is held."""
+        """A confirmed change of a check, link or group (or its first state), or a check
+        starting or stopping to flap, with why its notification is held."""
         line = Text(f"{clock_text(event.at)} ")
         if event.kind is EventKind.FLAPPING_START:
             line.append("⇅ flapping", self.component_style("held"))
@@ -850,23 +917,76 @@ class EventLog(SeverityStyles, ScrollView):
         return line
 
     def write(self, line: Text) -> None:
-        following = self.scroll_y >= self.max_scroll_y
         first_shown = self._seq_at(int(self.scroll_y))
         if len(self._entries) == self._entries.maxlen:
             self._strips.pop(self._entries[0][0], None)
         self._entries.append((self._next_seq, line))
         self._next_seq += 1
+        if not self.following:
+            self.unseen += 1
+        self._place(first_shown)
+
+    def _place(self, first_shown: int | None) -> None:
+        """After entries came or went: the newest in view when following; else the same
+        entries as before (the one at the top stays at the top)."""
         self._fit()
-        if following:
-            self.scroll_to(y=self.max_scroll_y, animate=False)
+        if self.following:
+            self._scroll(self.max_scroll_y)
         elif first_shown is not None:
-            # Scrolled back: keep the same entries in view while new ones arrive below.
             index = max(0, first_shown - self._entries[0][0])
-            self.scroll_to(y=self._blank_top + index, animate=False)
+            self._scroll(self._blank_top + index)
+        self._show_title()
         self.refresh()
 
     def on_resize(self) -> None:
-        self._fit()
+        self._place(self._seq_at(int(self.scroll_y)))
+
+    def _scroll(self, y: float) -> None:
+        # Forced: until the next layout shows the scrollbar, the first entry beyond the view
+        # would be refused a scroll, and the log would stay on the start-up burst.
+        self.scroll_to(y=y, animate=False, immediate=True, force=True)
+
+    # The blank lines above the oldest entry (the virtual height only doubles) are never
+    # shown: however far it is scrolled back, the oldest entry is the top line.
+    def validate_scroll_y(self, value: float) -> float:
+        return max(min(self._blank_top, self.max_scroll_y), super().validate_scroll_y(value))
+
+    def validate_scroll_target_y(self, value: float) -> float:
+        top = min(self._blank_top, self.max_scroll_y)
+        return max(top, super().validate_scroll_target_y(value))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Whatever moved the view (keys, wheel, scrollbar, a new entry): at the bottom it
+        follows, above it it stays."""
+        super().watch_scroll_y(old_value, new_value)
+        following = new_value >= self.max_scroll_y
+        if following != self.following:
+            self.following = following
+            if following:
+                self.unseen = 0
+            self._show_title()
+
+    def _show_title(self) -> None:
+        if self.following or not self.unseen:
+            title = self.TITLE if self.following else f"{self.TITLE} · scrolled back"
+        else:
+            title = f"{self.TITLE} · {self.unseen} newer below · End follows"
+        if self.border_title != title:
+            self.border_title = title
+
+    # --- keys: every move immediate, so the following state is right at once -------------
+
+    def action_line(self, step: int) -> None:
+        self._scroll(self.scroll_y + step)
+
+    def action_page(self, direction: int) -> None:
+        self._scroll(self.scroll_y + direction * max(1, self.size.height - 1))
+
+    def action_oldest(self) -> None:
+        self._scroll(self._blank_top)
+
+    def action_follow(self) -> None:
+        self._scroll(self.max_scroll_y)
 
     def _fit(self) -> None:
         """Entries from the top while they fit; beyond, aligned to the bottom of a virtual
@@ -908,5 +1028,7 @@ class FilterInput(Input):
     """Filter-as-you-type; escape clears it (handled by the screen)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "screen.clear_filter", "Clear filter", show=False),
+        Binding(
+            "escape", "screen.back", "Clear filter", tooltip="and back to the table", show=False
+        ),
     ]
