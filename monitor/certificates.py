@@ -150,7 +150,7 @@ class CertificateOptions:
         help="check the leaf against its CRL (after OCSP, when both are on)",
     )
     revocation_timeout: float = option(
-        5.0, parse=duration, metavar="DURATION", help="time allowed for each OCSP or CRL exchange"
+        "5s", parse=duration, metavar="DURATION", help="time allowed for each OCSP or CRL exchange"
     )
     client_cert: str | None = option(
         None,

@@ -19,7 +19,7 @@ from typing import Any
 from monitor import audit as audit_report
 from monitor import maintenance, output
 from monitor import report as availability
-from monitor.cli_parser import EXIT_UNKNOWN, build_parser, flag_value
+from monitor.cli_parser import EXIT_UNKNOWN, build_parser, flag_name, flag_value
 from monitor.events import Event, EventKind, Subject
 from monitor.history import HistoryConfig, HistoryError, HistoryStore
 from monitor.inventory import (
@@ -30,8 +30,8 @@ from monitor.inventory import (
     adhoc_check,
     load_inventory,
 )
-from monitor.model import ProbeResult
-from monitor.options import OptionError, duration, option_specs
+from monitor.model import ProbeResult, Severity
+from monitor.options import OptionError, option_specs
 from monitor.pipeline import Monitor, group_summaries, sweep_state
 from monitor.scheduler import Scheduler
 from probes import REGISTRY
@@ -319,12 +319,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raw = getattr(args, spec.name, None)
         if spec.name != "target" and raw is not None:
             values[spec.name] = flag_value(spec, raw)
+    values["timeout"] = args.timeout
     try:
-        values["timeout"] = duration(args.timeout)
         check = adhoc_check(args.kind, values)
     except OptionError as exc:
-        flag = "--" + (exc.key or "target").replace("_", "-")
-        where = "TARGET" if exc.key in (None, "target") else flag
+        where = "TARGET" if exc.key in (None, "target") else flag_name(args.kind, exc.key)
+        # A usage error is an outcome too: a plugin line on stdout, the detail on stderr.
+        print(output.plugin_status_line(args.kind.upper(), Severity.UNKNOWN, f"{where}: {exc}"))
         print(f"commwatch probe {args.kind}: {where}: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     result = asyncio.run(_probe_once(check))

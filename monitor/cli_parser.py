@@ -4,27 +4,83 @@ probe kind becomes a flag of `commwatch probe KIND` here, from the kind's own de
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import yaml
 
 from monitor import audit as audit_report
+from monitor import output
 from monitor import report as availability
 from monitor.model import Severity
-from monitor.options import OptionError, OptionSpec, boolean, duration, option_specs
+from monitor.options import (
+    OptionError,
+    OptionSpec,
+    boolean,
+    duration,
+    format_number,
+    option_specs,
+)
 from probes import REGISTRY
 
 DEFAULT_INVENTORY = "inventory.yaml"
 EXIT_UNKNOWN = Severity.UNKNOWN.value
+# The options every `probe KIND` has: the plugin guidelines reserve -h, -V and -t. An inventory
+# key of the same name gets its kind as a prefix on the command line (`--snmp-version`).
+_PROBE_FLAGS = ("help", "version", "timeout", "format", "nagios")
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("commwatch")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "unknown"
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 3 (UNKNOWN), as monitoring plugins do: 2 would read as CRITICAL."""
+    """Usage errors exit 3 (UNKNOWN), as monitoring plugins do: 2 would read as CRITICAL.
+
+    A bad flag gets the usage of the subcommand it was given to. A `probe` parser is a plugin:
+    its usage errors also print a plugin status line on stdout, so a monitoring system shows
+    what is wrong rather than "(No output returned from plugin)"."""
+
+    def __init__(self, *args: Any, plugin: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugin = plugin
+        self.set_defaults(_parser=self)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            # The deepest subcommand chosen set `_parser` last: its usage is the one wanted.
+            parser = getattr(parsed, "_parser", self)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
     def error(self, message: str) -> NoReturn:
+        if self.plugin is not None:
+            print(output.plugin_status_line(self.plugin, Severity.UNKNOWN, message))
         self.print_usage(sys.stderr)
         self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
+class _PluginHelp(argparse.Action):
+    """-h and -V of a plugin exit 3 (UNKNOWN), as the monitoring plugins' own do."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        self.show_version = kwargs.pop("show_version", False)
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        if self.show_version:
+            print(f"commwatch {version()}")
+        else:
+            parser.print_help()
+        parser.exit(EXIT_UNKNOWN)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch emergency-communication links: availability, TLS certificate health "
         "and SNMP status, from an inventory of sites, links and checks.",
         epilog="Exit codes follow the monitoring-plugin convention: 0 OK, 1 WARN, 2 CRIT, "
-        "3 UNKNOWN (including usage errors and unreadable inventories).",
+        "3 UNKNOWN (including usage errors and unreadable inventories). Durations are written "
+        "250ms, 30s, 5m, 1h, 1d or 1m30s; a bare number is seconds.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"commwatch {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     check = commands.add_parser(
@@ -106,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="CRIT below this many days, overriding each check's crit_days",
     )
-    certs.add_argument("--format", choices=audit_report.FORMATS, default="table")
+    certs.add_argument(
+        "--format", choices=audit_report.FORMATS, default="table", help="(default table)"
+    )
     certs.add_argument(
         "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout"
     )
@@ -128,11 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="the period up to now to report on (default 7d)",
     )
-    report.add_argument("--format", choices=availability.FORMATS, default="table")
+    report.add_argument(
+        "--format", choices=availability.FORMATS, default="table", help="(default table)"
+    )
     report.add_argument(
         "--db",
         metavar="PATH",
-        help="the history database (default $XDG_STATE_HOME/commwatch/history.sqlite3)",
+        help="the history database (default: the INVENTORY's history path, else "
+        "$XDG_STATE_HOME/commwatch/history.sqlite3, XDG_STATE_HOME being ~/.local/state "
+        "when unset)",
     )
 
     tui = commands.add_parser(
@@ -189,20 +253,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one check with no inventory (usable as a monitoring plugin)",
         description="Run one check from the command line. Every inventory key of the kind is a "
         "flag (latency_warn -> --latency-warn). Secrets only by reference (*-env, *-file).",
+        plugin="COMMWATCH",
     )
     kinds = probe.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=_Parser)
     for kind, probe_kind in REGISTRY.items():
-        sub = kinds.add_parser(kind, help=probe_kind.summary, description=probe_kind.summary)
+        sub = kinds.add_parser(
+            kind,
+            help=probe_kind.summary,
+            description=probe_kind.summary,
+            epilog=_PLUGIN_EPILOG,
+            add_help=False,
+            plugin=kind.upper(),
+        )
         sub.add_argument(
             "target",
             metavar=probe_kind.target_help.replace(" ", "_"),
             help=f"what to check: {probe_kind.target_help}",
         )
+        sub.add_argument("-h", "--help", action=_PluginHelp, help="show this help and exit 3")
         sub.add_argument(
+            "-V",
+            "--version",
+            action=_PluginHelp,
+            show_version=True,
+            help="show the version and exit 3",
+        )
+        sub.add_argument(
+            "-t",
             "--timeout",
             metavar="DURATION",
+            type=_duration_flag,
             default="10s",
-            help="give up after this long (default 10s)",
+            help="give up after this long; a bare number is seconds (default 10s)",
         )
         output_group = sub.add_mutually_exclusive_group()
         output_group.add_argument(
@@ -216,8 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
         )
         for spec in option_specs(probe_kind.options):
             if spec.name != "target":
-                _add_option_flag(sub, spec)
+                _add_option_flag(sub, kind, spec)
     return parser
+
+
+_PLUGIN_EPILOG = (
+    "As a monitoring plugin (--nagios) every outcome prints one status line on stdout; a usage "
+    "error prints one whatever the format. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (usage "
+    "errors, -h and -V too). Durations are written 250ms, 30s, 5m, 1h or 1m30s; a bare number "
+    "is seconds (a latency threshold takes a bare number up to 30 only: write 500ms, not 500)."
+)
+
+
+def flag_name(kind: str, key: str) -> str:
+    """The command-line flag of an inventory key of `kind`."""
+    dashed = key.replace("_", "-")
+    return f"--{kind}-{dashed}" if dashed in _PROBE_FLAGS else f"--{dashed}"
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -239,9 +335,10 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_option_flag(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
-    flag = "--" + spec.name.replace("_", "-")
-    default = "" if spec.default in (None, ()) else f" (default {_show_default(spec.default)})"
+def _add_option_flag(parser: argparse.ArgumentParser, kind: str, spec: OptionSpec) -> None:
+    flag = flag_name(kind, spec.name)
+    shown = _show_default(flag, spec)
+    default = "" if shown is None else f" (default {shown})"
     if spec.parse is boolean:
         parser.add_argument(
             flag,
@@ -278,7 +375,17 @@ def _duration_flag(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{exc}") from None
 
 
-def _show_default(value: Any) -> str:
+def _show_default(flag: str, spec: OptionSpec) -> str | None:
+    """The default as the user writes it: `15m`, `200-399`, `30`, `--no-ocsp`."""
+    value = spec.default
+    if spec.written is not None:
+        return spec.written
+    if value in (None, ()):
+        return None
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag.removeprefix("--")
+    if isinstance(value, int | float):
+        return format_number(value)
     return str(getattr(value, "pattern", value))
 
 

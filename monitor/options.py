@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import decimal
 import functools
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -53,6 +55,7 @@ class OptionSpec:
     required: bool
     repeatable: bool
     default: Any
+    written: str | None = None  # the default as a user writes it, when declared so
 
 
 def option(
@@ -63,12 +66,19 @@ def option(
     metavar: str = "VALUE",
     repeatable: bool = False,
 ) -> Any:
-    """Declare an option field. `repeatable` options take a list (a repeated flag on the CLI)."""
+    """Declare an option field. `repeatable` options take a list (a repeated flag on the CLI).
+
+    A default given as text is written as a user writes the key (`"15m"`, `"200-399"`): it is
+    parsed here by `parse`, and help shows it as written."""
+    written = default if isinstance(default, str) else None
+    if written is not None:
+        default = parse(written)
     metadata = {
         "parse": parse,
         "help": help,
         "metavar": metavar,
         "repeatable": repeatable,
+        "written": written,
     }
     if isinstance(default, list | dict | set):
         raise TypeError("use a tuple or None as the default of a repeatable option")
@@ -93,6 +103,7 @@ def option_specs(options_class: type) -> tuple[OptionSpec, ...]:
                 required=f.default is dataclasses.MISSING,
                 repeatable=f.metadata["repeatable"],
                 default=None if f.default is dataclasses.MISSING else f.default,
+                written=f.metadata["written"],
             )
         )
     return tuple(specs)
@@ -109,28 +120,72 @@ def build_options(options_class: type, values: Mapping[str, Any]) -> Any:
 
 # --- parsers -------------------------------------------------------------------------------
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+# The duration rule, one for every duration key, flag and command (README "Durations"):
+# - a duration is a number with a unit, ms, s, m, h or d, or several of them added (`1m30s`);
+# - a bare number is seconds, as a monitoring plugin's `-t 3` and YAML's `timeout: 10` mean,
+#   whether YAML or the command line gave it as a number or as digits;
+# - where a bare number of seconds is implausible, a latency threshold above 30 (`500` is
+#   surely `500ms`), it is an error that suggests the unit, never a silent 500 seconds;
+# - zero, negative, infinite and absurdly long (over ten years) durations are errors.
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
+_BARE_NUMBER = re.compile(rf"[+-]?{_NUMBER}")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_HINT = "write a duration such as 250ms, 30s, 5m, 1h or 1m30s"
+_DURATION_HINT = "write a duration such as 250ms, 30s, 5m, 1h or 1m30s; a bare number is seconds"
+_LONGEST = 3650 * 86400.0
+LATENCY_BARE_LIMIT = 30.0
 
 
-def duration(value: Any) -> float:
-    """A positive duration in seconds, from `30s`, `5m`, `1h`, `250ms`, `1m30s` or plain seconds."""
-    if isinstance(value, bool):
-        raise OptionError(f"expected a duration, got {value!r}", _DURATION_HINT)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        if not text or "".join(n + u for n, u in parts) != text:
-            raise OptionError(f"{value!r} is not a duration", _DURATION_HINT)
-        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-    else:
-        raise OptionError(f"expected a duration, got {type_name(value)}", _DURATION_HINT)
-    if seconds <= 0:
-        raise OptionError(f"duration must be greater than zero, got {value!r}", _DURATION_HINT)
-    return seconds
+def duration_parser(bare_limit: float | None = None, what: str = "duration") -> Parser:
+    """A duration parser under the rule above; bare numbers of seconds above `bare_limit` are
+    refused as implausible for `what`."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise OptionError(f"expected a duration, got {type_name(value)}", _DURATION_HINT)
+        text_value = value.strip().replace(" ", "") if isinstance(value, str) else ""
+        bare = not isinstance(value, str) or _BARE_NUMBER.fullmatch(text_value) is not None
+        if bare:
+            seconds = _seconds(value)
+            if bare_limit is not None and seconds > bare_limit:
+                shown = format_number(seconds)
+                raise OptionError(
+                    f"{shown} as a bare number is {shown} seconds, implausible for a {what}",
+                    f"write {shown}ms for milliseconds, or {shown}s if seconds are meant",
+                )
+        else:
+            parts = _DURATION_PART.findall(text_value)
+            if not text_value or "".join(n + u for n, u in parts) != text_value:
+                raise OptionError(f"{value!r} is not a duration", _DURATION_HINT)
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        if not math.isfinite(seconds) or seconds > _LONGEST:
+            raise OptionError("the duration is longer than ten years", "write at most 3650d")
+        if seconds <= 0:
+            raise OptionError(f"duration must be greater than zero, got {value!r}", _DURATION_HINT)
+        return seconds
+
+    return parse
+
+
+def _seconds(value: int | float | str) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float
+        return math.inf
+
+
+duration = duration_parser()
+latency_duration = duration_parser(LATENCY_BARE_LIMIT, "latency threshold")
+
+
+def format_number(value: float) -> str:
+    """A number in plain decimals, never exponent notation: 3000000, 0.0000001, 2.5."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    text_value = format(decimal.Decimal(repr(float(value))), "f")
+    if "." in text_value:
+        text_value = text_value.rstrip("0").rstrip(".")
+    return "0" if text_value == "-0" else text_value
 
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:

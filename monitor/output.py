@@ -7,6 +7,7 @@ test validates real output against it. Change them only together with SCHEMA_VER
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -14,10 +15,13 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from monitor.events import Event
 from monitor.model import CertificateInfo, ProbeResult, Severity, Verdict
+from monitor.options import format_number
+from monitor.text import printable
 
 SCHEMA_VERSION = 1
 
@@ -223,56 +227,150 @@ def table(results: Sequence[ProbeResult], colour: bool) -> str:
 
 
 def verdict_list(result: ProbeResult, colour: bool) -> str:
-    """The readable form of one result, for `commwatch probe`."""
+    """The readable form of one result, for `commwatch probe`: what failed first."""
     ref = result.check
     lines = [
-        f"{severity_label(result.severity, colour).rstrip()}  {ref.kind} {ref.target}"
+        f"{severity_label(result.severity, colour).rstrip()}  {ref.kind} {printable(ref.target)}"
         f"  ({result.duration_ms:.0f} ms)"
     ]
     if result.error is not None:
-        lines.append(f"  error    {result.error.error_class}: {result.error.message}")
-    lines.extend(f"  {severity_label(v.severity, colour)}  {v.describe()}" for v in result.verdicts)
+        lines.append(f"  error    {result.error.error_class}: {printable(result.error.message)}")
+    failing_first = sorted(result.verdicts, key=lambda v: -v.severity.rank)
+    lines.extend(
+        f"  {severity_label(v.severity, colour)}  {printable(v.describe())}" for v in failing_first
+    )
     for key, value in result.observations.items():
-        lines.append(f"  observed {key} = {value}")
+        lines.append(f"  observed {printable(key)} = {printable(str(value))}")
     return "\n".join(lines)
 
 
-_PERF_LABEL = re.compile(r"[^A-Za-z0-9_.-]")
-_PERF_UNITS = {"ms": "ms", "s": "s", "%": "%", "B": "B", "days": ""}
+# --- the monitoring-plugin line ----------------------------------------------------------------
+
+# The status words of the plugin guidelines, which differ from commwatch's own WARN and CRIT.
+PLUGIN_STATES = {
+    Severity.OK: "OK",
+    Severity.WARN: "WARNING",
+    Severity.CRIT: "CRITICAL",
+    Severity.UNKNOWN: "UNKNOWN",
+}
+# Nagios strips its illegal_macro_output_chars from the output it hands to event handlers and
+# notifications ("warn < 30d" arrives as "warn  30d"), so the plugin text never holds them:
+# comparisons are said in words, quotes become typographic ones, the rest shows as an escape.
+_MACRO_WORDS = (
+    (" <= ", " at most "),
+    (" >= ", " at least "),
+    (" < ", " below "),
+    (" > ", " above "),
+)
+_MACRO_CHARS = re.compile("[`~$&|'\"<>]")
+_MACRO_SWAPS = {"'": "\u2019", "`": "\u2019", '"': "\u201d", "|": "/"}
+
+
+def plugin_text(text: str) -> str:
+    """`text` as a plugin line can carry it: one line, inert, and nothing Nagios would strip."""
+    safe = printable(text)
+    for sign, words in _MACRO_WORDS:
+        safe = safe.replace(sign, words)
+    return _MACRO_CHARS.sub(lambda m: _MACRO_SWAPS.get(m.group(), f"\\x{ord(m.group()):02x}"), safe)
+
+
+def plugin_status_line(name: str, severity: Severity, text: str, perfdata: str = "") -> str:
+    """`NAME STATE - text | perfdata`, the monitoring-plugin convention."""
+    line = f"{name} {PLUGIN_STATES[severity]} - {plugin_text(text)}"
+    return f"{line} | {perfdata}" if perfdata else line
 
 
 def nagios_line(result: ProbeResult) -> str:
-    """`KIND STATE - target: summary | perfdata`, the monitoring-plugin convention."""
-    judged = {v.observation for v in result.verdicts}
-    perf = [
-        _perf(v.observation, v.value, v.unit, _range(v.warn, v), _range(v.crit, v))
-        for v in result.verdicts
-        if _is_number(v.value)
-    ]
-    perf.extend(
-        _perf(key, value, "ms" if key.endswith("_ms") else "", "", "")
-        for key, value in result.observations.items()
-        if key not in judged and _is_number(value)
+    """One result as a monitoring plugin reports it, perfdata after the `|`."""
+    return plugin_status_line(
+        result.check.kind.upper(),
+        result.severity,
+        f"{result.check.target}: {result.summary()}",
+        perfdata(result),
     )
-    summary = result.summary().replace("|", "/")
-    line = f"{result.check.kind.upper()} {result.severity.name} - {result.check.target}: {summary}"
-    return f"{line} | {' '.join(perf)}" if perf else line
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+# Perfdata units (UOM) of the guidelines: s/ms/us, %, B/KB/MB/TB, c; anything else has none.
+_UNIT_UOM = {"ms": "ms", "s": "s", "us": "us", "%": "%", "B": "B"}
+_SUFFIX_UOM = (("_ms", "ms"), ("_s", "s"), ("_bytes", "B"), ("_pct", "%"))
+_NOT_MEASURES = (".index",)  # identifiers, however numeric, are not worth a graph
+RRD_LABEL_LENGTH = 19  # what RRD keeps of a label: labels stay unique within it
 
 
-def _range(bound: float | None, verdict: Verdict) -> str:
+@dataclass(frozen=True)
+class _Metric:
+    name: str
+    value: float
+    uom: str
+    warn: str = ""
+    crit: str = ""
+
+
+def perfdata(result: ProbeResult) -> str:
+    """`label=value[UOM];[warn];[crit];[min];[max]`, space separated, in plain decimals."""
+    metrics: dict[str, _Metric] = {}
+    for v in result.verdicts:
+        if _is_measure(v.observation, v.value) and v.observation not in metrics:
+            metrics[v.observation] = _Metric(
+                v.observation,
+                float(v.value),  # type: ignore[arg-type]
+                _UNIT_UOM.get(v.unit, ""),
+                _range(v.warn, v.higher_is_worse),
+                _range(v.crit, v.higher_is_worse),
+            )
+    for key, value in result.observations.items():
+        if _is_measure(key, value) and key not in metrics:
+            uom = next((u for suffix, u in _SUFFIX_UOM if key.endswith(suffix)), "")
+            metrics[key] = _Metric(key, float(value), uom)  # type: ignore[arg-type]
+    labels = unique_labels(list(metrics))
+    return " ".join(_perf_item(label, m) for label, m in zip(labels, metrics.values(), strict=True))
+
+
+def _is_measure(key: str, value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and not key.endswith(_NOT_MEASURES)
+    )
+
+
+def _range(bound: float | None, higher_is_worse: bool) -> str:
     if bound is None:
         return ""
     # Plugin ranges alert outside [start:end]: "above 200" is "200", "below 14" is "14:".
-    return f"{bound:g}" if verdict.higher_is_worse else f"{bound:g}:"
+    return format_number(bound) if higher_is_worse else f"{format_number(bound)}:"
 
 
-def _perf(label: str, value: Any, unit: str, warn: str, crit: str) -> str:
-    uom = _PERF_UNITS.get(unit, "")
-    return f"'{_PERF_LABEL.sub('_', label)}'={value:g}{uom};{warn};{crit}"
+def _perf_item(label: str, metric: _Metric) -> str:
+    fields = [f"{perf_label(label)}={format_number(metric.value)}{metric.uom}"]
+    fields += [metric.warn, metric.crit]
+    if metric.uom == "%":
+        fields += ["0", "100"]
+    return ";".join(fields).rstrip(";")
+
+
+def perf_label(label: str) -> str:
+    """A label as the guidelines want it: quoted when it holds a space, = or ', a ' doubled."""
+    shown = printable(label)
+    if any(c in shown for c in " ='"):
+        return "'" + shown.replace("'", "''") + "'"
+    return shown
+
+
+def unique_labels(names: list[str]) -> list[str]:
+    """`names` (unique) as labels unique within RRD's 19 characters: a name whose first 19
+    characters another one shares keeps its first 14 and gets a stable 4-character digest."""
+    labels = list(names)
+    for salt in range(len(names) + 1):
+        heads = Counter(label[:RRD_LABEL_LENGTH] for label in labels)
+        clashing = [i for i, label in enumerate(labels) if heads[label[:RRD_LABEL_LENGTH]] > 1]
+        if not clashing:
+            return labels
+        for i in clashing:
+            digest = hashlib.blake2s(f"{salt}:{names[i]}".encode(), digest_size=4).hexdigest()
+            labels[i] = f"{names[i][:14]}_{digest[:4]}"
+    raise AssertionError("perfdata labels could not be made unique")  # pragma: no cover
 
 
 def write_line(stream: TextIO, line: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.conditions import Condition, Threshold
 from monitor.model import CertificateInfo, ObservationValue
-from monitor.options import OptionError, duration, option
+from monitor.options import OptionError, latency_duration, option
 
 Observations = dict[str, ObservationValue]
 
@@ -58,14 +58,14 @@ class LatencyOptions:
 
     latency_warn: float | None = option(
         None,
-        parse=duration,
+        parse=latency_duration,
         metavar="DURATION",
         help="WARN when the timed exchange takes longer (tcp: connect, http: response headers, "
-        "dns: the answer, tls: the handshake), e.g. 500ms",
+        "dns: the answer, tls: the handshake), e.g. 500ms; a bare number is seconds, at most 30",
     )
     latency_crit: float | None = option(
         None,
-        parse=duration,
+        parse=latency_duration,
         metavar="DURATION",
         help="CRIT when the timed exchange takes longer, e.g. 2s",
     )

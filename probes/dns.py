@@ -97,7 +97,7 @@ class DnsOptions(LatencyOptions):
     target: str = option(parse=_query_name, help="the DNS name to query", metavar="NAME")
     server: tuple[str, int] = option(
         parse=_server,
-        help="IP address of the DNS server to ask, with an optional port (default 53)",
+        help="IP address of the DNS server to ask, port 53 unless given",
         metavar="ADDRESS[:PORT]",
     )
     type: str = option(

@@ -114,7 +114,7 @@ class HttpOptions(LatencyOptions, certificates.CertificateOptions):
     target: str = option(parse=_url, help="http:// or https:// URL to request", metavar="URL")
     method: str = option("GET", parse=_method, help="GET or HEAD", metavar="METHOD")
     expect_status: tuple[tuple[int, int], ...] = option(
-        ((200, 399),),
+        "200-399",
         parse=status_ranges,
         metavar="STATUS",
         repeatable=True,

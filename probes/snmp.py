@@ -233,7 +233,7 @@ class SnmpOptions:
         help="read sysUpTime, sysName, sysDescr; WARN on reboot",
     )
     reboot_hold: float = option(
-        900.0, parse=duration, metavar="DURATION", help="a reboot stays WARN this long after it"
+        "15m", parse=duration, metavar="DURATION", help="a reboot stays WARN this long after it"
     )
     interfaces: tuple[int | str, ...] = option(
         (),

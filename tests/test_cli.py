@@ -203,7 +203,7 @@ def test_probe_tcp_text_json_and_nagios():
     assert record["error"] == {"class": "refused", "message": "Connection refused"}
 
     nagios = commwatch("probe", "tcp", f"127.0.0.1:{port}", "--nagios")
-    assert nagios.stdout == f"TCP CRIT - 127.0.0.1:{port}: refused: Connection refused\n"
+    assert nagios.stdout == f"TCP CRITICAL - 127.0.0.1:{port}: refused: Connection refused\n"
     assert nagios.returncode == 2
 
 
@@ -228,7 +228,7 @@ def test_probe_perfdata_carries_thresholds(lab_inventory):
     status, perfdata = done.stdout.strip().split(" | ")
     assert status.startswith(f"TCP OK - 127.0.0.1:{port}: latency ")
     assert status.endswith("ms")
-    assert perfdata.startswith("'connect_ms'=") and perfdata.endswith("ms;200;1000")
+    assert perfdata.startswith("connect_ms=") and perfdata.endswith("ms;200;1000")
     assert perfdata.count("=") == 1
 
 
