@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from monitor import audit as audit_report
-from monitor import maintenance, output
+from monitor import maintenance, output, probe_state
 from monitor import report as availability
 from monitor.cli_parser import EXIT_UNKNOWN, build_parser, flag_name, flag_value
 from monitor.events import Event, EventKind, Subject
@@ -33,8 +33,10 @@ from monitor.inventory import (
 from monitor.model import ProbeResult, Severity
 from monitor.options import OptionError, option_specs
 from monitor.pipeline import Monitor, group_summaries, sweep_state
+from monitor.runner import run_check
 from monitor.scheduler import Scheduler
 from probes import REGISTRY
+from probes.base import SharedResources
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -64,6 +66,34 @@ def _load(path: str) -> Inventory | None:
         return None
 
 
+def unknown_selection(inventory: Inventory, args: argparse.Namespace) -> str | None:
+    """What is wrong with a --site or --tag that names nothing in the inventory, listing the
+    valid ones: a typo must not read as "nothing matches"."""
+    known = {
+        "site": sorted(site.id for site in inventory.sites),
+        "tag": sorted({tag for check in inventory.checks for tag in check.ref.tags}),
+    }
+    for flag, valid in known.items():
+        for wanted in getattr(args, flag) or ():
+            if wanted not in valid:
+                listed = ", ".join(valid) if valid else "none"
+                return f"no {flag} {wanted!r} in {inventory.path} ({flag}s: {listed})"
+    return None
+
+
+def _selected(inventory: Inventory, args: argparse.Namespace) -> list[Check] | None:
+    """The selected checks, or None with the reason printed."""
+    problem = unknown_selection(inventory, args)
+    if problem is not None:
+        print(f"commwatch: {problem}", file=sys.stderr)
+        return None
+    checks = select_checks(inventory, args)
+    if not checks:
+        print("commwatch: no check matches the selection", file=sys.stderr)
+        return None
+    return checks
+
+
 def select_checks(inventory: Inventory, args: argparse.Namespace) -> list[Check]:
     def wanted(check: Check) -> bool:
         ref = check.ref
@@ -88,9 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     inventory = _load(args.inventory)
     if inventory is None:
         return EXIT_UNKNOWN
-    checks = select_checks(inventory, args)
-    if not checks:
-        print("commwatch: no check matches the selection", file=sys.stderr)
+    checks = _selected(inventory, args)
+    if checks is None:
         return EXIT_UNKNOWN
     if args.once:
         return asyncio.run(_sweep(inventory, checks, args.format))
@@ -193,7 +222,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     inventory = _load(args.inventory)
     if inventory is None:
         return EXIT_UNKNOWN
-    checks = [c for c in select_checks(inventory, args) if c.probe.presents_certificates(c.options)]
+    selected = _selected(inventory, args)
+    if selected is None:
+        return EXIT_UNKNOWN
+    checks = [c for c in selected if c.probe.presents_certificates(c.options)]
     if not checks:
         print("commwatch: no TLS-bearing check (tls, https) in the selection", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -290,9 +322,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     inventory = _load(args.inventory)
     if inventory is None:
         return EXIT_UNKNOWN
-    checks = select_checks(inventory, args)
-    if not checks:
-        print("commwatch: no check matches the selection", file=sys.stderr)
+    checks = _selected(inventory, args)
+    if checks is None:
         return EXIT_UNKNOWN
     from tui.app import CommwatchApp  # Textual loads only when the dashboard is wanted
 
@@ -328,7 +359,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(output.plugin_status_line(args.kind.upper(), Severity.UNKNOWN, f"{where}: {exc}"))
         print(f"commwatch probe {args.kind}: {where}: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
-    result = asyncio.run(_probe_once(check))
+    state = probe_state.state_file(
+        args.kind, check.ref.target, check.options, check.probe.memory_clocks, args.state_dir
+    )
+    memory = state.load()
+    result = asyncio.run(_probe_once(check, memory))
+    state.save(memory)
     if args.nagios:
         print(output.nagios_line(result))
     elif args.format == "json":
@@ -338,9 +374,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return result.severity.value
 
 
-async def _probe_once(check: Check) -> ProbeResult:
+async def _probe_once(check: Check, memory: dict[str, Any]) -> ProbeResult:
+    """One attempt, with what earlier invocations remembered (`memory` is updated in place)."""
+
+    async def remembering(check: Check, shared: SharedResources, _: Any) -> ProbeResult:
+        return await run_check(check, shared, memory)
+
     results: list[ProbeResult] = []
-    await Scheduler([check], Concurrency(global_limit=1, per_host=1), results.append).sweep()
+    scheduler = Scheduler(
+        [check], Concurrency(global_limit=1, per_host=1), results.append, runner=remembering
+    )
+    await scheduler.sweep()
     return results[0]
 
 

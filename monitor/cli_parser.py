@@ -7,6 +7,7 @@ import argparse
 import importlib.metadata
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
@@ -285,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
             type=_duration_flag,
             default="10s",
             help="give up after this long; a bare number is seconds (default 10s)",
+        )
+        sub.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            type=Path,
+            help="keep what the probe remembers between runs (SNMP counters for rates, uptime "
+            "for reboots, the TLS leaf last seen) in DIR (default $XDG_STATE_HOME/commwatch/"
+            "probe, XDG_STATE_HOME being ~/.local/state when unset; with no home, a private "
+            "folder in the temporary folder)",
         )
         output_group = sub.add_mutually_exclusive_group()
         output_group.add_argument(

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 class OptionError(ValueError):
     """A value that cannot be accepted, with a hint on how to fix it.
@@ -433,6 +435,20 @@ def secret_file(value: Any) -> SecretRef:
     return SecretRef("file", path(value))
 
 
+def _secret_reference(value: str) -> dict[str, Any] | None:
+    """`{env: NAME}` or `{file: PATH}` in a `Name: value` line, read as the inventory's mapping
+    form reads it; any other value, JSON included, is the header's literal text."""
+    if not (value.startswith("{") and value.endswith("}")):
+        return None
+    try:
+        loaded = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return None
+    if isinstance(loaded, dict) and len(loaded) == 1 and next(iter(loaded)) in ("env", "file"):
+        return loaded
+    return None
+
+
 def headers(value: Any) -> tuple[tuple[str, str | SecretRef], ...]:
     """HTTP headers as a mapping, or as `Name: value` lines (the CLI form).
 
@@ -446,7 +462,7 @@ def headers(value: Any) -> tuple[tuple[str, str | SecretRef], ...]:
             name, sep, rest = text(line).partition(":")
             if not sep:
                 raise OptionError(f"{line!r} is not a header line", "write 'Name: value'")
-            pairs[name.strip()] = rest.strip()
+            pairs[name.strip()] = _secret_reference(rest.strip()) or rest.strip()
         value = pairs
     if not isinstance(value, dict):
         raise OptionError(

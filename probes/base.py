@@ -119,3 +119,6 @@ class ProbeKind:
     host: Callable[[Any], str]
     # Whether a check of this kind, so configured, sees TLS certificates (the audit's scope).
     presents_certificates: Callable[[Any], bool] = lambda _options: False
+    # The entries of ProbeContext.memory that hold time.monotonic() readings: a state file
+    # (`commwatch probe`) carries them over to another process's clock.
+    memory_clocks: tuple[str, ...] = ()

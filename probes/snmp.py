@@ -618,4 +618,5 @@ PROBE = ProbeKind(
     conditions=conditions,
     target=lambda o: format_host_port(*o.target),
     host=lambda o: o.target[0],
+    memory_clocks=("counters_at", "if_resolved_at"),
 )
