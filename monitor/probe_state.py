@@ -64,11 +64,11 @@ class StateFile:
             try:
                 with path.open("rb") as handle:
                     raw = handle.read(MAX_BYTES + 1)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
-                log.warning("cannot read the state file %s: %s; starting afresh", path, exc)
-                return {}
+                log.warning("cannot read the state file %s: %s", path, exc.strerror)
+                continue
             return self._memory(path, raw)
         return {}
 

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from monitor.output import perf_label, unique_labels
+from probes import REGISTRY
 from tests.conftest import REPO
-from tests.peers.tcp_peers import closed_port
+from tests.peers.http_peers import http_server, raw_server
+from tests.peers.snmp_peers import COMMUNITY, SnmpAgent, running_agent
+from tests.peers.tcp_peers import blackhole_port, closed_port
+
+KINDS = tuple(REGISTRY)
 
 SCHEMA = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
 
@@ -139,9 +150,21 @@ def test_run_once_selection(lab_inventory, selection, expected_ids, exit_code):
 
 
 def test_a_selection_that_matches_nothing_is_unknown(lab_inventory):
-    done = commwatch("run", "--once", str(lab_inventory), "--site", "nowhere")
+    done = commwatch("run", "--once", str(lab_inventory), "--only", "nowhere")
     assert done.returncode == 3
     assert "no check matches" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "--once"], ["audit", "certs"]])
+def test_an_unknown_site_or_tag_lists_the_valid_ones(lab_inventory, command):
+    site = commwatch(*command, str(lab_inventory), "--site", "psap-nort")
+    assert site.returncode == 3
+    assert (
+        site.stderr == f"commwatch: no site 'psap-nort' in {lab_inventory} (sites: psap, radio)\n"
+    )
+    tag = commwatch(*command, str(lab_inventory), "--tag", "egde")
+    assert tag.returncode == 3
+    assert tag.stderr == f"commwatch: no tag 'egde' in {lab_inventory} (tags: edge, psap)\n"
 
 
 def test_run_once_table_for_people(lab_inventory):
@@ -246,3 +269,368 @@ def test_help_lists_the_commands_and_the_exit_codes():
     assert done.returncode == 0
     for word in ("check", "run", "probe", "0 OK, 1 WARN, 2 CRIT"):
         assert word in done.stdout
+
+
+# --- commwatch probe as a monitoring plugin -------------------------------------------------
+
+# Nagios strips these (illegal_macro_output_chars) from the output it hands to event handlers.
+NAGIOS_ILLEGAL = set("`~$&|'\"<>")
+# 'label'=value[UOM];[warn];[crit];[min];[max], UOM none, s/ms/us, %, B/KB/MB/TB or c; the
+# label quoted when it must be (a quote in it doubled); values in plain decimals.
+_LABEL = r"(?:'(?:[^']|'')+'|[^'= ]+)"
+_VALUE = r"-?[0-9]+(?:\.[0-9]+)?"
+_RANGE = rf"(?:@?(?:{_VALUE}|~)?:?(?:{_VALUE})?)"
+PERF_ITEM = re.compile(
+    rf"{_LABEL}={_VALUE}(?:s|ms|us|%|B|KB|MB|TB|c)?(?:;{_RANGE}?(?:;{_RANGE}?(?:;{_VALUE}?(?:;{_VALUE}?)?)?)?)?"
+)
+
+
+def plugin_line(stdout: str) -> tuple[str, list[str]]:
+    """The status text and the perfdata items of a plugin's single line of output."""
+    assert stdout.endswith("\n") and stdout.count("\n") == 1, stdout
+    status, _, perf = stdout.rstrip("\n").partition(" | ")
+    assert not NAGIOS_ILLEGAL & set(status), status
+    assert all(" " <= c != "\x7f" for c in stdout.rstrip("\n")), stdout
+    items = perf.split(" ") if perf else []
+    for item in items:
+        assert PERF_ITEM.fullmatch(item), item
+    return status, items
+
+
+def perf_values(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
+async def run_commwatch(
+    *args: str, env: dict[str, str] | None = None, user: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`commwatch` in a subprocess while this test's own peers keep serving on the loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor.cli",
+        *args,
+        cwd=REPO,
+        env={**os.environ, "NO_COLOR": "1"} if env is None else env,
+        user=user,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(args, process.returncode, out.decode(), err.decode())
+
+
+@pytest.mark.parametrize("flag", ["-t", "--timeout"])
+def test_a_bare_timeout_is_seconds_as_every_plugins_t(flag):
+    with blackhole_port() as port:
+        started = time.monotonic()
+        done = commwatch("probe", "tcp", f"127.0.0.1:{port}", flag, "1", "--nagios")
+        elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    status, _ = plugin_line(done.stdout)
+    assert status == f"TCP CRITICAL - 127.0.0.1:{port}: timeout: no answer within 1s"
+    assert 0.9 < elapsed < 10
+
+
+def test_a_bare_latency_threshold_in_the_hundreds_is_an_error_that_suggests_ms(tmp_path):
+    done = commwatch("probe", "tcp", "127.0.0.1:22", "--latency-warn", "500", "--nagios")
+    assert done.returncode == 3
+    status, _ = plugin_line(done.stdout)
+    assert status.startswith("TCP UNKNOWN - --latency-warn: 500 as a bare number is 500 seconds")
+    assert "write 500ms for milliseconds, or 500s if seconds are meant" in status
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "version: 1\nsites:\n  - id: s\n    links:\n      - id: l\n        checks:\n"
+        "          - {id: c, kind: tcp, target: '127.0.0.1:22', latency_warn: 500}\n"
+    )
+    check = commwatch("check", str(inventory))
+    assert check.returncode == 2
+    assert check.stderr.startswith(
+        f"{inventory}:7:70: 'latency_warn': 500 as a bare number is 500 seconds, implausible for "
+        "a latency threshold (write 500ms for milliseconds, or 500s if seconds are meant)"
+    )
+
+
+def test_durations_with_units_and_small_bare_seconds_are_accepted():
+    for value in ("2", "0.5", "1500ms", "1m30s"):
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+            port = listener.getsockname()[1]
+            done = commwatch(
+                "probe", "tcp", f"127.0.0.1:{port}", "--latency-crit", value, "-t", value
+            )
+        assert done.returncode == 0, (value, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "plugin", "named"),
+    [
+        (["probe", "tcp"], "TCP", "the following arguments are required: HOST:PORT"),
+        (["probe", "tcp", "127.0.0.1:22", "--bogus"], "TCP", "unrecognized arguments: --bogus"),
+        (["probe", "tcp", "127.0.0.1:22", "-t", "soon"], "TCP", "argument -t/--timeout: "),
+        (["probe", "tcp", "127.0.0.1:0"], "TCP", "TARGET: 0 is not a TCP/UDP port"),
+        (["probe", "tcp", "127.0.0.1:22", "--latency-warn", "soon"], "TCP", "--latency-warn: "),
+        (["probe", "snmp", "127.0.0.1", "--snmp-version", "1"], "SNMP", "--snmp-version: "),
+        (
+            ["probe", "http", "http://127.0.0.1:1/", "--headers", "X-Api-Token: {env: CW_UNSET}"],
+            "HTTP",
+            "--headers: environment variable CW_UNSET is not set",
+        ),
+        (["probe", "nosuch", "x"], "COMMWATCH", "argument KIND: invalid choice: "),
+    ],
+)
+def test_every_probe_usage_error_is_a_status_line_on_stdout_and_exit_3(args, plugin, named):
+    for output_flags in ([], ["--nagios"]):
+        done = commwatch(*args, *output_flags)
+        assert done.returncode == 3, done.stdout + done.stderr
+        status, perf = plugin_line(done.stdout)
+        assert status.startswith(f"{plugin} UNKNOWN - "), status
+        assert named.replace("'", "\u2019") in status
+        assert perf == []
+        assert "Traceback" not in done.stderr
+
+
+def test_a_bad_flag_gets_the_usage_of_its_subcommand(lab_inventory):
+    probe = commwatch("probe", "tcp", "127.0.0.1:22", "--bogus")
+    assert probe.stderr.startswith("usage: commwatch probe tcp [-h] [-V] [-t DURATION]")
+    run = commwatch("run", str(lab_inventory), "--bogus")
+    assert run.returncode == 3
+    assert run.stderr.startswith("usage: commwatch run [-h]")
+    assert run.stderr.endswith("commwatch run: error: unrecognized arguments: --bogus\n")
+    certs = commwatch("audit", "certs", "--within", "soon")
+    assert certs.returncode == 3
+    assert certs.stderr.startswith("usage: commwatch audit certs [-h]")
+
+
+def test_version_and_the_plugins_reserved_options():
+    version = importlib.metadata.version("commwatch")
+    top = commwatch("--version")
+    assert (top.returncode, top.stdout) == (0, f"commwatch {version}\n")
+    for flag in ("-V", "--version"):
+        plugin = commwatch("probe", "tcp", flag)
+        assert (plugin.returncode, plugin.stdout) == (3, f"commwatch {version}\n")
+    helped = commwatch("probe", "tcp", "-h")
+    assert helped.returncode == 3
+    assert "-t DURATION, --timeout DURATION" in helped.stdout
+    assert "-V, --version" in helped.stdout
+
+
+def test_help_shows_defaults_as_the_user_writes_them():
+    shown = {kind: " ".join(commwatch("probe", kind, "--help").stdout.split()) for kind in KINDS}
+    assert "(repeatable) (default 200-399)" in shown["http"]
+    assert "a reboot stays WARN this long after it (default 15m)" in shown["snmp"]
+    assert "time allowed for each OCSP or CRL exchange (default 5s)" in shown["tls"]
+    assert "expires in fewer days (default 30)" in shown["tls"]
+    assert "(default --verify-tls)" in shown["http"] and "(default --no-ocsp)" in shown["tls"]
+    assert "--snmp-version VERSION SNMP version: 3 or 2c (default 3)" in shown["snmp"]
+    for text in shown.values():
+        assert not re.search(r"\(default (\(|[0-9]+\.0\)|True|False|None)", text), text
+
+
+def test_plugin_status_words_and_text_follow_the_guidelines():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        done = commwatch(
+            "probe", "tcp", f"127.0.0.1:{port}", "--nagios", "--latency-warn", "0.000001s"
+        )
+    assert done.returncode == 1
+    status, perf = plugin_line(done.stdout)
+    # "warn > 0.001ms" would reach an event handler as "warn  0.001ms".
+    assert re.fullmatch(
+        rf"TCP WARNING - 127\.0\.0\.1:{port}: latency [0-9.]+ms \(warn above 0\.001ms\): WARN",
+        status,
+    ), status
+    assert re.fullmatch(r"connect_ms=[0-9.]+ms;0\.001", perf[0]), perf
+
+
+async def test_perfdata_is_plain_decimals_with_the_guidelines_units():
+    async with http_server() as peer:
+        done = await run_commwatch("probe", "http", f"{peer.url}/huge", "--nagios")
+    assert done.returncode == 0, done.stdout + done.stderr
+    _, items = plugin_line(done.stdout)
+    values = perf_values(items)
+    assert values["body_bytes"] == "1048576B"  # was 1.04858e+06
+    assert re.fullmatch(r"[0-9.]+ms", values["latency_ms"])
+    assert all("e+" not in item and "e-" not in item for item in items)
+
+
+async def test_hostile_peer_text_stays_inert_in_both_renderings():
+    reply = b"HTTP/1.1 abc <'$&|>\x1b[31m\r\n\r\n"
+    async with raw_server(reply) as url:
+        nagios = await run_commwatch("probe", "http", f"{url}/", "--nagios")
+        text = await run_commwatch("probe", "http", f"{url}/")
+    status, _ = plugin_line(nagios.stdout)
+    assert status.startswith("HTTP CRITICAL - ")
+    assert "abc \\x3c\u2019\\x24\\x26/\\x3e" in status
+    assert "\x1b" not in text.stdout and "\r" not in text.stdout
+    assert text.stdout.splitlines()[1].startswith("  error    protocol: ")
+
+
+async def test_verdict_list_shows_what_failed_first():
+    async with http_server() as peer:
+        done = await run_commwatch(
+            "probe", "http", f"{peer.url}/ok", "--latency-warn", "0.000001s",
+            "--body-contains", "not in the body",
+        )  # fmt: skip
+    assert done.returncode == 2
+    words = [
+        line.split()[0]
+        for line in done.stdout.splitlines()[1:]
+        if not line.startswith("  observed")
+    ]
+    ranks = {"CRIT": 3, "UNKNOWN": 2, "WARN": 1, "OK": 0}
+    assert words[:2] == ["CRIT", "WARN"], done.stdout
+    assert [ranks[w] for w in words] == sorted((ranks[w] for w in words), reverse=True)
+
+
+async def test_headers_read_an_env_reference_as_the_inventory_form_does():
+    token = "cw-token-not-literal-4c1a"
+    async with http_server() as peer:
+        done = await run_commwatch(
+            "probe", "http", f"{peer.url}/secret", "--headers", "X-Api-Token: {env: CW_TOKEN}",
+            env={**os.environ, "NO_COLOR": "1", "CW_TOKEN": token},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert peer.seen.secret_values == [token]
+    assert token not in done.stdout + done.stderr
+
+
+def test_perf_labels_are_quoted_and_unique_within_rrds_19_characters():
+    assert perf_label("connect_ms") == "connect_ms"
+    assert perf_label("if.Gi 0/1.in_errors_per_s") == "'if.Gi 0/1.in_errors_per_s'"
+    assert perf_label("a=b") == "'a=b'"
+    assert perf_label("it's") == "'it''s'"
+    names = [f"if.GigabitEthernet0/0/{n}.{m}" for n in (1, 2) for m in ("in_errors_per_s", "x")]
+    names.append("connect_ms")
+    labels = unique_labels(names)
+    assert len({label[:19] for label in labels}) == len(names)
+    assert labels[-1] == "connect_ms"
+    assert unique_labels(names) == labels  # stable from one run to the next
+
+
+# --- commwatch probe snmp keeps state between invocations, as check_snmp_int does -----------
+
+
+@pytest.fixture
+def snmp_agent(tmp_path: Path) -> Iterator[SnmpAgent]:
+    with running_agent(tmp_path / "snmpd") as agent:
+        yield agent
+
+
+def snmp_plugin(agent: SnmpAgent, *more: str) -> list[str]:
+    return [
+        "probe", "snmp", agent.target, "--snmp-version", "2c", "--community-env", "CW_COMMUNITY",
+        "--interfaces", "lo", "--nagios", *more,
+    ]  # fmt: skip
+
+
+def snmp_env() -> dict[str, str]:
+    """Read when a test runs: XDG_STATE_HOME is the test's own then (conftest)."""
+    return {**os.environ, "NO_COLOR": "1", "CW_COMMUNITY": COMMUNITY}
+
+
+async def test_probe_snmp_keeps_rates_between_invocations_in_a_private_state_file(
+    snmp_agent, tmp_path
+):
+    state = tmp_path / "state"
+    first = await run_commwatch(*snmp_plugin(snmp_agent, "--state-dir", str(state)), env=snmp_env())
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "in_errors_per_s" not in first.stdout  # one poll: no rate yet
+    second = await run_commwatch(
+        *snmp_plugin(snmp_agent, "--state-dir", str(state)), env=snmp_env()
+    )
+    # Not its exit code: the loopback's utilisation depends on whatever else runs.
+    assert "Traceback" not in second.stderr
+    _, items = plugin_line(second.stdout)
+    values = perf_values(items)
+    assert values["if.lo.in_errors_per_s"] == "0;1;10"
+    assert re.fullmatch(r"[0-9.]+%;80;95;0;100", values["if.lo.in_utilisation_pct"])
+    assert re.fullmatch(r"[0-9]+(\.[0-9]+)?s", values["system.uptime_s"])
+    [file] = state.iterdir()
+    assert file.stat().st_mode & 0o777 == 0o600
+    assert COMMUNITY not in file.read_text() and "CW_COMMUNITY" not in file.read_text()
+
+
+async def test_probe_snmp_tells_a_reboot_between_invocations(snmp_agent):
+    # No --state-dir: the default folder, under the XDG_STATE_HOME conftest gives every test.
+    args = [*snmp_plugin(snmp_agent)[:-3], "--nagios"]  # the system group alone
+    deadline = time.monotonic() + 60
+    uptime = 0.0
+    # Poll until the agent has been up well longer than a restart and a poll will take.
+    while uptime < 6 and time.monotonic() < deadline:
+        first = await run_commwatch(*args, env=snmp_env())
+        assert first.returncode == 0, first.stdout + first.stderr
+        uptime = float(perf_values(plugin_line(first.stdout)[1])["system.uptime_s"][:-1])
+    assert list((Path(os.environ["XDG_STATE_HOME"]) / "commwatch" / "probe").glob("snmp-*.json"))
+    snmp_agent.restart()
+    second = await run_commwatch(*args, env=snmp_env())
+    assert second.returncode == 1, second.stdout + second.stderr
+    status, _ = plugin_line(second.stdout)
+    assert status.startswith(f"SNMP WARNING - {snmp_agent.target}: system.reboot 20")
+
+
+async def test_racing_invocations_leave_one_whole_state_file(snmp_agent, tmp_path):
+    state = tmp_path / "state"
+    args = snmp_plugin(snmp_agent, "--state-dir", str(state))
+    runs = await asyncio.gather(*(run_commwatch(*args, env=snmp_env()) for _ in range(4)))
+    assert all(run.stdout.startswith("SNMP ") and run.stderr == "" for run in runs), runs
+    [file] = state.iterdir()  # no temporary file left behind
+    assert json.loads(file.read_text())["memory"]["counters"]
+    after = await run_commwatch(*args, env=snmp_env())
+    assert "if.lo.in_errors_per_s=" in after.stdout
+
+
+async def test_a_damaged_state_file_is_replaced_not_fatal(snmp_agent, tmp_path):
+    state = tmp_path / "state"
+    args = snmp_plugin(snmp_agent, "--state-dir", str(state))
+    await run_commwatch(*args, env=snmp_env())
+    [file] = state.iterdir()
+    file.write_bytes(b'{"version": 1, "memory": [\x00')
+    damaged = await run_commwatch(*args, env=snmp_env())
+    assert damaged.stdout.startswith("SNMP "), damaged.stdout + damaged.stderr
+    assert "is not one commwatch wrote; starting afresh" in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+    assert json.loads(file.read_text())["version"] == 1
+
+
+async def test_with_no_usable_home_the_state_goes_to_a_private_temporary_folder(
+    snmp_agent, tmp_path
+):
+    community = tmp_path / "community"
+    community.write_text(COMMUNITY)
+    # No XDG_STATE_HOME, a HOME that cannot hold a folder, the temporary folder redirected.
+    env = {"HOME": "/dev/null", "TMPDIR": str(tmp_path)}
+    args = [
+        "probe", "snmp", snmp_agent.target, "--snmp-version", "2c", "--community-file",
+        str(community), "--interfaces", "lo", "--nagios",
+    ]  # fmt: skip
+    for _ in range(2):
+        done = await run_commwatch(*args, env=env)
+        assert done.stdout.startswith("SNMP ") and done.stderr == "", done
+    assert "if.lo.in_errors_per_s=" in done.stdout
+    private = tmp_path / f"commwatch-{os.getuid()}"
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert list((private / "probe").glob("snmp-*.json"))
+
+
+def test_a_plugin_run_with_an_empty_environment_works():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "probe", "tcp", f"127.0.0.1:{port}", "--nagios"],
+            cwd=REPO,
+            env={},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    status, _ = plugin_line(done.stdout)
+    assert status.startswith(f"TCP OK - 127.0.0.1:{port}: ")
+    assert done.stderr == ""
