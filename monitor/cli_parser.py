@@ -15,6 +15,7 @@ import yaml
 from monitor import audit as audit_report
 from monitor import output
 from monitor import report as availability
+from monitor.lab.layout import SERVICES
 from monitor.model import Severity
 from monitor.options import (
     OptionError,
@@ -241,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--port-offset",
-        type=int,
+        type=_port_offset,
         default=0,
         metavar="N",
         help="shift every lab port by N, to run a second lab beside one already running "
@@ -376,6 +377,20 @@ def _days(text: str) -> float:
     if days < 0:
         raise argparse.ArgumentTypeError("days cannot be negative")
     return days
+
+
+def _port_offset(text: str) -> int:
+    ports = [s.base_port for s in SERVICES]
+    low, high = 1 - min(ports), 65535 - max(ports)
+    try:
+        offset = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not low <= offset <= high:
+        raise argparse.ArgumentTypeError(
+            f"{offset} puts lab ports outside 1-65535: use an offset from {low} to {high}"
+        )
+    return offset
 
 
 def _duration_flag(text: str) -> float:

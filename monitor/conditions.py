@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from monitor.model import ObservationValue, Severity, Verdict
+from monitor.options import format_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,4 +118,4 @@ def evaluate(
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    return format_number(value)  # plain decimals: a bound of 2000000 is not 2e+06

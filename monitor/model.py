@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from monitor.options import format_number
+
 ObservationValue = int | float | str | bool | None
 
 
@@ -156,4 +158,5 @@ class ProbeResult:
 
 
 def _shown(value: ObservationValue) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    # Plain decimals: an uptime or an OID counter read as a float must not become 1.2e+06.
+    return format_number(value) if isinstance(value, float) else str(value)

@@ -634,3 +634,24 @@ def test_a_plugin_run_with_an_empty_environment_works():
     status, _ = plugin_line(done.stdout)
     assert status.startswith(f"TCP OK - 127.0.0.1:{port}: ")
     assert done.stderr == ""
+
+
+async def test_snmp_plugin_line_keeps_numbers_plain_and_labels_unique_in_19_characters(
+    snmp_agent,
+):
+    in_octets = "1.3.6.1.2.1.2.2.1.10.1"  # lo's ifInOctets: always above 1 on a live host
+    done = await run_commwatch(
+        "probe", "snmp", snmp_agent.target, "--snmp-version", "2c", "--community-env",
+        "CW_COMMUNITY", "--no-system", "--nagios",
+        "--oids", f"{in_octets} name=loopback_in_octets_first warn=1 crit=9000000000000",
+        "--oids", f"{in_octets} name=loopback_in_octets_second",
+        env=snmp_env(),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    status, items = plugin_line(done.stdout)
+    assert "(warn above 1, crit above 9000000000000): WARN" in status  # not 9e+12
+    labels = [item.split("=", 1)[0] for item in items]
+    assert len(labels) == 2 and all(len(label) <= 19 for label in labels), labels
+    assert len({label[:19] for label in labels}) == 2
+    assert all(label.startswith("oid.loopback_") for label in labels)
+    assert items[0].endswith(";1;9000000000000")
