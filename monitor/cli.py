@@ -389,10 +389,17 @@ async def _probe_once(check: Check, memory: dict[str, Any]) -> ProbeResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    wanted = os.environ.get("COMMWATCH_LOG", "WARNING").upper()
+    level = logging.getLevelName(wanted)  # a number for a level's name, else text
     logging.basicConfig(
-        level=os.environ.get("COMMWATCH_LOG", "WARNING").upper(),
+        level=level if isinstance(level, int) else logging.WARNING,
         format="commwatch: %(levelname)s %(name)s: %(message)s",
     )
+    if not isinstance(level, int):
+        logging.getLogger("commwatch").warning(
+            "COMMWATCH_LOG=%s is not a log level (DEBUG, INFO, WARNING, ERROR): WARNING used",
+            wanted,
+        )
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {
@@ -416,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
+        if args.command == "probe":  # a plugin's every outcome is a status line
+            print(output.plugin_status_line(args.kind.upper(), Severity.UNKNOWN, "interrupted"))
         return EXIT_UNKNOWN
 
 

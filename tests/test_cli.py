@@ -655,3 +655,40 @@ async def test_snmp_plugin_line_keeps_numbers_plain_and_labels_unique_in_19_char
     assert len({label[:19] for label in labels}) == 2
     assert all(label.startswith("oid.loopback_") for label in labels)
     assert items[0].endswith(";1;9000000000000")
+
+
+def test_an_interrupted_plugin_still_prints_its_status_line():
+    with blackhole_port() as port:
+        process = start("probe", "tcp", f"127.0.0.1:{port}", "-t", "20", "--nagios")
+        deadline = time.monotonic() + 20
+        # Interrupt only once the connect is under way (its SYN unanswered), not at start-up.
+        while time.monotonic() < deadline:
+            connecting = subprocess.run(
+                ["ss", "-Htnp", "state", "syn-sent", "dport", f"= :{port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            if f"pid={process.pid}," in connecting.stdout:  # not the blackhole's own fillers
+                break
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 3
+    assert stdout == "TCP UNKNOWN - interrupted\n"
+    assert "Traceback" not in stderr
+
+
+def test_a_bad_log_level_is_a_warning_not_a_traceback():
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "probe", "tcp", f"127.0.0.1:{closed_port()}"],
+        cwd=REPO,
+        env={**os.environ, "COMMWATCH_LOG": "loud"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "commwatch: WARNING commwatch: COMMWATCH_LOG=LOUD is not a log level "
+        "(DEBUG, INFO, WARNING, ERROR): WARNING used\n"
+    )
