@@ -31,7 +31,7 @@ DEFAULT_INVENTORY = "inventory.yaml"
 EXIT_UNKNOWN = Severity.UNKNOWN.value
 # The options every `probe KIND` has: the plugin guidelines reserve -h, -V and -t. An inventory
 # key of the same name gets its kind as a prefix on the command line (`--snmp-version`).
-_PROBE_FLAGS = ("help", "version", "timeout", "format", "nagios")
+_PROBE_FLAGS = ("help", "version", "timeout", "state-dir", "format", "nagios")
 
 
 def version() -> str:
