@@ -133,7 +133,7 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
 _BARE_NUMBER = re.compile(rf"[+-]?{_NUMBER}")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_HINT = "write a duration such as 250ms, 30s, 5m, 1h or 1m30s; a bare number is seconds"
+_DURATION_HINT = "write a duration such as 250ms, 30s, 5m, 1h or 1m30s"
 _LONGEST = 3650 * 86400.0
 LATENCY_BARE_LIMIT = 30.0
 
