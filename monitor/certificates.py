@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import ipaddress
+import math
 import os
 import ssl
 import time
@@ -33,7 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
 from monitor import revocation
-from monitor.conditions import Condition, Expectation, Threshold
+from monitor.conditions import (
+    Condition,
+    Expectation,
+    Explain,
+    Finding,
+    Threshold,
+    said,
+    told_by_about,
+)
 from monitor.errors import TlsFailure
 from monitor.model import CertificateInfo, ObservationValue, Severity
 from monitor.options import (
@@ -445,6 +454,18 @@ def _labels(chain: Sequence[ParsedCertificate], positions: Iterable[int]) -> str
     return "; ".join(chain[p].label(p) for p in positions)
 
 
+# How the leaf came to be trusted: the `trust` observation.
+VERIFIED = "verified"  # OpenSSL verified the chain against the CA store
+PINNED = "pinned"  # the leaf's own key is pinned: the operator vouched for it (a device's
+# self-signed certificate, say); the handshake proved the server holds that key
+UNTRUSTED = "untrusted"
+
+
+def trust_source(options: Any) -> str:
+    """The CA store a check verifies against, as findings name it."""
+    return options.ca_file or "the system CA store"
+
+
 def analyse_chain(
     chain: Sequence[ParsedCertificate],
     verification: Verification,
@@ -452,12 +473,15 @@ def analyse_chain(
     pins: Sequence[str] = (),
     max_validity_days: int | None = None,
     now: float | None = None,
+    trusted_by: str = "the system CA store",
 ) -> dict[str, ObservationValue]:
     """Flat observations about a served chain (leaf first). `name` is the host name or IP
-    address the leaf must cover."""
+    address the leaf must cover; `trusted_by` names the CA store, for the findings."""
     at = time.time() if now is None else now
     leaf = chain[0]
     shape = chain_shape(chain)
+    leaf_pinned = leaf.info.spki_sha256 in pins
+    trust = VERIFIED if verification.trusted else PINNED if leaf_pinned else UNTRUSTED
     observations: dict[str, ObservationValue] = {
         "chain_length": len(chain),
         "days_left": round(leaf.info.days_left(at), 3),
@@ -465,6 +489,7 @@ def analyse_chain(
         "cn_only": not leaf.has_san,
         "self_signed": leaf.info.self_signed,
         "trusted": verification.trusted,
+        "trust": trust,
         "chain_order_ok": shape.order_ok,
         "duplicate_certificates": len(shape.duplicates),
         "extraneous_certificates": len(shape.extraneous),
@@ -502,8 +527,8 @@ def analyse_chain(
         observations["missing_issuer"] = (
             f"{chain[top].info.issuer} (issuer of {chain[top].label(top)})"
         )
-    if not verification.trusted:
-        observations["trust_error"] = _trust_error(chain, shape, verification)
+    if trust == UNTRUSTED:
+        observations["trust_error"] = _trust_error(chain, shape, verification, trusted_by, pins)
     if max_validity_days is not None:
         observations["validity_days"] = round(
             (leaf.info.not_after - leaf.info.not_before) / _DAY, 3
@@ -542,22 +567,34 @@ def _chain_complete(
 
 
 def _trust_error(
-    chain: Sequence[ParsedCertificate], shape: ChainShape, verification: Verification
+    chain: Sequence[ParsedCertificate],
+    shape: ChainShape,
+    verification: Verification,
+    trusted_by: str,
+    pins: Sequence[str],
 ) -> str:
+    """Why the chain is not trusted, as "reason: detail" (the reason is the short form)."""
     top = shape.path[-1]
     if verification.code == _DEPTH_ZERO_SELF_SIGNED or (
         chain[0].info.self_signed and len(shape.path) == 1
     ):
-        return f"self-signed leaf {chain[0].label(0)} is not trusted"
+        refused = f"is not in {trusted_by}" + (" and matches no pin" if pins else "")
+        return (
+            f"self-signed leaf: {chain[0].label(0)} {refused} "
+            "(to accept it, pin its key or name it as ca_file)"
+        )
     if verification.code == _SELF_SIGNED_IN_CHAIN:
-        return f"untrusted root {chain[top].label(top)}"
+        return f"untrusted root: {chain[top].label(top)} is not in {trusted_by}"
     if verification.code in _ISSUER_NOT_FOUND:
         if chain[top].is_ca:
-            return f"untrusted root: {chain[top].info.issuer} (issuer of {chain[top].label(top)})"
+            return (
+                f"untrusted root: {chain[top].info.issuer} (issuer of {chain[top].label(top)}) "
+                f"is not in {trusted_by}"
+            )
         return (
             f"incomplete chain: issuer {chain[top].info.issuer} of {chain[top].label(top)} not sent"
         )
-    return verification.message or "certificate verify failed"
+    return f"not verified: {verification.message or 'certificate verify failed'}"
 
 
 # --- change detection ------------------------------------------------------------------------
@@ -592,37 +629,96 @@ def _is_zero(value: ObservationValue) -> bool:
     return value == 0
 
 
-def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[Condition, ...]:
+def _days(days: float) -> str:
+    """A span of days, to a tenth when it is short enough for the tenth to matter."""
+    return f"{days:.1f}d" if days < 10 else f"{math.floor(days)}d"
+
+
+def _expiry(days: ObservationValue, about: str) -> Finding:
+    which = f" ({about})" if about else ""
+    if not isinstance(days, int | float):
+        return Finding("expiry unknown")
+    if days < 0:
+        gist = f"expired {_days(-days)} ago"
+        return Finding(gist, f"cert {gist}{which}")
+    gist = f"expires in {_days(days)}"
+    return Finding(gist, f"cert {gist}{which}")
+
+
+def _validity(days: ObservationValue, _about: str) -> Finding:
+    return Finding(f"valid for {days:g}d" if isinstance(days, int | float) else "validity unknown")
+
+
+def _trusted(trust_source: str) -> Explain:
+    def explain(value: ObservationValue, _about: str) -> Finding:
+        if value == PINNED:
+            return Finding("leaf key pinned", "trusted: the leaf's key matches a configured pin")
+        return Finding("trusted", f"chain verified by {trust_source}")
+
+    return explain
+
+
+def _incomplete(_value: ObservationValue, about: str) -> Finding:
+    return Finding("incomplete chain", f"incomplete chain: {about} not sent" if about else "")
+
+
+def _revocation_said(value: ObservationValue, about: str) -> Finding:
+    gist = f"revocation {str(value).replace('_', ' ')}"
+    return Finding(gist, f"{gist}: {about}" if about else gist)
+
+
+def _revoked(_value: ObservationValue, about: str) -> Finding:
+    return Finding("revoked", about)
+
+
+def certificate_conditions(options: Any, name: str) -> tuple[Condition, ...]:
     """How the observations of `analyse_chain` are judged, for the options shared by every
-    TLS-bearing probe. `name` is what the leaf must cover; `trust_source` names the CA store."""
+    TLS-bearing probe. `name` is what the leaf must cover."""
+    source = trust_source(options)
     days = {"warn": options.warn_days, "crit": options.crit_days, "unit": "d"}
     declared: list[Condition] = [
-        Threshold("expiry", "min_days_left", higher_is_worse=False, about="first_expiring", **days),
+        Threshold(
+            "expiry",
+            "min_days_left",
+            higher_is_worse=False,
+            about="first_expiring",
+            explain=_expiry,
+            headline=True,
+            **days,
+        ),
         Expectation(
             "not_yet_valid",
             "not_yet_valid",
             _is(False),
             "every certificate valid now",
             about="not_yet_valid_certificates",
+            failed=said("not yet valid"),
+            passed=said("valid now"),
         ),
         Expectation(
-            "hostname", "hostname_match", _is(True), f"{name} in the leaf's subjectAltName"
+            "hostname",
+            "hostname_match",
+            _is(True),
+            f"{name} in the leaf's subjectAltName",
+            failed=said("name mismatch", f"{name} not in the leaf's subjectAltName"),
+            passed=said("name matches", f"{name} in the leaf's subjectAltName"),
         ),
         Expectation(
             "cn_only",
             "cn_only",
             _is(False),
             "a leaf with a subjectAltName (CN-only certificates fail name checks)",
+            failed=said("CN-only leaf", "no subjectAltName, and clients ignore the CN"),
+            passed=said("leaf has a subjectAltName"),
         ),
         Expectation(
             "trusted",
-            "trusted",
-            _is(True),
-            f"a chain verified by {trust_source}",
+            "trust",
+            lambda value: value != UNTRUSTED,
+            f"a chain verified by {source}" + (" or a pinned leaf key" if options.pin else ""),
             about="trust_error",
-        ),
-        Expectation(
-            "self_signed", "self_signed", _is(False), "a CA-issued leaf", severity=Severity.WARN
+            failed=told_by_about("untrusted"),
+            passed=_trusted(source),
         ),
         Expectation(
             "chain_complete",
@@ -630,6 +726,8 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             _is(True),
             "every intermediate sent by the server",
             about="missing_issuer",
+            failed=_incomplete,
+            passed=said("chain complete"),
         ),
         Expectation(
             "chain_order",
@@ -637,6 +735,8 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             _is(True),
             "leaf first, then each issuer in turn",
             severity=Severity.WARN,
+            failed=said("chain out of order", "send the leaf first, then each issuer in turn"),
+            passed=said("chain in order"),
         ),
         Expectation(
             "duplicates",
@@ -645,6 +745,8 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             "no certificate sent twice",
             severity=Severity.WARN,
             about="duplicate_certificate_positions",
+            failed=said("certificate sent twice"),
+            passed=said("no certificate sent twice"),
         ),
         Expectation(
             "extraneous",
@@ -653,6 +755,8 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             "no certificate outside the leaf's issuing path",
             severity=Severity.WARN,
             about="extraneous_certificate_positions",
+            failed=said("extra certificate"),
+            passed=said("no extra certificate"),
         ),
         Expectation(
             "weak_key",
@@ -660,6 +764,8 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             _is(False),
             f"RSA keys of {MIN_RSA_BITS}+ bits and EC keys of {MIN_EC_BITS}+ bits",
             about="weak_key_certificates",
+            failed=said("weak key"),
+            passed=said("keys strong enough"),
         ),
         Expectation(
             "weak_signature",
@@ -667,6 +773,8 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             _is(False),
             "no SHA-1 or MD5 signature in the chain",
             about="weak_signature_certificates",
+            failed=said("weak signature"),
+            passed=said("no SHA-1 or MD5 signature"),
         ),
         Expectation(
             "unexpected_change",
@@ -674,17 +782,34 @@ def certificate_conditions(options: Any, name: str, trust_source: str) -> tuple[
             _is(False),
             f"a new leaf only within {options.warn_days:g} days of the old one's expiry",
             severity=Severity.WARN,
+            failed=said(
+                "leaf changed unexpectedly",
+                f"a new leaf while the old one had over {options.warn_days:g} days to run",
+            ),
+            passed=said("no unexpected leaf change"),
         ),
     ]
     if options.max_validity_days is not None:
         declared.append(
             Threshold(
-                "max_validity", "validity_days", warn=None, crit=options.max_validity_days, unit="d"
+                "max_validity",
+                "validity_days",
+                warn=None,
+                crit=options.max_validity_days,
+                unit="d",
+                explain=_validity,
             )
         )
     if options.pin:
         declared.append(
-            Expectation("pin", "pin_match", _is(True), "a chain key matching a configured pin")
+            Expectation(
+                "pin",
+                "pin_match",
+                _is(True),
+                "a chain key matching a configured pin",
+                failed=said("no pinned key", "no key in the chain matches a configured pin"),
+                passed=said("pin matches"),
+            )
         )
     declared.extend(revocation_conditions(options))
     return tuple(declared)
@@ -698,7 +823,14 @@ async def judge_chain(
     ctx: ProbeContext,
 ) -> dict[str, ObservationValue]:
     """The analysis, change detection and revocation, as a probe reports them."""
-    observations = analyse_chain(chain, verification, name, options.pin, options.max_validity_days)
+    observations = analyse_chain(
+        chain,
+        verification,
+        name,
+        options.pin,
+        options.max_validity_days,
+        trusted_by=trust_source(options),
+    )
     observations["unexpected_change"] = unexpected_change(ctx.memory, chain[0], options.warn_days)
     observations.update(await _revocation(verification, options, ctx))
     return observations
@@ -757,6 +889,8 @@ def revocation_conditions(options: Any) -> tuple[Condition, ...]:
             lambda v: v != "revoked",
             "not revoked",
             about="revocation_detail",
+            failed=_revoked,
+            passed=_revocation_said,
         ),
         Expectation(
             "revocation_known",
@@ -765,5 +899,7 @@ def revocation_conditions(options: Any) -> tuple[Condition, ...]:
             "a valid OCSP or CRL answer",
             severity=Severity.WARN,
             about="revocation_detail",
+            failed=_revocation_said,
+            passed=_revocation_said,
         ),
     )

@@ -58,7 +58,12 @@ class ErrorClass(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One condition judged: the observed value, what it was held against, and the outcome."""
+    """One condition judged: the observed value, what it was held against, and the outcome.
+
+    `finding` says the outcome as a person reads it ("untrusted root: CN=X is not in ca.pem",
+    "expires in 89d (#0 CN=gw)"), `reason` its gist for a narrow column ("untrusted root").
+    Conditions with words of their own fill them in; any other verdict gets the plain
+    "condition value" form, so every renderer can rely on both."""
 
     condition: str
     observation: str
@@ -73,11 +78,41 @@ class Verdict:
     # What the verdict is about when that varies per attempt (e.g. the certificate of a chain
     # that expires first), so the one-line summary can name it.
     about: str = ""
+    finding: str = ""
+    reason: str = ""
+    # A passing verdict that belongs in the short line of an OK result ("TLSv1.3").
+    headline: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.finding:
+            object.__setattr__(self, "finding", self._plain_finding())
+        if not self.reason:
+            object.__setattr__(self, "reason", self._plain_reason())
+
+    def _plain_reason(self) -> str:
+        shown = "not measured" if self.value is None else f"{shown_value(self.value)}{self.unit}"
+        return f"{self.condition} {shown}"
+
+    def _plain_finding(self) -> str:
+        about = f" [{self.about}]" if self.about else ""
+        # A failed expectation says what was expected; a threshold's bounds come with describe().
+        expected = self.severity is not Severity.OK and self.warn is None and self.crit is None
+        return self._plain_reason() + about + (f" ({self.threshold})" if expected else "")
 
     def describe(self) -> str:
-        shown = "not measured" if self.value is None else f"{self.value}{self.unit}"
-        about = f" [{self.about}]" if self.about else ""
-        return f"{self.condition} {shown}{about} ({self.threshold}): {self.severity.name}"
+        """The verdict as one sentence: its finding, a threshold's bounds, the severity."""
+        bounds = f" ({self.threshold})" if self.warn is not None or self.crit is not None else ""
+        return f"{self.finding}{bounds}: {self.severity.name}"
+
+
+def shown_value(value: ObservationValue) -> str:
+    """A value as words for people: numbers without float noise, yes/no for booleans."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        # Plain decimals: an uptime or an OID counter read as a float must not become 1.2e+06.
+        return format_number(value)
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,19 +179,16 @@ class ProbeResult:
         object.__setattr__(self, "observations", _frozen_mapping(self.observations))
 
     def summary(self) -> str:
-        """One line a person can act on: the error, else the verdicts that are not OK, else the
-        values that were judged (so an OK line still says what was seen)."""
+        """One line a person can act on: the error, else the verdicts that are not OK (worst
+        first), else the few findings that tell what was seen (TLSv1.3, cert expires in 89d)."""
         if self.error is not None:
             return f"{self.error.error_class}: {self.error.message}"
-        bad = [v.describe() for v in self.verdicts if v.severity is not Severity.OK]
+        bad = sorted(
+            (v for v in self.verdicts if v.severity is not Severity.OK),
+            key=lambda v: -v.severity.rank,
+        )
         if bad:
-            return "; ".join(bad)
-        seen = [
-            f"{v.condition} {_shown(v.value)}{v.unit}" for v in self.verdicts if v.value is not None
-        ]
-        return ", ".join(seen) if seen else "OK"
-
-
-def _shown(value: ObservationValue) -> str:
-    # Plain decimals: an uptime or an OID counter read as a float must not become 1.2e+06.
-    return format_number(value) if isinstance(value, float) else str(value)
+            return "; ".join(v.describe() for v in bad)
+        measured = [v for v in self.verdicts if v.value is not None]
+        told = [v.finding for v in measured if v.headline] or [v.finding for v in measured]
+        return ", ".join(told) if told else "OK"

@@ -47,6 +47,8 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "crit": verdict.crit,
         "severity": verdict.severity.name,
         "about": verdict.about,
+        "finding": verdict.finding,
+        "reason": verdict.reason,
     }
 
 

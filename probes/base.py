@@ -82,14 +82,16 @@ class LatencyOptions:
                 key="latency_warn",
             )
 
-    def latency(self, observation: str) -> Threshold:
-        """Configured as durations, judged in milliseconds on the probe's own timing."""
+    def latency(self, observation: str, headline: bool = False) -> Threshold:
+        """Configured as durations, judged in milliseconds on the probe's own timing;
+        `headline` when the time belongs in the short line of an OK result."""
         return Threshold(
             condition="latency",
             observation=observation,
             warn=None if self.latency_warn is None else self.latency_warn * 1000,
             crit=None if self.latency_crit is None else self.latency_crit * 1000,
             unit="ms",
+            headline=headline,
         )
 
 

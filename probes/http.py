@@ -13,7 +13,7 @@ import aiohttp
 from yarl import URL
 
 from monitor import certificates
-from monitor.conditions import Condition, Expectation
+from monitor.conditions import Condition, Expectation, Finding, said
 from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
 from monitor.model import ObservationValue
 from monitor.options import (
@@ -30,7 +30,7 @@ from monitor.options import (
     type_name,
 )
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
-from probes.tls import HandshakeError, handshake, relaxed_context, served_chain
+from probes.tls import HandshakeError, read_refused_chain, served_chain
 
 USER_AGENT = "commwatch/0.1.0"
 _MIB = 1024 * 1024
@@ -363,32 +363,22 @@ def _judges_certificates(options: HttpOptions) -> bool:
 async def _unverified_chain(
     options: HttpOptions, exc: aiohttp.ClientConnectorCertificateError, ctx: ProbeContext
 ) -> dict[str, ObservationValue]:
-    """The chain a server sent when verification failed, read in a second, unverified
-    handshake (as the tls probe does) so the fault is named and the certificates recorded."""
+    """The chain a server sent when verification failed, read again (as the tls probe does)
+    so the fault is named and the certificates recorded."""
     url = URL(options.target)
     cause = exc.certificate_error
     name = _host(options)
-    address = url.raw_host or ""
-
-    async def build() -> ssl.SSLContext:
-        return relaxed_context(options, None, verify=False)
-
-    secret = options.client_key_passphrase_env or options.client_key_passphrase_file
-    context = await ctx.shared.get(
-        f"http.ssl.unverified:{options.client_cert}:{options.client_key}:{secret}", build
-    )
+    if not isinstance(cause, ssl.SSLCertVerificationError):
+        return {}
     sni = None if certificates.is_ip(name) else name
     try:
-        session = await handshake(address, url.port or 443, context, sni)
+        session, verification = await read_refused_chain(
+            url.raw_host or "", url.port or 443, sni, "none", options, ctx, cause
+        )
     except (OSError, HandshakeError):
         # The verification failure stays the result; the chain is a bonus not to be had.
         return {}
-    session.writer.close()
-    verification = certificates.Verification(
-        trusted=False,
-        code=getattr(cause, "verify_code", 0) or 0,
-        message=getattr(cause, "verify_message", "") or "",
-    )
+    session.writer.transport.abort()
     if not session.served:
         return {}
     chain = await certificates.parse_chain(session.served, ctx)
@@ -397,6 +387,7 @@ async def _unverified_chain(
 
 def conditions(options: HttpOptions) -> tuple[Condition, ...]:
     ranges = options.expect_status
+    expected = describe_statuses(ranges)
     declared: list[Condition] = [
         Expectation(
             condition="status",
@@ -404,31 +395,39 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
             accepts=lambda value: (
                 isinstance(value, int) and any(low <= value <= high for low, high in ranges)
             ),
-            expected=describe_statuses(ranges),
+            expected=expected,
+            failed=lambda value, _: Finding(f"HTTP {value}", f"HTTP {value} (expected {expected})"),
+            passed=lambda value, _: Finding(f"HTTP {value}"),
+            headline=True,
         ),
-        options.latency("latency_ms"),
+        options.latency("latency_ms", headline=True),
     ]
     if options.body_contains is not None:
+        wanted = repr(options.body_contains)
         declared.append(
             Expectation(
                 condition="body_contains",
                 observation="body_contains_match",
                 accepts=lambda value: value is True,
-                expected=f"body containing {options.body_contains!r}",
+                expected=f"body containing {wanted}",
+                failed=said("text not in body", f"the body does not contain {wanted}"),
+                passed=said(f"body contains {wanted}"),
             )
         )
     if options.body_regex is not None:
+        pattern = repr(options.body_regex.pattern)
         declared.append(
             Expectation(
                 condition="body_regex",
                 observation="body_regex_match",
                 accepts=lambda value: value is True,
-                expected=f"body matching {options.body_regex.pattern!r}",
+                expected=f"body matching {pattern}",
+                failed=said("body does not match", f"the body does not match {pattern}"),
+                passed=said(f"body matches {pattern}"),
             )
         )
     if _judges_certificates(options):
-        trust_source = options.ca_file or "the system CA store"
-        declared.extend(certificates.certificate_conditions(options, _host(options), trust_source))
+        declared.extend(certificates.certificate_conditions(options, _host(options)))
     return tuple(declared)
 
 

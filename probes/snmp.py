@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from monitor import snmp_engine
-from monitor.conditions import Condition, Expectation, Threshold
+from monitor.conditions import Condition, Expectation, Threshold, said
 from monitor.model import ObservationValue, Severity
 from monitor.options import (
     OptionError,
@@ -544,6 +544,8 @@ def conditions(options: SnmpOptions) -> tuple[Condition, ...]:
                 accepts=lambda value: value == "none",
                 expected="no reboot (sysUpTime did not go backwards)",
                 severity=Severity.WARN,
+                passed=said("no reboot"),
+                headline=True,
             )
         )
     for token in options.interfaces:
@@ -555,6 +557,7 @@ def conditions(options: SnmpOptions) -> tuple[Condition, ...]:
                 observation=f"{key}.state",
                 accepts=lambda value, accepted=accepted: value in accepted,
                 expected="up (or admin down for maintenance)",
+                headline=True,
             )
         )
         if options.admin_down == "warn":

@@ -18,7 +18,7 @@ from typing import Any
 
 from monitor import certificates, starttls
 from monitor.certificates import ParsedCertificate, Verification
-from monitor.conditions import Condition, Expectation
+from monitor.conditions import Condition, Expectation, Finding, said
 from monitor.errors import ConfigFailure, TlsFailure
 from monitor.model import ObservationValue, Severity
 from monitor.options import choice, format_host_port, host, host_port, option
@@ -281,10 +281,10 @@ async def read_chain(
     """Handshakes until the chain is read: (session, OpenSSL's verdict on the chain, why a
     modern handshake failed when only a legacy one worked).
 
-    Strict first. A verification failure goes straight to an unverified handshake to read the
-    chain. Any other handshake failure (protocol version, ciphers, a reset) is retried with
-    legacy settings, still verifying, and if the chain fails there, unverified. When nothing
-    completes, the strict handshake's failure is the one reported.
+    Strict first. A verification failure goes straight to `read_refused_chain`. Any other
+    handshake failure (protocol version, ciphers, a reset) is retried with legacy settings,
+    still verifying, and if the chain fails there, the same. When nothing completes, the strict
+    handshake's failure is the one reported.
     """
     contexts = await shared_contexts(options, ctx)
     legacy_reason: str | None = None
@@ -305,14 +305,77 @@ async def read_chain(
                     raise
                 failure = exc.cause
                 legacy_reason = describe_handshake_failure(first)
-        session = await handshake(address, port, contexts.unverified, sni, protocol)
+        assert isinstance(failure, ssl.SSLCertVerificationError)
+        session, verification = await read_refused_chain(
+            address, port, sni, protocol, options, ctx, failure
+        )
     except HandshakeError as exc:
         raise TlsFailure(f"TLS handshake failed: {describe_handshake_failure(first)}") from exc
-    assert isinstance(failure, ssl.SSLCertVerificationError)
+    return session, verification, legacy_reason
+
+
+# OpenSSL verify codes for faults judged apart from trust: validity dates (expiry and
+# not_yet_valid), names (hostname, when a verifying client such as aiohttp checked them) and
+# key and digest strength below OpenSSL's security level (weak_key, weak_signature).
+_JUDGED_APART = frozenset(
+    {
+        9,  # X509_V_ERR_CERT_NOT_YET_VALID
+        10,  # X509_V_ERR_CERT_HAS_EXPIRED
+        62,  # X509_V_ERR_HOSTNAME_MISMATCH
+        64,  # X509_V_ERR_IP_ADDRESS_MISMATCH
+        66,  # X509_V_ERR_EE_KEY_TOO_SMALL
+        67,  # X509_V_ERR_CA_KEY_TOO_SMALL
+        68,  # X509_V_ERR_CA_MD_TOO_WEAK
+    }
+)
+_NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME, which ssl.VerifyFlags does not name
+
+
+async def _undated_context(options: Any, ctx: ProbeContext) -> ssl.SSLContext:
+    """Verifies the chain as the legacy context does (names left to us, any key size), but
+    not its dates."""
+    secret = options.client_key_passphrase_env or options.client_key_passphrase_file
+    key = f"tls.ctx.undated:{options.ca_file}:{options.client_cert}:{options.client_key}:{secret}"
+
+    async def build() -> ssl.SSLContext:
+        context = relaxed_context(options, options.ca_file, verify=True)
+        context.verify_flags |= _NO_CHECK_TIME
+        return watch_certificate_requests(context)
+
+    return await ctx.shared.get(key, build)
+
+
+async def read_refused_chain(
+    address: str,
+    port: int,
+    sni: str | None,
+    protocol: str,
+    options: Any,
+    ctx: ProbeContext,
+    failure: ssl.SSLCertVerificationError,
+) -> tuple[Session, Verification]:
+    """The chain OpenSSL refused with `failure`, and whether it is trusted after all.
+
+    A refusal for dates or names alone says nothing about trust, which is then asked again of
+    a handshake that verifies the chain without them: an expired certificate of a trusted CA
+    is one finding (expiry), not two. Otherwise, or if that refuses too (the fault behind the
+    dates), an unverified handshake reads the chain to name the fault.
+    """
+    if failure.verify_code in _JUDGED_APART:
+        undated = await _undated_context(options, ctx)
+        try:
+            session = await handshake(address, port, undated, sni, protocol)
+            return session, Verification(trusted=True, verified=tuple(session.verified))
+        except HandshakeError as exc:
+            if not isinstance(exc.cause, ssl.SSLCertVerificationError):
+                raise
+            failure = exc.cause
+    contexts = await shared_contexts(options, ctx)
+    session = await handshake(address, port, contexts.unverified, sni, protocol)
     verdict = Verification(
         trusted=False, code=failure.verify_code, message=failure.verify_message or ""
     )
-    return session, verdict, legacy_reason
+    return session, verdict
 
 
 async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
@@ -346,8 +409,19 @@ async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
     return observations
 
 
+def _version(value: ObservationValue, _about: str) -> Finding:
+    return Finding(str(value))
+
+
+def _old_version(value: ObservationValue, _about: str) -> Finding:
+    return Finding(f"old protocol {value}", f"old protocol {value} (current: TLSv1.2, TLSv1.3)")
+
+
+def _client_refused(value: ObservationValue, _about: str) -> Finding:
+    return Finding(str(value).partition(":")[0], str(value))
+
+
 def conditions(options: TlsOptions) -> tuple[Condition, ...]:
-    trust_source = options.ca_file or "the system CA store"
     return (
         options.latency("handshake_ms"),
         Expectation(
@@ -356,6 +430,9 @@ def conditions(options: TlsOptions) -> tuple[Condition, ...]:
             lambda value: value in MODERN_VERSIONS,
             " or ".join(MODERN_VERSIONS),
             severity=Severity.WARN,
+            failed=_old_version,
+            passed=_version,
+            headline=True,
         ),
         Expectation(
             "legacy_handshake",
@@ -364,14 +441,18 @@ def conditions(options: TlsOptions) -> tuple[Condition, ...]:
             "a handshake with current protocol versions and ciphers",
             severity=Severity.WARN,
             about="strict_handshake_error",
+            failed=said("legacy handshake only"),
+            passed=said("current protocols and ciphers"),
         ),
         Expectation(
             "client_auth",
             "client_auth",
             lambda value: value == "ok",
             "the server to accept the connection",
+            failed=_client_refused,
+            passed=said("connection accepted"),
         ),
-        *certificates.certificate_conditions(options, judged_name(options), trust_source),
+        *certificates.certificate_conditions(options, judged_name(options)),
     )
 
 

@@ -4,6 +4,7 @@ PKI generated here: root -> intermediate -> leaf, plus the broken and weak varia
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from monitor.inventory import adhoc_check
 from monitor.model import ErrorClass, ProbeResult, Severity, Verdict
@@ -154,7 +159,12 @@ async def test_server_name_is_sent_as_sni_and_judged(
     assert seen.server_names == [NAME, "cad.psap.example.net"]
     assert wrong.severity is Severity.CRIT
     assert bad(wrong) == {"hostname": Severity.CRIT}
-    assert "cad.psap.example.net in the leaf's subjectAltName" in wrong.summary()
+    assert wrong.summary() == (
+        "name mismatch: cad.psap.example.net not in the leaf's subjectAltName: CRIT"
+    )
+    assert verdict(wrong, "hostname").reason == "name mismatch"
+    matched = verdict(right, "hostname").finding
+    assert matched == f"name matches: {NAME} in the leaf's subjectAltName"
 
 
 async def test_wildcard_covers_one_label_only(
@@ -225,8 +235,15 @@ async def test_expired_leaf_is_crit_and_named(
     assert result.error is None
     assert verdict(result, "expiry").severity is Severity.CRIT
     assert result.observations["days_left"] < -1.9
-    assert result.observations["trusted"] is False
-    assert result.observations["trust_error"] == "certificate has expired"
+    # OpenSSL refused the dates only: verified again without them, the chain is trusted, and
+    # the expiry is one finding, not also an "untrusted" one.
+    assert result.observations["trusted"] is True
+    assert "trust_error" not in result.observations
+    assert bad(result) == {"expiry": Severity.CRIT}
+    assert result.summary() == (
+        f"cert expired 2.0d ago (#0 CN={LOOPBACK}) (warn < 30d, crit < 14d): CRIT"
+    )
+    assert verdict(result, "expiry").reason == "expired 2.0d ago"
     assert len(result.certificates) == 2
 
 
@@ -248,8 +265,8 @@ async def test_intermediate_expiring_first_is_named_in_the_summary(
     assert result.severity is Severity.CRIT
     assert result.observations["days_left"] > 59
     assert verdict(result, "expiry").about == "#1 CN=short-lived intermediate"
-    assert result.summary().startswith("expiry ")
-    assert "d [#1 CN=short-lived intermediate] (warn < 30d, crit < 14d): CRIT" in result.summary()
+    assert result.summary().startswith("cert expires in ")
+    assert "d (#1 CN=short-lived intermediate) (warn < 30d, crit < 14d): CRIT" in result.summary()
     assert 9.9 < verdict(result, "expiry").value <= 10
 
 
@@ -299,8 +316,10 @@ async def test_untrusted_root_is_named(pki: Pki, serve: Any, shared: SharedResou
     assert bad(result) == {"trusted": Severity.CRIT}
     assert result.observations["trust_error"] == (
         "untrusted root: CN=commwatch test root (issuer of #1 CN=commwatch test intermediate)"
+        f" is not in {pki.other_root_file}"
     )
-    assert "untrusted root" in result.summary()
+    assert result.summary() == result.observations["trust_error"] + ": CRIT"
+    assert verdict(result, "trusted").reason == "untrusted root"
 
 
 async def test_served_untrusted_root_is_named(
@@ -309,19 +328,47 @@ async def test_served_untrusted_root_is_named(
     with serve(leaf(pki), (pki.intermediate, pki.root)) as port:
         result = await probe(shared, target=f"{LOOPBACK}:{port}", ca_file=pki.other_root_file)
 
-    assert result.observations["trust_error"] == "untrusted root #2 CN=commwatch test root"
+    assert result.observations["trust_error"] == (
+        f"untrusted root: #2 CN=commwatch test root is not in {pki.other_root_file}"
+    )
     assert result.observations["chain_complete"] is True
 
 
+def device_certificate(sans: tuple[str, ...] = (LOOPBACK, NAME)) -> Issued:
+    """A self-signed server certificate, as routers and radios make for their web UI."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])])
+    names = [
+        x509.IPAddress(ipaddress.ip_address(s)) if s[0].isdigit() else x509.DNSName(s) for s in sans
+    ]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(days(-1))
+        .not_valid_after(days(365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(certificate, key)
+
+
 async def test_self_signed_leaf(pki: Pki, serve: Any, shared: SharedResources) -> None:
-    self_signed = make_ca(LOOPBACK)
+    self_signed = device_certificate()
     with serve(self_signed, ()) as port:
         result = await probe(shared, target=f"{LOOPBACK}:{port}", ca_file=pki.root_file)
 
     assert result.observations["self_signed"] is True
-    assert result.observations["trust_error"] == f"self-signed leaf #0 CN={LOOPBACK} is not trusted"
-    assert verdict(result, "self_signed").severity is Severity.WARN
-    assert verdict(result, "trusted").severity is Severity.CRIT
+    assert result.observations["trust_error"] == (
+        f"self-signed leaf: #0 CN={LOOPBACK} is not in {pki.root_file} "
+        "(to accept it, pin its key or name it as ca_file)"
+    )
+    # One finding, the trust: no separate self-signed WARN beside it (nor once accepted).
+    assert bad(result) == {"trusted": Severity.CRIT}
+    assert verdict(result, "trusted").reason == "self-signed leaf"
 
 
 async def test_system_store_does_not_trust_a_private_chain(
@@ -334,6 +381,68 @@ async def test_system_store_does_not_trust_a_private_chain(
         verdict(result, "trusted").threshold == "expected a chain verified by the system CA store"
     )
     assert result.observations["trusted"] is False
+
+
+async def test_self_signed_device_certificate_accepted_by_pin_is_ok(
+    pki: Pki, serve: Any, shared: SharedResources, tmp_path: Path
+) -> None:
+    device = device_certificate()
+    with serve(device, ()) as port:
+        first = await probe(shared, target=f"{LOOPBACK}:{port}")
+        pinned = await probe(
+            shared, target=f"{LOOPBACK}:{port}", pin=f"sha256/{first.certificates[0].spki_sha256}"
+        )
+
+    assert pinned.severity is Severity.OK, pinned.summary()
+    assert pinned.observations["trust"] == "pinned"
+    assert pinned.observations["trusted"] is False  # OpenSSL's verdict, kept as it was
+    assert verdict(pinned, "trusted").finding == (
+        "trusted: the leaf's key matches a configured pin"
+    )
+    assert not [v for v in pinned.verdicts if v.severity is not Severity.OK]
+
+
+async def test_self_signed_device_certificate_named_as_ca_file_is_ok(
+    serve: Any, shared: SharedResources, tmp_path: Path
+) -> None:
+    device = device_certificate()
+    ca_file = tmp_path / "device.pem"
+    ca_file.write_bytes(device.cert_pem)
+    with serve(device, ()) as port:
+        result = await probe(shared, target=f"{LOOPBACK}:{port}", ca_file=str(ca_file))
+
+    assert result.severity is Severity.OK, result.summary()
+    assert result.observations["self_signed"] is True
+    assert verdict(result, "trusted").finding == f"chain verified by {ca_file}"
+
+
+async def test_pin_of_an_unverified_intermediate_does_not_make_the_leaf_trusted(
+    pki: Pki, serve: Any, shared: SharedResources
+) -> None:
+    """Anyone can serve a copy of a public intermediate: only the leaf's key is proved by the
+    handshake, so only a leaf pin stands in for verification."""
+    with serve(leaf(pki)) as port:
+        first = await probe(shared, target=f"{LOOPBACK}:{port}", ca_file=pki.other_root_file)
+        pin = f"sha256/{first.certificates[1].spki_sha256}"
+        result = await probe(
+            shared, target=f"{LOOPBACK}:{port}", ca_file=pki.other_root_file, pin=pin
+        )
+
+    assert result.observations["pin_match"] is True
+    assert result.observations["trust"] == "untrusted"
+    assert bad(result) == {"trusted": Severity.CRIT}
+
+
+async def test_expired_leaf_of_an_untrusted_root_names_both(
+    pki: Pki, serve: Any, shared: SharedResources
+) -> None:
+    expired = leaf(pki, not_before=days(-90), not_after=days(-2))
+    with serve(expired) as port:
+        result = await probe(shared, target=f"{LOOPBACK}:{port}", ca_file=pki.other_root_file)
+
+    # Behind the dates OpenSSL refused first, the untrusted root is found and named too.
+    assert bad(result) == {"expiry": Severity.CRIT, "trusted": Severity.CRIT}
+    assert verdict(result, "trusted").reason == "untrusted root"
 
 
 @pytest.mark.parametrize(
@@ -369,8 +478,10 @@ async def test_rsa_1024_leaf_is_a_weak_key(pki: Pki, shared: SharedResources, tm
 
     assert verdict(result, "weak_key").severity is Severity.CRIT
     assert verdict(result, "weak_key").about == f"#0 CN={LOOPBACK} (RSA 1024 bits)"
-    # OpenSSL refuses the key at its default level; the chain was read in a relaxed handshake.
-    assert result.observations["trust_error"] == "EE certificate key too weak"
+    # OpenSSL refuses the key at its default level; verified again at a lower one, the chain
+    # is trusted, and the weak key is the one finding.
+    assert bad(result) == {"weak_key": Severity.CRIT}
+    assert result.summary() == f"weak key: #0 CN={LOOPBACK} (RSA 1024 bits): CRIT"
     assert result.certificates[0].key_bits == 1024
 
 
@@ -631,6 +742,22 @@ async def test_https_untrusted_chain_is_still_read_and_named(
     assert len(result.certificates) == 2
     assert result.observations["trust_error"].startswith("untrusted root")
     assert verdict(result, "expiry").severity is Severity.CRIT
+
+
+async def test_https_name_mismatch_is_one_finding_not_also_untrusted(
+    pki: Pki, tmp_path: Path, shared: SharedResources
+) -> None:
+    """aiohttp refuses the name; the chain itself is verified again without it."""
+    other = make_leaf(pki.intermediate, ["other.psap.example.net"], not_after=days(60))
+    async with http_server(server_context(other, tmp_path, (pki.intermediate,))) as peer:
+        result = await run_check(
+            adhoc_check("http", {"target": f"{peer.url}/ok", "ca_file": pki.root_file}), shared
+        )
+
+    assert result.error is not None and result.error.error_class is ErrorClass.TLS
+    assert result.observations["trusted"] is True
+    assert bad(result) == {"hostname": Severity.CRIT}
+    assert verdict(result, "hostname").reason == "name mismatch"
 
 
 # --- options ---------------------------------------------------------------------------------
