@@ -99,10 +99,14 @@ class Verdict:
         expected = self.severity is not Severity.OK and self.warn is None and self.crit is None
         return self._plain_reason() + about + (f" ({self.threshold})" if expected else "")
 
-    def describe(self) -> str:
-        """The verdict as one sentence: its finding, a threshold's bounds, the severity."""
+    def sentence(self) -> str:
+        """The finding with a threshold's bounds: the verdict in words, but for its severity."""
         bounds = f" ({self.threshold})" if self.warn is not None or self.crit is not None else ""
-        return f"{self.finding}{bounds}: {self.severity.name}"
+        return self.finding + bounds
+
+    def describe(self) -> str:
+        """The verdict as one line: its sentence and its severity."""
+        return f"{self.sentence()}: {self.severity.name}"
 
 
 def shown_value(value: ObservationValue) -> str:
@@ -178,17 +182,22 @@ class ProbeResult:
     def __post_init__(self) -> None:
         object.__setattr__(self, "observations", _frozen_mapping(self.observations))
 
+    def failing(self) -> list[Verdict]:
+        """The verdicts that are not OK, worst first."""
+        bad = [v for v in self.verdicts if v.severity is not Severity.OK]
+        return sorted(bad, key=lambda v: -v.severity.rank)
+
     def summary(self) -> str:
-        """One line a person can act on: the error, else the verdicts that are not OK (worst
-        first), else the few findings that tell what was seen (TLSv1.3, cert expires in 89d)."""
+        """One line a person can act on: the error and the verdicts that are not OK (worst
+        first), else the few findings that tell what was seen (TLSv1.3, cert expires in 89d).
+
+        A failed attempt's verdicts judge what it measured before failing: an https check
+        refused for its certificate still names why ("untrusted root: ...")."""
+        bad = [v.describe() for v in self.failing()]
         if self.error is not None:
-            return f"{self.error.error_class}: {self.error.message}"
-        bad = sorted(
-            (v for v in self.verdicts if v.severity is not Severity.OK),
-            key=lambda v: -v.severity.rank,
-        )
+            return "; ".join([f"{self.error.error_class}: {self.error.message}", *bad])
         if bad:
-            return "; ".join(v.describe() for v in bad)
+            return "; ".join(bad)
         measured = [v for v in self.verdicts if v.value is not None]
         told = [v.finding for v in measured if v.headline] or [v.finding for v in measured]
         return ", ".join(told) if told else "OK"

@@ -104,32 +104,53 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
 
 
 def info_text(result: ProbeResult, now: float) -> str:
-    """The one most telling fact of a result, by what the probe saw: certificate days left, SNMP
-    uptime and interfaces, HTTP status, DNS rcode; else the summary."""
-    parts: list[str] = []
-    if result.certificates:
-        parts.append(f"cert {result.certificates[0].days_left(now):.0f}d")
-    elif isinstance(result.observations.get("days_left"), int | float):
-        parts.append(f"cert {result.observations['days_left']:.0f}d")
-    uptime = result.observations.get("uptime_s")
+    """The most telling facts of a result, for a narrow column.
+
+    Why it is not OK comes first, in the words of its failing verdicts ("untrusted root",
+    "expires in 9.2d"), unless a fact shown for its kind says it already: HTTP status, DNS
+    rcode, interfaces down. Then those facts and SNMP uptime; the days of certificate left
+    only when nothing is wrong (it is the OK state's fact, and the days judged: the first
+    certificate of the chain to expire). Else the summary.
+    """
+    facts: list[str] = []
+    shown: set[str] = set()  # the observations the facts already tell
+    uptime = result.observations.get("system.uptime_s")
     if isinstance(uptime, int | float) and not isinstance(uptime, bool):
-        parts.append(f"up {duration_text(uptime)}")
+        facts.append(f"up {duration_text(uptime)}")
     interfaces = _interfaces(result)
     if interfaces:
         down = [name for name, status in interfaces.items() if status != "up"]
         if down:
-            parts.append("if " + ",".join(down) + " down")
+            facts.append("if " + ",".join(down) + " down")
+            shown.update(f"if.{name}.{what}" for name in down for what in ("state", "admin_status"))
         else:
-            parts.append(f"if {len(interfaces)}/{len(interfaces)} up")
+            facts.append(f"if {len(interfaces)}/{len(interfaces)} up")
     status = result.observations.get("status")
     if result.check.kind == "http" and isinstance(status, int):
-        parts.append(f"HTTP {status}")
+        facts.append(f"HTTP {status}")
+        shown.add("status")
     rcode = result.observations.get("rcode")
     if isinstance(rcode, str):
-        parts.append(rcode)
-    if result.error is not None or not parts:
-        parts.append(result.summary())
-    return " · ".join(parts)
+        facts.append(rcode)
+        shown.add("rcode")
+    parts = [v.reason for v in result.failing() if v.observation not in shown]
+    if result.error is not None:
+        parts.append(f"{result.error.error_class}: {result.error.message}")
+    if not parts:
+        days = _certificate_days(result, now)
+        if days is not None:
+            facts.insert(0, f"cert {days:.0f}d")
+    return " · ".join(parts + facts) or result.summary()
+
+
+def _certificate_days(result: ProbeResult, now: float) -> float | None:
+    for key in ("min_days_left", "days_left"):
+        value = result.observations.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    if result.certificates:
+        return result.certificates[0].days_left(now)
+    return None
 
 
 def _interfaces(result: ProbeResult) -> dict[str, str]:

@@ -785,12 +785,9 @@ class DetailPane(SeverityStyles, Static):
         table = Table.grid(padding=(0, 1))
         # Failing verdicts first, worst first: the reason for the state leads.
         for verdict in sorted(result.verdicts, key=lambda v: -v.severity.rank):
-            value = "not measured" if verdict.value is None else f"{verdict.value}{verdict.unit}"
             table.add_row(
                 Text(SYMBOLS[verdict.severity], self.severity_style(verdict.severity)),
-                Text(verdict.condition),
-                Text(value),
-                Text(verdict.threshold, self._dim),
+                Text(verdict.sentence()),
             )
         return table
 
