@@ -28,12 +28,15 @@ from typing import Any
 
 import aiohttp
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
-from cryptography.x509.oid import ExtensionOID
 
 from monitor import revocation
+from monitor.certificate_reader import (
+    MIN_EC_BITS,
+    MIN_RSA_BITS,
+    ParsedCertificate,
+    Served,
+    parse_certificate,
+)
 from monitor.conditions import (
     Condition,
     Expectation,
@@ -43,8 +46,7 @@ from monitor.conditions import (
     said,
     told_by_about,
 )
-from monitor.errors import TlsFailure
-from monitor.model import CertificateInfo, ObservationValue, Severity
+from monitor.model import ObservationValue, Severity
 from monitor.options import (
     OptionError,
     SecretRef,
@@ -61,9 +63,6 @@ from monitor.options import (
 )
 from probes.base import ProbeContext
 
-MIN_RSA_BITS = 2048
-MIN_EC_BITS = 256
-WEAK_HASHES = frozenset({"sha1", "md5", "md2", "md4"})
 _CACHE_KEY = "certificates.parsed"
 _MEMORY_KEY = "certificates.last_leaf"
 _DAY = 86400.0
@@ -233,127 +232,20 @@ def load_client_certificate(context: ssl.SSLContext, options: Any) -> None:
 # --- parsing, once per fingerprint -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedCertificate:
-    """What the analysis needs of one certificate, computed once per fingerprint."""
-
-    info: CertificateInfo
-    subject_der: bytes
-    issuer_der: bytes
-    subject_key_id: bytes | None
-    authority_key_id: bytes | None
-    is_ca: bool
-    has_san: bool
-    dns_names: tuple[str, ...]
-    ip_addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
-    weak_key: bool
-    weak_signature: bool
-
-    def label(self, position: int) -> str:
-        """How a finding names this certificate: its place in the served chain and subject."""
-        return f"#{position} {self.info.subject or '(empty subject)'}"
-
-
-def _key_facts(key: Any) -> tuple[str, int]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.curve.key_size
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size
-    name = type(key).__name__.removesuffix("PublicKey").lstrip("_")
-    return name, 0
-
-
-def _is_weak_key(key_type: str, bits: int) -> bool:
-    if key_type in ("RSA", "DSA"):
-        return bits < MIN_RSA_BITS
-    if key_type == "EC":
-        return bits < MIN_EC_BITS
-    return False
-
-
-def _extension(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> Any:
-    try:
-        return certificate.extensions.get_extension_for_oid(oid).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError:
-        # A malformed extension is a finding about the certificate, not a reason to crash.
-        return None
-
-
-def parse_certificate(der: bytes) -> ParsedCertificate:
-    certificate = x509.load_der_x509_certificate(der)
-    key = certificate.public_key()
-    key_type, bits = _key_facts(key)
-    spki = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    san = _extension(certificate, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
-    dns_names = tuple(san.get_values_for_type(x509.DNSName)) if san is not None else ()
-    ips = tuple(san.get_values_for_type(x509.IPAddress)) if san is not None else ()
-    ski = _extension(certificate, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-    aki = _extension(certificate, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
-    constraints = _extension(certificate, ExtensionOID.BASIC_CONSTRAINTS)
-    subject_der = certificate.subject.public_bytes()
-    issuer_der = certificate.issuer.public_bytes()
-    ski_bytes = ski.digest if ski is not None else None
-    aki_bytes = aki.key_identifier if aki is not None else None
-    hash_algorithm = certificate.signature_algorithm_oid._name
-    try:
-        # None for algorithms without a separate hash (Ed25519): not weak by hash.
-        algorithm = certificate.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        algorithm = None
-    hash_name = algorithm.name if algorithm is not None else ""
-    info = CertificateInfo(
-        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        position=0,
-        subject=certificate.subject.rfc4514_string(),
-        issuer=certificate.issuer.rfc4514_string(),
-        serial=format(certificate.serial_number, "x"),
-        not_before=certificate.not_valid_before_utc.timestamp(),
-        not_after=certificate.not_valid_after_utc.timestamp(),
-        key_type=key_type,
-        key_bits=bits,
-        signature_algorithm=hash_algorithm,
-        subject_alt_names=tuple(f"DNS:{n}" for n in dns_names) + tuple(f"IP:{a}" for a in ips),
-        spki_sha256=base64.b64encode(hashlib.sha256(spki).digest()).decode(),
-        self_signed=subject_der == issuer_der
-        and (aki_bytes is None or ski_bytes is None or aki_bytes == ski_bytes),
-    )
-    return ParsedCertificate(
-        info=info,
-        subject_der=subject_der,
-        issuer_der=issuer_der,
-        subject_key_id=ski_bytes,
-        authority_key_id=aki_bytes,
-        is_ca=bool(constraints is not None and constraints.ca),
-        has_san=san is not None,
-        dns_names=tuple(n.lower().rstrip(".") for n in dns_names),
-        ip_addresses=ips,
-        weak_key=_is_weak_key(key_type, bits),
-        weak_signature=hash_name in WEAK_HASHES,
-    )
-
-
-async def parse_chain(ders: Sequence[bytes], ctx: ProbeContext) -> list[ParsedCertificate]:
-    """Parse a served chain through the per-run cache; also records it in `ctx.certificates`."""
+async def parse_chain(served: Sequence[Served], ctx: ProbeContext) -> list[ParsedCertificate]:
+    """Parse a served chain through the per-run cache; also records it in `ctx.certificates`.
+    Never fails for what is in a certificate: what cannot be read is a finding of its own."""
 
     async def new_cache() -> dict[bytes, ParsedCertificate]:
         return {}
 
     cache: dict[bytes, ParsedCertificate] = await ctx.shared.get(_CACHE_KEY, new_cache)
     chain = []
-    for position, der in enumerate(ders):
-        key = hashlib.sha256(der).digest()
+    for position, certificate in enumerate(served):
+        key = hashlib.sha256(certificate.der).digest()
         parsed = cache.get(key)
         if parsed is None:
-            try:
-                parsed = cache[key] = parse_certificate(der)
-            except ValueError as exc:
-                raise TlsFailure(f"certificate #{position} cannot be parsed: {exc}") from exc
+            parsed = cache[key] = parse_certificate(certificate.der, certificate.openssl)
         chain.append(parsed)
         ctx.certificates.append(dataclasses.replace(parsed.info, position=position))
     return chain
@@ -482,9 +374,10 @@ def analyse_chain(
     shape = chain_shape(chain)
     leaf_pinned = leaf.info.spki_sha256 in pins
     trust = VERIFIED if verification.trusted else PINNED if leaf_pinned else UNTRUSTED
+    leaf_days = leaf.info.days_left(at)
     observations: dict[str, ObservationValue] = {
         "chain_length": len(chain),
-        "days_left": round(leaf.info.days_left(at), 3),
+        "days_left": None if leaf_days is None else round(leaf_days, 3),
         "hostname_match": name_matches(leaf, name),
         "cn_only": not leaf.has_san,
         "self_signed": leaf.info.self_signed,
@@ -496,11 +389,21 @@ def analyse_chain(
     }
     # The leaf and the intermediates on its path; a served root is judged by the client's copy.
     on_path = [p for p in shape.path if not (p and chain[p].info.self_signed)]
-    first = min(on_path, key=lambda p: chain[p].info.not_after)
-    observations["min_days_left"] = round(chain[first].info.days_left(at), 3)
-    observations["first_expiring"] = chain[first].label(first)
-    not_yet = [p for p in on_path if chain[p].info.not_before > at]
+    # A date no parser could read leaves that certificate out (it is malformed, a finding of
+    # its own); with no date at all, expiry is not measured.
+    dated = [p for p in on_path if chain[p].info.not_after is not None]
+    if dated:
+        first = min(dated, key=lambda p: chain[p].info.not_after or 0.0)
+        observations["min_days_left"] = round(chain[first].info.days_left(at) or 0.0, 3)
+        observations["first_expiring"] = chain[first].label(first)
+    not_yet = [p for p in on_path if (chain[p].info.not_before or 0.0) > at]
     observations["not_yet_valid"] = bool(not_yet)
+    malformed = [p for p in range(len(chain)) if chain[p].info.malformed]
+    observations["malformed"] = bool(malformed)
+    if malformed:
+        observations["malformed_certificates"] = "; ".join(
+            f"{chain[p].label(p)}: {', '.join(chain[p].info.malformed)}" for p in malformed
+        )
     weak_keys = [p for p in range(len(chain)) if chain[p].weak_key and p not in shape.duplicates]
     observations["weak_key"] = bool(weak_keys)
     # A root's self-signature is never checked by clients; only signatures they verify count.
@@ -529,9 +432,9 @@ def analyse_chain(
         )
     if trust == UNTRUSTED:
         observations["trust_error"] = _trust_error(chain, shape, verification, trusted_by, pins)
-    if max_validity_days is not None:
+    if max_validity_days is not None and None not in (leaf.info.not_after, leaf.info.not_before):
         observations["validity_days"] = round(
-            (leaf.info.not_after - leaf.info.not_before) / _DAY, 3
+            ((leaf.info.not_after or 0.0) - (leaf.info.not_before or 0.0)) / _DAY, 3
         )
     if pins:
         served_pins = {c.info.spki_sha256 for c in chain}
@@ -615,7 +518,10 @@ def unexpected_change(
     if previous is None:
         return False
     fingerprint, not_after = previous
-    return fingerprint != leaf.info.fingerprint_sha256 and (not_after - at) / _DAY > warn_days
+    if fingerprint == leaf.info.fingerprint_sha256:
+        return False
+    # An old leaf whose expiry could not be read gives nothing to measure the change against.
+    return not_after is not None and (not_after - at) / _DAY > warn_days
 
 
 # --- the conditions --------------------------------------------------------------------------
@@ -685,6 +591,15 @@ def certificate_conditions(options: Any, name: str) -> tuple[Condition, ...]:
             explain=_expiry,
             headline=True,
             **days,
+        ),
+        Expectation(
+            "malformed",
+            "malformed",
+            _is(False),
+            "certificates every client can parse",
+            about="malformed_certificates",
+            failed=said("malformed certificate"),
+            passed=said("certificates well-formed"),
         ),
         Expectation(
             "not_yet_valid",
@@ -832,22 +747,34 @@ async def judge_chain(
         trusted_by=trust_source(options),
     )
     observations["unexpected_change"] = unexpected_change(ctx.memory, chain[0], options.warn_days)
-    observations.update(await _revocation(verification, options, ctx))
+    observations.update(await _revocation(chain, verification, options, ctx))
     return observations
 
 
+def _not_checked(why: str) -> dict[str, ObservationValue]:
+    return {"revocation": "not_checked", "revocation_detail": why}
+
+
 async def _revocation(
-    verification: Verification, options: Any, ctx: ProbeContext
+    chain: Sequence[ParsedCertificate],
+    verification: Verification,
+    options: Any,
+    ctx: ProbeContext,
 ) -> dict[str, ObservationValue]:
     """The leaf's revocation status, asked of its verified issuer's responder or CRL. An
-    untrusted chain is not asked about: its issuer vouches for nothing."""
+    unverified chain is not asked about: its issuer vouches for nothing. Nor is a malformed
+    leaf or issuer: what identifies it to a responder (serial, names, extensions) is exactly
+    what cannot be read reliably; the malformed finding says why."""
     if not (options.ocsp or options.crl):
         return {}
     if len(verification.verified) < 2:
-        return {
-            "revocation": "not_checked",
-            "revocation_detail": "no verified issuer to ask (the chain is not trusted)",
-        }
+        if verification.trusted:
+            return _not_checked("the leaf is its own trust anchor: no issuer to ask")
+        return _not_checked("no verified issuer to ask (the chain is not verified)")
+    issuer_parsed = parse_certificate(verification.verified[1])
+    for role, parsed in (("leaf", chain[0]), ("issuer", issuer_parsed)):
+        if parsed.info.malformed:
+            return _not_checked(f"not asked: the {role} is malformed")
 
     async def new_cache() -> revocation.RevocationCache:
         return revocation.RevocationCache()
@@ -860,6 +787,7 @@ async def _revocation(
 
     cache = await ctx.shared.get("revocation.cache", new_cache)
     session = await ctx.shared.get("revocation.session", new_session, close_session)
+    # Both parsed cleanly above, so cryptography reads them without complaint here.
     leaf, issuer = (x509.load_der_x509_certificate(der) for der in verification.verified[:2])
     status = await revocation.check_revocation(
         leaf,

@@ -149,17 +149,21 @@ class CertificateInfo:
     subject: str  # RFC 4514
     issuer: str
     serial: str  # hex
-    not_before: float  # POSIX seconds
-    not_after: float
+    # POSIX seconds; None when neither cryptography nor OpenSSL could read the date.
+    not_before: float | None
+    not_after: float | None
     key_type: str  # RSA, EC, Ed25519, ...
     key_bits: int
     signature_algorithm: str
     subject_alt_names: tuple[str, ...]
     spki_sha256: str  # base64, as used for pins
     self_signed: bool
+    # What is wrong with its encoding, in words ("duplicate extension 2.5.29.17 ..."); a
+    # malformed certificate is still shown with whatever could be read of it.
+    malformed: tuple[str, ...] = ()
 
-    def days_left(self, at: float) -> float:
-        return (self.not_after - at) / 86400
+    def days_left(self, at: float) -> float | None:
+        return None if self.not_after is None else (self.not_after - at) / 86400
 
 
 def _frozen_mapping(values: Mapping[str, ObservationValue]) -> Mapping[str, ObservationValue]:

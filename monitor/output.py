@@ -59,16 +59,25 @@ def certificate_to_dict(certificate: CertificateInfo, at: float) -> dict[str, An
         "subject": certificate.subject,
         "issuer": certificate.issuer,
         "serial": certificate.serial,
-        "not_before": iso_time(certificate.not_before),
-        "not_after": iso_time(certificate.not_after),
-        "days_left": round(certificate.days_left(at), 3),
+        "not_before": _iso_or_none(certificate.not_before),
+        "not_after": _iso_or_none(certificate.not_after),
+        "days_left": _rounded_or_none(certificate.days_left(at)),
         "key_type": certificate.key_type,
         "key_bits": certificate.key_bits,
         "signature_algorithm": certificate.signature_algorithm,
         "subject_alt_names": list(certificate.subject_alt_names),
         "spki_sha256": certificate.spki_sha256,
         "self_signed": certificate.self_signed,
+        "malformed": list(certificate.malformed),
     }
+
+
+def _iso_or_none(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso_time(timestamp)
+
+
+def _rounded_or_none(days: float | None) -> float | None:
+    return None if days is None else round(days, 3)
 
 
 def result_to_dict(result: ProbeResult) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor import certificates, starttls
-from monitor.certificates import ParsedCertificate, Verification
+from monitor.certificate_reader import ParsedCertificate, Served
+from monitor.certificates import Verification
 from monitor.conditions import Condition, Expectation, Finding, said
 from monitor.errors import ConfigFailure, TlsFailure
 from monitor.model import ObservationValue, Severity
@@ -149,20 +150,24 @@ async def shared_contexts(options: Any, ctx: ProbeContext) -> Contexts:
 # --- the chain from a live connection -------------------------------------------------------
 
 
-def served_chain(ssl_object: ssl.SSLObject) -> tuple[list[bytes], list[bytes]]:
-    """(served chain, verified chain) as DER, leaf first.
+def served_chain(ssl_object: ssl.SSLObject) -> tuple[list[Served], list[bytes]]:
+    """(served chain, with OpenSSL's reading of each certificate; verified chain as DER), leaf
+    first. The verified chain is empty when nothing was verified (CERT_NONE).
 
-    Python 3.13 made `get_unverified_chain()`/`get_verified_chain()` public on SSLObject; on
-    3.10-3.12 they exist only on the private `_sslobj` behind it. The verified chain is empty
-    when nothing was verified (CERT_NONE).
+    From the private `_sslobj`: its chain methods give `_ssl.Certificate` objects, with DER
+    and OpenSSL's decoded reading (`get_info`) both; the public methods Python 3.13 added to
+    SSLObject give DER bytes only.
     """
-    source: Any = ssl_object if hasattr(ssl_object, "get_unverified_chain") else ssl_object._sslobj
+    source: Any = ssl_object._sslobj  # type: ignore[attr-defined]
     served = source.get_unverified_chain() or []
     verified = []
     if ssl_object.context.verify_mode != ssl.CERT_NONE:
         verified = source.get_verified_chain() or []
     der = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
-    return [c.public_bytes(der) for c in served], [c.public_bytes(der) for c in verified]
+    return (
+        [Served(c.public_bytes(der), c.get_info) for c in served],
+        [c.public_bytes(der) for c in verified],
+    )
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ class Session:
     handshake_ms: float
     version: str
     cipher: str
-    served: list[bytes]
+    served: list[Served]
     verified: list[bytes]
     certificate_requested: bool
 

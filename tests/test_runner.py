@@ -119,7 +119,10 @@ async def test_partial_observations_are_judged_and_kept(shared):
     assert result.observations["connect_ms"] == 5000.0
     assert [v.severity for v in result.verdicts] == [Severity.CRIT]
     assert result.error.error_class is ErrorClass.PROTOCOL
-    assert result.summary() == "protocol: reset after connect"
+    # The error first, then what the attempt measured and judged before it failed.
+    assert result.summary() == (
+        "protocol: reset after connect; latency 5000ms (warn > 1000ms, crit > 2000ms): CRIT"
+    )
 
 
 async def test_memory_persists_between_attempts_of_a_check(shared):

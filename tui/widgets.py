@@ -796,17 +796,22 @@ class DetailPane(SeverityStyles, Static):
         for cert in certificates:
             role = "leaf" if cert.position == 0 else f"#{cert.position}"
             days = cert.days_left(now)
-            not_after = dt.datetime.fromtimestamp(cert.not_after, dt.UTC).strftime("%Y-%m-%d")
+            if cert.not_after is None or days is None:
+                expiry = "not after unreadable"
+            else:
+                not_after = dt.datetime.fromtimestamp(cert.not_after, dt.UTC)
+                expiry = f"not after {not_after:%Y-%m-%d} ({days:.0f} days left)"
             table.add_row(Text(role, self._dim), Text(cert.subject))
             table.add_row(Text(""), Text(f"issuer {cert.issuer}", self._dim))
             table.add_row(
                 Text(""),
                 Text(
-                    f"not after {not_after} ({days:.0f} days left) · "
-                    f"{cert.key_type} {cert.key_bits} · {cert.signature_algorithm}"
+                    f"{expiry} · {cert.key_type} {cert.key_bits} · {cert.signature_algorithm}"
                     + (" · self-signed" if cert.self_signed else "")
                 ),
             )
+            if cert.malformed:
+                table.add_row(Text(""), Text("malformed: " + "; ".join(cert.malformed)))
         return table
 
     def _history(self, history: tuple[HistoryLine, ...]) -> Table:
