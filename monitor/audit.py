@@ -1,8 +1,12 @@
-"""The certificate-expiry audit: every certificate every TLS-bearing check saw, once each.
+"""The certificate audit: every certificate every TLS-bearing check saw, once each, and what
+is wrong with each endpoint's chain.
 
-Results come from an ordinary sweep; this module only aggregates and renders them. A certificate
-is identified by its SHA-256 fingerprint, so one wildcard served by forty endpoints is one row
-that names all forty, and the same intermediate behind many leaves is reported once.
+Results come from an ordinary sweep; this module only aggregates and renders them. Expiry is a
+property of a certificate: one identified by its SHA-256 fingerprint, so one wildcard served by
+forty endpoints is one row that names all forty, and the same intermediate behind many leaves is
+reported once. Trust, names, chain structure, malformed certificates, pins and revocation are
+properties of what an endpoint serves: they are listed per endpoint, in the words of the
+check's own verdicts, so the audit and the monitor never disagree. Both count in the exit code.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.certificates import certificate_condition_names
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
 from monitor.output import certificate_to_dict, colourise, iso_time
+from monitor.text import printable, spreadsheet_cell
 
 SCHEMA_VERSION = 1
 DEFAULT_WARN_DAYS = 30.0
@@ -35,14 +41,37 @@ class Endpoint:
 class AuditedCertificate:
     certificate: CertificateInfo
     endpoints: tuple[Endpoint, ...]
-    days_left: float
+    days_left: float | None  # None: no parser could read its notAfter (it is malformed)
     warn_days: float
     crit_days: float
     severity: Severity
 
     @property
     def state(self) -> str:
-        return "EXPIRED" if self.days_left < 0 else self.severity.name
+        if self.days_left is not None and self.days_left < 0:
+            return "EXPIRED"
+        return self.severity.name
+
+
+@dataclass(frozen=True)
+class ChainFinding:
+    """One verdict of an endpoint's certificate judgement that is not OK (expiry aside)."""
+
+    condition: str
+    severity: Severity
+    reason: str  # "untrusted root"
+    text: str  # "untrusted root: #1 CN=X is not in ca.pem"
+
+
+@dataclass(frozen=True)
+class EndpointFindings:
+    check_id: str
+    target: str
+    findings: tuple[ChainFinding, ...]
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.worst(f.severity for f in self.findings)
 
 
 @dataclass(frozen=True)
@@ -59,20 +88,33 @@ class AuditReport:
     failed: tuple[FailedEndpoint, ...]  # endpoints that showed no certificate at all
     endpoints_checked: int
     within_days: float | None
+    # Endpoints whose served chain has findings besides expiry, worst first.
+    findings: tuple[EndpointFindings, ...] = ()
 
     @property
     def shown(self) -> tuple[AuditedCertificate, ...]:
+        """The certificates listed: those expiring within `within_days` (and those whose
+        expiry cannot be read), plus the leaves of endpoints with findings."""
         if self.within_days is None:
             return self.certificates
-        return tuple(c for c in self.certificates if c.days_left <= self.within_days)
+        flagged = {f.check_id for f in self.findings}
+        return tuple(
+            c
+            for c in self.certificates
+            if c.days_left is None
+            or c.days_left <= self.within_days
+            or any(e.position == 0 and e.check_id in flagged for e in c.endpoints)
+        )
 
     @property
     def exit_code(self) -> int:
         """0 all good, 1 warnings (or endpoints that could not be read), 2 critical,
-        3 nothing could be checked."""
+        3 nothing could be checked. Expiry and endpoint findings count alike."""
         if not self.certificates:
             return Severity.UNKNOWN.value
-        worst = Severity.worst(c.severity for c in self.certificates)
+        worst = Severity.worst(
+            [c.severity for c in self.certificates] + [f.severity for f in self.findings]
+        )
         if worst is Severity.OK and self.failed:
             worst = Severity.WARN
         return worst.value
@@ -91,7 +133,9 @@ def _thresholds(checks: Iterable[Check]) -> tuple[float, float]:
     return warn, crit
 
 
-def _severity(days_left: float, warn: float, crit: float) -> Severity:
+def _severity(days_left: float | None, warn: float, crit: float) -> Severity:
+    if days_left is None:
+        return Severity.UNKNOWN
     if days_left < crit:
         return Severity.CRIT
     if days_left < warn:
@@ -113,12 +157,16 @@ def build_report(
     endpoints: dict[str, list[Endpoint]] = {}
     serving: dict[str, list[Check]] = {}
     failed = []
+    flagged = []
     for result in results:
         ref = result.check
         if not result.certificates:
             reason = result.summary() if result.error else "no certificate was presented"
             failed.append(FailedEndpoint(ref.check_id, ref.target, reason))
             continue
+        found = _chain_findings(by_id[ref.check_id], result)
+        if found:
+            flagged.append(EndpointFindings(ref.check_id, ref.target, found))
         for certificate in result.certificates:
             fingerprint = certificate.fingerprint_sha256
             seen.setdefault(fingerprint, certificate)
@@ -142,11 +190,28 @@ def build_report(
                 severity=_severity(days_left, warn, crit),
             )
         )
-    audited.sort(key=lambda c: (c.days_left, c.certificate.subject))
-    return AuditReport(now, tuple(audited), tuple(failed), len(results), within_days)
+    audited.sort(key=lambda c: (c.days_left is None, c.days_left or 0.0, c.certificate.subject))
+    flagged.sort(key=lambda f: (-f.severity.rank, f.check_id))
+    return AuditReport(
+        now, tuple(audited), tuple(failed), len(results), within_days, tuple(flagged)
+    )
+
+
+def _chain_findings(check: Check, result: ProbeResult) -> tuple[ChainFinding, ...]:
+    """The check's own failing certificate verdicts, but expiry (judged per certificate)."""
+    judged = certificate_condition_names(check.options) - {"expiry"}
+    return tuple(
+        ChainFinding(v.condition, v.severity, v.reason, v.finding)
+        for v in result.failing()
+        if v.condition in judged
+    )
 
 
 # --- rendering -----------------------------------------------------------------------------
+
+# Every text for people says what is judged where, so no reader takes the table for the whole.
+SCOPE = "expiry per certificate; trust, names and chain per endpoint"
+_STATES = ("EXPIRED", "CRIT", "WARN", "UNKNOWN", "OK")
 
 
 def _role(entry: AuditedCertificate) -> str:
@@ -164,22 +229,37 @@ def _endpoints_text(entry: AuditedCertificate, limit: int = 2) -> str:
     return shown + (f" +{len(targets) - limit} more" if len(targets) > limit else "")
 
 
-def _date(timestamp: float) -> str:
-    return iso_time(timestamp)[:10]
+def _date(timestamp: float | None) -> str:
+    return "unreadable" if timestamp is None else iso_time(timestamp)[:10]
+
+
+def _days(entry: AuditedCertificate) -> str:
+    return "?" if entry.days_left is None else f"{entry.days_left:.1f}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
 
 
 def _summary_line(report: AuditReport) -> str:
-    counts = {s: 0 for s in ("EXPIRED", "CRIT", "WARN", "OK")}
+    counts = {s: 0 for s in _STATES}
     for entry in report.certificates:
         counts[entry.state] += 1
-    parts = [f"{n} {state}" for state, n in counts.items()]
+    parts = [f"{n} {state}" for state, n in counts.items() if n or state != "UNKNOWN"]
     line = (
-        f"{len(report.certificates)} certificates on {report.endpoints_checked} endpoints: "
-        + ", ".join(parts)
+        f"{_plural(len(report.certificates), 'certificate')} on "
+        f"{_plural(report.endpoints_checked, 'endpoint')}: " + ", ".join(parts)
     )
+    if report.findings:
+        by_severity = {s: 0 for s in (Severity.CRIT, Severity.UNKNOWN, Severity.WARN)}
+        for endpoint in report.findings:
+            by_severity[endpoint.severity] += 1
+        severities = ", ".join(f"{n} {s.name}" for s, n in by_severity.items() if n)
+        line += f"; {_plural(len(report.findings), 'endpoint')} with findings ({severities})"
+    else:
+        line += "; no endpoint with findings"
     if report.failed:
-        count = len(report.failed)
-        line += f"; {count} endpoint{'s' if count != 1 else ''} could not be read"
+        line += f"; {_plural(len(report.failed), 'endpoint')} could not be read"
     hidden = len(report.certificates) - len(report.shown)
     if hidden:
         line += f"; {hidden} expiring after {report.within_days:g} days not listed"
@@ -190,14 +270,18 @@ def _rows(report: AuditReport) -> list[list[str]]:
     return [
         [
             entry.state,
-            f"{entry.days_left:.1f}",
+            _days(entry),
             _date(entry.certificate.not_after),
-            entry.certificate.subject,
+            printable(entry.certificate.subject),
             _role(entry),
             _endpoints_text(entry),
         ]
         for entry in report.shown
     ]
+
+
+def _finding_lines(report: AuditReport) -> list[tuple[Severity, EndpointFindings, ChainFinding]]:
+    return [(f.severity, endpoint, f) for endpoint in report.findings for f in endpoint.findings]
 
 
 _HEADER = ["STATE", "DAYS", "NOT AFTER", "SUBJECT", "ROLE", "ENDPOINTS"]
@@ -211,28 +295,54 @@ def render_table(report: AuditReport, colour: bool) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(c[: widths[i]].ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
 
-    lines = [line(_HEADER)]
+    lines = [f"Certificates ({SCOPE}):", line(_HEADER)]
     for entry, row in zip(report.shown, rows, strict=True):
         text = line(row)
         lines.append(colourise(text[: widths[0]], entry.severity, colour) + text[widths[0] :])
+    found = _finding_lines(report)
+    if found:
+        lines.append("\nEndpoint findings (trust, names, chain):")
+        check_width = max(len(endpoint.check_id) for _, endpoint, _ in found)
+        for severity, endpoint, finding in found:
+            label = colourise(f"{severity.name:<7}", severity, colour)
+            lines.append(
+                f"  {label}  {endpoint.check_id:<{check_width}}  {endpoint.target}  "
+                f"{printable(finding.text)}"
+            )
     if report.failed:
         lines.append("\nEndpoints that could not be read:")
-        lines.extend(f"  {f.check_id}  {f.target}  {f.reason}" for f in report.failed)
+        lines.extend(f"  {f.check_id}  {f.target}  {printable(f.reason)}" for f in report.failed)
     lines.append("\n" + _summary_line(report))
     return "\n".join(lines)
 
 
 def render_markdown(report: AuditReport) -> str:
     def cell(text: str) -> str:
-        return text.replace("|", "\\|")
+        return printable(text).replace("|", "\\|")
 
     lines = [
         f"# Certificate audit, {iso_time(report.generated_at)}",
+        "",
+        f"Judged: {SCOPE}.",
         "",
         "| " + " | ".join(_HEADER) + " |",
         "|" + "---|" * len(_HEADER),
     ]
     lines.extend("| " + " | ".join(cell(c) for c in row) + " |" for row in _rows(report))
+    found = _finding_lines(report)
+    if found:
+        lines += [
+            "",
+            "## Endpoint findings",
+            "",
+            "| STATE | CHECK | TARGET | FINDING |",
+            "|---|---|---|---|",
+        ]
+        lines.extend(
+            f"| {severity.name} | `{endpoint.check_id}` | {cell(endpoint.target)} "
+            f"| {cell(finding.text)} |"
+            for severity, endpoint, finding in found
+        )
     if report.failed:
         lines += ["", "## Endpoints that could not be read", ""]
         lines.extend(f"- `{f.check_id}` {cell(f.target)}: {cell(f.reason)}" for f in report.failed)
@@ -240,7 +350,19 @@ def render_markdown(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+def _leaf_findings(report: AuditReport, entry: AuditedCertificate) -> str:
+    """The findings of the endpoints this certificate is the leaf of, for its CSV row."""
+    leaf_of = {e.check_id for e in entry.endpoints if e.position == 0}
+    return "; ".join(
+        f"{endpoint.check_id}: {finding.text}"
+        for endpoint in report.findings
+        if endpoint.check_id in leaf_of
+        for finding in endpoint.findings
+    )
+
+
 def render_csv(report: AuditReport) -> str:
+    """One row per certificate; the endpoint findings on the row of each endpoint's leaf."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -256,25 +378,28 @@ def render_csv(report: AuditReport) -> str:
             "signature_algorithm",
             "role",
             "endpoints",
+            "malformed",
+            "endpoint_findings",
         ]
     )
     for entry in report.shown:
         c = entry.certificate
-        writer.writerow(
-            [
-                entry.state,
-                f"{entry.days_left:.3f}",
-                iso_time(c.not_after),
-                c.subject,
-                c.issuer,
-                c.serial,
-                c.fingerprint_sha256,
-                f"{c.key_type}-{c.key_bits}",
-                c.signature_algorithm,
-                _role(entry),
-                " ".join(sorted({e.target for e in entry.endpoints})),
-            ]
-        )
+        cells = [
+            entry.state,
+            "" if entry.days_left is None else f"{entry.days_left:.3f}",
+            "" if c.not_after is None else iso_time(c.not_after),
+            c.subject,
+            c.issuer,
+            c.serial,
+            c.fingerprint_sha256,
+            f"{c.key_type}-{c.key_bits}",
+            c.signature_algorithm,
+            _role(entry),
+            " ".join(sorted({e.target for e in entry.endpoints})),
+            "; ".join(c.malformed),
+            _leaf_findings(report, entry),
+        ]
+        writer.writerow([spreadsheet_cell(cell) for cell in cells])
     return buffer.getvalue().rstrip("\n")
 
 
@@ -285,12 +410,14 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
         "type": "cert-audit",
         "generated_at": iso_time(report.generated_at),
         "within_days": report.within_days,
+        "judged": SCOPE,
         "summary": {
             "certificates": len(report.certificates),
             "listed": len(report.shown),
-            **{state: states.count(state) for state in ("OK", "WARN", "CRIT", "EXPIRED")},
+            **{state: states.count(state) for state in _STATES},
             "endpoints_checked": report.endpoints_checked,
             "endpoints_failed": len(report.failed),
+            "endpoints_with_findings": len(report.findings),
             "exit_code": report.exit_code,
         },
         "certificates": [
@@ -306,6 +433,23 @@ def report_to_dict(report: AuditReport) -> dict[str, Any]:
                 ],
             }
             for entry in report.shown
+        ],
+        "findings": [
+            {
+                "check_id": endpoint.check_id,
+                "target": endpoint.target,
+                "severity": endpoint.severity.name,
+                "findings": [
+                    {
+                        "condition": f.condition,
+                        "severity": f.severity.name,
+                        "reason": f.reason,
+                        "finding": f.text,
+                    }
+                    for f in endpoint.findings
+                ],
+            }
+            for endpoint in report.findings
         ],
         "failed": [
             {"check_id": f.check_id, "target": f.target, "reason": f.reason} for f in report.failed

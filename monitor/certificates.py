@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from cryptography import x509
@@ -61,7 +61,11 @@ from monitor.options import (
     secret_file,
     text,
 )
-from probes.base import ProbeContext
+
+if TYPE_CHECKING:
+    # Only named in annotations; importing probes here would run the probe registry (whose
+    # probes import this module) before this module is done.
+    from probes.base import ProbeContext
 
 _CACHE_KEY = "certificates.parsed"
 _MEMORY_KEY = "certificates.last_leaf"
@@ -456,7 +460,8 @@ def _chain_complete(
     Verified: every non-anchor certificate of OpenSSL's path must have been served (a client
     without our CA bundle would otherwise fail). Not verified: OpenSSL could not find the issuer
     of the top served certificate; when that certificate is the leaf itself, no intermediate was
-    sent at all. A top certificate that is a CA is taken to be issued by an untrusted root.
+    sent at all. A top certificate that is a CA (or an issuer on the path, whatever its
+    unreadable extensions say) is taken to be issued by an untrusted root.
     """
     if shape.top_issuer_served:
         return True
@@ -465,8 +470,13 @@ def _chain_complete(
         needed = [hashlib.sha256(der).hexdigest() for der in verification.verified[:-1]]
         return all(fingerprint in served for fingerprint in needed)
     if verification.code in _ISSUER_NOT_FOUND:
-        return chain[shape.path[-1]].is_ca
+        return _is_issuer(chain, shape.path[-1])
     return True
+
+
+def _is_issuer(chain: Sequence[ParsedCertificate], position: int) -> bool:
+    """A CA by its flag, or by its place: above the leaf on the issuing path."""
+    return position > 0 or chain[position].is_ca
 
 
 def _trust_error(
@@ -478,6 +488,14 @@ def _trust_error(
 ) -> str:
     """Why the chain is not trusted, as "reason: detail" (the reason is the short form)."""
     top = shape.path[-1]
+    broken = [p for p in shape.path if chain[p].info.malformed]
+    if broken:
+        # OpenSSL refuses to build a path through a certificate it finds invalid: what it
+        # reports then (a missing issuer, say) is about the malformed one.
+        return (
+            f"not verified: {verification.message or 'certificate verify failed'} "
+            f"(the path holds the malformed {_labels(chain, broken)})"
+        )
     if verification.code == _DEPTH_ZERO_SELF_SIGNED or (
         chain[0].info.self_signed and len(shape.path) == 1
     ):
@@ -489,7 +507,7 @@ def _trust_error(
     if verification.code == _SELF_SIGNED_IN_CHAIN:
         return f"untrusted root: {chain[top].label(top)} is not in {trusted_by}"
     if verification.code in _ISSUER_NOT_FOUND:
-        if chain[top].is_ca:
+        if _is_issuer(chain, top):
             return (
                 f"untrusted root: {chain[top].info.issuer} (issuer of {chain[top].label(top)}) "
                 f"is not in {trusted_by}"
@@ -728,6 +746,14 @@ def certificate_conditions(options: Any, name: str) -> tuple[Condition, ...]:
         )
     declared.extend(revocation_conditions(options))
     return tuple(declared)
+
+
+def certificate_condition_names(options: Any) -> frozenset[str]:
+    """The names of the conditions `certificate_conditions` declares for these options (the
+    audit lists their failures per endpoint); none for options without certificate keys."""
+    if not isinstance(options, CertificateOptions):
+        return frozenset()
+    return frozenset(c.condition for c in certificate_conditions(options, ""))
 
 
 async def judge_chain(

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser(
         "audit",
-        help="audits: `audit certs` reports every certificate and its expiry",
+        help="audits: `audit certs` reports certificate expiry and chain findings",
         description="Scheduled audits for cron or a systemd timer.",
     )
     audits = audit.add_subparsers(
@@ -141,10 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs = audits.add_parser(
         "certs",
-        help="every certificate on every TLS-bearing check, soonest expiry first",
+        help="every certificate on every TLS-bearing check, soonest expiry first, and what "
+        "is wrong with each endpoint's chain",
         description="Probe every TLS-bearing check (tls, https) and report every certificate "
         "seen, leaf and chain, once per fingerprint with every endpoint that serves it, "
-        "soonest expiry first. Exit 0 all good, 1 warnings (or endpoints that could not be "
+        "soonest expiry first; then, per endpoint, its trust, name, chain, malformed-"
+        "certificate, pin and revocation findings, in the words of the check's own verdicts. "
+        "Both count in the exit code: 0 all good, 1 warnings (or endpoints that could not be "
         "read), 2 critical, 3 nothing could be checked.",
     )
     certs.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)

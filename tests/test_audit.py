@@ -141,19 +141,22 @@ def test_table_markdown_and_csv(scene):
     checks, results = scene
     report = build_report(checks, results, now=NOW)
     table = render(report, "table", colour=False).splitlines()
-    assert table[0].split() == ["STATE", "DAYS", "NOT", "AFTER", "SUBJECT", "ROLE", "ENDPOINTS"]
-    assert table[1].split()[:2] == ["CRIT", "9.5"]
-    assert "https://127.0.0.1:8443/, https://127.0.0.2:8443/" in table[1]
+    # It says plainly what it judges where.
+    assert table[0] == "Certificates (expiry per certificate; trust, names and chain per endpoint):"
+    assert table[1].split() == ["STATE", "DAYS", "NOT", "AFTER", "SUBJECT", "ROLE", "ENDPOINTS"]
+    assert table[2].split()[:2] == ["CRIT", "9.5"]
+    assert "https://127.0.0.1:8443/, https://127.0.0.2:8443/" in table[2]
     assert table[-1] == (
         "2 certificates on 3 endpoints: 0 EXPIRED, 1 CRIT, 0 WARN, 1 OK; "
-        "1 endpoint could not be read"
+        "no endpoint with findings; 1 endpoint could not be read"
     )
     coloured = render(report, "table", colour=True)
     assert "\x1b[1;31mCRIT" in coloured
 
     markdown = render(report, "markdown", colour=False).splitlines()
-    assert markdown[2] == "| STATE | DAYS | NOT AFTER | SUBJECT | ROLE | ENDPOINTS |"
-    assert markdown[4].startswith("| CRIT | 9.5 |")
+    assert markdown[2] == "Judged: expiry per certificate; trust, names and chain per endpoint."
+    assert markdown[4] == "| STATE | DAYS | NOT AFTER | SUBJECT | ROLE | ENDPOINTS |"
+    assert markdown[6].startswith("| CRIT | 9.5 |")
 
     rows = list(csv.DictReader(io.StringIO(render(report, "csv", colour=False))))
     assert [r["state"] for r in rows] == ["CRIT", "OK"]
@@ -226,3 +229,93 @@ def test_audit_certs_end_to_end_against_real_tls_servers(tmp_path):
     ]
     assert [f["check_id"] for f in report["failed"]] == ["psap/fibre/d"]
     assert report["summary"]["endpoints_checked"] == 4
+
+
+def test_trust_names_and_malformed_chains_are_listed_and_counted(tmp_path):
+    """The real command against real TLS servers: a fine endpoint, an untrusted root, a name
+    mismatch and a malformed intermediate. Every certificate is far from expiry, so before
+    endpoint findings the audit said all was well (exit 0) where the monitor said CRIT."""
+    import datetime as dt
+    import os
+    import subprocess
+    import sys
+
+    from tests.hostile.forged_certificates import forge
+    from tests.peers.pki import make_ca, make_leaf, server_context
+    from tests.peers.tls_peers import tls_server
+
+    def days(n: float) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(days=n)
+
+    root = make_ca("audit root", not_after=days(3650), path_length=None)
+    intermediate = make_ca("audit intermediate", issuer=root, not_after=days(1000))
+    stranger = make_ca("stranger root", not_after=days(3650), path_length=None)
+    strange_leaf = make_leaf(stranger, ["127.0.0.1"], common_name="stranger", not_after=days(200))
+    # The stranger's root is served: a client sees a complete chain to a root it lacks.
+    leaf = make_leaf(intermediate, ["127.0.0.1", "gw.audit.example.net"], not_after=days(200))
+    broken = forge(intermediate, root, lambda t: t.with_extensions([*t.extensions()] * 2))
+    (tmp_path / "root.pem").write_bytes(root.cert_pem)
+    served = {
+        "fine": (leaf, (intermediate,)),
+        "stranger": (strange_leaf, (stranger,)),
+        "misnamed": (leaf, (intermediate,)),
+        "broken": (leaf, (broken,)),
+    }
+    contexts = {}
+    for name, (certificate, chain) in served.items():
+        (tmp_path / name).mkdir()
+        contexts[name] = server_context(certificate, tmp_path / name, chain)
+    with (
+        tls_server(contexts["fine"]) as fine,
+        tls_server(contexts["stranger"]) as stranger_port,
+        tls_server(contexts["misnamed"]) as misnamed,
+        tls_server(contexts["broken"]) as broken_port,
+    ):
+        ports = {"fine": fine, "stranger": stranger_port, "misnamed": misnamed}
+        ports["broken"] = broken_port
+        extra = {"misnamed": ", server_name: other.audit.example.net"}
+        checks = "\n".join(
+            f'          - {{id: {name}, kind: tls, target: "127.0.0.1:{port}", '
+            f"ca_file: root.pem, timeout: 3s{extra.get(name, '')}}}"
+            for name, port in ports.items()
+        )
+        (tmp_path / "inventory.yaml").write_text(
+            f"sites:\n  - id: psap\n    links:\n      - id: fibre\n        checks:\n{checks}\n"
+        )
+
+        def audit(fmt: str) -> subprocess.CompletedProcess[str]:
+            inventory = str(tmp_path / "inventory.yaml")
+            return subprocess.run(
+                [sys.executable, "-m", "monitor.cli", "audit", "certs", inventory, "--format", fmt],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "NO_COLOR": "1"},
+            )
+
+        done = {fmt: audit(fmt) for fmt in ("json", "table", "csv", "markdown")}
+
+    for fmt, process in done.items():
+        assert process.returncode == 2, (fmt, process.stderr)
+        assert "Traceback" not in process.stderr
+    report = json.loads(done["json"].stdout)
+    schema_validator().validate(report)
+    assert all(c["state"] == "OK" for c in report["certificates"])  # expiry alone: all fine
+    reasons = {f["check_id"]: [x["reason"] for x in f["findings"]] for f in report["findings"]}
+    assert reasons == {
+        "psap/fibre/broken": ["malformed certificate", "not verified"],
+        "psap/fibre/misnamed": ["name mismatch"],
+        "psap/fibre/stranger": ["untrusted root"],
+    }
+    assert report["summary"]["endpoints_with_findings"] == 3
+    table = done["table"].stdout
+    assert "Endpoint findings (trust, names, chain):" in table
+    assert "name mismatch: other.audit.example.net not in the leaf's subjectAltName" in table
+    assert table.splitlines()[-1].endswith("; 3 endpoints with findings (3 CRIT)")
+    rows = list(csv.DictReader(io.StringIO(done["csv"].stdout)))
+    leaf_row = next(r for r in rows if r["subject"] == "CN=127.0.0.1")
+    assert "psap/fibre/misnamed: name mismatch: " in leaf_row["endpoint_findings"]
+    broken_row = next(r for r in rows if r["malformed"])
+    assert broken_row["malformed"] == "extensions: duplicate extension 2.5.29.19 (basicConstraints)"
+    assert "## Endpoint findings" in done["markdown"].stdout

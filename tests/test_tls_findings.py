@@ -103,3 +103,13 @@ async def test_no_verdict_reads_as_true_or_false(
     for result in (broken, fine_but_cn, good):
         for text in texts_for_people(result):
             assert not BOOLEAN_WORD.search(text), text
+
+
+async def test_info_column_says_a_reason_once(
+    pki: Pki, serve: Any, shared: SharedResources
+) -> None:
+    with serve(leaf(pki), ()) as port:  # no intermediate sent: untrusted and incomplete
+        result = await probe(shared, target=f"{LOOPBACK}:{port}", ca_file=pki.root_file)
+
+    assert {v.condition for v in result.failing()} == {"trusted", "chain_complete"}
+    assert info_text(result, result.started_at) == "incomplete chain"

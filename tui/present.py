@@ -133,7 +133,8 @@ def info_text(result: ProbeResult, now: float) -> str:
     if isinstance(rcode, str):
         facts.append(rcode)
         shown.add("rcode")
-    parts = [v.reason for v in result.failing() if v.observation not in shown]
+    # Two verdicts may share a reason (an incomplete chain is also an unverified one).
+    parts = list(dict.fromkeys(v.reason for v in result.failing() if v.observation not in shown))
     if result.error is not None:
         parts.append(f"{result.error.error_class}: {result.error.message}")
     if not parts:
