@@ -19,13 +19,15 @@ from typing import Any
 from monitor import certificates, starttls
 from monitor.certificate_reader import ParsedCertificate, Served
 from monitor.certificates import Verification
-from monitor.conditions import Condition, Expectation, Finding, said
+from monitor.conditions import Condition, Expectation, Explain, Finding, said
 from monitor.errors import ConfigFailure, TlsFailure
 from monitor.model import ObservationValue, Severity
-from monitor.options import choice, format_host_port, host, host_port, option
+from monitor.options import OptionError, choice, format_host_port, host, host_port, option
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 
-MODERN_VERSIONS = ("TLSv1.2", "TLSv1.3")
+# Protocol versions as OpenSSL names them, oldest first.
+VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+MODERN = "TLSv1.2"  # the oldest version that needs no legacy settings
 # How long to listen after a TLS 1.3 handshake for the server's verdict on our (missing) client
 # certificate, as a multiple of the handshake time, with a floor for very fast links.
 _CLIENT_AUTH_WAIT_FACTOR = 2.0
@@ -34,6 +36,16 @@ _CLIENT_AUTH_WAIT_MIN = 0.02
 
 def _target(value: Any) -> tuple[str, int]:
     return host_port(value, default_port=443)
+
+
+def _version(value: Any) -> str:
+    """A protocol version: TLSv1.2 as OpenSSL writes it, or just 1.2 (1.0 for TLSv1)."""
+    wanted = str(value).strip().lower().removeprefix("tlsv").removeprefix("tls")
+    for version in VERSIONS:
+        number = version.removeprefix("TLSv")
+        if wanted in (number.lower(), "1.0" if number == "1" else number):
+            return version
+    raise OptionError(f"{value!r} is not a TLS version", "use one of: " + ", ".join(VERSIONS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +58,13 @@ class TlsOptions(LatencyOptions, certificates.CertificateOptions):
         parse=host,
         metavar="NAME",
         help="name sent as SNI and required in the certificate (default: the target host)",
+    )
+    min_tls_version: str = option(
+        MODERN,
+        parse=_version,
+        metavar="VERSION",
+        help="WARN below this protocol version; TLSv1 or TLSv1.1 accepts legacy gear (and the "
+        "legacy handshake it needs) for good",
     )
     starttls: str = option(
         "none",
@@ -414,12 +433,26 @@ async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
     return observations
 
 
-def _version(value: ObservationValue, _about: str) -> Finding:
+def _negotiated(value: ObservationValue, _about: str) -> Finding:
     return Finding(str(value))
 
 
-def _old_version(value: ObservationValue, _about: str) -> Finding:
-    return Finding(f"old protocol {value}", f"old protocol {value} (current: TLSv1.2, TLSv1.3)")
+def _old_version(accepted: tuple[str, ...]) -> Explain:
+    def explain(value: ObservationValue, _about: str) -> Finding:
+        gist = f"old protocol {value}"
+        return Finding(gist, f"{gist} (accepted: {', '.join(accepted)}; see min_tls_version)")
+
+    return explain
+
+
+def _legacy_accepted(minimum: str) -> Explain:
+    def explain(value: ObservationValue, about: str) -> Finding:
+        if value is True:
+            gist = "legacy handshake accepted"
+            return Finding(gist, f"{gist} (min_tls_version {minimum}): {about}")
+        return Finding("current protocols and ciphers")
+
+    return explain
 
 
 def _client_refused(value: ObservationValue, _about: str) -> Finding:
@@ -427,27 +460,31 @@ def _client_refused(value: ObservationValue, _about: str) -> Finding:
 
 
 def conditions(options: TlsOptions) -> tuple[Condition, ...]:
+    accepted = VERSIONS[VERSIONS.index(options.min_tls_version) :]
+    # An operator who names an old minimum has accepted old gear: the legacy settings it needs
+    # are then expected, not a warning that could never clear.
+    legacy_accepted = VERSIONS.index(options.min_tls_version) < VERSIONS.index(MODERN)
     return (
         options.latency("handshake_ms"),
         Expectation(
             "tls_version",
             "tls_version",
-            lambda value: value in MODERN_VERSIONS,
-            " or ".join(MODERN_VERSIONS),
+            lambda value: value in accepted,
+            " or ".join(accepted),
             severity=Severity.WARN,
-            failed=_old_version,
-            passed=_version,
+            failed=_old_version(accepted),
+            passed=_negotiated,
             headline=True,
         ),
         Expectation(
             "legacy_handshake",
             "legacy_handshake",
-            lambda value: value is False,
+            lambda value: value is False or legacy_accepted,
             "a handshake with current protocol versions and ciphers",
             severity=Severity.WARN,
             about="strict_handshake_error",
             failed=said("legacy handshake only"),
-            passed=said("current protocols and ciphers"),
+            passed=_legacy_accepted(options.min_tls_version),
         ),
         Expectation(
             "client_auth",

@@ -508,10 +508,38 @@ async def test_tls10_only_server_is_read_and_warned(
     assert result.error is None, result.summary()
     assert result.severity is Severity.WARN, result.summary()
     assert bad(result) == {"tls_version": Severity.WARN, "legacy_handshake": Severity.WARN}
+    assert verdict(result, "tls_version").finding == (
+        "old protocol TLSv1 (accepted: TLSv1.2, TLSv1.3; see min_tls_version)"
+    )
     assert result.observations["tls_version"] == "TLSv1"
     # Verified with legacy settings: the chain itself is fine.
     assert result.observations["trusted"] is True
     assert result.observations["strict_handshake_error"] == "tlsv1 alert protocol version"
+
+
+async def test_legacy_gear_accepted_by_min_tls_version_is_ok(
+    pki: Pki, shared: SharedResources, tmp_path: Path
+) -> None:
+    """A radio that will never speak more than TLS 1.0: named as accepted, it is OK, not a
+    WARN that no configuration could clear."""
+    context = tls10_only(server_context(leaf(pki), tmp_path, (pki.intermediate,), legacy=True))
+    with tls_server(context) as port:
+        result = await probe(
+            shared, target=f"{LOOPBACK}:{port}", ca_file=pki.root_file, min_tls_version="1.0"
+        )
+
+    assert result.severity is Severity.OK, result.summary()
+    assert verdict(result, "legacy_handshake").finding.startswith(
+        "legacy handshake accepted (min_tls_version TLSv1): "
+    )
+    assert result.summary().startswith("TLSv1, cert expires in ")
+
+
+def test_min_tls_version_names_a_version() -> None:
+    assert adhoc_check("tls", {"target": LOOPBACK, "min_tls_version": "tlsv1.1"}).options
+    with pytest.raises(OptionError) as caught:
+        adhoc_check("tls", {"target": LOOPBACK, "min_tls_version": "SSLv3"})
+    assert caught.value.message == "'SSLv3' is not a TLS version"
 
 
 # --- client certificates ---------------------------------------------------------------------
