@@ -41,6 +41,17 @@ MAX_SHOWN_NAMES = 100
 _MAX_PROBLEMS = 5
 _MAX_PROBLEM_CHARS = 160
 
+# What cryptography raises for bytes it refuses to read (a peer's certificate, OCSP answer or
+# CRL): not all are ValueErrors.
+REFUSALS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
+
 # OpenSSL's reading of a certificate: `ssl` decoded form (subject, issuer, serialNumber,
 # notBefore, notAfter, subjectAltName), made on demand.
 OpenSslReading = Callable[[], dict[str, Any]]
@@ -93,9 +104,7 @@ class _Reader:
         except UnsupportedAlgorithm:
             # An algorithm this build does not know is not a malformed certificate.
             return fallback
-        except Exception as exc:
-            # Peer-made bytes: cryptography raises ValueError, DuplicateExtension,
-            # UnsupportedGeneralNameType, InvalidVersion, ... depending on what is wrong.
+        except REFUSALS as exc:
             self.note(f"{what}: {describe_refusal(exc)}")
             return fallback
 

@@ -36,6 +36,8 @@ from cryptography.x509.oid import (
 )
 from yarl import URL
 
+from monitor.certificate_reader import REFUSALS, describe_refusal
+
 OCSP_MAX_BYTES = 64 * 1024
 CRL_MAX_BYTES = 10 * 1024 * 1024
 # Responder and monitor clocks disagree a little; RFC 5019 deployments allow minutes.
@@ -351,7 +353,7 @@ def _check_responder(
     subject = delegate.subject.rfc4514_string()
     try:
         delegate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except (*REFUSALS, InvalidSignature):
         raise _Unusable(
             f"responder certificate {subject} is not issued by {issuer.subject.rfc4514_string()}"
         ) from None
@@ -434,8 +436,8 @@ def _judge_ocsp(
         status = single.certificate_status
         revoked_at = _timestamp(single.revocation_time_utc)
         reason = single.revocation_reason.value if single.revocation_reason else None
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise _Unusable(f"malformed OCSP response: {exc}") from None
+    except REFUSALS as exc:
+        raise _Unusable(f"malformed OCSP response: {describe_refusal(exc)}") from None
     signer = f" (signed by delegated responder {delegate})" if delegate else ""
     common = {
         "method": "ocsp",
@@ -533,8 +535,8 @@ def _judge_crl(data: bytes, issuer: x509.Certificate, now: float) -> _VerifiedCr
             "CRL", crl.last_update_utc.timestamp(), _timestamp(crl.next_update_utc), now
         )
         return _VerifiedCrl(crl, frozenset(entry.serial_number for entry in crl))
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise _Unusable(f"malformed CRL: {exc}") from None
+    except REFUSALS as exc:
+        raise _Unusable(f"malformed CRL: {describe_refusal(exc)}") from None
 
 
 def _crl_status(verified: _VerifiedCrl, leaf: x509.Certificate, url: str) -> RevocationStatus:
@@ -558,8 +560,8 @@ def _crl_status(verified: _VerifiedCrl, leaf: x509.Certificate, url: str) -> Rev
             ).value.reason.value
         except x509.ExtensionNotFound:
             reason = None
-    except ValueError as exc:
-        return _unavailable("crl", [f"CRL {url}: malformed entry: {exc}"], url)
+    except REFUSALS as exc:
+        return _unavailable("crl", [f"CRL {url}: malformed entry: {describe_refusal(exc)}"], url)
     because = f" ({reason})" if reason else ""
     return RevocationStatus(
         status="revoked",
@@ -651,17 +653,19 @@ async def check_revocation(
     now = time.time() if now is None else now
     if not (ocsp or crl):
         return RevocationStatus("none", "not_checked", "revocation checking is off")
-    if leaf.issuer != issuer.subject:
-        return RevocationStatus(
-            "none",
-            "unavailable",
-            f"{issuer.subject.rfc4514_string()} is not the issuer of this certificate"
-            f" ({leaf.issuer.rfc4514_string()} is)",
-        )
     try:
+        if leaf.issuer != issuer.subject:
+            return RevocationStatus(
+                "none",
+                "unavailable",
+                f"{issuer.subject.rfc4514_string()} is not the issuer of this certificate"
+                f" ({leaf.issuer.rfc4514_string()} is)",
+            )
         ocsp_urls, crl_urls = _locations(leaf)
-    except ValueError as exc:
-        return RevocationStatus("none", "unavailable", f"unreadable certificate extension: {exc}")
+    except REFUSALS as exc:
+        return RevocationStatus(
+            "none", "unavailable", f"unreadable certificate: {describe_refusal(exc)}"
+        )
     ocsp_urls = ocsp_urls if ocsp else []
     crl_urls = crl_urls if crl else []
     if not ocsp_urls and not crl_urls:

@@ -24,6 +24,14 @@ from monitor.revocation import (
     RevocationStatus,
     check_revocation,
 )
+from tests.hostile.forged_certificates import (
+    IP_ADDRESS,
+    SUBJECT_ALT_NAME,
+    X400_ADDRESS,
+    der,
+    forge,
+    subject_alt_name,
+)
 from tests.peers.http_peers import HUGE_BYTES, closed_port, raw_server
 from tests.peers.ocsp_peers import (
     OPENSSL_NEXT_UPDATE_MINUTES,
@@ -234,6 +242,7 @@ async def test_scripted_revoked_details(scripted: ScriptedPeer, leaf: LeafFactor
         ("future", "response thisUpdate"),
         ("wrong-serial", "response is not about serial"),
         ("wrong-nonce", "response nonce does not match"),
+        ("duplicate-nonce", "malformed OCSP response: duplicate extension 1.3.6.1.5.5.7.48.1.2"),
         ("garbage", "not an OCSP response"),
         ("try-later", "responder refused to answer: TRY_LATER"),
         ("server-error", "HTTP 500 Internal Server Error"),
@@ -564,3 +573,19 @@ async def test_waiter_on_a_hung_fetch_keeps_its_own_timeout(
     assert quick.status == "unavailable" and "no answer within 0.2s" in quick.message
     assert (await slow).status == "unavailable"
     assert scripted.requests["ocsp/hang"] == 1
+
+
+async def test_a_leaf_cryptography_cannot_read_is_unavailable_not_an_exception(
+    pki: Pki, check
+) -> None:
+    """check_revocation never raises for what is in a certificate: a subjectAltName of an
+    unsupported name type (cryptography raises a non-ValueError on reading extensions)."""
+    good = make_leaf(pki.issuer, ["127.0.0.1"])
+    names = subject_alt_name(der(X400_ADDRESS, der(0x30, b"")), der(IP_ADDRESS, b"\x7f\0\0\1"))
+    forged = forge(
+        good, pki.issuer, lambda t: t.with_extensions([*t.without(SUBJECT_ALT_NAME), names])
+    )
+    status = await check(x509.load_der_x509_certificate(forged.der))
+
+    assert (status.method, status.status) == ("none", "unavailable")
+    assert status.message.startswith("unreadable certificate: unsupported general-name type")

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from monitor.der import elements
+from tests.hostile.forged_certificates import der
 from tests.peers.http_peers import HUGE_BYTES, LOOPBACK
 from tests.peers.pki import Issued, make_ca, make_leaf
 
@@ -202,6 +204,8 @@ class _Answer:
     serial_offset: int = 0
     signer: str = "issuer"  # issuer, delegate, delegate-no-eku, delegate-foreign, foreign
     nonce: str = "echo"  # echo, none, wrong
+    # Every response extension sent twice (re-signed: only a strict parser minds).
+    doubled_extensions: bool = False
 
 
 ANSWERS: dict[str, _Answer] = {
@@ -220,6 +224,7 @@ ANSWERS: dict[str, _Answer] = {
     "future": _Answer(this_update=datetime.timedelta(hours=1)),
     "wrong-serial": _Answer(serial_offset=1),
     "wrong-nonce": _Answer(nonce="wrong"),
+    "duplicate-nonce": _Answer(doubled_extensions=True),
 }
 
 
@@ -267,7 +272,33 @@ def _scripted_response(
     if included:
         builder = builder.certificates([signer.certificate])
     response = builder.sign(signer.key, hashes.SHA256())
-    return response.public_bytes(serialization.Encoding.DER)
+    encoded = response.public_bytes(serialization.Encoding.DER)
+    return _doubled_extensions(encoded, signer.key) if answer.doubled_extensions else encoded
+
+
+def _doubled_extensions(encoded: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The response with its responseExtensions each twice, tbsResponseData signed again.
+
+    OCSPResponse ::= SEQUENCE { status, [0] { SEQUENCE { type, OCTET STRING (Basic) } } };
+    BasicOCSPResponse ::= SEQUENCE { tbsResponseData, algorithm, signature, [0] certs };
+    tbsResponseData ends with [1] responseExtensions.
+    """
+    (outer,) = elements(encoded)
+    status, wrapper = elements(outer.body)
+    (response_bytes,) = elements(wrapper.body)
+    kind, basic_octets = elements(response_bytes.body)
+    (basic,) = elements(basic_octets.body)
+    tbs, algorithm, _signature, *certificates = elements(basic.body)
+    fields = elements(tbs.body)
+    (extensions,) = elements(fields[-1].body)
+    doubled = der(0xA1, der(0x30, extensions.body * 2))
+    new_tbs = der(0x30, b"".join(f.encoded for f in fields[:-1]) + doubled)
+    signature = der(0x03, b"\x00" + key.sign(new_tbs, ec.ECDSA(hashes.SHA256())))
+    new_basic = der(
+        0x30, new_tbs + algorithm.encoded + signature + b"".join(c.encoded for c in certificates)
+    )
+    inner = der(0x30, kind.encoded + der(0x04, new_basic))
+    return der(0x30, status.encoded + der(0xA0, inner))
 
 
 @dataclass
