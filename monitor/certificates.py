@@ -122,7 +122,8 @@ class CertificateOptions:
         None,
         parse=ca_file,
         metavar="PATH",
-        help="PEM CA bundle to verify against instead of the system store",
+        help="PEM CA bundle to verify against instead of the system store (a device's own "
+        "self-signed certificate, to accept it)",
     )
     warn_days: float = option(
         30.0,
@@ -147,7 +148,8 @@ class CertificateOptions:
         parse=each(pin),
         metavar="sha256/BASE64",
         repeatable=True,
-        help="CRIT unless the leaf or a chain element has one of these SPKI SHA-256 pins",
+        help="CRIT unless the leaf or a chain element has one of these SPKI SHA-256 pins; "
+        "tls checks trust a pinned leaf key, self-signed or not",
     )
     ocsp: bool = option(
         False,
