@@ -27,7 +27,7 @@ from monitor.options import (
 )
 from monitor.reader import ID, ID_HINT
 from monitor.resilience_config import Group, Resilience, ResilienceReader
-from monitor.yamlnodes import InventoryError, Location, Node, load
+from monitor.yamlnodes import InventoryError, InventoryErrors, Location, Node, load, read
 from probes import REGISTRY
 from probes.base import ProbeKind
 
@@ -135,14 +135,6 @@ class Inventory:
         return tuple(check for link in self.links for check in link.checks)
 
 
-class InventoryErrors(Exception):
-    """All the faults found in one inventory file."""
-
-    def __init__(self, errors: list[InventoryError]) -> None:
-        super().__init__("\n".join(str(e) for e in errors))
-        self.errors = errors
-
-
 # --- option handling shared with `commwatch probe` ------------------------------------------
 
 _CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
@@ -229,6 +221,7 @@ class _Loader(ResilienceReader):
         super().__init__(file)
         # name -> {key: (raw value, value node)}, validated where defined.
         self.credential_sets: dict[str, dict[str, tuple[Any, Node]] | None] = {}
+        self.credentials_broken = False
 
     def defaults(
         self, fields: dict[str, tuple[Node, Node]], inherited: dict[str, tuple[Any, Node]]
@@ -239,7 +232,7 @@ class _Loader(ResilienceReader):
         if "defaults" not in fields:
             return merged
         allowed = set(_SCHEDULE_PARSERS) | _ALL_OPTION_KEYS | {"credentials"}
-        for key, key_node, value_node in fields["defaults"][1].mapping("defaults"):
+        for key, key_node, value_node in self.entries(fields["defaults"][1], "defaults"):
             if key not in allowed:
                 self.unknown_key(key, key_node, allowed, "defaults")
             else:
@@ -263,13 +256,16 @@ class _Loader(ResilienceReader):
                 "alerts",
             ),
             ("sites",),
+            # `x-` keys are the user's, as in Compose files: anchors for shared values live there.
+            free_prefix="x-",
         )
         if "version" in fields:
             node = fields["version"][1]
-            if node.value() != SCHEMA_VERSION:
+            version = node.value()
+            if type(version) is not int or version != SCHEMA_VERSION:
                 self.fail(
                     node.error(
-                        f"inventory version {node.value()!r} is not supported",
+                        f"inventory version {version!r} is not supported",
                         f"this commwatch reads version {SCHEMA_VERSION}",
                     )
                 )
@@ -278,9 +274,9 @@ class _Loader(ResilienceReader):
             self.credentials(fields["credentials"][1])
         inherited = self.defaults(fields, {})
         sites = []
+        seen: dict[str, Location] = {}
         if "sites" in fields:
-            seen: dict[str, Location] = {}
-            for site_node in fields["sites"][1].sequence("sites"):
+            for site_node in self.items(fields["sites"][1], "sites"):
                 site = self.site(site_node, inherited, seen)
                 if site is not None:
                     sites.append(site)
@@ -297,33 +293,35 @@ class _Loader(ResilienceReader):
             for site in sites
         )
         resilience = Resilience(
-            groups=site_groups + self.groups(fields, (site.id for site in sites)),
+            groups=site_groups + self.groups(fields, seen),
             maintenance=self.maintenance(fields),
             flapping=self.flapping(fields),
             history=self.history(fields),
             alerts=self.alerts(fields),
         )
         links = [link for site in sites for link in site.links]
-        if not self.errors:
-            # A check that failed to load would read as a dangling reference: a cascade, not news.
-            self.check_references(
-                (site.id for site in sites),
-                (link.full_id for link in links),
-                {check.ref.check_id: link.full_id for link in links for check in link.checks},
-            )
+        self.check_references(
+            (site.id for site in sites),
+            (link.full_id for link in links),
+            {check.ref.check_id: link.full_id for link in links for check in link.checks},
+        )
         if self.errors:
             return None
         return Inventory(self.file, tuple(sites), concurrency, resilience)
 
     def credentials(self, node: Node) -> None:
-        """Named credential sets, each value checked by the parser of the key it fills."""
-        for name, name_node, body in node.mapping("credentials"):
+        """Named credential sets, each value checked by the parser of the key it fills. A set
+        that cannot be used is None: its fault is reported here, not again by each check."""
+        if not node.is_mapping:
+            self.credentials_broken = True
+        for name, name_node, body in self.entries(node, "credentials"):
+            self.credential_sets[name] = None
             if not ID.fullmatch(name):
                 self.fail(name_node.error(f"credentials name {name!r} is not valid", ID_HINT))
                 continue
             values: dict[str, tuple[Any, Node]] = {}
             faults = len(self.errors)
-            for key, key_node, value_node in body.mapping(f"credentials {name}"):
+            for key, key_node, value_node in self.entries(body, f"credentials {name}"):
                 if key not in CREDENTIAL_KEYS:
                     self.unknown_key(key, key_node, CREDENTIAL_KEYS, f"credentials {name}")
                     continue
@@ -335,14 +333,16 @@ class _Loader(ResilienceReader):
                     self.fail(value_node.error(f"'{key}': {exc.message}", exc.hint))
                     continue
                 values[key] = (value_node.value(), value_node)
-            # A faulty set is reported where it is defined, not again by every check using it.
-            self.credential_sets[name] = values if len(self.errors) == faults else None
+            if len(self.errors) == faults:
+                self.credential_sets[name] = values
 
     def credential_values(self, node: Node) -> dict[str, tuple[Any, Node]] | None:
         """The keys of the credentials `node` names; None (fault reported) if unusable."""
         name = node.value()
         if isinstance(name, str) and name in self.credential_sets:
             return self.credential_sets[name]
+        if self.credentials_broken:
+            return None  # the credentials block itself is at fault, and reported
         known = ", ".join(sorted(self.credential_sets))
         self.fail(
             node.error(
@@ -368,20 +368,24 @@ class _Loader(ResilienceReader):
         fields = self.fields(
             node, "a site", ("id", "name", "tags", "defaults", "min_up", "links"), ("id", "links")
         )
+        written = self.declare(self.written_id(fields))
         site_id = self.ident(fields, "site", seen)
         name = self.plain(fields, "name", text, site_id or "")
         tags = self.plain(fields, "tags", each(text), ())
         defaults = self.defaults(fields, inherited)
-        links = []
-        if "links" in fields and site_id is not None:
+        links, written_links = [], 0
+        if "links" in fields:
+            # Read even under a faulty site id: the links' own faults are news too.
             link_ids: dict[str, Location] = {}
-            for link_node in fields["links"][1].sequence(f"links of site {site_id}"):
-                link = self.link(link_node, site_id, tags, defaults, link_ids)
+            for link_node in self.items(fields["links"][1], f"links of site {written}"):
+                written_links += 1
+                link = self.link(link_node, written, tags, defaults, link_ids)
                 if link is not None:
                     links.append(link)
         if site_id is None:
             return None
-        return Site(site_id, name, tags, tuple(links), self.min_up(fields, len(links)))
+        # min_up counts the links written, loaded or not: one at fault is not a second fault.
+        return Site(site_id, name, tags, tuple(links), self.min_up(fields, written_links))
 
     def link(
         self,
@@ -407,11 +411,12 @@ class _Loader(ResilienceReader):
             ),
             ("id", "checks"),
         )
+        written = self.declare(self.written_id(fields), site_id)
         link_id = self.ident(fields, "link", seen)
         tags = site_tags + self.plain(fields, "tags", each(text), ())
         role_parser = _choice_of(ROLES, "the role tells redundancy analysis how this link counts")
         link = Link(
-            id=link_id or "",
+            id=link_id or written,
             site_id=site_id,
             name=self.plain(fields, "name", text, link_id or ""),
             role=self.plain(fields, "role", role_parser, "primary"),
@@ -421,9 +426,9 @@ class _Loader(ResilienceReader):
         )
         defaults = self.defaults(fields, inherited)
         checks = []
-        if "checks" in fields and link_id is not None:
+        if "checks" in fields:
             check_ids: dict[str, Location] = {}
-            for check_node in fields["checks"][1].sequence(f"checks of link {link_id}"):
+            for check_node in self.items(fields["checks"][1], f"checks of link {written}"):
                 check = self.check(check_node, link, defaults, check_ids)
                 if check is not None:
                     checks.append(check)
@@ -431,11 +436,8 @@ class _Loader(ResilienceReader):
             return None
         full_id = f"{site_id}/{link_id}"
         deciding = self.plain(fields, "availability_from", each(text), ())
-        unknown = [
-            c
-            for c in deciding
-            if c not in {check.ref.check_id.rsplit("/", 1)[1] for check in checks}
-        ]
+        # A check of this link that failed to load is written, and its fault reported.
+        unknown = [c for c in deciding if f"{full_id}/{c}" not in self.declared]
         if unknown:
             self.fail(
                 fields["availability_from"][1].error(
@@ -470,7 +472,7 @@ class _Loader(ResilienceReader):
                 )
             )
             return None
-        raw_kind = {k: v for k, _, v in node.mapping("a check")}.get("kind")
+        raw_kind = {k: v for k, _, v in self.entries(node, "a check")}.get("kind")
         probe = None
         if raw_kind is None:
             self.fail(
@@ -493,6 +495,7 @@ class _Loader(ResilienceReader):
         if probe is None:
             allowed |= _ALL_OPTION_KEYS | {"target"}
         fields = self.fields(node, "a check", allowed, ("id",))
+        self.declare(self.written_id(fields), link.site_id, link.id)
         check_id = self.ident(fields, "check", seen)
         tags = link.tags + self.plain(fields, "tags", each(text), ())
         description = self.plain(fields, "description", text, "")
@@ -599,44 +602,28 @@ def _choice_of(choices: tuple[str, ...], why: str) -> Any:
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """Read and validate an inventory file. Raises InventoryErrors listing every fault found."""
+    """Read and validate an inventory file. Raises InventoryErrors listing every fault found:
+    those of the YAML itself first, alone (its values cannot be trusted to mean anything yet),
+    then those of its content."""
     file = str(path)
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+    root = load(read(path), file)
+    if root is None:
         raise InventoryErrors(
             [
                 InventoryError(
                     Location(file, 1, 1),
-                    f"cannot read the inventory: {exc.strerror}",
-                    "check the path",
+                    "the inventory is empty",
+                    "start from the example inventory.yaml",
                 )
             ]
-        ) from None
-    except UnicodeDecodeError:
-        raise InventoryErrors(
-            [
-                InventoryError(
-                    Location(file, 1, 1), "the inventory is not UTF-8 text", "save it as UTF-8"
-                )
-            ]
-        ) from None
+        )
     loader = _Loader(file)
     try:
-        root = load(source, file)
-        if root is None:
-            raise InventoryError(
-                Location(file, 1, 1),
-                "the inventory is empty",
-                "start from the example inventory.yaml",
-            )
         with relative_to(Path(path).resolve().parent):
             inventory = loader.load(root)
     except InventoryError as exc:
         loader.errors.append(exc)
         inventory = None
     if inventory is None:
-        # A bad inherited default is found once per check that inherits it: report it once.
-        unique = {(e.location.line, e.location.column, e.message): e for e in loader.errors}
-        raise InventoryErrors([unique[key] for key in sorted(unique)])
+        raise InventoryErrors(loader.errors)
     return inventory

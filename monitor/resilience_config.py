@@ -51,6 +51,16 @@ class ResilienceReader(Reader):
     def __init__(self, file: str) -> None:
         super().__init__(file)
         self._references: list[_Reference] = []
+        # Every subject id written (site, site/link, site/link/check), loaded or not: a
+        # reference to one that failed to load is its fault's echo, not a second fault.
+        self.declared: set[str] = set()
+
+    def declare(self, written: str | None, *scope: str) -> str:
+        """Remember the subject id `written` under `scope` (its site, link); returns the
+        written id, or "?" where there is none to name."""
+        name = written if written is not None else "?"
+        self.declared.add("/".join((*scope, name)))
+        return name
 
     def ids(self, fields: Fields, key: str, owner: str, allowed: str) -> tuple[str, ...]:
         """A list of ids, remembered for checking once the whole inventory is known."""
@@ -70,14 +80,16 @@ class ResilienceReader(Reader):
             )
         return value
 
-    def groups(self, fields: Fields, site_ids: Iterable[str]) -> tuple[Group, ...]:
+    def groups(self, fields: Fields, sites: Mapping[str, Location]) -> tuple[Group, ...]:
+        """Named groups; `sites` (where each site id is written) are groups already."""
         if "groups" not in fields:
             return ()
-        groups, seen = [], {site: Location(self.file, 0, 0) for site in site_ids}
-        for node in fields["groups"][1].sequence("groups"):
+        groups, seen = [], dict(sites)
+        for node in self.items(fields["groups"][1], "groups"):
             inner = self.fields(node, "a group", ("id", "name", "links", "min_up"), ("id", "links"))
+            owner = f"group {self.written_id(inner) or '?'}"
             group_id = self.ident(inner, "group (or site)", seen)
-            links = self.ids(inner, "links", f"group {group_id}", "link")
+            links = self.ids(inner, "links", owner, "link")
             up = self.min_up(inner, len(links))
             if group_id is not None:
                 name = self.plain(inner, "name", text, group_id)
@@ -134,10 +146,11 @@ class ResilienceReader(Reader):
             return ()
         windows, seen = [], {}
         keys = ("id", "applies_to", "timezone", "start", "end", "days", "at", "duration", "reason")
-        for node in fields["maintenance"][1].sequence("maintenance"):
+        for node in self.items(fields["maintenance"][1], "maintenance"):
             inner = self.fields(node, "a maintenance window", keys, ("id", "applies_to"))
+            owner = f"maintenance {self.written_id(inner) or '?'}"
             window_id = self.ident(inner, "maintenance window", seen)
-            applies = self.ids(inner, "applies_to", f"maintenance {window_id}", "any")
+            applies = self.ids(inner, "applies_to", owner, "any")
             zone = self.plain(inner, "timezone", mw.zone, "UTC")
             window = self._window(node, inner, window_id or "", applies, zone)
             if window is not None and window_id is not None:
@@ -196,7 +209,7 @@ class ResilienceReader(Reader):
         for ref in self._references:
             pool = pools[ref.allowed]
             for target in ref.targets:
-                if target not in pool:
+                if target not in pool and target not in self.declared:
                     close = difflib.get_close_matches(target, sorted(pool), n=1)
                     hint = (
                         f"did you mean '{close[0]}'?"
@@ -204,7 +217,7 @@ class ResilienceReader(Reader):
                         else "use a full id: site, site/link or site/link/check"
                     )
                     self.fail(ref.node.error(f"{ref.owner} refers to unknown '{target}'", hint))
-                elif ref.allowed == "subject":
+                elif ref.allowed == "subject" and target in pool:
                     edges.setdefault(ref.owner, {})[target] = ref.node
         self._reject_cycles(edges)
 

@@ -163,7 +163,7 @@ sites:
         ),
         (
             ("version: 1", "version: 1\nsites: []"),
-            "3:1: key 'sites' appears twice in the inventory (the first is at line 2; keep one)",
+            "3:1: key 'sites' appears twice in this mapping (the first is at line 2; keep one)",
         ),
         (
             (
@@ -190,7 +190,7 @@ sites:
         ),
         (
             ("  - id: s", "  - id: s\n    links: {}\n"),
-            "6:5: key 'links' appears twice in a site (the first is at line 4; keep one)",
+            "6:5: key 'links' appears twice in this mapping (the first is at line 4; keep one)",
         ),
         (
             ("target: 127.0.0.1:22", "target: '127.0.0.1:22"),
