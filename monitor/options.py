@@ -269,17 +269,6 @@ def each(parse_one: Parser) -> Parser:
     return parse
 
 
-def regex(value: Any) -> re.Pattern[str]:
-    pattern = text(value)
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise OptionError(
-            f"{pattern!r} is not a valid regular expression: {exc}",
-            "check brackets and escapes; quote the pattern in YAML",
-        ) from exc
-
-
 def host(value: Any) -> str:
     """A host name or an IP address literal."""
     name = text(value).strip()
