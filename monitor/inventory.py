@@ -276,6 +276,8 @@ class _Loader(ResilienceReader):
         sites = []
         seen: dict[str, Location] = {}
         if "sites" in fields:
+            if not fields["sites"][1].is_sequence:
+                self.declare(None)
             for site_node in self.items(fields["sites"][1], "sites"):
                 site = self.site(site_node, inherited, seen)
                 if site is not None:
@@ -343,7 +345,7 @@ class _Loader(ResilienceReader):
             return self.credential_sets[name]
         if self.credentials_broken:
             return None  # the credentials block itself is at fault, and reported
-        known = ", ".join(sorted(self.credential_sets))
+        known = ", ".join(sorted(n for n in self.credential_sets if ID.fullmatch(n)))
         self.fail(
             node.error(
                 f"unknown credentials {name!r}",
@@ -377,6 +379,8 @@ class _Loader(ResilienceReader):
         if "links" in fields:
             # Read even under a faulty site id: the links' own faults are news too.
             link_ids: dict[str, Location] = {}
+            if not fields["links"][1].is_sequence:
+                self.declare(None, written)
             for link_node in self.items(fields["links"][1], f"links of site {written}"):
                 written_links += 1
                 link = self.link(link_node, written, tags, defaults, link_ids)
@@ -428,6 +432,8 @@ class _Loader(ResilienceReader):
         checks = []
         if "checks" in fields:
             check_ids: dict[str, Location] = {}
+            if not fields["checks"][1].is_sequence:
+                self.declare(None, site_id, written)
             for check_node in self.items(fields["checks"][1], f"checks of link {written}"):
                 check = self.check(check_node, link, defaults, check_ids)
                 if check is not None:
@@ -437,7 +443,7 @@ class _Loader(ResilienceReader):
         full_id = f"{site_id}/{link_id}"
         deciding = self.plain(fields, "availability_from", each(text), ())
         # A check of this link that failed to load is written, and its fault reported.
-        unknown = [c for c in deciding if f"{full_id}/{c}" not in self.declared]
+        unknown = [c for c in deciding if not self.unverifiable(f"{full_id}/{c}")]
         if unknown:
             self.fail(
                 fields["availability_from"][1].error(
@@ -465,6 +471,7 @@ class _Loader(ResilienceReader):
         seen: dict[str, Location],
     ) -> Check | None:
         if not node.is_mapping:
+            self.declare(None, link.site_id, link.id)
             self.fail(
                 node.error(
                     "a check must be a mapping with id, kind and target",

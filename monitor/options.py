@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from monitor.files import read_bounded
+
 
 class OptionError(ValueError):
     """A value that cannot be accepted, with a hint on how to fix it.
@@ -366,6 +368,9 @@ def type_name(value: Any) -> str:
 # --- secrets -------------------------------------------------------------------------------
 
 
+MAX_SECRET_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """Where a secret lives. Only the reference is ever printed; the value is read at use."""
@@ -388,11 +393,16 @@ class SecretRef:
                 )
             return value
         try:
-            return Path(self.name).read_text(encoding="utf-8").strip()
+            return read_bounded(self.name, MAX_SECRET_BYTES).decode("utf-8").strip()
         except OSError as exc:
             raise OptionError(
                 f"cannot read secret file {self.name}: {exc.strerror}",
                 "check the path and its permissions",
+            ) from None
+        except UnicodeDecodeError:
+            # Not the decoder's message: it quotes a byte of the secret.
+            raise OptionError(
+                f"secret file {self.name} is not UTF-8 text", "save it as UTF-8"
             ) from None
 
     def check_available(self) -> None:
@@ -407,6 +417,13 @@ class SecretRef:
             raise OptionError(
                 f"secret file {self.name} does not exist or is not readable",
                 "check the path; relative paths start at the inventory's folder",
+            )
+        elif not Path(self.name).is_file() or Path(self.name).stat().st_size > MAX_SECRET_BYTES:
+            # A device such as /dev/zero would never end, and no secret is this large.
+            raise OptionError(
+                f"secret file {self.name} is not a regular file of at most "
+                f"{MAX_SECRET_BYTES} bytes",
+                "name the file holding just the secret",
             )
 
 

@@ -52,15 +52,28 @@ class ResilienceReader(Reader):
         super().__init__(file)
         self._references: list[_Reference] = []
         # Every subject id written (site, site/link, site/link/check), loaded or not: a
-        # reference to one that failed to load is its fault's echo, not a second fault.
+        # reference to one that failed to load is its fault's echo, not a second fault. Under
+        # an opaque scope (a site, a link; "" for all) an entry could not be read for its id,
+        # so no reference into it can be judged.
         self.declared: set[str] = set()
+        self.opaque: set[str] = set()
 
     def declare(self, written: str | None, *scope: str) -> str:
-        """Remember the subject id `written` under `scope` (its site, link); returns the
-        written id, or "?" where there is none to name."""
-        name = written if written is not None else "?"
-        self.declared.add("/".join((*scope, name)))
-        return name
+        """Remember the subject id `written` under `scope` (its site, link), or that `scope`
+        holds an entry without one; returns the written id, or "?"."""
+        if written is None:
+            self.opaque.add("/".join(scope))
+            return "?"
+        self.declared.add("/".join((*scope, written)))
+        return written
+
+    def unverifiable(self, target: str) -> bool:
+        """Whether `target` could be a subject that failed to load."""
+        return (
+            target in self.declared
+            or "" in self.opaque
+            or any(target.startswith(scope + "/") for scope in self.opaque)
+        )
 
     def ids(self, fields: Fields, key: str, owner: str, allowed: str) -> tuple[str, ...]:
         """A list of ids, remembered for checking once the whole inventory is known."""
@@ -209,7 +222,7 @@ class ResilienceReader(Reader):
         for ref in self._references:
             pool = pools[ref.allowed]
             for target in ref.targets:
-                if target not in pool and target not in self.declared:
+                if target not in pool and not self.unverifiable(target):
                     close = difflib.get_close_matches(target, sorted(pool), n=1)
                     hint = (
                         f"did you mean '{close[0]}'?"

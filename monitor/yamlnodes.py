@@ -22,8 +22,6 @@ one, and within bounds a hostile or broken file cannot stretch:
 from __future__ import annotations
 
 import errno
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from yaml.constructor import SafeConstructor
 from yaml.reader import Reader as _YamlReader
 from yaml.resolver import Resolver
 
+from monitor.files import read_bounded
 from monitor.text import printable
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -190,19 +189,25 @@ class Node:
         return {self._child(key).value(): self._child(value).value() for key, value in item.value}
 
     def mapping(self, what: str) -> Iterator[tuple[str, Node, Node]]:
-        """(key, key node, value node) for each entry; raises on non-mappings and non-text keys.
-        Keys are unique (repeats were refused when the document was read)."""
+        """(key, key node, value node) for each entry with a text key; raises on a non-mapping
+        first, or on a key that is not text once the others are read. Keys are unique
+        (repeats were refused when the document was read)."""
         if not self.is_mapping:
             raise self.error(
                 f"{what} must be a mapping of keys to values",
                 "indent its keys under it as key: value lines",
             )
+        odd: Node | None = None
         for key_ref, value_ref in self._item.value:
             key = self._child(key_ref)
-            name = key.value()
-            if not isinstance(name, str):
-                raise key.error(f"key {name!r} in {what} is not text", "keys are plain words")
-            yield name, key, self._child(value_ref)
+            if isinstance(key.value(), str):
+                yield key.value(), key, self._child(value_ref)
+            elif odd is None:
+                odd = key
+        if odd is not None:
+            name = odd.value()
+            shown = "an empty key" if name is None else f"key {name!r}"
+            raise odd.error(f"{shown} in {what} is not text", "keys are plain words")
 
     def sequence(self, what: str) -> Iterator[Node]:
         if not self.is_sequence:
@@ -223,10 +228,19 @@ def read(path: str | Path) -> str:
     file = str(path)
     start = Location(file, 1, 1)
     try:
-        data = _read_bytes(Path(path))
+        data = read_bounded(path, MAX_FILE_BYTES, pipes=True)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise InventoryErrors(
+                [
+                    InventoryError(
+                        start,
+                        f"the inventory is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+                        "split it, or check that this is the right file",
+                    )
+                ]
+            ) from None
         hint = {
-            errno.ENOENT: "check the path",
             errno.EACCES: "check the file's permissions",
             errno.EISDIR: "give the path of the inventory file, not of a folder",
             errno.EINVAL: "give the path of the inventory file, not of a device or socket",
@@ -234,16 +248,6 @@ def read(path: str | Path) -> str:
         raise InventoryErrors(
             [InventoryError(start, f"cannot read the inventory: {exc.strerror}", hint)]
         ) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InventoryErrors(
-            [
-                InventoryError(
-                    start,
-                    f"the inventory is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
-                    "split it, or check that this is the right file",
-                )
-            ]
-        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -258,29 +262,6 @@ def read(path: str | Path) -> str:
                 )
             ]
         ) from None
-
-
-def _read_bytes(path: Path) -> bytes:
-    """At most one byte more than MAX_FILE_BYTES. Regular files and pipes (`<(generate)`) only:
-    a device would never end, and a named pipe without a writer must not hang the open."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-            raise OSError(errno.EINVAL, "not a regular file")
-        os.set_blocking(fd, True)
-        chunks, received = [], 0
-        while received <= MAX_FILE_BYTES:
-            chunk = os.read(fd, min(1 << 20, MAX_FILE_BYTES + 1 - received))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            received += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def load(text: str, file: str) -> Node | None:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
 from monitor.inventory import InventoryErrors, load_inventory
+from monitor.options import OptionError, secret_file
+from tests.conftest import REPO
 
 GOOD = """\
 version: 1
@@ -596,3 +604,439 @@ def test_named_credentials_fill_in_snmp_keys(tmp_path, credential_env):
 def test_credential_faults_are_placed(tmp_path, credential_env, edit, expected):
     text = CREDENTIALS.replace(*edit)
     assert errors_of(tmp_path, text)[0] == expected
+
+
+# --- everything YAML can express: read with a place, or refused with one --------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("target: 127.0.0.1:22", "target: !!python/object:os.system 127.0.0.1:22"),
+            "9:21: the YAML tag !!python/object:os.system is not supported (commwatch reads "
+            "plain values (text, numbers, true/false, lists, mappings): remove the tag)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: !!binary aGVsbG8="),
+            "9:21: the YAML tag !!binary is not supported",
+        ),
+        (
+            ("      - id: l\n", "      - id: l\n        tags: !!set {a: null}\n"),
+            "6:15: the YAML tag !!set is not supported",
+        ),
+        (
+            ("target: 127.0.0.1:22", 'target: 127.0.0.1:22\n            retries: !!int "x"'),
+            "10:22: 'x' is not a !!int value",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            retries: !custom 3"),
+            "10:22: the YAML tag !custom is not supported",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            retries: " + "9" * 100_000),
+            "10:22: a number of 100,000 characters is too long "
+            "(numbers here have at most 64 characters)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            retries: " + "9" * 5000),
+            "10:22: a number of 5,000 characters is too long",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            description: 2026-02-30"),
+            "10:26: '2026-02-30' cannot be read as !!timestamp: day is out of range for month",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: '" + "x" * 10_000 + "'"),
+            "9:21: a value of 10,000 characters is longer than the 8,192 allowed "
+            "(keep long data in a file the inventory names)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: *nope"),
+            "9:21: alias *nope refers to no anchor "
+            "(define &nope on a value before this line, or fix the name)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: &a [*a]"),
+            "9:25: alias *a is used inside its own anchor &a (a value cannot contain itself)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: &a 127.0.0.1:22\n            description: &a x"),
+            "10:26: anchor &a is defined a second time "
+            "(the first is at line 9; give each anchor its own name)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n---\nversion: 1"),
+            "10:1: a second YAML document starts here",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            ? [a]\n            : b"),
+            "10:15: a key must be a single value, not a list or mapping",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            <<: 5"),
+            "10:17: '<<' merges mappings only",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: " + "[" * 100 + "]" * 100),
+            "9:78: lists and mappings nest deeper than 64 levels here",
+        ),
+        (
+            ("  - id: s", "  - id: s\x1b[2J"),
+            "3:10: the character '\\x1b' is not allowed in YAML",
+        ),
+        (
+            ("version: 1", "version: true"),
+            "1:10: inventory version True is not supported",
+        ),
+    ],
+)
+def test_yaml_faults_are_placed(tmp_path, edit, expected):
+    old, new = edit
+    assert old in CHECK
+    errors = errors_of(tmp_path, CHECK.replace(old, new, 1))
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(expected), errors[0]
+
+
+def test_repeated_keys_are_refused_in_nested_mappings_too(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        CHECK.replace(
+            "kind: tcp\n            target: 127.0.0.1:22",
+            "kind: http\n            target: http://127.0.0.1:1/\n"
+            "            headers: {X-A: one, X-B: two, X-A: three}",
+        ),
+    )
+    assert errors == [
+        "10:43: key 'X-A' appears twice in this mapping (the first is at line 10; keep one)"
+    ]
+
+
+def test_a_billion_laughs_stops_at_the_alias_that_crosses_the_limit(tmp_path):
+    lines = ["version: 1", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 8)}]" for i in range(1, 9)]
+    lines.append("sites: *a8")
+    started = time.perf_counter()
+    errors = errors_of(tmp_path, "\n".join(lines) + "\n")
+    assert time.perf_counter() - started < 5
+    assert errors == [
+        "8:20: the document grows past 1,000,000 values here (aliases repeat what their anchor "
+        "holds: share defaults with them, do not multiply lists; or split the inventory)"
+    ]
+
+
+def test_aliases_cannot_nest_deeper_than_the_limit(tmp_path):
+    lines = ["version: 1", "a0: &a0 [[[[[[[[[[1]]]]]]]]]]"]
+    lines += [f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]" for i in range(1, 8)]
+    errors = errors_of(tmp_path, "\n".join(lines) + "\nsites: []\n")
+    assert errors == [
+        "8:19: lists and mappings nest deeper than 64 levels here (an inventory needs a handful "
+        "of levels: check the indentation and brackets)"
+    ]
+
+
+SHARED = """\
+version: 1
+x-tcp: &tcp
+  kind: tcp
+  interval: 30s
+  retries: 2
+x-slow: &slow {timeout: 20s, interval: 1m}
+sites:
+  - id: s
+    links:
+      - id: l
+        checks:
+          - <<: *tcp
+            id: plain
+            target: 127.0.0.1:1
+          - <<: [*slow, *tcp]
+            id: slow
+            target: 127.0.0.1:2
+            retries: 5
+          - id: inline
+            <<: {kind: tcp, retries: 1}
+            target: &addr 127.0.0.1:3
+          - {id: again, kind: tcp, target: *addr}
+"""
+
+
+def test_anchors_aliases_and_merge_keys_share_values(tmp_path):
+    plain, slow, inline, again = load_inventory(write(tmp_path, SHARED)).checks
+    assert (plain.kind, plain.interval, plain.retries) == ("tcp", 30.0, 2)
+    # The mapping's own keys win, then the merged mappings in the order listed.
+    assert (slow.interval, slow.timeout, slow.retries) == (60.0, 20.0, 5)
+    assert (inline.kind, inline.retries) == ("tcp", 1)
+    assert again.ref.target == inline.ref.target == "127.0.0.1:3"
+
+
+def test_a_fault_reached_through_an_alias_is_placed_where_it_is_used(tmp_path):
+    text = SHARED.replace("  interval: 30s", "  interval: 30 seconds\n  body_regex: up")
+    errors = errors_of(tmp_path, text)
+    assert errors == [
+        "13:17: 'interval': '30 seconds' is not a duration (write a duration such as 250ms, "
+        "30s, 5m, 1h or 1m30s; written at line 4, used here through *tcp)",
+        "13:17: unknown key 'body_regex' in a check (allowed: depends_on, description, id, "
+        "interval, kind, latency_crit, latency_warn, retries, retry_interval, tags, target, "
+        "timeout; written at line 5, used here through *tcp)",
+        "16:25: unknown key 'body_regex' in a check (allowed: depends_on, description, id, "
+        "interval, kind, latency_crit, latency_warn, retries, retry_interval, tags, target, "
+        "timeout; written at line 5, used here through *tcp)",
+    ]
+
+
+def test_errors_are_printable_and_bounded(tmp_path):
+    text = CHECK.replace(
+        "target: 127.0.0.1:22",
+        'target: ["' + "x" * 8000 + '"]\n            "\\e]0;owned\\a": 1',
+    )
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 2
+    assert all("\x1b" not in e and "\x07" not in e and len(e) < 700 for e in errors)
+    assert errors[0].startswith("9:21: 'target': expected non-empty text, got a list ['xxx")
+    assert " … " in errors[0]
+    assert errors[1].startswith("10:13: unknown key '\\x1b]0;owned\\x07' in a check")
+
+
+def test_the_number_of_errors_listed_is_bounded(tmp_path):
+    checks = "".join(
+        f"          - {{id: c{i}, kind: tcp, target: '127.0.0.1:0'}}\n" for i in range(150)
+    )
+    text = "sites:\n  - id: s\n    links:\n      - id: l\n        checks:\n" + checks
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 101
+    assert errors[99].startswith("105:42: 'target': 0 is not a TCP/UDP port")
+    assert (
+        errors[100]
+        == "106:43: more problems from here on are not listed (fix the ones above first)"
+    )
+
+
+# --- files that are not inventories ----------------------------------------------------------
+
+
+def test_files_that_cannot_be_inventories_are_refused_at_once(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# padding\n" * (900 * 1024))
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"version: 1\nsites:\n  - id: caf\xe9\n")
+    expected = {
+        tmp_path: "1:1: cannot read the inventory: Is a directory "
+        "(give the path of the inventory file, not of a folder)",
+        Path("/dev/zero"): "1:1: cannot read the inventory: not a regular file "
+        "(give the path of the inventory file, not of a device or socket)",
+        # A named pipe nobody writes to reads as empty, at once.
+        fifo: "1:1: the inventory is empty (start from the example inventory.yaml)",
+        big: "1:1: the inventory is larger than 8 MiB (split it, or check that this is the "
+        "right file)",
+        latin: "3:12: the inventory is not UTF-8 text (save it as UTF-8)",
+    }
+    for path, message in expected.items():
+        with pytest.raises(InventoryErrors) as caught:
+            load_inventory(path)
+        assert [str(e) for e in caught.value.errors] == [f"{path}:{message}"]
+
+
+def test_an_inventory_can_come_from_a_pipe(tmp_path):
+    done = subprocess.run(
+        f"{sys.executable} -m monitor.cli check <(cat {write(tmp_path, GOOD)})",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "valid" in done.stdout
+
+
+# --- one fault, one error: no echoes ---------------------------------------------------------
+
+
+def test_faults_do_not_echo_through_references(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """\
+        groups:
+          - id: backbone
+            links: [Bad Site/fibre, good/fibre, good/nowhere]
+        sites:
+          - id: Bad Site
+            links:
+              - id: fibre
+                checks:
+                  - {id: router, kind: tcp, target: "127.0.0.1:99999"}
+          - id: good
+            min_up: 2
+            links:
+              - id: fibre
+                depends_on: [Bad Site/fibre]
+                availability_from: [router, broken]
+                checks:
+                  - {id: router, kind: tcp, target: "127.0.0.1:1"}
+                  - {id: broken, kind: tcp, target: "127.0.0.1:0"}
+              - id: Lte
+                checks:
+                  - id: modem
+                    kind: tcp
+                    target: "127.0.0.1:2"
+                    depends_on: [good/fibre/broken, good/fibre/gone]
+        """,
+    )
+    assert errors == [
+        # Found although other faults exist: references are always checked.
+        "3:12: group backbone refers to unknown 'good/nowhere' (did you mean 'good/fibre'?)",
+        "5:9: site id 'Bad Site' is not valid (ids are lower-case letters, digits, '-' and '_', "
+        "starting with a letter or digit)",
+        # The links of a site whose id is at fault are still read.
+        "9:45: 'target': 99999 is not a TCP/UDP port (use a whole number from 1 to 65535)",
+        "18:45: 'target': 0 is not a TCP/UDP port (use a whole number from 1 to 65535)",
+        "19:13: link id 'Lte' is not valid (ids are lower-case letters, digits, '-' and '_', "
+        "starting with a letter or digit)",
+        # Not an echo of the broken check: gone never existed.
+        "24:25: good/Lte/modem refers to unknown 'good/fibre/gone' "
+        "(did you mean 'good/fibre/router'?)",
+    ]
+
+
+def test_broken_sections_do_not_echo_at_their_users(tmp_path):
+    errors = errors_of(
+        tmp_path,
+        """\
+        credentials:
+          Bad Name: {version: 2c, community_env: HOME}
+        sites:
+          - id: s
+            links:
+              - id: l
+                checks:
+                  - {id: a, kind: snmp, target: 127.0.0.1, credentials: Bad Name}
+                  - {id: b, kind: snmp, target: 127.0.0.1, credentials: nowhere}
+              - id: m
+                availability_from: [x]
+                checks: just text
+        groups:
+          - {id: g, links: [s/m, s/q]}
+        """,
+    )
+    assert errors == [
+        "2:3: credentials name 'Bad Name' is not valid (ids are lower-case letters, digits, "
+        "'-' and '_', starting with a letter or digit)",
+        "9:65: unknown credentials 'nowhere' (define it under a top-level 'credentials:')",
+        "12:17: checks of link m must be a list (write each entry on a line starting '- ')",
+        "14:20: group g refers to unknown 's/q' (did you mean 's/m'?)",
+    ]
+    errors = errors_of(tmp_path, "sites: {a: 1}\ngroups:\n  - {id: g, links: [s/l]}\n")
+    assert errors == ["1:8: sites must be a list (write each entry on a line starting '- ')"]
+
+
+def test_a_group_named_like_a_site_points_at_the_site(tmp_path):
+    errors = errors_of(tmp_path, RESILIENT.replace("  - id: backhaul-north", "  - id: valley"))
+    assert errors == [
+        "4:9: duplicate group (or site) id 'valley' (already used at line 30; ids must be unique)"
+    ]
+
+
+# --- secrets and patterns from the inventory -------------------------------------------------
+
+
+def test_secret_files_are_regular_and_small(tmp_path):
+    (tmp_path / "huge").write_bytes(b"x" * (64 * 1024 + 1))
+    text = CHECK.replace(
+        "kind: tcp\n            target: 127.0.0.1:22",
+        "kind: snmp\n            target: 127.0.0.1\n            version: 2c\n"
+        "            community_file: /dev/zero",
+    )
+    assert errors_of(tmp_path, text) == [
+        "11:29: 'community_file': secret file /dev/zero is not a regular file of at most 65536 "
+        "bytes (name the file holding just the secret)"
+    ]
+    assert errors_of(tmp_path, text.replace("/dev/zero", "huge"))[0].startswith(
+        f"11:29: 'community_file': secret file {tmp_path}/huge is not a regular file"
+    )
+
+
+def test_a_secret_file_that_grew_is_read_within_the_bound(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("t0ken\n")
+    ref = secret_file(str(secret))
+    ref.check_available()
+    assert ref.reveal() == "t0ken"
+    secret.write_bytes(b"y" * (1 << 20))
+    with pytest.raises(OptionError, match="larger than 65536 bytes"):
+        ref.reveal()
+    secret.write_bytes(b"\xffs3cret")
+    with pytest.raises(OptionError) as caught:
+        ref.reveal()
+    assert caught.value.message == f"secret file {secret} is not UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (
+            r"'(up)\1'",
+            "10:25: 'body_regex': '(up)\\\\1' is not a regular expression commwatch can match: "
+            "invalid escape sequence: \\1 (RE2 syntax: no lookahead/lookbehind",
+        ),
+        ("'(?<=link )up'", "10:25: 'body_regex': '(?<=link )up' is not a regular expression"),
+        (
+            "'a{100000}'",
+            "10:25: 'body_regex': 'a{100000}' is not a regular expression commwatch can match: "
+            "invalid repetition size: {100000} (RE2 repeats at most 1000 times",
+        ),
+        (
+            "'a[ab]{200}c'",
+            "10:25: 'body_regex': 'a[ab]{200}c' compiles to 206 steps: matching it against "
+            "1048576 bytes could take more than a second "
+            "(simplify it, or set max_body_bytes to at most 651542)",
+        ),
+    ],
+)
+def test_patterns_that_cannot_be_bounded_are_refused_at_load(tmp_path, pattern, expected):
+    text = CHECK.replace(
+        "kind: tcp\n            target: 127.0.0.1:22",
+        f"kind: http\n            target: http://127.0.0.1:1/\n            body_regex: {pattern}",
+    )
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(expected), errors[0]
+
+
+# --- the real command -----------------------------------------------------------------------
+
+LOCATED = re.compile(r"^.+:\d+:\d+: \S")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        CHECK.replace("target: 127.0.0.1:22", 'target: !!int "x"'),
+        CHECK.replace("target: 127.0.0.1:22", "target: !!python/name:os.system ''"),
+        CHECK.replace("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            <<: *none"),
+        CHECK.replace("version: 1", "version: " + "1" * 100_000),
+        CHECK
+        + "".join(f"x-{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)).replace(
+            "*a0", "lol"
+        ),
+    ],
+    ids=["int-tag", "python-tag", "undefined-merge", "huge-integer", "laughs"],
+)
+def test_commwatch_check_reports_and_exits_2(tmp_path, text):
+    path = write(tmp_path, text)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    *errors, summary = done.stderr.splitlines()
+    assert errors and all(LOCATED.match(line) for line in errors), done.stderr
+    assert summary == f"{path}: {len(errors)} problem(s); nothing was run"
+    assert "Traceback" not in done.stderr
