@@ -392,7 +392,7 @@ class _Composer:
                 root = _target(ref)
         return root
 
-    def _count(self, line: int, column: int, size: int, depth: int) -> None:
+    def _count(self, line: int, column: int, size: int, depth: int, alias: bool = False) -> None:
         self.nodes += size
         if self.nodes > MAX_NODES:
             raise self.stop(
@@ -400,7 +400,9 @@ class _Composer:
                 column,
                 f"the document grows past {MAX_NODES:,} values here",
                 "aliases repeat what their anchor holds: share defaults with them, do not "
-                "multiply lists; or split the inventory",
+                "multiply lists"
+                if alias
+                else "split the inventory",
             )
         if depth > MAX_DEPTH:
             raise self.stop(
@@ -440,7 +442,7 @@ class _Composer:
                     f"define &{anchor} on a value before this line, or fix the name",
                 )
             return _Item("scalar", None, line, column, faulty=True)
-        self._count(line, column, target.size, depth + target.height)
+        self._count(line, column, target.size, depth + target.height, alias=True)
         return _Alias(target, anchor, line, column)
 
     def _collection_tag(self, tag: str | None, kind: str, line: int, column: int) -> None:
@@ -460,7 +462,12 @@ class _Composer:
 
     def _scalar(self, event: yaml.ScalarEvent, line: int, column: int) -> _Item:
         text = event.value
-        plain = self.resolver.resolve(yaml.ScalarNode, text, (True, False))
+        # Quoted and untagged, it is text: no reading to find (the common case, kept cheap).
+        plain = (
+            _STR
+            if event.tag is None and not event.implicit[0]
+            else self.resolver.resolve(yaml.ScalarNode, text, (True, False))
+        )
         if event.tag is None:
             tag = plain if event.implicit[0] else _STR
         elif event.tag == "!":

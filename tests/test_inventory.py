@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import yamlnodes
 from monitor.inventory import InventoryErrors, load_inventory
 from monitor.options import OptionError, secret_file
 from tests.conftest import REPO
@@ -722,8 +723,14 @@ def test_a_billion_laughs_stops_at_the_alias_that_crosses_the_limit(tmp_path):
     assert time.perf_counter() - started < 5
     assert errors == [
         "8:20: the document grows past 1,000,000 values here (aliases repeat what their anchor "
-        "holds: share defaults with them, do not multiply lists; or split the inventory)"
+        "holds: share defaults with them, do not multiply lists)"
     ]
+
+
+def test_a_document_too_large_without_aliases_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(yamlnodes, "MAX_NODES", 50)
+    errors = errors_of(tmp_path, "version: 1\nx-many: [" + ", ".join(["1"] * 60) + "]\n")
+    assert errors == ["2:145: the document grows past 50 values here (split the inventory)"]
 
 
 def test_aliases_cannot_nest_deeper_than_the_limit(tmp_path):
