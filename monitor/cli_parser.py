@@ -10,10 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from monitor import audit as audit_report
-from monitor import output
+from monitor import output, yamlnodes
 from monitor import report as availability
 from monitor.lab.layout import SERVICES
 from monitor.model import Severity
@@ -433,10 +431,7 @@ def flag_value(spec: OptionSpec, raw: Any) -> Any:
 
 
 def _scalar(text: str) -> Any:
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    value = yamlnodes.scalar(text)
     return value if isinstance(value, str | int | float | bool) else text
 
 

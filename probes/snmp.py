@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
-from monitor import snmp_engine
+from monitor import snmp_engine, yamlnodes
 from monitor.conditions import Condition, Expectation, Threshold, said
 from monitor.model import ObservationValue, Severity
 from monitor.options import (
@@ -152,10 +150,7 @@ def _oid_check(value: Any) -> OidCheck:
 
 def _word(raw: str) -> Any:
     """A command-line value as YAML reads a scalar (numbers, true/false), else the text."""
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+    value = yamlnodes.scalar(raw)
     return value if isinstance(value, str | int | float | bool) else raw
 
 

@@ -1035,3 +1035,32 @@ def test_commwatch_check_reports_and_exits_2(tmp_path, text):
     assert errors and all(LOCATED.match(line) for line in errors), done.stderr
     assert summary == f"{path}: {len(errors)} problem(s); nothing was run"
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--max-body-bytes", "2026-02-30"), ("--max-body-bytes", "9" * 5000)],
+)
+def test_command_line_values_are_read_with_the_inventory_bounds(flag, value):
+    """Flags take inventory values through the same reader: no traceback from YAML's dates or
+    Python's integer limit."""
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "probe", "http", "http://127.0.0.1:9/", flag, value],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"commwatch probe http: {flag}: "), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_command_line_word_reads_as_the_inventory_reads_it():
+    assert yamlnodes.scalar("30") == 30
+    assert yamlnodes.scalar("true") is True
+    assert yamlnodes.scalar("1.5") == 1.5
+    assert yamlnodes.scalar("2026-02-30") == "2026-02-30"
+    assert yamlnodes.scalar("9" * 5000) == "9" * 5000
+    assert yamlnodes.scalar("!!python/object:os.system x") == "!!python/object:os.system x"
+    assert yamlnodes.scalar("a: b") == "a: b"
