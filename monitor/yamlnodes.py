@@ -13,7 +13,8 @@ one, and within bounds a hostile or broken file cannot stretch:
   with the line it is written on; aliases may not expand the document beyond `MAX_NODES` values
   (a "billion laughs" file stops at the alias that crosses the line) nor nest it deeper than
   `MAX_DEPTH`;
-- a value is at most `MAX_SCALAR_CHARS` long and a number at most `MAX_NUMBER_CHARS`;
+- a value is at most `MAX_SCALAR_CHARS` long and a number at most `MAX_NUMBER_CHARS`, and finite
+  (`.inf` and `.nan` would pass every range check);
 - a key appears once in a mapping (YAML says so; PyYAML would keep the last silently);
 - an error message is at most `MAX_MESSAGE_CHARS` (a quoted value is cut in the middle) and
   printable: the file's text never reaches a terminal raw.
@@ -22,6 +23,7 @@ one, and within bounds a hostile or broken file cannot stretch:
 from __future__ import annotations
 
 import errno
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -521,6 +523,13 @@ class _Composer:
         except (ValueError, OverflowError, KeyError, yaml.YAMLError) as exc:
             # e.g. 2026-02-30 or 0000-01-01 read as dates that do not exist.
             self.fault(line, column, f"{text!r} cannot be read as !!{tag[len(_YAML) :]}: {exc}")
+            return _Item("scalar", text, line, column, faulty=True)
+        if isinstance(value, float) and not math.isfinite(value):
+            # No key means "forever" or "undefined": an interval of .inf or a threshold of .nan
+            # would pass every range check (comparisons with NaN are all false).
+            self.fault(
+                line, column, f"{text!r} is not a finite number", "write a number such as 30 or 7.5"
+            )
             return _Item("scalar", text, line, column, faulty=True)
         return _Item("scalar", value, line, column)
 

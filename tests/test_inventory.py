@@ -284,6 +284,18 @@ sites:
             ("version: 1", "version: true"),
             "1:10: inventory version True is not supported",
         ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            interval: .nan"),
+            "10:23: '.nan' is not a finite number (write a number such as 30 or 7.5)",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            latency_warn: -.inf"),
+            "10:27: '-.inf' is not a finite number",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            timeout: 1.0e+999"),
+            "10:22: '1.0e+999' is not a finite number",
+        ),
     ],
 )
 def test_rejections_name_the_place_and_the_fix(tmp_path, edit, expected):
