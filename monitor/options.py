@@ -305,7 +305,8 @@ def host_port(value: Any, default_port: int | None = None) -> tuple[str, int]:
         if default_port is None:
             raise OptionError(f"{raw!r} has no port", "write host:port, e.g. 192.0.2.10:443")
         return host(name), default_port
-    if not port_text.isdigit():
+    # ASCII digits, few: str.isdigit() takes '²' and '٨٠', and int() refuses 4,300 digits.
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
         raise OptionError(f"{port_text!r} is not a port number", "use a number from 1 to 65535")
     return host(name), port(int(port_text))
 

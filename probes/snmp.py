@@ -156,8 +156,10 @@ def _word(raw: str) -> Any:
 
 def _interface(value: Any) -> int | str:
     """An ifIndex (a number, or digits: the command line gives text) or a name."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    digits = value.strip() if isinstance(value, str) else ""
+    # ASCII digits, few: str.isdigit() takes '²', and int() refuses 4,300 digits.
+    if digits.isascii() and digits.isdigit() and len(digits) <= 10:
+        value = int(digits)
     if isinstance(value, int) and not isinstance(value, bool):
         return integer(1, 2**31 - 1)(value)
     return text(value).strip()

@@ -285,6 +285,18 @@ sites:
             "1:10: inventory version True is not supported",
         ),
         (
+            ("target: 127.0.0.1:22", 'target: "127.0.0.1:\u00b2"'),
+            "9:21: 'target': '²' is not a port number (use a number from 1 to 65535)",
+        ),
+        (
+            ("target: 127.0.0.1:22", 'target: "127.0.0.1:\u0668\u0660"'),
+            "9:21: 'target': '٨٠' is not a port number",
+        ),
+        (
+            ("target: 127.0.0.1:22", "target: 127.0.0.1:" + "9" * 4400),
+            "9:21: 'target': '9999",
+        ),
+        (
             ("target: 127.0.0.1:22", "target: 127.0.0.1:22\n            interval: .nan"),
             "10:23: '.nan' is not a finite number (write a number such as 30 or 7.5)",
         ),
@@ -1066,6 +1078,18 @@ def test_command_line_values_are_read_with_the_inventory_bounds(flag, value):
     assert done.returncode == 3
     assert done.stderr.startswith(f"commwatch probe http: {flag}: "), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_interface_of_odd_digits_is_a_name_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("CW_INV_COMMUNITY", "community-for-tests")
+    text = CHECK.replace(
+        "kind: tcp\n            target: 127.0.0.1:22",
+        "kind: snmp\n            target: 127.0.0.1\n            version: 2c\n"
+        "            community_env: CW_INV_COMMUNITY\n"
+        f"            interfaces: ['\u00b2', '{'7' * 4400}', '12']",
+    )
+    (check,) = load_inventory(write(tmp_path, text)).checks
+    assert check.options.interfaces == ("²", "7" * 4400, 12)
 
 
 def test_a_command_line_word_reads_as_the_inventory_reads_it():

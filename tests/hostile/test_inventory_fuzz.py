@@ -184,11 +184,13 @@ def alias_games(text: bytes, rng: random.Random) -> bytes:
     return text[:first] + b"[" * depth + b"]" * depth + text[text.find(b"\n", first) :]
 
 
-def huge_number(text: bytes, rng: random.Random) -> bytes:
-    numbers = [m.span() for m in re.finditer(rb"(?<=: )\d+\b", text)]
+def odd_number(text: bytes, rng: random.Random) -> bytes:
+    """A run of digits anywhere (a value, a port in a target, an address) made huge or made of
+    digits Python's str.isdigit() takes but int() does not (superscripts, Arabic-Indic)."""
+    numbers = [m.span() for m in re.finditer(rb"\d+", text)]
     start, end = rng.choice(numbers)
-    digits = rng.choice([4300, 4301, 100_000])
-    return text[:start] + b"7" * digits + text[end:]
+    new = rng.choice([b"7" * 4300, b"7" * 4301, b"7" * 100_000, "²".encode(), "٨٠".encode()])
+    return text[:start] + new + text[end:]
 
 
 def unicode_oddity(text: bytes, rng: random.Random) -> bytes:
@@ -206,7 +208,7 @@ MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [
     swap_type,
     insert_tag,
     alias_games,
-    huge_number,
+    odd_number,
     unicode_oddity,
 ]
 
