@@ -431,7 +431,7 @@ def flag_value(spec: OptionSpec, raw: Any) -> Any:
 
 
 def _scalar(text: str) -> Any:
-    value = yamlnodes.scalar(text)
+    value = yamlnodes.read_value(text)
     return value if isinstance(value, str | int | float | bool) else text
 
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from monitor import yamlnodes
 from monitor.files import read_bounded
 
 
@@ -447,10 +446,7 @@ def _secret_reference(value: str) -> dict[str, Any] | None:
     form reads it; any other value, JSON included, is the header's literal text."""
     if not (value.startswith("{") and value.endswith("}")):
         return None
-    try:
-        loaded = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return None
+    loaded = yamlnodes.read_value(value)
     if isinstance(loaded, dict) and len(loaded) == 1 and next(iter(loaded)) in ("env", "file"):
         return loaded
     return None

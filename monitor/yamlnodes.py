@@ -276,17 +276,16 @@ def load(text: str, file: str) -> Node | None:
     return None if root is None else Node(root, file)
 
 
-def scalar(text: str) -> Any:
-    """`text` read as the inventory reads a plain value (a number, true/false, a date, text),
-    or `text` itself where it is no such value: command-line flags take the inventory's values
-    and must get its bounds (a 5,000-digit number, 2026-02-30) without a traceback."""
+def read_value(text: str) -> Any:
+    """`text` read as the inventory reads a value (a number, true/false, a date, text, a flow
+    list or mapping), or `text` itself where it is no such value: command-line flags take the
+    inventory's values and must get its bounds (a 5,000-digit number, 2026-02-30) without a
+    traceback."""
     try:
         root = load(text, "<command line>")
     except InventoryErrors:
         return text
-    if root is None or root.is_mapping or root.is_sequence:
-        return text
-    return root.value()
+    return text if root is None else root.value()
 
 
 class _Stop(Exception):

@@ -150,7 +150,7 @@ def _oid_check(value: Any) -> OidCheck:
 
 def _word(raw: str) -> Any:
     """A command-line value as YAML reads a scalar (numbers, true/false), else the text."""
-    value = yamlnodes.scalar(raw)
+    value = yamlnodes.read_value(raw)
     return value if isinstance(value, str | int | float | bool) else raw
 
 

@@ -16,6 +16,7 @@ from monitor import yamlnodes
 from monitor.inventory import InventoryErrors, load_inventory
 from monitor.options import OptionError, secret_file
 from tests.conftest import REPO
+from tests.peers.tcp_peers import closed_port
 
 GOOD = """\
 version: 1
@@ -1080,6 +1081,22 @@ def test_command_line_values_are_read_with_the_inventory_bounds(flag, value):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("value", ["{env: 2026-02-30}", "{env: " + "9" * 5000 + "}"])
+def test_a_header_reference_is_read_with_the_inventory_bounds(value):
+    """Not a reference the inventory could read: the header's literal text, as any other."""
+    url = f"http://127.0.0.1:{closed_port()}/"
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "probe", "http", url, "--headers", f"X: {value}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "refused" in done.stdout
+
+
 def test_an_interface_of_odd_digits_is_a_name_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("CW_INV_COMMUNITY", "community-for-tests")
     text = CHECK.replace(
@@ -1093,10 +1110,12 @@ def test_an_interface_of_odd_digits_is_a_name_not_a_traceback(tmp_path, monkeypa
 
 
 def test_a_command_line_word_reads_as_the_inventory_reads_it():
-    assert yamlnodes.scalar("30") == 30
-    assert yamlnodes.scalar("true") is True
-    assert yamlnodes.scalar("1.5") == 1.5
-    assert yamlnodes.scalar("2026-02-30") == "2026-02-30"
-    assert yamlnodes.scalar("9" * 5000) == "9" * 5000
-    assert yamlnodes.scalar("!!python/object:os.system x") == "!!python/object:os.system x"
-    assert yamlnodes.scalar("a: b") == "a: b"
+    assert yamlnodes.read_value("30") == 30
+    assert yamlnodes.read_value("true") is True
+    assert yamlnodes.read_value("1.5") == 1.5
+    assert yamlnodes.read_value("2026-02-30") == "2026-02-30"
+    assert yamlnodes.read_value("9" * 5000) == "9" * 5000
+    assert yamlnodes.read_value("!!python/object:os.system x") == "!!python/object:os.system x"
+    assert yamlnodes.read_value("{env: TOKEN}") == {"env": "TOKEN"}
+    assert yamlnodes.read_value("{env: 2026-02-30}") == "{env: 2026-02-30}"
+    assert yamlnodes.read_value("[") == "["
