@@ -9,8 +9,10 @@ to the `Dispatcher`.
 Rules, per notifier:
 - It hears about a site when `sites` is empty or names the site.
 - A HARD change to a state at or above `min_severity` opens a problem for its subject (a check,
-  link or group) and is notified. Once open, every further notifiable HARD change of that
-  subject is notified too, so the reader follows it to its end, whatever its severity.
+  link or group) and is notified; a first state (from PENDING) is a change like any other.
+  Once open, every further notifiable HARD change of that subject is notified too, so the
+  reader follows it to its end, whatever its severity; except a change to the very state the
+  reader was last told of (a first state evaluated again after a restart): that is not news.
 - A change back to OK (or RESILIENT) closes the problem: a resolution notice if
   `send_resolved`. An OK change of a subject it was never told about is not news.
 - An open problem whose latest change was notifiable is re-notified every `renotify_interval`.
@@ -187,7 +189,7 @@ def plan_events(
                     changes[key] = None
                     if event.notifiable and notifier.send_resolved:
                         chosen.append(event)
-            elif not event.notifiable:
+            elif not event.notifiable or _already_told(open_problem, event):
                 if open_problem is not None:
                     changes[key] = dataclasses.replace(open_problem, event=event)
             elif open_problem is not None or notifier.wants(state_severity(event.after)):
@@ -199,6 +201,12 @@ def plan_events(
                 Message(notifier.id, message_key(group), MessageKind.ALERT, site_id, group, now)
             )
     return Plan(tuple(messages), changes)
+
+
+def _already_told(problem: Problem | None, event: Event) -> bool:
+    """The notifier was told of this very state, and nothing held since (a first state
+    evaluated again after a restart, say): not news."""
+    return problem is not None and problem.event.notifiable and problem.event.after == event.after
 
 
 def _reminder_due(notifier: NotifierConfig, problem: Problem, now: float) -> bool:
@@ -344,6 +352,14 @@ class Alerter:
         )
         self._dispatcher.start()
         self._timer = asyncio.create_task(self._run_timer(), name="commwatch-alert-timer")
+
+    async def announced(self, events: Iterable[Event]) -> list[Event]:
+        """Those of `events` whose news alerting has taken: accepted once, or older than the
+        inbox keeps what it accepted (`retention`)."""
+        events = list(events)
+        kept = await self.outbox.accepted(e.event_id for e in events)
+        oldest = self._clock() - self.config.retention
+        return [e for e in events if e.event_id in kept or e.at < oldest]
 
     async def submit(self, events: Iterable[Event]) -> None:
         kept = [e for e in events if worth_keeping(e)]

@@ -155,7 +155,7 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
     started = time.time()
     results, complete = await _collect(inventory, checks)
     finished = time.time()
-    groups = group_summaries(inventory, sweep_state(inventory, results))
+    groups = group_summaries(inventory, *sweep_state(inventory, checks, results))
     if fmt == "table":
         print(output.table(results, output.use_colour(sys.stdout)))
         print(output.groups_table(groups))

@@ -7,6 +7,9 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
+# The `before` of a subject's first state: nothing was known about it.
+PENDING = "PENDING"
+
 
 class Subject(enum.StrEnum):
     CHECK = "check"

@@ -255,6 +255,26 @@ class Outbox:
 
         return await self._run(run)
 
+    async def accepted(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of `event_ids` the inbox holds."""
+        ids = list(event_ids)
+
+        def run() -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                found.update(
+                    event_id
+                    for (event_id,) in self._conn.execute(
+                        "SELECT event_id FROM alert_inbox WHERE event_id IN"
+                        f" ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+            return found
+
+        return await self._run(run)
+
     async def waiting(self) -> list[tuple[float, Event]]:
         """Accepted events whose group was never flushed (the process stopped first)."""
 
@@ -424,6 +444,7 @@ class Outbox:
 
 
 _ORPHANED = "notifier no longer configured"
+_ID_CHUNK = 500  # ids per IN (...) query: well below SQLite's limit on parameters
 _ROW_COLUMNS = (
     "id, notifier, key, kind, site_id, content_type, body, created_at, status, attempts,"
     " next_attempt_at, last_error"

@@ -23,7 +23,7 @@ from monitor.model import CertificateInfo, ProbeResult, Severity, Verdict
 from monitor.options import format_number
 from monitor.text import printable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def iso_time(timestamp: float) -> str:
@@ -134,25 +134,33 @@ def sweep_document(
 
 
 def group_record(group: Any) -> dict[str, Any]:
-    """A redundancy group's state (a `monitor.pipeline.GroupSummary`)."""
+    """A redundancy group's state (a `monitor.pipeline.GroupSummary`): `status` is null while
+    a link has none yet, and for a group the selection cannot judge (`evaluated` false: the
+    checks deciding `not_evaluated` links were not selected), whose counts are null too."""
     return {
         "group_id": group.group_id,
         "name": group.name,
         "site_id": group.site_id,
         "status": None if group.status is None else str(group.status),
-        "up": group.up,
+        "evaluated": group.evaluated,
+        "not_evaluated": list(group.not_evaluated),
+        "up": group.up if group.evaluated else None,
+        "unknown": group.unknown if group.evaluated else None,
         "links": group.total,
         "min_up": group.min_up,
     }
 
 
 def groups_table(groups: Sequence[Any]) -> str:
+    # Columns as wide as their longest entry, and never narrower than the usual ones: the
+    # layout only moves when a NOT EVALUATED row or a long id needs the room.
+    width = max((len(g.label) for g in groups), default=0)
+    id_width = max((len(g.group_id) for g in groups), default=0)
     lines = ["\nREDUNDANCY"]
-    for g in groups:
-        status = "UNKNOWN" if g.status is None else str(g.status)
-        lines.append(
-            f"  {status:<10} {g.group_id:<24} {g.up} of {g.total} links up (needs {g.min_up})"
-        )
+    lines += [
+        f"  {g.label:<{max(width, 10)}} {g.group_id:<{max(id_width, 24)}} {g.describe()}"
+        for g in groups
+    ]
     return "\n".join(lines)
 
 

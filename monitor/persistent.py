@@ -40,6 +40,18 @@ class PersistentMap(Mapping[K, V], Generic[K, V]):
         new._size = self._size + (key not in bucket)
         return new
 
+    def delete(self, key: K) -> PersistentMap[K, V]:
+        """A new map without `key` (this one if it has none); this one is unchanged."""
+        index = hash(key) % _WIDTH
+        bucket = self._buckets[index]
+        if key not in bucket:
+            return self
+        changed = {k: v for k, v in bucket.items() if k != key}
+        new = object.__new__(PersistentMap)
+        new._buckets = (*self._buckets[:index], changed or _EMPTY, *self._buckets[index + 1 :])
+        new._size = self._size - 1
+        return new
+
     def __getitem__(self, key: K) -> V:
         return self._buckets[hash(key) % _WIDTH][key]
 

@@ -21,6 +21,7 @@ from monitor.inventory import Check, Inventory
 from monitor.model import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.state import (
+    PENDING,
     CheckPolicy,
     EngineState,
     GroupPolicy,
@@ -28,6 +29,7 @@ from monitor.state import (
     LinkPolicy,
     LinkStatus,
     Topology,
+    links_up_text,
     restore,
     step,
 )
@@ -35,17 +37,25 @@ from monitor.state import (
 log = logging.getLogger(__name__)
 
 
-def topology_of(inventory: Inventory, *, confirm_at_once: bool = False) -> Topology:
-    """The state engine's view of the inventory. `confirm_at_once` treats every result as
-    confirmed, for a one-shot sweep where there is no second result to wait for."""
-    checks, links = {}, {}
+def topology_of(
+    inventory: Inventory, checks: Iterable[Check] | None = None, *, confirm_at_once: bool = False
+) -> Topology:
+    """The state engine's view of the inventory, for `checks` (a selection; None: all of
+    them). Links whose deciding checks the selection leaves out stay unevaluated, and so do
+    groups with such a link: their state is never made up from part of what decides it.
+    `confirm_at_once` treats every result as confirmed, for a one-shot sweep where there is no
+    second result to wait for."""
+    selected = None if checks is None else {check.ref.check_id for check in checks}
+    policies, links = {}, {}
     for link in inventory.links:
         check_ids = tuple(c.ref.check_id for c in link.checks)
         links[link.full_id] = LinkPolicy(
             link.full_id, link.site_id, link.availability_from or check_ids, link.depends_on
         )
         for check in link.checks:
-            checks[check.ref.check_id] = CheckPolicy(
+            if selected is not None and check.ref.check_id not in selected:
+                continue
+            policies[check.ref.check_id] = CheckPolicy(
                 check.ref.check_id,
                 link.site_id,
                 link.full_id,
@@ -56,7 +66,7 @@ def topology_of(inventory: Inventory, *, confirm_at_once: bool = False) -> Topol
     groups = {g.id: GroupPolicy(g.id, g.site_id, g.link_ids, g.min_up) for g in resilience.groups}
     windows = resilience.maintenance
     return Topology(
-        checks,
+        policies,
         links,
         groups,
         resilience.flapping,
@@ -64,39 +74,81 @@ def topology_of(inventory: Inventory, *, confirm_at_once: bool = False) -> Topol
     )
 
 
+NOT_EVALUATED = "NOT EVALUATED"
+
+
 @dataclass(frozen=True)
 class GroupSummary:
+    """A redundancy group as far as a selection of checks can judge it."""
+
     group_id: str
     name: str
     site_id: str
-    status: GroupStatus | None  # None until every link has reported
+    status: GroupStatus | None  # None: not evaluated, or a link has no status yet
     up: int
+    unknown: int
     total: int
     min_up: int
+    not_evaluated: tuple[str, ...] = ()  # links whose deciding checks are not all selected
+    waiting: tuple[str, ...] = ()  # evaluated links with no status yet
+
+    @property
+    def evaluated(self) -> bool:
+        return not self.not_evaluated
+
+    @property
+    def label(self) -> str:
+        """The status; NOT EVALUATED, or PENDING while a link has no status yet."""
+        if not self.evaluated:
+            return NOT_EVALUATED
+        return PENDING if self.status is None else str(self.status)
+
+    def describe(self) -> str:
+        """What the label rests on, in a few words."""
+        if not self.evaluated:
+            return f"checks deciding {', '.join(self.not_evaluated)} are not selected"
+        if self.status is None:
+            return f"no state yet for {', '.join(self.waiting)}"
+        return links_up_text(self.up, self.unknown, self.total, self.min_up)
 
 
-def group_summaries(inventory: Inventory, state: EngineState) -> tuple[GroupSummary, ...]:
-    return tuple(
-        GroupSummary(
-            g.id,
-            g.name,
-            g.site_id,
-            state.groups.get(g.id),
-            sum(1 for link in g.link_ids if state.links.get(link) is LinkStatus.UP),
-            len(g.link_ids),
-            g.min_up,
+def group_summaries(
+    inventory: Inventory, topology: Topology, state: EngineState
+) -> tuple[GroupSummary, ...]:
+    """Every group the topology's checks touch; one they do not touch at all is not part of
+    what was asked, and is left out."""
+    summaries = []
+    for g in inventory.resilience.groups:
+        if not any(link in topology.observed_links for link in g.link_ids):
+            continue
+        not_evaluated = tuple(lid for lid in g.link_ids if lid not in topology.evaluated_links)
+        statuses = [state.links.get(lid) for lid in g.link_ids]
+        summaries.append(
+            GroupSummary(
+                g.id,
+                g.name,
+                g.site_id,
+                None if not_evaluated else state.groups.get(g.id),
+                statuses.count(LinkStatus.UP),
+                statuses.count(LinkStatus.UNKNOWN),
+                len(g.link_ids),
+                g.min_up,
+                not_evaluated,
+                tuple(lid for lid, status in zip(g.link_ids, statuses, strict=True) if not status),
+            )
         )
-        for g in inventory.resilience.groups
-    )
+    return tuple(summaries)
 
 
-def sweep_state(inventory: Inventory, results: Iterable[ProbeResult]) -> EngineState:
-    """The state one sweep shows, every result taken as confirmed."""
-    topology = topology_of(inventory, confirm_at_once=True)
-    state = EngineState()
+def sweep_state(
+    inventory: Inventory, checks: Iterable[Check], results: Iterable[ProbeResult]
+) -> tuple[Topology, EngineState]:
+    """The state one sweep of `checks` shows, every result taken as confirmed."""
+    topology = topology_of(inventory, checks, confirm_at_once=True)
+    state = restore(topology)
     for result in results:
         state, _ = step(topology, state, result)
-    return state
+    return topology, state
 
 
 class Monitor:
@@ -118,11 +170,11 @@ class Monitor:
         start_spread: float | None = None,
     ) -> None:
         self.inventory = inventory
-        self._topology = topology_of(inventory)
+        self.topology = topology_of(inventory, checks)
         self._retry = {c.ref.check_id: c.retry_interval for c in checks}
         self._on_result = on_result
         self._on_event = on_event
-        self.state = EngineState()
+        self.state = restore(self.topology)
         self.scheduler = Scheduler(
             checks, inventory.concurrency, self._take, start_spread=start_spread
         )
@@ -147,14 +199,20 @@ class Monitor:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        last: list[Event] = []
         if self._writer is not None:
             self._writer.start()  # raises HistoryError at once for an unusable path
             with HistoryStore(self._writer.config.path) as store:
-                self.state = restore(self._topology, store.last_events_before(time.time() + 1))
+                last = store.last_events_before(time.time() + 1)
         alert_task = None
         if self._alerter is not None:
             await self._alerter.start()
+            # A state alerting never took (a crash between storing and alerting, or a run
+            # without alerts) is evaluated afresh, so that it reaches alerting like any first
+            # state; it is not news where alerting already has it.
+            last = await self._alerter.announced(last)
             alert_task = asyncio.create_task(self._deliver_alerts(), name="commwatch-alerts")
+        self.state = restore(self.topology, last)
         try:
             await self.scheduler.run()
         finally:
@@ -170,7 +228,7 @@ class Monitor:
             raise self._failure
 
     def _take(self, result: ProbeResult) -> None:
-        self.state, events = step(self._topology, self.state, result)
+        self.state, events = step(self.topology, self.state, result)
         check_state = self.state.checks.get(result.check.check_id)
         if check_state is not None and check_state.is_soft:
             self.scheduler.expedite(result.check.check_id, self._retry[result.check.check_id])

@@ -2,7 +2,8 @@
 
 Time in each state comes from the stored HARD events of each subject: the state at the start of
 the window is the `after` of its last event before the window, else the `before` of its first
-event in the window; a check (or link) with no events at all takes the state its stored results
+event in the window (unless that is a first state, from PENDING: then nothing is known before
+it); a check (or link) with no events at all takes the state its stored results
 show. Time under maintenance is left out of every figure.
 
 Outages are spans in an outage state: CRIT for a check, DOWN for a group, and for a link either
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import Event, EventKind, Subject
+from monitor.events import PENDING, Event, EventKind, Subject
 from monitor.history import HistoryStore, ResultState
 from monitor.model import Severity
 from monitor.output import iso_time
@@ -140,6 +141,8 @@ def _timeline(
     changes = tuple((e.at, e.after) for e in events)
     if prior is not None:
         return _Timeline("events", since, prior.after, prior.at, changes)
+    if events and events[0].before == PENDING:  # nothing was known before its first state
+        return _Timeline("events", events[0].at, events[0].after, None, changes[1:])
     if events:
         return _Timeline("events", since, events[0].before, None, changes)
     if subject is Subject.CHECK:

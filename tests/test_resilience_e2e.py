@@ -37,12 +37,13 @@ class Link:
         await self._server.wait_closed()
 
 
-async def commwatch_run(inventory: Path) -> asyncio.subprocess.Process:
+async def commwatch_run(inventory: Path, *flags: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "monitor.cli",
         "run",
+        *flags,
         str(inventory),
         cwd=REPO,
         stdout=asyncio.subprocess.DEVNULL,
@@ -136,9 +137,101 @@ sites:
     last = max(receiver.accepted_on("/noc"), key=lambda r: r.at)
     assert last.json["resolved"] is True
     assert receiver.duplicates == []
-    with sqlite3.connect(tmp_path / "history.sqlite3") as db:
-        stored = db.execute("SELECT count(*) FROM events WHERE subject = 'group'").fetchone()[0]
-    assert stored == 4
+    # Stored: the first state too (not notified: a site that starts RESILIENT is no news).
+    assert stored_group_changes(tmp_path) == [
+        ("PENDING", "RESILIENT"),
+        ("RESILIENT", "AT RISK"),
+        ("AT RISK", "DOWN"),
+        ("DOWN", "AT RISK"),
+        ("AT RISK", "RESILIENT"),
+    ]
+
+
+def stored_group_changes(folder: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(folder / "history.sqlite3") as db:
+        return db.execute(
+            "SELECT before, after FROM events WHERE subject = 'group' ORDER BY at, id"
+        ).fetchall()
+
+
+def redundant_site(folder: Path, receiver: WebhookReceiver, primary: Link, backup: Link) -> Path:
+    inventory = folder / "inventory.yaml"
+    inventory.write_text(f"""\
+history: {{path: {folder}/history.sqlite3}}
+alerts:
+  group_window: 300ms
+  retry_base: 100ms
+  notifiers:
+    - {{id: noc, kind: webhook, url: "{receiver.base_url}/noc", send_resolved: true}}
+defaults: {{interval: 300ms, timeout: 250ms, retries: 2, retry_interval: 100ms}}
+sites:
+  - id: psap
+    links:
+      - id: fibre
+        role: primary
+        checks: [{{id: router, kind: tcp, target: "{primary.host}:{primary.port}"}}]
+      - id: lte
+        role: backup
+        checks: [{{id: router, kind: tcp, target: "{backup.host}:{backup.port}"}}]
+""")
+    return inventory
+
+
+async def closed_link(host: str) -> Link:
+    """A link that is down from the start: its port refuses."""
+    link = Link(host)
+    await link.up()
+    await link.down()
+    return link
+
+
+async def test_a_site_at_risk_when_commwatch_starts_is_notified_once_across_restarts(
+    tmp_path, receiver
+):
+    primary, backup = Link("127.0.0.1"), await closed_link("127.0.0.2")
+    await primary.up()
+    inventory = redundant_site(tmp_path, receiver, primary, backup)
+    process = await commwatch_run(inventory)
+    await receiver.wait_for(lambda r: len(r.accepted_on("/noc")) == 1, timeout=10)
+    assert group_changes(receiver) == [("PENDING", "AT RISK")]
+    await asyncio.sleep(1.0)
+    await stop(process)
+
+    for _ in range(2):  # restarts: the store knows it was told
+        process = await commwatch_run(inventory)
+        await asyncio.sleep(1.5)
+        await stop(process)
+    assert len(receiver.accepted_on("/noc")) == 1
+
+    process = await commwatch_run(inventory)
+    await backup.up()
+    await receiver.wait_for(lambda r: len(r.accepted_on("/noc")) == 2, timeout=10)
+    await stop(process)
+    assert group_changes(receiver) == [("PENDING", "AT RISK"), ("AT RISK", "RESILIENT")]
+    assert receiver.duplicates == []
+    assert stored_group_changes(tmp_path) == [("PENDING", "AT RISK"), ("AT RISK", "RESILIENT")]
+
+
+async def test_a_problem_stored_without_alerting_is_notified_when_alerting_starts(
+    tmp_path, receiver
+):
+    """History knows the site is AT RISK, alerting was never told (a run with --no-alerts, or
+    a crash between the two): the next run evaluates it afresh and notifies it."""
+    primary, backup = Link("127.0.0.1"), await closed_link("127.0.0.2")
+    await primary.up()
+    inventory = redundant_site(tmp_path, receiver, primary, backup)
+    process = await commwatch_run(inventory, "--no-alerts")
+    await asyncio.sleep(1.5)
+    await stop(process)
+    assert stored_group_changes(tmp_path) == [("PENDING", "AT RISK")]
+    assert receiver.requests == []
+
+    process = await commwatch_run(inventory)
+    await receiver.wait_for(lambda r: len(r.accepted_on("/noc")) == 1, timeout=10)
+    await asyncio.sleep(1.0)
+    await stop(process)
+    assert group_changes(receiver) == [("PENDING", "AT RISK")]
+    assert receiver.duplicates == []
 
 
 async def test_sigkill_loses_nothing_reported_as_stored(tmp_path):

@@ -107,7 +107,9 @@ async def test_site_and_link_rows_show_redundancy_from_the_state_engine(inventor
         assert cell(app, "link:psap-north/fibre", "status") == "? UNKNOWN"
         assert cell(app, "link:psap-north/lte", "status") == "✔ UP"
         assert cell(app, "site:psap-north", "status") == "▲ AT RISK"
-        assert cell(app, "site:psap-north", "info").startswith("1 of 2 links up (needs 1) · ")
+        assert cell(app, "site:psap-north", "info").startswith(
+            "1 of 2 links up, 1 unknown (needs 1) · "
+        )
         assert cell(app, "link:dispatch/mpls", "status") == "✖ DOWN"
         assert cell(app, "site:dispatch", "status") == "✖ DOWN"
         assert "groups ✖ DOWN 1  ▲ AT RISK 1" in summary(app)
@@ -115,10 +117,11 @@ async def test_site_and_link_rows_show_redundancy_from_the_state_engine(inventor
         app.dashboard.table.select_key("site:psap-north")
         await pilot.pause()
         text = detail(app)
-        assert "▲ AT RISK · 1 of 2 links up (needs 1)" in text
+        assert "▲ AT RISK · 1 of 2 links up, 1 unknown (needs 1)" in text
         assert "? UNKNOWN fibre (primary)" in text and "✔ UP lte (backup)" in text
-        # The engine's events reach the log.
+        # The engine's events reach the log, first states (from pending) too.
         lines = log_lines(app)
+        assert any("· pending → ✖ DOWN  link dispatch/mpls" in line for line in lines)
         assert any("✔ OK → ✖ CRIT  dispatch/mpls/radio-core" in line for line in lines)
         assert any("· pending → ✖ CRIT  dispatch/mpls/paging" in line for line in lines)
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 from monitor.events import Event, EventKind, Subject, Suppression
 from monitor.inventory import Check, Inventory, Link, Site
 from monitor.model import ProbeResult, Severity
-from monitor.pipeline import GroupSummary, group_summaries
+from monitor.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of
 from monitor.resilience_config import Group
 from monitor.state import PENDING, CheckState, EngineState, GroupStatus, LinkStatus
 from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
@@ -145,6 +145,8 @@ class Board:
         # the worst below it).
         self.engine: EngineState | None = None
         self.groups: dict[str, GroupSummary] = {}
+        # What the selection can judge, and which checks decide each link.
+        self._topology = topology_of(inventory, self.checks.values())
         self.confirmations = {cid: max(1, c.retries) for cid, c in self.checks.items()}
         # Why notifications about a subject are held, from its latest confirmed change.
         self._held: dict[str, tuple[Suppression, ...]] = {}
@@ -194,7 +196,7 @@ class Board:
             self.engine = engine
             self.groups = {
                 g.group_id: g
-                for g in group_summaries(self.inventory, engine)
+                for g in group_summaries(self.inventory, self._topology, engine)
                 if g.group_id in self._group_ids
             }
             # A parent going down changes its dependents' rows too.
@@ -255,6 +257,14 @@ class Board:
     def link_status(self, link: Link) -> LinkStatus | None:
         return None if self.engine is None else self.engine.links.get(link.full_id)
 
+    def link_label(self, link: Link) -> str | None:
+        """The link's state (None while pending, or without an engine), or NOT EVALUATED when
+        the selection leaves out checks that decide it."""
+        if link.full_id not in self._topology.evaluated_links:
+            return NOT_EVALUATED
+        status = self.link_status(link)
+        return None if status is None else str(status)
+
     def group_status(self, row: Row) -> GroupSummary | None:
         """The redundancy group a site or named-group row shows."""
         return None if row.level in (Level.LINK, Level.CHECK) else self.groups.get(row.subject_id)
@@ -270,6 +280,8 @@ class Board:
         group = self.group_status(row)
         if group is None or group.status is GroupStatus.RESILIENT:
             return ""
+        if not group.evaluated:
+            return group.describe()
         named = row.site is None  # its links are in several sites: full ids
         states = [
             (link.full_id if named else link.id, self.link_status(link)) for link in row.links
@@ -284,7 +296,11 @@ class Board:
         status = self.link_status(link)
         if status is LinkStatus.UP:
             return ""
-        states = [(cid.rsplit("/", 1)[-1], self.check_state(cid)) for cid in deciding_checks(link)]
+        deciding = self._topology.links[link.full_id].deciding_checks
+        if link.full_id not in self._topology.evaluated_links:
+            left_out = [cid for cid in deciding if cid not in self._topology.checks]
+            return "not selected: " + ", ".join(cid.rsplit("/", 1)[-1] for cid in left_out)
+        states = [(cid.rsplit("/", 1)[-1], self.check_state(cid)) for cid in deciding]
         if status is None:
             return "waiting for " + ", ".join(name for name, state in states if state is None)
         failing = (Severity.CRIT.name, Severity.UNKNOWN.name)
@@ -492,11 +508,6 @@ def _change(result: ProbeResult, before: Severity | None) -> Event:
         result.severity.name,
         result.summary(),
     )
-
-
-def deciding_checks(link: Link) -> tuple[str, ...]:
-    """The checks whose state decides whether a link is up (`availability_from`, or all)."""
-    return link.availability_from or tuple(check.ref.check_id for check in link.checks)
 
 
 def _site_checks(site: Site) -> tuple[Check, ...]:

@@ -39,6 +39,7 @@ STATE_SYMBOLS = {
     "RESILIENT": "✔",
     "DEGRADED": "△",
     "AT RISK": "▲",
+    "NOT EVALUATED": "○",
 }
 
 
@@ -46,16 +47,14 @@ def state_text(label: str | None) -> str:
     """`✔ UP`, `▲ AT RISK`, `✖ CRIT`; `· pending` for None or PENDING."""
     if label is None or label == "PENDING":
         return f"{PENDING_SYMBOL} pending"
+    if label == "NOT EVALUATED":  # lower case like pending: an absence of state, not a state
+        return f"{STATE_SYMBOLS[label]} not evaluated"
     return f"{STATE_SYMBOLS.get(label, '?')} {label}"
 
 
 def soft_text(soft: Severity, attempts: int, confirmations: int) -> str:
     """A change seen but not yet confirmed: `✖ CRIT 1/3`."""
     return f"{SYMBOLS[soft]} {_SHORT[soft]} {attempts}/{confirmations}"
-
-
-def links_text(up: int, total: int, min_up: int) -> str:
-    return f"{up} of {total} links up (needs {min_up})"
 
 
 def age_text(seconds: float) -> str:

@@ -30,13 +30,13 @@ from textual.widgets import Input, Static
 from monitor.events import Event, EventKind, Subject
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
+from monitor.pipeline import NOT_EVALUATED
 from tui.board import Board, Level, Row, Sort
 from tui.present import (
     SYMBOLS,
     age_text,
     clock_text,
     info_text,
-    links_text,
     soft_text,
     sparkline,
     state_text,
@@ -67,6 +67,7 @@ _STATE_CLASS = {
     "DEGRADED": "sev--warn",
     "AT RISK": "grp--at-risk",
     "DOWN": "sev--crit",
+    "NOT EVALUATED": "dim",
 }
 
 # Textual merges COMPONENT_CLASSES only along widget classes, so each widget lists these.
@@ -465,8 +466,8 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fa
         if row.link is None:
             style = self.component_style("row--site")
             group = board.group_status(row)
-            if group is not None:
-                facts.append(links_text(group.up, group.total, group.min_up))
+            if group is not None and group.status is not None:
+                facts.append(group.describe())
             if (cause := board.cause(row)) != "":
                 facts.append(cause)
             n = len(row.checks)
@@ -478,15 +479,14 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fa
                 name = Text(row.group.group.name or row.group.group.id, style)
                 sites = len({link.site_id for link in row.links})
                 facts.append(f"group {row.group.group.id} · {sites} sites · {n} checks")
-            label = None if group is None or group.status is None else str(group.status)
+            label = None if group is None else group.label
         else:
             style = self.component_style("row--link")
             name = Text(f"  {row.link.id}", style)
             if (cause := board.cause(row)) != "":
                 facts.append(cause)
             facts += [d for d in (row.link.role, row.link.medium, row.link.name) if d]
-            link = board.link_status(row.link)
-            label = None if link is None else str(link)
+            label = board.link_label(row.link)
         subject = row.subject_id
         if board.engine is not None:
             status = self.state_mark(label)
@@ -579,15 +579,19 @@ class SummaryBar(SeverityStyles, Static):
             text.append(f"{counts['ack']} ack  ", self.severity_style(None, acked=True))
         if counts.get("pending"):
             text.append(f"{counts['pending']} pending  ", self.severity_style(None))
-        groups = Counter(str(g.status or "PENDING") for g in board.groups.values())
+        groups = Counter(g.label for g in board.groups.values())
         if groups:
             text.append("│ groups ")
-            for label in ("DOWN", "AT RISK", "DEGRADED", "RESILIENT"):
+            for label in ("DOWN", "UNKNOWN", "AT RISK", "DEGRADED", "RESILIENT"):
                 if groups[label]:
                     text.append(f"{state_text(label)} {groups[label]}", self.state_style(label))
                     text.append("  ")
             if groups["PENDING"]:
                 text.append(f"{groups['PENDING']} pending  ", self.state_style(None))
+            if groups[NOT_EVALUATED]:
+                text.append(
+                    f"{groups[NOT_EVALUATED]} not evaluated  ", self.state_style(NOT_EVALUATED)
+                )
         text.append(f"│ since {clock_text(started_at)}")
         changed = board.last_change()
         if changed is not None:
@@ -676,15 +680,15 @@ class DetailPane(SeverityStyles, Static):
             facts = f"group {row.group.group.id} · {len(row.links)} links in {sites} sites"
         standing = Text()
         if row.link is not None and board.engine is not None:
-            standing = Text("link ") + self.state_mark(_label(board.link_status(row.link)))
+            standing = Text("link ") + self.state_mark(board.link_label(row.link))
             if cause := board.cause(row):
                 standing.append(f" · {cause}")
         elif row.link is None and (group := board.group_status(row)) is not None:
-            standing = self.state_mark(_label(group.status))
-            standing.append(f" · {links_text(group.up, group.total, group.min_up)}")
+            standing = self.state_mark(group.label)
+            standing.append(f" · {group.describe()}")
             for link in row.links:
                 standing.append("\n  ")
-                standing += self.state_mark(_label(board.link_status(link)))
+                standing += self.state_mark(board.link_label(link))
                 name = link.full_id if named else link.id
                 standing.append(f" {name} ({link.role or 'link'})")
                 if cause := board.link_cause(link):
@@ -823,10 +827,6 @@ class DetailPane(SeverityStyles, Static):
                 Text(line.summary, overflow="ellipsis", no_wrap=True),
             )
         return table
-
-
-def _label(status: object | None) -> str | None:
-    return None if status is None else str(status)
 
 
 def _attention_rank(board: Board, check_id: str) -> int:
