@@ -209,6 +209,9 @@ async def _stream(inventory: Inventory, checks: Sequence[Check], args: argparse.
         history=not args.no_history,
         alerts=not args.no_alerts,
     )
+    note = output.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
+    if note is not None:
+        print(note, file=sys.stderr)
     _install_stop_signals(monitor.stop)
     try:
         await monitor.run()

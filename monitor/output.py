@@ -164,6 +164,17 @@ def groups_table(groups: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
+def not_evaluated_note(groups: Sequence[Any]) -> str | None:
+    """A line for people when the selection leaves groups unjudged (None when it does not)."""
+    ids = [g.group_id for g in groups if not g.evaluated]
+    if not ids:
+        return None
+    return (
+        f"commwatch: redundancy not evaluated for {', '.join(ids)}: the selection leaves out"
+        " checks that decide some of their links"
+    )
+
+
 def result_record(result: ProbeResult) -> dict[str, Any]:
     """A result standing alone: a line of the continuous stream, or `probe --format json`."""
     return {"schema_version": SCHEMA_VERSION, "type": "result", **result_to_dict(result)}

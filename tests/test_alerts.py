@@ -4,6 +4,7 @@ end-to-end scripted failure sequences delivered to a real local webhook receiver
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -45,6 +46,7 @@ T0 = 1_800_000_000.0
 HMAC_SECRET = "correct horse battery staple"
 TOKEN = "T0AAA/B0BBB/XsEcReTtOkEn42"
 FAST = RetryPolicy(backoff_base=0.02, backoff_cap=0.1)
+HELD = (Suppression.MAINTENANCE,)
 
 
 def ev(
@@ -244,6 +246,47 @@ def test_a_suppressed_recovery_closes_the_problem_silently() -> None:
     key = ("ops", "link:" + crit.subject_id)
     plan = plan_events(config(OPS), {key: Problem("ops", crit, T0)}, SITE, [ok], T0 + 5)
     assert plan.messages == () and plan.problems == {key: None}
+
+
+def test_a_first_state_is_a_change_like_any_other() -> None:
+    at_risk = group("PENDING", "AT RISK", T0)
+    resilient = group("PENDING", "RESILIENT", T0)
+    assert chosen(plan_events(config(PAGER), {}, SITE, [at_risk], T0).messages, "pager") == [
+        (SITE, "PENDING", "AT RISK")
+    ]
+    assert plan_events(config(OPS), {}, SITE, [resilient], T0) == plan_events(
+        config(OPS), {}, SITE, [], T0
+    )
+
+
+def test_the_state_a_notifier_was_last_told_of_is_not_news_again() -> None:
+    """After a restart that lost the engine's state, the same AT RISK comes again as a first
+    state: the pager was told, and is not paged twice; what follows is followed as before."""
+    told = group("PENDING", "AT RISK", T0)
+    again = group("PENDING", "AT RISK", T0 + 60)
+    steps = run_script(
+        config(PAGER, OPS), [[told], [again], [group("AT RISK", "RESILIENT", T0 + 90)]]
+    )
+    assert [chosen(messages, "pager") for messages in steps] == [
+        [(SITE, "PENDING", "AT RISK")],
+        [],
+        [(SITE, "AT RISK", "RESILIENT")],
+    ]
+
+
+def test_a_problem_announced_after_its_hold_is_notified_once() -> None:
+    """A change held (maintenance) and later announced by the engine (before == after): the
+    notifier hears of it then, whether the hold had opened a problem or not."""
+    crit = link_change("fibre", "OK", "CRIT", T0)[1]
+    held = ev(Subject.LINK, crit.subject_id, "CRIT", "WARN", T0 + 5, suppressed=HELD)
+    fresh = ev(Subject.LINK, crit.subject_id, "OK", "CRIT", T0 + 5, suppressed=HELD)
+    for first, announced_as in ((crit, "WARN"), (fresh, "CRIT")):
+        script = [[first, held] if first is crit else [first]]
+        script.append([ev(Subject.LINK, crit.subject_id, announced_as, announced_as, T0 + 20)])
+        script.append([ev(Subject.LINK, crit.subject_id, announced_as, "OK", T0 + 30)])
+        steps = run_script(config(OPS), script)
+        assert chosen(steps[1], "ops") == [(crit.subject_id, announced_as, announced_as)]
+        assert chosen(steps[2], "ops") == [(crit.subject_id, announced_as, "OK")]
 
 
 def test_grouper_windows_are_per_site_and_open_with_the_first_event() -> None:
@@ -667,6 +710,21 @@ async def test_a_restart_in_the_middle_delivers_what_was_pending_once(
         await third.aclose()
     assert keys(receiver.accepted.values()) == STEP_KEYS
     assert receiver.duplicates == []
+
+
+async def test_alerting_says_which_stored_states_it_has_taken(db: Path) -> None:
+    """What the engine may restore at start: states alerting accepted, or too old for its
+    inbox to still hold; any other is evaluated afresh so that it reaches alerting."""
+    cfg = dataclasses.replace(config(OPS), retention=3600.0)
+    alerter = Alerter(cfg, db, clock=lambda: T0 + 7200)
+    await alerter.start()
+    try:
+        taken, never = group("PENDING", "AT RISK", T0 + 7000), group("AT RISK", "DOWN", T0 + 7100)
+        ancient = group("PENDING", "RESILIENT", T0)
+        await alerter.submit([taken])
+        assert await alerter.announced([taken, never, ancient]) == [taken, ancient]
+    finally:
+        await alerter.aclose()
 
 
 async def test_a_url_token_never_reaches_logs_or_stored_errors(

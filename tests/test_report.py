@@ -83,6 +83,23 @@ def by_id(report):
     return {s.subject_id: s for s in report.subjects}
 
 
+def test_time_before_a_first_state_is_no_data_not_a_state(tmp_path):
+    """A subject first known at 4h (its first event is from PENDING) was not observed before."""
+    path = tmp_path / "history.sqlite3"
+    with HistoryStore(path, create=True) as store:
+        store.write(
+            (),
+            [
+                hard(h(4), Subject.GROUP, "south", "PENDING", "AT RISK"),
+                hard(h(6), Subject.GROUP, "south", "AT RISK", "DOWN"),
+            ],
+        )
+        south = by_id(build_report(store, since=T0, until=UNTIL))["south"]
+    assert south.time_in_state == {"AT RISK": 2 * HOUR, "DOWN": 4 * HOUR}
+    assert south.no_data_s == 4 * HOUR
+    assert south.outages == (Outage(h(6), None, 4 * HOUR),)
+
+
 def test_time_in_state_outages_and_mttr_from_events(db):
     with HistoryStore(db) as store:
         subjects = by_id(build_report(store, since=T0, until=UNTIL))

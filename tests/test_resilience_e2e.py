@@ -9,12 +9,17 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.conftest import REPO
 from tests.peers.webhook_peers import WebhookReceiver
+
+RESULT_SCHEMA = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
 
 
 class Link:
@@ -148,10 +153,24 @@ sites:
 
 
 def stored_group_changes(folder: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(folder / "history.sqlite3") as db:
-        return db.execute(
-            "SELECT before, after FROM events WHERE subject = 'group' ORDER BY at, id"
-        ).fetchall()
+    return [(before, after) for _, before, after in stored_changes(folder, "group")]
+
+
+def stored_changes(folder: Path, subject: str) -> list[tuple[str, str, str]]:
+    """(subject id, before, after) of the subject kind's stored HARD events (none before
+    commwatch has created the store)."""
+    path = folder / "history.sqlite3"
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(path)) as db:
+        try:
+            return db.execute(
+                "SELECT subject_id, before, after FROM events"
+                " WHERE subject = ? AND kind = 'hard' ORDER BY at, id",
+                (subject,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # the tables are still being created
+            return []
 
 
 def redundant_site(folder: Path, receiver: WebhookReceiver, primary: Link, backup: Link) -> Path:
@@ -274,3 +293,150 @@ async def test_sigkill_loses_nothing_reported_as_stored(tmp_path):
     from monitor.output import iso_time
 
     assert all((c, at) in {(cid, iso_time(s)) for cid, s in stored_keys} for c, at in printed)
+
+
+# --- a selection of checks ---------------------------------------------------------------------
+
+
+def mixed_site(folder: Path, fibre: Link, lte: Link, fibre_decided_by: str = "") -> Path:
+    """psap: fibre (a tcp router and an http API behind it), lte (a tcp router); radio: http
+    only. The http targets refuse: a selection of tcp checks never probes them."""
+    api_port = 9  # discard: nothing listens on loopback there
+    decided = f"availability_from: [{fibre_decided_by}]" if fibre_decided_by else ""
+    inventory = folder / "inventory.yaml"
+    inventory.write_text(f"""\
+history: {{path: {folder}/history.sqlite3}}
+defaults: {{interval: 300ms, timeout: 250ms, retries: 2, retry_interval: 100ms}}
+sites:
+  - id: psap
+    links:
+      - id: fibre
+        role: primary
+        {decided}
+        checks:
+          - {{id: router, kind: tcp, target: "{fibre.host}:{fibre.port}"}}
+          - {{id: api, kind: http, target: "http://127.0.0.1:{api_port}/health"}}
+      - id: lte
+        role: backup
+        checks: [{{id: router, kind: tcp, target: "{lte.host}:{lte.port}"}}]
+  - id: radio
+    links:
+      - id: console
+        checks: [{{id: api, kind: http, target: "http://127.0.0.1:{api_port}/console"}}]
+""")
+    return inventory
+
+
+async def sweep(inventory: Path, *flags: str) -> tuple[str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor.cli",
+        "run",
+        "--once",
+        *flags,
+        str(inventory),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
+    return stdout.decode(), stderr.decode()
+
+
+@pytest.fixture
+async def links():
+    fibre, lte = Link("127.0.0.1"), Link("127.0.0.2")
+    await fibre.up()
+    await lte.up()
+    yield fibre, lte
+    await fibre.down()
+    await lte.down()
+
+
+async def test_a_sweep_of_a_selection_never_judges_redundancy_it_cannot_see(tmp_path, links):
+    inventory = mixed_site(tmp_path, *links)
+    stdout, _ = await sweep(inventory, "--kind", "tcp")
+    document = json.loads(stdout)
+    jsonschema.validate(document, RESULT_SCHEMA)
+    # radio has no tcp check: not part of what was asked. psap's fibre is decided by its API
+    # too, which was not selected: psap is not evaluated, and says why (no "0 of 2 links up").
+    assert document["groups"] == [
+        {
+            "group_id": "psap",
+            "name": "psap",
+            "site_id": "psap",
+            "status": None,
+            "evaluated": False,
+            "not_evaluated": ["psap/fibre"],
+            "up": None,
+            "unknown": None,
+            "links": 2,
+            "min_up": 1,
+        }
+    ]
+    table, _ = await sweep(inventory, "--kind", "tcp", "--format", "table")
+    assert table.splitlines()[-2:] == [
+        "REDUNDANCY",
+        "  NOT EVALUATED psap                     checks deciding psap/fibre are not selected",
+    ]
+
+
+async def test_a_selection_that_holds_every_deciding_check_is_judged(tmp_path, links):
+    inventory = mixed_site(tmp_path, *links, fibre_decided_by="router")
+    document = json.loads((await sweep(inventory, "--kind", "tcp"))[0])
+    (psap,) = document["groups"]
+    assert (psap["status"], psap["evaluated"], psap["up"]) == ("RESILIENT", True, 2)
+    table, _ = await sweep(inventory, "--kind", "tcp", "--format", "table")
+    assert " ".join(table.splitlines()[-1].split()) == "RESILIENT psap 2 of 2 links up (needs 1)"
+
+
+async def test_a_continuous_run_of_a_selection_never_uses_states_it_does_not_refresh(
+    tmp_path, links
+):
+    """A full run stored the fibre's API as CRIT (it refuses). A run of the tcp checks alone
+    must not judge the fibre, nor psap, from that stored, no longer refreshed state."""
+    fibre, lte = links
+    inventory = mixed_site(tmp_path, fibre, lte)
+    process = await commwatch_run(inventory, "--no-alerts")
+    api_down = ("psap/fibre/api", "PENDING", "CRIT")
+    deadline = asyncio.get_running_loop().time() + 10
+    while api_down not in stored_changes(tmp_path, "check"):
+        assert asyncio.get_running_loop().time() < deadline, stored_changes(tmp_path, "check")
+        await asyncio.sleep(0.1)
+    await stop(process)
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "monitor.cli", "run", "--no-alerts", "--kind", "tcp", str(inventory)),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    records: list[dict] = []
+    lte_router = "psap/lte/router"
+
+    async def read_until(what: str, done: Callable[[dict], bool]) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any(done(r) for r in records):
+            assert asyncio.get_running_loop().time() < deadline, f"never saw {what}"
+            records.append(json.loads(await asyncio.wait_for(process.stdout.readline(), 10)))
+
+    await read_until(
+        "lte up", lambda r: (r.get("check_id"), r.get("severity")) == (lte_router, "OK")
+    )
+    await lte.down()
+    await read_until("lte down", lambda r: r["type"] == "event" and r["subject_id"] == "psap/lte")
+    for _ in range(6):  # a little longer: whatever the change would set off has come out
+        records.append(json.loads(await asyncio.wait_for(process.stdout.readline(), 10)))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0, stderr.decode()
+    events = [(r["subject"], r["subject_id"]) for r in records if r["type"] == "event"]
+    assert ("link", "psap/lte") in events
+    assert not [e for e in events if e[0] == "group" or e[1] == "psap/fibre"]
+    assert stderr.decode().splitlines() == [
+        "commwatch: redundancy not evaluated for psap: the selection leaves out checks that"
+        " decide some of their links"
+    ]
