@@ -52,6 +52,10 @@ class PersistentMap(Mapping[K, V], Generic[K, V]):
         new._size = self._size - 1
         return new
 
+    def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
+        # Mapping.get goes through a KeyError for every miss: the engine misses a lot.
+        return self._buckets[hash(key) % _WIDTH].get(key, default)
+
     def __getitem__(self, key: K) -> V:
         return self._buckets[hash(key) % _WIDTH][key]
 

@@ -296,8 +296,13 @@ def _flap_share(changes: tuple[bool, ...], window: int) -> float:
     1.2 newest). Results not yet seen count as steady, so a new check cannot start flapping on
     its second result."""
     padded = (False,) * (window - len(changes)) + changes
-    weights = [0.8 + 0.4 * i / max(window - 1, 1) for i in range(window)]
+    weights = _flap_weights(window)
     return 100.0 * sum(w for w, c in zip(weights, padded, strict=True) if c) / sum(weights)
+
+
+@functools.cache
+def _flap_weights(window: int) -> tuple[float, ...]:
+    return tuple(0.8 + 0.4 * i / max(window - 1, 1) for i in range(window))
 
 
 def _is_flapping(was: bool, changes: tuple[bool, ...], policy: FlapPolicy) -> bool:
@@ -377,12 +382,12 @@ def unreachable(topology: Topology, state: EngineState) -> frozenset[str]:
     inherits its link's dependencies: everything at a radio site sits behind its backhaul."""
     parents = topology.parents
     memo: dict[str, bool] = {}
+    holding = {parent: _holds_back(parent, topology, state) for parent in topology.parent_ids}
 
     def blocked(subject: str, trail: frozenset[str]) -> bool:
         if subject not in memo:
             memo[subject] = any(
-                parent not in trail
-                and (_holds_back(parent, topology, state) or blocked(parent, trail | {subject}))
+                parent not in trail and (holding[parent] or blocked(parent, trail | {subject}))
                 for parent in parents.get(subject, ())
             )
         return memo[subject]
@@ -479,10 +484,14 @@ def step(
         state.held,
         state.reachable_since,
     )
-    if any(
-        subject in topology.parent_ids
-        and _holds_back(subject, topology, state) != _holds_back(subject, topology, new)
-        for subject in (policy.check_id, link.link_id)
+    parents = topology.parent_ids
+    if (
+        policy.check_id in parents
+        and _holds_back(policy.check_id, topology, state)
+        != _holds_back(policy.check_id, topology, new)
+    ) or (
+        link.link_id in parents
+        and _holds_back(link.link_id, topology, state) != _holds_back(link.link_id, topology, new)
     ):
         # Only whether a parent works can change what sits behind it.
         now = unreachable(topology, new)
@@ -494,7 +503,7 @@ def step(
         *_check_events(topology, new, policy, before, after, result),
         *_link_and_group_events(topology, state, new, link, policy.check_id, at),
     ]
-    new, released = _follow_holds(topology, new, events, policy, link, at, result.summary())
+    new, released = _follow_holds(topology, new, events, policy, link, result)
     return new, (*events, *released)
 
 
@@ -592,12 +601,13 @@ def _follow_holds(
     events: list[Event],
     policy: CheckPolicy,
     link: LinkPolicy,
-    at: float,
-    summary: str,
+    result: ProbeResult,
 ) -> tuple[EngineState, list[Event]]:
     """Remember the problems this step's changes held; announce the held problems of the
     check, its link and their groups that nothing holds any more and fresh results confirm."""
-    held = state.held
+    if not events and not state.held:
+        return state, []
+    at, held = result.started_at, state.held
     changed: set[HoldKey] = set()
     for event in events:
         if event.kind is EventKind.HARD:
@@ -620,7 +630,7 @@ def _follow_holds(
                 held = held.set(key, reasons)
         elif _confirmed_afresh(topology, state, key):
             held = held.delete(key)
-            released.append(_release(topology, state, key, reasons_then, at, summary))
+            released.append(_release(topology, state, key, reasons_then, result))
     return (state if held is state.held else replace(state, held=held)), released
 
 
@@ -645,8 +655,7 @@ def _release(
     state: EngineState,
     key: HoldKey,
     reasons: tuple[Suppression, ...],
-    at: float,
-    summary: str,
+    result: ProbeResult,
 ) -> Event:
     subject, subject_id = key
     if subject is Subject.CHECK:
@@ -656,8 +665,10 @@ def _release(
     else:
         site_id, now = topology.groups[subject_id].site_id, str(state.groups[subject_id])
     why = " and ".join(RELEASED_BECAUSE[reason] for reason in reasons)
-    cause = f"still {now} now that {why}" + (f": {summary}" if subject is Subject.CHECK else "")
-    return Event(at, subject, subject_id, site_id, EventKind.HARD, now, now, cause)
+    cause = f"still {now} now that {why}"
+    if subject is Subject.CHECK:
+        cause += f": {result.summary()}"
+    return Event(result.started_at, subject, subject_id, site_id, EventKind.HARD, now, now, cause)
 
 
 _KNOWN_STATES: Mapping[Subject, frozenset[str]] = MappingProxyType(

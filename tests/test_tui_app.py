@@ -259,3 +259,37 @@ async def test_the_event_log_shows_the_newest_event_as_it_happens(tmp_path):
     finally:
         if primary is not None:
             await primary.__aexit__(None, None, None)
+
+
+async def test_a_selection_shows_what_it_cannot_judge_as_not_evaluated(tmp_path):
+    """`commwatch tui --kind tcp` on a site whose fibre is also decided by an http check: the
+    fibre and the site are not evaluated (never "0 of 2 links up"), the lte is judged."""
+    async with accepting_listener() as fibre, accepting_listener() as lte:
+        inventory = write_inventory(
+            tmp_path,
+            f"""\
+version: 1
+defaults: {{interval: 200ms, timeout: 200ms, retries: 1}}
+sites:
+  - id: psap
+    links:
+      - id: fibre
+        checks:
+          - {{id: router, kind: tcp, target: "127.0.0.1:{fibre}"}}
+          - {{id: api, kind: http, target: "http://127.0.0.1:{closed_port()}/health"}}
+      - id: lte
+        checks: [{{id: router, kind: tcp, target: "127.0.0.1:{lte}"}}]
+""",
+        )
+        tcp = [check for check in inventory.checks if check.kind == "tcp"]
+        app = CommwatchApp(inventory, checks=tcp, start_spread=0, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: cell(app, "link:psap/lte", "status") == "✔ UP")
+            await until(pilot, lambda: cell(app, "psap/fibre/router", "status") == "✔ OK")
+            assert cell(app, "link:psap/fibre", "status") == "○ not evaluated"
+            assert cell(app, "site:psap", "status") == "○ not evaluated"
+            assert cell(app, "site:psap", "info").startswith(
+                "checks deciding psap/fibre are not selected · "
+            )
+            assert not any("group psap" in line for line in log_lines(app))
+            await pilot.press("q")
