@@ -214,7 +214,7 @@ async def test_a_restart_shows_the_stored_sparklines_history_and_events(tmp_path
         assert second.board.states["site/link/live"].result is None
         assert results_of(second, "site/link/live") >= 3
         await until(pilot, lambda: any("site/link/dead" in line for line in log_lines(second)))
-        line = next(line for line in log_lines(second) if "site/link/dead" in line)
+        line = next(line for line in log_lines(second) if "CRIT  site/link/dead" in line)
         assert "· pending → ✖ CRIT" in line and "refused" in line
         second.dashboard.table.select_key("site/link/live")
         await pilot.pause()
