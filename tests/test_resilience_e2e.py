@@ -231,6 +231,21 @@ async def test_a_site_at_risk_when_commwatch_starts_is_notified_once_across_rest
     assert stored_group_changes(tmp_path) == [("PENDING", "AT RISK"), ("AT RISK", "RESILIENT")]
 
 
+async def test_without_history_a_restart_does_not_notify_the_same_state_again(tmp_path, receiver):
+    """No history to restore from: every start evaluates afresh, and alerting (its outbox is
+    kept all the same) knows what it told."""
+    primary, backup = Link("127.0.0.1"), await closed_link("127.0.0.2")
+    await primary.up()
+    inventory = redundant_site(tmp_path, receiver, primary, backup)
+    for _ in range(2):
+        process = await commwatch_run(inventory, "--no-history")
+        await receiver.wait_for(lambda r: len(r.accepted_on("/noc")) == 1, timeout=10)
+        await asyncio.sleep(1.5)
+        await stop(process)
+    assert group_changes(receiver) == [("PENDING", "AT RISK")]
+    assert receiver.duplicates == []
+
+
 async def test_a_problem_stored_without_alerting_is_notified_when_alerting_starts(
     tmp_path, receiver
 ):
