@@ -508,20 +508,21 @@ async def test_a_named_group_has_a_row_with_its_state_and_cause(grouped):
         await engine_started(app, pilot, grouped)
         # Named groups come first, then the sites.
         assert shown(app)[:2] == ["group:county-paths", "site:dispatch"]
-        # fibre is UNKNOWN and mpls DOWN: one of three links up, two needed.
-        assert cell(app, "group:county-paths", "status") == "✖ DOWN"
+        # fibre is UNKNOWN and mpls DOWN: one of three links up, two needed, and the fibre
+        # might be up: nobody can say the group is DOWN.
+        assert cell(app, "group:county-paths", "status") == "? UNKNOWN"
         assert cell(app, "group:county-paths", "name") == "Every path into the county"
         assert cell(app, "group:county-paths", "info") == (
-            "1 of 3 links up (needs 2) · psap-north/fibre UNKNOWN, dispatch/mpls DOWN"
+            "1 of 3 links up, 1 unknown (needs 2) · psap-north/fibre UNKNOWN, dispatch/mpls DOWN"
             " · group county-paths · 2 sites · 6 checks"
         )
         # The summary counts the groups the rows show: two sites' and the named one.
-        assert "groups ✖ DOWN 2  ▲ AT RISK 1" in summary(app)
+        assert "groups ✖ DOWN 1  ? UNKNOWN 1  ▲ AT RISK 1" in summary(app)
         app.dashboard.table.select_key("group:county-paths")
         await pilot.pause()
         text = detail(app)
         assert "Every path into the county\ngroup county-paths · 3 links in 2 sites" in text
-        assert "✖ DOWN · 1 of 3 links up (needs 2)" in text
+        assert "? UNKNOWN · 1 of 3 links up, 1 unknown (needs 2)" in text
         assert "? UNKNOWN psap-north/fibre (primary): resolver UNKNOWN" in text
         assert "✔ UP psap-north/lte (backup)\n" in text
         assert "✖ DOWN dispatch/mpls (primary): paging CRIT, radio-core CRIT" in text
@@ -541,7 +542,7 @@ async def test_link_and_site_rows_say_why_they_are_not_up(grouped):
         assert cell(app, "link:psap-north/fibre", "info").startswith("resolver UNKNOWN · primary")
         assert cell(app, "link:psap-north/lte", "info") == "backup · lte · LTE failover"
         assert cell(app, "site:psap-north", "info").startswith(
-            "1 of 2 links up (needs 1) · fibre UNKNOWN · psap-north"
+            "1 of 2 links up, 1 unknown (needs 1) · fibre UNKNOWN · psap-north"
         )
         app.dashboard.table.select_key("link:dispatch/mpls")
         await pilot.pause()
@@ -602,7 +603,12 @@ async def test_a_named_group_shows_in_a_dashboard_of_some_of_its_checks(grouped)
         assert shown(app)[:2] == ["group:county-paths", "site:psap-north"]
         app.dashboard.apply_results(*engine_view(grouped, scenario(grouped)))
         await pilot.pause()
-        assert "groups ✖ DOWN 1  ▲ AT RISK 1  │" in summary(app)
+        # The named group spans dispatch too, whose checks are not selected: not evaluated.
+        assert "groups ▲ AT RISK 1  1 not evaluated  │" in summary(app)
+        assert cell(app, "group:county-paths", "status") == "○ not evaluated"
+        assert cell(app, "group:county-paths", "info").startswith(
+            "checks deciding dispatch/mpls are not selected · "
+        )
 
 
 async def test_failing_verdicts_come_first(inventory):
