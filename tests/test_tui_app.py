@@ -287,6 +287,7 @@ sites:
             await until(pilot, lambda: cell(app, "link:psap/lte", "status") == "✔ UP")
             await until(pilot, lambda: cell(app, "psap/fibre/router", "status") == "✔ OK")
             assert cell(app, "link:psap/fibre", "status") == "○ not evaluated"
+            assert cell(app, "link:psap/fibre", "info").startswith("not selected: api")
             assert cell(app, "site:psap", "status") == "○ not evaluated"
             assert cell(app, "site:psap", "info").startswith(
                 "checks deciding psap/fibre are not selected · "
