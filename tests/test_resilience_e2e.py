@@ -42,7 +42,9 @@ class Link:
         await self._server.wait_closed()
 
 
-async def commwatch_run(inventory: Path, *flags: str) -> asyncio.subprocess.Process:
+async def commwatch_run(
+    inventory: Path, *flags: str, stdout: int = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -51,7 +53,7 @@ async def commwatch_run(inventory: Path, *flags: str) -> asyncio.subprocess.Proc
         *flags,
         str(inventory),
         cwd=REPO,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "NO_COLOR": "1"},
     )
@@ -80,15 +82,10 @@ async def receiver():
     await hook.stop()
 
 
-async def test_failures_and_recoveries_are_notified_exactly_once_across_a_restart(
-    tmp_path, receiver
-):
-    primary, backup = Link("127.0.0.1"), Link("127.0.0.2")
-    await primary.up()
-    await backup.up()
-    inventory = tmp_path / "inventory.yaml"
+def redundant_site(folder: Path, receiver: WebhookReceiver, primary: Link, backup: Link) -> Path:
+    inventory = folder / "inventory.yaml"
     inventory.write_text(f"""\
-history: {{path: {tmp_path}/history.sqlite3}}
+history: {{path: {folder}/history.sqlite3}}
 alerts:
   group_window: 300ms
   retry_base: 100ms
@@ -100,11 +97,29 @@ sites:
     links:
       - id: fibre
         role: primary
-        checks: [{{id: router, kind: tcp, target: "127.0.0.1:{primary.port}"}}]
+        checks: [{{id: router, kind: tcp, target: "{primary.host}:{primary.port}"}}]
       - id: lte
         role: backup
-        checks: [{{id: router, kind: tcp, target: "127.0.0.2:{backup.port}"}}]
+        checks: [{{id: router, kind: tcp, target: "{backup.host}:{backup.port}"}}]
 """)
+    return inventory
+
+
+async def closed_link(host: str) -> Link:
+    """A link that is down from the start: its port refuses."""
+    link = Link(host)
+    await link.up()
+    await link.down()
+    return link
+
+
+async def test_failures_and_recoveries_are_notified_exactly_once_across_a_restart(
+    tmp_path, receiver
+):
+    primary, backup = Link("127.0.0.1"), Link("127.0.0.2")
+    await primary.up()
+    await backup.up()
+    inventory = redundant_site(tmp_path, receiver, primary, backup)
     process = await commwatch_run(inventory)
     await asyncio.sleep(1.5)
     assert receiver.requests == []  # all is well: nothing to say
@@ -171,37 +186,6 @@ def stored_changes(folder: Path, subject: str) -> list[tuple[str, str, str]]:
             ).fetchall()
         except sqlite3.OperationalError:  # the tables are still being created
             return []
-
-
-def redundant_site(folder: Path, receiver: WebhookReceiver, primary: Link, backup: Link) -> Path:
-    inventory = folder / "inventory.yaml"
-    inventory.write_text(f"""\
-history: {{path: {folder}/history.sqlite3}}
-alerts:
-  group_window: 300ms
-  retry_base: 100ms
-  notifiers:
-    - {{id: noc, kind: webhook, url: "{receiver.base_url}/noc", send_resolved: true}}
-defaults: {{interval: 300ms, timeout: 250ms, retries: 2, retry_interval: 100ms}}
-sites:
-  - id: psap
-    links:
-      - id: fibre
-        role: primary
-        checks: [{{id: router, kind: tcp, target: "{primary.host}:{primary.port}"}}]
-      - id: lte
-        role: backup
-        checks: [{{id: router, kind: tcp, target: "{backup.host}:{backup.port}"}}]
-""")
-    return inventory
-
-
-async def closed_link(host: str) -> Link:
-    """A link that is down from the start: its port refuses."""
-    link = Link(host)
-    await link.up()
-    await link.down()
-    return link
 
 
 async def test_a_site_at_risk_when_commwatch_starts_is_notified_once_across_restarts(
@@ -343,19 +327,7 @@ sites:
 
 
 async def sweep(inventory: Path, *flags: str) -> tuple[str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor.cli",
-        "run",
-        "--once",
-        *flags,
-        str(inventory),
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    process = await commwatch_run(inventory, "--once", *flags, stdout=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
     return stdout.decode(), stderr.decode()
 
@@ -422,12 +394,8 @@ async def test_a_continuous_run_of_a_selection_never_uses_states_it_does_not_ref
         await asyncio.sleep(0.1)
     await stop(process)
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "monitor.cli", "run", "--no-alerts", "--kind", "tcp", str(inventory)),
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    process = await commwatch_run(
+        inventory, "--no-alerts", "--kind", "tcp", stdout=asyncio.subprocess.PIPE
     )
     records: list[dict] = []
     lte_router = "psap/lte/router"
