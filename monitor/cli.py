@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import fnmatch
 import json
-import logging
 import os
 import signal
 import sqlite3
@@ -17,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from monitor import audit as audit_report
-from monitor import maintenance, output, probe_state
+from monitor import logs, maintenance, output, probe_state
 from monitor import report as availability
 from monitor.cli_parser import EXIT_UNKNOWN, build_parser, flag_name, flag_value
 from monitor.events import Event, EventKind, Subject
@@ -392,17 +391,7 @@ async def _probe_once(check: Check, memory: dict[str, Any]) -> ProbeResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    wanted = os.environ.get("COMMWATCH_LOG", "WARNING").upper()
-    level = logging.getLevelName(wanted)  # a number for a level's name, else text
-    logging.basicConfig(
-        level=level if isinstance(level, int) else logging.WARNING,
-        format="commwatch: %(levelname)s %(name)s: %(message)s",
-    )
-    if not isinstance(level, int):
-        logging.getLogger("commwatch").warning(
-            "COMMWATCH_LOG=%s is not a log level (DEBUG, INFO, WARNING, ERROR): WARNING used",
-            wanted,
-        )
+    logs.configure()
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {

@@ -384,6 +384,19 @@ class SecretRef:
     __str__ = __repr__
 
     def reveal(self) -> str:
+        """The secret as text (a header value, a passphrase for OpenSSL)."""
+        try:
+            return self.reveal_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            # From None: the decoding error would quote a byte of the secret and its position.
+            where = "environment variable" if self.source == "env" else "secret file"
+            raise OptionError(
+                f"{where} {self.name} does not hold UTF-8 text", "store the secret as UTF-8"
+            ) from None
+
+    def reveal_bytes(self) -> bytes:
+        """The secret as the bytes stored: SNMP communities and passphrases are octet strings,
+        and agents configured with bytes that are not UTF-8 exist."""
         if self.source == "env":
             value = os.environ.get(self.name)
             if value is None:
@@ -391,18 +404,13 @@ class SecretRef:
                     f"environment variable {self.name} is not set",
                     "export it before starting commwatch",
                 )
-            return value
+            return os.fsencode(value)  # the bytes the environment holds, undecoded
         try:
-            return read_bounded(self.name, MAX_SECRET_BYTES).decode("utf-8").strip()
+            return read_bounded(self.name, MAX_SECRET_BYTES).strip()
         except OSError as exc:
             raise OptionError(
                 f"cannot read secret file {self.name}: {exc.strerror}",
                 "check the path and its permissions",
-            ) from None
-        except UnicodeDecodeError:
-            # Not the decoder's message: it quotes a byte of the secret.
-            raise OptionError(
-                f"secret file {self.name} is not UTF-8 text", "save it as UTF-8"
             ) from None
 
     def check_available(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import dns.exception
 
+from monitor import logs
 from monitor.conditions import Condition, evaluate
 from monitor.errors import (
     AuthFailure,
@@ -105,10 +106,10 @@ def describe_error(exc: BaseException, error_class: ErrorClass, timeout: float) 
         return f"name lookup failed: {exc.strerror}"
     if isinstance(exc, OSError) and exc.errno and not isinstance(exc, aiohttp.ClientError):
         return os.strerror(exc.errno)
-    text = " ".join(str(exc).split())
-    if error_class is ErrorClass.INTERNAL or not text:
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text
+    if error_class is ErrorClass.INTERNAL:
+        # Nobody foresaw it, so nobody vetted its message: libraries put their inputs there.
+        return logs.unexpected(exc)
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @functools.lru_cache(maxsize=65536)
@@ -136,7 +137,13 @@ async def run_check(
     except Exception as exc:
         error_class = classify(exc)
         if error_class is ErrorClass.INTERNAL:
-            log.exception("probe %s (%s) failed unexpectedly", check.ref.check_id, check.kind)
+            log.error(
+                "probe %s (%s) failed: %s\n%s",
+                check.ref.check_id,
+                check.kind,
+                logs.unexpected(exc),
+                logs.withheld_traceback(exc),
+            )
         error = ProbeError(error_class, describe_error(exc, error_class, check.timeout))
         if isinstance(exc, ProbeFailure):
             observations = dict(exc.observations)

@@ -257,14 +257,14 @@ class SnmpRuntime:
         if credentials.auth_protocol and credentials.auth_passphrase is not None:
             auth_protocol = AUTH_PROTOCOLS[credentials.auth_protocol]
             auth_key = self._master_key(
-                credentials.auth_passphrase.reveal(),
+                credentials.auth_passphrase.reveal_bytes(),
                 (auth_protocol,),
                 lambda secret: AUTH_SERVICES[auth_protocol].hash_passphrase(secret),
             )
         if credentials.priv_protocol and credentials.priv_passphrase is not None:
             priv_protocol = PRIV_PROTOCOLS[credentials.priv_protocol]
             priv_key = self._master_key(
-                credentials.priv_passphrase.reveal(),
+                credentials.priv_passphrase.reveal_bytes(),
                 (auth_protocol, priv_protocol),
                 lambda secret: PRIV_SERVICES[priv_protocol].hash_passphrase(auth_protocol, secret),
             )
@@ -292,12 +292,12 @@ class SnmpRuntime:
         return self._user_names.setdefault(str(credentials.user), keys) == keys
 
     def _master_key(
-        self, passphrase: str, protocols: tuple[Any, ...], derive: Callable[[bytes], Any]
+        self, passphrase: bytes, protocols: tuple[Any, ...], derive: Callable[[bytes], Any]
     ) -> bytes:
         # Keyed by a digest so no passphrase is kept in the cache itself.
-        key = (protocols, hashlib.sha256(passphrase.encode()).digest())
+        key = (protocols, hashlib.sha256(passphrase).digest())
         if key not in self._master_keys:
-            self._master_keys[key] = bytes(derive(passphrase.encode()))
+            self._master_keys[key] = bytes(derive(passphrase))
         return self._master_keys[key]
 
     # --- requests ---------------------------------------------------------------------------
@@ -496,7 +496,8 @@ async def runtime(shared: SharedResources) -> SnmpRuntime:
 def _community(credentials: Credentials) -> CommunityData:
     if credentials.community is None:
         raise ConfigFailure("SNMPv2c needs a community (community_env or community_file)")
-    return CommunityData(credentials.community.reveal(), mpModel=1)
+    # Bytes, as the agent compares them: a community need not be UTF-8 (nor text at all).
+    return CommunityData(credentials.community.reveal_bytes(), mpModel=1)
 
 
 # --- outcomes ---------------------------------------------------------------------------------
