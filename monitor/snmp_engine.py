@@ -20,10 +20,13 @@ Secrets are revealed only to derive keys and communities for pysnmp, never put i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import socket
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +64,8 @@ from monitor.errors import AuthFailure, ConfigFailure, ProtocolFailure
 from monitor.model import ObservationValue
 from monitor.options import SecretRef, format_host_port
 from probes.base import SharedResources
+
+log = logging.getLogger(__name__)
 
 AUTH_PROTOCOLS = {
     "md5": usmHMACMD5AuthProtocol,
@@ -124,6 +129,27 @@ OPER_STATUS = {
 }
 TICKS = 100  # TimeTicks per second
 
+# The type the MIB gives each object commwatch reads by itself (RFC 3418, RFC 2863), by OID for
+# scalars and by column for tables. An agent answering another type is broken, or not what it
+# claims: its value would be judged as something it is not (text as an uptime, a counter as a
+# status), so the answer is a protocol error instead. Values for `oids` entries are any type.
+_MIB_TYPES: dict[str, tuple[str, type]] = {
+    SYS_UPTIME: ("sysUpTime", rfc1902.TimeTicks),
+    SYS_NAME: ("sysName", rfc1902.OctetString),
+    SYS_DESCR: ("sysDescr", rfc1902.OctetString),
+    IF_DESCR: ("ifDescr", rfc1902.OctetString),
+    IF_NAME: ("ifName", rfc1902.OctetString),
+    IF_ALIAS: ("ifAlias", rfc1902.OctetString),
+    f"{_IF}.7": ("ifAdminStatus", rfc1902.Integer32),
+    f"{_IF}.8": ("ifOperStatus", rfc1902.Integer32),
+    f"{_IF}.13": ("ifInDiscards", rfc1902.Counter32),
+    f"{_IF}.14": ("ifInErrors", rfc1902.Counter32),
+    f"{_IF}.20": ("ifOutErrors", rfc1902.Counter32),
+    f"{_IFX}.6": ("ifHCInOctets", rfc1902.Counter64),
+    f"{_IFX}.10": ("ifHCOutOctets", rfc1902.Counter64),
+    f"{_IFX}.15": ("ifHighSpeed", rfc1902.Gauge32),
+}
+
 Value = ObservationValue
 VarBinds = list[tuple[str, Value]]
 
@@ -181,13 +207,40 @@ class Reply:
     engine_id_changed: bool
 
 
+Outcome = tuple[Any, Any, Any, VarBinds]  # pysnmp's (indication, status, index, varbinds)
+
+
+@dataclass
+class Progress:
+    """How far one exchange got: responses that answered our requests, table cells listed."""
+
+    answers: int = 0
+    cells: int = 0
+
+
+Send = Callable[[Any, Progress], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Heard:
+    """How many datagrams an agent had sent, and how many of them were not SNMP."""
+
+    received: int
+    undecodable: int
+
+
 class SnmpRuntime:
     """The shared pysnmp engine of one event loop, with its sockets and in-flight cap."""
 
     def __init__(self) -> None:
         self.engine = SnmpEngine()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # Per agent being talked to (only those: a flood from forged sources must not grow
+        # them): exchanges in flight, datagrams received, and those of them that were not SNMP.
+        self._talking: Counter[tuple[str, int]] = Counter()
+        self._received: Counter[tuple[str, int]] = Counter()
         self._undecodable: Counter[tuple[str, int]] = Counter()
+        self._noise = NoiseLog()
         self._domains: set[tuple[int, ...]] = set()
         self._master_keys: dict[tuple[Any, ...], bytes] = {}
         self._user_names: dict[str, tuple[Any, ...]] = {}
@@ -195,8 +248,10 @@ class SnmpRuntime:
         self._watch_undecodable()
 
     def _watch_undecodable(self) -> None:
-        """Count, per sender, datagrams pysnmp drops as not SNMP, so that an agent answering
-        garbage is reported as such rather than as a silent timeout."""
+        """Count, per agent, the datagrams it sends and those pysnmp drops as not SNMP (or
+        fails on: some garbage raises inside its decoder), so that an agent answering garbage
+        is reported as such rather than as a silent timeout, and a flood of garbage costs a
+        log line per sender now and then, not a traceback per datagram."""
         dispatcher = self.engine.message_dispatcher
         receive = dispatcher.receive_message
         counters = self.engine.get_mib_builder().import_symbols(
@@ -204,12 +259,21 @@ class SnmpRuntime:
         )
 
         def watched(snmp_engine: Any, domain: Any, address: Any, message: bytes) -> Any:
+            sender = (str(address[0]), int(address[1]))
+            if sender in self._talking:
+                self._received[sender] += 1
             before = sum(int(counter.syntax) for counter in counters)
+            failure: Exception | None = None
             try:
                 return receive(snmp_engine, domain, address, message)
+            except Exception as exc:  # a datagram must never take the dispatcher down
+                failure = exc
+                return b""
             finally:
-                if sum(int(counter.syntax) for counter in counters) != before:
-                    self._undecodable[(str(address[0]), int(address[1]))] += 1
+                if failure is not None or sum(int(c.syntax) for c in counters) != before:
+                    if sender in self._talking:
+                        self._undecodable[sender] += 1
+                    self._noise.note(sender, len(message), failure)
 
         dispatcher.receive_message = watched
 
@@ -231,8 +295,20 @@ class SnmpRuntime:
             raise
         self._domains.add(domain)
 
-    def undecodable_from(self, endpoint: Endpoint) -> int:
-        return self._undecodable[(endpoint.address, endpoint.port)]
+    def _heard(self, endpoint: Endpoint) -> Heard:
+        agent = (endpoint.address, endpoint.port)
+        return Heard(self._received[agent], self._undecodable[agent])
+
+    @contextlib.contextmanager
+    def _talking_to(self, endpoint: Endpoint) -> Iterator[None]:
+        agent = (endpoint.address, endpoint.port)
+        self._talking[agent] += 1
+        try:
+            yield
+        finally:
+            self._talking[agent] -= 1
+            if not self._talking[agent]:
+                del self._talking[agent], self._received[agent], self._undecodable[agent]
 
     def engine_id(self, endpoint: Endpoint) -> Any:
         engine_id, _, _ = self._mp_v3.get_peer_engine_info(
@@ -315,7 +391,7 @@ class SnmpRuntime:
         """GET `oids` in one PDU; values in the order asked."""
         names = [ObjectType(ObjectIdentity(oid)) for oid in oids]
 
-        async def send(auth: Any) -> tuple[Any, Any, Any, VarBinds]:
+        async def send(auth: Any, progress: Progress) -> Outcome:
             indication, status, index, varbinds = await get_cmd(
                 self.engine,
                 auth,
@@ -324,7 +400,8 @@ class SnmpRuntime:
                 *names,
                 lookupMib=False,
             )
-            return indication, status, index, [_varbind(vb) for vb in varbinds]
+            progress.answers += indication is None
+            return indication, status, index, [_varbind(endpoint, vb) for vb in varbinds]
 
         return await self._exchange(endpoint, credentials, send)
 
@@ -333,9 +410,10 @@ class SnmpRuntime:
     ) -> Reply:
         """GETBULK walks of table columns, each ending at the end of its column."""
 
-        async def send(auth: Any) -> tuple[Any, Any, Any, VarBinds]:
+        async def send(auth: Any, progress: Progress) -> Outcome:
             rows: VarBinds = []
             for column in columns:
+                last = _oid_key(column)
                 async for indication, status, index, varbinds in bulk_walk_cmd(
                     self.engine,
                     auth,
@@ -349,7 +427,21 @@ class SnmpRuntime:
                 ):
                     if indication or status:
                         return indication, status, index, rows
-                    rows.extend(_varbind(vb) for vb in varbinds)
+                    progress.answers += 1
+                    for varbind in varbinds:
+                        name, value = _varbind(endpoint, varbind)
+                        if value in ABSENT:
+                            continue
+                        if _oid_key(name) <= last:
+                            # pysnmp would ask again from the same place until the row cap.
+                            raise ProtocolFailure(
+                                f"{endpoint.label} does not advance the walk of"
+                                f" {_MIB_TYPES[column][0]}: it answered {name} after"
+                                f" {'.'.join(map(str, last))}"
+                            )
+                        last = _oid_key(name)
+                        rows.append((name, value))
+                    progress.cells = len(rows)
                     if len(rows) > MAX_WALK_ROWS:
                         raise ProtocolFailure(
                             f"{endpoint.label} returned more than {MAX_WALK_ROWS} table"
@@ -363,9 +455,19 @@ class SnmpRuntime:
         self,
         endpoint: Endpoint,
         credentials: Credentials,
-        send: Callable[[Any], Awaitable[tuple[Any, Any, Any, VarBinds]]],
+        send: Send,
     ) -> Reply:
-        garbage_before = self.undecodable_from(endpoint)
+        with self._talking_to(endpoint):
+            return await self._within_deadline(endpoint, credentials, send, Progress())
+
+    async def _within_deadline(
+        self,
+        endpoint: Endpoint,
+        credentials: Credentials,
+        send: Send,
+        progress: Progress,
+    ) -> Reply:
+        before = self._heard(endpoint)
         # Engine ids this exchange learnt from the agent: proof that it is alive.
         discovered: list[Any] = []
         loop = asyncio.get_running_loop()
@@ -374,7 +476,9 @@ class SnmpRuntime:
         try:
             async with asyncio.timeout_at(endpoint.deadline) as budget, self._slots:
                 sent_at = loop.time()
-                return await self._converse(endpoint, credentials, send, garbage_before, discovered)
+                return await self._converse(
+                    endpoint, credentials, send, before, progress, discovered
+                )
         except TimeoutError:
             if not budget.expired():
                 raise
@@ -388,7 +492,7 @@ class SnmpRuntime:
             failure = (
                 _unanswered(endpoint, credentials)
                 if discovered
-                else self._silence(endpoint, credentials, garbage_before)
+                else self._silence(endpoint, credentials, before, progress)
             )
             waited = sent_at - asked
             if waited > (endpoint.deadline - asked) / 2:
@@ -403,28 +507,29 @@ class SnmpRuntime:
         self,
         endpoint: Endpoint,
         credentials: Credentials,
-        send: Callable[[Any], Awaitable[tuple[Any, Any, Any, VarBinds]]],
-        garbage_before: int,
+        send: Send,
+        before: Heard,
+        progress: Progress,
         discovered: list[Any],
     ) -> Reply:
         if credentials.version == "2c":
-            outcome = await send(_community(credentials))
-            _raise_for(outcome, endpoint, self._silence(endpoint, credentials, garbage_before))
+            outcome = await send(_community(credentials), progress)
+            _raise_for(outcome, endpoint, self._silence(endpoint, credentials, before, progress))
             return Reply(outcome[3], None, False)
 
         owner = self._claims_user_name(credentials)
 
-        async def attempt() -> tuple[Any, Any, Any, VarBinds]:
+        async def attempt() -> Outcome:
             engine_id = self.engine_id(endpoint)
             if owner:
-                outcome = await send(self._user(credentials, None))
+                outcome = await send(self._user(credentials, None), progress)
                 if engine_id is None and self.engine_id(endpoint) is not None:
                     discovered.append(self.engine_id(endpoint))
                 return outcome
             if engine_id is None:
-                engine_id = await self._discover(endpoint, garbage_before)
+                engine_id = await self._discover(endpoint, before)
                 discovered.append(engine_id)
-            return await send(self._user(credentials, engine_id))
+            return await send(self._user(credentials, engine_id), progress)
 
         known = self.engine_id(endpoint)
         outcome = await attempt()
@@ -436,15 +541,14 @@ class SnmpRuntime:
                 outcome = await attempt()
             if discovered and isinstance(outcome[0], errind.RequestTimedOut):
                 raise _unanswered(endpoint, credentials)
-        _raise_for(
-            outcome, endpoint, self._silence(endpoint, credentials, garbage_before), credentials
-        )
+        silence = self._silence(endpoint, credentials, before, progress)
+        _raise_for(outcome, endpoint, silence, credentials)
         engine_id = self.engine_id(endpoint)
         hex_id = None if engine_id is None else bytes(engine_id).hex()
         changed = known is not None and engine_id is not None and engine_id != known
         return Reply(outcome[3], hex_id, changed)
 
-    async def _discover(self, endpoint: Endpoint, garbage_before: int) -> Any:
+    async def _discover(self, endpoint: Endpoint, before: Heard) -> Any:
         """The agent's engine id, learnt from the report it sends to an unknown user."""
         indication, _, _, _ = await get_cmd(
             self.engine,
@@ -457,17 +561,35 @@ class SnmpRuntime:
         engine_id = self.engine_id(endpoint)
         if engine_id is None:
             if isinstance(indication, errind.RequestTimedOut):
-                raise self._silence(endpoint, None, garbage_before)
+                raise self._silence(endpoint, None, before, Progress())
             _raise_for((indication, 0, 0, []), endpoint, None)
             raise ProtocolFailure(f"{endpoint.label} did not reveal its SNMPv3 engine id")
         return engine_id
 
     def _silence(
-        self, endpoint: Endpoint, credentials: Credentials | None, garbage_before: int
+        self,
+        endpoint: Endpoint,
+        credentials: Credentials | None,
+        before: Heard,
+        progress: Progress,
     ) -> Exception:
-        """What no usable answer means: garbage came back, or nothing did."""
-        if self.undecodable_from(endpoint) > garbage_before:
+        """What running out of time means: garbage came back, or the agent answered part of
+        the exchange, or SNMP that answers nothing we asked, or nothing at all."""
+        heard = self._heard(endpoint)
+        if heard.undecodable > before.undecodable:
             return ProtocolFailure(f"{endpoint.label} answers with datagrams that are not SNMP")
+        if progress.answers:
+            listed = f" (it had listed {progress.cells} table cells)" if progress.cells else ""
+            return TimeoutError(
+                f"{endpoint.label} answered {progress.answers} requests, but the exchange had"
+                f" not finished when the time ran out{listed}: an overloaded agent, or a very"
+                " large table (name interfaces by ifIndex, or allow more time)"
+            )
+        if heard.received > before.received:
+            return ProtocolFailure(
+                f"{endpoint.label} answers, but with SNMP messages that match none of our"
+                " requests (not a response, or another request id, community or engine)"
+            )
         if credentials is not None and credentials.version == "2c":
             return TimeoutError(
                 f"no response from {endpoint.label} (wrong community or agent down: SNMPv2c"
@@ -476,6 +598,46 @@ class SnmpRuntime:
         return TimeoutError(
             f"no response from {endpoint.label} (SNMP agent down, unreachable or filtering)"
         )
+
+
+class NoiseLog:
+    """Datagrams that are not SNMP, logged at most once per sender per `INTERVAL` seconds with
+    how many came since, so a flood from one sender (or from many forged ones: the table is
+    bounded) costs a few log lines, never one per datagram."""
+
+    INTERVAL = 60.0
+    MAX_SENDERS = 1024
+
+    def __init__(self) -> None:
+        # sender -> (when it was last logged, datagrams since)
+        self._senders: dict[tuple[str, int], tuple[float, int]] = {}
+
+    def note(self, sender: tuple[str, int], size: int, failure: Exception | None) -> None:
+        now = time.monotonic()
+        logged_at, since = self._senders.get(sender, (now - self.INTERVAL, 0))
+        if now - logged_at < self.INTERVAL:
+            self._senders[sender] = (logged_at, since + 1)
+            return
+        if len(self._senders) >= self.MAX_SENDERS and sender not in self._senders:
+            self._forget_quiet(now)
+        self._senders[sender] = (now, 0)
+        # The type of a decoder failure, never its text: it quotes the datagram.
+        why = f" ({type(failure).__name__} in the decoder)" if failure is not None else ""
+        more = f"; {since} more since the last report" if since else ""
+        log.warning(
+            "SNMP: %s sent a %d-byte datagram that is not SNMP%s%s; next report from it in"
+            " %.0fs at the earliest",
+            format_host_port(*sender),
+            size,
+            why,
+            more,
+            self.INTERVAL,
+        )
+
+    def _forget_quiet(self, now: float) -> None:
+        quiet = [s for s, (at, _) in self._senders.items() if now - at >= self.INTERVAL]
+        for sender in quiet or list(self._senders)[: self.MAX_SENDERS // 2]:
+            del self._senders[sender]
 
 
 async def runtime(shared: SharedResources) -> SnmpRuntime:
@@ -541,7 +703,7 @@ _REPORTS: tuple[tuple[type, str], ...] = (
 
 
 def _raise_for(
-    outcome: tuple[Any, Any, Any, VarBinds],
+    outcome: Outcome,
     endpoint: Endpoint,
     silence: Exception | None,
     credentials: Credentials | None = None,
@@ -604,9 +766,24 @@ _ERROR_STATUS = dict(
 # --- values -----------------------------------------------------------------------------------
 
 
-def _varbind(varbind: Any) -> tuple[str, Value]:
-    name, value = varbind[0], varbind[1]
-    return str(name), scalar(value)
+def _oid_key(oid: str) -> tuple[int, ...]:
+    return tuple(int(arc) for arc in oid.split("."))
+
+
+def _varbind(endpoint: Endpoint, varbind: Any) -> tuple[str, Value]:
+    """One answered variable as (OID, observation value); an object the MIB types otherwise
+    than the agent answered is a protocol error (see `_MIB_TYPES`)."""
+    name, value = str(varbind[0]), varbind[1]
+    column, _, _ = name.rpartition(".")
+    known = _MIB_TYPES.get(name) or _MIB_TYPES.get(column)
+    absent = isinstance(value, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView)
+    if known is not None and not absent and value.tagSet != known[1].tagSet:
+        what, expected = known
+        raise ProtocolFailure(
+            f"{endpoint.label} answered {name} ({what}) with {type(value).__name__}, where the"
+            f" MIB defines {expected.__name__}: the agent is broken or not what it claims"
+        )
+    return name, scalar(value)
 
 
 def scalar(value: Any) -> Value:
