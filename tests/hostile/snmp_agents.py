@@ -59,20 +59,30 @@ def interface(index: int, name: str, alias: str = "", descr: str = "") -> dict[s
     return base | {f"{column}.{index}": value for column, value in counters.items()}
 
 
-# What an agent sends back for one request: the datagrams, given the request's varbind names.
+# The variable after an OID in the agent's view, or None past its end (GETNEXT, GETBULK).
 Walker = Callable[[str], tuple[str, Any] | None]
+
+# A datagram pysnmp's BER decoder raises TypeError on (rather than counting a parse error).
+DECODER_CRASH = bytes.fromhex("a230")
 
 
 @dataclass
 class Behaviour:
     """How a scripted agent answers. `values` serves GET; `next_of` (default: the next OID of
-    `values`) serves GETNEXT/GETBULK; `garbage_before` datagrams of random bytes precede every
-    answer; `answer` False sends only the garbage."""
+    `values`) serves GETNEXT/GETBULK; `garbage` datagrams precede every answer; `answer`
+    False sends only the garbage; `delay` seconds pass before each answer; `request_id_shift`
+    answers with another request id than the request's."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
     next_of: Walker | None = None
-    garbage_before: int = 0
+    garbage: tuple[bytes, ...] = ()
     answer: bool = True
+    delay: float = 0.0
+    request_id_shift: int = 0
+
+
+def random_garbage(count: int, size: int = 48) -> tuple[bytes, ...]:
+    return tuple(os.urandom(size) for _ in range(count))
 
 
 @dataclass
@@ -93,14 +103,15 @@ class _Agent(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.transport is not None
         self.seen.requests += 1
-        for _ in range(self.behaviour.garbage_before):
-            self.transport.sendto(os.urandom(48), addr)
+        for datagram in self.behaviour.garbage:
+            self.transport.sendto(datagram, addr)
         if not self.behaviour.answer:
             return
         message, _ = decoder.decode(data, asn1Spec=V2C.Message())
         if bytes(V2C.apiMessage.get_community(message)) != COMMUNITY.encode():
             return  # as a real v2c agent does: silence
-        self.transport.sendto(self._response(message), addr)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.behaviour.delay, self.transport.sendto, self._response(message), addr)
 
     def _response(self, message: Any) -> bytes:
         request = V2C.apiMessage.get_pdu(message)
@@ -108,7 +119,8 @@ class _Agent(asyncio.DatagramProtocol):
         response = V2C.apiMessage.get_pdu(response_message)
         names = [str(name) for name, _ in V2C.apiPDU.get_varbinds(request)]
         if request.isSameTypeWith(V2C.GetRequestPDU()):
-            varbinds = [(name, self.behaviour.values.get(name, V2C.NoSuchObject())) for name in names]
+            values = self.behaviour.values
+            varbinds = [(name, values.get(name, V2C.NoSuchObject())) for name in names]
         else:
             repetitions = 1
             if request.isSameTypeWith(V2C.GetBulkRequestPDU()):
@@ -121,6 +133,9 @@ class _Agent(asyncio.DatagramProtocol):
                     varbinds.append(found or (cursor, V2C.EndOfMibView()))
                     cursors[position] = found[0] if found else cursor
         V2C.apiPDU.set_varbinds(response, [(V2C.ObjectIdentifier(n), v) for n, v in varbinds])
+        if self.behaviour.request_id_shift:
+            request_id = int(V2C.apiPDU.get_request_id(request))
+            V2C.apiPDU.set_request_id(response, request_id + self.behaviour.request_id_shift)
         return encoder.encode(response_message)
 
     def _next(self, oid: str) -> tuple[str, Any] | None:
