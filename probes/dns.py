@@ -201,26 +201,60 @@ async def _ask(
     address, port_number = options.server
     if options.tcp:
         return await dns.asyncquery.tcp(query, address, timeout, port_number), "tcp", False
-    deadline = time.monotonic() + timeout
+    # dnspython's clock for deadlines; a margin before the runner's own timeout leaves the
+    # time to say why no answer came.
+    expiration = time.time() + timeout * 0.95
     # A connected socket: the kernel drops datagrams from any other address (noise, off-path
     # spoofs), and a closed port's ICMP error comes back as ConnectionRefusedError at once
     # instead of waiting out the timeout.
     sock = await dns.asyncbackend.get_default_backend().make_socket(
         dns.inet.af_for_address(address), socket.SOCK_DGRAM, 0, None, (address, port_number)
     )
-    try:
-        async with sock:
-            response = await dns.asyncquery.udp(
-                query, address, timeout, port_number, raise_on_truncation=True, sock=sock
-            )
-    except dns.message.Truncated as exc:
-        if not query.is_response(exc.message()):
-            raise ProtocolFailure("a truncated answer that does not match the query") from None
-        remaining = deadline - time.monotonic()
+    async with sock:
+        await dns.asyncquery.send_udp(sock, query.to_wire(), None, expiration)
+        response = await _answer(sock, query, expiration, timeout)
+    if response is None:
+        remaining = expiration - time.time()
         if remaining <= 0:
-            raise dns.exception.Timeout(timeout=timeout) from None
+            raise dns.exception.Timeout(timeout=timeout)
         return await dns.asyncquery.tcp(query, address, remaining, port_number), "tcp", True
     return response, "udp", False
+
+
+async def _answer(
+    sock: dns.asyncbackend.DatagramSocket,
+    query: dns.message.Message,
+    expiration: float,
+    timeout: float,
+) -> dns.message.Message | None:
+    """The reply to `query`, or None when it came truncated (ask again over TCP).
+
+    A well-formed reply to another query (another id or question: a late answer to an earlier
+    poll, a spoof) is ignored while the real one is awaited, as stub resolvers do (RFC 5452);
+    a reply to this query that is not well formed is the server's fault, at once."""
+    strays = 0
+    while True:
+        try:
+            response, _, _ = await dns.asyncquery.receive_udp(
+                sock, None, expiration, raise_on_truncation=True, query=query
+            )
+        except dns.message.Truncated as exc:
+            if query.is_response(exc.message()):
+                return None
+            strays += 1
+            continue
+        except dns.exception.Timeout:
+            if not strays:
+                raise
+            raise TimeoutError(
+                f"no answer within {timeout:g}s; ignored {strays} repl"
+                f"{'y' if strays == 1 else 'ies'} to other queries (another id or question)"
+            ) from None
+        except dns.exception.DNSException as exc:
+            raise ProtocolFailure(f"the reply is not a well-formed DNS message: {exc}") from None
+        if query.is_response(response):
+            return response
+        strays += 1
 
 
 async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
