@@ -22,7 +22,7 @@ from monitor.certificates import certificate_condition_names
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
 from monitor.output import certificate_to_dict, colourise, iso_time
-from monitor.text import printable, spreadsheet_cell
+from monitor.text import markdown_cell, printable, spreadsheet_cell
 
 SCHEMA_VERSION = 1
 DEFAULT_WARN_DAYS = 30.0
@@ -288,7 +288,7 @@ _HEADER = ["STATE", "DAYS", "NOT AFTER", "SUBJECT", "ROLE", "ENDPOINTS"]
 
 
 def render_table(report: AuditReport, colour: bool) -> str:
-    rows = _rows(report)
+    rows = [[printable(cell) for cell in row] for row in _rows(report)]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(_HEADER)]
     widths[3] = min(widths[3], 48)
 
@@ -317,9 +317,6 @@ def render_table(report: AuditReport, colour: bool) -> str:
 
 
 def render_markdown(report: AuditReport) -> str:
-    def cell(text: str) -> str:
-        return printable(text).replace("|", "\\|")
-
     lines = [
         f"# Certificate audit, {iso_time(report.generated_at)}",
         "",
@@ -328,7 +325,7 @@ def render_markdown(report: AuditReport) -> str:
         "| " + " | ".join(_HEADER) + " |",
         "|" + "---|" * len(_HEADER),
     ]
-    lines.extend("| " + " | ".join(cell(c) for c in row) + " |" for row in _rows(report))
+    lines.extend("| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in _rows(report))
     found = _finding_lines(report)
     if found:
         lines += [
@@ -339,13 +336,16 @@ def render_markdown(report: AuditReport) -> str:
             "|---|---|---|---|",
         ]
         lines.extend(
-            f"| {severity.name} | `{endpoint.check_id}` | {cell(endpoint.target)} "
-            f"| {cell(finding.text)} |"
+            f"| {severity.name} | `{endpoint.check_id}` | {markdown_cell(endpoint.target)} "
+            f"| {markdown_cell(finding.text)} |"
             for severity, endpoint, finding in found
         )
     if report.failed:
         lines += ["", "## Endpoints that could not be read", ""]
-        lines.extend(f"- `{f.check_id}` {cell(f.target)}: {cell(f.reason)}" for f in report.failed)
+        lines.extend(
+            f"- `{f.check_id}` {markdown_cell(f.target)}: {markdown_cell(f.reason)}"
+            for f in report.failed
+        )
     lines += ["", _summary_line(report)]
     return "\n".join(lines)
 
@@ -399,7 +399,8 @@ def render_csv(report: AuditReport) -> str:
             "; ".join(c.malformed),
             _leaf_findings(report, entry),
         ]
-        writer.writerow([spreadsheet_cell(cell) for cell in cells])
+        # The days left and the date stay numbers: an expired certificate's are negative.
+        writer.writerow(cells[:3] + [spreadsheet_cell(cell) for cell in cells[3:]])
     return buffer.getvalue().rstrip("\n")
 
 

@@ -34,6 +34,7 @@ from monitor.options import OptionError, option_specs
 from monitor.pipeline import Monitor, group_summaries, sweep_state
 from monitor.runner import run_check
 from monitor.scheduler import Scheduler
+from monitor.text import printable
 from probes import REGISTRY
 from probes.base import SharedResources
 
@@ -181,7 +182,7 @@ async def _stream(inventory: Inventory, checks: Sequence[Check], args: argparse.
             line = (
                 f"{output.iso_time(result.started_at)}  "
                 f"{output.severity_label(result.severity, colour)}  "
-                f"{result.check.check_id}  {result.summary()}"
+                f"{printable(result.check.check_id)}  {printable(result.summary())}"
             )
         else:
             line = output.result_line(result)
@@ -192,7 +193,8 @@ async def _stream(inventory: Inventory, checks: Sequence[Check], args: argparse.
             if event.kind is EventKind.SOFT:
                 return
             held = f"  (held: {', '.join(event.suppressed)})" if event.suppressed else ""
-            line = (
+            # The cause quotes the result's summary: peer text.
+            line = printable(
                 f"{output.iso_time(event.at)}  {event.subject} {event.subject_id}: "
                 f"{event.before} -> {event.after}  {event.cause}{held}"
             )

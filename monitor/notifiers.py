@@ -54,6 +54,7 @@ from monitor.options import (
 )
 from monitor.outbox import Delivery, OutboxRow, Outcome, event_record
 from monitor.output import iso_time
+from monitor.text import printable
 
 SCHEMA_VERSION = 1
 USER_AGENT = "commwatch/0.1.0"
@@ -345,7 +346,8 @@ def _change(event: Event) -> str:
 
 
 def event_line(event: Event) -> str:
-    return f"{event.subject} {event.subject_id}: {_change(event)} ({event.cause})"
+    # The cause quotes a result's summary (peer text): a chat message is read by people.
+    return f"{event.subject} {event.subject_id}: {_change(event)} ({printable(event.cause)})"
 
 
 def summary(message: Message) -> str:
@@ -407,7 +409,7 @@ _TEAMS_COLOUR = {
 def teams_payload(message: Message) -> dict[str, Any]:
     colour = "Good" if message.resolved else _TEAMS_COLOUR[message.severity]
     facts = [
-        {"title": f"{e.subject} {e.subject_id}", "value": f"{_change(e)} ({e.cause})"}
+        {"title": f"{e.subject} {e.subject_id}", "value": f"{_change(e)} ({printable(e.cause)})"}
         for e in _ordered(message.events)
     ]
     card = {
@@ -514,7 +516,7 @@ async def deliver(
 
 
 def _judge(status: int, reason: str | None, retry_after: str | None) -> Outcome:
-    shown = f"HTTP {status}" + (f" {_printable(reason)}" if reason else "")
+    shown = f"HTTP {status}" + (f" {printable(reason)[:60]}" if reason else "")
     if 200 <= status < 300:
         return Outcome(Delivery.DELIVERED, shown)
     if status in (408, 429) or status >= 500:
@@ -527,7 +529,3 @@ def _judge(status: int, reason: str | None, retry_after: str | None) -> Outcome:
     if 400 <= status < 500:
         return Outcome(Delivery.FAILED, f"receiver rejected the message: {shown}")
     return Outcome(Delivery.RETRY, f"unexpected answer {shown}")
-
-
-def _printable(value: str) -> str:
-    return "".join(c for c in value if c.isprintable())[:60]

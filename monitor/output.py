@@ -208,6 +208,9 @@ def result_line(result: ProbeResult) -> str:
 
 
 # --- for people ----------------------------------------------------------------------------
+# Summaries, messages and observed values quote peers (certificate subjects, DNS data, SNMP
+# strings): every one goes through `printable` here, so none can drive the terminal or forge a
+# line. Check ids and targets too, cheaply, whatever the inventory holds.
 
 _COLOURS = {
     Severity.OK: "\x1b[32m",
@@ -238,17 +241,18 @@ def _clip(text: str, width: int) -> str:
 def table(results: Sequence[ProbeResult], colour: bool) -> str:
     """A fixed-column table, worst first, then by check id."""
     ordered = sorted(results, key=lambda r: (-r.severity.rank, r.check.check_id))
-    id_width = min(max((len(r.check.check_id) for r in results), default=5), 48)
-    target_width = min(max((len(r.check.target) for r in results), default=6), 40)
+    shown = [(r, printable(r.check.check_id), printable(r.check.target)) for r in ordered]
+    id_width = min(max((len(check_id) for _, check_id, _ in shown), default=5), 48)
+    target_width = min(max((len(target) for _, _, target in shown), default=6), 40)
     lines = [
         f"{'STATE':<7}  {'CHECK':<{id_width}}  {'KIND':<5}  {'TARGET':<{target_width}}  "
         f"{'TIME':>8}  DETAIL"
     ]
-    for r in ordered:
+    for r, check_id, target in shown:
         lines.append(
-            f"{severity_label(r.severity, colour)}  {_clip(r.check.check_id, id_width):<{id_width}}"
-            f"  {r.check.kind:<5}  {_clip(r.check.target, target_width):<{target_width}}"
-            f"  {r.duration_ms:>6.0f}ms  {r.summary()}"
+            f"{severity_label(r.severity, colour)}  {_clip(check_id, id_width):<{id_width}}"
+            f"  {r.check.kind:<5}  {_clip(target, target_width):<{target_width}}"
+            f"  {r.duration_ms:>6.0f}ms  {printable(r.summary())}"
         )
     counts = Counter(r.severity for r in results)
     totals = ", ".join(f"{counts.get(s, 0)} {s.name}" for s in Severity)

@@ -27,6 +27,7 @@ from monitor.events import PENDING, Event, EventKind, Subject
 from monitor.history import HistoryStore, ResultState
 from monitor.model import Severity
 from monitor.output import iso_time
+from monitor.text import printable, spreadsheet_cell
 
 SCHEMA_VERSION = 1
 FORMATS = ("table", "json", "csv")
@@ -325,7 +326,8 @@ def render_table(report: AvailabilityReport) -> str:
         rows.append(
             [
                 str(s.subject),
-                s.subject_id,
+                # From the history database: not necessarily written by this inventory.
+                printable(s.subject_id),
                 _pct(s.availability_pct),
                 str(len(s.outages)) + ("+" if s.outages and s.outages[-1].end is None else ""),
                 span(s.outage_s),
@@ -439,8 +441,8 @@ def render_csv(report: AvailabilityReport) -> str:
         writer.writerow(
             [
                 s.subject,
-                s.subject_id,
-                s.site_id,
+                spreadsheet_cell(s.subject_id),
+                spreadsheet_cell(s.site_id),
                 s.source,
                 cell(s.observed_s),
                 cell(s.maintenance_s),

@@ -39,3 +39,15 @@ def spreadsheet_cell(text: str) -> str:
     advice: a leading quote), and that holds no control characters."""
     cell = printable(text)
     return f"'{cell}" if cell.startswith(_FORMULA_START) else cell
+
+
+# Characters that start emphasis, code, links, images, raw HTML, entity references, strike-
+# through or a new table cell in CommonMark / GitHub-flavoured Markdown.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def markdown_cell(text: str) -> str:
+    """A Markdown table cell that renders as the text itself: printable, every character that
+    Markdown would act on backslash-escaped (a certificate subject `[x](https://…)` stays text,
+    not a link; `&#x202e;` stays text, not the character it names)."""
+    return _MARKDOWN.sub(r"\\\1", printable(text))

@@ -167,7 +167,9 @@ class CommwatchApp(App[None]):
                 await self.monitor.run()
             except HistoryError as exc:
                 self.monitor = None
-                self.notify(f"The engine could not start: {exc}", severity="error", timeout=30)
+                self.notify(
+                    f"The engine could not start: {exc}", severity="error", timeout=30, markup=False
+                )
 
     def _read_history(self) -> None:
         """In a thread: the store's latest points, history and events from before this run."""

@@ -31,6 +31,7 @@ from monitor.events import Event, EventKind, Subject
 from monitor.inventory import Check
 from monitor.model import CertificateInfo, ProbeResult, Severity
 from monitor.pipeline import NOT_EVALUATED
+from monitor.text import printable
 from tui.board import Board, Level, Row, Sort
 from tui.present import (
     SYMBOLS,
@@ -525,7 +526,7 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fa
             "age": self._age_cell(row, now, paused),
             "trend": Text(sparkline(state.latencies, width), dim),
             "info": self.held_text(self.board.held(check_id))
-            + Text("" if result is None else info_text(result, now), dim),
+            + Text("" if result is None else printable(info_text(result, now)), dim),
         }
 
     def _age_cell(self, row: Row, now: float, paused: set[str]) -> Text:
@@ -712,7 +713,7 @@ class DetailPane(SeverityStyles, Static):
         for check in listed[:limit]:
             state = board.states[check.ref.check_id]
             acked = check.ref.check_id in board.acked
-            summary = "" if state.result is None else state.result.summary()
+            summary = "" if state.result is None else printable(state.result.summary())
             table.add_row(
                 Text(
                     status_text(state.severity, acked), self.severity_style(state.severity, acked)
@@ -776,7 +777,7 @@ class DetailPane(SeverityStyles, Static):
         parts: list[RenderableType] = []
         if result.error is not None:
             parts += [Text(), self._heading("Error")]
-            parts.append(Text(f"{result.error.error_class}: {result.error.message}"))
+            parts.append(Text(f"{result.error.error_class}: {printable(result.error.message)}"))
         if result.verdicts:
             parts += [Text(), self._heading("Verdicts")]
             parts.append(self._verdicts(result))
@@ -791,7 +792,7 @@ class DetailPane(SeverityStyles, Static):
         for verdict in sorted(result.verdicts, key=lambda v: -v.severity.rank):
             table.add_row(
                 Text(SYMBOLS[verdict.severity], self.severity_style(verdict.severity)),
-                Text(verdict.sentence()),
+                Text(printable(verdict.sentence())),
             )
         return table
 
@@ -805,12 +806,13 @@ class DetailPane(SeverityStyles, Static):
             else:
                 not_after = dt.datetime.fromtimestamp(cert.not_after, dt.UTC)
                 expiry = f"not after {not_after:%Y-%m-%d} ({days:.0f} days left)"
-            table.add_row(Text(role, self._dim), Text(cert.subject))
-            table.add_row(Text(""), Text(f"issuer {cert.issuer}", self._dim))
+            table.add_row(Text(role, self._dim), Text(printable(cert.subject)))
+            table.add_row(Text(""), Text(f"issuer {printable(cert.issuer)}", self._dim))
             table.add_row(
                 Text(""),
                 Text(
-                    f"{expiry} · {cert.key_type} {cert.key_bits} · {cert.signature_algorithm}"
+                    f"{expiry} · {cert.key_type} {cert.key_bits}"
+                    f" · {printable(cert.signature_algorithm)}"
                     + (" · self-signed" if cert.self_signed else "")
                 ),
             )
@@ -824,7 +826,7 @@ class DetailPane(SeverityStyles, Static):
             table.add_row(
                 Text(clock_text(line.at), self._dim),
                 Text(status_text(line.severity), self.severity_style(line.severity)),
-                Text(line.summary, overflow="ellipsis", no_wrap=True),
+                Text(printable(line.summary), overflow="ellipsis", no_wrap=True),
             )
         return table
 
@@ -912,7 +914,7 @@ class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fals
             line += self.state_mark(event.after)
         subject = "" if event.subject is Subject.CHECK else f"{event.subject} "
         line.append(f"  {subject}{event.subject_id}  ")
-        line.append(event.cause, self.component_style("dim"))
+        line.append(printable(event.cause), self.component_style("dim"))
         if event.suppressed:
             line.append("  ")
             line += self.held_text(f"held: {reason}" for reason in event.suppressed)
