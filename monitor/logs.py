@@ -34,6 +34,8 @@ class PrintableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         # A copy: other handlers (pytest's, a file's) see the record as it was made.
         shown = logging.makeLogRecord(record.__dict__)
+        # Another handler's formatter may have cached its own, unescaped traceback text.
+        shown.exc_text = None
         shown.msg = _each_line(str(record.msg))
         if isinstance(record.args, dict):
             shown.args = {key: _argument(value) for key, value in record.args.items()}

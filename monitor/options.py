@@ -438,8 +438,10 @@ class SecretRef:
 def secret_env(value: Any) -> SecretRef:
     name = text(value)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        # Not repeated: what was written in place of a name is often the secret itself.
         raise OptionError(
-            f"{name!r} is not an environment variable name",
+            "this is not an environment variable name (letters, digits and _; not shown, in"
+            " case it is the secret itself)",
             "name the variable, e.g. SNMP_COMMUNITY, not its value",
         )
     return SecretRef("env", name)
