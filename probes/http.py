@@ -273,6 +273,12 @@ def _one_line(message: str) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip(" ^"))
 
 
+def _payload_fault(exc: aiohttp.ClientPayloadError) -> str:
+    """What the body's parser said; aiohttp's own text embeds that error's repr."""
+    said = getattr(exc.__cause__, "message", None)
+    return _one_line(str(said if isinstance(said, str) and said else exc))
+
+
 def _connector_failure(exc: aiohttp.ClientConnectorError) -> Exception:
     """The same error class the runner gives `exc`, with a one-line message.
 
@@ -324,9 +330,20 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
                     response, options.max_body_bytes, keep
                 )
             except aiohttp.ClientPayloadError as exc:
-                raise ProtocolFailure(f"response body broken off: {exc}", observations) from exc
+                raise ProtocolFailure(
+                    f"response body broken off: {_payload_fault(exc)}", observations
+                ) from exc
     except aiohttp.TooManyRedirects as exc:
         raise ProtocolFailure(f"too many redirects ({options.max_redirects})") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        # Its text is the repr of aiohttp's half-parsed response.
+        raise ProtocolFailure(
+            "the server closed the connection before a complete response"
+        ) from exc
+    except aiohttp.NonHttpUrlRedirectClientError as exc:
+        raise ProtocolFailure(
+            f"redirected to {exc}, which is not an http:// or https:// URL"
+        ) from exc
     except aiohttp.ClientResponseError as exc:
         # aiohttp reports a malformed response as a made-up status 400; it is not one.
         raise ProtocolFailure(f"malformed HTTP response: {_one_line(exc.message)}") from exc
