@@ -93,6 +93,9 @@ def classify(exc: BaseException) -> ErrorClass:
 
 def describe_error(exc: BaseException, error_class: ErrorClass, timeout: float) -> str:
     """One line a person can act on; never the repr of a library object."""
+    if error_class is ErrorClass.INTERNAL:
+        # Nobody foresaw it, so nobody vetted its message: libraries put their inputs there.
+        return logs.unexpected(exc)
     if isinstance(exc, aiohttp.ClientConnectorError):
         # aiohttp's text wraps the cause in the connection key (with an SSLContext repr).
         exc = exc.os_error
@@ -106,9 +109,6 @@ def describe_error(exc: BaseException, error_class: ErrorClass, timeout: float) 
         return f"name lookup failed: {exc.strerror}"
     if isinstance(exc, OSError) and exc.errno and not isinstance(exc, aiohttp.ClientError):
         return os.strerror(exc.errno)
-    if error_class is ErrorClass.INTERNAL:
-        # Nobody foresaw it, so nobody vetted its message: libraries put their inputs there.
-        return logs.unexpected(exc)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
