@@ -1,15 +1,10 @@
 """The log for people: text a peer chose (in an argument or an exception message) cannot forge a
-line or reach the terminal; commwatch's own line breaks (a traceback) stay; a bad log level is
-one line, not a traceback."""
+line or reach the terminal; commwatch's own line breaks (a traceback) stay."""
 
 from __future__ import annotations
 
 import io
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from monitor.logs import Lines, PrintableFormatter
 from tests.hostile.test_terminal_injection import FORGED, PAYLOAD, assert_inert
@@ -58,19 +53,3 @@ def test_lines_commwatch_writes_itself_keep_their_breaks() -> None:
 
     assert_inert(text, "a Lines argument")
     assert text.split("\n")[1] == "second \\x1b[2J\\x0dthird"
-
-
-def test_a_bad_log_level_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "check", str(tmp_path / "none.yaml")],
-        env={**os.environ, "COMMWATCH_LOG": "LOUD"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-    assert done.returncode == 3
-    assert done.stderr == (
-        "commwatch: COMMWATCH_LOG: 'LOUD' is not a log level: use one of DEBUG, INFO,"
-        " WARNING, ERROR, CRITICAL\n"
-    )

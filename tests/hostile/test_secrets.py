@@ -111,9 +111,9 @@ def test_secrets_that_are_not_utf8_are_sent_as_their_bytes(tmp_path: Path, sourc
     with agent_with_byte_secrets(tmp_path) as target:
         common = ("probe", "snmp", target, "--timeout", "3s")
         if source == "env":
-            args = (*common, "--version", "2c", "--community-env", "CW_BYTES")
+            args = (*common, "--snmp-version", "2c", "--community-env", "CW_BYTES")
         elif source == "file":
-            args = (*common, "--version", "2c", "--community-file", str(secret_file))
+            args = (*common, "--snmp-version", "2c", "--community-file", str(secret_file))
         else:
             args = (
                 *common,

@@ -232,7 +232,7 @@ async def test_every_text_output_of_the_command_line_is_inert(tmp_path: Path) ->
             "check": await commwatch("check", str(lab.inventory)),
         }
         tls = ["tls", lab.tls, "--ca-file", str(lab.ca_file), "--warn-days", "100"]
-        snmp = ["snmp", lab.snmp, "--version", "2c", "--community-env", "CW_HOSTILE_COMMUNITY"]
+        snmp = ["snmp", lab.snmp, "--snmp-version", "2c", "--community-env", "CW_HOSTILE_COMMUNITY"]
         probes = {
             "tls": tls,
             "dns TXT": ["dns", NAME, "--server", lab.dns, "--type", "TXT", "--expect", "x"],
