@@ -602,22 +602,39 @@ class SnmpRuntime:
 
 class NoiseLog:
     """Datagrams that are not SNMP, logged at most once per sender per `INTERVAL` seconds with
-    how many came since, so a flood from one sender (or from many forged ones: the table is
-    bounded) costs a few log lines, never one per datagram."""
+    how many came since, and for at most `MAX_SENDERS_LOGGED` senders per interval (forged
+    sources are many): a flood costs a few log lines, never one per datagram."""
 
     INTERVAL = 60.0
-    MAX_SENDERS = 1024
+    MAX_SENDERS_LOGGED = 10
+    MAX_SENDERS = 1024  # remembered; beyond, the quiet ones are forgotten
 
     def __init__(self) -> None:
         # sender -> (when it was last logged, datagrams since)
         self._senders: dict[tuple[str, int], tuple[float, int]] = {}
+        self._window = time.monotonic()
+        self._logged = 0  # senders logged in this interval
+        self._unlogged = 0  # datagrams from senders beyond the interval's allowance
 
     def note(self, sender: tuple[str, int], size: int, failure: Exception | None) -> None:
         now = time.monotonic()
+        if now - self._window >= self.INTERVAL:
+            if self._unlogged:
+                log.warning(
+                    "SNMP: %d more datagrams that are not SNMP came from other senders in the"
+                    " last %.0fs",
+                    self._unlogged,
+                    now - self._window,
+                )
+            self._window, self._logged, self._unlogged = now, 0, 0
         logged_at, since = self._senders.get(sender, (now - self.INTERVAL, 0))
         if now - logged_at < self.INTERVAL:
             self._senders[sender] = (logged_at, since + 1)
             return
+        if self._logged >= self.MAX_SENDERS_LOGGED:
+            self._unlogged += 1
+            return
+        self._logged += 1
         if len(self._senders) >= self.MAX_SENDERS and sender not in self._senders:
             self._forget_quiet(now)
         self._senders[sender] = (now, 0)

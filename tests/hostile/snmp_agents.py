@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,12 +71,14 @@ DECODER_CRASH = bytes.fromhex("a230")
 class Behaviour:
     """How a scripted agent answers. `values` serves GET; `next_of` (default: the next OID of
     `values`) serves GETNEXT/GETBULK; `garbage` datagrams precede every answer; `answer`
-    False sends only the garbage; `delay` seconds pass before each answer; `request_id_shift`
+    False sends only the garbage; `garbage_senders` more sockets send one garbage datagram each
+    (a flood from many sources); `delay` seconds pass before each answer; `request_id_shift`
     answers with another request id than the request's."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
     next_of: Walker | None = None
     garbage: tuple[bytes, ...] = ()
+    garbage_senders: int = 0
     answer: bool = True
     delay: float = 0.0
     request_id_shift: int = 0
@@ -105,6 +108,10 @@ class _Agent(asyncio.DatagramProtocol):
         self.seen.requests += 1
         for datagram in self.behaviour.garbage:
             self.transport.sendto(datagram, addr)
+        for _ in range(self.behaviour.garbage_senders):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.bind((LOCALHOST, 0))
+                sender.sendto(os.urandom(48), addr)
         if not self.behaviour.answer:
             return
         message, _ = decoder.decode(data, asn1Spec=V2C.Message())

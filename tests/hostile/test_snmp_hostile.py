@@ -4,16 +4,17 @@ per datagram."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import pytest
 
-from monitor.inventory import adhoc_check
+from monitor.inventory import Check, adhoc_check
 from monitor.model import ErrorClass, ProbeResult, Severity
 from monitor.runner import run_check
-from monitor.snmp_engine import MAX_WALK_ROWS
+from monitor.snmp_engine import MAX_WALK_ROWS, NoiseLog
 from probes.base import SharedResources
 from tests.hostile.snmp_agents import (
     COMMUNITY,
@@ -37,21 +38,25 @@ def community(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CW_HOSTILE_COMMUNITY", COMMUNITY)
 
 
+def snmp_check(target: str, timeout: str, **values: Any) -> Check:
+    return adhoc_check(
+        "snmp",
+        {
+            "target": target,
+            "version": "2c",
+            "community_env": "CW_HOSTILE_COMMUNITY",
+            "timeout": timeout,
+            **values,
+        },
+    )
+
+
 async def poll(
     shared: SharedResources, behaviour: Behaviour, timeout: str = "2s", **values: Any
 ) -> tuple[ProbeResult, float, int]:
     """One poll of a scripted agent: the result, how long it took, how many requests it got."""
     async with scripted_agent(behaviour) as agent:
-        check = adhoc_check(
-            "snmp",
-            {
-                "target": agent.target,
-                "version": "2c",
-                "community_env": "CW_HOSTILE_COMMUNITY",
-                "timeout": timeout,
-                **values,
-            },
-        )
+        check = snmp_check(agent.target, timeout, **values)
         started = time.monotonic()
         result = await run_check(check, shared)
         return result, time.monotonic() - started, agent.seen.requests
@@ -156,15 +161,7 @@ async def test_a_garbage_flood_is_one_log_line_per_sender(
     garbage = (DECODER_CRASH,) * 200 + random_garbage(200)
     behaviour = Behaviour(values=healthy_system(), garbage=garbage)
     async with scripted_agent(behaviour) as agent:
-        check = adhoc_check(
-            "snmp",
-            {
-                "target": agent.target,
-                "version": "2c",
-                "community_env": "CW_HOSTILE_COMMUNITY",
-                "timeout": "3s",
-            },
-        )
+        check = snmp_check(agent.target, "3s")
         first = await run_check(check, shared)
         second = await run_check(check, shared)
 
@@ -176,3 +173,25 @@ async def test_a_garbage_flood_is_one_log_line_per_sender(
     assert about_agent[0].levelno == logging.WARNING
     assert not [r for r in caplog.records if r.name == "asyncio"]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_garbage_from_many_senders_is_a_few_lines_an_interval(
+    shared: SharedResources, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(NoiseLog, "INTERVAL", 1.0)
+    caplog.set_level(logging.WARNING)
+    behaviour = Behaviour(values=healthy_system(), garbage_senders=60)
+    async with scripted_agent(behaviour) as agent:
+        check = snmp_check(agent.target, "3s")
+        first = await run_check(check, shared)
+        lines_first = [r.getMessage() for r in caplog.records]
+        await asyncio.sleep(1.1)
+        second = await run_check(check, shared)
+
+    assert first.severity is Severity.OK and second.severity is Severity.OK
+    assert len(lines_first) == NoiseLog.MAX_SENDERS_LOGGED, lines_first
+    # The rest of the first flood, in one line when the next interval begins.
+    summary = [r.getMessage() for r in caplog.records if "other senders" in r.getMessage()]
+    assert len(summary) == 1
+    unlogged = 60 - NoiseLog.MAX_SENDERS_LOGGED
+    assert summary[0].startswith(f"SNMP: {unlogged} more datagrams that are not SNMP came from")
