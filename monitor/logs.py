@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,34 @@ def configure() -> None:
         )
 
 
+# --- floods ---------------------------------------------------------------------------------
+
+
+class Throttle:
+    """Lets a log line about one key (a sender, a bug) through at most once per `interval`
+    seconds, counting the times it was held back, for at most `max_keys` keys (forgetting the
+    quiet ones first): whatever a peer repeats, the log grows by a line per key and interval."""
+
+    def __init__(self, interval: float, max_keys: int = 1024) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._keys: dict[Hashable, tuple[float, int]] = {}  # key -> (last let through, held)
+
+    def let_through(self, key: Hashable) -> int | None:
+        """None to hold the line back; else how many were held back since the last one."""
+        now = time.monotonic()
+        last, held = self._keys.get(key, (now - self.interval, 0))
+        if now - last < self.interval:
+            self._keys[key] = (last, held + 1)
+            return None
+        if len(self._keys) >= self.max_keys and key not in self._keys:
+            quiet = [k for k, (at, _) in self._keys.items() if now - at >= self.interval]
+            for forgotten in quiet or list(self._keys)[: self.max_keys // 2]:
+                del self._keys[forgotten]
+        self._keys[key] = (now, 0)
+        return held
+
+
 # --- failures nobody foresaw ------------------------------------------------------------------
 # An exception that reaches a catch-all is a bug, ours or a library's; its message is whatever
 # the raiser put in it, and libraries put their inputs there (pysnmp quotes the community it
@@ -144,3 +173,22 @@ def _traceback(exc: BaseException, describe: Callable[[BaseException], str]) -> 
             lines.extend(printable(line) for line in frame.rstrip("\n").split("\n"))
         lines.append(printable(describe(error)))
     return lines
+
+
+class BugLog:
+    """Unforeseen exceptions, logged with their withheld traceback at most once per bug (its
+    type and the place it was raised) and `INTERVAL`: a peer that trips a bug on every poll of
+    a thousand checks costs a traceback every ten minutes, with how often it recurred."""
+
+    INTERVAL = 600.0
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._throttle = Throttle(self.INTERVAL)
+
+    def report(self, what: str, exc: BaseException) -> None:
+        held = self._throttle.let_through((type(exc), raised_at(exc)))
+        if held is None:
+            return
+        again = f" ({held} more times since it was last logged)" if held else ""
+        self._logger.error("%s: %s%s\n%s", what, unexpected(exc), again, withheld_traceback(exc))

@@ -36,6 +36,7 @@ from probes.base import ProbeContext, ProbeKind, SharedResources
 
 log = logging.getLogger(__name__)
 
+
 _UNREACHABLE_ERRNOS = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.EADDRNOTAVAIL}
 )
@@ -118,6 +119,11 @@ def _conditions(probe: ProbeKind, options: Any) -> tuple[Condition, ...]:
     return probe.conditions(options)
 
 
+async def _bug_log() -> logs.BugLog:
+    """One per engine run: a bug hit on every poll is logged once per interval, not per poll."""
+    return logs.BugLog(log)
+
+
 async def run_check(
     check: Check, shared: SharedResources, memory: dict[str, Any] | None = None
 ) -> ProbeResult:
@@ -137,13 +143,8 @@ async def run_check(
     except Exception as exc:
         error_class = classify(exc)
         if error_class is ErrorClass.INTERNAL:
-            log.error(
-                "probe %s (%s) failed: %s\n%s",
-                check.ref.check_id,
-                check.kind,
-                logs.unexpected(exc),
-                logs.withheld_traceback(exc),
-            )
+            bugs = await shared.get("runner.bugs", _bug_log)
+            bugs.report(f"probe {check.ref.check_id} ({check.kind}) failed", exc)
         error = ProbeError(error_class, describe_error(exc, error_class, check.timeout))
         if isinstance(exc, ProbeFailure):
             observations = dict(exc.observations)

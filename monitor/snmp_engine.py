@@ -61,6 +61,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import errind, rfc1902, rfc1905
 
 from monitor.errors import AuthFailure, ConfigFailure, ProtocolFailure
+from monitor.logs import Throttle
 from monitor.model import ObservationValue
 from monitor.options import SecretRef, format_host_port
 from probes.base import SharedResources
@@ -607,11 +608,9 @@ class NoiseLog:
 
     INTERVAL = 60.0
     MAX_SENDERS_LOGGED = 10
-    MAX_SENDERS = 1024  # remembered; beyond, the quiet ones are forgotten
 
     def __init__(self) -> None:
-        # sender -> (when it was last logged, datagrams since)
-        self._senders: dict[tuple[str, int], tuple[float, int]] = {}
+        self._senders = Throttle(self.INTERVAL)
         self._window = time.monotonic()
         self._logged = 0  # senders logged in this interval
         self._unlogged = 0  # datagrams from senders beyond the interval's allowance
@@ -621,26 +620,23 @@ class NoiseLog:
         if now - self._window >= self.INTERVAL:
             if self._unlogged:
                 log.warning(
-                    "SNMP: %d more datagrams that are not SNMP came from other senders in the"
-                    " last %.0fs",
+                    "SNMP: %d more datagrams that are not SNMP in the last %.0fs, beyond the"
+                    " %d senders reported",
                     self._unlogged,
                     now - self._window,
+                    self.MAX_SENDERS_LOGGED,
                 )
             self._window, self._logged, self._unlogged = now, 0, 0
-        logged_at, since = self._senders.get(sender, (now - self.INTERVAL, 0))
-        if now - logged_at < self.INTERVAL:
-            self._senders[sender] = (logged_at, since + 1)
-            return
         if self._logged >= self.MAX_SENDERS_LOGGED:
             self._unlogged += 1
             return
+        held = self._senders.let_through(sender)
+        if held is None:
+            return
         self._logged += 1
-        if len(self._senders) >= self.MAX_SENDERS and sender not in self._senders:
-            self._forget_quiet(now)
-        self._senders[sender] = (now, 0)
         # The type of a decoder failure, never its text: it quotes the datagram.
         why = f" ({type(failure).__name__} in the decoder)" if failure is not None else ""
-        more = f"; {since} more since the last report" if since else ""
+        more = f"; {held} more since the last report" if held else ""
         log.warning(
             "SNMP: %s sent a %d-byte datagram that is not SNMP%s%s; next report from it in"
             " %.0fs at the earliest",
@@ -650,11 +646,6 @@ class NoiseLog:
             more,
             self.INTERVAL,
         )
-
-    def _forget_quiet(self, now: float) -> None:
-        quiet = [s for s, (at, _) in self._senders.items() if now - at >= self.INTERVAL]
-        for sender in quiet or list(self._senders)[: self.MAX_SENDERS // 2]:
-            del self._senders[sender]
 
 
 async def runtime(shared: SharedResources) -> SnmpRuntime:

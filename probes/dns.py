@@ -28,6 +28,7 @@ import dns.flags
 import dns.inet
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdata
 import dns.rdataclass
@@ -239,8 +240,11 @@ async def _answer(
                 sock, None, expiration, raise_on_truncation=True, query=query
             )
         except dns.message.Truncated as exc:
-            if query.is_response(exc.message()):
+            partial = exc.message()  # dnspython stops parsing a truncated reply where it can
+            if query.is_response(partial):
                 return None
+            if not _earlier_reply(partial, query):
+                raise ProtocolFailure("the reply is not a well-formed DNS message") from None
             strays += 1
             continue
         except dns.exception.Timeout:
@@ -255,6 +259,17 @@ async def _answer(
         if query.is_response(response):
             return response
         strays += 1
+
+
+def _earlier_reply(message: dns.message.Message, query: dns.message.Message) -> bool:
+    """Whether a truncated message that does not answer `query` is a reply to an earlier query
+    for the same question (a poll before this one): half of all random datagrams have the TC
+    bit set, and those must count as garbage, not as strays."""
+    return (
+        bool(message.flags & dns.flags.QR)
+        and message.opcode() == dns.opcode.QUERY
+        and message.question == query.question
+    )
 
 
 async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:

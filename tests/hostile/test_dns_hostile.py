@@ -67,6 +67,34 @@ async def test_a_reply_for_another_question_is_ignored_until_the_real_answer() -
     assert result.severity is Severity.OK, result.summary()
 
 
+async def test_a_truncated_reply_to_an_earlier_query_is_a_stray_too() -> None:
+    def script(query: bytes) -> list[tuple[float, bytes]]:
+        late = response(query, "A 203.0.113.66")
+        late.flags |= 0x0200  # TC: the earlier poll would have asked again over TCP
+        stray = with_id(late.to_wire(), query_id(query) ^ 0x0F0F)
+        return [(0.0, stray), (0.1, real_answer(query))]
+
+    async with scripted_server(script) as server:
+        result, _ = await ask(server, expect=["192.0.2.10"])
+
+    assert result.severity is Severity.OK, result.summary()
+    assert result.observations["transport"] == "udp"
+
+
+async def test_garbage_with_the_tc_bit_is_garbage_not_a_stray() -> None:
+    def script(query: bytes) -> list[tuple[float, bytes]]:
+        # Another id, QR and TC set, no question: what half of all random datagrams look like.
+        header = struct.pack("!HHHHHH", query_id(query) ^ 1, 0x8380, 0, 0, 0, 0)
+        return [(0.0, header + b"\xff" * 20)]
+
+    async with scripted_server(script) as server:
+        result, elapsed = await ask(server, timeout="3s")
+
+    assert result.error is not None
+    assert result.error.error_class is ErrorClass.PROTOCOL
+    assert elapsed < 1
+
+
 async def test_only_strays_is_a_timeout_that_says_they_were_ignored() -> None:
     def script(query: bytes) -> list[tuple[float, bytes]]:
         stray = with_id(real_answer(query), query_id(query) ^ 1)

@@ -5,6 +5,7 @@ belongs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -22,6 +23,7 @@ import pytest
 from pyasn1.codec.ber import encoder
 
 from monitor.inventory import adhoc_check
+from monitor.logs import BugLog
 from monitor.model import ErrorClass, Severity
 from monitor.output import result_to_dict
 from monitor.runner import run_check
@@ -176,6 +178,28 @@ async def test_an_unforeseen_exception_shows_its_type_and_place_never_its_messag
     assert "community-tail-5d1e" not in caplog.text
     # The log still says where: a developer can find the bug.
     assert "in measure" in caplog.text and "ValueError (message withheld)" in caplog.text
+
+
+async def test_a_bug_hit_on_every_poll_is_logged_once_an_interval(
+    shared: SharedResources, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(BugLog, "INTERVAL", 0.5)
+
+    async def measure(options: object, ctx: object) -> dict[str, object]:
+        raise KeyError("a peer's value")
+
+    check = adhoc_check("tcp", {"target": "127.0.0.1:9"})
+    check = dataclasses.replace(check, probe=dataclasses.replace(check.probe, measure=measure))
+    with caplog.at_level(logging.ERROR):
+        for _ in range(5):
+            assert (await run_check(check, shared)).error is not None
+        first = [r.getMessage() for r in caplog.records]
+        await asyncio.sleep(0.6)
+        await run_check(check, shared)
+
+    assert len(first) == 1 and "Traceback" in first[0]
+    again = [r.getMessage() for r in caplog.records][1:]
+    assert len(again) == 1 and "(4 more times since it was last logged)" in again[0]
 
 
 def test_a_secret_written_where_a_variable_name_belongs_is_not_repeated(tmp_path: Path) -> None:
