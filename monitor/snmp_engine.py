@@ -587,9 +587,13 @@ class SnmpRuntime:
                 " large table (name interfaces by ifIndex, or allow more time)"
             )
         if heard.received > before.received:
-            return ProtocolFailure(
-                f"{endpoint.label} answers, but with SNMP messages that match none of our"
-                " requests (not a response, or another request id, community or engine)"
+            # pysnmp drops an answer that comes after its attempt's timer: lateness is the
+            # likely cause, so this is a timeout, but not one that blames the community.
+            return TimeoutError(
+                f"{endpoint.label} sent {heard.received - before.received} SNMP messages, but"
+                f" none answered a request of ours in time (later than the"
+                f" {endpoint.attempt_timeout:.2g}s an attempt waits, or for another request id"
+                " or community)"
             )
         if credentials is not None and credentials.version == "2c":
             return TimeoutError(

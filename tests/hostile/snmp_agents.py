@@ -117,8 +117,12 @@ class _Agent(asyncio.DatagramProtocol):
         message, _ = decoder.decode(data, asn1Spec=V2C.Message())
         if bytes(V2C.apiMessage.get_community(message)) != COMMUNITY.encode():
             return  # as a real v2c agent does: silence
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.behaviour.delay, self.transport.sendto, self._response(message), addr)
+        response = self._response(message)
+        asyncio.get_running_loop().call_later(self.behaviour.delay, self._send, response, addr)
+
+    def _send(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(datagram, addr)
 
     def _response(self, message: Any) -> bytes:
         request = V2C.apiMessage.get_pdu(message)
