@@ -10,32 +10,17 @@ import io
 
 from monitor.audit import AuditReport, build_report, render
 from monitor.inventory import adhoc_check
-from monitor.model import CertificateInfo, ProbeResult, Severity
+from monitor.model import ProbeResult, Severity
+from tests.tui_support import NOW, certificate
 
-NOW = 1_750_000_000.0
-DAY = 86400.0
 SUBJECT = '=HYPERLINK("https://evil.example/") [click](https://evil.example/) &#x202e; <b>x</b>'
 
 
 def report_of(days_left: float) -> AuditReport:
-    certificate = CertificateInfo(
-        fingerprint_sha256="ab" * 32,
-        position=0,
-        subject=SUBJECT,
-        issuer="@SUM(A1)",
-        serial="0a",
-        not_before=NOW - 300 * DAY,
-        not_after=NOW + days_left * DAY,
-        key_type="EC",
-        key_bits=256,
-        signature_algorithm="ecdsa-with-SHA256",
-        subject_alt_names=(),
-        spki_sha256="AAAA",
-        self_signed=False,
-    )
+    leaf = certificate(SUBJECT, days_left, 0, issuer="@SUM(A1)")
     check = adhoc_check("tls", {"target": "127.0.0.1:8443"})
     check = dataclasses.replace(check, ref=dataclasses.replace(check.ref, check_id="s/l/tls"))
-    result = ProbeResult(check.ref, NOW, 5.0, Severity.CRIT, certificates=(certificate,))
+    result = ProbeResult(check.ref, NOW, 5.0, Severity.CRIT, certificates=(leaf,))
     return build_report([check], [result], now=NOW)
 
 
