@@ -5,6 +5,10 @@ exceptions carry text a library took from them. A CR or LF in it would forge a s
 an escape sequence would act on the terminal showing the log. The formatter passes the message
 and each line of a traceback through `monitor.text.printable`, so one record stays its own
 lines and shows every control character as an escape.
+
+A peer can also make a line repeat (garbage on every datagram, a bug tripped on every poll):
+`Throttle` lets a line per key and interval through. And an exception nobody foresaw is logged
+with its types and places only (`withheld_traceback`): its message may quote a secret.
 """
 
 from __future__ import annotations
