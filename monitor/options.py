@@ -391,7 +391,7 @@ class SecretRef:
             # From None: the decoding error would quote a byte of the secret and its position.
             where = "environment variable" if self.source == "env" else "secret file"
             raise OptionError(
-                f"{where} {self.name} does not hold UTF-8 text", "store the secret as UTF-8"
+                f"{where} {self.name} is not UTF-8 text", "store the secret as UTF-8"
             ) from None
 
     def reveal_bytes(self) -> bytes:

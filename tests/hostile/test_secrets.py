@@ -155,7 +155,7 @@ async def test_a_header_secret_that_is_not_text_is_a_config_error_without_it(
     assert result.error is not None
     assert result.error.error_class is ErrorClass.CONFIG
     assert result.severity is Severity.UNKNOWN
-    assert "CW_BAD_TOKEN does not hold UTF-8 text" in result.error.message
+    assert "CW_BAD_TOKEN is not UTF-8 text" in result.error.message
     assert_secret_absent(json.dumps(result_to_dict(result)).encode())
 
 
