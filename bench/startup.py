@@ -1,0 +1,97 @@
+"""Benchmark: what a command costs before it does anything, whole process, against bare Python.
+
+A monitoring plugin is started thousands of times an hour, so its start-up is the product's
+cost. Each command is run as its own process, alternating with the baseline
+`python -c "import asyncio, argparse, json"` so that drift in machine load falls on both, and
+the medians are compared:
+
+    python bench/startup.py              # 21 rounds, the 10,000-check inventory
+    python bench/startup.py --smoke      # 2 rounds, 200 checks: that it runs, no figures judged
+
+Targets (issue 10): `commwatch --version` within 1.5x and `commwatch probe tcp HOST:PORT` within
+2.5x of the baseline; `commwatch check` of 10,000 checks under 1 s of load time (`check_load_s`: that whole process
+less the one of `--version`).
+The tcp target is a listener of this process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from common import write_inventory
+
+COMMWATCH = str(Path(sys.executable).with_name("commwatch"))
+BASELINE = (sys.executable, "-c", "import asyncio, argparse, json")
+
+
+def accept_forever(listener: socket.socket) -> None:
+    while True:
+        connection, _ = listener.accept()
+        connection.close()
+
+
+def timed(command: Sequence[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode not in (0, 1):  # probe tcp on loopback may WARN on a loaded machine
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr[-500:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--checks", type=int, default=10_000)
+    parser.add_argument("--smoke", action="store_true", help="2 rounds, 200 checks")
+    args = parser.parse_args()
+    rounds, checks = (2, 200) if args.smoke else (args.rounds, args.checks)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=accept_forever, args=(listener,), daemon=True).start()
+    target = f"127.0.0.1:{listener.getsockname()[1]}"
+
+    with tempfile.TemporaryDirectory() as folder:
+        inventory = Path(folder) / "inventory.yaml"
+        write_inventory(inventory, [f'kind: tcp, target: "{target}"'] * checks, 256, 4)
+        commands = {
+            "version": (COMMWATCH, "--version"),
+            "help": (COMMWATCH, "--help"),
+            "probe_tcp": (COMMWATCH, "probe", "tcp", target),
+            f"check_{checks}": (COMMWATCH, "check", str(inventory)),
+        }
+        times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in commands}}
+        for _ in range(rounds):
+            for name, command in commands.items():
+                times["baseline"].append(timed(BASELINE))
+                times[name].append(timed(command))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    baseline = medians["baseline"]
+    print(
+        json.dumps(
+            {
+                "rounds": rounds,
+                "baseline_s": round(baseline, 4),
+                **{
+                    name: {"s": round(medians[name], 4), "ratio": round(medians[name] / baseline, 2)}
+                    for name in commands
+                },
+                "check_load_s": round(medians[f"check_{checks}"] - medians["version"], 3),
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
