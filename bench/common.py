@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +52,7 @@ __all__ = [
     "installed_command",
     "load_inventory",
     "loopback_addresses",
+    "measure_process",
     "raise_open_file_limit",
     "report",
     "step",
@@ -181,20 +184,59 @@ def installed_command() -> Path:
     return COMMWATCH
 
 
+# Runs argv[2:] and writes its wall seconds and peak RSS (KiB) to the descriptor argv[1]. A child
+# started from a large process inherits that process's RSS as its own high-water mark (Linux
+# records it at exec), so the measured command must start from this small one.
+_MEASURE = """
+import os, resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.run(sys.argv[2:]).returncode
+wall = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+os.write(int(sys.argv[1]), f"{wall} {peak}".encode())
+sys.exit(code)
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    returncode: int
+    stdout: str
+    wall_s: float
+    peak_rss_mib: float
+
+
+def measure_process(command: Sequence[str], env: Mapping[str, str] | None = None) -> Measured:
+    """Wall seconds and peak RSS of `command` alone, run from the repository; its stderr is
+    passed on."""
+    reading, writing = os.pipe()
+    with os.fdopen(reading) as figures:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _MEASURE, str(writing), *command],
+                cwd=REPO,
+                env=env,
+                pass_fds=(writing,),
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            os.close(writing)
+        written = figures.read().split()
+    sys.stderr.write(done.stderr)
+    if len(written) != 2:
+        raise SystemExit(f"{' '.join(command)} could not be run")
+    wall, peak_kib = written
+    return Measured(done.returncode, done.stdout, float(wall), int(peak_kib) / 1024)
+
+
 def cli_run(inventory_path: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of the real `commwatch run --once`; checks it all passed."""
-    command = [str(installed_command()), "run", "--once", str(inventory_path)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    summary = json.loads(done.stdout)["summary"]
-    if summary["OK"] != summary["checks"]:
-        raise SystemExit(f"the command's sweep was not all OK: {summary}")
-    if peak_kib <= before:
-        print("  (peak RSS not above an earlier, larger child's)", file=sys.stderr)
-    return wall, peak_kib / 1024
+    done = measure_process([str(installed_command()), "run", "--once", str(inventory_path)])
+    summary = json.loads(done.stdout)["summary"] if done.stdout else None
+    if done.returncode != 0 or summary is None or summary["OK"] != summary["checks"]:
+        raise SystemExit(f"the command's sweep was not all OK (exit {done.returncode}): {summary}")
+    return done.wall_s, done.peak_rss_mib
 
 
 def report(n: int, floor_s: float, sweep_s: float, cli: tuple[float, float]) -> None:

@@ -6,9 +6,10 @@ sockets themselves. Peak RSS is measured on the real `commwatch run --once` comm
 
     python bench/tcp_sweep.py                # N = 1,000 and 10,000
     python bench/tcp_sweep.py --checks 2000  # one size
+    python bench/tcp_sweep.py --smoke        # N = 20, one round: that it runs, no figures
 
-Listeners run in a child process (250 loopback addresses, one port each) so the measured
-process does only the client side.
+Listeners run in a child process (250 loopback addresses, a port the kernel picks on each, so
+that two runs never collide) so the measured process does only the client side.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import selectors
 import socket
 import struct
 import tempfile
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from common import (
@@ -34,23 +36,24 @@ from common import (
 )
 
 ADDRESSES = loopback_addresses(77, 250)
-PORT = 7070
 GLOBAL_CAP = 256
 PER_HOST_CAP = 4
 RST = struct.pack("ii", 1, 0)
 
 
-def serve(addresses: list[str], ready: multiprocessing.Event) -> None:
-    """Accept and close connections as fast as possible on every address."""
+def serve(addresses: list[str], endpoints: Connection) -> None:
+    """Accept and close connections as fast as possible on every address; send the endpoints
+    ("address:port") once they all listen."""
     selector = selectors.DefaultSelector()
+    listening = []
     for address in addresses:
         listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((address, PORT))
+        listener.bind((address, 0))
         listener.listen(4096)
         listener.setblocking(False)
         selector.register(listener, selectors.EVENT_READ)
-    ready.set()
+        listening.append(f"{address}:{listener.getsockname()[1]}")
+    endpoints.send(listening)
     while True:
         for key, _ in selector.select():
             try:
@@ -66,8 +69,9 @@ def serve(addresses: list[str], ready: multiprocessing.Event) -> None:
 async def floor(targets: list[str]) -> tuple[float, int]:
     """Bare asyncio: connect, set RST-on-close (as the probe does), close; GLOBAL_CAP at once."""
 
-    async def connect(address: str) -> None:
-        _, writer = await asyncio.open_connection(address, PORT)
+    async def connect(target: str) -> None:
+        address, port = target.split(":")
+        _, writer = await asyncio.open_connection(address, int(port))
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
         writer.close()
 
@@ -83,25 +87,29 @@ def main() -> None:
         help="sweep size (repeatable; default 1000 and 10000)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--smoke", action="store_true", help="20 checks, one round")
     args = parser.parse_args()
+    sizes, rounds = ([20], 1) if args.smoke else (args.checks or [1000, 10000], args.rounds)
     raise_open_file_limit()
-    ready = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(ADDRESSES, ready), daemon=True)
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=serve, args=(ADDRESSES, sender), daemon=True)
     server.start()
-    ready.wait(10)
     try:
+        if not receiver.poll(30):
+            raise SystemExit("the listeners did not start within 30 s")
+        endpoints = receiver.recv()
         with tempfile.TemporaryDirectory() as workdir:
-            for n in args.checks or [1000, 10000]:
-                targets = [ADDRESSES[i % len(ADDRESSES)] for i in range(n)]
+            for n in sizes:
+                targets = [endpoints[i % len(endpoints)] for i in range(n)]
                 inventory = Path(workdir) / f"tcp-{n}.yaml"
                 write_inventory(
                     inventory,
-                    [f'kind: tcp, target: "{t}:{PORT}"' for t in targets],
+                    [f'kind: tcp, target: "{t}"' for t in targets],
                     GLOBAL_CAP,
                     PER_HOST_CAP,
                 )
                 floor_s, sweep_s = alternate(
-                    args.rounds, lambda t=targets: floor(t), lambda p=inventory: engine_sweep(p)
+                    rounds, lambda t=targets: floor(t), lambda p=inventory: engine_sweep(p)
                 )
                 report(n, floor_s, sweep_s, cli_run(inventory))
     finally:
