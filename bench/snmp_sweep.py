@@ -4,11 +4,13 @@ floor, for SNMPv3 authPriv (SHA-256 + AES) and for SNMPv2c.
 Each check reads the system group (sysUpTime, sysName, sysDescr) and two interface rows (8
 columns each): 19 varbinds in one GET. The floor is a bare `get_cmd` loop on one shared engine
 with the same 19 varbinds, the same targets and the same concurrency, run in the same run. Every
-measurement runs in its own child process, so that its peak RSS is its own; the snmpd agents run
-in this process's children and are shared by all measurements.
+measurement runs in its own child process, which imports only what it measures, so that its
+peak RSS is its own; the snmpd agents run in this process's children and are shared by all
+measurements. One JSON line per version; a lost poll on either side voids the run.
 
     python bench/snmp_sweep.py                   # N = 500 per version, 4 agents
     python bench/snmp_sweep.py --targets 200 --concurrency 128
+    python bench/snmp_sweep.py --smoke           # N = 4 on 2 agents: that it runs, no figures
 
 Agents listen on up to 128 loopback addresses each (127.0.1xx.y); nothing leaves 127.0.0.0/8.
 """
@@ -20,26 +22,15 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.peers.snmp_peers import (  # noqa: E402
-    AUTH_PASSPHRASE,
-    COMMUNITY,
-    PRIV_PASSPHRASE,
-    PRIV_USER,
-    running_agent,
-)
-
 PER_AGENT = 128
-ENV = {"BENCH_AUTH": AUTH_PASSPHRASE, "BENCH_PRIV": PRIV_PASSPHRASE, "BENCH_COMMUNITY": COMMUNITY}
+# The children read the agents' credentials from these (the inventory names them too).
+USER, AUTH, PRIV, COMMUNITY = "BENCH_USER", "BENCH_AUTH", "BENCH_PRIV", "BENCH_COMMUNITY"
 SYSTEM = ("1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.1.0")
 
 
@@ -51,14 +42,27 @@ def interface_indexes() -> list[int]:
     return found[:2]
 
 
-def write_inventory(path: Path, targets: list[str], version: str, concurrency: int) -> None:
+@dataclass(frozen=True)
+class Size:
+    targets: int  # checks per version
+    agents: int
+    concurrency: int  # requests in flight
+
+
+FULL = Size(targets=500, agents=4, concurrency=256)
+SMOKE = Size(targets=4, agents=2, concurrency=4)  # more than one agent, both versions
+
+
+def write_inventory(
+    path: Path, targets: list[str], version: str, concurrency: int, user: str
+) -> None:
     indexes = interface_indexes()
     lines = [
         "version: 1",
         "credentials:",
-        f"  v3: {{version: 3, user: {PRIV_USER}, auth_protocol: sha256,"
-        " auth_passphrase_env: BENCH_AUTH, priv_protocol: aes, priv_passphrase_env: BENCH_PRIV}",
-        "  v2c: {version: 2c, community_env: BENCH_COMMUNITY}",
+        f"  v3: {{version: 3, user: {user}, auth_protocol: sha256,"
+        f" auth_passphrase_env: {AUTH}, priv_protocol: aes, priv_passphrase_env: {PRIV}}}",
+        f"  v2c: {{version: 2c, community_env: {COMMUNITY}}}",
         f"defaults: {{interval: 5m, timeout: 10s, credentials: {version}}}",
         f"concurrency: {{global: {concurrency}, per_host: 4}}",
         "sites:",
@@ -78,9 +82,7 @@ def write_inventory(path: Path, targets: list[str], version: str, concurrency: i
 
 
 async def measure_engine(inventory_path: str) -> dict[str, float]:
-    from common import engine_sweep
-
-    from monitor.inventory import load_inventory
+    from common import engine_sweep, load_inventory
 
     polls = len(load_inventory(inventory_path).checks)
     elapsed, lost = await engine_sweep(Path(inventory_path))
@@ -110,14 +112,14 @@ async def measure_floor(targets: list[str], version: str, concurrency: int) -> d
         oids += [f"1.3.6.1.2.1.31.1.1.1.{c}.{index}" for c in xcolumns]
     if version == "v3":
         auth = UsmUserData(
-            PRIV_USER,
-            AUTH_PASSPHRASE,
-            PRIV_PASSPHRASE,
+            os.environ[USER],
+            os.environ[AUTH],
+            os.environ[PRIV],
             authProtocol=usmHMAC192SHA256AuthProtocol,
             privProtocol=usmAesCfb128Protocol,
         )
     else:
-        auth = CommunityData(COMMUNITY, mpModel=1)
+        auth = CommunityData(os.environ[COMMUNITY], mpModel=1)
     engine = SnmpEngine()
     gate = asyncio.Semaphore(concurrency)
     lost = 0
@@ -154,71 +156,90 @@ def child(arguments: list[str]) -> None:
         outcome = asyncio.run(measure_engine(inventory_path))
     else:
         outcome = asyncio.run(measure_floor(targets, version, int(concurrency)))
-    outcome["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(outcome))
 
 
-def run_child(*arguments: str) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", *arguments],
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    sys.stderr.write(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run_child(env: dict[str, str], *arguments: str) -> dict[str, float]:
+    from common import measure_process
+
+    done = measure_process([sys.executable, __file__, "--child", *arguments], env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"the {arguments[0]} measurement exited {done.returncode}")
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    if outcome["lost"]:
+        raise SystemExit(f"{int(outcome['lost'])} polls lost in the {arguments[0]} measurement")
+    outcome["peak_rss_mib"] = done.peak_rss_mib
+    return outcome
 
 
-def report(label: str, outcome: dict[str, float]) -> str:
-    rate = outcome["polls"] / outcome["elapsed"]
-    varbinds = rate * outcome["varbinds"]
-    return (
-        f"  {label:<10} {outcome['elapsed']:7.2f} s  {rate:7.0f} polls/s"
-        f"  {varbinds:8.0f} varbinds/s  peak RSS {outcome['peak_rss_mib']:6.1f} MiB"
-        f"  lost {int(outcome['lost'])}"
-    )
+def report(version: str, size: Size, floor: dict[str, float], engine: dict[str, float]) -> None:
+    figures: dict[str, object] = {
+        "version": version,
+        "checks": int(engine["polls"]),
+        "agents": size.agents,
+        "concurrency": size.concurrency,
+        "varbinds_per_poll": int(engine["varbinds"]),
+        "floor_s": round(floor["elapsed"], 3),
+        "sweep_s": round(engine["elapsed"], 3),
+        "ratio": round(engine["elapsed"] / floor["elapsed"], 3),  # target <= 1.3
+    }
+    for side, outcome in (("floor", floor), ("sweep", engine)):
+        rate = outcome["polls"] / outcome["elapsed"]
+        figures[f"{side}_polls_per_s"] = round(rate)
+        figures[f"{side}_varbinds_per_s"] = round(rate * outcome["varbinds"])
+        figures[f"{side}_peak_rss_mib"] = round(outcome["peak_rss_mib"], 1)
+    print(json.dumps(figures), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", type=int, default=500, help="checks per version (500)")
-    parser.add_argument("--agents", type=int, default=4, help="snmpd processes (4)")
-    parser.add_argument("--concurrency", type=int, default=256, help="requests in flight (256)")
+    parser.add_argument("--targets", type=int, default=FULL.targets, help="checks per version")
+    parser.add_argument("--agents", type=int, default=FULL.agents, help="snmpd processes")
+    parser.add_argument(
+        "--concurrency", type=int, default=FULL.concurrency, help="requests in flight"
+    )
+    parser.add_argument("--smoke", action="store_true", help="4 checks on 2 agents")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
-    per_agent = -(-args.targets // args.agents)
+    size = SMOKE if args.smoke else Size(args.targets, args.agents, args.concurrency)
+    per_agent = -(-size.targets // size.agents)
     if per_agent > PER_AGENT:
         raise SystemExit(
-            f"{args.targets} targets need at least {-(-args.targets // PER_AGENT)} agents"
+            f"{size.targets} targets need at least {-(-size.targets // PER_AGENT)} agents"
         )
+    # Only this process starts agents: the measuring children never import the test peers.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.peers import snmp_peers
+
+    env = {
+        **os.environ,
+        USER: snmp_peers.PRIV_USER,
+        AUTH: snmp_peers.AUTH_PASSPHRASE,
+        PRIV: snmp_peers.PRIV_PASSPHRASE,
+        COMMUNITY: snmp_peers.COMMUNITY,
+    }
     with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
         targets: list[str] = []
-        for a in range(args.agents):
+        for a in range(size.agents):
             addresses = [f"127.0.{100 + a}.{i}" for i in range(1, per_agent + 1)]
-            agent = stack.enter_context(running_agent(Path(folder) / f"agent{a}", addresses))
+            agent_folder = Path(folder) / f"agent{a}"
+            agent = stack.enter_context(snmp_peers.running_agent(agent_folder, addresses))
             targets += [f"{address}:{agent.port}" for address in addresses]
-        targets = targets[: args.targets]
+        targets = targets[: size.targets]
         targets_path = Path(folder) / "targets.txt"
         targets_path.write_text("\n".join(targets))
-        print(
-            f"{len(targets)} targets on {args.agents} snmpd agents, 19 varbinds a poll,"
-            f" {args.concurrency} in flight, one sweep each"
-        )
         for version in ("v3", "v2c"):
             inventory_path = Path(folder) / f"{version}.yaml"
-            write_inventory(inventory_path, targets, version, args.concurrency)
-            common = (version, str(args.concurrency), str(inventory_path), str(targets_path))
-            floor = run_child("floor", *common)
-            engine = run_child("engine", *common)
-            name = "SNMPv3 authPriv (SHA-256, AES)" if version == "v3" else "SNMPv2c"
-            print(name)
-            print(report("pysnmp", floor))
-            print(report("commwatch", engine))
-            print(f"  ratio      {engine['elapsed'] / floor['elapsed']:.2f}x (target <= 1.3x)")
+            write_inventory(
+                inventory_path, targets, version, size.concurrency, snmp_peers.PRIV_USER
+            )
+            measured = (version, str(size.concurrency), str(inventory_path), str(targets_path))
+            floor = run_child(env, "floor", *measured)
+            engine = run_child(env, "engine", *measured)
+            report(version, size, floor, engine)
 
 
 if __name__ == "__main__":
