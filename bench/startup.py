@@ -6,7 +6,7 @@ alternating with the baseline `python -c "import asyncio, argparse, json"` so th
 machine load falls on both, and the medians are compared:
 
     python bench/startup.py              # 21 rounds, a 10,000-check inventory
-    python bench/startup.py --smoke      # 2 rounds, 200 checks: that it runs, no figures judged
+    python bench/startup.py --smoke      # 1 round, 200 checks: that it runs, no figures judged
 
 Targets (issue 10): `commwatch --version` within 1.5x and `commwatch probe tcp HOST:PORT` within
 2.5x of the baseline; `commwatch check` of 10,000 checks under 1 s of load time
@@ -54,9 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--checks", type=int, default=10_000, help="checks in the inventory")
-    parser.add_argument("--smoke", action="store_true", help="2 rounds, 200 checks")
+    parser.add_argument("--smoke", action="store_true", help="1 round, 200 checks")
     args = parser.parse_args()
-    rounds, checks = (2, 200) if args.smoke else (args.rounds, args.checks)
+    rounds, checks = (1, 200) if args.smoke else (args.rounds, args.checks)
     commwatch = str(installed_command())
 
     listener = socket.create_server(("127.0.0.1", 0))
