@@ -39,9 +39,11 @@ SNMP_KEYS = {
     "floor_polls_per_s",
     "floor_varbinds_per_s",
     "floor_peak_rss_mib",
+    "floor_lost",
     "sweep_polls_per_s",
     "sweep_varbinds_per_s",
     "sweep_peak_rss_mib",
+    "sweep_lost",
 }
 TUI_KEYS = {
     "checks",
