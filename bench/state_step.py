@@ -7,6 +7,7 @@ recovery. Prints one JSON line with the steps per second of the best of `--round
 
     python bench/state_step.py
     python bench/state_step.py --rounds 10
+    python bench/state_step.py --smoke       # 5 sites, 1 round: that it runs, no figure judged
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from monitor.state import (  # noqa: E402
 )
 
 SITES, LINKS, CHECKS, SWEEPS = 500, 2, 10, 6
+SMOKE_SITES = 5
 
 
-def topology() -> Topology:
+def topology(sites: int) -> Topology:
     checks, links, groups = {}, {}, {}
-    for s in range(SITES):
+    for s in range(sites):
         site = f"s{s}"
         link_ids = []
         for n in range(LINKS):
@@ -70,9 +72,11 @@ def one_round(topo: Topology) -> tuple[int, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="5 sites, 1 round")
     args = parser.parse_args()
-    topo = topology()
-    runs = [one_round(topo) for _ in range(args.rounds)]
+    rounds = 1 if args.smoke else args.rounds
+    topo = topology(SMOKE_SITES if args.smoke else SITES)
+    runs = [one_round(topo) for _ in range(rounds)]
     steps, best, events = min(runs, key=lambda run: run[1])
     print(
         json.dumps(
@@ -82,7 +86,7 @@ def main() -> None:
                 "events": events,
                 "best_s": round(best, 3),
                 "steps_per_s": round(steps / best),
-                "rounds": args.rounds,
+                "rounds": rounds,
             }
         )
     )

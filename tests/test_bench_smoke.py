@@ -71,6 +71,8 @@ STARTUP_KEYS = {
 # (benchmark, extra arguments, the keys of each JSON line it prints, one set per line, copies
 # run at once). Two sweeps at once must not collide on their listeners' ports: two helpers' suites
 # or a benchmark beside the suite do that on one machine.
+STATE_KEYS = {"checks", "steps", "events", "best_s", "steps_per_s", "rounds"}
+
 CASES = [
     ("tcp_sweep", [], [SWEEP_KEYS], 2),
     ("tls_sweep", [], [SWEEP_KEYS], 2),
@@ -78,6 +80,7 @@ CASES = [
     ("tui_latency", [], [TUI_KEYS], 1),
     ("tui_latency", ["--state-engine"], [TUI_KEYS], 1),
     ("startup", [], [STARTUP_KEYS], 1),
+    ("state_step", [], [STATE_KEYS], 1),
 ]
 
 
