@@ -24,11 +24,13 @@ Incoming-webhook URLs are bearer tokens: a notifier's URL may come from `url_env
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import enum
 import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -515,13 +517,31 @@ async def deliver(
         return Outcome(Delivery.RETRY, f"request failed: {type(exc).__name__}")
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds (ASCII digits) or an HTTP-date; None for anything else.
+    The outbox caps what it honours, so only the size of the text needs a bound here."""
+    text = (value or "").strip()
+    if not text or len(text) > 64:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; a date without a zone is not one
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
 def _judge(status: int, reason: str | None, retry_after: str | None) -> Outcome:
     shown = f"HTTP {status}" + (f" {printable(reason)[:60]}" if reason else "")
     if 200 <= status < 300:
         return Outcome(Delivery.DELIVERED, shown)
     if status in (408, 429) or status >= 500:
-        wait = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
-        return Outcome(Delivery.RETRY, f"receiver answered {shown}", wait)
+        return Outcome(
+            Delivery.RETRY, f"receiver answered {shown}", retry_after_seconds(retry_after)
+        )
     if 300 <= status < 400:
         return Outcome(
             Delivery.FAILED, f"receiver redirected ({shown}): configure the final URL instead"

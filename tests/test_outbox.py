@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from monitor.events import Event, EventKind, Subject
-from monitor.notifiers import NotifierConfig, NotifierKind, deliver
+from monitor.notifiers import NotifierConfig, NotifierKind, deliver, retry_after_seconds
 from monitor.outbox import Dispatcher, NewRow, Outbox, Problem, RetryPolicy, RowStatus
 from tests.peers.webhook_peers import WebhookReceiver
 
@@ -334,3 +334,40 @@ async def test_pending_rows_resume_after_restart_and_delivered_ones_are_not_rese
         r.key for r in rows(2, prefix="a") + rows(2, prefix="b")
     )
     assert receiver.duplicates == []
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),  # an HTTP-date, 10 s after `now`
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past
+        ("²", None),  # str.isdigit() says yes; float() says no
+        ("٨٠", None),
+        ("9" * 5000, None),
+        ("1.5", None),
+        ("-1", None),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:10", None),  # no zone: not an HTTP-date
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_delay_seconds_and_http_dates_only(
+    header: str | None, seconds: float | None
+) -> None:
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert retry_after_seconds(header, now=now) == seconds
+
+
+async def test_a_retry_after_no_parser_reads_is_an_ordinary_retry(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.fail("503", 1, retry_after="²")
+    policy = RetryPolicy(backoff_base=0.01, backoff_cap=2.0)
+    async with dispatching(db, [notifier(receiver.base_url + "/ops")], policy) as (outbox, disp):
+        await enqueue(outbox, disp, rows(1))
+        (row,) = await wait_rows(outbox, lambda r: r[0].status is RowStatus.DELIVERED)
+    assert row.attempts == 2
+    assert "internal error" not in (row.last_error or "")
