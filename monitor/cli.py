@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import fnmatch
 import json
 import os
@@ -34,7 +35,7 @@ from monitor.options import OptionError, option_specs
 from monitor.pipeline import Monitor, group_summaries, sweep_state
 from monitor.runner import run_check
 from monitor.scheduler import Scheduler
-from monitor.text import printable
+from monitor.text import bounded_message, printable
 from probes import REGISTRY
 from probes.base import SharedResources
 
@@ -66,6 +67,9 @@ def _load(path: str) -> Inventory | None:
         return None
 
 
+_LISTED_IDS = 20  # an inventory of 500 sites must not answer a typo with 500 ids
+
+
 def unknown_selection(inventory: Inventory, args: argparse.Namespace) -> str | None:
     """What is wrong with a --site or --tag that names nothing in the inventory, listing the
     valid ones: a typo must not read as "nothing matches"."""
@@ -76,8 +80,15 @@ def unknown_selection(inventory: Inventory, args: argparse.Namespace) -> str | N
     for flag, valid in known.items():
         for wanted in getattr(args, flag) or ():
             if wanted not in valid:
-                listed = ", ".join(valid) if valid else "none"
-                return f"no {flag} {wanted!r} in {inventory.path} ({flag}s: {listed})"
+                close = difflib.get_close_matches(wanted, valid, n=3)
+                guess = f"did you mean {' or '.join(close)}? " if close else ""
+                listed = ", ".join(valid[:_LISTED_IDS]) if valid else "none"
+                if len(valid) > _LISTED_IDS:
+                    listed += f" and {len(valid) - _LISTED_IDS} more"
+                return bounded_message(
+                    f"no {flag} {wanted!r} in {inventory.path} ({guess}{flag}s: {listed})",
+                    limit=1000,
+                )
     return None
 
 

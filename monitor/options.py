@@ -25,6 +25,7 @@ from typing import Any
 
 from monitor import yamlnodes
 from monitor.files import read_bounded
+from monitor.text import bounded_message
 
 
 class OptionError(ValueError):
@@ -35,6 +36,8 @@ class OptionError(ValueError):
     """
 
     def __init__(self, message: str, hint: str = "", key: str | None = None) -> None:
+        # Bounded here, once: the value at fault may be a 5,000-digit flag or a YAML scalar.
+        message, hint = bounded_message(message), bounded_message(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -150,12 +153,6 @@ def duration_parser(bare_limit: float | None = None, what: str = "duration") -> 
         bare = not isinstance(value, str) or _BARE_NUMBER.fullmatch(text_value) is not None
         if bare:
             seconds = _seconds(value)
-            if bare_limit is not None and seconds > bare_limit:
-                shown = format_number(seconds)
-                raise OptionError(
-                    f"{shown} as a bare number is {shown} seconds, implausible for a {what}",
-                    f"write {shown}ms for milliseconds, or {shown}s if seconds are meant",
-                )
         else:
             parts = _DURATION_PART.findall(text_value)
             if not text_value or "".join(n + u for n, u in parts) != text_value:
@@ -163,6 +160,12 @@ def duration_parser(bare_limit: float | None = None, what: str = "duration") -> 
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
         if not math.isfinite(seconds) or seconds > _LONGEST:
             raise OptionError("the duration is longer than ten years", "write at most 3650d")
+        if bare and bare_limit is not None and seconds > bare_limit:
+            shown = format_number(seconds)
+            raise OptionError(
+                f"{shown} as a bare number is {shown} seconds, implausible for a {what}",
+                f"write {shown}ms for milliseconds, or {shown}s if seconds are meant",
+            )
         if seconds <= 0:
             raise OptionError(f"duration must be greater than zero, got {value!r}", _DURATION_HINT)
         return seconds

@@ -34,6 +34,20 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
+MAX_MESSAGE_CHARS = 300
+
+
+def bounded_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """An error message for people: printable and at most `limit` characters. A long quoted
+    value loses its middle, so what the message says about it (its start, and the complaint
+    after it) stays readable; a 5,000-digit flag value never becomes a 5,000-character line."""
+    text = printable(text)
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 2
+    return f"{text[:keep]} … {text[-keep:]}"
+
+
 def spreadsheet_cell(text: str) -> str:
     """A CSV cell that a spreadsheet shows as text, never evaluates (OWASP's CSV injection
     advice: a leading quote), and that holds no control characters."""

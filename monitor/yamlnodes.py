@@ -16,8 +16,8 @@ one, and within bounds a hostile or broken file cannot stretch:
 - a value is at most `MAX_SCALAR_CHARS` long and a number at most `MAX_NUMBER_CHARS`, and finite
   (`.inf` and `.nan` would pass every range check);
 - a key appears once in a mapping (YAML says so; PyYAML would keep the last silently);
-- an error message is at most `MAX_MESSAGE_CHARS` (a quoted value is cut in the middle) and
-  printable: the file's text never reaches a terminal raw.
+- an error message is at most `monitor.text.MAX_MESSAGE_CHARS` (a quoted value is cut in the
+  middle) and printable: the file's text never reaches a terminal raw.
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from yaml.reader import Reader as _YamlReader
 from yaml.resolver import Resolver
 
 from monitor.files import read_bounded
-from monitor.text import printable
+from monitor.text import bounded_message
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_NODES = 1_000_000  # values in the document once every alias is expanded
 MAX_DEPTH = 64  # nested lists and mappings, aliases expanded
 MAX_SCALAR_CHARS = 8192
 MAX_NUMBER_CHARS = 64
-MAX_MESSAGE_CHARS = 300
 MAX_ERRORS = 100  # listed for one file; the rest are counted at the place where they begin
 
 # libyaml's parser, where PyYAML was built with it, reads large inventories about 5x faster;
@@ -72,21 +71,11 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-def _bounded(text: str) -> str:
-    """At most MAX_MESSAGE_CHARS, printable; a long quoted value loses its middle, so what the
-    message says about it (its start, and the complaint after it) stays readable."""
-    text = printable(text)
-    if len(text) <= MAX_MESSAGE_CHARS:
-        return text
-    keep = MAX_MESSAGE_CHARS // 2 - 2
-    return f"{text[:keep]} … {text[-keep:]}"
-
-
 class InventoryError(Exception):
     """One fault in the inventory, at a place, with a hint on how to fix it."""
 
     def __init__(self, location: Location, message: str, hint: str = "") -> None:
-        message, hint = _bounded(message), _bounded(hint)
+        message, hint = bounded_message(message), bounded_message(hint)
         super().__init__(message)
         self.location = location
         self.message = message

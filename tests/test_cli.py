@@ -159,12 +159,43 @@ def test_a_selection_that_matches_nothing_is_unknown(lab_inventory):
 def test_an_unknown_site_or_tag_lists_the_valid_ones(lab_inventory, command):
     site = commwatch(*command, str(lab_inventory), "--site", "psap-nort")
     assert site.returncode == 3
-    assert (
-        site.stderr == f"commwatch: no site 'psap-nort' in {lab_inventory} (sites: psap, radio)\n"
+    assert site.stderr == (
+        f"commwatch: no site 'psap-nort' in {lab_inventory} "
+        "(did you mean psap? sites: psap, radio)\n"
     )
     tag = commwatch(*command, str(lab_inventory), "--tag", "egde")
     assert tag.returncode == 3
-    assert tag.stderr == f"commwatch: no tag 'egde' in {lab_inventory} (tags: edge, psap)\n"
+    assert tag.stderr == (
+        f"commwatch: no tag 'egde' in {lab_inventory} (did you mean edge? tags: edge, psap)\n"
+    )
+
+
+def test_an_unknown_selection_is_answered_in_bounded_words(tmp_path):
+    sites = "\n".join(
+        f"  - id: site-{n:03}\n    links:\n      - id: l\n        checks:\n"
+        f"          - {{id: c, kind: tcp, target: 127.0.0.1:9}}"
+        for n in range(500)
+    )
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"version: 1\nsites:\n{sites}\n")
+    done = commwatch("run", "--once", str(inventory), "--site", "site-0x1")
+    assert done.returncode == 3
+    assert "(did you mean site-" in done.stderr
+    assert "site-019 and 480 more)" in done.stderr and "site-020" not in done.stderr
+    huge = commwatch("run", "--once", str(inventory), "--site", "x" * 5000)
+    assert huge.returncode == 3
+    assert len(huge.stderr) < 1100 and "xxx … xxx" in huge.stderr
+
+
+def test_a_huge_flag_value_is_not_echoed_whole():
+    done = commwatch("probe", "tcp", "9" * 5000)
+    assert done.returncode == 3
+    assert all(len(line) < 400 for line in done.stdout.splitlines() + done.stderr.splitlines())
+    assert " … " in done.stdout
+    latency = commwatch("probe", "tcp", "127.0.0.1:9", "--latency-warn", "9" * 5000)
+    assert latency.stdout.startswith(
+        "TCP UNKNOWN - --latency-warn: the duration is longer than ten years"
+    )
 
 
 def test_run_once_table_for_people(lab_inventory):
