@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from monitor.events import Event
-from monitor.model import CertificateInfo, ProbeResult, Severity, Verdict
+from monitor.model import CertificateInfo, ProbeResult, Severity, Verdict, shown_value
 from monitor.options import format_number
 from monitor.text import printable
 
@@ -274,7 +274,7 @@ def verdict_list(result: ProbeResult, colour: bool) -> str:
         f"  {severity_label(v.severity, colour)}  {printable(v.describe())}" for v in failing_first
     )
     for key, value in result.observations.items():
-        lines.append(f"  observed {printable(key)} = {printable(str(value))}")
+        lines.append(f"  observed {printable(key)} = {printable(shown_value(value))}")
     return "\n".join(lines)
 
 

@@ -516,6 +516,9 @@ async def test_verdict_list_shows_what_failed_first():
     ranks = {"CRIT": 3, "UNKNOWN": 2, "WARN": 1, "OK": 0}
     assert words[:2] == ["CRIT", "WARN"], done.stdout
     assert [ranks[w] for w in words] == sorted((ranks[w] for w in words), reverse=True)
+    # Observed values read as words too: a boolean is yes or no, never True or False.
+    assert "  observed body_contains_match = no" in done.stdout.splitlines()
+    assert "True" not in done.stdout and "False" not in done.stdout
 
 
 async def test_headers_read_an_env_reference_as_the_inventory_form_does():
