@@ -9,7 +9,7 @@ engine through `run_now`, `pause`, `resume` and `stop`; results only ever flow o
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -21,6 +21,16 @@ from probes.base import SharedResources
 
 Sink = Callable[[ProbeResult], None]
 CheckRunner = Callable[[Check, SharedResources, dict[str, Any]], Awaitable[ProbeResult]]
+
+# First runs are staggered START_GAP apart: a loopback probe finishes well within that, so none
+# has its latency measured while a burst of handshakes (and SNMP key setup) competes for the same
+# CPU. The whole first round takes at most its spread (the gap shrinks for large inventories).
+# A continuous run starts its checks on that fixed pattern, which later runs keep (each one
+# `interval` after the check's previous start). A one-off sweep must end promptly: it starts the
+# next check as soon as the previous one has finished, and after START_GAP at the latest.
+START_GAP = 0.05
+SWEEP_SPREAD = 1.0
+RUN_SPREAD = 10.0
 
 
 class Scheduler:
@@ -55,6 +65,8 @@ class Scheduler:
         self._failure: Exception | None = None
         self._expedited: dict[str, float] = {}  # check id -> loop time it is wanted again by
         self._closing = False
+        self._stop_requested = False
+        self._finished = asyncio.Event()  # set whenever a check finishes
 
     # --- commands -------------------------------------------------------------------------
 
@@ -91,6 +103,7 @@ class Scheduler:
 
     def stop(self) -> None:
         """End the run: `run()` or `sweep()` cancels what is in flight and returns."""
+        self._stop_requested = True
         for event in (self._stopped, self._idle):
             if event is not None:
                 event.set()
@@ -98,35 +111,48 @@ class Scheduler:
     # --- the two ways to run --------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Run every check once, as fast as the caps allow, and return when all reported."""
+        """Run every check once, starting them paced (see START_GAP) over at most
+        `start_spread` (default SWEEP_SPREAD, 0 for all at once), and return when all reported."""
         self._idle = asyncio.Event()
         try:
+            gap = self._first_gap(SWEEP_SPREAD)
+            loop = asyncio.get_running_loop()
             for check in self.checks.values():
+                if self._stop_requested:
+                    break
                 self._enqueue(check)
-            if self._busy:
+                deadline = loop.time() + gap
+                while check.ref.check_id in self._busy and loop.time() < deadline:
+                    self._finished.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(deadline):
+                            await self._finished.wait()
+            if self._busy and not self._stop_requested:
+                self._idle.clear()  # it may have been set between two paced starts
                 await self._idle.wait()
         finally:
             await self._shutdown()
         self._raise_failure()
 
     async def run(self) -> None:
-        """Run every check on its interval until `stop()`. First runs are spread out (by default
-        about 100 starts a second, at most 10 s) so a large inventory does not start as one
-        burst, and a small one answers at once."""
+        """Run every check on its interval until `stop()`. First runs are staggered (see
+        START_GAP) over at most `start_spread` (default RUN_SPREAD, 0 for all at once), so a
+        large inventory does not start as one burst and a small one answers at once."""
         self._continuous = True
         self._stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
-        spread = self._start_spread
-        if spread is None:
-            spread = min(10.0, len(self.checks) / 100)
+        gap = self._first_gap(RUN_SPREAD)
         try:
-            for check in self.checks.values():
-                delay = random.uniform(0, min(spread, check.interval))
-                self._schedule(check, loop.time() + delay)
+            for i, check in enumerate(self.checks.values()):
+                self._schedule(check, loop.time() + min(i * gap, check.interval))
             await self._stopped.wait()
         finally:
             await self._shutdown()
         self._raise_failure()
+
+    def _first_gap(self, default_spread: float) -> float:
+        spread = default_spread if self._start_spread is None else self._start_spread
+        return min(START_GAP, spread / len(self.checks)) if self.checks else 0.0
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -207,6 +233,7 @@ class Scheduler:
             self._busy.discard(check_id)
             self._mark_ready(host)
             self._pump()
+            self._finished.set()
             if not self._busy and self._idle is not None:
                 self._idle.set()
         if self._continuous:

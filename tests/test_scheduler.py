@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections import Counter
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from monitor.inventory import Check, Concurrency, adhoc_check
 from monitor.model import ProbeResult, Severity
 from monitor.runner import run_check
-from monitor.scheduler import Scheduler
+from monitor.scheduler import START_GAP, SWEEP_SPREAD, Scheduler
 from tests.peers.tcp_peers import accepting_listener, blackhole_port
 
 
@@ -52,7 +53,10 @@ class Recorder:
 async def test_sweep_runs_every_check_once_within_the_global_cap():
     checks = [make_check(f"c{i}", host=f"127.0.1.{i}") for i in range(30)]
     recorder, results = Recorder(), []
-    await Scheduler(checks, Concurrency(5, 4), results.append, runner=recorder).sweep()
+    # All at once (start_spread=0): the caps, not the first round's pacing, must hold it back.
+    await Scheduler(
+        checks, Concurrency(5, 4), results.append, runner=recorder, start_spread=0
+    ).sweep()
     assert sorted(r.check.check_id for r in results) == sorted(c.ref.check_id for c in checks)
     assert recorder.max_total == 5
 
@@ -61,7 +65,9 @@ async def test_per_host_cap_holds_while_other_hosts_use_the_free_slots():
     busy = [make_check(f"busy{i}", host="127.0.2.1") for i in range(12)]
     others = [make_check(f"other{i}", host=f"127.0.3.{i}") for i in range(6)]
     recorder = Recorder()
-    await Scheduler(busy + others, Concurrency(8, 2), lambda r: None, runner=recorder).sweep()
+    await Scheduler(
+        busy + others, Concurrency(8, 2), lambda r: None, runner=recorder, start_spread=0
+    ).sweep()
     assert recorder.max_per_host == 2
     # Round robin over hosts: the other hosts do not wait behind the busy host's queue.
     assert all(recorder.started.index(f"other{i}") < 12 for i in range(6))
@@ -232,3 +238,82 @@ async def test_expedite_brings_the_next_run_forward():
     assert len(started) == 3
     assert 0.15 < started[1] - started[0] < 0.35
     assert 0.3 < started[2] - started[1] < 0.45
+
+
+# --- the first round's pacing ------------------------------------------------------------------
+
+
+async def test_a_sweep_starts_fast_checks_one_after_another_and_still_ends_promptly():
+    recorder = Recorder(delay=0.005)
+    checks = [make_check(f"c{i}", host=f"127.0.5.{i}") for i in range(20)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await Scheduler(checks, Concurrency(200, 4), lambda r: None, runner=recorder).sweep()
+    # Each starts once the one before has finished: no probe shares the CPU with a burst.
+    assert recorder.max_total == 1
+    assert recorder.started == [c.ref.check_id for c in checks]
+    # Not START_GAP each: the next one starts as soon as the previous has finished.
+    assert loop.time() - started < len(checks) * START_GAP
+
+
+async def test_a_slow_check_holds_the_next_start_up_by_the_gap_at_most():
+    recorder = Recorder(delay=0.6)
+    checks = [make_check(f"slow{i}", host=f"127.0.6.{i}") for i in range(8)]
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    runner = recorder.__call__
+
+    async def timed(check, shared, memory):
+        starts.append(loop.time())
+        return await runner(check, shared, memory)
+
+    began = loop.time()
+    await Scheduler(checks, Concurrency(200, 4), lambda r: None, runner=timed).sweep()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(START_GAP * 0.8 <= gap < START_GAP * 4 for gap in gaps), gaps
+    assert recorder.max_total > 1  # slow ones overlap: the pacing does not serialise them
+    assert loop.time() - began < 0.6 + 8 * START_GAP + 0.5
+
+
+async def test_a_large_sweep_starts_everything_within_the_spread():
+    recorder = Recorder(delay=0.3)
+    checks = [make_check(f"n{i}", host=f"127.0.7.{i % 250}") for i in range(400)]
+    loop = asyncio.get_running_loop()
+    last_start = 0.0
+    runner = recorder.__call__
+
+    async def timed(check, shared, memory):
+        nonlocal last_start
+        last_start = loop.time()
+        return await runner(check, shared, memory)
+
+    began = loop.time()
+    await Scheduler(checks, Concurrency(1000, 4), lambda r: None, runner=timed).sweep()
+    assert last_start - began < SWEEP_SPREAD + 0.5
+    assert len(recorder.started) == 400
+
+
+async def test_a_continuous_run_staggers_its_first_round_and_keeps_the_stagger():
+    recorder = Recorder(delay=0.001)
+    checks = [
+        make_check(f"r{i}", host=f"127.0.8.{i}", interval="400ms", timeout="100ms")
+        for i in range(5)
+    ]
+    loop = asyncio.get_running_loop()
+    starts: dict[str, list[float]] = {}
+    runner = recorder.__call__
+
+    async def timed(check, shared, memory):
+        starts.setdefault(check.ref.check_id, []).append(loop.time())
+        return await runner(check, shared, memory)
+
+    scheduler = Scheduler(checks, Concurrency(10, 10), lambda r: None, runner=timed)
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.95)
+    scheduler.stop()
+    await task
+    assert recorder.max_total == 1
+    for round_number in (0, 1):
+        times = [starts[f"r{i}"][round_number] for i in range(5)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(START_GAP * 0.8 <= gap < START_GAP * 3 for gap in gaps), (round_number, gaps)
