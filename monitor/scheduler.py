@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -22,15 +23,18 @@ from probes.base import SharedResources
 Sink = Callable[[ProbeResult], None]
 CheckRunner = Callable[[Check, SharedResources, dict[str, Any]], Awaitable[ProbeResult]]
 
-# First runs are staggered START_GAP apart: a loopback probe finishes well within that, so none
-# has its latency measured while a burst of handshakes (and SNMP key setup) competes for the same
-# CPU. The whole first round takes at most its spread (the gap shrinks for large inventories).
-# A continuous run starts its checks on that fixed pattern, which later runs keep (each one
-# `interval` after the check's previous start). A one-off sweep must end promptly: it starts the
-# next check as soon as the previous one has finished, and after START_GAP at the latest.
+# The first round is paced: no probe should have its latency measured while a burst of others'
+# handshakes (and SNMP's pure-Python message processing, and a lab in the same process) competes
+# for the same CPU. A start waits START_GAP after the one before, longer while this process kept
+# the CPU busy over the last gap (up to MAX_HOLD gaps); a one-off sweep, which must end
+# promptly, starts the next check as soon as the previous one has finished. The gap shrinks for
+# large inventories so the round takes about its spread. A continuous run's later runs keep the
+# stagger: each comes `interval` after the check's previous start.
 START_GAP = 0.05
 SWEEP_SPREAD = 1.0
 RUN_SPREAD = 10.0
+BUSY_SHARE = 0.3  # of one core, over the last gap: the process is busy (idle, it uses ~0)
+MAX_HOLD = 4
 
 
 class Scheduler:
@@ -111,22 +115,11 @@ class Scheduler:
     # --- the two ways to run --------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Run every check once, starting them paced (see START_GAP) over at most
-        `start_spread` (default SWEEP_SPREAD, 0 for all at once), and return when all reported."""
+        """Run every check once, starting them paced (see START_GAP) over about `start_spread`
+        (default SWEEP_SPREAD, 0 for all at once), and return when all reported."""
         self._idle = asyncio.Event()
         try:
-            gap = self._first_gap(SWEEP_SPREAD)
-            loop = asyncio.get_running_loop()
-            for check in self.checks.values():
-                if self._stop_requested:
-                    break
-                self._enqueue(check)
-                deadline = loop.time() + gap
-                while check.ref.check_id in self._busy and loop.time() < deadline:
-                    self._finished.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout_at(deadline):
-                            await self._finished.wait()
+            await self._first_round(self._first_gap(SWEEP_SPREAD), back_to_back=True)
             if self._busy and not self._stop_requested:
                 self._idle.clear()  # it may have been set between two paced starts
                 await self._idle.wait()
@@ -135,20 +128,44 @@ class Scheduler:
         self._raise_failure()
 
     async def run(self) -> None:
-        """Run every check on its interval until `stop()`. First runs are staggered (see
-        START_GAP) over at most `start_spread` (default RUN_SPREAD, 0 for all at once), so a
-        large inventory does not start as one burst and a small one answers at once."""
+        """Run every check on its interval until `stop()`. First runs are paced (see START_GAP)
+        over about `start_spread` (default RUN_SPREAD, 0 for all at once), so a large inventory
+        does not start as one burst and a small one answers at once."""
         self._continuous = True
         self._stopped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        gap = self._first_gap(RUN_SPREAD)
+        first_round = asyncio.create_task(
+            self._first_round(self._first_gap(RUN_SPREAD), back_to_back=False)
+        )
         try:
-            for i, check in enumerate(self.checks.values()):
-                self._schedule(check, loop.time() + min(i * gap, check.interval))
             await self._stopped.wait()
         finally:
+            first_round.cancel()
+            await asyncio.gather(first_round, return_exceptions=True)
             await self._shutdown()
         self._raise_failure()
+
+    async def _first_round(self, gap: float, *, back_to_back: bool) -> None:
+        """Start every check once, each `gap` after the one before, later while this process is
+        busy; `back_to_back`: as soon as the one before has finished, too."""
+        loop = asyncio.get_running_loop()
+        for check in self.checks.values():
+            if self._stop_requested:
+                return
+            self._enqueue(check)
+            check_id = check.ref.check_id
+            started = window = loop.time()
+            window_cpu = time.process_time()
+            while check_id in self._busy or not back_to_back:
+                now = loop.time()
+                if now - window >= gap:
+                    busy = time.process_time() - window_cpu > BUSY_SHARE * (now - window)
+                    if not busy or now - started >= MAX_HOLD * gap:
+                        break
+                    window, window_cpu = now, time.process_time()
+                self._finished.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(window + gap):
+                        await self._finished.wait()
 
     def _first_gap(self, default_spread: float) -> float:
         spread = default_spread if self._start_spread is None else self._start_spread

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import time
 from collections import Counter
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from monitor.inventory import Check, Concurrency, adhoc_check
 from monitor.model import ProbeResult, Severity
 from monitor.runner import run_check
-from monitor.scheduler import START_GAP, SWEEP_SPREAD, Scheduler
+from monitor.scheduler import MAX_HOLD, START_GAP, SWEEP_SPREAD, Scheduler
 from tests.peers.tcp_peers import accepting_listener, blackhole_port
 
 
@@ -317,3 +318,31 @@ async def test_a_continuous_run_staggers_its_first_round_and_keeps_the_stagger()
         times = [starts[f"r{i}"][round_number] for i in range(5)]
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert all(START_GAP * 0.8 <= gap < START_GAP * 3 for gap in gaps), (round_number, gaps)
+
+
+async def test_the_next_start_waits_while_this_process_keeps_the_cpu_busy():
+    """As SNMP's message processing, or a lab in the same process, does: each later start
+    waits for the CPU to calm down (MAX_HOLD gaps at most), not only START_GAP."""
+    loop = asyncio.get_running_loop()
+    starts: dict[str, float] = {}
+    burn_ended = 0.0
+
+    async def runner(check, shared, memory):
+        nonlocal burn_ended
+        starts[check.ref.check_id] = loop.time()
+        if check.ref.check_id == "busy":
+            began = time.process_time()
+            while time.process_time() - began < 0.12:  # in slices: the loop keeps turning
+                slice_end = time.process_time() + 0.005
+                while time.process_time() < slice_end:
+                    pass
+                await asyncio.sleep(0)
+            burn_ended = loop.time()
+            await asyncio.sleep(0.3)  # then waits on the network, using no CPU
+        return ProbeResult(check.ref, 0.0, 1.0, Severity.OK)
+
+    checks = [make_check("busy", host="127.0.9.1"), make_check("next", host="127.0.9.2")]
+    await Scheduler(checks, Concurrency(10, 10), lambda r: None, runner=runner).sweep()
+    held = starts["next"] - starts["busy"]
+    assert held >= min(burn_ended - starts["busy"], MAX_HOLD * START_GAP) - 0.01, held
+    assert held < MAX_HOLD * START_GAP + 0.1, held
