@@ -47,10 +47,15 @@ BUSY_TIMEOUT_MS = 5000
 LATENCY_CONDITION = "latency"
 
 
+def state_dir() -> Path:
+    """commwatch's own state folder: $XDG_STATE_HOME/commwatch, else ~/.local/state/commwatch."""
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "commwatch"
+
+
 def default_path() -> Path:
     """$XDG_STATE_HOME/commwatch/history.sqlite3, else ~/.local/state/commwatch/..."""
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "commwatch" / "history.sqlite3"
+    return state_dir() / "history.sqlite3"
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,18 @@ the `--lab-only` + shipped inventory test needs the fixed ports, as a user does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -37,9 +40,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from monitor.inventory import adhoc_check, load_inventory
 from monitor.lab import snmp_agent
 from monitor.lab.demo_inventory import demo_inventory, write_demo_inventory
-from monitor.lab.lab import SNMP_ENV, Lab
+from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, secrets_env_file
 from monitor.lab.layout import SERVICES, Behaviour, PortTaken, service
-from monitor.lab.snmp_agent import Cycles, DeviceClock
+from monitor.lab.snmp_agent import RADIO_MODULATION, RADIO_RSL_DBM, Cycles, DeviceClock
 from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key, make_lab_ca
 from monitor.model import ProbeResult, Severity
 from monitor.scheduler import Scheduler
@@ -51,6 +54,20 @@ RADIO = service("ridge-radio-snmp")
 IF_OPER_RF0 = "1.3.6.1.2.1.2.2.1.8.2"
 IF_HC_IN_RF0 = "1.3.6.1.2.1.31.1.1.1.6.2"
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+RSL = ".".join(map(str, RADIO_RSL_DBM))
+MODULATION = ".".join(map(str, RADIO_MODULATION))
+# The lab's one service slow on purpose: every other latency must stay under its warn.
+DELIBERATELY_SLOW = {"cad-api-via-lte"}
+
+
+def latency_warnings(results: Iterable[dict]) -> set[str]:
+    """Checks whose latency verdict is not OK, from result records (JSON)."""
+    return {
+        r["check_id"].rsplit("/", 1)[-1]
+        for r in results
+        for v in r["verdicts"]
+        if v["condition"] == "latency" and v["severity"] != "OK"
+    }
 
 
 class FakeTime:
@@ -176,9 +193,12 @@ def test_the_shipped_inventory_targets_the_lab_on_loopback(tmp_path, monkeypatch
         else:
             served = check.ref.target
         assert served in endpoints, check.ref.check_id
-    # The same checks as the demo runs, so what one shows the other shows too.
+    # The same checks as the demo runs, so what one shows the other shows too; the SNMP ones
+    # (named for the field, with named credentials) read the same agents.
     same = {c.ref.check_id: c.ref.target for c in generated.checks if c.kind != "snmp"}
-    assert {c.ref.check_id: c.ref.target for c in shipped.checks} == same
+    assert {c.ref.check_id: c.ref.target for c in shipped.checks if c.kind != "snmp"} == same
+    agents = {c.ref.target for c in generated.checks if c.kind == "snmp"}
+    assert {c.ref.target for c in shipped.checks if c.kind == "snmp"} == agents
     command = [sys.executable, "-m", "monitor.cli", "check", str(REPO / "inventory.yaml")]
     # From another folder: the CA path resolves against the inventory's folder, not the cwd.
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -292,17 +312,19 @@ async def test_net_snmp_reads_the_agent_over_v3_and_walks_it_with_getbulk(lab):
     assert "microwave radio" in get.stdout and "Counter64" in get.stdout
     walk = await asyncio.to_thread(
         subprocess.run,
-        [net_snmp("snmpbulkwalk"), *common, "-v2c", "-c", secrets.community, agent, "1.3.6.1.2.1"],
+        [net_snmp("snmpbulkwalk"), *common, "-v2c", "-c", secrets.community, agent, "1.3.6.1"],
         capture_output=True,
         text=True,
         timeout=10,
     )
     assert walk.returncode == 0, walk.stderr
     lines = walk.stdout.splitlines()
-    # The system group, 13 columns of 3 interfaces, and net-snmp's one end-of-MIB line.
-    assert len(lines) == 3 + 3 * 13 + 1
+    # The system group, 13 columns of 3 interfaces, the radio's two vendor values, and
+    # net-snmp's one end-of-MIB line.
+    assert len(lines) == 3 + 3 * 13 + 2 + 1
     assert "No more variables" in lines[-1]
     assert ".1.3.6.1.2.1.2.2.1.7.3 = INTEGER: 2" in lines  # eth1 admin down (maintenance)
+    assert f".{RSL} = INTEGER: -58" in lines
 
 
 async def test_the_radio_link_goes_down_and_comes_back_on_its_cycle():
@@ -341,6 +363,21 @@ async def test_counters_rise_stand_still_while_down_and_restart_after_a_reboot()
         assert rebooted[0] == 500 and rebooted[2] < down[2]  # sysUpTime and counters restart
 
 
+async def test_the_radio_reports_its_signal_level_and_modulation_falling_in_a_fade():
+    fake = FakeTime()
+    clock = DeviceClock(Cycles(flap_period=100, flap_down=40, reboot_period=1000), 0.0, fake)
+    async with Lab(port_offset=OFFSET, clock=clock) as lab:
+
+        async def read() -> tuple[int, int, int]:
+            _, _, values = await snmp_get(lab, v3(lab), IF_OPER_RF0, RSL, MODULATION)
+            return tuple(int(values[oid]) for oid in (IF_OPER_RF0, RSL, MODULATION))
+
+        fake.now = 10.0
+        assert await read() == (1, -58, 7)
+        fake.now = 70.0
+        assert await read() == (2, -81, 2)  # the RF link is down: a fade, as the radio sees it
+
+
 def test_snmp_secrets_stay_out_of_reprs():
     lab = Lab(port_offset=OFFSET)
     environ: dict[str, str] = {}
@@ -350,16 +387,66 @@ def test_snmp_secrets_stay_out_of_reprs():
     assert len(set(environ.values())) == 3
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """What a shell gets from `set -a; . FILE; set +a`, read by a real sh."""
+    names = (SNMP_ENV.community, SNMP_ENV.auth_passphrase, SNMP_ENV.priv_passphrase)
+    script = f'set -a; . "$1"; set +a; printf "%s\\n" {" ".join(f"${n}" for n in names)}'
+    shown = subprocess.run(
+        ["sh", "-c", script, "sh", str(path)], capture_output=True, text=True, timeout=10
+    )
+    assert shown.returncode == 0, shown.stderr
+    return dict(zip(names, shown.stdout.splitlines(), strict=True))
+
+
+def test_the_env_file_holds_the_secrets_for_a_shell_readable_by_its_owner_only(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    lab = Lab(port_offset=OFFSET)
+    expected: dict[str, str] = {}
+    lab.export_secrets(expected)
+    path = env_file_path(OFFSET)
+    assert path == tmp_path / "state" / "commwatch" / f"demo-lab-{OFFSET}.env"
+    previous = os.umask(0)  # even a permissive umask must not open it to others
+    try:
+        with secrets_env_file(lab, path) as written:
+            assert written == path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+            assert read_env_file(path) == expected
+            assert list(path.parent.iterdir()) == [path]  # no partial file left beside it
+    finally:
+        os.umask(previous)
+    assert not path.exists()  # gone when the lab stops
+    # A lab started later has replaced it: the first one to stop leaves the newer file alone.
+    other = Lab(port_offset=OFFSET)
+    theirs: dict[str, str] = {}
+    other.export_secrets(theirs)
+    with contextlib.ExitStack() as first, contextlib.ExitStack() as second:
+        first.enter_context(secrets_env_file(lab, path))
+        second.enter_context(secrets_env_file(other, path))
+        first.close()
+        assert read_env_file(path) == theirs
+    assert not path.exists()
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
-def commwatch(*args: str) -> subprocess.Popen[str]:
+def user_env(state: Path) -> dict[str, str]:
+    """A user's environment: no lab secrets of the test's own, commwatch's state in `state`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMWATCH_LAB_")}
+    return env | {"XDG_STATE_HOME": str(state)}
+
+
+def commwatch(*args: str, state: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "monitor.cli", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=user_env(state),
     )
 
 
@@ -371,53 +458,127 @@ def read_line(process: subprocess.Popen[str], timeout: float) -> str:
     return line
 
 
-def test_demo_headless_emits_json_lines_and_exits_0_on_sigterm():
-    process = commwatch("demo", "--headless", "--port-offset", str(OFFSET + 1))
+def demo_check_ids(offset: int) -> set[str]:
+    return {
+        f"{site['id']}/{link['id']}/{check['id']}"
+        for site in demo_inventory(offset)["sites"]
+        for link in site["links"]
+        for check in link["checks"]
+    }
+
+
+def test_demo_headless_first_sweep_shows_no_latency_warning_but_the_slow_service(tmp_path):
+    offset = OFFSET + 1
+    process = commwatch("demo", "--headless", "--port-offset", str(offset), state=tmp_path)
+    env_file = tmp_path / "commwatch" / f"demo-lab-{offset}.env"
+    lines: list[str] = []
+    first: dict[str, dict] = {}
     try:
-        records = [json.loads(read_line(process, 20)) for _ in range(12)]
+        while len(first) < len(demo_check_ids(offset)):
+            lines.append(read_line(process, 30))
+            record = json.loads(lines[-1])
+            if record["type"] == "result":
+                first.setdefault(record["check_id"], record)
+        secrets = read_env_file(env_file)
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=20)
+        rest, stderr = process.communicate(timeout=20)
     finally:
         process.kill()
     assert process.returncode == 0, stderr
-    assert {r["type"] for r in records} >= {"result"}
-    assert {r["severity"] for r in records if r["type"] == "result"} >= {"OK", "CRIT"}
-    assert "commwatch demo lab" in stderr
+    assert set(first) == demo_check_ids(offset)
+    assert {r["severity"] for r in first.values()} >= {"OK", "WARN", "CRIT"}
+    # Staggered: no loopback check of the first sweep waits behind a burst of others.
+    assert latency_warnings(first.values()) == DELIBERATELY_SLOW
+    assert "commwatch demo lab" in stderr and str(env_file) in stderr
+    assert not env_file.exists()
+    shown = "".join(lines) + rest + stderr
+    assert not any(secret in shown for secret in secrets.values())
 
 
-def test_demo_lab_only_serves_the_shipped_inventory_and_refuses_a_second_lab():
-    lab = commwatch("demo", "--lab-only")
+def test_demo_lab_only_serves_the_shipped_inventory_with_its_secrets_and_refuses_a_second_lab(
+    tmp_path,
+):
+    lab = commwatch("demo", "--lab-only", state=tmp_path)
+    env_file = tmp_path / "commwatch" / "demo-lab.env"
+    user = user_env(tmp_path)
+
+    def run(*command: str, loaded: bool = True) -> subprocess.CompletedProcess[str]:
+        """`command` from another terminal, the lab's env file loaded as the lab says to."""
+        script = 'set -a; . "$1"; set +a; shift; exec "$@"' if loaded else 'shift; exec "$@"'
+        return subprocess.run(
+            [
+                "sh",
+                "-c",
+                script,
+                "sh",
+                str(env_file),
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                *command,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=user,
+        )
+
     try:
-        assert "demo lab is up" in read_line(lab, 20)
+        banner = [read_line(lab, 20)]
+        while "Ctrl-C stops the lab" not in banner[-1]:
+            banner.append(read_line(lab, 20))
+        assert "demo lab is up" in banner[0]
+        assert f"set -a; . {env_file}; set +a" in "".join(banner)
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        secrets = read_env_file(env_file)
         second = subprocess.run(
             [sys.executable, "-m", "monitor.cli", "demo", "--lab-only"],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=30,
+            env=user,
         )
-        assert second.returncode == 3
-        assert "in use" in second.stderr and "another `commwatch demo`" in second.stderr
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMWATCH_LAB_")}
-        run = subprocess.run(
-            [sys.executable, "-m", "monitor.cli", "run", "--once", "inventory.yaml"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
+        without = run("run", "--once", "inventory.yaml", loaded=False)
+        sweep = run("run", "--once", "inventory.yaml")
+        radio = service("ridge-radio-snmp").endpoint()
+        probe = run(
+            "probe", "snmp", radio, "--version", "2c", "--community-env", SNMP_ENV.community,
+            "--interfaces", "rf0", "--format", "json",
+        )  # fmt: skip
         lab.send_signal(signal.SIGINT)
-        lab.communicate(timeout=20)
+        rest, stderr = lab.communicate(timeout=20)
     finally:
         lab.kill()
-    assert lab.returncode == 0
-    assert run.returncode == Severity.CRIT.value, run.stderr
-    document = json.loads(run.stdout)
+    assert lab.returncode == 0, stderr
+    assert not env_file.exists()  # the secrets go with the lab
+    assert second.returncode == 3
+    assert "in use" in second.stderr and "another `commwatch demo`" in second.stderr
+    # Without the lab's secrets: every variable named, at its place in the file, nothing run.
+    assert without.returncode == 3 and without.stdout == ""
+    problems = without.stderr.splitlines()
+    assert problems[-1] == "inventory.yaml: 3 problem(s); nothing was run", without.stderr
+    for name in (SNMP_ENV.community, SNMP_ENV.auth_passphrase, SNMP_ENV.priv_passphrase):
+        assert any(
+            line.startswith("inventory.yaml:") and f"environment variable {name} is not set" in line
+            for line in problems
+        ), without.stderr
+    # With them, the shipped inventory's SNMP checks are real checks of the lab's agents.
+    assert sweep.returncode == Severity.CRIT.value, sweep.stderr
+    document = json.loads(sweep.stdout)
     by_id = {r["check_id"].rsplit("/", 1)[-1]: r["severity"] for r in document["results"]}
     assert by_id["cad-api-tls"] == "OK" and by_id["paging-gateway-tls"] == "WARN"
     assert by_id["ce-router"] == "CRIT" and by_id["rfss-console"] == "CRIT"
-    assert list(by_id.values()).count("OK") >= 8
+    assert by_id["edge-router-snmp"] == "OK"
+    assert by_id["microwave-radio"] == "OK"  # RF up, signal level and modulation as expected
+    assert list(by_id.values()).count("OK") >= 10
+    assert latency_warnings(document["results"]) == DELIBERATELY_SLOW
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout)["observations"]["if.rf0.state"] == "up"
+    shown = [*banner, rest, stderr, second.stderr, without.stderr, sweep.stdout, sweep.stderr]
+    shown += [probe.stdout, probe.stderr]
+    assert not any(secret in text for secret in secrets.values() for text in shown)
 
 
 def test_every_behaviour_is_served_and_agent_values_are_sorted_for_getnext():

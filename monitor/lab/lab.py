@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from monitor.history import state_dir
 from monitor.lab import tls_peers
 from monitor.lab.dns_peer import DnsPeer
 from monitor.lab.http_peers import HttpPeers
@@ -113,9 +116,26 @@ class Lab:
 
     def export_secrets(self, environ: MutableMapping[str, str] = os.environ) -> None:
         """Put the SNMP secrets where the lab inventory's `*_env` keys look for them."""
-        environ[SNMP_ENV.community] = self.snmp_secrets.community
-        environ[SNMP_ENV.auth_passphrase] = self.snmp_secrets.auth_passphrase
-        environ[SNMP_ENV.priv_passphrase] = self.snmp_secrets.priv_passphrase
+        environ.update(self._secret_variables())
+
+    def _secret_variables(self) -> dict[str, str]:
+        return {
+            SNMP_ENV.community: self.snmp_secrets.community,
+            SNMP_ENV.auth_passphrase: self.snmp_secrets.auth_passphrase,
+            SNMP_ENV.priv_passphrase: self.snmp_secrets.priv_passphrase,
+        }
+
+    def env_file_text(self) -> str:
+        """The secrets as `NAME=value` lines that sh (`set -a; . FILE; set +a`), systemd's
+        EnvironmentFile= and `docker --env-file` all read alike: the values need no quoting."""
+        lines = [
+            "# The SNMP secrets of the running `commwatch demo` lab; removed when it stops.",
+            "# Load them into a shell with: set -a; . THIS-FILE; set +a",
+        ]
+        for name, value in self._secret_variables().items():
+            assert re.fullmatch(r"[A-Za-z0-9_-]+", value), "a secret that would need quoting"
+            lines.append(f"{name}={value}")
+        return "\n".join(lines) + "\n"
 
     def describe(self) -> list[str]:
         """One line per service: where it is and what it does."""
@@ -124,6 +144,37 @@ class Lab:
             f"  {s.endpoint(self.port_offset):<17} {s.name:<{width}}  {s.behaviour.value}"
             for s in SERVICES
         ]
+
+
+def env_file_path(port_offset: int = 0) -> Path:
+    """Where a running lab leaves its secrets for commwatch in other terminals: commwatch's
+    state folder, one file per port offset (two labs never share one: their ports collide)."""
+    suffix = f"-{port_offset}" if port_offset else ""
+    return state_dir() / f"demo-lab{suffix}.env"
+
+
+@contextlib.contextmanager
+def secrets_env_file(lab: Lab, path: Path) -> Iterator[Path]:
+    """`path` holds the lab's secrets (mode 0600, never readable by others, not even for a
+    moment) until the block ends; then it is removed, unless another lab has replaced it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = lab.env_file_text()
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.unlink(missing_ok=True)  # left by a process of the same id that was killed
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8") == text:
+                path.unlink()
 
 
 @contextlib.contextmanager

@@ -39,6 +39,10 @@ IF_IN_DISCARDS, IF_IN_ERRORS, IF_OUT_ERRORS = 13, 14, 20
 IF_NAME, IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS, IF_HIGH_SPEED, IF_ALIAS = 1, 6, 10, 15, 18
 UP, DOWN = 1, 2
 ETHERNET, TUNNEL = 6, 131  # IANAifType ethernetCsmacd, tunnel
+# A radio vendor's private MIB, under IANA's example enterprise number (RFC 5612): what the
+# shipped inventory reads as numeric OIDs, the way the field reads a radio's own MIB.
+RADIO_RSL_DBM: Oid = (1, 3, 6, 1, 4, 1, 32473, 1, 2, 0)
+RADIO_MODULATION: Oid = (1, 3, 6, 1, 4, 1, 32473, 1, 3, 0)
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,23 @@ class Cycles:
 
 
 @dataclass(frozen=True)
+class RadioLink:
+    """A microwave radio's received signal level and modulation (an index in the vendor's
+    table), both falling while its flapping RF interface is down: a fade."""
+
+    rsl_dbm: int = -58
+    faded_rsl_dbm: int = -81
+    modulation: int = 7
+    faded_modulation: int = 2
+
+
+@dataclass(frozen=True)
 class Device:
     address: str
     sys_name: str
     sys_descr: str
     interfaces: tuple[Interface, ...]
+    radio: RadioLink | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -149,6 +165,18 @@ def snapshot(device: Device, clock: DeviceClock) -> list[tuple[Oid, Any]]:
             (IF_X_ENTRY, IF_ALIAS, rfc1902.OctetString(i.alias)),
         ]
         values += [((*table, column, i.index), value) for table, column, value in columns]
+    if device.radio is not None:
+        radio = device.radio
+        values += [
+            (
+                RADIO_RSL_DBM,
+                rfc1902.Integer32(radio.faded_rsl_dbm if flapping_down else radio.rsl_dbm),
+            ),
+            (
+                RADIO_MODULATION,
+                rfc1902.Integer32(radio.faded_modulation if flapping_down else radio.modulation),
+            ),
+        ]
     values.sort()
     return values
 
@@ -293,9 +321,10 @@ _PSAP_EDGE_ROUTER = (
     ),
 )
 _DEVICES = {"ridge-radio-snmp": _RIDGE_RADIO, "psap-edge-router-snmp": _PSAP_EDGE_ROUTER}
+_RADIOS = {"ridge-radio-snmp": RadioLink()}
 
 
 def lab_device(service_name: str, address: str) -> Device:
     """The simulated device behind the lab's SNMP service of that name."""
     sys_name, sys_descr, interfaces = _DEVICES[service_name]
-    return Device(address, sys_name, sys_descr, interfaces)
+    return Device(address, sys_name, sys_descr, interfaces, _RADIOS.get(service_name))
