@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from monitor import audit as audit_report
-from monitor import logs, maintenance, output, probe_state
+from monitor import logs, output, probe_state
 from monitor import report as availability
 from monitor.cli_parser import EXIT_UNKNOWN, build_parser, flag_name, flag_value
-from monitor.events import Event, EventKind, Subject
+from monitor.events import Event, EventKind
 from monitor.history import HistoryConfig, HistoryError, HistoryStore
 from monitor.inventory import (
     Check,
@@ -32,7 +32,8 @@ from monitor.inventory import (
 )
 from monitor.model import ProbeResult, Severity
 from monitor.options import OptionError, option_specs
-from monitor.pipeline import Monitor, group_summaries, sweep_state
+from monitor.pipeline import Monitor, group_summaries, sweep_state, topology_of
+from monitor.run_scope import scope_of
 from monitor.runner import run_check
 from monitor.scheduler import Scheduler
 from monitor.text import bounded_message, printable
@@ -277,20 +278,18 @@ def _write_atomically(path: str, text: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     now = time.time()
-    since = now - args.since
-    subjects: list[tuple[Subject, str, str]] = []
-    windows: list[tuple[str, float, float]] = []
     path = args.db or HistoryConfig().path
+    scope = None
     if args.inventory is not None:
         inventory = _load(args.inventory)
         if inventory is None:
             return EXIT_UNKNOWN
         path = args.db or inventory.resilience.history.path
-        subjects, windows = _report_scope(inventory, since, now)
+        scope = scope_of(topology_of(inventory), inventory.resilience.maintenance)
     try:
         with HistoryStore(path) as store:
             report = availability.build_report(
-                store, since=since, until=now, subjects=subjects, maintenance=windows
+                store, since=now - args.since, until=now, inventory=scope
             )
     except HistoryError as exc:
         print(f"commwatch: {exc}", file=sys.stderr)
@@ -300,37 +299,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     print(availability.render(report, args.format))
     return 0
-
-
-def _report_scope(
-    inventory: Inventory, since: float, until: float
-) -> tuple[list[tuple[Subject, str, str]], list[tuple[str, float, float]]]:
-    """Every check, link and group of the inventory, and the maintenance time of each: a window
-    on a site covers its links and checks, one on a link covers its checks."""
-    scope: list[tuple[Subject, str, str, tuple[str, ...]]] = []
-    for link in inventory.links:
-        scope.append((Subject.LINK, link.full_id, link.site_id, (link.full_id, link.site_id)))
-        scope += [
-            (
-                Subject.CHECK,
-                c.ref.check_id,
-                c.ref.site_id,
-                (c.ref.check_id, link.full_id, link.site_id),
-            )
-            for c in link.checks
-        ]
-    scope += [
-        (Subject.GROUP, g.id, g.site_id, (g.id, g.site_id) if g.site_id else (g.id,))
-        for g in inventory.resilience.groups
-    ]
-    windows = [
-        (subject_id, start, end)
-        for _, subject_id, _, ids in scope
-        for window in inventory.resilience.maintenance
-        if set(ids) & set(window.applies_to)
-        for start, end in maintenance.intervals(window, since, until)
-    ]
-    return [(subject, sid, site) for subject, sid, site, _ in scope], windows
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

@@ -2,8 +2,12 @@
 
 The file is shared: the alerts' outbox keeps its own tables in the same database, so every
 connection runs in WAL mode with a busy timeout and never assumes it is alone. This module owns
-the tables `results`, `results_hourly`, `events` and `meta` (its schema version lives under the
-key `history.schema_version`).
+the tables `results`, `results_hourly`, `events`, `runs` and `meta` (its schema version lives
+under the key `history.schema_version`).
+
+`runs` says when commwatch was watching: each writer records its run (start, a heartbeat at
+every commit and at least every HEARTBEAT, its end), with what the run watched, so a report
+counts only observed time. Runs before version 2 are learned from the results once, on upgrade.
 
 Writes go through `HistoryWriter`: one thread owns the only writing connection and commits
 batches; after each commit it advances an acknowledged sequence number, and everything at or
@@ -19,6 +23,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -36,12 +41,14 @@ from monitor.model import ObservationValue, ProbeResult, Severity, Verdict
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _VERSION_KEY = "history.schema_version"
 HOUR = 3600.0
 DAY = 86400.0
 # How long a connection waits for another one's write lock (the outbox's, say) before failing.
 BUSY_TIMEOUT_MS = 5000
+# A running writer says it is alive at least this often, even with nothing to write.
+HEARTBEAT = 10.0
 # The condition name every latency threshold carries (probes.base.LatencyOptions.latency): its
 # observation is the "main latency" kept in a column for sparklines and hourly aggregates.
 LATENCY_CONDITION = "latency"
@@ -129,11 +136,27 @@ class ResultState:
 
 
 @dataclass(frozen=True, slots=True)
+class Run:
+    """A span of time commwatch was watching and storing what it saw."""
+
+    started_at: float
+    last_at: float  # its last heartbeat: known to be watching until then
+    ended_at: float | None  # None: still running, or it died (kill -9, power loss)
+    scope: str | None  # what it watched (the caller's JSON); None if not said, or learned
+    learned: bool = False  # recorded before runs were: learned from the results
+
+    @property
+    def end(self) -> float:
+        return self.last_at if self.ended_at is None else self.ended_at
+
+
+@dataclass(frozen=True, slots=True)
 class MaintenanceStats:
     downsampled_results: int = 0  # raw rows folded into results_hourly
     deleted_results: int = 0
     deleted_hourly: int = 0
     deleted_events: int = 0
+    deleted_runs: int = 0
 
 
 # --- schema --------------------------------------------------------------------------------
@@ -193,15 +216,78 @@ CREATE INDEX IF NOT EXISTS events_subject_time ON events (subject, subject_id, a
 """
 
 
-def _migrate_to_1(connection: sqlite3.Connection) -> None:
-    for statement in _SCHEMA_V1.split(";"):
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    ended_at REAL,
+    scope TEXT,
+    learned INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_time ON runs (started_at);
+"""
+
+
+def _execute_script(connection: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
         if statement.strip():
             connection.execute(statement)
 
 
+def _migrate_to_1(connection: sqlite3.Connection) -> None:
+    _execute_script(connection, _SCHEMA_V1)
+
+
+def _migrate_to_2(connection: sqlite3.Connection) -> None:
+    _execute_script(connection, _SCHEMA_V2)
+    connection.executemany(
+        "INSERT INTO runs (started_at, last_at, ended_at, learned) VALUES (?, ?, ?, 1)",
+        ((start, end, end) for start, end in learn_runs(connection)),
+    )
+
+
+# A check's results further apart than this many times its usual spacing: commwatch was not
+# running in between (a retry comes sooner, never later).
+LEARNED_GAP = 3.0
+
+
+def learn_runs(connection: sqlite3.Connection) -> list[tuple[float, float]]:
+    """When commwatch was running, as far as the stored results tell: between two results of a
+    check no further apart than LEARNED_GAP times its median spacing, and through every hour
+    a downsampled row covers."""
+    spans: list[tuple[float, float]] = []
+    times: dict[str, list[float]] = {}
+    for check_id, started_at in connection.execute(
+        "SELECT check_id, started_at FROM results ORDER BY check_id, started_at"
+    ):
+        times.setdefault(check_id, []).append(started_at)
+    for series in times.values():
+        gaps = sorted(b - a for a, b in itertools.pairwise(series))
+        if not gaps:
+            continue
+        limit = LEARNED_GAP * max(gaps[len(gaps) // 2], 1e-3)
+        spans += [(a, b) for a, b in itertools.pairwise(series) if b - a <= limit]
+    spans += [
+        (hour, hour + HOUR) for (hour,) in connection.execute("SELECT hour FROM results_hourly")
+    ]
+    return merge_spans(spans)
+
+
+def merge_spans(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of [start, end) spans, sorted, as disjoint spans."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(span for span in spans if span[1] > span[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 # The migration seam: MIGRATIONS[n] takes a store at version n-1 to version n, inside the
 # transaction that records n. Version 0 is a file with none of our tables.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 def _connect(path: Path, create: bool) -> sqlite3.Connection:
@@ -455,11 +541,39 @@ class HistoryStore:
 
     # --- writing (the writer thread; tests may call these directly) --------------------------
 
-    def write(self, results: Iterable[ProbeResult] = (), events: Iterable[Event] = ()) -> None:
-        """Store results and events in one transaction: all of them, or none on error."""
+    def write(
+        self,
+        results: Iterable[ProbeResult] = (),
+        events: Iterable[Event] = (),
+        *,
+        heartbeat: tuple[int, float] | None = None,
+    ) -> None:
+        """Store results and events in one transaction: all of them, or none on error.
+        `heartbeat` (run id, time): that run was watching until then."""
         with self._transaction():
             self._db.executemany(_INSERT_RESULT, (_result_row(r) for r in results))
             self._db.executemany(_INSERT_EVENT, (_event_row(e) for e in events))
+            if heartbeat is not None:
+                self._db.execute(
+                    "UPDATE runs SET last_at = MAX(last_at, ?) WHERE id = ?", heartbeat[::-1]
+                )
+
+    def start_run(self, at: float, scope: str | None = None) -> int:
+        """Record a run starting at `at`; its id, for `write(heartbeat=...)` and `end_run`."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (started_at, last_at, scope) VALUES (?, ?, ?)", (at, at, scope)
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def end_run(self, run_id: int, at: float) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET last_at = MAX(last_at, ?), ended_at = MAX(last_at, ?) "
+                "WHERE id = ?",
+                (at, at, run_id),
+            )
 
     def maintenance_steps(
         self, now: float, config: HistoryConfig
@@ -492,6 +606,7 @@ class HistoryStore:
             # An hour goes once all of it is older than the retention.
             ("results_hourly", f"hour + {HOUR} <= ?", "deleted_hourly"),
             ("events", "at < ?", "deleted_events"),
+            ("runs", "COALESCE(ended_at, last_at) < ?", "deleted_runs"),
         ):
             deleted = _DELETE_SLICE
             while deleted == _DELETE_SLICE:
@@ -587,6 +702,47 @@ class HistoryStore:
         ).fetchall()
         return [_event(row) for row in rows]
 
+    def subject_events_before(
+        self, subject: Subject, subject_id: str, at: float, kind: EventKind = EventKind.HARD
+    ) -> Iterator[Event]:
+        """One subject's events of `kind` strictly before `at`, newest first."""
+        rows = self._db.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject = ? AND subject_id = ? "
+            "AND at < ? AND kind = ? ORDER BY at DESC, id DESC",
+            (str(subject), subject_id, at, str(kind)),
+        )
+        return (_event(row) for row in rows)
+
+    def runs(self, since: float, until: float) -> list[Run]:
+        """The runs that watched any of [since, until), oldest first."""
+        rows = self._db.execute(
+            "SELECT started_at, last_at, ended_at, scope, learned FROM runs "
+            "WHERE started_at < ? AND COALESCE(ended_at, last_at) > ? ORDER BY started_at, id",
+            (until, since),
+        ).fetchall()
+        return [Run(a, b, c, scope, bool(learned)) for a, b, c, scope, learned in rows]
+
+    def first_result(self, check_id: str, since: float, until: float) -> ResultState | None:
+        """The check's first result in [since, until); a downsampled hour stands for its most
+        frequent severity from the hour's start (or `since`, if later)."""
+        raw = self._db.execute(
+            "SELECT site_id, link_id, started_at, severity FROM results "
+            "WHERE check_id = ? AND started_at >= ? AND started_at < ? "
+            "ORDER BY started_at LIMIT 1",
+            (check_id, since, until),
+        ).fetchone()
+        hourly = self._db.execute(
+            f"SELECT site_id, link_id, hour, {_HOURLY_SEVERITY} FROM results_hourly "
+            "WHERE check_id = ? AND hour > ? AND hour < ? ORDER BY hour LIMIT 1",
+            (check_id, since - HOUR, until),
+        ).fetchone()
+        found = [
+            ResultState(row[0], row[1], max(since, row[2]), Severity[row[3]])
+            for row in (raw, hourly)
+            if row is not None
+        ]
+        return min(found, key=lambda state: state.since, default=None)
+
     def result_states(self, at: float, until: float) -> dict[str, ResultState]:
         """Per check, the state its results show: the latest result at or before `at`, else its
         first one before `until`. Hourly rows count too, standing for their most frequent
@@ -659,6 +815,10 @@ class HistoryWriter:
 
     Maintenance (downsampling, retention) runs in the same thread every `maintenance_interval`
     and on `request_maintenance()`, one short transaction at a time between batches.
+
+    The writer records its run in `runs`: from `start()`, with `run_scope` (what the run
+    watches, as the caller's JSON), a heartbeat with every commit and at least every
+    `heartbeat` seconds, and its end at `close()`.
     """
 
     def __init__(
@@ -672,8 +832,14 @@ class HistoryWriter:
         on_acknowledged: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
         retry_delay: float = 1.0,
+        run_scope: str | None = None,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self.config = config
+        self._run_scope = run_scope
+        self._heartbeat = heartbeat
+        self._run_id: int | None = None  # recorded with the first commit: start() takes no lock
+        self._started_at = 0.0
         self._max_batch = max_batch
         self._max_delay = max_delay
         self._capacity = capacity
@@ -802,10 +968,16 @@ class HistoryWriter:
             self._open_error = exc
             self._opened.set()
             return
+        self._started_at = self._clock()
         self._opened.set()
         try:
             self._loop(store)
         finally:
+            try:
+                store.end_run(self._run_of(store), self._clock())
+            except sqlite3.Error as exc:
+                # The last heartbeat stands for its end: a report counts no more than that.
+                log.error("history: cannot record the end of this run: %s", exc)
             store.close()
             with self._lock:
                 self._lock.notify_all()
@@ -815,8 +987,11 @@ class HistoryWriter:
         next_maintenance = self._clock()
         steps: Generator[None, None, MaintenanceStats] | None = None
         waiters: list[concurrent.futures.Future[MaintenanceStats]] = []
+        next_heartbeat = self._clock() + self._heartbeat
         while True:
-            batch = self._take_batch(busy=steps is not None, next_maintenance=next_maintenance)
+            batch = self._take_batch(
+                busy=steps is not None, wake_at=min(next_maintenance, next_heartbeat)
+            )
             if batch is None:
                 with self._lock:
                     waiters += self._maintenance_waiters
@@ -824,8 +999,9 @@ class HistoryWriter:
                     waiter.cancel()
                 return
             results, events = batch
-            if results or events:
+            if results or events or self._clock() >= next_heartbeat:
                 self._store(store, results, events)
+                next_heartbeat = self._clock() + self._heartbeat
             with self._lock:
                 if self._maintenance_requested:
                     self._maintenance_requested = False
@@ -854,10 +1030,16 @@ class HistoryWriter:
                         waiter.set_exception(HistoryError(f"maintenance failed: {exc}"))
                     waiters = []
 
+    def _run_of(self, store: HistoryStore) -> int:
+        if self._run_id is None:
+            self._run_id = store.start_run(self._started_at, self._run_scope)
+        return self._run_id
+
     def _take_batch(
-        self, busy: bool, next_maintenance: float
+        self, busy: bool, wake_at: float
     ) -> tuple[list[ProbeResult], list[Event]] | None:
-        """The next batch to write; an empty one when maintenance wants a turn; None to stop."""
+        """The next batch to write; an empty one when maintenance or the heartbeat wants a
+        turn (at `wake_at`); None to stop."""
         with self._lock:
             if not busy:
                 self._lock.wait_for(
@@ -867,7 +1049,7 @@ class HistoryWriter:
                         or self._stopping
                         or self._maintenance_requested
                     ),
-                    timeout=max(0.0, next_maintenance - self._clock()),
+                    timeout=max(0.0, wake_at - self._clock()),
                 )
             if (self._results or self._events) and not self._stopping:
                 # Give a trickle up to max_delay to become a batch: one commit, not hundreds.
@@ -893,7 +1075,7 @@ class HistoryWriter:
         failing = False
         while True:
             try:
-                store.write(results, events)
+                store.write(results, events, heartbeat=(self._run_of(store), self._clock()))
                 break
             except sqlite3.Error as exc:
                 if not failing:

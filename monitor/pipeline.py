@@ -19,6 +19,7 @@ from monitor.events import Event
 from monitor.history import HistoryStore, HistoryWriter
 from monitor.inventory import Check, Inventory
 from monitor.model import ProbeResult
+from monitor.run_scope import scope_of
 from monitor.scheduler import Scheduler
 from monitor.state import (
     PENDING,
@@ -180,7 +181,11 @@ class Monitor:
         )
         resilience = inventory.resilience
         self._writer = (
-            HistoryWriter(resilience.history, on_acknowledged=self._acknowledged)
+            HistoryWriter(
+                resilience.history,
+                on_acknowledged=self._acknowledged,
+                run_scope=scope_of(self._topology, resilience.maintenance).to_json(),
+            )
             if history
             else None
         )

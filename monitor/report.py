@@ -1,17 +1,25 @@
-"""`commwatch report`: availability per check, link and group, from the history store.
+"""`commwatch report`: availability per group, link and check, from the history store.
 
-Time in each state comes from the stored HARD events of each subject: the state at the start of
-the window is the `after` of its last event before the window, else the `before` of its first
-event in the window (unless that is a first state, from PENDING: then nothing is known before
-it); a check (or link) with no events at all takes the state its stored results
-show. Time under maintenance is left out of every figure.
+The states are the state engine's own: the HARD events it stored for every check, link and group
+(first states included, from PENDING). So the report shows what the live view showed, judged by
+the same rules (`availability_from`, `min_up`): it never works a link or group out a second time.
 
-Outages are spans in an outage state: CRIT for a check, DOWN for a group, and for a link either
-(its state is the worst severity of its checks by default, or DOWN). Their duration runs from
-when they began, even before the window, to recovery, less any maintenance; the mean time to
-recover averages the outages that recovered within the window. Availability is the share of the
-observed time (not under maintenance, state known) spent neither in an outage nor UNKNOWN:
-not knowing is not counted as being available.
+Only observed time counts. commwatch was watching during its runs (history records each one and
+what it watched; runs from before that are learned from the results): time outside every run is
+not observed, and so is time in a run before a subject's first state. At a run's start a subject
+has the state it had before (the engine restores it), unless the run's first event for it comes
+from PENDING: it was evaluated afresh and is not known until that event. Time in a maintenance
+window (those each run had in force, and the INVENTORY's) is left out of every figure.
+
+History written before first states were events: a subject whose first event in a run does not
+come from PENDING had that event's `before` from its first result in the run (a check) or the
+run's start; a check with no events at all has the state of its first result in each run.
+
+Outages are spans in an outage state: CRIT for a check, DOWN for a link or group. One lasts from
+when it began, even before the period, until the subject is seen out of it; a gap in watching
+does not end it, but its duration counts observed time only, less maintenance, and one wholly
+under maintenance is none. The mean time to recover averages the outages that ended in the
+period. Availability is the share of observed time spent neither in an outage nor UNKNOWN.
 """
 
 from __future__ import annotations
@@ -23,33 +31,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import PENDING, Event, EventKind, Subject
-from monitor.history import HistoryStore, ResultState
+from monitor.events import Event, EventKind, Subject
+from monitor.history import HistoryStore, Run, merge_spans
 from monitor.model import Severity
 from monitor.output import iso_time
+from monitor.run_scope import RunScope, Watched
+from monitor.state import PENDING
 from monitor.text import printable, spreadsheet_cell
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMATS = ("table", "json", "csv")
 OUTAGE_STATES: Mapping[Subject, frozenset[str]] = {
-    Subject.CHECK: frozenset({"CRIT"}),
-    Subject.LINK: frozenset({"CRIT", "DOWN"}),
+    Subject.CHECK: frozenset({Severity.CRIT.name}),
+    Subject.LINK: frozenset({"DOWN"}),
     Subject.GROUP: frozenset({"DOWN"}),
 }
 UNKNOWN_STATE = Severity.UNKNOWN.name
 # The order states are listed in; others (from a later state engine) follow alphabetically.
-_STATE_ORDER = ("OK", "WARN", "CRIT", "UNKNOWN", "RESILIENT", "DEGRADED", "AT RISK", "DOWN")
+_STATE_ORDER = ("OK", "WARN", "CRIT", "UNKNOWN", "UP", "DOWN", "RESILIENT", "DEGRADED", "AT RISK")
 _SUBJECT_ORDER = {Subject.GROUP: 0, Subject.LINK: 1, Subject.CHECK: 2}
 
-# (subject_id, start, end): the caller's maintenance windows, already resolved to intervals.
-MaintenanceWindow = tuple[str, float, float]
+Span = tuple[float, float]
+Key = tuple[Subject, str]
 
 
 @dataclass(frozen=True)
 class Outage:
-    start: float  # may lie before the window
-    end: float | None  # None: still going at the end of the window
-    duration_s: float  # start to end (or the window's end), less maintenance
+    start: float  # may lie before the period
+    end: float | None  # None: still going when last seen
+    duration_s: float  # observed time in it, less maintenance (before the period too)
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,11 @@ class SubjectAvailability:
     subject_id: str
     site_id: str
     source: str  # "events", "results" or "none": where its states came from
-    time_in_state: Mapping[str, float]  # seconds in the window, outside maintenance
+    time_in_state: Mapping[str, float]  # observed seconds in the period, outside maintenance
     maintenance_s: float
-    no_data_s: float  # before anything was known about it
+    not_observed_s: float  # outside maintenance: commwatch not running, or no state yet
     outages: tuple[Outage, ...]
-    state_at_end: str | None
+    last_state: str | None  # the last state seen in the period
 
     @property
     def observed_s(self) -> float:
@@ -70,7 +80,7 @@ class SubjectAvailability:
 
     @property
     def outage_s(self) -> float:
-        """Time in an outage state within the window."""
+        """Time in an outage state within the period."""
         outage_states = OUTAGE_STATES[self.subject]
         return sum(s for state, s in self.time_in_state.items() if state in outage_states)
 
@@ -93,132 +103,172 @@ class AvailabilityReport:
     since: float
     until: float
     database: str
-    subjects: tuple[SubjectAvailability, ...]  # groups, then links, then checks
+    runs: int  # runs that watched some of the period
+    watched_s: float  # how much of the period commwatch was watching
+    subjects: tuple[SubjectAvailability, ...]  # per site: groups, then links, then checks
 
 
 # --- intervals -----------------------------------------------------------------------------
 
 
-def _merge(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for start, end in sorted(i for i in intervals if i[1] > i[0]):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
+def _covered(start: float, end: float, spans: Sequence[Span]) -> float:
+    """How much of [start, end) the (merged) spans cover."""
+    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in spans)
 
 
-def _covered(start: float, end: float, intervals: Sequence[tuple[float, float]]) -> float:
-    """How much of [start, end) the (merged) intervals cover."""
-    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in intervals)
+def _outside(start: float, end: float, spans: Sequence[Span]) -> float:
+    return max(0.0, end - start) - _covered(start, end, spans)
 
 
-def _outside(start: float, end: float, intervals: Sequence[tuple[float, float]]) -> float:
-    return max(0.0, end - start) - _covered(start, end, intervals)
-
-
-# --- building ------------------------------------------------------------------------------
+# --- timelines -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Timeline:
-    source: str
-    known_from: float  # when the first state begins (the window's start, or later)
-    initial: str | None
-    outage_began: float | None  # when an outage under way at known_from began, if known
-    changes: tuple[tuple[float, str], ...]  # (at, state after) within the window
+class _Segment:
+    start: float
+    end: float
+    state: str
+
+
+@dataclass(frozen=True)
+class _ScopedRun:
+    start: float
+    end: float
+    scope: RunScope | None  # None: not known what it watched (anything with events did)
+    watched: frozenset[Key] | None
+
+
+def _scoped_runs(runs: Iterable[Run], inventory: RunScope | None) -> list[_ScopedRun]:
+    scoped = []
+    for run in runs:
+        scope = RunScope.from_json(run.scope) if run.scope else None
+        scope = scope or inventory  # a learned (or unreadable) run: the inventory's, if given
+        watched = (
+            None if scope is None else frozenset((w.subject, w.subject_id) for w in scope.subjects)
+        )
+        scoped.append(_ScopedRun(run.started_at, run.end, scope, watched))
+    return scoped
 
 
 def _timeline(
-    subject: Subject,
-    site_link: tuple[str, str] | None,
-    subject_id: str,
+    key: Key,
+    runs: Sequence[_ScopedRun],
     prior: Event | None,
     events: Sequence[Event],
-    results: Mapping[str, ResultState],
-    since: float,
-) -> _Timeline:
-    changes = tuple((e.at, e.after) for e in events)
-    if prior is not None:
-        return _Timeline("events", since, prior.after, prior.at, changes)
-    if events and events[0].before == PENDING:  # nothing was known before its first state
-        return _Timeline("events", events[0].at, events[0].after, None, changes[1:])
-    if events:
-        return _Timeline("events", since, events[0].before, None, changes)
-    if subject is Subject.CHECK:
-        members = [results[subject_id]] if subject_id in results else []
-    elif subject is Subject.LINK and site_link is not None:
-        # A link's default rule: the worst severity of its checks.
-        members = [r for r in results.values() if (r.site_id, r.link_id) == site_link]
-    else:
-        members = []
-    if not members:
-        return _Timeline("none", since, None, None, ())
-    worst = Severity.worst(r.severity for r in members)
-    return _Timeline("results", max(since, min(r.since for r in members)), worst.name, None, ())
+    store: HistoryStore,
+) -> tuple[list[_Segment], str]:
+    """The subject's observed states, run by run, and where they came from."""
+    subject, subject_id = key
+    state = None if prior is None or prior.after == PENDING else prior.after
+    segments: list[_Segment] = []
+    source = "none"
+    position = 0
+    for run in runs:
+        while position < len(events) and events[position].at < run.start:
+            state = _after(events[position])  # recorded between runs (learned ones)
+            position += 1
+        in_run = []
+        while position < len(events) and events[position].at < run.end:
+            in_run.append(events[position])
+            position += 1
+        if run.watched is not None and key not in run.watched:
+            continue
+        first = in_run[0] if in_run else None
+        current: str | None = None
+        known_from = run.start
+        if first is not None and first.before == PENDING:
+            known_from = first.at  # evaluated afresh: nothing known before its first state
+        elif state is not None:
+            current = state  # restored, as the engine restores it
+        elif first is not None:  # written before first states were events
+            current = first.before
+            if subject is Subject.CHECK:
+                found = store.first_result(subject_id, run.start, run.end)
+                known_from = run.start if found is None else found.since
+        elif subject is Subject.CHECK:  # no events at all: its results say
+            found = store.first_result(subject_id, run.start, run.end)
+            if found is not None:
+                current, known_from, source = found.severity.name, found.since, "results"
+        for event in in_run:
+            if current is not None and event.at > known_from:
+                segments.append(_Segment(known_from, event.at, current))
+            current, known_from = _after(event), max(known_from, event.at)
+            source = "events"
+        if current is not None and run.end > known_from:
+            segments.append(_Segment(known_from, run.end, current))
+        if in_run:
+            state = _after(in_run[-1])
+    if source == "none" and segments:
+        source = "events"
+    return segments, source
+
+
+def _after(event: Event) -> str | None:
+    return None if event.after == PENDING else event.after
 
 
 def _availability(
-    subject: Subject,
-    subject_id: str,
-    site_id: str,
-    timeline: _Timeline,
-    maintenance: Sequence[tuple[float, float]],
+    watched: Watched,
+    segments: Sequence[_Segment],
+    source: str,
+    maintenance: Sequence[Span],
     since: float,
     until: float,
 ) -> SubjectAvailability:
-    window_maintenance = _covered(since, until, maintenance)
-    if timeline.initial is None:
-        return SubjectAvailability(
-            subject,
-            subject_id,
-            site_id,
-            timeline.source,
-            {},
-            window_maintenance,
-            _outside(since, until, maintenance),
-            (),
-            None,
-        )
-    outage_states = OUTAGE_STATES[subject]
+    outage_states = OUTAGE_STATES[watched.subject]
     time_in_state: dict[str, float] = {}
     outages: list[Outage] = []
-    state = timeline.initial
-    began = timeline.known_from
-    outage_start = (
-        (timeline.outage_began or timeline.known_from) if state in outage_states else None
-    )
+    outage_start: float | None = None
+    outage_time = 0.0
 
-    def close_outage(end: float | None) -> None:
-        assert outage_start is not None
-        duration = _outside(outage_start, until if end is None else end, maintenance)
-        if duration > 0:  # an outage wholly under maintenance is not one
-            outages.append(Outage(outage_start, end, duration))
+    def close(end: float | None) -> None:
+        if outage_start is not None and outage_time > 0 and (end is None or end > since):
+            outages.append(Outage(outage_start, end, outage_time))
 
-    for at, after in (*timeline.changes, (until, None)):
-        time_in_state[state] = time_in_state.get(state, 0.0) + _outside(began, at, maintenance)
-        if after is None:
+    for segment in segments:
+        if segment.start >= until:
             break
-        if outage_start is None and after in outage_states:
-            outage_start = at
-        elif outage_start is not None and after not in outage_states:
-            close_outage(at)
+        end = min(segment.end, until)
+        inside = _outside(max(segment.start, since), end, maintenance)
+        if inside > 0:
+            time_in_state[segment.state] = time_in_state.get(segment.state, 0.0) + inside
+        if segment.state in outage_states:
+            if outage_start is None:
+                outage_start, outage_time = segment.start, 0.0
+            outage_time += _outside(segment.start, end, maintenance)
+        elif outage_start is not None:
+            close(segment.start)
             outage_start = None
-        state, began = after, at
-    if outage_start is not None:
-        close_outage(None)
+    close(None)
+    maintenance_s = _covered(since, until, maintenance)
+    observed = sum(time_in_state.values())
+    last = next((s.state for s in reversed(segments) if s.start < until and s.end > since), None)
     return SubjectAvailability(
-        subject,
-        subject_id,
-        site_id,
-        timeline.source,
-        {s: t for s, t in time_in_state.items() if t > 0},
-        window_maintenance,
-        _outside(since, timeline.known_from, maintenance),
+        watched.subject,
+        watched.subject_id,
+        watched.site_id,
+        source,
+        time_in_state,
+        maintenance_s,
+        max(0.0, until - since - maintenance_s - observed),
         tuple(outages),
-        state,
+        last,
     )
+
+
+def _read_from(store: HistoryStore, since: float) -> float:
+    """How far back to read so that every outage under way at `since` is followed from when
+    it began: the earliest event of its unbroken run of outage states."""
+    start = since
+    for last in store.last_events_before(since):
+        outage_states = OUTAGE_STATES[last.subject]
+        if last.after not in outage_states:
+            continue
+        for event in store.subject_events_before(last.subject, last.subject_id, since):
+            if event.after not in outage_states:
+                break
+            start = min(start, event.at)
+    return start
 
 
 def build_report(
@@ -226,60 +276,58 @@ def build_report(
     *,
     since: float,
     until: float,
-    maintenance: Iterable[MaintenanceWindow] = (),
-    subjects: Iterable[tuple[Subject, str, str]] = (),
+    inventory: RunScope | None = None,
     generated_at: float | None = None,
 ) -> AvailabilityReport:
-    """Availability of every subject with stored events or results in [since, until), plus
-    `subjects` ((subject, subject_id, site_id), e.g. from the inventory) that have none."""
-    events = store.events_since(since, until, kinds=[EventKind.HARD])
-    prior = {(e.subject, e.subject_id): e for e in store.last_events_before(since)}
-    results = store.result_states(since, until)
-    by_subject: dict[tuple[Subject, str], list[Event]] = {}
-    sites: dict[tuple[Subject, str], str] = {}
-    for event in (*prior.values(), *events):
-        sites[(event.subject, event.subject_id)] = event.site_id
-    for event in events:
-        by_subject.setdefault((event.subject, event.subject_id), []).append(event)
-    links: dict[str, tuple[str, str]] = {}
-    for check_id, state in results.items():
-        sites.setdefault((Subject.CHECK, check_id), state.site_id)
-        link_id = f"{state.site_id}/{state.link_id}"
-        sites.setdefault((Subject.LINK, link_id), state.site_id)
-        links[link_id] = (state.site_id, state.link_id)
-    for subject, subject_id, site_id in subjects:
-        sites.setdefault((subject, subject_id), site_id)
-    windows: dict[str, list[tuple[float, float]]] = {}
-    for subject_id, start, end in maintenance:
-        windows.setdefault(subject_id, []).append((start, end))
-    report = []
-    for key in sorted(sites, key=lambda k: (sites[k], _SUBJECT_ORDER[k[0]], k[1])):
-        subject, subject_id = key
-        timeline = _timeline(
-            subject,
-            links.get(subject_id),
-            subject_id,
-            prior.get(key),
-            by_subject.get(key, []),
-            results,
-            since,
-        )
-        report.append(
-            _availability(
-                subject,
-                subject_id,
-                sites[key],
-                timeline,
-                _merge(windows.get(subject_id, [])),
-                since,
-                until,
+    """Availability in [since, until) of every subject the runs of that period watched, plus
+    the inventory's (when given: its maintenance windows count too, and it stands for what a
+    run learned from old results watched)."""
+    start = _read_from(store, since)
+    prior = {(e.subject, e.subject_id): e for e in store.last_events_before(start)}
+    runs = _scoped_runs(store.runs(start, until), inventory)
+    events: dict[Key, list[Event]] = {}
+    for event in store.events_since(start, until, kinds=[EventKind.HARD]):
+        events.setdefault((event.subject, event.subject_id), []).append(event)
+    in_period = [r for r in runs if r.end > since]
+    subjects: dict[Key, Watched] = {}
+    for scope in [*(r.scope for r in in_period), inventory]:
+        for w in scope.subjects if scope is not None else ():
+            subjects.setdefault((w.subject, w.subject_id), w)
+    for key, found in events.items():
+        if any(e.at >= since for e in found):
+            subjects.setdefault(key, Watched(*key, found[-1].site_id))
+    if any(r.scope is None for r in in_period):
+        # Nothing says what these runs watched: what they left behind does.
+        for key, event in prior.items():
+            subjects.setdefault(key, Watched(*key, event.site_id))
+        for check_id, result in store.result_states(since, until).items():
+            subjects.setdefault(
+                (Subject.CHECK, check_id), Watched(Subject.CHECK, check_id, result.site_id)
             )
+    report = []
+    for key in sorted(subjects, key=lambda k: (subjects[k].site_id, _SUBJECT_ORDER[k[0]], k[1])):
+        watched = subjects[key]
+        segments, source = _timeline(key, runs, prior.get(key), events.get(key, []), store)
+        maintenance = merge_spans(
+            [
+                *(
+                    span
+                    for run in runs
+                    if run.scope is not None
+                    for span in run.scope.maintenance(watched, run.start, run.end)
+                ),
+                *(inventory.maintenance(watched, start, until) if inventory else ()),
+            ]
         )
+        report.append(_availability(watched, segments, source, maintenance, since, until))
+    watched_spans = merge_spans((max(r.start, since), min(r.end, until)) for r in in_period)
     return AvailabilityReport(
         until if generated_at is None else generated_at,
         since,
         until,
         str(store.path),
+        len(in_period),
+        _covered(since, until, watched_spans),
         tuple(report),
     )
 
@@ -310,36 +358,56 @@ def _states(report: AvailabilityReport) -> list[str]:
     return known + sorted(seen - set(known))
 
 
-def _pct(value: float | None) -> str:
-    return "no data" if value is None else f"{value:.3f}%"
+def _pct(value: float | None, none: str = "no data") -> str:
+    return none if value is None else f"{value:.3f}%"
+
+
+def _observed_pct(report: AvailabilityReport, s: SubjectAvailability) -> float | None:
+    period = report.until - report.since - s.maintenance_s
+    return None if period <= 0 else 100.0 * s.observed_s / period
 
 
 def render_table(report: AvailabilityReport) -> str:
-    header = ["SUBJECT", "ID", "AVAILABLE", "OUTAGES", "DOWNTIME", "MTTR", "NOW", "TIME IN STATE"]
+    header = [
+        "SUBJECT",
+        "ID",
+        "AVAILABLE",
+        "OBSERVED",
+        "OUTAGES",
+        "DOWNTIME",
+        "MTTR",
+        "LAST",
+        "TIME IN STATE",
+    ]
     rows = []
     for s in report.subjects:
         shares = ", ".join(
-            f"{state} {100 * s.time_in_state[state] / s.observed_s:.1f}%"
+            f"{printable(state)} {100 * s.time_in_state[state] / s.observed_s:.1f}%"
             for state in _states(report)
             if state in s.time_in_state
         )
         rows.append(
             [
                 str(s.subject),
-                # From the history database: not necessarily written by this inventory.
                 printable(s.subject_id),
                 _pct(s.availability_pct),
+                "-" if (observed := _observed_pct(report, s)) is None else f"{observed:.1f}%",
                 str(len(s.outages)) + ("+" if s.outages and s.outages[-1].end is None else ""),
                 span(s.outage_s),
                 span(s.mttr_s),
-                s.state_at_end or "-",
+                printable(s.last_state or "-"),
                 shares,
             ]
         )
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    period = report.until - report.since
+    watched = 100.0 * report.watched_s / period if period > 0 else 0.0
     lines = [
         f"Availability {iso_time(report.since)} .. {iso_time(report.until)} "
-        f"({span(report.until - report.since)}) from {report.database}",
+        f"({span(period)}) from {printable(report.database)}",
+        f"commwatch was watching for {span(report.watched_s)} of it ({watched:.1f}%, "
+        f"{report.runs} run{'' if report.runs == 1 else 's'}); the rest is not observed and "
+        "counts neither for nor against anything.",
         "",
     ]
     lines += [
@@ -347,7 +415,12 @@ def render_table(report: AvailabilityReport) -> str:
     ]
     if not rows:
         lines.append("(nothing recorded in this period)")
-    lines += ["", "OUTAGES: a trailing + means one is still going. MTTR: mean time to recover."]
+    lines += [
+        "",
+        "AVAILABLE: share of the observed time neither in an outage nor UNKNOWN. OBSERVED: share "
+        "of the period (less maintenance) with a known state. OUTAGES: a trailing + means one is "
+        "still going. MTTR: mean time to recover.",
+    ]
     return "\n".join(lines)
 
 
@@ -367,6 +440,7 @@ def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
         "until": iso_time(report.until),
         "window_s": _seconds(report.until - report.since),
         "database": report.database,
+        "watching": {"runs": report.runs, "watched_s": _seconds(report.watched_s)},
         "summary": {
             "subjects": len(report.subjects),
             "groups": counts[Subject.GROUP],
@@ -383,7 +457,7 @@ def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
                 "source": s.source,
                 "observed_s": _seconds(s.observed_s),
                 "maintenance_s": _seconds(s.maintenance_s),
-                "no_data_s": _seconds(s.no_data_s),
+                "not_observed_s": _seconds(s.not_observed_s),
                 "time_in_state": {
                     state: _seconds(s.time_in_state[state])
                     for state in _states(report)
@@ -392,7 +466,7 @@ def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
                 "availability_pct": None
                 if s.availability_pct is None
                 else round(s.availability_pct, 4),
-                "state_at_end": s.state_at_end,
+                "last_state": s.last_state,
                 "outages": {
                     "count": len(s.outages),
                     "downtime_s": _seconds(s.outage_s),
@@ -424,13 +498,13 @@ def render_csv(report: AvailabilityReport) -> str:
             "source",
             "observed_s",
             "maintenance_s",
-            "no_data_s",
+            "not_observed_s",
             "availability_pct",
             "outages",
             "downtime_s",
             "mttr_s",
-            "state_at_end",
-            *(f"{state.lower().replace(' ', '_')}_s" for state in states),
+            "last_state",
+            *(spreadsheet_cell(f"{state.lower().replace(' ', '_')}_s") for state in states),
         ]
     )
 
@@ -446,12 +520,12 @@ def render_csv(report: AvailabilityReport) -> str:
                 s.source,
                 cell(s.observed_s),
                 cell(s.maintenance_s),
-                cell(s.no_data_s),
+                cell(s.not_observed_s),
                 "" if s.availability_pct is None else f"{s.availability_pct:.4f}",
                 len(s.outages),
                 cell(s.outage_s),
                 cell(s.mttr_s),
-                s.state_at_end or "",
+                spreadsheet_cell(s.last_state or ""),
                 *(cell(s.time_in_state.get(state, 0.0)) for state in states),
             ]
         )

@@ -78,7 +78,7 @@ def test_a_new_store_is_in_wal_mode_with_its_schema_version(config):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("SELECT value FROM meta WHERE key = 'history.schema_version'").fetchone()
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"results", "results_hourly", "events", "meta"} <= tables
+    assert {"results", "results_hourly", "events", "runs", "meta"} <= tables
 
 
 def test_a_reader_does_not_create_a_missing_store(config):
@@ -436,6 +436,48 @@ def test_the_writer_runs_maintenance_on_demand_with_its_clock(config):
     assert count(config.path, "results_hourly") == 0
 
 
+# --- runs ----------------------------------------------------------------------------------
+
+
+def test_the_writer_records_its_run_with_a_heartbeat_while_idle_and_its_end(config):
+    clock = [NOW]
+    writer = HistoryWriter(
+        config, clock=lambda: clock[0], max_delay=0.0, run_scope='{"x": 1}', heartbeat=0.05
+    )
+    writer.start()
+    seq = writer.add_result(result(NOW))
+    assert seq is not None and writer.wait_acknowledged(seq, timeout=5)
+    with HistoryStore(config.path) as store:
+        (run,) = store.runs(0, NOW + DAY)
+    assert (run.started_at, run.last_at, run.ended_at, run.scope) == (NOW, NOW, None, '{"x": 1}')
+    clock[0] = NOW + 30  # nothing to write: the heartbeat alone says it is still watching
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with HistoryStore(config.path) as store:
+            (run,) = store.runs(0, NOW + DAY)
+        if run.last_at == NOW + 30:
+            break
+        time.sleep(0.02)
+    assert run.last_at == NOW + 30
+    clock[0] = NOW + 40
+    writer.close()
+    with HistoryStore(config.path) as store:
+        (run,) = store.runs(0, NOW + DAY)
+        assert (run.ended_at, run.end) == (NOW + 40, NOW + 40)
+        assert store.runs(NOW + 41, NOW + DAY) == []  # it watched nothing of that
+
+
+def test_retention_deletes_runs_that_ended_before_it(config):
+    with HistoryStore(config.path, create=True) as store:
+        old = store.start_run(NOW - 40 * DAY)
+        store.end_run(old, NOW - 35 * DAY)
+        recent = store.start_run(NOW - 40 * DAY)  # began long ago, still watching
+        store.write(heartbeat=(recent, NOW))
+        stats = store.maintain(NOW, HistoryConfig(path=config.path, retention=30 * DAY))
+        assert stats.deleted_runs == 1
+        assert [r.last_at for r in store.runs(0, NOW + 1)] == [NOW]
+
+
 # --- crash safety --------------------------------------------------------------------------
 
 
@@ -473,3 +515,10 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path):
     assert set(range(1, acknowledged + 1)) <= stored
     # Nothing unacknowledged is invented either: the store holds only what was sent.
     assert stored <= set(range(1, max(stored) + 1))
+    # The run it was: never ended, watching until its last commit, not a moment more.
+    with closing(sqlite3.connect(path)) as db:
+        (started, last, ended), *others = db.execute(
+            "SELECT started_at, last_at, ended_at FROM runs"
+        )
+    assert others == [] and ended is None
+    assert started < last <= time.time()

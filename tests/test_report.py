@@ -1,8 +1,10 @@
-"""`commwatch report`: exact figures on a constructed timeline in a real SQLite store, and the
+"""`commwatch report`: exact figures on constructed timelines in a real SQLite store (runs,
+events as the state engine stores them, results, maintenance), a real engine's history, and the
 command's output, formats, schema and exit codes."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -17,217 +19,432 @@ import jsonschema
 import pytest
 
 from monitor.events import Event, EventKind, Subject
-from monitor.history import HOUR, HistoryStore
+from monitor.history import HOUR, MIGRATIONS, HistoryStore
+from monitor.inventory import load_inventory
+from monitor.maintenance import Window
 from monitor.model import CheckRef, ProbeResult, Severity
+from monitor.pipeline import Monitor
 from monitor.report import Outage, build_report, render, span
+from monitor.run_scope import RunScope, Watched
 from tests.conftest import REPO
+from tests.peers.tcp_peers import accepting_listener, closed_port
 
 T0 = 1_800_000_000.0
 UNTIL = T0 + 10 * HOUR
 SCHEMA = json.loads((REPO / "monitor/schema/report.schema.json").read_text())
-
-
-def hard(at: float, subject: Subject, subject_id: str, before: str, after: str) -> Event:
-    return Event(at, subject, subject_id, "s", EventKind.HARD, before, after, "scripted")
+CHECK, LINK, GROUP = Subject.CHECK, Subject.LINK, Subject.GROUP
+PENDING = "PENDING"
 
 
 def h(hours: float) -> float:
     return T0 + hours * HOUR
 
 
-def ref(check: str, link: str = "l") -> CheckRef:
-    return CheckRef(f"s/{link}/{check}", "s", link, "tcp", "127.0.0.1:9", "127.0.0.1")
+def hard(at: float, subject: Subject, subject_id: str, before: str, after: str) -> Event:
+    site = subject_id.split("/", 1)[0] if subject is not GROUP else ""
+    return Event(at, subject, subject_id, site, EventKind.HARD, before, after, "scripted")
 
 
-CHECK = Subject.CHECK
-TIMELINE = [
-    # s/l/a: down since before the window, back at 1h; WARN 4h-5h, down 5h-6h, down from 9h on.
-    hard(h(-1), CHECK, "s/l/a", "OK", "CRIT"),
-    hard(h(1), CHECK, "s/l/a", "CRIT", "OK"),
-    hard(h(4), CHECK, "s/l/a", "OK", "WARN"),
-    hard(h(5), CHECK, "s/l/a", "WARN", "CRIT"),
-    hard(h(6), CHECK, "s/l/a", "CRIT", "OK"),
-    hard(h(9), CHECK, "s/l/a", "OK", "CRIT"),
-    hard(h(11), CHECK, "s/l/a", "CRIT", "OK"),  # after the window: not counted
-    # A soft deviation is not a state change.
-    Event(h(7), CHECK, "s/l/a", "s", EventKind.SOFT, "OK", "CRIT", "one refusal"),
-    # s/l/d: not knowing for two hours is not being available.
-    hard(h(5), CHECK, "s/l/d", "OK", "UNKNOWN"),
-    hard(h(7), CHECK, "s/l/d", "UNKNOWN", "OK"),
-    # The group: its state before the first event is that event's `before`.
-    hard(h(2), Subject.GROUP, "north", "RESILIENT", "AT RISK"),
-    hard(h(3), Subject.GROUP, "north", "AT RISK", "DOWN"),
-    hard(h(3.5), Subject.GROUP, "north", "DOWN", "DEGRADED"),
-    hard(h(8), Subject.GROUP, "north", "DEGRADED", "RESILIENT"),
-    hard(h(2), Subject.LINK, "s/l", "OK", "CRIT"),
-    hard(h(2.5), Subject.LINK, "s/l", "CRIT", "OK"),
-]
-RESULTS = [
-    # No events: the results say OK all along (the one before the window sets the start).
-    ProbeResult(ref("b"), h(-0.5), 1.0, Severity.OK),
-    ProbeResult(ref("b"), h(3), 1.0, Severity.OK),
-    # First seen at 2h: the two hours before are "no data".
-    ProbeResult(ref("c", "m"), h(2), 1.0, Severity.WARN),
-]
+def ref(check_id: str) -> CheckRef:
+    site, link, _ = check_id.split("/")
+    return CheckRef(check_id, site, link, "tcp", "127.0.0.1:9", "127.0.0.1")
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "history.sqlite3"
+def scope(*subjects: tuple[Subject, str], windows: tuple[Window, ...] = ()) -> str:
+    watched = [Watched(s, i, "" if s is GROUP else i.split("/", 1)[0]) for s, i in subjects]
+    return RunScope(tuple(watched), windows).to_json()
+
+
+def one_off(window_id: str, applies_to: str, start: float, end: float) -> Window:
+    return Window(window_id, (applies_to,), "UTC", start, end)
+
+
+def store_with(path: Path, runs=(), events=(), results=()) -> Path:
+    """A store holding `runs` ((start, end or None, last_at, scope JSON)), events, results."""
     with HistoryStore(path, create=True) as store:
-        store.write(RESULTS, TIMELINE)
+        store.write(results, events)
+        for start, end, last_at, run_scope in runs:
+            run_id = store.start_run(start, run_scope)
+            store.write(heartbeat=(run_id, last_at))
+            if end is not None:
+                store.end_run(run_id, end)
     return path
 
 
-def by_id(report):
-    return {s.subject_id: s for s in report.subjects}
+def report(path: Path, since: float = T0, until: float = UNTIL, **options):
+    with HistoryStore(path) as store:
+        return build_report(store, since=since, until=until, **options)
+
+
+def by_id(built):
+    return {s.subject_id: s for s in built.subjects}
+
+
+# --- the live view's states: the engine's own events -------------------------------------
+
+PSAP = (
+    (GROUP, "psap"),
+    (LINK, "psap/fibre"),
+    (LINK, "psap/lte"),
+    (CHECK, "psap/fibre/router"),
+    (CHECK, "psap/lte/router"),
+    (CHECK, "psap/lte/webui"),
+)
+
+
+def test_a_backup_link_whose_deciding_checks_were_ok_is_up_whatever_its_other_checks_said(
+    tmp_path,
+):
+    """lte's availability_from is its router: the web UI's bad certificate (CRIT all along)
+    is a finding, not an outage. The engine judged the link UP and stored that, first state
+    included; the report shows what the live view showed, not the worst of the link's checks."""
+    events = [
+        hard(h(0), CHECK, "psap/fibre/router", PENDING, "OK"),
+        hard(h(0), CHECK, "psap/lte/router", PENDING, "OK"),
+        hard(h(0), CHECK, "psap/lte/webui", PENDING, "CRIT"),
+        hard(h(0), LINK, "psap/fibre", PENDING, "UP"),
+        hard(h(0), LINK, "psap/lte", PENDING, "UP"),
+        hard(h(0), GROUP, "psap", PENDING, "RESILIENT"),
+        hard(h(6), CHECK, "psap/fibre/router", "OK", "CRIT"),
+        hard(h(6), LINK, "psap/fibre", "UP", "DOWN"),
+        hard(h(6), GROUP, "psap", "RESILIENT", "AT RISK"),
+        hard(h(7), CHECK, "psap/fibre/router", "CRIT", "OK"),
+        hard(h(7), LINK, "psap/fibre", "DOWN", "UP"),
+        hard(h(7), GROUP, "psap", "AT RISK", "RESILIENT"),
+    ]
+    results = [ProbeResult(ref("psap/lte/webui"), h(i), 1.0, Severity.CRIT) for i in range(10)]
+    path = store_with(tmp_path / "h.sqlite3", [(h(0), UNTIL, UNTIL, scope(*PSAP))], events, results)
+    subjects = by_id(report(path))
+    lte = subjects["psap/lte"]
+    assert (lte.source, lte.time_in_state, lte.availability_pct) == (
+        "events",
+        {"UP": 10 * HOUR},
+        100,
+    )
+    assert lte.last_state == "UP" and lte.outages == ()
+    assert subjects["psap/lte/webui"].availability_pct == 0
+    fibre = subjects["psap/fibre"]
+    assert fibre.time_in_state == {"UP": 9 * HOUR, "DOWN": HOUR}
+    assert fibre.outages == (Outage(h(6), h(7), HOUR),) and fibre.mttr_s == HOUR
+    psap = subjects["psap"]
+    assert psap.subject is GROUP
+    assert psap.time_in_state == {"RESILIENT": 9 * HOUR, "AT RISK": HOUR}
+    assert psap.availability_pct == 100  # at risk is still up
+    assert [s.subject for s in report(path).subjects] == [GROUP, LINK, LINK, CHECK, CHECK, CHECK]
+
+
+def test_a_check_critical_for_its_whole_run_is_0_percent_available_not_99(tmp_path):
+    """Monitoring began an hour before the end of a 7-day period: the six days and 23 hours
+    before it are not observed, and count neither way."""
+    until = T0 + 7 * 24 * HOUR
+    began = until - HOUR
+    path = store_with(
+        tmp_path / "h.sqlite3",
+        [(began, None, until, scope((CHECK, "s/l/dead")))],
+        [hard(began + 5, CHECK, "s/l/dead", PENDING, "CRIT")],
+        [ProbeResult(ref("s/l/dead"), began + 5, 1.0, Severity.CRIT)],
+    )
+    dead = by_id(report(path, since=T0, until=until))["s/l/dead"]
+    assert dead.availability_pct == 0
+    assert dead.observed_s == HOUR - 5
+    assert dead.not_observed_s == 7 * 24 * HOUR - (HOUR - 5)
+    assert dead.outages == (Outage(began + 5, None, HOUR - 5),)
+
+
+def test_time_when_commwatch_was_not_running_is_not_observed_and_an_outage_spans_it(tmp_path):
+    """Run 1 0h-2h, run 2 5h-10h. The check went down at 1h; run 2 restored it CRIT and it
+    recovered at 6h: one outage of 2 observed hours. The link was evaluated afresh in run 2
+    (its first event there comes from PENDING): unknown until then."""
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        hard(h(0), LINK, "s/l", PENDING, "UP"),
+        hard(h(1), CHECK, "s/l/c", "OK", "CRIT"),
+        hard(h(1), LINK, "s/l", "UP", "DOWN"),
+        hard(h(5.5), LINK, "s/l", PENDING, "DOWN"),
+        hard(h(6), CHECK, "s/l/c", "CRIT", "OK"),
+        hard(h(6), LINK, "s/l", "DOWN", "UP"),
+    ]
+    watched = scope((LINK, "s/l"), (CHECK, "s/l/c"))
+    runs = [(h(0), h(2), h(2), watched), (h(5), None, h(10), watched)]
+    path = store_with(tmp_path / "h.sqlite3", runs, events)
+    built = report(path)
+    assert (built.runs, built.watched_s) == (2, 7 * HOUR)
+    c = by_id(built)["s/l/c"]
+    assert c.time_in_state == {"OK": 5 * HOUR, "CRIT": 2 * HOUR}
+    assert c.not_observed_s == 3 * HOUR
+    assert c.outages == (Outage(h(1), h(6), 2 * HOUR),)
+    assert c.mttr_s == 2 * HOUR
+    link = by_id(built)["s/l"]
+    assert link.time_in_state == {"UP": 5 * HOUR, "DOWN": 1.5 * HOUR}
+    assert link.not_observed_s == 3.5 * HOUR
+    assert link.outages == (Outage(h(1), h(6), 1.5 * HOUR),)
+
+
+def test_a_period_starting_before_monitoring_began_counts_from_the_first_state(tmp_path):
+    path = store_with(
+        tmp_path / "h.sqlite3",
+        [(h(3), None, h(10), scope((CHECK, "s/l/c")))],
+        [hard(h(3.25), CHECK, "s/l/c", PENDING, "OK")],
+    )
+    c = by_id(report(path))["s/l/c"]
+    assert (c.time_in_state, c.availability_pct) == ({"OK": 6.75 * HOUR}, 100)
+    assert c.not_observed_s == 3.25 * HOUR  # before the run, and PENDING within it
+
+
+def test_an_outage_begun_before_the_period_and_still_open_at_its_end(tmp_path):
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        hard(h(1), CHECK, "s/l/c", "OK", "CRIT"),
+        # Announced once nothing held it any more (before == after): still the same outage.
+        Event(h(2), CHECK, "s/l/c", "s", EventKind.HARD, "CRIT", "CRIT", "confirmed"),
+    ]
+    path = store_with(
+        tmp_path / "h.sqlite3", [(h(0), None, h(10), scope((CHECK, "s/l/c")))], events
+    )
+    c = by_id(report(path, since=h(4)))["s/l/c"]
+    assert c.time_in_state == {"CRIT": 6 * HOUR}
+    assert c.outages == (Outage(h(1), None, 9 * HOUR),)  # followed from when it began
+    assert c.mttr_s is None and c.last_state == "CRIT"
+    assert "1+" in render(report(path, since=h(4)), "table")
 
 
 def test_time_before_a_first_state_is_no_data_not_a_state(tmp_path):
-    """A subject first known at 4h (its first event is from PENDING) was not observed before."""
-    path = tmp_path / "history.sqlite3"
-    with HistoryStore(path, create=True) as store:
-        store.write(
-            (),
-            [
-                hard(h(4), Subject.GROUP, "south", "PENDING", "AT RISK"),
-                hard(h(6), Subject.GROUP, "south", "AT RISK", "DOWN"),
-            ],
-        )
-        south = by_id(build_report(store, since=T0, until=UNTIL))["south"]
+    """A subject first known at 4h (its first event is from PENDING) was not observed before,
+    though commwatch was watching (a run that did not say what it watched)."""
+    events = [
+        hard(h(4), GROUP, "south", PENDING, "AT RISK"),
+        hard(h(6), GROUP, "south", "AT RISK", "DOWN"),
+    ]
+    path = store_with(tmp_path / "history.sqlite3", [(h(0), None, UNTIL, None)], events)
+    south = by_id(report(path))["south"]
     assert south.time_in_state == {"AT RISK": 2 * HOUR, "DOWN": 4 * HOUR}
-    assert south.no_data_s == 4 * HOUR
+    assert south.not_observed_s == 4 * HOUR
     assert south.outages == (Outage(h(6), None, 4 * HOUR),)
 
 
-def test_time_in_state_outages_and_mttr_from_events(db):
-    with HistoryStore(db) as store:
-        subjects = by_id(build_report(store, since=T0, until=UNTIL))
-    a = subjects["s/l/a"]
-    assert a.source == "events"
-    assert a.time_in_state == {"CRIT": 3 * HOUR, "OK": 6 * HOUR, "WARN": HOUR}
-    assert a.availability_pct == pytest.approx(70.0)
-    assert a.outages == (
-        Outage(h(-1), h(1), 2 * HOUR),  # began before the window: counted in full
-        Outage(h(5), h(6), HOUR),
-        Outage(h(9), None, HOUR),  # still going
-    )
-    assert a.outage_s == 3 * HOUR
-    assert a.mttr_s == pytest.approx(1.5 * HOUR)
-    assert a.state_at_end == "CRIT"
-
-    d = subjects["s/l/d"]
-    assert d.time_in_state == {"OK": 8 * HOUR, "UNKNOWN": 2 * HOUR}
-    assert d.availability_pct == pytest.approx(80.0)
-    assert (d.outages, d.mttr_s) == ((), None)
-
-    north = subjects["north"]
-    assert north.subject is Subject.GROUP
-    assert north.time_in_state == {
-        "RESILIENT": 4 * HOUR,
-        "AT RISK": HOUR,
-        "DOWN": 0.5 * HOUR,
-        "DEGRADED": 4.5 * HOUR,
-    }
-    assert north.availability_pct == pytest.approx(95.0)
-    assert north.outages == (Outage(h(3), h(3.5), 0.5 * HOUR),)
-    assert north.mttr_s == pytest.approx(1800.0)
-
-    link = subjects["s/l"]
-    assert (len(link.outages), link.outage_s, link.availability_pct) == (1, 1800.0, 95.0)
-
-
-def test_subjects_without_events_take_their_state_from_results(db):
-    with HistoryStore(db) as store:
-        subjects = by_id(build_report(store, since=T0, until=UNTIL))
-    b = subjects["s/l/b"]
-    assert (b.source, b.time_in_state, b.no_data_s, b.availability_pct) == (
-        "results",
-        {"OK": 10 * HOUR},
-        0.0,
-        100.0,
-    )
-    c = subjects["s/m/c"]
-    assert (c.time_in_state, c.no_data_s, c.availability_pct) == ({"WARN": 8 * HOUR}, 2 * HOUR, 100)
-    # A link with no events of its own: the worst of what its checks' results show.
-    assert subjects["s/m"].time_in_state == {"WARN": 8 * HOUR}
-    assert [s.subject for s in build_report_order(db)] == [Subject.GROUP] + [Subject.LINK] * 2 + [
-        Subject.CHECK
-    ] * 4
-
-
-def build_report_order(db: Path):
-    with HistoryStore(db) as store:
-        return build_report(store, since=T0, until=UNTIL).subjects
-
-
-def test_maintenance_is_excluded_from_time_and_outages(db):
-    maintenance = [("s/l/a", h(5), h(6.5)), ("north", h(-5), h(0.5)), ("north", h(0), h(1))]
-    with HistoryStore(db) as store:
-        subjects = by_id(build_report(store, since=T0, until=UNTIL, maintenance=maintenance))
-    a = subjects["s/l/a"]
-    assert a.maintenance_s == 1.5 * HOUR
-    assert a.time_in_state == {"CRIT": 2 * HOUR, "OK": 5.5 * HOUR, "WARN": HOUR}
-    assert a.availability_pct == pytest.approx(100 * 6.5 / 8.5)
-    # The 5h-6h outage lay wholly in maintenance: it was no outage.
-    assert [(o.start, o.end) for o in a.outages] == [(h(-1), h(1)), (h(9), None)]
-    assert a.mttr_s == 2 * HOUR
-    north = subjects["north"]
-    assert north.maintenance_s == HOUR  # overlapping windows count once, and only in the period
-    assert north.time_in_state["RESILIENT"] == 3 * HOUR
-    assert subjects["s/l/d"].maintenance_s == 0
-
-
-def test_the_state_at_the_start_comes_from_the_last_event_before_it(db):
-    with HistoryStore(db) as store:
-        subjects = by_id(build_report(store, since=h(2.5), until=h(4.5)))
-    north = subjects["north"]
-    assert north.time_in_state == {"AT RISK": 0.5 * HOUR, "DOWN": 0.5 * HOUR, "DEGRADED": HOUR}
-    assert north.outages == (Outage(h(3), h(3.5), 0.5 * HOUR),)
-    a = subjects["s/l/a"]
-    assert a.time_in_state == {"OK": 1.5 * HOUR, "WARN": 0.5 * HOUR}
-    assert a.outages == ()
-
-
-def test_inventory_subjects_with_nothing_recorded_are_listed_as_no_data(db):
-    with HistoryStore(db) as store:
-        report = build_report(
-            store, since=T0, until=UNTIL, subjects=[(Subject.CHECK, "s/x/quiet", "s")]
-        )
-    quiet = by_id(report)["s/x/quiet"]
-    assert (quiet.source, quiet.observed_s, quiet.no_data_s, quiet.availability_pct) == (
-        "none",
-        0,
-        10 * HOUR,
-        None,
-    )
-    assert "no data" in render(report, "table")
-
-
-def test_json_and_csv_render_the_same_figures(db):
-    with HistoryStore(db) as store:
-        report = build_report(store, since=T0, until=UNTIL)
-    document = json.loads(render(report, "json"))
-    jsonschema.Draft202012Validator(SCHEMA).validate(document)
-    a = next(s for s in document["subjects"] if s["id"] == "s/l/a")
-    assert a["availability_pct"] == 70.0
-    assert a["outages"]["count"] == 3 and a["outages"]["mttr_s"] == 5400.0
-    assert a["outages"]["list"][-1]["end"] is None
-    assert document["summary"]["ongoing_outages"] == 1
-    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
-    assert rows["s/l/a"]["availability_pct"] == "70.0000"
-    assert rows["north"]["at_risk_s"] == "3600.000"
-    assert rows["s/l/a"]["mttr_s"] == "5400.000"
-
-
-def test_span_reads_at_a_glance():
-    assert [span(s) for s in (None, 45, 725, 3 * HOUR + 120, 2 * 86400 + 4 * HOUR)] == [
-        "-",
-        "45s",
-        "12m05s",
-        "3h02m",
-        "2d04h",
+def test_unknown_counts_against_availability_and_soft_events_change_nothing(tmp_path):
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        Event(h(3), CHECK, "s/l/c", "s", EventKind.SOFT, "OK", "CRIT", "one refusal"),
+        hard(h(5), CHECK, "s/l/c", "OK", "UNKNOWN"),
+        hard(h(7), CHECK, "s/l/c", "UNKNOWN", "OK"),
+        hard(h(0), GROUP, "g", PENDING, "UNKNOWN"),
+        hard(h(2), GROUP, "g", "UNKNOWN", "DEGRADED"),
     ]
+    runs = [(h(0), None, h(10), scope((GROUP, "g"), (CHECK, "s/l/c")))]
+    subjects = by_id(report(store_with(tmp_path / "h.sqlite3", runs, events)))
+    c = subjects["s/l/c"]
+    assert (c.time_in_state, c.availability_pct) == ({"OK": 8 * HOUR, "UNKNOWN": 2 * HOUR}, 80)
+    g = subjects["g"]
+    assert g.time_in_state == {"UNKNOWN": 2 * HOUR, "DEGRADED": 8 * HOUR}
+    assert (g.availability_pct, g.outages) == (80, ())
+
+
+# --- maintenance ---------------------------------------------------------------------------
+
+
+def test_maintenance_the_run_had_is_left_out_without_an_inventory(tmp_path):
+    windows = (
+        one_off("swap", "s/l", h(5), h(6.5)),  # a link's window covers its checks
+        one_off("site", "s", h(-5), h(0.5)),
+        one_off("again", "s", h(0), h(1)),  # overlapping windows count once
+    )
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        hard(h(5), CHECK, "s/l/c", "OK", "CRIT"),  # wholly in maintenance: no outage
+        hard(h(6), CHECK, "s/l/c", "CRIT", "OK"),
+        hard(h(8), CHECK, "s/l/c", "OK", "CRIT"),
+        hard(h(0), CHECK, "s/m/d", PENDING, "OK"),
+    ]
+    watched = scope((CHECK, "s/l/c"), (CHECK, "s/m/d"), windows=windows)
+    path = store_with(tmp_path / "h.sqlite3", [(h(0), None, h(10), watched)], events)
+    subjects = by_id(report(path))
+    c = subjects["s/l/c"]
+    assert c.maintenance_s == 2.5 * HOUR
+    assert c.time_in_state == {"OK": 5.5 * HOUR, "CRIT": 2 * HOUR}
+    assert c.outages == (Outage(h(8), None, 2 * HOUR),)
+    assert subjects["s/m/d"].maintenance_s == HOUR  # only the site's windows cover it
+    # The inventory's windows count too (declared afterwards, say).
+    later = RunScope((Watched(CHECK, "s/m/d", "s"),), (one_off("late", "s/m/d", h(9), h(10)),))
+    d = by_id(report(path, inventory=later))["s/m/d"]
+    assert (d.maintenance_s, d.time_in_state) == (2 * HOUR, {"OK": 8 * HOUR})
+
+
+def test_an_outage_running_into_maintenance_counts_only_the_time_outside_it(tmp_path):
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        hard(h(2), CHECK, "s/l/c", "OK", "CRIT"),
+        hard(h(5), CHECK, "s/l/c", "CRIT", "OK"),
+    ]
+    watched = scope((CHECK, "s/l/c"), windows=(one_off("w", "s/l/c", h(3), h(4)),))
+    c = by_id(report(store_with(tmp_path / "h.sqlite3", [(h(0), None, h(10), watched)], events)))[
+        "s/l/c"
+    ]
+    assert c.outages == (Outage(h(2), h(5), 2 * HOUR),)
+    assert (c.outage_s, c.mttr_s, c.maintenance_s) == (2 * HOUR, 2 * HOUR, HOUR)
+
+
+# --- groups from the store alone -----------------------------------------------------------
+
+
+def test_groups_are_known_from_the_store_alone_even_never_evaluated(tmp_path):
+    watched = scope((GROUP, "paths"), (GROUP, "s"), (LINK, "s/l"), (CHECK, "s/l/c"))
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        hard(h(0), LINK, "s/l", PENDING, "UP"),
+        hard(h(0), GROUP, "s", PENDING, "AT RISK"),
+    ]
+    path = store_with(tmp_path / "h.sqlite3", [(h(0), None, h(10), watched)], events)
+    subjects = by_id(report(path))
+    assert subjects["s"].time_in_state == {"AT RISK": 10 * HOUR}
+    paths = subjects["paths"]  # waits for a link nobody reported: PENDING all along
+    assert (paths.subject, paths.observed_s, paths.availability_pct) == (GROUP, 0, None)
+    assert paths.not_observed_s == 10 * HOUR
+    table = render(report(path), "table")
+    assert any(line.split()[:3] == ["group", "paths", "no"] for line in table.splitlines())
+
+
+# --- older history -------------------------------------------------------------------------
+
+
+def v1_store(path: Path, results: list[tuple[str, float, str]], hourly=()) -> Path:
+    """A store as commwatch wrote it before runs were recorded (schema version 1)."""
+    with closing(sqlite3.connect(path)) as db, db:
+        MIGRATIONS[1](db)
+        db.execute("INSERT INTO meta VALUES ('history.schema_version', '1')")
+        for check_id, at, severity in results:
+            db.execute(
+                "INSERT INTO results (check_id, site_id, link_id, kind, started_at, duration_ms,"
+                " severity, summary, observations, verdicts) VALUES (?, 's', 'l', 'tcp', ?, 1,"
+                " ?, '', '{}', '[]')",
+                (check_id, at, severity),
+            )
+        for check_id, hour, ok, crit in hourly:
+            db.execute(
+                "INSERT INTO results_hourly VALUES (?, ?, 's', 'l', 'tcp', ?, 0, ?, 0, 0, NULL,"
+                " NULL, NULL)",
+                (check_id, hour, ok, crit),
+            )
+    return path
+
+
+def test_runs_before_they_were_recorded_are_learned_from_the_results_on_upgrade(tmp_path):
+    """Every minute from 0h to 2h and from 6h to 8h: commwatch was not running in between. An
+    hour already downsampled (9h) counts as watched whole."""
+    minutes = [("s/l/c", h(0) + 60 * i, "OK") for i in range(121)]
+    minutes += [("s/l/c", h(6) + 60 * i, "OK") for i in range(121)]
+    path = v1_store(tmp_path / "h.sqlite3", minutes, [("s/l/c", h(9), 60, 0)])
+    HistoryStore(path, create=True).close()  # a writer's open upgrades it
+    with HistoryStore(path) as store:
+        runs = store.runs(T0, UNTIL)
+    assert [(r.started_at, r.end, r.learned, r.scope) for r in runs] == [
+        (h(0), h(2), True, None),
+        (h(6), h(8), True, None),
+        (h(9), h(10), True, None),
+    ]
+    c = by_id(report(path))["s/l/c"]  # no events: its results say
+    assert (c.source, c.time_in_state, c.not_observed_s) == ("results", {"OK": 5 * HOUR}, 5 * HOUR)
+
+
+def test_downsampled_history_keeps_its_events_exact(tmp_path):
+    """Raw results older than downsample_after become hourly rows; the events, and with them
+    the figures, stay exact."""
+    events = [
+        hard(h(0), CHECK, "s/l/c", PENDING, "OK"),
+        hard(h(2.5), CHECK, "s/l/c", "OK", "CRIT"),
+        hard(h(2.75), CHECK, "s/l/c", "CRIT", "OK"),
+    ]
+    results = [ProbeResult(ref("s/l/c"), h(0) + 60 * i, 1.0, Severity.OK) for i in range(10 * 60)]
+    path = store_with(
+        tmp_path / "h.sqlite3", [(h(0), h(10), h(10), scope((CHECK, "s/l/c")))], events, results
+    )
+    before = by_id(report(path))["s/l/c"]
+    from monitor.history import HistoryConfig
+
+    with HistoryStore(path, create=True) as store:
+        stats = store.maintain(h(30), HistoryConfig(path=path, downsample_after=HOUR))
+    assert stats.downsampled_results == 600
+    after = by_id(report(path))["s/l/c"]
+    assert after == before
+    assert (after.availability_pct, after.outages) == (97.5, (Outage(h(2.5), h(2.75), 900.0),))
+
+
+def test_history_from_before_first_states_were_events(tmp_path):
+    """The engine once stored a link's changes only: its state before the first is that
+    event's `before`, from the run's start; a check's from its first result."""
+    events = [
+        hard(h(4), LINK, "s/l", "UP", "DOWN"),
+        hard(h(4), CHECK, "s/l/c", "OK", "CRIT"),
+        hard(h(5), LINK, "s/l", "DOWN", "UP"),
+        hard(h(5), CHECK, "s/l/c", "CRIT", "OK"),
+    ]
+    results = [ProbeResult(ref("s/l/c"), h(1), 1.0, Severity.OK)]
+    path = store_with(
+        tmp_path / "h.sqlite3",
+        [(h(0), None, h(10), scope((LINK, "s/l"), (CHECK, "s/l/c")))],
+        events,
+        results,
+    )
+    subjects = by_id(report(path))
+    assert subjects["s/l"].time_in_state == {"UP": 9 * HOUR, "DOWN": HOUR}
+    assert subjects["s/l/c"].time_in_state == {"OK": 8 * HOUR, "CRIT": HOUR}
+
+
+# --- a real engine's history ---------------------------------------------------------------
+
+
+def test_a_real_run_reports_only_the_time_it_watched(tmp_path):
+    """commwatch itself (the continuous engine) watches a refused port and a listening one for
+    a moment; the report of the last hour, with or without the inventory, knows the run, its
+    groups, and counts nothing before it began."""
+    history = tmp_path / "history.sqlite3"
+
+    async def watch() -> tuple[float, float]:
+        async with accepting_listener("127.0.0.1") as live:
+            inventory_path = tmp_path / "inventory.yaml"
+            inventory_path.write_text(
+                f"""version: 1
+history: {{path: {history}}}
+defaults: {{interval: 1s, timeout: 500ms, retries: 1}}
+sites:
+  - id: s
+    links:
+      - id: dead
+        checks: [{{id: refused, kind: tcp, target: '127.0.0.1:{closed_port()}'}}]
+      - id: live
+        checks: [{{id: open, kind: tcp, target: '127.0.0.1:{live}'}}]
+"""
+            )
+            inventory = load_inventory(inventory_path)
+            seen: list[ProbeResult] = []
+            monitor = Monitor(
+                inventory,
+                inventory.checks,
+                on_result=seen.append,
+                on_event=lambda e: None,
+                alerts=False,
+                start_spread=0,
+            )
+            began = time.time()
+            task = asyncio.create_task(monitor.run())
+            while len(seen) < 6:
+                await asyncio.sleep(0.05)
+            monitor.stop()
+            await task
+            return began, time.time()
+
+    began, ended = asyncio.run(watch())
+    now = time.time()
+    built = report(history, since=now - HOUR, until=now)
+    assert built.runs == 1
+    assert built.watched_s == pytest.approx(ended - began, abs=0.5)
+    subjects = by_id(built)
+    refused = subjects["s/dead/refused"]
+    assert refused.availability_pct == 0 and refused.last_state == "CRIT"
+    assert refused.not_observed_s > HOUR - 10
+    assert subjects["s/live/open"].availability_pct == 100
+    assert subjects["s"].subject is GROUP  # known from the store alone
+    assert {s.subject for s in built.subjects} == {GROUP, LINK, CHECK}
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -245,29 +462,38 @@ def commwatch(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def live_db(tmp_path: Path) -> Path:
-    """Events relative to now, as the command reports up to now."""
+    """A run of the last 10 hours (as the command reports up to now), still going."""
     now = time.time()
-    path = tmp_path / "history.sqlite3"
-    with HistoryStore(path, create=True) as store:
-        store.write(
-            [ProbeResult(ref("b"), now - 2 * HOUR, 1.0, Severity.OK)],
-            [
-                hard(now - 5 * HOUR, CHECK, "s/l/a", "OK", "CRIT"),
-                hard(now - 4 * HOUR, CHECK, "s/l/a", "CRIT", "OK"),
-            ],
-        )
-    return path
+    watched = scope((GROUP, "s"), (LINK, "s/l"), (CHECK, "s/l/a"), (CHECK, "s/l/b"))
+    return store_with(
+        tmp_path / "history.sqlite3",
+        [(now - 10 * HOUR, None, now, watched)],
+        [
+            hard(now - 10 * HOUR, CHECK, "s/l/a", PENDING, "OK"),
+            hard(now - 10 * HOUR, CHECK, "s/l/b", PENDING, "OK"),
+            hard(now - 10 * HOUR, LINK, "s/l", PENDING, "UP"),
+            hard(now - 10 * HOUR, GROUP, "s", PENDING, "AT RISK"),
+            hard(now - 5 * HOUR, CHECK, "s/l/a", "OK", "CRIT"),
+            hard(now - 4 * HOUR, CHECK, "s/l/a", "CRIT", "OK"),
+        ],
+    )
 
 
 def test_report_command_json_is_schema_valid(live_db):
-    done = commwatch("report", "--db", str(live_db), "--since", "10h", "--format", "json")
+    done = commwatch("report", "--db", str(live_db), "--since", "20h", "--format", "json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     jsonschema.Draft202012Validator(SCHEMA).validate(document)
-    assert document["window_s"] == pytest.approx(36000, abs=0.01)
+    assert document["window_s"] == pytest.approx(72000, abs=0.01)
+    assert document["watching"]["runs"] == 1
+    assert document["watching"]["watched_s"] == pytest.approx(36000, abs=60)
     a = next(s for s in document["subjects"] if s["id"] == "s/l/a")
-    assert a["availability_pct"] == pytest.approx(90.0, abs=0.01)
+    assert a["availability_pct"] == pytest.approx(90.0, abs=0.1)
+    assert a["not_observed_s"] == pytest.approx(36000, abs=60)
     assert a["outages"]["mttr_s"] == pytest.approx(3600.0)
+    assert a["last_state"] == "OK"
+    group = next(s for s in document["subjects"] if s["id"] == "s")
+    assert (group["subject"], group["availability_pct"]) == ("group", 100.0)
 
 
 def test_report_command_table_and_csv(live_db, tmp_path):
@@ -280,12 +506,42 @@ def test_report_command_table_and_csv(live_db, tmp_path):
     table = commwatch("report", str(inventory), "--db", str(live_db), "--since", "10h")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert any(line.split()[:4] == ["check", "s/l/a", "90.000%", "1"] for line in lines)
+    assert "commwatch was watching for" in lines[1] and "1 run)" in lines[1]
+    assert any(line.split()[:5] == ["check", "s/l/a", "90.000%", "100.0%", "1"] for line in lines)
     assert any("s/l/never" in line and "no data" in line for line in lines)
     done = commwatch("report", "--db", str(live_db), "--format", "csv")
     assert done.returncode == 0
-    rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    assert {r["id"] for r in rows} == {"s/l", "s/l/a", "s/l/b"}
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(done.stdout))}
+    assert set(rows) == {"s", "s/l", "s/l/a", "s/l/b"}
+    assert rows["s"]["subject"] == "group"
+    assert float(rows["s"]["at_risk_s"]) == pytest.approx(36000, abs=60)
+    assert rows["s/l/a"]["mttr_s"] == "3600.000"
+
+
+def test_ids_and_states_from_the_store_cannot_reach_a_terminal_or_a_spreadsheet(tmp_path):
+    """A store is a file anyone may hand over: what it holds is shown, never acted on."""
+    hostile = "s/l/\x1b]0;owned\x07=cmd|' /C calc'!A0"
+    path = store_with(
+        tmp_path / "h.sqlite3",
+        [(h(0), None, h(10), scope((CHECK, hostile)))],
+        [hard(h(0), CHECK, hostile, PENDING, "OK\x1b[2J")],
+    )
+    built = report(path)
+    table = render(built, "table")
+    assert "\x1b" not in table and "\\x1b]0;owned" in table
+    cells = [c for row in csv.reader(io.StringIO(render(built, "csv"))) for c in row]
+    assert not any(c.startswith(("=", "+", "-", "@")) or "\x1b" in c for c in cells[1:])
+    assert json.loads(render(built, "json"))["subjects"][0]["id"] == hostile  # JSON stays exact
+
+
+def test_span_reads_at_a_glance():
+    assert [span(s) for s in (None, 45, 725, 3 * HOUR + 120, 2 * 86400 + 4 * HOUR)] == [
+        "-",
+        "45s",
+        "12m05s",
+        "3h02m",
+        "2d04h",
+    ]
 
 
 @pytest.mark.parametrize("content", [None, b"this is not a database" * 50])
