@@ -179,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="availability per check, link and group, from the history store",
         description="Availability over a period from the recorded history: time in each state "
-        "(maintenance excluded), outages and mean time to recover, per check, link and group. "
-        "With an INVENTORY, its checks and links are listed even when nothing was recorded. "
-        "Exit 0 (a report is not a check), 3 when the history cannot be read.",
+        "the live view showed, outages and mean time to recover, per group, link and check. "
+        "Only observed time counts (commwatch running, the subject's first state known); "
+        "maintenance is left out. The store says which subjects there were; with an INVENTORY, "
+        "its subjects are listed even when nothing was recorded and its maintenance windows "
+        "count too. Exit 0 (a report is not a check), 3 when the history cannot be read.",
     )
     report.add_argument("inventory", nargs="?", default=None)
     report.add_argument(
