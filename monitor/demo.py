@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from monitor.cli_parser import flag_name
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab.demo_inventory import write_demo_inventory
 from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, lab_thread, secrets_env_file
@@ -112,7 +113,8 @@ def _serve_until_stopped(lab: Lab, port_offset: int, env_file: Path | None) -> i
         + f".\nPoint commwatch at the lab from another terminal, in the source folder{shifted}:\n"
         + load
         + "    commwatch run --once --format table inventory.yaml\n"
-        f"    commwatch probe snmp {radio} --version 2c --community-env {SNMP_ENV.community}\n"
+        f"    commwatch probe snmp {radio} {flag_name('snmp', 'version')} 2c "
+        f"{flag_name('snmp', 'community_env')} {SNMP_ENV.community}\n"
         "Ctrl-C stops the lab.",
         flush=True,
     )

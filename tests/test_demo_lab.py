@@ -37,6 +37,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMAC192SHA256AuthProtocol,
 )
 
+from monitor.cli_parser import flag_name
 from monitor.inventory import adhoc_check, load_inventory
 from monitor.lab import snmp_agent
 from monitor.lab.demo_inventory import demo_inventory, write_demo_inventory
@@ -530,6 +531,9 @@ def test_demo_lab_only_serves_the_shipped_inventory_with_its_secrets_and_refuses
             banner.append(read_line(lab, 20))
         assert "demo lab is up" in banner[0]
         assert f"set -a; . {env_file}; set +a" in "".join(banner)
+        assert f"probe snmp {service('ridge-radio-snmp').endpoint()} --snmp-version 2c" in "".join(
+            banner
+        )
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         secrets = read_env_file(env_file)
         second = subprocess.run(
@@ -544,7 +548,8 @@ def test_demo_lab_only_serves_the_shipped_inventory_with_its_secrets_and_refuses
         sweep = run("run", "--once", "inventory.yaml")
         radio = service("ridge-radio-snmp").endpoint()
         probe = run(
-            "probe", "snmp", radio, "--version", "2c", "--community-env", SNMP_ENV.community,
+            "probe", "snmp", radio, flag_name("snmp", "version"), "2c",
+            flag_name("snmp", "community_env"), SNMP_ENV.community,
             "--interfaces", "rf0", "--format", "json",
         )  # fmt: skip
         lab.send_signal(signal.SIGINT)
