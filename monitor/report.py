@@ -380,10 +380,11 @@ def render_table(report: AvailabilityReport) -> str:
         "TIME IN STATE",
     ]
     rows = []
+    states = _states(report)
     for s in report.subjects:
         shares = ", ".join(
             f"{printable(state)} {100 * s.time_in_state[state] / s.observed_s:.1f}%"
-            for state in _states(report)
+            for state in states
             if state in s.time_in_state
         )
         rows.append(
@@ -429,6 +430,7 @@ def _seconds(value: float | None) -> float | None:
 
 
 def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
+    states = _states(report)
     counts = {subject: 0 for subject in Subject}
     for s in report.subjects:
         counts[s.subject] += 1
@@ -460,7 +462,7 @@ def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
                 "not_observed_s": _seconds(s.not_observed_s),
                 "time_in_state": {
                     state: _seconds(s.time_in_state[state])
-                    for state in _states(report)
+                    for state in states
                     if state in s.time_in_state
                 },
                 "availability_pct": None
