@@ -340,43 +340,45 @@ async def test_the_radio_link_goes_down_and_comes_back_on_its_cycle():
     assert states == {1, 2}  # up, then down (or the other way round)
 
 
-async def test_counters_rise_stand_still_while_down_and_restart_after_a_reboot():
+@contextlib.asynccontextmanager
+async def lab_on_fake_time() -> AsyncIterator[tuple[Lab, FakeTime]]:
+    """A lab whose devices' clock the test sets: flapping 60 s up, 40 s down; a reboot at
+    1000 s."""
     fake = FakeTime()
     clock = DeviceClock(Cycles(flap_period=100, flap_down=40, reboot_period=1000), 0.0, fake)
     async with Lab(port_offset=OFFSET, clock=clock) as lab:
+        yield lab, fake
 
-        async def read() -> tuple[int, int, int]:
-            _, _, values = await snmp_get(lab, v3(lab), SYS_UPTIME, IF_OPER_RF0, IF_HC_IN_RF0)
-            return tuple(int(values[oid]) for oid in (SYS_UPTIME, IF_OPER_RF0, IF_HC_IN_RF0))
 
+async def read_integers(lab: Lab, *oids: str) -> tuple[int, ...]:
+    _, _, values = await snmp_get(lab, v3(lab), *oids)
+    return tuple(int(values[oid]) for oid in oids)
+
+
+async def test_counters_rise_stand_still_while_down_and_restart_after_a_reboot():
+    async with lab_on_fake_time() as (lab, fake):
+        oids = (SYS_UPTIME, IF_OPER_RF0, IF_HC_IN_RF0)
         fake.now = 10.0
-        uptime, oper, octets = await read()
+        uptime, oper, octets = await read_integers(lab, *oids)
         assert (uptime, oper) == (1000, 1)
         fake.now = 50.0
-        assert (await read())[2] > octets  # rising while up
+        assert (await read_integers(lab, *oids))[2] > octets  # rising while up
         fake.now = 70.0
-        down = await read()
+        down = await read_integers(lab, *oids)
         assert down[1] == 2
         fake.now = 90.0
-        assert (await read())[2] == down[2]  # standing still while down, never backwards
+        assert (await read_integers(lab, *oids))[2] == down[2]  # standing still, never backwards
         fake.now = 1005.0
-        rebooted = await read()
+        rebooted = await read_integers(lab, *oids)
         assert rebooted[0] == 500 and rebooted[2] < down[2]  # sysUpTime and counters restart
 
 
 async def test_the_radio_reports_its_signal_level_and_modulation_falling_in_a_fade():
-    fake = FakeTime()
-    clock = DeviceClock(Cycles(flap_period=100, flap_down=40, reboot_period=1000), 0.0, fake)
-    async with Lab(port_offset=OFFSET, clock=clock) as lab:
-
-        async def read() -> tuple[int, int, int]:
-            _, _, values = await snmp_get(lab, v3(lab), IF_OPER_RF0, RSL, MODULATION)
-            return tuple(int(values[oid]) for oid in (IF_OPER_RF0, RSL, MODULATION))
-
+    async with lab_on_fake_time() as (lab, fake):
         fake.now = 10.0
-        assert await read() == (1, -58, 7)
-        fake.now = 70.0
-        assert await read() == (2, -81, 2)  # the RF link is down: a fade, as the radio sees it
+        assert await read_integers(lab, IF_OPER_RF0, RSL, MODULATION) == (1, -58, 7)
+        fake.now = 70.0  # the RF link is down: a fade, as the radio sees it
+        assert await read_integers(lab, IF_OPER_RF0, RSL, MODULATION) == (2, -81, 2)
 
 
 def test_snmp_secrets_stay_out_of_reprs():
