@@ -184,7 +184,7 @@ class Monitor:
             HistoryWriter(
                 resilience.history,
                 on_acknowledged=self._acknowledged,
-                run_scope=scope_of(self._topology, resilience.maintenance).to_json(),
+                run_scope=scope_of(self.topology, resilience.maintenance).to_json(),
             )
             if history
             else None

@@ -31,12 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import Event, EventKind, Subject
+from monitor.events import PENDING, Event, EventKind, Subject
 from monitor.history import HistoryStore, Run, merge_spans
 from monitor.model import Severity
 from monitor.output import iso_time
 from monitor.run_scope import RunScope, Watched
-from monitor.state import PENDING
 from monitor.text import printable, spreadsheet_cell
 
 SCHEMA_VERSION = 2

@@ -82,21 +82,19 @@ class RunScope:
 
 
 def scope_of(topology: Topology, windows: Iterable[Window] = ()) -> RunScope:
-    """What a run of `topology` watches: its checks, and the links (groups) it can judge
-    because every check deciding them (every link in them) is among its checks."""
-    links = [
-        link
-        for link in topology.links.values()
-        if all(check_id in topology.checks for check_id in link.deciding_checks)
-    ]
-    judged = {link.link_id for link in links}
+    """What a run of `topology` watches: its checks, and the links and groups it judges (a
+    selection leaves out those it cannot judge whole)."""
     subjects = [
         *(
             Watched(Subject.GROUP, g.group_id, g.site_id)
             for g in topology.groups.values()
-            if all(link_id in judged for link_id in g.link_ids)
+            if g.group_id in topology.evaluated_groups
         ),
-        *(Watched(Subject.LINK, link.link_id, link.site_id) for link in links),
+        *(
+            Watched(Subject.LINK, link.link_id, link.site_id)
+            for link in topology.links.values()
+            if link.link_id in topology.evaluated_links
+        ),
         *(Watched(Subject.CHECK, c.check_id, c.site_id) for c in topology.checks.values()),
     ]
     return RunScope(tuple(subjects), tuple(windows))

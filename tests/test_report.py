@@ -23,9 +23,9 @@ from monitor.history import HOUR, MIGRATIONS, HistoryStore
 from monitor.inventory import load_inventory
 from monitor.maintenance import Window
 from monitor.model import CheckRef, ProbeResult, Severity
-from monitor.pipeline import Monitor
+from monitor.pipeline import Monitor, topology_of
 from monitor.report import Outage, build_report, render, span
-from monitor.run_scope import RunScope, Watched
+from monitor.run_scope import RunScope, Watched, scope_of
 from tests.conftest import REPO
 from tests.peers.tcp_peers import accepting_listener, closed_port
 
@@ -393,58 +393,75 @@ def test_history_from_before_first_states_were_events(tmp_path):
 # --- a real engine's history ---------------------------------------------------------------
 
 
-def test_a_real_run_reports_only_the_time_it_watched(tmp_path):
-    """commwatch itself (the continuous engine) watches a refused port and a listening one for
-    a moment; the report of the last hour, with or without the inventory, knows the run, its
-    groups, and counts nothing before it began."""
+def test_real_runs_report_what_the_live_view_showed_over_the_time_they_watched(tmp_path):
+    """commwatch itself (the continuous engine, twice, with a pause between) watches a site
+    whose backup link is decided by its router alone: the web UI beside it refuses all along.
+    The report of the last hour, from the store alone or with the inventory, shows the backup
+    link up throughout, the refusing check as one outage across the restart, and only the two
+    runs' time as observed."""
     history = tmp_path / "history.sqlite3"
+    inventory_path = tmp_path / "inventory.yaml"
 
-    async def watch() -> tuple[float, float]:
-        async with accepting_listener("127.0.0.1") as live:
-            inventory_path = tmp_path / "inventory.yaml"
-            inventory_path.write_text(
-                f"""version: 1
+    async def watch(live: int, refused: int) -> tuple[float, float]:
+        inventory_path.write_text(
+            f"""version: 1
 history: {{path: {history}}}
 defaults: {{interval: 1s, timeout: 500ms, retries: 1}}
 sites:
   - id: s
     links:
-      - id: dead
-        checks: [{{id: refused, kind: tcp, target: '127.0.0.1:{closed_port()}'}}]
-      - id: live
-        checks: [{{id: open, kind: tcp, target: '127.0.0.1:{live}'}}]
+      - id: primary
+        checks: [{{id: router, kind: tcp, target: '127.0.0.1:{live}'}}]
+      - id: backup
+        availability_from: [router]
+        checks:
+          - {{id: router, kind: tcp, target: '127.0.0.1:{live}'}}
+          - {{id: webui, kind: tcp, target: '127.0.0.1:{refused}'}}
 """
-            )
-            inventory = load_inventory(inventory_path)
-            seen: list[ProbeResult] = []
-            monitor = Monitor(
-                inventory,
-                inventory.checks,
-                on_result=seen.append,
-                on_event=lambda e: None,
-                alerts=False,
-                start_spread=0,
-            )
-            began = time.time()
-            task = asyncio.create_task(monitor.run())
-            while len(seen) < 6:
-                await asyncio.sleep(0.05)
-            monitor.stop()
-            await task
-            return began, time.time()
+        )
+        inventory = load_inventory(inventory_path)
+        seen: list[ProbeResult] = []
+        monitor = Monitor(
+            inventory,
+            inventory.checks,
+            on_result=seen.append,
+            on_event=lambda e: None,
+            alerts=False,
+            start_spread=0,
+        )
+        began = time.time()
+        task = asyncio.create_task(monitor.run())
+        while len(seen) < 6:
+            await asyncio.sleep(0.05)
+        monitor.stop()
+        await task
+        return began, time.time()
 
-    began, ended = asyncio.run(watch())
+    async def twice() -> list[tuple[float, float]]:
+        async with accepting_listener("127.0.0.1") as live:
+            refused = closed_port()
+            first = await watch(live, refused)
+            await asyncio.sleep(1.5)  # commwatch is not running
+            return [first, await watch(live, refused)]
+
+    runs = asyncio.run(twice())
     now = time.time()
-    built = report(history, since=now - HOUR, until=now)
-    assert built.runs == 1
-    assert built.watched_s == pytest.approx(ended - began, abs=0.5)
-    subjects = by_id(built)
-    refused = subjects["s/dead/refused"]
-    assert refused.availability_pct == 0 and refused.last_state == "CRIT"
-    assert refused.not_observed_s > HOUR - 10
-    assert subjects["s/live/open"].availability_pct == 100
-    assert subjects["s"].subject is GROUP  # known from the store alone
-    assert {s.subject for s in built.subjects} == {GROUP, LINK, CHECK}
+    inventory = load_inventory(inventory_path)
+    for scope_given in (None, scope_of(topology_of(inventory), ())):
+        built = report(history, since=now - HOUR, until=now, inventory=scope_given)
+        assert built.runs == 2
+        assert built.watched_s == pytest.approx(sum(b - a for a, b in runs), abs=0.5)
+        subjects = by_id(built)
+        backup = subjects["s/backup"]
+        assert (backup.availability_pct, backup.last_state, backup.outages) == (100, "UP", ())
+        assert backup.not_observed_s > HOUR - 10
+        webui = subjects["s/backup/webui"]
+        assert (webui.availability_pct, webui.last_state) == (0, "CRIT")
+        assert len(webui.outages) == 1 and webui.outages[0].end is None  # one, across the gap
+        assert webui.outages[0].duration_s < sum(b - a for a, b in runs) + 0.5
+        site = subjects["s"]
+        assert (site.subject, site.availability_pct, site.last_state) == (GROUP, 100, "RESILIENT")
+        assert [s.subject for s in built.subjects] == [GROUP] + [LINK] * 2 + [CHECK] * 3
 
 
 # --- the command ---------------------------------------------------------------------------
