@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.lab.lab import SNMP_ENV
 from tests.conftest import REPO
 
 SEED = 20260509
@@ -37,18 +38,17 @@ ADDRESS_SPACE = 2 << 30  # the child's hard limit: a runaway allocation is a Mem
 PEAK_RSS_KIB = 400 * 1024
 LOCATED = re.compile(r"^[^\n]+:\d+:\d+: \S")
 # The secrets the shipped inventory's commented-out credentials name, so that they load too.
-SECRET_ENV = {
-    "SNMP_AUTH_PASSPHRASE": "fuzz-auth-passphrase",
-    "SNMP_PRIV_PASSPHRASE": "fuzz-priv-passphrase",
-    "SNMP_RADIO_COMMUNITY": "fuzz-community",
+SECRET_ENV = {  # what the demo lab's env file provides
+    SNMP_ENV.auth_passphrase: "fuzz-auth-passphrase",
+    SNMP_ENV.priv_passphrase: "fuzz-priv-passphrase",
+    SNMP_ENV.community: "fuzz-community",
 }
 
 
 def base_text() -> str:
-    """The shipped inventory, credentials enabled, its CA file named absolutely (the mutants
-    live in a temporary folder)."""
+    """The shipped inventory, its CA file named absolutely (the mutants live in a temporary
+    folder)."""
     text = (REPO / "inventory.yaml").read_text()
-    text = re.sub(r"^(\s*)#~ ", r"\1", text, flags=re.MULTILINE)
     return text.replace("monitor/lab/lab-ca.pem", str(REPO / "monitor/lab/lab-ca.pem"))
 
 
