@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,11 +29,13 @@ CheckRunner = Callable[[Check, SharedResources, dict[str, Any]], Awaitable[Probe
 # for the same CPU. A start waits START_GAP after the one before, longer while this process kept
 # the CPU busy over the last gap (up to MAX_HOLD gaps); a one-off sweep, which must end
 # promptly, starts the next check as soon as the previous one has finished. The gap shrinks for
-# large inventories so the round takes about its spread. A continuous run's later runs keep the
-# stagger: each comes `interval` after the check's previous start.
+# large inventories so the round takes about its spread (below MIN_GAP, checks start in groups).
+# A continuous run's later runs keep the stagger: each comes `interval` after the check's
+# previous start.
 START_GAP = 0.05
 SWEEP_SPREAD = 1.0
 RUN_SPREAD = 10.0
+MIN_GAP = 0.005
 BUSY_SHARE = 0.3  # of one core, over the last gap: the process is busy (idle, it uses ~0)
 MAX_HOLD = 4
 
@@ -146,16 +149,26 @@ class Scheduler:
 
     async def _first_round(self, gap: float, *, back_to_back: bool) -> None:
         """Start every check once, each `gap` after the one before, later while this process is
-        busy; `back_to_back`: as soon as the one before has finished, too."""
+        busy; `back_to_back`: as soon as the one before has finished, too. Gaps finer than
+        MIN_GAP start checks in groups, one group per MIN_GAP: a timer per check would cost a
+        large sweep more than the stagger is worth."""
+        checks = list(self.checks.values())
+        if gap <= 0:
+            for check in checks:
+                self._enqueue(check)
+            return
+        size = 1 if gap >= MIN_GAP else math.ceil(MIN_GAP / gap)
+        gap *= size
         loop = asyncio.get_running_loop()
-        for check in self.checks.values():
+        for first in range(0, len(checks), size):
             if self._stop_requested:
                 return
-            self._enqueue(check)
-            check_id = check.ref.check_id
+            group = checks[first : first + size]
+            for check in group:
+                self._enqueue(check)
             started = window = loop.time()
             window_cpu = time.process_time()
-            while check_id in self._busy or not back_to_back:
+            while not back_to_back or any(c.ref.check_id in self._busy for c in group):
                 now = loop.time()
                 if now - window >= gap:
                     busy = time.process_time() - window_cpu > BUSY_SHARE * (now - window)
