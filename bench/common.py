@@ -29,12 +29,12 @@ if str(REPO) not in sys.path:
 # moving one of them touches this block alone. (They cost nothing more than the two a sweep
 # needs, which import the rest. The dashboard, which would put Textual in every benchmark's
 # process, and the peers in tests/peers/ are imported where they are used.)
-from monitor.conditions import evaluate  # noqa: E402
-from monitor.inventory import Check, Inventory, load_inventory  # noqa: E402
-from monitor.model import ErrorClass, ProbeError, ProbeResult, Severity  # noqa: E402
-from monitor.pipeline import topology_of  # noqa: E402
-from monitor.scheduler import Scheduler  # noqa: E402
-from monitor.state import EngineState, step  # noqa: E402
+from monitor.config.inventory import Check, Inventory, load_inventory  # noqa: E402
+from monitor.core.conditions import evaluate  # noqa: E402
+from monitor.core.model import ErrorClass, ProbeError, ProbeResult, Severity  # noqa: E402
+from monitor.engine.pipeline import topology_of  # noqa: E402
+from monitor.engine.scheduler import Scheduler  # noqa: E402
+from monitor.engine.state import EngineState, step  # noqa: E402
 
 __all__ = [
     "REPO",

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from monitor.model import CheckRef, ProbeResult, Severity  # noqa: E402
-from monitor.state import (  # noqa: E402
+from monitor.core.model import CheckRef, ProbeResult, Severity  # noqa: E402
+from monitor.engine.state import (  # noqa: E402
     CheckPolicy,
     GroupPolicy,
     LinkPolicy,

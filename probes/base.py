@@ -1,6 +1,6 @@
 """The one signature every probe kind implements.
 
-A probe module defines a frozen options dataclass (fields made with `monitor.options.option`,
+A probe module defines a frozen options dataclass (fields made with `monitor.core.options.option`,
 the first being `target`) and a module-level `PROBE = ProbeKind(...)`; `probes/__init__.py` lists
 it in the registry. The probe measures and returns observations, or raises; the runner times it,
 classifies failures and judges the conditions the probe declares.
@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.conditions import Condition, Threshold
-from monitor.model import CertificateInfo, ObservationValue
-from monitor.options import OptionError, latency_duration, option
+from monitor.core.conditions import Condition, Threshold
+from monitor.core.model import CertificateInfo, ObservationValue
+from monitor.core.options import OptionError, latency_duration, option
 
 Observations = dict[str, ObservationValue]
 

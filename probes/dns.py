@@ -35,10 +35,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.txtbase
 
-from monitor.conditions import Condition, Expectation
-from monitor.errors import ProtocolFailure
-from monitor.model import ObservationValue
-from monitor.options import (
+from monitor.core.conditions import Condition, Expectation
+from monitor.core.errors import ProtocolFailure
+from monitor.core.model import ObservationValue
+from monitor.core.options import (
     OptionError,
     boolean,
     choice,

@@ -13,11 +13,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from monitor import certificates
-from monitor.conditions import Condition, Expectation, Finding, said
-from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
-from monitor.model import ObservationValue
-from monitor.options import (
+from monitor.core.conditions import Condition, Expectation, Finding, said
+from monitor.core.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
+from monitor.core.model import ObservationValue
+from monitor.core.options import (
     OptionError,
     SecretRef,
     boolean,
@@ -29,8 +28,9 @@ from monitor.options import (
     text,
     type_name,
 )
-from monitor.patterns import Pattern, regex
+from monitor.core.patterns import Pattern, regex
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
+from probes.support import certificates
 from probes.tls import HandshakeError, read_refused_chain, served_chain
 
 USER_AGENT = "commwatch/0.1.0"

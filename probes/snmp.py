@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor import snmp_engine, yamlnodes
-from monitor.conditions import Condition, Expectation, Threshold, said
-from monitor.model import ObservationValue, Severity
-from monitor.options import (
+from monitor.core import yamlnodes
+from monitor.core.conditions import Condition, Expectation, Threshold, said
+from monitor.core.model import ObservationValue, Severity
+from monitor.core.options import (
     OptionError,
     SecretRef,
     boolean,
@@ -43,7 +43,9 @@ from monitor.options import (
     text,
     type_name,
 )
-from monitor.snmp_engine import (
+from probes.base import Observations, ProbeContext, ProbeKind
+from probes.support import snmp_engine
+from probes.support.snmp_engine import (
     ABSENT,
     ADMIN_STATUS,
     IF_ALIAS,
@@ -61,7 +63,6 @@ from monitor.snmp_engine import (
     counter_rate,
     uptime_went_back,
 )
-from probes.base import Observations, ProbeContext, ProbeKind
 
 ADMIN_DOWN = "admin down (maintenance)"
 NOT_FOUND = "not found"

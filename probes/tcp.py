@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.conditions import Condition
-from monitor.options import format_host_port, host_port, option
+from monitor.core.conditions import Condition
+from monitor.core.options import format_host_port, host_port, option
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 
 

@@ -1,7 +1,7 @@
 """`tls`: the certificate health of a TLS endpoint, direct or after STARTTLS.
 
 One handshake in the normal case, with a context that verifies the chain against the system
-store or `ca_file` but leaves names to `monitor.certificates` (SAN-only, IP SANs, precisely
+store or `ca_file` but leaves names to `probes.support.certificates` (SAN-only, IP SANs, precisely
 named). Only when that handshake fails is a second, relaxed one made (no verification, TLS 1.0
 and weak ciphers allowed) to read the chain anyway and name the fault; if even that fails, the
 first failure is reported.
@@ -16,14 +16,14 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from monitor import certificates, starttls
-from monitor.certificate_reader import ParsedCertificate, Served
-from monitor.certificates import Verification
-from monitor.conditions import Condition, Expectation, Explain, Finding, said
-from monitor.errors import ConfigFailure, TlsFailure
-from monitor.model import ObservationValue, Severity
-from monitor.options import OptionError, choice, format_host_port, host, host_port, option
+from monitor.core.conditions import Condition, Expectation, Explain, Finding, said
+from monitor.core.errors import ConfigFailure, TlsFailure
+from monitor.core.model import ObservationValue, Severity
+from monitor.core.options import OptionError, choice, format_host_port, host, host_port, option
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
+from probes.support import certificates, starttls
+from probes.support.certificate_reader import ParsedCertificate, Served
+from probes.support.certificates import Verification
 
 # Protocol versions as OpenSSL names them, oldest first.
 VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -86,7 +86,8 @@ def judged_name(options: TlsOptions) -> str:
 
 
 def strict_context(ca_file: str | None, options: Any) -> ssl.SSLContext:
-    """Verifies the chain; names are judged by monitor.certificates, hence no check_hostname."""
+    """Verifies the chain; names are judged by probes.support.certificates, hence no
+    check_hostname."""
     try:
         context = ssl.create_default_context(cafile=ca_file)
         context.check_hostname = False

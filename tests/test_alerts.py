@@ -15,18 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from monitor.alerts import (
-    Alerter,
-    AlertsConfig,
-    Grouper,
-    next_reminder,
-    parse_alerts,
-    plan_events,
-    plan_reminders,
-)
-from monitor.events import Event, EventKind, Subject, Suppression
-from monitor.model import Severity
-from monitor.notifiers import (
+from monitor.alerts.notifiers import (
     Message,
     MessageKind,
     NotifierConfig,
@@ -36,8 +25,19 @@ from monitor.notifiers import (
     render,
     sign,
 )
-from monitor.options import OptionError, SecretRef
-from monitor.outbox import Problem, RetryPolicy, RowStatus
+from monitor.alerts.outbox import Problem, RetryPolicy, RowStatus
+from monitor.alerts.policy import (
+    Alerter,
+    AlertsConfig,
+    Grouper,
+    next_reminder,
+    parse_alerts,
+    plan_events,
+    plan_reminders,
+)
+from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.model import Severity
+from monitor.core.options import OptionError, SecretRef
 from tests.conftest import REPO
 from tests.peers.webhook_peers import Received, WebhookReceiver
 
@@ -312,7 +312,7 @@ def message(events: list[Event], kind: MessageKind = MessageKind.ALERT) -> Messa
 
 @pytest.fixture(scope="module")
 def webhook_schema() -> jsonschema.Draft202012Validator:
-    schema = json.loads((REPO / "monitor/schema/webhook.schema.json").read_text())
+    schema = json.loads((REPO / "monitor/output/schema/webhook.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 

@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 import referencing
 
-from monitor.audit import build_report, render, report_to_dict
-from monitor.inventory import adhoc_check
-from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from monitor.output.audit import build_report, render, report_to_dict
 from tests.conftest import REPO
 
 NOW = 1_800_000_000.0
@@ -23,7 +23,7 @@ DAY = 86400.0
 
 def schema_validator() -> jsonschema.Draft202012Validator:
     schemas = {
-        name: json.loads((REPO / f"monitor/schema/{name}.schema.json").read_text())
+        name: json.loads((REPO / f"monitor/output/schema/{name}.schema.json").read_text())
         for name in ("result", "audit")
     }
     registry = referencing.Registry().with_resources(

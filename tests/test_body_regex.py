@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from monitor.inventory import adhoc_check
-from monitor.options import OptionError
-from monitor.patterns import WORK_LIMIT, regex
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.options import OptionError
+from monitor.core.patterns import WORK_LIMIT, regex
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
 from tests.conftest import REPO
 from tests.peers.http_peers import LOOPBACK, HttpPeer, http_server

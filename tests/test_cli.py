@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from monitor.output import perf_label, unique_labels
+from monitor.output.render import perf_label, unique_labels
 from probes import REGISTRY
 from tests.conftest import REPO
 from tests.peers.http_peers import http_server, raw_server
@@ -27,7 +27,7 @@ from tests.peers.tcp_peers import blackhole_port, closed_port
 
 KINDS = tuple(REGISTRY)
 
-SCHEMA = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
+SCHEMA = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
 
 
 def commwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -37,16 +37,16 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMAC192SHA256AuthProtocol,
 )
 
-from monitor.cli_parser import flag_name
-from monitor.inventory import adhoc_check, load_inventory
+from monitor.cli.parser import flag_name
+from monitor.config.inventory import adhoc_check, load_inventory
+from monitor.core.model import ProbeResult, Severity
+from monitor.engine.scheduler import Scheduler
 from monitor.lab import snmp_agent
 from monitor.lab.demo_inventory import demo_inventory, write_demo_inventory
 from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, secrets_env_file
 from monitor.lab.layout import SERVICES, Behaviour, PortTaken, service
 from monitor.lab.snmp_agent import RADIO_MODULATION, RADIO_RSL_DBM, Cycles, DeviceClock
 from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key, make_lab_ca
-from monitor.model import ProbeResult, Severity
-from monitor.scheduler import Scheduler
 from probes import REGISTRY
 from tests.conftest import REPO
 

@@ -11,10 +11,10 @@ import dns.flags
 import dns.rcode
 import pytest
 
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass, ProbeResult, Severity
-from monitor.options import OptionError
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ErrorClass, ProbeResult, Severity
+from monitor.core.options import OptionError
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
 from tests.peers.dns_peers import (
     LOCALHOST,

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.events import Event, EventKind, Subject, Suppression
-from monitor.history import (
+from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.model import CheckRef, ErrorClass, ProbeError, ProbeResult, Severity, Verdict
+from monitor.store.history import (
     DAY,
     HOUR,
     HistoryConfig,
@@ -26,7 +27,6 @@ from monitor.history import (
     LatencyPoint,
     default_path,
 )
-from monitor.model import CheckRef, ErrorClass, ProbeError, ProbeResult, Severity, Verdict
 from tests.conftest import REPO
 
 NOW = 1_800_000_000.0  # a whole hour: 1800000000 / 3600 = 500000

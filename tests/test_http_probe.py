@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from monitor.conditions import Expectation
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass, ProbeResult, Severity
-from monitor.options import OptionError
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.conditions import Expectation
+from monitor.core.model import ErrorClass, ProbeResult, Severity
+from monitor.core.options import OptionError
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
 from tests.peers.http_peers import (
     HUGE_BYTES,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor import yamlnodes
-from monitor.inventory import InventoryErrors, load_inventory
-from monitor.options import OptionError, secret_file
+from monitor.config.inventory import InventoryErrors, load_inventory
+from monitor.core import yamlnodes
+from monitor.core.options import OptionError, secret_file
 from tests.conftest import REPO
 from tests.peers.tcp_peers import closed_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from monitor.maintenance import Window, in_maintenance, intervals
+from monitor.config.maintenance import Window, in_maintenance, intervals
 
 CHICAGO = ZoneInfo("America/Chicago")
 TUESDAY_2AM = dt.time(2, 0)

@@ -13,9 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.events import Event, EventKind, Subject
-from monitor.notifiers import NotifierConfig, NotifierKind, deliver, retry_after_seconds
-from monitor.outbox import Dispatcher, NewRow, Outbox, Problem, RetryPolicy, RowStatus
+from monitor.alerts.notifiers import NotifierConfig, NotifierKind, deliver, retry_after_seconds
+from monitor.alerts.outbox import Dispatcher, NewRow, Outbox, Problem, RetryPolicy, RowStatus
+from monitor.core.events import Event, EventKind, Subject
 from tests.peers.webhook_peers import WebhookReceiver
 
 FAST = RetryPolicy(backoff_base=0.02, backoff_cap=0.1, give_up_after=60.0)

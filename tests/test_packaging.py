@@ -10,24 +10,23 @@ from tests.conftest import REPO
 
 
 def test_every_data_file_in_the_packages_is_shipped():
+    """Each data file belongs to the deepest listed package that holds it, and one of that
+    package's package-data patterns (relative to the package's folder) must match it."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared = config["package-data"]
+    folders = {package: REPO.joinpath(*package.split(".")) for package in config["packages"]}
     missing = []
-    for package in config["packages"]:
-        root = REPO / package
-        for path in root.rglob("*"):
+    for top in ("monitor", "probes", "tui"):
+        for path in (REPO / top).rglob("*"):
             if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
                 continue
-            relative = path.relative_to(REPO)
-            owner = ".".join(relative.parent.parts)
-            patterns = declared.get(owner, [])
-            if not any(fnmatch.fnmatch(path.name, p.rsplit("/", 1)[-1]) for p in patterns) and not (
-                any(
-                    fnmatch.fnmatch(str(relative.relative_to(package)), p)
-                    for p in declared.get(package, [])
-                )
-            ):
-                missing.append(str(relative))
+            owner = max(
+                (p for p, folder in folders.items() if folder in path.parents),
+                key=lambda p: len(folders[p].parts),
+            )
+            relative = str(path.relative_to(folders[owner]))
+            if not any(fnmatch.fnmatch(relative, p) for p in declared.get(owner, [])):
+                missing.append(str(path.relative_to(REPO)))
     assert missing == []
 
 

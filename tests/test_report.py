@@ -18,20 +18,20 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from monitor.events import Event, EventKind, Subject
-from monitor.history import HOUR, MIGRATIONS, HistoryStore
-from monitor.inventory import load_inventory
-from monitor.maintenance import Window
-from monitor.model import CheckRef, ProbeResult, Severity
-from monitor.pipeline import Monitor, topology_of
-from monitor.report import Outage, build_report, render, span
-from monitor.run_scope import RunScope, Watched, scope_of
+from monitor.config.inventory import load_inventory
+from monitor.config.maintenance import Window
+from monitor.core.events import Event, EventKind, Subject
+from monitor.core.model import CheckRef, ProbeResult, Severity
+from monitor.engine.pipeline import Monitor, topology_of
+from monitor.engine.run_scope import RunScope, Watched, scope_of
+from monitor.output.report import Outage, build_report, render, span
+from monitor.store.history import HOUR, MIGRATIONS, HistoryStore
 from tests.conftest import REPO
 from tests.peers.tcp_peers import accepting_listener, closed_port
 
 T0 = 1_800_000_000.0
 UNTIL = T0 + 10 * HOUR
-SCHEMA = json.loads((REPO / "monitor/schema/report.schema.json").read_text())
+SCHEMA = json.loads((REPO / "monitor/output/schema/report.schema.json").read_text())
 CHECK, LINK, GROUP = Subject.CHECK, Subject.LINK, Subject.GROUP
 PENDING = "PENDING"
 
@@ -359,7 +359,7 @@ def test_downsampled_history_keeps_its_events_exact(tmp_path):
         tmp_path / "h.sqlite3", [(h(0), h(10), h(10), scope((CHECK, "s/l/c")))], events, results
     )
     before = by_id(report(path))["s/l/c"]
-    from monitor.history import HistoryConfig
+    from monitor.store.history import HistoryConfig
 
     with HistoryStore(path, create=True) as store:
         stats = store.maintain(h(30), HistoryConfig(path=path, downsample_after=HOUR))

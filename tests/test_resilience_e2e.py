@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 from tests.peers.webhook_peers import WebhookReceiver
 
-RESULT_SCHEMA = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
+RESULT_SCHEMA = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
 
 
 class Link:
@@ -289,7 +289,7 @@ async def test_sigkill_loses_nothing_reported_as_stored(tmp_path):
         stored = db.execute("SELECT check_id, started_at FROM results").fetchall()
     assert len(stored) >= len(printed)
     stored_keys = {(check_id, started) for check_id, started in stored}
-    from monitor.output import iso_time
+    from monitor.output.render import iso_time
 
     assert all((c, at) in {(cid, iso_time(s)) for cid, s in stored_keys} for c, at in printed)
 

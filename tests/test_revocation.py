@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from monitor.revocation import (
+from probes.support.revocation import (
     CRL_MAX_BYTES,
     OCSP_MAX_BYTES,
     RevocationCache,

@@ -12,11 +12,11 @@ import aiohttp
 import dns.exception
 import pytest
 
-from monitor.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass, Severity
-from monitor.options import OptionError
-from monitor.runner import SEVERITY_OF_ERROR, classify, describe_error, run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
+from monitor.core.model import ErrorClass, Severity
+from monitor.core.options import OptionError
+from monitor.engine.runner import SEVERITY_OF_ERROR, classify, describe_error, run_check
 from probes.base import ProbeKind
 
 
@@ -146,8 +146,8 @@ async def test_certificates_seen_before_a_failure_reach_the_result_and_the_json(
 
     import jsonschema
 
-    from monitor.model import CertificateInfo
-    from monitor.output import result_record
+    from monitor.core.model import CertificateInfo
+    from monitor.output.render import result_record
     from tests.conftest import REPO
 
     certificate = CertificateInfo(
@@ -174,7 +174,7 @@ async def test_certificates_seen_before_a_failure_reach_the_result_and_the_json(
     assert result.certificates == (certificate,)
     assert result.error.error_class is ErrorClass.TLS
     record = result_record(result)
-    schema = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
+    schema = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
     jsonschema.validate(record, schema)
     (shown,) = record["certificates"]
     assert shown["not_after"] == "2100-01-01T00:00:00.000+00:00"

@@ -10,10 +10,10 @@ from collections import Counter
 
 import pytest
 
-from monitor.inventory import Check, Concurrency, adhoc_check
-from monitor.model import ProbeResult, Severity
-from monitor.runner import run_check
-from monitor.scheduler import MAX_HOLD, START_GAP, SWEEP_SPREAD, Scheduler
+from monitor.config.inventory import Check, Concurrency, adhoc_check
+from monitor.core.model import ProbeResult, Severity
+from monitor.engine.runner import run_check
+from monitor.engine.scheduler import MAX_HOLD, START_GAP, SWEEP_SPREAD, Scheduler
 from tests.peers.tcp_peers import accepting_listener, blackhole_port
 
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from monitor.inventory import adhoc_check, load_inventory
+from monitor.config.inventory import adhoc_check, load_inventory
+from monitor.core.model import ErrorClass, ProbeResult, Severity
+from monitor.core.options import OptionError
+from monitor.engine.runner import run_check
 from monitor.lab.lab import SNMP_ENV
-from monitor.model import ErrorClass, ProbeResult, Severity
-from monitor.options import OptionError
-from monitor.output import result_to_dict
-from monitor.runner import run_check
-from monitor.snmp_engine import MAX_IN_FLIGHT, counter_rate, uptime_went_back
+from monitor.output.render import result_to_dict
 from probes.base import SharedResources
 from probes.snmp import ADMIN_DOWN, NOT_FOUND
+from probes.support.snmp_engine import MAX_IN_FLIGHT, counter_rate, uptime_went_back
 from tests.conftest import REPO
 from tests.peers.snmp_peers import (
     AES256_USER,

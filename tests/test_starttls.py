@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from monitor import starttls
-from monitor.errors import ProtocolFailure
+from monitor.core.errors import ProtocolFailure
+from probes.support import starttls
 from tests.peers.tls_peers import LOOPBACK, Handler, threaded_server
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.events import Event, EventKind, Subject, Suppression
-from monitor.model import CheckRef, ProbeResult, Severity
-from monitor.persistent import PersistentMap
-from monitor.state import (
+from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.model import CheckRef, ProbeResult, Severity
+from monitor.core.persistent import PersistentMap
+from monitor.engine.state import (
     CheckPolicy,
     EngineState,
     FlapPolicy,

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass, Severity
-from monitor.options import OptionError
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ErrorClass, Severity
+from monitor.core.options import OptionError
+from monitor.engine.runner import run_check
 from tests.peers.tcp_peers import accepting_listener, blackhole_port, closed_port
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.text import printable, spreadsheet_cell
+from monitor.core.text import printable, spreadsheet_cell
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from monitor.inventory import adhoc_check
-from monitor.model import ProbeResult, Severity
-from monitor.output import nagios_line, verdict_list
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ProbeResult, Severity
+from monitor.engine.runner import run_check
+from monitor.output.render import nagios_line, verdict_list
 from probes.base import SharedResources
 from tests.peers.http_peers import http_server
 from tests.peers.pki import make_leaf, server_context

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass, ProbeResult, Severity, Verdict
-from monitor.options import OptionError
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ErrorClass, ProbeResult, Severity, Verdict
+from monitor.core.options import OptionError
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
 from tests.peers.http_peers import http_server
 from tests.peers.pki import Issued, make_ca, make_leaf, server_context

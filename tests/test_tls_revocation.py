@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.inventory import adhoc_check
-from monitor.model import Severity
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import Severity
+from monitor.engine.runner import run_check
 from tests.peers.ocsp_peers import scripted_server
 from tests.peers.pki import make_ca, make_leaf, revocation_urls, server_context
 from tests.peers.tcp_peers import closed_port

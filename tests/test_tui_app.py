@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.cli import main
-from monitor.inventory import Inventory
-from monitor.model import Severity
+from monitor.cli.main import main
+from monitor.config.inventory import Inventory
+from monitor.core.model import Severity
 from tests.peers.tcp_peers import accepting_listener, closed_port
 from tests.tui_support import cell, log_lines, log_on_screen, rendered, until, write_inventory
 from tui.app import CommwatchApp

@@ -8,8 +8,8 @@ import time
 import pytest
 from textual.widgets import Input
 
-from monitor.events import Event, EventKind, Subject
-from monitor.model import CheckRef, ErrorClass, ProbeResult, Severity
+from monitor.core.events import Event, EventKind, Subject
+from monitor.core.model import CheckRef, ErrorClass, ProbeResult, Severity
 from tests.tui_support import (
     GROUPED,
     NOW,

@@ -11,12 +11,12 @@ from pathlib import Path
 from rich.console import Console, RenderableType
 from textual.pilot import Pilot
 
-from monitor.conditions import Expectation
-from monitor.events import Event
-from monitor.inventory import Inventory, load_inventory
-from monitor.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
-from monitor.pipeline import topology_of
-from monitor.state import EngineState, step
+from monitor.config.inventory import Inventory, load_inventory
+from monitor.core.conditions import Expectation
+from monitor.core.events import Event
+from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from monitor.engine.pipeline import topology_of
+from monitor.engine.state import EngineState, step
 from probes.base import LatencyOptions
 from tui.app import CommwatchApp
 from tui.widgets import EventLog

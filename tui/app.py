@@ -24,13 +24,13 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
-from monitor.events import Event, EventKind
-from monitor.history import HistoryError, HistoryStore
-from monitor.inventory import Check, Inventory
-from monitor.model import ProbeResult
-from monitor.pipeline import Monitor
-from monitor.scheduler import Scheduler
-from monitor.state import EngineState
+from monitor.config.inventory import Check, Inventory
+from monitor.core.events import Event, EventKind
+from monitor.core.model import ProbeResult
+from monitor.engine.pipeline import Monitor
+from monitor.engine.scheduler import Scheduler
+from monitor.engine.state import EngineState
+from monitor.store.history import HistoryError, HistoryStore
 from tui.board import Board
 from tui.screens import DashboardScreen, HelpScreen
 from tui.state import HISTORY, TREND_POINTS, HistoryLine

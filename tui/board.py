@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from monitor.events import Event, EventKind, Subject, Suppression
-from monitor.inventory import Check, Inventory, Link, Site
-from monitor.model import ProbeResult, Severity
-from monitor.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of
-from monitor.resilience_config import Group
-from monitor.state import PENDING, CheckState, EngineState, GroupStatus, LinkStatus
+from monitor.config.inventory import Check, Inventory, Link, Site
+from monitor.config.resilience import Group
+from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.model import ProbeResult, Severity
+from monitor.engine.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of
+from monitor.engine.state import PENDING, CheckState, EngineState, GroupStatus, LinkStatus
 from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Sequence
 
-from monitor.model import ProbeResult, Severity
+from monitor.core.model import ProbeResult, Severity
 
 SYMBOLS = {Severity.OK: "✔", Severity.WARN: "▲", Severity.CRIT: "✖", Severity.UNKNOWN: "?"}
 PENDING_SYMBOL = "·"

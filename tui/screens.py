@@ -17,9 +17,9 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 
-from monitor.events import Event, EventKind
-from monitor.model import ProbeResult
-from monitor.state import EngineState
+from monitor.core.events import Event, EventKind
+from monitor.core.model import ProbeResult
+from monitor.engine.state import EngineState
 from tui.board import Board, Level, Sort
 from tui.state import HistoryLine
 from tui.widgets import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from monitor.model import ProbeResult, Severity
+from monitor.core.model import ProbeResult, Severity
 
 HISTORY = 20  # results kept per check for the detail pane
 TREND_POINTS = 24  # latencies kept per check for the sparkline

@@ -27,11 +27,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
-from monitor.events import Event, EventKind, Subject
-from monitor.inventory import Check
-from monitor.model import CertificateInfo, ProbeResult, Severity
-from monitor.pipeline import NOT_EVALUATED
-from monitor.text import printable
+from monitor.config.inventory import Check
+from monitor.core.events import Event, EventKind, Subject
+from monitor.core.model import CertificateInfo, ProbeResult, Severity
+from monitor.core.text import printable
+from monitor.engine.pipeline import NOT_EVALUATED
 from tui.board import Board, Level, Row, Sort
 from tui.present import (
     SYMBOLS,

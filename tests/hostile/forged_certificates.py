@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from monitor.der import elements
 from monitor.lab.pki import Issued
+from probes.support.der import elements
 
 SEQUENCE = 0x30
 SET = 0x31

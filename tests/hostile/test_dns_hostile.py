@@ -11,9 +11,9 @@ from typing import Any
 
 import dns.name
 
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass, ProbeResult, Severity
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ErrorClass, ProbeResult, Severity
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
 from tests.hostile.dns_servers import (
     header_only,

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from monitor.inventory import adhoc_check
-from monitor.model import ErrorClass
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ErrorClass
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
 from tests.peers.http_peers import raw_server
 

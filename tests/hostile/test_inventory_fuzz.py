@@ -239,7 +239,7 @@ def mutants(seed: int, count: int) -> list[Mutant]:
 
 def check_all(paths: list[str]) -> None:
     """Run `commwatch check` on each path in this process; one JSON line per path."""
-    from monitor.cli import main
+    from monitor.cli.main import main
 
     for path in paths:
         out, err = io.StringIO(), io.StringIO()

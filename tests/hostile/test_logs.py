@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from monitor.logs import Lines, PrintableFormatter
+from monitor.core.logs import Lines, PrintableFormatter
 from tests.hostile.test_terminal_injection import FORGED, PAYLOAD, assert_inert
 
 

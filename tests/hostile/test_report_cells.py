@@ -8,9 +8,9 @@ import csv
 import dataclasses
 import io
 
-from monitor.audit import AuditReport, build_report, render
-from monitor.inventory import adhoc_check
-from monitor.model import ProbeResult, Severity
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ProbeResult, Severity
+from monitor.output.audit import AuditReport, build_report, render
 from tests.tui_support import NOW, certificate
 
 SUBJECT = '=HYPERLINK("https://evil.example/") [click](https://evil.example/) &#x202e; <b>x</b>'

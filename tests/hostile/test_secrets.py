@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from pyasn1.codec.ber import encoder
 
-from monitor.inventory import adhoc_check
-from monitor.logs import BugLog
-from monitor.model import ErrorClass, Severity
-from monitor.output import result_to_dict
-from monitor.runner import run_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.logs import BugLog
+from monitor.core.model import ErrorClass, Severity
+from monitor.engine.runner import run_check
+from monitor.output.render import result_to_dict
 from probes.base import SharedResources
 from tests.hostile.snmp_agents import SYS_UPTIME, V2C
 from tests.peers.snmp_peers import LOCALHOST, free_udp_port, snmpd_binary

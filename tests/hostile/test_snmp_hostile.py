@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from monitor.inventory import Check, adhoc_check
-from monitor.model import ErrorClass, ProbeResult, Severity
-from monitor.runner import run_check
-from monitor.snmp_engine import MAX_WALK_ROWS, NoiseLog
+from monitor.config.inventory import Check, adhoc_check
+from monitor.core.model import ErrorClass, ProbeResult, Severity
+from monitor.engine.runner import run_check
 from probes.base import SharedResources
+from probes.support.snmp_engine import MAX_WALK_ROWS, NoiseLog
 from tests.hostile.snmp_agents import (
     COMMUNITY,
     DECODER_CRASH,

@@ -22,11 +22,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from monitor.inventory import adhoc_check
+from monitor.config.inventory import adhoc_check
+from monitor.core.model import ErrorClass, ProbeResult, Severity, Verdict
+from monitor.engine.runner import run_check
 from monitor.lab.pki import Issued, make_ca, make_leaf, server_context
-from monitor.model import ErrorClass, ProbeResult, Severity, Verdict
-from monitor.output import result_line
-from monitor.runner import run_check
+from monitor.output.render import result_line
 from probes.base import SharedResources
 from tests.conftest import REPO
 from tests.hostile.forged_certificates import (
@@ -55,7 +55,7 @@ from tests.peers.http_peers import http_server
 from tests.peers.tls_peers import LOOPBACK, tls_server
 
 LOOPBACK_IP = der(IP_ADDRESS, bytes([127, 0, 0, 1]))
-SCHEMA = json.loads((REPO / "monitor/schema/result.schema.json").read_text())
+SCHEMA = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
 
 
 def days(n: float) -> datetime.datetime:

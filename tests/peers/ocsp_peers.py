@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from monitor.der import elements
+from probes.support.der import elements
 from tests.hostile.forged_certificates import der
 from tests.peers.http_peers import HUGE_BYTES, LOOPBACK
 from tests.peers.pki import Issued, make_ca, make_leaf

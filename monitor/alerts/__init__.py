@@ -1,0 +1,2 @@
+"""Alerting: the policy (which events notify whom), the durable outbox, and the notifier
+formats."""

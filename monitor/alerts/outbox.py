@@ -1,0 +1,646 @@
+"""The durable side of alerting: its tables in the history database, and the delivery loop.
+
+Three tables live beside the history store's own, in the same SQLite file (WAL mode, other
+connections welcome):
+
+- `alert_inbox`: every event alerting accepted, keyed by `event_id`. An event waits here (no
+  `flushed_at`) while its site's group window is open, so a crash inside the window loses
+  nothing; an event seen again (a replay after restart) is recognised and ignored.
+- `notify_state`: per notifier, the problems it was told about and not yet told are resolved,
+  with when it was last told (re-notification) and how many reminders went out.
+- `outbox`: every message to send, rendered, with its notifier and idempotency key
+  (UNIQUE together, so a replay cannot enqueue it twice), and its delivery status.
+
+Every database call runs on one worker thread owned by the `Outbox`, so the event loop (and the
+probes it runs) never waits on SQLite, and calls happen in the order they were made. The
+`Dispatcher` sends due rows through a caller-supplied `send` coroutine: it knows nothing of HTTP,
+only of outcomes, backoff and per-notifier concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from monitor.core.events import Event, EventKind, Subject, Suppression
+
+log = logging.getLogger("commwatch.alerts")
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_inbox (
+    event_id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    flushed_at REAL
+);
+CREATE INDEX IF NOT EXISTS alert_inbox_waiting ON alert_inbox (flushed_at);
+CREATE TABLE IF NOT EXISTS notify_state (
+    notifier TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    event TEXT NOT NULL,
+    last_sent REAL NOT NULL,
+    renotified INTEGER NOT NULL,
+    PRIMARY KEY (notifier, subject)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    notifier TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    site_id TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    finished_at REAL,
+    UNIQUE (notifier, key)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, notifier, next_attempt_at);
+"""
+
+
+# --- events as stored ----------------------------------------------------------------------
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """An event as plain JSON-able data; `at` survives a JSON round trip exactly, so does the id."""
+    return {
+        "event_id": event.event_id,
+        "at": event.at,
+        "subject": str(event.subject),
+        "subject_id": event.subject_id,
+        "site_id": event.site_id,
+        "kind": str(event.kind),
+        "before": event.before,
+        "after": event.after,
+        "cause": event.cause,
+        "suppressed": [str(s) for s in event.suppressed],
+    }
+
+
+def event_from_record(record: Mapping[str, Any]) -> Event:
+    return Event(
+        at=record["at"],
+        subject=Subject(record["subject"]),
+        subject_id=record["subject_id"],
+        site_id=record["site_id"],
+        kind=EventKind(record["kind"]),
+        before=record["before"],
+        after=record["after"],
+        cause=record["cause"],
+        suppressed=tuple(Suppression(s) for s in record["suppressed"]),
+    )
+
+
+def _dump_event(event: Event) -> str:
+    return json.dumps(event_record(event), separators=(",", ":"))
+
+
+def _load_event(text: str) -> Event:
+    return event_from_record(json.loads(text))
+
+
+# --- what crosses the module boundary -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A subject a notifier was told is not OK, and has not yet been told is OK again."""
+
+    notifier_id: str
+    event: Event  # the subject's latest HARD event (notifiable or not)
+    last_sent: float
+    renotified: int = 0
+
+    @property
+    def subject_key(self) -> str:
+        return subject_key(self.event)
+
+
+ProblemKey = tuple[str, str]  # (notifier id, subject key)
+
+
+def subject_key(event: Event) -> str:
+    return f"{event.subject}:{event.subject_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A rendered message, ready to be written to the outbox."""
+
+    notifier_id: str
+    key: str
+    kind: str
+    site_id: str
+    content_type: str
+    body: bytes
+
+
+class RowStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    notifier_id: str
+    key: str
+    kind: str
+    site_id: str
+    content_type: str
+    body: bytes
+    created_at: float
+    status: RowStatus
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+class Delivery(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # worth trying again later
+    FAILED = "failed"  # permanent: the receiver rejected the message itself
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to. `detail` is printable: it never carries a URL's path or query."""
+
+    delivery: Delivery
+    detail: str
+    retry_after: float | None = None
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+class Outbox:
+    """Alerting's tables. Every method runs its SQL on the one worker thread."""
+
+    def __init__(self, path: str | Path, busy_timeout: float = 10.0) -> None:
+        self.path = str(path)
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commwatch-outbox")
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> Outbox:
+        await self._run(self._open)
+        return self
+
+    async def close(self) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _open(self) -> None:
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write lock
+        # up front, so a concurrent writer makes us wait instead of failing mid-transaction).
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a message reported as enqueued is on disk even if the machine loses power.
+        db.execute("PRAGMA synchronous=FULL")
+        # Each statement commits on its own; IF NOT EXISTS makes a race with another process
+        # creating the same tables harmless.
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the outbox is not open")
+        return self._db
+
+    # inbox
+
+    async def accept(self, events: Sequence[Event], now: float) -> list[Event]:
+        """Record events; returns those not seen before, in their order."""
+
+        def run() -> list[Event]:
+            db, fresh = self._conn, []
+            with _transaction(db):
+                for event in events:
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO alert_inbox (event_id, site_id, event, received_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (event.event_id, event.site_id, _dump_event(event), now),
+                    )
+                    if cursor.rowcount:
+                        fresh.append(event)
+            return fresh
+
+        return await self._run(run)
+
+    async def accepted(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of `event_ids` the inbox holds."""
+        ids = list(event_ids)
+
+        def run() -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                found.update(
+                    event_id
+                    for (event_id,) in self._conn.execute(
+                        "SELECT event_id FROM alert_inbox WHERE event_id IN"
+                        f" ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+            return found
+
+        return await self._run(run)
+
+    async def waiting(self) -> list[tuple[float, Event]]:
+        """Accepted events whose group was never flushed (the process stopped first)."""
+
+        def run() -> list[tuple[float, Event]]:
+            rows = self._conn.execute(
+                "SELECT received_at, event FROM alert_inbox WHERE flushed_at IS NULL"
+                " ORDER BY received_at, rowid"
+            ).fetchall()
+            return [(received_at, _load_event(text)) for received_at, text in rows]
+
+        return await self._run(run)
+
+    async def problems(self) -> dict[ProblemKey, Problem]:
+        def run() -> dict[ProblemKey, Problem]:
+            rows = self._conn.execute(
+                "SELECT notifier, subject, event, last_sent, renotified FROM notify_state"
+            ).fetchall()
+            return {
+                (notifier, subject): Problem(notifier, _load_event(text), last_sent, renotified)
+                for notifier, subject, text, last_sent, renotified in rows
+            }
+
+        return await self._run(run)
+
+    async def commit(
+        self,
+        rows: Iterable[NewRow],
+        problems: Mapping[ProblemKey, Problem | None],
+        flushed: Iterable[str],
+        now: float,
+    ) -> int:
+        """In one transaction: enqueue messages, record problem changes (None = resolved) and
+        mark the events they came from as flushed. Returns how many rows were new."""
+        rows, flushed = list(rows), list(flushed)
+
+        def run() -> int:
+            db, added = self._conn, 0
+            with _transaction(db):
+                for row in rows:
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO outbox (notifier, key, kind, site_id, content_type,"
+                        " body, created_at, status, next_attempt_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            row.notifier_id,
+                            row.key,
+                            row.kind,
+                            row.site_id,
+                            row.content_type,
+                            row.body,
+                            now,
+                            RowStatus.PENDING,
+                            now,
+                        ),
+                    )
+                    added += cursor.rowcount
+                for (notifier, subject), problem in problems.items():
+                    if problem is None:
+                        db.execute(
+                            "DELETE FROM notify_state WHERE notifier = ? AND subject = ?",
+                            (notifier, subject),
+                        )
+                    else:
+                        db.execute(
+                            "INSERT OR REPLACE INTO notify_state"
+                            " (notifier, subject, event, last_sent, renotified)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (
+                                notifier,
+                                subject,
+                                _dump_event(problem.event),
+                                problem.last_sent,
+                                problem.renotified,
+                            ),
+                        )
+                db.executemany(
+                    "UPDATE alert_inbox SET flushed_at = ? WHERE event_id = ?",
+                    [(now, event_id) for event_id in flushed],
+                )
+            return added
+
+        return await self._run(run)
+
+    # outbox rows
+
+    async def pending(self, notifier_id: str, limit: int) -> list[OutboxRow]:
+        """The notifier's pending rows, soonest due first."""
+
+        def run() -> list[OutboxRow]:
+            rows = self._conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM outbox WHERE status = ? AND notifier = ?"
+                " ORDER BY next_attempt_at, id LIMIT ?",
+                (RowStatus.PENDING, notifier_id, limit),
+            ).fetchall()
+            return [_row(values) for values in rows]
+
+        return await self._run(run)
+
+    async def rows(self, notifier_id: str | None = None) -> list[OutboxRow]:
+        """Every row (of one notifier), oldest first: for reports and tests."""
+
+        def run() -> list[OutboxRow]:
+            where, args = ("WHERE notifier = ?", (notifier_id,)) if notifier_id else ("", ())
+            rows = self._conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM outbox {where} ORDER BY id", args
+            ).fetchall()
+            return [_row(values) for values in rows]
+
+        return await self._run(run)
+
+    async def record(
+        self, row_id: int, status: RowStatus, error: str | None, next_attempt_at: float, now: float
+    ) -> None:
+        """Record one attempt's outcome."""
+
+        def run() -> None:
+            with _transaction(self._conn):
+                self._conn.execute(
+                    # A delivered row keeps its last failure: how it got through is worth knowing.
+                    "UPDATE outbox SET status = ?, attempts = attempts + 1,"
+                    " last_error = COALESCE(?, last_error),"
+                    " next_attempt_at = ?, finished_at = ? WHERE id = ?",
+                    (
+                        status,
+                        error,
+                        next_attempt_at,
+                        None if status is RowStatus.PENDING else now,
+                        row_id,
+                    ),
+                )
+
+        await self._run(run)
+
+    async def fail_orphans(self, known: Iterable[str], now: float) -> int:
+        """Give up on pending rows of notifiers that are no longer configured, and forget their
+        open problems. Returns how many rows were given up."""
+        known = list(known)
+
+        def run() -> int:
+            marks = ",".join("?" * len(known)) or "''"
+            with _transaction(self._conn):
+                self._conn.execute(
+                    f"DELETE FROM notify_state WHERE notifier NOT IN ({marks})", known
+                )
+                return self._conn.execute(
+                    f"UPDATE outbox SET status = ?, last_error = ?, finished_at = ?"
+                    f" WHERE status = ? AND notifier NOT IN ({marks})",
+                    (RowStatus.FAILED, _ORPHANED, now, RowStatus.PENDING, *known),
+                ).rowcount
+
+        return await self._run(run)
+
+    async def prune(self, before: float) -> None:
+        """Forget finished rows and flushed events older than `before`. A replay of an event
+        older than that would be notified again; retention is meant to be far longer than any
+        replay the state engine does."""
+
+        def run() -> None:
+            with _transaction(self._conn):
+                self._conn.execute(
+                    "DELETE FROM outbox WHERE status != ? AND finished_at < ?",
+                    (RowStatus.PENDING, before),
+                )
+                self._conn.execute("DELETE FROM alert_inbox WHERE flushed_at < ?", (before,))
+
+        await self._run(run)
+
+
+_ORPHANED = "notifier no longer configured"
+_ID_CHUNK = 500  # ids per IN (...) query: well below SQLite's limit on parameters
+_ROW_COLUMNS = (
+    "id, notifier, key, kind, site_id, content_type, body, created_at, status, attempts,"
+    " next_attempt_at, last_error"
+)
+
+
+def _row(values: tuple[Any, ...]) -> OutboxRow:
+    (
+        row_id,
+        notifier,
+        key,
+        kind,
+        site,
+        content_type,
+        body,
+        created,
+        status,
+        attempts,
+        due,
+        error,
+    ) = values
+    return OutboxRow(
+        row_id,
+        notifier,
+        key,
+        kind,
+        site,
+        content_type,
+        bytes(body),
+        created,
+        RowStatus(status),
+        attempts,
+        due,
+        error,
+    )
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Any:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    backoff_base: float = 2.0  # first retry after 1-2 s
+    backoff_cap: float = 600.0  # never wait longer than this between attempts
+    give_up_after: float = 86400.0  # a message this old is stale: recorded as failed
+
+    def delay(self, attempt: int, jitter: float) -> float:
+        """Seconds before retry number `attempt` (1-based); `jitter` in [0, 1).
+
+        Exponential with "equal jitter": half the step is fixed so retries never bunch at zero,
+        half is random so many commwatch instances do not hammer a recovering receiver together.
+        """
+        step = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt - 1, 32))
+        return step / 2 + jitter * step / 2
+
+
+Sender = Callable[[OutboxRow], Awaitable[Outcome]]
+
+
+class Dispatcher:
+    """Sends due outbox rows, at most `limits[notifier]` at a time per notifier, and records
+    each outcome. Rows of notifiers missing from `limits` are left alone."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        send: Sender,
+        limits: Mapping[str, int],
+        policy: RetryPolicy,
+        *,
+        describe: Callable[[str], str] = str,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float],
+    ) -> None:
+        self._outbox = outbox
+        self._send = send
+        self._limits = dict(limits)
+        self._policy = policy
+        self._describe = describe
+        self._clock = clock
+        self._jitter = jitter
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._busy: dict[str, int] = dict.fromkeys(self._limits, 0)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="commwatch-alert-delivery")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def aclose(self, grace: float = 2.0) -> None:
+        """Stop sending. Deliveries in flight get `grace` seconds to finish, so a receiver that
+        answered is not sent the message again by the next process; ones cut short stay
+        pending: delivery is at least once, and the idempotency key makes it exactly once."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        in_flight = list(self._in_flight.values())
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_due = await self._start_due()
+            except sqlite3.Error:
+                # The rows are safe on disk; look again shortly rather than stop delivering.
+                log.exception("cannot read the alert outbox; retrying")
+                next_due = self._clock() + 1.0
+            timeout = None if next_due is None else max(0.0, next_due - self._clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _start_due(self) -> float | None:
+        """Start what is due and has room; return when the next waiting row falls due (None
+        when only a finishing delivery or a new message can change anything)."""
+        next_due: float | None = None
+        now = self._clock()
+        for notifier, limit in self._limits.items():
+            room = limit - self._busy[notifier]
+            if room <= 0:
+                continue
+            for row in await self._outbox.pending(notifier, limit + self._busy[notifier]):
+                if row.id in self._in_flight:
+                    continue
+                if row.next_attempt_at > now:
+                    due = row.next_attempt_at
+                    next_due = due if next_due is None else min(next_due, due)
+                    break
+                if room <= 0:
+                    break
+                room -= 1
+                self._busy[notifier] += 1
+                self._in_flight[row.id] = asyncio.create_task(self._deliver(row))
+        return next_due
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        try:
+            try:
+                outcome = await self._send(row)
+            except Exception as exc:
+                # A bug in a sender must not stop delivery; the type alone is printed because an
+                # HTTP library's message may carry the URL.
+                outcome = Outcome(Delivery.RETRY, f"internal error: {type(exc).__name__}")
+            try:
+                await self._record(row, outcome)
+            except sqlite3.Error:
+                # Unrecorded, the row stays pending: it is sent again, and the key dedupes it.
+                log.exception("cannot record the outcome of message %s", row.key)
+        finally:
+            self._busy[row.notifier_id] -= 1
+            del self._in_flight[row.id]
+            self._wake.set()
+
+    async def _record(self, row: OutboxRow, outcome: Outcome) -> None:
+        now, attempt = self._clock(), row.attempts + 1
+        where = f"notifier {row.notifier_id} ({self._describe(row.notifier_id)})"
+        if outcome.delivery is Delivery.DELIVERED:
+            await self._outbox.record(row.id, RowStatus.DELIVERED, None, now, now)
+            if row.attempts:
+                log.info("%s: message %s delivered on attempt %d", where, row.key, attempt)
+            return
+        if outcome.delivery is Delivery.RETRY and now - row.created_at > self._policy.give_up_after:
+            outcome = Outcome(
+                Delivery.FAILED, f"{outcome.detail}; gave up after {attempt} attempts"
+            )
+        if outcome.delivery is Delivery.FAILED:
+            await self._outbox.record(row.id, RowStatus.FAILED, outcome.detail, now, now)
+            log.error("%s: message %s not delivered: %s", where, row.key, outcome.detail)
+            return
+        delay = self._policy.delay(attempt, self._jitter())
+        if outcome.retry_after is not None:
+            delay = max(delay, min(outcome.retry_after, self._policy.backoff_cap))
+        await self._outbox.record(row.id, RowStatus.PENDING, outcome.detail, now + delay, now)
+        log.warning(
+            "%s: message %s attempt %d failed: %s; retrying in %.3gs",
+            where,
+            row.key,
+            attempt,
+            outcome.detail,
+            delay,
+        )

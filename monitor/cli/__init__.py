@@ -1,0 +1,1 @@
+"""The `commwatch` command: its parser and one handler per command."""

@@ -1,0 +1,111 @@
+"""Reading located YAML sections: known keys, ids, parsed values, and every fault kept with its
+place. The inventory loader and its resilience sections both read through this."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from monitor.core.options import OptionError
+from monitor.core.yamlnodes import InventoryError, Location, Node
+
+ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62})")
+ID_HINT = "ids are lower-case letters, digits, '-' and '_', starting with a letter or digit"
+
+Fields = dict[str, tuple[Node, Node]]
+
+
+class Reader:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors: list[InventoryError] = []
+
+    def fail(self, error: InventoryError) -> None:
+        self.errors.append(error)
+
+    def entries(self, node: Node, what: str) -> Iterator[tuple[str, Node, Node]]:
+        """`node.mapping(what)`, its fault (not a mapping, a key not text) reported; the
+        entries after such a key are not read."""
+        try:
+            yield from node.mapping(what)
+        except InventoryError as exc:
+            self.fail(exc)
+
+    def items(self, node: Node, what: str) -> Iterator[Node]:
+        """`node.sequence(what)`, or nothing with the fault reported."""
+        try:
+            yield from node.sequence(what)
+        except InventoryError as exc:
+            self.fail(exc)
+
+    def unknown_key(self, key: str, key_node: Node, allowed: Iterable[str], what: str) -> None:
+        close = difflib.get_close_matches(key, list(allowed), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(allowed))
+        self.fail(key_node.error(f"unknown key '{key}' in {what}", hint))
+
+    def fields(
+        self,
+        node: Node,
+        what: str,
+        allowed: Iterable[str],
+        required: Iterable[str] = (),
+        free_prefix: str | None = None,
+    ) -> Fields:
+        """The known keys of a mapping; keys starting with `free_prefix` are the user's own
+        (a place to define anchors) and not read."""
+        allowed = set(allowed)
+        found: Fields = {}
+        try:
+            for key, key_node, value_node in node.mapping(what):
+                if free_prefix is not None and key.startswith(free_prefix):
+                    continue
+                if key in allowed:
+                    found[key] = (key_node, value_node)
+                else:
+                    self.unknown_key(key, key_node, allowed, what)
+        except InventoryError as exc:
+            self.fail(exc)
+            return found  # the keys it lacks would only echo this fault
+        for key in required:
+            if key not in found:
+                self.fail(node.error(f"{what} has no '{key}'", f"add a '{key}:' line to it"))
+        return found
+
+    @staticmethod
+    def written_id(fields: Fields) -> str | None:
+        """The id as written, valid or not: what references to this entry will say."""
+        if "id" not in fields:
+            return None
+        value = fields["id"][1].value()
+        return value if isinstance(value, str) else None
+
+    def ident(self, fields: Fields, what: str, seen: dict[str, Location]) -> str | None:
+        if "id" not in fields:
+            return None
+        node = fields["id"][1]
+        value = node.value()
+        if not isinstance(value, str) or not ID.fullmatch(value):
+            self.fail(node.error(f"{what} id {value!r} is not valid", ID_HINT))
+            return None
+        if value in seen:
+            self.fail(
+                node.error(
+                    f"duplicate {what} id '{value}'",
+                    f"already used at line {seen[value].line}; ids must be unique",
+                )
+            )
+            return None
+        seen[value] = node.location
+        return value
+
+    def plain(self, fields: Fields, key: str, parse: Any, default: Any) -> Any:
+        if key not in fields:
+            return default
+        node = fields[key][1]
+        try:
+            return parse(node.value())
+        except OptionError as exc:
+            self.fail(node.error(f"'{key}': {exc.message}", exc.hint))
+            return default

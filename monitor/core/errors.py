@@ -1,0 +1,39 @@
+"""Typed failures a probe raises when it could not measure.
+
+Probes raise these (or let standard socket, TLS and DNS exceptions through); the runner's single
+classification table turns either into an `ErrorClass` and a severity. A probe never decides a
+severity for a failure itself.
+"""
+
+from __future__ import annotations
+
+from monitor.core.model import ObservationValue
+
+
+class ProbeFailure(Exception):
+    """Base of the typed probe failures; may carry what was measured before it failed."""
+
+    def __init__(self, message: str, observations: dict[str, ObservationValue] | None = None):
+        super().__init__(message)
+        self.observations = observations or {}
+
+
+class ProtocolFailure(ProbeFailure):
+    """The peer answered, but not in the protocol expected (garbage, truncated, oversized)."""
+
+
+class DnsFailure(ProbeFailure):
+    """The target's own name could not be resolved."""
+
+
+class TlsFailure(ProbeFailure):
+    """The TLS handshake failed."""
+
+
+class AuthFailure(ProbeFailure):
+    """The peer answered and rejected our credentials (an SNMPv3 report of an unknown user or a
+    wrong digest): it is alive, but nothing it knows about its own health can be read."""
+
+
+class ConfigFailure(ProbeFailure):
+    """The check cannot run as configured (e.g. a referenced secret vanished after loading)."""

@@ -1,0 +1,286 @@
+"""Decides when each check runs, within a global and a per-host concurrency cap.
+
+Checks wait in one queue per host; hosts with room take turns (round robin), so a slow or hung
+host only ever holds its own `per_host` slots and everything else keeps moving. A check is never
+queued while it is queued or running, so it cannot overlap itself. The TUI and the CLI steer the
+engine through `run_now`, `pause`, `resume` and `stop`; results only ever flow out, to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from monitor.config.inventory import Check, Concurrency
+from monitor.core.model import ProbeResult
+from monitor.engine.runner import run_check
+from probes.base import SharedResources
+
+Sink = Callable[[ProbeResult], None]
+CheckRunner = Callable[[Check, SharedResources, dict[str, Any]], Awaitable[ProbeResult]]
+
+# The first round is paced: no probe should have its latency measured while a burst of others'
+# handshakes (and SNMP's pure-Python message processing, and a lab in the same process) competes
+# for the same CPU. A start waits START_GAP after the one before, longer while this process kept
+# the CPU busy over the last gap (up to MAX_HOLD gaps); a one-off sweep, which must end
+# promptly, starts the next check as soon as the previous one has finished. The gap shrinks for
+# large inventories so the round takes about its spread (below MIN_GAP, checks start in groups).
+# A continuous run's later runs keep the stagger: each comes `interval` after the check's
+# previous start.
+START_GAP = 0.05
+SWEEP_SPREAD = 1.0
+RUN_SPREAD = 10.0
+MIN_GAP = 0.005
+BUSY_SHARE = 0.3  # of one core, over the last gap: the process is busy (idle, it uses ~0)
+MAX_HOLD = 4
+
+
+class Scheduler:
+    def __init__(
+        self,
+        checks: Iterable[Check],
+        concurrency: Concurrency,
+        sink: Sink,
+        *,
+        start_spread: float | None = None,
+        runner: CheckRunner = run_check,
+    ) -> None:
+        self.checks = {check.ref.check_id: check for check in checks}
+        self._concurrency = concurrency
+        self._sink = sink
+        self._start_spread = start_spread
+        self._runner = runner
+        self._shared = SharedResources()
+        self._memory: dict[str, dict[str, Any]] = {cid: {} for cid in self.checks}
+        self._queues: dict[str, deque[Check]] = {}
+        self._ready: deque[str] = deque()
+        self._ready_set: set[str] = set()
+        self._in_flight: Counter[str] = Counter()
+        self._in_flight_total = 0
+        self._busy: set[str] = set()  # queued or running
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._paused: set[str] = set()
+        self._continuous = False
+        self._idle: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._failure: Exception | None = None
+        self._expedited: dict[str, float] = {}  # check id -> loop time it is wanted again by
+        self._closing = False
+        self._stop_requested = False
+        self._finished = asyncio.Event()  # set whenever a check finishes
+
+    # --- commands -------------------------------------------------------------------------
+
+    def run_now(self, check_id: str) -> None:
+        """Queue a check at once (unless it is already queued or running)."""
+        self._cancel_timer(check_id)
+        self._enqueue(self.checks[check_id])
+
+    def expedite(self, check_id: str, delay: float) -> None:
+        """Run a check again within `delay`, sooner than its interval: the state layer asks for
+        this while a change of state awaits confirmation (Nagios' retry_interval)."""
+        if not self._continuous:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        self._expedited[check_id] = min(due, self._expedited.get(check_id, due))
+        timer = self._timers.get(check_id)
+        if timer is not None and timer.when() > due:
+            self._schedule(self.checks[check_id], self._expedited.pop(check_id))
+
+    def pause(self, check_id: str) -> None:
+        """Stop scheduling a check; a run in progress finishes and reports."""
+        self._paused.add(check_id)
+        self._cancel_timer(check_id)
+
+    def resume(self, check_id: str) -> None:
+        if check_id in self._paused:
+            self._paused.discard(check_id)
+            if self._continuous:
+                self._enqueue(self.checks[check_id])
+
+    def is_paused(self, check_id: str) -> bool:
+        return check_id in self._paused
+
+    def stop(self) -> None:
+        """End the run: `run()` or `sweep()` cancels what is in flight and returns."""
+        self._stop_requested = True
+        for event in (self._stopped, self._idle):
+            if event is not None:
+                event.set()
+
+    # --- the two ways to run --------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Run every check once, starting them paced (see START_GAP) over about `start_spread`
+        (default SWEEP_SPREAD, 0 for all at once), and return when all reported."""
+        self._idle = asyncio.Event()
+        try:
+            await self._first_round(self._first_gap(SWEEP_SPREAD), back_to_back=True)
+            if self._busy and not self._stop_requested:
+                self._idle.clear()  # it may have been set between two paced starts
+                await self._idle.wait()
+        finally:
+            await self._shutdown()
+        self._raise_failure()
+
+    async def run(self) -> None:
+        """Run every check on its interval until `stop()`. First runs are paced (see START_GAP)
+        over about `start_spread` (default RUN_SPREAD, 0 for all at once), so a large inventory
+        does not start as one burst and a small one answers at once."""
+        self._continuous = True
+        self._stopped = asyncio.Event()
+        first_round = asyncio.create_task(
+            self._first_round(self._first_gap(RUN_SPREAD), back_to_back=False)
+        )
+        try:
+            await self._stopped.wait()
+        finally:
+            first_round.cancel()
+            await asyncio.gather(first_round, return_exceptions=True)
+            await self._shutdown()
+        self._raise_failure()
+
+    async def _first_round(self, gap: float, *, back_to_back: bool) -> None:
+        """Start every check once, each `gap` after the one before, later while this process is
+        busy; `back_to_back`: as soon as the one before has finished, too. Gaps finer than
+        MIN_GAP start checks in groups, one group per MIN_GAP: a timer per check would cost a
+        large sweep more than the stagger is worth."""
+        checks = list(self.checks.values())
+        if gap <= 0:
+            for check in checks:
+                self._enqueue(check)
+            return
+        size = 1 if gap >= MIN_GAP else math.ceil(MIN_GAP / gap)
+        gap *= size
+        loop = asyncio.get_running_loop()
+        for first in range(0, len(checks), size):
+            if self._stop_requested:
+                return
+            group = checks[first : first + size]
+            for check in group:
+                self._enqueue(check)
+            started = window = loop.time()
+            window_cpu = time.process_time()
+            while not back_to_back or any(c.ref.check_id in self._busy for c in group):
+                now = loop.time()
+                if now - window >= gap:
+                    busy = time.process_time() - window_cpu > BUSY_SHARE * (now - window)
+                    if not busy or now - started >= MAX_HOLD * gap:
+                        break
+                    window, window_cpu = now, time.process_time()
+                self._finished.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(window + gap):
+                        await self._finished.wait()
+
+    def _first_gap(self, default_spread: float) -> float:
+        spread = default_spread if self._start_spread is None else self._start_spread
+        return min(START_GAP, spread / len(self.checks)) if self.checks else 0.0
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _schedule(self, check: Check, when: float) -> None:
+        check_id = check.ref.check_id
+        if check_id in self._paused:
+            return
+        self._cancel_timer(check_id)
+        loop = asyncio.get_running_loop()
+        self._timers[check_id] = loop.call_at(when, self._enqueue, check)
+
+    def _cancel_timer(self, check_id: str) -> None:
+        timer = self._timers.pop(check_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _enqueue(self, check: Check) -> None:
+        check_id = check.ref.check_id
+        self._timers.pop(check_id, None)
+        if check_id in self._busy or (self._continuous and check_id in self._paused):
+            return
+        self._busy.add(check_id)
+        host = check.ref.host
+        self._queues.setdefault(host, deque()).append(check)
+        self._mark_ready(host)
+        self._pump()
+
+    def _mark_ready(self, host: str) -> None:
+        if (
+            host not in self._ready_set
+            and self._queues.get(host)
+            and self._in_flight[host] < self._concurrency.per_host
+        ):
+            self._ready.append(host)
+            self._ready_set.add(host)
+
+    def _pump(self) -> None:
+        if self._closing:
+            return
+        while self._ready and self._in_flight_total < self._concurrency.global_limit:
+            host = self._ready.popleft()
+            self._ready_set.discard(host)
+            queue = self._queues[host]
+            check = queue.popleft()
+            if not queue:
+                del self._queues[host]
+            self._in_flight[host] += 1
+            self._in_flight_total += 1
+            task = asyncio.create_task(self._run(check), name=f"check {check.ref.check_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self._mark_ready(host)
+
+    async def _run(self, check: Check) -> None:
+        check_id = check.ref.check_id
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            result = await self._runner(check, self._shared, self._memory[check_id])
+            self._sink(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The runner never raises for anything a target does, so this is a sink that
+            # cannot take results (a closed pipe, a full disk): end the run and say why.
+            self._failure = exc
+            self.stop()
+        finally:
+            host = check.ref.host
+            self._in_flight[host] -= 1
+            if not self._in_flight[host]:
+                del self._in_flight[host]
+            self._in_flight_total -= 1
+            self._busy.discard(check_id)
+            self._mark_ready(host)
+            self._pump()
+            self._finished.set()
+            if not self._busy and self._idle is not None:
+                self._idle.set()
+        if self._continuous:
+            due = min(started + check.interval, self._expedited.pop(check_id, float("inf")))
+            self._schedule(check, max(due, loop.time()))
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._queues.clear()
+        self._ready.clear()
+        self._ready_set.clear()
+        self._busy.clear()
+        await self._shared.aclose()

@@ -1,0 +1,1 @@
+"""The history store: results, events and runs in SQLite, written from one thread."""
