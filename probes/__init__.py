@@ -1,17 +1,2 @@
-"""The probe registry: every probe kind, by name. Adding a kind is one module and one line here."""
-
-from __future__ import annotations
-
-from probes import dns, http, snmp, tcp, tls
-from probes.base import ProbeKind
-
-REGISTRY: dict[str, ProbeKind] = {
-    probe.kind: probe
-    for probe in (
-        tcp.PROBE,
-        tls.PROBE,
-        http.PROBE,
-        dns.PROBE,
-        snmp.PROBE,
-    )
-}
+"""Probe kinds: one module per kind, each defining `PROBE = ProbeKind(...)` (probes/base.py), all
+listed in probes/registry.py; code that only probes use lives in probes/support/."""

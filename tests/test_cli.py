@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 
 from monitor.output.render import perf_label, unique_labels
-from probes import REGISTRY
+from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.peers.http_peers import http_server, raw_server
 from tests.peers.snmp_peers import COMMUNITY, SnmpAgent, running_agent

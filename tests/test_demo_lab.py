@@ -47,7 +47,7 @@ from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, secrets_env_file
 from monitor.lab.layout import SERVICES, Behaviour, PortTaken, service
 from monitor.lab.snmp_agent import RADIO_MODULATION, RADIO_RSL_DBM, Cycles, DeviceClock
 from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key, make_lab_ca
-from probes import REGISTRY
+from probes.registry import REGISTRY
 from tests.conftest import REPO
 
 OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161

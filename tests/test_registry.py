@@ -6,12 +6,15 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import probes
 import probes.support
 from monitor.core.options import option_specs
-from probes import REGISTRY
 from probes.base import ProbeKind
+from probes.registry import REGISTRY
+from tests.conftest import REPO
 
 
 def test_every_probe_module_is_registered_under_its_own_name():
@@ -19,10 +22,22 @@ def test_every_probe_module_is_registered_under_its_own_name():
     package probes/support, which the registry never lists."""
     found = list(pkgutil.iter_modules(probes.__path__))
     assert {m.name for m in found if m.ispkg} == {"support"}
-    assert {m.name for m in found if not m.ispkg} - {"base"} == set(REGISTRY)
+    assert {m.name for m in found if not m.ispkg} - {"base", "registry"} == set(REGISTRY)
     for kind, probe in REGISTRY.items():
         assert probe.kind == kind
         assert inspect.getmodule(probe.measure).__name__ == f"probes.{kind}"
+
+
+def test_asking_for_one_kind_loads_only_that_kind():
+    code = (
+        "import sys; from probes.registry import REGISTRY; "
+        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 5; "
+        "REGISTRY['tcp']; "
+        "print(sorted(m for m in sys.modules if m.startswith('probes.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['probes.base',", "'probes.registry',", "'probes.tcp']"]
 
 
 def test_support_code_defines_no_probe_kind():

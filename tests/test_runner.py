@@ -14,9 +14,10 @@ import pytest
 
 from monitor.config.inventory import adhoc_check
 from monitor.core.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
+from monitor.core.failures import SEVERITY_OF_ERROR, classify, describe_error
 from monitor.core.model import ErrorClass, Severity
 from monitor.core.options import OptionError
-from monitor.engine.runner import SEVERITY_OF_ERROR, classify, describe_error, run_check
+from monitor.engine.runner import run_check
 from probes.base import ProbeKind
 
 

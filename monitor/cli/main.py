@@ -39,8 +39,8 @@ from monitor.output import audit as audit_report
 from monitor.output import render as output
 from monitor.output import report as availability
 from monitor.store.history import HistoryConfig, HistoryError, HistoryStore
-from probes import REGISTRY
 from probes.base import SharedResources
+from probes.registry import REGISTRY
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from monitor.lab.layout import SERVICES
 from monitor.output import audit as audit_report
 from monitor.output import render as output
 from monitor.output import report as availability
-from probes import REGISTRY
+from probes.registry import REGISTRY
 
 DEFAULT_INVENTORY = "inventory.yaml"
 EXIT_UNKNOWN = Severity.UNKNOWN.value

@@ -28,8 +28,8 @@ from monitor.core.options import (
     text,
 )
 from monitor.core.yamlnodes import InventoryError, InventoryErrors, Location, Node, load, read
-from probes import REGISTRY
 from probes.base import ProbeKind
+from probes.registry import REGISTRY
 
 SCHEMA_VERSION = 1
 # Keys a named entry of the top-level `credentials:` mapping may hold; a check (or a defaults

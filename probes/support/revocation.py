@@ -36,6 +36,7 @@ from cryptography.x509.oid import (
 )
 from yarl import URL
 
+from monitor.core.failures import classify, describe_error
 from probes.support.certificate_reader import REFUSALS, describe_refusal
 
 OCSP_MAX_BYTES = 64 * 1024
@@ -210,9 +211,6 @@ def _one_line(text: str) -> str:
 
 
 def _network_failure(exc: BaseException, timeout: float) -> str:
-    # Imported here: the runner imports the probe registry, whose tls probe imports this module.
-    from monitor.engine.runner import classify, describe_error
-
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"malformed HTTP response: {_one_line(exc.message)}"
     return describe_error(exc, classify(exc), timeout)
