@@ -29,7 +29,8 @@ if str(REPO) not in sys.path:
 # moving one of them touches this block alone. (They cost nothing more than the two a sweep
 # needs, which import the rest. The dashboard, which would put Textual in every benchmark's
 # process, and the peers in tests/peers/ are imported where they are used.)
-from monitor.config.inventory import Check, Inventory, load_inventory  # noqa: E402
+from monitor.config.inventory import Check, Inventory  # noqa: E402
+from monitor.config.loader import load_inventory  # noqa: E402
 from monitor.core.conditions import evaluate  # noqa: E402
 from monitor.core.model import ErrorClass, ProbeError, ProbeResult, Severity  # noqa: E402
 from monitor.engine.pipeline import topology_of  # noqa: E402

@@ -15,25 +15,16 @@ from typing import Any
 import jsonschema
 import pytest
 
-from monitor.alerts.notifiers import (
-    Message,
-    MessageKind,
+from monitor.alerts.notifiers import Message, MessageKind, message_key, render, sign
+from monitor.alerts.outbox import Problem, RowStatus
+from monitor.alerts.policy import Alerter, Grouper, next_reminder, plan_events, plan_reminders
+from monitor.config.alerts import (
+    AlertsConfig,
     NotifierConfig,
     NotifierKind,
-    message_key,
-    parse_notifier,
-    render,
-    sign,
-)
-from monitor.alerts.outbox import Problem, RetryPolicy, RowStatus
-from monitor.alerts.policy import (
-    Alerter,
-    AlertsConfig,
-    Grouper,
-    next_reminder,
+    RetryPolicy,
     parse_alerts,
-    plan_events,
-    plan_reminders,
+    parse_notifier,
 )
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import Severity

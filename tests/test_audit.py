@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import referencing
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
 from monitor.output.audit import build_report, render, report_to_dict
 from tests.conftest import REPO

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.options import OptionError
 from monitor.core.patterns import WORK_LIMIT, regex
 from monitor.engine.runner import run_check

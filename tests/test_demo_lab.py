@@ -38,7 +38,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 
 from monitor.cli.parser import flag_name
-from monitor.config.inventory import adhoc_check, load_inventory
+from monitor.config.checks import adhoc_check
+from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.scheduler import Scheduler
 from monitor.lab import snmp_agent

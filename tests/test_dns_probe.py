@@ -11,7 +11,7 @@ import dns.flags
 import dns.rcode
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.core.options import OptionError
 from monitor.engine.runner import run_check

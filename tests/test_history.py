@@ -15,18 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config.inventory import HistoryConfig, default_path
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import CheckRef, ErrorClass, ProbeError, ProbeResult, Severity, Verdict
-from monitor.store.history import (
-    DAY,
-    HOUR,
-    HistoryConfig,
-    HistoryError,
-    HistoryStore,
-    HistoryWriter,
-    LatencyPoint,
-    default_path,
-)
+from monitor.store.history import DAY, HOUR, HistoryError, HistoryStore, HistoryWriter, LatencyPoint
 from tests.conftest import REPO
 
 NOW = 1_800_000_000.0  # a whole hour: 1800000000 / 3600 = 500000

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.conditions import Expectation
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.core.options import OptionError

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.inventory import InventoryErrors, load_inventory
+from monitor.config.inventory import InventoryErrors
+from monitor.config.loader import load_inventory
 from monitor.core import yamlnodes
 from monitor.core.options import OptionError, secret_file
 from tests.conftest import REPO

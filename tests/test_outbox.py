@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.alerts.notifiers import NotifierConfig, NotifierKind, deliver, retry_after_seconds
-from monitor.alerts.outbox import Dispatcher, NewRow, Outbox, Problem, RetryPolicy, RowStatus
+from monitor.alerts.notifiers import deliver, retry_after_seconds
+from monitor.alerts.outbox import Dispatcher, NewRow, Outbox, Problem, RowStatus
+from monitor.config.alerts import NotifierConfig, NotifierKind, RetryPolicy
 from monitor.core.events import Event, EventKind, Subject
 from tests.peers.webhook_peers import WebhookReceiver
 

@@ -78,7 +78,7 @@ def test_options_are_hashable_so_conditions_are_built_once_per_check(monkeypatch
         },
     }
     assert set(examples) == set(REGISTRY)
-    from monitor.config.inventory import adhoc_check
+    from monitor.config.checks import adhoc_check
 
     monkeypatch.setenv("COMMWATCH_C", "public")
     for kind, values in examples.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from monitor.config.inventory import load_inventory
+from monitor.config.loader import load_inventory
 from monitor.config.maintenance import Window
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
@@ -359,7 +359,7 @@ def test_downsampled_history_keeps_its_events_exact(tmp_path):
         tmp_path / "h.sqlite3", [(h(0), h(10), h(10), scope((CHECK, "s/l/c")))], events, results
     )
     before = by_id(report(path))["s/l/c"]
-    from monitor.store.history import HistoryConfig
+    from monitor.config.inventory import HistoryConfig
 
     with HistoryStore(path, create=True) as store:
         stats = store.maintain(h(30), HistoryConfig(path=path, downsample_after=HOUR))

@@ -12,7 +12,7 @@ import aiohttp
 import dns.exception
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
 from monitor.core.failures import SEVERITY_OF_ERROR, classify, describe_error
 from monitor.core.model import ErrorClass, Severity

@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from monitor.config.inventory import Check, Concurrency, adhoc_check
+from monitor.config.checks import adhoc_check
+from monitor.config.inventory import Check, Concurrency
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.runner import run_check
 from monitor.engine.scheduler import MAX_HOLD, START_GAP, SWEEP_SPREAD, Scheduler

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config.inventory import adhoc_check, load_inventory
+from monitor.config.checks import adhoc_check
+from monitor.config.loader import load_inventory
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.core.options import OptionError
 from monitor.engine.runner import run_check

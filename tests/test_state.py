@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.config.inventory import FlapPolicy
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.core.persistent import PersistentMap
 from monitor.engine.state import (
     CheckPolicy,
     EngineState,
-    FlapPolicy,
     GroupPolicy,
     GroupStatus,
     LinkPolicy,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, Severity
 from monitor.core.options import OptionError
 from monitor.engine.runner import run_check

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.runner import run_check
 from monitor.output.render import nagios_line, verdict_list

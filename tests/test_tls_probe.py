@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, ProbeResult, Severity, Verdict
 from monitor.core.options import OptionError
 from monitor.engine.runner import run_check

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import Severity
 from monitor.engine.runner import run_check
 from tests.peers.ocsp_peers import scripted_server

@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console, RenderableType
 from textual.pilot import Pilot
 
-from monitor.config.inventory import Inventory, load_inventory
+from monitor.config.inventory import Inventory
+from monitor.config.loader import load_inventory
 from monitor.core.conditions import Expectation
 from monitor.core.events import Event
 from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity

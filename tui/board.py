@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from monitor.config.inventory import Check, Inventory, Link, Site
-from monitor.config.resilience import Group
+from monitor.config.inventory import Check, Group, Inventory, Link, Site
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monitor.config.alerts import RetryPolicy
 from monitor.core.events import Event, EventKind, Subject, Suppression
 
 log = logging.getLogger("commwatch.alerts")
@@ -494,22 +495,6 @@ def _transaction(db: sqlite3.Connection) -> Any:
 
 
 # --- delivery ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    backoff_base: float = 2.0  # first retry after 1-2 s
-    backoff_cap: float = 600.0  # never wait longer than this between attempts
-    give_up_after: float = 86400.0  # a message this old is stale: recorded as failed
-
-    def delay(self, attempt: int, jitter: float) -> float:
-        """Seconds before retry number `attempt` (1-based); `jitter` in [0, 1).
-
-        Exponential with "equal jitter": half the step is fixed so retries never bunch at zero,
-        half is random so many commwatch instances do not hammer a recovering receiver together.
-        """
-        step = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt - 1, 32))
-        return step / 2 + jitter * step / 2
 
 
 Sender = Callable[[OutboxRow], Awaitable[Outcome]]

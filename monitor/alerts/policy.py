@@ -22,7 +22,7 @@ Rules, per notifier:
 - Events of one site arriving within `group_window` seconds of the first go out as one message
   per notifier; reminders due together for one site share a message as well.
 
-The configuration, as `parse_alerts` reads it (addresses are documentation examples):
+The configuration, as `monitor.config.alerts.parse_alerts` reads it (addresses are examples):
 
     alerts:
       group_window: 5s
@@ -52,18 +52,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from monitor.alerts.notifiers import (
     Message,
     MessageKind,
-    NotifierConfig,
     deliver,
     event_severity,
     message_key,
-    parse_notifier,
     render,
     state_severity,
 )
@@ -75,77 +72,13 @@ from monitor.alerts.outbox import (
     Outcome,
     Problem,
     ProblemKey,
-    RetryPolicy,
     subject_key,
 )
+from monitor.config.alerts import AlertsConfig, NotifierConfig
 from monitor.core.events import Event, EventKind
 from monitor.core.model import Severity
-from monitor.core.options import OptionError, duration, type_name
 
 log = logging.getLogger("commwatch.alerts")
-
-
-@dataclass(frozen=True, kw_only=True)
-class AlertsConfig:
-    notifiers: tuple[NotifierConfig, ...] = ()
-    group_window: float = 5.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    retention: float = 30 * 86400.0  # delivered messages and seen events are kept this long
-
-    def __post_init__(self) -> None:
-        ids = [n.id for n in self.notifiers]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise OptionError(
-                f"notifier id {duplicates[0]} is used twice", "give every notifier its own id"
-            )
-
-
-_RETRY_KEYS = {
-    "retry_base": "backoff_base",
-    "retry_cap": "backoff_cap",
-    "give_up_after": "give_up_after",
-}
-_ALERTS_KEYS = ("notifiers", "group_window", "retention", *_RETRY_KEYS)
-
-
-def parse_alerts(values: Mapping[str, Any]) -> AlertsConfig:
-    """The `alerts:` section: `notifiers` (a list), `group_window`, `retention`, `retry_base`,
-    `retry_cap`, `give_up_after`. OptionError.key names the fault, e.g. `notifiers[1].url`."""
-    if not isinstance(values, Mapping):
-        raise OptionError(f"alerts is a mapping, got {type_name(values)}", "write notifiers: [...]")
-    for key in values:
-        if key not in _ALERTS_KEYS:
-            raise OptionError(
-                f"unknown key '{key}' in alerts", "allowed: " + ", ".join(_ALERTS_KEYS), key
-            )
-    durations: dict[str, float] = {}
-    for key in _ALERTS_KEYS[1:]:
-        if key in values:
-            try:
-                durations[key] = duration(values[key])
-            except OptionError as exc:
-                exc.key = key
-                raise
-    raw_notifiers = values.get("notifiers", [])
-    if not isinstance(raw_notifiers, list):
-        raise OptionError(
-            "notifiers is a list", "write one '- id: ...' item per notifier", "notifiers"
-        )
-    notifiers = []
-    for index, raw in enumerate(raw_notifiers):
-        try:
-            notifiers.append(parse_notifier(raw))
-        except OptionError as exc:
-            exc.key = f"notifiers[{index}]" + (f".{exc.key}" if exc.key else "")
-            raise
-    retry = RetryPolicy(**{_RETRY_KEYS[k]: v for k, v in durations.items() if k in _RETRY_KEYS})
-    windows = {k: v for k, v in durations.items() if k not in _RETRY_KEYS}
-    try:
-        return AlertsConfig(notifiers=tuple(notifiers), retry=retry, **windows)
-    except OptionError as exc:
-        exc.key = "notifiers"
-        raise
 
 
 # --- pure decisions ------------------------------------------------------------------------

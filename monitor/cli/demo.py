@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monitor.cli.parser import flag_name
-from monitor.config.inventory import Inventory, load_inventory
+from monitor.config.inventory import Inventory
+from monitor.config.loader import load_inventory
 from monitor.lab.demo_inventory import write_demo_inventory
 from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, lab_thread, secrets_env_file
 from monitor.lab.layout import PortTaken, service

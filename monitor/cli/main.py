@@ -18,14 +18,9 @@ from typing import Any
 
 from monitor.cli import probe_state
 from monitor.cli.parser import EXIT_UNKNOWN, build_parser, flag_name, flag_value
-from monitor.config.inventory import (
-    Check,
-    Concurrency,
-    Inventory,
-    InventoryErrors,
-    adhoc_check,
-    load_inventory,
-)
+from monitor.config.checks import adhoc_check
+from monitor.config.inventory import Check, Concurrency, HistoryConfig, Inventory, InventoryErrors
+from monitor.config.loader import load_inventory
 from monitor.core import logs
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult, Severity
@@ -38,7 +33,7 @@ from monitor.engine.scheduler import Scheduler
 from monitor.output import audit as audit_report
 from monitor.output import render as output
 from monitor.output import report as availability
-from monitor.store.history import HistoryConfig, HistoryError, HistoryStore
+from monitor.store.history import HistoryError, HistoryStore
 from probes.base import SharedResources
 from probes.registry import REGISTRY
 

@@ -1,52 +1,38 @@
-"""The inventory: sites contain links, links contain checks. Loaded and validated once.
-
-Everything wrong with a file is reported as `file:line:column: message (hint)`, all faults at
-once where they are independent, and nothing half-loaded is ever returned. Defaults inherit
-top level -> site -> link -> check; a `defaults` block may hold any key of any probe kind, and a
-check takes only the keys its kind knows.
+"""The inventory as loaded: sites contain links, links contain checks, and the resilience settings
+(redundancy groups, maintenance, flap detection, history, alerts) that the engine, the store and
+alerting act on. Frozen values only; `monitor.config.loader` reads a file into them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.config.reader import ID, ID_HINT
-from monitor.config.resilience import Group, Resilience, ResilienceReader
+from monitor.config.alerts import AlertsConfig
+from monitor.config.maintenance import Window
 from monitor.core.model import CheckRef
-from monitor.core.options import (
-    OptionError,
-    SecretRef,
-    build_options,
-    duration,
-    each,
-    integer,
-    option_specs,
-    relative_to,
-    text,
-)
-from monitor.core.yamlnodes import InventoryError, InventoryErrors, Location, Node, load, read
+from monitor.core.paths import state_dir
+from monitor.core.yamlnodes import InventoryErrors, Location
 from probes.base import ProbeKind
-from probes.registry import REGISTRY
 
-SCHEMA_VERSION = 1
-# Keys a named entry of the top-level `credentials:` mapping may hold; a check (or a defaults
-# block) says `credentials: NAME` to take them all, its own keys still winning.
-CREDENTIAL_KEYS = (
-    "version",
-    "community_env",
-    "community_file",
-    "user",
-    "auth_protocol",
-    "auth_passphrase_env",
-    "auth_passphrase_file",
-    "priv_protocol",
-    "priv_passphrase_env",
-    "priv_passphrase_file",
-)
-ROLES = ("primary", "secondary", "backup")
+# Whoever loads an inventory catches its faults; they are the model's to name.
+__all__ = [
+    "Check",
+    "Concurrency",
+    "FlapPolicy",
+    "Group",
+    "HistoryConfig",
+    "Inventory",
+    "InventoryErrors",
+    "Link",
+    "Resilience",
+    "Schedule",
+    "Site",
+    "default_path",
+]
+
+DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -59,14 +45,6 @@ class Schedule:
     retry_interval: float = 30.0  # how soon to look again while a change is unconfirmed
 
 
-_SCHEDULE_PARSERS = {
-    "interval": duration,
-    "timeout": duration,
-    "retries": integer(0, 10),
-    "retry_interval": duration,
-}
-
-
 @dataclass(frozen=True)
 class Concurrency:
     """How many probes run at once in all, and against any one host (gentle on old gear)."""
@@ -75,11 +53,11 @@ class Concurrency:
     per_host: int = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Check:
     ref: CheckRef
     probe: ProbeKind
-    options: Any
+    options: Any  # the probe kind's own options dataclass
     interval: float
     timeout: float
     retries: int
@@ -93,7 +71,7 @@ class Check:
         return self.probe.kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Link:
     id: str
     site_id: str
@@ -110,7 +88,7 @@ class Link:
         return f"{self.site_id}/{self.id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Site:
     id: str
     name: str
@@ -119,7 +97,58 @@ class Site:
     min_up: int = 1
 
 
+# --- resilience ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Group:
+    """Links that back each other up; `min_up` of them must be up. Every site is one."""
+
+    id: str
+    name: str
+    site_id: str  # "" for a named group across sites
+    link_ids: tuple[str, ...]
+    min_up: int
+
+
 @dataclass(frozen=True)
+class FlapPolicy:
+    """Nagios-style flap detection: the weighted share of state changes over the last `window`
+    results; flapping starts above `high` percent and ends below `low` percent."""
+
+    window: int = 21
+    high: float = 50.0
+    low: float = 25.0
+
+
+def default_path() -> Path:
+    """$XDG_STATE_HOME/commwatch/history.sqlite3, else ~/.local/state/commwatch/..."""
+    return state_dir() / "history.sqlite3"
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """The inventory's `history:` block: where the store lives and how long it keeps what."""
+
+    path: Path = field(default_factory=default_path)
+    retention: float = 90 * DAY  # everything older is deleted
+    downsample_after: float = 7 * DAY  # raw results older than this become hourly rows
+
+    def __post_init__(self) -> None:
+        if self.retention <= 0 or self.downsample_after <= 0:
+            raise ValueError("history retention and downsample_after must be positive")
+
+
+@dataclass(frozen=True)
+class Resilience:
+    groups: tuple[Group, ...] = ()
+    maintenance: tuple[Window, ...] = ()
+    flapping: FlapPolicy = FlapPolicy()
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Inventory:
     path: str
     sites: tuple[Site, ...]
@@ -133,504 +162,3 @@ class Inventory:
     @property
     def checks(self) -> tuple[Check, ...]:
         return tuple(check for link in self.links for check in link.checks)
-
-
-# --- option handling shared with `commwatch probe` ------------------------------------------
-
-_CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
-_CREDENTIAL_PARSERS = {
-    spec.name: spec.parse
-    for probe in REGISTRY.values()
-    for spec in option_specs(probe.options)
-    if spec.name in CREDENTIAL_KEYS
-}
-_ALL_OPTION_KEYS = frozenset(
-    spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
-) - {"target"}
-
-
-def parse_options(
-    probe: ProbeKind, values: Mapping[str, Any]
-) -> tuple[Any, list[tuple[str, OptionError]]]:
-    """Parse raw option values for `probe`. Returns the options (None on any fault) and the
-    faults as (key, error) so the caller can place each one."""
-    parsed: dict[str, Any] = {}
-    faults: list[tuple[str, OptionError]] = []
-    specs = {spec.name: spec for spec in option_specs(probe.options)}
-    for key, raw in values.items():
-        try:
-            parsed[key] = specs[key].parse(raw)
-            for secret in _secrets_in(parsed[key]):
-                secret.check_available()
-        except OptionError as exc:
-            faults.append((key, exc))
-    missing = [spec.name for spec in specs.values() if spec.required and spec.name not in values]
-    faults.extend(
-        (name, OptionError(f"'{name}' is required for {probe.kind} checks", specs[name].help))
-        for name in missing
-    )
-    if faults:
-        return None, faults
-    try:
-        return build_options(probe.options, parsed), []
-    except OptionError as exc:
-        return None, [(exc.key or "target", exc)]
-
-
-def _secrets_in(value: Any) -> Iterable[SecretRef]:
-    if isinstance(value, SecretRef):
-        yield value
-    elif isinstance(value, tuple):
-        for item in value:
-            yield from _secrets_in(item)
-
-
-def parse_schedule(values: Mapping[str, Any]) -> Schedule:
-    """Schedule keys from raw values; raises OptionError with `key` set."""
-    parsed = {}
-    for key, raw in values.items():
-        try:
-            parsed[key] = _SCHEDULE_PARSERS[key](raw)
-        except OptionError as exc:
-            exc.key = key
-            raise
-    if "retry_interval" not in parsed:
-        parsed["retry_interval"] = min(Schedule.retry_interval, parsed.get("interval", 60.0))
-    schedule = Schedule(**parsed)
-    if schedule.retry_interval > schedule.interval:
-        raise OptionError(
-            f"retry_interval {schedule.retry_interval:g}s is longer than interval "
-            f"{schedule.interval:g}s",
-            "re-checks of an unconfirmed change should come sooner than regular ones",
-            key="retry_interval",
-        )
-    if schedule.timeout > schedule.interval:
-        raise OptionError(
-            f"timeout {schedule.timeout:g}s is longer than interval {schedule.interval:g}s",
-            "a check must finish before it is due again: shorten timeout or lengthen interval",
-            key="timeout" if "timeout" in values else "interval",
-        )
-    return schedule
-
-
-# --- the loader ----------------------------------------------------------------------------
-
-
-class _Loader(ResilienceReader):
-    def __init__(self, file: str) -> None:
-        super().__init__(file)
-        # name -> {key: (raw value, value node)}, validated where defined.
-        self.credential_sets: dict[str, dict[str, tuple[Any, Node]] | None] = {}
-        self.credentials_broken = False
-
-    def defaults(
-        self, fields: dict[str, tuple[Node, Node]], inherited: dict[str, tuple[Any, Node]]
-    ) -> dict[str, tuple[Any, Node]]:
-        """Merge a `defaults:` block over the inherited one; values stay raw until a check
-        of a kind that knows the key takes them, so they are parsed with that kind's parser."""
-        merged = dict(inherited)
-        if "defaults" not in fields:
-            return merged
-        allowed = set(_SCHEDULE_PARSERS) | _ALL_OPTION_KEYS | {"credentials"}
-        for key, key_node, value_node in self.entries(fields["defaults"][1], "defaults"):
-            if key not in allowed:
-                self.unknown_key(key, key_node, allowed, "defaults")
-            else:
-                merged[key] = (value_node.value(), value_node)
-        return merged
-
-    def load(self, root: Node) -> Inventory | None:
-        fields = self.fields(
-            root,
-            "the inventory",
-            (
-                "version",
-                "credentials",
-                "defaults",
-                "concurrency",
-                "sites",
-                "groups",
-                "maintenance",
-                "flapping",
-                "history",
-                "alerts",
-            ),
-            ("sites",),
-            # `x-` keys are the user's, as in Compose files: anchors for shared values live there.
-            free_prefix="x-",
-        )
-        if "version" in fields:
-            node = fields["version"][1]
-            version = node.value()
-            if type(version) is not int or version != SCHEMA_VERSION:
-                self.fail(
-                    node.error(
-                        f"inventory version {version!r} is not supported",
-                        f"this commwatch reads version {SCHEMA_VERSION}",
-                    )
-                )
-        concurrency = self.concurrency(fields)
-        if "credentials" in fields:
-            self.credentials(fields["credentials"][1])
-        inherited = self.defaults(fields, {})
-        sites = []
-        seen: dict[str, Location] = {}
-        if "sites" in fields:
-            if not fields["sites"][1].is_sequence:
-                self.declare(None)
-            for site_node in self.items(fields["sites"][1], "sites"):
-                site = self.site(site_node, inherited, seen)
-                if site is not None:
-                    sites.append(site)
-            if not sites and not self.errors:
-                self.fail(
-                    fields["sites"][1].error(
-                        "the inventory has no sites", "add at least one site with links and checks"
-                    )
-                )
-        site_groups = tuple(
-            Group(
-                site.id, site.name, site.id, tuple(link.full_id for link in site.links), site.min_up
-            )
-            for site in sites
-        )
-        resilience = Resilience(
-            groups=site_groups + self.groups(fields, seen),
-            maintenance=self.maintenance(fields),
-            flapping=self.flapping(fields),
-            history=self.history(fields),
-            alerts=self.alerts(fields),
-        )
-        links = [link for site in sites for link in site.links]
-        self.check_references(
-            (site.id for site in sites),
-            (link.full_id for link in links),
-            {check.ref.check_id: link.full_id for link in links for check in link.checks},
-        )
-        if self.errors:
-            return None
-        return Inventory(self.file, tuple(sites), concurrency, resilience)
-
-    def credentials(self, node: Node) -> None:
-        """Named credential sets, each value checked by the parser of the key it fills. A set
-        that cannot be used is None: its fault is reported here, not again by each check."""
-        if not node.is_mapping:
-            self.credentials_broken = True
-        for name, name_node, body in self.entries(node, "credentials"):
-            self.credential_sets[name] = None
-            if not ID.fullmatch(name):
-                self.fail(name_node.error(f"credentials name {name!r} is not valid", ID_HINT))
-                continue
-            values: dict[str, tuple[Any, Node]] = {}
-            faults = len(self.errors)
-            for key, key_node, value_node in self.entries(body, f"credentials {name}"):
-                if key not in CREDENTIAL_KEYS:
-                    self.unknown_key(key, key_node, CREDENTIAL_KEYS, f"credentials {name}")
-                    continue
-                try:
-                    parsed = _CREDENTIAL_PARSERS[key](value_node.value())
-                    for secret in _secrets_in(parsed):
-                        secret.check_available()
-                except OptionError as exc:
-                    self.fail(value_node.error(f"'{key}': {exc.message}", exc.hint))
-                    continue
-                values[key] = (value_node.value(), value_node)
-            if len(self.errors) == faults:
-                self.credential_sets[name] = values
-
-    def credential_values(self, node: Node) -> dict[str, tuple[Any, Node]] | None:
-        """The keys of the credentials `node` names; None (fault reported) if unusable."""
-        name = node.value()
-        if isinstance(name, str) and name in self.credential_sets:
-            return self.credential_sets[name]
-        if self.credentials_broken:
-            return None  # the credentials block itself is at fault, and reported
-        known = ", ".join(sorted(n for n in self.credential_sets if ID.fullmatch(n)))
-        self.fail(
-            node.error(
-                f"unknown credentials {name!r}",
-                f"defined: {known}" if known else "define it under a top-level 'credentials:'",
-            )
-        )
-        return None
-
-    def concurrency(self, fields: dict[str, tuple[Node, Node]]) -> Concurrency:
-        if "concurrency" not in fields:
-            return Concurrency()
-        inner = self.fields(fields["concurrency"][1], "concurrency", ("global", "per_host"))
-        default = Concurrency()
-        return Concurrency(
-            global_limit=self.plain(inner, "global", integer(1, 20000), default.global_limit),
-            per_host=self.plain(inner, "per_host", integer(1, 1000), default.per_host),
-        )
-
-    def site(
-        self, node: Node, inherited: dict[str, tuple[Any, Node]], seen: dict[str, Location]
-    ) -> Site | None:
-        fields = self.fields(
-            node, "a site", ("id", "name", "tags", "defaults", "min_up", "links"), ("id", "links")
-        )
-        written = self.declare(self.written_id(fields))
-        site_id = self.ident(fields, "site", seen)
-        name = self.plain(fields, "name", text, site_id or "")
-        tags = self.plain(fields, "tags", each(text), ())
-        defaults = self.defaults(fields, inherited)
-        links, written_links = [], 0
-        if "links" in fields:
-            # Read even under a faulty site id: the links' own faults are news too.
-            link_ids: dict[str, Location] = {}
-            if not fields["links"][1].is_sequence:
-                self.declare(None, written)
-            for link_node in self.items(fields["links"][1], f"links of site {written}"):
-                written_links += 1
-                link = self.link(link_node, written, tags, defaults, link_ids)
-                if link is not None:
-                    links.append(link)
-        if site_id is None:
-            return None
-        # min_up counts the links written, loaded or not: one at fault is not a second fault.
-        return Site(site_id, name, tags, tuple(links), self.min_up(fields, written_links))
-
-    def link(
-        self,
-        node: Node,
-        site_id: str,
-        site_tags: tuple[str, ...],
-        inherited: dict[str, tuple[Any, Node]],
-        seen: dict[str, Location],
-    ) -> Link | None:
-        fields = self.fields(
-            node,
-            "a link",
-            (
-                "id",
-                "name",
-                "role",
-                "medium",
-                "tags",
-                "defaults",
-                "depends_on",
-                "availability_from",
-                "checks",
-            ),
-            ("id", "checks"),
-        )
-        written = self.declare(self.written_id(fields), site_id)
-        link_id = self.ident(fields, "link", seen)
-        tags = site_tags + self.plain(fields, "tags", each(text), ())
-        role_parser = _choice_of(ROLES, "the role tells redundancy analysis how this link counts")
-        link = Link(
-            id=link_id or written,
-            site_id=site_id,
-            name=self.plain(fields, "name", text, link_id or ""),
-            role=self.plain(fields, "role", role_parser, "primary"),
-            medium=self.plain(fields, "medium", text, ""),
-            tags=tags,
-            checks=(),
-        )
-        defaults = self.defaults(fields, inherited)
-        checks = []
-        if "checks" in fields:
-            check_ids: dict[str, Location] = {}
-            if not fields["checks"][1].is_sequence:
-                self.declare(None, site_id, written)
-            for check_node in self.items(fields["checks"][1], f"checks of link {written}"):
-                check = self.check(check_node, link, defaults, check_ids)
-                if check is not None:
-                    checks.append(check)
-        if link_id is None:
-            return None
-        full_id = f"{site_id}/{link_id}"
-        deciding = self.plain(fields, "availability_from", each(text), ())
-        # A check of this link that failed to load is written, and its fault reported.
-        unknown = [c for c in deciding if not self.unverifiable(f"{full_id}/{c}")]
-        if unknown:
-            self.fail(
-                fields["availability_from"][1].error(
-                    f"availability_from names '{unknown[0]}', which is not a check of this link",
-                    "list ids of this link's own checks",
-                )
-            )
-        return Link(
-            link.id,
-            site_id,
-            link.name,
-            link.role,
-            link.medium,
-            tags,
-            tuple(checks),
-            self.ids(fields, "depends_on", full_id, "subject"),
-            tuple(f"{full_id}/{c}" for c in deciding),
-        )
-
-    def check(
-        self,
-        node: Node,
-        link: Link,
-        inherited: dict[str, tuple[Any, Node]],
-        seen: dict[str, Location],
-    ) -> Check | None:
-        if not node.is_mapping:
-            self.declare(None, link.site_id, link.id)
-            self.fail(
-                node.error(
-                    "a check must be a mapping with id, kind and target",
-                    "write '- id: ...' then 'kind:' and 'target:' under it",
-                )
-            )
-            return None
-        raw_kind = {k: v for k, _, v in self.entries(node, "a check")}.get("kind")
-        probe = None
-        if raw_kind is None:
-            self.fail(
-                node.error(
-                    "a check has no 'kind'", "add 'kind:' with one of: " + ", ".join(REGISTRY)
-                )
-            )
-        elif not isinstance(raw_kind.value(), str) or raw_kind.value() not in REGISTRY:
-            self.fail(
-                raw_kind.error(
-                    f"unknown check kind {raw_kind.value()!r}", "use one of: " + ", ".join(REGISTRY)
-                )
-            )
-        else:
-            probe = REGISTRY[raw_kind.value()]
-        option_keys = {spec.name for spec in option_specs(probe.options)} if probe else set()
-        if option_keys >= set(CREDENTIAL_KEYS):
-            option_keys.add("credentials")
-        allowed = set(_CHECK_KEYS) | set(_SCHEDULE_PARSERS) | option_keys
-        if probe is None:
-            allowed |= _ALL_OPTION_KEYS | {"target"}
-        fields = self.fields(node, "a check", allowed, ("id",))
-        self.declare(self.written_id(fields), link.site_id, link.id)
-        check_id = self.ident(fields, "check", seen)
-        tags = link.tags + self.plain(fields, "tags", each(text), ())
-        description = self.plain(fields, "description", text, "")
-        if probe is None or check_id is None:
-            return None
-
-        merged = {k: v for k, v in inherited.items() if k in option_keys | set(_SCHEDULE_PARSERS)}
-        own = {k: (v.value(), v) for k, (_, v) in fields.items() if k not in _CHECK_KEYS}
-        # Precedence: inherited defaults, then the named credentials, then the check's own keys.
-        named = own.get("credentials") or merged.get("credentials")
-        if named is not None:
-            credential_values = self.credential_values(named[1])
-            if credential_values is None:
-                return None
-            merged.update(credential_values)
-        merged.update(own)
-        merged.pop("credentials", None)
-        where = {k: n for k, (_, n) in merged.items()}
-        option_values = {k: v for k, (v, _) in merged.items() if k in option_keys}
-        schedule_values = {k: v for k, (v, _) in merged.items() if k in _SCHEDULE_PARSERS}
-
-        options, faults = parse_options(probe, option_values)
-        for key, exc in faults:
-            # A fault between keys that came from named credentials is placed at the reference.
-            place = where.get(key) or (named[1] if named is not None else node)
-            self.fail(place.error(f"'{key}': {exc.message}", exc.hint))
-        try:
-            schedule = parse_schedule(schedule_values)
-        except OptionError as exc:
-            self.fail(where.get(exc.key or "", node).error(f"'{exc.key}': {exc.message}", exc.hint))
-            return None
-        if options is None:
-            return None
-        ref = _ref(
-            probe, options, f"{link.site_id}/{link.id}/{check_id}", link.site_id, link.id, tags
-        )
-        return Check(
-            ref,
-            probe,
-            options,
-            schedule.interval,
-            schedule.timeout,
-            schedule.retries,
-            description,
-            node.location,
-            schedule.retry_interval,
-            self.ids(fields, "depends_on", ref.check_id, "subject"),
-        )
-
-
-def _ref(
-    probe: ProbeKind, options: Any, check_id: str, site_id: str, link_id: str, tags: tuple[str, ...]
-) -> CheckRef:
-    return CheckRef(
-        check_id=check_id,
-        site_id=site_id,
-        link_id=link_id,
-        kind=probe.kind,
-        target=probe.target(options),
-        host=probe.host(options),
-        tags=tags,
-    )
-
-
-def adhoc_check(kind: str, values: Mapping[str, Any]) -> Check:
-    """A check built from raw values outside any inventory, for `commwatch probe` and tests.
-
-    `values` holds option and schedule keys (YAML-typed, as the inventory would give them);
-    raises OptionError naming the key at fault.
-    """
-    probe = REGISTRY[kind]
-    schedule_values = {k: v for k, v in values.items() if k in _SCHEDULE_PARSERS}
-    if "interval" not in schedule_values:
-        # A one-off probe has no interval; only its timeout matters.
-        schedule_values["interval"] = max(duration(values.get("timeout", 10.0)), 60.0)
-    schedule = parse_schedule(schedule_values)
-    options, faults = parse_options(
-        probe, {k: v for k, v in values.items() if k not in _SCHEDULE_PARSERS}
-    )
-    if faults:
-        key, exc = faults[0]
-        exc.key = key
-        raise exc
-    ref = _ref(probe, options, f"adhoc/{kind}", "adhoc", kind, ())
-    return Check(
-        ref,
-        probe,
-        options,
-        schedule.interval,
-        schedule.timeout,
-        schedule.retries,
-        "",
-        Location("<command line>", 0, 0),
-    )
-
-
-def _choice_of(choices: tuple[str, ...], why: str) -> Any:
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise OptionError(f"{value!r} is not one of {', '.join(choices)}", why)
-        return value
-
-    return parse
-
-
-def load_inventory(path: str | Path) -> Inventory:
-    """Read and validate an inventory file. Raises InventoryErrors listing every fault found:
-    those of the YAML itself first, alone (its values cannot be trusted to mean anything yet),
-    then those of its content."""
-    file = str(path)
-    root = load(read(path), file)
-    if root is None:
-        raise InventoryErrors(
-            [
-                InventoryError(
-                    Location(file, 1, 1),
-                    "the inventory is empty",
-                    "start from the example inventory.yaml",
-                )
-            ]
-        )
-    loader = _Loader(file)
-    try:
-        with relative_to(Path(path).resolve().parent):
-            inventory = loader.load(root)
-    except InventoryError as exc:
-        loader.errors.append(exc)
-        inventory = None
-    if inventory is None:
-        raise InventoryErrors(loader.errors)
-    return inventory

@@ -7,36 +7,15 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.alerts.policy import AlertsConfig, parse_alerts
 from monitor.config import maintenance as mw
+from monitor.config.alerts import AlertsConfig, parse_alerts
+from monitor.config.inventory import FlapPolicy, Group, HistoryConfig
 from monitor.config.reader import Fields, Reader
 from monitor.core.options import OptionError, duration, each, integer, number, path, text
 from monitor.core.yamlnodes import Location, Node
-from monitor.engine.state import FlapPolicy
-from monitor.store.history import HistoryConfig
-
-
-@dataclass(frozen=True)
-class Group:
-    """Links that back each other up; `min_up` of them must be up. Every site is one."""
-
-    id: str
-    name: str
-    site_id: str  # "" for a named group across sites
-    link_ids: tuple[str, ...]
-    min_up: int
-
-
-@dataclass(frozen=True)
-class Resilience:
-    groups: tuple[Group, ...] = ()
-    maintenance: tuple[mw.Window, ...] = ()
-    flapping: FlapPolicy = FlapPolicy()
-    history: HistoryConfig = field(default_factory=HistoryConfig)
-    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 @dataclass(frozen=True)
@@ -106,7 +85,7 @@ class ResilienceReader(Reader):
             up = self.min_up(inner, len(links))
             if group_id is not None:
                 name = self.plain(inner, "name", text, group_id)
-                groups.append(Group(group_id, name, "", links, up))
+                groups.append(Group(id=group_id, name=name, site_id="", link_ids=links, min_up=up))
         return tuple(groups)
 
     def flapping(self, fields: Fields) -> FlapPolicy:

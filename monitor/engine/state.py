@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from monitor.config.inventory import FlapPolicy
 from monitor.core.events import PENDING, Event, EventKind, Subject, Suppression
 from monitor.core.model import ProbeResult, Severity
 from monitor.core.persistent import PersistentMap
@@ -86,16 +87,6 @@ def links_up_text(up: int, unknown: int, total: int, min_up: int) -> str:
 
 
 # --- topology: what the inventory says, reduced to what the rules need --------------------
-
-
-@dataclass(frozen=True)
-class FlapPolicy:
-    """Nagios-style flap detection: the weighted share of state changes over the last `window`
-    results; flapping starts above `high` percent and ends below `low` percent."""
-
-    window: int = 21
-    high: float = 50.0
-    low: float = 25.0
 
 
 @dataclass(frozen=True)

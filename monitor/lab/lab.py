@@ -18,13 +18,13 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.core.paths import state_dir
 from monitor.lab import tls_peers
 from monitor.lab.dns_peer import DnsPeer
 from monitor.lab.http_peers import HttpPeers
 from monitor.lab.layout import SERVICES, Behaviour
 from monitor.lab.misc import TcpPeers
 from monitor.lab.snmp_agent import Cycles, DeviceClock, SnmpAgent, SnmpSecrets, lab_device
-from monitor.store.history import state_dir
 
 SNMP_USER = "commwatch-lab"
 _START_TIMEOUT = 30.0

@@ -27,15 +27,15 @@ import itertools
 import json
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import ObservationValue, ProbeResult, Severity, Verdict
 
@@ -52,30 +52,6 @@ HEARTBEAT = 10.0
 # The condition name every latency threshold carries (probes.base.LatencyOptions.latency): its
 # observation is the "main latency" kept in a column for sparklines and hourly aggregates.
 LATENCY_CONDITION = "latency"
-
-
-def state_dir() -> Path:
-    """commwatch's own state folder: $XDG_STATE_HOME/commwatch, else ~/.local/state/commwatch."""
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "commwatch"
-
-
-def default_path() -> Path:
-    """$XDG_STATE_HOME/commwatch/history.sqlite3, else ~/.local/state/commwatch/..."""
-    return state_dir() / "history.sqlite3"
-
-
-@dataclass(frozen=True)
-class HistoryConfig:
-    """The inventory's `history:` block: where the store lives and how long it keeps what."""
-
-    path: Path = field(default_factory=default_path)
-    retention: float = 90 * DAY  # everything older is deleted
-    downsample_after: float = 7 * DAY  # raw results older than this become hourly rows
-
-    def __post_init__(self) -> None:
-        if self.retention <= 0 or self.downsample_after <= 0:
-            raise ValueError("history retention and downsample_after must be positive")
 
 
 class HistoryError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 import dns.name
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.engine.runner import run_check
 from probes.base import SharedResources

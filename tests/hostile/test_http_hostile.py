@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass
 from monitor.engine.runner import run_check
 from probes.base import SharedResources

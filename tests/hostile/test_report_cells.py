@@ -8,7 +8,7 @@ import csv
 import dataclasses
 import io
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ProbeResult, Severity
 from monitor.output.audit import AuditReport, build_report, render
 from tests.tui_support import NOW, certificate

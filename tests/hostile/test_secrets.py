@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pyasn1.codec.ber import encoder
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.logs import BugLog
 from monitor.core.model import ErrorClass, Severity
 from monitor.engine.runner import run_check

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config.inventory import Check, adhoc_check
+from monitor.config.checks import adhoc_check
+from monitor.config.inventory import Check
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.engine.runner import run_check
 from probes.base import SharedResources

@@ -32,7 +32,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 import pytest
 
-from monitor.config.inventory import load_inventory
+from monitor.config.loader import load_inventory
 from tests.hostile.dns_servers import response, scripted_server
 from tests.hostile.snmp_agents import (
     COMMUNITY,

@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, ProbeResult, Severity, Verdict
 from monitor.engine.runner import run_check
 from monitor.lab.pki import Issued, make_ca, make_leaf, server_context

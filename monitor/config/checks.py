@@ -1,0 +1,148 @@
+"""One check from raw (YAML-typed) values: its kind's options, its schedule and its reference.
+The inventory loader and `commwatch probe` (`adhoc_check`) build checks through the same code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from monitor.config.inventory import Check, Schedule
+from monitor.core.model import CheckRef
+from monitor.core.options import (
+    OptionError,
+    Parser,
+    SecretRef,
+    build_options,
+    duration,
+    integer,
+    option_specs,
+)
+from monitor.core.yamlnodes import Location
+from probes.base import ProbeKind
+from probes.registry import REGISTRY
+
+SCHEDULE_PARSERS: Mapping[str, Parser] = {
+    "interval": duration,
+    "timeout": duration,
+    "retries": integer(0, 10),
+    "retry_interval": duration,
+}
+
+
+def parse_options(
+    probe: ProbeKind, values: Mapping[str, Any]
+) -> tuple[Any, list[tuple[str, OptionError]]]:
+    """Parse raw option values for `probe`. Returns the options (None on any fault) and the
+    faults as (key, error) so the caller can place each one."""
+    parsed: dict[str, Any] = {}
+    faults: list[tuple[str, OptionError]] = []
+    specs = {spec.name: spec for spec in option_specs(probe.options)}
+    for key, raw in values.items():
+        try:
+            parsed[key] = specs[key].parse(raw)
+            for secret in secrets_in(parsed[key]):
+                secret.check_available()
+        except OptionError as exc:
+            faults.append((key, exc))
+    missing = [spec.name for spec in specs.values() if spec.required and spec.name not in values]
+    faults.extend(
+        (name, OptionError(f"'{name}' is required for {probe.kind} checks", specs[name].help))
+        for name in missing
+    )
+    if faults:
+        return None, faults
+    try:
+        return build_options(probe.options, parsed), []
+    except OptionError as exc:
+        return None, [(exc.key or "target", exc)]
+
+
+def secrets_in(value: Any) -> Iterator[SecretRef]:
+    """The secret references in a parsed option value (a header list holds some)."""
+    if isinstance(value, SecretRef):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from secrets_in(item)
+
+
+def parse_schedule(values: Mapping[str, Any]) -> Schedule:
+    """Schedule keys from raw values; raises OptionError with `key` set."""
+    parsed = {}
+    for key, raw in values.items():
+        try:
+            parsed[key] = SCHEDULE_PARSERS[key](raw)
+        except OptionError as exc:
+            exc.key = key
+            raise
+    if "retry_interval" not in parsed:
+        parsed["retry_interval"] = min(Schedule.retry_interval, parsed.get("interval", 60.0))
+    schedule = Schedule(**parsed)
+    if schedule.retry_interval > schedule.interval:
+        raise OptionError(
+            f"retry_interval {schedule.retry_interval:g}s is longer than interval "
+            f"{schedule.interval:g}s",
+            "re-checks of an unconfirmed change should come sooner than regular ones",
+            key="retry_interval",
+        )
+    if schedule.timeout > schedule.interval:
+        raise OptionError(
+            f"timeout {schedule.timeout:g}s is longer than interval {schedule.interval:g}s",
+            "a check must finish before it is due again: shorten timeout or lengthen interval",
+            key="timeout" if "timeout" in values else "interval",
+        )
+    return schedule
+
+
+def check_ref(
+    probe: ProbeKind,
+    options: Any,
+    *,
+    check_id: str,
+    site_id: str,
+    link_id: str,
+    tags: tuple[str, ...],
+) -> CheckRef:
+    return CheckRef(
+        check_id=check_id,
+        site_id=site_id,
+        link_id=link_id,
+        kind=probe.kind,
+        target=probe.target(options),
+        host=probe.host(options),
+        tags=tags,
+    )
+
+
+def adhoc_check(kind: str, values: Mapping[str, Any]) -> Check:
+    """A check built from raw values outside any inventory, for `commwatch probe` and tests.
+
+    `values` holds option and schedule keys (YAML-typed, as the inventory would give them);
+    raises OptionError naming the key at fault.
+    """
+    probe = REGISTRY[kind]
+    schedule_values = {k: v for k, v in values.items() if k in SCHEDULE_PARSERS}
+    if "interval" not in schedule_values:
+        # A one-off probe has no interval; only its timeout matters.
+        schedule_values["interval"] = max(duration(values.get("timeout", 10.0)), 60.0)
+    schedule = parse_schedule(schedule_values)
+    options, faults = parse_options(
+        probe, {k: v for k, v in values.items() if k not in SCHEDULE_PARSERS}
+    )
+    if faults:
+        key, exc = faults[0]
+        exc.key = key
+        raise exc
+    ref = check_ref(
+        probe, options, check_id=f"adhoc/{kind}", site_id="adhoc", link_id=kind, tags=()
+    )
+    return Check(
+        ref=ref,
+        probe=probe,
+        options=options,
+        interval=schedule.interval,
+        timeout=schedule.timeout,
+        retries=schedule.retries,
+        description="",
+        location=Location("<command line>", 0, 0),
+    )
