@@ -11,7 +11,7 @@ from monitor.core.model import Severity
 from tests.peers.tcp_peers import accepting_listener, closed_port
 from tests.tui_support import cell, log_lines, log_on_screen, rendered, until, write_inventory
 from tui.app import CommwatchApp
-from tui.widgets import DetailPane
+from tui.widgets.detail_pane import DetailPane
 
 SIZE = (120, 40)
 

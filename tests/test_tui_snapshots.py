@@ -28,8 +28,8 @@ from tests.tui_support import (
     write_inventory,
 )
 from tui.app import CommwatchApp, help_bindings
-from tui.screens import FILTER_DELAY
-from tui.widgets import FilterInput
+from tui.screens.dashboard import FILTER_DELAY
+from tui.widgets.filter_input import FilterInput
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("COMMWATCH_UPDATE_SNAPSHOTS") == "1"

@@ -30,8 +30,13 @@ from tests.tui_support import (
 )
 from tui.app import CommwatchApp, help_bindings
 from tui.present import age_text, info_text, sparkline, status_text
-from tui.screens import FILTER_DELAY, PROBLEMS_REFRESH, HelpScreen, key_display
-from tui.widgets import DetailPane, DetailScroll, EventLog, FilterInput, SummaryBar
+from tui.screens.dashboard import FILTER_DELAY, PROBLEMS_REFRESH
+from tui.screens.help import HelpScreen, key_display
+from tui.widgets.detail_pane import DetailPane
+from tui.widgets.detail_scroll import DetailScroll
+from tui.widgets.event_log import EventLog
+from tui.widgets.filter_input import FilterInput
+from tui.widgets.summary_bar import SummaryBar
 
 SIZE = (120, 40)
 CHECKS = [

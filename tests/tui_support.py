@@ -20,7 +20,7 @@ from monitor.engine.pipeline import topology_of
 from monitor.engine.state import EngineState, step
 from probes.base import LatencyOptions
 from tui.app import CommwatchApp
-from tui.widgets import EventLog
+from tui.widgets.event_log import EventLog
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
 DAY = 86400.0

@@ -32,9 +32,13 @@ from monitor.engine.scheduler import Scheduler
 from monitor.engine.state import EngineState
 from monitor.store.history import HistoryError, HistoryStore
 from tui.board import Board
-from tui.screens import DashboardScreen, HelpScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
 from tui.state import HISTORY, TREND_POINTS, HistoryLine
-from tui.widgets import CheckTable, DetailScroll, EventLog, FilterInput
+from tui.widgets.check_table import CheckTable
+from tui.widgets.detail_scroll import DetailScroll
+from tui.widgets.event_log import EventLog
+from tui.widgets.filter_input import FilterInput
 
 FLUSH_INTERVAL = 0.1  # seconds: results arriving within this are applied as one batch
 ENGINE_STOP_WAIT = 3.0

@@ -1,36 +1,31 @@
-"""The dashboard screen (table, summary, detail pane, event log) and the help screen."""
+"""The dashboard screen: the summary, the filter box, the check table, the event log and the
+detail pane, and every key that works on them."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.table import Table
-from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.containers import Container, Vertical
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input
 
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.state import EngineState
 from tui.board import Board, Level, Sort
 from tui.state import HistoryLine
-from tui.widgets import (
-    HEADER_SORTS,
-    CheckTable,
-    DetailPane,
-    DetailScroll,
-    EventLog,
-    FilterInput,
-    SummaryBar,
-)
+from tui.widgets.check_table import HEADER_SORTS, CheckTable
+from tui.widgets.detail_pane import DetailPane
+from tui.widgets.detail_scroll import DetailScroll
+from tui.widgets.event_log import EventLog
+from tui.widgets.filter_input import FilterInput
+from tui.widgets.summary_bar import SummaryBar
 
 if TYPE_CHECKING:
     from tui.app import CommwatchApp
@@ -345,46 +340,3 @@ class DashboardScreen(Screen[None]):
 
 def _count(check_ids: Sequence[str]) -> str:
     return check_ids[0] if len(check_ids) == 1 else f"{len(check_ids)} checks"
-
-
-class HelpScreen(ModalScreen[None]):
-    """Every key, generated from the bindings themselves so the list cannot drift."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,q", "dismiss", "Close help"),
-    ]
-
-    def __init__(self, sections: Sequence[tuple[str, Sequence[Binding]]]) -> None:
-        super().__init__()
-        self.sections = sections
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help"):
-            yield Static(self._keys(), id="help-keys")
-
-    def _keys(self) -> Table:
-        table = Table.grid(padding=(0, 2))
-        for title, bindings in self.sections:
-            table.add_row(Text(title, style="bold"), Text())
-            # Keys that do the same (q, ctrl+c) share a line.
-            keys: dict[str, list[str]] = {}
-            for binding in bindings:
-                does = binding.description + (f": {binding.tooltip}" if binding.tooltip else "")
-                keys.setdefault(does, []).append(key_display(self.app, binding))
-            for does, shown in keys.items():
-                table.add_row(Text(", ".join(shown)), Text(does))
-            if title.startswith("Filter"):
-                table.add_row(Text("…"), Text("the usual editing keys; enter applies the filter"))
-        table.add_row(Text("Mouse", style="bold"), Text())
-        table.add_row(Text("click"), Text("a row selects it; a column header sorts by it"))
-        table.add_row(Text("wheel"), Text("scrolls the table, the event log, the detail pane"))
-        close = self.BINDINGS[0]
-        assert isinstance(close, Binding)
-        table.add_row(Text(key_display(self.app, close)), Text(close.description))
-        return table
-
-
-def key_display(app: App[None], binding: Binding) -> str:
-    """Every key of a binding ("ctrl+c,ctrl+q") as the footer shows keys: `^c, ^q`."""
-    keys = binding.key.split(",")
-    return ", ".join(app.get_key_display(dataclasses.replace(binding, key=key)) for key in keys)

@@ -1,0 +1,66 @@
+"""The line above the table: checks per severity, redundancy groups per state, since when."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from monitor.core.model import Severity
+from monitor.engine.pipeline import NOT_EVALUATED
+from tui.board import Board
+from tui.present import SYMBOLS, age_text, clock_text, state_text
+from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles
+
+
+class SummaryBar(SeverityStyles, Static):
+    """Counts per severity (problems needing attention first) and since when."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = set(SEVERITY_CLASSES)
+    _shown: Text | None = None
+
+    def show(
+        self,
+        board: Board,
+        *,
+        started_at: float,
+        now: float,
+        view: str,
+    ) -> None:
+        counts = board.counts()
+        text = Text()
+        for severity in (Severity.CRIT, Severity.UNKNOWN, Severity.WARN, Severity.OK):
+            n = counts.get(severity.name, 0)
+            style = self.severity_style(severity) if n else Style()
+            text.append(f"{SYMBOLS[severity]} {n} {severity.name}", style)
+            text.append("  ")
+        if counts.get("ack"):
+            text.append(f"{counts['ack']} ack  ", self.severity_style(None, acked=True))
+        if counts.get("pending"):
+            text.append(f"{counts['pending']} pending  ", self.severity_style(None))
+        groups = Counter(g.label for g in board.groups.values())
+        if groups:
+            text.append("│ groups ")
+            for label in ("DOWN", "UNKNOWN", "AT RISK", "DEGRADED", "RESILIENT"):
+                if groups[label]:
+                    text.append(f"{state_text(label)} {groups[label]}", self.state_style(label))
+                    text.append("  ")
+            if groups["PENDING"]:
+                text.append(f"{groups['PENDING']} pending  ", self.state_style(None))
+            if groups[NOT_EVALUATED]:
+                text.append(
+                    f"{groups[NOT_EVALUATED]} not evaluated  ", self.state_style(NOT_EVALUATED)
+                )
+        text.append(f"│ since {clock_text(started_at)}")
+        changed = board.last_change()
+        if changed is not None:
+            text.append(f", last change {clock_text(changed)} ({age_text(now - changed)} ago)")
+        if view:
+            text.append(f" │ {view}")
+        if text != self._shown:
+            self._shown = text
+            # A fixed height in the .tcss: no layout pass per batch of results.
+            self.update(text, layout=False)
