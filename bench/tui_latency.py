@@ -50,7 +50,8 @@ from common import (
     write_inventory,
 )
 
-from tui.app import CommwatchApp, ResultArrived
+from tui.app import CommwatchApp
+from tui.messages import ResultArrived
 
 TICK = 0.01  # the feeder delivers a slice of results every 10 ms
 FIRST_BUILD_WAIT = 120.0  # seconds for the table's first build, however loaded the machine

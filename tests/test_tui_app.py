@@ -3,13 +3,31 @@ intervals, keys pressed through the Pilot. What is asserted is what the engineer
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from monitor.cli.main import main
 from monitor.config.inventory import Inventory
+from monitor.core.logs import FORMAT, PrintableFormatter
 from monitor.core.model import Severity
 from tests.peers.tcp_peers import accepting_listener, closed_port
-from tests.tui_support import cell, log_lines, log_on_screen, rendered, until, write_inventory
+from tests.peers.webhook_peers import WebhookReceiver
+from tests.tui_support import (
+    ROWS,
+    cell,
+    log_lines,
+    log_on_screen,
+    rendered,
+    shown,
+    toasts,
+    until,
+    write_inventory,
+)
 from tui.app import CommwatchApp
 from tui.widgets.detail_pane import DetailPane
 
@@ -61,24 +79,26 @@ async def test_run_now_runs_the_selected_check_again(tmp_path):
     async with accepting_listener() as live:
         inventory = engine_inventory(tmp_path, live, closed_port(), "1m")
         app = CommwatchApp(inventory, start_spread=0)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: results_of(app, "site/link/live") == 1)
             app.dashboard.table.select_key("site/link/live")
             await pilot.press("r")
             # The interval is a minute: only run-now can bring a second result this soon.
             await until(pilot, lambda: results_of(app, "site/link/live") == 2, timeout=3)
             assert results_of(app, "site/link/dead") == 1
+            assert "Running site/link/live now." in toasts(app)
 
 
 async def test_pause_stops_results_and_resume_brings_them_back(tmp_path):
     async with accepting_listener() as live:
         inventory = engine_inventory(tmp_path, live, closed_port(), "200ms")
         app = CommwatchApp(inventory, start_spread=0)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: results_of(app, "site/link/live") >= 2)
             app.dashboard.table.select_key("site/link/live")
             await pilot.press("space")
             assert app.scheduler is not None and app.scheduler.is_paused("site/link/live")
+            await until(pilot, lambda: "Paused site/link/live." in toasts(app))
             await pilot.pause(0.3)  # a run already in flight may still report
             assert cell(app, "site/link/live", "age").startswith("‖")
             count = results_of(app, "site/link/live")
@@ -88,6 +108,7 @@ async def test_pause_stops_results_and_resume_brings_them_back(tmp_path):
             assert results_of(app, "site/link/dead") > dead_before  # the others go on
             await pilot.press("space")
             assert not app.scheduler.is_paused("site/link/live")
+            await until(pilot, lambda: "Resumed site/link/live." in toasts(app))
             await until(pilot, lambda: results_of(app, "site/link/live") > count, timeout=2)
             assert not cell(app, "site/link/live", "age").startswith("‖")
 
@@ -294,3 +315,123 @@ sites:
             )
             assert not any("group psap" in line for line in log_lines(app))
             await pilot.press("q")
+
+
+# --- the terminal is the dashboard's while it runs ---------------------------------------------
+
+
+class Terminal(io.StringIO):
+    """What a log handler writing to the user's terminal writes to (as `logs.configure()` sets
+    one up before the dashboard starts)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class StrictHandler(logging.StreamHandler):
+    """Raises what a handler would otherwise report on stderr and swallow."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise  # the exception the handler is handling
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    """The terminal's log handler on the root logger, as `commwatch tui` runs with it."""
+    stream = Terminal()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(PrintableFormatter(FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+
+
+async def test_stderr_and_logging_inside_the_running_dashboard_raise_nothing(tmp_path):
+    inventory = write_inventory(tmp_path)
+    app = CommwatchApp(inventory, engine=False, history=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS)
+        # Textual stands in for stderr while the app runs; flushing it once raised TypeError.
+        sys.stderr.flush()
+        print("a stray line on stderr", file=sys.stderr, flush=True)
+        # A handler made now writes to (and flushes) that stand-in.
+        late = StrictHandler()
+        logging.getLogger().addHandler(late)
+        try:
+            logging.getLogger("commwatch.test").warning("a warning while the dashboard runs")
+        finally:
+            logging.getLogger().removeHandler(late)
+        await until(pilot, lambda: any("a warning while" in line for line in log_lines(app)))
+        assert app.return_code is None  # still running
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_log_records_go_to_the_event_log_and_reach_the_terminal_after_it(tmp_path, terminal):
+    inventory = write_inventory(tmp_path)
+    app = CommwatchApp(inventory, engine=False, history=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS)
+        log = logging.getLogger("commwatch.alerts")
+        log.warning("notifier ops: attempt 1 failed: %s; retrying", "HTTP 500\x1b[2J")
+        log.error("notifier ops: message %s not delivered", "m1")
+        await until(pilot, lambda: any("not delivered" in line for line in log_lines(app)))
+        warning = next(line for line in log_lines(app) if "attempt 1 failed" in line)
+        assert warning[:8].count(":") == 2  # when, like every entry
+        assert "WARNING  commwatch.alerts: notifier ops: attempt 1 failed" in warning
+        assert "HTTP 500\\x1b[2J" in warning  # the peer's escape shown, not acted on
+        # An error is a notification too: it must not wait for someone to look at the log.
+        await until(pilot, lambda: any("not delivered" in toast for toast in toasts(app)))
+        # Nothing was written over the screen.
+        assert terminal.getvalue() == ""
+        await pilot.press("q")
+    # The terminal is the user's again: what it missed is there, in order, as commwatch logs.
+    lines = terminal.getvalue().splitlines()
+    assert lines == [
+        "commwatch: WARNING commwatch.alerts: notifier ops: attempt 1 failed: "
+        "HTTP 500\\x1b[2J; retrying",
+        "commwatch: ERROR commwatch.alerts: notifier ops: message m1 not delivered",
+    ]
+    # ... and it gets the records of the run that follows, as they come.
+    logging.getLogger("commwatch.test").warning("after the dashboard")
+    assert terminal.getvalue().endswith("commwatch: WARNING commwatch.test: after the dashboard\n")
+
+
+async def test_an_engine_warning_shows_in_the_event_log(tmp_path, terminal):
+    """A real webhook that fails: the outbox's warning about the retry is in the event log."""
+    receiver = WebhookReceiver()
+    receiver.fail("500", 1)
+    await receiver.start()
+    try:
+        text = f"""\
+version: 1
+alerts:
+  group_window: 100ms
+  retry_base: 100ms
+  notifiers:
+    - {{id: noc, kind: webhook, url: "{receiver.base_url}/noc"}}
+defaults: {{interval: 1m, timeout: 200ms, retries: 1}}
+sites:
+  - id: site
+    links:
+      - id: link
+        checks: [{{id: dead, kind: tcp, target: "127.0.0.1:{closed_port()}"}}]
+"""
+        app = CommwatchApp(write_inventory(tmp_path, text), start_spread=0)
+        async with app.run_test(size=SIZE) as pilot:
+
+            def retry_logged() -> bool:
+                return any("attempt 1 failed" in line for line in log_lines(app))
+
+            await until(pilot, retry_logged, timeout=10)
+            line = next(line for line in log_lines(app) if "attempt 1 failed" in line)
+            assert "WARNING  commwatch.alerts: notifier noc" in line
+            assert "HTTP 500" in line
+            await receiver.wait_for(lambda r: r.accepted_on("/noc"))  # the retry got through
+            assert terminal.getvalue() == ""
+            await pilot.press("q")
+    finally:
+        await receiver.stop()

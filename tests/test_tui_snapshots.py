@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets._footer import FooterKey
 
 from tests.tui_support import (
     GROUPED,
@@ -98,8 +97,9 @@ async def test_screen_matches_its_snapshot(name, tmp_path):
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: len(shown(app)) == ROWS + 1)
         app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
-        # The footer fills in its keys a little later, after the bindings settle.
-        await until(pilot, lambda: len(app.dashboard.query(FooterKey)) >= len(FOOTER_KEYS))
+        # The footer fills in its keys a little later, after the bindings settle (its key
+        # widgets are queried by their CSS type: Textual's class for them is private).
+        await until(pilot, lambda: len(app.dashboard.query("FooterKey")) >= len(FOOTER_KEYS))
         await steps(pilot)
         await pilot.pause(0.2)
         svg = app.export_screenshot(title=name)

@@ -25,6 +25,7 @@ from tests.tui_support import (
     rendered,
     scenario,
     shown,
+    toasts,
     until,
     write_inventory,
 )
@@ -325,11 +326,11 @@ async def test_every_key_that_works_is_in_the_help(inventory):
 
 async def test_without_an_engine_run_and_pause_say_so(inventory):
     app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await started(app, pilot, inventory)
         app.dashboard.table.select_key("dispatch/mpls/radio-core")
         await pilot.press("r", "space")
-        assert any("not running" in n.message for n in app._notifications)
+        await until(pilot, lambda: toasts(app) == ["The engine is not running."] * 2)
 
 
 def test_status_age_and_sparkline_text():

@@ -224,3 +224,8 @@ def log_on_screen(app: CommwatchApp) -> list[str]:
     log = app.dashboard.query_one(EventLog)
     lines = (log.render_line(y).text.rstrip() for y in range(log.size.height))
     return [line for line in lines if line]
+
+
+def toasts(app: CommwatchApp) -> list[str]:
+    """The notifications on screen, as their toasts read (title, then message)."""
+    return [str(toast.render()) for toast in app.screen.query("Toast")]

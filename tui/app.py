@@ -4,8 +4,10 @@ Data flows one way. The engine (`Monitor`: scheduler -> state engine -> history 
 posts every result and every state-change event to the app as a message (never blocking), once
 it is stored when history is on; they are collected and applied on a short timer with the
 state engine's state, so a burst costs one update of the changed rows. Commands (run now, pause,
-resume) go down only through the scheduler's API. On start, a worker thread reads what the
-history store remembers, so a restart keeps the sparklines, history and events.
+resume) come up from the screens as messages (`tui.messages`) and go down only through the
+scheduler's API; what follows (which checks are paused) the app hands back to the screen. On
+start, a worker thread reads what the history store remembers, so a restart keeps the
+sparklines, history and events.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -21,7 +24,6 @@ from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from monitor.config.inventory import Check, Inventory
@@ -32,6 +34,15 @@ from monitor.engine.scheduler import Scheduler
 from monitor.engine.state import EngineState
 from monitor.store.history import HistoryError, HistoryStore
 from tui.board import Board
+from tui.captured_logs import CapturedLogs
+from tui.messages import (
+    EventArrived,
+    HistoryLoaded,
+    LogRecorded,
+    ResultArrived,
+    RunNow,
+    TogglePause,
+)
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.state import HISTORY, TREND_POINTS, HistoryLine
@@ -44,38 +55,11 @@ FLUSH_INTERVAL = 0.1  # seconds: results arriving within this are applied as one
 ENGINE_STOP_WAIT = 3.0
 HISTORY_EVENTS = 500  # stored events shown in the log on start
 HISTORY_SPAN = 7 * 86400.0  # ... from at most this far back
-
-
-class ResultArrived(Message):
-    """A probe result from the scheduler's sink, stamped with when it arrived."""
-
-    def __init__(self, result: ProbeResult, arrived: float) -> None:
-        super().__init__()
-        self.result = result
-        self.arrived = arrived
-
-
-class EventArrived(Message):
-    """A state-change event from the state engine."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-
-class HistoryLoaded(Message):
-    """What the history store remembers from before this run."""
-
-    def __init__(
-        self,
-        latencies: dict[str, list[float | None]],
-        history: dict[str, list[HistoryLine]],
-        events: list[Event],
-    ) -> None:
-        super().__init__()
-        self.latencies = latencies
-        self.history = history
-        self.events = events
+# The screen's class by its width: dashboard.tcss stacks the panes on -narrow screens and puts
+# the detail pane beside the table on -wide ones. (Named here, not written in the class: Textual
+# declares the class variable as `ClassVar[...] | None`, which a type checker takes for an
+# instance variable that a class variable may not override.)
+BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
 
 
 class CommwatchApp(App[None]):
@@ -91,7 +75,7 @@ class CommwatchApp(App[None]):
     CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     TITLE = "commwatch"
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (140, "-wide")]
+    HORIZONTAL_BREAKPOINTS = BREAKPOINTS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -126,6 +110,7 @@ class CommwatchApp(App[None]):
         self._engine_worker: Worker[None] | None = None
         self._arrivals: list[ResultArrived] = []
         self._events: list[Event] = []
+        self._logs = CapturedLogs(self.post_message)
 
     @property
     def scheduler(self) -> Scheduler | None:
@@ -137,11 +122,19 @@ class CommwatchApp(App[None]):
         assert isinstance(screen, DashboardScreen)
         return screen
 
+    def on_load(self) -> None:
+        # Before the screen is taken over: from here on, log records go to the dashboard.
+        self._logs.start()
+
+    def on_unmount(self) -> None:
+        # The terminal is given back by now: its handlers return, with what they missed.
+        self._logs.stop()
+
     def on_mount(self) -> None:
-        self.install_screen(DashboardScreen(self.board), "dashboard")
+        dashboard = DashboardScreen(self.board, clock=self.now, started_at=self.started_at)
+        self.install_screen(dashboard, "dashboard")
         self.push_screen("dashboard")
-        self.set_interval(FLUSH_INTERVAL, self._flush)
-        self.set_interval(1.0, self.dashboard.tick)
+        self.set_interval(FLUSH_INTERVAL, self._apply_pending)
         self.call_after_refresh(self._first_build)
         if self._history:
             self.run_worker(self._read_history, name="history", thread=True)
@@ -217,7 +210,7 @@ class CommwatchApp(App[None]):
     def on_event_arrived(self, message: EventArrived) -> None:
         self._events.append(message.event)
 
-    def _flush(self) -> None:
+    def _apply_pending(self) -> None:
         if self._arrivals or self._events:
             arrivals, self._arrivals = self._arrivals, []
             self.apply_arrivals(arrivals)
@@ -233,35 +226,37 @@ class CommwatchApp(App[None]):
         goes with the results and events reported so far."""
         return None if self.monitor is None else self.monitor.state
 
-    # --- commands down -----------------------------------------------------------------------
+    def on_log_recorded(self, message: LogRecorded) -> None:
+        self.dashboard.show_log(message)
+        if message.level >= logging.ERROR:
+            self.notify(message.text, title=message.level_name, severity="error", markup=False)
 
-    def paused(self) -> set[str]:
-        scheduler = self.scheduler
-        if scheduler is None:
-            return set()
-        return {cid for cid in self.board.checks if scheduler.is_paused(cid)}
+    # --- commands down: what the screens ask for ------------------------------------------
 
-    def run_now(self, check_ids: Sequence[str]) -> bool:
+    def on_run_now(self, message: RunNow) -> None:
         scheduler = self._running_scheduler()
-        if scheduler is None or not check_ids:
-            return False
-        for check_id in check_ids:
+        if scheduler is None or not message.check_ids:
+            return
+        for check_id in message.check_ids:
             scheduler.run_now(check_id)
-        return True
+        self.notify(f"Running {_count(message.check_ids)} now.", timeout=2)
 
-    def toggle_pause(self, check_ids: Sequence[str]) -> bool | None:
-        """Pause the checks, or resume them when all are paused; returns whether they are now
-        paused (None without an engine)."""
+    def on_toggle_pause(self, message: TogglePause) -> None:
+        """Pause the checks, or resume them when all are paused."""
         scheduler = self._running_scheduler()
         if scheduler is None:
-            return None
+            return
+        check_ids = message.check_ids
         resume = all(scheduler.is_paused(cid) for cid in check_ids)
         for check_id in check_ids:
             if resume:
                 scheduler.resume(check_id)
             else:
                 scheduler.pause(check_id)
-        return not resume
+        self.dashboard.show_paused(
+            frozenset(cid for cid in self.board.checks if scheduler.is_paused(cid))
+        )
+        self.notify(f"{'Resumed' if resume else 'Paused'} {_count(check_ids)}.", timeout=2)
 
     def _running_scheduler(self) -> Scheduler | None:
         if self.scheduler is None:
@@ -282,6 +277,10 @@ class CommwatchApp(App[None]):
             with contextlib.suppress(TimeoutError, WorkerCancelled, WorkerFailed):
                 await asyncio.wait_for(self._engine_worker.wait(), ENGINE_STOP_WAIT)
         self.exit()
+
+
+def _count(check_ids: Sequence[str]) -> str:
+    return check_ids[0] if len(check_ids) == 1 else f"{len(check_ids)} checks"
 
 
 def help_sections() -> list[tuple[str, list[Binding]]]:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from monitor.config.inventory import Check, Group, Inventory, Link, Site
-from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.events import PENDING, Event, EventKind, Subject, Suppression
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of
-from monitor.engine.state import PENDING, CheckState, EngineState, GroupStatus, LinkStatus
+from monitor.engine.state import CheckState, EngineState, GroupStatus, LinkStatus
 from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
 
 T = TypeVar("T")

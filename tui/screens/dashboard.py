@@ -3,8 +3,9 @@ detail pane, and every key that works on them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,6 +20,7 @@ from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.state import EngineState
 from tui.board import Board, Level, Sort
+from tui.messages import LogRecorded, RunNow, TogglePause
 from tui.state import HistoryLine
 from tui.widgets.check_table import HEADER_SORTS, CheckTable
 from tui.widgets.detail_pane import DetailPane
@@ -27,16 +29,18 @@ from tui.widgets.event_log import EventLog
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.summary_bar import SummaryBar
 
-if TYPE_CHECKING:
-    from tui.app import CommwatchApp
-
 DETAIL_TITLE = "Detail"
 FILTER_DELAY = 0.15  # seconds of typing pause before the table is rebuilt
 PROBLEMS_REFRESH = 1.0  # at most this often, rows join or leave the "problems only" view
+TICK = 1.0  # seconds between updates of ages, the summary's "ago" and the detail pane
 _SORT_CYCLE = (Sort.NAME, Sort.SEVERITY, Sort.AGE)
 
 
 class DashboardScreen(Screen[None]):
+    """The table of sites, links and checks, with the summary above it and the event log and
+    the detail pane beside it. The app hands it results, events and which checks are paused;
+    what the user asks of the engine (run now, pause) it posts to the app as messages."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         # Short descriptions fit the footer at 80 columns; the help screen adds the tooltip.
         Binding("slash", "filter", "Filter", tooltip="filter rows as you type"),
@@ -75,11 +79,12 @@ class DashboardScreen(Screen[None]):
         ),
     ]
 
-    app: CommwatchApp
-
-    def __init__(self, board: Board) -> None:
+    def __init__(self, board: Board, *, clock: Callable[[], float], started_at: float) -> None:
         super().__init__()
         self.board = board
+        self.now = clock
+        self.started_at = started_at
+        self.paused: AbstractSet[str] = frozenset()  # checks the scheduler holds, as the app says
         self.filter_text = ""
         self.problems_only = False
         self.sort = Sort.NAME
@@ -109,6 +114,7 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(DetailScroll).border_title = DETAIL_TITLE
         self.set_interval(PROBLEMS_REFRESH, self._refresh_view_if_dirty)
+        self.set_interval(TICK, self.tick)
         self.table.focus()
 
     def on_resize(self) -> None:
@@ -129,8 +135,8 @@ class DashboardScreen(Screen[None]):
         shown = [e for e in (*changes, *events) if e.kind is not EventKind.SOFT]
         if not (touched or shown) or not self.live:
             return
-        now, paused = self.app.now(), self.app.paused()
-        self.table.refresh_checks(touched, now, paused)
+        now = self.now()
+        self.table.refresh_checks(touched, now, self.paused)
         log = self.query_one(EventLog)
         for event in shown:
             log.record(event)
@@ -154,16 +160,21 @@ class DashboardScreen(Screen[None]):
         touched = self.board.preload(latencies, history)
         self.board.note(events)
         self.query_one(EventLog).record_older(events)
-        now = self.app.now()
-        self.table.refresh_checks(touched, now, self.app.paused())
+        now = self.now()
+        self.table.refresh_checks(touched, now, self.paused)
         self._show_detail(now)
+
+    def show_log(self, record: LogRecorded) -> None:
+        """A log record of this run, in the event log."""
+        if self.live:
+            self.query_one(EventLog).record_log(record)
 
     def tick(self) -> None:
         """Once a second: ages, the summary's 'ago' and the detail pane move on."""
         if not self.live:
             return
-        now = self.app.now()
-        self.table.refresh_ages(now, self.app.paused())
+        now = self.now()
+        self.table.refresh_ages(now, self.paused)
         self._show_summary(now)
         self._show_detail(now)
 
@@ -173,10 +184,10 @@ class DashboardScreen(Screen[None]):
         comes from new results, not from the user)."""
         if not self.live:
             return
-        now = self.app.now()
+        now = self.now()
         keep = self.table.selected_key if keep_selected else None
         rows = self.board.rows(self.filter_text, self.problems_only, self.sort, keep)
-        self.table.show_rows(rows, now, self.app.paused())
+        self.table.show_rows(rows, now, self.paused)
         self._view_dirty = False
         self._show_summary(now)
         self._show_detail(now)
@@ -192,17 +203,17 @@ class DashboardScreen(Screen[None]):
         if self.filter_text:
             view.append(f"filter: {self.filter_text}")
         self.query_one(SummaryBar).show(
-            self.board, started_at=self.app.started_at, now=now, view=" · ".join(view)
+            self.board, started_at=self.started_at, now=now, view=" · ".join(view)
         )
 
     def _show_detail(self, now: float) -> None:
-        self.query_one(DetailPane).show(self.board, self.table.selected_row, now, self.app.paused())
+        self.query_one(DetailPane).show(self.board, self.table.selected_row, now, self.paused)
 
     # --- table events ------------------------------------------------------------------------
 
     @on(CheckTable.RowHighlighted, "#checks")
     def _highlighted(self) -> None:
-        self._show_detail(self.app.now())
+        self._show_detail(self.now())
 
     @on(CheckTable.HeaderSelected, "#checks")
     def _header_clicked(self, event: CheckTable.HeaderSelected) -> None:
@@ -274,7 +285,7 @@ class DashboardScreen(Screen[None]):
         self.query_one(DetailPane).zoomed = zoomed
         if not zoomed:
             self.table.focus()
-        self._show_detail(self.app.now())
+        self._show_detail(self.now())
 
     # --- view actions -------------------------------------------------------------------------
 
@@ -305,21 +316,21 @@ class DashboardScreen(Screen[None]):
         return [] if row is None else [check.ref.check_id for check in row.checks]
 
     def action_run_now(self) -> None:
-        check_ids = self._selected_checks()
-        if self.app.run_now(check_ids):
-            self.notify(f"Running {_count(check_ids)} now.", timeout=2)
+        self.post_message(RunNow(self._selected_checks()))
 
     def action_toggle_pause(self) -> None:
         check_ids = self._selected_checks()
-        if not check_ids:
+        if check_ids:
+            self.post_message(TogglePause(check_ids))
+
+    def show_paused(self, paused: AbstractSet[str]) -> None:
+        """The checks the scheduler now holds: their rows and the detail pane say so."""
+        changed, self.paused = self.paused ^ paused, paused
+        if not (changed and self.live):
             return
-        paused = self.app.toggle_pause(check_ids)
-        if paused is None:
-            return
-        now, paused_set = self.app.now(), self.app.paused()
-        self.table.refresh_checks(check_ids, now, paused_set)
+        now = self.now()
+        self.table.refresh_checks(changed, now, self.paused)
         self._show_detail(now)
-        self.notify(f"{'Paused' if paused else 'Resumed'} {_count(check_ids)}.", timeout=2)
 
     def action_acknowledge(self) -> None:
         row = self.table.selected_row
@@ -330,13 +341,9 @@ class DashboardScreen(Screen[None]):
             self.notify("Only a problem can be acknowledged.", timeout=3)
             return
         self.board.acknowledge(row.key)
-        now = self.app.now()
-        self.table.refresh_checks([row.key], now, self.app.paused())
+        now = self.now()
+        self.table.refresh_checks([row.key], now, self.paused)
         self._show_summary(now)
         self._show_detail(now)
         if self.sort is Sort.SEVERITY:
             self._view_dirty = True  # an acknowledged problem sorts below the others
-
-
-def _count(check_ids: Sequence[str]) -> str:
-    return check_ids[0] if len(check_ids) == 1 else f"{len(check_ids)} checks"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -37,7 +38,7 @@ class DetailPane(SeverityStyles, Static):
     _height: int | None = None
     zoomed = False
 
-    def show(self, board: Board, row: Row | None, now: float, paused: set[str]) -> None:
+    def show(self, board: Board, row: Row | None, now: float, paused: AbstractSet[str]) -> None:
         if row is None:
             self._show(Text("No row selected.", self._dim))
         elif row.level is Level.CHECK:

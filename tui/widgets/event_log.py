@@ -1,10 +1,11 @@
-"""The event log: confirmed state changes (and log records) as they happen, newest at the
-bottom."""
+"""The event log: confirmed state changes as they happen, newest at the bottom, and the log
+records of the dashboard's run."""
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
+from logging import ERROR, WARNING
 from typing import ClassVar
 
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual.strip import Strip
 
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.text import printable
+from tui.messages import LogRecorded
 from tui.present import clock_text
 from tui.widgets.segments import text_segments
 from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles
@@ -23,7 +25,8 @@ LOG_CAPACITY = 1024  # event log entries kept
 
 
 class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=False):
-    """State changes, newest at the bottom, each with the time it happened.
+    """State changes, newest at the bottom, each with the time it happened; and the log records
+    emitted while the dashboard runs (the terminal is not theirs to write on).
 
     Like `tail -f`, it follows: the newest entry is in view as it arrives, until the user
     scrolls back (keys or wheel); then the entries in view stay put while new ones arrive
@@ -62,11 +65,19 @@ class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fals
         return [text.plain for _, text in self._entries]
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # (Textual runs ScrollView's own on_mount as well: every class's handler is called.)
         self._show_title()
 
     def record(self, event: Event) -> None:
         self.write(self.event_line(event))
+
+    def record_log(self, record: LogRecorded) -> None:
+        """A log record (already inert text), its level coloured as a severity would be."""
+        level = record.level
+        style = "sev--crit" if level >= ERROR else "sev--warn" if level >= WARNING else "dim"
+        line = Text(f"{clock_text(record.at)} ")
+        line.append(record.level_name, self.component_style(style))
+        self.write(line.append(f"  {record.text}"))
 
     def record_older(self, events: Sequence[Event]) -> None:
         """Events from before this run (the history store's), above what is already shown."""
