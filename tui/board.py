@@ -1,108 +1,33 @@
 """The dashboard's model: every check's row state, in the inventory's site/link/check tree, the
 state engine's view (confirmed and soft states, links, redundancy groups, held notifications),
 plus what is only UI state (acknowledgements). No Textual here: the widgets ask it which rows
-to show and in what order, and it answers from plain data.
+to show and in what order (its `Outline`), how many checks are in which state (its `Tally`),
+and why a row is in its state, and it answers from plain data.
 """
 
 from __future__ import annotations
 
-import enum
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Iterable
+from dataclasses import replace
 
-from monitor.config.inventory import Check, Group, Inventory, Link, Site
+from monitor.config.inventory import Check, Inventory, Link
 from monitor.core.events import PENDING, Event, EventKind, Subject, Suppression
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of
 from monitor.engine.state import CheckState, EngineState, GroupStatus, LinkStatus
+from tui.outline import Outline
+from tui.rows import Level, NamedGroup, Row, Sort, group_key, link_key, prune, site_key
 from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
-
-T = TypeVar("T")
-Status = tuple[Severity | None, bool]  # a check's severity, and whether it is acknowledged
-
-
-class Sort(enum.Enum):
-    NAME = "name"
-    SEVERITY = "severity"
-    AGE = "age"
-
-
-class Level(enum.Enum):
-    GROUP = "group"  # a named redundancy group, across sites
-    SITE = "site"
-    LINK = "link"
-    CHECK = "check"
-
-
-@dataclass(frozen=True, slots=True)
-class NamedGroup:
-    """A redundancy group of the inventory's `groups:`, with the links of it this board shows."""
-
-    group: Group
-    links: tuple[Link, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One line of the tree: a named group, a site, one of its links, or one of that link's
-    checks."""
-
-    key: str
-    level: Level
-    site: Site | None = None  # None only for a named group
-    link: Link | None = None
-    check: Check | None = None
-    group: NamedGroup | None = None
-
-    @property
-    def links(self) -> tuple[Link, ...]:
-        """The links whose state the row sums up."""
-        if self.link is not None:
-            return (self.link,)
-        if self.site is not None:
-            return self.site.links
-        assert self.group is not None
-        return self.group.links
-
-    @property
-    def checks(self) -> tuple[Check, ...]:
-        if self.check is not None:
-            return (self.check,)
-        return tuple(check for link in self.links for check in link.checks)
-
-    @property
-    def subject_id(self) -> str:
-        """The state engine's id of what the row shows: check, link, or group (a site's own
-        group has the site's id)."""
-        if self.check is not None:
-            return self.check.ref.check_id
-        if self.link is not None:
-            return self.link.full_id
-        if self.site is not None:
-            return self.site.id
-        assert self.group is not None
-        return self.group.group.id
-
-
-def site_key(site: Site) -> str:
-    return f"site:{site.id}"
-
-
-def link_key(link: Link) -> str:
-    return f"link:{link.site_id}/{link.id}"
-
-
-def group_key(group: Group) -> str:
-    return f"group:{group.id}"
+from tui.tally import ALL, Status, Tally
 
 
 class Board:
+    """The rows' state: results and the engine's state go in (`apply`), questions come out."""
+
     def __init__(self, inventory: Inventory, checks: Iterable[Check] | None = None) -> None:
         self.inventory = inventory
         wanted = None if checks is None else {c.ref.check_id for c in checks}
-        self.sites = _prune(inventory.sites, wanted)
+        self.sites = prune(inventory.sites, wanted)
         self.checks = {
             check.ref.check_id: check
             for site in self.sites
@@ -126,19 +51,15 @@ class Board:
         for named in self.named_groups:
             for link in named.links:
                 groups_of_link.setdefault(link.full_id, []).append(group_key(named.group))
-        # Checks per (severity, acknowledged), for all checks ("") and per group, site and
-        # link row, kept as results arrive: a site can hold thousands of checks, and its row,
-        # the summary and the sort ask for these on every batch.
-        self._within = {
-            cid: ("", site_key(site), link_key(link), *groups_of_link.get(link.full_id, ()))
-            for site in self.sites
-            for link in site.links
-            for cid in (check.ref.check_id for check in link.checks)
-        }
-        self._tally: dict[str, Counter[Status]] = {}
-        for keys in self._within.values():
-            for key in keys:
-                self._tally.setdefault(key, Counter())[(None, False)] += 1
+        # Per check, the rows it counts in: all checks, its site, its link, its named groups.
+        self.tally = Tally(
+            {
+                cid: (ALL, site_key(site), link_key(link), *groups_of_link.get(link.full_id, ()))
+                for site in self.sites
+                for link in site.links
+                for cid in (check.ref.check_id for check in link.checks)
+            }
+        )
         self._last_change: float | None = None
         # The state engine's view, once it runs (None: rows show raw results, and a site or link
         # the worst below it).
@@ -149,34 +70,7 @@ class Board:
         self.confirmations = {cid: max(1, c.retries) for cid, c in self.checks.items()}
         # Why notifications about a subject are held, from its latest confirmed change.
         self._held: dict[str, tuple[Suppression, ...]] = {}
-        self._haystacks = {
-            cid: " ".join(
-                (
-                    cid,
-                    check.kind,
-                    check.ref.target,
-                    check.description,
-                    *check.ref.tags,
-                )
-            ).lower()
-            for cid, check in self.checks.items()
-        }
-        self._names = {
-            site.id: " ".join((site.id, site.name, *site.tags)).lower() for site in self.sites
-        }
-        self._names.update(
-            {
-                link_key(link): " ".join((link.id, link.name, link.role, link.medium)).lower()
-                for site in self.sites
-                for link in site.links
-            }
-        )
-        self._names.update(
-            {
-                group_key(named.group): f"{named.group.id} {named.group.name}".lower()
-                for named in self.named_groups
-            }
-        )
+        self.outline = Outline(self.sites, self.named_groups)
 
     # --- results in ------------------------------------------------------------------------
 
@@ -220,7 +114,7 @@ class Board:
             touched.add(check_id)
             if state.severity is not previous.severity:
                 self.acked.discard(check_id)
-            self._recount(check_id, before)
+            self.tally.move(check_id, before, self._status(check_id))
             if state.changed_at is not None and (
                 self._last_change is None or state.changed_at > self._last_change
             ):
@@ -325,8 +219,7 @@ class Board:
         return tuple(str(reason) for reason in reasons)
 
     def is_problem(self, check_id: str) -> bool:
-        severity = self.states[check_id].severity
-        return severity is not None and severity is not Severity.OK
+        return self.states[check_id].is_problem
 
     def needs_attention(self, check_id: str) -> bool:
         return self.is_problem(check_id) and check_id not in self.acked
@@ -339,55 +232,11 @@ class Board:
             self.acked.discard(check_id)
         elif self.is_problem(check_id):
             self.acked.add(check_id)
-        self._recount(check_id, before)
+        self.tally.move(check_id, before, self._status(check_id))
         return check_id in self.acked
 
     def _status(self, check_id: str) -> Status:
         return self.states[check_id].severity, check_id in self.acked
-
-    def _recount(self, check_id: str, before: Status) -> None:
-        after = self._status(check_id)
-        if after != before:
-            for key in self._within[check_id]:
-                tally = self._tally[key]
-                tally[before] -= 1
-                tally[after] += 1
-
-    def rows_above(self, check_id: str) -> tuple[str, ...]:
-        """The keys of the site, link and group rows whose state a check's result can change."""
-        return self._within[check_id][1:]
-
-    def row_status(self, row_key: str) -> Status:
-        """What a site, link or group row shows without the state engine: the worst severity
-        below needing attention; when nothing does, the worst acknowledged problem, marked as
-        acknowledged (never OK while a problem is there); None while nothing has reported."""
-        attention = [
-            severity
-            for (severity, acked), n in self._tally[row_key].items()
-            if n and severity is not None and not acked
-        ]
-        worst = Severity.worst(attention) if attention else None
-        if worst is not None and worst is not Severity.OK:
-            return worst, False
-        acked = [severity for (severity, ack), n in self._tally[row_key].items() if n and ack]
-        if acked:
-            return Severity.worst(s for s in acked if s is not None), True
-        return worst, False
-
-    def row_tally(self, row_key: str) -> Counter[Severity | None]:
-        """Checks per severity (None: pending) below a site or link row."""
-        tally: Counter[Severity | None] = Counter()
-        for (severity, _), n in self._tally[row_key].items():
-            tally[severity] += n
-        return +tally
-
-    def counts(self) -> Counter[str]:
-        """Checks per severity name needing attention, plus 'OK', 'pending' and 'ack'."""
-        counts: Counter[str] = Counter()
-        for (severity, acked), n in self._tally[""].items():
-            label = "pending" if severity is None else "ack" if acked else severity.name
-            counts[label] += n
-        return +counts
 
     def last_change(self) -> float | None:
         return self._last_change
@@ -399,99 +248,8 @@ class Board:
         sort: Sort = Sort.NAME,
         keep: str | None = None,
     ) -> list[Row]:
-        """The tree as shown: named groups first, then sites; checks that pass the filter and
-        the problems toggle, under their link and site rows, each level ordered by `sort`.
-        The row `keep` (the selected one) stays whatever the toggle says: a problem that
-        recovers does not vanish from under the cursor."""
-        needle = text.strip().lower()
-        rows: list[Row] = []
-        for named in self._ordered(
-            self.named_groups, sort, _group_checks, lambda g: g.group.name or g.group.id
-        ):
-            key, checks = group_key(named.group), _group_checks(named)
-            wanted = not problems_only or any(self.is_problem(c.ref.check_id) for c in checks)
-            matches = not needle or (
-                needle in self._names[key] or any(needle in self._haystack(c) for c in checks)
-            )
-            if matches and (wanted or key == keep):
-                rows.append(Row(key, Level.GROUP, group=named))
-        for site in self._ordered(self.sites, sort, _site_checks, lambda s: s.id):
-            site_rows: list[Row] = []
-            for link in self._ordered(site.links, sort, lambda ln: ln.checks, lambda ln: ln.id):
-                shown = [
-                    check
-                    for check in link.checks
-                    if (
-                        not problems_only
-                        or self.is_problem(check.ref.check_id)
-                        or check.ref.check_id == keep
-                    )
-                    and (not needle or needle in self._haystack(check))
-                ]
-                key = link_key(link)
-                kept = key == keep and (not needle or needle in self._link_words(link))
-                if not (shown or kept):
-                    continue
-                site_rows.append(Row(key, Level.LINK, site, link))
-                site_rows.extend(
-                    Row(check.ref.check_id, Level.CHECK, site, link, check)
-                    for check in self._ordered(
-                        shown, sort, lambda c: (c,), lambda c: c.ref.check_id
-                    )
-                )
-            kept = site_key(site) == keep and (not needle or needle in self._names[site.id])
-            if site_rows or kept:
-                rows.append(Row(site_key(site), Level.SITE, site))
-                rows.extend(site_rows)
-        return rows
-
-    def _link_words(self, link: Link) -> str:
-        return f"{self._names[link.site_id]} {self._names[link_key(link)]}"
-
-    def _haystack(self, check: Check) -> str:
-        """What the filter matches a check by: its own words, its link's and its site's."""
-        ref = check.ref
-        words = self._names[f"link:{ref.site_id}/{ref.link_id}"]
-        return f"{self._names[ref.site_id]} {words} {self._haystacks[ref.check_id]}"
-
-    def _ordered(
-        self,
-        items: Iterable[T],
-        sort: Sort,
-        checks_of: Callable[[T], Iterable[Check]],
-        name_of: Callable[[T], str],
-    ) -> list[T]:
-        if sort is Sort.NAME:
-            return sorted(items, key=name_of)
-        if sort is Sort.SEVERITY:
-            return sorted(
-                items, key=lambda item: (-self._attention(checks_of(item)), name_of(item))
-            )
-        return sorted(items, key=lambda item: (self._newest(checks_of(item)), name_of(item)))
-
-    def _attention(self, checks: Iterable[Check]) -> float:
-        """Unacknowledged problems first (CRIT, UNKNOWN, WARN), then acknowledged ones, then OK,
-        then pending."""
-        best = -1.0
-        for check in checks:
-            check_id = check.ref.check_id
-            severity = self.states[check_id].severity
-            if severity is None:
-                continue
-            if check_id in self.acked:
-                best = max(best, 0.5)
-            else:
-                best = max(best, float(severity.rank) + (1 if severity.rank else 0))
-        return best
-
-    def _newest(self, checks: Iterable[Check]) -> float:
-        """When the freshest result below arrived; never-run sorts first (the oldest)."""
-        newest = float("-inf")
-        for check in checks:
-            result = self.states[check.ref.check_id].result
-            if result is not None:
-                newest = max(newest, finished_at(result))
-        return newest
+        """The rows the table shows for a filter, the problems toggle and a sort (`Outline`)."""
+        return self.outline.rows(self.states, self.acked, text, problems_only, sort, keep)
 
 
 def _change(result: ProbeResult, before: Severity | None) -> Event:
@@ -507,27 +265,3 @@ def _change(result: ProbeResult, before: Severity | None) -> Event:
         result.severity.name,
         result.summary(),
     )
-
-
-def _site_checks(site: Site) -> tuple[Check, ...]:
-    return tuple(check for link in site.links for check in link.checks)
-
-
-def _group_checks(named: NamedGroup) -> tuple[Check, ...]:
-    return tuple(check for link in named.links for check in link.checks)
-
-
-def _prune(sites: Sequence[Site], wanted: set[str] | None) -> tuple[Site, ...]:
-    """The sites and links that hold at least one wanted check, holding only those."""
-    if wanted is None:
-        return tuple(sites)
-    pruned = []
-    for site in sites:
-        links = []
-        for link in site.links:
-            checks = tuple(c for c in link.checks if c.ref.check_id in wanted)
-            if checks:
-                links.append(replace(link, checks=checks))
-        if links:
-            pruned.append(replace(site, links=tuple(links)))
-    return tuple(pruned)

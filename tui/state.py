@@ -38,6 +38,11 @@ class RowState:
     latencies: tuple[float | None, ...] = ()  # None: that attempt measured no latency
     history: tuple[HistoryLine, ...] = ()
 
+    @property
+    def is_problem(self) -> bool:
+        """WARN, CRIT or UNKNOWN: what the problems view keeps and can be acknowledged."""
+        return self.severity is not None and self.severity is not Severity.OK
+
 
 def finished_at(result: ProbeResult) -> float:
     return result.started_at + result.duration_ms / 1000

@@ -19,8 +19,9 @@ from textual.widgets import Footer, Input
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.state import EngineState
-from tui.board import Board, Level, Sort
+from tui.board import Board
 from tui.messages import LogRecorded, RunNow, TogglePause
+from tui.rows import Level, Sort
 from tui.state import HistoryLine
 from tui.widgets.check_table import HEADER_SORTS, CheckTable
 from tui.widgets.detail_pane import DetailPane

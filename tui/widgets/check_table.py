@@ -17,7 +17,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.board import Board, Level, Row, Sort
+from tui.board import Board
+from tui.rows import Level, Row, Sort
 from tui.widgets.segments import text_segments
 from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles
 from tui.widgets.table_cells import age_cell, row_cells
@@ -269,7 +270,7 @@ class CheckTable(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fa
                 row = self.shown[index]
                 self._write(row, self._cells_of(row, now, paused))
             # Also when the check itself is filtered out: its link, site and groups show it.
-            above.update(self.board.rows_above(check_id))
+            above.update(self.board.tally.rows_above(check_id))
         for key in above:
             index = self._index_of.get(key)
             if index is not None:

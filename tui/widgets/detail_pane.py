@@ -18,8 +18,9 @@ from textual.widgets import Static
 from monitor.config.inventory import Check
 from monitor.core.model import CertificateInfo, ProbeResult, Severity
 from monitor.core.text import printable
-from tui.board import Board, Level, Row
+from tui.board import Board
 from tui.present import SYMBOLS, age_text, clock_text, status_text
+from tui.rows import Level, Row
 from tui.state import HistoryLine, finished_at
 from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles
 
@@ -103,7 +104,7 @@ class DetailPane(SeverityStyles, Static):
             standing.append("\n")
             standing += self.held_text(f"held: {reason}" for reason in held)
         tally = Counter(
-            {status_text(severity): n for severity, n in board.row_tally(row.key).items()}
+            {status_text(severity): n for severity, n in board.tally.row_tally(row.key).items()}
         )
         counts = Text(" · ".join(f"{n} {label}" for label, n in sorted(tally.items())))
         # The problems (zoomed: every check), worst first. A group can hold thousands of

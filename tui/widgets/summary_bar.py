@@ -30,7 +30,7 @@ class SummaryBar(SeverityStyles, Static):
         now: float,
         view: str,
     ) -> None:
-        counts = board.counts()
+        counts = board.tally.counts()
         text = Text()
         for severity in (Severity.CRIT, Severity.UNKNOWN, Severity.WARN, Severity.OK):
             n = counts.get(severity.name, 0)

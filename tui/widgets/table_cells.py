@@ -10,8 +10,9 @@ from rich.text import Text
 
 from monitor.core.model import Severity
 from monitor.core.text import printable
-from tui.board import Board, Level, Row
+from tui.board import Board
 from tui.present import age_text, info_text, soft_text, sparkline, status_text
+from tui.rows import Level, Row
 from tui.state import finished_at
 from tui.widgets.severity_styles import SeverityStyles
 
@@ -56,7 +57,7 @@ def row_cells(
         status = styles.state_mark(label)
     else:
         # No state engine (fabricated results): the worst below.
-        severity, acked = board.row_status(row.key)
+        severity, acked = board.tally.row_status(row.key)
         status = Text(status_text(severity, acked), styles.severity_style(severity, acked))
     info = styles.held_text(board.held(row.subject_id)) + Text(" · ".join(facts), style)
     return {"status": status, "name": name, "age": Text(), "trend": Text(), "info": info}
