@@ -7,6 +7,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import textwrap
 from collections.abc import Iterator
 
 from textual.app import App
@@ -47,23 +48,43 @@ def _classes() -> Iterator[type]:
                 yield cls
 
 
+def _private_names_set(cls: type) -> set[str]:
+    """The `self._name` attributes the class's own methods assign."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    }
+
+
 def test_no_class_overrides_a_private_name_of_textual():
-    """A method named like one of Textual's private ones replaces it silently (the app's own
-    `_flush` once broke `sys.stderr.flush()` inside the running app). What Textual sets on every
-    subclass by itself (its CSS type names, merged bindings) is not ours and is left out."""
+    """A method or attribute named like one of Textual's private ones replaces it silently (the
+    app's own `_flush` once broke `sys.stderr.flush()` inside the running app). What Textual
+    sets on every subclass by itself (its CSS type names, merged bindings) is not ours."""
     clashes = []
     for cls in _classes():
         textual_bases = [base for base in cls.__mro__[1:] if base.__module__.startswith("textual")]
         if not textual_bases:
             continue
+        nearest = textual_bases[0]
         # A bare subclass of the nearest Textual base: what Textual puts on every class itself.
-        automatic = set(vars(type("Bare", (textual_bases[0],), {})))
-        for name in vars(cls):
-            if not name.startswith("_") or name.startswith("__") or name in automatic:
-                continue
-            owners = [base.__name__ for base in textual_bases if name in vars(base)]
-            if owners:
-                clashes.append(f"{cls.__module__}.{cls.__qualname__}.{name} ({owners[0]})")
+        automatic = set(vars(type("Bare", (nearest,), {})))
+        defined = {
+            name
+            for name in vars(cls)
+            if name.startswith("_") and not name.startswith("__") and name not in automatic
+        }
+        theirs = set(dir(nearest)) | set(getattr(nearest(), "__dict__", {}))
+        clashes += [
+            f"{cls.__module__}.{cls.__qualname__}.{name} ({nearest.__name__})"
+            for name in sorted((defined | _private_names_set(cls)) & theirs)
+        ]
     assert clashes == []
 
 
