@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
@@ -36,7 +37,16 @@ SEVERITY_CLASSES = frozenset(
 )
 
 
-class SeverityStyles:
+# A mixin for widgets, so typed as a Widget; at run time a plain class: as a Widget it would take
+# the place of the widget's own Textual base in its CSS inheritance (Textual follows the first
+# DOMNode base), and ScrollView's or Static's default styles would be lost.
+if TYPE_CHECKING:
+    from textual.widget import Widget as _WidgetMixin
+else:
+    _WidgetMixin = object
+
+
+class SeverityStyles(_WidgetMixin):
     """Rich styles for severities, read from the widget's component classes (set in .tcss).
 
     Looked up thousands of times a second under load, so they are cached until the styles
@@ -49,13 +59,13 @@ class SeverityStyles:
             self._style_cache = {}
         style = self._style_cache.get(name)
         if style is None:
-            style = self.get_component_rich_style(name, partial=True)  # type: ignore[attr-defined]
+            style = self.get_component_rich_style(name, partial=True)
             self._style_cache[name] = style
         return style
 
     def notify_style_update(self) -> None:
         self._style_cache = None
-        super().notify_style_update()  # type: ignore[misc]
+        super().notify_style_update()
 
     def severity_style(self, severity: Severity | None, acked: bool = False) -> Style:
         name = "sev--pending" if severity is None else _SEVERITY_CLASS[severity]
