@@ -372,3 +372,11 @@ async def test_a_retry_after_no_parser_reads_is_an_ordinary_retry(
         (row,) = await wait_rows(outbox, lambda r: r[0].status is RowStatus.DELIVERED)
     assert row.attempts == 2
     assert "internal error" not in (row.last_error or "")
+
+
+async def test_the_outbox_makes_its_folder_when_it_is_the_first_to_write(tmp_path: Path) -> None:
+    # `commwatch run --no-history` on a fresh machine: nothing else made the state folder.
+    path = tmp_path / "state" / "commwatch" / "outbox.sqlite3"
+    outbox = await Outbox(path).open()
+    await outbox.close()
+    assert path.is_file()

@@ -214,6 +214,8 @@ class Outbox:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _open(self) -> None:
+        # The outbox may be the first to write to the state folder (`run --no-history`).
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write lock
         # up front, so a concurrent writer makes us wait instead of failing mid-transaction).
         db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
