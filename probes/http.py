@@ -24,6 +24,7 @@ from monitor.core.options import (
     headers,
     host,
     integer,
+    is_number,
     option,
     text,
     type_name,
@@ -74,7 +75,7 @@ def _status_code(code: int) -> int:
 
 
 def _status_range(item: Any) -> tuple[int, int]:
-    if isinstance(item, int) and not isinstance(item, bool):
+    if is_number(item, whole=True):
         return _status_code(item), _status_code(item)
     match = (
         re.fullmatch(r"\s*([0-9]{3})\s*(?:-\s*([0-9]{3})\s*)?", item)

@@ -36,6 +36,7 @@ from monitor.core.options import (
     format_host_port,
     integer,
     ip_port,
+    is_number,
     number,
     option,
     secret_env,
@@ -161,7 +162,7 @@ def _interface(value: Any) -> int | str:
     # ASCII digits, few: str.isdigit() takes '²', and int() refuses 4,300 digits.
     if digits.isascii() and digits.isdigit() and len(digits) <= 10:
         value = int(digits)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_number(value, whole=True):
         return integer(1, 2**31 - 1)(value)
     return text(value).strip()
 
@@ -527,8 +528,8 @@ def _oid_value(entry: OidCheck, value: Any) -> ObservationValue:
 
 
 def _same(expected: Any, value: ObservationValue) -> bool:
-    if isinstance(expected, int | float) and not isinstance(expected, bool):
-        return isinstance(value, int | float) and not isinstance(value, bool) and value == expected
+    if is_number(expected):
+        return is_number(value) and value == expected
     return value == expected or str(value) == str(expected)
 
 

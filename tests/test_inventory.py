@@ -1123,3 +1123,9 @@ def test_a_command_line_word_reads_as_the_inventory_reads_it():
     assert yamlnodes.read_value("{env: TOKEN}") == {"env": "TOKEN"}
     assert yamlnodes.read_value("{env: 2026-02-30}") == "{env: 2026-02-30}"
     assert yamlnodes.read_value("[") == "["
+
+
+def test_a_role_is_a_choice_like_any_other_in_any_case(tmp_path):
+    # The role is read by the same choice parser as every other choice key: `Backup` is backup.
+    inventory = load_inventory(write(tmp_path, GOOD.replace("role: backup", "role: Backup")))
+    assert [link.role for link in inventory.links] == ["primary", "backup"]

@@ -376,7 +376,7 @@ def test_info_shows_what_tls_snmp_and_dns_results_carry():
             "if.eth1.oper_status": "down",
         },
     )
-    assert info_text(snmp, NOW) == "up 3d4h · if eth1 down"
+    assert info_text(snmp, NOW) == "up 3d04h · if eth1 down"
     healthy = ProbeResult(_ref("snmp"), NOW, 5, Severity.OK, {"if.ge-0/0/0.10.oper_status": "up"})
     assert info_text(healthy, NOW) == "if 1/1 up"
     dns = ProbeResult(_ref("dns"), NOW, 5, Severity.CRIT, {"rcode": "NXDOMAIN"})

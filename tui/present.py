@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 
 from monitor.core.model import ProbeResult, Severity
+from monitor.core.options import is_number
+from monitor.core.text import duration_text
 
 SYMBOLS = {Severity.OK: "✔", Severity.WARN: "▲", Severity.CRIT: "✖", Severity.UNKNOWN: "?"}
 PENDING_SYMBOL = "·"
@@ -66,21 +68,6 @@ def age_text(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def duration_text(seconds: float) -> str:
-    """A two-unit duration for uptimes: 3d4h, 5h12m, 7m30s."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
 def clock_text(timestamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp))
 
@@ -114,7 +101,7 @@ def info_text(result: ProbeResult, now: float) -> str:
     facts: list[str] = []
     shown: set[str] = set()  # the observations the facts already tell
     uptime = result.observations.get("system.uptime_s")
-    if isinstance(uptime, int | float) and not isinstance(uptime, bool):
+    if is_number(uptime):
         facts.append(f"up {duration_text(uptime)}")
     interfaces = _interfaces(result)
     if interfaces:
@@ -146,7 +133,7 @@ def info_text(result: ProbeResult, now: float) -> str:
 def _certificate_days(result: ProbeResult, now: float) -> float | None:
     for key in ("min_days_left", "days_left"):
         value = result.observations.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             return float(value)
     if result.certificates:
         return result.certificates[0].days_left(now)

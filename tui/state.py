@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from monitor.core.model import ProbeResult, Severity
+from monitor.core.options import is_number
 
 HISTORY = 20  # results kept per check for the detail pane
 TREND_POINTS = 24  # latencies kept per check for the sparkline
@@ -51,7 +52,7 @@ def finished_at(result: ProbeResult) -> float:
 def latency_of(result: ProbeResult) -> float | None:
     for key in LATENCY_KEYS:
         value = result.observations.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             return float(value)
     return None
 

@@ -20,7 +20,7 @@ from monitor.config.checks import (
 from monitor.config.inventory import Check, Concurrency, Group, Inventory, Link, Resilience, Site
 from monitor.config.reader import ID, ID_HINT
 from monitor.config.resilience import ResilienceReader
-from monitor.core.options import OptionError, each, integer, option_specs, relative_to, text
+from monitor.core.options import OptionError, choice, each, integer, option_specs, relative_to, text
 from monitor.core.yamlnodes import InventoryError, InventoryErrors, Location, Node, load, read
 from probes.registry import REGISTRY
 
@@ -40,6 +40,7 @@ CREDENTIAL_KEYS = (
     "priv_passphrase_file",
 )
 ROLES = ("primary", "secondary", "backup")
+_ROLE = choice(*ROLES, why="the role tells redundancy analysis how this link counts")
 _CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
 _CREDENTIAL_PARSERS = {
     spec.name: spec.parse
@@ -269,12 +270,11 @@ class _Loader(ResilienceReader):
         written = self.declare(self.written_id(fields), site_id)
         link_id = self.ident(fields, "link", seen)
         tags = site_tags + self.plain(fields, "tags", each(text), ())
-        role_parser = _choice_of(ROLES, "the role tells redundancy analysis how this link counts")
         link = Link(
             id=link_id or written,
             site_id=site_id,
             name=self.plain(fields, "name", text, link_id or ""),
-            role=self.plain(fields, "role", role_parser, "primary"),
+            role=self.plain(fields, "role", _ROLE, "primary"),
             medium=self.plain(fields, "medium", text, ""),
             tags=tags,
             checks=(),
@@ -402,15 +402,6 @@ class _Loader(ResilienceReader):
             retry_interval=schedule.retry_interval,
             depends_on=self.ids(fields, "depends_on", ref.check_id, "subject"),
         )
-
-
-def _choice_of(choices: tuple[str, ...], why: str) -> Any:
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise OptionError(f"{value!r} is not one of {', '.join(choices)}", why)
-        return value
-
-    return parse
 
 
 def load_inventory(path: str | Path) -> Inventory:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from monitor.core.model import ObservationValue, Severity, Verdict
-from monitor.core.options import format_number
+from monitor.core.options import format_number, is_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ class Threshold:
     def judge(self, value: ObservationValue, about: str = "") -> Verdict:
         severity = Severity.UNKNOWN
         explain = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             severity, explain = Severity.OK, self.explain
             if self.warn is not None and self._breaches(value, self.warn):
                 severity = Severity.WARN

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeGuard, overload
 
 from monitor.core import yamlnodes
 from monitor.core.files import read_bounded
@@ -48,6 +48,22 @@ class OptionError(ValueError):
 
 
 Parser = Callable[[Any], Any]
+
+
+@overload
+def is_number(value: object, *, whole: Literal[True]) -> TypeGuard[int]: ...
+@overload
+def is_number(value: object, *, whole: bool = False) -> TypeGuard[int | float]: ...
+def is_number(value: object, *, whole: bool = False) -> bool:
+    """Whether `value` is a number as an inventory, a flag or an observation means one: an int
+    (with `whole`, only an int), or a finite float. Never a bool: Python's True is 1, but `true`
+    counts nothing. Never NaN or infinity: every comparison with NaN is false, so it would pass
+    any range or threshold."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return not whole and isinstance(value, float) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -147,7 +163,7 @@ def duration_parser(bare_limit: float | None = None, what: str = "duration") -> 
     refused as implausible for `what`."""
 
     def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
+        if not (is_number(value) or isinstance(value, str)):
             raise OptionError(f"expected a duration, got {type_name(value)}", _DURATION_HINT)
         text_value = value.strip().replace(" ", "") if isinstance(value, str) else ""
         bare = not isinstance(value, str) or _BARE_NUMBER.fullmatch(text_value) is not None
@@ -186,7 +202,7 @@ latency_duration = duration_parser(LATENCY_BARE_LIMIT, "latency threshold")
 
 def format_number(value: float) -> str:
     """A number in plain decimals, never exponent notation: 3000000, 0.0000001, 2.5."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_number(value, whole=True):
         return str(value)
     text_value = format(decimal.Decimal(repr(float(value))), "f")
     if "." in text_value:
@@ -196,7 +212,7 @@ def format_number(value: float) -> str:
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
     def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_number(value, whole=True):
             raise OptionError(
                 f"expected a whole number, got {type_name(value)} {value!r}",
                 "write digits only, without quotes",
@@ -209,7 +225,7 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
 
 def number(minimum: float | None = None, maximum: float | None = None) -> Parser:
     def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             raise OptionError(
                 f"expected a number, got {type_name(value)} {value!r}",
                 "write a number such as 30 or 7.5, without quotes",
@@ -228,7 +244,7 @@ def _check_range(value: float, minimum: float | None, maximum: float | None) -> 
 
 
 def port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+    if not is_number(value, whole=True) or not 1 <= value <= 65535:
         raise OptionError(f"{value!r} is not a TCP/UDP port", "use a whole number from 1 to 65535")
     return value
 
@@ -250,12 +266,15 @@ def boolean(value: Any) -> bool:
     return value
 
 
-def choice(*choices: str) -> Parser:
+def choice(*choices: str, why: str = "") -> Parser:
+    """One of `choices` (lower-case), written in any case. With `why` (what the choice decides)
+    the message lists the choices and the hint says why; else the hint lists them."""
+    listed = ", ".join(choices)
+    among, hint = (listed, why) if why else ("the choices", "use one of: " + listed)
+
     def parse(value: Any) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
-            raise OptionError(
-                f"{value!r} is not one of the choices", "use one of: " + ", ".join(choices)
-            )
+            raise OptionError(f"{value!r} is not one of {among}", hint)
         return value.lower()
 
     return parse
@@ -497,7 +516,7 @@ def headers(value: Any) -> tuple[tuple[str, str | SecretRef], ...]:
                 )
             source, ref = next(iter(raw.items()))
             result.append((name, secret_env(ref) if source == "env" else secret_file(ref)))
-        elif isinstance(raw, str | int | float) and not isinstance(raw, bool):
+        elif isinstance(raw, str) or is_number(raw):
             result.append((name, str(raw)))
         else:
             raise OptionError(

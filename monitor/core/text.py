@@ -65,3 +65,19 @@ def markdown_cell(text: str) -> str:
     Markdown would act on backslash-escaped (a certificate subject `[x](https://…)` stays text,
     not a link; `&#x202e;` stays text, not the character it names)."""
     return _MARKDOWN.sub(r"\\\1", printable(text))
+
+
+def duration_text(seconds: float) -> str:
+    """A duration a person reads at a glance, in its two largest units: 45s, 12m05s, 3h02m,
+    2d04h (uptimes, outages, report periods alike)."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from monitor.core.events import Event
 from monitor.core.model import CertificateInfo, ProbeResult, Severity, Verdict, shown_value
-from monitor.core.options import format_number
+from monitor.core.options import format_number, is_number
 from monitor.core.text import printable
 
 SCHEMA_VERSION = 2
@@ -361,12 +361,7 @@ def perfdata(result: ProbeResult) -> str:
 
 
 def _is_measure(key: str, value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and not key.endswith(_NOT_MEASURES)
-    )
+    return is_number(value) and not key.endswith(_NOT_MEASURES)
 
 
 def _range(bound: float | None, higher_is_worse: bool) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 
 from monitor.core.events import PENDING, Event, EventKind, Subject
 from monitor.core.model import Severity
-from monitor.core.text import printable, spreadsheet_cell
+from monitor.core.text import duration_text, printable, spreadsheet_cell
 from monitor.engine.run_scope import RunScope, Watched
 from monitor.output.render import iso_time
 from monitor.store.history import HistoryStore, Run, merge_spans
@@ -335,20 +335,8 @@ def build_report(
 
 
 def span(seconds: float | None) -> str:
-    """A duration a person reads at a glance: 45s, 12m05s, 3h02m, 2d04h."""
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+    """A duration for the report's tables; "-" where there is none."""
+    return "-" if seconds is None else duration_text(seconds)
 
 
 def _states(report: AvailabilityReport) -> list[str]:

@@ -38,6 +38,7 @@ from typing import Any
 from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import ObservationValue, ProbeResult, Severity, Verdict
+from monitor.core.options import is_number
 
 log = logging.getLogger(__name__)
 
@@ -350,13 +351,9 @@ def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
 
 def main_latency(result: ProbeResult) -> float | None:
     for verdict in result.verdicts:
-        if verdict.condition == LATENCY_CONDITION and _is_number(verdict.value):
+        if verdict.condition == LATENCY_CONDITION and is_number(verdict.value):
             return float(verdict.value)  # type: ignore[arg-type]
     return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _verdict_to_json(verdict: Verdict) -> dict[str, Any]:
