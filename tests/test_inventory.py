@@ -14,7 +14,7 @@ import pytest
 
 from monitor.config.inventory import InventoryErrors
 from monitor.config.loader import load_inventory
-from monitor.core import yamlnodes
+from monitor.core import yamlcompose, yamlnodes
 from monitor.core.options import OptionError, secret_file
 from tests.conftest import REPO
 from tests.peers.tcp_peers import closed_port
@@ -745,7 +745,7 @@ def test_a_billion_laughs_stops_at_the_alias_that_crosses_the_limit(tmp_path):
 
 
 def test_a_document_too_large_without_aliases_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(yamlnodes, "MAX_NODES", 50)
+    monkeypatch.setattr(yamlcompose, "MAX_NODES", 50)
     errors = errors_of(tmp_path, "version: 1\nx-many: [" + ", ".join(["1"] * 60) + "]\n")
     assert errors == ["2:145: the document grows past 50 values here (split the inventory)"]
 

@@ -3,6 +3,7 @@ The inventory loader and `commwatch probe` (`adhoc_check`) build checks through 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from monitor.config.inventory import Check, Schedule
 from monitor.core.model import CheckRef
 from monitor.core.options import (
     OptionError,
+    OptionSpec,
     Parser,
     SecretRef,
     build_options,
@@ -29,25 +31,65 @@ SCHEDULE_PARSERS: Mapping[str, Parser] = {
 }
 
 
+class ParseMemo:
+    """Values already parsed in one load, by parser and raw value.
+
+    An inventory says the same thing many times: an inherited `interval: 5m` reaches every
+    check below it, and `kind`-wide values repeat from check to check. Each distinct plain value
+    (text, a number, true/false) is parsed once per parser; a fault is not kept, so it is raised
+    (and placed) wherever the value is written. One load only: relative paths start from its
+    inventory's folder, and the files and variables that secrets name are checked at its time.
+    """
+
+    _PLAIN = frozenset({str, int, float, bool})
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[Parser, type, Any], Any] = {}
+
+    def parse(self, parser: Parser, raw: Any) -> Any:
+        kind = type(raw)
+        if kind not in self._PLAIN:
+            return parser(raw)
+        # The type is in the key: True == 1 == 1.0 as keys of a dict, not as inventory values.
+        key = (parser, kind, raw)
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._values[key] = parser(raw)
+            return value
+
+
+def _parse(memo: ParseMemo | None, parser: Parser, raw: Any) -> Any:
+    return parser(raw) if memo is None else memo.parse(parser, raw)
+
+
+@functools.cache
+def _specs(options_class: type) -> tuple[dict[str, OptionSpec], tuple[str, ...]]:
+    """A kind's options by name, and the names of those it requires."""
+    specs = {spec.name: spec for spec in option_specs(options_class)}
+    return specs, tuple(name for name, spec in specs.items() if spec.required)
+
+
 def parse_options(
-    probe: ProbeKind, values: Mapping[str, Any]
+    probe: ProbeKind, values: Mapping[str, Any], memo: ParseMemo | None = None
 ) -> tuple[Any, list[tuple[str, OptionError]]]:
     """Parse raw option values for `probe`. Returns the options (None on any fault) and the
     faults as (key, error) so the caller can place each one."""
     parsed: dict[str, Any] = {}
     faults: list[tuple[str, OptionError]] = []
-    specs = {spec.name: spec for spec in option_specs(probe.options)}
+    specs, required = _specs(probe.options)
     for key, raw in values.items():
         try:
-            parsed[key] = specs[key].parse(raw)
-            for secret in secrets_in(parsed[key]):
-                secret.check_available()
+            value = parsed[key] = _parse(memo, specs[key].parse, raw)
+            if isinstance(value, SecretRef | tuple):
+                for secret in secrets_in(value):
+                    secret.check_available()
         except OptionError as exc:
             faults.append((key, exc))
-    missing = [spec.name for spec in specs.values() if spec.required and spec.name not in values]
     faults.extend(
         (name, OptionError(f"'{name}' is required for {probe.kind} checks", specs[name].help))
-        for name in missing
+        for name in required
+        if name not in values
     )
     if faults:
         return None, faults
@@ -66,12 +108,12 @@ def secrets_in(value: Any) -> Iterator[SecretRef]:
             yield from secrets_in(item)
 
 
-def parse_schedule(values: Mapping[str, Any]) -> Schedule:
+def parse_schedule(values: Mapping[str, Any], memo: ParseMemo | None = None) -> Schedule:
     """Schedule keys from raw values; raises OptionError with `key` set."""
     parsed = {}
     for key, raw in values.items():
         try:
-            parsed[key] = SCHEDULE_PARSERS[key](raw)
+            parsed[key] = _parse(memo, SCHEDULE_PARSERS[key], raw)
         except OptionError as exc:
             exc.key = key
             raise

@@ -55,19 +55,42 @@ class Reader:
     ) -> Fields:
         """The known keys of a mapping; keys starting with `free_prefix` are the user's own
         (a place to define anchors) and not read."""
-        allowed = set(allowed)
-        found: Fields = {}
+        entries, whole = self.read_mapping(node, what)
+        return self.select(node, what, entries, whole, allowed, required, free_prefix)
+
+    def read_mapping(self, node: Node, what: str) -> tuple[list[tuple[str, Node, Node]], bool]:
+        """The entries of a mapping with text keys, and whether it could be read whole (else
+        its fault is reported: not a mapping, or a key that is not text)."""
+        entries: list[tuple[str, Node, Node]] = []
         try:
-            for key, key_node, value_node in node.mapping(what):
-                if free_prefix is not None and key.startswith(free_prefix):
-                    continue
-                if key in allowed:
-                    found[key] = (key_node, value_node)
-                else:
-                    self.unknown_key(key, key_node, allowed, what)
+            entries.extend(node.mapping(what))
         except InventoryError as exc:
             self.fail(exc)
-            return found  # the keys it lacks would only echo this fault
+            return entries, False
+        return entries, True
+
+    def select(
+        self,
+        node: Node,
+        what: str,
+        entries: Iterable[tuple[str, Node, Node]],
+        whole: bool,
+        allowed: Iterable[str],
+        required: Iterable[str] = (),
+        free_prefix: str | None = None,
+    ) -> Fields:
+        """`fields` of entries already read."""
+        allowed = allowed if isinstance(allowed, set | frozenset) else set(allowed)
+        found: Fields = {}
+        for key, key_node, value_node in entries:
+            if free_prefix is not None and key.startswith(free_prefix):
+                continue
+            if key in allowed:
+                found[key] = (key_node, value_node)
+            else:
+                self.unknown_key(key, key_node, allowed, what)
+        if not whole:
+            return found  # the keys it lacks would only echo its fault
         for key in required:
             if key not in found:
                 self.fail(node.error(f"{what} has no '{key}'", f"add a '{key}:' line to it"))
