@@ -4,7 +4,7 @@ The inventory loader and `commwatch probe` (`adhoc_check`) build checks through 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from monitor.config.inventory import Check, Schedule
@@ -45,6 +45,7 @@ class ParseMemo:
 
     def __init__(self) -> None:
         self._values: dict[tuple[Parser, type, Any], Any] = {}
+        self._schedules: dict[tuple[tuple[str, type, Any], ...], Schedule] = {}
 
     def parse(self, parser: Parser, raw: Any) -> Any:
         kind = type(raw)
@@ -58,9 +59,20 @@ class ParseMemo:
             value = self._values[key] = parser(raw)
             return value
 
+    def schedule(self, values: Mapping[str, Any]) -> Schedule:
+        """`parse_schedule(values)`, once per distinct set of plain values."""
+        key = tuple((name, type(raw), raw) for name, raw in values.items())
+        try:
+            return self._schedules[key]
+        except KeyError:
+            schedule = self._schedules[key] = parse_schedule(values)
+            return schedule
+        except TypeError:  # a list or mapping where a schedule key wants a plain value
+            return parse_schedule(values)
 
-def _parse(memo: ParseMemo | None, parser: Parser, raw: Any) -> Any:
-    return parser(raw) if memo is None else memo.parse(parser, raw)
+
+def _call(parser: Parser, raw: Any) -> Any:
+    return parser(raw)
 
 
 @functools.cache
@@ -78,19 +90,22 @@ def parse_options(
     parsed: dict[str, Any] = {}
     faults: list[tuple[str, OptionError]] = []
     specs, required = _specs(probe.options)
+    parse = _call if memo is None else memo.parse
     for key, raw in values.items():
         try:
-            value = parsed[key] = _parse(memo, specs[key].parse, raw)
-            if isinstance(value, SecretRef | tuple):
-                for secret in secrets_in(value):
-                    secret.check_available()
+            value = parsed[key] = parse(specs[key].parse, raw)
+            if isinstance(value, _MAY_HOLD_SECRETS):
+                check_secrets(value)
         except OptionError as exc:
             faults.append((key, exc))
-    faults.extend(
-        (name, OptionError(f"'{name}' is required for {probe.kind} checks", specs[name].help))
-        for name in required
-        if name not in values
-    )
+    for name in required:
+        if name not in values:
+            faults.append(
+                (
+                    name,
+                    OptionError(f"'{name}' is required for {probe.kind} checks", specs[name].help),
+                )
+            )
     if faults:
         return None, faults
     try:
@@ -99,21 +114,26 @@ def parse_options(
         return None, [(exc.key or "target", exc)]
 
 
-def secrets_in(value: Any) -> Iterator[SecretRef]:
-    """The secret references in a parsed option value (a header list holds some)."""
+_MAY_HOLD_SECRETS = (SecretRef, tuple)
+
+
+def check_secrets(value: Any) -> None:
+    """Every secret a parsed option value refers to (a header list holds some) can be read
+    now; raises OptionError naming the first that cannot."""
     if isinstance(value, SecretRef):
-        yield value
+        value.check_available()
     elif isinstance(value, tuple):
         for item in value:
-            yield from secrets_in(item)
+            if isinstance(item, _MAY_HOLD_SECRETS):
+                check_secrets(item)
 
 
-def parse_schedule(values: Mapping[str, Any], memo: ParseMemo | None = None) -> Schedule:
+def parse_schedule(values: Mapping[str, Any]) -> Schedule:
     """Schedule keys from raw values; raises OptionError with `key` set."""
     parsed = {}
     for key, raw in values.items():
         try:
-            parsed[key] = _parse(memo, SCHEDULE_PARSERS[key], raw)
+            parsed[key] = SCHEDULE_PARSERS[key](raw)
         except OptionError as exc:
             exc.key = key
             raise

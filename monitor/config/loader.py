@@ -6,8 +6,11 @@ kind, and a check takes only the keys its kind knows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,8 @@ from monitor.config.checks import (
     SCHEDULE_PARSERS,
     ParseMemo,
     check_ref,
+    check_secrets,
     parse_options,
-    parse_schedule,
-    secrets_in,
 )
 from monitor.config.inventory import (
     Check,
@@ -32,7 +34,16 @@ from monitor.config.inventory import (
 )
 from monitor.config.reader import ID, ID_HINT, Fields
 from monitor.config.resilience import ResilienceReader
-from monitor.core.options import OptionError, choice, each, integer, option_specs, relative_to, text
+from monitor.core.options import (
+    OptionError,
+    Parser,
+    choice,
+    each,
+    integer,
+    option_specs,
+    relative_to,
+    text,
+)
 from monitor.core.yamlnodes import InventoryError, InventoryErrors, Location, Node, load, read
 from probes.base import ProbeKind
 from probes.registry import REGISTRY
@@ -80,16 +91,8 @@ _LINK_KEYS = (
 )
 _CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
 _TEXTS = each(text)
-_CREDENTIAL_PARSERS = {
-    spec.name: spec.parse
-    for probe in REGISTRY.values()
-    for spec in option_specs(probe.options)
-    if spec.name in CREDENTIAL_KEYS
-}
-_ALL_OPTION_KEYS = frozenset(
-    spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
-) - {"target"}
-_DEFAULT_KEYS = frozenset(SCHEDULE_PARSERS) | _ALL_OPTION_KEYS | {"credentials"}
+# Keys any defaults block may hold whatever kinds the inventory uses.
+_COMMON_DEFAULT_KEYS = frozenset(SCHEDULE_PARSERS) | {"credentials"}
 
 # A key's raw value and the node it is written at, for keys passed down to checks.
 Raw = dict[str, tuple[Any, Node]]
@@ -105,6 +108,34 @@ class _KindKeys:
     allowed: frozenset[str]
 
 
+# What every kind's options are is known by importing every probe module (a TLS or SNMP
+# stack among them): the tables below are made when first needed, which a valid inventory of
+# one kind never does.
+
+
+@functools.cache
+def _all_option_keys() -> frozenset[str]:
+    """The option keys of every kind but `target` (which no defaults block can share)."""
+    return frozenset(
+        spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
+    ) - {"target"}
+
+
+@functools.cache
+def _default_keys() -> frozenset[str]:
+    return _COMMON_DEFAULT_KEYS | _all_option_keys()
+
+
+@functools.cache
+def _credential_parsers() -> dict[str, Parser]:
+    return {
+        spec.name: spec.parse
+        for probe in REGISTRY.values()
+        for spec in option_specs(probe.options)
+        if spec.name in CREDENTIAL_KEYS
+    }
+
+
 @functools.cache
 def _kind_keys(kind: str | None) -> _KindKeys:
     options = set()
@@ -114,7 +145,7 @@ def _kind_keys(kind: str | None) -> _KindKeys:
             options.add("credentials")
     allowed = set(_CHECK_KEYS) | set(SCHEDULE_PARSERS) | options
     if kind is None:
-        allowed |= _ALL_OPTION_KEYS | {"target"}
+        allowed |= _all_option_keys() | {"target"}
     return _KindKeys(
         options=frozenset(options),
         taken=frozenset(options | set(SCHEDULE_PARSERS)),
@@ -132,6 +163,8 @@ class _Loader(ResilienceReader):
         self.credential_sets: dict[str, Raw | None] = {}
         self.credentials_broken = False
         self.memo = ParseMemo()
+        self.option_defaults: list[tuple[str, Node]] = []  # (key, key node), judged at the end
+        self.kinds: set[str] = set()  # the kinds the checks read so far are of
 
     def load(self, root: Node) -> Inventory | None:
         # `x-` keys are the user's, as in Compose files: anchors for shared values live there.
@@ -142,6 +175,7 @@ class _Loader(ResilienceReader):
             self.credentials(fields["credentials"][1])
         seen: dict[str, Location] = {}
         sites = self.sites(fields, self.defaults(fields, {}), seen)
+        self.default_keys()
         resilience = self.resilience(fields, sites, seen)
         links = [link for site in sites for link in site.links]
         self.check_references(
@@ -175,11 +209,20 @@ class _Loader(ResilienceReader):
         if "defaults" not in fields:
             return merged
         for key, key_node, value_node in self.entries(fields["defaults"][1], "defaults"):
-            if key not in _DEFAULT_KEYS:
-                self.unknown_key(key, key_node, _DEFAULT_KEYS, "defaults")
-            else:
-                merged[key] = (value_node.value(), value_node)
+            merged[key] = (value_node.value(), value_node)
+            if key not in _COMMON_DEFAULT_KEYS:
+                # Judged once every check is read (`default_keys`): a kind in use that knows
+                # it settles the question without importing every other kind.
+                self.option_defaults.append((key, key_node))
         return merged
+
+    def default_keys(self) -> None:
+        """Each option key a defaults block holds belongs to some kind (a check takes only the
+        keys its kind knows, so one no kind knows would be lost without a word)."""
+        in_use = set().union(*(_kind_keys(kind).options for kind in self.kinds))
+        for key, key_node in self.option_defaults:
+            if key not in in_use and key not in _default_keys():
+                self.unknown_key(key, key_node, _default_keys(), "defaults")
 
     def resilience(
         self, fields: Fields, sites: list[Site], seen: dict[str, Location]
@@ -220,9 +263,7 @@ class _Loader(ResilienceReader):
                     self.unknown_key(key, key_node, CREDENTIAL_KEYS, f"credentials {name}")
                     continue
                 try:
-                    parsed = _CREDENTIAL_PARSERS[key](value_node.value())
-                    for secret in secrets_in(parsed):
-                        secret.check_available()
+                    check_secrets(_credential_parsers()[key](value_node.value()))
                 except OptionError as exc:
                     self.fail(value_node.error(f"'{key}': {exc.message}", exc.hint))
                     continue
@@ -358,14 +399,21 @@ class _Loader(ResilienceReader):
         seen: dict[str, Location] = {}
         if not node.is_sequence:
             self.declare(None, link.site_id, link.id)
+        # What a check of each kind takes from the defaults, worked out once per kind.
+        taken: dict[str | None, Raw] = {}
         return tuple(
             check
             for check_node in self.items(node, f"checks of link {link.id}")
-            if (check := self.check(check_node, link, inherited, seen)) is not None
+            if (check := self.check(check_node, link, inherited, taken, seen)) is not None
         )
 
     def check(
-        self, node: Node, link: Link, inherited: Raw, seen: dict[str, Location]
+        self,
+        node: Node,
+        link: Link,
+        inherited: Raw,
+        taken: dict[str | None, Raw],
+        seen: dict[str, Location],
     ) -> Check | None:
         if not node.is_mapping:
             self.declare(None, link.site_id, link.id)
@@ -379,7 +427,8 @@ class _Loader(ResilienceReader):
         # The kind decides which keys the check may have, so it is read first.
         entries, whole = self.read_mapping(node, "a check")
         probe = self.kind(node, entries)
-        keys = _kind_keys(None if probe is None else probe.kind)
+        kind = None if probe is None else probe.kind
+        keys = _kind_keys(kind)
         fields = self.select(node, "a check", entries, whole, keys.allowed, ("id",))
         self.declare(self.written_id(fields), link.site_id, link.id)
         check_id = self.ident(fields, "check", seen)
@@ -387,7 +436,9 @@ class _Loader(ResilienceReader):
         description = self.plain(fields, "description", text, "")
         if probe is None or check_id is None:
             return None
-        parsed = self.check_values(node, fields, inherited, probe, keys)
+        if kind not in taken:
+            taken[kind] = {k: v for k, v in inherited.items() if k in keys.taken}
+        parsed = self.check_values(node, fields, taken[kind], probe, keys)
         if parsed is None:
             return None
         options, schedule = parsed
@@ -409,7 +460,11 @@ class _Loader(ResilienceReader):
 
     def kind(self, node: Node, entries: list[tuple[str, Node, Node]]) -> ProbeKind | None:
         """The probe kind a check names, or None with the fault reported."""
-        written = next((value for key, _, value in entries if key == "kind"), None)
+        written = None
+        for key, _, value in entries:
+            if key == "kind":
+                written = value
+                break
         if written is None:
             self.fail(
                 node.error(
@@ -423,14 +478,16 @@ class _Loader(ResilienceReader):
                 written.error(f"unknown check kind {kind!r}", "use one of: " + ", ".join(REGISTRY))
             )
             return None
+        self.kinds.add(kind)
         return REGISTRY[kind]
 
     def check_values(
         self, node: Node, fields: Fields, inherited: Raw, probe: ProbeKind, keys: _KindKeys
     ) -> tuple[Any, Schedule] | None:
         """A check's options and schedule, from its defaults, the credentials it names and its
-        own keys (in that precedence); None with every fault placed."""
-        merged = {k: v for k, v in inherited.items() if k in keys.taken}
+        own keys (in that precedence); None with every fault placed. `inherited` holds only
+        what a check of its kind takes."""
+        merged = dict(inherited)
         own = {k: (v.value(), v) for k, (_, v) in fields.items() if k not in _CHECK_KEYS}
         named = own.get("credentials") or merged.get("credentials")
         if named is not None:
@@ -440,20 +497,22 @@ class _Loader(ResilienceReader):
             merged.update(credential_values)
         merged.update(own)
         merged.pop("credentials", None)
-        where = {k: n for k, (_, n) in merged.items()}
-        options, faults = parse_options(
-            probe, {k: v for k, (v, _) in merged.items() if k in keys.options}, self.memo
-        )
+        option_values, schedule_values = {}, {}
+        for key, (raw, _) in merged.items():
+            if key in SCHEDULE_PARSERS:
+                schedule_values[key] = raw
+            elif key in keys.options:
+                option_values[key] = raw
+        options, faults = parse_options(probe, option_values, self.memo)
         for key, exc in faults:
             # A fault between keys that came from named credentials is placed at the reference.
-            place = where.get(key) or (named[1] if named is not None else node)
+            place = merged[key][1] if key in merged else named[1] if named is not None else node
             self.fail(place.error(f"'{key}': {exc.message}", exc.hint))
         try:
-            schedule = parse_schedule(
-                {k: v for k, (v, _) in merged.items() if k in SCHEDULE_PARSERS}, self.memo
-            )
+            schedule = self.memo.schedule(schedule_values)
         except OptionError as exc:
-            self.fail(where.get(exc.key or "", node).error(f"'{exc.key}': {exc.message}", exc.hint))
+            place = merged[exc.key][1] if exc.key in merged else node
+            self.fail(place.error(f"'{exc.key}': {exc.message}", exc.hint))
             return None
         if options is None:
             return None
@@ -465,24 +524,39 @@ def load_inventory(path: str | Path) -> Inventory:
     those of the YAML itself first, alone (its values cannot be trusted to mean anything yet),
     then those of its content."""
     file = str(path)
-    root = load(read(path), file)
-    if root is None:
-        raise InventoryErrors(
-            [
-                InventoryError(
-                    Location(file, 1, 1),
-                    "the inventory is empty",
-                    "start from the example inventory.yaml",
-                )
-            ]
-        )
-    loader = _Loader(file)
-    try:
-        with relative_to(Path(path).resolve().parent):
-            inventory = loader.load(root)
-    except InventoryError as exc:
-        loader.errors.append(exc)
-        inventory = None
+    with _no_cycle_collection():
+        root = load(read(path), file)
+        if root is None:
+            raise InventoryErrors(
+                [
+                    InventoryError(
+                        Location(file, 1, 1),
+                        "the inventory is empty",
+                        "start from the example inventory.yaml",
+                    )
+                ]
+            )
+        loader = _Loader(file)
+        try:
+            with relative_to(Path(path).resolve().parent):
+                inventory = loader.load(root)
+        except InventoryError as exc:
+            loader.errors.append(exc)
+            inventory = None
     if inventory is None:
         raise InventoryErrors(loader.errors)
     return inventory
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Loading makes a few hundred thousand small objects that form no cycles (10,000 checks:
+    about 0.1 s of the cycle collector walking a growing heap for nothing); they are kept or
+    freed by reference counts alone. Collection resumes, as it was, after the load."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -61,13 +61,10 @@ class Reader:
     def read_mapping(self, node: Node, what: str) -> tuple[list[tuple[str, Node, Node]], bool]:
         """The entries of a mapping with text keys, and whether it could be read whole (else
         its fault is reported: not a mapping, or a key that is not text)."""
-        entries: list[tuple[str, Node, Node]] = []
-        try:
-            entries.extend(node.mapping(what))
-        except InventoryError as exc:
-            self.fail(exc)
-            return entries, False
-        return entries, True
+        entries, fault = node.entries(what)
+        if fault is not None:
+            self.fail(fault)
+        return entries, fault is None
 
     def select(
         self,
@@ -80,7 +77,7 @@ class Reader:
         free_prefix: str | None = None,
     ) -> Fields:
         """`fields` of entries already read."""
-        allowed = allowed if isinstance(allowed, set | frozenset) else set(allowed)
+        allowed = allowed if isinstance(allowed, (set, frozenset)) else set(allowed)
         found: Fields = {}
         for key, key_node, value_node in entries:
             if free_prefix is not None and key.startswith(free_prefix):

@@ -164,6 +164,7 @@ class Composer:
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         starts = {yaml.MappingStartEvent: MAPPING, yaml.SequenceStartEvent: SEQUENCE}
         ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+        plain, max_nodes, max_depth = self._plain, MAX_NODES, MAX_DEPTH
         while (event := next_event()) is not None:
             kind = type(event)
             ref: Ref
@@ -171,9 +172,19 @@ class Composer:
                 mark = event.start_mark
                 line, column = mark.line + 1, mark.column + 1
                 self.nodes += 1
-                if self.nodes > MAX_NODES or len(stack) >= MAX_DEPTH:
+                if self.nodes > max_nodes or len(stack) >= max_depth:
                     self._count(line, column, 0, len(stack) + 1)
-                ref = self._scalar(event, line, column)
+                text = event.value
+                # Inline, the two common cases: an untagged value quoted (text) or plain and
+                # read before. `_scalar` reads the rest.
+                if event.tag is not None or len(text) > MAX_SCALAR_CHARS:
+                    ref = self._scalar(event, line, column)
+                elif not event.implicit[0]:
+                    ref = Item(SCALAR, text, line, column)
+                elif (known := plain.get(text)) is not None:
+                    ref = Item(SCALAR, known[0], line, column, 1, 1, known[1])
+                else:
+                    ref = self._scalar(event, line, column)
                 if event.anchor is not None:
                     self._define(event.anchor, ref)
             elif kind in ends:
@@ -295,18 +306,14 @@ class Composer:
         )
 
     def _scalar(self, event: yaml.ScalarEvent, line: int, column: int) -> Item:
+        """A scalar's item; a plain untagged one read without a fault is remembered."""
         text = event.value
-        if event.tag is None:
-            if not event.implicit[0]:
-                # Quoted and untagged, it is text: no reading to find (the common case).
-                if len(text) > MAX_SCALAR_CHARS:
-                    return self._too_long(text, line, column)
-                return Item(SCALAR, text, line, column)
+        if event.tag is None and event.implicit[0]:
             known = self._plain.get(text)
             if known is not None:
                 return Item(SCALAR, known[0], line, column, 1, 1, known[1])
         item = self._read_scalar(event, text, line, column)
-        if event.tag is None and not item.faulty:
+        if event.tag is None and event.implicit[0] and not item.faulty:
             self._plain[text] = (item.value, item.merge)
         return item
 
@@ -390,7 +397,7 @@ class Composer:
                     "keys are plain words",
                 )
                 continue
-            identity = (type(key_item.value), key_item.value)
+            identity = _identity(key_item.value)
             if identity in seen:
                 self.fault(
                     key_item.line,
@@ -408,7 +415,7 @@ class Composer:
         for source in self._merge_sources(merges):
             for key, value in source.target.value:
                 key_item = target(key)
-                identity = (type(key_item.value), key_item.value)
+                identity = _identity(key_item.value)
                 if identity not in seen:
                     # Earlier sources and the mapping's own keys win, as YAML's merge says.
                     seen[identity] = key_item
@@ -442,6 +449,12 @@ class Composer:
                     yield source
                 else:
                     yield Alias(source, "", source.line, source.column)
+
+
+def _identity(key: Any) -> Any:
+    """What makes two keys the same key: their value and type (1, 1.0 and true are three keys,
+    though Python's dict would take them for one). Text, the common case, is itself."""
+    return key if type(key) is str else (type(key), key)
 
 
 def _measure(item: Item) -> None:

@@ -128,24 +128,34 @@ class Node:
         """(key, key node, value node) for each entry with a text key; raises on a non-mapping
         first, or on a key that is not text once the others are read. Keys are unique
         (repeats were refused when the document was read)."""
+        entries, fault = self.entries(what)
+        yield from entries
+        if fault is not None:
+            raise fault
+
+    def entries(self, what: str) -> tuple[list[tuple[str, Node, Node]], InventoryError | None]:
+        """`mapping(what)` as a list, with the fault it would raise (the list is empty when
+        this is not a mapping at all)."""
         if self._item.kind != MAPPING:
-            raise self.error(
+            return [], self.error(
                 f"{what} must be a mapping of keys to values",
                 "indent its keys under it as key: value lines",
             )
         file, via = self._file, self._via
+        entries = []
         odd: Node | None = None
         for key_ref, value_ref in self._item.value:
             # Keys are scalars: a list or mapping as a key was refused when the mapping was read.
-            name = target(key_ref).value
+            name = (key_ref.target if type(key_ref) is Alias else key_ref).value
             if type(name) is str:
-                yield name, Node(key_ref, file, via), Node(value_ref, file, via)
+                entries.append((name, Node(key_ref, file, via), Node(value_ref, file, via)))
             elif odd is None:
                 odd = Node(key_ref, file, via)
-        if odd is not None:
-            name = odd.value()
-            shown = "an empty key" if name is None else f"key {name!r}"
-            raise odd.error(f"{shown} in {what} is not text", "keys are plain words")
+        if odd is None:
+            return entries, None
+        name = odd.value()
+        shown = "an empty key" if name is None else f"key {name!r}"
+        return entries, odd.error(f"{shown} in {what} is not text", "keys are plain words")
 
     def sequence(self, what: str) -> Iterator[Node]:
         if self._item.kind != SEQUENCE:
