@@ -258,7 +258,7 @@ class RetryPolicy:
         Exponential with "equal jitter": half the step is fixed so retries never bunch at zero,
         half is random so many commwatch instances do not hammer a recovering receiver together.
         """
-        step = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt - 1, 32))
+        step = min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt - 1, 32))
         return step / 2 + jitter * step / 2
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from monitor.core.options import OptionError
 from monitor.core.yamlnodes import InventoryError, Location, Node
@@ -15,6 +15,8 @@ ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62})")
 ID_HINT = "ids are lower-case letters, digits, '-' and '_', starting with a letter or digit"
 
 Fields = dict[str, tuple[Node, Node]]
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 class Reader:
@@ -120,7 +122,9 @@ class Reader:
         seen[value] = node.location
         return value
 
-    def plain(self, fields: Fields, key: str, parse: Any, default: Any) -> Any:
+    def plain(self, fields: Fields, key: str, parse: Callable[[Any], T], default: D) -> T | D:
+        """The value of `key` as `parse` reads it; `default` when it is absent or at fault
+        (the fault reported at the value)."""
         if key not in fields:
             return default
         node = fields[key][1]

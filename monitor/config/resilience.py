@@ -136,7 +136,8 @@ class ResilienceReader(Reader):
     def maintenance(self, fields: Fields) -> tuple[mw.Window, ...]:
         if "maintenance" not in fields:
             return ()
-        windows, seen = [], {}
+        windows: list[mw.Window] = []
+        seen: dict[str, Location] = {}
         keys = ("id", "applies_to", "timezone", "start", "end", "days", "at", "duration", "reason")
         for node in self.items(fields["maintenance"][1], "maintenance"):
             inner = self.fields(node, "a maintenance window", keys, ("id", "applies_to"))
@@ -224,9 +225,8 @@ class ResilienceReader(Reader):
                 if parent in path:
                     cycle = [*path[path.index(parent) :], parent]
                     # Report at a depends_on the user wrote (a check's own link is implied).
-                    node = next(
-                        edges[a][b] for a, b in itertools.pairwise(cycle) if edges[a][b] is not None
-                    )
+                    written = [edges[a][b] for a, b in itertools.pairwise(cycle)]
+                    node = next(n for n in written if n is not None)
                     self.fail(
                         node.error(
                             f"dependency cycle: {' -> '.join(cycle)}",

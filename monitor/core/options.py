@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, overload
+from typing import Any, Literal, TypeGuard, TypeVar, overload
 
 from monitor.core import yamlnodes
 from monitor.core.files import read_bounded
@@ -48,6 +48,7 @@ class OptionError(ValueError):
 
 
 Parser = Callable[[Any], Any]
+T = TypeVar("T")
 
 
 @overload
@@ -158,7 +159,9 @@ _LONGEST = 3650 * 86400.0
 LATENCY_BARE_LIMIT = 30.0
 
 
-def duration_parser(bare_limit: float | None = None, what: str = "duration") -> Parser:
+def duration_parser(
+    bare_limit: float | None = None, what: str = "duration"
+) -> Callable[[Any], float]:
     """A duration parser under the rule above; bare numbers of seconds above `bare_limit` are
     refused as implausible for `what`."""
 
@@ -210,7 +213,7 @@ def format_number(value: float) -> str:
     return "0" if text_value == "-0" else text_value
 
 
-def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if not is_number(value, whole=True):
             raise OptionError(
@@ -223,7 +226,7 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
     return parse
 
 
-def number(minimum: float | None = None, maximum: float | None = None) -> Parser:
+def number(minimum: float | None = None, maximum: float | None = None) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         if not is_number(value):
             raise OptionError(
@@ -266,7 +269,7 @@ def boolean(value: Any) -> bool:
     return value
 
 
-def choice(*choices: str, why: str = "") -> Parser:
+def choice(*choices: str, why: str = "") -> Callable[[Any], str]:
     """One of `choices` (lower-case), written in any case. With `why` (what the choice decides)
     the message lists the choices and the hint says why; else the hint lists them."""
     listed = ", ".join(choices)
@@ -280,10 +283,10 @@ def choice(*choices: str, why: str = "") -> Parser:
     return parse
 
 
-def each(parse_one: Parser) -> Parser:
+def each(parse_one: Callable[[Any], T]) -> Callable[[Any], tuple[T, ...]]:
     """A list of values, each parsed by `parse_one`; a single value is a list of one."""
 
-    def parse(value: Any) -> tuple[Any, ...]:
+    def parse(value: Any) -> tuple[T, ...]:
         items = value if isinstance(value, list) else [value]
         if not items:
             raise OptionError("the list is empty", "give at least one value or leave the key out")
@@ -504,7 +507,7 @@ def headers(value: Any) -> tuple[tuple[str, str | SecretRef], ...]:
             f"expected a mapping of header names to values, got {type_name(value)}",
             "write e.g. headers: {Accept: application/json}",
         )
-    result = []
+    result: list[tuple[str, str | SecretRef]] = []
     for name, raw in value.items():
         if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
             raise OptionError(f"{name!r} is not a valid header name", "use letters, digits and -")

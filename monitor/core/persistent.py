@@ -9,13 +9,13 @@ large the inventory.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 _WIDTH = 128
-_EMPTY: dict = {}
+_EMPTY: dict[Any, Any] = {}
 
 
 class PersistentMap(Mapping[K, V], Generic[K, V]):

@@ -83,7 +83,7 @@ class Fault(NamedTuple):
 
 
 def target(ref: Ref) -> Item:
-    return ref.target if type(ref) is Alias else ref  # type: ignore[union-attr] # narrowed by type()
+    return ref.target if isinstance(ref, Alias) else ref
 
 
 class _Stop(Exception):
@@ -321,7 +321,8 @@ class Composer:
         plain = (
             _STR
             if event.tag is None and not event.implicit[0]
-            else self.resolver.resolve(yaml.ScalarNode, text, _UNTAGGED_PLAIN)
+            # types-PyYAML leaves Resolver.resolve unannotated; it returns the tag, a str.
+            else self.resolver.resolve(yaml.ScalarNode, text, _UNTAGGED_PLAIN)  # type: ignore[no-untyped-call]
         )
         if event.tag is None:
             tag = plain if event.implicit[0] else _STR

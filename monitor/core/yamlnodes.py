@@ -31,7 +31,7 @@ from typing import Any
 
 from monitor.core.files import read_bounded
 from monitor.core.text import bounded_message
-from monitor.core.yamlcompose import MAPPING, SCALAR, SEQUENCE, Alias, Composer, Ref, target
+from monitor.core.yamlcompose import MAPPING, SCALAR, SEQUENCE, Alias, Composer, Item, Ref, target
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_ERRORS = 100  # listed for one file; the rest are counted at the place where they begin
@@ -92,11 +92,11 @@ class Node:
     __slots__ = ("_file", "_item", "_via")
 
     def __init__(self, ref: Ref, file: str, via: Alias | None = None) -> None:
-        if type(ref) is Alias:
+        if isinstance(ref, Alias):
             # The outermost alias is the place the user wrote this use.
             via = via or ref
             ref = ref.target
-        self._item = ref
+        self._item: Item = ref
         self._file = file
         self._via = via
 
@@ -146,7 +146,7 @@ class Node:
         odd: Node | None = None
         for key_ref, value_ref in self._item.value:
             # Keys are scalars: a list or mapping as a key was refused when the mapping was read.
-            name = (key_ref.target if type(key_ref) is Alias else key_ref).value
+            name = (key_ref.target if isinstance(key_ref, Alias) else key_ref).value
             if type(name) is str:
                 entries.append((name, Node(key_ref, file, via), Node(value_ref, file, via)))
             elif odd is None:

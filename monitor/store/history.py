@@ -352,7 +352,7 @@ def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
 def main_latency(result: ProbeResult) -> float | None:
     for verdict in result.verdicts:
         if verdict.condition == LATENCY_CONDITION and is_number(verdict.value):
-            return float(verdict.value)  # type: ignore[arg-type]
+            return float(verdict.value)
     return None
 
 
