@@ -18,10 +18,8 @@ from monitor.core.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsF
 from monitor.core.model import ObservationValue
 from monitor.core.options import (
     OptionError,
-    SecretRef,
     boolean,
     choice,
-    headers,
     host,
     integer,
     is_number,
@@ -30,6 +28,7 @@ from monitor.core.options import (
     type_name,
 )
 from monitor.core.patterns import Pattern, regex
+from monitor.core.secrets import SecretRef, headers
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 from probes.support import certificates
 from probes.tls import HandshakeError, read_refused_chain, served_chain

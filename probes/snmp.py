@@ -28,7 +28,6 @@ from monitor.core.conditions import Condition, Expectation, Threshold, said
 from monitor.core.model import ObservationValue, Severity
 from monitor.core.options import (
     OptionError,
-    SecretRef,
     boolean,
     choice,
     duration,
@@ -39,11 +38,10 @@ from monitor.core.options import (
     is_number,
     number,
     option,
-    secret_env,
-    secret_file,
     text,
     type_name,
 )
+from monitor.core.secrets import SecretRef, secret_env, secret_file
 from probes.base import Observations, ProbeContext, ProbeKind
 from probes.support import snmp_engine
 from probes.support.snmp_engine import (

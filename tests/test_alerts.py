@@ -28,7 +28,8 @@ from monitor.config.alerts import (
 )
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import Severity
-from monitor.core.options import OptionError, SecretRef
+from monitor.core.options import OptionError
+from monitor.core.secrets import SecretRef
 from tests.conftest import REPO
 from tests.peers.webhook_peers import Received, WebhookReceiver
 

@@ -15,7 +15,8 @@ import pytest
 from monitor.config.inventory import InventoryErrors
 from monitor.config.loader import load_inventory
 from monitor.core import yamlcompose, yamlnodes
-from monitor.core.options import OptionError, secret_file
+from monitor.core.options import OptionError
+from monitor.core.secrets import secret_file
 from tests.conftest import REPO
 from tests.peers.tcp_peers import closed_port
 

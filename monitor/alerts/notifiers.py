@@ -40,10 +40,8 @@ from monitor.alerts.outbox import Delivery, OutboxRow, Outcome, event_record
 from monitor.config.alerts import NotifierConfig, NotifierKind
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import Severity
-from monitor.core.options import (
-    OptionError,
-    SecretRef,
-)
+from monitor.core.options import OptionError
+from monitor.core.secrets import SecretRef
 from monitor.core.text import printable
 from monitor.output.render import iso_time
 

@@ -37,18 +37,15 @@ from yarl import URL
 from monitor.core.model import Severity
 from monitor.core.options import (
     OptionError,
-    SecretRef,
     boolean,
     choice,
     duration,
     each,
-    headers,
     integer,
-    secret_env,
-    secret_file,
     text,
     type_name,
 )
+from monitor.core.secrets import SecretRef, headers, secret_env, secret_file
 
 
 class NotifierKind(enum.StrEnum):

@@ -13,12 +13,12 @@ from monitor.core.options import (
     OptionError,
     OptionSpec,
     Parser,
-    SecretRef,
     build_options,
     duration,
     integer,
     option_specs,
 )
+from monitor.core.secrets import SecretRef
 from monitor.core.yamlnodes import Location
 from probes.base import ProbeKind
 from probes.registry import REGISTRY

@@ -41,7 +41,6 @@ from monitor.core.conditions import (
 from monitor.core.model import ObservationValue, Severity
 from monitor.core.options import (
     OptionError,
-    SecretRef,
     boolean,
     duration,
     each,
@@ -49,10 +48,9 @@ from monitor.core.options import (
     number,
     option,
     readable_file,
-    secret_env,
-    secret_file,
     text,
 )
+from monitor.core.secrets import SecretRef, secret_env, secret_file
 from probes.support import revocation
 from probes.support.certificate_reader import (
     MIN_EC_BITS,

@@ -63,7 +63,8 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 from monitor.core.errors import AuthFailure, ConfigFailure, ProtocolFailure
 from monitor.core.logs import Throttle
 from monitor.core.model import ObservationValue
-from monitor.core.options import SecretRef, format_host_port
+from monitor.core.options import format_host_port
+from monitor.core.secrets import SecretRef
 from probes.base import SharedResources
 
 log = logging.getLogger(__name__)
