@@ -48,15 +48,16 @@ class ParseMemo:
         self._schedules: dict[tuple[tuple[str, type, Any], ...], Schedule] = {}
 
     def parse(self, parser: Parser, raw: Any) -> Any:
+        """`checked_value(parser, raw)`, once per distinct plain value."""
         kind = type(raw)
         if kind not in self._PLAIN:
-            return parser(raw)
+            return checked_value(parser, raw)
         # The type is in the key: True == 1 == 1.0 as keys of a dict, not as inventory values.
         key = (parser, kind, raw)
         try:
             return self._values[key]
         except KeyError:
-            value = self._values[key] = parser(raw)
+            value = self._values[key] = checked_value(parser, raw)
             return value
 
     def schedule(self, values: Mapping[str, Any]) -> Schedule:
@@ -71,8 +72,12 @@ class ParseMemo:
             return parse_schedule(values)
 
 
-def _call(parser: Parser, raw: Any) -> Any:
-    return parser(raw)
+def checked_value(parser: Parser, raw: Any) -> Any:
+    """`parser(raw)`, with every secret it refers to found readable now (OptionError if not)."""
+    value = parser(raw)
+    if isinstance(value, _MAY_HOLD_SECRETS):
+        check_secrets(value)
+    return value
 
 
 @functools.cache
@@ -90,12 +95,10 @@ def parse_options(
     parsed: dict[str, Any] = {}
     faults: list[tuple[str, OptionError]] = []
     specs, required = _specs(probe.options)
-    parse = _call if memo is None else memo.parse
+    parse = checked_value if memo is None else memo.parse
     for key, raw in values.items():
         try:
-            value = parsed[key] = parse(specs[key].parse, raw)
-            if isinstance(value, _MAY_HOLD_SECRETS):
-                check_secrets(value)
+            parsed[key] = parse(specs[key].parse, raw)
         except OptionError as exc:
             faults.append((key, exc))
     for name in required:

@@ -19,7 +19,7 @@ from monitor.config.checks import (
     SCHEDULE_PARSERS,
     ParseMemo,
     check_ref,
-    check_secrets,
+    checked_value,
     parse_options,
 )
 from monitor.config.inventory import (
@@ -263,7 +263,7 @@ class _Loader(ResilienceReader):
                     self.unknown_key(key, key_node, CREDENTIAL_KEYS, f"credentials {name}")
                     continue
                 try:
-                    check_secrets(_credential_parsers()[key](value_node.value()))
+                    checked_value(_credential_parsers()[key], value_node.value())
                 except OptionError as exc:
                     self.fail(value_node.error(f"'{key}': {exc.message}", exc.hint))
                     continue
