@@ -22,23 +22,8 @@ Rules, per notifier:
 - Events of one site arriving within `group_window` seconds of the first go out as one message
   per notifier; reminders due together for one site share a message as well.
 
-The configuration, as `monitor.config.alerts.parse_alerts` reads it (addresses are examples):
-
-    alerts:
-      group_window: 5s
-      notifiers:
-        - id: noc
-          kind: webhook
-          url: https://192.0.2.20/commwatch
-          hmac_secret_env: COMMWATCH_HMAC
-          min_severity: warn
-        - id: on-call
-          kind: slack                       # or teams
-          url_file: /etc/commwatch/slack-url  # the URL is the token: keep it out of the file
-          min_severity: crit
-          sites: [psap-north, psap-south]
-          renotify_interval: 30m
-          send_resolved: true
+The configuration (`notifiers`, `sites`, `min_severity`, `group_window`, ...) is read and
+checked by `monitor.config.alerts`, whose docstring shows an example.
 """
 
 from __future__ import annotations
