@@ -45,6 +45,7 @@ from monitor.core.options import (
     duration,
     each,
     integer,
+    is_number,
     number,
     option,
     readable_file,
@@ -560,7 +561,7 @@ def _days(days: float) -> str:
 
 def _expiry(days: ObservationValue, about: str) -> Finding:
     which = f" ({about})" if about else ""
-    if not isinstance(days, int | float):
+    if not is_number(days):
         return Finding("expiry unknown")
     if days < 0:
         gist = f"expired {_days(-days)} ago"
@@ -570,7 +571,7 @@ def _expiry(days: ObservationValue, about: str) -> Finding:
 
 
 def _validity(days: ObservationValue, _about: str) -> Finding:
-    return Finding(f"valid for {days:g}d" if isinstance(days, int | float) else "validity unknown")
+    return Finding(f"valid for {days:g}d" if is_number(days) else "validity unknown")
 
 
 def _trusted(trust_source: str) -> Explain:
