@@ -198,14 +198,7 @@ class Composer:
                 values = stack[-1][0].value if stack else []
                 continue
             elif kind in starts:
-                mark = event.start_mark
-                line, column = mark.line + 1, mark.column + 1
-                self._count(line, column, 1, len(stack) + 1)
-                collection = starts[kind]
-                self._collection_tag(event.tag, collection, line, column)
-                item = Item(collection, [], line, column, size=0)
-                if event.anchor is not None:
-                    self.open_anchors.add(event.anchor)
+                item = self._start(event, starts[kind], len(stack) + 1)
                 if stack:
                     values.append(item)
                 else:
@@ -228,13 +221,24 @@ class Composer:
                         "or merge it into the first",
                     )
                 continue
-            else:
+            else:  # the stream's and the document's own start and end
                 continue
             if stack:
                 values.append(ref)
             else:
                 root = target(ref)
         return root
+
+    def _start(self, event: yaml.CollectionStartEvent, kind: str, depth: int) -> Item:
+        """A list or mapping begins: counted, its tag checked, its anchor open."""
+        mark = event.start_mark
+        assert mark is not None  # both of PyYAML's parsers mark every event they make
+        line, column = mark.line + 1, mark.column + 1
+        self._count(line, column, 1, depth)
+        self._collection_tag(event.tag, kind, line, column)
+        if event.anchor is not None:
+            self.open_anchors.add(event.anchor)
+        return Item(kind, [], line, column, size=0)
 
     def _count(self, line: int, column: int, size: int, depth: int, alias: bool = False) -> None:
         self.nodes += size
