@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.conditions import Condition, Threshold
-from monitor.core.model import CertificateInfo, ObservationValue
+from monitor.core.model import CertificateInfo, ObservationValue, ProbeResult, as_number
 from monitor.core.options import OptionError, latency_duration, option
 
 Observations = dict[str, ObservationValue]
@@ -109,6 +109,22 @@ class ProbeContext:
     certificates: list[CertificateInfo] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """What a narrow column (the dashboard's Info) shows of a result besides its failing
+    verdicts: `facts` always, `when_ok` in front of them only when nothing is wrong, and
+    `tells`, the observations the facts already say, whose failing verdicts need no words of
+    their own ("HTTP 503" says the status verdict)."""
+
+    facts: tuple[str, ...] = ()
+    when_ok: tuple[str, ...] = ()
+    tells: frozenset[str] = frozenset()
+
+
+def no_headline(_result: ProbeResult, _now: float) -> Headline:
+    return Headline()
+
+
 @dataclass(frozen=True)
 class ProbeKind:
     kind: str
@@ -124,3 +140,14 @@ class ProbeKind:
     # The entries of ProbeContext.memory that hold time.monotonic() readings: a state file
     # (`commwatch probe`) carries them over to another process's clock.
     memory_clocks: tuple[str, ...] = ()
+    # What the dashboard's Info column shows of a result: (result, now) -> its headline.
+    headline: Callable[[ProbeResult, float], Headline] = no_headline
+    # The observation timing the exchange this kind waits for (its latency threshold's): the
+    # history keeps it in a column for hourly aggregates, the dashboard draws it as a trend.
+    latency: str | None = None
+
+    def main_latency(self, result: ProbeResult) -> float | None:
+        """The result's main latency in milliseconds; None when it measured none."""
+        if self.latency is None:
+            return None
+        return as_number(result.observations.get(self.latency))

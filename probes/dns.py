@@ -37,7 +37,7 @@ import dns.rdtypes.txtbase
 
 from monitor.core.conditions import Condition, Expectation
 from monitor.core.errors import ProtocolFailure
-from monitor.core.model import ObservationValue
+from monitor.core.model import ObservationValue, ProbeResult
 from monitor.core.options import (
     OptionError,
     boolean,
@@ -48,13 +48,15 @@ from monitor.core.options import (
     option,
     text,
 )
-from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
+from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
 EXPECT_MODES = ("any", "all")
 ANSWER_LIMIT = 200
 _SEPARATOR = ", "
+RCODE = "rcode"
+LATENCY = "latency_ms"  # until the answer arrived
 
 
 def _query_name(value: Any) -> str:
@@ -289,11 +291,11 @@ async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
             rendered = [_render_rdata(rdata) for rdata in answer]
             ttl = answer.ttl
     return {
-        "rcode": rcode,
+        RCODE: rcode,
         "answers": len(rendered),
         "answer": _compact_answer(rendered, expected_renderings(options.type, options.expect)),
         "ttl": ttl,
-        "latency_ms": round(latency_ms, 3),
+        LATENCY: round(latency_ms, 3),
         "transport": transport,
         "truncated_fallback": truncated,
     }
@@ -312,12 +314,20 @@ def _accepts(expected: tuple[str, ...], mode: str) -> Callable[[ObservationValue
     return accepts
 
 
+def headline(result: ProbeResult, _now: float) -> Headline:
+    """The rcode ("NXDOMAIN"), which says its verdict too."""
+    rcode = result.observations.get(RCODE)
+    if not isinstance(rcode, str):
+        return Headline()
+    return Headline(facts=(rcode,), tells=frozenset({RCODE}))
+
+
 def conditions(options: DnsOptions) -> tuple[Condition, ...]:
     rcode = options.expect_rcode
     judged: list[Condition] = [
         Expectation(
             condition="rcode",
-            observation="rcode",
+            observation=RCODE,
             accepts=lambda value: value == rcode,
             expected=rcode,
         )
@@ -332,7 +342,7 @@ def conditions(options: DnsOptions) -> tuple[Condition, ...]:
                 expected=f"{options.expect_mode} of {_SEPARATOR.join(expected)}",
             )
         )
-    judged.append(options.latency("latency_ms"))
+    judged.append(options.latency(LATENCY))
     return tuple(judged)
 
 
@@ -350,4 +360,6 @@ PROBE = ProbeKind(
     conditions=conditions,
     target=_describe,
     host=lambda o: o.server[0],
+    headline=headline,
+    latency=LATENCY,
 )

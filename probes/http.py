@@ -15,7 +15,7 @@ from yarl import URL
 
 from monitor.core.conditions import Condition, Expectation, Finding, said
 from monitor.core.errors import ConfigFailure, DnsFailure, ProtocolFailure, TlsFailure
-from monitor.core.model import ObservationValue
+from monitor.core.model import ObservationValue, ProbeResult
 from monitor.core.options import (
     OptionError,
     boolean,
@@ -29,7 +29,7 @@ from monitor.core.options import (
 )
 from monitor.core.patterns import Pattern, regex
 from monitor.core.secrets import SecretRef, headers
-from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
+from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
 from probes.support import certificates
 from probes.tls import HandshakeError, read_refused_chain, served_chain
 
@@ -38,6 +38,8 @@ _MIB = 1024 * 1024
 _READ_CHUNK = 65536
 
 StatusRanges = tuple[tuple[int, int], ...]
+LATENCY = "latency_ms"  # until the response headers arrived
+STATUS = "status"
 
 
 def _url(value: Any) -> str:
@@ -318,8 +320,8 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
             max_redirects=options.max_redirects + 1,
             timeout=aiohttp.ClientTimeout(total=ctx.timeout),
         ) as response:
-            observations["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-            observations["status"] = response.status
+            observations[LATENCY] = round((time.perf_counter() - started) * 1000, 3)
+            observations[STATUS] = response.status
             observations["url"] = str(response.url.with_user(None))
             observations["redirects"] = len(response.history)
             if connection_tls.get("tls_version"):
@@ -418,13 +420,25 @@ async def _unverified_chain(
     return await certificates.judge_chain(chain, verification, name, options, ctx)
 
 
+def headline(result: ProbeResult, now: float) -> Headline:
+    """ "HTTP 503" (which says the status verdict too); the certificate's days when all is well."""
+    status = result.observations.get(STATUS)
+    if not isinstance(status, int):
+        return Headline(when_ok=certificates.expiry_fact(result, now))
+    return Headline(
+        facts=(f"HTTP {status}",),
+        when_ok=certificates.expiry_fact(result, now),
+        tells=frozenset({STATUS}),
+    )
+
+
 def conditions(options: HttpOptions) -> tuple[Condition, ...]:
     ranges = options.expect_status
     expected = describe_statuses(ranges)
     declared: list[Condition] = [
         Expectation(
             condition="status",
-            observation="status",
+            observation=STATUS,
             accepts=lambda value: (
                 isinstance(value, int) and any(low <= value <= high for low, high in ranges)
             ),
@@ -433,7 +447,7 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
             passed=lambda value, _: Finding(f"HTTP {value}"),
             headline=True,
         ),
-        options.latency("latency_ms", headline=True),
+        options.latency(LATENCY, headline=True),
     ]
     if options.body_contains is not None:
         wanted = repr(options.body_contains)
@@ -474,4 +488,6 @@ PROBE = ProbeKind(
     target=lambda o: o.target,
     host=lambda o: URL(o.target).host or "",
     presents_certificates=lambda o: URL(o.target).scheme == "https",
+    headline=headline,
+    latency=LATENCY,
 )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from probes.base import ProbeKind
+from monitor.core.model import ProbeResult
+from probes.base import Headline, ProbeKind
 
 # kind -> the module under probes/ that defines its `PROBE`
 _MODULES: dict[str, str] = {
@@ -45,3 +46,18 @@ class Registry(Mapping[str, ProbeKind]):
 
 
 REGISTRY = Registry(_MODULES)
+
+
+def headline(result: ProbeResult, now: float) -> Headline:
+    """What the result's kind shows of it in a narrow column; nothing for a kind unknown here
+    (a row of the history written by another version)."""
+    if result.check.kind not in REGISTRY:
+        return Headline()
+    return REGISTRY[result.check.kind].headline(result, now)
+
+
+def main_latency(result: ProbeResult) -> float | None:
+    """The latency the result's kind names its main one, in milliseconds, if measured."""
+    if result.check.kind not in REGISTRY:
+        return None
+    return REGISTRY[result.check.kind].main_latency(result)

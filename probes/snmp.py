@@ -25,7 +25,7 @@ from typing import Any
 
 from monitor.core import yamlnodes
 from monitor.core.conditions import Condition, Expectation, Threshold, said
-from monitor.core.model import ObservationValue, Severity
+from monitor.core.model import ObservationValue, ProbeResult, Severity, as_number
 from monitor.core.options import (
     OptionError,
     boolean,
@@ -42,7 +42,7 @@ from monitor.core.options import (
     type_name,
 )
 from monitor.core.secrets import SecretRef, secret_env, secret_file
-from probes.base import Observations, ProbeContext, ProbeKind
+from probes.base import Headline, Observations, ProbeContext, ProbeKind
 from probes.support import snmp_engine
 from probes.support.snmp_engine import (
     ABSENT,
@@ -66,6 +66,8 @@ from probes.support.snmp_engine import (
 ADMIN_DOWN = "admin down (maintenance)"
 NOT_FOUND = "not found"
 RESOLVE_AGAIN = 300.0  # seconds before a name not found is looked for again
+UPTIME = "system.uptime_s"
+_OPER_SUFFIX = ".oper_status"  # of an interface's observations: if.<name>.oper_status
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -446,7 +448,7 @@ def _system(
             memory["rebooted_at"] = now - ticks / TICKS
         memory["uptime"] = (ticks, now)
     if options.system:
-        obs["system.uptime_s"] = ticks / TICKS if isinstance(ticks, int) else ticks
+        obs[UPTIME] = ticks / TICKS if isinstance(ticks, int) else ticks
         obs["system.name"] = values.get(SYS_NAME)
         obs["system.descr"] = values.get(SYS_DESCR)
         rebooted_at = memory.get("rebooted_at")
@@ -454,6 +456,42 @@ def _system(
         # Text either way, so the verdict line reads "system.reboot none (...)".
         obs["system.rebooted_at"] = _timestamp(rebooted_at) if recent else "none"
     return restarted
+
+
+def duration_text(seconds: float) -> str:
+    """A two-unit duration for uptimes: 3d4h, 5h12m, 7m30s."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def headline(result: ProbeResult, _now: float) -> Headline:
+    """The uptime ("up 3d4h") and the interfaces: "if eth1 down" (which says their state
+    verdicts too) or "if 4/4 up"."""
+    facts: list[str] = []
+    uptime = as_number(result.observations.get(UPTIME))
+    if uptime is not None:
+        facts.append(f"up {duration_text(uptime)}")
+    interfaces = {
+        key[len("if.") : -len(_OPER_SUFFIX)]: str(value)
+        for key, value in result.observations.items()
+        if key.startswith("if.") and key.endswith(_OPER_SUFFIX)
+    }
+    down = [name for name, status in interfaces.items() if status != "up"]
+    if down:
+        facts.append("if " + ",".join(down) + " down")
+    elif interfaces:
+        facts.append(f"if {len(interfaces)}/{len(interfaces)} up")
+    told = frozenset(f"if.{name}.{what}" for name in down for what in ("state", "admin_status"))
+    return Headline(facts=tuple(facts), tells=told)
 
 
 def _timestamp(at: float) -> str:
@@ -483,7 +521,7 @@ def _interfaces(
         oper = OPER_STATUS.get(row["oper"], f"invalid({row['oper']})")
         obs[f"{key}.index"] = where[0]
         obs[f"{key}.admin_status"] = admin
-        obs[f"{key}.oper_status"] = oper
+        obs[f"{key}{_OPER_SUFFIX}"] = oper
         if admin == "down":
             obs[f"{key}.state"] = ADMIN_DOWN
         elif admin == "up" and oper == "up":
@@ -619,4 +657,5 @@ PROBE = ProbeKind(
     target=lambda o: format_host_port(*o.target),
     host=lambda o: o.target[0],
     memory_clocks=("counters_at", "if_resolved_at"),
+    headline=headline,
 )

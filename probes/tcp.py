@@ -13,6 +13,8 @@ from monitor.core.conditions import Condition
 from monitor.core.options import format_host_port, host_port, option
 from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
 
+LATENCY = "connect_ms"  # the handshake's time: what a tcp check waits for
+
 
 def _target(value: Any) -> tuple[str, int]:
     return host_port(value)
@@ -38,11 +40,11 @@ async def measure(options: TcpOptions, ctx: ProbeContext) -> Observations:
         # An RST instead of a FIN keeps thousands of probes from leaving TIME_WAIT sockets behind.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.close()
-    return {"connect_ms": round(connect_ms, 3)}
+    return {LATENCY: round(connect_ms, 3)}
 
 
 def conditions(options: TcpOptions) -> tuple[Condition, ...]:
-    return (options.latency("connect_ms"),)
+    return (options.latency(LATENCY),)
 
 
 PROBE = ProbeKind(
@@ -54,4 +56,5 @@ PROBE = ProbeKind(
     conditions=conditions,
     target=lambda o: format_host_port(*o.target),
     host=lambda o: o.target[0],
+    latency=LATENCY,
 )

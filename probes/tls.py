@@ -18,9 +18,9 @@ from typing import Any
 
 from monitor.core.conditions import Condition, Expectation, Explain, Finding, said
 from monitor.core.errors import ConfigFailure, TlsFailure
-from monitor.core.model import ObservationValue, Severity
+from monitor.core.model import ObservationValue, ProbeResult, Severity
 from monitor.core.options import OptionError, choice, format_host_port, host, host_port, option
-from probes.base import LatencyOptions, Observations, ProbeContext, ProbeKind
+from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
 from probes.support import certificates, starttls
 from probes.support.certificate_reader import ParsedCertificate, Served
 from probes.support.certificates import Verification
@@ -28,6 +28,7 @@ from probes.support.certificates import Verification
 # Protocol versions as OpenSSL names them, oldest first.
 VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 MODERN = "TLSv1.2"  # the oldest version that needs no legacy settings
+LATENCY = "handshake_ms"  # the TLS handshake alone, after the TCP connect
 # How long to listen after a TLS 1.3 handshake for the server's verdict on our (missing) client
 # certificate, as a multiple of the handshake time, with a floor for very fast links.
 _CLIENT_AUTH_WAIT_FACTOR = 2.0
@@ -422,7 +423,7 @@ async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
         raise TlsFailure("the server sent no certificate")
     observations: dict[str, ObservationValue] = {
         "connect_ms": session.connect_ms,
-        "handshake_ms": session.handshake_ms,
+        LATENCY: session.handshake_ms,
         "tls_version": session.version,
         "cipher": session.cipher,
         "legacy_handshake": legacy_reason is not None,
@@ -460,13 +461,18 @@ def _client_refused(value: ObservationValue, _about: str) -> Finding:
     return Finding(str(value).partition(":")[0], str(value))
 
 
+def headline(result: ProbeResult, now: float) -> Headline:
+    """The certificate's days, when nothing is wrong (what is wrong says itself)."""
+    return Headline(when_ok=certificates.expiry_fact(result, now))
+
+
 def conditions(options: TlsOptions) -> tuple[Condition, ...]:
     accepted = VERSIONS[VERSIONS.index(options.min_tls_version) :]
     # An operator who names an old minimum has accepted old gear: the legacy settings it needs
     # are then expected, not a warning that could never clear.
     legacy_accepted = VERSIONS.index(options.min_tls_version) < VERSIONS.index(MODERN)
     return (
-        options.latency("handshake_ms"),
+        options.latency(LATENCY),
         Expectation(
             "tls_version",
             "tls_version",
@@ -509,4 +515,6 @@ PROBE = ProbeKind(
     target=lambda o: format_host_port(*o.target),
     host=lambda o: o.target[0],
     presents_certificates=lambda _o: True,
+    headline=headline,
+    latency=LATENCY,
 )

@@ -11,8 +11,8 @@ from monitor.core.model import CheckRef, ObservationValue, ProbeResult, Severity
 from monitor.core.options import OptionError, is_number, number
 from monitor.core.text import duration_text
 from monitor.output.report import span
+from probes import registry
 from tui.present import info_text
-from tui.state import latency_of
 
 
 @pytest.mark.parametrize(
@@ -58,8 +58,8 @@ def _result(kind: str, observations: dict[str, ObservationValue]) -> ProbeResult
 
 
 def test_the_dashboard_shows_no_nan_as_a_latency_or_an_uptime():
-    assert latency_of(_result("http", {"latency_ms": math.nan})) is None
-    assert latency_of(_result("http", {"latency_ms": 250})) == 250.0
+    assert registry.main_latency(_result("http", {"latency_ms": math.nan})) is None
+    assert registry.main_latency(_result("http", {"latency_ms": 250})) == 250.0
     assert "up " not in info_text(_result("snmp", {"system.uptime_s": math.nan}), 0.0)
     assert info_text(_result("snmp", {"system.uptime_s": 61}), 0.0).startswith("up 1m01s")
 

@@ -11,10 +11,30 @@ import sys
 
 import probes
 import probes.support
+from monitor.core.conditions import Threshold
+from monitor.core.model import CheckRef, ProbeResult, Severity, Verdict
 from monitor.core.options import option_specs
-from probes.base import ProbeKind
+from probes import registry
+from probes.base import Headline, ProbeKind
 from probes.registry import REGISTRY
 from tests.conftest import REPO
+
+NOW = 1_800_000_000.0
+
+# Options of one check per kind, every option that takes a list given one.
+EXAMPLES = {
+    "tcp": {"target": "127.0.0.1:1"},
+    "http": {"target": "https://127.0.0.1/", "headers": ["X-A: 1"], "expect_status": [200]},
+    "tls": {"target": "127.0.0.1:1", "pin": ["sha256/" + "A" * 43 + "="]},
+    "dns": {"target": "example.net", "server": "127.0.0.1", "expect": ["192.0.2.1"]},
+    "snmp": {
+        "target": "127.0.0.1:1161",
+        "version": "2c",
+        "community_env": "COMMWATCH_C",
+        "interfaces": ["eth0"],
+        "oids": ["1.3.6.1.4.1.2021.10.1.3.1 name=load1 warn=4"],
+    },
+}
 
 
 def test_every_probe_module_is_registered_under_its_own_name():
@@ -64,22 +84,88 @@ def test_options_are_hashable_so_conditions_are_built_once_per_check(monkeypatch
     for probe in REGISTRY.values():
         for spec in option_specs(probe.options):
             assert not isinstance(spec.default, list | dict | set), (probe.kind, spec.name)
-    examples = {
-        "tcp": {"target": "127.0.0.1:1"},
-        "http": {"target": "https://127.0.0.1/", "headers": ["X-A: 1"], "expect_status": [200]},
-        "tls": {"target": "127.0.0.1:1", "pin": ["sha256/" + "A" * 43 + "="]},
-        "dns": {"target": "example.net", "server": "127.0.0.1", "expect": ["192.0.2.1"]},
-        "snmp": {
-            "target": "127.0.0.1:1161",
-            "version": "2c",
-            "community_env": "COMMWATCH_C",
-            "interfaces": ["eth0"],
-            "oids": ["1.3.6.1.4.1.2021.10.1.3.1 name=load1 warn=4"],
-        },
-    }
-    assert set(examples) == set(REGISTRY)
+    assert set(EXAMPLES) == set(REGISTRY)
     from monitor.config.checks import adhoc_check
 
     monkeypatch.setenv("COMMWATCH_C", "public")
-    for kind, values in examples.items():
+    for kind, values in EXAMPLES.items():
         hash(adhoc_check(kind, values).options)
+
+
+def test_a_kinds_main_latency_is_the_one_its_latency_threshold_judges(monkeypatch):
+    """The history's latency column and the dashboard's trend show what `latency_warn` judges."""
+    from monitor.config.checks import adhoc_check
+
+    monkeypatch.setenv("COMMWATCH_C", "public")
+    for kind, values in EXAMPLES.items():
+        check = adhoc_check(kind, {**values, "latency_warn": "1s"} if kind != "snmp" else values)
+        judged = [
+            c.observation
+            for c in check.probe.conditions(check.options)
+            if isinstance(c, Threshold) and c.condition == "latency"
+        ]
+        assert judged == ([] if check.probe.latency is None else [check.probe.latency]), kind
+    assert {kind for kind, probe in REGISTRY.items() if probe.latency is None} == {"snmp"}
+
+
+def _echo_headline(result: ProbeResult, _now: float) -> Headline:
+    return Headline(
+        facts=(f"echoed {result.observations['echoes']}",),
+        when_ok=("all well",),
+        tells=frozenset({"echoes"}),
+    )
+
+
+# A kind no other layer has heard of: what the dashboard and the history show of its results
+# comes from its own declaration alone.
+ECHO = ProbeKind(
+    kind="echo",
+    summary="echo: answers counted",
+    target_help="HOST",
+    options=object,
+    measure=None,  # type: ignore[arg-type]  # never run: the results below are made by hand
+    conditions=lambda _options: (),
+    target=str,
+    host=str,
+    headline=_echo_headline,
+    latency="rtt_ms",
+)
+
+
+def _echo_result(severity: Severity, observations: dict, verdicts: tuple = ()) -> ProbeResult:
+    ref = CheckRef("s/l/echo", "s", "l", "echo", "127.0.0.1", "127.0.0.1")
+    return ProbeResult(ref, NOW, 5.0, severity, observations, verdicts)
+
+
+def test_the_dashboard_and_the_history_show_what_a_kind_declares(monkeypatch, tmp_path):
+    from monitor.store.history import HistoryStore
+    from tui.present import info_text
+    from tui.state import RowState, advance
+
+    monkeypatch.setitem(REGISTRY._modules, "echo", __name__)
+    monkeypatch.setitem(REGISTRY._loaded, "echo", ECHO)
+    told = Verdict("echo", "echoes", 0, "expected 3", Severity.CRIT, reason="no echo")
+    untold = Verdict("loss", "loss_pct", 100, "expected 0", Severity.CRIT, reason="all lost")
+    failing = _echo_result(Severity.CRIT, {"echoes": 0, "rtt_ms": 2.5}, (told, untold))
+    fine = _echo_result(Severity.OK, {"echoes": 3, "rtt_ms": float("nan")})
+
+    # Its fact, with the verdict it tells left out; its OK fact only when nothing is wrong.
+    assert info_text(failing, NOW) == "all lost · echoed 0"
+    assert info_text(fine, NOW) == "all well · echoed 3"
+    assert advance(RowState(), failing, Severity.CRIT).latencies == (2.5,)
+    assert advance(RowState(), fine, Severity.OK).latencies == (None,)  # NaN measures nothing
+    with HistoryStore(tmp_path / "history.sqlite", create=True) as store:
+        store.write([failing, fine])
+        rows = store.results_since(NOW - 1)
+    assert [row.latency_ms for row in rows] == [2.5, None]
+
+
+def test_a_kind_unknown_here_shows_its_verdicts_and_no_latency():
+    """A result whose kind this version does not know (another version's history row)."""
+    from tui.present import info_text
+
+    ref = CheckRef("s/l/x", "s", "l", "gone", "127.0.0.1", "127.0.0.1")
+    bad = Verdict("loss", "loss_pct", 100, "expected 0", Severity.CRIT, reason="all lost")
+    result = ProbeResult(ref, NOW, 5.0, Severity.CRIT, {"latency_ms": 3.0}, (bad,))
+    assert info_text(result, NOW) == "all lost"
+    assert registry.main_latency(result) is None

@@ -12,8 +12,7 @@ import time
 from collections.abc import Sequence
 
 from monitor.core.model import ProbeResult, Severity
-from monitor.core.options import is_number
-from monitor.core.text import duration_text
+from probes import registry
 
 SYMBOLS = {Severity.OK: "✔", Severity.WARN: "▲", Severity.CRIT: "✖", Severity.UNKNOWN: "?"}
 PENDING_SYMBOL = "·"
@@ -93,57 +92,16 @@ def info_text(result: ProbeResult, now: float) -> str:
     """The most telling facts of a result, for a narrow column.
 
     Why it is not OK comes first, in the words of its failing verdicts ("untrusted root",
-    "expires in 9.2d"), unless a fact shown for its kind says it already: HTTP status, DNS
-    rcode, interfaces down. Then those facts and SNMP uptime; the days of certificate left
-    only when nothing is wrong (it is the OK state's fact, and the days judged: the first
-    certificate of the chain to expire). Else the summary.
+    "expires in 9.2d"), unless a fact its kind shows says it already ("HTTP 503", "NXDOMAIN",
+    "if eth1 down"). Then the facts its kind's headline names; those meant for the OK state
+    (a certificate's days left) only when nothing is wrong. Else the summary.
     """
-    facts: list[str] = []
-    shown: set[str] = set()  # the observations the facts already tell
-    uptime = result.observations.get("system.uptime_s")
-    if is_number(uptime):
-        facts.append(f"up {duration_text(uptime)}")
-    interfaces = _interfaces(result)
-    if interfaces:
-        down = [name for name, status in interfaces.items() if status != "up"]
-        if down:
-            facts.append("if " + ",".join(down) + " down")
-            shown.update(f"if.{name}.{what}" for name in down for what in ("state", "admin_status"))
-        else:
-            facts.append(f"if {len(interfaces)}/{len(interfaces)} up")
-    status = result.observations.get("status")
-    if result.check.kind == "http" and isinstance(status, int):
-        facts.append(f"HTTP {status}")
-        shown.add("status")
-    rcode = result.observations.get("rcode")
-    if isinstance(rcode, str):
-        facts.append(rcode)
-        shown.add("rcode")
+    headline = registry.headline(result, now)
     # Two verdicts may share a reason (an incomplete chain is also an unverified one).
-    parts = list(dict.fromkeys(v.reason for v in result.failing() if v.observation not in shown))
+    parts = list(
+        dict.fromkeys(v.reason for v in result.failing() if v.observation not in headline.tells)
+    )
     if result.error is not None:
         parts.append(f"{result.error.error_class}: {result.error.message}")
-    if not parts:
-        days = _certificate_days(result, now)
-        if days is not None:
-            facts.insert(0, f"cert {days:.0f}d")
+    facts = list(headline.facts) if parts else [*headline.when_ok, *headline.facts]
     return " · ".join(parts + facts) or result.summary()
-
-
-def _certificate_days(result: ProbeResult, now: float) -> float | None:
-    for key in ("min_days_left", "days_left"):
-        value = result.observations.get(key)
-        if is_number(value):
-            return float(value)
-    if result.certificates:
-        return result.certificates[0].days_left(now)
-    return None
-
-
-def _interfaces(result: ProbeResult) -> dict[str, str]:
-    """`if.<name>.oper_status` observations, by interface name."""
-    found = {}
-    for key, value in result.observations.items():
-        if key.startswith("if.") and key.endswith(".oper_status"):
-            found[key[3 : -len(".oper_status")]] = str(value)
-    return found

@@ -11,13 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from monitor.core.model import ProbeResult, Severity
-from monitor.core.options import is_number
+from probes import registry
 
 HISTORY = 20  # results kept per check for the detail pane
 TREND_POINTS = 24  # latencies kept per check for the sparkline
-
-# Latency-like observations, most telling first: what a probe waited for on the wire.
-LATENCY_KEYS = ("latency_ms", "handshake_ms", "connect_ms", "rtt_ms", "response_ms", "total_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +46,6 @@ def finished_at(result: ProbeResult) -> float:
     return result.started_at + result.duration_ms / 1000
 
 
-def latency_of(result: ProbeResult) -> float | None:
-    for key in LATENCY_KEYS:
-        value = result.observations.get(key)
-        if is_number(value):
-            return float(value)
-    return None
-
-
 def advance(previous: RowState, result: ProbeResult, severity: Severity) -> RowState:
     """The row state after `result`, showing `severity` (the confirmed one, or the result's)."""
     changed = previous.severity is not severity
@@ -65,7 +54,7 @@ def advance(previous: RowState, result: ProbeResult, severity: Severity) -> RowS
         severity=severity,
         result=result,
         changed_at=done if changed else previous.changed_at,
-        latencies=(*previous.latencies, latency_of(result))[-TREND_POINTS:],
+        latencies=(*previous.latencies, registry.main_latency(result))[-TREND_POINTS:],
         history=(*previous.history, HistoryLine(done, result.severity, result.summary()))[
             -HISTORY:
         ],

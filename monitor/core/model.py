@@ -11,9 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from monitor.core.options import format_number
+from monitor.core.options import format_number, is_number
 
 ObservationValue = int | float | str | bool | None
+
+
+def as_number(value: ObservationValue) -> float | None:
+    """An observation as a number, if it is one as `is_number` means it (not a boolean, not NaN)."""
+    return float(value) if is_number(value) else None
 
 
 class Severity(enum.IntEnum):

@@ -38,7 +38,7 @@ from typing import Any
 from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import ObservationValue, ProbeResult, Severity, Verdict
-from monitor.core.options import is_number
+from probes import registry
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,6 @@ DAY = 86400.0
 BUSY_TIMEOUT_MS = 5000
 # A running writer says it is alive at least this often, even with nothing to write.
 HEARTBEAT = 10.0
-# The condition name every latency threshold carries (probes.base.LatencyOptions.latency): its
-# observation is the "main latency" kept in a column for sparklines and hourly aggregates.
-LATENCY_CONDITION = "latency"
 
 
 class HistoryError(Exception):
@@ -349,13 +346,6 @@ def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
 # --- rows ----------------------------------------------------------------------------------
 
 
-def main_latency(result: ProbeResult) -> float | None:
-    for verdict in result.verdicts:
-        if verdict.condition == LATENCY_CONDITION and is_number(verdict.value):
-            return float(verdict.value)
-    return None
-
-
 def _verdict_to_json(verdict: Verdict) -> dict[str, Any]:
     values = {f.name: getattr(verdict, f.name) for f in dataclasses.fields(verdict)}
     values["severity"] = verdict.severity.name
@@ -385,7 +375,7 @@ def _result_row(result: ProbeResult) -> tuple[Any, ...]:
         result.summary(),
         None if result.error is None else str(result.error.error_class),
         None if result.error is None else result.error.message,
-        main_latency(result),
+        registry.main_latency(result),
         json.dumps(dict(result.observations), separators=(",", ":")),
         json.dumps([_verdict_to_json(v) for v in result.verdicts], separators=(",", ":")),
     )

@@ -38,7 +38,7 @@ from monitor.core.conditions import (
     said,
     told_by_about,
 )
-from monitor.core.model import ObservationValue, Severity
+from monitor.core.model import ObservationValue, ProbeResult, Severity, as_number
 from monitor.core.options import (
     OptionError,
     boolean,
@@ -445,6 +445,17 @@ def analyse_chain(
         served_pins = {c.info.spki_sha256 for c in chain}
         observations["pin_match"] = any(p in served_pins for p in pins)
     return observations
+
+
+def expiry_fact(result: ProbeResult, now: float) -> tuple[str, ...]:
+    """ "cert 12d": the days judged (the first certificate of the chain to expire, else the
+    leaf's), or the first served certificate's when the chain was never judged."""
+    for key in ("min_days_left", "days_left"):
+        days = as_number(result.observations.get(key))
+        if days is not None:
+            return (f"cert {days:.0f}d",)
+    served = result.certificates[0].days_left(now) if result.certificates else None
+    return () if served is None else (f"cert {served:.0f}d",)
 
 
 # OpenSSL verify codes that mean "could not find the issuer of the top certificate".
