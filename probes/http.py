@@ -31,7 +31,8 @@ from monitor.core.patterns import Pattern, regex
 from monitor.core.secrets import SecretRef, headers
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
 from probes.support import certificates
-from probes.tls import HandshakeError, read_refused_chain, served_chain
+from probes.support.ssl_compat import served_chain
+from probes.tls import HandshakeError, read_refused_chain
 
 USER_AGENT = "commwatch/0.1.0"
 _MIB = 1024 * 1024

@@ -21,7 +21,7 @@ from monitor.core.errors import ConfigFailure, TlsFailure
 from monitor.core.model import ObservationValue, ProbeResult, Severity
 from monitor.core.options import OptionError, choice, format_host_port, host, host_port, option
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
-from probes.support import certificates, starttls
+from probes.support import certificates, ssl_compat, starttls
 from probes.support.certificate_reader import ParsedCertificate, Served
 from probes.support.certificates import Verification
 
@@ -127,27 +127,28 @@ class Contexts:
 # of a client certificate after the handshake, so only those are worth listening to; waiting on
 # every connection would hold each check's slot for a round trip or more.
 _asked_for_certificate: weakref.WeakSet[ssl.SSLObject] = weakref.WeakSet()
-_CERTIFICATE_REQUEST = 13  # TLS HandshakeType certificate_request (RFC 8446, 4.3.2)
 
 
 def _note_certificate_request(
     conn: ssl.SSLObject,
     direction: str,
-    _version: Any,
-    content_type: Any,
-    message: Any,
+    _version: int,
+    content_type: int,
+    message: int,
     _data: bytes,
 ) -> None:
-    if direction == "read" and content_type == 22 and message == _CERTIFICATE_REQUEST:
+    if (
+        direction == "read"
+        and content_type == ssl_compat.HANDSHAKE
+        and message == ssl_compat.CERTIFICATE_REQUEST
+    ):
         _asked_for_certificate.add(conn)
 
 
 def watch_certificate_requests(context: ssl.SSLContext) -> ssl.SSLContext:
-    """Python's ssl has no public hook for this; its message callback (private since 3.8, as
-    used by its own tests) is the one place a client can see the server's handshake messages.
-    It is set on the C context directly: the Python property wraps it in a function that
-    builds three enum members per TLS message, a measurable share of a sweep's CPU."""
-    ssl._ssl._SSLContext._msg_callback.__set__(context, _note_certificate_request)  # type: ignore[attr-defined]
+    """Python's ssl has no public hook for this: the one place a client sees the server's
+    handshake messages is a private message callback (probes/support/ssl_compat.py)."""
+    ssl_compat.watch_handshake_messages(context, _note_certificate_request)
     return context
 
 
@@ -166,29 +167,6 @@ async def shared_contexts(options: Any, ctx: ProbeContext) -> Contexts:
         )
 
     return await ctx.shared.get(key, build)
-
-
-# --- the chain from a live connection -------------------------------------------------------
-
-
-def served_chain(ssl_object: ssl.SSLObject) -> tuple[list[Served], list[bytes]]:
-    """(served chain, with OpenSSL's reading of each certificate; verified chain as DER), leaf
-    first. The verified chain is empty when nothing was verified (CERT_NONE).
-
-    From the private `_sslobj`: its chain methods give `_ssl.Certificate` objects, with DER
-    and OpenSSL's decoded reading (`get_info`) both; the public methods Python 3.13 added to
-    SSLObject give DER bytes only.
-    """
-    source: Any = ssl_object._sslobj  # type: ignore[attr-defined]
-    served = source.get_unverified_chain() or []
-    verified = []
-    if ssl_object.context.verify_mode != ssl.CERT_NONE:
-        verified = source.get_verified_chain() or []
-    der = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
-    return (
-        [Served(c.public_bytes(der), c.get_info) for c in served],
-        [c.public_bytes(der) for c in verified],
-    )
 
 
 @dataclass(frozen=True)
@@ -235,7 +213,7 @@ async def handshake(
             raise HandshakeError(exc) from exc
         done = time.perf_counter()
         ssl_object = writer.get_extra_info("ssl_object")
-        served, verified = served_chain(ssl_object)
+        served, verified = ssl_compat.served_chain(ssl_object)
         cipher = ssl_object.cipher()
     except BaseException:
         writer.close()
