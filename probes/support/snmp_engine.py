@@ -66,6 +66,7 @@ from monitor.core.model import ObservationValue
 from monitor.core.options import format_host_port
 from monitor.core.secrets import SecretRef
 from probes.base import SharedResources
+from probes.support import pysnmp_compat
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ class SnmpRuntime:
         self._domains: set[tuple[int, ...]] = set()
         self._master_keys: dict[tuple[Any, ...], bytes] = {}
         self._user_names: dict[str, tuple[Any, ...]] = {}
-        self._mp_v3 = self.engine.message_processing_subsystems[3]
+        self._engine_ids = pysnmp_compat.EngineIds(self.engine)
         self._watch_undecodable()
 
     def _watch_undecodable(self) -> None:
@@ -254,30 +255,29 @@ class SnmpRuntime:
         fails on: some garbage raises inside its decoder), so that an agent answering garbage
         is reported as such rather than as a silent timeout, and a flood of garbage costs a
         log line per sender now and then, not a traceback per datagram."""
-        dispatcher = self.engine.message_dispatcher
-        receive = dispatcher.receive_message
-        counters = self.engine.get_mib_builder().import_symbols(
-            "__SNMPv2-MIB", "snmpInASNParseErrs", "snmpInBadVersions"
-        )
+        counters = pysnmp_compat.undecodable_counters(self.engine)
 
-        def watched(snmp_engine: Any, domain: Any, address: Any, message: bytes) -> Any:
-            sender = (str(address[0]), int(address[1]))
-            if sender in self._talking:
-                self._received[sender] += 1
-            before = sum(int(counter.syntax) for counter in counters)
-            failure: Exception | None = None
-            try:
-                return receive(snmp_engine, domain, address, message)
-            except Exception as exc:  # a datagram must never take the dispatcher down
-                failure = exc
-                return b""
-            finally:
-                if failure is not None or sum(int(c.syntax) for c in counters) != before:
-                    if sender in self._talking:
-                        self._undecodable[sender] += 1
-                    self._noise.note(sender, len(message), failure)
+        def wrap(receive: pysnmp_compat.Receive) -> pysnmp_compat.Receive:
+            def watched(snmp_engine: Any, domain: Any, address: Any, message: bytes) -> Any:
+                sender = (str(address[0]), int(address[1]))
+                if sender in self._talking:
+                    self._received[sender] += 1
+                before = pysnmp_compat.undecodable(counters)
+                failure: Exception | None = None
+                try:
+                    return receive(snmp_engine, domain, address, message)
+                except Exception as exc:  # a datagram must never take the dispatcher down
+                    failure = exc
+                    return b""
+                finally:
+                    if failure is not None or pysnmp_compat.undecodable(counters) != before:
+                        if sender in self._talking:
+                            self._undecodable[sender] += 1
+                        self._noise.note(sender, len(message), failure)
 
-        dispatcher.receive_message = watched
+            return watched
+
+        pysnmp_compat.watch_received(self.engine, wrap)
 
     def _open(self, endpoint: Endpoint) -> None:
         domain = endpoint._domain
@@ -313,15 +313,10 @@ class SnmpRuntime:
                 del self._talking[agent], self._received[agent], self._undecodable[agent]
 
     def engine_id(self, endpoint: Endpoint) -> Any:
-        engine_id, _, _ = self._mp_v3.get_peer_engine_info(
-            endpoint._domain, endpoint._transport_address
-        )
-        return engine_id or None
+        return self._engine_ids.get(endpoint._domain, endpoint._transport_address)
 
     def forget_engine_id(self, endpoint: Endpoint) -> None:
-        # pysnmp has no public call for this; its cache is a dict keyed like this lookup.
-        cache = getattr(self._mp_v3, "_SnmpV3MessageProcessingModel__engineIdCache", {})
-        cache.pop((endpoint._domain, endpoint._transport_address), None)
+        self._engine_ids.forget(endpoint._domain, endpoint._transport_address)
 
     async def close(self) -> None:
         self.engine.close_dispatcher()
@@ -382,12 +377,12 @@ class SnmpRuntime:
 
     def _target(self, endpoint: Endpoint) -> UdpTransportTarget | Udp6TransportTarget:
         self._open(endpoint)
-        target_class = Udp6TransportTarget if ":" in endpoint.address else UdpTransportTarget
-        # Built directly: `create()` would resolve the (already literal) address in a thread.
-        target = target_class.__new__(target_class)
-        target.transport_address = endpoint._transport_address
-        target.__init__(timeout=endpoint.attempt_timeout, retries=endpoint.retransmits)
-        return target
+        return pysnmp_compat.transport_target(
+            endpoint._transport_address,
+            ipv6=":" in endpoint.address,
+            timeout=endpoint.attempt_timeout,
+            retries=endpoint.retransmits,
+        )
 
     async def get(self, endpoint: Endpoint, credentials: Credentials, oids: Sequence[str]) -> Reply:
         """GET `oids` in one PDU; values in the order asked."""
