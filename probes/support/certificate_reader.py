@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from monitor.core.model import CertificateInfo
 from probes.support import der as raw
+from probes.support.cryptography_compat import oid_name
 
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
@@ -150,9 +151,14 @@ def describe_refusal(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _algorithm_name(oid: x509.ObjectIdentifier) -> str:
+    """ "ecdsa-with-SHA256"; the dotted OID of an algorithm cryptography has no name for."""
+    return oid_name(oid) or oid.dotted_string
+
+
 def _oid_name(oid: x509.ObjectIdentifier) -> str:
-    name = oid._name
-    return oid.dotted_string if name == "Unknown OID" else f"{oid.dotted_string} ({name})"
+    name = oid_name(oid)
+    return oid.dotted_string if name is None else f"{oid.dotted_string} ({name})"
 
 
 def _key_facts(key: Any) -> tuple[str, int]:
@@ -281,7 +287,9 @@ def _read(
         key = read("public key", certificate.public_key, None)
         extensions = read("extensions", lambda: certificate.extensions, None)
         signature = read(
-            "signature algorithm", lambda: certificate.signature_algorithm_oid._name, "unknown"
+            "signature algorithm",
+            lambda: _algorithm_name(certificate.signature_algorithm_oid),
+            "unknown",
         )
         # None for algorithms without a separate hash (Ed25519): not weak by hash.
         algorithm = read("signature hash", lambda: certificate.signature_hash_algorithm, None)
