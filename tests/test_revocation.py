@@ -17,13 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from probes.support.revocation import (
-    CRL_MAX_BYTES,
-    OCSP_MAX_BYTES,
-    RevocationCache,
-    RevocationStatus,
-    check_revocation,
-)
+from probes.support.revocation import CRL_MAX_BYTES, OCSP_MAX_BYTES, check_revocation
+from probes.support.revocation_answers import RevocationStatus
+from probes.support.revocation_cache import RevocationCache
 from tests.hostile.forged_certificates import (
     IP_ADDRESS,
     SUBJECT_ALT_NAME,

@@ -60,6 +60,7 @@ from probes.support.certificate_reader import (
     Served,
     parse_certificate,
 )
+from probes.support.revocation_cache import RevocationCache
 
 if TYPE_CHECKING:
     # Only named in annotations; importing probes here would run the probe registry (whose
@@ -814,8 +815,8 @@ async def _revocation(
         if parsed.info.malformed:
             return _not_checked(f"not asked: the {role} is malformed")
 
-    async def new_cache() -> revocation.RevocationCache:
-        return revocation.RevocationCache()
+    async def new_cache() -> RevocationCache:
+        return RevocationCache()
 
     async def new_session() -> aiohttp.ClientSession:
         return aiohttp.ClientSession(trust_env=False)
