@@ -30,7 +30,12 @@ from monitor.core.options import (
 from monitor.core.patterns import Pattern, regex
 from monitor.core.secrets import SecretRef, headers
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
-from probes.support import certificates
+from probes.support import (
+    certificate_chain,
+    certificate_findings,
+    certificate_options,
+    certificates,
+)
 from probes.support.ssl_compat import served_chain
 from probes.tls import HandshakeError, read_refused_chain
 
@@ -114,7 +119,7 @@ def _method(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HttpOptions(LatencyOptions, certificates.CertificateOptions):
+class HttpOptions(LatencyOptions, certificate_options.CertificateOptions):
     target: str = option(parse=_url, help="http:// or https:// URL to request", metavar="URL")
     method: str = option("GET", parse=_method, help="GET or HEAD", metavar="METHOD")
     expect_status: tuple[tuple[int, int], ...] = option(
@@ -195,7 +200,7 @@ def _ssl_context(verify: bool, ca_file: str | None, options: HttpOptions) -> ssl
         if not verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        certificates.load_client_certificate(context, options)
+        certificate_options.load_client_certificate(context, options)
     except (OSError, ValueError) as exc:
         # Checked when the inventory was loaded; at run time it means a file changed since.
         raise ConfigFailure(f"cannot set up TLS with CA file {ca_file}: {exc}") from exc
@@ -361,8 +366,8 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
         _connection_tls.reset(token)
     if connection_tls.get("chain") and _judges_certificates(options):
         served, verified = connection_tls["chain"]
-        verification = certificates.Verification(trusted=True, verified=tuple(verified))
-        chain = await certificates.parse_chain(served, ctx)
+        verification = certificate_chain.Verification(trusted=True, verified=tuple(verified))
+        chain = await certificate_chain.parse_chain(served, ctx)
         observations.update(
             await certificates.judge_chain(chain, verification, _host(options), options, ctx)
         )
@@ -406,7 +411,7 @@ async def _unverified_chain(
     name = _host(options)
     if not isinstance(cause, ssl.SSLCertVerificationError):
         return {}
-    sni = None if certificates.is_ip(name) else name
+    sni = None if certificate_chain.is_ip(name) else name
     try:
         session, verification = await read_refused_chain(
             url.raw_host or "", url.port or 443, sni, "none", options, ctx, cause
@@ -417,18 +422,19 @@ async def _unverified_chain(
     session.writer.transport.abort()
     if not session.served:
         return {}
-    chain = await certificates.parse_chain(session.served, ctx)
+    chain = await certificate_chain.parse_chain(session.served, ctx)
     return await certificates.judge_chain(chain, verification, name, options, ctx)
 
 
 def headline(result: ProbeResult, now: float) -> Headline:
-    """ "HTTP 503" (which says the status verdict too); the certificate's days when all is well."""
+    """The status, as "HTTP 503" (which says its verdict too); the certificate's days when all
+    is well."""
     status = result.observations.get(STATUS)
     if not isinstance(status, int):
-        return Headline(when_ok=certificates.expiry_fact(result, now))
+        return Headline(when_ok=certificate_findings.expiry_fact(result, now))
     return Headline(
         facts=(f"HTTP {status}",),
-        when_ok=certificates.expiry_fact(result, now),
+        when_ok=certificate_findings.expiry_fact(result, now),
         tells=frozenset({STATUS}),
     )
 
@@ -475,7 +481,7 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
             )
         )
     if _judges_certificates(options):
-        declared.extend(certificates.certificate_conditions(options, _host(options)))
+        declared.extend(certificate_findings.certificate_conditions(options, _host(options)))
     return tuple(declared)
 
 

@@ -21,9 +21,16 @@ from monitor.core.errors import ConfigFailure, TlsFailure
 from monitor.core.model import ObservationValue, ProbeResult, Severity
 from monitor.core.options import OptionError, choice, format_host_port, host, host_port, option
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
-from probes.support import certificates, ssl_compat, starttls
+from probes.support import (
+    certificate_chain,
+    certificate_findings,
+    certificate_options,
+    certificates,
+    ssl_compat,
+    starttls,
+)
+from probes.support.certificate_chain import Verification
 from probes.support.certificate_reader import ParsedCertificate, Served
-from probes.support.certificates import Verification
 
 # Protocol versions as OpenSSL names them, oldest first.
 VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -50,7 +57,7 @@ def _version(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TlsOptions(LatencyOptions, certificates.CertificateOptions):
+class TlsOptions(LatencyOptions, certificate_options.CertificateOptions):
     target: tuple[str, int] = option(
         parse=_target, help="HOST:PORT to connect to (port 443 if left out)", metavar="HOST:PORT"
     )
@@ -92,7 +99,7 @@ def strict_context(ca_file: str | None, options: Any) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ca_file)
         context.check_hostname = False
-        certificates.load_client_certificate(context, options)
+        certificate_options.load_client_certificate(context, options)
     except (OSError, ValueError) as exc:
         # Checked at load time; at run time it means a file changed (or a wrong passphrase).
         raise ConfigFailure(f"cannot set up TLS: {getattr(exc, 'reason', None) or exc}") from exc
@@ -110,7 +117,7 @@ def relaxed_context(options: Any, ca_file: str | None, verify: bool) -> ssl.SSLC
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
         # MINIMUM_SUPPORTED rather than TLSv1: the same floor without a deprecation warning.
         context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-        certificates.load_client_certificate(context, options)
+        certificate_options.load_client_certificate(context, options)
     except (OSError, ValueError) as exc:
         raise ConfigFailure(f"cannot set up TLS: {getattr(exc, 'reason', None) or exc}") from exc
     return context
@@ -385,12 +392,12 @@ async def read_refused_chain(
 async def measure(options: TlsOptions, ctx: ProbeContext) -> Observations:
     address, port = options.target
     name = judged_name(options)
-    sni = None if certificates.is_ip(name) else name
+    sni = None if certificate_chain.is_ip(name) else name
     session, verification, legacy_reason = await read_chain(
         address, port, sni, options.starttls, options, ctx
     )
     try:
-        chain: list[ParsedCertificate] = await certificates.parse_chain(session.served, ctx)
+        chain: list[ParsedCertificate] = await certificate_chain.parse_chain(session.served, ctx)
         wait = max(_CLIENT_AUTH_WAIT_MIN, _CLIENT_AUTH_WAIT_FACTOR * session.handshake_ms / 1000)
         client_auth = await client_auth_outcome(session, wait)
     finally:
@@ -441,7 +448,7 @@ def _client_refused(value: ObservationValue, _about: str) -> Finding:
 
 def headline(result: ProbeResult, now: float) -> Headline:
     """The certificate's days, when nothing is wrong (what is wrong says itself)."""
-    return Headline(when_ok=certificates.expiry_fact(result, now))
+    return Headline(when_ok=certificate_findings.expiry_fact(result, now))
 
 
 def conditions(options: TlsOptions) -> tuple[Condition, ...]:
@@ -452,34 +459,34 @@ def conditions(options: TlsOptions) -> tuple[Condition, ...]:
     return (
         options.latency(LATENCY),
         Expectation(
-            "tls_version",
-            "tls_version",
-            lambda value: value in accepted,
-            " or ".join(accepted),
+            condition="tls_version",
+            observation="tls_version",
+            accepts=lambda value: value in accepted,
+            expected=" or ".join(accepted),
             severity=Severity.WARN,
             failed=_old_version(accepted),
             passed=_negotiated,
             headline=True,
         ),
         Expectation(
-            "legacy_handshake",
-            "legacy_handshake",
-            lambda value: value is False or legacy_accepted,
-            "a handshake with current protocol versions and ciphers",
+            condition="legacy_handshake",
+            observation="legacy_handshake",
+            accepts=lambda value: value is False or legacy_accepted,
+            expected="a handshake with current protocol versions and ciphers",
             severity=Severity.WARN,
             about="strict_handshake_error",
             failed=said("legacy handshake only"),
             passed=_legacy_accepted(options.min_tls_version),
         ),
         Expectation(
-            "client_auth",
-            "client_auth",
-            lambda value: value == "ok",
-            "the server to accept the connection",
+            condition="client_auth",
+            observation="client_auth",
+            accepts=lambda value: value == "ok",
+            expected="the server to accept the connection",
             failed=_client_refused,
             passed=said("connection accepted"),
         ),
-        *certificates.certificate_conditions(options, judged_name(options)),
+        *certificate_findings.certificate_conditions(options, judged_name(options)),
     )
 
 

@@ -152,7 +152,7 @@ def describe_refusal(exc: BaseException) -> str:
 
 
 def _algorithm_name(oid: x509.ObjectIdentifier) -> str:
-    """ "ecdsa-with-SHA256"; the dotted OID of an algorithm cryptography has no name for."""
+    """An algorithm's name ("ecdsa-with-SHA256"), or its dotted OID when cryptography has none."""
     return oid_name(oid) or oid.dotted_string
 
 

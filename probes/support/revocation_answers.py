@@ -62,7 +62,8 @@ class Answered:
     def revoked(
         self, revoked_at: float | None, reason: str | None, signer: str = ""
     ) -> RevocationStatus:
-        """ "revoked 2025-01-02 03:04:05 UTC (keyCompromise) per OCSP http://..."."""
+        """The status of a revoked certificate, worded as "revoked 2025-01-02 03:04:05 UTC
+        (keyCompromise) per OCSP http://..."."""
         # The time is mandatory in a revoked answer; its absence must not turn it into "good".
         since = f" {when(revoked_at)}" if revoked_at is not None else ""
         because = f" ({reason})" if reason else ""
