@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from monitor.core.conditions import Condition, Threshold
 from monitor.core.model import CertificateInfo, ObservationValue, ProbeResult, as_number
 from monitor.core.options import OptionError, latency_duration, option
 
 Observations = dict[str, ObservationValue]
+T = TypeVar("T")
 
 
 class SharedResources:
@@ -32,18 +33,19 @@ class SharedResources:
     async def get(
         self,
         key: str,
-        factory: Callable[[], Awaitable[Any]],
-        close: Callable[[Any], Awaitable[None]] | None = None,
-    ) -> Any:
+        factory: Callable[[], Awaitable[T]],
+        close: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """The item made by `factory` under `key` (each key names one kind of item)."""
         if key in self._items:
-            return self._items[key]
+            return cast(T, self._items[key])
         async with self._lock:
             if key not in self._items:
                 item = await factory()
                 self._items[key] = item
                 if close is not None:
                     self._closers.append(lambda: close(item))
-        return self._items[key]
+        return cast(T, self._items[key])
 
     async def aclose(self) -> None:
         closers, self._closers = self._closers, []

@@ -37,7 +37,7 @@ from probes.support import (
     certificates,
 )
 from probes.support.ssl_compat import served_chain
-from probes.tls import HandshakeError, read_refused_chain
+from probes.support.tls_handshake import HandshakeError, Peer, read_refused_chain
 
 USER_AGENT = "commwatch/0.1.0"
 _MIB = 1024 * 1024
@@ -115,7 +115,8 @@ def describe_statuses(ranges: StatusRanges) -> str:
 
 
 def _method(value: Any) -> str:
-    return choice("get", "head")(value).upper()
+    method: str = choice("get", "head")(value)
+    return method.upper()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,9 +414,8 @@ async def _unverified_chain(
         return {}
     sni = None if certificate_chain.is_ip(name) else name
     try:
-        session, verification = await read_refused_chain(
-            url.raw_host or "", url.port or 443, sni, "none", options, ctx, cause
-        )
+        peer = Peer(url.raw_host or "", url.port or 443, sni)
+        session, verification = await read_refused_chain(peer, options, ctx, cause)
     except (OSError, HandshakeError):
         # The verification failure stays the result; the chain is a bonus not to be had.
         return {}
