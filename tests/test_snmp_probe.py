@@ -238,6 +238,34 @@ async def test_counter_rates_over_two_polls(agent: SnmpAgent, shared: SharedReso
     assert verdict(second, "if.lo.in_utilisation").threshold == "warn > 80%, crit > 95%"
 
 
+# What earlier polls left, as a state file of another version or a damaged one may hold it.
+DAMAGED_MEMORY: list[dict[str, Any]] = [
+    {"uptime": [1, 2, 3], "rebooted_at": "yesterday"},
+    {"uptime": "1234", "rebooted_at": [1]},
+    {"counters": ["lo"], "counters_at": "noon"},
+    {"counters": {"lo@1.in_errors": "many"}, "counters_at": None},
+    {"if_index": {"lo": [1]}, "if_resolved_at": "later"},
+    {"if_index": {"lo": "1"}},
+    {"if_index": ["lo"]},
+]
+
+
+@pytest.mark.parametrize("memory", DAMAGED_MEMORY)
+async def test_a_memory_not_as_written_is_dropped_and_rewritten(
+    agent: SnmpAgent, shared: SharedResources, memory: dict[str, Any]
+) -> None:
+    """Each entry of another shape starts that part afresh: no poll fails for it, and the next
+    poll has what this one wrote (the counters of a rate)."""
+    first = await probe(shared, agent.target, memory, interfaces="lo", **V2C)
+    assert first.error is None, first.summary()
+    assert first.severity is Severity.OK, first.summary()
+    assert first.observations["system.rebooted_at"] == "none"
+    second = await probe(shared, agent.target, memory, interfaces="lo", **V2C)
+    assert second.error is None, second.summary()
+    assert second.observations["if.lo.index"] == 1
+    assert second.observations["if.lo.in_errors_per_s"] == 0.0
+
+
 @pytest.mark.parametrize(
     ("previous", "current", "bits", "expected"),
     [

@@ -705,6 +705,26 @@ async def test_unexpected_change_across_polls(
     assert again.severity is Severity.OK
 
 
+@pytest.mark.parametrize(
+    "remembered", ["sha256:abc", ["abc"], ["abc", "soon", 3], ["abc", "soon"], {"leaf": "abc"}]
+)
+async def test_a_remembered_leaf_not_as_written_is_no_change(
+    pki: Pki, serve: Any, shared: SharedResources, remembered: Any
+) -> None:
+    """A state file of another version, or a damaged one: the poll is not lost to it, and
+    the next one compares with the leaf this one saw."""
+    memory: dict[str, Any] = {"certificates.last_leaf": remembered}
+    values = {"ca_file": pki.root_file, "warn_days": 30}
+    with serve(leaf(pki, not_after=days(200))) as port:
+        first = await probe(shared, memory, target=f"{LOOPBACK}:{port}", **values)
+    with serve(leaf(pki, not_after=days(300))) as port:
+        replaced = await probe(shared, memory, target=f"{LOOPBACK}:{port}", **values)
+
+    assert first.error is None, first.summary()
+    assert first.observations["unexpected_change"] is False
+    assert bad(replaced) == {"unexpected_change": Severity.WARN}
+
+
 async def test_renewal_near_expiry_is_not_a_surprise(
     pki: Pki, serve: Any, shared: SharedResources
 ) -> None:

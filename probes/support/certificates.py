@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from cryptography import x509
 
-from monitor.core.model import ObservationValue
+from monitor.core.model import ObservationValue, as_number
 from probes.base import ProbeContext
 from probes.support import revocation
 from probes.support.certificate_chain import Verification, analyse_chain
@@ -38,7 +38,7 @@ def unexpected_change(
     looks like. The first poll of a check has nothing to compare and is never a change.
     """
     at = time.time() if now is None else now
-    previous = memory.get(_MEMORY_KEY)
+    previous = _last_leaf(memory)
     memory[_MEMORY_KEY] = (leaf.info.fingerprint_sha256, leaf.info.not_after)
     if previous is None:
         return False
@@ -47,6 +47,19 @@ def unexpected_change(
         return False
     # An old leaf whose expiry could not be read gives nothing to measure the change against.
     return not_after is not None and (not_after - at) / _DAY > warn_days
+
+
+def _last_leaf(memory: dict[str, Any]) -> tuple[str, float | None] | None:
+    """The leaf seen last, (fingerprint, notAfter), when the memory holds it as written here: a
+    state file of another version, or a damaged one, may hold anything (then nothing is known)."""
+    value = memory.get(_MEMORY_KEY)
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    fingerprint, not_after = value
+    expiry = as_number(not_after)
+    if not isinstance(fingerprint, str) or (not_after is not None and expiry is None):
+        return None
+    return fingerprint, expiry
 
 
 def certificate_condition_names(options: Any) -> frozenset[str]:
