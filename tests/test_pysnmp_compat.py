@@ -18,9 +18,10 @@ from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTran
 
 from monitor.config.inventory import adhoc_check
 from probes.base import SharedResources
-from probes.snmp import _endpoint
 from probes.support import pysnmp_compat, snmp_engine
-from probes.support.snmp_engine import SYS_UPTIME, SnmpRuntime
+from probes.support.snmp_engine import SnmpRuntime
+from probes.support.snmp_poll import endpoint as snmp_endpoint
+from probes.support.snmp_values import SYS_UPTIME
 from tests.peers.snmp_peers import (
     AUTH_PASSPHRASE,
     LOCALHOST,
@@ -59,7 +60,7 @@ def agent(tmp_path: Path) -> Iterator[SnmpAgent]:
 async def _runtime_knowing(agent: SnmpAgent, shared: SharedResources) -> tuple[SnmpRuntime, Any]:
     """A runtime that has talked SNMPv3 to `agent`, and the agent's endpoint."""
     options = adhoc_check("snmp", {"target": agent.target, **AUTH_PRIV}).options
-    endpoint = _endpoint(options, 5.0)
+    endpoint = snmp_endpoint(options, 5.0)
     runtime = await snmp_engine.runtime(shared)
     reply = await runtime.get(endpoint, options.credentials(), [SYS_UPTIME])
     assert reply.engine_id is not None
@@ -71,7 +72,7 @@ async def test_the_engine_id_cache_is_the_one_pysnmp_answers_from(
 ) -> None:
     runtime, endpoint = await _runtime_knowing(agent, shared)
     engine_ids = pysnmp_compat.EngineIds(runtime.engine)
-    key = (endpoint._domain, endpoint._transport_address)
+    key = (endpoint.domain, endpoint.transport_address)
     learnt = engine_ids.get(*key)
     assert learnt is not None
     cache = getattr(runtime.engine.message_processing_subsystems[3], pysnmp_compat._ENGINE_IDS)

@@ -20,8 +20,9 @@ from monitor.engine.runner import run_check
 from monitor.lab.lab import SNMP_ENV
 from monitor.output.render import result_to_dict
 from probes.base import SharedResources
-from probes.snmp import ADMIN_DOWN, NOT_FOUND
-from probes.support.snmp_engine import MAX_IN_FLIGHT, counter_rate, uptime_went_back
+from probes.support.snmp_engine import MAX_IN_FLIGHT
+from probes.support.snmp_poll import ADMIN_DOWN, NOT_FOUND
+from probes.support.snmp_values import counter_rate, uptime_went_back
 from tests.conftest import REPO
 from tests.peers.snmp_peers import (
     AES256_USER,

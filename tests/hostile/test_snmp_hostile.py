@@ -16,7 +16,8 @@ from monitor.config.inventory import Check
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.engine.runner import run_check
 from probes.base import SharedResources
-from probes.support.snmp_engine import MAX_WALK_ROWS, NoiseLog
+from probes.support.snmp_engine import MAX_WALK_ROWS
+from probes.support.snmp_noise import NoiseLog
 from tests.hostile.snmp_agents import (
     COMMUNITY,
     DECODER_CRASH,
