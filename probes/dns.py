@@ -34,6 +34,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.txtbase
+from dns._asyncbackend import DatagramSocket  # the type of dnspython's public sockets
 
 from monitor.core.conditions import Condition, Expectation
 from monitor.core.errors import ProtocolFailure
@@ -210,7 +211,9 @@ async def _ask(
     # A connected socket: the kernel drops datagrams from any other address (noise, off-path
     # spoofs), and a closed port's ICMP error comes back as ConnectionRefusedError at once
     # instead of waiting out the timeout.
-    sock = await dns.asyncbackend.get_default_backend().make_socket(
+    backend = dns.asyncbackend.get_default_backend()
+    # dnspython leaves its backends' make_socket unannotated.
+    sock: DatagramSocket = await backend.make_socket(  # type: ignore[no-untyped-call]
         dns.inet.af_for_address(address), socket.SOCK_DGRAM, 0, None, (address, port_number)
     )
     async with sock:
@@ -219,13 +222,14 @@ async def _ask(
     if response is None:
         remaining = expiration - time.time()
         if remaining <= 0:
-            raise dns.exception.Timeout(timeout=timeout)
+            # dnspython leaves Timeout's __init__ unannotated.
+            raise dns.exception.Timeout(timeout=timeout)  # type: ignore[no-untyped-call]
         return await dns.asyncquery.tcp(query, address, remaining, port_number), "tcp", True
     return response, "udp", False
 
 
 async def _answer(
-    sock: dns.asyncbackend.DatagramSocket,
+    sock: DatagramSocket,
     query: dns.message.Message,
     expiration: float,
     timeout: float,
@@ -238,11 +242,13 @@ async def _answer(
     strays = 0
     while True:
         try:
+            response: dns.message.Message
             response, _, _ = await dns.asyncquery.receive_udp(
                 sock, None, expiration, raise_on_truncation=True, query=query
             )
         except dns.message.Truncated as exc:
-            partial = exc.message()  # dnspython stops parsing a truncated reply where it can
+            # dnspython stops parsing a truncated reply where it can (and leaves this unannotated).
+            partial: dns.message.Message = exc.message()  # type: ignore[no-untyped-call]
             if query.is_response(partial):
                 return None
             if not _earlier_reply(partial, query):
@@ -284,8 +290,9 @@ async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
     rcode = dns.rcode.to_text(response.rcode())
     rendered: list[str] = []
     ttl: int | None = None
-    if response.rcode() == dns.rcode.NOERROR:
-        # Follows CNAMEs in the answer section to the RRset of the asked type, if any.
+    if response.rcode() == dns.rcode.NOERROR and isinstance(response, dns.message.QueryMessage):
+        # Follows CNAMEs in the answer section to the RRset of the asked type, if any (a reply
+        # to a query is parsed as a QueryMessage: dnspython checks its opcode is the query's).
         answer = response.resolve_chaining().answer
         if answer is not None:
             rendered = [_render_rdata(rdata) for rdata in answer]

@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID
 
@@ -267,17 +268,19 @@ def _read(
     def fallback_name(key: str) -> str:
         return _name_of(reader.openssl, key) or f"(unreadable {key})"
 
+    key: PublicKeyTypes | None = None
     if certificate is None:
         openssl = reader.openssl
         subject, issuer = fallback_name("subject"), fallback_name("issuer")
         serial = str(openssl.get("serialNumber", "")).lower()
         not_before, not_after = _time_of(openssl, "notBefore"), _time_of(openssl, "notAfter")
-        key, extensions, signature, hash_name = None, None, "unknown", ""
+        extensions, signature, hash_name = None, "unknown", ""
     else:
-        subject = read("subject", lambda: certificate.subject.rfc4514_string(), None)
-        issuer = read("issuer", lambda: certificate.issuer.rfc4514_string(), None)
-        subject = subject if subject is not None else fallback_name("subject")
-        issuer = issuer if issuer is not None else fallback_name("issuer")
+        # An empty subject ("") is read, not unreadable: only None falls back.
+        named = read("subject", lambda: certificate.subject.rfc4514_string(), None)
+        subject = named if named is not None else fallback_name("subject")
+        named = read("issuer", lambda: certificate.issuer.rfc4514_string(), None)
+        issuer = named if named is not None else fallback_name("issuer")
         number = read("serial number", lambda: certificate.serial_number, None)
         if number is not None and number <= 0:
             reader.note("serial number is not positive (RFC 5280 requires it to be)")
