@@ -257,46 +257,83 @@ def parse_certificate(der: bytes, openssl: OpenSslReading | None = None) -> Pars
         return _read(der, certificate, layout, reader)
 
 
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """The fields of one certificate as read, by cryptography or else from OpenSSL's reading."""
+
+    subject: str
+    issuer: str
+    serial: str
+    not_before: float | None
+    not_after: float | None
+    key: PublicKeyTypes | None
+    extensions: x509.Extensions | None
+    signature: str
+    hash_name: str  # "" for algorithms without a separate hash (Ed25519): not weak by hash
+
+
+def _fallback_name(reader: _Reader, key: str) -> str:
+    return _name_of(reader.openssl, key) or f"(unreadable {key})"
+
+
+def _fields_from_openssl(reader: _Reader) -> _Fields:
+    openssl = reader.openssl
+    return _Fields(
+        subject=_fallback_name(reader, "subject"),
+        issuer=_fallback_name(reader, "issuer"),
+        serial=str(openssl.get("serialNumber", "")).lower(),
+        not_before=_time_of(openssl, "notBefore"),
+        not_after=_time_of(openssl, "notAfter"),
+        key=None,
+        extensions=None,
+        signature="unknown",
+        hash_name="",
+    )
+
+
+def _fields_from(certificate: x509.Certificate, reader: _Reader) -> _Fields:
+    read = reader.field
+    # Read in this order: a malformed certificate's problems are listed as found.
+    # An empty subject ("") is read, not unreadable: only None falls back.
+    subject = read("subject", lambda: certificate.subject.rfc4514_string(), None)
+    issuer = read("issuer", lambda: certificate.issuer.rfc4514_string(), None)
+    number = read("serial number", lambda: certificate.serial_number, None)
+    if number is not None and number <= 0:
+        reader.note("serial number is not positive (RFC 5280 requires it to be)")
+    not_before = read("notBefore", lambda: certificate.not_valid_before_utc.timestamp(), None)
+    not_after = read("notAfter", lambda: certificate.not_valid_after_utc.timestamp(), None)
+    key = read("public key", certificate.public_key, None)
+    extensions = read("extensions", lambda: certificate.extensions, None)
+    signature = read(
+        "signature algorithm",
+        lambda: _algorithm_name(certificate.signature_algorithm_oid),
+        "unknown",
+    )
+    algorithm = read("signature hash", lambda: certificate.signature_hash_algorithm, None)
+    return _Fields(
+        subject=subject if subject is not None else _fallback_name(reader, "subject"),
+        issuer=issuer if issuer is not None else _fallback_name(reader, "issuer"),
+        serial=format(number, "x") if number is not None else "",
+        not_before=not_before,
+        not_after=not_after,
+        key=key,
+        extensions=extensions,
+        signature=signature,
+        hash_name=algorithm.name if algorithm is not None else "",
+    )
+
+
 def _read(
     der: bytes,
     certificate: x509.Certificate | None,
     layout: raw.CertificateLayout | None,
     reader: _Reader,
 ) -> ParsedCertificate:
+    fields = (
+        _fields_from_openssl(reader) if certificate is None else _fields_from(certificate, reader)
+    )
+    subject, issuer, key, extensions = fields.subject, fields.issuer, fields.key, fields.extensions
     read = reader.field
-
-    def fallback_name(key: str) -> str:
-        return _name_of(reader.openssl, key) or f"(unreadable {key})"
-
-    key: PublicKeyTypes | None = None
-    if certificate is None:
-        openssl = reader.openssl
-        subject, issuer = fallback_name("subject"), fallback_name("issuer")
-        serial = str(openssl.get("serialNumber", "")).lower()
-        not_before, not_after = _time_of(openssl, "notBefore"), _time_of(openssl, "notAfter")
-        extensions, signature, hash_name = None, "unknown", ""
-    else:
-        # An empty subject ("") is read, not unreadable: only None falls back.
-        named = read("subject", lambda: certificate.subject.rfc4514_string(), None)
-        subject = named if named is not None else fallback_name("subject")
-        named = read("issuer", lambda: certificate.issuer.rfc4514_string(), None)
-        issuer = named if named is not None else fallback_name("issuer")
-        number = read("serial number", lambda: certificate.serial_number, None)
-        if number is not None and number <= 0:
-            reader.note("serial number is not positive (RFC 5280 requires it to be)")
-        serial = format(number, "x") if number is not None else ""
-        not_before = read("notBefore", lambda: certificate.not_valid_before_utc.timestamp(), None)
-        not_after = read("notAfter", lambda: certificate.not_valid_after_utc.timestamp(), None)
-        key = read("public key", certificate.public_key, None)
-        extensions = read("extensions", lambda: certificate.extensions, None)
-        signature = read(
-            "signature algorithm",
-            lambda: _algorithm_name(certificate.signature_algorithm_oid),
-            "unknown",
-        )
-        # None for algorithms without a separate hash (Ed25519): not weak by hash.
-        algorithm = read("signature hash", lambda: certificate.signature_hash_algorithm, None)
-        hash_name = algorithm.name if algorithm is not None else ""
     if key is None and layout is not None:
         key = read("public key", lambda: serialization.load_der_public_key(layout.public_key), None)
     key_type, bits = _key_facts(key)
@@ -325,12 +362,12 @@ def _read(
         position=0,
         subject=subject,
         issuer=issuer,
-        serial=serial,
-        not_before=not_before,
-        not_after=not_after,
+        serial=fields.serial,
+        not_before=fields.not_before,
+        not_after=fields.not_after,
         key_type=key_type,
         key_bits=bits,
-        signature_algorithm=signature,
+        signature_algorithm=fields.signature,
         subject_alt_names=tuple(shown),
         spki_sha256=base64.b64encode(hashlib.sha256(spki).digest()).decode() if spki else "",
         self_signed=subject_der == issuer_der
@@ -348,7 +385,7 @@ def _read(
         dns_names=tuple(n.lower().rstrip(".") for n in facts.dns_names),
         ip_addresses=tuple(facts.ips),
         weak_key=_is_weak_key(key_type, bits),
-        weak_signature=hash_name in WEAK_HASHES,
+        weak_signature=fields.hash_name in WEAK_HASHES,
     )
 
 
