@@ -22,23 +22,8 @@ from probes.support import pysnmp_compat, snmp_engine
 from probes.support.snmp_engine import SnmpRuntime
 from probes.support.snmp_poll import endpoint as snmp_endpoint
 from probes.support.snmp_values import SYS_UPTIME
-from tests.peers.snmp_peers import (
-    AUTH_PASSPHRASE,
-    LOCALHOST,
-    PRIV_PASSPHRASE,
-    PRIV_USER,
-    SnmpAgent,
-    running_agent,
-)
+from tests.peers.snmp_peers import AUTH_PRIV, AUTH_PRIV_ENV, LOCALHOST, SnmpAgent, running_agent
 
-AUTH_PRIV = {
-    "version": 3,
-    "user": PRIV_USER,
-    "auth_protocol": "sha256",
-    "auth_passphrase_env": "CW_AUTH",
-    "priv_protocol": "aes",
-    "priv_passphrase_env": "CW_PRIV",
-}
 # Not BER at all; a BER sequence whose version field says SNMP version 10.
 GARBAGE = (b"GET / HTTP/1.0\r\n", b"\x30\x03\x02\x01\x09")
 # pysnmp keeps an engine id this long (its expiry, counted in timer ticks).
@@ -47,8 +32,8 @@ ENGINE_ID_LIFETIME = 300.0
 
 @pytest.fixture(autouse=True)
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CW_AUTH", AUTH_PASSPHRASE)
-    monkeypatch.setenv("CW_PRIV", PRIV_PASSPHRASE)
+    for name, value in AUTH_PRIV_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -28,11 +28,11 @@ from tests.peers.snmp_peers import (
     AES256_USER,
     AUTH_ONLY_PASSPHRASE,
     AUTH_PASSPHRASE,
+    AUTH_PRIV,
     AUTH_USER,
     COMMUNITY,
     LOCALHOST,
     PRIV_PASSPHRASE,
-    PRIV_USER,
     VETH_DOWN,
     VETH_UP,
     SnmpAgent,
@@ -49,14 +49,6 @@ SECRETS = {
     "CW_WRONG": "not-the-passphrase-0000",
 }
 V2C = {"version": "2c", "community_env": "CW_COMMUNITY"}
-AUTH_PRIV = {
-    "version": 3,
-    "user": PRIV_USER,
-    "auth_protocol": "sha256",
-    "auth_passphrase_env": "CW_AUTH",
-    "priv_protocol": "aes",
-    "priv_passphrase_env": "CW_PRIV",
-}
 AUTH_NO_PRIV = {
     "version": 3,
     "user": AUTH_USER,

@@ -26,6 +26,16 @@ AUTH_USER = "cwauth"
 AUTH_PASSPHRASE = "cw-auth-passphrase-51d3"
 PRIV_PASSPHRASE = "cw-priv-passphrase-a7e0"
 AUTH_ONLY_PASSPHRASE = "cw-authonly-passphrase-3c88"
+# The check options of PRIV_USER at authPriv, its passphrases in these environment variables.
+AUTH_PRIV_ENV = {"CW_AUTH": AUTH_PASSPHRASE, "CW_PRIV": PRIV_PASSPHRASE}
+AUTH_PRIV = {
+    "version": 3,
+    "user": PRIV_USER,
+    "auth_protocol": "sha256",
+    "auth_passphrase_env": "CW_AUTH",
+    "priv_protocol": "aes",
+    "priv_passphrase_env": "CW_PRIV",
+}
 AES256_USER = "cwaes256"  # SHA-1 + AES-256: the key must be extended, as net-snmp does
 VETH_UP, VETH_DOWN = "cwv0", "cwv1"
 
