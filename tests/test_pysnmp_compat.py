@@ -16,7 +16,7 @@ from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.entity import config
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from probes.base import SharedResources
 from probes.support import pysnmp_compat, snmp_engine
 from probes.support.snmp_engine import SnmpRuntime
