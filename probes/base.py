@@ -129,8 +129,8 @@ def no_headline(_result: ProbeResult, _now: float) -> Headline:
 
 @dataclass(frozen=True)
 class ProbeKind:
+    # Its one-line summary is in probes/registry.py, readable without importing the kind.
     kind: str
-    summary: str
     target_help: str
     options: type
     measure: Callable[[Any, ProbeContext], Awaitable[Observations]]

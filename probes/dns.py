@@ -360,7 +360,6 @@ def _describe(options: DnsOptions) -> str:
 
 PROBE = ProbeKind(
     kind="dns",
-    summary="DNS query to a named server: rcode, expected answers, latency; UDP with TCP fallback",
     target_help="NAME (with server: ADDRESS[:PORT])",
     options=DnsOptions,
     measure=measure,

@@ -487,7 +487,6 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
 
 PROBE = ProbeKind(
     kind="http",
-    summary="HTTP(S) request: status, time to headers, body match; TLS verified by default",
     target_help="URL",
     options=HttpOptions,
     measure=measure,

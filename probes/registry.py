@@ -2,50 +2,75 @@
 
 A kind's module is imported the first time the kind is asked for, so `commwatch probe tcp` never
 loads the TLS, HTTP, DNS or SNMP machinery, and an inventory of tcp checks loads only tcp.
-Membership and iteration over the names import nothing.
+Membership, iteration over the names and a kind's one-line summary import nothing: the summary
+is kept here, as data, so that `commwatch probe --help` can list every kind without loading one.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
+from typing import NamedTuple
 
 from monitor.core.model import ProbeResult
 from probes.base import Headline, ProbeKind
 
-# kind -> the module under probes/ that defines its `PROBE`
-_MODULES: dict[str, str] = {
-    "tcp": "probes.tcp",
-    "tls": "probes.tls",
-    "http": "probes.http",
-    "dns": "probes.dns",
-    "snmp": "probes.snmp",
+
+class Listing(NamedTuple):
+    module: str  # the module under probes/ that defines the kind's `PROBE`
+    summary: str  # what the kind checks, in one line of `commwatch probe --help`
+
+
+_KINDS: dict[str, Listing] = {
+    "tcp": Listing(
+        "probes.tcp", "TCP connect: refused, timeout and unreachable told apart; connect time"
+    ),
+    "tls": Listing(
+        "probes.tls",
+        "TLS certificate health: expiry, names, chain, trust, keys, pins; STARTTLS too",
+    ),
+    "http": Listing(
+        "probes.http",
+        "HTTP(S) request: status, time to headers, body match; TLS verified by default",
+    ),
+    "dns": Listing(
+        "probes.dns",
+        "DNS query to a named server: rcode, expected answers, latency; UDP with TCP fallback",
+    ),
+    "snmp": Listing(
+        "probes.snmp",
+        "SNMP v3/v2c: uptime and reboots, interface states, error rates, utilisation, OIDs",
+    ),
 }
 
 
-class Registry(Mapping[str, ProbeKind]):
-    def __init__(self, modules: Mapping[str, str]) -> None:
-        self._modules = dict(modules)
+class Registry(Mapping[str, "ProbeKind"]):
+    def __init__(self, kinds: Mapping[str, Listing]) -> None:
+        self._kinds = dict(kinds)
         self._loaded: dict[str, ProbeKind] = {}
 
     def __getitem__(self, kind: str) -> ProbeKind:
         if kind not in self._loaded:
-            module = importlib.import_module(self._modules[kind])  # KeyError: no such kind
+            module = importlib.import_module(self._kinds[kind].module)  # KeyError: no such kind
             probe: ProbeKind = module.PROBE
             self._loaded[kind] = probe
         return self._loaded[kind]
 
     def __contains__(self, kind: object) -> bool:
-        return kind in self._modules
+        return kind in self._kinds
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._modules)
+        return iter(self._kinds)
 
     def __len__(self) -> int:
-        return len(self._modules)
+        return len(self._kinds)
+
+    def summary(self, kind: str) -> str:
+        """What `kind` checks, in one line, without importing its module."""
+        return self._kinds[kind].summary
 
 
-REGISTRY = Registry(_MODULES)
+REGISTRY = Registry(_KINDS)
 
 
 def headline(result: ProbeResult, now: float) -> Headline:

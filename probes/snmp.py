@@ -191,7 +191,6 @@ def conditions(options: SnmpOptions) -> tuple[Condition, ...]:
 
 PROBE = ProbeKind(
     kind="snmp",
-    summary="SNMP v3/v2c: uptime and reboots, interface states, error rates, utilisation, OIDs",
     target_help="ADDRESS[:PORT]",
     options=SnmpOptions,
     measure=measure,

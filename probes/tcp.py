@@ -49,7 +49,6 @@ def conditions(options: TcpOptions) -> tuple[Condition, ...]:
 
 PROBE = ProbeKind(
     kind="tcp",
-    summary="TCP connect: refused, timeout and unreachable told apart; connect time",
     target_help="HOST:PORT",
     options=TcpOptions,
     measure=measure,

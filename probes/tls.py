@@ -187,7 +187,6 @@ def conditions(options: TlsOptions) -> tuple[Condition, ...]:
 
 PROBE = ProbeKind(
     kind="tls",
-    summary="TLS certificate health: expiry, names, chain, trust, keys, pins; STARTTLS too",
     target_help="HOST:PORT",
     options=TlsOptions,
     measure=measure,

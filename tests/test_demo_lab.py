@@ -37,7 +37,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMAC192SHA256AuthProtocol,
 )
 
-from monitor.cli.parser import flag_name
+from monitor.cli.probe_flags import flag_name
 from monitor.config.checks import adhoc_check
 from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity

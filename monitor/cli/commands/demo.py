@@ -10,6 +10,8 @@ secrets, made up at each start, are exported to this process and written to an e
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import shlex
 import signal
@@ -19,18 +21,27 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from monitor.cli.parser import flag_name
+from monitor.cli.commands.run import watch
+from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.cli.probe_flags import flag_name
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.lab.demo_inventory import write_demo_inventory
 from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, lab_thread, secrets_env_file
 from monitor.lab.layout import PortTaken, service
 
-EXIT_UNKNOWN = 3
 HeadlessRun = Callable[[Inventory], int]
 
 
-def run_demo(mode: str, headless: HeadlessRun, *, port_offset: int = 0) -> int:
+def run(args: argparse.Namespace) -> int:
+    def headless(inventory: Inventory) -> int:
+        return asyncio.run(watch(inventory, inventory.checks, args))
+
+    mode = "headless" if args.headless else "lab-only" if args.lab_only else "dashboard"
+    return _run_demo(mode, headless, port_offset=args.port_offset)
+
+
+def _run_demo(mode: str, headless: HeadlessRun, *, port_offset: int = 0) -> int:
     """`mode` is "dashboard", "headless" or "lab-only"; `headless` runs an inventory
     continuously until SIGINT/SIGTERM (the CLI's `run` without --once)."""
     lab = Lab(port_offset=port_offset)
@@ -51,7 +62,7 @@ def run_demo(mode: str, headless: HeadlessRun, *, port_offset: int = 0) -> int:
                 print(f"commwatch demo lab: SNMP secrets in {env_file}", file=sys.stderr)
             if mode == "headless":
                 return headless(inventory)
-            return open_dashboard(inventory, _lab_note(lab, inventory_path), headless)
+            return _open_dashboard(inventory, _lab_note(lab, inventory_path), headless)
     except PortTaken as exc:
         print(
             f"commwatch demo: {exc}: the lab's fixed ports are taken, most likely by another "
@@ -77,7 +88,7 @@ def _share_secrets(lab: Lab, stack: contextlib.ExitStack) -> Path | None:
         return None
 
 
-def open_dashboard(inventory: Inventory, lab_note: str, headless: HeadlessRun) -> int:
+def _open_dashboard(inventory: Inventory, lab_note: str, headless: HeadlessRun) -> int:
     """The dashboard over the lab's inventory; headless where there is no terminal to draw on."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("commwatch demo: not a terminal; running headless (see --headless)", file=sys.stderr)

@@ -1,0 +1,52 @@
+"""`commwatch audit certs`: every certificate of every TLS-bearing check in the selection, and
+what is wrong with each endpoint's chain, for cron or a systemd timer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+from monitor.cli.commands.selection import selection
+from monitor.cli.commands.sweep import collect, interrupted
+from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.output import audit as audit_report
+from monitor.output import render
+
+
+def run(args: argparse.Namespace) -> int:
+    selected = selection(args)
+    if selected is None:
+        return EXIT_UNKNOWN
+    checks = [c for c in selected.checks if c.probe.presents_certificates(c.options)]
+    if not checks:
+        print("commwatch: no TLS-bearing check (tls, https) in the selection", file=sys.stderr)
+        return EXIT_UNKNOWN
+    results, complete = asyncio.run(collect(selected.inventory, checks))
+    if not complete:
+        interrupted(len(results), len(checks), "endpoints")
+        return EXIT_UNKNOWN
+    report = audit_report.build_report(
+        checks,
+        results,
+        now=time.time(),
+        warn_days=args.warn,
+        crit_days=args.crit,
+        within_days=args.within,
+    )
+    if args.output:
+        _write_atomically(args.output, audit_report.render(report, args.format, colour=False))
+    else:
+        colour = render.use_colour(sys.stdout)
+        print(audit_report.render(report, args.format, colour))
+    return report.exit_code
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A reader (a dashboard, a mail job) never sees half a report."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    os.replace(temporary, path)

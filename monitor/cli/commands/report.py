@@ -1,0 +1,42 @@
+"""`commwatch report`: availability per check, link and group over a period, from the history
+store (and, given an inventory, its subjects and maintenance windows)."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import time
+
+from monitor.cli.commands.selection import load
+from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.config.inventory import HistoryConfig
+from monitor.engine.pipeline import topology_of
+from monitor.engine.run_scope import scope_of
+from monitor.output import report as availability
+from monitor.store.history import HistoryError, HistoryStore
+
+
+def run(args: argparse.Namespace) -> int:
+    now = time.time()
+    path = args.db or HistoryConfig().path
+    scope = None
+    if args.inventory is not None:
+        inventory = load(args.inventory)
+        if inventory is None:
+            return EXIT_UNKNOWN
+        path = args.db or inventory.resilience.history.path
+        scope = scope_of(topology_of(inventory), inventory.resilience.maintenance)
+    try:
+        with HistoryStore(path) as store:
+            report = availability.build_report(
+                store, since=now - args.since, until=now, inventory=scope
+            )
+    except HistoryError as exc:
+        print(f"commwatch: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except sqlite3.Error as exc:
+        print(f"commwatch: {path}: cannot read the history database: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(availability.render(report, args.format))
+    return 0

@@ -1,0 +1,44 @@
+"""One sweep of selected checks, as `run --once` and `audit certs` make it: progress shown on a
+terminal, stopped early by SIGINT/SIGTERM, results in inventory order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from monitor.config.inventory import Check, Inventory
+from monitor.core.model import ProbeResult
+from monitor.engine.scheduler import Scheduler
+from monitor.output import render
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGINT and SIGTERM call `stop` on the running loop, which ends the run cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+async def collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[ProbeResult], bool]:
+    """One sweep of `checks`: their results in inventory order, and whether the sweep completed
+    (SIGINT/SIGTERM end it early)."""
+    results: list[ProbeResult] = []
+    show_progress = sys.stderr.isatty()
+
+    def collected(result: ProbeResult) -> None:
+        results.append(result)
+        if show_progress:
+            render.progress(len(results), len(checks))
+
+    scheduler = Scheduler(checks, inventory.concurrency, collected)
+    stop_on_signals(scheduler.stop)
+    await scheduler.sweep()
+    order = {check.ref.check_id: i for i, check in enumerate(checks)}
+    results.sort(key=lambda r: order[r.check.check_id])
+    return results, len(results) == len(checks)
+
+
+def interrupted(done: int, of: int, what: str) -> None:
+    print(f"commwatch: interrupted after {done} of {of} {what}", file=sys.stderr)
