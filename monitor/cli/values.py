@@ -41,6 +41,7 @@ def duration_flag(text: str) -> float:
     from monitor.core.options import OptionError, duration  # see the module's docstring
 
     try:
-        return duration(text)
+        seconds: float = duration(text)
     except OptionError as exc:
         raise argparse.ArgumentTypeError(f"{exc}") from None
+    return seconds

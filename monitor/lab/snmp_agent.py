@@ -181,7 +181,8 @@ def snapshot(device: Device, clock: DeviceClock) -> list[tuple[Oid, Any]]:
     return values
 
 
-class _ReadOnlyMib(AbstractMibInstrumController):
+# pysnmp has no type information: to mypy its classes are Any, which subclassing hides.
+class _ReadOnlyMib(AbstractMibInstrumController):  # type: ignore[misc]
     """GET and GETNEXT (GETBULK is GETNEXT repeated by pysnmp) over `snapshot`."""
 
     def __init__(self, device: Device, clock: DeviceClock) -> None:
@@ -216,7 +217,7 @@ class _ReadOnlyMib(AbstractMibInstrumController):
         return answers
 
 
-class _BulkResponder(cmdrsp.BulkCommandResponder):
+class _BulkResponder(cmdrsp.BulkCommandResponder):  # type: ignore[misc]  # pysnmp: untyped
     """Ends a GETBULK answer at the end of the MIB, as snmpd does, instead of repeating
     endOfMibView for every repetition asked (a walk would print each one)."""
 

@@ -1,0 +1,151 @@
+"""What a command imports before it does anything: a monitoring plugin is started thousands of
+times an hour, so `commwatch --version`, `--help` and `probe tcp` load only what they need.
+
+Each command runs in a process of its own, as the console script runs it (`main()` on the
+command line's arguments), and lists the modules it had loaded at exit, however it exited.
+bench/startup.py measures the time; these tests pin what it is made of.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probes.registry import REGISTRY
+from tests.conftest import REPO
+
+# The libraries of the other kinds, the dashboard, the alerts and the history.
+HEAVY = ("aiohttp", "pysnmp", "pyasn1", "textual", "rich", "cryptography", "dns", "re2")
+# What a tcp check does not use, over HEAVY: the other kinds, the sinks and stores above the
+# engine, and the libraries they stand on.
+NOT_FOR_TCP = (
+    *HEAVY,
+    "probes.http",
+    "probes.tls",
+    "probes.dns",
+    "probes.snmp",
+    "probes.support",
+    "monitor.alerts",
+    "monitor.store",
+    "monitor.engine.pipeline",
+    "monitor.output.audit",
+    "monitor.output.report",
+    "monitor.lab",
+    "tui",
+    "sqlite3",
+    "yarl",
+    "multidict",
+)
+# What the parser alone needs is argparse: no event loop, no probe, no inventory code.
+NOT_FOR_THE_PARSER = (
+    *NOT_FOR_TCP,
+    "asyncio",
+    "importlib.metadata",
+    "probes.base",
+    "probes.tcp",
+    "monitor.cli.commands",
+    "monitor.config",
+    "monitor.core.options",
+    "monitor.engine",
+    "monitor.output",
+    "yaml",
+)
+
+_DRIVER = """\
+import atexit, os, sys
+
+def record():
+    with open(os.environ["CW_MODULES_OUT"], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+
+atexit.register(record)
+from monitor.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def loaded_by(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `commwatch ARGS` as the console script does; its exit, and the modules it loaded."""
+    record = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", _DRIVER, *args],
+        cwd=REPO,
+        env={**os.environ, "CW_MODULES_OUT": str(record), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done, set(record.read_text().split("\n"))
+
+
+def offenders(loaded: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    """The loaded modules that are, or are inside, a forbidden package or module."""
+    return sorted(
+        name for name in loaded if any(name == f or name.startswith(f + ".") for f in forbidden)
+    )
+
+
+@pytest.fixture
+def listener() -> Iterator[str]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        ["-V"],
+        ["check", "--help"],
+        ["run", "--help"],
+        ["tui", "--help"],
+        ["audit", "--help"],
+        ["demo", "--help"],
+        ["bogus"],  # a usage error ends in the parser too
+    ],
+)
+def test_the_parser_alone_imports_no_command_code(tmp_path, args):
+    done, loaded = loaded_by(tmp_path, *args)
+    assert done.returncode in (0, 3), done.stderr
+    assert done.stdout or done.stderr
+    assert offenders(loaded, NOT_FOR_THE_PARSER) == []
+
+
+def test_probe_help_lists_every_kind_without_importing_one(tmp_path):
+    done, loaded = loaded_by(tmp_path, "probe", "--help")
+    assert done.returncode == 0, done.stderr
+    listed = " ".join(done.stdout.split())
+    for kind in REGISTRY:
+        assert f"{kind} {' '.join(REGISTRY.summary(kind).split())}" in listed
+    assert offenders(loaded, (*NOT_FOR_TCP, "probes.base", "probes.tcp", "asyncio")) == []
+
+
+def test_a_kinds_help_imports_that_kind_alone(tmp_path):
+    done, loaded = loaded_by(tmp_path, "probe", "tcp", "--help")
+    assert done.returncode == 3, done.stderr  # a plugin's -h exits 3
+    assert "--latency-warn DURATION" in done.stdout
+    assert "probes.tcp" in loaded
+    assert offenders(loaded, NOT_FOR_TCP) == []
+
+
+def test_probe_tcp_imports_only_what_tcp_needs(tmp_path, listener):
+    done, loaded = loaded_by(tmp_path, "probe", "tcp", listener, "--nagios")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"TCP OK - {listener}: ")
+    assert offenders(loaded, NOT_FOR_TCP) == []
+
+
+def test_the_record_sees_what_a_command_does_import(tmp_path):
+    """The control: a kind that needs aiohttp is seen loading it, so an empty list of offenders
+    above is what the commands loaded, not a record that missed them."""
+    done, loaded = loaded_by(tmp_path, "probe", "http", "http://127.0.0.1:9/", "-t", "2s")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert {"aiohttp", "probes.http"} <= loaded
+    assert "aiohttp" in offenders(loaded, NOT_FOR_TCP)
