@@ -30,9 +30,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from yarl import URL
+from typing import TYPE_CHECKING, Any
 
 from monitor.core.model import Severity
 from monitor.core.options import (
@@ -46,6 +44,9 @@ from monitor.core.options import (
     type_name,
 )
 from monitor.core.secrets import SecretRef, headers, secret_env, secret_file
+
+if TYPE_CHECKING:
+    from yarl import URL
 
 
 class NotifierKind(enum.StrEnum):
@@ -84,10 +85,18 @@ class NotifierConfig:
         return webhook_url(raw.strip())
 
 
+def _url(raw: str) -> URL:
+    # yarl (with multidict and idna under it) loads only when a notifier's URL is read: an
+    # inventory without notifiers, and `commwatch probe`, which has none, never load it.
+    from yarl import URL
+
+    return URL(raw)
+
+
 def redact_url(raw: str) -> str:
     """`scheme://host[:port]` of a URL: the path and query of an incoming webhook are its key."""
     try:
-        url = URL(raw.strip())
+        url = _url(raw.strip())
         host, explicit_port = url.raw_host, url.explicit_port
     except (ValueError, TypeError):
         return "<unparseable URL>"
@@ -103,7 +112,7 @@ def webhook_url(value: Any) -> str:
     shown = redact_url(raw)
     hint = "write a full URL such as https://192.0.2.10/hooks/commwatch"
     try:
-        url = URL(raw)
+        url = _url(raw)
         url.port  # noqa: B018 - raises on a port out of range
     except ValueError:
         raise OptionError(f"the notifier URL ({shown}) is not a valid URL", hint) from None
