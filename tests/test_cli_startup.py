@@ -149,3 +149,18 @@ def test_the_record_sees_what_a_command_does_import(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert {"aiohttp", "probes.http"} <= loaded
     assert "aiohttp" in offenders(loaded, NOT_FOR_TCP)
+
+
+def test_check_of_a_tcp_inventory_imports_tcp_alone_and_no_engine(tmp_path):
+    """An inventory's loader needs every kind's keys only to judge a `defaults:` key that is
+    no schedule key, a `credentials:` block or a check of an unknown kind."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "version: 1\ndefaults: {interval: 5m, timeout: 10s}\nsites:\n  - id: s\n    links:\n"
+        "      - id: l\n        checks:\n          - {id: c, kind: tcp, target: 127.0.0.1:9}\n"
+    )
+    done, loaded = loaded_by(tmp_path, "check", str(inventory))
+    assert done.returncode == 0, done.stderr
+    assert "1 checks" in done.stdout
+    assert "probes.tcp" in loaded
+    assert offenders(loaded, (*NOT_FOR_TCP, "monitor.engine", "monitor.output")) == []
