@@ -50,6 +50,7 @@ from monitor.lab.snmp_agent import RADIO_MODULATION, RADIO_RSL_DBM, Cycles, Devi
 from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key, make_lab_ca
 from probes.registry import REGISTRY
 from tests.conftest import REPO
+from tests.test_import_graph import import_graph
 
 OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161
 RADIO = service("ridge-radio-snmp")
@@ -168,6 +169,21 @@ async def test_the_dns_responder_answers_over_udp_and_tcp_and_knows_what_it_does
     for check in checks:
         result = (await sweep([check]))["dns"]
         assert result.severity is Severity.OK, result.summary()
+
+
+def test_the_lab_imports_core_alone():
+    """The lab stands beside the probes it is probed by, on core: the `demo` command (in
+    monitor/cli) is what joins it to the engine."""
+    graph = import_graph()
+    reached = {
+        (module, imported)
+        for module, imports in graph.items()
+        if module.startswith("monitor.lab")
+        for imported in imports
+        if not imported.startswith(("monitor.lab", "monitor.core")) and imported != "monitor"
+    }
+    assert reached == set()
+    assert any(imported.startswith("monitor.core") for imported in graph["monitor.lab.lab"])
 
 
 def test_snmp_checks_are_in_the_demo_inventory_exactly_when_the_probe_is_registered():

@@ -12,7 +12,7 @@ import argparse
 import functools
 
 from monitor.cli import values
-from monitor.cli.parsing import VERSION, CommandParser, LazySubcommands
+from monitor.cli.parsing import VERSION, CommandParser, subcommands
 from probes.registry import REGISTRY
 
 DEFAULT_INVENTORY = "inventory.yaml"
@@ -28,10 +28,7 @@ def build_parser() -> CommandParser:
         "250ms, 30s, 5m, 1h, 1d or 1m30s; a bare number is seconds.",
     )
     parser.add_argument("-V", "--version", action="version", version=VERSION)
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=CommandParser, action=LazySubcommands
-    )
-    assert isinstance(commands, LazySubcommands)
+    commands = subcommands(parser, "command", "COMMAND", required=False)
     commands.declare("check", _check, help="validate an inventory and summarise it")
     commands.declare("run", _run, help="run the checks headless and emit JSON")
     commands.declare(
@@ -86,14 +83,7 @@ def _run(run: CommandParser) -> None:
 
 def _audit(audit: CommandParser) -> None:
     audit.description = "Scheduled audits for cron or a systemd timer."
-    audits = audit.add_subparsers(
-        dest="audit",
-        metavar="AUDIT",
-        required=True,
-        parser_class=CommandParser,
-        action=LazySubcommands,
-    )
-    assert isinstance(audits, LazySubcommands)
+    audits = subcommands(audit, "audit", "AUDIT")
     audits.declare(
         "certs",
         _audit_certs,
@@ -223,14 +213,7 @@ def _probe(probe: CommandParser) -> None:
         "Run one check from the command line. Every inventory key of the kind is a flag "
         "(latency_warn -> --latency-warn). Secrets only by reference (*-env, *-file)."
     )
-    kinds = probe.add_subparsers(
-        dest="kind",
-        metavar="KIND",
-        required=True,
-        parser_class=CommandParser,
-        action=LazySubcommands,
-    )
-    assert isinstance(kinds, LazySubcommands)
+    kinds = subcommands(probe, "kind", "KIND")
     for kind in REGISTRY:
         summary = REGISTRY.summary(kind)
         kinds.declare(

@@ -105,6 +105,21 @@ class LazySubcommands(_SubParsers):
         super().__call__(parser, namespace, values, option_string)
 
 
+def subcommands(
+    parser: CommandParser, dest: str, metavar: str, *, required: bool = True
+) -> LazySubcommands:
+    """The subcommands of `parser`, each declared (LazySubcommands.declare) by its name."""
+    action = parser.add_subparsers(
+        dest=dest,
+        metavar=metavar,
+        required=required,
+        parser_class=CommandParser,
+        action=LazySubcommands,
+    )
+    assert isinstance(action, LazySubcommands)
+    return action
+
+
 class PluginHelp(argparse.Action):
     """-h and -V of a plugin exit 3 (UNKNOWN), as the monitoring plugins' own do."""
 
