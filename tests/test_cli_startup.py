@@ -8,7 +8,9 @@ bench/startup.py measures the time; these tests pin what it is made of.
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.cli.main import COMMANDS, main
 from probes.registry import REGISTRY
 from tests.conftest import REPO
 
@@ -164,3 +167,14 @@ def test_check_of_a_tcp_inventory_imports_tcp_alone_and_no_engine(tmp_path):
     assert "1 checks" in done.stdout
     assert "probes.tcp" in loaded
     assert offenders(loaded, (*NOT_FOR_TCP, "monitor.engine", "monitor.output")) == []
+
+
+def test_every_listed_command_has_a_module_with_a_run_and_every_module_a_listing(capsys):
+    """The parser lists the commands and the dispatch table names their modules: the two agree,
+    so no command parses only to find nothing to run it."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = re.findall(r"^    ([a-z]+)  ", capsys.readouterr().out, re.MULTILINE)
+    assert listed == list(COMMANDS)
+    for module in COMMANDS.values():
+        assert callable(importlib.import_module(module).run)

@@ -4,7 +4,7 @@ declared only when that subcommand is chosen.
 
 The last is what keeps start-up cheap: the flags of `probe tcp` are the tcp probe's options, so
 declaring them imports the probe; `commwatch --help` needs every command's name and one-line help
-and none of their flags. This module imports argparse alone.
+and none of their flags. This module imports no commwatch code but its version.
 """
 
 from __future__ import annotations
@@ -78,18 +78,17 @@ else:
 class LazySubcommands(_SubParsers):
     """Subcommands known by name and help from the start, their flags declared when chosen.
 
-    `add_subparsers(action=LazySubcommands, ...)`, then `declare(name, declaration, ...)` for
-    each: the parser is made at once (so help lists it and a typo is answered with the valid
-    names), `declaration(parser)` runs only once `name` is on the command line."""
+    Made by `subcommands()`, then `declare(name, declaration, ...)` for each: the parser is made
+    at once (so help lists it and a typo is answered with the valid names), and
+    `declaration(parser)` runs only once `name` is on the command line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._declarations: dict[str, Declaration] = {}
 
-    def declare(self, name: str, declaration: Declaration, **kwargs: Any) -> CommandParser:
-        parser = self.add_parser(name, **kwargs)
+    def declare(self, name: str, declaration: Declaration, **kwargs: Any) -> None:
+        self.add_parser(name, **kwargs)
         self._declarations[name] = declaration
-        return parser
 
     def __call__(
         self,
