@@ -61,11 +61,13 @@ STARTUP_KEYS = {
     "rounds",
     "checks",
     "baseline_s",
+    "baseline_cpu_s",
     "version",
     "help",
     "probe_tcp",
     "check",
     "check_load_s",
+    "probe_tcp_peak_rss_mib",
 }
 
 # (benchmark, extra arguments, the keys of each JSON line it prints, one set per line, copies
@@ -113,9 +115,9 @@ def test_smoke_run(name: str, arguments: list[str], lines: list[set[str]], copie
         printed = [json.loads(line) for line in stdout.splitlines()]
         assert [set(record) for record in printed] == lines, stdout
         if name == "startup":
-            # Each command's row: its median and its ratio to bare Python.
+            # Each command's row: its median, its ratio to bare Python, its median CPU time.
             rows = ("version", "help", "probe_tcp", "check")
-            assert all(set(printed[0][row]) == {"s", "ratio"} for row in rows), stdout
+            assert all(set(printed[0][row]) == {"s", "ratio", "cpu_s"} for row in rows), stdout
         if name == "tui_latency":
             assert printed[0]["state_engine"] is ("--state-engine" in arguments)
 
