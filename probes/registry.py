@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from monitor.core.model import ProbeResult
-from probes.base import Headline, ProbeKind
+if TYPE_CHECKING:  # at run time probes.base loads with the first kind asked for, not before
+    from monitor.core.model import ProbeResult
+    from probes.base import Headline, ProbeKind
 
 
 class Listing(NamedTuple):
@@ -76,9 +77,13 @@ REGISTRY = Registry(_KINDS)
 def headline(result: ProbeResult, now: float) -> Headline:
     """What the result's kind shows of it in a narrow column; nothing for a kind unknown here
     (a row of the history written by another version)."""
-    if result.check.kind not in REGISTRY:
-        return Headline()
-    return REGISTRY[result.check.kind].headline(result, now)
+    if result.check.kind in REGISTRY:
+        return REGISTRY[result.check.kind].headline(result, now)
+    # Imported here, not above, so that reading the registry's names (`commwatch --help`)
+    # loads no probe machinery; a result to show means probes.base is loaded already.
+    from probes.base import Headline
+
+    return Headline()
 
 
 def main_latency(result: ProbeResult) -> float | None:

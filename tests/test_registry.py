@@ -120,7 +120,6 @@ def _echo_headline(result: ProbeResult, _now: float) -> Headline:
 # comes from its own declaration alone.
 ECHO = ProbeKind(
     kind="echo",
-    summary="echo: answers counted",
     target_help="HOST",
     options=object,
     measure=None,  # type: ignore[arg-type]  # never run: the results below are made by hand
@@ -142,7 +141,9 @@ def test_the_dashboard_and_the_history_show_what_a_kind_declares(monkeypatch, tm
     from tui.present import info_text
     from tui.state import RowState, advance
 
-    monkeypatch.setitem(REGISTRY._modules, "echo", __name__)
+    monkeypatch.setitem(
+        REGISTRY._kinds, "echo", registry.Listing(__name__, "echo: answers counted")
+    )
     monkeypatch.setitem(REGISTRY._loaded, "echo", ECHO)
     told = Verdict("echo", "echoes", 0, "expected 3", Severity.CRIT, reason="no echo")
     untold = Verdict("loss", "loss_pct", 100, "expected 0", Severity.CRIT, reason="all lost")
