@@ -23,14 +23,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from monitor.core.model import CheckRef, ProbeResult, Severity  # noqa: E402
-from monitor.engine.state import (  # noqa: E402
-    CheckPolicy,
-    GroupPolicy,
-    LinkPolicy,
-    Topology,
-    restore,
-    step,
-)
+from monitor.engine.restore import restore  # noqa: E402
+from monitor.engine.step import step  # noqa: E402
+from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology  # noqa: E402
 
 SITES, LINKS, CHECKS, SWEEPS = 500, 2, 10, 6
 SMOKE_SITES = 5

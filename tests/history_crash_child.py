@@ -10,7 +10,7 @@ from pathlib import Path
 from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
-from monitor.store.history import HistoryWriter
+from monitor.store.writer import HistoryWriter
 
 REF = CheckRef("s/l/c", "s", "l", "tcp", "127.0.0.1:9", "127.0.0.1")
 

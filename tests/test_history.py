@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.inventory import HistoryConfig, default_path
+from monitor.config.inventory import DAY, HistoryConfig, default_path
 from monitor.core.events import Event, EventKind, Subject, Suppression
 from monitor.core.model import CheckRef, ErrorClass, ProbeError, ProbeResult, Severity, Verdict
-from monitor.store.history import DAY, HOUR, HistoryError, HistoryStore, HistoryWriter, LatencyPoint
+from monitor.store.history import HistoryStore
+from monitor.store.rows import LatencyPoint
+from monitor.store.schema import HOUR, HistoryError
+from monitor.store.writer import HistoryWriter
 from tests.conftest import REPO
 
 NOW = 1_800_000_000.0  # a whole hour: 1800000000 / 3600 = 500000

@@ -23,9 +23,11 @@ from monitor.config.maintenance import Window
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.engine.pipeline import Monitor, topology_of
-from monitor.engine.run_scope import RunScope, Watched, scope_of
+from monitor.engine.run_scope import scope_of
 from monitor.output.report import Outage, build_report, render, span
-from monitor.store.history import HOUR, MIGRATIONS, HistoryStore
+from monitor.store.history import HistoryStore
+from monitor.store.runs import RunScope, Watched
+from monitor.store.schema import HOUR, MIGRATIONS
 from tests.conftest import REPO
 from tests.peers.tcp_peers import accepting_listener, closed_port
 

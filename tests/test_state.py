@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from monitor.config.inventory import FlapPolicy
-from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.events import (
+    PENDING,
+    STATES,
+    CheckStatus,
+    Event,
+    EventKind,
+    GroupStatus,
+    LinkStatus,
+    Subject,
+    Suppression,
+)
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.core.persistent import PersistentMap
-from monitor.engine.state import (
-    CheckPolicy,
-    EngineState,
-    GroupPolicy,
-    GroupStatus,
-    LinkPolicy,
-    LinkStatus,
-    Topology,
-    confirm,
-    group_status,
-    restore,
-    step,
-)
+from monitor.engine.checks import confirm
+from monitor.engine.links import group_status
+from monitor.engine.restore import restore
+from monitor.engine.state import EngineState
+from monitor.engine.step import step
+from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
 
 OK, WARN, CRIT, UNKNOWN = Severity.OK, Severity.WARN, Severity.CRIT, Severity.UNKNOWN
 HELD_MAINTENANCE = (Suppression.MAINTENANCE,)
@@ -128,8 +133,9 @@ def test_soft_and_hard_states(confirmations, severities, hard_after_each, soft_a
     for at, (severity, hard, soft) in enumerate(
         zip(severities, hard_after_each, soft_after_each, strict=True)
     ):
-        state = confirm(state, severity.name, float(at), policy, FlapPolicy())
-        assert (state.hard, state.soft) == (hard, soft)
+        state = confirm(state, severity, float(at), policy, FlapPolicy())
+        assert state.hard is (PENDING if hard == "PENDING" else Severity[hard])
+        assert state.soft is Severity[soft]
     assert state.since == max(
         i
         for i, h in enumerate(hard_after_each)
@@ -583,7 +589,7 @@ def test_restore_after_restart_neither_forgets_nor_repeats():
     topo = topology()
     _, events = run(topo, [(FIBRE, OK), (LTE, OK), (FIBRE, CRIT)])
     restored = restore(topo, events)
-    assert restored.checks[FIBRE].hard == "CRIT"
+    assert restored.checks[FIBRE].hard is CRIT
     assert restored.groups["psap"] is GroupStatus.AT_RISK
     _, again = run(topo, [(FIBRE, CRIT), (LTE, OK)], restored)
     assert again == []
@@ -603,8 +609,40 @@ def test_a_problem_held_before_a_restart_is_announced_after_it():
 def test_restore_skips_states_it_does_not_know():
     later = Event(1.0, Subject.GROUP, "psap", "psap", EventKind.HARD, "PENDING", "SPLIT", "?")
     odd_check = Event(1.0, Subject.CHECK, FIBRE, "psap", EventKind.HARD, "OK", "PENDING", "?")
-    restored = restore(topology(), [later, odd_check])
+    # A link's state is no check's, even where the words agree ("UNKNOWN" is both).
+    link_word = Event(1.0, Subject.CHECK, LTE, "psap", EventKind.HARD, "OK", "DOWN", "?")
+    restored = restore(topology(), [later, odd_check, link_word])
     assert dict(restored.groups) == {} and dict(restored.checks) == {}
+
+
+def test_restore_takes_states_as_a_store_gives_them_back_as_text():
+    stored = [
+        Event(1.0, Subject.CHECK, FIBRE, "psap", EventKind.HARD, "PENDING", "CRIT", "?"),
+        Event(1.0, Subject.LINK, "psap/fibre", "psap", EventKind.HARD, "PENDING", "UNKNOWN", "?"),
+        Event(1.0, Subject.GROUP, "psap", "psap", EventKind.HARD, "PENDING", "AT RISK", "?"),
+    ]
+    restored = restore(topology(), stored)
+    assert restored.checks[FIBRE].hard is CRIT and restored.checks[FIBRE].soft is CRIT
+    assert restored.links["psap/fibre"] is LinkStatus.UNKNOWN
+    assert restored.groups["psap"] is GroupStatus.AT_RISK
+
+
+def test_events_carry_the_states_of_their_subject_as_members_not_words():
+    """Consumers compare members (`is GroupStatus.AT_RISK`); the words stay what every output
+    and store has always written."""
+    topo = topology(confirmations=2)
+    sequence = [(FIBRE, OK), (LTE, CRIT), (LTE, CRIT), (FIBRE, CRIT), (FIBRE, CRIT)]
+    _, events = run(topo, sequence * 2)
+    assert {event.subject for event in events} == set(Subject)
+    for event in events:
+        for state in (event.before, event.after):
+            assert state is PENDING or type(state) is STATES[event.subject], event
+    first = next(e for e in events if e.subject is Subject.GROUP)
+    assert (first.before, first.after) == (PENDING, GroupStatus.AT_RISK)
+    assert f"{first.before}|{first.after}" == "PENDING|AT RISK"
+    assert first.event_id == replace(first, before="PENDING", after="AT RISK").event_id
+    soft = next(e for e in events if e.kind is EventKind.SOFT)
+    assert soft.after is CheckStatus.CRIT and str(soft.after) == "CRIT"
 
 
 def test_unknown_checks_change_nothing():

@@ -17,7 +17,8 @@ from monitor.core.conditions import Expectation
 from monitor.core.events import Event
 from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
 from monitor.engine.pipeline import topology_of
-from monitor.engine.state import EngineState, step
+from monitor.engine.state import EngineState
+from monitor.engine.step import step
 from probes.base import LatencyOptions
 from tui.app import CommwatchApp
 from tui.widgets.event_log import EventLog

@@ -32,7 +32,8 @@ from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
 from monitor.engine.scheduler import Scheduler
 from monitor.engine.state import EngineState
-from monitor.store.history import HistoryError, HistoryStore
+from monitor.store.history import HistoryStore
+from monitor.store.schema import HistoryError
 from tui.board import Board
 from tui.captured_logs import CapturedLogs
 from tui.messages import (

@@ -11,10 +11,26 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from monitor.config.inventory import Check, Inventory, Link
-from monitor.core.events import PENDING, Event, EventKind, Subject, Suppression
+from monitor.core.events import (
+    PENDING,
+    CheckStatus,
+    Event,
+    EventKind,
+    GroupStatus,
+    LinkStatus,
+    Subject,
+    Suppression,
+)
 from monitor.core.model import ProbeResult, Severity
-from monitor.engine.pipeline import NOT_EVALUATED, GroupSummary, group_summaries, topology_of
-from monitor.engine.state import CheckState, EngineState, GroupStatus, LinkStatus
+from monitor.engine.checks import CheckState
+from monitor.engine.pipeline import (
+    NOT_EVALUATED,
+    GroupSummary,
+    Unevaluated,
+    group_summaries,
+    topology_of,
+)
+from monitor.engine.state import EngineState
 from tui.outline import Outline
 from tui.rows import Level, NamedGroup, Row, Sort, group_key, link_key, prune, site_key
 from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
@@ -101,12 +117,12 @@ class Board:
                 continue  # not a check this board shows
             severity = result.severity
             confirmed = self.check_state(check_id)
-            if confirmed is not None and confirmed.hard != PENDING:
-                severity = Severity[confirmed.hard]
+            if confirmed is not None and confirmed.hard is not PENDING:
+                severity = confirmed.hard
             elif engine is None and previous.severity is not severity:
                 events.append(_change(result, previous.severity))
             state = advance(previous, result, severity)
-            if confirmed is not None and confirmed.hard != PENDING:
+            if confirmed is not None and confirmed.hard is not PENDING:
                 # The engine knows when the confirmed state began (a batch may hold several).
                 state = replace(state, changed_at=confirmed.since)
             before = self._status(check_id)
@@ -150,13 +166,12 @@ class Board:
     def link_status(self, link: Link) -> LinkStatus | None:
         return None if self.engine is None else self.engine.links.get(link.full_id)
 
-    def link_label(self, link: Link) -> str | None:
+    def link_label(self, link: Link) -> LinkStatus | Unevaluated | None:
         """The link's state (None while pending, or without an engine), or NOT EVALUATED when
         the selection leaves out checks that decide it."""
         if link.full_id not in self._topology.evaluated_links:
             return NOT_EVALUATED
-        status = self.link_status(link)
-        return None if status is None else str(status)
+        return self.link_status(link)
 
     def group_status(self, row: Row) -> GroupSummary | None:
         """The redundancy group a site or named-group row shows."""
@@ -196,9 +211,9 @@ class Board:
         states = [(cid.rsplit("/", 1)[-1], self.check_state(cid)) for cid in deciding]
         if status is None:
             return "waiting for " + ", ".join(name for name, state in states if state is None)
-        failing = (Severity.CRIT.name, Severity.UNKNOWN.name)
+        failing = (Severity.CRIT, Severity.UNKNOWN)
         return ", ".join(
-            f"{name} {state.hard}" for name, state in states if state and state.hard in failing
+            f"{name} {state.hard.name}" for name, state in states if state and state.hard in failing
         )
 
     def held(self, subject_id: str) -> tuple[str, ...]:
@@ -261,7 +276,7 @@ def _change(result: ProbeResult, before: Severity | None) -> Event:
         check.check_id,
         check.site_id,
         EventKind.HARD,
-        PENDING if before is None else before.name,
-        result.severity.name,
+        PENDING if before is None else CheckStatus.of(before),
+        CheckStatus.of(result.severity),
         result.summary(),
     )

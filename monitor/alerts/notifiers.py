@@ -38,7 +38,7 @@ import aiohttp
 
 from monitor.alerts.outbox import Delivery, OutboxRow, Outcome, event_record
 from monitor.config.alerts import NotifierConfig, NotifierKind
-from monitor.core.events import Event, EventKind, Subject
+from monitor.core.events import CheckStatus, Event, EventKind, GroupStatus, LinkStatus, Subject
 from monitor.core.model import Severity
 from monitor.core.options import OptionError
 from monitor.core.secrets import SecretRef
@@ -57,15 +57,12 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Check and link states are severities; group states say how much redundancy is left. AT RISK is
 # CRIT: one more failure is an outage, the thing an emergency-communications engineer must hear.
 STATE_SEVERITY: Mapping[str, Severity] = {
-    "OK": Severity.OK,
-    "WARN": Severity.WARN,
-    "CRIT": Severity.CRIT,
-    "UNKNOWN": Severity.UNKNOWN,
-    "RESILIENT": Severity.OK,
-    "UP": Severity.OK,  # a link
-    "DEGRADED": Severity.WARN,
-    "AT RISK": Severity.CRIT,
-    "DOWN": Severity.CRIT,
+    **{status: status.severity for status in CheckStatus},
+    LinkStatus.UP: Severity.OK,
+    LinkStatus.DOWN: Severity.CRIT,  # a group DOWN too: the same word
+    GroupStatus.RESILIENT: Severity.OK,
+    GroupStatus.DEGRADED: Severity.WARN,
+    GroupStatus.AT_RISK: Severity.CRIT,
 }
 
 

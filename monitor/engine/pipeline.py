@@ -8,32 +8,27 @@ soon (`expedite`) while a change of state awaits confirmation.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from monitor.alerts.policy import Alerter
 from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
-from monitor.core.events import Event
+from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
 from monitor.core.model import ProbeResult
+from monitor.engine.links import links_up_text
+from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
 from monitor.engine.scheduler import Scheduler
-from monitor.engine.state import (
-    PENDING,
-    CheckPolicy,
-    EngineState,
-    GroupPolicy,
-    GroupStatus,
-    LinkPolicy,
-    LinkStatus,
-    Topology,
-    links_up_text,
-    restore,
-    step,
-)
-from monitor.store.history import HistoryStore, HistoryWriter
+from monitor.engine.state import EngineState
+from monitor.engine.step import step
+from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
+from monitor.store.history import HistoryStore
+from monitor.store.writer import HistoryWriter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +70,13 @@ def topology_of(
     )
 
 
-NOT_EVALUATED = "NOT EVALUATED"
+class Unevaluated(enum.StrEnum):
+    """The label of a group a selection of checks cannot judge: no state, not even PENDING."""
+
+    NOT_EVALUATED = "NOT EVALUATED"
+
+
+NOT_EVALUATED: Final = Unevaluated.NOT_EVALUATED
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,11 @@ class GroupSummary:
         return not self.not_evaluated
 
     @property
-    def label(self) -> str:
+    def label(self) -> GroupStatus | Pending | Unevaluated:
         """The status; NOT EVALUATED, or PENDING while a link has no status yet."""
         if not self.evaluated:
             return NOT_EVALUATED
-        return PENDING if self.status is None else str(self.status)
+        return PENDING if self.status is None else self.status
 
     def describe(self) -> str:
         """What the label rests on, in a few words."""

@@ -1,84 +1,13 @@
-"""What a run watched: its checks, the links and groups the state engine judged, and the
-maintenance windows in force. History stores it with each run (as JSON), so that a report knows
-every subject, and which time was planned work, from the store alone.
-"""
+"""What a run of a topology watches, as history stores it with the run (monitor.store.runs)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-from zoneinfo import ZoneInfo
+from collections.abc import Iterable
 
-from monitor.config import maintenance
 from monitor.config.maintenance import Window
 from monitor.core.events import Subject
-from monitor.engine.state import Topology
-
-SCOPE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Watched:
-    subject: Subject
-    subject_id: str
-    site_id: str  # "" for a group across sites
-
-
-def maintenance_ids(subject: Subject, subject_id: str, site_id: str) -> tuple[str, ...]:
-    """The ids a maintenance window may name to cover this subject (`applies_to`), as the
-    state engine matches them: a window on a site covers its links and checks, one on a link
-    covers its checks."""
-    if subject is Subject.CHECK:
-        return (subject_id, subject_id.rsplit("/", 1)[0], site_id)
-    if subject is Subject.LINK:
-        return (subject_id, site_id)
-    return (subject_id, site_id) if site_id else (subject_id,)
-
-
-@dataclass(frozen=True)
-class RunScope:
-    subjects: tuple[Watched, ...]
-    windows: tuple[Window, ...] = ()
-
-    def maintenance(self, watched: Watched, start: float, end: float) -> list[tuple[float, float]]:
-        """The stretches of [start, end) this scope's windows put `watched` under maintenance."""
-        ids = set(maintenance_ids(watched.subject, watched.subject_id, watched.site_id))
-        return [
-            span
-            for window in self.windows
-            if ids.intersection(window.applies_to)
-            for span in maintenance.intervals(window, start, end)
-        ]
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "version": SCOPE_VERSION,
-                "subjects": [[str(w.subject), w.subject_id, w.site_id] for w in self.subjects],
-                "windows": [_window_to_json(w) for w in self.windows],
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> RunScope | None:
-        """None for a scope this commwatch cannot read (a newer one wrote it, or it is damaged):
-        the report then falls back on what the events and results show."""
-        try:
-            document = json.loads(text)
-            if document.get("version") != SCOPE_VERSION:
-                return None
-            subjects = tuple(
-                Watched(Subject(subject), subject_id, site_id)
-                for subject, subject_id, site_id in document["subjects"]
-            )
-            windows = tuple(_window_from_json(w) for w in document["windows"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-        return cls(subjects, windows)
+from monitor.engine.topology import Topology
+from monitor.store.runs import RunScope, Watched
 
 
 def scope_of(topology: Topology, windows: Iterable[Window] = ()) -> RunScope:
@@ -86,43 +15,18 @@ def scope_of(topology: Topology, windows: Iterable[Window] = ()) -> RunScope:
     selection leaves out those it cannot judge whole)."""
     subjects = [
         *(
-            Watched(Subject.GROUP, g.group_id, g.site_id)
+            Watched(subject=Subject.GROUP, subject_id=g.group_id, site_id=g.site_id)
             for g in topology.groups.values()
             if g.group_id in topology.evaluated_groups
         ),
         *(
-            Watched(Subject.LINK, link.link_id, link.site_id)
+            Watched(subject=Subject.LINK, subject_id=link.link_id, site_id=link.site_id)
             for link in topology.links.values()
             if link.link_id in topology.evaluated_links
         ),
-        *(Watched(Subject.CHECK, c.check_id, c.site_id) for c in topology.checks.values()),
+        *(
+            Watched(subject=Subject.CHECK, subject_id=c.check_id, site_id=c.site_id)
+            for c in topology.checks.values()
+        ),
     ]
-    return RunScope(tuple(subjects), tuple(windows))
-
-
-def _window_to_json(window: Window) -> Mapping[str, Any]:
-    return {
-        "id": window.window_id,
-        "applies_to": list(window.applies_to),
-        "zone": window.zone,
-        "start": window.start,
-        "end": window.end,
-        "days": list(window.days),
-        "at": None if window.at is None else window.at.isoformat(),
-        "length": window.length,
-    }
-
-
-def _window_from_json(values: Mapping[str, Any]) -> Window:
-    ZoneInfo(values["zone"])  # a zone this machine does not know: the scope cannot be used
-    at = values["at"]
-    return Window(
-        values["id"],
-        tuple(values["applies_to"]),
-        values["zone"],
-        values["start"],
-        values["end"],
-        tuple(values["days"]),
-        None if at is None else dt.time.fromisoformat(at),
-        float(values["length"]),
-    )
+    return RunScope(subjects=tuple(subjects), windows=tuple(windows))

@@ -31,23 +31,38 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.core.events import PENDING, Event, EventKind, Subject
-from monitor.core.model import Severity
+from monitor.core.events import (
+    PENDING,
+    CheckStatus,
+    Event,
+    EventKind,
+    GroupStatus,
+    LinkStatus,
+    Subject,
+)
 from monitor.core.text import duration_text, printable, spreadsheet_cell
-from monitor.engine.run_scope import RunScope, Watched
 from monitor.output.render import iso_time
-from monitor.store.history import HistoryStore, Run, merge_spans
+from monitor.store.history import HistoryStore
+from monitor.store.runs import Run, RunScope, Watched, merge_spans
 
 SCHEMA_VERSION = 2
 FORMATS = ("table", "json", "csv")
 OUTAGE_STATES: Mapping[Subject, frozenset[str]] = {
-    Subject.CHECK: frozenset({Severity.CRIT.name}),
-    Subject.LINK: frozenset({"DOWN"}),
-    Subject.GROUP: frozenset({"DOWN"}),
+    Subject.CHECK: frozenset({CheckStatus.CRIT}),
+    Subject.LINK: frozenset({LinkStatus.DOWN}),
+    Subject.GROUP: frozenset({GroupStatus.DOWN}),
 }
-UNKNOWN_STATE = Severity.UNKNOWN.name
+# Not knowing has one word for every kind of subject (each status enum has UNKNOWN).
+UNKNOWN_STATE = CheckStatus.UNKNOWN
 # The order states are listed in; others (from a later state engine) follow alphabetically.
-_STATE_ORDER = ("OK", "WARN", "CRIT", "UNKNOWN", "UP", "DOWN", "RESILIENT", "DEGRADED", "AT RISK")
+_STATE_ORDER: tuple[str, ...] = (
+    *CheckStatus,
+    LinkStatus.UP,
+    LinkStatus.DOWN,
+    GroupStatus.RESILIENT,
+    GroupStatus.DEGRADED,
+    GroupStatus.AT_RISK,
+)
 _SUBJECT_ORDER = {Subject.GROUP: 0, Subject.LINK: 1, Subject.CHECK: 2}
 
 Span = tuple[float, float]

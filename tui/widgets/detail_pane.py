@@ -16,7 +16,7 @@ from textual.geometry import Size
 from textual.widgets import Static
 
 from monitor.config.inventory import Check
-from monitor.core.model import CertificateInfo, ProbeResult, Severity
+from monitor.core.model import CertificateInfo, ProbeResult
 from monitor.core.text import printable
 from tui.board import Board
 from tui.present import SYMBOLS, age_text, clock_text, status_text
@@ -158,7 +158,7 @@ class DetailPane(SeverityStyles, Static):
         parts.append(line)
         confirmed = board.check_state(check_id)
         if confirmed is not None and confirmed.is_soft:
-            soft = Severity[confirmed.soft]
+            soft = confirmed.soft
             need = board.confirmations[check_id]
             parts.append(
                 Text(

@@ -9,6 +9,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
+from monitor.core.events import PENDING, GroupStatus
 from monitor.core.model import Severity
 from monitor.engine.pipeline import NOT_EVALUATED
 from tui.board import Board
@@ -44,12 +45,18 @@ class SummaryBar(SeverityStyles, Static):
         groups = Counter(g.label for g in board.groups.values())
         if groups:
             text.append("│ groups ")
-            for label in ("DOWN", "UNKNOWN", "AT RISK", "DEGRADED", "RESILIENT"):
-                if groups[label]:
-                    text.append(f"{state_text(label)} {groups[label]}", self.state_style(label))
+            for status in (
+                GroupStatus.DOWN,
+                GroupStatus.UNKNOWN,
+                GroupStatus.AT_RISK,
+                GroupStatus.DEGRADED,
+                GroupStatus.RESILIENT,
+            ):
+                if groups[status]:
+                    text.append(f"{state_text(status)} {groups[status]}", self.state_style(status))
                     text.append("  ")
-            if groups["PENDING"]:
-                text.append(f"{groups['PENDING']} pending  ", self.state_style(None))
+            if groups[PENDING]:
+                text.append(f"{groups[PENDING]} pending  ", self.state_style(None))
             if groups[NOT_EVALUATED]:
                 text.append(
                     f"{groups[NOT_EVALUATED]} not evaluated  ", self.state_style(NOT_EVALUATED)

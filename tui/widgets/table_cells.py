@@ -8,7 +8,6 @@ from collections.abc import Set as AbstractSet
 from rich.style import Style
 from rich.text import Text
 
-from monitor.core.model import Severity
 from monitor.core.text import printable
 from tui.board import Board
 from tui.present import age_text, info_text, soft_text, sparkline, status_text
@@ -45,7 +44,7 @@ def row_cells(
             name = Text(row.group.group.name or row.group.group.id, style)
             sites = len({link.site_id for link in row.links})
             facts.append(f"group {row.group.group.id} · {sites} sites · {n} checks")
-        label = None if group is None else group.label
+        label: str | None = None if group is None else group.label
     else:
         style = styles.component_style("row--link")
         name = Text(f"  {row.link.id}", style)
@@ -81,7 +80,7 @@ def _check_cells(
     result = state.result
     confirmed = board.check_state(check_id)
     if confirmed is not None and confirmed.is_soft and not acked:
-        soft = Severity[confirmed.soft]
+        soft = confirmed.soft
         status = Text(
             soft_text(soft, confirmed.attempts, board.confirmations[check_id]),
             styles.severity_style(soft) + styles.component_style("soft"),

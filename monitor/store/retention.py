@@ -1,0 +1,122 @@
+"""Downsampling and retention: raw results older than `downsample_after` fold into hourly
+rows, everything older than `retention` goes, one short transaction at a time so that the
+writer's own commits interleave with maintenance and no step holds the write lock for long."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sqlite3
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from monitor.config.inventory import HistoryConfig
+from monitor.store.schema import HOUR, transaction
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceStats:
+    downsampled_results: int = 0  # raw rows folded into results_hourly
+    deleted_results: int = 0
+    deleted_hourly: int = 0
+    deleted_events: int = 0
+    deleted_runs: int = 0
+
+
+_DOWNSAMPLE = """
+INSERT INTO results_hourly (check_id, hour, site_id, link_id, kind, ok, warn, crit, unknown,
+                            latency_count, latency_min, latency_avg, latency_max)
+SELECT check_id, :hour, site_id, link_id, kind,
+       SUM(severity = 'OK'), SUM(severity = 'WARN'), SUM(severity = 'CRIT'),
+       SUM(severity = 'UNKNOWN'),
+       COUNT(latency_ms), MIN(latency_ms), AVG(latency_ms), MAX(latency_ms)
+FROM results WHERE started_at >= :hour AND started_at < :end
+GROUP BY check_id
+ON CONFLICT (check_id, hour) DO UPDATE SET
+    ok = ok + excluded.ok,
+    warn = warn + excluded.warn,
+    crit = crit + excluded.crit,
+    unknown = unknown + excluded.unknown,
+    latency_count = latency_count + excluded.latency_count,
+    latency_min = COALESCE(MIN(latency_min, excluded.latency_min), latency_min,
+                           excluded.latency_min),
+    latency_max = COALESCE(MAX(latency_max, excluded.latency_max), latency_max,
+                           excluded.latency_max),
+    latency_avg = CASE WHEN latency_count + excluded.latency_count = 0 THEN NULL
+        ELSE (COALESCE(latency_avg, 0) * latency_count
+              + COALESCE(excluded.latency_avg, 0) * excluded.latency_count)
+             / (latency_count + excluded.latency_count) END
+"""
+
+# Old rows go in slices so one maintenance step never holds the write lock for long.
+_DELETE_SLICE = 5000
+
+
+def maintenance_steps(
+    db: sqlite3.Connection, now: float, config: HistoryConfig
+) -> Generator[None, None, MaintenanceStats]:
+    """Downsample then prune, one short transaction per step, so that a caller can
+    interleave its own writes between steps; the generator returns what was done."""
+    stats = yield from _downsample(db, now, config)
+    return (yield from _prune(db, now, config, stats))
+
+
+def run_to_end(steps: Generator[None, None, MaintenanceStats]) -> MaintenanceStats:
+    """Every step at once: what they did."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            stats: MaintenanceStats = done.value
+            return stats
+
+
+def _downsample(
+    db: sqlite3.Connection, now: float, config: HistoryConfig
+) -> Generator[None, None, MaintenanceStats]:
+    stats = MaintenanceStats()
+    # Whole hours only: an hour is folded once all of it is older than downsample_after.
+    cutoff = math.floor((now - config.downsample_after) / HOUR) * HOUR
+    while True:
+        first = db.execute(
+            "SELECT MIN(started_at) FROM results WHERE started_at < ?", (cutoff,)
+        ).fetchone()[0]
+        if first is None:
+            return stats
+        hour = math.floor(first / HOUR) * HOUR
+        with transaction(db):
+            db.execute(_DOWNSAMPLE, {"hour": hour, "end": hour + HOUR})
+            folded = db.execute(
+                "DELETE FROM results WHERE started_at >= ? AND started_at < ?",
+                (hour, hour + HOUR),
+            ).rowcount
+        stats = dataclasses.replace(stats, downsampled_results=stats.downsampled_results + folded)
+        yield
+
+
+# What retention deletes: (table, what makes a row older than the cut-off, the count it adds to).
+_PRUNED = (
+    ("results", "started_at < ?", "deleted_results"),
+    # An hour goes once all of it is older than the retention.
+    ("results_hourly", f"hour + {HOUR} <= ?", "deleted_hourly"),
+    ("events", "at < ?", "deleted_events"),
+    ("runs", "COALESCE(ended_at, last_at) < ?", "deleted_runs"),
+)
+
+
+def _prune(
+    db: sqlite3.Connection, now: float, config: HistoryConfig, stats: MaintenanceStats
+) -> Generator[None, None, MaintenanceStats]:
+    oldest = now - config.retention
+    for table, condition, attribute in _PRUNED:
+        deleted = _DELETE_SLICE
+        while deleted == _DELETE_SLICE:
+            with transaction(db):
+                deleted = db.execute(
+                    f"DELETE FROM {table} WHERE rowid IN "
+                    f"(SELECT rowid FROM {table} WHERE {condition} LIMIT {_DELETE_SLICE})",
+                    (oldest,),
+                ).rowcount
+            stats = dataclasses.replace(stats, **{attribute: getattr(stats, attribute) + deleted})
+            yield
+    return stats
