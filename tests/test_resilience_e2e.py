@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from monitor.config.inventory import load_inventory
+from monitor.engine.pipeline import Monitor
 from tests.conftest import REPO
 from tests.peers.webhook_peers import WebhookReceiver
 
@@ -423,3 +426,37 @@ async def test_a_continuous_run_of_a_selection_never_uses_states_it_does_not_ref
         "commwatch: redundancy not evaluated for psap: the selection leaves out checks that"
         " decide some of their links"
     ]
+
+
+async def test_a_monitor_whose_alerting_cannot_start_leaves_nothing_running(tmp_path):
+    """Alerting fails to start (its tables in the shared file are damaged): the run fails with
+    the error, and what it had started is stopped, not left running behind the caller's back:
+    no writer thread heartbeating a run that watches nothing, no outbox thread, the run ended."""
+    database = tmp_path / "history.sqlite3"
+    with closing(sqlite3.connect(database)) as db:
+        # The outbox's own table, as some other program left it: its index cannot be made.
+        db.execute("CREATE TABLE alert_inbox (event_id TEXT PRIMARY KEY)")
+    inventory_path = tmp_path / "inventory.yaml"
+    inventory_path.write_text(f"""\
+history: {{path: {database}}}
+alerts:
+  notifiers: [{{id: noc, kind: webhook, url: "http://127.0.0.1:9/never"}}]
+sites:
+  - id: s
+    links:
+      - id: l
+        checks: [{{id: c, kind: tcp, target: "127.0.0.1:9"}}]
+""")
+    inventory = load_inventory(inventory_path)
+    before = set(threading.enumerate())
+    monitor = Monitor(
+        inventory, inventory.checks, on_result=lambda _: None, on_event=lambda _: None
+    )
+    with pytest.raises(sqlite3.OperationalError, match="flushed_at"):
+        await asyncio.wait_for(monitor.run(), 30)
+    # Threads of commwatch's own (the loop's default executor is the test's).
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert [name for name in left if name.startswith("commwatch")] == []
+    with closing(sqlite3.connect(database)) as db:
+        runs = db.execute("SELECT started_at, ended_at FROM runs").fetchall()
+    assert len(runs) == 1 and runs[0][1] is not None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import os
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,20 @@ def make_check(name: str, host: str = "127.0.0.1", port: int = 9, **values) -> C
     return dataclasses.replace(check, ref=dataclasses.replace(check.ref, check_id=name))
 
 
+# However loaded the machine, what a test waits for happens well within this: a bound that only
+# a hang reaches, never a slow run.
+PATIENCE = 10.0
+
+
+async def until(condition: Callable[[], bool], changed: asyncio.Event) -> None:
+    """Wait until `condition` holds, looking again whenever `changed` is set; a hang fails
+    after PATIENCE."""
+    async with asyncio.timeout(PATIENCE):
+        while not condition():
+            changed.clear()
+            await changed.wait()
+
+
 class Recorder:
     """A runner that records concurrency instead of touching the network: these tests are about
     when checks start, not what they find (the probes have their own tests against real peers)."""
@@ -35,10 +52,18 @@ class Recorder:
         self.max_per_host = 0
         self.max_per_check = 0
         self.started: list[str] = []
+        self.started_at: dict[str, list[float]] = {}
+        self.finished: list[str] = []
+        self.changed = asyncio.Event()  # set whenever a check starts or finishes
+
+    async def wait_for(self, condition: Callable[[Recorder], bool]) -> None:
+        await until(lambda: condition(self), self.changed)
 
     async def __call__(self, check, shared, memory) -> ProbeResult:
         cid, host = check.ref.check_id, check.ref.host
         self.started.append(cid)
+        self.started_at.setdefault(cid, []).append(asyncio.get_running_loop().time())
+        self.changed.set()
         self.running[cid] += 1
         self.running_hosts[host] += 1
         self.max_total = max(self.max_total, sum(self.running.values()))
@@ -49,7 +74,11 @@ class Recorder:
         finally:
             self.running[cid] -= 1
             self.running_hosts[host] -= 1
-        return ProbeResult(check.ref, 0.0, self.delay * 1000, Severity.OK)
+            self.finished.append(cid)
+            self.changed.set()
+        return ProbeResult(
+            check=check.ref, started_at=0.0, duration_ms=self.delay * 1000, severity=Severity.OK
+        )
 
 
 async def test_sweep_runs_every_check_once_within_the_global_cap():
@@ -97,30 +126,37 @@ async def test_a_hung_host_does_not_delay_the_others():
 
 
 async def test_continuous_runs_never_overlap_a_check_with_itself():
+    """A run longer than the interval: the next one waits for it to finish, then starts at
+    once (it is overdue)."""
     recorder = Recorder(delay=0.25)
     checks = [make_check("slow", interval="100ms", timeout="100ms")]
     scheduler = Scheduler(
         checks, Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
     )
     task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(0.9)
+    await recorder.wait_for(lambda r: len(r.started) >= 4)
     scheduler.stop()
     await task
     assert recorder.max_per_check == 1
-    assert 3 <= len(recorder.started) <= 4
+    gaps = [b - a for a, b in itertools.pairwise(recorder.started_at["slow"])]
+    assert all(gap >= recorder.delay for gap in gaps), gaps
 
 
 async def test_checks_repeat_on_their_interval():
+    """Each run starts an interval after the one before it started: never sooner."""
     recorder = Recorder(delay=0.001)
     checks = [make_check("fast", interval="100ms", timeout="50ms")]
     scheduler = Scheduler(
         checks, Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
     )
     task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(0.55)
+    await recorder.wait_for(lambda r: len(r.started) >= 6)
     scheduler.stop()
     await task
-    assert 5 <= len(recorder.started) <= 7
+    gaps = [b - a for a, b in itertools.pairwise(recorder.started_at["fast"])]
+    # The loop's timers may fire a hair early (its clock resolution), never an interval early.
+    assert all(gap >= 0.1 - 0.005 for gap in gaps), gaps
+    assert len(recorder.started) == 6  # stopped: nothing starts after stop()
 
 
 async def test_pause_resume_and_run_now():
@@ -130,29 +166,57 @@ async def test_pause_resume_and_run_now():
         checks, Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
     )
     task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(0.05)
-    assert sorted(recorder.started) == ["a", "b"]
+    await recorder.wait_for(lambda r: sorted(r.finished) == ["a", "b"])
     scheduler.pause("a")
     assert scheduler.is_paused("a")
     scheduler.run_now("b")
-    await asyncio.sleep(0.05)
-    assert recorder.started.count("b") == 2
+    await recorder.wait_for(lambda r: r.started.count("b") == 2)
+    assert recorder.started.count("a") == 1
     scheduler.resume("a")
-    await asyncio.sleep(0.05)
-    assert recorder.started.count("a") == 2
+    assert not scheduler.is_paused("a")
+    await recorder.wait_for(lambda r: r.started.count("a") == 2)
     scheduler.stop()
     await task
+    assert sorted(recorder.started) == ["a", "a", "b", "b"]
+
+
+class Started:
+    """The real runner, noting each start: a test waits for checks to be in flight."""
+
+    def __init__(self) -> None:
+        self.check_ids: list[str] = []
+        self.changed = asyncio.Event()
+
+    async def __call__(self, check, shared, memory) -> ProbeResult:
+        self.check_ids.append(check.ref.check_id)
+        self.changed.set()
+        return await run_check(check, shared, memory)
 
 
 async def test_stop_cancels_in_flight_checks_and_leaves_no_tasks():
+    started = Started()
     with blackhole_port() as port:
         checks = [make_check(f"h{i}", port=port, timeout="30s", interval="1m") for i in range(5)]
-        scheduler = Scheduler(checks, Concurrency(10, 10), lambda r: None, start_spread=0)
+        scheduler = Scheduler(
+            checks, Concurrency(10, 10), lambda r: None, start_spread=0, runner=started
+        )
         task = asyncio.create_task(scheduler.run())
-        await asyncio.sleep(0.1)
+        await until(lambda: len(started.check_ids) == 5, started.changed)
         scheduler.stop()
-        await asyncio.wait_for(task, 1.0)
+        # Far less than the checks' 30 s timeout: they are cancelled, not waited for.
+        await asyncio.wait_for(task, PATIENCE)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_stop_before_the_run_starts_ends_it_at_once():
+    """As a SIGTERM while history and alerting are still starting: the run must not start."""
+    recorder = Recorder(delay=0.001)
+    scheduler = Scheduler(
+        [make_check("c")], Concurrency(10, 10), lambda r: None, runner=recorder, start_spread=0
+    )
+    scheduler.stop()
+    await asyncio.wait_for(scheduler.run(), PATIENCE)
+    assert recorder.started == []
 
 
 async def test_a_sink_that_fails_ends_the_run_with_its_error():
@@ -184,22 +248,30 @@ async def test_shared_resources_are_closed_after_a_sweep():
     assert len(closed) == 1
 
 
-def _open_sockets() -> int:
-    import os
-
+def _sockets_to(ports: set[int]) -> int:
+    """This process's TCP sockets connected (or connecting) to one of `ports`: the checks'
+    own. The peers' ends of the same connections (a silent service holds every one it
+    accepted) are not the checks' to close."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) in ports:
+            inodes.add(fields[9])
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except FileNotFoundError:  # the descriptor listdir itself used
             continue
+        count += target.startswith("socket:") and target[len("socket:[") : -1] in inodes
     return count
 
 
 async def test_stop_leaves_no_sockets_behind():
     async with accepting_listener("127.0.0.2") as live_port:
         with blackhole_port() as dead_port:
-            before = _open_sockets()
+            ports = {live_port, dead_port}
+            before = _sockets_to(ports)  # the blackhole's own fillers
             checks = [
                 make_check(f"d{i}", port=dead_port, timeout="30s", interval="1m") for i in range(4)
             ]
@@ -209,37 +281,50 @@ async def test_stop_leaves_no_sockets_behind():
                 )
                 for i in range(4)
             ]
-            scheduler = Scheduler(checks, Concurrency(20, 10), lambda r: None, start_spread=0)
+            started = Started()
+            scheduler = Scheduler(
+                checks, Concurrency(20, 10), lambda r: None, start_spread=0, runner=started
+            )
             task = asyncio.create_task(scheduler.run())
-            await asyncio.sleep(0.3)
-            assert _open_sockets() > before  # the hung connects are in flight
+            await until(lambda: started.check_ids.count("l0") >= 2, started.changed)
+            assert _sockets_to(ports) >= before + 4  # the hung connects are in flight
             scheduler.stop()
-            await asyncio.wait_for(task, 1.0)
+            await asyncio.wait_for(task, PATIENCE)
             await asyncio.sleep(0)
-            assert _open_sockets() == before
+            assert _sockets_to(ports) == before
 
 
 async def test_expedite_brings_the_next_run_forward():
+    """An hour-long interval, expedited twice: from inside the sink, as the state layer does,
+    and while the check waits on its timer. Each next run comes after the delay asked for, and
+    long before the hour."""
     recorder = Recorder(delay=0.001)
     checks = [make_check("unsure", interval="1h", timeout="1s")]
     loop = asyncio.get_running_loop()
-    started: list[float] = []
+    reported: list[float] = []
+    reported_changed = asyncio.Event()
 
     def sink(result: ProbeResult) -> None:
-        started.append(loop.time())
-        if len(started) == 1:
-            scheduler.expedite("unsure", 0.2)  # asked from inside the sink, as the state layer does
+        reported.append(loop.time())
+        reported_changed.set()
+        if len(reported) == 1:
+            scheduler.expedite("unsure", 0.2)
 
     scheduler = Scheduler(checks, Concurrency(10, 10), sink, runner=recorder, start_spread=0)
     task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(0.5)
-    scheduler.expedite("unsure", 0.05)  # asked while it waits on its (hour-long) timer
-    await asyncio.sleep(0.2)
+    await until(lambda: len(reported) == 2, reported_changed)
+    await asyncio.sleep(0)  # the run that reported has scheduled its next (hour-long) timer
+    asked = loop.time()
+    scheduler.expedite("unsure", 0.05)
+    await until(lambda: len(reported) == 3, reported_changed)
     scheduler.stop()
     await task
-    assert len(started) == 3
-    assert 0.15 < started[1] - started[0] < 0.35
-    assert 0.3 < started[2] - started[1] < 0.45
+    starts = recorder.started_at["unsure"]
+    assert len(starts) == 3
+    tolerance = 0.005  # the loop's timers may fire a hair early (its clock resolution)
+    assert starts[1] - reported[0] >= 0.2 - tolerance
+    assert starts[2] - asked >= 0.05 - tolerance
+    assert starts[2] - starts[0] < PATIENCE  # not the hour
 
 
 # --- the first round's pacing ------------------------------------------------------------------
@@ -311,7 +396,9 @@ async def test_a_continuous_run_staggers_its_first_round_and_keeps_the_stagger()
 
     scheduler = Scheduler(checks, Concurrency(10, 10), lambda r: None, runner=timed)
     task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(0.95)
+    await recorder.wait_for(
+        lambda r: all(len(r.started_at.get(f"r{i}", ())) >= 2 for i in range(5))
+    )
     scheduler.stop()
     await task
     assert recorder.max_total == 1

@@ -8,6 +8,7 @@ soon (`expedite`) while a change of state awaits confirmation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -46,26 +47,32 @@ def topology_of(
     for link in inventory.links:
         check_ids = tuple(c.ref.check_id for c in link.checks)
         links[link.full_id] = LinkPolicy(
-            link.full_id, link.site_id, link.availability_from or check_ids, link.depends_on
+            link_id=link.full_id,
+            site_id=link.site_id,
+            deciding_checks=link.availability_from or check_ids,
+            depends_on=link.depends_on,
         )
         for check in link.checks:
             if selected is not None and check.ref.check_id not in selected:
                 continue
             policies[check.ref.check_id] = CheckPolicy(
-                check.ref.check_id,
-                link.site_id,
-                link.full_id,
-                1 if confirm_at_once else max(1, check.retries),
-                check.depends_on,
+                check_id=check.ref.check_id,
+                site_id=link.site_id,
+                link_id=link.full_id,
+                confirmations=1 if confirm_at_once else max(1, check.retries),
+                depends_on=check.depends_on,
             )
     resilience = inventory.resilience
-    groups = {g.id: GroupPolicy(g.id, g.site_id, g.link_ids, g.min_up) for g in resilience.groups}
+    groups = {
+        g.id: GroupPolicy(group_id=g.id, site_id=g.site_id, link_ids=g.link_ids, min_up=g.min_up)
+        for g in resilience.groups
+    }
     windows = resilience.maintenance
     return Topology(
-        policies,
-        links,
-        groups,
-        resilience.flapping,
+        checks=policies,
+        links=links,
+        groups=groups,
+        flap=resilience.flapping,
         in_maintenance=lambda ids, at: maintenance.in_maintenance(windows, ids, at),
     )
 
@@ -127,16 +134,18 @@ def group_summaries(
         statuses = [state.links.get(lid) for lid in g.link_ids]
         summaries.append(
             GroupSummary(
-                g.id,
-                g.name,
-                g.site_id,
-                None if not_evaluated else state.groups.get(g.id),
-                statuses.count(LinkStatus.UP),
-                statuses.count(LinkStatus.UNKNOWN),
-                len(g.link_ids),
-                g.min_up,
-                not_evaluated,
-                tuple(lid for lid, status in zip(g.link_ids, statuses, strict=True) if not status),
+                group_id=g.id,
+                name=g.name,
+                site_id=g.site_id,
+                status=None if not_evaluated else state.groups.get(g.id),
+                up=statuses.count(LinkStatus.UP),
+                unknown=statuses.count(LinkStatus.UNKNOWN),
+                total=len(g.link_ids),
+                min_up=g.min_up,
+                not_evaluated=not_evaluated,
+                waiting=tuple(
+                    lid for lid, status in zip(g.link_ids, statuses, strict=True) if status is None
+                ),
             )
         )
     return tuple(summaries)
@@ -204,34 +213,53 @@ class Monitor:
         self.scheduler.stop()
 
     async def run(self) -> None:
+        """Start history and alerting, restore the state they remember, run the scheduler
+        until `stop()`; then stop alerting and history, in that order. Whatever started is
+        stopped however the run ends, a failure to start the next part included."""
         self._loop = asyncio.get_running_loop()
-        last: list[Event] = []
-        if self._writer is not None:
-            self._writer.start()  # raises HistoryError at once for an unusable path
-            with HistoryStore(self._writer.config.path) as store:
-                last = store.last_events_before(time.time() + 1)
-        alert_task = None
-        if self._alerter is not None:
-            await self._alerter.start()
-            # A state alerting never took (a crash between storing and alerting, or a run
-            # without alerts) is evaluated afresh, so that it reaches alerting like any first
-            # state; it is not news where alerting already has it.
-            last = await self._alerter.announced(last)
-            alert_task = asyncio.create_task(self._deliver_alerts(), name="commwatch-alerts")
-        self.state = restore(self.topology, last)
-        try:
+        async with contextlib.AsyncExitStack() as started:
+            last = await self._start_history(started)
+            if self._alerter is not None:
+                last = await self._start_alerts(started, self._alerter, last)
+            self.state = restore(self.topology, last)
             await self.scheduler.run()
-        finally:
-            if alert_task is not None:
-                await self._alert_queue.join()
-                alert_task.cancel()
-                await asyncio.gather(alert_task, return_exceptions=True)
-                await self._alerter.aclose()
-            if self._writer is not None:
-                await asyncio.to_thread(self._writer.close)
-                self._flush(self._writer.acknowledged)
         if self._failure is not None:
             raise self._failure
+
+    async def _start_history(self, started: contextlib.AsyncExitStack) -> list[Event]:
+        """The writer's thread running, and each subject's last confirmed change it stored."""
+        writer = self._writer
+        if writer is None:
+            return []
+        writer.start()  # raises HistoryError at once for an unusable path
+        started.push_async_callback(self._stop_history, writer)
+        with HistoryStore(writer.config.path) as store:
+            return store.last_events_before(time.time() + 1)
+
+    async def _stop_history(self, writer: HistoryWriter) -> None:
+        await asyncio.to_thread(writer.close)
+        self._flush(writer.acknowledged)
+
+    async def _start_alerts(
+        self, started: contextlib.AsyncExitStack, alerter: Alerter, last: list[Event]
+    ) -> list[Event]:
+        """Alerting running, and those of `last` whose news it already has."""
+        # Closing an alerter that started only in part closes that part.
+        started.push_async_callback(alerter.aclose)
+        await alerter.start()
+        # A state alerting never took (a crash between storing and alerting, or a run
+        # without alerts) is evaluated afresh, so that it reaches alerting like any first
+        # state; it is not news where alerting already has it.
+        last = await alerter.announced(last)
+        delivering = asyncio.create_task(self._deliver_alerts(alerter), name="commwatch-alerts")
+        started.push_async_callback(self._stop_delivering, delivering)
+        return last
+
+    async def _stop_delivering(self, delivering: asyncio.Task[None]) -> None:
+        """Hand alerting what the run queued for it, then stop taking more."""
+        await self._alert_queue.join()
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
 
     def _take(self, result: ProbeResult) -> None:
         self.state, events = step(self.topology, self.state, result)
@@ -241,21 +269,21 @@ class Monitor:
         if events and self._alerter is not None:
             self._alert_queue.put_nowait(events)
         if self._writer is None:
-            self._emit(result)
+            self._on_result(result)
             for event in events:
-                self._emit(event)
+                self._on_event(event)
             return
-        for item in (result, *events):
-            seq = (
-                self._writer.add_result(item)
-                if isinstance(item, ProbeResult)
-                else self._writer.add_event(item)
-            )
-            if seq is None:
-                # The store is stalled and refused it: show it anyway, it is not stored.
-                self._emit(item)
-            else:
-                self._pending.append((seq, item))
+        self._stored(result, self._writer.add_result(result))
+        for event in events:
+            self._stored(event, self._writer.add_event(event))
+
+    def _stored(self, item: ProbeResult | Event, seq: int | None) -> None:
+        """Show `item` once the writer has stored it (its sequence number `seq`)."""
+        if seq is None:
+            # The store is stalled and refused it: show it anyway, it is not stored.
+            self._emit(item)
+        else:
+            self._pending.append((seq, item))
 
     def _acknowledged(self, seq: int) -> None:
         """Called from the history thread after a commit."""
@@ -281,12 +309,11 @@ class Monitor:
         else:
             self._on_event(item)
 
-    async def _deliver_alerts(self) -> None:
-        assert self._alerter is not None
+    async def _deliver_alerts(self, alerter: Alerter) -> None:
         while True:
             events = await self._alert_queue.get()
             try:
-                await self._alerter.submit(events)
+                await alerter.submit(events)
             except Exception:
                 log.exception("alerts could not take %d events", len(events))
             finally:

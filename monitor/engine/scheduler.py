@@ -136,6 +136,9 @@ class Scheduler:
         does not start as one burst and a small one answers at once."""
         self._continuous = True
         self._stopped = asyncio.Event()
+        if self._stop_requested:
+            # Stopped before it began (a SIGTERM while history and alerting start): not a run.
+            self._stopped.set()
         first_round = asyncio.create_task(
             self._first_round(self._first_gap(RUN_SPREAD), back_to_back=False)
         )
@@ -153,6 +156,8 @@ class Scheduler:
         MIN_GAP start checks in groups, one group per MIN_GAP: a timer per check would cost a
         large sweep more than the stagger is worth."""
         checks = list(self.checks.values())
+        if self._stop_requested:
+            return
         if gap <= 0:
             for check in checks:
                 self._enqueue(check)
