@@ -166,11 +166,11 @@ def _release(
     subject, subject_id = key
     now: State
     if subject is Subject.CHECK:
-        site_id, now = topology.checks[subject_id].site_id, status_of(state.checks[subject_id].hard)
+        now = status_of(state.checks[subject_id].hard)
     elif subject is Subject.LINK:
-        site_id, now = topology.links[subject_id].site_id, state.links[subject_id]
+        now = state.links[subject_id]
     else:
-        site_id, now = topology.groups[subject_id].site_id, state.groups[subject_id]
+        now = state.groups[subject_id]
     why = " and ".join(RELEASED_BECAUSE[reason] for reason in reasons)
     cause = f"still {now} now that {why}"
     if subject is Subject.CHECK:
@@ -179,7 +179,7 @@ def _release(
         at=result.started_at,
         subject=subject,
         subject_id=subject_id,
-        site_id=site_id,
+        site_id=topology.site_of(subject, subject_id),
         kind=EventKind.HARD,
         before=now,
         after=now,

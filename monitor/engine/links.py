@@ -54,7 +54,9 @@ class LinkTally:
             counts[after.hard.value] += 1
             known += 1
         flapping = self.flapping + after.flapping - was_flapping
-        return LinkTally(known, (counts[0], counts[1], counts[2], counts[3]), flapping)
+        return LinkTally(
+            known=known, counts=(counts[0], counts[1], counts[2], counts[3]), flapping=flapping
+        )
 
     def worst(self) -> Severity:
         return Severity.worst(s for s in Severity if self.counts[s.value])

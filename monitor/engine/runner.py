@@ -55,7 +55,9 @@ async def run_check(
         if error_class is ErrorClass.INTERNAL:
             bugs = await shared.get("runner.bugs", _bug_log)
             bugs.report(f"probe {check.ref.check_id} ({check.kind}) failed", exc)
-        error = ProbeError(error_class, describe_error(exc, error_class, check.timeout))
+        error = ProbeError(
+            error_class=error_class, message=describe_error(exc, error_class, check.timeout)
+        )
         if isinstance(exc, ProbeFailure):
             observations = dict(exc.observations)
     duration_ms = (time.perf_counter() - started) * 1000

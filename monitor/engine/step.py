@@ -12,6 +12,7 @@ from monitor.core.events import (
     GroupStatus,
     LinkStatus,
     Pending,
+    State,
     Subject,
     Suppression,
 )
@@ -171,19 +172,8 @@ def _link_and_group_events(
     old_link, new_link = old.links.get(link.link_id), new.links.get(link.link_id)
     if new_link is None or new_link is old_link:
         return []
-    events = [
-        Event(
-            at=at,
-            subject=Subject.LINK,
-            subject_id=link.link_id,
-            site_id=link.site_id,
-            kind=EventKind.HARD,
-            before=PENDING if old_link is None else old_link,
-            after=new_link,
-            cause=_deciding_cause(link, new, check_id),
-            suppressed=hold_reasons(topology, new, Subject.LINK, link.link_id, at),
-        )
-    ]
+    cause = _deciding_cause(link, new, check_id)
+    events = [_hard(topology, new, at, Subject.LINK, link.link_id, old_link, new_link, cause)]
     for group in topology.groups_of(link.link_id):
         old_group, new_group = old.groups.get(group.group_id), new.groups.get(group.group_id)
         if new_group is None or new_group is old_group:
@@ -191,20 +181,36 @@ def _link_and_group_events(
         statuses = [new.links.get(link_id) for link_id in group.link_ids]
         up, unknown = statuses.count(LinkStatus.UP), statuses.count(LinkStatus.UNKNOWN)
         counted = links_up_text(up, unknown, len(group.link_ids), group.min_up)
+        cause = f"link {link.link_id} {new_link}; {counted}"
         events.append(
-            Event(
-                at=at,
-                subject=Subject.GROUP,
-                subject_id=group.group_id,
-                site_id=group.site_id,
-                kind=EventKind.HARD,
-                before=PENDING if old_group is None else old_group,
-                after=new_group,
-                cause=f"link {link.link_id} {new_link}; {counted}",
-                suppressed=hold_reasons(topology, new, Subject.GROUP, group.group_id, at),
-            )
+            _hard(topology, new, at, Subject.GROUP, group.group_id, old_group, new_group, cause)
         )
     return events
+
+
+def _hard(
+    topology: Topology,
+    state: EngineState,
+    at: float,
+    subject: Subject,
+    subject_id: str,
+    before: State | None,
+    after: State,
+    cause: str,
+) -> Event:
+    """A confirmed change of a link or group (from PENDING, before its first status), held for
+    whatever holds the subject now."""
+    return Event(
+        at=at,
+        subject=subject,
+        subject_id=subject_id,
+        site_id=topology.site_of(subject, subject_id),
+        kind=EventKind.HARD,
+        before=PENDING if before is None else before,
+        after=after,
+        cause=cause,
+        suppressed=hold_reasons(topology, state, subject, subject_id, at),
+    )
 
 
 def _deciding_cause(link: LinkPolicy, state: EngineState, check_id: str) -> str:

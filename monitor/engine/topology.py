@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from monitor.config.inventory import FlapPolicy
 from monitor.core.events import Subject
+from monitor.store.runs import maintenance_ids
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,17 @@ class Topology:
     def decides(self, check_id: str, link_id: str) -> bool:
         return check_id in self._deciding[link_id]
 
+    def site_of(self, subject: Subject, subject_id: str) -> str:
+        """The site a check, link or group belongs to ("" for a group across sites)."""
+        if subject is Subject.CHECK:
+            return self.checks[subject_id].site_id
+        if subject is Subject.LINK:
+            return self.links[subject_id].site_id
+        return self.groups[subject_id].site_id
+
     def own_ids(self, subject: Subject, subject_id: str) -> tuple[str, ...]:
         """The subject's id and those of what contains it: what a maintenance window may name."""
-        if subject is Subject.CHECK:
-            check = self.checks[subject_id]
-            return (subject_id, check.link_id, check.site_id)
-        if subject is Subject.LINK:
-            return (subject_id, self.links[subject_id].site_id)
-        site_id = self.groups[subject_id].site_id
-        return (subject_id, site_id) if site_id else (subject_id,)
+        return maintenance_ids(subject, subject_id, self.site_of(subject, subject_id))
 
     def deciding_checks(self, subject: Subject, subject_id: str) -> Iterable[str]:
         """The checks whose states decide the subject's: itself, a link's deciding checks, or
