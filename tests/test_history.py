@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from monitor.config.inventory import DAY, HistoryConfig, default_path
-from monitor.core.events import Event, EventKind, Subject, Suppression
+from monitor.core.events import (
+    PENDING,
+    CheckStatus,
+    Event,
+    EventKind,
+    GroupStatus,
+    LinkStatus,
+    Subject,
+    Suppression,
+)
 from monitor.core.model import CheckRef, ErrorClass, ProbeError, ProbeResult, Severity, Verdict
 from monitor.store.history import HistoryStore
 from monitor.store.rows import LatencyPoint
@@ -323,6 +332,37 @@ def test_events_round_trip_and_replays_are_stored_once(config):
         assert store.events_since(NOW, kinds=[EventKind.HARD]) == [original]
         assert store.events_since(NOW + 1) == [soft]
     assert count(config.path, "events") == 2
+
+
+def test_event_states_are_stored_as_their_words_and_read_back_as_members(config):
+    first = Event(
+        at=NOW,
+        subject=Subject.GROUP,
+        subject_id="north",
+        site_id="s",
+        kind=EventKind.HARD,
+        before=PENDING,
+        after=GroupStatus.AT_RISK,
+        cause="s/fibre down",
+    )
+    check = Event(NOW + 1, Subject.CHECK, "s/l/c", "s", EventKind.HARD, CheckStatus.OK, "CRIT", "x")
+    newer = Event(NOW + 2, Subject.LINK, "s/l", "s", EventKind.HARD, LinkStatus.UP, "SHED", "y")
+    with HistoryStore(config.path, create=True) as store:
+        store.write(events=[first, check, newer])
+        read = store.events_since(NOW)
+    with closing(sqlite3.connect(config.path)) as db:
+        rows = db.execute("SELECT event_id, before, after FROM events ORDER BY at").fetchall()
+    assert rows == [
+        (first.event_id, "PENDING", "AT RISK"),
+        (check.event_id, "OK", "CRIT"),
+        (newer.event_id, "UP", "SHED"),
+    ]
+    assert read == [first, check, newer]
+    assert (read[0].before, read[0].after) == (PENDING, GroupStatus.AT_RISK)
+    assert read[0].after is GroupStatus.AT_RISK and read[1].after is CheckStatus.CRIT
+    # A state a newer commwatch wrote stays its word: shown as written, never guessed.
+    assert read[2].before is LinkStatus.UP and type(read[2].after) is str
+    assert [e.event_id for e in read] == [row[0] for row in rows]  # the same event, the same id
 
 
 def test_replays_through_the_writer_are_idempotent_too(config):
