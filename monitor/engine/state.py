@@ -6,9 +6,9 @@ of each link, how much redundancy each group has left, and which subjects are un
 because something they depend on is not known to work. Every change is an `Event` with before,
 after and cause. The tables are the rules; the functions only look them up.
 
-The states (monitor.core.events): a check is PENDING or a `Severity`; a link PENDING or a
-`LinkStatus` (UP, DOWN, UNKNOWN); a group PENDING or a `GroupStatus` (RESILIENT, DEGRADED,
-AT RISK, DOWN, UNKNOWN). Where each rule lives:
+The states (monitor.core.events): a check is PENDING or a `Severity` (its events name it as
+a `CheckStatus`, the same word); a link PENDING or a `LinkStatus` (UP, DOWN, UNKNOWN); a group
+PENDING or a `GroupStatus` (RESILIENT, DEGRADED, AT RISK, DOWN, UNKNOWN). Where each rule lives:
 
 - monitor.engine.checks: confirmation (CONFIRMATION, FIRST_CONFIRMATIONS) and flapping;
 - monitor.engine.links: a link's status from its deciding checks (LINK_STATUS_OF_SEVERITY),
