@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from monitor.config.inventory import load_inventory
+from monitor.config.loader import load_inventory
 from monitor.engine.pipeline import Monitor
 from tests.conftest import REPO
 from tests.peers.webhook_peers import WebhookReceiver
