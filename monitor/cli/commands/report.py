@@ -14,7 +14,8 @@ from monitor.config.inventory import HistoryConfig
 from monitor.engine.pipeline import topology_of
 from monitor.engine.run_scope import scope_of
 from monitor.output import report as availability
-from monitor.store.history import HistoryError, HistoryStore
+from monitor.store.history import HistoryStore
+from monitor.store.schema import HistoryError
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.engine.pipeline import Monitor, group_summaries, sweep_state
 from monitor.output import render
-from monitor.store.history import HistoryError
+from monitor.store.schema import HistoryError
 
 
 def run(args: argparse.Namespace) -> int:
