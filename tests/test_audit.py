@@ -13,7 +13,14 @@ import pytest
 import referencing
 
 from monitor.config.checks import adhoc_check
-from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
+from monitor.core.model import (
+    CertificateInfo,
+    ErrorClass,
+    ProbeError,
+    ProbeResult,
+    Severity,
+    Verdict,
+)
 from monitor.output.audit import build_report, render, report_to_dict
 from tests.conftest import REPO
 
@@ -319,3 +326,177 @@ def test_trust_names_and_malformed_chains_are_listed_and_counted(tmp_path):
     broken_row = next(r for r in rows if r["malformed"])
     assert broken_row["malformed"] == "extensions: duplicate extension 2.5.29.19 (basicConstraints)"
     assert "## Endpoint findings" in done["markdown"].stdout
+
+
+@pytest.fixture
+def findings_scene():
+    """The scene with an untrusted endpoint, and an expired leaf whose subject is hostile text:
+    a formula for spreadsheets, a table cell break for Markdown, an escape for terminals."""
+    a, b, c = (
+        check(f"s/l/{name}", f"https://127.0.0.{n}:8443/") for n, name in enumerate("abc", 1)
+    )
+    wildcard, intermediate = cert("wild", 9.5), cert("intermediate", 400, position=1)
+    hostile = dataclasses.replace(
+        cert("=cmd|' /C calc'!A0\x1b[2J", -2.5), malformed=("extensions: duplicate",)
+    )
+    untrusted = Verdict(
+        condition="trusted",
+        observation="trusted",
+        value=False,
+        threshold="trusted",
+        severity=Severity.CRIT,
+        finding="untrusted root: #1 CN=X is not in ca.pem",
+        reason="untrusted root",
+    )
+    results = [
+        dataclasses.replace(result(a, wildcard, intermediate), verdicts=(untrusted,)),
+        result(b, wildcard, intermediate, hostile),
+        result(c, error=ProbeError(ErrorClass.REFUSED, "Connection refused")),
+    ]
+    return build_report([a, b, c], results, now=NOW)
+
+
+HOSTILE_SUBJECT = "CN==cmd|' /C calc'!A0\\x1b[2J"
+FINDINGS_SUMMARY = (
+    "3 certificates on 3 endpoints: 1 EXPIRED, 1 CRIT, 0 WARN, 1 OK; 1 endpoint with findings"
+    " (1 CRIT); 1 endpoint could not be read"
+)
+BOTH = "https://127.0.0.1:8443/, https://127.0.0.2:8443/"
+
+
+def test_the_table_byte_for_byte(findings_scene):
+    red, green, reset = "\x1b[1;31m", "\x1b[32m", "\x1b[0m"
+    expected = [
+        "Certificates (expiry per certificate; trust, names and chain per endpoint):",
+        "STATE    DAYS   NOT AFTER   SUBJECT                       ROLE   ENDPOINTS",
+        f"{red}EXPIRED{reset}  -2.5   2027-01-12  {HOSTILE_SUBJECT}  leaf   https://127.0.0.2:8443/",
+        f"{red}CRIT   {reset}  9.5    2027-01-24  CN=wild                       leaf   {BOTH}",
+        f"{green}OK     {reset}  400.0  2028-02-19  CN=intermediate               chain  {BOTH}",
+        "",
+        "Endpoint findings (trust, names, chain):",
+        f"  {red}CRIT   {reset}  s/l/a  https://127.0.0.1:8443/"
+        "  untrusted root: #1 CN=X is not in ca.pem",
+        "",
+        "Endpoints that could not be read:",
+        "  s/l/c  https://127.0.0.3:8443/  refused: Connection refused",
+        "",
+        FINDINGS_SUMMARY,
+    ]
+    assert render(findings_scene, "table", colour=True).splitlines() == expected
+    plain = [line.replace(red, "").replace(green, "").replace(reset, "") for line in expected]
+    assert render(findings_scene, "table", colour=False).splitlines() == plain
+
+
+def test_the_markdown_byte_for_byte(findings_scene):
+    assert render(findings_scene, "markdown", colour=False).splitlines() == [
+        "# Certificate audit, 2027-01-15T08:00:00.000+00:00",
+        "",
+        "Judged: expiry per certificate; trust, names and chain per endpoint.",
+        "",
+        "| STATE | DAYS | NOT AFTER | SUBJECT | ROLE | ENDPOINTS |",
+        "|---|---|---|---|---|---|",
+        "| EXPIRED | -2.5 | 2027-01-12 | CN==cmd\\|' /C calc'!A0\\\\x1b\\[2J | leaf"
+        " | https://127.0.0.2:8443/ |",
+        f"| CRIT | 9.5 | 2027-01-24 | CN=wild | leaf | {BOTH} |",
+        f"| OK | 400.0 | 2028-02-19 | CN=intermediate | chain | {BOTH} |",
+        "",
+        "## Endpoint findings",
+        "",
+        "| STATE | CHECK | TARGET | FINDING |",
+        "|---|---|---|---|",
+        "| CRIT | `s/l/a` | https://127.0.0.1:8443/ | untrusted root: #1 CN=X is not in ca.pem |",
+        "",
+        "## Endpoints that could not be read",
+        "",
+        "- `s/l/c` https://127.0.0.3:8443/: refused: Connection refused",
+        "",
+        FINDINGS_SUMMARY,
+    ]
+
+
+def test_the_csv_byte_for_byte(findings_scene):
+    """Days left and dates stay numbers, negative ones too; every text cell is inert."""
+    fingerprints = [cert(name, 0).fingerprint_sha256 for name in ("wild", "intermediate")]
+    hostile_fingerprint = findings_scene.certificates[0].certificate.fingerprint_sha256
+    ca, algorithm = "CN=Example CA,0a", "EC-256,ecdsa-with-SHA256"
+    assert render(findings_scene, "csv", colour=False).splitlines() == [
+        "state,days_left,not_after,subject,issuer,serial,fingerprint_sha256,key,"
+        "signature_algorithm,role,endpoints,malformed,endpoint_findings",
+        f"EXPIRED,-2.500,2027-01-12T20:00:00.000+00:00,{HOSTILE_SUBJECT},{ca},"
+        f"{hostile_fingerprint},{algorithm},leaf,https://127.0.0.2:8443/,extensions: duplicate,",
+        f"CRIT,9.500,2027-01-24T20:00:00.000+00:00,CN=wild,{ca},{fingerprints[0]},{algorithm},"
+        "leaf,https://127.0.0.1:8443/ https://127.0.0.2:8443/,,"
+        "s/l/a: untrusted root: #1 CN=X is not in ca.pem",
+        f"OK,400.000,2028-02-19T08:00:00.000+00:00,CN=intermediate,{ca},{fingerprints[1]},"
+        f"{algorithm},chain,https://127.0.0.1:8443/ https://127.0.0.2:8443/,,",
+    ]
+
+
+def test_the_json_document_in_full(findings_scene):
+    document = json.loads(render(findings_scene, "json", colour=False))
+    schema_validator().validate(document)
+    assert document["summary"] == {
+        "certificates": 3,
+        "listed": 3,
+        "EXPIRED": 1,
+        "CRIT": 1,
+        "WARN": 0,
+        "UNKNOWN": 0,
+        "OK": 1,
+        "endpoints_checked": 3,
+        "endpoints_failed": 1,
+        "endpoints_with_findings": 1,
+        "exit_code": 2,
+    }
+    hostile = document["certificates"][0]
+    assert hostile == {
+        "fingerprint_sha256": hostile["fingerprint_sha256"],
+        "position": 0,
+        "subject": "CN==cmd|' /C calc'!A0\x1b[2J",  # JSON stays exact
+        "issuer": "CN=Example CA",
+        "serial": "0a",
+        "not_before": "2026-03-21T08:00:00.000+00:00",
+        "not_after": "2027-01-12T20:00:00.000+00:00",
+        "days_left": -2.5,
+        "key_type": "EC",
+        "key_bits": 256,
+        "signature_algorithm": "ecdsa-with-SHA256",
+        "subject_alt_names": ["DNS:=cmd|' /C calc'!A0\x1b[2J"],
+        "spki_sha256": "AAAA",
+        "self_signed": False,
+        "malformed": ["extensions: duplicate"],
+        "state": "EXPIRED",
+        "severity": "CRIT",
+        "warn_days": 30.0,
+        "crit_days": 14.0,
+        "endpoints": [{"check_id": "s/l/b", "target": "https://127.0.0.2:8443/", "position": 0}],
+    }
+    assert [c["subject"] for c in document["certificates"][1:]] == ["CN=wild", "CN=intermediate"]
+    assert document["findings"] == [
+        {
+            "check_id": "s/l/a",
+            "target": "https://127.0.0.1:8443/",
+            "severity": "CRIT",
+            "findings": [
+                {
+                    "condition": "trusted",
+                    "severity": "CRIT",
+                    "reason": "untrusted root",
+                    "finding": "untrusted root: #1 CN=X is not in ca.pem",
+                }
+            ],
+        }
+    ]
+    assert document["failed"] == [
+        {
+            "check_id": "s/l/c",
+            "target": "https://127.0.0.3:8443/",
+            "reason": "refused: Connection refused",
+        }
+    ]
+    assert {k: document[k] for k in ("schema_version", "type", "generated_at", "within_days")} == {
+        "schema_version": 1,
+        "type": "cert-audit",
+        "generated_at": "2027-01-15T08:00:00.000+00:00",
+        "within_days": None,
+    }

@@ -586,3 +586,176 @@ def test_a_database_without_history_tables_exits_3(tmp_path):
     with closing(sqlite3.connect(path)) as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert tables == ["unrelated"]  # a reader never writes its schema into a foreign file
+
+
+@pytest.fixture
+def rendered_scene(tmp_path):
+    """One 8-hour run inside a 10-hour period: a check down, unknown, back and down again; the
+    link it decides down with it (an hour of it under maintenance later); its group at risk;
+    and a check the run watched that never had a state."""
+    subjects = (
+        (GROUP, "psap"),
+        (LINK, "psap/fibre"),
+        (CHECK, "psap/fibre/router"),
+        (CHECK, "psap/lte/webui"),
+    )
+    works = one_off("works", "psap/fibre", h(6), h(7))
+    path = store_with(
+        tmp_path / "h.sqlite3",
+        [(h(1), h(9), h(9), scope(*subjects, windows=(works,)))],
+        [
+            hard(h(1), GROUP, "psap", PENDING, "RESILIENT"),
+            hard(h(1), LINK, "psap/fibre", PENDING, "UP"),
+            hard(h(1), CHECK, "psap/fibre/router", PENDING, "OK"),
+            hard(h(2), CHECK, "psap/fibre/router", "OK", "CRIT"),
+            hard(h(2), LINK, "psap/fibre", "UP", "DOWN"),
+            hard(h(2), GROUP, "psap", "RESILIENT", "AT RISK"),
+            hard(h(3.5), CHECK, "psap/fibre/router", "CRIT", "UNKNOWN"),
+            hard(h(4), CHECK, "psap/fibre/router", "UNKNOWN", "OK"),
+            hard(h(4), LINK, "psap/fibre", "DOWN", "UP"),
+            hard(h(4), GROUP, "psap", "AT RISK", "RESILIENT"),
+            hard(h(8), CHECK, "psap/fibre/router", "OK", "CRIT"),
+        ],
+    )
+    return report(path, generated_at=UNTIL), str(path)
+
+
+def test_the_table_byte_for_byte(rendered_scene):
+    built, path = rendered_scene
+    assert render(built, "table").splitlines() == [
+        "Availability 2027-01-15T08:00:00.000+00:00 .. 2027-01-15T18:00:00.000+00:00 (10h00m)"
+        f" from {path}",
+        "commwatch was watching for 8h00m of it (80.0%, 1 run); the rest is not observed and"
+        " counts neither for nor against anything.",
+        "",
+        "SUBJECT  ID                 AVAILABLE  OBSERVED  OUTAGES  DOWNTIME  MTTR   LAST       "
+        "TIME IN STATE",
+        "group    psap               100.000%   80.0%     0        0s        -      RESILIENT  "
+        "RESILIENT 75.0%, AT RISK 25.0%",
+        "link     psap/fibre         71.429%    77.8%     1        2h00m     2h00m  UP         "
+        "UP 71.4%, DOWN 28.6%",
+        "check    psap/fibre/router  57.143%    77.8%     2+       2h30m     1h30m  CRIT       "
+        "OK 57.1%, CRIT 35.7%, UNKNOWN 7.1%",
+        "check    psap/lte/webui     no data    0.0%      0        0s        -      -",
+        "",
+        "AVAILABLE: share of the observed time neither in an outage nor UNKNOWN. OBSERVED: share"
+        " of the period (less maintenance) with a known state. OUTAGES: a trailing + means one"
+        " is still going. MTTR: mean time to recover.",
+    ]
+
+
+def test_the_csv_byte_for_byte(rendered_scene):
+    built, _ = rendered_scene
+    assert render(built, "csv").splitlines() == [
+        "subject,id,site_id,source,observed_s,maintenance_s,not_observed_s,availability_pct,"
+        "outages,downtime_s,mttr_s,last_state,ok_s,crit_s,unknown_s,up_s,down_s,resilient_s,"
+        "at_risk_s",
+        "group,psap,,events,28800.000,0.000,7200.000,100.0000,0,0.000,,RESILIENT,"
+        "0.000,0.000,0.000,0.000,0.000,21600.000,7200.000",
+        "link,psap/fibre,psap,events,25200.000,3600.000,7200.000,71.4286,1,7200.000,7200.000,UP,"
+        "0.000,0.000,0.000,18000.000,7200.000,0.000,0.000",
+        "check,psap/fibre/router,psap,events,25200.000,3600.000,7200.000,57.1429,2,9000.000,"
+        "5400.000,CRIT,14400.000,9000.000,1800.000,0.000,0.000,0.000,0.000",
+        "check,psap/lte/webui,psap,none,0.000,0.000,36000.000,,0,0.000,,,"
+        "0.000,0.000,0.000,0.000,0.000,0.000,0.000",
+    ]
+
+
+def test_the_json_document_in_full(rendered_scene):
+    built, path = rendered_scene
+    document = json.loads(render(built, "json"))
+    jsonschema.Draft202012Validator(SCHEMA).validate(document)
+
+    def subject(kind, id_, site, source, observed, maintenance, unobserved, states, pct, last):
+        return {
+            "subject": kind,
+            "id": id_,
+            "site_id": site,
+            "source": source,
+            "observed_s": observed,
+            "maintenance_s": maintenance,
+            "not_observed_s": unobserved,
+            "time_in_state": states,
+            "availability_pct": pct,
+            "last_state": last,
+        }
+
+    def outages(downtime, mttr, *spans):
+        listed = [
+            {"start": start, "end": end, "duration_s": duration} for start, end, duration in spans
+        ]
+        return {"count": len(spans), "downtime_s": downtime, "mttr_s": mttr, "list": listed}
+
+    day = "2027-01-15T"
+    assert document == {
+        "schema_version": 2,
+        "type": "availability-report",
+        "generated_at": f"{day}18:00:00.000+00:00",
+        "since": f"{day}08:00:00.000+00:00",
+        "until": f"{day}18:00:00.000+00:00",
+        "window_s": 36000.0,
+        "database": path,
+        "watching": {"runs": 1, "watched_s": 28800.0},
+        "summary": {
+            "subjects": 4,
+            "groups": 1,
+            "links": 1,
+            "checks": 2,
+            "outages": 3,
+            "ongoing_outages": 1,
+        },
+        "subjects": [
+            subject(
+                "group",
+                "psap",
+                "",
+                "events",
+                28800.0,
+                0.0,
+                7200.0,
+                {"RESILIENT": 21600.0, "AT RISK": 7200.0},
+                100.0,
+                "RESILIENT",
+            )
+            | {"outages": outages(0.0, None)},
+            subject(
+                "link",
+                "psap/fibre",
+                "psap",
+                "events",
+                25200.0,
+                3600.0,
+                7200.0,
+                {"UP": 18000.0, "DOWN": 7200.0},
+                71.4286,
+                "UP",
+            )
+            | {
+                "outages": outages(
+                    7200.0, 7200.0, (f"{day}10:00:00.000+00:00", f"{day}12:00:00.000+00:00", 7200.0)
+                )
+            },
+            subject(
+                "check",
+                "psap/fibre/router",
+                "psap",
+                "events",
+                25200.0,
+                3600.0,
+                7200.0,
+                {"OK": 14400.0, "CRIT": 9000.0, "UNKNOWN": 1800.0},
+                57.1429,
+                "CRIT",
+            )
+            | {
+                "outages": outages(
+                    9000.0,
+                    5400.0,
+                    (f"{day}10:00:00.000+00:00", f"{day}11:30:00.000+00:00", 5400.0),
+                    (f"{day}16:00:00.000+00:00", None, 3600.0),
+                )
+            },
+            subject("check", "psap/lte/webui", "psap", "none", 0.0, 0.0, 36000.0, {}, None, None)
+            | {"outages": outages(0.0, None)},
+        ],
+    }
