@@ -29,6 +29,7 @@ from monitor.core.options import (
 )
 from monitor.core.patterns import Pattern, regex
 from monitor.core.secrets import SecretRef, headers
+from monitor.core.text import one_line
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
 from probes.support import (
     certificate_chain,
@@ -277,15 +278,10 @@ def _decode(body: bytes, charset: str | None) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def _one_line(message: str) -> str:
-    """aiohttp's parser errors span lines and point at the fault with a caret line."""
-    return " ".join(line.strip() for line in message.splitlines() if line.strip(" ^"))
-
-
 def _payload_fault(exc: aiohttp.ClientPayloadError) -> str:
     """What the body's parser said; aiohttp's own text embeds that error's repr."""
     said = getattr(exc.__cause__, "message", None)
-    return _one_line(str(said if isinstance(said, str) and said else exc))
+    return one_line(str(said if isinstance(said, str) and said else exc))
 
 
 def _connector_failure(exc: aiohttp.ClientConnectorError) -> Exception:
@@ -355,7 +351,7 @@ async def measure(options: HttpOptions, ctx: ProbeContext) -> Observations:
         ) from exc
     except aiohttp.ClientResponseError as exc:
         # aiohttp reports a malformed response as a made-up status 400; it is not one.
-        raise ProtocolFailure(f"malformed HTTP response: {_one_line(exc.message)}") from exc
+        raise ProtocolFailure(f"malformed HTTP response: {one_line(exc.message)}") from exc
     except aiohttp.ClientConnectorCertificateError as exc:
         failure = _connector_failure(exc)
         if isinstance(failure, TlsFailure) and _judges_certificates(options):

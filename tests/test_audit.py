@@ -21,7 +21,8 @@ from monitor.core.model import (
     Severity,
     Verdict,
 )
-from monitor.output.audit import build_report, render, report_to_dict
+from monitor.output.audit import build_report
+from monitor.output.audit_formats import render, report_to_dict
 from tests.conftest import REPO
 
 NOW = 1_800_000_000.0
@@ -500,3 +501,27 @@ def test_the_json_document_in_full(findings_scene):
         "generated_at": "2027-01-15T08:00:00.000+00:00",
         "within_days": None,
     }
+
+
+def test_an_inventory_target_holding_control_characters_reaches_no_terminal():
+    """An http target may carry any path, escapes included (YAML's "\\e"): the lists of
+    endpoint findings and unreadable endpoints show it inert, as the certificate rows do."""
+    flagged = check("s/l/a", "https://127.0.0.1:8443/\x1b]0;owned\x07")
+    unreadable = check("s/l/b", "https://127.0.0.2:8443/\x1b[2J")
+    untrusted = Verdict(
+        condition="trusted",
+        observation="trusted",
+        value=False,
+        threshold="trusted",
+        severity=Severity.CRIT,
+        finding="untrusted root",
+    )
+    results = [
+        dataclasses.replace(result(flagged, cert("x", 100)), verdicts=(untrusted,)),
+        result(unreadable, error=ProbeError(ErrorClass.REFUSED, "Connection refused")),
+    ]
+    table = render(build_report([flagged, unreadable], results, now=NOW), "table", colour=False)
+    assert "\x1b" not in table and "\x07" not in table
+    lines = table.splitlines()
+    assert "  CRIT     s/l/a  https://127.0.0.1:8443/\\x1b]0;owned\\x07  untrusted root" in lines
+    assert "  s/l/b  https://127.0.0.2:8443/\\x1b[2J  refused: Connection refused" in lines

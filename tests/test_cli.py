@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from monitor.output.render import perf_label, unique_labels
+from monitor.output.plugin import perf_label, unique_labels
 from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.peers.http_peers import http_server, raw_server

@@ -22,19 +22,16 @@ from monitor.core.model import (
 )
 from monitor.engine.pipeline import GroupSummary
 from monitor.engine.state import GroupStatus
-from monitor.output.render import (
+from monitor.output.plugin import nagios_line
+from monitor.output.records import (
     event_record,
     group_record,
-    groups_table,
     json_line,
-    nagios_line,
-    not_evaluated_note,
     result_line,
     result_to_dict,
     sweep_document,
-    table,
-    verdict_list,
 )
+from monitor.output.tables import groups_table, not_evaluated_note, table, verdict_list
 from tests.conftest import REPO
 
 AT = 1_800_000_000.25

@@ -24,7 +24,8 @@ from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.engine.pipeline import Monitor, topology_of
 from monitor.engine.run_scope import scope_of
-from monitor.output.report import Outage, build_report, render, span
+from monitor.output.report import Outage, build_report
+from monitor.output.report_formats import render, span
 from monitor.store.history import HistoryStore
 from monitor.store.runs import RunScope, Watched
 from monitor.store.schema import HOUR, MIGRATIONS

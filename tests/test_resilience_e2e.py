@@ -292,7 +292,7 @@ async def test_sigkill_loses_nothing_reported_as_stored(tmp_path):
         stored = db.execute("SELECT check_id, started_at FROM results").fetchall()
     assert len(stored) >= len(printed)
     stored_keys = {(check_id, started) for check_id, started in stored}
-    from monitor.output.render import iso_time
+    from monitor.output.records import iso_time
 
     assert all((c, at) in {(cid, iso_time(s)) for cid, s in stored_keys} for c, at in printed)
 

@@ -148,7 +148,7 @@ async def test_certificates_seen_before_a_failure_reach_the_result_and_the_json(
     import jsonschema
 
     from monitor.core.model import CertificateInfo
-    from monitor.output.render import result_record
+    from monitor.output.records import result_record
     from tests.conftest import REPO
 
     certificate = CertificateInfo(

@@ -18,7 +18,7 @@ from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.core.options import OptionError
 from monitor.engine.runner import run_check
 from monitor.lab.lab import SNMP_ENV
-from monitor.output.render import result_to_dict
+from monitor.output.records import result_to_dict
 from probes.base import SharedResources
 from probes.support.snmp_engine import MAX_IN_FLIGHT
 from probes.support.snmp_poll import ADMIN_DOWN, NOT_FOUND

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.core.text import printable, spreadsheet_cell
+from monitor.core.text import one_line, printable, spreadsheet_cell
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,11 @@ def test_printable_output_holds_no_control_character() -> None:
 )
 def test_spreadsheet_cell_never_starts_a_formula(raw: str, cell: str) -> None:
     assert spreadsheet_cell(raw) == cell
+
+
+def test_one_line_joins_a_parser_message_and_drops_its_caret_line() -> None:
+    # The shape of aiohttp's (llhttp's) errors for a malformed response.
+    said = "Invalid header value char\n\n  b'X-Bad: \\x01'\n           ^  \n"
+    assert one_line(said) == "Invalid header value char b'X-Bad: \\x01'"
+    assert one_line("already one line") == "already one line"
+    assert one_line("") == ""

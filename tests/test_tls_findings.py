@@ -11,7 +11,8 @@ from typing import Any
 from monitor.config.checks import adhoc_check
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.runner import run_check
-from monitor.output.render import nagios_line, verdict_list
+from monitor.output.plugin import nagios_line
+from monitor.output.tables import verdict_list
 from probes.base import SharedResources
 from tests.peers.http_peers import http_server
 from tests.peers.pki import make_leaf, server_context

@@ -43,7 +43,7 @@ from monitor.core.model import Severity
 from monitor.core.options import OptionError
 from monitor.core.secrets import SecretRef
 from monitor.core.text import printable
-from monitor.output.render import iso_time
+from monitor.output.records import iso_time
 
 SCHEMA_VERSION = 1
 USER_AGENT = "commwatch/0.1.0"

@@ -94,7 +94,7 @@ def _audit(audit: CommandParser) -> None:
 
 def _audit_certs(certs: CommandParser) -> None:
     # The audit's report module is that command's own: it loads only when the audit is chosen.
-    from monitor.output.audit import FORMATS
+    from monitor.output.audit_formats import FORMATS
 
     certs.description = (
         "Probe every TLS-bearing check (tls, https) and report every certificate seen, leaf and "
@@ -132,7 +132,7 @@ def _audit_certs(certs: CommandParser) -> None:
 
 def _report(report: CommandParser) -> None:
     # The availability report's module is that command's own: it loads only when it is chosen.
-    from monitor.output.report import FORMATS
+    from monitor.output.report_formats import FORMATS
 
     report.description = (
         "Availability over a period from the recorded history: time in each state the live "

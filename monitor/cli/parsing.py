@@ -26,7 +26,7 @@ def plugin_status(plugin: str, message: str) -> str:
     """The UNKNOWN status line a plugin prints for an outcome that is not a probe's result."""
     # Imported here, on the way out, so that parsing a command line imports no output code.
     from monitor.core.model import Severity
-    from monitor.output.render import plugin_status_line
+    from monitor.output.plugin import plugin_status_line
 
     return plugin_status_line(plugin, Severity.UNKNOWN, message)
 

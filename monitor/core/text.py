@@ -34,6 +34,12 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
+def one_line(text: str) -> str:
+    """A message spread over lines as one: each line stripped, blank ones and lines that only
+    point at a column with carets dropped (aiohttp's parser errors look like that)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip(" ^"))
+
+
 MAX_MESSAGE_CHARS = 300
 
 

@@ -22,6 +22,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from yarl import URL
 
 from monitor.core.failures import classify, describe_error
+from monitor.core.text import one_line
 from probes.support import crl_answers, ocsp_answers
 from probes.support.certificate_reader import REFUSALS, describe_refusal
 from probes.support.revocation_answers import RevocationStatus, Unusable, unavailable
@@ -34,14 +35,9 @@ MAX_URLS = 3
 _READ_CHUNK = 65536
 
 
-def _one_line(text: str) -> str:
-    # aiohttp's parser errors span lines and point at the fault with a caret line.
-    return " ".join(line.strip() for line in text.splitlines() if line.strip(" ^"))
-
-
 def _network_failure(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"malformed HTTP response: {_one_line(exc.message)}"
+        return f"malformed HTTP response: {one_line(exc.message)}"
     return describe_error(exc, classify(exc), timeout)
 
 

@@ -10,7 +10,8 @@ import io
 
 from monitor.config.checks import adhoc_check
 from monitor.core.model import ProbeResult, Severity
-from monitor.output.audit import AuditReport, build_report, render
+from monitor.output.audit import AuditReport, build_report
+from monitor.output.audit_formats import render
 from tests.tui_support import NOW, certificate
 
 SUBJECT = '=HYPERLINK("https://evil.example/") [click](https://evil.example/) &#x202e; <b>x</b>'

@@ -26,7 +26,7 @@ from monitor.config.checks import adhoc_check
 from monitor.core.logs import BugLog
 from monitor.core.model import ErrorClass, Severity
 from monitor.engine.runner import run_check
-from monitor.output.render import result_to_dict
+from monitor.output.records import result_to_dict
 from probes.base import SharedResources
 from tests.hostile.snmp_agents import SYS_UPTIME, V2C
 from tests.peers.snmp_peers import LOCALHOST, free_udp_port, snmpd_binary

@@ -26,7 +26,7 @@ from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, ProbeResult, Severity, Verdict
 from monitor.engine.runner import run_check
 from monitor.lab.pki import Issued, make_ca, make_leaf, server_context
-from monitor.output.render import result_line
+from monitor.output.records import result_line
 from probes.base import SharedResources
 from tests.conftest import REPO
 from tests.hostile.forged_certificates import (

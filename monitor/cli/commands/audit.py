@@ -13,7 +13,7 @@ from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.output import audit as audit_report
-from monitor.output import render
+from monitor.output import audit_formats, terminal
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
         within_days=args.within,
     )
     if args.output:
-        _write_atomically(args.output, audit_report.render(report, args.format, colour=False))
+        _write_atomically(args.output, audit_formats.render(report, args.format, colour=False))
     else:
-        colour = render.use_colour(sys.stdout)
-        print(audit_report.render(report, args.format, colour))
+        colour = terminal.use_colour(sys.stdout)
+        print(audit_formats.render(report, args.format, colour))
     return report.exit_code
 
 

@@ -19,7 +19,7 @@ from monitor.core.model import ProbeResult
 from monitor.core.options import OptionError
 from monitor.engine.runner import run_check
 from monitor.engine.scheduler import Scheduler
-from monitor.output import render
+from monitor.output import plugin, records, tables, terminal
 from probes.base import SharedResources
 
 
@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     result = asyncio.run(_probe_once(check, memory))
     state.save(memory)
     if args.nagios:
-        print(render.nagios_line(result))
+        print(plugin.nagios_line(result))
     elif args.format == "json":
-        print(json.dumps(render.result_record(result), indent=2, allow_nan=False))
+        print(json.dumps(records.result_record(result), indent=2, allow_nan=False))
     else:
-        print(render.verdict_list(result, render.use_colour(sys.stdout)))
+        print(tables.verdict_list(result, terminal.use_colour(sys.stdout)))
     return result.severity.value
 
 

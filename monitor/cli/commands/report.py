@@ -14,6 +14,7 @@ from monitor.config.inventory import HistoryConfig
 from monitor.engine.pipeline import topology_of
 from monitor.engine.run_scope import scope_of
 from monitor.output import report as availability
+from monitor.output import report_formats
 from monitor.store.history import HistoryStore
 from monitor.store.schema import HistoryError
 
@@ -39,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         print(f"commwatch: {path}: cannot read the history database: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
-    print(availability.render(report, args.format))
+    print(report_formats.render(report, args.format))
     return 0

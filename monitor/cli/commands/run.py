@@ -19,7 +19,7 @@ from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.engine.pipeline import Monitor, group_summaries, sweep_state
-from monitor.output import render
+from monitor.output import records, tables, terminal
 from monitor.store.schema import HistoryError
 
 
@@ -38,11 +38,11 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
     finished = time.time()
     groups = group_summaries(inventory, *sweep_state(inventory, checks, results))
     if fmt == "table":
-        print(render.table(results, render.use_colour(sys.stdout)))
-        print(render.groups_table(groups))
+        print(tables.table(results, terminal.use_colour(sys.stdout)))
+        print(tables.groups_table(groups))
     else:
-        document = render.sweep_document(results, started, finished, inventory.path, complete)
-        document["groups"] = [render.group_record(g) for g in groups]
+        document = records.sweep_document(results, started, finished, inventory.path, complete)
+        document["groups"] = [records.group_record(g) for g in groups]
         # Indented for a person at a terminal; compact (and with the C encoder, several times
         # faster on large sweeps) for a pipe, where jq does any formatting wanted.
         indent = 2 if sys.stdout.isatty() else None
@@ -50,24 +50,24 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
     if not complete:
         interrupted(len(results), len(checks), "checks")
         return EXIT_UNKNOWN
-    return render.worst(results).value
+    return records.worst(results).value
 
 
 async def watch(inventory: Inventory, checks: Sequence[Check], args: argparse.Namespace) -> int:
     """Run `checks` continuously, a line for each result and state change, in `args.format`,
     until SIGINT/SIGTERM (`commwatch run` without --once, and `commwatch demo --headless`)."""
-    colour = render.use_colour(sys.stdout)
+    colour = terminal.use_colour(sys.stdout)
 
     def on_result(result: ProbeResult) -> None:
         if args.format == "table":
             line = (
-                f"{render.iso_time(result.started_at)}  "
-                f"{render.severity_label(result.severity, colour)}  "
+                f"{records.iso_time(result.started_at)}  "
+                f"{terminal.severity_label(result.severity, colour)}  "
                 f"{printable(result.check.check_id)}  {printable(result.summary())}"
             )
         else:
-            line = render.result_line(result)
-        render.write_line(sys.stdout, line)
+            line = records.result_line(result)
+        terminal.write_line(sys.stdout, line)
 
     def on_event(event: Event) -> None:
         if args.format == "table":
@@ -76,12 +76,12 @@ async def watch(inventory: Inventory, checks: Sequence[Check], args: argparse.Na
             held = f"  (held: {', '.join(event.suppressed)})" if event.suppressed else ""
             # The cause quotes the result's summary: peer text.
             line = printable(
-                f"{render.iso_time(event.at)}  {event.subject} {event.subject_id}: "
+                f"{records.iso_time(event.at)}  {event.subject} {event.subject_id}: "
                 f"{event.before} -> {event.after}  {event.cause}{held}"
             )
         else:
-            line = render.json_line(render.event_record(event))
-        render.write_line(sys.stdout, line)
+            line = records.json_line(records.event_record(event))
+        terminal.write_line(sys.stdout, line)
 
     monitor = Monitor(
         inventory,
@@ -91,7 +91,7 @@ async def watch(inventory: Inventory, checks: Sequence[Check], args: argparse.Na
         history=not args.no_history,
         alerts=not args.no_alerts,
     )
-    note = render.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
+    note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
         print(note, file=sys.stderr)
     stop_on_signals(monitor.stop)

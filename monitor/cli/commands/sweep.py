@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from monitor.config.inventory import Check, Inventory
 from monitor.core.model import ProbeResult
 from monitor.engine.scheduler import Scheduler
-from monitor.output import render
+from monitor.output import terminal
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
@@ -30,7 +30,7 @@ async def collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[P
     def collected(result: ProbeResult) -> None:
         results.append(result)
         if show_progress:
-            render.progress(len(results), len(checks))
+            terminal.progress(len(results), len(checks))
 
     scheduler = Scheduler(checks, inventory.concurrency, collected)
     stop_on_signals(scheduler.stop)
