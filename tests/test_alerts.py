@@ -353,6 +353,130 @@ def test_teams_card_names_every_change() -> None:
     ]
 
 
+# Peer text in a cause, a flapping check, and a group that lost its last link: every format's
+# body in full, as receivers have always been sent it.
+HOSTILE_CAUSE = ev(Subject.LINK, f"{SITE}/fibre", "OK", "CRIT", T0, cause="<script> & co\x1b[2J")
+FLAPPING = ev(Subject.CHECK, f"{SITE}/lte/tcp", "OK", "CRIT", T0 + 5, kind=EventKind.FLAPPING_START)
+MIXED = [HOSTILE_CAUSE, FLAPPING, *BACKUP_DOWN[1:]]
+MIXED_KEY = message_key(tuple(MIXED))
+MIXED_SUMMARY = f"[DOWN] {SITE}: group {SITE} AT RISK → DOWN (+3 more)"
+BYLINE = f"commwatch · 2027-01-15T08:00:01.000+00:00 · {MIXED_KEY}"
+FLAPPING_CHANGE = "is flapping: notifications held until it settles"
+
+
+def rendered(
+    events: list[Event], kind: NotifierKind, message_kind: MessageKind = MessageKind.ALERT
+) -> Any:
+    content_type, body = render(message(events, message_kind), kind)
+    assert content_type == "application/json"
+    payload = json.loads(body)
+    # Compact UTF-8, not ASCII escapes: the arrow arrives as itself.
+    assert body == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return payload
+
+
+def webhook_event(event: Event, at: str, severity: str, resolved: bool) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "at": f"2027-01-15T08:00:{at}.000+00:00",
+        "subject": str(event.subject),
+        "subject_id": event.subject_id,
+        "site_id": SITE,
+        "kind": str(event.kind),
+        "before": event.before,
+        "after": event.after,
+        "cause": event.cause,  # exact: JSON escapes what needs it
+        "suppressed": [],
+        "at_unix": event.at,
+        "severity": severity,
+        "resolved": resolved,
+    }
+
+
+def test_the_webhook_body_in_full(webhook_schema: jsonschema.Validator) -> None:
+    payload = rendered(MIXED, NotifierKind.WEBHOOK)
+    webhook_schema.validate(payload)
+    lte = BACKUP_DOWN[1]
+    assert payload == {
+        "schema_version": 1,
+        "id": MIXED_KEY,
+        "notifier": "ops",
+        "kind": "alert",
+        "group_key": f"site:{SITE}",
+        "site_id": SITE,
+        "resolved": False,
+        "severity": "CRIT",
+        "summary": MIXED_SUMMARY,
+        "created_at": "2027-01-15T08:00:01.000+00:00",
+        # The group first, then links, then checks; the worst first within each.
+        "events": [
+            webhook_event(BACKUP_DOWN[2], "10", "CRIT", False),
+            webhook_event(HOSTILE_CAUSE, "00", "CRIT", False),
+            webhook_event(lte, "10", "CRIT", False),
+            webhook_event(FLAPPING, "05", "WARN", False),  # flapping: a heads-up, not a page
+        ],
+    }
+    reminder = rendered(PRIMARY_UP, NotifierKind.WEBHOOK, MessageKind.REMINDER)
+    webhook_schema.validate(reminder)
+    assert (reminder["kind"], reminder["resolved"], reminder["severity"]) == (
+        "reminder",
+        True,
+        "OK",
+    )
+    assert reminder["summary"] == (
+        f"Still unresolved: [RESOLVED] {SITE}: group {SITE} AT RISK → RESILIENT (+2 more)"
+    )
+    assert [e["resolved"] for e in reminder["events"]] == [True, True, True]
+
+
+def test_the_slack_body_in_full() -> None:
+    assert rendered(MIXED, NotifierKind.SLACK) == {
+        "text": "\n".join(
+            [
+                f"*{MIXED_SUMMARY}*",
+                f"• group {SITE}: AT RISK → DOWN (redundancy DOWN)",
+                f"• link {SITE}/fibre: OK → CRIT (&lt;script&gt; &amp; co\\x1b[2J)",
+                f"• link {SITE}/lte: OK → CRIT ({SITE}/lte is CRIT)",
+                f"• check {SITE}/lte/tcp: {FLAPPING_CHANGE} ({SITE}/lte/tcp is CRIT)",
+                f"_{BYLINE}_",
+            ]
+        )
+    }
+
+
+def test_the_teams_body_in_full() -> None:
+    facts = [
+        {"title": f"group {SITE}", "value": "AT RISK → DOWN (redundancy DOWN)"},
+        {"title": f"link {SITE}/fibre", "value": "OK → CRIT (<script> & co\\x1b[2J)"},
+        {"title": f"link {SITE}/lte", "value": f"OK → CRIT ({SITE}/lte is CRIT)"},
+        {"title": f"check {SITE}/lte/tcp", "value": f"{FLAPPING_CHANGE} ({SITE}/lte/tcp is CRIT)"},
+    ]
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": MIXED_SUMMARY,
+                "weight": "Bolder",
+                "color": "Attention",
+                "wrap": True,
+            },
+            {"type": "FactSet", "facts": facts},
+            {"type": "TextBlock", "text": BYLINE, "isSubtle": True, "size": "Small", "wrap": True},
+        ],
+    }
+    assert rendered(MIXED, NotifierKind.TEAMS) == {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
+        ],
+    }
+    resolved = rendered(PRIMARY_UP, NotifierKind.TEAMS)["attachments"][0]["content"]["body"][0]
+    assert resolved["color"] == "Good"
+
+
 # --- configuration -------------------------------------------------------------------------
 
 
