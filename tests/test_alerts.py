@@ -15,9 +15,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from monitor.alerts.notifiers import Message, MessageKind, message_key, render, sign
+from monitor.alerts.alerter import Alerter
+from monitor.alerts.delivery import sign
+from monitor.alerts.formats.registry import FORMATS, render
+from monitor.alerts.message import Message, MessageKind, message_key
 from monitor.alerts.outbox import Problem, RowStatus
-from monitor.alerts.policy import Alerter, Grouper, next_reminder, plan_events, plan_reminders
+from monitor.alerts.policy import Grouper, next_reminder, plan_events, plan_reminders
 from monitor.config.alerts import (
     AlertsConfig,
     NotifierConfig,
@@ -311,16 +314,16 @@ def webhook_schema() -> jsonschema.Draft202012Validator:
 
 def test_webhook_payload_follows_its_schema(webhook_schema: jsonschema.Validator) -> None:
     for events in (PRIMARY_DOWN, PRIMARY_UP, PRIMARY_DOWN[:1]):
-        _, body = render(message(events), NotifierKind.WEBHOOK)
+        body = render(message(events), NotifierKind.WEBHOOK).body
         payload = json.loads(body)
         webhook_schema.validate(payload)
-    payload = json.loads(render(message(PRIMARY_DOWN), NotifierKind.WEBHOOK)[1])
+    payload = json.loads(render(message(PRIMARY_DOWN), NotifierKind.WEBHOOK).body)
     assert payload["group_key"] == f"site:{SITE}" and payload["severity"] == "CRIT"
     assert payload["events"][0]["subject"] == "group"  # the group leads
     assert payload["summary"].startswith(f"[AT RISK] {SITE}: group {SITE} RESILIENT → AT RISK")
     assert {e["event_id"] for e in payload["events"]} == {e.event_id for e in PRIMARY_DOWN}
     assert payload["id"] == message_key(tuple(PRIMARY_DOWN))
-    resolved = json.loads(render(message(PRIMARY_UP), NotifierKind.WEBHOOK)[1])
+    resolved = json.loads(render(message(PRIMARY_UP), NotifierKind.WEBHOOK).body)
     assert resolved["resolved"] and resolved["summary"].startswith("[RESOLVED]")
 
 
@@ -331,7 +334,7 @@ def test_a_single_event_message_is_keyed_by_the_event_id() -> None:
 
 def test_slack_text_is_compact_and_escaped() -> None:
     odd = ev(Subject.LINK, f"{SITE}/fibre", "OK", "CRIT", T0, cause="<script> & co")
-    text = json.loads(render(message([odd, *BACKUP_DOWN]), NotifierKind.SLACK)[1])["text"]
+    text = json.loads(render(message([odd, *BACKUP_DOWN]), NotifierKind.SLACK).body)["text"]
     lines = text.splitlines()
     assert lines[0] == f"*[DOWN] {SITE}: group {SITE} AT RISK → DOWN (+3 more)*"
     assert len(lines) == 1 + 4 + 1
@@ -339,7 +342,7 @@ def test_slack_text_is_compact_and_escaped() -> None:
 
 
 def test_teams_card_names_every_change() -> None:
-    payload = json.loads(render(message(BACKUP_UP), NotifierKind.TEAMS)[1])
+    payload = json.loads(render(message(BACKUP_UP), NotifierKind.TEAMS).body)
     (attachment,) = payload["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
@@ -367,11 +370,11 @@ FLAPPING_CHANGE = "is flapping: notifications held until it settles"
 def rendered(
     events: list[Event], kind: NotifierKind, message_kind: MessageKind = MessageKind.ALERT
 ) -> Any:
-    content_type, body = render(message(events, message_kind), kind)
-    assert content_type == "application/json"
-    payload = json.loads(body)
+    result = render(message(events, message_kind), kind)
+    assert result.content_type == "application/json"
+    payload = json.loads(result.body)
     # Compact UTF-8, not ASCII escapes: the arrow arrives as itself.
-    assert body == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    assert result.body == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return payload
 
 
@@ -475,6 +478,10 @@ def test_the_teams_body_in_full() -> None:
     }
     resolved = rendered(PRIMARY_UP, NotifierKind.TEAMS)["attachments"][0]["content"]["body"][0]
     assert resolved["color"] == "Good"
+
+
+def test_every_kind_the_configuration_accepts_has_a_format_and_no_format_is_unreachable() -> None:
+    assert set(FORMATS) == set(NotifierKind)
 
 
 # --- configuration -------------------------------------------------------------------------

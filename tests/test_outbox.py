@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.alerts.notifiers import deliver, retry_after_seconds
-from monitor.alerts.outbox import Dispatcher, NewRow, Outbox, Problem, RowStatus
+from monitor.alerts.delivery import deliver, retry_after_seconds
+from monitor.alerts.dispatcher import Dispatcher
+from monitor.alerts.outbox import NewRow, Outbox, Problem, RowStatus
 from monitor.config.alerts import NotifierConfig, NotifierKind, RetryPolicy
 from monitor.core.events import Event, EventKind, Subject
 from tests.peers.webhook_peers import WebhookReceiver
@@ -42,7 +43,14 @@ def notifier(url: str, **kwargs: object) -> NotifierConfig:
 
 def rows(count: int, notifier_id: str = "ops", prefix: str = "k") -> list[NewRow]:
     return [
-        NewRow(notifier_id, f"{prefix}{i:031d}", "alert", "psap-north", "application/json", b"{}")
+        NewRow(
+            notifier_id=notifier_id,
+            key=f"{prefix}{i:031d}",
+            kind="alert",
+            site_id="psap-north",
+            content_type="application/json",
+            body=b"{}",
+        )
         for i in range(count)
     ]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.alerts.policy import Alerter
+from monitor.alerts.alerter import Alerter
 from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
 from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
