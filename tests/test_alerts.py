@@ -675,6 +675,13 @@ async def test_scripted_failure_sequence_reaches_the_receiver_as_expected(
     ops = receiver.accepted_on("/signed/ops")
     assert len(ops) == 4 and all(r.signature_ok for r in ops)
     assert [len(r.json["events"]) for r in ops] == [4, 3, 3, 4]
+    assert [{e["event_id"] for e in r.json["events"]} for r in ops] == [
+        {e.event_id for e in step} for step in STEPS
+    ]
+    # What was stored is what arrived, byte for byte, under its message's key.
+    assert sorted((r.key, r.body) for r in rows) == sorted(
+        (r.key or "", r.body) for r in receiver.accepted.values()
+    )
     assert [r.json["resolved"] for r in ops] == [False, False, False, True]
     assert [r.json["summary"].split(":")[0] for r in ops] == [
         f"[AT RISK] {SITE}",
@@ -700,10 +707,14 @@ async def test_reminders_repeat_until_resolved(db: Path, receiver: WebhookReceiv
         await alerter.submit(BACKUP_DOWN)
         await receiver.wait_for(lambda r: len(r.accepted) >= 3)
         reminders = [r for r in receiver.accepted.values() if r.json["kind"] == "reminder"]
-        assert all(
-            len(r.json["events"]) == 3 and r.json["summary"].startswith("Still unresolved")
-            for r in reminders
-        )
+        assert reminders
+        for reminder in reminders:
+            assert {e["event_id"] for e in reminder.json["events"]} == {
+                e.event_id for e in BACKUP_DOWN
+            }
+            assert reminder.json["summary"] == (
+                f"Still unresolved: [DOWN] {SITE}: group {SITE} AT RISK → DOWN (+2 more)"
+            )
         # The group passes AT RISK on its way back within one window: resolved all the same.
         await alerter.submit([*BACKUP_UP, group("AT RISK", "RESILIENT", T0 + 25)])
         await receiver.wait_for(lambda r: any(x.json["resolved"] for x in r.accepted.values()))

@@ -329,6 +329,17 @@ def test_trust_names_and_malformed_chains_are_listed_and_counted(tmp_path):
     assert "## Endpoint findings" in done["markdown"].stdout
 
 
+UNTRUSTED = Verdict(
+    condition="trusted",
+    observation="trusted",
+    value=False,
+    threshold="trusted",
+    severity=Severity.CRIT,
+    finding="untrusted root: #1 CN=X is not in ca.pem",
+    reason="untrusted root",
+)
+
+
 @pytest.fixture
 def findings_scene():
     """The scene with an untrusted endpoint, and an expired leaf whose subject is hostile text:
@@ -340,17 +351,8 @@ def findings_scene():
     hostile = dataclasses.replace(
         cert("=cmd|' /C calc'!A0\x1b[2J", -2.5), malformed=("extensions: duplicate",)
     )
-    untrusted = Verdict(
-        condition="trusted",
-        observation="trusted",
-        value=False,
-        threshold="trusted",
-        severity=Severity.CRIT,
-        finding="untrusted root: #1 CN=X is not in ca.pem",
-        reason="untrusted root",
-    )
     results = [
-        dataclasses.replace(result(a, wildcard, intermediate), verdicts=(untrusted,)),
+        dataclasses.replace(result(a, wildcard, intermediate), verdicts=(UNTRUSTED,)),
         result(b, wildcard, intermediate, hostile),
         result(c, error=ProbeError(ErrorClass.REFUSED, "Connection refused")),
     ]
@@ -508,20 +510,15 @@ def test_an_inventory_target_holding_control_characters_reaches_no_terminal():
     endpoint findings and unreadable endpoints show it inert, as the certificate rows do."""
     flagged = check("s/l/a", "https://127.0.0.1:8443/\x1b]0;owned\x07")
     unreadable = check("s/l/b", "https://127.0.0.2:8443/\x1b[2J")
-    untrusted = Verdict(
-        condition="trusted",
-        observation="trusted",
-        value=False,
-        threshold="trusted",
-        severity=Severity.CRIT,
-        finding="untrusted root",
-    )
     results = [
-        dataclasses.replace(result(flagged, cert("x", 100)), verdicts=(untrusted,)),
+        dataclasses.replace(result(flagged, cert("x", 100)), verdicts=(UNTRUSTED,)),
         result(unreadable, error=ProbeError(ErrorClass.REFUSED, "Connection refused")),
     ]
     table = render(build_report([flagged, unreadable], results, now=NOW), "table", colour=False)
     assert "\x1b" not in table and "\x07" not in table
     lines = table.splitlines()
-    assert "  CRIT     s/l/a  https://127.0.0.1:8443/\\x1b]0;owned\\x07  untrusted root" in lines
+    assert (
+        "  CRIT     s/l/a  https://127.0.0.1:8443/\\x1b]0;owned\\x07  untrusted root: #1 CN=X is"
+        " not in ca.pem"
+    ) in lines
     assert "  s/l/b  https://127.0.0.2:8443/\\x1b[2J  refused: Connection refused" in lines

@@ -47,6 +47,7 @@ class Failure:
     mode: str  # an HTTP status as text ("500", "429", "400", ...) or "hang"
     count: int
     retry_after: str | None = None
+    location: str | None = None  # where a 3xx answer points
 
 
 @dataclass
@@ -69,9 +70,11 @@ class WebhookReceiver:
     def base_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def fail(self, mode: str, count: int, retry_after: str | None = None) -> None:
+    def fail(
+        self, mode: str, count: int, retry_after: str | None = None, location: str | None = None
+    ) -> None:
         """Answer the next `count` requests with status `mode`, or leave them hanging."""
-        self._failures.append(Failure(mode, count, retry_after))
+        self._failures.append(Failure(mode, count, retry_after, location))
 
     def accepted_on(self, path_prefix: str) -> list[Received]:
         return [r for r in self.accepted.values() if r.path.startswith(path_prefix)]
@@ -139,6 +142,8 @@ class WebhookReceiver:
                 return None
             if failure.retry_after:
                 headers["Retry-After"] = failure.retry_after
+            if failure.location:
+                headers["Location"] = failure.location
             return int(failure.mode)
         if received.key is None:
             return 400
