@@ -1,2 +1,4 @@
-"""Alerting: the policy (which events notify whom), the durable outbox, and the notifier
-formats."""
+"""Alerting: `policy` (which events notify whom, grouped and reminded how), `message` (what a
+notification says), `formats/` (one module per receiver format, in `formats/registry.py`),
+`outbox` (the durable store), `dispatcher` and `delivery` (sending, retrying, signing), and
+`alerter` (the shell that joins them for one process)."""
