@@ -16,7 +16,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from monitor.core.events import Event
-from monitor.core.model import CertificateInfo, ProbeResult, Severity, Verdict
+from monitor.core.model import (
+    CertificateInfo,
+    ObservationValue,
+    ProbeResult,
+    Severity,
+    Verdict,
+)
 
 SCHEMA_VERSION = 2
 
@@ -25,7 +31,8 @@ def iso_time(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _json_value(value: Any) -> Any:
+def _json_value(value: ObservationValue) -> ObservationValue:
+    # JSON has no NaN or infinity: a value that is not a number is no value.
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
