@@ -10,7 +10,7 @@ from monitor.core.conditions import Threshold
 from monitor.core.model import CheckRef, ObservationValue, ProbeResult, Severity
 from monitor.core.options import OptionError, is_number, number
 from monitor.core.text import duration_text
-from monitor.output.report import span
+from monitor.output.report_formats import span
 from probes import registry
 from tui.present import info_text
 
