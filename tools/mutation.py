@@ -25,6 +25,7 @@ says how to read the results.
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import json
 import os
@@ -92,8 +93,9 @@ def _tokens(code: str) -> list[tuple[int, str]] | None:
 
 
 def is_text_only(diff: str) -> bool:
-    """Whether a mutant's unified diff (`mutmut show`) changes one string literal and nothing
-    else: same tokens on both sides but exactly one STRING token's text."""
+    """Whether a mutant's unified diff (`mutmut show`) changes the text of one string literal
+    and nothing else: the same tokens on both sides but one STRING token, whose replacement
+    fields, if it is an f-string, are unchanged."""
     removed = [line[1:] for line in diff.splitlines() if line.startswith("-")]
     added = [line[1:] for line in diff.splitlines() if line.startswith("+")]
     removed = [line for line in removed if not line.startswith("--")]
@@ -102,7 +104,21 @@ def is_text_only(diff: str) -> bool:
     if before is None or after is None or len(before) != len(after):
         return False
     differing = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
-    return len(differing) == 1 and all(b[0] == a[0] == tokenize.STRING for b, a in differing)
+    return len(differing) == 1 and all(
+        b[0] == a[0] == tokenize.STRING and _fields(b[1]) == _fields(a[1]) for b, a in differing
+    )
+
+
+def _fields(literal: str) -> list[str] | None:
+    """The replacement fields of an f-string (`{value // 60:02d}`), which are code, not text;
+    [] for a plain string."""
+    try:
+        node = ast.parse(literal, mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.JoinedStr):
+        return []
+    return [ast.dump(part) for part in node.values if not isinstance(part, ast.Constant)]
 
 
 def outcomes(mutmut: Path, workdir: Path) -> dict[str, str]:
