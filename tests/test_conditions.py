@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from monitor.config.inventory import adhoc_check
+from monitor.config.checks import adhoc_check
 from monitor.core.conditions import (
     Expectation,
     Finding,

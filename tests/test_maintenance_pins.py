@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.config.inventory import load_inventory
+from monitor.config.loader import load_inventory
 from monitor.config.maintenance import (
     Window,
     clock_time,
