@@ -116,3 +116,57 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
         for target in _imported(node, "monitor.revocation", False, {"monitor.runner"})
     }
     assert imported == {"monitor.runner"}
+
+
+# The layers, lowest first. A module may import its own layer and those below it; the demo
+# lab stands beside the engine and imports core alone (the demo command joins the two).
+LAYERS = (
+    ("core", ("monitor.core",)),
+    ("probes", ("probes",)),
+    ("lab", ("monitor.lab",)),
+    ("config", ("monitor.config",)),
+    ("store", ("monitor.store",)),
+    ("output", ("monitor.output",)),
+    ("alerts", ("monitor.alerts",)),
+    ("engine", ("monitor.engine",)),
+    ("tui", ("tui",)),
+    ("cli", ("monitor.cli",)),
+)
+# What a layer may import besides the layers below it: nothing; and the lab only core.
+ONLY = {"lab": {"core", "lab"}}
+
+
+def layer_of(module: str) -> str | None:
+    for name, prefixes in LAYERS:
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return name
+    return None  # a package __init__ above the layers (monitor)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    rank = {name: i for i, (name, _) in enumerate(LAYERS)}
+    found = []
+    for module, targets in sorted(graph.items()):
+        own = layer_of(module)
+        if own is None:
+            continue
+        for target in sorted(targets):
+            theirs = layer_of(target)
+            if theirs is None:
+                continue
+            allowed = ONLY.get(own)
+            if (allowed is not None and theirs not in allowed) or rank[theirs] > rank[own]:
+                found.append(f"{module} ({own}) imports {target} ({theirs})")
+    return found
+
+
+def test_every_module_imports_only_its_layer_and_those_below() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    graph = {"monitor.core.model": {"monitor.engine.state"}, "monitor.lab.lab": {"probes.tls"}}
+    assert upward_imports(graph) == [
+        "monitor.core.model (core) imports monitor.engine.state (engine)",
+        "monitor.lab.lab (lab) imports probes.tls (probes)",
+    ]
