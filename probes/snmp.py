@@ -23,6 +23,7 @@ from typing import Any
 from monitor.core.conditions import Condition, Expectation, Threshold, said
 from monitor.core.model import ObservationValue, ProbeResult, Severity, as_number
 from monitor.core.options import format_host_port, is_number
+from monitor.core.text import duration_text
 from probes.base import Headline, Observations, ProbeContext, ProbeKind
 from probes.support import snmp_engine, snmp_poll
 from probes.support.snmp_memory import CLOCKS, SnmpMemory
@@ -59,23 +60,8 @@ async def measure(options: SnmpOptions, ctx: ProbeContext) -> Observations:
     return observations
 
 
-def duration_text(seconds: float) -> str:
-    """A two-unit duration for uptimes: 3d4h, 5h12m, 7m30s."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
 def headline(result: ProbeResult, _now: float) -> Headline:
-    """The uptime ("up 3d4h") and the interfaces: "if eth1 down" (which says their state
+    """The uptime ("up 3d04h") and the interfaces: "if eth1 down" (which says their state
     verdicts too) or "if 4/4 up"."""
     facts: list[str] = []
     uptime = as_number(result.observations.get(UPTIME))

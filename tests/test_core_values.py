@@ -84,7 +84,7 @@ def test_one_duration_format_serves_the_report_and_the_dashboard(seconds, shown)
 def test_a_certificate_finding_takes_no_nan_or_bool_for_days():
     # The explain functions of the certificate conditions word any observation value; one that
     # is not a number is an unknown expiry, never a crash (int(nan)) or "expires in 1.0d".
-    from probes.support.certificates import _expiry, _validity
+    from probes.support.certificate_findings import _expiry, _validity
 
     assert _expiry(math.nan, "").reason == "expiry unknown"
     assert _expiry(True, "").reason == "expiry unknown"
