@@ -129,7 +129,8 @@ async def test_the_chain_methods_give_the_served_and_the_verified_chain(
     # OpenSSL's own reading, which covers what cryptography refuses to read.
     reading = served[0].openssl() if served[0].openssl is not None else {}
     leaf = x509.load_der_x509_certificate(served[0].der)
-    assert reading["serialNumber"] == format(leaf.serial_number, "X"), (
+    # OpenSSL writes whole bytes: a serial of odd hex length gains a leading 0.
+    assert int(reading["serialNumber"], 16) == leaf.serial_number, (
         "get_info() no longer gives OpenSSL's decoded reading of the certificate"
     )
     assert ("IP Address", LOOPBACK) in reading["subjectAltName"]
@@ -144,3 +145,15 @@ async def test_nothing_is_verified_without_verification(server: int, chain: Chai
     writer.close()
     assert [s.der for s in served] == [_der(chain.leaf), _der(chain.intermediate)]
     assert verified == []
+
+
+def test_a_serial_read_by_openssl_is_the_serial_cryptography_reads(chain: Chain) -> None:
+    # A certificate only OpenSSL can read (the malformed fallback) must show the serial the
+    # other reading shows: OpenSSL pads to whole bytes, so 0xA1B reads "0A1B" there.
+    from probes.support.certificate_reader import _openssl_serial
+
+    assert _openssl_serial("0A1B") == format(0xA1B, "x") == "a1b"
+    number = x509.load_der_x509_certificate(_der(chain.leaf)).serial_number
+    assert _openssl_serial(format(number, "X").rjust(40, "0")) == format(number, "x")
+    assert _openssl_serial("not hex") == "not hex"
+    assert _openssl_serial(None) == ""

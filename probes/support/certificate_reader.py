@@ -276,12 +276,22 @@ def _fallback_name(reader: _Reader, key: str) -> str:
     return _name_of(reader.openssl, key) or f"(unreadable {key})"
 
 
+def _openssl_serial(value: object) -> str:
+    """OpenSSL writes a serial in whole bytes ("0A1B"); cryptography's reading has no padding
+    ("a1b"). One certificate read either way must show one serial."""
+    text = str(value or "")
+    try:
+        return format(int(text, 16), "x")
+    except ValueError:
+        return text.lower()
+
+
 def _fields_from_openssl(reader: _Reader) -> _Fields:
     openssl = reader.openssl
     return _Fields(
         subject=_fallback_name(reader, "subject"),
         issuer=_fallback_name(reader, "issuer"),
-        serial=str(openssl.get("serialNumber", "")).lower(),
+        serial=_openssl_serial(openssl.get("serialNumber")),
         not_before=_time_of(openssl, "notBefore"),
         not_after=_time_of(openssl, "notAfter"),
         key=None,
