@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import gc
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,9 @@ from monitor.config.checks import (
     SCHEDULE_PARSERS,
     ParseMemo,
     check_ref,
-    checked_value,
     parse_options,
 )
+from monitor.config.credentials import CredentialReader, Raw
 from monitor.config.inventory import (
     Check,
     Concurrency,
@@ -32,15 +30,20 @@ from monitor.config.inventory import (
     Schedule,
     Site,
 )
-from monitor.config.reader import ID, ID_HINT, Fields
+from monitor.config.kind_keys import (
+    CHECK_KEYS,
+    COMMON_DEFAULT_KEYS,
+    KindKeys,
+    defaults_block_keys,
+    kind_keys,
+)
+from monitor.config.reader import Fields
 from monitor.config.resilience import ResilienceReader
 from monitor.core.options import (
     OptionError,
-    Parser,
     choice,
     each,
     integer,
-    option_specs,
     relative_to,
     text,
 )
@@ -49,20 +52,6 @@ from probes.base import ProbeKind
 from probes.registry import REGISTRY
 
 SCHEMA_VERSION = 1
-# Keys a named entry of the top-level `credentials:` mapping may hold; a check (or a defaults
-# block) says `credentials: NAME` to take them all, its own keys still winning.
-CREDENTIAL_KEYS = (
-    "version",
-    "community_env",
-    "community_file",
-    "user",
-    "auth_protocol",
-    "auth_passphrase_env",
-    "auth_passphrase_file",
-    "priv_protocol",
-    "priv_passphrase_env",
-    "priv_passphrase_file",
-)
 ROLES = ("primary", "secondary", "backup")
 _ROLE = choice(*ROLES, why="the role tells redundancy analysis how this link counts")
 _TOP_KEYS = (
@@ -89,79 +78,15 @@ _LINK_KEYS = (
     "availability_from",
     "checks",
 )
-_CHECK_KEYS = ("id", "kind", "description", "tags", "depends_on")
 _TEXTS = each(text)
-# Keys any defaults block may hold whatever kinds the inventory uses.
-_COMMON_DEFAULT_KEYS = frozenset(SCHEDULE_PARSERS) | {"credentials"}
-
-# A key's raw value and the node it is written at, for keys passed down to checks.
-Raw = dict[str, tuple[Any, Node]]
-
-
-@dataclass(frozen=True)
-class _KindKeys:
-    """The keys a check of one kind may write (`kind` None: a kind not known, whose check is
-    still read for its other faults, and may write any key of any kind)."""
-
-    options: frozenset[str]  # its options, and `credentials` where it takes every credential key
-    taken: frozenset[str]  # what it takes from defaults: options and schedule keys
-    allowed: frozenset[str]
-
-
-# What every kind's options are is known by importing every probe module (a TLS or SNMP
-# stack among them): the tables below are made when first needed, which a valid inventory of
-# one kind never does.
-
-
-@functools.cache
-def _all_option_keys() -> frozenset[str]:
-    """The option keys of every kind but `target` (which no defaults block can share)."""
-    return frozenset(
-        spec.name for probe in REGISTRY.values() for spec in option_specs(probe.options)
-    ) - {"target"}
-
-
-@functools.cache
-def _default_keys() -> frozenset[str]:
-    return _COMMON_DEFAULT_KEYS | _all_option_keys()
-
-
-@functools.cache
-def _credential_parsers() -> dict[str, Parser]:
-    return {
-        spec.name: spec.parse
-        for probe in REGISTRY.values()
-        for spec in option_specs(probe.options)
-        if spec.name in CREDENTIAL_KEYS
-    }
-
-
-@functools.cache
-def _kind_keys(kind: str | None) -> _KindKeys:
-    options = set()
-    if kind is not None:
-        options = {spec.name for spec in option_specs(REGISTRY[kind].options)}
-        if options >= set(CREDENTIAL_KEYS):
-            options.add("credentials")
-    allowed = set(_CHECK_KEYS) | set(SCHEDULE_PARSERS) | options
-    if kind is None:
-        allowed |= _all_option_keys() | {"target"}
-    return _KindKeys(
-        options=frozenset(options),
-        taken=frozenset(options | set(SCHEDULE_PARSERS)),
-        allowed=frozenset(allowed),
-    )
 
 
 # --- the loader ----------------------------------------------------------------------------
 
 
-class _Loader(ResilienceReader):
+class _Loader(CredentialReader, ResilienceReader):
     def __init__(self, file: str) -> None:
         super().__init__(file)
-        # name -> {key: (raw value, value node)}, validated where defined.
-        self.credential_sets: dict[str, Raw | None] = {}
-        self.credentials_broken = False
         self.memo = ParseMemo()
         self.option_defaults: list[tuple[str, Node]] = []  # (key, key node), judged at the end
         self.kinds: set[str] = set()  # the kinds the checks read so far are of
@@ -210,7 +135,7 @@ class _Loader(ResilienceReader):
             return merged
         for key, key_node, value_node in self.entries(fields["defaults"][1], "defaults"):
             merged[key] = (value_node.value(), value_node)
-            if key not in _COMMON_DEFAULT_KEYS:
+            if key not in COMMON_DEFAULT_KEYS:
                 # Judged once every check is read (`default_keys`): a kind in use that knows
                 # it settles the question without importing every other kind.
                 self.option_defaults.append((key, key_node))
@@ -219,10 +144,10 @@ class _Loader(ResilienceReader):
     def default_keys(self) -> None:
         """Each option key a defaults block holds belongs to some kind (a check takes only the
         keys its kind knows, so one no kind knows would be lost without a word)."""
-        in_use = set().union(*(_kind_keys(kind).options for kind in self.kinds))
+        in_use = set().union(*(kind_keys(kind).options for kind in self.kinds))
         for key, key_node in self.option_defaults:
-            if key not in in_use and key not in _default_keys():
-                self.unknown_key(key, key_node, _default_keys(), "defaults")
+            if key not in in_use and key not in defaults_block_keys():
+                self.unknown_key(key, key_node, defaults_block_keys(), "defaults")
 
     def resilience(
         self, fields: Fields, sites: list[Site], seen: dict[str, Location]
@@ -245,47 +170,6 @@ class _Loader(ResilienceReader):
             history=self.history(fields),
             alerts=self.alerts(fields),
         )
-
-    def credentials(self, node: Node) -> None:
-        """Named credential sets, each value checked by the parser of the key it fills. A set
-        that cannot be used is None: its fault is reported here, not again by each check."""
-        if not node.is_mapping:
-            self.credentials_broken = True
-        for name, name_node, body in self.entries(node, "credentials"):
-            self.credential_sets[name] = None
-            if not ID.fullmatch(name):
-                self.fail(name_node.error(f"credentials name {name!r} is not valid", ID_HINT))
-                continue
-            values: Raw = {}
-            faults = len(self.errors)
-            for key, key_node, value_node in self.entries(body, f"credentials {name}"):
-                if key not in CREDENTIAL_KEYS:
-                    self.unknown_key(key, key_node, CREDENTIAL_KEYS, f"credentials {name}")
-                    continue
-                try:
-                    checked_value(_credential_parsers()[key], value_node.value())
-                except OptionError as exc:
-                    self.fail(value_node.error(f"'{key}': {exc.message}", exc.hint))
-                    continue
-                values[key] = (value_node.value(), value_node)
-            if len(self.errors) == faults:
-                self.credential_sets[name] = values
-
-    def credential_values(self, node: Node) -> Raw | None:
-        """The keys of the credentials `node` names; None (fault reported) if unusable."""
-        name = node.value()
-        if isinstance(name, str) and name in self.credential_sets:
-            return self.credential_sets[name]
-        if self.credentials_broken:
-            return None  # the credentials block itself is at fault, and reported
-        known = ", ".join(sorted(n for n in self.credential_sets if ID.fullmatch(n)))
-        self.fail(
-            node.error(
-                f"unknown credentials {name!r}",
-                f"defined: {known}" if known else "define it under a top-level 'credentials:'",
-            )
-        )
-        return None
 
     def concurrency(self, fields: Fields) -> Concurrency:
         if "concurrency" not in fields:
@@ -428,7 +312,7 @@ class _Loader(ResilienceReader):
         entries, whole = self.read_mapping(node, "a check")
         probe = self.kind(node, entries)
         kind = None if probe is None else probe.kind
-        keys = _kind_keys(kind)
+        keys = kind_keys(kind)
         fields = self.select(node, "a check", entries, whole, keys.allowed, ("id",))
         self.declare(self.written_id(fields), link.site_id, link.id)
         check_id = self.ident(fields, "check", seen)
@@ -482,13 +366,13 @@ class _Loader(ResilienceReader):
         return REGISTRY[kind]
 
     def check_values(
-        self, node: Node, fields: Fields, inherited: Raw, probe: ProbeKind, keys: _KindKeys
+        self, node: Node, fields: Fields, inherited: Raw, probe: ProbeKind, keys: KindKeys
     ) -> tuple[Any, Schedule] | None:
         """A check's options and schedule, from its defaults, the credentials it names and its
         own keys (in that precedence); None with every fault placed. `inherited` holds only
         what a check of its kind takes."""
         merged = dict(inherited)
-        own = {k: (v.value(), v) for k, (_, v) in fields.items() if k not in _CHECK_KEYS}
+        own = {k: (v.value(), v) for k, (_, v) in fields.items() if k not in CHECK_KEYS}
         named = own.get("credentials") or merged.get("credentials")
         if named is not None:
             credential_values = self.credential_values(named[1])
