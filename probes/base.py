@@ -1,8 +1,8 @@
 """The one signature every probe kind implements.
 
 A probe module defines a frozen options dataclass (fields made with `monitor.core.options.option`,
-the first being `target`) and a module-level `PROBE = ProbeKind(...)`; `probes/__init__.py` lists
-it in the registry. The probe measures and returns observations, or raises; the runner times it,
+the first being `target`) and a module-level `PROBE = ProbeKind(...)`; one line of `_KINDS` in
+`probes/registry.py` registers it. The probe measures and returns observations, or raises; the runner times it,
 classifies failures and judges the conditions the probe declares.
 """
 

@@ -571,6 +571,27 @@ async def test_a_link_not_yet_known_says_what_it_waits_for(grouped):
         assert "groups 3 pending" in summary(app)
 
 
+async def test_a_link_waiting_on_an_unconfirmed_check_names_it_with_its_count(grouped):
+    # At start-up a deciding check has been seen failing but not confirmed: the link is still
+    # pending, and what it waits for must not read "waiting for " with nothing after it.
+    app = CommwatchApp(grouped, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS + 1)
+        results = [
+            latency_result(grouped, "psap-north/fibre/edge-router", 5, NOW),
+            failed_result(grouped, "psap-north/fibre/cad-api", NOW, ErrorClass.REFUSED, "refused"),
+            failed_result(grouped, "psap-north/fibre/resolver", NOW, ErrorClass.REFUSED, "no"),
+        ]
+        app.dashboard.apply_results(*engine_view(grouped, results, confirm_at_once=False))
+        await pilot.pause()
+        need = max(1, next(c for c in grouped.checks if c.ref.check_id.endswith("cad-api")).retries)
+        assert need > 1  # the inventory's checks need more than one result to confirm a failure
+        assert cell(app, "link:psap-north/fibre", "status") == "· pending"
+        assert cell(app, "link:psap-north/fibre", "info").startswith(
+            f"waiting for cad-api CRIT 1/{need}, resolver CRIT 1/{need} · "
+        )
+
+
 async def test_a_row_above_a_filtered_out_check_still_follows_it(inventory):
     app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:

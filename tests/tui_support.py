@@ -156,11 +156,12 @@ def scenario(inventory: Inventory) -> list[ProbeResult]:
 
 
 def engine_view(
-    inventory: Inventory, results: list[ProbeResult]
+    inventory: Inventory, results: list[ProbeResult], confirm_at_once: bool = True
 ) -> tuple[list[ProbeResult], list[Event], EngineState]:
-    """What the state engine makes of `results` (every result taken as confirmed, as in a
-    sweep): the arguments of `DashboardScreen.apply_results` when the engine runs."""
-    topology = topology_of(inventory, confirm_at_once=True)
+    """What the state engine makes of `results` (by default every result taken as confirmed,
+    as in a sweep; else as a running engine confirms them, after `retries` agreeing results):
+    the arguments of `DashboardScreen.apply_results` when the engine runs."""
+    topology = topology_of(inventory, confirm_at_once=confirm_at_once)
     state, events = EngineState(), []
     for result in sorted(results, key=lambda r: r.started_at):
         state, new = step(topology, state, result)

@@ -210,7 +210,14 @@ class Board:
             return "not selected: " + ", ".join(cid.rsplit("/", 1)[-1] for cid in left_out)
         states = [(cid.rsplit("/", 1)[-1], self.check_state(cid)) for cid in deciding]
         if status is None:
-            return "waiting for " + ", ".join(name for name, state in states if state is None)
+            # A check seen but not confirmed yet is awaited too: "cad-api CRIT 1/3".
+            return "waiting for " + ", ".join(
+                name
+                if state is None
+                else f"{name} {state.soft.name} {state.attempts}/{self.confirmations[cid]}"
+                for (name, state), cid in zip(states, deciding, strict=True)
+                if state is None or state.hard is PENDING
+            )
         failing = (Severity.CRIT, Severity.UNKNOWN)
         return ", ".join(
             f"{name} {state.hard.name}" for name, state in states if state and state.hard in failing
