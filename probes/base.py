@@ -2,8 +2,8 @@
 
 A probe module defines a frozen options dataclass (fields made with `monitor.core.options.option`,
 the first being `target`) and a module-level `PROBE = ProbeKind(...)`; one line of `_KINDS` in
-`probes/registry.py` registers it. The probe measures and returns observations, or raises; the runner times it,
-classifies failures and judges the conditions the probe declares.
+`probes/registry.py` registers it. The probe measures and returns observations, or raises; the
+runner times it, classifies failures and judges the conditions the probe declares.
 """
 
 from __future__ import annotations
