@@ -129,6 +129,7 @@ LAYERS = (
     ("output", ("monitor.output",)),
     ("alerts", ("monitor.alerts",)),
     ("engine", ("monitor.engine",)),
+    ("api", ("monitor.api",)),
     ("tui", ("tui",)),
     ("cli", ("monitor.cli",)),
 )
