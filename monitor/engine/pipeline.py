@@ -33,6 +33,10 @@ from monitor.store.writer import HistoryWriter
 
 log = logging.getLogger(__name__)
 
+# Sees every result and event the sinks see, in the same order, with the engine's state at
+# that moment (which may be ahead of the item: with history on, items are shown once stored).
+Watcher = Callable[[ProbeResult | Event, EngineState], None]
+
 
 def topology_of(
     inventory: Inventory, checks: Iterable[Check] | None = None, *, confirm_at_once: bool = False
@@ -208,6 +212,15 @@ class Monitor:
         self._failure: Exception | None = None
         self._alert_queue: asyncio.Queue[tuple[Event, ...]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchers: list[Watcher] = []
+        # Set once history and alerting run and the scheduler has started: the engine serves.
+        self.ready = asyncio.Event()
+        self.started_at: float | None = None
+
+    def watch(self, watcher: Watcher) -> Callable[[], None]:
+        """Call `watcher` after the sinks for every item from now on; returns how to stop."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher)
 
     def stop(self) -> None:
         self.scheduler.stop()
@@ -222,7 +235,12 @@ class Monitor:
             if self._alerter is not None:
                 last = await self._start_alerts(started, self._alerter, last)
             self.state = restore(self.topology, last)
-            await self.scheduler.run()
+            self.started_at = time.time()
+            self._loop.call_soon(self.ready.set)  # once the scheduler's run has begun
+            try:
+                await self.scheduler.run()
+            finally:
+                self.ready.clear()
         if self._failure is not None:
             raise self._failure
 
@@ -308,6 +326,8 @@ class Monitor:
             self._on_result(item)
         else:
             self._on_event(item)
+        for watcher in tuple(self._watchers):
+            watcher(item, self.state)
 
     async def _deliver_alerts(self, alerter: Alerter) -> None:
         while True:
