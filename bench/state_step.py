@@ -49,7 +49,14 @@ def topology(sites: int) -> Topology:
 
 def one_round(topo: Topology) -> tuple[int, float, int]:
     refs = [
-        CheckRef(cid, p.site_id, p.link_id.split("/")[1], "tcp", "127.0.0.1:9", "127.0.0.1")
+        CheckRef(
+            check_id=cid,
+            site_id=p.site_id,
+            link_id=p.link_id.split("/")[1],
+            kind="tcp",
+            target="127.0.0.1:9",
+            host="127.0.0.1",
+        )
         for cid, p in topo.checks.items()
     ]
     state, steps, events = restore(topo), 0, 0
@@ -58,7 +65,9 @@ def one_round(topo: Topology) -> tuple[int, float, int]:
         for i, ref in enumerate(refs):
             failing = sweep in (2, 3) and i % 7 == 0
             severity = Severity.CRIT if failing else Severity.OK
-            result = ProbeResult(ref, sweep * 60.0 + i * 0.001, 1.0, severity)
+            result = ProbeResult(
+                check=ref, started_at=sweep * 60.0 + i * 0.001, duration_ms=1.0, severity=severity
+            )
             state, new = step(topo, state, result)
             steps, events = steps + 1, events + len(new)
     return steps, time.perf_counter() - started, events

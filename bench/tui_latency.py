@@ -113,13 +113,26 @@ class Fabricator:
         check = self.rng.choice(self.checks)
         if self.rng.random() < 0.03:
             error = ProbeError(ErrorClass.REFUSED, "connection refused")
-            return ProbeResult(check.ref, time.time(), 1.0, Severity.CRIT, error=error)
+            return ProbeResult(
+                check=check.ref,
+                started_at=time.time(),
+                duration_ms=1.0,
+                severity=Severity.CRIT,
+                error=error,
+            )
         ms = self.rng.lognormvariate(1.5, 0.8)
         conditions = self.conditions[check.ref]
         observations = {condition.observation: ms for condition in conditions}
         verdicts = evaluate(conditions, observations)
         severity = Severity.worst(v.severity for v in verdicts)
-        return ProbeResult(check.ref, time.time(), ms, severity, observations, verdicts)
+        return ProbeResult(
+            check=check.ref,
+            started_at=time.time(),
+            duration_ms=ms,
+            severity=severity,
+            observations=observations,
+            verdicts=verdicts,
+        )
 
 
 async def feed(app: MeasuredApp, fabricate: Fabricator, rate: int, seconds: float) -> None:

@@ -12,7 +12,9 @@ from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.store.writer import HistoryWriter
 
-REF = CheckRef("s/l/c", "s", "l", "tcp", "127.0.0.1:9", "127.0.0.1")
+REF = CheckRef(
+    check_id="s/l/c", site_id="s", link_id="l", kind="tcp", target="127.0.0.1:9", host="127.0.0.1"
+)
 
 
 def main(path: str) -> None:
@@ -41,7 +43,13 @@ def main(path: str) -> None:
                 )
                 assigned = writer.add_event(event)
             else:
-                result = ProbeResult(REF, time.time(), 1.0, Severity.OK, observations={"seq": seq})
+                result = ProbeResult(
+                    check=REF,
+                    started_at=time.time(),
+                    duration_ms=1.0,
+                    severity=Severity.OK,
+                    observations={"seq": seq},
+                )
                 assigned = writer.add_result(result)
             assert assigned == seq, (assigned, seq)
         time.sleep(0.005)

@@ -64,7 +64,14 @@ def check(name: str, url: str):
 
 
 def result(check_, *certificates, error: ProbeError | None = None) -> ProbeResult:
-    return ProbeResult(check_.ref, NOW, 5.0, Severity.OK, certificates=certificates, error=error)
+    return ProbeResult(
+        check=check_.ref,
+        started_at=NOW,
+        duration_ms=5.0,
+        severity=Severity.OK,
+        certificates=certificates,
+        error=error,
+    )
 
 
 @pytest.fixture

@@ -53,8 +53,17 @@ def test_a_number_option_refuses_what_is_not_a_finite_number():
 
 
 def _result(kind: str, observations: dict[str, ObservationValue]) -> ProbeResult:
-    ref = CheckRef(f"s/l/{kind}", "s", "l", kind, "127.0.0.1:1", "127.0.0.1")
-    return ProbeResult(ref, 0.0, 1.0, Severity.OK, observations)
+    ref = CheckRef(
+        check_id=f"s/l/{kind}",
+        site_id="s",
+        link_id="l",
+        kind=kind,
+        target="127.0.0.1:1",
+        host="127.0.0.1",
+    )
+    return ProbeResult(
+        check=ref, started_at=0.0, duration_ms=1.0, severity=Severity.OK, observations=observations
+    )
 
 
 def test_the_dashboard_shows_no_nan_as_a_latency_or_an_uptime():

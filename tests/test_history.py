@@ -37,7 +37,14 @@ NOW = 1_800_000_000.0  # a whole hour: 1800000000 / 3600 = 500000
 
 
 def ref(check: str = "c", link: str = "l", site: str = "s") -> CheckRef:
-    return CheckRef(f"{site}/{link}/{check}", site, link, "tcp", "127.0.0.1:9", "127.0.0.1")
+    return CheckRef(
+        check_id=f"{site}/{link}/{check}",
+        site_id=site,
+        link_id=link,
+        kind="tcp",
+        target="127.0.0.1:9",
+        host="127.0.0.1",
+    )
 
 
 def result(
@@ -50,10 +57,10 @@ def result(
         Verdict("latency", "connect_ms", latency, "<= 100ms", severity, unit="ms", warn=100.0),
     )
     return ProbeResult(
-        check or ref(),
-        at,
-        12.5,
-        severity,
+        check=check or ref(),
+        started_at=at,
+        duration_ms=12.5,
+        severity=severity,
         observations={} if latency is None else {"connect_ms": latency},
         verdicts=verdicts,
     )
@@ -257,10 +264,10 @@ def test_an_unusable_path_fails_at_start(tmp_path):
 
 def test_results_keep_everything_but_certificates(config):
     failed = ProbeResult(
-        ref(),
-        NOW,
-        1000.0,
-        Severity.CRIT,
+        check=ref(),
+        started_at=NOW,
+        duration_ms=1000.0,
+        severity=Severity.CRIT,
         observations={"connect_ms": None},
         error=ProbeError(ErrorClass.REFUSED, "Connection refused"),
     )

@@ -132,8 +132,22 @@ ECHO = ProbeKind(
 
 
 def _echo_result(severity: Severity, observations: dict, verdicts: tuple = ()) -> ProbeResult:
-    ref = CheckRef("s/l/echo", "s", "l", "echo", "127.0.0.1", "127.0.0.1")
-    return ProbeResult(ref, NOW, 5.0, severity, observations, verdicts)
+    ref = CheckRef(
+        check_id="s/l/echo",
+        site_id="s",
+        link_id="l",
+        kind="echo",
+        target="127.0.0.1",
+        host="127.0.0.1",
+    )
+    return ProbeResult(
+        check=ref,
+        started_at=NOW,
+        duration_ms=5.0,
+        severity=severity,
+        observations=observations,
+        verdicts=verdicts,
+    )
 
 
 def test_the_dashboard_and_the_history_show_what_a_kind_declares(monkeypatch, tmp_path):
@@ -165,8 +179,22 @@ def test_a_kind_unknown_here_shows_its_verdicts_and_no_latency():
     """A result whose kind this version does not know (another version's history row)."""
     from tui.present import info_text
 
-    ref = CheckRef("s/l/x", "s", "l", "gone", "127.0.0.1", "127.0.0.1")
+    ref = CheckRef(
+        check_id="s/l/x",
+        site_id="s",
+        link_id="l",
+        kind="gone",
+        target="127.0.0.1",
+        host="127.0.0.1",
+    )
     bad = Verdict("loss", "loss_pct", 100, "expected 0", Severity.CRIT, reason="all lost")
-    result = ProbeResult(ref, NOW, 5.0, Severity.CRIT, {"latency_ms": 3.0}, (bad,))
+    result = ProbeResult(
+        check=ref,
+        started_at=NOW,
+        duration_ms=5.0,
+        severity=Severity.CRIT,
+        observations={"latency_ms": 3.0},
+        verdicts=(bad,),
+    )
     assert info_text(result, NOW) == "all lost"
     assert registry.main_latency(result) is None

@@ -50,7 +50,14 @@ def hard(at: float, subject: Subject, subject_id: str, before: str, after: str) 
 
 def ref(check_id: str) -> CheckRef:
     site, link, _ = check_id.split("/")
-    return CheckRef(check_id, site, link, "tcp", "127.0.0.1:9", "127.0.0.1")
+    return CheckRef(
+        check_id=check_id,
+        site_id=site,
+        link_id=link,
+        kind="tcp",
+        target="127.0.0.1:9",
+        host="127.0.0.1",
+    )
 
 
 def scope(*subjects: tuple[Subject, str], windows: tuple[Window, ...] = ()) -> str:
@@ -115,7 +122,12 @@ def test_a_backup_link_whose_deciding_checks_were_ok_is_up_whatever_its_other_ch
         hard(h(7), LINK, "psap/fibre", "DOWN", "UP"),
         hard(h(7), GROUP, "psap", "AT RISK", "RESILIENT"),
     ]
-    results = [ProbeResult(ref("psap/lte/webui"), h(i), 1.0, Severity.CRIT) for i in range(10)]
+    results = [
+        ProbeResult(
+            check=ref("psap/lte/webui"), started_at=h(i), duration_ms=1.0, severity=Severity.CRIT
+        )
+        for i in range(10)
+    ]
     path = store_with(tmp_path / "h.sqlite3", [(h(0), UNTIL, UNTIL, scope(*PSAP))], events, results)
     subjects = by_id(report(path))
     lte = subjects["psap/lte"]
@@ -145,7 +157,11 @@ def test_a_check_critical_for_its_whole_run_is_0_percent_available_not_99(tmp_pa
         tmp_path / "h.sqlite3",
         [(began, None, until, scope((CHECK, "s/l/dead")))],
         [hard(began + 5, CHECK, "s/l/dead", PENDING, "CRIT")],
-        [ProbeResult(ref("s/l/dead"), began + 5, 1.0, Severity.CRIT)],
+        [
+            ProbeResult(
+                check=ref("s/l/dead"), started_at=began + 5, duration_ms=1.0, severity=Severity.CRIT
+            )
+        ],
     )
     dead = by_id(report(path, since=T0, until=until))["s/l/dead"]
     assert dead.availability_pct == 0
@@ -357,7 +373,12 @@ def test_downsampled_history_keeps_its_events_exact(tmp_path):
         hard(h(2.5), CHECK, "s/l/c", "OK", "CRIT"),
         hard(h(2.75), CHECK, "s/l/c", "CRIT", "OK"),
     ]
-    results = [ProbeResult(ref("s/l/c"), h(0) + 60 * i, 1.0, Severity.OK) for i in range(10 * 60)]
+    results = [
+        ProbeResult(
+            check=ref("s/l/c"), started_at=h(0) + 60 * i, duration_ms=1.0, severity=Severity.OK
+        )
+        for i in range(10 * 60)
+    ]
     path = store_with(
         tmp_path / "h.sqlite3", [(h(0), h(10), h(10), scope((CHECK, "s/l/c")))], events, results
     )
@@ -381,7 +402,9 @@ def test_history_from_before_first_states_were_events(tmp_path):
         hard(h(5), LINK, "s/l", "DOWN", "UP"),
         hard(h(5), CHECK, "s/l/c", "CRIT", "OK"),
     ]
-    results = [ProbeResult(ref("s/l/c"), h(1), 1.0, Severity.OK)]
+    results = [
+        ProbeResult(check=ref("s/l/c"), started_at=h(1), duration_ms=1.0, severity=Severity.OK)
+    ]
     path = store_with(
         tmp_path / "h.sqlite3",
         [(h(0), None, h(10), scope((LINK, "s/l"), (CHECK, "s/l/c")))],

@@ -427,7 +427,7 @@ async def test_the_next_start_waits_while_this_process_keeps_the_cpu_busy():
                 await asyncio.sleep(0)
             burn_ended = loop.time()
             await asyncio.sleep(0.3)  # then waits on the network, using no CPU
-        return ProbeResult(check.ref, 0.0, 1.0, Severity.OK)
+        return ProbeResult(check=check.ref, started_at=0.0, duration_ms=1.0, severity=Severity.OK)
 
     checks = [make_check("busy", host="127.0.9.1"), make_check("next", host="127.0.9.2")]
     await Scheduler(checks, Concurrency(10, 10), lambda r: None, runner=runner).sweep()

@@ -350,36 +350,61 @@ def test_status_age_and_sparkline_text():
 
 
 def _ref(kind: str) -> CheckRef:
-    return CheckRef(f"s/l/{kind}", "s", "l", kind, "127.0.0.1:1", "127.0.0.1")
+    return CheckRef(
+        check_id=f"s/l/{kind}",
+        site_id="s",
+        link_id="l",
+        kind=kind,
+        target="127.0.0.1:1",
+        host="127.0.0.1",
+    )
 
 
 def test_info_shows_what_tls_snmp_and_dns_results_carry():
     tls = ProbeResult(
-        _ref("tls"),
-        NOW,
-        5,
-        Severity.WARN,
-        {"handshake_ms": 5, "days_left": 12.4},
+        check=_ref("tls"),
+        started_at=NOW,
+        duration_ms=5,
+        severity=Severity.WARN,
+        observations={"handshake_ms": 5, "days_left": 12.4},
         certificates=(certificate("CN=a", 12.4, 0, "CN=ca"),),
     )
     assert info_text(tls, NOW) == "cert 12d"
-    days_only = ProbeResult(_ref("tls"), NOW, 5, Severity.OK, {"days_left": 40.2})
+    days_only = ProbeResult(
+        check=_ref("tls"),
+        started_at=NOW,
+        duration_ms=5,
+        severity=Severity.OK,
+        observations={"days_left": 40.2},
+    )
     assert info_text(days_only, NOW) == "cert 40d"
     snmp = ProbeResult(
-        _ref("snmp"),
-        NOW,
-        5,
-        Severity.CRIT,
-        {
+        check=_ref("snmp"),
+        started_at=NOW,
+        duration_ms=5,
+        severity=Severity.CRIT,
+        observations={
             "system.uptime_s": 3 * 86400 + 4 * 3600 + 5,
             "if.eth0.oper_status": "up",
             "if.eth1.oper_status": "down",
         },
     )
     assert info_text(snmp, NOW) == "up 3d04h · if eth1 down"
-    healthy = ProbeResult(_ref("snmp"), NOW, 5, Severity.OK, {"if.ge-0/0/0.10.oper_status": "up"})
+    healthy = ProbeResult(
+        check=_ref("snmp"),
+        started_at=NOW,
+        duration_ms=5,
+        severity=Severity.OK,
+        observations={"if.ge-0/0/0.10.oper_status": "up"},
+    )
     assert info_text(healthy, NOW) == "if 1/1 up"
-    dns = ProbeResult(_ref("dns"), NOW, 5, Severity.CRIT, {"rcode": "NXDOMAIN"})
+    dns = ProbeResult(
+        check=_ref("dns"),
+        started_at=NOW,
+        duration_ms=5,
+        severity=Severity.CRIT,
+        observations={"rcode": "NXDOMAIN"},
+    )
     assert info_text(dns, NOW) == "NXDOMAIN"
 
 

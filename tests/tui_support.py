@@ -109,7 +109,14 @@ def latency_result(
     """A result judged the way the probe's latency threshold judges it (warn 200, crit 1000)."""
     check = next(c for c in inventory.checks if c.ref.check_id == check_id)
     verdict = LATENCY.latency(key).judge(ms)
-    return ProbeResult(check.ref, at, ms, verdict.severity, {key: ms}, (verdict,))
+    return ProbeResult(
+        check=check.ref,
+        started_at=at,
+        duration_ms=ms,
+        severity=verdict.severity,
+        observations={key: ms},
+        verdicts=(verdict,),
+    )
 
 
 def failed_result(
@@ -117,7 +124,13 @@ def failed_result(
 ) -> ProbeResult:
     check = next(c for c in inventory.checks if c.ref.check_id == check_id)
     severity = Severity.UNKNOWN if error is ErrorClass.TIMEOUT else Severity.CRIT
-    return ProbeResult(check.ref, at, 3.0, severity, error=ProbeError(error, message))
+    return ProbeResult(
+        check=check.ref,
+        started_at=at,
+        duration_ms=3.0,
+        severity=severity,
+        error=ProbeError(error, message),
+    )
 
 
 def scenario(inventory: Inventory) -> list[ProbeResult]:
@@ -183,12 +196,12 @@ def http_result(
         LATENCY.latency("latency_ms").judge(ms),
     )
     return ProbeResult(
-        check.ref,
-        at,
-        ms,
-        Severity.worst(v.severity for v in verdicts),
-        {"status": status, "latency_ms": ms},
-        verdicts,
+        check=check.ref,
+        started_at=at,
+        duration_ms=ms,
+        severity=Severity.worst(v.severity for v in verdicts),
+        observations={"status": status, "latency_ms": ms},
+        verdicts=verdicts,
         certificates=certificates,
     )
 

@@ -21,7 +21,13 @@ def report_of(days_left: float) -> AuditReport:
     leaf = certificate(SUBJECT, days_left, 0, issuer="@SUM(A1)")
     check = adhoc_check("tls", {"target": "127.0.0.1:8443"})
     check = dataclasses.replace(check, ref=dataclasses.replace(check.ref, check_id="s/l/tls"))
-    result = ProbeResult(check.ref, NOW, 5.0, Severity.CRIT, certificates=(leaf,))
+    result = ProbeResult(
+        check=check.ref,
+        started_at=NOW,
+        duration_ms=5.0,
+        severity=Severity.CRIT,
+        certificates=(leaf,),
+    )
     return build_report([check], [result], now=NOW)
 
 
