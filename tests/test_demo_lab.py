@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
 import json
 import os
@@ -46,8 +47,9 @@ from monitor.lab import snmp_agent
 from monitor.lab.demo_inventory import demo_inventory, write_demo_inventory
 from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, secrets_env_file
 from monitor.lab.layout import SERVICES, Behaviour, PortTaken, service
+from monitor.lab.pki import Issued, make_ca
 from monitor.lab.snmp_agent import RADIO_MODULATION, RADIO_RSL_DBM, Cycles, DeviceClock
-from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key, make_lab_ca
+from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key
 from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.test_import_graph import import_graph
@@ -226,8 +228,29 @@ def test_the_shipped_inventory_targets_the_lab_on_loopback(tmp_path, monkeypatch
     assert checked.returncode == 0, checked.stderr
 
 
+def make_lab_ca() -> Issued:
+    """The certificate `monitor/lab/lab-ca.pem` holds, made afresh: to renew the file, write
+    this one's `cert_pem` over it."""
+    return make_ca(
+        "commwatch demo lab CA (public key: trust it nowhere else)",
+        datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
+        datetime.datetime(2125, 1, 1, tzinfo=datetime.UTC),
+        key=lab_ca_key(),
+        extensions=[
+            x509.NameConstraints(
+                permitted_subtrees=[
+                    x509.DNSName("example.net"),
+                    x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")),
+                ],
+                excluded_subtrees=None,
+            )
+        ],
+    )
+
+
 def test_the_shipped_lab_ca_is_the_one_the_lab_signs_with_and_is_name_constrained():
     shipped = x509.load_pem_x509_certificate(LAB_CA_FILE.read_bytes())
+    made = make_lab_ca().certificate
 
     def spki(key) -> bytes:
         return key.public_bytes(
@@ -235,12 +258,20 @@ def test_the_shipped_lab_ca_is_the_one_the_lab_signs_with_and_is_name_constraine
         )
 
     assert spki(shipped.public_key()) == spki(lab_ca_key().public_key())
-    assert shipped.subject == make_lab_ca().certificate.subject
+    # Everything but the serial and the signature, which are drawn afresh each time.
+    assert shipped.subject == made.subject
+    assert shipped.issuer == shipped.subject  # self-signed
+    assert shipped.not_valid_before_utc == made.not_valid_before_utc
+    assert shipped.not_valid_after_utc == made.not_valid_after_utc
+    assert list(shipped.extensions) == list(made.extensions)
+    shipped.verify_directly_issued_by(shipped)
     constraints = shipped.extensions.get_extension_for_class(x509.NameConstraints)
     assert constraints.critical
-    assert (
-        x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")) in constraints.value.permitted_subtrees
-    )
+    assert constraints.value.permitted_subtrees == [
+        x509.DNSName("example.net"),
+        x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")),
+    ]
+    assert constraints.value.excluded_subtrees is None
 
 
 async def test_a_second_lab_on_the_same_ports_is_refused_by_name(lab):

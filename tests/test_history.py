@@ -32,6 +32,7 @@ from monitor.store.rows import LatencyPoint
 from monitor.store.schema import HOUR, HistoryError
 from monitor.store.writer import HistoryWriter
 from tests.conftest import REPO
+from tests.history_support import maintain
 
 NOW = 1_800_000_000.0  # a whole hour: 1800000000 / 3600 = 500000
 
@@ -397,7 +398,7 @@ def test_old_results_become_hourly_rows_and_recent_ones_stay_raw(config):
                 result(NOW - DAY, latency=3.0),
             ]
         )
-        stats = store.maintain(NOW, config)
+        stats = maintain(store, NOW, config)
         assert stats.downsampled_results == 5
         assert [r.started_at for r in store.results_since(0)] == [NOW - DAY]
         hourly = store.hourly_since(0)
@@ -422,7 +423,7 @@ def test_only_whole_hours_past_downsample_after_are_folded(config):
     with HistoryStore(config.path, create=True) as store:
         store.write([result(cutoff_hour - 1), result(cutoff_hour), result(cutoff_hour + 1)])
         # 30 minutes later the hour starting at cutoff_hour is not yet entirely old enough.
-        assert store.maintain(NOW + HOUR / 2, config).downsampled_results == 1
+        assert maintain(store, NOW + HOUR / 2, config).downsampled_results == 1
         assert len(store.results_since(0)) == 2
 
 
@@ -430,9 +431,9 @@ def test_late_results_merge_into_an_hour_already_downsampled(config):
     hour = NOW - 10 * DAY
     with HistoryStore(config.path, create=True) as store:
         store.write([result(hour + 1, latency=10.0), result(hour + 2, latency=None)])
-        store.maintain(NOW, config)
+        maintain(store, NOW, config)
         store.write([result(hour + 3, latency=40.0), result(hour + 4, latency=1.0)])
-        store.maintain(NOW, config)
+        maintain(store, NOW, config)
         (merged,) = store.hourly_since(0)
     assert merged.counts[Severity.OK] == 4
     assert (merged.latency_count, merged.latency_min, merged.latency_avg, merged.latency_max) == (
@@ -450,16 +451,16 @@ def test_retention_deletes_results_hourly_rows_and_events_older_than_it(config):
             [result(NOW - 31 * DAY), result(NOW - 29 * DAY)],
             [event(NOW - 31 * DAY), event(NOW - 29 * DAY)],
         )
-        stats = store.maintain(NOW, short)
+        stats = maintain(store, NOW, short)
         assert (stats.deleted_results, stats.deleted_events, stats.downsampled_results) == (1, 1, 0)
         assert [r.started_at for r in store.results_since(0)] == [NOW - 29 * DAY]
         assert [e.at for e in store.events_since(0)] == [NOW - 29 * DAY]
         # Hourly rows: an hour goes only once all of it is past the retention.
         store.write([result(NOW - 40 * DAY), result(NOW - 30 * DAY + 10)])
-        store.maintain(NOW + 41 * DAY, HistoryConfig(path=config.path, retention=1e9))
+        maintain(store, NOW + 41 * DAY, HistoryConfig(path=config.path, retention=1e9))
         assert len(store.hourly_since(0)) == 3
         # Half an hour on, the hour starting 30 days ago is only half past the retention.
-        assert store.maintain(NOW + HOUR / 2, short).deleted_hourly == 1
+        assert maintain(store, NOW + HOUR / 2, short).deleted_hourly == 1
         assert [h.hour for h in store.hourly_since(0)] == [NOW - 30 * DAY, NOW - 29 * DAY]
 
 
@@ -515,7 +516,7 @@ def test_retention_deletes_runs_that_ended_before_it(config):
         store.end_run(old, NOW - 35 * DAY)
         recent = store.start_run(NOW - 40 * DAY)  # began long ago, still watching
         store.write(heartbeat=(recent, NOW))
-        stats = store.maintain(NOW, HistoryConfig(path=config.path, retention=30 * DAY))
+        stats = maintain(store, NOW, HistoryConfig(path=config.path, retention=30 * DAY))
         assert stats.deleted_runs == 1
         assert [r.last_at for r in store.runs(0, NOW + 1)] == [NOW]
 

@@ -30,6 +30,7 @@ from monitor.store.history import HistoryStore
 from monitor.store.runs import RunScope, Watched
 from monitor.store.schema import HOUR, MIGRATIONS
 from tests.conftest import REPO
+from tests.history_support import maintain
 from tests.peers.tcp_peers import accepting_listener, closed_port
 
 T0 = 1_800_000_000.0
@@ -386,7 +387,7 @@ def test_downsampled_history_keeps_its_events_exact(tmp_path):
     from monitor.config.inventory import HistoryConfig
 
     with HistoryStore(path, create=True) as store:
-        stats = store.maintain(h(30), HistoryConfig(path=path, downsample_after=HOUR))
+        stats = maintain(store, h(30), HistoryConfig(path=path, downsample_after=HOUR))
     assert stats.downsampled_results == 600
     after = by_id(report(path))["s/l/c"]
     assert after == before

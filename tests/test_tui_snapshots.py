@@ -21,12 +21,13 @@ from tests.tui_support import (
     NOW,
     ROWS,
     engine_view,
+    help_bindings,
     scenario,
     shown,
     until,
     write_inventory,
 )
-from tui.app import CommwatchApp, help_bindings
+from tui.app import CommwatchApp
 from tui.screens.dashboard import FILTER_DELAY
 from tui.widgets.filter_input import FilterInput
 

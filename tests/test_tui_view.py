@@ -18,6 +18,7 @@ from tests.tui_support import (
     certificate,
     engine_view,
     failed_result,
+    help_bindings,
     http_result,
     latency_result,
     log_lines,
@@ -29,7 +30,7 @@ from tests.tui_support import (
     until,
     write_inventory,
 )
-from tui.app import CommwatchApp, help_bindings
+from tui.app import CommwatchApp
 from tui.present import age_text, info_text, sparkline, status_text
 from tui.screens.dashboard import FILTER_DELAY, PROBLEMS_REFRESH
 from tui.screens.help import HelpScreen, key_display

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console, RenderableType
+from textual.binding import Binding
 from textual.pilot import Pilot
 
 from monitor.config.inventory import Inventory
@@ -20,7 +21,7 @@ from monitor.engine.pipeline import topology_of
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from probes.base import LatencyOptions
-from tui.app import CommwatchApp
+from tui.app import CommwatchApp, help_sections
 from tui.widgets.event_log import EventLog
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
@@ -244,3 +245,8 @@ def log_on_screen(app: CommwatchApp) -> list[str]:
 def toasts(app: CommwatchApp) -> list[str]:
     """The notifications on screen, as their toasts read (title, then message)."""
     return [str(toast.render()) for toast in app.screen.query("Toast")]
+
+
+def help_bindings() -> list[Binding]:
+    """Every key the help screen lists, whichever section lists it."""
+    return [binding for _, bindings in help_sections() for binding in bindings]

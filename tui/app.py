@@ -298,8 +298,3 @@ def help_sections() -> list[tuple[str, list[Binding]]]:
         (title, [binding for binding in source if isinstance(binding, Binding)])
         for title, source in sources
     ]
-
-
-def help_bindings() -> list[Binding]:
-    """Every key the help screen lists."""
-    return [binding for _, bindings in help_sections() for binding in bindings]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import ssl
 import tempfile
 from pathlib import Path
@@ -26,7 +25,6 @@ from monitor.lab.layout import Behaviour
 from monitor.lab.pki import Issued, make_ca, make_leaf, server_context
 
 LAB_CA_FILE = Path(__file__).with_name("lab-ca.pem")
-LAB_CA_NAME = "commwatch demo lab CA (public key: trust it nowhere else)"
 _LAB_CA_SEED = b"commwatch demo lab CA: this key is public; never trust it outside the lab"
 # P-256 group order: a derived private value must lie in [1, order - 1].
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -39,26 +37,9 @@ def lab_ca_key() -> ec.EllipticCurvePrivateKey:
     return ec.derive_private_key(value, ec.SECP256R1())
 
 
-def make_lab_ca() -> Issued:
-    """The CA certificate `lab-ca.pem` holds (made once; a test checks the file matches)."""
-    return make_ca(
-        LAB_CA_NAME,
-        datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
-        datetime.datetime(2125, 1, 1, tzinfo=datetime.UTC),
-        key=lab_ca_key(),
-        extensions=[
-            x509.NameConstraints(
-                permitted_subtrees=[
-                    x509.DNSName("example.net"),
-                    x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")),
-                ],
-                excluded_subtrees=None,
-            )
-        ],
-    )
-
-
 def lab_ca() -> Issued:
+    """The shipped CA certificate with its derived key (tests/test_demo_lab.py shows how the
+    certificate was made, and checks the file still is that certificate)."""
     return Issued(x509.load_pem_x509_certificate(LAB_CA_FILE.read_bytes()), lab_ca_key())
 
 

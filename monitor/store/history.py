@@ -20,14 +20,14 @@ from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
 from monitor.store.queries import HistoryReader
-from monitor.store.retention import MaintenanceStats, maintenance_steps, run_to_end
+from monitor.store.retention import MaintenanceStats, maintenance_steps
 from monitor.store.rows import INSERT_EVENT, INSERT_RESULT, event_row, result_row
 from monitor.store.schema import transaction
 
 
 class HistoryStore(HistoryReader):
     """A connection that writes too: results, events, runs and maintenance. The writer thread
-    owns the one that runs continuously; tests and one-off maintenance may open another."""
+    owns the one that runs continuously; tests may open another."""
 
     def write(
         self,
@@ -69,7 +69,3 @@ class HistoryStore(HistoryReader):
         """Downsampling and retention, one short transaction per step (see
         monitor.store.retention); the generator returns what was done."""
         return maintenance_steps(self._db, now, config)
-
-    def maintain(self, now: float, config: HistoryConfig) -> MaintenanceStats:
-        """All of maintenance at once (tests, and a store no writer is running on)."""
-        return run_to_end(self.maintenance_steps(now, config))

@@ -61,16 +61,6 @@ def maintenance_steps(
     return (yield from _prune(db, now, config, stats))
 
 
-def run_to_end(steps: Generator[None, None, MaintenanceStats]) -> MaintenanceStats:
-    """Every step at once: what they did."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            stats: MaintenanceStats = done.value
-            return stats
-
-
 def _downsample(
     db: sqlite3.Connection, now: float, config: HistoryConfig
 ) -> Generator[None, None, MaintenanceStats]:
