@@ -79,10 +79,6 @@ def service(name: str) -> Service:
     return next(s for s in SERVICES if s.name == name)
 
 
-def services(behaviour: Behaviour) -> tuple[Service, ...]:
-    return tuple(s for s in SERVICES if s.behaviour is behaviour)
-
-
 class PortTaken(Exception):
     """A fixed lab port is in use: most likely another demo lab is running."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -174,8 +174,8 @@ def make_leaf(
 ) -> Issued:
     """A server certificate (a client one with `client`) signed by `ca` for `sans` (IP literals
     and DNS names). No `sans` but a `common_name` makes a CN-only certificate, as old gear has.
-    `usages` overrides the extended key usages; `extensions` are added non-critical (see
-    `revocation_urls`)."""
+    `usages` overrides the extended key usages; `extensions` are added non-critical (an OCSP
+    responder's or CRL's address, say)."""
     if not sans and not common_name:
         raise ValueError("a leaf certificate needs a subject alternative name or a common name")
     key = _key(rsa_bits)
@@ -203,25 +203,6 @@ def make_leaf(
     for extension in extensions:
         builder = builder.add_extension(extension, critical=False)
     return Issued(_sign(builder, ca.key, sha1), key)
-
-
-def revocation_urls(
-    ocsp_url: str | None = None, crl_url: str | None = None
-) -> list[x509.ExtensionType]:
-    """The extensions that tell a client where to ask about revocation: an Authority Information
-    Access entry for the OCSP responder and a CRL distribution point, for `make_leaf`."""
-    extensions: list[x509.ExtensionType] = []
-    if ocsp_url is not None:
-        location = x509.UniformResourceIdentifier(ocsp_url)
-        extensions.append(
-            x509.AuthorityInformationAccess(
-                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, location)]
-            )
-        )
-    if crl_url is not None:
-        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
-        extensions.append(x509.CRLDistributionPoints([point]))
-    return extensions
 
 
 def server_context(
