@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from tests.peers.http_peers import (
 from tests.peers.pki import Issued, make_ca, make_leaf, server_context
 
 SECRET_VALUE = "s3cret-token-4711"
+OK, CRIT = Severity.OK, Severity.CRIT
 
 
 @pytest.fixture
@@ -88,7 +90,17 @@ async def test_ok_records_status_latency_and_body(peer: HttpPeer, shared: Shared
     assert obs["redirects"] == 0
     assert 0 < obs["latency_ms"] <= obs["total_ms"]
     assert "tls_version" not in obs
-    assert {v.condition for v in result.verdicts} == {"status", "latency"}
+    verdicts = {v.condition: v for v in result.verdicts}
+    assert verdicts.keys() == {"status", "latency"}
+    status, latency = verdicts["status"], verdicts["latency"]
+    assert (status.value, status.threshold, status.severity) == (200, "expected 200-399", OK)
+    assert (latency.value, latency.threshold, latency.severity) == (
+        obs["latency_ms"],
+        "no threshold",
+        OK,
+    )
+    assert re.fullmatch(r"HTTP 200, latency [0-9.]+ms", result.summary()), result.summary()
+    assert peer.seen.requests == [("GET", "/ok")]
 
 
 @pytest.mark.parametrize("code", [500, 404])
@@ -100,12 +112,21 @@ async def test_error_status_is_crit(peer: HttpPeer, shared: SharedResources, cod
     status = next(v for v in result.verdicts if v.condition == "status")
     assert (status.value, status.severity) == (code, Severity.CRIT)
     assert status.threshold == "expected 200-399"
+    assert result.observations["status"] == code
+    assert f"{code}" in result.summary() and "expected 200-399" in result.summary()
+    assert peer.seen.requests == [("GET", f"/status/{code}")]
 
 
 async def test_expected_error_status_is_ok(peer: HttpPeer, shared: SharedResources) -> None:
     result = await probe(shared, target=f"{peer.url}/status/404", expect_status=[200, "400-404"])
 
     assert result.severity is Severity.OK, result.summary()
+    assert result.error is None
+    assert result.observations["status"] == 404
+    status = next(v for v in result.verdicts if v.condition == "status")
+    assert (status.value, status.threshold, status.severity) == (404, "expected 200, 400-404", OK)
+    assert result.summary().startswith("HTTP 404, latency ")
+    assert peer.seen.requests == [("GET", "/status/404")]
 
 
 async def test_slow_answer_breaches_latency_warn(peer: HttpPeer, shared: SharedResources) -> None:
@@ -143,6 +164,8 @@ async def test_unknown_charset_is_matched_as_utf8(peer: HttpPeer, shared: Shared
 
     assert result.severity is Severity.OK, result.summary()
     assert result.observations["body_contains_match"] is True
+    matched = next(v for v in result.verdicts if v.condition == "body_contains")
+    assert (matched.value, matched.severity) == (True, OK)
 
 
 async def test_huge_body_is_read_only_up_to_the_cap(
@@ -164,7 +187,9 @@ async def test_head_request_reads_no_body(peer: HttpPeer, shared: SharedResource
 
     assert result.severity is Severity.OK, result.summary()
     assert peer.seen.methods == ["HEAD"]
+    assert peer.seen.requests == [("HEAD", "/ok")]
     assert result.observations["body_bytes"] == 0
+    assert result.observations["status"] == 200
 
 
 # --- redirects ---------------------------------------------------------------------------------
@@ -177,6 +202,8 @@ async def test_redirect_is_followed(peer: HttpPeer, shared: SharedResources) -> 
     assert result.observations["status"] == 200
     assert result.observations["redirects"] == 1
     assert result.observations["url"] == f"{peer.url}/ok"
+    assert result.observations["body_bytes"] == len(OK_BODY)
+    assert peer.seen.requests == [("GET", "/redirect/1"), ("GET", "/ok")]
 
 
 async def test_unfollowed_redirect_is_the_final_status(
@@ -192,6 +219,10 @@ async def test_unfollowed_redirect_is_the_final_status(
     assert lenient.observations["redirects"] == 0
     assert strict.severity is Severity.CRIT
     assert strict.observations["status"] == 302
+    status = next(v for v in strict.verdicts if v.condition == "status")
+    assert (status.value, status.threshold, status.severity) == (302, "expected 200", CRIT)
+    # Neither followed the Location: the peer saw no request for /ok.
+    assert peer.seen.requests == [("GET", "/redirect/1")] * 2
 
 
 async def test_max_redirects_hops_are_allowed_and_no_more(
@@ -205,6 +236,9 @@ async def test_max_redirects_hops_are_allowed_and_no_more(
     assert over.error is not None
     assert over.error.error_class is ErrorClass.PROTOCOL
     assert over.error.message == "too many redirects (2)"
+    hops = [("GET", f"/redirect/{n}") for n in (3, 2, 1)]
+    # Every hop up to the limit was asked for, and the one beyond it not.
+    assert peer.seen.requests == [*hops, ("GET", "/ok"), *hops]
 
 
 async def test_redirect_loop_is_a_protocol_error(peer: HttpPeer, shared: SharedResources) -> None:
@@ -284,7 +318,15 @@ async def test_https_verified_with_ca_file(
     result = await probe(shared, target=f"{tls_peer.url}/ok", ca_file=ca_file)
 
     assert result.severity is Severity.OK, result.summary()
+    assert result.error is None
     assert str(result.observations["tls_version"]).startswith("TLSv1.")
+    assert result.observations["status"] == 200
+    assert result.observations["body_bytes"] == len(OK_BODY)
+    judged = {v.condition: v.severity for v in result.verdicts}
+    # The certificate the peer served is judged too, and is good.
+    assert {"status", "latency", "expiry", "chain_complete"} <= judged.keys(), judged
+    assert set(judged.values()) == {OK}
+    assert tls_peer.seen.requests == [("GET", "/ok")]
 
 
 async def test_https_unknown_ca_is_a_tls_error(tls_peer: HttpPeer, shared: SharedResources) -> None:
@@ -294,6 +336,8 @@ async def test_https_unknown_ca_is_a_tls_error(tls_peer: HttpPeer, shared: Share
     assert result.error.error_class is ErrorClass.TLS
     assert result.error.message.startswith("TLS certificate verify failed: ")
     assert "\n" not in result.error.message
+    assert result.severity is Severity.CRIT
+    assert tls_peer.seen.requests == []  # refused before a byte of HTTP was sent
 
 
 async def test_https_without_verification_is_ok(
@@ -302,6 +346,10 @@ async def test_https_without_verification_is_ok(
     result = await probe(shared, target=f"{tls_peer.url}/ok", verify_tls=False)
 
     assert result.severity is Severity.OK, result.summary()
+    assert result.error is None
+    assert str(result.observations["tls_version"]).startswith("TLSv1.")
+    assert result.observations["status"] == 200
+    assert tls_peer.seen.requests == [("GET", "/ok")]
 
 
 async def test_https_to_a_plain_http_port_is_a_tls_error(
@@ -312,6 +360,8 @@ async def test_https_to_a_plain_http_port_is_a_tls_error(
     assert result.error is not None
     assert result.error.error_class is ErrorClass.TLS
     assert result.error.message.startswith("TLS handshake failed: ")
+    assert result.severity is Severity.CRIT
+    assert peer.seen.requests == []  # the ClientHello is no HTTP request
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -331,6 +381,7 @@ async def test_secret_header_reaches_the_peer_and_nothing_else(
     result = await run_check(check, shared)
 
     assert result.severity is Severity.OK, result.summary()
+    assert result.observations["status"] == 200
     assert peer.seen.secret_values == [SECRET_VALUE]
     for shown in (repr(check), repr(result), result.summary(), str(dict(result.observations))):
         assert SECRET_VALUE not in shown

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 LOOPBACK = "127.0.0.1"
 OK_BODY = "commwatch peer: link up\n"
@@ -30,6 +31,8 @@ class Seen:
 
     methods: list[str] = field(default_factory=list)
     secret_values: list[str | None] = field(default_factory=list)
+    # Every request that reached a handler, in order: (method, path).
+    requests: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -79,7 +82,12 @@ def _app(seen: Seen, release: asyncio.Event) -> web.Application:
         seen.secret_values.append(value)
         return web.Response(status=200 if value else 401, text="checked\n")
 
-    app = web.Application()
+    @web.middleware
+    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
+        seen.requests.append((request.method, request.path))
+        return await handler(request)
+
+    app = web.Application(middlewares=[note])
     app.router.add_get("/ok", ok)
     app.router.add_get("/odd-charset", odd_charset)
     app.router.add_get("/status/{code}", status)
