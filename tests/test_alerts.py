@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from monitor.alerts.alerter import Alerter
 from monitor.alerts.delivery import sign
 from monitor.alerts.formats.registry import FORMATS, render
 from monitor.alerts.message import Message, MessageKind, message_key
-from monitor.alerts.outbox import Problem, RowStatus
+from monitor.alerts.outbox import OutboxRow, Problem, RowStatus
 from monitor.alerts.policy import Grouper, next_reminder, plan_events, plan_reminders
 from monitor.config.alerts import (
     AlertsConfig,
@@ -623,6 +623,14 @@ def keys(received: Iterable[Received]) -> list[str]:
     return sorted(r.key or "" for r in received)
 
 
+async def until_rows(alerter: Alerter, condition: Callable[[list[OutboxRow]], bool]) -> None:
+    """Waits until the outbox's rows, oldest first, meet `condition`."""
+    deadline = time.monotonic() + 5
+    while not condition(rows := await alerter.outbox.rows()):
+        assert time.monotonic() < deadline, f"outbox condition not met: {rows}"
+        await asyncio.sleep(0.02)
+
+
 async def settled(alerter: Alerter) -> list:  # type: ignore[type-arg]
     """Waits until every stored message is delivered; returns the rows."""
     deadline = time.monotonic() + 5
@@ -791,13 +799,14 @@ async def test_a_failing_receiver_gets_every_message_exactly_once(
     try:
         receiver.fail("500", 3)
         await alerter.submit(PRIMARY_DOWN)
-        await asyncio.sleep(0.1)
+        await receiver.wait_for(lambda r: [x.status for x in r.requests].count(500) == 3)
         receiver.fail("hang", 1)
         await alerter.submit(BACKUP_DOWN)
-        await asyncio.sleep(0.1)
+        await receiver.wait_for(lambda r: any(x.hung for x in r.requests))
         await receiver.stop()
         await alerter.submit(BACKUP_UP)
-        await asyncio.sleep(0.2)
+        # Tried while nobody listens: refused, and kept for later.
+        await until_rows(alerter, lambda rows: len(rows) == 3 and rows[2].attempts >= 1)
         await receiver.start()
         await alerter.submit(STEPS[3])
         rows = await settled(alerter)
@@ -805,7 +814,10 @@ async def test_a_failing_receiver_gets_every_message_exactly_once(
         await alerter.aclose()
     assert keys(receiver.accepted.values()) == STEP_KEYS
     assert receiver.duplicates == []
-    assert sum(r.attempts for r in rows) > len(rows)  # it did have to retry
+    # Each failure cost one attempt more: three 500s, one hang, one refusal.
+    assert sum(r.attempts for r in rows) >= len(rows) + 5, [r.attempts for r in rows]
+    assert rows[0].attempts >= 4
+    assert rows[2].attempts >= 2
 
 
 async def test_a_restart_in_the_middle_delivers_what_was_pending_once(

@@ -32,6 +32,7 @@ class Received:
     at: float = field(default_factory=time.monotonic)
     status: int | None = None  # None: left hanging
     signature_ok: bool | None = None  # None: not a signed path
+    hung: bool = False  # left hanging on purpose (a "hang" failure): no answer until stop()
 
     @property
     def key(self) -> str | None:
@@ -138,6 +139,9 @@ class WebhookReceiver:
             if failure.count <= 0:
                 self._failures.pop(0)
             if failure.mode == "hang":
+                received.hung = True
+                async with self._changed:
+                    self._changed.notify_all()
                 await self._release.wait()
                 return None
             if failure.retry_after:
