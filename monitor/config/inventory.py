@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config.alerts import AlertsConfig
+from monitor.config.api import ApiConfig
 from monitor.config.maintenance import Window
 from monitor.core.model import CheckRef
 from monitor.core.paths import state_dir
@@ -154,6 +155,7 @@ class Inventory:
     sites: tuple[Site, ...]
     concurrency: Concurrency
     resilience: Resilience = Resilience()
+    api: ApiConfig | None = None  # the `api:` section; None: not served unless --listen
 
     @property
     def links(self) -> tuple[Link, ...]:

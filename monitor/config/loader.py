@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from monitor.config.api import ApiReader
 from monitor.config.checks import (
     SCHEDULE_PARSERS,
     ParseMemo,
@@ -65,6 +66,7 @@ _TOP_KEYS = (
     "flapping",
     "history",
     "alerts",
+    "api",
 )
 _SITE_KEYS = ("id", "name", "tags", "defaults", "min_up", "links")
 _LINK_KEYS = (
@@ -84,7 +86,7 @@ _TEXTS = each(text)
 # --- the loader ----------------------------------------------------------------------------
 
 
-class _Loader(CredentialReader, ResilienceReader):
+class _Loader(CredentialReader, ResilienceReader, ApiReader):
     def __init__(self, file: str) -> None:
         super().__init__(file)
         self.memo = ParseMemo()
@@ -102,6 +104,7 @@ class _Loader(CredentialReader, ResilienceReader):
         sites = self.sites(fields, self.defaults(fields, {}), seen)
         self.default_keys()
         resilience = self.resilience(fields, sites, seen)
+        api = self.api(fields)
         links = [link for site in sites for link in site.links]
         self.check_references(
             (site.id for site in sites),
@@ -111,7 +114,11 @@ class _Loader(CredentialReader, ResilienceReader):
         if self.errors:
             return None
         return Inventory(
-            path=self.file, sites=tuple(sites), concurrency=concurrency, resilience=resilience
+            path=self.file,
+            sites=tuple(sites),
+            concurrency=concurrency,
+            resilience=resilience,
+            api=api,
         )
 
     def version(self, fields: Fields) -> None:
