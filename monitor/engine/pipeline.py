@@ -14,13 +14,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from monitor.alerts.alerter import Alerter
 from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
-from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
+from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending, Subject
 from monitor.core.model import ProbeResult
+from monitor.engine.acks import Ack, AckChange, AckEnd, Acknowledgements, make_ack
+from monitor.engine.checks import status_of
 from monitor.engine.links import links_up_text
 from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
@@ -36,6 +39,19 @@ log = logging.getLogger(__name__)
 # Sees every result and event the sinks see, in the same order, with the engine's state at
 # that moment (which may be ahead of the item: with history on, items are shown once stored).
 Watcher = Callable[[ProbeResult | Event, EngineState], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PauseChange:
+    """An operator paused or resumed a check."""
+
+    check_id: str
+    paused: bool
+
+
+# Sees what operators do to the engine, as it happens: acknowledgements made and ended (an
+# end caused by a change of state comes right after the watchers saw that change), pauses.
+ControlWatcher = Callable[[AckChange | PauseChange], None]
 
 
 def topology_of(
@@ -213,6 +229,9 @@ class Monitor:
         self._alert_queue: asyncio.Queue[tuple[Event, ...]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[Watcher] = []
+        self._control_watchers: list[ControlWatcher] = []
+        self.acks = Acknowledgements()
+        self._ack_expiry: asyncio.TimerHandle | None = None
         # Set once history and alerting run and the scheduler has started: the engine serves.
         self.ready = asyncio.Event()
         self.started_at: float | None = None
@@ -222,8 +241,105 @@ class Monitor:
         self._watchers.append(watcher)
         return lambda: self._watchers.remove(watcher)
 
+    def watch_controls(self, watcher: ControlWatcher) -> Callable[[], None]:
+        """Call `watcher` for every acknowledgement made or ended and every check paused or
+        resumed from now on; returns how to stop."""
+        self._control_watchers.append(watcher)
+        return lambda: self._control_watchers.remove(watcher)
+
+    @property
+    def history_path(self) -> Path | None:
+        """The history database this engine writes; None when it runs without history."""
+        return None if self._writer is None else self._writer.config.path
+
     def stop(self) -> None:
         self.scheduler.stop()
+
+    # --- what operators do -------------------------------------------------------------------
+
+    def run_now(self, check_id: str) -> None:
+        """Run a check at once (unless it is queued or running already). KeyError: no such
+        check in this engine."""
+        self.scheduler.run_now(check_id)
+
+    def pause(self, check_id: str) -> None:
+        """Stop scheduling a check (one running finishes and reports). KeyError: no such
+        check."""
+        self._known_check(check_id)
+        if not self.scheduler.is_paused(check_id):
+            self.scheduler.pause(check_id)
+            self._publish(PauseChange(check_id, paused=True))
+
+    def resume(self, check_id: str) -> None:
+        self._known_check(check_id)
+        if self.scheduler.is_paused(check_id):
+            self.scheduler.resume(check_id)
+            self._publish(PauseChange(check_id, paused=False))
+
+    def _known_check(self, check_id: str) -> None:
+        if check_id not in self.scheduler.checks:
+            raise KeyError(check_id)
+
+    def subject_of(self, subject_id: str) -> Subject | None:
+        """What kind of subject `subject_id` is in this engine (a check it runs, a link or group
+        it judges), or None."""
+        topology = self.topology
+        if subject_id in topology.checks:
+            return Subject.CHECK
+        if subject_id in topology.evaluated_links:
+            return Subject.LINK
+        if subject_id in topology.evaluated_groups:
+            return Subject.GROUP
+        return None
+
+    def acknowledge(self, subject_id: str, *, comment: str, by: str, expires: float) -> Ack:
+        """Acknowledge the problem of `subject_id` until `expires` (POSIX seconds), replacing
+        any acknowledgement it has. KeyError: no such subject; AckRefused: why not."""
+        subject = self.subject_of(subject_id)
+        if subject is None:
+            raise KeyError(subject_id)
+        state: object
+        if subject is Subject.CHECK:
+            check = self.state.checks.get(subject_id)
+            state = None if check is None else status_of(check.hard)
+        elif subject is Subject.LINK:
+            state = self.state.links.get(subject_id)
+        else:
+            state = self.state.groups.get(subject_id)
+        ack = make_ack(
+            subject, subject_id, state, comment=comment, by=by, at=time.time(), expires=expires
+        )
+        self._publish(self.acks.place(ack))
+        self._arm_ack_expiry()
+        return ack
+
+    def withdraw_ack(self, subject_id: str) -> Ack | None:
+        """End the acknowledgement of `subject_id`; the one that was, or None."""
+        change = self.acks.end(subject_id, AckEnd.WITHDRAWN)
+        if change is None:
+            return None
+        self._publish(change)
+        self._arm_ack_expiry()
+        return change.ended[0] if change.ended is not None else None
+
+    def _arm_ack_expiry(self) -> None:
+        if self._ack_expiry is not None:
+            self._ack_expiry.cancel()
+            self._ack_expiry = None
+        due = self.acks.next_expiry()
+        if due is not None:
+            loop = asyncio.get_running_loop()
+            self._ack_expiry = loop.call_later(max(0.0, due - time.time()), self._expire_acks)
+
+    def _expire_acks(self) -> None:
+        self._ack_expiry = None
+        for change in self.acks.expire(time.time()):
+            self._publish(change)
+        self._arm_ack_expiry()
+
+    def _publish(self, change: AckChange | PauseChange) -> None:
+        for watcher in tuple(self._control_watchers):
+            watcher(change)
 
     async def run(self) -> None:
         """Start history and alerting, restore the state they remember, run the scheduler
@@ -241,6 +357,8 @@ class Monitor:
                 await self.scheduler.run()
             finally:
                 self.ready.clear()
+                if self._ack_expiry is not None:
+                    self._ack_expiry.cancel()
         if self._failure is not None:
             raise self._failure
 
@@ -328,6 +446,9 @@ class Monitor:
             self._on_event(item)
         for watcher in tuple(self._watchers):
             watcher(item, self.state)
+        if isinstance(item, Event) and (ended := self.acks.ended_by(item)) is not None:
+            self._publish(ended)
+            self._arm_ack_expiry()
 
     async def _deliver_alerts(self, alerter: Alerter) -> None:
         while True:
