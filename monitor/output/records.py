@@ -13,7 +13,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.core.events import Event
 from monitor.core.model import (
@@ -23,6 +23,10 @@ from monitor.core.model import (
     Severity,
     Verdict,
 )
+
+if TYPE_CHECKING:
+    # Only the API's history reads stored results: `probe` and `run` never load the store.
+    from monitor.store.rows import StoredResult
 
 SCHEMA_VERSION = 2
 
@@ -102,6 +106,28 @@ def result_to_dict(result: ProbeResult) -> dict[str, Any]:
         if result.error is None
         else {"class": str(result.error.error_class), "message": result.error.message},
         "certificates": [certificate_to_dict(c, result.started_at) for c in result.certificates],
+    }
+
+
+def stored_result_to_dict(stored: StoredResult) -> dict[str, Any]:
+    """A result as history kept it: the fields of `result_to_dict` the store has (no target,
+    tags or certificates), and the latency it recorded."""
+    return {
+        "check_id": stored.check_id,
+        "site_id": stored.site_id,
+        "link_id": stored.link_id,
+        "kind": stored.kind,
+        "started_at": iso_time(stored.started_at),
+        "duration_ms": stored.duration_ms,
+        "severity": stored.severity.name,
+        "exit_code": stored.severity.value,
+        "summary": stored.summary,
+        "latency_ms": stored.latency_ms,
+        "observations": {k: _json_value(v) for k, v in stored.observations.items()},
+        "verdicts": [verdict_to_dict(v) for v in stored.verdicts],
+        "error": None
+        if stored.error_class is None
+        else {"class": stored.error_class, "message": stored.error_message},
     }
 
 

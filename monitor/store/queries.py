@@ -48,12 +48,15 @@ class HistoryReader:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def recent_results(self, check_id: str, limit: int = 100) -> list[StoredResult]:
-        """The latest `limit` results of one check, oldest first."""
+    def recent_results(
+        self, check_id: str, limit: int = 100, since: float = -math.inf
+    ) -> list[StoredResult]:
+        """The latest `limit` raw results of one check started at or after `since`, oldest
+        first."""
         rows = self._db.execute(
-            f"SELECT {RESULT_COLUMNS} FROM results WHERE check_id = ? "
+            f"SELECT {RESULT_COLUMNS} FROM results WHERE check_id = ? AND started_at >= ? "
             "ORDER BY started_at DESC LIMIT ?",
-            (check_id, limit),
+            (check_id, since, limit),
         ).fetchall()
         return [stored_result(row) for row in reversed(rows)]
 
