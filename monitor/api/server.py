@@ -1,0 +1,189 @@
+"""The engine served over HTTP: the application, its listener, and what every route shares.
+
+`build_app(monitor, config)` makes the aiohttp application: errors as JSON, the token check,
+the body limit, the health routes, then each module of routes in ATTACHMENTS adds its own
+(`attach(app, monitor, config)`, handlers declaring their role with `@requires`). `ApiServer`
+starts it beside a running `Monitor` and stops it: it refuses, before binding anything, to
+listen beyond loopback without TLS and tokens (unless allowed), and serves TLS from the
+configured certificate and key files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from monitor.api import control, history
+from monitor.api.auth import Tokens, auth_middleware
+from monitor.api.keys import CONFIG, MONITOR
+from monitor.api.roles import Role, requires
+from monitor.config.api import ApiConfig, TlsFiles
+from monitor.core.logs import BugLog
+from monitor.core.options import OptionError, format_host_port
+from monitor.engine.pipeline import Monitor
+
+log = logging.getLogger(__name__)
+_bugs = BugLog(log)
+
+Attach = Callable[[web.Application, Monitor, ApiConfig], None]
+
+# The modules of routes, each adding its own to the application. A new module of endpoints is
+# one entry here (docs/ARCHITECTURE.md, "Where a new X goes").
+ATTACHMENTS: tuple[Attach, ...] = (control.attach, history.attach)
+
+# What the access log shows of a request (aiohttp logs it at INFO, COMMWATCH_LOG=INFO): the
+# peer, the request line, the status, the size and the time taken; never a header, so never
+# the Authorization header's token.
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+# Headers of an HTTP error worth keeping on its JSON rendering.
+_KEPT_HEADERS = ("WWW-Authenticate", "Allow", "Retry-After")
+SHUTDOWN_TIMEOUT = 5.0
+
+
+class ApiStartError(Exception):
+    """The API cannot start; the message says why and what to do, for the command line."""
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"status": status, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as `{"error": {"status", "message"}}`: HTTP errors with their message,
+    anything unforeseen as a 500 that says nothing of its cause (the log has its types and
+    places, never its message, which may quote what it was handling)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own errors say "404: Not Found"; ours say what is wrong.
+        message = exc.reason if not exc.text or exc.text.startswith(f"{exc.status}:") else exc.text
+        kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+        return error_response(exc.status, message, kept)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        _bugs.report(f"the API's {request.method} handler", exc)
+        return error_response(500, "internal error (the engine's log has the details)")
+
+
+@requires(Role.PUBLIC)
+async def healthz(_request: web.Request) -> web.Response:
+    """The process serves: for a supervisor's liveness check, no token needed."""
+    return web.json_response({"status": "ok"})
+
+
+@requires(Role.VIEWER)
+async def readyz(request: web.Request) -> web.Response:
+    """The engine runs its checks (history and alerting started, the scheduler running)."""
+    if request.app[MONITOR].ready.is_set():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready"}, status=503)
+
+
+def build_app(
+    monitor: Monitor,
+    config: ApiConfig,
+    *,
+    tokens: Tokens | None = None,
+    attachments: Sequence[Attach] | None = None,
+) -> web.Application:
+    """The application serving `monitor`; `tokens` read from `config` unless given (OptionError
+    when one cannot be read); `attachments` the modules of routes (default ATTACHMENTS)."""
+    if tokens is None:
+        tokens = Tokens.read(config.tokens)
+    app = web.Application(
+        middlewares=[json_errors, auth_middleware(tokens)], client_max_size=config.max_body_bytes
+    )
+    app[MONITOR] = monitor
+    app[CONFIG] = config
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    for attach in ATTACHMENTS if attachments is None else attachments:
+        attach(app, monitor, config)
+    return app
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """A server context presenting the configured certificate (its chain after it); TLS 1.2
+    at least, the stdlib's default ciphers."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        # An encrypted key would make OpenSSL ask for a passphrase on the terminal: refuse it.
+        context.load_cert_chain(files.cert_file, files.key_file, password=b"")
+    except OSError as exc:
+        raise ApiStartError(
+            f"cannot read the API's certificate or key ({exc.strerror or exc}): "
+            f"{files.cert_file}, {files.key_file}"
+        ) from None
+    except ssl.SSLError:
+        raise ApiStartError(
+            f"the API's certificate {files.cert_file} and key {files.key_file} cannot be "
+            "used: they must be PEM, the key unencrypted and the certificate's own"
+        ) from None
+    return context
+
+
+class ApiServer:
+    """The API of one `Monitor`, listening while `start()`ed, until `stop()`."""
+
+    def __init__(
+        self, monitor: Monitor, config: ApiConfig, *, attachments: Sequence[Attach] | None = None
+    ) -> None:
+        self.monitor = monitor
+        self.config = config
+        self._attachments = attachments
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None  # the port bound, once started
+
+    @property
+    def url(self) -> str:
+        port = self.config.listen.port if self.port is None else self.port
+        return f"{self.config.scheme}://{format_host_port(self.config.listen.host, port)}"
+
+    async def start(self) -> None:
+        """Listen; ApiStartError (before binding anything) when the configuration forbids it,
+        a token or the certificate cannot be read, or the address cannot be bound."""
+        config = self.config
+        problem = config.exposure_problem()
+        if problem is not None:
+            raise ApiStartError(f"{problem[0]} ({problem[1]})")
+        context = None if config.tls is None else tls_context(config.tls)
+        try:
+            app = build_app(self.monitor, config, attachments=self._attachments)
+        except OptionError as exc:
+            raise ApiStartError(f"an API token cannot be read: {exc}") from None
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log_format=ACCESS_LOG_FORMAT,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ApiStartError(
+                f"cannot listen on {config.listen}: {exc.strerror or exc}"
+            ) from None
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
