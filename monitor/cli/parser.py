@@ -78,6 +78,24 @@ def _run(run: CommandParser) -> None:
         "--no-alerts", action="store_true", help="continuous run: send no notifications"
     )
     _add_stream_format(run, "json (default) for machines, table for people")
+    api = run.add_argument_group(
+        "serving the engine (continuous runs only, not --once; the inventory's api: section "
+        "sets TLS, tokens and limits)"
+    )
+    api.add_argument(
+        "--listen",
+        type=values.listen,
+        metavar="HOST:PORT",
+        help="serve the HTTP API (health, state, events, history, metrics, commands) on this "
+        "IP address and port, e.g. 127.0.0.1:9110 (port 0: any free one, printed at start); "
+        "overrides api: listen",
+    )
+    api.add_argument(
+        "--allow-insecure-remote",
+        action="store_true",
+        help="listen beyond loopback without TLS or tokens (anyone on the network could read "
+        "the tokens, or reach the API without one)",
+    )
     _add_filters(run)
 
 
@@ -201,7 +219,7 @@ def _demo(demo: CommandParser) -> None:
         help="shift every lab port by N, to run a second lab beside one already running "
         "(the shipped inventory.yaml names the unshifted ports)",
     )
-    demo.set_defaults(no_history=False, no_alerts=True)
+    demo.set_defaults(no_history=False, no_alerts=True, listen=None, allow_insecure_remote=False)
 
 
 def _probe(probe: CommandParser) -> None:

@@ -9,6 +9,10 @@ the type, when a flag of that type is read, never here.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.config.api import Listen
 
 
 def days(text: str) -> float:
@@ -45,3 +49,13 @@ def duration_flag(text: str) -> float:
     except OptionError as exc:
         raise argparse.ArgumentTypeError(f"{exc}") from None
     return seconds
+
+
+def listen(text: str) -> Listen:
+    from monitor.config.api import listen_address  # see the module's docstring
+    from monitor.core.options import OptionError
+
+    try:
+        return listen_address(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}") from None

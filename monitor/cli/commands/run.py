@@ -1,11 +1,13 @@
 """`commwatch run`: the selected checks headless, one sweep (`--once`: one JSON document or a
 table, exit code the worst severity) or continuously (one line per result and per state change,
-until SIGINT/SIGTERM)."""
+until SIGINT/SIGTERM), the engine served over HTTP beside it with `--listen` or an `api:`
+section (monitor.api.server)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted, stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.config.api import ApiConfig
 from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
@@ -28,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     if selected is None:
         return EXIT_UNKNOWN
     if args.once:
+        if args.listen is not None:
+            print("commwatch run: --listen serves a continuous run: drop --once", file=sys.stderr)
+            return EXIT_UNKNOWN
         return asyncio.run(_sweep(selected.inventory, selected.checks, args.format))
     return asyncio.run(watch(selected.inventory, selected.checks, args))
 
@@ -94,6 +100,39 @@ async def watch(inventory: Inventory, checks: Sequence[Check], args: argparse.Na
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
         print(note, file=sys.stderr)
+    served = served_api(inventory, args)
+    if served is None:
+        return await _run_monitor(monitor)
+    # aiohttp and the API load only for a run that serves.
+    from monitor.api.server import ApiServer, ApiStartError
+
+    server = ApiServer(monitor, served)
+    try:
+        await server.start()  # before the engine: nothing has run when it cannot
+    except ApiStartError as exc:
+        print(f"commwatch: {exc}; nothing was run", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(f"commwatch: serving the engine on {server.url}", file=sys.stderr, flush=True)
+    try:
+        return await _run_monitor(monitor)
+    finally:
+        await server.stop()
+
+
+def served_api(inventory: Inventory, args: argparse.Namespace) -> ApiConfig | None:
+    """The API to serve beside the run: the inventory's api: section with the flags over it;
+    None when neither asks for one."""
+    if inventory.api is None and args.listen is None:
+        return None
+    config = inventory.api or ApiConfig()
+    if args.listen is not None:
+        config = dataclasses.replace(config, listen=args.listen)
+    if args.allow_insecure_remote:
+        config = dataclasses.replace(config, allow_insecure_remote=True)
+    return config
+
+
+async def _run_monitor(monitor: Monitor) -> int:
     stop_on_signals(monitor.stop)
     try:
         await monitor.run()
