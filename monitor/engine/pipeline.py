@@ -405,9 +405,9 @@ class Monitor:
         if events and self._alerter is not None:
             self._alert_queue.put_nowait(events)
         if self._writer is None:
-            self._on_result(result)
+            self._emit(result)
             for event in events:
-                self._on_event(event)
+                self._emit(event)
             return
         self._stored(result, self._writer.add_result(result))
         for event in events:
