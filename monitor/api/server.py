@@ -123,15 +123,15 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
     try:
         # An encrypted key would make OpenSSL ask for a passphrase on the terminal: refuse it.
         context.load_cert_chain(files.cert_file, files.key_file, password=b"")
+    except ssl.SSLError:  # before OSError, of which it is one
+        raise ApiStartError(
+            f"the API's certificate {files.cert_file} and key {files.key_file} cannot be "
+            "used: they must be PEM, the key unencrypted and the certificate's own"
+        ) from None
     except OSError as exc:
         raise ApiStartError(
             f"cannot read the API's certificate or key ({exc.strerror or exc}): "
             f"{files.cert_file}, {files.key_file}"
-        ) from None
-    except ssl.SSLError:
-        raise ApiStartError(
-            f"the API's certificate {files.cert_file} and key {files.key_file} cannot be "
-            "used: they must be PEM, the key unencrypted and the certificate's own"
         ) from None
     return context
 
