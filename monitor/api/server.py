@@ -14,6 +14,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -43,6 +44,7 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 # Headers of an HTTP error worth keeping on its JSON rendering.
 _KEPT_HEADERS = ("WWW-Authenticate", "Allow", "Retry-After")
 SHUTDOWN_TIMEOUT = 5.0
+KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default is an hour: an idle client holds its connection
 
 
 class ApiStartError(Exception):
@@ -115,6 +117,34 @@ def build_app(
     return app
 
 
+class _WithheldErrors(web.RequestHandler):
+    """The connection handler, answering what never reaches the middlewares as they would.
+
+    aiohttp answers a request its parser refuses with the parser's message, which quotes the
+    offending bytes (an Authorization header and its token among them), and logs it with that
+    message. Here such a request, and a timeout, get the API's JSON error with the status's
+    phrase only, and the log names the exception's type only."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        log.info(
+            "refused a request from %s: %d (%s)",
+            request.remote,
+            status,
+            "no exception" if exc is None else type(exc).__name__,
+        )
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was sent already: no error can follow it")
+        response = error_response(status, HTTPStatus(status).phrase)
+        response.force_close()
+        return response
+
+
 def tls_context(files: TlsFiles) -> ssl.SSLContext:
     """A server context presenting the configured certificate (its chain after it); TLS 1.2
     at least, the stdlib's default ciphers."""
@@ -146,6 +176,7 @@ class ApiServer:
         self.config = config
         self._attachments = attachments
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self.port: int | None = None  # the port bound, once started
 
     @property
@@ -165,25 +196,40 @@ class ApiServer:
             app = build_app(self.monitor, config, attachments=self._attachments)
         except OptionError as exc:
             raise ApiStartError(f"an API token cannot be read: {exc}") from None
-        runner = web.AppRunner(
-            app,
-            handle_signals=False,
-            access_log_format=ACCESS_LOG_FORMAT,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
-        )
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
-        site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=context)
+        manager = runner.server
+        assert manager is not None  # set up just now
+        loop = asyncio.get_running_loop()
+
+        def connection() -> _WithheldErrors:
+            return _WithheldErrors(
+                manager,
+                loop=loop,
+                access_log_format=ACCESS_LOG_FORMAT,
+                keepalive_timeout=KEEPALIVE_TIMEOUT,
+            )
+
         try:
-            await site.start()
+            listener = await loop.create_server(
+                connection, config.listen.host, config.listen.port, ssl=context
+            )
         except OSError as exc:
             await runner.cleanup()
             raise ApiStartError(
                 f"cannot listen on {config.listen}: {exc.strerror or exc}"
             ) from None
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self._listener = runner, listener
+        self.port = listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
+        """Stop listening, end the open connections (SHUTDOWN_TIMEOUT at most), run the
+        application's cleanup."""
+        runner, listener = self._runner, self._listener
+        self._runner = self._listener = None
+        if listener is not None:
+            listener.close()
         if runner is not None:
             await runner.cleanup()
+        if listener is not None:
+            await listener.wait_closed()
