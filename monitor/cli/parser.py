@@ -79,8 +79,8 @@ def _run(run: CommandParser) -> None:
     )
     _add_stream_format(run, "json (default) for machines, table for people")
     api = run.add_argument_group(
-        "serving the engine (continuous runs only, not --once; the inventory's api: section "
-        "sets TLS, tokens and limits)"
+        "serving the engine (continuous runs only, not --once)",
+        "The inventory's api: section sets the listener's TLS, tokens and limits.",
     )
     api.add_argument(
         "--listen",
