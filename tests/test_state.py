@@ -657,3 +657,14 @@ def test_persistent_map_delete_leaves_the_original_alone():
     assert dict(smaller) == {"b": 2} and len(smaller) == 1
     assert dict(original) == {"a": 1, "b": 2}
     assert smaller.delete("missing") is smaller
+
+
+def test_persistent_map_changed_keys_names_set_deleted_and_added_keys_only():
+    many = PersistentMap({f"k{i}": i for i in range(1000)})
+    assert many.changed_keys(many) == set()
+    changed = many.set("k1", 100).delete("k2").set("new", 0)
+    assert changed.changed_keys(many) == {"k1", "k2", "new"}
+    assert many.changed_keys(changed) == {"k1", "k2", "new"}
+    # A key set again to the very same object is no change; an equal but new object may be.
+    assert many.set("k3", many["k3"]).changed_keys(many) == set()
+    assert PersistentMap({"a": 1}).changed_keys(PersistentMap()) == {"a"}

@@ -8,6 +8,7 @@ large the inventory.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -16,6 +17,7 @@ V = TypeVar("V")
 
 _WIDTH = 128
 _EMPTY: dict[Any, Any] = {}
+_ABSENT: Any = object()
 
 
 class PersistentMap(Mapping[K, V], Generic[K, V]):
@@ -51,6 +53,19 @@ class PersistentMap(Mapping[K, V], Generic[K, V]):
         new._buckets = (*self._buckets[:index], changed or _EMPTY, *self._buckets[index + 1 :])
         new._size = self._size - 1
         return new
+
+    def changed_keys(self, other: PersistentMap[K, V]) -> builtins.set[K]:
+        """The keys whose entry differs between this map and `other`: in one only, or bound to
+        different objects. A bucket both share (every bucket a step did not touch) is skipped
+        unread, so two states of one engine compare in time proportional to what changed.
+        Equal values that are distinct objects count as changed: compare them if it matters."""
+        changed: builtins.set[K] = builtins.set()  # `set` here is the method
+        for mine, theirs in zip(self._buckets, other._buckets, strict=True):
+            if mine is theirs:
+                continue
+            changed.update(k for k, v in mine.items() if theirs.get(k, _ABSENT) is not v)
+            changed.update(k for k in theirs if k not in mine)
+        return changed
 
     def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
         # Mapping.get goes through a KeyError for every miss: the engine misses a lot.
