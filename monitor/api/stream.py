@@ -1,0 +1,143 @@
+"""`GET /api/v1/state` and `GET /api/v1/events`: the picture, then everything that follows it.
+
+The event stream is Server-Sent Events: each message has `id: EPOCH.SEQ`, `event: TYPE` and one
+`data:` line of compact JSON (the types and their data: monitor.api.feed, and the `$defs` of
+`monitor/output/schema/state.schema.json`). It begins with `retry: 2000`; a `: keepalive`
+comment goes out after 15 s without a message, so proxies and clients see a live connection.
+With `Last-Event-ID` (the header, or `?last_event_id=` for clients that cannot set it) it
+resumes after that item; a position the feed no longer has gets one `resync` message and the
+end of the stream: the client refetches the state document and resumes from its position.
+
+Bounded: at most `max_stream_clients` streams (503 beyond), each with a queue of at most
+`stream_queue` items; a client that falls that far behind is disconnected, never buffered for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol
+
+from aiohttp import web
+
+from monitor.api.document import state_document
+from monitor.api.feed import BadEventId, Feed, Message, MessageType
+from monitor.api.roles import Role, requires
+from monitor.engine.pipeline import Monitor
+
+KEEPALIVE: Final = 15.0  # seconds without a message before a keepalive comment
+RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting
+
+FEED: Final = web.AppKey("commwatch_feed", Feed)
+
+AckRecords = Callable[[], Iterable[Mapping[str, Any]]]
+
+
+class StreamConfig(Protocol):
+    """What the stream reads of the API's configuration (monitor/config/api.py's ApiConfig)."""
+
+    @property
+    def max_stream_clients(self) -> int: ...
+    @property
+    def stream_queue(self) -> int: ...
+
+
+def _no_acks() -> Iterable[Mapping[str, Any]]:
+    return ()
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def json_error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response(
+        {"error": {"status": status, "message": message}}, status=status, headers=headers
+    )
+
+
+def frame(message: Message) -> bytes:
+    """One message as SSE: the data is one line (JSON escapes every line break)."""
+    lines = [f"id: {message.event_id}\n"] if message.event_id else []
+    lines += [f"event: {message.type}\n", f"data: {message.data}\n\n"]
+    return "".join(lines).encode()
+
+
+def attach(
+    app: web.Application,
+    monitor: Monitor,
+    config: StreamConfig,
+    *,
+    acks: AckRecords = _no_acks,
+    keepalive: float = KEEPALIVE,
+) -> Feed:
+    """Number what `monitor` publishes from now on, and serve it on `app`. `acks` gives the
+    acknowledgements the engine holds, as records, for the state document."""
+    feed, unwatch = Feed.attach(monitor)
+    app[FEED] = feed
+
+    @requires(Role.VIEWER)
+    async def state(request: web.Request) -> web.StreamResponse:
+        document = state_document(monitor, feed.snapshot(), acks(), time.time())
+        return web.json_response(document, dumps=_compact, headers={"Cache-Control": "no-store"})
+
+    @requires(Role.VIEWER)
+    async def events(request: web.Request) -> web.StreamResponse:
+        last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        if feed.subscribers >= config.max_stream_clients:
+            return json_error(
+                503,
+                f"the event stream serves at most {config.max_stream_clients} clients",
+                **{"Retry-After": "10"},
+            )
+        try:
+            subscription = feed.subscribe(last_event_id or None, config.stream_queue)
+        except BadEventId as exc:
+            return json_error(400, str(exc))
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",  # a reverse proxy must not hold messages back
+            }
+        )
+        try:
+            await response.prepare(request)
+            await response.write(f"retry: {RETRY_MS}\n\n".encode())
+            if subscription.resync is not None:
+                resync = Message("", MessageType.RESYNC, _compact({"reason": subscription.resync}))
+                await response.write(frame(resync))
+                return response
+            transport = request.transport
+            if transport is not None:
+                # Dropped for falling behind: a write may be waiting on a reader that does not
+                # read, so the connection goes at once, and that write with it.
+                subscription.on_drop = transport.abort
+            while True:
+                try:
+                    message = await asyncio.wait_for(subscription.next(), keepalive)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if message is None:
+                    break
+                await response.write(frame(message))
+        except ConnectionError:
+            pass  # the client went away; its reconnect resumes
+        finally:
+            subscription.close()
+        return response
+
+    async def stop_streams(_app: web.Application) -> None:
+        feed.close()
+
+    async def unwatch_monitor(_app: web.Application) -> None:
+        unwatch()
+
+    app.router.add_get("/api/v1/state", state)
+    app.router.add_get("/api/v1/events", events)
+    app.on_shutdown.append(stop_streams)
+    app.on_cleanup.append(unwatch_monitor)
+    return feed
