@@ -190,8 +190,9 @@ class Feed:
         return self._seq
 
     @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """Every live subscription (their queues' depths are the stream's backlog)."""
+        return tuple(self._subscribers)
 
     def publish(self, item: ProbeResult | Event, state: EngineState) -> None:
         """Number `item` (the Monitor's watcher: `state` is the engine's state at that moment)."""

@@ -86,7 +86,7 @@ def attach(
     @requires(Role.VIEWER)
     async def events(request: web.Request) -> web.StreamResponse:
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-        if feed.subscribers >= config.max_stream_clients:
+        if len(feed.subscriptions) >= config.max_stream_clients:
             return json_error(
                 503,
                 f"the event stream serves at most {config.max_stream_clients} clients",
