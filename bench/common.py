@@ -13,12 +13,15 @@ import asyncio
 import json
 import os
 import resource
+import selectors
+import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +60,7 @@ __all__ = [
     "measure_process",
     "raise_open_file_limit",
     "report",
+    "serve_tcp",
     "step",
     "timed_floor",
     "topology_of",
@@ -71,6 +75,31 @@ def raise_open_file_limit() -> None:
 
 def loopback_addresses(third_octet: int, count: int) -> list[str]:
     return [f"127.0.{third_octet}.{i}" for i in range(1, count + 1)]
+
+
+def serve_tcp(addresses: list[str], endpoints: Connection) -> None:
+    """Accept and close connections as fast as possible on every address; send the endpoints
+    ("address:port") once they all listen."""
+    selector = selectors.DefaultSelector()
+    listening = []
+    for address in addresses:
+        listener = socket.socket()
+        listener.bind((address, 0))
+        listener.listen(4096)
+        listener.setblocking(False)
+        selector.register(listener, selectors.EVENT_READ)
+        listening.append(f"{address}:{listener.getsockname()[1]}")
+    endpoints.send(listening)
+    while True:
+        for key, _ in selector.select():
+            try:
+                while True:
+                    connection, _ = key.fileobj.accept()
+                    # A plain close: an RST here could reach the client before its connect
+                    # completes and read as a failure.
+                    connection.close()
+            except BlockingIOError:
+                pass
 
 
 def write_inventory(

@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import selectors
 import socket
 import struct
 import tempfile
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from common import (
@@ -31,6 +29,7 @@ from common import (
     loopback_addresses,
     raise_open_file_limit,
     report,
+    serve_tcp,
     timed_floor,
     write_inventory,
 )
@@ -39,31 +38,6 @@ ADDRESSES = loopback_addresses(77, 250)
 GLOBAL_CAP = 256
 PER_HOST_CAP = 4
 RST = struct.pack("ii", 1, 0)
-
-
-def serve(addresses: list[str], endpoints: Connection) -> None:
-    """Accept and close connections as fast as possible on every address; send the endpoints
-    ("address:port") once they all listen."""
-    selector = selectors.DefaultSelector()
-    listening = []
-    for address in addresses:
-        listener = socket.socket()
-        listener.bind((address, 0))
-        listener.listen(4096)
-        listener.setblocking(False)
-        selector.register(listener, selectors.EVENT_READ)
-        listening.append(f"{address}:{listener.getsockname()[1]}")
-    endpoints.send(listening)
-    while True:
-        for key, _ in selector.select():
-            try:
-                while True:
-                    connection, _ = key.fileobj.accept()
-                    # A plain close: an RST here could reach the client before its connect
-                    # completes and read as a failure.
-                    connection.close()
-            except BlockingIOError:
-                pass
 
 
 async def floor(targets: list[str]) -> tuple[float, int]:
@@ -92,7 +66,7 @@ def main() -> None:
     sizes, rounds = ([20], 1) if args.smoke else (args.checks or [1000, 10000], args.rounds)
     raise_open_file_limit()
     receiver, sender = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=serve, args=(ADDRESSES, sender), daemon=True)
+    server = multiprocessing.Process(target=serve_tcp, args=(ADDRESSES, sender), daemon=True)
     server.start()
     try:
         if not receiver.poll(30):

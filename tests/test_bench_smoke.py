@@ -4,7 +4,7 @@ benchmark (an import that moved, an API that changed) fails here, not months lat
 wants a figure. No figure is judged: timings on a shared machine mean nothing to a test.
 
 The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep, listeners of the
-benchmarks' own for tcp_sweep and startup; tui_latency probes nothing.
+benchmarks' own for tcp_sweep, api_stream and startup; tui_latency probes nothing.
 """
 
 from __future__ import annotations
@@ -75,6 +75,26 @@ STARTUP_KEYS = {
 # or a benchmark beside the suite do that on one machine.
 STATE_KEYS = {"checks", "steps", "events", "best_s", "steps_per_s", "rounds"}
 
+API_STREAM_KEYS = {
+    "checks",
+    "rate_per_s",
+    "viewers",
+    "seconds",
+    "results_per_s_without",
+    "results_per_s_with",
+    "results_measured",
+    "messages_per_viewer",
+    "viewers_dropped",
+    "streams_ended",
+    "max_queue_depth",
+    "median_ms",
+    "p99_ms",
+    "max_ms",
+    "cpu_share_without",
+    "cpu_share_with",
+    "cpu_ratio",
+}
+
 CASES = [
     ("tcp_sweep", [], [SWEEP_KEYS], 2),
     ("tls_sweep", [], [SWEEP_KEYS], 2),
@@ -83,6 +103,7 @@ CASES = [
     ("tui_latency", ["--state-engine"], [TUI_KEYS], 1),
     ("startup", [], [STARTUP_KEYS], 1),
     ("state_step", [], [STATE_KEYS], 1),
+    ("api_stream", [], [API_STREAM_KEYS], 2),
 ]
 
 
