@@ -7,7 +7,8 @@ over wall time without viewers, then with 10 viewers attached (another child pro
 the stream with aiohttp), then without again (the two "without" phases averaged, so drift in
 the machine's load falls on both sides). For each result every viewer reads: the time from
 the probe's end (its `started_at` plus `duration_ms`) to the viewer having parsed the message,
-history's commit included, as a user of `commwatch tui --connect` would see it.
+history's commit included (it shows a result once stored, batching up to 200 ms), as a user of
+`commwatch tui --connect` would see it; and apart, from the feed numbering it to the viewer.
 
     python bench/api_stream.py                   # 2,000 checks, 500/s, 10 viewers, 10 s phases
     python bench/api_stream.py --checks 5000 --rate 1000 --viewers 20 --seconds 20
@@ -75,6 +76,7 @@ async def view(url: str, count: int, control: Connection) -> None:
     """`count` viewers on the stream until told to stop; then send every latency (seconds)
     and how many messages each read, and whether any stream ended early."""
     latencies: list[float] = []
+    received: list[tuple[int, float]] = []
     read = [0] * count
     ended = [False] * count
 
@@ -83,7 +85,9 @@ async def view(url: str, count: int, control: Connection) -> None:
         while (message := await viewer.next()) is not None:
             read[index] += 1
             if message.event == "result":
-                latencies.append(time.time() - finished_at(message.json()["result"]))
+                now = time.time()
+                latencies.append(now - finished_at(message.json()["result"]))
+                received.append((message.seq, now))
         ended[index] = True
 
     async with aiohttp.ClientSession() as session:
@@ -92,11 +96,15 @@ async def view(url: str, count: int, control: Connection) -> None:
         for task in viewers:
             task.cancel()
         await asyncio.gather(*viewers, return_exceptions=True)
-    control.send((latencies, read, ended))
+    control.send((latencies, received, read, ended))
 
 
 def viewers_process(url: str, count: int, control: Connection) -> None:
     asyncio.run(view(url, count, control))
+
+
+def percentile_99(ordered: list[float]) -> float:
+    return ordered[math.ceil(len(ordered) * 0.99) - 1]
 
 
 async def phase(seconds: float, monitor_results: list[int]) -> tuple[float, float]:
@@ -124,6 +132,12 @@ async def run(inventory_path: Path, size: Size) -> dict[str, object]:
     )
     app = web.Application()
     feed = stream.attach(app, monitor, Limits())
+    published: dict[int, float] = {}  # seq -> when the feed numbered it
+
+    def numbered(_item: object, _state: object) -> None:
+        published[feed.seq] = time.time()
+
+    monitor.watch(numbered)  # after the feed's own watcher: feed.seq is this item's
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -145,7 +159,7 @@ async def run(inventory_path: Path, size: Size) -> dict[str, object]:
         cpu_viewed, rate_viewed = await phase(size.seconds, results)
         subscriptions = feed.subscriptions
         control.send("stop")
-        latencies, read, ended = await asyncio.to_thread(control.recv)
+        latencies, received, read, ended = await asyncio.to_thread(control.recv)
         viewers.join(30)
         cpu_again, rate_again = await phase(size.seconds, results)
     finally:
@@ -155,6 +169,7 @@ async def run(inventory_path: Path, size: Size) -> dict[str, object]:
     if not latencies:
         raise SystemExit("no viewer read a result")
     ordered = sorted(latencies)
+    streamed = sorted(at - published[seq] for seq, at in received)
     cpu_without = (cpu_alone + cpu_again) / 2
     return {
         "checks": size.checks,
@@ -169,8 +184,10 @@ async def run(inventory_path: Path, size: Size) -> dict[str, object]:
         "streams_ended": sum(ended),
         "max_queue_depth": max(s.peak for s in subscriptions) if subscriptions else None,
         "median_ms": round(statistics.median(ordered) * 1000, 1),
-        "p99_ms": round(ordered[math.ceil(len(ordered) * 0.99) - 1] * 1000, 1),
+        "p99_ms": round(percentile_99(ordered) * 1000, 1),
         "max_ms": round(ordered[-1] * 1000, 1),
+        "published_to_viewer_median_ms": round(statistics.median(streamed) * 1000, 1),
+        "published_to_viewer_p99_ms": round(percentile_99(streamed) * 1000, 1),
         "cpu_share_without": round(cpu_without, 3),
         "cpu_share_with": round(cpu_viewed, 3),
         "cpu_ratio": round(cpu_viewed / cpu_without, 2),

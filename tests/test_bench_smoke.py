@@ -90,6 +90,8 @@ API_STREAM_KEYS = {
     "median_ms",
     "p99_ms",
     "max_ms",
+    "published_to_viewer_median_ms",
+    "published_to_viewer_p99_ms",
     "cpu_share_without",
     "cpu_share_with",
     "cpu_ratio",

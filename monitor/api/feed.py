@@ -154,14 +154,20 @@ class Subscription:
 
     async def next(self) -> Message | None:
         """The next message; None once dropped or closed."""
+        batch = await self.take(1)
+        return batch[0] if batch else None
+
+    async def take(self, most: int) -> list[Message]:
+        """The messages there are, at most `most`, once there is one: what a writer sends in
+        one write. Empty once dropped or closed."""
         while not self.closed:
-            if self._backlog:
-                return self._backlog.popleft().message(self._feed.epoch)
-            if self._queue:
-                return self._queue.popleft().message(self._feed.epoch)
+            source = self._backlog or self._queue
+            if source:
+                count = min(most, len(source))
+                return [source.popleft().message(self._feed.epoch) for _ in range(count)]
             self._wake.clear()
             await self._wake.wait()
-        return None
+        return []
 
 
 class Feed:

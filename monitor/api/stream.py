@@ -29,6 +29,9 @@ from monitor.engine.pipeline import Monitor
 
 KEEPALIVE: Final = 15.0  # seconds without a message before a keepalive comment
 RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting
+# Messages already queued go out in one write: a client that fell a little behind catches up
+# in a few writes, not one per message.
+WRITE_BATCH: Final = 100
 
 FEED: Final = web.AppKey("commwatch_feed", Feed)
 
@@ -117,13 +120,13 @@ def attach(
                 subscription.on_drop = transport.abort
             while True:
                 try:
-                    message = await asyncio.wait_for(subscription.next(), keepalive)
+                    batch = await asyncio.wait_for(subscription.take(WRITE_BATCH), keepalive)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
-                if message is None:
+                if not batch:
                     break
-                await response.write(frame(message))
+                await response.write(b"".join(frame(message) for message in batch))
         except ConnectionError:
             pass  # the client went away; its reconnect resumes
         finally:
