@@ -13,12 +13,12 @@ the engine does per item is the same however many watch: one patch of the state 
 all), one reference per subscriber. A message's JSON is made once, the first time anyone reads
 it.
 
-The patch of a result is the change of the engine's state since the previous result's. Made
-only while someone subscribes: with nobody watching, the feed only remembers the newest state,
-and owes its patch to the newest result, which gets it (from the state the last patch led to)
-before anyone can read it, when the next subscriber arrives or a snapshot is taken. Results
-in between carry an empty patch; applying the owed one makes any mirror that had the older
-state whole, so a viewer that was the only one and reconnects still resumes.
+The patch of a result is the change of the engine's state since the state the previous patch
+led to. Made only while someone subscribes: with nobody watching, the feed only remembers the
+newest state, and owes its patch to the newest result, which gets it before anyone can read
+it (when the next subscriber arrives or a snapshot is taken). Results in between carry an
+empty patch. So a viewer that was the only one and reconnects resumes with a whole mirror,
+and a state document made after a quiet spell is as fresh as its position in the stream.
 """
 
 from __future__ import annotations
