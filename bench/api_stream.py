@@ -36,7 +36,7 @@ from common import (
     load_inventory,
     loopback_addresses,
     raise_open_file_limit,
-    serve_tcp,
+    tcp_listeners,
     write_inventory,
 )
 
@@ -210,31 +210,19 @@ def main() -> None:
         else Size(args.checks, args.rate, args.viewers, args.seconds, FULL.warmup)
     )
     raise_open_file_limit()
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    listeners = multiprocessing.Process(target=serve_tcp, args=(ADDRESSES, sender), daemon=True)
-    listeners.start()
-    try:
-        if not receiver.poll(30):
-            raise SystemExit("the listeners did not start within 30 s")
-        endpoints = receiver.recv()
-        with tempfile.TemporaryDirectory() as workdir:
-            path = Path(workdir) / "api.yaml"
-            interval = size.checks / size.rate
-            write_inventory(
-                path,
-                [
-                    f'kind: tcp, target: "{endpoints[i % len(endpoints)]}"'
-                    for i in range(size.checks)
-                ],
-                256,
-                4,
-                defaults=f"interval: {interval}s, timeout: {min(2.0, interval / 2)}s",
-            )
-            history = Path(workdir) / "history.sqlite3"
-            path.write_text(path.read_text() + f"history: {{path: {history}}}\n")
-            result = asyncio.run(run(path, size))
-    finally:
-        listeners.terminate()
+    with tcp_listeners(ADDRESSES) as endpoints, tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir) / "api.yaml"
+        interval = size.checks / size.rate
+        write_inventory(
+            path,
+            [f'kind: tcp, target: "{endpoints[i % len(endpoints)]}"' for i in range(size.checks)],
+            256,
+            4,
+            defaults=f"interval: {interval}s, timeout: {min(2.0, interval / 2)}s",
+        )
+        history = Path(workdir) / "history.sqlite3"
+        path.write_text(path.read_text() + f"history: {{path: {history}}}\n")
+        result = asyncio.run(run(path, size))
     print(json.dumps(result), flush=True)
 
 

@@ -10,7 +10,9 @@ no figure: timings on a shared machine would be flaky. Every target they use is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import resource
 import selectors
@@ -19,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -60,8 +62,8 @@ __all__ = [
     "measure_process",
     "raise_open_file_limit",
     "report",
-    "serve_tcp",
     "step",
+    "tcp_listeners",
     "timed_floor",
     "topology_of",
     "write_inventory",
@@ -100,6 +102,21 @@ def serve_tcp(addresses: list[str], endpoints: Connection) -> None:
                     connection.close()
             except BlockingIOError:
                 pass
+
+
+@contextlib.contextmanager
+def tcp_listeners(addresses: list[str]) -> Iterator[list[str]]:
+    """`serve_tcp` in a child process (so the measured process does only the client side);
+    the endpoints ("address:port") once they all listen."""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=serve_tcp, args=(addresses, sender), daemon=True)
+    server.start()
+    try:
+        if not receiver.poll(30):
+            raise SystemExit("the listeners did not start within 30 s")
+        yield receiver.recv()
+    finally:
+        server.terminate()
 
 
 def write_inventory(

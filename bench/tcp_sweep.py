@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import socket
 import struct
 import tempfile
@@ -29,7 +28,7 @@ from common import (
     loopback_addresses,
     raise_open_file_limit,
     report,
-    serve_tcp,
+    tcp_listeners,
     timed_floor,
     write_inventory,
 )
@@ -65,29 +64,20 @@ def main() -> None:
     args = parser.parse_args()
     sizes, rounds = ([20], 1) if args.smoke else (args.checks or [1000, 10000], args.rounds)
     raise_open_file_limit()
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=serve_tcp, args=(ADDRESSES, sender), daemon=True)
-    server.start()
-    try:
-        if not receiver.poll(30):
-            raise SystemExit("the listeners did not start within 30 s")
-        endpoints = receiver.recv()
-        with tempfile.TemporaryDirectory() as workdir:
-            for n in sizes:
-                targets = [endpoints[i % len(endpoints)] for i in range(n)]
-                inventory = Path(workdir) / f"tcp-{n}.yaml"
-                write_inventory(
-                    inventory,
-                    [f'kind: tcp, target: "{t}"' for t in targets],
-                    GLOBAL_CAP,
-                    PER_HOST_CAP,
-                )
-                floor_s, sweep_s = alternate(
-                    rounds, lambda t=targets: floor(t), lambda p=inventory: engine_sweep(p)
-                )
-                report(n, floor_s, sweep_s, cli_run(inventory))
-    finally:
-        server.terminate()
+    with tcp_listeners(ADDRESSES) as endpoints, tempfile.TemporaryDirectory() as workdir:
+        for n in sizes:
+            targets = [endpoints[i % len(endpoints)] for i in range(n)]
+            inventory = Path(workdir) / f"tcp-{n}.yaml"
+            write_inventory(
+                inventory,
+                [f'kind: tcp, target: "{t}"' for t in targets],
+                GLOBAL_CAP,
+                PER_HOST_CAP,
+            )
+            floor_s, sweep_s = alternate(
+                rounds, lambda t=targets: floor(t), lambda p=inventory: engine_sweep(p)
+            )
+            report(n, floor_s, sweep_s, cli_run(inventory))
 
 
 if __name__ == "__main__":

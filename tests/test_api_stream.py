@@ -20,6 +20,7 @@ from aiohttp import web
 from monitor.api import codec, stream
 from monitor.api.feed import RING_SIZE, Feed
 from monitor.api.roles import Role, required_role
+from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
@@ -164,10 +165,9 @@ def message_record(message: SseMessage) -> dict:
     return data["result"] if message.event == "result" else data["event"]
 
 
-def test_both_routes_need_a_viewer(tmp_path):
-    app = web.Application()
-    inventory = load_inventory(write_inventory(tmp_path, 1, 2, 2))
-    monitor = Monitor(
+def quiet_monitor(inventory: Inventory) -> Monitor:
+    """A monitor that is never run: for what the routes and the document say before any result."""
+    return Monitor(
         inventory,
         inventory.checks,
         on_result=lambda _: None,
@@ -175,6 +175,12 @@ def test_both_routes_need_a_viewer(tmp_path):
         history=False,
         alerts=False,
     )
+
+
+def test_both_routes_need_a_viewer(tmp_path):
+    app = web.Application()
+    inventory = load_inventory(write_inventory(tmp_path, 1, 2, 2))
+    monitor = quiet_monitor(inventory)
     stream.attach(app, monitor, Limits())
     roles = {r.resource.canonical: required_role(r.handler) for r in app.router.routes()}
     assert roles == {"/api/v1/state": Role.VIEWER, "/api/v1/events": Role.VIEWER}
@@ -450,14 +456,7 @@ sites:
               auth_protocol: sha256, auth_passphrase_file: {tmp_path}/auth.pass}}
 """)
     inventory = load_inventory(tmp_path / "inventory.yaml")
-    monitor = Monitor(
-        inventory,
-        inventory.checks,
-        on_result=lambda _: None,
-        on_event=lambda _: None,
-        history=False,
-        alerts=False,
-    )
+    monitor = quiet_monitor(inventory)
     app = web.Application()
     stream.attach(app, monitor, Limits())
     runner = web.AppRunner(app)
