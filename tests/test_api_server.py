@@ -537,3 +537,44 @@ async def test_watchers_see_every_item_with_history_off_too(tmp_path):
     monitor.stop()
     await asyncio.wait_for(engine, 20)
     assert watched == sinks
+
+
+async def test_pauses_and_acknowledgements_reach_the_event_stream_and_the_document(tmp_path):
+    """Through the whole served app: what an operator does, a viewer sees, in order."""
+    from tests.sse_reader import open_stream
+
+    async with served(tmp_path, tcp_check("c", closed_port())) as api:
+        await wait_for(lambda: link_is(api, "DOWN"))
+        stream = await open_stream(
+            api.session, api.server.url + "/api/v1/events", {"Authorization": f"Bearer {VIEWER}"}
+        )
+        try:
+            assert (await api.call("POST", "/api/v1/checks/s/l/c/pause", OPERATOR))[0] == 200
+            status, placed, _ = await api.call(
+                "POST", "/api/v1/subjects/s/l/ack", OPERATOR, json={"comment": "t", "expires": "1h"}
+            )
+            assert status == 201
+            assert (await api.call("DELETE", "/api/v1/subjects/s/l/ack", OPERATOR))[0] == 204
+            seen = []
+            async with asyncio.timeout(20):
+                while len(seen) < 3:
+                    message = await stream.next()
+                    assert message is not None
+                    if message.event in ("pause", "ack"):
+                        seen.append((message.event, message.json(), message.seq))
+        finally:
+            stream.close()
+        assert [(event, data) for event, data, _ in seen] == [
+            ("pause", {"check_id": "s/l/c", "paused": True}),
+            ("ack", {"subject_id": "s/l", "ack": placed}),
+            ("ack", {"subject_id": "s/l", "ack": None}),
+        ]
+        assert [seq for _, _, seq in seen] == sorted(seq for _, _, seq in seen)
+        status, document, _ = await api.call("GET", "/api/v1/state", VIEWER)
+        assert status == 200 and document["acks"] == []
+        assert [c["paused"] for c in document["checks"] if c["check_id"] == "s/l/c"] == [True]
+        status, placed, _ = await api.call(
+            "POST", "/api/v1/subjects/s/l/ack", OPERATOR, json={"comment": "u", "expires": "1h"}
+        )
+        _, document, _ = await api.call("GET", "/api/v1/state", VIEWER)
+        assert document["acks"] == [placed]

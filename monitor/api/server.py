@@ -19,8 +19,9 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from monitor.api import control, history
+from monitor.api import control, history, stream
 from monitor.api.auth import Tokens, auth_middleware
+from monitor.api.errors import error_response
 from monitor.api.keys import CONFIG, MONITOR
 from monitor.api.roles import Role, requires
 from monitor.config.api import ApiConfig, TlsFiles
@@ -31,11 +32,11 @@ from monitor.engine.pipeline import Monitor
 log = logging.getLogger(__name__)
 _bugs = BugLog(log)
 
-Attach = Callable[[web.Application, Monitor, ApiConfig], None]
+Attach = Callable[[web.Application, Monitor, ApiConfig], object]
 
 # The modules of routes, each adding its own to the application. A new module of endpoints is
 # one entry here (docs/ARCHITECTURE.md, "Where a new X goes").
-ATTACHMENTS: tuple[Attach, ...] = (control.attach, history.attach)
+ATTACHMENTS: tuple[Attach, ...] = (control.attach, history.attach, stream.attach)
 
 # What the access log shows of a request (aiohttp logs it at INFO, COMMWATCH_LOG=INFO): the
 # peer, the request line, the status, the size and the time taken; never a header, so never
@@ -49,14 +50,6 @@ KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default is an hour: an idle client holds i
 
 class ApiStartError(Exception):
     """The API cannot start; the message says why and what to do, for the command line."""
-
-
-def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response(
-        {"error": {"status": status, "message": message}}, status=status, headers=headers
-    )
 
 
 @web.middleware

@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from monitor.api.control import ack_record
 from monitor.api.document import state_document
+from monitor.api.errors import error_response
 from monitor.api.feed import BadEventId, Feed, Message, MessageType
 from monitor.api.roles import Role, requires
-from monitor.engine.pipeline import Monitor
+from monitor.engine.acks import AckChange
+from monitor.engine.pipeline import Monitor, PauseChange
 
 KEEPALIVE: Final = 15.0  # seconds without a message before a keepalive comment
 RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting
@@ -34,8 +36,6 @@ RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting
 WRITE_BATCH: Final = 100
 
 FEED: Final = web.AppKey("commwatch_feed", Feed)
-
-AckRecords = Callable[[], Iterable[Mapping[str, Any]]]
 
 
 class StreamConfig(Protocol):
@@ -47,18 +47,8 @@ class StreamConfig(Protocol):
     def stream_queue(self) -> int: ...
 
 
-def _no_acks() -> Iterable[Mapping[str, Any]]:
-    return ()
-
-
 def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
-def json_error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response(
-        {"error": {"status": status, "message": message}}, status=status, headers=headers
-    )
 
 
 def frame(message: Message) -> bytes:
@@ -73,13 +63,25 @@ def attach(
     monitor: Monitor,
     config: StreamConfig,
     *,
-    acks: AckRecords = _no_acks,
     keepalive: float = KEEPALIVE,
 ) -> Feed:
-    """Number what `monitor` publishes from now on, and serve it on `app`. `acks` gives the
-    acknowledgements the engine holds, as records, for the state document."""
+    """Number what `monitor` publishes from now on, acknowledgements and pauses included, and
+    serve it on `app`."""
     feed, unwatch = Feed.attach(monitor)
     app[FEED] = feed
+
+    def publish_control(change: AckChange | PauseChange) -> None:
+        if isinstance(change, PauseChange):
+            feed.publish_pause(change.check_id, change.paused)
+        else:
+            feed.publish_ack(
+                change.subject_id, None if change.ack is None else ack_record(change.ack)
+            )
+
+    unwatch_controls = monitor.watch_controls(publish_control)
+
+    def acks() -> list[dict[str, Any]]:
+        return [ack_record(ack) for ack in monitor.acks]
 
     @requires(Role.VIEWER)
     async def state(request: web.Request) -> web.StreamResponse:
@@ -90,15 +92,15 @@ def attach(
     async def events(request: web.Request) -> web.StreamResponse:
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         if len(feed.subscriptions) >= config.max_stream_clients:
-            return json_error(
+            return error_response(
                 503,
                 f"the event stream serves at most {config.max_stream_clients} clients",
-                **{"Retry-After": "10"},
+                {"Retry-After": "10"},
             )
         try:
             subscription = feed.subscribe(last_event_id or None, config.stream_queue)
         except BadEventId as exc:
-            return json_error(400, str(exc))
+            return error_response(400, str(exc))
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -138,6 +140,7 @@ def attach(
 
     async def unwatch_monitor(_app: web.Application) -> None:
         unwatch()
+        unwatch_controls()
 
     app.router.add_get("/api/v1/state", state)
     app.router.add_get("/api/v1/events", events)
