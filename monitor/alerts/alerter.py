@@ -121,6 +121,11 @@ class Alerter:
             await self._session.close()
         await self.outbox.close()
 
+    async def pending_messages(self) -> dict[str, int]:
+        """Messages waiting to be delivered, per configured notifier (0 for none waiting)."""
+        counts = await self.outbox.pending_counts()
+        return {notifier_id: counts.get(notifier_id, 0) for notifier_id in self._notifiers}
+
     async def _send(self, row: OutboxRow) -> Outcome:
         assert self._session is not None
         return await deliver(self._session, self._notifiers[row.notifier_id], row, self._clock())

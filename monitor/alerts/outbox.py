@@ -322,6 +322,18 @@ class Outbox:
 
         return await self._run(run)
 
+    async def pending_counts(self) -> dict[str, int]:
+        """How many messages wait to be delivered, per notifier that has any."""
+
+        def run() -> dict[str, int]:
+            rows = self._conn.execute(
+                "SELECT notifier, COUNT(*) FROM outbox WHERE status = ? GROUP BY notifier",
+                (RowStatus.PENDING,),
+            ).fetchall()
+            return {notifier: count for notifier, count in rows}
+
+        return await self._run(run)
+
     async def rows(self, notifier_id: str | None = None) -> list[OutboxRow]:
         """Every row (of one notifier), oldest first: for reports and tests."""
 

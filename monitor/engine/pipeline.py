@@ -27,7 +27,7 @@ from monitor.engine.checks import status_of
 from monitor.engine.links import links_up_text
 from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
-from monitor.engine.scheduler import Scheduler
+from monitor.engine.scheduler import Scheduler, SchedulerFigures
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
@@ -180,6 +180,16 @@ def sweep_state(
     for result in results:
         state, _ = step(topology, state, result)
     return topology, state
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigures:
+    """What the engine is doing at one moment, for its metrics."""
+
+    scheduler: SchedulerFigures
+    store_queued: int | None  # results and events waiting to be stored; None without history
+    store_rejected_results: int  # refused by a store that is not keeping up, since start
+    store_rejected_events: int
 
 
 class Monitor:
@@ -340,6 +350,23 @@ class Monitor:
     def _publish(self, change: AckChange | PauseChange) -> None:
         for watcher in tuple(self._control_watchers):
             watcher(change)
+    def figures(self) -> EngineFigures:
+        """The scheduler's and the store's figures now; reading them changes nothing."""
+        writer = self._writer
+        return EngineFigures(
+            scheduler=self.scheduler.figures(),
+            store_queued=None if writer is None else writer.queued,
+            store_rejected_results=0 if writer is None else writer.rejected_results,
+            store_rejected_events=0 if writer is None else writer.rejected_events,
+        )
+
+    async def pending_alerts(self) -> dict[str, int] | None:
+        """Alert messages waiting to be delivered, per notifier; None while alerting does not
+        run (turned off, no notifiers, or not started yet)."""
+        alerter = self._alerter
+        if alerter is None or not self.ready.is_set():
+            return None
+        return await alerter.pending_messages()
 
     async def run(self) -> None:
         """Start history and alerting, restore the state they remember, run the scheduler

@@ -14,6 +14,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.config.inventory import Check, Concurrency
@@ -38,6 +39,18 @@ RUN_SPREAD = 10.0
 MIN_GAP = 0.005
 BUSY_SHARE = 0.3  # of one core, over the last gap: the process is busy (idle, it uses ~0)
 MAX_HOLD = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerFigures:
+    """What the scheduler is doing at one moment, for the engine's metrics."""
+
+    in_flight: int  # checks running now
+    queued: int  # checks due and waiting for a free slot (the global or their host's cap)
+    paused: int
+    started: int  # runs started since the scheduler was made
+    start_lag_total: float  # seconds, summed over those starts, each began after it was due
+    backlog: float  # seconds the longest-waiting queued check is past due; 0 with none queued
 
 
 class Scheduler:
@@ -74,6 +87,9 @@ class Scheduler:
         self._closing = False
         self._stop_requested = False
         self._finished = asyncio.Event()  # set whenever a check finishes
+        self._due: dict[str, float] = {}  # queued check id -> loop time it was due
+        self._started = 0
+        self._start_lag_total = 0.0
 
     # --- commands -------------------------------------------------------------------------
 
@@ -107,6 +123,23 @@ class Scheduler:
 
     def is_paused(self, check_id: str) -> bool:
         return check_id in self._paused
+
+    def figures(self) -> SchedulerFigures:
+        """The scheduler's figures now (read-only: nothing it does changes)."""
+        backlog = 0.0
+        if self._due:
+            # The queues are first in, first out: each host's oldest is at its head.
+            now = asyncio.get_running_loop().time()
+            oldest = min(self._due[queue[0].ref.check_id] for queue in self._queues.values())
+            backlog = max(0.0, now - oldest)
+        return SchedulerFigures(
+            in_flight=self._in_flight_total,
+            queued=len(self._due),
+            paused=len(self._paused),
+            started=self._started,
+            start_lag_total=self._start_lag_total,
+            backlog=backlog,
+        )
 
     def stop(self) -> None:
         """End the run: `run()` or `sweep()` cancels what is in flight and returns."""
@@ -210,10 +243,13 @@ class Scheduler:
 
     def _enqueue(self, check: Check) -> None:
         check_id = check.ref.check_id
-        self._timers.pop(check_id, None)
+        timer = self._timers.pop(check_id, None)
         if check_id in self._busy or (self._continuous and check_id in self._paused):
             return
         self._busy.add(check_id)
+        # Due when its timer was meant to fire (a busy loop fires it late), else now.
+        now = asyncio.get_running_loop().time()
+        self._due[check_id] = now if timer is None else min(timer.when(), now)
         host = check.ref.host
         self._queues.setdefault(host, deque()).append(check)
         self._mark_ready(host)
@@ -238,6 +274,9 @@ class Scheduler:
             check = queue.popleft()
             if not queue:
                 del self._queues[host]
+            self._started += 1
+            due = self._due.pop(check.ref.check_id)
+            self._start_lag_total += asyncio.get_running_loop().time() - due
             self._in_flight[host] += 1
             self._in_flight_total += 1
             task = asyncio.create_task(self._run(check), name=f"check {check.ref.check_id}")
@@ -285,6 +324,7 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._queues.clear()
+        self._due.clear()
         self._ready.clear()
         self._ready_set.clear()
         self._busy.clear()
