@@ -1,0 +1,138 @@
+"""`GET /metrics`: the engine in Prometheus' exposition format, made by prometheus-client.
+
+What a scrape shows is read at scrape time: the engine's state, each check's latest result
+(kept as the engine shows them, through `Monitor.watch`), counters of what it showed, and the
+scheduler's, the store's and the outbox's figures. It is taken on the event loop in one go (a
+`Scrape`, immutable) and turned into text in a worker thread, so that a scrape of a large
+inventory never holds up probing. Each scrape has a `CollectorRegistry` of its own, never the
+library's global one: nothing else in the process can add to or break the exposition.
+
+The families are in `monitor.api.metric_families`; docs/prometheus/README.md documents them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from aiohttp import hdrs, web
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from monitor.api.metric_families import Scrape, families
+from monitor.api.roles import Role, requires
+from monitor.core.events import Event
+from monitor.core.model import ProbeResult
+from monitor.engine.pipeline import Monitor
+from monitor.engine.state import EngineState
+
+log = logging.getLogger(__name__)
+
+# The outbox answers from its own thread; a scrape does not wait longer than this for it and
+# leaves its depth out instead (Prometheus' default scrape timeout is 10 s).
+OUTBOX_WAIT = 2.0
+
+
+class Exporter:
+    """What `/metrics` needs of one Monitor: its latest results and counts as shown, kept
+    from the moment it is made, and the scrape made of them with the engine's figures."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+        topology = monitor.topology
+        checks = monitor.scheduler.checks
+        self._labels = {
+            check_id: (check_id, policy.site_id, policy.link_id, checks[check_id].kind)
+            for check_id, policy in topology.checks.items()
+        }
+        self._latest: dict[str, ProbeResult] = {}
+        self._results: Counter[tuple[str, str]] = Counter()
+        self._events: Counter[tuple[str, str]] = Counter()
+        self._process = ProcessCollector(registry=None)
+        self._unwatch: Callable[[], None] | None = monitor.watch(self._shown)
+
+    def close(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def _shown(self, item: ProbeResult | Event, _state: EngineState) -> None:
+        if isinstance(item, ProbeResult):
+            self._latest[item.check.check_id] = item
+            self._results[item.check.kind, item.severity.name] += 1
+        else:
+            self._events[str(item.subject), str(item.kind)] += 1
+
+    async def scrape(self) -> Scrape:
+        """The engine now; the outbox's depth is asked first, everything else is read after
+        it at once, with no wait in between."""
+        try:
+            pending = await asyncio.wait_for(self._monitor.pending_alerts(), OUTBOX_WAIT)
+        except TimeoutError:
+            log.warning("metrics: the alert outbox did not answer within %ss", OUTBOX_WAIT)
+            pending = None
+        monitor = self._monitor
+        return Scrape(
+            inventory=monitor.inventory,
+            topology=monitor.topology,
+            check_labels=self._labels,
+            state=monitor.state,
+            latest=dict(self._latest),
+            results=dict(self._results),
+            events=dict(self._events),
+            figures=monitor.figures(),
+            alerts_pending=pending,
+            ready=monitor.ready.is_set(),
+            started_at=monitor.started_at,
+        )
+
+    def registry(self, scrape: Scrape) -> CollectorRegistry:
+        """A registry of its own for one scrape: the engine's families and the process's."""
+        registry = CollectorRegistry()
+        registry.register(_ScrapeCollector(scrape))
+        registry.register(self._process)
+        return registry
+
+    async def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The body and its content type, in the format `accept` asks for (OpenMetrics when
+        the scraper prefers it, as Prometheus does, else the text format 0.0.4)."""
+        encoder, content_type = choose_encoder(accept)
+        registry = self.registry(await self.scrape())
+        return await asyncio.to_thread(encoder, registry), content_type
+
+
+class _ScrapeCollector:
+    def __init__(self, scrape: Scrape) -> None:
+        self._scrape = scrape
+
+    def collect(self) -> Iterable[Metric]:
+        return families(self._scrape)
+
+
+EXPORTER = web.AppKey("commwatch_metrics_exporter", Exporter)
+
+
+@requires(Role.VIEWER)
+async def metrics(request: web.Request) -> web.Response:
+    accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+    body, content_type = await request.app[EXPORTER].exposition(accept)
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()  # when the scraper accepts it; Prometheus does
+    return response
+
+
+def attach(app: web.Application, monitor: Monitor, config: object) -> None:
+    """Serve `GET /metrics` for `monitor` on `app`. `config` (the listener's) holds nothing
+    the metrics need. Results shown from now on are counted: attach before the engine runs."""
+    del config
+    exporter = Exporter(monitor)
+    app[EXPORTER] = exporter
+
+    async def unwatch(_app: web.Application) -> None:
+        exporter.close()
+
+    app.on_cleanup.append(unwatch)
+    app.router.add_get("/metrics", metrics)
