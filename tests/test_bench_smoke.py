@@ -4,7 +4,8 @@ benchmark (an import that moved, an API that changed) fails here, not months lat
 wants a figure. No figure is judged: timings on a shared machine mean nothing to a test.
 
 The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep, listeners of the
-benchmarks' own for tcp_sweep, api_stream and startup; tui_latency probes nothing.
+benchmarks' own for tcp_sweep, api_stream, metrics_scrape and startup; tui_latency probes
+nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ STARTUP_KEYS = {
 # run at once). Two sweeps at once must not collide on their listeners' ports: two helpers' suites
 # or a benchmark beside the suite do that on one machine.
 STATE_KEYS = {"checks", "steps", "events", "best_s", "steps_per_s", "rounds"}
+METRICS_KEYS = {
+    "checks",
+    "series",
+    "scrape_ms",
+    "target_ms",
+    "bytes",
+    "gzip_bytes",
+    "encode_ms",
+    "floor_ms",
+    "ratio",
+    "loop_held_median_ms",
+    "loop_held_max_ms",
+    "rounds",
+}
 
 API_STREAM_KEYS = {
     "checks",
@@ -106,6 +121,7 @@ CASES = [
     ("startup", [], [STARTUP_KEYS], 1),
     ("state_step", [], [STATE_KEYS], 1),
     ("api_stream", [], [API_STREAM_KEYS], 2),
+    ("metrics_scrape", [], [METRICS_KEYS], 2),
 ]
 
 
