@@ -76,6 +76,23 @@ sites:
 """
 
 
+def idle_monitor(tmp_path: Path) -> Monitor:
+    """A Monitor of one tcp check, without history or alerts, that is never run."""
+    (tmp_path / "inventory.yaml").write_text(
+        "sites:\n  - id: s\n    links:\n      - id: l\n"
+        '        checks: [{id: c, kind: tcp, target: "127.0.0.1:9"}]\n'
+    )
+    inventory = load_inventory(tmp_path / "inventory.yaml")
+    return Monitor(
+        inventory,
+        inventory.checks,
+        on_result=lambda _: None,
+        on_event=lambda _: None,
+        history=False,
+        alerts=False,
+    )
+
+
 def _complete(latest: dict[str, ProbeResult], check_ids: set[str]) -> bool:
     """Every check has a result, and the snmp check's rates (from its second poll) are in."""
     if set(latest) != check_ids:

@@ -11,11 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.api.metrics import Exporter
 from monitor.config.inventory import Check, Concurrency
-from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
-from monitor.engine.pipeline import Monitor
 from monitor.engine.scheduler import Scheduler
 from probes.base import SharedResources
+from tests.metrics_support import idle_monitor
 from tests.test_scheduler import make_check
 
 PATIENCE = 10.0
@@ -85,19 +84,7 @@ def samples(text: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
 
 
 async def test_an_engine_not_running_without_history_or_alerts_exports_neither(tmp_path):
-    (tmp_path / "inventory.yaml").write_text(
-        "sites:\n  - id: s\n    links:\n      - id: l\n"
-        '        checks: [{id: c, kind: tcp, target: "127.0.0.1:9"}]\n'
-    )
-    inventory = load_inventory(tmp_path / "inventory.yaml")
-    monitor = Monitor(
-        inventory,
-        inventory.checks,
-        on_result=lambda _: None,
-        on_event=lambda _: None,
-        history=False,
-        alerts=False,
-    )
+    monitor = idle_monitor(tmp_path)
     assert monitor.figures().store_queued is None
     assert await monitor.pending_alerts() is None
     monitor.scheduler.pause("s/l/c")

@@ -8,6 +8,8 @@ it; here the route's declared role is pinned."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import gzip
 import re
 import subprocess
@@ -23,7 +25,7 @@ from monitor.api import metrics
 from monitor.api.metric_families import METRICS_VERSION
 from monitor.api.roles import Role, required_role
 from tests.conftest import REPO
-from tests.metrics_support import HOOK_SECRET, Served, served_engine
+from tests.metrics_support import HOOK_SECRET, Served, idle_monitor, served_engine
 from tests.peers.snmp_peers import COMMUNITY
 
 README = REPO / "docs" / "prometheus" / "README.md"
@@ -71,6 +73,37 @@ def value(found: dict, name: str, **labels: str) -> float:
 def check(check_id: str, kind: str) -> dict[str, str]:
     site, link, _ = check_id.split("/")
     return {"check_id": check_id, "site": site, "link": f"{site}/{link}", "kind": kind}
+
+
+async def test_a_scrape_pauses_garbage_collection_and_leaves_it_as_it_found_it(tmp_path):
+    """While a scrape is encoded the cyclic collector is off (a full collection would hold the
+    event loop); after it, and after two at once, it is as it was, off included."""
+    exporter = metrics.Exporter(idle_monitor(tmp_path))
+    seen: list[bool] = []
+
+    class Probe:  # a collector of the scrape's registry, called in the encoding thread
+        def collect(self) -> list:
+            seen.append(gc.isenabled())
+            return []
+
+    registry = exporter.registry
+
+    def with_probe(scrape):
+        made = registry(scrape)
+        made.register(Probe())
+        return made
+
+    exporter.registry = with_probe  # type: ignore[method-assign]
+    try:
+        assert gc.isenabled()
+        await asyncio.gather(exporter.exposition(""), exporter.exposition(""))
+        assert gc.isenabled() and seen == [False, False]
+        gc.disable()
+        await exporter.exposition("")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        exporter.close()
 
 
 def test_metrics_is_a_viewer_route():
