@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gzip
 import json
-import multiprocessing
 import socket
 import statistics
 import tempfile
@@ -30,13 +29,14 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from common import load_inventory, raise_open_file_limit
+from common import load_inventory, loopback_addresses, raise_open_file_limit, tcp_listeners
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from tcp_sweep import ADDRESSES, serve
 
 from monitor.api import metrics
 from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
+
+ADDRESSES = loopback_addresses(80, 250)  # a range no other benchmark uses
 
 CHECKS_PER_SITE = 100  # 10,000 checks: 100 sites
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -173,21 +173,12 @@ def main() -> None:
     args = parser.parse_args()
     sizes, rounds = ([50], 1) if args.smoke else (args.checks or [10_000], args.rounds)
     raise_open_file_limit()
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=serve, args=(ADDRESSES, sender), daemon=True)
-    server.start()
-    try:
-        if not receiver.poll(30):
-            raise SystemExit("the listeners did not start within 30 s")
-        endpoints = receiver.recv()
-        with tempfile.TemporaryDirectory() as workdir:
-            refused = _refused_port()
-            for n in sizes:
-                path = Path(workdir) / f"metrics-{n}.yaml"
-                write_inventory(path, n, endpoints, refused)
-                print(json.dumps(asyncio.run(measure(path, rounds))), flush=True)
-    finally:
-        server.terminate()
+    with tcp_listeners(ADDRESSES) as endpoints, tempfile.TemporaryDirectory() as workdir:
+        refused = _refused_port()
+        for n in sizes:
+            path = Path(workdir) / f"metrics-{n}.yaml"
+            write_inventory(path, n, endpoints, refused)
+            print(json.dumps(asyncio.run(measure(path, rounds))), flush=True)
 
 
 def _refused_port() -> str:
