@@ -7,8 +7,8 @@ Prometheus asks (OpenMetrics, gzip). The floor is prometheus-client itself: one 
 with the same four labels and as many series as the scrape has samples, in a registry of its
 own, encoded by `generate_latest` in the same process, alternating with the engine's encoding.
 The ratio says what commwatch's families cost over the library's own floor; the scrape time adds
-HTTP and compression. While each scrape runs, a ticker measures how long the event loop was held
-(the encoding runs in a worker thread so that probing goes on).
+OpenMetrics, HTTP and compression. While each scrape runs, a ticker measures how long the event
+loop was held (the encoding runs in a worker thread so that probing goes on).
 
     python bench/metrics_scrape.py                  # N = 10,000 (target: scrape < 200 ms)
     python bench/metrics_scrape.py --checks 2000    # one size
