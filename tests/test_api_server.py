@@ -175,6 +175,8 @@ async def test_without_a_token_only_healthz_answers(tmp_path):
             ("POST", "/api/v1/checks/s/l/c/run"),
             ("GET", "/no/such/route"),  # which routes exist is not told either
             ("GET", "/api/v1/state"),
+            ("GET", "/api/v1/events"),
+            ("GET", "/metrics"),
         ]:
             status, body, response = await api.call(method, path)
             assert_error(status, body, 401, "bearer token")
@@ -193,6 +195,11 @@ async def test_a_viewer_reads_an_operator_acts(tmp_path):
     async with served(tmp_path, tcp_check("c", closed_port())) as api:
         status, body, _ = await api.call("GET", "/readyz", VIEWER)
         assert (status, body) == (200, {"status": "ready"})
+        async with api.session.get(
+            api.server.url + "/metrics", headers={"Authorization": f"Bearer {VIEWER}"}
+        ) as scrape:
+            assert scrape.status == 200
+            assert "commwatch_check_severity{" in await scrape.text()
         for path in ("run", "pause", "resume"):
             status, body, response = await api.call("POST", f"/api/v1/checks/s/l/c/{path}", VIEWER)
             assert_error(status, body, 403, "an operator token")

@@ -19,7 +19,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from monitor.api import control, history, stream
+from monitor.api import control, history, metrics, stream
 from monitor.api.auth import Tokens, auth_middleware
 from monitor.api.errors import error_response
 from monitor.api.keys import CONFIG, MONITOR
@@ -36,7 +36,7 @@ Attach = Callable[[web.Application, Monitor, ApiConfig], object]
 
 # The modules of routes, each adding its own to the application. A new module of endpoints is
 # one entry here (docs/ARCHITECTURE.md, "Where a new X goes").
-ATTACHMENTS: tuple[Attach, ...] = (control.attach, history.attach, stream.attach)
+ATTACHMENTS: tuple[Attach, ...] = (control.attach, history.attach, stream.attach, metrics.attach)
 
 # What the access log shows of a request (aiohttp logs it at INFO, COMMWATCH_LOG=INFO): the
 # peer, the request line, the status, the size and the time taken; never a header, so never

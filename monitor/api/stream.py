@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Final, Protocol
+from collections.abc import Callable
+from typing import Final, Protocol
 
 from aiohttp import web
 
 from monitor.api.control import ack_record
 from monitor.api.document import state_document
 from monitor.api.errors import error_response
-from monitor.api.feed import BadEventId, Feed, Message, MessageType
+from monitor.api.feed import BadEventId, Feed, Message, MessageType, Subscription
 from monitor.api.roles import Role, requires
 from monitor.engine.acks import AckChange
 from monitor.engine.pipeline import Monitor, PauseChange
@@ -69,23 +70,12 @@ def attach(
     serve it on `app`."""
     feed, unwatch = Feed.attach(monitor)
     app[FEED] = feed
-
-    def publish_control(change: AckChange | PauseChange) -> None:
-        if isinstance(change, PauseChange):
-            feed.publish_pause(change.check_id, change.paused)
-        else:
-            feed.publish_ack(
-                change.subject_id, None if change.ack is None else ack_record(change.ack)
-            )
-
-    unwatch_controls = monitor.watch_controls(publish_control)
-
-    def acks() -> list[dict[str, Any]]:
-        return [ack_record(ack) for ack in monitor.acks]
+    unwatch_controls = monitor.watch_controls(_control_publisher(feed))
 
     @requires(Role.VIEWER)
     async def state(request: web.Request) -> web.StreamResponse:
-        document = state_document(monitor, feed.snapshot(), acks(), time.time())
+        acks = [ack_record(ack) for ack in monitor.acks]
+        document = state_document(monitor, feed.snapshot(), acks, time.time())
         return web.json_response(document, dumps=_compact, headers={"Cache-Control": "no-store"})
 
     @requires(Role.VIEWER)
@@ -101,39 +91,7 @@ def attach(
             subscription = feed.subscribe(last_event_id or None, config.stream_queue)
         except BadEventId as exc:
             return error_response(400, str(exc))
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",  # a reverse proxy must not hold messages back
-            }
-        )
-        try:
-            await response.prepare(request)
-            await response.write(f"retry: {RETRY_MS}\n\n".encode())
-            if subscription.resync is not None:
-                resync = Message("", MessageType.RESYNC, _compact({"reason": subscription.resync}))
-                await response.write(frame(resync))
-                return response
-            transport = request.transport
-            if transport is not None:
-                # Dropped for falling behind: a write may be waiting on a reader that does not
-                # read, so the connection goes at once, and that write with it.
-                subscription.on_drop = transport.abort
-            while True:
-                try:
-                    batch = await asyncio.wait_for(subscription.take(WRITE_BATCH), keepalive)
-                except TimeoutError:
-                    await response.write(b": keepalive\n\n")
-                    continue
-                if not batch:
-                    break
-                await response.write(b"".join(frame(message) for message in batch))
-        except ConnectionError:
-            pass  # the client went away; its reconnect resumes
-        finally:
-            subscription.close()
-        return response
+        return await _stream(request, subscription, keepalive)
 
     async def stop_streams(_app: web.Application) -> None:
         feed.close()
@@ -147,3 +105,55 @@ def attach(
     app.on_shutdown.append(stop_streams)
     app.on_cleanup.append(unwatch_monitor)
     return feed
+
+
+def _control_publisher(feed: Feed) -> Callable[[AckChange | PauseChange], None]:
+    """What operators do, as the stream's `pause` and `ack` messages."""
+
+    def publish(change: AckChange | PauseChange) -> None:
+        if isinstance(change, PauseChange):
+            feed.publish_pause(change.check_id, change.paused)
+        else:
+            record = None if change.ack is None else ack_record(change.ack)
+            feed.publish_ack(change.subject_id, record)
+
+    return publish
+
+
+async def _stream(
+    request: web.Request, subscription: Subscription, keepalive: float
+) -> web.StreamResponse:
+    """Serve one subscription as Server-Sent Events until it ends or the client goes."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # a reverse proxy must not hold messages back
+        }
+    )
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        if subscription.resync is not None:
+            resync = Message("", MessageType.RESYNC, _compact({"reason": subscription.resync}))
+            await response.write(frame(resync))
+            return response
+        transport = request.transport
+        if transport is not None:
+            # Dropped for falling behind: a write may be waiting on a reader that does not
+            # read, so the connection goes at once, and that write with it.
+            subscription.on_drop = transport.abort
+        while True:
+            try:
+                batch = await asyncio.wait_for(subscription.take(WRITE_BATCH), keepalive)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if not batch:
+                break
+            await response.write(b"".join(frame(message) for message in batch))
+    except ConnectionError:
+        pass  # the client went away; its reconnect resumes
+    finally:
+        subscription.close()
+    return response

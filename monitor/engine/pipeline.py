@@ -350,6 +350,7 @@ class Monitor:
     def _publish(self, change: AckChange | PauseChange) -> None:
         for watcher in tuple(self._control_watchers):
             watcher(change)
+
     def figures(self) -> EngineFigures:
         """The scheduler's and the store's figures now; reading them changes nothing."""
         writer = self._writer
