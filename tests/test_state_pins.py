@@ -348,6 +348,22 @@ def test_a_released_problem_names_what_held_it_last():
     ]
 
 
+def test_a_problem_held_for_two_reasons_is_released_naming_both():
+    window = lambda ids, at: "radio/console" in ids and 0 <= at <= 10  # noqa: E731
+    topo = topology(maintenance=window)
+    _, events = run(
+        topo,
+        [(4, BACKHAUL, CRIT), (5, CONSOLE, CRIT), (12, BACKHAUL, OK), (14, CONSOLE, CRIT)],
+        settled(topo),
+    )
+    held = next(e for e in events if e.subject_id == CONSOLE)
+    assert held.suppressed == (Suppression.UNREACHABLE, Suppression.MAINTENANCE)
+    released = next(e for e in events if e.before == e.after)
+    assert released.cause == (
+        "still CRIT now that what it depends on works again and maintenance is over: OK"
+    )
+
+
 def test_a_result_taken_at_the_instant_the_parent_is_seen_back_is_fresh():
     topo = topology()
     _, events = run(
