@@ -4,7 +4,7 @@
     python tools/mutation.py monitor/core/options.py tests/test_options.py --show
 
 The working tree (tracked and untracked files git does not ignore) is copied to a scratch folder
-(`--workdir`, /tmp/commwatch-mutation/<module> by default) whose pyproject.toml gets the
+(`--workdir`, /tmp/commwatch-mutation/<dotted module> by default) whose pyproject.toml gets the
 `[tool.mutmut]` table naming the module and the tests, so neither the repository nor its
 configuration is touched. mutmut runs there at nice 10 with `--children` workers and a limit of
 `--limit` seconds, then every mutant's outcome is read back (`mutmut results --all true`).
@@ -165,7 +165,10 @@ def main() -> None:
         parser.error(
             f"{mutmut} is missing: install it with {Path(sys.executable)} -m pip install mutmut"
         )
-    workdir = args.workdir or Path("/tmp/commwatch-mutation") / Path(args.module).stem
+    # Named after the module's dotted path: monitor/engine/checks.py and monitor/config/checks.py
+    # must not share one.
+    dotted = ".".join(Path(args.module).with_suffix("").parts)
+    workdir = args.workdir or Path("/tmp/commwatch-mutation") / dotted
     copy_tree(workdir)
     others = sorted(p.name for p in workdir.iterdir() if p.name not in SOURCE_PATHS)
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as pyproject:
