@@ -183,6 +183,7 @@ def test_without_a_name_a_refused_bare_number_is_a_duration():
         (0.1 + 0.2, "0.30000000000000004"),
         (True, "1"),  # a boolean is not printed as an integer
         (-7, "-7"),
+        (2**60 + 1, "1152921504606846977"),  # a whole number exactly, past a float's 53 bits
     ],
 )
 def test_format_number_writes_plain_decimals(value, shown):
@@ -296,6 +297,13 @@ def test_choices_ignore_case_and_list_the_choices_when_refused():
         error = refused(parse, value)
         assert error.message == f"{value!r} is not one of the choices"
         assert error.hint == "use one of: warn, ignore"
+
+
+def test_choices_with_a_reason_list_the_choices_in_the_message_and_the_reason_as_hint():
+    parse = choice("warn", "ignore", why="what an expired certificate does")
+    error = refused(parse, "crit")
+    assert error.message == "'crit' is not one of warn, ignore"
+    assert error.hint == "what an expired certificate does"
 
 
 def test_each_parses_a_list_or_a_single_value_into_a_tuple():
