@@ -346,6 +346,8 @@ LABEL_63 = "a" * 63
         ("gw1.example.net", "gw1.example.net"),
         ("GW1.Example.NET", "GW1.Example.NET"),
         ("gw1.example.net.", "gw1.example.net."),  # a fully qualified name
+        ("edge-X", "edge-X"),  # only a final dot is stripped before the labels are read
+        ("edge-X.", "edge-X."),
         (" gw ", "gw"),
         ("a", "a"),
         ("a_b-c", "a_b-c"),
@@ -369,6 +371,8 @@ def test_hosts(written, expected):
         "gw-",
         "a_",
         "a..b",
+        "gw..",  # an empty last label, however it ends
+        "gw.example..",
         "gw/1",
         "gw 1",
         "gw:80",

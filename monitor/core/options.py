@@ -302,7 +302,7 @@ def host(value: Any) -> str:
         return str(ipaddress.ip_address(name))
     except ValueError:
         pass
-    labels = name.rstrip(".").split(".")
+    labels = name.removesuffix(".").split(".")  # one final dot: a fully qualified name
     if len(name) > 253 or not all(
         re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?", label) for label in labels
     ):
