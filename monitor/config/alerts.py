@@ -188,7 +188,9 @@ def parse_notifier(values: Mapping[str, Any]) -> NotifierConfig:
     for key, raw in values.items():
         if key not in _NOTIFIER_KEYS:
             raise OptionError(
-                f"unknown key '{key}' in a notifier", "allowed: " + ", ".join(_NOTIFIER_KEYS), key
+                f"unknown key '{key}' in a notifier",
+                "allowed: " + ", ".join(_NOTIFIER_KEYS),
+                str(key),
             )
         try:
             parsed[key] = _parse_key(key, raw)
@@ -299,8 +301,9 @@ def parse_alerts(values: Mapping[str, Any]) -> AlertsConfig:
         raise OptionError(f"alerts is a mapping, got {type_name(values)}", "write notifiers: [...]")
     for key in values:
         if key not in _ALERTS_KEYS:
+            # str(): a YAML key may be a number (`5: red`); OptionError.key is a key path.
             raise OptionError(
-                f"unknown key '{key}' in alerts", "allowed: " + ", ".join(_ALERTS_KEYS), key
+                f"unknown key '{key}' in alerts", "allowed: " + ", ".join(_ALERTS_KEYS), str(key)
             )
     durations: dict[str, float] = {}
     for key in _ALERTS_KEYS[1:]:

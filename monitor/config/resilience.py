@@ -192,17 +192,30 @@ class ResilienceReader(Reader):
     ) -> None:
         """Every id referred to exists; dependencies form no cycle. `checks` maps each check id
         to its link id (a check sits behind its link, so that edge counts too)."""
-        link_ids, check_ids = set(links), set(checks)
+        site_ids, link_ids, check_ids = set(sites), set(links), set(checks)
         pools = {
             "link": link_ids,
             "subject": link_ids | check_ids,
-            "any": link_ids | check_ids | set(sites),
+            "any": link_ids | check_ids | site_ids,
         }
+        kinds = {**dict.fromkeys(site_ids, "a site"), **dict.fromkeys(link_ids, "a link")}
+        kinds.update(dict.fromkeys(check_ids, "a check"))
         edges: dict[str, dict[str, Node | None]] = {c: {link: None} for c, link in checks.items()}
         for ref in self._references:
             pool = pools[ref.allowed]
             for target in ref.targets:
-                if target not in pool and not self.unverifiable(target):
+                if target not in pool and target in kinds:
+                    # Loaded, but not what belongs here: a group of sites would never be
+                    # judged, a dependency on a site never hold anything back.
+                    wanted, hint = _WANTED[ref.allowed]
+                    self.fail(
+                        ref.node.error(
+                            f"{ref.owner} refers to '{target}', {kinds[target]}, where {wanted}"
+                            " belongs",
+                            hint,
+                        )
+                    )
+                elif target not in pool and not self.unverifiable(target):
                     close = difflib.get_close_matches(target, sorted(pool), n=1)
                     hint = (
                         f"did you mean '{close[0]}'?"
@@ -239,6 +252,13 @@ class ResilienceReader(Reader):
 
         for subject in list(edges):
             visit([subject])
+
+
+# What a reference of each kind may name, and the hint when it names something else.
+_WANTED: Mapping[str, tuple[str, str]] = {
+    "link": ("a link", "name a link: site/link"),
+    "subject": ("a link or check", "name a link (site/link) or a check (site/link/check)"),
+}
 
 
 def _locate(node: Node, key_path: str) -> Node:
