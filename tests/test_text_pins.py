@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.core.text import MAX_MESSAGE_CHARS, bounded_message, duration_text, markdown_cell
+from monitor.core.text import (
+    MAX_MESSAGE_CHARS,
+    bounded_message,
+    duration_text,
+    markdown_cell,
+    one_line,
+)
 
 
 def test_a_message_at_its_limit_is_kept_whole_and_one_longer_loses_its_middle():
@@ -57,3 +63,7 @@ def test_a_markdown_cell_renders_as_the_text_itself(raw, cell):
 )
 def test_a_duration_reads_in_its_two_largest_units(seconds, shown):
     assert duration_text(seconds) == shown
+
+
+def test_one_line_drops_only_lines_of_carets_and_spaces():
+    assert one_line("bad header\n  X \n   ^^^\n\nend") == "bad header X end"
