@@ -4,14 +4,18 @@ different types apart."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from monitor.config.checks import ParseMemo, adhoc_check, parse_schedule
+from monitor.config.checks import ParseMemo, adhoc_check, parse_options, parse_schedule
 from monitor.config.inventory import Schedule
 from monitor.config.loader import load_inventory
 from monitor.core.model import CheckRef
 from monitor.core.options import OptionError, integer
 from monitor.core.yamlnodes import Location
+from probes.registry import REGISTRY
+from probes.tcp import TcpOptions
 from tests.test_inventory import GOOD, write
 
 
@@ -29,6 +33,7 @@ def test_an_adhoc_check_is_one_of_its_own_outside_any_inventory():
     assert (check.interval, check.timeout, check.retries) == (60.0, 10.0, 3)
     assert (check.description, check.location) == ("", Location("<command line>", 0, 0))
     assert check.probe.kind == "tcp"
+    assert check.options.target == ("127.0.0.1", 9)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +115,31 @@ def test_a_schedule_fault_names_its_key(values, key):
     with pytest.raises(OptionError) as raised:
         parse_schedule(values)
     assert raised.value.key == key
+    assert raised.value.hint
+
+
+def test_a_retry_interval_longer_than_the_interval_says_why_it_may_not_be():
+    with pytest.raises(OptionError) as raised:
+        parse_schedule({"interval": "10s", "retry_interval": "11s"})
+    assert raised.value.message == "retry_interval 11s is longer than interval 10s"
+    assert raised.value.hint == (
+        "re-checks of an unconfirmed change should come sooner than regular ones"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Picky(TcpOptions):
+    def validate(self) -> None:
+        raise OptionError("these options do not go together", "change one")
+
+
+def test_a_fault_of_the_options_together_is_placed_at_the_target_unless_it_names_a_key():
+    probe = dataclasses.replace(REGISTRY["tcp"], options=_Picky)
+    options, faults = parse_options(probe, {"target": "127.0.0.1:9"})
+    assert options is None
+    assert [(key, error.message) for key, error in faults] == [
+        ("target", "these options do not go together")
+    ]
 
 
 def test_the_memo_keeps_values_of_different_types_apart():
