@@ -180,6 +180,32 @@ def test_group_faults_are_placed_and_worded(tmp_path, edit, errors):
     assert errors_of(tmp_path, edited(edit)) == errors
 
 
+def test_a_group_needs_no_more_links_up_than_it_has(tmp_path):
+    assert errors_of(tmp_path, edited(("    min_up: 1\nmaint", "    min_up: 3\nmaint"))) == [
+        "6:13: min_up 3 is more than the 2 links there are (min_up counts links that must be up; "
+        "at most the number of links)"
+    ]
+
+
+def test_a_dependency_cycle_says_why_it_is_refused(tmp_path):
+    text = edited(
+        (
+            'checks: [{id: router, kind: tcp, target: "127.0.0.1:1"}]',
+            "depends_on: [ridge/console]\n"
+            '        checks: [{id: router, kind: tcp, target: "127.0.0.1:1"}]',
+        )
+    )
+    assert errors_of(tmp_path, text) == [
+        "23:21: dependency cycle: ridge/microwave -> ridge/console -> ridge/microwave (a subject "
+        "cannot depend, even indirectly, on itself)"
+    ]
+
+
+def test_an_inventory_knows_the_file_it_was_read_from(tmp_path):
+    path = write(tmp_path, RESILIENT)
+    assert load_inventory(path).path == str(path)
+
+
 def test_a_reference_without_an_owner_id_says_so(tmp_path):
     errors = errors_of(
         tmp_path,

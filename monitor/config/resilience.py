@@ -198,8 +198,8 @@ class ResilienceReader(Reader):
             "subject": link_ids | check_ids,
             "any": link_ids | check_ids | site_ids,
         }
-        kinds = {**dict.fromkeys(site_ids, "a site"), **dict.fromkeys(link_ids, "a link")}
-        kinds.update(dict.fromkeys(check_ids, "a check"))
+        # Every reference may name a link; some may not name a site or a check.
+        kinds = {**dict.fromkeys(site_ids, "a site"), **dict.fromkeys(check_ids, "a check")}
         edges: dict[str, dict[str, Node | None]] = {c: {link: None} for c, link in checks.items()}
         for ref in self._references:
             pool = pools[ref.allowed]
