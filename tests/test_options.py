@@ -595,6 +595,7 @@ def test_header_secrets_by_reference(tmp_path):
         "{env: A, file: b}",  # two keys: not a reference
         "{other: A}",
         "{env: A",
+        "env: A}",  # a YAML mapping, but not in braces
         "{}",
         "{[env]: A}",
     ],
