@@ -30,12 +30,14 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tokenize
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 # Everything a test may import is copied into mutmut's tree; only `module` is mutated.
@@ -144,6 +146,20 @@ def show(mutmut: Path, workdir: Path, name: str) -> str:
     ).stdout
 
 
+def run_mutmut(command: list[str], workdir: Path, out: IO[str], limit: float) -> int | None:
+    """mutmut's exit status, or None when it ran out of time: then it and the workers it forked
+    (its own process group) are stopped, so no mutant keeps running after the tool returns."""
+    process = subprocess.Popen(
+        command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        return process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -175,15 +191,16 @@ def main() -> None:
         pyproject.write(mutmut_table(args.module, args.tests, others))
     log = workdir / "mutmut.log"
     with log.open("w", encoding="utf-8") as out:
-        done = subprocess.run(
+        returncode = run_mutmut(
             ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(args.children)],
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=args.limit,
+            workdir,
+            out,
+            args.limit,
         )
-    if done.returncode != 0:
-        raise SystemExit(f"mutmut exited {done.returncode}; its output is in {log}")
+    if returncode is None:
+        raise SystemExit(f"mutmut gave no result within --limit {args.limit}s; see {log}")
+    if returncode != 0:
+        raise SystemExit(f"mutmut exited {returncode}; its output is in {log}")
 
     found = outcomes(mutmut, workdir)
     tally = Counter(found.values())
