@@ -45,3 +45,9 @@ def test_it_is_built_from_pairs_or_a_mapping():
     assert dict(PersistentMap([("a", 1), ("b", 2)])) == {"a": 1, "b": 2}
     assert PersistentMap({"a": 1}) == {"a": 1}
     assert len(PersistentMap([("a", 1), ("a", 2)])) == 1
+
+
+def test_a_key_bound_to_none_in_one_map_only_is_a_change():
+    assert PersistentMap({"a": None}).changed_keys(PersistentMap()) == {"a"}
+    assert PersistentMap().changed_keys(PersistentMap({"a": None})) == {"a"}
+    assert PersistentMap({"a": None}).changed_keys(PersistentMap({"a": None})) == set()
