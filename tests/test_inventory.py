@@ -595,6 +595,11 @@ def test_resilience_sections_load(tmp_path):
             "2:11: flapping low 60% is not below high 40%",
         ),
         (
+            # A share of changes is never below 0%: a check that began to flap never would stop.
+            ("{window: 15, high: 40, low: 20}", "{window: 15, high: 40, low: 0}"),
+            "2:39: 'low': flapping low 0% can never be reached",
+        ),
+        (
             ("availability_from: [rfss]", "availability_from: [rfs]"),
             "26:28: availability_from names 'rfs', which is not a check of this link",
         ),

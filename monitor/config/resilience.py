@@ -96,7 +96,7 @@ class ResilienceReader(Reader):
         policy = FlapPolicy(
             window=self.plain(inner, "window", integer(5, 100), default.window),
             high=self.plain(inner, "high", number(1, 100), default.high),
-            low=self.plain(inner, "low", number(0, 100), default.low),
+            low=self.plain(inner, "low", _low_share, default.low),
         )
         if policy.low >= policy.high:
             self.fail(
@@ -279,3 +279,14 @@ def _locate(node: Node, key_path: str) -> Node:
         else:
             return node
     return node
+
+
+def _low_share(value: object) -> float:
+    """The share of changes below which a flapping check settles: above 0, or it never would."""
+    low = number(0, 100)(value)
+    if low == 0:
+        raise OptionError(
+            "flapping low 0% can never be reached",
+            "a check settles when its share of changes drops below low: use at least 1",
+        )
+    return low
