@@ -37,8 +37,9 @@ def section(name: str, body: str) -> str:
     ("written", "policy"),
     [
         ("{window: 5, high: 40, low: 20}", FlapPolicy(window=5, high=40, low=20)),
-        ("{window: 100, high: 100, low: 0}", FlapPolicy(window=100, high=100, low=0)),
-        ("{window: 15, high: 1, low: 0}", FlapPolicy(window=15, high=1, low=0)),
+        # low is above 0 (a share of changes is never below 0%), however little.
+        ("{window: 100, high: 100, low: 0.01}", FlapPolicy(window=100, high=100, low=0.01)),
+        ("{window: 15, high: 1, low: 0.5}", FlapPolicy(window=15, high=1, low=0.5)),
         ("{window: 30}", FlapPolicy(window=30, high=50, low=25)),  # the rest as by default
         ("{high: 60}", FlapPolicy(window=21, high=60, low=25)),
         ("{low: 10}", FlapPolicy(window=21, high=50, low=10)),
@@ -54,7 +55,17 @@ def test_flapping_values_at_their_bounds_load(tmp_path, written, policy):
     [
         ("{window: 4}", ["2:20: 'window': 4 is out of range (at least 5 and at most 100)"]),
         ("{window: 101}", ["2:20: 'window': 101 is out of range (at least 5 and at most 100)"]),
-        ("{high: 0.9, low: 0}", ["2:18: 'high': 0.9 is out of range (at least 1 and at most 100)"]),
+        (
+            "{high: 0.9, low: 0.5}",
+            ["2:18: 'high': 0.9 is out of range (at least 1 and at most 100)"],
+        ),
+        (
+            "{low: 0}",
+            [
+                "2:17: 'low': flapping low 0% can never be reached (a check settles when its"
+                " share of changes drops below low: use a share above 0, e.g. 1)"
+            ],
+        ),
         ("{high: 100.5}", ["2:18: 'high': 100.5 is out of range (at least 1 and at most 100)"]),
         ("{low: -1}", ["2:17: 'low': -1 is out of range (at least 0 and at most 100)"]),
         ("{low: 100.5}", ["2:17: 'low': 100.5 is out of range (at least 0 and at most 100)"]),

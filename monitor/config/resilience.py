@@ -287,6 +287,7 @@ def _low_share(value: object) -> float:
     if low == 0:
         raise OptionError(
             "flapping low 0% can never be reached",
-            "a check settles when its share of changes drops below low: use at least 1",
+            "a check settles when its share of changes drops below low: "
+            "use a share above 0, e.g. 1",
         )
     return low
