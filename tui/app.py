@@ -42,6 +42,7 @@ from tui.messages import (
     LogRecorded,
     ResultArrived,
     RunNow,
+    ToggleAcknowledge,
     TogglePause,
 )
 from tui.screens.dashboard import DashboardScreen
@@ -240,7 +241,7 @@ class CommwatchApp(App[None]):
             return
         for check_id in message.check_ids:
             scheduler.run_now(check_id)
-        self.notify(f"Running {_count(message.check_ids)} now.", timeout=2)
+        self.notify(f"Running {checks_text(message.check_ids)} now.", timeout=2)
 
     def on_toggle_pause(self, message: TogglePause) -> None:
         """Pause the checks, or resume them when all are paused."""
@@ -257,7 +258,11 @@ class CommwatchApp(App[None]):
         self.dashboard.show_paused(
             frozenset(cid for cid in self.board.checks if scheduler.is_paused(cid))
         )
-        self.notify(f"{'Resumed' if resume else 'Paused'} {_count(check_ids)}.", timeout=2)
+        self.notify(f"{'Resumed' if resume else 'Paused'} {checks_text(check_ids)}.", timeout=2)
+
+    def on_toggle_acknowledge(self, message: ToggleAcknowledge) -> None:
+        """A local dashboard's acknowledgements are its own: nobody else watches this engine."""
+        self.dashboard.show_acknowledged(self.board.acked ^ {message.check_id})
 
     def _running_scheduler(self) -> Scheduler | None:
         if self.scheduler is None:
@@ -280,7 +285,7 @@ class CommwatchApp(App[None]):
         self.exit()
 
 
-def _count(check_ids: Sequence[str]) -> str:
+def checks_text(check_ids: Sequence[str]) -> str:
     return check_ids[0] if len(check_ids) == 1 else f"{len(check_ids)} checks"
 
 

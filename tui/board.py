@@ -8,6 +8,7 @@ and why a row is in its state, and it answers from plain data.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
 from monitor.config.inventory import Check, Inventory, Link
@@ -246,16 +247,19 @@ class Board:
     def needs_attention(self, check_id: str) -> bool:
         return self.is_problem(check_id) and check_id not in self.acked
 
-    def acknowledge(self, check_id: str) -> bool:
-        """Toggle the acknowledgement of a problem; returns whether it is now acknowledged.
-        An OK or pending check cannot be acknowledged."""
-        before = self._status(check_id)
-        if check_id in self.acked:
-            self.acked.discard(check_id)
-        elif self.is_problem(check_id):
-            self.acked.add(check_id)
-        self.tally.move(check_id, before, self._status(check_id))
-        return check_id in self.acked
+    def acknowledged(self, check_ids: AbstractSet[str]) -> set[str]:
+        """Make these checks the acknowledged ones (those that are problems; an OK or pending
+        check cannot be acknowledged). Returns the checks whose acknowledgement changed."""
+        wanted = {cid for cid in check_ids if cid in self.states and self.is_problem(cid)}
+        changed = wanted ^ self.acked
+        for check_id in changed:
+            before = self._status(check_id)
+            if check_id in self.acked:
+                self.acked.discard(check_id)
+            else:
+                self.acked.add(check_id)
+            self.tally.move(check_id, before, self._status(check_id))
+        return changed
 
     def _status(self, check_id: str) -> Status:
         return self.states[check_id].severity, check_id in self.acked

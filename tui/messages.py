@@ -66,6 +66,14 @@ class TogglePause(Message):
         self.check_ids = tuple(check_ids)
 
 
+class ToggleAcknowledge(Message):
+    """The user asks for a problem's acknowledgement, or for it to end when there is one."""
+
+    def __init__(self, check_id: str) -> None:
+        super().__init__()
+        self.check_id = check_id
+
+
 class LogRecorded(Message):
     """A log record emitted while the dashboard runs (from any thread), formatted inert:
     `text` is `logger: message`, its first line only when it has several (a traceback)."""

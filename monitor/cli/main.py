@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "audit": "monitor.cli.commands.audit",
     "report": "monitor.cli.commands.report",
     "tui": "monitor.cli.commands.tui",
+    "web": "monitor.cli.commands.web",
     "demo": "monitor.cli.commands.demo",
     "probe": "monitor.cli.commands.probe",
 }

@@ -41,6 +41,9 @@ def build_parser() -> CommandParser:
     )
     commands.declare("tui", _tui, help="the live dashboard (the default on a terminal)")
     commands.declare(
+        "web", _web, help="the dashboard of a running engine in a browser (textual-serve)"
+    )
+    commands.declare(
         "demo", _demo, help="start a lab on loopback and watch it: the dashboard, or headless"
     )
     commands.declare(
@@ -190,7 +193,39 @@ def _tui(tui: CommandParser) -> None:
         help="do not store results and events, nor show what was stored before",
     )
     tui.add_argument("--no-alerts", action="store_true", help="send no notifications")
+    tui.add_argument(
+        "--connect",
+        metavar="URL",
+        help="show the engine serving URL (`commwatch run --listen`) instead of running checks "
+        "here: no probe and no notification runs in this process; run now, pause and "
+        "acknowledge go to the engine (with an operator token)",
+    )
+    _add_attach_flags(tui)
     _add_filters(tui)
+
+
+def _web(web: CommandParser) -> None:
+    web.description = (
+        "Serve the dashboard of a running engine to browsers: every tab is a `commwatch tui "
+        "--connect URL` of its own, attached to the one engine. Needs textual-serve "
+        "(pip install 'commwatch[web]')."
+    )
+    web.add_argument(
+        "--connect", metavar="URL", required=True, help="the engine (`commwatch run --listen`)"
+    )
+    web.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8110",
+        help="where browsers connect (default 127.0.0.1:8110, this machine only: put a TLS "
+        "reverse proxy with authentication in front before opening it wider)",
+    )
+    web.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen beyond loopback (the served dashboard has no login of its own)",
+    )
+    _add_attach_flags(web)
 
 
 def _demo(demo: CommandParser) -> None:
@@ -231,7 +266,19 @@ def _probe(probe: CommandParser) -> None:
         "Run one check from the command line. Every inventory key of the kind is a flag "
         "(latency_warn -> --latency-warn). Secrets only by reference (*-env, *-file)."
     )
-    kinds = subcommands(probe, "kind", "KIND")
+    probe.add_argument(
+        "--from",
+        dest="source",
+        nargs=2,
+        metavar=("URL", "CHECK_ID"),
+        help="no probing: the last result of CHECK_ID (site/link/check) from the engine "
+        "serving URL; UNKNOWN when the engine cannot say",
+    )
+    probe.add_argument(
+        "--nagios", action="store_true", help="with --from: one monitoring-plugin status line"
+    )
+    _add_attach_flags(probe)
+    kinds = subcommands(probe, "kind", "KIND", required=False)
     for kind in REGISTRY:
         summary = REGISTRY.summary(kind)
         kinds.declare(
@@ -243,6 +290,24 @@ def _probe(probe: CommandParser) -> None:
             add_help=False,
             plugin=kind.upper(),
         )
+
+
+def _add_attach_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("attaching to an engine (with --connect / --from)")
+    token = group.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="the bearer token is in this environment variable (a viewer token looks, an "
+        "operator token may also run, pause and acknowledge)",
+    )
+    token.add_argument("--token-file", metavar="PATH", help="the bearer token is in this file")
+    group.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="trust the engine's certificate when this CA signed it (a private CA); the "
+        "system's CAs otherwise. The certificate is always verified",
+    )
 
 
 def _add_stream_format(parser: argparse.ArgumentParser, help: str) -> None:

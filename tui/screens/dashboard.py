@@ -20,7 +20,7 @@ from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.state import EngineState
 from tui.board import Board
-from tui.messages import LogRecorded, RunNow, TogglePause
+from tui.messages import LogRecorded, RunNow, ToggleAcknowledge, TogglePause
 from tui.rows import Level, Sort
 from tui.state import HistoryLine
 from tui.widgets.check_table import HEADER_SORTS, CheckTable
@@ -86,6 +86,7 @@ class DashboardScreen(Screen[None]):
         self.now = clock
         self.started_at = started_at
         self.paused: AbstractSet[str] = frozenset()  # checks the scheduler holds, as the app says
+        self.connection = ""  # what is wrong with the link to a remote engine, as the app says
         self.filter_text = ""
         self.problems_only = False
         self.sort = Sort.NAME
@@ -204,7 +205,11 @@ class DashboardScreen(Screen[None]):
         if self.filter_text:
             view.append(f"filter: {self.filter_text}")
         self.query_one(SummaryBar).show(
-            self.board, started_at=self.started_at, now=now, view=" · ".join(view)
+            self.board,
+            started_at=self.started_at,
+            now=now,
+            view=" · ".join(view),
+            alert=self.connection,
         )
 
     def _show_detail(self, now: float) -> None:
@@ -338,13 +343,25 @@ class DashboardScreen(Screen[None]):
         if row is None or row.level is not Level.CHECK:
             self.notify("Select a check to acknowledge.", timeout=3)
             return
-        if not self.board.is_problem(row.key):
+        if not self.board.is_problem(row.key) and row.key not in self.board.acked:
             self.notify("Only a problem can be acknowledged.", timeout=3)
             return
-        self.board.acknowledge(row.key)
+        self.post_message(ToggleAcknowledge(row.key))
+
+    def show_acknowledged(self, acked: AbstractSet[str]) -> None:
+        """The checks whose problems are acknowledged now: rows, summary and detail say so."""
+        changed = self.board.acknowledged(acked)
+        if not (changed and self.live):
+            return
         now = self.now()
-        self.table.refresh_checks([row.key], now, self.paused)
+        self.table.refresh_checks(changed, now, self.paused)
         self._show_summary(now)
         self._show_detail(now)
         if self.sort is Sort.SEVERITY:
             self._view_dirty = True  # an acknowledged problem sorts below the others
+
+    def show_connection(self, text: str) -> None:
+        """What is wrong with the link to the engine ("disconnected since ..."), or nothing."""
+        self.connection = text
+        if self.live:
+            self._show_summary(self.now())

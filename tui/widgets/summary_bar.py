@@ -30,9 +30,13 @@ class SummaryBar(SeverityStyles, Static):
         started_at: float,
         now: float,
         view: str,
+        alert: str = "",
     ) -> None:
         counts = board.tally.counts()
         text = Text()
+        if alert:  # first, where even a narrow terminal shows it
+            text.append(alert, self.severity_style(Severity.CRIT))
+            text.append(" │ ")
         for severity in (Severity.CRIT, Severity.UNKNOWN, Severity.WARN, Severity.OK):
             n = counts.get(severity.name, 0)
             style = self.severity_style(severity) if n else Style()

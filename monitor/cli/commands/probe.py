@@ -24,6 +24,14 @@ from probes.base import SharedResources
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source is not None:
+        if args.kind is not None:
+            args._parser.error("--from reads a result from an engine: no KIND")
+        from monitor.cli.commands import probe_from
+
+        return probe_from.run(args)
+    if args.kind is None:
+        args._parser.error("name a KIND (tcp, http, ...) or use --from URL CHECK_ID")
     try:
         check = adhoc_check(args.kind, option_values(args.kind, args))
     except OptionError as exc:

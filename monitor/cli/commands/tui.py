@@ -1,15 +1,22 @@
-"""`commwatch tui`: the live dashboard over the selected checks (the default on a terminal)."""
+"""`commwatch tui`: the live dashboard over the selected checks (the default on a terminal), or,
+with `--connect URL`, over an engine running elsewhere."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 
+from monitor.cli.commands import attach
 from monitor.cli.commands.selection import selection
 from monitor.cli.parsing import EXIT_UNKNOWN
-from tui.app import CommwatchApp
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.connect is not None:
+        return _attached(args)
+    from tui.app import CommwatchApp
+
     selected = selection(args)
     if selected is None:
         return EXIT_UNKNOWN
@@ -19,4 +26,35 @@ def run(args: argparse.Namespace) -> int:
         history=not args.no_history,
         alerts=not args.no_alerts,
     ).run()
+    return 0
+
+
+def _attached(args: argparse.Namespace) -> int:
+    """The dashboard of the engine at --connect: its state is read first, so that a wrong URL
+    or token is one line on stderr, not a dashboard with nothing in it."""
+    from monitor.api.client import ApiClient, ApiError
+    from monitor.api.readers import RecordError
+    from tui.remote import RemoteApp
+
+    if args.only or args.site or args.tag or args.kind:
+        print(
+            "commwatch tui: --connect shows the engine's checks: the selection flags apply to "
+            "a local run",
+            file=sys.stderr,
+        )
+        return EXIT_UNKNOWN
+    try:
+        url = attach.target(args.connect)
+        token = attach.token(args)
+
+        async def first_document() -> dict[str, object]:
+            async with ApiClient(url, token=token, ca_file=args.ca_file) as client:
+                return await client.state()
+
+        document = asyncio.run(first_document())
+        app = RemoteApp(url, document, token=token, ca_file=args.ca_file)
+    except (attach.AttachError, ApiError, RecordError, OSError) as exc:
+        print(f"commwatch tui: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    app.run()
     return 0

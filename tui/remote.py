@@ -1,0 +1,221 @@
+"""The dashboard attached to an engine elsewhere (`commwatch tui --connect URL`).
+
+The same app and screen as the local dashboard, fed from the engine's API instead of a
+`Monitor` in this process: no probe runs here and no notification leaves from here. The
+`Follower` (monitor.api.client) keeps the viewer attached; the `Mirror` (monitor.api.mirror)
+turns the state document and each event into the results, events and `EngineState` the screen
+already knows. Run now, pause and acknowledge go to the engine as requests with the operator's
+token; what follows comes back on the event stream to every viewer, this one included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from yarl import URL
+
+from monitor.api.client import (
+    ApiClient,
+    ApiError,
+    Connection,
+    Document,
+    Follower,
+    stream_position,
+)
+from monitor.api.mirror import Mirror
+from monitor.api.sse import SseEvent
+from monitor.core.events import Event
+from monitor.core.model import ProbeResult
+from monitor.core.text import printable
+from monitor.engine.state import EngineState
+from tui.app import CommwatchApp, checks_text
+from tui.messages import RunNow, ToggleAcknowledge, TogglePause
+from tui.present import clock_text
+
+ACK_EXPIRES = "4h"  # an acknowledgement from the dashboard lasts a shift at most
+ACK_COMMENT = "acknowledged on the dashboard"
+COMMANDS_AT_ONCE = 8  # requests in flight for a command on many checks (a site's row)
+
+
+Request = Callable[[ApiClient], Awaitable[Any]]
+
+
+class RemoteApp(CommwatchApp):
+    """The dashboard of one engine's API. `document` is its state document, read already (the
+    command line reads it first, to fail at once when the engine cannot be reached)."""
+
+    def __init__(
+        self,
+        url: URL,
+        document: Document,
+        *,
+        token: str | None = None,
+        ca_file: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        mirror = Mirror(str(url))
+        first = mirror.load(document)
+        assert mirror.inventory is not None
+        super().__init__(mirror.inventory, engine=False, history=False, alerts=False, clock=clock)
+        self.sub_title = str(url)
+        self.url = url
+        self.mirror = mirror
+        self.connection: Connection | None = None
+        self._first = first
+        self._position = stream_position(document)
+        self._token = token
+        self._ca_file = ca_file
+        self._client: ApiClient | None = None
+        if mirror.started_at is not None:
+            self.started_at = mirror.started_at  # "since": when the engine started
+
+    def on_mount(self) -> None:
+        # The base class's on_mount (after this one) installs the dashboard.
+        self.call_after_refresh(self._start_following)
+
+    def _start_following(self) -> None:
+        self._show_document(self._first)
+        self.run_worker(self._follow(), name="follower", exit_on_error=False)
+
+    async def _follow(self) -> None:
+        async with ApiClient(self.url, token=self._token, ca_file=self._ca_file) as client:
+            self._client = client
+            follower = Follower(
+                client,
+                on_document=self._engine_document,
+                on_message=self._engine_message,
+                on_connection=self._engine_link,
+                clock=self.now,
+            )
+            follower.last_event_id = self._position
+            await follower.run()
+
+    # --- what the engine says ----------------------------------------------------------------
+
+    def engine_state(self) -> EngineState | None:
+        return self.mirror.state
+
+    def _engine_document(self, document: Document) -> None:
+        """After a resync: the engine's picture again (what the screen has seen is kept)."""
+        self._show_document(self.mirror.load(document))
+
+    def _show_document(self, results: Sequence[ProbeResult]) -> None:
+        for result in results:
+            shown = self.board.states.get(result.check.check_id)
+            if shown is None or shown.result is None or _newer(result, shown.result):
+                self.deliver(result)
+        self.dashboard.show_paused(frozenset(self.mirror.paused))
+        self._show_acks()
+
+    def _engine_message(self, event: SseEvent, payload: dict[str, Any]) -> None:
+        item = self.mirror.take(event.event, payload)
+        if isinstance(item, ProbeResult):
+            self.deliver(item)
+        elif isinstance(item, Event):
+            self.deliver_event(item)
+        elif event.event == "pause":
+            self.dashboard.show_paused(frozenset(self.mirror.paused))
+        elif event.event == "ack":
+            self._show_acks()
+
+    def _show_acks(self) -> None:
+        self.dashboard.show_acknowledged(self.mirror.acks.keys() & self.board.checks.keys())
+
+    def _engine_link(self, connection: Connection) -> None:
+        before, self.connection = self.connection, connection
+        if connection.connected:
+            self.dashboard.show_connection("")
+            if before is not None:
+                self.notify(f"Reconnected to {self.url}.", timeout=3)
+            return
+        self.dashboard.show_connection(f"disconnected since {clock_text(connection.since)}")
+        self.notify(
+            f"Lost {self.url}: {printable(connection.reason)}. Reconnecting…",
+            severity="warning",
+            timeout=5,
+            markup=False,
+        )
+
+    # --- commands to the engine --------------------------------------------------------------
+
+    def on_run_now(self, message: RunNow) -> None:
+        message.prevent_default()  # not the local scheduler's: there is none
+        check_ids = message.check_ids
+        if check_ids:
+            self._command(
+                f"Running {checks_text(check_ids)} now.",
+                [functools.partial(ApiClient.run_now, check_id=cid) for cid in check_ids],
+            )
+
+    def on_toggle_pause(self, message: TogglePause) -> None:
+        message.prevent_default()
+        check_ids = message.check_ids
+        resume = all(cid in self.mirror.paused for cid in check_ids)
+        self._command(
+            f"{'Resumed' if resume else 'Paused'} {checks_text(check_ids)}.",
+            [
+                functools.partial(ApiClient.set_paused, check_id=cid, paused=not resume)
+                for cid in check_ids
+            ],
+        )
+
+    def on_toggle_acknowledge(self, message: ToggleAcknowledge) -> None:
+        message.prevent_default()
+        check_id = message.check_id
+        if check_id in self.mirror.acks:
+            self._command(
+                f"Acknowledgement of {check_id} ended.",
+                [functools.partial(ApiClient.unacknowledge, subject_id=check_id)],
+            )
+        else:
+            self._command(
+                f"Acknowledged {check_id} for {ACK_EXPIRES}.",
+                [
+                    functools.partial(
+                        ApiClient.acknowledge,
+                        subject_id=check_id,
+                        comment=ACK_COMMENT,
+                        expires=ACK_EXPIRES,
+                    )
+                ],
+            )
+
+    def _command(self, done: str, requests: Sequence[Request]) -> None:
+        self.run_worker(self._send(done, requests), group="commands", exit_on_error=False)
+
+    async def _send(self, done: str, requests: Sequence[Request]) -> None:
+        client = self._client
+        if client is None:
+            self.notify("Not attached to the engine yet.", severity="warning", timeout=3)
+            return
+        limit = asyncio.Semaphore(COMMANDS_AT_ONCE)
+
+        async def one(request: Request) -> None:
+            async with limit:
+                await request(client)
+
+        outcomes = await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, ApiError)]
+        unexpected = [o for o in outcomes if isinstance(o, BaseException) and o not in failures]
+        if unexpected:
+            raise unexpected[0]
+        if not failures:
+            self.notify(done, timeout=2)
+        elif any(f.status == 403 for f in failures):
+            self.notify(
+                "This needs an operator token: the viewer's token may only look.",
+                severity="error",
+                timeout=6,
+            )
+        else:
+            self.notify(
+                f"The engine refused: {failures[0]}", severity="error", timeout=6, markup=False
+            )
+
+
+def _newer(result: ProbeResult, shown: ProbeResult) -> bool:
+    return result.started_at > shown.started_at
