@@ -33,7 +33,7 @@ from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.engine.state import EngineState
 from tui.app import CommwatchApp, checks_text
-from tui.messages import RunNow, ToggleAcknowledge, TogglePause
+from tui.messages import ResultArrived, RunNow, ToggleAcknowledge, TogglePause
 from tui.present import clock_text
 
 ACK_EXPIRES = "4h"  # an acknowledgement from the dashboard lasts a shift at most
@@ -41,7 +41,29 @@ ACK_COMMENT = "acknowledged on the dashboard"
 COMMANDS_AT_ONCE = 8  # requests in flight for a command on many checks (a site's row)
 
 
-Request = Callable[[ApiClient], Awaitable[Any]]
+# A command's request; what it answers, as the event stream's message saying the same.
+Said = tuple[str, dict[str, Any]] | None
+Request = Callable[[ApiClient], Awaitable[Said]]
+
+
+async def _run_now(client: ApiClient, check_id: str) -> Said:
+    await client.run_now(check_id)
+    return None  # the result comes on the stream
+
+
+async def _set_paused(client: ApiClient, check_id: str, paused: bool) -> Said:
+    answer = await client.set_paused(check_id, paused)
+    return "pause", {"check_id": check_id, "paused": bool(answer.get("paused", paused))}
+
+
+async def _acknowledge(client: ApiClient, subject_id: str) -> Said:
+    ack = await client.acknowledge(subject_id, ACK_COMMENT, ACK_EXPIRES)
+    return "ack", {"subject_id": subject_id, "ack": ack}
+
+
+async def _unacknowledge(client: ApiClient, subject_id: str) -> Said:
+    await client.unacknowledge(subject_id)
+    return "ack", {"subject_id": subject_id, "ack": None}
 
 
 class RemoteApp(CommwatchApp):
@@ -112,15 +134,24 @@ class RemoteApp(CommwatchApp):
         self._show_acks()
 
     def _engine_message(self, event: SseEvent, payload: dict[str, Any]) -> None:
-        item = self.mirror.take(event.event, payload)
+        self._engine_said(event.event, payload)
+
+    def _engine_said(self, kind: str, payload: dict[str, Any]) -> None:
+        item = self.mirror.take(kind, payload)
         if isinstance(item, ProbeResult):
             self.deliver(item)
         elif isinstance(item, Event):
             self.deliver_event(item)
-        elif event.event == "pause":
+        elif kind == "pause":
             self.dashboard.show_paused(frozenset(self.mirror.paused))
-        elif event.event == "ack":
+        elif kind == "ack":
             self._show_acks()
+
+    def apply_arrivals(self, arrivals: Sequence[ResultArrived]) -> None:
+        super().apply_arrivals(arrivals)
+        # The engine's acknowledgements, not the board's own rule, say which problems are
+        # acknowledged; one that arrived with the document shows once its problem has.
+        self._show_acks()
 
     def _show_acks(self) -> None:
         self.dashboard.show_acknowledged(self.mirror.acks.keys() & self.board.checks.keys())
@@ -148,7 +179,7 @@ class RemoteApp(CommwatchApp):
         if check_ids:
             self._command(
                 f"Running {checks_text(check_ids)} now.",
-                [functools.partial(ApiClient.run_now, check_id=cid) for cid in check_ids],
+                [functools.partial(_run_now, check_id=cid) for cid in check_ids],
             )
 
     def on_toggle_pause(self, message: TogglePause) -> None:
@@ -157,10 +188,7 @@ class RemoteApp(CommwatchApp):
         resume = all(cid in self.mirror.paused for cid in check_ids)
         self._command(
             f"{'Resumed' if resume else 'Paused'} {checks_text(check_ids)}.",
-            [
-                functools.partial(ApiClient.set_paused, check_id=cid, paused=not resume)
-                for cid in check_ids
-            ],
+            [functools.partial(_set_paused, check_id=cid, paused=not resume) for cid in check_ids],
         )
 
     def on_toggle_acknowledge(self, message: ToggleAcknowledge) -> None:
@@ -169,19 +197,12 @@ class RemoteApp(CommwatchApp):
         if check_id in self.mirror.acks:
             self._command(
                 f"Acknowledgement of {check_id} ended.",
-                [functools.partial(ApiClient.unacknowledge, subject_id=check_id)],
+                [functools.partial(_unacknowledge, subject_id=check_id)],
             )
         else:
             self._command(
                 f"Acknowledged {check_id} for {ACK_EXPIRES}.",
-                [
-                    functools.partial(
-                        ApiClient.acknowledge,
-                        subject_id=check_id,
-                        comment=ACK_COMMENT,
-                        expires=ACK_EXPIRES,
-                    )
-                ],
+                [functools.partial(_acknowledge, subject_id=check_id)],
             )
 
     def _command(self, done: str, requests: Sequence[Request]) -> None:
@@ -194,15 +215,20 @@ class RemoteApp(CommwatchApp):
             return
         limit = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
-        async def one(request: Request) -> None:
+        async def one(request: Request) -> Said:
             async with limit:
-                await request(client)
+                return await request(client)
 
         outcomes = await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, ApiError)]
         unexpected = [o for o in outcomes if isinstance(o, BaseException) and o not in failures]
         if unexpected:
             raise unexpected[0]
+        for outcome in outcomes:
+            # What the engine now holds, as its stream will say it too (applying it twice
+            # changes nothing): this viewer shows it at once.
+            if isinstance(outcome, tuple):
+                self._engine_said(*outcome)
         if not failures:
             self.notify(done, timeout=2)
         elif any(f.status == 403 for f in failures):

@@ -264,7 +264,7 @@ def _link(record: Mapping[str, Any], site_id: str, source: str) -> Link:
         role=_str(record["role"]),
         medium=_str(record["medium"]),
         tags=_strs(record["tags"]),
-        checks=tuple(_check(c, site_id, f"{site_id}/{link_id}", source) for c in record["checks"]),
+        checks=tuple(_check(c, site_id, link_id, source) for c in record["checks"]),
         depends_on=_strs(record["depends_on"]),
         availability_from=_strs(record["availability_from"]),
     )
@@ -274,7 +274,7 @@ def _check(record: Mapping[str, Any], site_id: str, link_id: str, source: str) -
     kind = _str(record["kind"])
     check_id = _str(record["id"])
     if "/" not in check_id:
-        check_id = f"{link_id}/{check_id}"
+        check_id = f"{site_id}/{link_id}/{check_id}"
     return Check(
         ref=CheckRef(
             check_id=check_id,

@@ -1,0 +1,139 @@
+"""`commwatch tui --connect`: the dashboard attached to a real engine (`commwatch run --listen`
+in a process of its own) watching TCP peers of the test. What the viewer shows is what the
+engine holds; commands reach the engine; a cut connection is shown and healed with nothing
+lost; the viewer itself probes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from monitor.api.client import ApiClient
+from tests.tui_support import cell, rendered, toasts, until
+from tests.viewer_support import (
+    OPERATOR_ENV,
+    TOKENS,
+    VIEWER_ENV,
+    CountingPeer,
+    CuttingProxy,
+    running_engine,
+)
+from tui.remote import RemoteApp
+from tui.widgets.summary_bar import SummaryBar
+
+SIZE = (120, 40)
+STATUS = {"OK": "✔ OK", "CRIT": "✖ CRIT"}
+
+
+async def attached(url, token_env: str = OPERATOR_ENV) -> RemoteApp:
+    async with ApiClient(url, token=TOKENS[token_env]) as client:
+        document = await client.state()
+    return RemoteApp(url, document, token=TOKENS[token_env])
+
+
+def summary(app: RemoteApp) -> str:
+    return rendered(app.dashboard.query_one(SummaryBar).content, width=300)
+
+
+async def test_rows_follow_the_engine_and_run_now_reaches_it_while_the_viewer_probes_nothing(
+    tmp_path,
+):
+    up, down = CountingPeer(), CountingPeer()  # `down` never listens: its check is CRIT
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up, "lte": down}) as engine:
+            app = await attached(engine.url)
+            async with app.run_test(size=SIZE, notifications=True) as pilot:
+                engine_says = await engine.severities()
+                assert engine_says == {"psap/fibre/port": "OK", "psap/lte/port": "CRIT"}
+                for check_id, severity in engine_says.items():
+                    await until(
+                        pilot, lambda c=check_id, s=severity: cell(app, c, "status") == STATUS[s]
+                    )
+                assert cell(app, "psap/lte/port", "info").startswith("refused")
+                # The engine ran each check once (interval 1h); the viewer, showing them all
+                # for a while, made no connection of its own.
+                await pilot.pause(1.0)
+                assert up.accepted == 1
+
+                # Run now from the viewer: the engine looks once more, and the result comes back.
+                app.dashboard.table.select_key("psap/fibre/port")
+                await pilot.press("r")
+                await until(pilot, lambda: up.accepted == 2, timeout=5)
+                await until(pilot, lambda: len(app.board.states["psap/fibre/port"].history) == 2)
+                assert "Running psap/fibre/port now." in toasts(app)
+
+                # A change on the engine's side reaches the row and the event log.
+                await up.stop()
+                status, _ = await engine.request("POST", "/api/v1/checks/psap/fibre/port/run")
+                assert status == 202
+                await until(pilot, lambda: cell(app, "psap/fibre/port", "status") == STATUS["CRIT"])
+                assert (await engine.severities())["psap/fibre/port"] == "CRIT"
+                assert up.accepted == 2
+    finally:
+        await up.stop()
+
+
+async def test_pause_and_acknowledge_go_to_the_engine_and_a_viewer_token_is_told_why_not(
+    tmp_path,
+):
+    down = CountingPeer()
+    async with running_engine(tmp_path, {"lte": down}) as engine:
+        app = await attached(engine.url)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: cell(app, "psap/lte/port", "status") == STATUS["CRIT"])
+            app.dashboard.table.select_key("psap/lte/port")
+            await pilot.press("space")
+            await until(pilot, lambda: "psap/lte/port" in app.dashboard.paused)
+            document = await engine.state()
+            assert [c["paused"] for c in document["checks"]] == [True]
+            await pilot.press("a")
+            await until(pilot, lambda: "psap/lte/port" in app.board.acked)
+            acks = (await engine.state())["acks"]
+            assert [a["subject_id"] for a in acks] == ["psap/lte/port"]
+
+        looker = await attached(engine.url, VIEWER_ENV)
+        async with looker.run_test(size=SIZE, notifications=True) as pilot:
+            # What another viewer did shows here: paused and acknowledged, from the engine.
+            await until(pilot, lambda: "psap/lte/port" in looker.dashboard.paused)
+            await until(pilot, lambda: "psap/lte/port" in looker.board.acked)
+            looker.dashboard.table.select_key("psap/lte/port")
+            await pilot.press("r")
+            await until(pilot, lambda: any("needs an operator token" in t for t in toasts(looker)))
+        assert down.accepted == 0
+
+
+async def test_a_cut_connection_shows_since_when_and_resumes_with_nothing_lost(tmp_path):
+    up = CountingPeer()
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up}) as engine:
+            proxy = CuttingProxy(engine.url)
+            await proxy.mend()
+            app = await attached(proxy.url)
+            async with app.run_test(size=SIZE, notifications=True) as pilot:
+                check = "psap/fibre/port"
+                await until(pilot, lambda: cell(app, check, "status") == STATUS["OK"])
+                await until(pilot, lambda: app.connection is not None and app.connection.connected)
+                await proxy.cut()
+                await until(pilot, lambda: "disconnected since" in summary(app))
+                assert app.connection is not None and not app.connection.connected
+
+                # While the viewer is away, the engine moves on: two results, a state change.
+                await up.stop()
+                for _ in range(2):
+                    before = len((await engine.state())["checks"])
+                    status, _ = await engine.request("POST", f"/api/v1/checks/{check}/run")
+                    assert status == 202 and before == 1
+                    await asyncio.sleep(0.3)
+                await until(pilot, lambda: up.accepted == 1)
+
+                await proxy.mend()
+                await until(pilot, lambda: "disconnected" not in summary(app), timeout=10)
+                await until(pilot, lambda: cell(app, check, "status") == STATUS["CRIT"])
+                # Resumed from where it stopped: both results arrived, none twice.
+                await until(pilot, lambda: len(app.board.states[check].history) == 3)
+                await pilot.pause(0.5)
+                assert len(app.board.states[check].history) == 3
+                assert proxy.connections >= 3  # the document, the first stream, the resumed one
+    finally:
+        await up.stop()

@@ -1,0 +1,203 @@
+"""A real engine for the viewers' tests: `commwatch run INVENTORY --listen` in a process of its
+own, on loopback, with a viewer and an operator token, watching TCP peers of the test that can
+be switched off and on (and count who connects), and a TCP proxy of the test between viewers
+and engine that can cut every connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+LOOPBACK = "127.0.0.1"
+VIEWER_ENV, OPERATOR_ENV = "COMMWATCH_TEST_VIEWER_TOKEN", "COMMWATCH_TEST_OPERATOR_TOKEN"
+TOKENS = {VIEWER_ENV: "viewer-" + "v" * 24, OPERATOR_ENV: "operator-" + "o" * 24}
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class CountingPeer:
+    """A TCP listener that accepts and closes, counting connections; `stop()` refuses them
+    (the port closed, the check CRIT), `start()` on the same port accepts again."""
+
+    port: int = field(default_factory=free_port)
+    accepted: int = 0
+    _server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.accepted += 1
+            writer.close()
+
+        self._server = await asyncio.start_server(accept, LOOPBACK, self.port, reuse_address=True)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def target(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+
+@dataclass
+class Engine:
+    url: URL
+    process: asyncio.subprocess.Process
+    log: Path
+
+    async def request(
+        self, method: str, path: str, token: str = OPERATOR_ENV, **kwargs: Any
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {TOKENS[token]}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, f"{self.url}{path}", headers=headers, **kwargs) as response,
+        ):
+            body = await response.json() if response.status != 204 else None
+            return response.status, body
+
+    async def state(self) -> dict[str, Any]:
+        status, document = await self.request("GET", "/api/v1/state", VIEWER_ENV)
+        assert status == 200
+        return document  # type: ignore[no-any-return]
+
+    async def severities(self) -> dict[str, str]:
+        """Each check's confirmed state as the engine holds it."""
+        document = await self.state()
+        return {cid: check["hard"] for cid, check in document["engine_state"]["checks"].items()}
+
+
+def inventory_text(
+    peers: dict[str, CountingPeer], port: int, history: Path, extra: str = ""
+) -> str:
+    """One site, one link per peer, one tcp check each, run once at start (interval 1h):
+    after that, only run-now makes the engine look, so every connection can be accounted for."""
+    links = "".join(
+        f'      - id: {name}\n        checks: [{{id: port, kind: tcp, target: "{peer.target}"}}]\n'
+        for name, peer in peers.items()
+    )
+    return (
+        f"history: {{path: {history}}}\n"
+        "api:\n"
+        f"  listen: {LOOPBACK}:{port}\n"
+        "  tokens:\n"
+        f"    - {{role: viewer, token_env: {VIEWER_ENV}}}\n"
+        f"    - {{role: operator, token_env: {OPERATOR_ENV}}}\n"
+        "defaults: {interval: 1h, timeout: 1s, retries: 1}\n"
+        f"{extra}"
+        "sites:\n"
+        "  - id: psap\n"
+        "    name: North PSAP\n"
+        "    links:\n"
+        f"{links}"
+    )
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, **TOKENS}
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    tmp_path: Path, peers: dict[str, CountingPeer], extra: str = ""
+) -> AsyncIterator[Engine]:
+    """`commwatch run --listen`, ready (every check has run once) until the block ends."""
+    port = free_port()
+    inventory = tmp_path / "engine.yaml"
+    inventory.write_text(inventory_text(peers, port, tmp_path / "history.sqlite3", extra))
+    log = tmp_path / "engine.log"
+    with log.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "run",
+            str(inventory),
+            "--listen",
+            f"{LOOPBACK}:{port}",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_file,
+            env=environment(),
+        )
+    engine = Engine(URL(f"http://{LOOPBACK}:{port}"), process, log)
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    status, _ = await engine.request("GET", "/readyz", VIEWER_ENV)
+                    if status == 200 and len(await engine.severities()) == len(peers):
+                        break
+                assert process.returncode is None, log.read_text()
+                await asyncio.sleep(0.1)
+        yield engine
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback in front of the engine: `cut()` drops every connection through
+    it and refuses new ones (the port closed) until `mend()`."""
+
+    def __init__(self, upstream: URL) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    @property
+    def url(self) -> URL:
+        return URL(f"http://{LOOPBACK}:{self.port}")
+
+    async def mend(self) -> None:
+        self._server = await asyncio.start_server(
+            self._relay, LOOPBACK, self.port, reuse_address=True
+        )
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        assert self.upstream.host is not None and self.upstream.port is not None
+        up_reader, up_writer = await asyncio.open_connection(self.upstream.host, self.upstream.port)
+        self._writers |= {writer, up_writer}
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._writers -= {writer, up_writer}
