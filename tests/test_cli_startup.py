@@ -40,6 +40,7 @@ NOT_FOR_TCP = (
     "monitor.output.audit",
     "monitor.output.report",
     "monitor.lab",
+    "monitor.api",
     "tui",
     "sqlite3",
     "yarl",
@@ -109,6 +110,7 @@ def listener() -> Iterator[str]:
         ["check", "--help"],
         ["run", "--help"],
         ["tui", "--help"],
+        ["web", "--help"],
         ["audit", "--help"],
         ["demo", "--help"],
         ["bogus"],  # a usage error ends in the parser too

@@ -62,16 +62,16 @@ def engine_url(text: str) -> URL:
         url = URL(text)
     except (ValueError, TypeError):
         raise ValueError(f"{printable(text)!r} is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(
-            f"{printable(text)!r} is not an engine URL: write http(s)://HOST:PORT, as "
-            "`commwatch run --listen` serves it"
-        )
     if url.user is not None or url.password is not None:
         # Not echoed: what stands there is often a credential.
         raise ValueError(
             "the URL holds a user name or password (not shown): give the token with "
             "--token-env or --token-file instead"
+        )
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"{printable(text)!r} is not an engine URL: write http(s)://HOST:PORT, as "
+            "`commwatch run --listen` serves it"
         )
     if url.query_string or url.fragment:
         raise ValueError("the engine URL takes no query or fragment: write http(s)://HOST:PORT")

@@ -32,12 +32,16 @@ STALE_INTERVALS = 3
 def run(args: argparse.Namespace) -> int:
     url_text, check_id = args.source
     try:
+        # The URL as written is not repeated: it may hold a password.
         url = attach.target(url_text)
+    except attach.AttachError as exc:
+        return _unknown(f"--from: {exc}")
+    try:
         token = attach.token(args)
         document = asyncio.run(_state(url, token, args.ca_file))
         check, result, paused = _last_result(document, check_id, str(url))
     except (attach.AttachError, ApiError, RecordError, OSError) as exc:
-        return _unknown(f"{url_text}: {exc}")
+        return _unknown(f"{url}: {exc}")
     except LookupError as exc:
         return _unknown(str(exc.args[0]))
     age = time.time() - (result.started_at + result.duration_ms / 1000)

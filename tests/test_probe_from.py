@@ -1,0 +1,75 @@
+"""`commwatch probe --from URL CHECK_ID --nagios`: the engine's last result as a plugin line and
+exit code, and UNKNOWN with the reason for every way the engine cannot say."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tests.viewer_support import (
+    LOOPBACK,
+    TOKENS,
+    VIEWER_ENV,
+    CountingPeer,
+    environment,
+    free_port,
+    running_engine,
+)
+
+
+async def probe_from(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor.cli",
+        "probe",
+        "--from",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment() if env is None else env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_last_result_as_a_plugin_line_and_every_unknown(tmp_path):
+    up, down = CountingPeer(), CountingPeer()
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up, "lte": down}) as engine:
+            url = str(engine.url)
+            token = ["--token-env", VIEWER_ENV]
+            code, out, _ = await probe_from(url, "psap/fibre/port", "--nagios", *token)
+            assert (code, out.split(" - ")[0]) == (0, "TCP OK")
+            assert f"{up.target}: latency" in out and "| connect_ms=" in out
+            code, out, _ = await probe_from(url, "psap/lte/port", "--nagios", *token)
+            assert (code, out.split(" - ")[0]) == (2, "TCP CRITICAL")
+            assert "refused" in out
+            assert up.accepted == 1  # asked of the engine, not probed
+
+            code, out, _ = await probe_from(url, "psap/nope/port", "--nagios", *token)
+            assert code == 3
+            assert out.startswith("COMMWATCH UNKNOWN - psap/nope/port: no such check")
+            code, out, _ = await probe_from(url, "psap/fibre/port", "--nagios")
+            assert code == 3 and out.startswith("COMMWATCH UNKNOWN - ") and " 401 " in out
+            wrong = {**environment(), VIEWER_ENV: "not-the-token-" + "x" * 20}
+            code, out, _ = await probe_from(url, "psap/fibre/port", "--nagios", *token, env=wrong)
+            assert code == 3 and " 401 " in out
+            assert "not-the-token" not in out and TOKENS[VIEWER_ENV] not in out
+    finally:
+        await up.stop()
+    nobody = f"http://{LOOPBACK}:{free_port()}"
+    code, out, _ = await probe_from(nobody, "psap/fibre/port", "--nagios")
+    assert code == 3 and out.startswith(f"COMMWATCH UNKNOWN - {nobody}: cannot reach the engine")
+    assert out.count("\n") == 1  # one status line, as a plugin prints
+
+
+async def test_usage_errors_are_plugin_lines_too():
+    code, out, _ = await probe_from("ftp://127.0.0.1:1", "a/b/c", "--nagios")
+    assert code == 3 and out.startswith("COMMWATCH UNKNOWN - ") and "not an engine URL" in out
+    code, out, _ = await probe_from("http://u:secret@127.0.0.1:1", "a/b/c", "--nagios")
+    assert code == 3 and "secret" not in out and "password" in out
+    code, out, _ = await probe_from("http://127.0.0.1:1", "a/b/c", "--token-env", "NOT_SET_4711")
+    assert code == 3 and "NOT_SET_4711 is not set" in out
