@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import pty
+import re
 import socket
+import struct
 import sys
+import termios
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,3 +206,67 @@ class CuttingProxy:
 
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
         self._writers -= {writer, up_writer}
+
+
+_ESCAPES = re.compile(
+    rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)"
+)
+
+
+class PtyViewer:
+    """`commwatch ARGS` on a pseudo-terminal of its own (120x40), as an engineer runs it; what
+    it draws is collected, escapes removed, for the test to read."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.output = bytearray()
+        self._master = -1
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        self._master = master
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            *self.args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**environment(), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"},
+            start_new_session=True,
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        asyncio.get_running_loop().add_reader(master, self._read)
+
+    def _read(self) -> None:
+        try:
+            self.output += os.read(self._master, 65536)
+        except OSError:  # the child is gone and the terminal with it
+            asyncio.get_running_loop().remove_reader(self._master)
+
+    def text(self) -> str:
+        return _ESCAPES.sub(b"", bytes(self.output)).decode("utf-8", "replace")
+
+    async def wait_for(self, *words: str, timeout: float = 20.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not all(word in self.text() for word in words):
+                assert self.process is not None and self.process.returncode is None, self.text()
+                await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(OSError):
+                os.write(self._master, b"q")
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._master >= 0:
+            asyncio.get_running_loop().remove_reader(self._master)
+            os.close(self._master)
+            self._master = -1
