@@ -4,8 +4,10 @@ exit code, and UNKNOWN with the reason for every way the engine cannot say."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 
+from tests.peers.pki import make_ca, make_leaf
 from tests.viewer_support import (
     LOOPBACK,
     TOKENS,
@@ -15,6 +17,10 @@ from tests.viewer_support import (
     free_port,
     running_engine,
 )
+
+
+def later(days: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
 
 
 async def probe_from(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -73,3 +79,25 @@ async def test_usage_errors_are_plugin_lines_too():
     assert code == 3 and "secret" not in out and "password" in out
     code, out, _ = await probe_from("http://127.0.0.1:1", "a/b/c", "--token-env", "NOT_SET_4711")
     assert code == 3 and "NOT_SET_4711 is not set" in out
+
+
+async def test_tls_is_verified_and_a_private_ca_is_named_with_ca_file(tmp_path):
+    ca = make_ca("viewer test api ca", not_after=later(365), path_length=None)
+    cert, key = make_leaf(ca, [LOOPBACK], not_after=later(60)).write(tmp_path, "api")
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    up = CountingPeer()
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up}, tls=(cert, key, ca_file)) as engine:
+            url, check = str(engine.url), "psap/fibre/port"
+            assert url.startswith("https://")
+            token = ["--token-env", VIEWER_ENV]
+            code, out, _ = await probe_from(url, check, "--nagios", *token)
+            assert code == 3 and "TLS certificate not trusted" in out and "--ca-file" in out
+            code, out, _ = await probe_from(
+                url, check, "--nagios", *token, "--ca-file", str(ca_file)
+            )
+            assert (code, out.split(" - ")[0]) == (0, "TCP OK")
+    finally:
+        await up.stop()

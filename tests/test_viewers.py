@@ -6,15 +6,19 @@ lost; the viewer itself probes nothing."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
-from monitor.api.client import ApiClient
+from monitor.api.client import ApiClient, backoff_delay
 from tests.tui_support import cell, rendered, toasts, until
 from tests.viewer_support import (
+    LOOPBACK,
     OPERATOR_ENV,
     TOKENS,
     VIEWER_ENV,
     CountingPeer,
     CuttingProxy,
+    environment,
+    free_port,
     running_engine,
 )
 from tui.remote import RemoteApp
@@ -137,3 +141,68 @@ async def test_a_cut_connection_shows_since_when_and_resumes_with_nothing_lost(t
                 assert proxy.connections >= 3  # the document, the first stream, the resumed one
     finally:
         await up.stop()
+
+
+async def test_an_engine_restarted_behind_the_same_address_sends_the_viewer_to_its_document(
+    tmp_path,
+):
+    up = CountingPeer()
+    await up.start()
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    try:
+        async with running_engine(first, {"fibre": up}) as engine:
+            proxy = CuttingProxy(engine.url)
+            await proxy.mend()
+            app = await attached(proxy.url)
+            async with app.run_test(size=SIZE, notifications=True) as pilot:
+                check = "psap/fibre/port"
+                await until(pilot, lambda: cell(app, check, "status") == STATUS["OK"])
+                await proxy.cut()
+                await until(pilot, lambda: "disconnected since" in summary(app))
+                await up.stop()
+                # Another engine process (another epoch) where the first one was: its first
+                # result is CRIT, and the viewer's Last-Event-ID means nothing to it.
+                async with running_engine(second, {"fibre": up}) as restarted:
+                    proxy.upstream = restarted.url
+                    await proxy.mend()
+                    await until(pilot, lambda: cell(app, check, "status") == STATUS["CRIT"], 15)
+                    await until(pilot, lambda: "disconnected" not in summary(app))
+                    assert app.mirror.state is not None
+                    assert app.mirror.state.checks[check].hard.name == "CRIT"
+    finally:
+        await up.stop()
+
+
+def test_the_backoff_doubles_from_one_second_to_thirty_with_jitter_and_honours_retry():
+    for attempt, step in enumerate([1, 2, 4, 8, 16, 30, 30, 30]):
+        waits = [backoff_delay(attempt) for _ in range(200)]
+        assert all(step / 2 <= wait <= step for wait in waits)
+        assert len(set(waits)) > 150  # spread out, not one value for every viewer
+    assert min(backoff_delay(0, floor=2.0) for _ in range(50)) == 2.0
+
+
+async def test_a_viewer_that_cannot_attach_says_why_in_one_line(tmp_path):
+    async def tui(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "tui",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment(),
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode is not None
+        return process.returncode, err.decode()
+
+    nobody = f"http://{LOOPBACK}:{free_port()}"
+    code, err = await tui("--connect", nobody, "--token-env", VIEWER_ENV)
+    assert code == 3
+    assert err.startswith(f"commwatch tui: cannot reach the engine at {nobody}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    code, err = await tui("--connect", nobody, "--site", "psap")
+    assert code == 3 and "selection flags apply to a local run" in err

@@ -12,6 +12,7 @@ import os
 import pty
 import re
 import socket
+import ssl
 import struct
 import sys
 import termios
@@ -62,11 +63,17 @@ class CountingPeer:
         return f"{LOOPBACK}:{self.port}"
 
 
+def _context(tls: tuple[Path, Path, Path] | None) -> ssl.SSLContext | bool:
+    """The test's own requests trust the CA that signed the engine's certificate."""
+    return True if tls is None else ssl.create_default_context(cafile=str(tls[2]))
+
+
 @dataclass
 class Engine:
     url: URL
     process: asyncio.subprocess.Process
     log: Path
+    ssl: ssl.SSLContext | bool = True
 
     async def request(
         self, method: str, path: str, token: str = OPERATOR_ENV, **kwargs: Any
@@ -74,7 +81,9 @@ class Engine:
         headers = {"Authorization": f"Bearer {TOKENS[token]}"}
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, f"{self.url}{path}", headers=headers, **kwargs) as response,
+            session.request(
+                method, f"{self.url}{path}", headers=headers, ssl=self.ssl, **kwargs
+            ) as response,
         ):
             body = await response.json() if response.status != 204 else None
             return response.status, body
@@ -91,7 +100,7 @@ class Engine:
 
 
 def inventory_text(
-    peers: dict[str, CountingPeer], port: int, history: Path, extra: str = ""
+    peers: dict[str, CountingPeer], port: int, history: Path, extra: str = "", tls: str = ""
 ) -> str:
     """One site, one link per peer, one tcp check each, run once at start (interval 1h):
     after that, only run-now makes the engine look, so every connection can be accounted for."""
@@ -103,6 +112,7 @@ def inventory_text(
         f"history: {{path: {history}}}\n"
         "api:\n"
         f"  listen: {LOOPBACK}:{port}\n"
+        f"{tls}"
         "  tokens:\n"
         f"    - {{role: viewer, token_env: {VIEWER_ENV}}}\n"
         f"    - {{role: operator, token_env: {OPERATOR_ENV}}}\n"
@@ -122,12 +132,21 @@ def environment() -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    tmp_path: Path, peers: dict[str, CountingPeer], extra: str = ""
+    tmp_path: Path,
+    peers: dict[str, CountingPeer],
+    extra: str = "",
+    *,
+    tls: tuple[Path, Path, Path] | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[Engine]:
-    """`commwatch run --listen`, ready (every check has run once) until the block ends."""
-    port = free_port()
+    """`commwatch run --listen`, ready (every check has run once) until the block ends;
+    `tls`: its certificate, its key and the CA that signed it (https, verified by the test's
+    own requests too)."""
+    port = free_port() if port is None else port
     inventory = tmp_path / "engine.yaml"
-    inventory.write_text(inventory_text(peers, port, tmp_path / "history.sqlite3", extra))
+    tls_line = "" if tls is None else f"  tls: {{cert_file: {tls[0]}, key_file: {tls[1]}}}\n"
+    history = tmp_path / "history.sqlite3"
+    inventory.write_text(inventory_text(peers, port, history, extra, tls_line))
     log = tmp_path / "engine.log"
     with log.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
@@ -142,7 +161,8 @@ async def running_engine(
             stderr=log_file,
             env=environment(),
         )
-    engine = Engine(URL(f"http://{LOOPBACK}:{port}"), process, log)
+    scheme = "http" if tls is None else "https"
+    engine = Engine(URL(f"{scheme}://{LOOPBACK}:{port}"), process, log, ssl=_context(tls))
     try:
         async with asyncio.timeout(START_TIMEOUT):
             while True:
