@@ -101,3 +101,13 @@ async def test_tls_is_verified_and_a_private_ca_is_named_with_ca_file(tmp_path):
             assert (code, out.split(" - ")[0]) == (0, "TCP OK")
     finally:
         await up.stop()
+
+
+async def test_a_token_that_is_not_one_word_is_refused_unshown(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("secret-part-one\nsecret-part-two\n")
+    code, out, _ = await probe_from(
+        "http://127.0.0.1:1", "a/b/c", "--nagios", "--token-file", str(token_file)
+    )
+    assert code == 3 and "secret-part" not in out
+    assert "holds spaces or characters other than printable ASCII" in out

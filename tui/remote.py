@@ -101,7 +101,7 @@ class RemoteApp(CommwatchApp):
 
     def _start_following(self) -> None:
         self._show_document(self._first)
-        self.run_worker(self._follow(), name="follower", exit_on_error=False)
+        self.run_worker(self._follow(), name="follower")
 
     async def _follow(self) -> None:
         async with ApiClient(self.url, token=self._token, ca_file=self._ca_file) as client:
@@ -206,7 +206,7 @@ class RemoteApp(CommwatchApp):
             )
 
     def _command(self, done: str, requests: Sequence[Request]) -> None:
-        self.run_worker(self._send(done, requests), group="commands", exit_on_error=False)
+        self.run_worker(self._send(done, requests), group="commands")
 
     async def _send(self, done: str, requests: Sequence[Request]) -> None:
         client = self._client

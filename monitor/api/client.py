@@ -37,6 +37,7 @@ from monitor.core.text import printable
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0  # seconds for a request, connecting included
+DOCUMENT_TIMEOUT = 60.0  # for the state document
 # The engine writes a keepalive every 15 s: a stream silent for this long is dead, even where
 # TCP has not noticed (a peer gone without a FIN).
 STREAM_SILENCE = 45.0
@@ -187,17 +188,25 @@ class ApiClient:
         body: dict[str, Any] | None = None,
         limit: int = MAX_ERROR_BYTES * 64,
     ) -> dict[str, Any]:
+        # The whole state document of a large inventory may take a while over a slow link.
+        timeout = DOCUMENT_TIMEOUT if limit >= MAX_DOCUMENT_BYTES else REQUEST_TIMEOUT
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT if limit < MAX_DOCUMENT_BYTES else 120):
+            async with asyncio.timeout(timeout):
                 async with self._request(method, path, body=body) as response:
                     await _raise_for_status(response)
                     if response.status == 204:
                         return {}
                     raw = await _read_bounded(response, limit)
         except TimeoutError:
-            raise ApiError(f"{self.url} did not answer within {REQUEST_TIMEOUT:.0f}s") from None
+            raise ApiError(f"{self.url} did not answer within {timeout:.0f}s") from None
         except aiohttp.ClientError as exc:
             raise ApiError(f"cannot reach the engine at {self.url}: {_reason(exc)}") from None
+        except ApiError:
+            raise
+        except Exception as exc:
+            # Not chained: a library's frames hold the request's headers, and a crash report
+            # that shows their locals (Textual's does) would show the token.
+            raise ApiError(f"the request to {self.url} failed ({type(exc).__name__})") from None
         try:
             document = json.loads(raw)
         except ValueError:
@@ -343,17 +352,20 @@ class Follower:
 
     async def run(self) -> None:
         attempt = 0
+        retry = 0.0  # the engine's `retry:`, once it said one
         while True:
-            retry = 0.0
             try:
                 if self.last_event_id is None:
                     await self._load_document()
                 async with self._client.stream(self.last_event_id) as stream:
                     self._report(True)
-                    async for event in stream:
-                        attempt, retry = 0, stream.retry_seconds
-                        if not self._take(event):
-                            break  # resync: the document again, at once
+                    try:
+                        async for event in stream:
+                            attempt = 0  # it works again: the next break waits 1 s
+                            if not self._take(event):
+                                break  # resync: the document again, at once
+                    finally:
+                        retry = stream.retry_seconds or retry
                 continue
             except ApiError as exc:
                 self._report(False, str(exc))

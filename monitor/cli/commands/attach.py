@@ -9,6 +9,7 @@ environment variable or a file, never the token itself, so it stays out of shell
 from __future__ import annotations
 
 import argparse
+import re
 
 from yarl import URL
 
@@ -42,4 +43,10 @@ def token(args: argparse.Namespace) -> str | None:
         raise AttachError(str(exc)) from None
     if not value:
         raise AttachError(f"{ref} is empty: it should hold the bearer token")
+    if not re.fullmatch(r"[!-~]+", value):
+        # Said without the value: a header holding it could not be sent, and would be quoted.
+        raise AttachError(
+            f"the token in {ref} holds spaces or characters other than printable ASCII: "
+            "a bearer token is one word"
+        )
     return value
