@@ -206,3 +206,28 @@ async def test_a_viewer_that_cannot_attach_says_why_in_one_line(tmp_path):
     assert err.count("\n") == 1 and "Traceback" not in err
     code, err = await tui("--connect", nobody, "--site", "psap")
     assert code == 3 and "selection flags apply to a local run" in err
+
+
+async def test_the_engines_stored_history_is_shown_before_what_the_document_said(tmp_path):
+    up = CountingPeer()
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up}) as engine:
+            check = "psap/fibre/port"
+            for runs in (2, 3):
+                status, _ = await engine.request("POST", f"/api/v1/checks/{check}/run")
+                assert status == 202
+                async with asyncio.timeout(10):
+                    while up.accepted < runs:
+                        await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # stored, then shown: the document holds the third
+            app = await attached(engine.url)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: len(app.board.states[check].history) == 3)
+                await pilot.pause(0.5)
+                lines = app.board.states[check].history
+                assert len(lines) == 3  # two from the store, the last from the document
+                assert [line.at for line in lines] == sorted(line.at for line in lines)
+                assert len(app.board.states[check].latencies) == 3
+    finally:
+        await up.stop()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -27,15 +29,20 @@ from monitor.api.client import (
     stream_position,
 )
 from monitor.api.mirror import Mirror
+from monitor.api.readers import RecordError, timestamp
 from monitor.api.sse import SseEvent
 from monitor.core.events import Event
-from monitor.core.model import ProbeResult
+from monitor.core.model import ProbeResult, Severity
 from monitor.core.text import printable
 from monitor.engine.state import EngineState
 from tui.app import CommwatchApp, checks_text
-from tui.messages import ResultArrived, RunNow, ToggleAcknowledge, TogglePause
+from tui.messages import HistoryLoaded, ResultArrived, RunNow, ToggleAcknowledge, TogglePause
 from tui.present import clock_text
+from tui.state import HISTORY, TREND_POINTS, HistoryLine
 
+log = logging.getLogger(__name__)
+
+HISTORY_CHECKS = 500  # beyond this many checks, no history is asked for: a request per check
 ACK_EXPIRES = "4h"  # an acknowledgement from the dashboard lasts a shift at most
 ACK_COMMENT = "acknowledged on the dashboard"
 COMMANDS_AT_ONCE = 8  # requests in flight for a command on many checks (a site's row)
@@ -102,6 +109,37 @@ class RemoteApp(CommwatchApp):
     def _start_following(self) -> None:
         self._show_document(self._first)
         self.run_worker(self._follow(), name="follower")
+        if len(self.board.checks) <= HISTORY_CHECKS:
+            self.run_worker(self._read_engine_history(), name="history")
+
+    async def _read_engine_history(self) -> None:
+        """What the engine's store remembers from before what the document showed, in front
+        of each check's sparkline and history, as a local dashboard reads its own store."""
+        before = {r.check.check_id: r.started_at for r in self._first}
+        latencies: dict[str, list[float | None]] = {}
+        history: dict[str, list[HistoryLine]] = {}
+        limit = asyncio.Semaphore(COMMANDS_AT_ONCE)
+        async with ApiClient(self.url, token=self._token, ca_file=self._ca_file) as client:
+
+            async def one(check_id: str) -> None:
+                async with limit:
+                    records = await client.history(check_id, TREND_POINTS)
+                first = before.get(check_id, math.inf)
+                older = [(r, line) for r in records if (line := _history_line(r)).at < first]
+                latencies[check_id] = [_latency(r) for r, _ in older]
+                history[check_id] = [line for _, line in older][-HISTORY:]
+
+            outcomes = await asyncio.gather(
+                *(one(cid) for cid in self.board.checks), return_exceptions=True
+            )
+        for outcome in outcomes:
+            # An engine without history answers 503; a record unreadable is left out.
+            unforeseen = not isinstance(outcome, ApiError | ValueError)
+            if isinstance(outcome, BaseException) and unforeseen:
+                raise outcome
+        if not history:
+            return
+        self.post_message(HistoryLoaded(latencies, history, []))
 
     async def _follow(self) -> None:
         async with ApiClient(self.url, token=self._token, ca_file=self._ca_file) as client:
@@ -241,6 +279,21 @@ class RemoteApp(CommwatchApp):
             self.notify(
                 f"The engine refused: {failures[0]}", severity="error", timeout=6, markup=False
             )
+
+
+def _latency(record: dict[str, Any]) -> float | None:
+    value = record.get("latency_ms")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _history_line(record: dict[str, Any]) -> HistoryLine:
+    """A stored result as the detail pane lists it (ValueError when it cannot be read)."""
+    try:
+        severity = Severity[str(record["severity"])]
+        done = timestamp(record["started_at"]) + float(record["duration_ms"]) / 1000
+        return HistoryLine(done, severity, str(record["summary"]))
+    except (KeyError, TypeError, ValueError):
+        raise RecordError("the engine sent a stored result this viewer cannot read") from None
 
 
 def _newer(result: ProbeResult, shown: ProbeResult) -> bool:

@@ -146,6 +146,17 @@ class ApiClient:
         except aiohttp.ClientError as exc:
             raise ApiError(f"cannot reach the engine at {self.url}: {_reason(exc)}") from None
 
+    async def history(self, check_id: str, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` stored results of a check, newest last (as the store keeps
+        them: no target, tags or certificates); ApiError 503 when the engine keeps none."""
+        answer = await self._json(
+            "GET", f"/api/v1/checks/{_segment(check_id)}/history?limit={limit}"
+        )
+        results = answer.get("results")
+        if not isinstance(results, list):
+            raise ApiError(f"{self.url} sent a history without results")
+        return [r for r in results if isinstance(r, dict)]
+
     # --- commands --------------------------------------------------------------------------
 
     async def run_now(self, check_id: str) -> dict[str, Any]:
