@@ -3,9 +3,7 @@ exit code, and UNKNOWN with the reason for every way the engine cannot say."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import sys
 
 from tests.peers.pki import make_ca, make_leaf
 from tests.viewer_support import (
@@ -13,6 +11,7 @@ from tests.viewer_support import (
     TOKENS,
     VIEWER_ENV,
     CountingPeer,
+    commwatch,
     environment,
     free_port,
     running_engine,
@@ -24,20 +23,7 @@ def later(days: float) -> dt.datetime:
 
 
 async def probe_from(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor.cli",
-        "probe",
-        "--from",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment() if env is None else env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await commwatch("probe", "--from", *args, env=env)
 
 
 async def test_the_last_result_as_a_plugin_line_and_every_unknown(tmp_path):

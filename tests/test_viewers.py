@@ -6,7 +6,6 @@ lost; the viewer itself probes nothing."""
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from monitor.api.client import ApiClient, backoff_delay
 from tests.tui_support import cell, rendered, toasts, until
@@ -17,7 +16,7 @@ from tests.viewer_support import (
     VIEWER_ENV,
     CountingPeer,
     CuttingProxy,
-    environment,
+    commwatch,
     free_port,
     running_engine,
 )
@@ -184,27 +183,12 @@ def test_the_backoff_doubles_from_one_second_to_thirty_with_jitter_and_honours_r
 
 
 async def test_a_viewer_that_cannot_attach_says_why_in_one_line(tmp_path):
-    async def tui(*args: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            "tui",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=environment(),
-        )
-        _, err = await asyncio.wait_for(process.communicate(), 30)
-        assert process.returncode is not None
-        return process.returncode, err.decode()
-
     nobody = f"http://{LOOPBACK}:{free_port()}"
-    code, err = await tui("--connect", nobody, "--token-env", VIEWER_ENV)
+    code, _, err = await commwatch("tui", "--connect", nobody, "--token-env", VIEWER_ENV)
     assert code == 3
     assert err.startswith(f"commwatch tui: cannot reach the engine at {nobody}")
     assert err.count("\n") == 1 and "Traceback" not in err
-    code, err = await tui("--connect", nobody, "--site", "psap")
+    code, _, err = await commwatch("tui", "--connect", nobody, "--site", "psap")
     assert code == 3 and "selection flags apply to a local run" in err
 
 

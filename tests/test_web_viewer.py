@@ -28,6 +28,7 @@ from tests.viewer_support import (
     LOOPBACK,
     OPERATOR_ENV,
     CountingPeer,
+    commwatch,
     environment,
     free_port,
     running_engine,
@@ -199,18 +200,12 @@ async def test_without_textual_serve_it_says_the_command_that_installs_it(tmp_pa
     blocker = tmp_path / "blocked"
     (blocker / "textual_serve").mkdir(parents=True)
     (blocker / "textual_serve" / "__init__.py").write_text("raise ImportError('not installed')\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor.cli",
+    code, out, err = await commwatch(
         "web",
         "--connect",
         f"http://{LOOPBACK}:9",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         env={**environment(), "PYTHONPATH": str(blocker)},
     )
-    out, err = await process.communicate()
-    assert process.returncode == 3
-    assert err.decode() == "commwatch web needs textual-serve: pip install 'commwatch[web]'\n"
-    assert out == b""
+    assert code == 3
+    assert err == "commwatch web needs textual-serve: pip install 'commwatch[web]'\n"
+    assert out == ""

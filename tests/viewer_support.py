@@ -290,3 +290,19 @@ class PtyViewer:
             asyncio.get_running_loop().remove_reader(self._master)
             os.close(self._master)
             self._master = -1
+
+
+async def commwatch(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`commwatch ARGS` to its end: the exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment() if env is None else env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -19,7 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from monitor.config.inventory import Check, Concurrency, Group, Inventory, Link, Resilience, Site
+from monitor.config.inventory import (
+    Check,
+    Concurrency,
+    Group,
+    Inventory,
+    Link,
+    Resilience,
+    Site,
+    site_group,
+)
 from monitor.core.events import Event, EventKind, Subject, Suppression, state_label
 from monitor.core.model import (
     CertificateInfo,
@@ -214,16 +223,7 @@ def inventory_from_document(document: Mapping[str, Any], source: str) -> Invento
 
 def _inventory(record: Mapping[str, Any], source: str) -> Inventory:
     sites = tuple(_site(s, source) for s in record["sites"])
-    site_groups = tuple(
-        Group(
-            id=site.id,
-            name=site.name,
-            site_id=site.id,
-            link_ids=tuple(link.full_id for link in site.links),
-            min_up=site.min_up,
-        )
-        for site in sites
-    )
+    site_groups = tuple(site_group(site) for site in sites)
     site_ids = {site.id for site in sites}
     named = tuple(
         Group(

@@ -112,6 +112,17 @@ class Group:
     min_up: int
 
 
+def site_group(site: Site) -> Group:
+    """Every site is a redundancy group of its links, `min_up` of them to be up."""
+    return Group(
+        id=site.id,
+        name=site.name,
+        site_id=site.id,
+        link_ids=tuple(link.full_id for link in site.links),
+        min_up=site.min_up,
+    )
+
+
 @dataclass(frozen=True)
 class FlapPolicy:
     """Nagios-style flap detection: the weighted share of state changes over the last `window`

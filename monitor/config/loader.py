@@ -24,12 +24,12 @@ from monitor.config.credentials import CredentialReader, Raw
 from monitor.config.inventory import (
     Check,
     Concurrency,
-    Group,
     Inventory,
     Link,
     Resilience,
     Schedule,
     Site,
+    site_group,
 )
 from monitor.config.kind_keys import (
     CHECK_KEYS,
@@ -160,16 +160,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader):
         self, fields: Fields, sites: list[Site], seen: dict[str, Location]
     ) -> Resilience:
         """The resilience sections; every site is a redundancy group of its links."""
-        site_groups = tuple(
-            Group(
-                id=site.id,
-                name=site.name,
-                site_id=site.id,
-                link_ids=tuple(link.full_id for link in site.links),
-                min_up=site.min_up,
-            )
-            for site in sites
-        )
+        site_groups = tuple(site_group(site) for site in sites)
         return Resilience(
             groups=site_groups + self.groups(fields, seen),
             maintenance=self.maintenance(fields),
