@@ -209,3 +209,11 @@ async def test_without_textual_serve_it_says_the_command_that_installs_it(tmp_pa
     assert code == 3
     assert err == "commwatch web needs textual-serve: pip install 'commwatch[web]'\n"
     assert out == ""
+
+
+async def test_it_listens_beyond_loopback_only_when_told():
+    code, _, err = await commwatch(
+        "web", "--connect", f"http://{LOOPBACK}:9", "--listen", "0.0.0.0:8110"
+    )
+    assert code == 3
+    assert "0.0.0.0 is not a loopback address" in err and "--allow-remote" in err

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import random
@@ -77,15 +76,6 @@ def engine_url(text: str) -> URL:
     if url.query_string or url.fragment:
         raise ValueError("the engine URL takes no query or fragment: write http(s)://HOST:PORT")
     return url.with_path(url.path.rstrip("/"))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class ApiClient:

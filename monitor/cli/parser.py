@@ -216,6 +216,7 @@ def _web(web: CommandParser) -> None:
     web.add_argument(
         "--listen",
         metavar="HOST:PORT",
+        type=values.listen,
         default="127.0.0.1:8110",
         help="where browsers connect (default 127.0.0.1:8110, this machine only: put a TLS "
         "reverse proxy with authentication in front before opening it wider)",

@@ -16,7 +16,6 @@ import argparse
 import shlex
 import sys
 
-from monitor.api.client import is_loopback
 from monitor.cli.commands import attach
 from monitor.cli.parsing import EXIT_UNKNOWN
 
@@ -29,22 +28,26 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print(INSTALL, file=sys.stderr)
         return EXIT_UNKNOWN
+    listen = args.listen
     try:
         url = attach.target(args.connect)
         attach.token(args)  # now, not in every tab: a wrong reference is one line here
-        host, port = listen_address(args.listen)
-    except (attach.AttachError, ValueError) as exc:
+    except attach.AttachError as exc:
         print(f"commwatch web: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
-    if not (is_loopback(host) or args.allow_remote):
+    if listen.port == 0:
+        print("commwatch web: --listen needs a port browsers can be told", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if not (listen.is_loopback or args.allow_remote):
         print(
-            f"commwatch web: {host} is not a loopback address, and the dashboard served there "
-            "has no login of its own: put an authenticating TLS proxy in front and add "
+            f"commwatch web: {listen.host} is not a loopback address, and the dashboard served "
+            "there has no login of its own: put an authenticating TLS proxy in front and add "
             "--allow-remote",
             file=sys.stderr,
         )
         return EXIT_UNKNOWN
-    Server(tab_command(args, str(url)), host=host, port=port, title=f"commwatch · {url}").serve()
+    title = f"commwatch · {url}"
+    Server(tab_command(args, str(url)), host=listen.host, port=listen.port, title=title).serve()
     return 0
 
 
@@ -58,11 +61,3 @@ def tab_command(args: argparse.Namespace, url: str) -> str:
     if args.ca_file:
         words += ["--ca-file", args.ca_file]
     return shlex.join(words)
-
-
-def listen_address(text: str) -> tuple[str, int]:
-    """HOST:PORT ([v6]:PORT for IPv6) as a host and a port number."""
-    host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--listen {text!r}: write HOST:PORT, e.g. 127.0.0.1:8110 or [::1]:8110")
-    return host.removeprefix("[").removesuffix("]"), int(port)
