@@ -213,9 +213,19 @@ class CuttingProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)  # at once: a cut while connecting upstream cuts it too
         assert self.upstream.host is not None and self.upstream.port is not None
-        up_reader, up_writer = await asyncio.open_connection(self.upstream.host, self.upstream.port)
-        self._writers |= {writer, up_writer}
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                self.upstream.host, self.upstream.port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        if writer not in self._writers:  # cut meanwhile
+            up_writer.transport.abort()
+            return
+        self._writers.add(up_writer)
 
         async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, OSError):

@@ -109,7 +109,7 @@ class RemoteApp(CommwatchApp):
     def _start_following(self) -> None:
         self._show_document(self._first)
         self.run_worker(self._follow(), name="follower")
-        if len(self.board.checks) <= HISTORY_CHECKS:
+        if 0 < len(self.board.checks) <= HISTORY_CHECKS:
             self.run_worker(self._read_engine_history(), name="history")
 
     async def _read_engine_history(self) -> None:
@@ -129,16 +129,18 @@ class RemoteApp(CommwatchApp):
                 latencies[check_id] = [_latency(r) for r, _ in older]
                 history[check_id] = [line for _, line in older][-HISTORY:]
 
-            outcomes = await asyncio.gather(
-                *(one(cid) for cid in self.board.checks), return_exceptions=True
-            )
+            check_ids = list(self.board.checks)
+            try:
+                await one(check_ids[0])  # alone: an engine without history says so once (503)
+            except (ApiError, ValueError) as exc:
+                log.debug("no history from the engine: %s", exc)
+                return
+            outcomes = await asyncio.gather(*map(one, check_ids[1:]), return_exceptions=True)
         for outcome in outcomes:
-            # An engine without history answers 503; a record unreadable is left out.
+            # A check whose history cannot be read starts its sparkline empty.
             unforeseen = not isinstance(outcome, ApiError | ValueError)
             if isinstance(outcome, BaseException) and unforeseen:
                 raise outcome
-        if not history:
-            return
         self.post_message(HistoryLoaded(latencies, history, []))
 
     async def _follow(self) -> None:
