@@ -3,6 +3,7 @@ exit code, and UNKNOWN with the reason for every way the engine cannot say."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from tests.peers.pki import make_ca, make_leaf
@@ -97,3 +98,24 @@ async def test_a_token_that_is_not_one_word_is_refused_unshown(tmp_path):
     )
     assert code == 3 and "secret-part" not in out
     assert "holds spaces or characters other than printable ASCII" in out
+
+
+async def test_a_result_the_engine_stopped_renewing_is_unknown(tmp_path):
+    up = CountingPeer()
+    await up.start()
+    try:
+        fast = "{interval: 200ms, timeout: 100ms, retries: 1}"
+        async with running_engine(tmp_path, {"fibre": up}, schedule=fast) as engine:
+            url, check = str(engine.url), "psap/fibre/port"
+            token = ["--token-env", VIEWER_ENV]
+            code, _, _ = await probe_from(url, check, "--nagios", *token)
+            assert code == 0  # renewed every 200 ms: fresh
+            status, _ = await engine.request("POST", f"/api/v1/checks/{check}/pause")
+            assert status == 200
+            await asyncio.sleep(1.5)  # more than 3 intervals and the timeout
+            code, out, _ = await probe_from(url, check, "--nagios", *token)
+            assert code == 3
+            assert out.startswith(f"COMMWATCH UNKNOWN - {check}: last result is ")
+            assert "paused on the engine" in out
+    finally:
+        await up.stop()

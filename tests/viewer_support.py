@@ -28,6 +28,7 @@ LOOPBACK = "127.0.0.1"
 VIEWER_ENV, OPERATOR_ENV = "COMMWATCH_TEST_VIEWER_TOKEN", "COMMWATCH_TEST_OPERATOR_TOKEN"
 TOKENS = {VIEWER_ENV: "viewer-" + "v" * 24, OPERATOR_ENV: "operator-" + "o" * 24}
 START_TIMEOUT = 20.0
+ONCE = "{interval: 1h, timeout: 1s, retries: 1}"  # each check runs at start, then on request
 
 
 def free_port() -> int:
@@ -100,7 +101,12 @@ class Engine:
 
 
 def inventory_text(
-    peers: dict[str, CountingPeer], port: int, history: Path, extra: str = "", tls: str = ""
+    peers: dict[str, CountingPeer],
+    port: int,
+    history: Path,
+    extra: str = "",
+    tls: str = "",
+    schedule: str = "",
 ) -> str:
     """One site, one link per peer, one tcp check each, run once at start (interval 1h):
     after that, only run-now makes the engine look, so every connection can be accounted for."""
@@ -116,7 +122,7 @@ def inventory_text(
         "  tokens:\n"
         f"    - {{role: viewer, token_env: {VIEWER_ENV}}}\n"
         f"    - {{role: operator, token_env: {OPERATOR_ENV}}}\n"
-        "defaults: {interval: 1h, timeout: 1s, retries: 1}\n"
+        f"defaults: {schedule or ONCE}\n"
         f"{extra}"
         "sites:\n"
         "  - id: psap\n"
@@ -137,16 +143,16 @@ async def running_engine(
     extra: str = "",
     *,
     tls: tuple[Path, Path, Path] | None = None,
-    port: int | None = None,
+    schedule: str = ONCE,
 ) -> AsyncIterator[Engine]:
     """`commwatch run --listen`, ready (every check has run once) until the block ends;
     `tls`: its certificate, its key and the CA that signed it (https, verified by the test's
     own requests too)."""
-    port = free_port() if port is None else port
+    port = free_port()
     inventory = tmp_path / "engine.yaml"
     tls_line = "" if tls is None else f"  tls: {{cert_file: {tls[0]}, key_file: {tls[1]}}}\n"
     history = tmp_path / "history.sqlite3"
-    inventory.write_text(inventory_text(peers, port, history, extra, tls_line))
+    inventory.write_text(inventory_text(peers, port, history, extra, tls_line, schedule))
     log = tmp_path / "engine.log"
     with log.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
