@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.peers.webhook_peers import WebhookReceiver
-from tests.viewer_support import OPERATOR_ENV, CountingPeer, PtyViewer, running_engine
+from tests.viewer_support import OPERATOR_ENV, TOKENS, CountingPeer, PtyViewer, running_engine
 
 
 def notified(receiver: WebhookReceiver) -> list[str]:
@@ -51,6 +51,8 @@ async def test_each_alert_goes_out_once_with_two_viewers_attached(tmp_path):
             # subject once, from the one engine.
             assert notified(receiver).count("psap/fibre/port") == 1
             assert up.accepted == 1  # the engine's first run; no viewer probed
+            for viewer in viewers:
+                assert TOKENS[OPERATOR_ENV] not in viewer.text()
     finally:
         for viewer in viewers:
             await viewer.stop()

@@ -27,6 +27,7 @@ import aiohttp
 from tests.viewer_support import (
     LOOPBACK,
     OPERATOR_ENV,
+    TOKENS,
     CountingPeer,
     commwatch,
     environment,
@@ -188,6 +189,12 @@ async def test_a_browser_tab_shows_the_engines_sites_and_severities(tmp_path):
                         returnByValue=True,
                     )
                     assert f"commwatch · {engine.url}" in dom["result"]["value"]
+                    html = await devtools.send(
+                        "Runtime.evaluate",
+                        expression="document.documentElement.outerHTML",
+                        returnByValue=True,
+                    )
+                    assert TOKENS[OPERATOR_ENV] not in html["result"]["value"] + screen
                 assert up.accepted == 1  # the tab's viewer probed nothing
             finally:
                 web.terminate()
