@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from monitor.api.client import ApiClient, backoff_delay
-from tests.tui_support import cell, rendered, toasts, until
+from tests.tui_support import cell, log_lines, rendered, toasts, until
 from tests.viewer_support import (
     LOOPBACK,
     OPERATOR_ENV,
@@ -213,5 +213,26 @@ async def test_the_engines_stored_history_is_shown_before_what_the_document_said
                 assert len(lines) == 3  # two from the store, the last from the document
                 assert [line.at for line in lines] == sorted(line.at for line in lines)
                 assert len(app.board.states[check].latencies) == 3
+    finally:
+        await up.stop()
+
+
+async def test_an_attaching_viewers_event_log_starts_with_the_engines_recent_changes(tmp_path):
+    """The event log of a viewer that attaches after the changes happened shows them, as a
+    local dashboard's shows what its store remembers: from the state document."""
+    up, down = CountingPeer(), CountingPeer()  # `down` never listens: its check goes CRIT
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up, "lte": down}) as engine:
+            assert await engine.severities() == {"psap/fibre/port": "OK", "psap/lte/port": "CRIT"}
+            status, document = await engine.request("GET", "/api/v1/state")
+            assert status == 200
+            changes = {(e["subject_id"], e["after"]) for e in document["recent_events"]}
+            assert ("psap/lte/port", "CRIT") in changes and ("psap/fibre/port", "OK") in changes
+            app = await attached(engine.url)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: any("psap/lte/port" in line for line in log_lines(app)))
+                shown = [line for line in log_lines(app) if "psap/lte/port" in line]
+                assert any("CRIT" in line for line in shown), shown
     finally:
         await up.stop()

@@ -95,6 +95,7 @@ class RemoteApp(CommwatchApp):
         self.mirror = mirror
         self.connection: Connection | None = None
         self._first = first
+        self._recent_events = mirror.recent_events  # the document's: the event log starts there
         self._position = stream_position(document)
         self._token = token
         self._ca_file = ca_file
@@ -111,6 +112,8 @@ class RemoteApp(CommwatchApp):
         self.run_worker(self._follow(), name="follower")
         if 0 < len(self.board.checks) <= HISTORY_CHECKS:
             self.run_worker(self._read_engine_history(), name="history")
+        else:
+            self.post_message(HistoryLoaded({}, {}, self._recent_events))
 
     async def _read_engine_history(self) -> None:
         """What the engine's store remembers from before what the document showed, in front
@@ -134,6 +137,7 @@ class RemoteApp(CommwatchApp):
                 await one(check_ids[0])  # alone: an engine without history says so once (503)
             except (ApiError, ValueError) as exc:
                 log.debug("no history from the engine: %s", exc)
+                self.post_message(HistoryLoaded({}, {}, self._recent_events))
                 return
             outcomes = await asyncio.gather(*map(one, check_ids[1:]), return_exceptions=True)
         for outcome in outcomes:
@@ -141,7 +145,7 @@ class RemoteApp(CommwatchApp):
             unforeseen = not isinstance(outcome, ApiError | ValueError)
             if isinstance(outcome, BaseException) and unforeseen:
                 raise outcome
-        self.post_message(HistoryLoaded(latencies, history, []))
+        self.post_message(HistoryLoaded(latencies, history, self._recent_events))
 
     async def _follow(self) -> None:
         async with ApiClient(self.url, token=self._token, ca_file=self._ca_file) as client:

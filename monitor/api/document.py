@@ -18,7 +18,7 @@ from monitor.api import codec
 from monitor.api.feed import Snapshot
 from monitor.config.inventory import Check, Group, Inventory, Link, Site
 from monitor.engine.pipeline import Monitor, group_summaries
-from monitor.output.records import group_record, iso_time, result_record
+from monitor.output.records import event_record, group_record, iso_time, result_record
 
 SCHEMA_VERSION = 1
 
@@ -117,4 +117,5 @@ def state_document(
         "groups": [group_record(g) for g in group_summaries(inventory, topology, snapshot.state)],
         "acks": [dict(ack) for ack in acks],
         "engine_state": codec.engine_state_to_json(snapshot.state),
+        "recent_events": [event_record(event) for event in snapshot.recent_events],
     }

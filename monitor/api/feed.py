@@ -41,6 +41,9 @@ from monitor.engine.state import EngineState
 from monitor.output.records import event_record, result_record
 
 RING_SIZE: Final = 10_000  # the resume window, in items
+# The changes a state document carries, newest last: what an attaching viewer's event log
+# starts with, as a local dashboard's starts with what its store remembers.
+RECENT_EVENTS: Final = 200
 
 
 class MessageType(enum.StrEnum):
@@ -102,6 +105,7 @@ class Snapshot:
     seq: int
     state: EngineState
     last_results: Mapping[str, ProbeResult]
+    recent_events: tuple[Event, ...] = ()
 
     @property
     def event_id(self) -> str:
@@ -179,6 +183,7 @@ class Feed:
         self._seq = 0
         self._subscribers: set[Subscription] = set()
         self._last_results: dict[str, ProbeResult] = {}
+        self._recent_events: collections.deque[Event] = collections.deque(maxlen=RECENT_EVENTS)
         # The state the last patch led to: what a viewer mirrors after the newest result.
         # Never reset, so every mirror handed out stays one the next patch applies to (what
         # the engine restores at its start reaches viewers in the first result's patch).
@@ -203,6 +208,7 @@ class Feed:
     def publish(self, item: ProbeResult | Event, state: EngineState) -> None:
         """Number `item` (the Monitor's watcher: `state` is the engine's state at that moment)."""
         if isinstance(item, Event):
+            self._recent_events.append(item)
             self._append(MessageType.CHANGE, item, {})
             return
         self._last_results[item.check.check_id] = item
@@ -222,7 +228,13 @@ class Feed:
 
     def snapshot(self) -> Snapshot:
         self._settle()
-        return Snapshot(self.epoch, self._seq, self._base, dict(self._last_results))
+        return Snapshot(
+            self.epoch,
+            self._seq,
+            self._base,
+            dict(self._last_results),
+            tuple(self._recent_events),
+        )
 
     def subscribe(self, last_event_id: str | None, limit: int) -> Subscription:
         """A subscriber of at most `limit` queued items, resuming after `last_event_id` (None:

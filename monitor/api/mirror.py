@@ -40,6 +40,7 @@ class Mirror:
         self.paused: set[str] = set()
         self.acks: dict[str, dict[str, Any]] = {}  # subject id -> the engine's ack record
         self.started_at: float | None = None
+        self.recent_events: list[Event] = []  # the document's, for the event log to start with
 
     def load(self, document: Mapping[str, Any]) -> list[ProbeResult]:
         """Start from a state document; returns each check's last result, in the document's
@@ -52,6 +53,7 @@ class Mirror:
             checks = list(document["checks"])
             acks = {str(a["subject_id"]): dict(a) for a in document["acks"]}
             started = document["engine"]["started_at"]
+            recent = [event_from_record(record) for record in document["recent_events"]]
         except (KeyError, TypeError) as exc:
             raise RecordError(f"the engine sent a state document without {exc}") from None
         results = [
@@ -62,6 +64,7 @@ class Mirror:
         self.state = state
         self.paused = {str(entry["check_id"]) for entry in checks if entry.get("paused")}
         self.acks = acks
+        self.recent_events = recent
         self.started_at = None if started is None else timestamp(started)
         return results
 
