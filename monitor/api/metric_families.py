@@ -9,8 +9,10 @@ fixed words, never a target, a host, peer text or anything that may hold a secre
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -24,6 +26,7 @@ from monitor import __version__
 from monitor.config.inventory import Inventory
 from monitor.core.events import PENDING, GroupStatus, LinkStatus
 from monitor.core.model import ProbeResult
+from monitor.engine.checks import CheckState
 from monitor.engine.pipeline import NOT_EVALUATED, EngineFigures, group_summaries
 from monitor.engine.state import EngineState
 from monitor.engine.topology import Topology
@@ -64,10 +67,14 @@ class Scrape:
 
 
 def families(scrape: Scrape) -> Iterator[Metric]:
-    yield from _engine(scrape)
+    """Every family of the scrape, in the exposition's order: the engine's, the per-check
+    ones (`check_families`), then the topology's."""
+    yield from engine_families(scrape)
     yield from _checks(scrape)
-    yield from _certificates(scrape)
-    yield from _interfaces(scrape)
+    yield from topology_families(scrape)
+
+
+def topology_families(scrape: Scrape) -> Iterator[Metric]:
     yield from _links(scrape)
     yield from _groups(scrape)
 
@@ -79,7 +86,7 @@ def _gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge
 # --- the engine ------------------------------------------------------------------------------
 
 
-def _engine(scrape: Scrape) -> Iterator[Metric]:
+def engine_families(scrape: Scrape) -> Iterator[Metric]:
     info = InfoMetricFamily("commwatch_build", "The running commwatch and its metrics' version.")
     info.add_metric([], {"version": __version__, "metrics_version": str(METRICS_VERSION)})
     yield info
@@ -175,125 +182,153 @@ def _store(figures: EngineFigures) -> Iterator[Metric]:
 # --- checks ----------------------------------------------------------------------------------
 
 
-def _checks(scrape: Scrape) -> Iterator[Metric]:
+class CheckFamilies(NamedTuple):
+    """The families with a series per check, in the order of the exposition. Each check's
+    samples depend only on its latest result and its state (`check_key`), so that an
+    exposition can keep each check's lines until that check changes."""
+
+    severity: GaugeMetricFamily
+    hard: GaugeMetricFamily
+    flapping: GaugeMetricFamily
+    last: GaugeMetricFamily
+    duration: GaugeMetricFamily
+    latency: GaugeMetricFamily
+    expiry: GaugeMetricFamily
+    oper: GaugeMetricFamily
+    admin: GaugeMetricFamily
+    errors: GaugeMetricFamily
+    discards: GaugeMetricFamily
+    utilisation: GaugeMetricFamily
+
+
+def check_families() -> CheckFamilies:
+    """The per-check families, empty."""
     labelled = CHECK_LABELS
-    severity = _gauge(
-        "commwatch_check_severity",
-        "The latest result's severity: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (the plugin exit code).",
-        labelled,
+    interfaced = (*CHECK_LABELS, "interface")
+    directed = (*interfaced, "direction")
+    return CheckFamilies(
+        severity=_gauge(
+            "commwatch_check_severity",
+            "The latest result's severity: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (the plugin exit code).",
+            labelled,
+        ),
+        hard=_gauge(
+            "commwatch_check_hard_severity",
+            "The confirmed (hard) severity, 0-3 as commwatch_check_severity; absent while PENDING.",
+            labelled,
+        ),
+        flapping=_gauge("commwatch_check_flapping", "1 while the check flaps, else 0.", labelled),
+        last=_gauge(
+            "commwatch_check_last_result_timestamp_seconds",
+            "When the latest result's attempt started (Unix time).",
+            labelled,
+        ),
+        duration=_gauge(
+            "commwatch_check_duration_seconds", "How long the latest attempt took.", labelled
+        ),
+        latency=_gauge(
+            "commwatch_check_latency_seconds",
+            "The latest result's main latency, the one its kind's latency threshold judges;"
+            " absent when the kind has none or it was not measured.",
+            labelled,
+        ),
+        expiry=_gauge(
+            "commwatch_certificate_expiry_timestamp_seconds",
+            "When each certificate the latest result saw expires (Unix time, notAfter);"
+            " position 0 is the leaf, then in the order served.",
+            (*CHECK_LABELS, "position"),
+        ),
+        oper=_gauge(
+            "commwatch_snmp_interface_oper_status",
+            "IF-MIB ifOperStatus: 1 up, 2 down, 3 testing, 4 unknown, 5 dormant, 6 notPresent,"
+            " 7 lowerLayerDown.",
+            interfaced,
+        ),
+        admin=_gauge(
+            "commwatch_snmp_interface_admin_status",
+            "IF-MIB ifAdminStatus: 1 up, 2 down, 3 testing.",
+            interfaced,
+        ),
+        errors=_gauge(
+            "commwatch_snmp_interface_errors_per_second",
+            "Errored packets per second between the last two polls.",
+            directed,
+        ),
+        discards=_gauge(
+            "commwatch_snmp_interface_discards_per_second",
+            "Discarded packets per second between the last two polls.",
+            directed,
+        ),
+        utilisation=_gauge(
+            "commwatch_snmp_interface_utilisation_ratio",
+            "Share of the interface's speed used between the last two polls (0-1).",
+            directed,
+        ),
     )
-    hard = _gauge(
-        "commwatch_check_hard_severity",
-        "The confirmed (hard) severity, 0-3 as commwatch_check_severity; absent while PENDING.",
-        labelled,
-    )
-    flapping = _gauge("commwatch_check_flapping", "1 while the check flaps, else 0.", labelled)
-    last = _gauge(
-        "commwatch_check_last_result_timestamp_seconds",
-        "When the latest result's attempt started (Unix time).",
-        labelled,
-    )
-    duration = _gauge(
-        "commwatch_check_duration_seconds", "How long the latest attempt took.", labelled
-    )
-    latency = _gauge(
-        "commwatch_check_latency_seconds",
-        "The latest result's main latency, the one its kind's latency threshold judges;"
-        " absent when the kind has none or it was not measured.",
-        labelled,
-    )
+
+
+def check_key(state: CheckState | None, result: ProbeResult | None) -> Hashable:
+    """Everything one check's samples are made of: equal keys, equal samples."""
+    return (None if state is None else (state.hard, state.flapping), result)
+
+
+def add_check(
+    families: CheckFamilies,
+    labels: tuple[str, str, str, str],
+    state: CheckState | None,
+    result: ProbeResult | None,
+) -> None:
+    """One check's samples, added to `families`: a function of `check_key(state, result)`."""
+    values = list(labels)
+    if state is not None:
+        if state.hard is not PENDING:
+            families.hard.add_metric(values, int(state.hard))
+        families.flapping.add_metric(values, 1 if state.flapping else 0)
+    if result is None:
+        return
+    families.severity.add_metric(values, int(result.severity))
+    families.last.add_metric(values, result.started_at)
+    families.duration.add_metric(values, result.duration_ms / 1000)
+    main = registry.main_latency(result)
+    if main is not None:
+        families.latency.add_metric(values, main / 1000)
+    for certificate in result.certificates:
+        if certificate.not_after is not None:
+            families.expiry.add_metric([*labels, str(certificate.position)], certificate.not_after)
+    if result.check.kind == "snmp":
+        _add_interfaces(families, labels, result)
+
+
+def _checks(scrape: Scrape) -> Iterator[Metric]:
+    made = check_families()
     states = scrape.state.checks
     for check_id, labels in scrape.check_labels.items():
-        values = list(labels)
-        state = states.get(check_id)
-        if state is not None:
-            if state.hard is not PENDING:
-                hard.add_metric(values, int(state.hard))
-            flapping.add_metric(values, 1 if state.flapping else 0)
-        result = scrape.latest.get(check_id)
-        if result is None:
+        add_check(made, labels, states.get(check_id), scrape.latest.get(check_id))
+    yield from made
+
+
+def _add_interfaces(
+    families: CheckFamilies, labels: tuple[str, str, str, str], result: ProbeResult
+) -> None:
+    oper_numbers, admin_numbers = _if_mib_numbers()
+    directed = (
+        (families.errors, _ERRORS, 1.0),
+        (families.discards, _DISCARDS, 1.0),
+        (families.utilisation, _UTILISATION, 0.01),
+    )
+    for key, value in result.observations.items():
+        if not key.startswith(_IF):
             continue
-        severity.add_metric(values, int(result.severity))
-        last.add_metric(values, result.started_at)
-        duration.add_metric(values, result.duration_ms / 1000)
-        main = registry.main_latency(result)
-        if main is not None:
-            latency.add_metric(values, main / 1000)
-    yield from (severity, hard, flapping, last, duration, latency)
-
-
-def _certificates(scrape: Scrape) -> Iterator[Metric]:
-    expiry = _gauge(
-        "commwatch_certificate_expiry_timestamp_seconds",
-        "When each certificate the latest result saw expires (Unix time, notAfter);"
-        " position 0 is the leaf, then in the order served.",
-        (*CHECK_LABELS, "position"),
-    )
-    for check_id, labels in scrape.check_labels.items():
-        result = scrape.latest.get(check_id)
-        if result is None:
-            continue
-        for certificate in result.certificates:
-            if certificate.not_after is not None:
-                expiry.add_metric([*labels, str(certificate.position)], certificate.not_after)
-    yield expiry
-
-
-def _interfaces(scrape: Scrape) -> Iterator[Metric]:
-    labelled = (*CHECK_LABELS, "interface")
-    oper = _gauge(
-        "commwatch_snmp_interface_oper_status",
-        "IF-MIB ifOperStatus: 1 up, 2 down, 3 testing, 4 unknown, 5 dormant, 6 notPresent,"
-        " 7 lowerLayerDown.",
-        labelled,
-    )
-    admin = _gauge(
-        "commwatch_snmp_interface_admin_status",
-        "IF-MIB ifAdminStatus: 1 up, 2 down, 3 testing.",
-        labelled,
-    )
-    directed = (*labelled, "direction")
-    errors = _gauge(
-        "commwatch_snmp_interface_errors_per_second",
-        "Errored packets per second between the last two polls.",
-        directed,
-    )
-    discards = _gauge(
-        "commwatch_snmp_interface_discards_per_second",
-        "Discarded packets per second between the last two polls.",
-        directed,
-    )
-    utilisation = _gauge(
-        "commwatch_snmp_interface_utilisation_ratio",
-        "Share of the interface's speed used between the last two polls (0-1).",
-        directed,
-    )
-    statuses: tuple[Mapping[str, int], Mapping[str, int]] | None = None
-    for check_id, labels in scrape.check_labels.items():
-        result = scrape.latest.get(check_id)
-        if result is None or result.check.kind != "snmp":
-            continue
-        if statuses is None:
-            statuses = _if_mib_numbers()
-        oper_numbers, admin_numbers = statuses
-        for key, value in result.observations.items():
-            if not key.startswith(_IF):
-                continue
-            name, field = _interface_field(key)
-            values = [*labels, name]
-            if field == ".oper_status" and isinstance(value, str) and value in oper_numbers:
-                oper.add_metric(values, oper_numbers[value])
-            elif field == ".admin_status" and isinstance(value, str) and value in admin_numbers:
-                admin.add_metric(values, admin_numbers[value])
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                for family, fields, scale in (
-                    (errors, _ERRORS, 1.0),
-                    (discards, _DISCARDS, 1.0),
-                    (utilisation, _UTILISATION, 0.01),
-                ):
-                    if field in fields:
-                        family.add_metric([*values, fields[field]], value * scale)
-    yield from (oper, admin, errors, discards, utilisation)
+        name, field = _interface_field(key)
+        values = [*labels, name]
+        if field == ".oper_status" and isinstance(value, str) and value in oper_numbers:
+            families.oper.add_metric(values, oper_numbers[value])
+        elif field == ".admin_status" and isinstance(value, str) and value in admin_numbers:
+            families.admin.add_metric(values, admin_numbers[value])
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            for family, fields, scale in directed:
+                if field in fields:
+                    family.add_metric([*values, fields[field]], value * scale)
 
 
 def _interface_field(key: str) -> tuple[str, str]:
@@ -302,6 +337,7 @@ def _interface_field(key: str) -> tuple[str, str]:
     return name, dot + field
 
 
+@functools.cache
 def _if_mib_numbers() -> tuple[Mapping[str, int], Mapping[str, int]]:
     """IF-MIB's numbers of the status words an snmp check observes. Imported on the first snmp
     result, when the snmp kind (and pysnmp with it) is loaded already: an engine of tcp checks

@@ -4,8 +4,10 @@ What a scrape shows is read at scrape time: the engine's state, each check's lat
 (kept as the engine shows them, through `Monitor.watch`), counters of what it showed, and the
 scheduler's, the store's and the outbox's figures. It is taken on the event loop in one go (a
 `Scrape`, immutable) and turned into text in a worker thread, so that a scrape of a large
-inventory never holds up probing. Each scrape has a `CollectorRegistry` of its own, never the
-library's global one: nothing else in the process can add to or break the exposition.
+inventory never holds up probing. The text is the library's, kept per format between scrapes
+and renewed only for the checks that changed (`monitor.api.exposition`): byte for byte what
+`registry(scrape)`, a `CollectorRegistry` of the scrape's own (never the library's global one),
+encodes to.
 
 The families are in `monitor.api.metric_families`; docs/prometheus/README.md documents them.
 """
@@ -24,7 +26,9 @@ from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
+from monitor.api.exposition import FormatCache
 from monitor.api.metric_families import Scrape, families
 from monitor.api.roles import Role, requires
 from monitor.core.events import Event
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 # The outbox answers from its own thread; a scrape does not wait longer than this for it and
 # leaves its depth out instead (Prometheus' default scrape timeout is 10 s).
 OUTBOX_WAIT = 2.0
+# Formats kept at once: text 0.0.4 and OpenMetrics, with room for escaping variants. The
+# Accept header names the format, so a scraper could name ever new ones: the oldest goes.
+KEPT_FORMATS = 4
 
 
 class Exporter:
@@ -54,7 +61,9 @@ class Exporter:
         self._latest: dict[str, ProbeResult] = {}
         self._results: Counter[tuple[str, str]] = Counter()
         self._events: Counter[tuple[str, str]] = Counter()
-        self._process = ProcessCollector(registry=None)
+        # Encoded in full after the engine's families at every scrape.
+        self.collectors: tuple[Collector, ...] = (ProcessCollector(registry=None),)
+        self._formats: dict[str, FormatCache] = {}  # content type -> its exposition
         self._unwatch: Callable[[], None] | None = monitor.watch(self._shown)
 
     def close(self) -> None:
@@ -93,21 +102,27 @@ class Exporter:
         )
 
     def registry(self, scrape: Scrape) -> CollectorRegistry:
-        """A registry of its own for one scrape: the engine's families and the process's."""
+        """A registry of its own for one scrape, the engine's families and the process's: what
+        `exposition` is the encoding of (it is the reference, and the benchmark's floor)."""
         registry = CollectorRegistry()
         registry.register(_ScrapeCollector(scrape))
-        registry.register(self._process)
+        for collector in self.collectors:
+            registry.register(collector)
         return registry
 
     async def exposition(self, accept: str) -> tuple[bytes, str]:
         """The body and its content type, in the format `accept` asks for (OpenMetrics when
         the scraper prefers it, as Prometheus does, else the text format 0.0.4)."""
         encoder, content_type = choose_encoder(accept)
-        registry = self.registry(await self.scrape())
+        kept = self._formats.pop(content_type, None) or FormatCache(encoder)
+        self._formats[content_type] = kept  # the newest last
+        while len(self._formats) > KEPT_FORMATS:
+            del self._formats[next(iter(self._formats))]
+        scrape = await self.scrape()
 
         def encode() -> bytes:
             with _PAUSE.collections():
-                return encoder(registry)
+                return kept.exposition(scrape, self.collectors)
 
         return await asyncio.to_thread(encode), content_type
 

@@ -1,0 +1,126 @@
+"""One format's exposition of the engine, kept between scrapes and renewed check by check.
+
+prometheus-client formats every sample line in Python at every scrape: 1 s for the 60,000
+series of 10,000 checks, though between two scrapes most checks have not changed. Here the
+library still makes every byte, but only of what changed: each per-check family's lines of each
+check are kept, as the library encoded them, with what they were made of (`check_key`); at a
+scrape the checks whose key changed are encoded again, all in one call of the library's encoder
+per family, and the exposition is assembled as each family's header (encoded by the library,
+once) followed by every check's kept lines in the inventory's order. The engine's and the
+topology's families, and the process's, are few and change at every scrape: they are encoded
+in full each time. The result is byte for byte the library's encoding of all the families in
+one registry (tests/test_exposition.py holds it to that).
+
+What makes the lines separable: every per-check family is a gauge, whose samples are one line
+each in both formats (no `_created`, label values never hold a raw newline), in the order added;
+`_lines_of` checks that the library made as many lines as samples and refuses to guess if not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterable, Sequence
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from monitor.api.metric_families import (
+    Scrape,
+    add_check,
+    check_families,
+    check_key,
+    engine_families,
+    topology_families,
+)
+
+Encoder = Callable[[Collector], bytes]  # as `choose_encoder` gives: generate_latest and kin
+
+_UNSEEN = object()  # the key of a check not encoded yet: equal to no check_key
+
+
+class _Families(Collector):
+    """Families (and collectors' families) in order, as the encoder reads a registry."""
+
+    def __init__(self, families: Iterable[Metric], collectors: Sequence[Collector] = ()) -> None:
+        self._families = tuple(families)
+        self._collectors = collectors
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._families
+        for collector in self._collectors:
+            yield from collector.collect()
+
+
+class FormatCache:
+    """The exposition in one format (one encoder) of one Exporter's checks. Thread-safe: a
+    scrape renews and assembles under one lock, so each check's lines in it come from one
+    result and one state, those of the scrape."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self._encoder = encoder
+        self._trailer = encoder(_Families(()))  # OpenMetrics' "# EOF", nothing in text 0.0.4
+        self._headers = tuple(self._bare((family,)) for family in check_families())
+        self._lock = threading.Lock()
+        self._order: Sequence[str] = ()  # check ids, in the exposition's order
+        self._keys: list[Hashable] = []  # per check: what its kept lines were made of
+        self._lines: list[list[bytes]] = []  # per family, per check: its lines
+
+    def exposition(self, scrape: Scrape, collectors: Sequence[Collector] = ()) -> bytes:
+        """The whole exposition of `scrape`, then what `collectors` collect (the process's),
+        as `encoder` makes of one registry holding `families(scrape)` and `collectors`."""
+        head = self._bare(engine_families(scrape))
+        with self._lock:
+            self._renew(scrape)
+            parts = [head]
+            for header, lines in zip(self._headers, self._lines, strict=True):
+                parts.append(header)
+                parts.extend(lines)
+            body = b"".join(parts)
+        return body + self._encoder(_Families(topology_families(scrape), collectors))
+
+    def _bare(self, families: Iterable[Metric]) -> bytes:
+        """The encoding of `families` without the format's trailer."""
+        encoded = self._encoder(_Families(families))
+        return encoded[: len(encoded) - len(self._trailer)]
+
+    def _renew(self, scrape: Scrape) -> None:
+        """Encode again the checks whose samples changed since their lines were kept."""
+        order = tuple(scrape.check_labels)
+        if order != self._order:  # the first scrape (an exporter's inventory is fixed)
+            self._order = order
+            self._keys = [_UNSEEN] * len(order)
+            self._lines = [[b""] * len(order) for _ in self._headers]
+        states, latest = scrape.state.checks, scrape.latest
+        changed: list[tuple[int, Hashable]] = []
+        families = check_families()
+        counts: list[list[int]] = []  # per changed check: its samples in each family
+        for position, check_id in enumerate(order):
+            state, result = states.get(check_id), latest.get(check_id)
+            key = check_key(state, result)
+            if key == self._keys[position]:
+                continue
+            before = [len(family.samples) for family in families]
+            add_check(families, scrape.check_labels[check_id], state, result)
+            counts.append([len(f.samples) - n for f, n in zip(families, before, strict=True)])
+            changed.append((position, key))
+        if not changed:
+            return
+        encoded = [self._lines_of(index, family) for index, family in enumerate(families)]
+        # Only once every family is encoded: a failure leaves the kept lines as they were.
+        for index, lines in enumerate(encoded):
+            kept, at = self._lines[index], 0
+            for (position, _), per_family in zip(changed, counts, strict=True):
+                count = per_family[index]
+                kept[position] = b"".join(lines[at : at + count])
+                at += count
+        for position, key in changed:
+            self._keys[position] = key
+
+    def _lines_of(self, index: int, family: Metric) -> list[bytes]:
+        """The library's sample lines of one family, one per sample, in order."""
+        encoded = self._bare((family,))
+        header = self._headers[index]
+        lines = [line + b"\n" for line in encoded[len(header) :].split(b"\n")[:-1]]
+        if not encoded.startswith(header) or len(lines) != len(family.samples):
+            raise RuntimeError(f"{family.name}: the encoding is not one line per sample")
+        return lines

@@ -1,0 +1,334 @@
+"""The kept exposition (monitor/api/exposition.py) is byte for byte prometheus-client's own
+encoding of the same families in one registry, in text 0.0.4 and OpenMetrics 1.0.0, scrape
+after scrape as results, states, pauses, certificates and interfaces change: on a real engine
+probing real peers, and as a property over seeds on a generated inventory whose results go
+through the real state engine (`step`). It encodes again only the checks that changed, and a
+scrape is never torn between two moments.
+
+The reference is `Exporter.registry(scrape)` encoded by the encoder `choose_encoder` gives;
+its collectors after the engine's families are a registry of real metrics (a counter, whose
+`_created` the two formats place differently, and an info) instead of the process's, whose
+figures change between two readings."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import re
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Info
+from prometheus_client import Counter as CounterMetric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from monitor.api import metrics
+from monitor.api.exposition import Encoder, FormatCache
+from monitor.api.metric_families import Scrape
+from monitor.config.loader import load_inventory
+from monitor.core.model import CertificateInfo, CheckRef, ProbeResult, Severity
+from monitor.engine.pipeline import Monitor
+from monitor.engine.state import EngineState
+from monitor.engine.step import step
+from probes.registry import REGISTRY
+from tests.metrics_support import served_engine
+
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+ENCODERS: dict[str, Encoder] = {
+    "text": choose_encoder("")[0],
+    "openmetrics": choose_encoder(OPENMETRICS)[0],
+}
+KINDS = ("tcp", "tls", "http", "dns", "snmp")
+# Interface names as an inventory may give them: dots, slashes, and characters both formats
+# escape in a label value (a quote, a backslash, a newline).
+INTERFACES = ("ge-0/0/0", "Gi0/1.100", 'odd"name', "back\\slash", "two\nlines")
+OPER = ("up", "down", "testing", "unknown", "dormant", "notPresent", "lowerLayerDown", "bogus")
+ADMIN = ("up", "down", "testing", "bogus")
+SEEDS = range(5)
+
+
+def fixed_collectors() -> tuple[CollectorRegistry, ...]:
+    registry = CollectorRegistry()
+    counter = CounterMetric("bench_things", "Things counted.", ("item",), registry=registry)
+    counter.labels("a").inc(3)
+    counter.labels('b"c').inc(0.5)
+    Info("bench_about", "About.", registry=registry).info({"x": "1"})
+    return (registry,)
+
+
+def assert_same(made: bytes, expected: bytes) -> None:
+    if made != expected:
+        mine, theirs = made.decode().splitlines(), expected.decode().splitlines()
+        first = next(
+            (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+            min(len(mine), len(theirs)),
+        )
+        raise AssertionError(
+            f"line {first}: made {mine[first : first + 1]}, library {theirs[first : first + 1]}"
+            f" ({len(mine)} against {len(theirs)} lines)"
+        )
+
+
+def check_all(exporter: metrics.Exporter, caches: dict[str, FormatCache], scrape: Scrape) -> None:
+    for name, cache in caches.items():
+        encoder = ENCODERS[name]
+        assert_same(
+            cache.exposition(scrape, exporter.collectors), encoder(exporter.registry(scrape))
+        )
+
+
+# --- a real engine on real peers -------------------------------------------------------------
+
+
+async def test_the_kept_exposition_of_a_real_engine_is_the_librarys_scrape_after_scrape(
+    tmp_path, monkeypatch
+):
+    async with served_engine(tmp_path, monkeypatch) as served:
+        monitor = served.monitor
+        exporter = metrics.Exporter(monitor)
+        exporter.collectors = fixed_collectors()
+        caches = {name: FormatCache(encoder) for name, encoder in ENCODERS.items()}
+        try:
+            seen = 0
+            results = asyncio.Event()
+
+            def shown(item: object, _state: EngineState) -> None:
+                nonlocal seen
+                if isinstance(item, ProbeResult):
+                    seen += 1
+                    if seen % 4 == 0:
+                        results.set()
+
+            monitor.watch(shown)
+            checks = sorted(monitor.topology.checks)
+            for round_ in range(6):
+                if round_ == 2:
+                    monitor.pause(checks[0])
+                if round_ == 4:
+                    monitor.resume(checks[0])
+                results.clear()
+                await asyncio.wait_for(results.wait(), 30)  # the interval is 1 s
+                check_all(exporter, caches, await exporter.scrape())
+        finally:
+            exporter.close()
+    assert seen >= 24  # the engine went on probing: the kept lines were renewed
+
+
+# --- a generated inventory, its results through the state engine -----------------------------
+
+
+def write_inventory(path: Path, sites: int) -> None:
+    lines = ["groups:", "  - {id: all-radio, links: [s0/radio, s1/radio], min_up: 1}", "sites:"]
+    for site in range(sites):
+        lines += [f"  - id: s{site}", "    links:"]
+        for link in ("fibre", "radio"):
+            lines += [f"      - id: {link}", "        checks:"]
+            for kind in KINDS:
+                lines.append("          - " + _check(kind))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _check(kind: str) -> str:
+    if kind == "http":
+        return '{id: web, kind: http, target: "https://127.0.0.1:9/health"}'
+    if kind == "dns":
+        return '{id: name, kind: dns, target: "a.example.net", server: "127.0.0.1:9"}'
+    if kind == "snmp":
+        names = ", ".join(json.dumps(name) for name in INTERFACES)  # YAML's quoting too
+        return (
+            '{id: sw, kind: snmp, target: "127.0.0.1:9", version: 2c,'
+            f" community_env: CW_EXPOSITION_COMMUNITY, interfaces: [{names}]}}"
+        )
+    return f'{{id: {kind}, kind: {kind}, target: "127.0.0.1:9"}}'
+
+
+def a_number(rng: random.Random) -> float:
+    """Values whose Go-style formatting varies: integers, tiny, huge, negative zero."""
+    return rng.choice(
+        (0.0, -0.0, 1.0, 12.5, 1e-7, 123456789.123, 1.5e21, rng.random() * rng.choice((1, 1e6)))
+    )
+
+
+def a_result(rng: random.Random, ref: CheckRef, at: float) -> ProbeResult:
+    observations: dict[str, object] = {}
+    latency = REGISTRY[ref.kind].latency
+    if latency is not None and rng.random() < 0.8:
+        observations[latency] = a_number(rng)
+    certificates: tuple[CertificateInfo, ...] = ()
+    if ref.kind in ("tls", "http"):
+        certificates = tuple(
+            CertificateInfo(
+                fingerprint_sha256=f"{rng.getrandbits(64):016x}",
+                position=position,
+                subject="CN=x",
+                issuer="CN=ca",
+                serial="01",
+                not_before=None,
+                not_after=rng.choice((None, 1.7e9 + rng.randrange(10**8))),
+                key_type="EC",
+                key_bits=256,
+                signature_algorithm="ecdsa-with-SHA256",
+                subject_alt_names=(),
+                spki_sha256="",
+                self_signed=False,
+            )
+            for position in range(rng.randrange(4))
+        )
+    if ref.kind == "snmp":
+        for name in rng.sample(INTERFACES, rng.randrange(len(INTERFACES) + 1)):
+            observations[f"if.{name}.oper_status"] = rng.choice(OPER)
+            observations[f"if.{name}.admin_status"] = rng.choice(ADMIN)
+            for field in ("in_errors_per_s", "out_errors_per_s", "in_discards_per_s"):
+                if rng.random() < 0.7:
+                    observations[f"if.{name}.{field}"] = a_number(rng)
+            observations[f"if.{name}.in_utilisation_pct"] = rng.choice((True, a_number(rng)))
+            observations[f"if.{name}.out_utilisation_pct"] = rng.random() * 100
+    return ProbeResult(
+        check=ref,
+        started_at=at,
+        duration_ms=a_number(rng),
+        severity=rng.choice(tuple(Severity)),
+        observations=observations,
+        certificates=certificates,
+    )
+
+
+def generated(tmp_path: Path, monkeypatch, sites: int) -> Monitor:
+    monkeypatch.setenv("CW_EXPOSITION_COMMUNITY", "public")
+    write_inventory(tmp_path / "inventory.yaml", sites)
+    inventory = load_inventory(tmp_path / "inventory.yaml")
+    return Monitor(
+        inventory,
+        inventory.checks,
+        on_result=lambda _: None,
+        on_event=lambda _: None,
+        history=False,
+        alerts=False,
+    )
+
+
+class Engine:
+    """A generated inventory's state, stepped by random results, and its scrapes."""
+
+    def __init__(self, monitor: Monitor, rng: random.Random) -> None:
+        self.monitor, self.rng = monitor, rng
+        self.exporter = metrics.Exporter(monitor)
+        self.exporter.collectors = fixed_collectors()
+        self.refs = {check.ref.check_id: check.ref for check in monitor.scheduler.checks.values()}
+        self.state: EngineState = monitor.state
+        self.latest: dict[str, ProbeResult] = {}
+        self.results: Counter[tuple[str, str]] = Counter()
+        self.now = 1.7e9
+
+    def results_for(self, count: int) -> None:
+        for check_id in self.rng.choices(sorted(self.refs), k=count):
+            self.now += self.rng.random()
+            result = a_result(self.rng, self.refs[check_id], self.now)
+            self.state, _ = step(self.monitor.topology, self.state, result)
+            # With history a result is shown once stored, while the state has it at once:
+            # a scrape may see a check's state newer than its latest result shown.
+            if self.rng.random() < 0.7:
+                self.latest[check_id] = result
+                self.results[result.check.kind, result.severity.name] += 1
+
+    def pause_some(self) -> None:
+        for check_id in self.rng.sample(sorted(self.refs), 3):
+            if self.monitor.scheduler.is_paused(check_id):
+                self.monitor.resume(check_id)
+            else:
+                self.monitor.pause(check_id)
+
+    async def scrape(self) -> Scrape:
+        taken = await self.exporter.scrape()
+        return dataclasses.replace(
+            taken, state=self.state, latest=dict(self.latest), results=dict(self.results)
+        )
+
+
+async def test_the_kept_exposition_is_the_librarys_over_many_changes_as_a_property(
+    tmp_path, monkeypatch
+):
+    monitor = generated(tmp_path, monkeypatch, sites=12)  # 120 checks of every kind
+    for seed in SEEDS:
+        engine = Engine(monitor, random.Random(seed))
+        every = {name: FormatCache(encoder) for name, encoder in ENCODERS.items()}
+        seldom = {name: FormatCache(encoder) for name, encoder in ENCODERS.items()}
+        for round_ in range(12):
+            engine.results_for(engine.rng.choice((0, 1, 5, 40, 400)))
+            if round_ % 3 == 1:
+                engine.pause_some()
+            scrape = await engine.scrape()
+            check_all(engine.exporter, every, scrape)
+            if round_ % 4 == 3:  # a scraper that misses rounds sees the changes piled up
+                check_all(engine.exporter, seldom, scrape)
+        engine.exporter.close()
+
+
+def recording(encoder: Encoder, bodies: list[bytes]) -> Encoder:
+    def encode(registry: Collector) -> bytes:
+        body = encoder(registry)
+        bodies.append(body)
+        return body
+
+    return encode
+
+
+async def test_a_scrape_encodes_again_only_the_checks_that_changed(tmp_path, monkeypatch):
+    engine = Engine(generated(tmp_path, monkeypatch, sites=40), random.Random(7))  # 400 checks
+    engine.exporter.collectors = ()
+    engine.results_for(4000)
+    bodies: list[bytes] = []
+    encoder = ENCODERS["openmetrics"]
+    cache = FormatCache(recording(encoder, bodies))
+    first = cache.exposition(await engine.scrape())
+    bodies.clear()
+    changed = sorted(engine.refs)[:3]
+    for check_id in changed:
+        engine.latest[check_id] = dataclasses.replace(engine.latest[check_id], duration_ms=0.25)
+    second = cache.exposition(scrape := await engine.scrape())
+    assert_same(second, encoder(engine.exporter.registry(scrape)))
+    assert second != first
+    # The engine's and the topology's families in full, and the three checks' lines only.
+    again = b"".join(bodies)
+    assert set(re.findall(rb'check_id="([^"]+)"', again)) == {c.encode() for c in changed}
+    assert len(again) < len(second) / 5
+    engine.exporter.close()
+
+
+async def test_scrapes_at_once_are_each_whole_and_of_their_own_moment(tmp_path, monkeypatch):
+    """Two threads scrape one kept exposition with two scrapes far apart (most checks differ):
+    each body is the library's encoding of its own scrape, no check's lines from the other."""
+    engine = Engine(generated(tmp_path, monkeypatch, sites=40), random.Random(3))
+    engine.exporter.collectors = ()
+    engine.results_for(2000)
+    before = await engine.scrape()
+    engine.results_for(2000)
+    after = await engine.scrape()
+    encoder = ENCODERS["text"]
+    expected = {id(s): encoder(engine.exporter.registry(s)) for s in (before, after)}
+    assert expected[id(before)] != expected[id(after)]
+    cache = FormatCache(encoder)
+    wrong: list[int] = []
+
+    def scrapes(mine: Scrape) -> None:
+        for _ in range(40):
+            if cache.exposition(mine) != expected[id(mine)]:
+                wrong.append(id(mine))
+
+    threads = [threading.Thread(target=scrapes, args=(s,)) for s in (before, after)]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the threads interleave often, as on a busy engine
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sys.setswitchinterval(switching)
+    assert wrong == []
+    engine.exporter.close()
