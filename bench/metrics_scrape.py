@@ -1,17 +1,20 @@
-"""Benchmark: a `GET /metrics` scrape of a running engine of N checks, beside a floor.
+"""Benchmark: a `GET /metrics` scrape of a running engine of N checks, beside the library's
+full encoding of the same families.
 
 The engine is real: a Monitor with history, N tcp checks (one in twenty refused) over sites of
 two links each (100 checks a site), every check run once against listeners on loopback (a child
-process, as in tcp_sweep), then idle while it is scraped over real HTTP on 127.0.0.1 the way
-Prometheus asks (OpenMetrics, gzip). The floor is prometheus-client itself: one plain `Gauge`
-with the same four labels and as many series as the scrape has samples, in a registry of its
-own, encoded by `generate_latest` in the same process, alternating with the engine's encoding.
-The ratio says what commwatch's families cost over the library's own floor; the scrape time adds
-OpenMetrics, HTTP and compression. While each scrape runs, a ticker measures how long the event
-loop was held (the encoding runs in a worker thread so that probing goes on).
+process, as in tcp_sweep), then scraped over real HTTP on 127.0.0.1 the way Prometheus asks
+(OpenMetrics, gzip), and without gzip. The exposition is kept between scrapes and renewed only
+for the checks that changed (monitor/api/exposition.py), so a scrape is measured three ways:
+the first (nothing kept yet), with nothing changed since the one before, and after a share of
+the checks (`--changed`, a tenth) ran again. The floor is prometheus-client's own encoding of
+the same families in one registry (`Exporter.registry`, what every scrape cost before), timed
+in the same process right after the kept one on the same scrape: `ratio` and `changed_ratio`
+say what the kept encoding costs of it. While each scrape runs, a ticker measures how long the
+event loop was held (the encoding runs in a worker thread so that probing goes on).
 
     python bench/metrics_scrape.py                  # N = 10,000 (target: scrape < 200 ms)
-    python bench/metrics_scrape.py --checks 2000    # one size
+    python bench/metrics_scrape.py --checks 1000 --checks 10000
     python bench/metrics_scrape.py --smoke          # N = 50, one round: that it runs
 """
 
@@ -30,9 +33,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from common import load_inventory, loopback_addresses, raise_open_file_limit, tcp_listeners
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from monitor.api import metrics
+from monitor.api.exposition import FormatCache
 from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
 
@@ -41,6 +45,7 @@ ADDRESSES = loopback_addresses(80, 250)  # a range no other benchmark uses
 CHECKS_PER_SITE = 100  # 10,000 checks: 100 sites
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 TARGET_MS = 200
+ENCODER, _ = choose_encoder(ACCEPT)  # OpenMetrics, as the scrapes over HTTP ask
 
 
 def write_inventory(path: Path, n: int, endpoints: list[str], refused: str) -> None:
@@ -95,17 +100,6 @@ async def engine(inventory_path: Path) -> tuple[Monitor, web.AppRunner, str, asy
     return monitor, runner, url, running
 
 
-def floor_registry(series: int) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    gauge = Gauge(
-        "bench_floor", "A plain gauge.", ("check_id", "site", "link", "kind"), registry=registry
-    )
-    for i in range(series):
-        site = f"site-{i % 100:03}"
-        gauge.labels(f"{site}/fibre/c{i}", site, f"{site}/fibre", "tcp").set(i * 0.001)
-    return registry
-
-
 async def held_loop(during: asyncio.Future[object]) -> float:
     """The longest the event loop went without running this ticker while `during` ran (ms)."""
     loop = asyncio.get_running_loop()
@@ -117,48 +111,116 @@ async def held_loop(during: asyncio.Future[object]) -> float:
     return longest * 1000
 
 
-async def measure(inventory_path: Path, rounds: int) -> dict[str, object]:
+async def http_scrape(
+    session: aiohttp.ClientSession, url: str, gzipped: bool
+) -> tuple[float, float, bytes]:
+    """(seconds, the longest the loop was held in ms, the body as sent) of one scrape."""
+    encoding = "gzip" if gzipped else "identity"
+    started = time.perf_counter()
+    request = asyncio.ensure_future(
+        session.get(url, headers={"Accept": ACCEPT, "Accept-Encoding": encoding})
+    )
+    hold = await held_loop(request)
+    async with await request as response:
+        body = await response.read()
+    elapsed = time.perf_counter() - started
+    if not (gzip.decompress(body) if gzipped else body).endswith(b"# EOF\n"):
+        raise SystemExit("the scrape is not a whole OpenMetrics exposition")
+    return elapsed, hold, body
+
+
+async def run_again(monitor: Monitor, check_ids: list[str]) -> None:
+    """Run `check_ids` now and return once each has shown its new result."""
+    waiting, done = set(check_ids), asyncio.Event()
+
+    def shown(item: object, _state: object) -> None:
+        if isinstance(item, ProbeResult):
+            waiting.discard(item.check.check_id)
+            if not waiting:
+                done.set()
+
+    unwatch = monitor.watch(shown)
+    try:
+        for check_id in check_ids:
+            monitor.run_now(check_id)
+        async with asyncio.timeout(300):
+            await done.wait()
+    finally:
+        unwatch()
+
+
+class Figures:
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.times.setdefault(name, []).append(seconds)
+
+    def ms(self, name: str) -> float:
+        return round(statistics.median(self.times[name]) * 1000, 1)
+
+
+async def one_round(
+    session: aiohttp.ClientSession,
+    url: str,
+    exporter: metrics.Exporter,
+    kept: FormatCache,
+    figures: Figures,
+    label: str,
+) -> tuple[bytes, bytes, float]:
+    """An HTTP scrape (gzip), one without gzip (nothing changed in between), then the kept
+    encoding and the library's full one of one scrape. The bodies and the loop's hold (ms)."""
+    elapsed, hold, gzipped = await http_scrape(session, url, gzipped=True)
+    figures.add(f"scrape{label}", elapsed)
+    elapsed, _, plain = await http_scrape(session, url, gzipped=False)
+    figures.add(f"identity{label}", elapsed)
+    scrape = await exporter.scrape()
+    started = time.perf_counter()
+    kept.exposition(scrape, exporter.collectors)
+    figures.add(f"encode{label}", time.perf_counter() - started)
+    started = time.perf_counter()
+    ENCODER(exporter.registry(scrape))
+    figures.add(f"full{label}", time.perf_counter() - started)
+    return gzipped, plain, hold
+
+
+async def measure(inventory_path: Path, rounds: int, changed: float) -> dict[str, object]:
     monitor, runner, url, running = await engine(inventory_path)
     exporter = runner.app[metrics.EXPORTER]
+    check_ids = sorted(monitor.topology.checks)
+    share = max(1, round(len(check_ids) * changed))
+    figures, holds = Figures(), []
     try:
         async with aiohttp.ClientSession(auto_decompress=False) as session:
-            scrapes, holds, encodes, floors = [], [], [], []
-            body = b""
-            for _ in range(rounds):
-                started = time.perf_counter()
-                request = asyncio.ensure_future(
-                    session.get(url, headers={"Accept": ACCEPT, "Accept-Encoding": "gzip"})
-                )
-                hold = await held_loop(request)
-                async with await request as response:
-                    body = await response.read()
-                if not gzip.decompress(body).endswith(b"# EOF\n"):
-                    raise SystemExit("the scrape is not a whole OpenMetrics exposition")
-                scrapes.append(time.perf_counter() - started)
+            figures.add("first", (await http_scrape(session, url, gzipped=True))[0])
+            kept = FormatCache(ENCODER)
+            kept.exposition(await exporter.scrape(), exporter.collectors)
+            for index in range(rounds):
+                gzipped, plain, hold = await one_round(session, url, exporter, kept, figures, "")
                 holds.append(hold)
-                started = time.perf_counter()
-                text, _ = await exporter.exposition("")
-                encodes.append(time.perf_counter() - started)
-                series = sum(1 for line in text.splitlines() if not line.startswith(b"#"))
-                registry = floor_registry(series)
-                started = time.perf_counter()
-                generate_latest(registry)
-                floors.append(time.perf_counter() - started)
+                await run_again(monitor, check_ids[index * share :][:share])
+                *_, hold = await one_round(session, url, exporter, kept, figures, "_changed")
+                holds.append(hold)
     finally:
         monitor.stop()
         await running
         await runner.cleanup()
-    scrape_s, encode_s, floor_s = map(statistics.median, (scrapes, encodes, floors))
     return {
-        "checks": len(monitor.topology.checks),
-        "series": series,
-        "scrape_ms": round(scrape_s * 1000, 1),
+        "checks": len(check_ids),
+        "series": sum(1 for line in plain.splitlines() if not line.startswith(b"#")),
+        "bytes": len(plain),
+        "gzip_bytes": len(gzipped),
         "target_ms": TARGET_MS,
-        "bytes": len(text),
-        "gzip_bytes": len(body),
-        "encode_ms": round(encode_s * 1000, 1),
-        "floor_ms": round(floor_s * 1000, 1),
-        "ratio": round(encode_s / floor_s, 3),
+        "first_scrape_ms": figures.ms("first"),
+        "scrape_ms": figures.ms("scrape"),
+        "scrape_identity_ms": figures.ms("identity"),
+        "changed_share": changed,
+        "scrape_changed_ms": figures.ms("scrape_changed"),
+        "encode_ms": figures.ms("encode"),
+        "changed_encode_ms": figures.ms("encode_changed"),
+        "library_full_ms": figures.ms("full"),
+        "ratio": round(figures.ms("encode") / figures.ms("full"), 3),
+        "changed_ratio": round(figures.ms("encode_changed") / figures.ms("full_changed"), 3),
         "loop_held_median_ms": round(statistics.median(holds), 1),
         "loop_held_max_ms": round(max(holds), 1),
         "rounds": rounds,
@@ -169,6 +231,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, action="append", help="size (default 10000)")
     parser.add_argument("--rounds", type=int, default=5, help="scrapes per size (median)")
+    parser.add_argument(
+        "--changed", type=float, default=0.1, help="share of checks run again (default 0.1)"
+    )
     parser.add_argument("--smoke", action="store_true", help="50 checks, one round")
     args = parser.parse_args()
     sizes, rounds = ([50], 1) if args.smoke else (args.checks or [10_000], args.rounds)
@@ -178,7 +243,7 @@ def main() -> None:
         for n in sizes:
             path = Path(workdir) / f"metrics-{n}.yaml"
             write_inventory(path, n, endpoints, refused)
-            print(json.dumps(asyncio.run(measure(path, rounds))), flush=True)
+            print(json.dumps(asyncio.run(measure(path, rounds, args.changed))), flush=True)
 
 
 def _refused_port() -> str:
