@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from monitor.api.metric_families import (
     Scrape,
@@ -36,6 +37,12 @@ from monitor.api.metric_families import (
 Encoder = Callable[[Collector], bytes]  # as `choose_encoder` gives: generate_latest and kin
 
 _UNSEEN = object()  # the key of a check not encoded yet: equal to no check_key
+
+
+def _said(samples: Sequence[Sample]) -> Hashable:
+    """What the lines of `samples` say: their label values and values. The value's repr, not
+    the value: 0.0 == -0.0, but the two are written differently."""
+    return tuple((tuple(sample.labels.values()), repr(sample.value)) for sample in samples)
 
 
 class _Families(Collector):
@@ -63,6 +70,7 @@ class FormatCache:
         self._lock = threading.Lock()
         self._order: Sequence[str] = ()  # check ids, in the exposition's order
         self._keys: list[Hashable] = []  # per check: what its kept lines were made of
+        self._said: list[list[Hashable]] = []  # per family, per check: what its lines say
         self._lines: list[list[bytes]] = []  # per family, per check: its lines
 
     def exposition(self, scrape: Scrape, collectors: Sequence[Collector] = ()) -> bytes:
@@ -84,37 +92,62 @@ class FormatCache:
         return encoded[: len(encoded) - len(self._trailer)]
 
     def _renew(self, scrape: Scrape) -> None:
-        """Encode again the checks whose samples changed since their lines were kept."""
+        """Encode again the lines that changed since they were kept: of the checks whose key
+        changed, the families whose samples did (a result of the same severity leaves the
+        severity's line as it was)."""
         order = tuple(scrape.check_labels)
         if order != self._order:  # the first scrape (an exporter's inventory is fixed)
             self._order = order
             self._keys = [_UNSEEN] * len(order)
+            self._said = [[_UNSEEN] * len(order) for _ in self._headers]
             self._lines = [[b""] * len(order) for _ in self._headers]
         states, latest = scrape.state.checks, scrape.latest
-        changed: list[tuple[int, Hashable]] = []
         families = check_families()
-        counts: list[list[int]] = []  # per changed check: its samples in each family
+        changed: list[tuple[int, Hashable, list[int]]] = []  # position, key, where it begins
         for position, check_id in enumerate(order):
             state, result = states.get(check_id), latest.get(check_id)
             key = check_key(state, result)
-            if key == self._keys[position]:
-                continue
-            before = [len(family.samples) for family in families]
-            add_check(families, scrape.check_labels[check_id], state, result)
-            counts.append([len(f.samples) - n for f, n in zip(families, before, strict=True)])
-            changed.append((position, key))
+            if key != self._keys[position]:
+                changed.append((position, key, [len(family.samples) for family in families]))
+                add_check(families, scrape.check_labels[check_id], state, result)
         if not changed:
             return
-        encoded = [self._lines_of(index, family) for index, family in enumerate(families)]
+        # Where each changed check's samples begin in each family, then where the last ends.
+        starts = [begins for _, _, begins in changed]
+        starts.append([len(family.samples) for family in families])
+        renewed = [
+            self._renewed(index, family, [position for position, _, _ in changed], starts)
+            for index, family in enumerate(families)
+        ]
         # Only once every family is encoded: a failure leaves the kept lines as they were.
-        for index, lines in enumerate(encoded):
-            kept, at = self._lines[index], 0
-            for (position, _), per_family in zip(changed, counts, strict=True):
-                count = per_family[index]
-                kept[position] = b"".join(lines[at : at + count])
-                at += count
-        for position, key in changed:
+        for index, lines in enumerate(renewed):
+            for position, said, line in lines:
+                self._said[index][position] = said
+                self._lines[index][position] = line
+        for position, key, _ in changed:
             self._keys[position] = key
+
+    def _renewed(
+        self, index: int, family: Metric, positions: Sequence[int], starts: Sequence[list[int]]
+    ) -> list[tuple[int, Hashable, bytes]]:
+        """(position, what its samples say, its lines) of the changed checks (`positions`,
+        whose samples begin at `starts`) whose samples in family `index` differ from those
+        kept, encoded in one call of the library's encoder."""
+        samples = family.samples
+        renewing: list[tuple[int, Hashable, list[Sample]]] = []
+        for number, position in enumerate(positions):
+            part = samples[starts[number][index] : starts[number + 1][index]]
+            said = _said(part)
+            if said != self._said[index][position]:
+                renewing.append((position, said, part))
+        if not renewing:
+            return []
+        family.samples = [sample for *_, part in renewing for sample in part]
+        lines, at, made = self._lines_of(index, family), 0, []
+        for position, said, part in renewing:
+            made.append((position, said, b"".join(lines[at : at + len(part)])))
+            at += len(part)
+        return made
 
     def _lines_of(self, index: int, family: Metric) -> list[bytes]:
         """The library's sample lines of one family, one per sample, in order."""
