@@ -293,12 +293,13 @@ async def test_a_scrape_encodes_again_only_the_checks_that_changed(tmp_path, mon
     second = cache.exposition(scrape := await engine.scrape())
     assert_same(second, encoder(engine.exporter.registry(scrape)))
     assert second != first
-    # The engine's and the topology's families in full, and of the three checks only the
-    # lines that changed: their durations, not their severities.
+    # The engine's families in full, and of the three checks only the lines that changed:
+    # their durations, not their severities; the links' and groups' lines as they were.
     again = b"".join(bodies)
     assert set(re.findall(rb'check_id="([^"]+)"', again)) == {c.encode() for c in changed}
     assert b"commwatch_check_duration_seconds{" in again
     assert b"commwatch_check_severity{" not in again
+    assert b"commwatch_group_status{" not in again  # no state changed
     assert len(again) < len(second) / 5
     engine.exporter.close()
 

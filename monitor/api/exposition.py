@@ -3,13 +3,14 @@
 prometheus-client formats every sample line in Python at every scrape: 1 s for the 60,000
 series of 10,000 checks, though between two scrapes most checks have not changed. Here the
 library still makes every byte, but only of what changed: each per-check family's lines of each
-check are kept, as the library encoded them, with what they were made of (`check_key`); at a
-scrape the checks whose key changed are encoded again, all in one call of the library's encoder
-per family, and the exposition is assembled as each family's header (encoded by the library,
-once) followed by every check's kept lines in the inventory's order. The engine's and the
-topology's families, and the process's, are few and change at every scrape: they are encoded
-in full each time. The result is byte for byte the library's encoding of all the families in
-one registry (tests/test_exposition.py holds it to that).
+check are kept, as the library encoded them, with what they were made of (`check_key`) and what
+they say (label values and values); at a scrape the changed checks' samples are made again, and
+those that differ from the kept ones are encoded by the library's encoder, in one call per
+family. The exposition is assembled as each family's header (encoded by the library, once)
+followed by every check's kept lines in the inventory's order. The links' and groups' families
+are kept whole until what they say changes; the engine's and the process's, few and changing
+at every scrape, are encoded in full each time. The result is byte for byte the library's
+encoding of all the families in one registry (tests/test_exposition.py holds it to that).
 
 What makes the lines separable: every per-check family is a gauge, whose samples are one line
 each in both formats (no `_created`, label values never hold a raw newline), in the order added;
@@ -72,19 +73,28 @@ class FormatCache:
         self._keys: list[Hashable] = []  # per check: what its kept lines were made of
         self._said: list[list[Hashable]] = []  # per family, per check: what its lines say
         self._lines: list[list[bytes]] = []  # per family, per check: its lines
+        self._topology_said: Hashable = _UNSEEN  # what the links' and groups' lines say
+        self._topology = b""
 
     def exposition(self, scrape: Scrape, collectors: Sequence[Collector] = ()) -> bytes:
         """The whole exposition of `scrape`, then what `collectors` collect (the process's),
         as `encoder` makes of one registry holding `families(scrape)` and `collectors`."""
         head = self._bare(engine_families(scrape))
+        topology = tuple(topology_families(scrape))
+        said = tuple(_said(family.samples) for family in topology)
         with self._lock:
             self._renew(scrape)
             parts = [head]
             for header, lines in zip(self._headers, self._lines, strict=True):
                 parts.append(header)
                 parts.extend(lines)
+            # Links' and groups' states change seldom, and there are thousands of lines of
+            # them in a large inventory: encoded again only when what they say changed.
+            if said != self._topology_said:
+                self._topology, self._topology_said = self._bare(topology), said
+            parts.append(self._topology)
             body = b"".join(parts)
-        return body + self._encoder(_Families(topology_families(scrape), collectors))
+        return body + self._encoder(_Families((), collectors))
 
     def _bare(self, families: Iterable[Metric]) -> bytes:
         """The encoding of `families` without the format's trailer."""
