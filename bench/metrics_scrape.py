@@ -16,6 +16,11 @@ event loop was held (the encoding runs in a worker thread so that probing goes o
     python bench/metrics_scrape.py                  # N = 10,000 (target: scrape < 200 ms)
     python bench/metrics_scrape.py --checks 1000 --checks 10000
     python bench/metrics_scrape.py --smoke          # N = 50, one round: that it runs
+    python bench/metrics_scrape.py --load 500 --checks 2000   # CPU, exporter attached or not
+
+With `--load RATE` it measures instead the engine's CPU at RATE results a second (the checks'
+interval N / RATE) over three phases: without an exporter, with one attached and scraped every
+5 s, and without again (averaged): what the exporter costs at result time and at scrape time.
 """
 
 from __future__ import annotations
@@ -46,13 +51,16 @@ CHECKS_PER_SITE = 100  # 10,000 checks: 100 sites
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 TARGET_MS = 200
 ENCODER, _ = choose_encoder(ACCEPT)  # OpenMetrics, as the scrapes over HTTP ask
+SCRAPE_EVERY = 5.0  # seconds, under --load
 
 
-def write_inventory(path: Path, n: int, endpoints: list[str], refused: str) -> None:
+def write_inventory(
+    path: Path, n: int, endpoints: list[str], refused: str, interval: float = 3600.0
+) -> None:
     lines = [
         "version: 1",
         f"history: {{path: {path.with_suffix('.sqlite3')}}}",
-        "defaults: {interval: 1h, timeout: 10s, retries: 1}",
+        f"defaults: {{interval: {interval}s, timeout: {min(10.0, interval)}s, retries: 1}}",
         "concurrency: {global: 256, per_host: 4}",
         "sites:",
     ]
@@ -227,6 +235,65 @@ async def measure(inventory_path: Path, rounds: int, changed: float) -> dict[str
     }
 
 
+async def cpu_share(seconds: float) -> float:
+    """This process's CPU time over `seconds` of wall time (its threads' included)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.sleep(seconds)
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
+async def under_load(inventory_path: Path, rate: int, seconds: float) -> dict[str, object]:
+    """The engine's CPU at `rate` results a second without an exporter, with one attached and
+    scraped (OpenMetrics) every SCRAPE_EVERY seconds, then without again (the two averaged)."""
+    inventory = load_inventory(inventory_path)
+    results = [0]
+    monitor = Monitor(
+        inventory,
+        inventory.checks,
+        on_result=lambda _: results.__setitem__(0, results[0] + 1),
+        on_event=lambda _: None,
+        alerts=False,
+        start_spread=len(inventory.checks) / rate,
+    )
+    running = asyncio.create_task(monitor.run())
+    scrapes: list[float] = []
+
+    async def scraping(exporter: metrics.Exporter) -> None:
+        while True:
+            started = time.perf_counter()
+            await exporter.exposition(ACCEPT)
+            scrapes.append(time.perf_counter() - started)
+            await asyncio.sleep(SCRAPE_EVERY)
+
+    try:
+        await asyncio.wait_for(monitor.ready.wait(), 60)
+        await asyncio.sleep(len(inventory.checks) / rate)  # every check has run once
+        first = results[0]
+        alone = await cpu_share(seconds)
+        exporter = metrics.Exporter(monitor)
+        scraper = asyncio.create_task(scraping(exporter))
+        await asyncio.sleep(SCRAPE_EVERY)  # past the first scrape, which encodes everything
+        attached = await cpu_share(seconds)
+        scraper.cancel()
+        exporter.close()
+        again = await cpu_share(seconds)
+        measured = results[0] - first
+    finally:
+        monitor.stop()
+        await running
+    without = (alone + again) / 2
+    return {
+        "checks": len(inventory.checks),
+        "rate_per_s": rate,
+        "results_per_s": round(measured / (3 * seconds + SCRAPE_EVERY), 1),
+        "scrape_every_s": SCRAPE_EVERY,
+        "scrape_ms_median": round(statistics.median(scrapes[1:]) * 1000, 1),
+        "cpu_share_without": round(without, 3),
+        "cpu_share_with": round(attached, 3),
+        "cpu_ratio": round(attached / without, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, action="append", help="size (default 10000)")
@@ -235,6 +302,13 @@ def main() -> None:
         "--changed", type=float, default=0.1, help="share of checks run again (default 0.1)"
     )
     parser.add_argument("--smoke", action="store_true", help="50 checks, one round")
+    parser.add_argument(
+        "--load",
+        type=int,
+        metavar="RATE",
+        help="instead: the engine's CPU at RATE results/s with and without the exporter",
+    )
+    parser.add_argument("--seconds", type=float, default=15.0, help="each --load phase")
     args = parser.parse_args()
     sizes, rounds = ([50], 1) if args.smoke else (args.checks or [10_000], args.rounds)
     raise_open_file_limit()
@@ -242,8 +316,13 @@ def main() -> None:
         refused = _refused_port()
         for n in sizes:
             path = Path(workdir) / f"metrics-{n}.yaml"
-            write_inventory(path, n, endpoints, refused)
-            print(json.dumps(asyncio.run(measure(path, rounds, args.changed))), flush=True)
+            if args.load:
+                write_inventory(path, n, endpoints, refused, interval=n / args.load)
+                done = asyncio.run(under_load(path, args.load, args.seconds))
+            else:
+                write_inventory(path, n, endpoints, refused)
+                done = asyncio.run(measure(path, rounds, args.changed))
+            print(json.dumps(done), flush=True)
 
 
 def _refused_port() -> str:
