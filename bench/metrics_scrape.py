@@ -9,9 +9,10 @@ for the checks that changed (monitor/api/exposition.py), so a scrape is measured
 the first (nothing kept yet), with nothing changed since the one before, and after a share of
 the checks (`--changed`, a tenth) ran again. The floor is prometheus-client's own encoding of
 the same families in one registry (`Exporter.registry`, what every scrape cost before), timed
-in the same process right after the kept one on the same scrape: `ratio` and `changed_ratio`
-say what the kept encoding costs of it. While each scrape runs, a ticker measures how long the
-event loop was held (the encoding runs in a worker thread so that probing goes on).
+in the same process right after the kept one on the same scrape, both with the cyclic garbage
+collector paused as while a scrape encodes: `ratio` and `changed_ratio` say what the kept
+encoding costs of it. While each scrape runs, a ticker measures how long the event loop was
+held (the encoding runs in a worker thread so that probing goes on).
 
     python bench/metrics_scrape.py                  # N = 10,000 (target: scrape < 200 ms)
     python bench/metrics_scrape.py --checks 1000 --checks 10000
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import json
 import socket
@@ -183,12 +185,16 @@ async def one_round(
     elapsed, _, plain = await http_scrape(session, url, gzipped=False)
     figures.add(f"identity{label}", elapsed)
     scrape = await exporter.scrape()
-    started = time.perf_counter()
-    kept.exposition(scrape, exporter.collectors)
-    figures.add(f"encode{label}", time.perf_counter() - started)
-    started = time.perf_counter()
-    ENCODER(exporter.registry(scrape))
-    figures.add(f"full{label}", time.perf_counter() - started)
+    gc.disable()  # as while a scrape encodes (monitor/api/metrics.py): no full collection
+    try:
+        started = time.perf_counter()
+        kept.exposition(scrape, exporter.collectors)
+        figures.add(f"encode{label}", time.perf_counter() - started)
+        started = time.perf_counter()
+        ENCODER(exporter.registry(scrape))
+        figures.add(f"full{label}", time.perf_counter() - started)
+    finally:
+        gc.enable()
     return gzipped, plain, hold
 
 
