@@ -130,6 +130,7 @@ LAYERS = (
     ("alerts", ("monitor.alerts",)),
     ("engine", ("monitor.engine",)),
     ("api", ("monitor.api",)),
+    ("cluster", ("monitor.cluster",)),
     ("tui", ("tui",)),
     ("cli", ("monitor.cli",)),
 )

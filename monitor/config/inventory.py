@@ -11,6 +11,7 @@ from typing import Any
 
 from monitor.config.alerts import AlertsConfig
 from monitor.config.api import ApiConfig
+from monitor.config.cluster import ClusterConfig
 from monitor.config.maintenance import Window
 from monitor.core.model import CheckRef
 from monitor.core.paths import state_dir
@@ -167,6 +168,7 @@ class Inventory:
     concurrency: Concurrency
     resilience: Resilience = Resilience()
     api: ApiConfig | None = None  # the `api:` section; None: not served unless --listen
+    cluster: ClusterConfig | None = None  # the `cluster:` section (agents and a central)
 
     @property
     def links(self) -> tuple[Link, ...]:

@@ -20,6 +20,7 @@ from monitor.config.checks import (
     check_ref,
     parse_options,
 )
+from monitor.config.cluster import ClusterReader
 from monitor.config.credentials import CredentialReader, Raw
 from monitor.config.inventory import (
     Check,
@@ -67,6 +68,7 @@ _TOP_KEYS = (
     "history",
     "alerts",
     "api",
+    "cluster",
 )
 _SITE_KEYS = ("id", "name", "tags", "defaults", "min_up", "links")
 _LINK_KEYS = (
@@ -86,7 +88,7 @@ _TEXTS = each(text)
 # --- the loader ----------------------------------------------------------------------------
 
 
-class _Loader(CredentialReader, ResilienceReader, ApiReader):
+class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader):
     def __init__(self, file: str) -> None:
         super().__init__(file)
         self.memo = ParseMemo()
@@ -105,6 +107,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader):
         self.default_keys()
         resilience = self.resilience(fields, sites, seen)
         api = self.api(fields)
+        cluster = self.cluster(fields)
         links = [link for site in sites for link in site.links]
         self.check_references(
             (site.id for site in sites),
@@ -119,6 +122,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader):
             concurrency=concurrency,
             resilience=resilience,
             api=api,
+            cluster=cluster,
         )
 
     def version(self, fields: Fields) -> None:

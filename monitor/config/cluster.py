@@ -1,0 +1,265 @@
+"""The inventory's `cluster:` section: where agents publish their results and a central engine
+reads them (NATS with JetStream), how they authenticate, and where an agent spools results while
+NATS cannot be reached. Connecting lives in monitor.cluster; this is only what the user
+configured, checked at load time.
+
+    cluster:
+      nats:
+        url: nats://127.0.0.1:4222            # `--nats URL` overrides
+        credentials: {user: agent-north, password_env: COMMWATCH_NATS_PASSWORD}
+        # or {token_env: NAME} / {token_file: PATH} / {creds_file: PATH} / {nkey_file: PATH}
+        tls: {ca_file: /etc/commwatch/nats-ca.pem, cert_file: ..., key_file: ...}
+      stream: COMMWATCH_RESULTS
+      spool: {path: /var/lib/commwatch/spool.sqlite3, max_age: 24h, max_bytes: 100MiB}
+
+Secrets are given by reference only (monitor.core.secrets), and a URL may not carry them
+(`nats://user:pass@host`): a URL is printed in every status line, a password in it would be
+printed with it.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.config.reader import Fields, Reader
+from monitor.core.options import OptionError, duration, is_number, path, readable_file, text
+from monitor.core.secrets import SecretRef, secret_env, secret_file
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+DEFAULT_STREAM = "COMMWATCH_RESULTS"
+DEFAULT_SPOOL_AGE = 24 * 3600.0
+DEFAULT_SPOOL_BYTES = 100 * 1024 * 1024
+_SCHEMES = ("nats", "tls")
+_URL_HINT = "write nats://HOST:PORT (or tls://HOST:PORT), e.g. nats://127.0.0.1:4222"
+# JetStream stream names: no whitespace, '.', '*', '>', path separators.
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+}
+_SIZE_HINT = "write a size such as 100MiB, 512KiB, 2GiB or a number of bytes"
+MIN_SPOOL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class NatsCredentials:
+    """How a process authenticates to NATS: one of user and password, a token, a `.creds`
+    file (JWT and NKey seed) or an NKey seed file. Only references are held."""
+
+    user: str | None = None  # a user name is not a secret
+    password: SecretRef | None = None
+    token: SecretRef | None = None
+    creds_file: Path | None = None
+    nkey_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class NatsTls:
+    ca_file: Path | None = None  # None: the system's CAs
+    cert_file: Path | None = None  # a client certificate, when the server asks for one
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class NatsConfig:
+    url: str = DEFAULT_URL
+    credentials: NatsCredentials | None = None
+    tls: NatsTls | None = None
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    path: Path | None = None  # None: $XDG_STATE_HOME/commwatch/spool-AGENT.sqlite3
+    max_age: float = DEFAULT_SPOOL_AGE  # seconds; older entries are dropped
+    max_bytes: int = DEFAULT_SPOOL_BYTES  # beyond it the oldest entries are dropped
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    nats: NatsConfig = field(default_factory=NatsConfig)
+    stream: str = DEFAULT_STREAM
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+
+
+def nats_url(value: Any) -> str:
+    """A NATS server URL without credentials in it (they go in `credentials:`)."""
+    raw = text(value).strip()
+    parsed = urllib.parse.urlsplit(raw)
+    if parsed.scheme not in _SCHEMES or not parsed.hostname:
+        # Not quoted: a URL written wrong may still hold a password.
+        raise OptionError("this is not a NATS URL", _URL_HINT)
+    if parsed.username is not None or parsed.password is not None:
+        raise OptionError(
+            "the NATS URL holds credentials (not shown)",
+            "drop them from the URL and give them in cluster: nats: credentials: by reference",
+        )
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise OptionError(
+            "the NATS URL's port is not a number from 1 to 65535", _URL_HINT
+        ) from None
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise OptionError("a NATS URL has no path, query or fragment", _URL_HINT)
+    return raw
+
+
+def stream_name(value: Any) -> str:
+    name = text(value)
+    if not _STREAM_NAME.fullmatch(name):
+        raise OptionError(
+            f"{name!r} is not a JetStream stream name",
+            "use letters, digits, '-' and '_' (no '.', '*', '>' or spaces), at most 64",
+        )
+    return name
+
+
+def byte_size(value: Any) -> int:
+    """A size in bytes: a whole number, or a number with a unit (KiB, MiB, GiB; KB, MB, GB)."""
+    if is_number(value, whole=True) and not isinstance(value, bool):
+        size = int(value)
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        number, unit = match.groups()
+        size = int(float(number) * _SIZE_UNITS[(unit or "b").lower()])
+    else:
+        raise OptionError(f"{value!r} is not a size", _SIZE_HINT)
+    if size < MIN_SPOOL_BYTES:
+        raise OptionError(
+            f"{size} bytes is too small for a spool", f"give at least {MIN_SPOOL_BYTES // 1024}KiB"
+        )
+    return size
+
+
+_CLUSTER_KEYS = ("nats", "stream", "spool")
+_NATS_KEYS = ("url", "credentials", "tls")
+_CREDENTIAL_KEYS = (
+    "user",
+    "password_env",
+    "password_file",
+    "token_env",
+    "token_file",
+    "creds_file",
+    "nkey_file",
+)
+_METHODS = {
+    "password": ("password_env", "password_file"),
+    "token": ("token_env", "token_file"),
+    "creds_file": ("creds_file",),
+    "nkey_file": ("nkey_file",),
+}
+_TLS_KEYS = ("ca_file", "cert_file", "key_file")
+_SPOOL_KEYS = ("path", "max_age", "max_bytes")
+
+
+class ClusterReader(Reader):
+    """The `cluster:` section, each fault at its place."""
+
+    def cluster(self, fields: Fields) -> ClusterConfig | None:
+        if "cluster" not in fields:
+            return None
+        inner = self.fields(fields["cluster"][1], "cluster", _CLUSTER_KEYS)
+        default = ClusterConfig()
+        return ClusterConfig(
+            nats=self._nats_section(inner),
+            stream=self.plain(inner, "stream", stream_name, default.stream),
+            spool=self._spool_section(inner),
+        )
+
+    def _nats_section(self, fields: Fields) -> NatsConfig:
+        if "nats" not in fields:
+            return NatsConfig()
+        inner = self.fields(fields["nats"][1], "cluster nats", _NATS_KEYS)
+        return NatsConfig(
+            url=self.plain(inner, "url", nats_url, DEFAULT_URL),
+            credentials=self._nats_credentials(inner),
+            tls=self._nats_tls(inner),
+        )
+
+    def _nats_credentials(self, fields: Fields) -> NatsCredentials | None:
+        if "credentials" not in fields:
+            return None
+        node = fields["credentials"][1]
+        inner = self.fields(node, "cluster nats credentials", _CREDENTIAL_KEYS)
+        methods = [m for m, keys in _METHODS.items() if any(k in inner for k in keys)]
+        given = [key for keys in _METHODS.values() for key in keys if key in inner]
+        if len(given) != 1:
+            self.fail(
+                node.error(
+                    "NATS credentials need exactly one of password_env, password_file, "
+                    "token_env, token_file, creds_file and nkey_file",
+                    "secrets are given by reference only, never written in the inventory",
+                )
+            )
+            return None
+        method = methods[0]
+        user = self.plain(inner, "user", text, None)
+        if (method == "password") != (user is not None):
+            self.fail(
+                node.error(
+                    "a NATS password goes with a user, and only a password does",
+                    "write user: NAME beside password_env or password_file",
+                )
+            )
+            return None
+        key = given[0]
+        if method in ("password", "token"):
+            secret = self._nats_secret(inner, key)
+            if secret is None:
+                return None
+            if method == "password":
+                return NatsCredentials(user=user, password=secret)
+            return NatsCredentials(token=secret)
+        file = self.plain(inner, key, readable_file, None)
+        if file is None:
+            return None
+        if method == "creds_file":
+            return NatsCredentials(creds_file=Path(file))
+        return NatsCredentials(nkey_file=Path(file))
+
+    def _nats_secret(self, fields: Fields, key: str) -> SecretRef | None:
+        parse = secret_env if key.endswith("_env") else secret_file
+        secret = self.plain(fields, key, parse, None)
+        if secret is None:
+            return None
+        try:
+            secret.check_available()
+        except OptionError as exc:
+            self.fail(fields[key][1].error(f"'{key}': {exc.message}", exc.hint))
+            return None
+        return secret
+
+    def _nats_tls(self, fields: Fields) -> NatsTls | None:
+        if "tls" not in fields:
+            return None
+        node = fields["tls"][1]
+        inner = self.fields(node, "cluster nats tls", _TLS_KEYS)
+        files = {key: self.plain(inner, key, readable_file, None) for key in _TLS_KEYS}
+        if ("cert_file" in inner) != ("key_file" in inner):
+            self.fail(
+                node.error(
+                    "a client certificate needs both cert_file and key_file",
+                    "give both, or neither to connect without a client certificate",
+                )
+            )
+        return NatsTls(**{key: None if f is None else Path(f) for key, f in files.items()})
+
+    def _spool_section(self, fields: Fields) -> SpoolConfig:
+        if "spool" not in fields:
+            return SpoolConfig()
+        inner = self.fields(fields["spool"][1], "cluster spool", _SPOOL_KEYS)
+        spool_path = self.plain(inner, "path", path, None)
+        return SpoolConfig(
+            path=None if spool_path is None else Path(spool_path),
+            max_age=self.plain(inner, "max_age", duration, DEFAULT_SPOOL_AGE),
+            max_bytes=self.plain(inner, "max_bytes", byte_size, DEFAULT_SPOOL_BYTES),
+        )

@@ -1,0 +1,169 @@
+"""The inventory's `cluster:` section: what it holds, secrets by reference only, and every fault
+placed at its line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from monitor.config.cluster import (
+    DEFAULT_SPOOL_AGE,
+    DEFAULT_SPOOL_BYTES,
+    DEFAULT_STREAM,
+    DEFAULT_URL,
+    NatsCredentials,
+    byte_size,
+)
+from monitor.config.inventory import InventoryErrors
+from monitor.config.loader import load_inventory
+from monitor.core.options import OptionError
+
+PASSWORD = "nats-password-s3cr3t-value"
+
+BASE = """\
+version: 1
+sites:
+  - id: s
+    links:
+      - id: l
+        checks:
+          - {id: c, kind: tcp, target: 127.0.0.1:9}
+"""
+
+
+def load(tmp_path: Path, cluster: str):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(BASE + textwrap.dedent(cluster))
+    return load_inventory(path)
+
+
+def faults(tmp_path: Path, cluster: str) -> list[str]:
+    with pytest.raises(InventoryErrors) as caught:
+        load(tmp_path, cluster)
+    return [str(e) for e in caught.value.errors]
+
+
+@pytest.fixture
+def secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("CW_NATS_PASSWORD", PASSWORD)
+    (tmp_path / "nats.token").write_text(PASSWORD + "\n")
+    (tmp_path / "agent.creds").write_text("-----BEGIN NATS USER JWT-----\n")
+    (tmp_path / "ca.pem").write_text("not read at load time\n")
+
+
+def test_no_cluster_section_is_one_machine(tmp_path):
+    assert load(tmp_path, "").cluster is None
+
+
+def test_an_empty_section_has_the_defaults(tmp_path):
+    cluster = load(tmp_path, "cluster: {}\n").cluster
+    assert cluster is not None
+    assert cluster.nats.url == DEFAULT_URL and cluster.nats.credentials is None
+    assert cluster.stream == DEFAULT_STREAM == "COMMWATCH_RESULTS"
+    assert cluster.spool.path is None
+    assert (cluster.spool.max_age, cluster.spool.max_bytes) == (
+        DEFAULT_SPOOL_AGE,
+        DEFAULT_SPOOL_BYTES,
+    )
+
+
+def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
+    cluster = load(
+        tmp_path,
+        """\
+        cluster:
+          nats:
+            url: tls://127.0.0.1:4333
+            credentials: {user: agent-north, password_env: CW_NATS_PASSWORD}
+            tls: {ca_file: ca.pem}
+          stream: RESULTS_TEST
+          spool: {path: spool.sqlite3, max_age: 2h, max_bytes: 5MiB}
+        """,
+    ).cluster
+    assert cluster is not None
+    assert cluster.nats.url == "tls://127.0.0.1:4333"
+    credentials = cluster.nats.credentials
+    assert credentials is not None and credentials.user == "agent-north"
+    assert credentials.password is not None and credentials.password.reveal() == PASSWORD
+    assert cluster.nats.tls is not None and cluster.nats.tls.ca_file == tmp_path / "ca.pem"
+    assert cluster.nats.tls.cert_file is None
+    assert cluster.stream == "RESULTS_TEST"
+    assert cluster.spool.path == tmp_path / "spool.sqlite3"  # relative to the inventory
+    assert (cluster.spool.max_age, cluster.spool.max_bytes) == (7200.0, 5 * 1024 * 1024)
+    assert PASSWORD not in repr(cluster)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        ("{token_file: nats.token}", "token"),
+        ("{token_env: CW_NATS_PASSWORD}", "token"),
+        ("{creds_file: agent.creds}", "creds_file"),
+    ],
+)
+def test_each_kind_of_credential(tmp_path, secrets, credentials, expected):
+    cluster = load(tmp_path, f"cluster: {{nats: {{credentials: {credentials}}}}}\n").cluster
+    assert cluster is not None and isinstance(cluster.nats.credentials, NatsCredentials)
+    assert getattr(cluster.nats.credentials, expected) is not None
+
+
+@pytest.mark.parametrize(
+    ("cluster", "expected"),
+    [
+        ("cluster: {nats: {url: 'http://127.0.0.1:4222'}}\n", "8:23: 'url': this is not a NATS"),
+        (
+            f"cluster: {{nats: {{url: 'nats://agent:{PASSWORD}@127.0.0.1:4222'}}}}\n",
+            "8:23: 'url': the NATS URL holds credentials (not shown)",
+        ),
+        ("cluster: {nats: {url: 'nats://127.0.0.1:99999'}}\n", "'url': the NATS URL's port"),
+        ("cluster: {nast: {}}\n", "8:11: unknown key 'nast' in cluster (did you mean 'nats'?)"),
+        ("cluster: {stream: 'a.b'}\n", "8:19: 'stream': 'a.b' is not a JetStream stream name"),
+        (
+            "cluster: {nats: {credentials: {user: a}}}\n",
+            "8:31: NATS credentials need exactly one of password_env",
+        ),
+        (
+            "cluster: {nats: {credentials: {token_env: CW_NATS_PASSWORD, "
+            "creds_file: agent.creds}}}\n",
+            "NATS credentials need exactly one of",
+        ),
+        (
+            "cluster: {nats: {credentials: {password_env: CW_NATS_PASSWORD}}}\n",
+            "a NATS password goes with a user",
+        ),
+        (
+            "cluster: {nats: {credentials: {user: a, password_env: CW_UNSET_PASSWORD}}}\n",
+            "'password_env': environment variable CW_UNSET_PASSWORD is not set",
+        ),
+        (
+            f"cluster: {{nats: {{credentials: {{token_env: '{PASSWORD}'}}}}}}\n",
+            "'token_env': this is not an environment variable name",
+        ),
+        ("cluster: {nats: {credentials: {creds_file: missing.creds}}}\n", "'creds_file': file"),
+        (
+            "cluster: {nats: {tls: {cert_file: ca.pem}}}\n",
+            "a client certificate needs both cert_file and key_file",
+        ),
+        ("cluster: {spool: {max_age: forever}}\n", "'max_age': 'forever' is not a duration"),
+        ("cluster: {spool: {max_bytes: 10}}\n", "'max_bytes': 10 bytes is too small"),
+        ("cluster: {spool: {max_bytes: lots}}\n", "'max_bytes': 'lots' is not a size"),
+    ],
+)
+def test_faults_are_placed_and_quote_no_secret(tmp_path, secrets, cluster, expected):
+    found = faults(tmp_path, cluster)
+    assert any(expected in fault for fault in found), found
+    assert all(fault.startswith(f"{tmp_path / 'inventory.yaml'}:") for fault in found), found
+    assert not any(PASSWORD in fault for fault in found), found
+
+
+def test_sizes():
+    assert byte_size("100MiB") == 100 * 1024**2
+    assert byte_size("512 KiB") == 512 * 1024
+    assert byte_size("1.5GiB") == 3 * 1024**3 // 2
+    assert byte_size("2MB") == 2_000_000
+    assert byte_size(65536) == 65536
+    for bad in ("", "MiB", "-1MiB", "10 parsecs", True, 1.5):
+        with pytest.raises(OptionError):
+            byte_size(bad)
