@@ -1,0 +1,113 @@
+"""The results stream: how a result travels from an agent to a central engine through JetStream.
+
+Each result is published to `commwatch.results.{site_id}.{agent}` with headers
+
+    Nats-Msg-Id:       {agent}.{check_id}.{started_at in ns}   the server drops a duplicate
+    Commwatch-Agent:   {agent}
+    Commwatch-Schema:  the result record's schema version (monitor.output.records)
+
+and the compact JSON of `records.result_record(result)` as data. The message id names one run
+of one check by one agent, so a retried publish, or a spooled result replayed after a publish
+whose acknowledgement was lost, is stored once: JetStream drops a message whose id it has seen
+within the stream's duplicate window (2 minutes here; a replay later than that after a lost
+acknowledgement is stored twice, which the central sees as the same run twice and may drop by
+the same id).
+
+The stream (`COMMWATCH_RESULTS` by default) holds `commwatch.results.>` in file storage. This
+module knows nats-py's types only under TYPE_CHECKING: whoever calls it has imported nats.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from monitor.core.model import ProbeResult
+from monitor.core.options import OptionError
+from monitor.output import records
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
+SUBJECT_PREFIX = "commwatch.results"
+SUBJECTS = f"{SUBJECT_PREFIX}.>"
+DUPLICATE_WINDOW = 120.0  # seconds
+MAX_AGE = 7 * 86400.0  # a central away longer than a week finds the oldest results gone
+MSG_ID = "Nats-Msg-Id"
+AGENT_HEADER = "Commwatch-Agent"
+SCHEMA_HEADER = "Commwatch-Schema"
+SCHEMA = str(records.SCHEMA_VERSION)
+
+# An agent's name is a subject token and part of every message id: no '.', '*', '>' or space.
+_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class StreamError(Exception):
+    """The stream exists but cannot hold commwatch's results as configured."""
+
+
+def agent_name(value: str) -> str:
+    if not _AGENT_NAME.fullmatch(value):
+        raise OptionError(
+            f"{value!r} is not a valid agent name",
+            "use lower-case letters, digits, '-' and '_', starting with a letter or digit "
+            "(it is a NATS subject token)",
+        )
+    return value
+
+
+def subject(site_id: str, agent: str) -> str:
+    return f"{SUBJECT_PREFIX}.{site_id}.{agent}"
+
+
+def message_id(agent: str, result: ProbeResult) -> str:
+    return f"{agent}.{result.check.check_id}.{round(result.started_at * 1_000_000_000)}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One result as it is published, and as the spool keeps it until it is."""
+
+    subject: str
+    msg_id: str
+    agent: str
+    data: bytes
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {MSG_ID: self.msg_id, AGENT_HEADER: self.agent, SCHEMA_HEADER: SCHEMA}
+
+
+def outgoing(agent: str, result: ProbeResult) -> Outgoing:
+    data = records.json_line(records.result_record(result)).encode("utf-8")
+    return Outgoing(subject(result.check.site_id, agent), message_id(agent, result), agent, data)
+
+
+async def ensure_stream(js: JetStreamContext, name: str) -> None:
+    """Make the results stream unless it exists; one that exists is left as its operator made
+    it (replicas, limits), but must take commwatch's subjects."""
+    from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import BadRequestError, NotFoundError
+
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        config = StreamConfig(
+            name=name,
+            subjects=[SUBJECTS],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+            max_age=MAX_AGE,
+        )
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError:
+            # Another agent made it first, perhaps differently: judge the one that exists.
+            info = await js.stream_info(name)
+    if SUBJECTS not in (info.config.subjects or []):
+        raise StreamError(
+            f"stream {name} exists without the subjects {SUBJECTS}: "
+            "add them to it, or name another stream in cluster: stream:"
+        )
