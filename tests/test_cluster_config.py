@@ -3,9 +3,6 @@ placed at its line."""
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
 import pytest
 
 from monitor.config.cluster import (
@@ -16,33 +13,10 @@ from monitor.config.cluster import (
     NatsCredentials,
     byte_size,
 )
-from monitor.config.inventory import InventoryErrors
-from monitor.config.loader import load_inventory
 from monitor.core.options import OptionError
+from tests.test_api_config import faults, load
 
 PASSWORD = "nats-password-s3cr3t-value"
-
-BASE = """\
-version: 1
-sites:
-  - id: s
-    links:
-      - id: l
-        checks:
-          - {id: c, kind: tcp, target: 127.0.0.1:9}
-"""
-
-
-def load(tmp_path: Path, cluster: str):
-    path = tmp_path / "inventory.yaml"
-    path.write_text(BASE + textwrap.dedent(cluster))
-    return load_inventory(path)
-
-
-def faults(tmp_path: Path, cluster: str) -> list[str]:
-    with pytest.raises(InventoryErrors) as caught:
-        load(tmp_path, cluster)
-    return [str(e) for e in caught.value.errors]
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from monitor.core.options import (
     readable_file,
     text,
 )
-from monitor.core.secrets import SecretRef, secret_env, secret_file
+from monitor.core.secrets import SecretRef
 from monitor.core.yamlnodes import Node
 
 # 9110 was the Blackbox prober's in Prometheus' default port allocations, deprecated when the
@@ -235,14 +235,4 @@ class ApiReader(Reader):
                 )
             )
             return None
-        key = given[0]
-        parse = secret_env if key == "token_env" else secret_file
-        secret = self.plain(inner, key, parse, None)
-        if secret is None:
-            return None
-        try:
-            secret.check_available()
-        except OptionError as exc:
-            self.fail(inner[key][1].error(f"'{key}': {exc.message}", exc.hint))
-            return None
-        return secret
+        return self.secret_ref(inner, given[0])

@@ -27,7 +27,7 @@ from typing import Any
 
 from monitor.config.reader import Fields, Reader
 from monitor.core.options import OptionError, duration, is_number, path, readable_file, text
-from monitor.core.secrets import SecretRef, secret_env, secret_file
+from monitor.core.secrets import SecretRef
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "COMMWATCH_RESULTS"
@@ -213,7 +213,7 @@ class ClusterReader(Reader):
             return None
         key = given[0]
         if method in ("password", "token"):
-            secret = self._nats_secret(inner, key)
+            secret = self.secret_ref(inner, key)
             if secret is None:
                 return None
             if method == "password":
@@ -225,18 +225,6 @@ class ClusterReader(Reader):
         if method == "creds_file":
             return NatsCredentials(creds_file=Path(file))
         return NatsCredentials(nkey_file=Path(file))
-
-    def _nats_secret(self, fields: Fields, key: str) -> SecretRef | None:
-        parse = secret_env if key.endswith("_env") else secret_file
-        secret = self.plain(fields, key, parse, None)
-        if secret is None:
-            return None
-        try:
-            secret.check_available()
-        except OptionError as exc:
-            self.fail(fields[key][1].error(f"'{key}': {exc.message}", exc.hint))
-            return None
-        return secret
 
     def _nats_tls(self, fields: Fields) -> NatsTls | None:
         if "tls" not in fields:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from monitor.core.options import OptionError
+from monitor.core.secrets import SecretRef, secret_env, secret_file
 from monitor.core.yamlnodes import InventoryError, Location, Node
 
 ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62})")
@@ -133,3 +134,17 @@ class Reader:
         except OptionError as exc:
             self.fail(node.error(f"'{key}': {exc.message}", exc.hint))
             return default
+
+    def secret_ref(self, fields: Fields, key: str) -> SecretRef | None:
+        """The secret that `key` (`*_env` or `*_file`) refers to, checked to be there now (never
+        read); None with the fault reported at the value."""
+        parse = secret_env if key.endswith("_env") else secret_file
+        secret = self.plain(fields, key, parse, None)
+        if secret is None:
+            return None
+        try:
+            secret.check_available()
+        except OptionError as exc:
+            self.fail(fields[key][1].error(f"'{key}': {exc.message}", exc.hint))
+            return None
+        return secret
