@@ -23,8 +23,8 @@ from monitor.cli.main import COMMANDS, main
 from probes.registry import REGISTRY
 from tests.conftest import REPO
 
-# The libraries of the other kinds, the dashboard, the alerts and the history.
-HEAVY = ("aiohttp", "pysnmp", "pyasn1", "textual", "rich", "cryptography", "dns", "re2")
+# The libraries of the other kinds, the dashboard, the alerts, the history and the cluster.
+HEAVY = ("aiohttp", "pysnmp", "pyasn1", "textual", "rich", "cryptography", "dns", "re2", "nats")
 # What a tcp check does not use, over HEAVY: the other kinds, the sinks and stores above the
 # engine, and the libraries they stand on.
 NOT_FOR_TCP = (
@@ -41,6 +41,7 @@ NOT_FOR_TCP = (
     "monitor.output.report",
     "monitor.lab",
     "monitor.api",
+    "monitor.cluster",
     "tui",
     "sqlite3",
     "yarl",
@@ -113,6 +114,7 @@ def listener() -> Iterator[str]:
         ["web", "--help"],
         ["audit", "--help"],
         ["demo", "--help"],
+        ["agent", "--help"],
         ["bogus"],  # a usage error ends in the parser too
     ],
 )

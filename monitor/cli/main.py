@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "web": "monitor.cli.commands.web",
     "demo": "monitor.cli.commands.demo",
     "probe": "monitor.cli.commands.probe",
+    "agent": "monitor.cli.commands.agent",
 }
 
 

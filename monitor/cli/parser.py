@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from pathlib import Path
 
 from monitor.cli import values
 from monitor.cli.parsing import VERSION, CommandParser, subcommands
@@ -51,6 +52,11 @@ def build_parser() -> CommandParser:
         _probe,
         help="run one check with no inventory (usable as a monitoring plugin)",
         plugin="COMMWATCH",
+    )
+    commands.declare(
+        "agent",
+        _agent,
+        help="probe here and publish the results to NATS JetStream for a central engine",
     )
     return parser
 
@@ -100,6 +106,39 @@ def _run(run: CommandParser) -> None:
         "the tokens, or reach the API without one)",
     )
     _add_filters(run)
+
+
+def _agent(agent: CommandParser) -> None:
+    agent.description = (
+        "Run the selected checks continuously and publish every result to the results stream "
+        "on NATS JetStream, for a central engine to judge; no state, history or alerts here. "
+        "While NATS cannot be reached, probing goes on and results wait in a spool on disk "
+        "(bounded by the inventory's cluster: spool:), replayed in order on reconnection. "
+        "Runs until SIGINT/SIGTERM. Needs the cluster extra: pip install 'commwatch[cluster]'."
+    )
+    agent.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    agent.add_argument(
+        "--nats",
+        type=values.nats_url,
+        metavar="URL",
+        help="the NATS server, nats://HOST:PORT or tls://HOST:PORT (overrides cluster: nats: "
+        "url:; credentials never go in the URL, only in cluster: nats: credentials:)",
+    )
+    agent.add_argument(
+        "--name",
+        required=True,
+        type=values.agent_name,
+        help="this vantage point's name, unique among the agents (lower-case letters, digits, "
+        "'-' and '_'): it is in every result's subject and message id",
+    )
+    agent.add_argument(
+        "--spool",
+        type=Path,
+        metavar="PATH",
+        help="the spool file (overrides cluster: spool: path:; default "
+        "$XDG_STATE_HOME/commwatch/spool-NAME.sqlite3)",
+    )
+    _add_filters(agent)
 
 
 def _audit(audit: CommandParser) -> None:

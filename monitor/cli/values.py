@@ -9,10 +9,13 @@ the type, when a flag of that type is read, never here.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from monitor.config.api import Listen
+
+T = TypeVar("T")
 
 
 def days(text: str) -> float:
@@ -53,9 +56,27 @@ def duration_flag(text: str) -> float:
 
 def listen(text: str) -> Listen:
     from monitor.config.api import listen_address  # see the module's docstring
+
+    return _option(listen_address, text)
+
+
+def nats_url(text: str) -> str:
+    from monitor.config.cluster import nats_url as parse  # see the module's docstring
+
+    return _option(parse, text)
+
+
+def agent_name(text: str) -> str:
+    from monitor.cluster.stream import agent_name as parse  # see the module's docstring
+
+    return _option(parse, text)
+
+
+def _option(parse: Callable[[str], T], text: str) -> T:
+    """`parse(text)`, an OptionError of it a usage error."""
     from monitor.core.options import OptionError
 
     try:
-        return listen_address(text)
+        return parse(text)
     except OptionError as exc:
         raise argparse.ArgumentTypeError(f"{exc}") from None

@@ -1,0 +1,73 @@
+"""`commwatch agent`: probe the selected checks here and publish every result to the results
+stream on NATS JetStream (monitor.cluster.agent), spooling them while NATS cannot be reached;
+a central engine elsewhere judges them. No state engine, history or alerts run here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from typing import TYPE_CHECKING
+
+from monitor.cli.cluster_extra import missing_nats
+from monitor.cli.commands.selection import selection
+from monitor.cli.commands.sweep import stop_on_signals
+from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.config.cluster import ClusterConfig
+from monitor.core.paths import state_dir
+
+if TYPE_CHECKING:
+    from monitor.cluster.agent import Agent
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = missing_nats("agent")
+    if missing is not None:
+        return missing
+    selected = selection(args)
+    if selected is None:
+        return EXIT_UNKNOWN
+    # The cluster code loads once nats-py is known to be there and the inventory is good.
+    from monitor.cluster.agent import Agent
+    from monitor.cluster.spool import Spool, SpoolError
+
+    cluster = selected.inventory.cluster or ClusterConfig()
+    if args.nats is not None:
+        cluster = dataclasses.replace(
+            cluster, nats=dataclasses.replace(cluster.nats, url=args.nats)
+        )
+    path = args.spool or cluster.spool.path or state_dir() / f"spool-{args.name}.sqlite3"
+    try:
+        spool = Spool(path, cluster.spool.max_age, cluster.spool.max_bytes)
+    except SpoolError as exc:
+        print(f"commwatch agent: {exc}; nothing was run", file=sys.stderr)
+        return EXIT_UNKNOWN
+    try:
+        figures = spool.figures()
+        print(
+            f"commwatch agent {args.name}: {len(selected.checks)} checks, results to "
+            f"{cluster.nats.url} stream {cluster.stream}; spool {path} ({figures.depth} waiting, "
+            f"{figures.dropped} ever dropped)",
+            file=sys.stderr,
+            flush=True,
+        )
+        agent = Agent(args.name, selected.checks, selected.inventory.concurrency, cluster, spool)
+        return asyncio.run(_run(agent))
+    except SpoolError as exc:
+        print(f"commwatch agent: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    finally:
+        spool.close()
+
+
+async def _run(agent: Agent) -> int:
+    stop_on_signals(agent.stop)
+    await agent.run()
+    figures = agent.figures()
+    print(
+        f"commwatch agent {agent.name}: stopped; {figures.published} results published, "
+        f"{figures.spooled} in the spool, {figures.dropped} ever dropped",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,321 @@
+"""An agent: the scheduler and the runner over its checks, every result published to the
+results stream (monitor.cluster.stream), no state engine, history or alerts of its own.
+
+Whatever NATS does, probing goes on. A result is published while NATS takes it; once a publish
+fails or the connection is down, it and every result after it go to the spool
+(monitor.cluster.spool) and, once NATS is back, are replayed oldest first before anything newer
+is published: the order of each check's results holds across an outage. A result whose publish
+timed out may still reach the server and then come again from the spool; its message id makes
+the server store it once.
+
+Connecting is nats-py's: it retries for ever (the first connection too) and the agent is told
+of each disconnect and reconnect. Credentials are read from their references when connecting
+and handed to nats-py alone; nothing here logs them, and a log line about NATS says what
+happened in commwatch's words, not the library's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from monitor.cluster.spool import Spool
+from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
+from monitor.config.cluster import ClusterConfig, NatsConfig
+from monitor.config.inventory import Check, Concurrency
+from monitor.core.logs import Throttle
+from monitor.core.model import ProbeResult
+from monitor.engine.runner import run_check
+from monitor.engine.scheduler import CheckRunner, Scheduler
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js.client import JetStreamContext
+
+log = logging.getLogger("commwatch.agent")
+
+PUBLISH_TIMEOUT = 5.0  # seconds for the server's acknowledgement
+RECONNECT_WAIT = 1  # seconds between nats-py's attempts
+REPLAY_BATCH = 200  # spooled entries read per step of a replay
+PENDING_LIMIT = 10_000  # results waiting in memory beyond which they go to the spool
+RETRY_FIRST, RETRY_LAST = 1.0, 30.0  # seconds before retrying a refused publish, doubling
+_LOG_EVERY = 60.0  # seconds: one line per kind of trouble at most
+
+
+@dataclass(frozen=True)
+class AgentFigures:
+    """What an agent has done since it started, for its status and (later) its metrics."""
+
+    connected: bool
+    published: int  # results the stream acknowledged, first publishes and replays
+    duplicates: int  # of those, the ones the server had already (a replay after a lost ack)
+    replayed: int  # results published from the spool
+    spooled: int  # results waiting in the spool now
+    dropped: int  # ever dropped from the spool (its bounds), across restarts
+
+
+def connect_options(config: NatsConfig) -> dict[str, Any]:
+    """nats-py's keyword arguments for the credentials and TLS configured; secrets revealed
+    here, at the moment of use, and passed nowhere else."""
+    options: dict[str, Any] = {}
+    credentials = config.credentials
+    if credentials is not None:
+        if credentials.password is not None:
+            options["user"] = credentials.user
+            options["password"] = credentials.password.reveal()
+        elif credentials.token is not None:
+            options["token"] = credentials.token.reveal()
+        elif credentials.creds_file is not None:
+            options["user_credentials"] = str(credentials.creds_file)
+        elif credentials.nkey_file is not None:
+            options["nkeys_seed"] = str(credentials.nkey_file)
+    tls = config.tls
+    if tls is not None or config.url.startswith("tls://"):
+        context = ssl.create_default_context(
+            cafile=None if tls is None or tls.ca_file is None else str(tls.ca_file)
+        )
+        if tls is not None and tls.cert_file is not None and tls.key_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        options["tls"] = context
+    return options
+
+
+class Agent:
+    def __init__(
+        self,
+        name: str,
+        checks: Sequence[Check],
+        concurrency: Concurrency,
+        cluster: ClusterConfig,
+        spool: Spool,
+        *,
+        start_spread: float | None = None,
+        runner: CheckRunner = run_check,
+    ) -> None:
+        self.name = name
+        self.cluster = cluster
+        self.spool = spool
+        self.scheduler = Scheduler(
+            checks, concurrency, self._collected, start_spread=start_spread, runner=runner
+        )
+        self._pending: deque[Outgoing] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._stream_ready = False
+        self._retry = RETRY_FIRST
+        self._published = 0
+        self._duplicates = 0
+        self._replayed = 0
+        self._throttle = Throttle(_LOG_EVERY)
+        self._was_connected = False
+
+    # --- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Probe, publish and spool until `stop()`; then publish or spool what is left and
+        close the connection."""
+        connecting = asyncio.create_task(self._connect())
+        publishing = asyncio.create_task(self._publish_loop())
+        try:
+            await self.scheduler.run()
+        finally:
+            self._stopping = True
+            self._wake.set()
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            await publishing
+            if self._nc is not None:
+                with contextlib.suppress(Exception):
+                    await self._nc.close()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+    def figures(self) -> AgentFigures:
+        return AgentFigures(
+            connected=self._connected(),
+            published=self._published,
+            duplicates=self._duplicates,
+            replayed=self._replayed,
+            spooled=self.spool.depth,
+            dropped=self.spool.figures().dropped,
+        )
+
+    # --- results in -------------------------------------------------------------------------
+
+    def _collected(self, result: ProbeResult) -> None:
+        self._pending.append(outgoing(self.name, result))
+        self._wake.set()
+
+    # --- NATS ---------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        from nats.aio.client import Client
+
+        # Made before connecting, so that a stop while the first connection is still being
+        # tried closes it (nats-py retries inside connect()).
+        self._nc = Client()
+        await self._nc.connect(
+            self.cluster.nats.url,
+            name=f"commwatch-agent {self.name}",
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,  # the first connection too: keep probing and spooling
+            reconnect_time_wait=RECONNECT_WAIT,
+            connect_timeout=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            **connect_options(self.cluster.nats),
+        )
+        self._js = self._nc.jetstream()
+        await self._on_reconnected()
+
+    def _connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def _on_error(self, exc: Exception) -> None:
+        from nats.errors import AuthorizationError
+
+        # The library's message is not shown: it is the library's words, and may quote the
+        # server; the kind of failure is enough to act on. nats-py reports the server's
+        # "-ERR 'Authorization Violation'" as a plain nats.errors.Error.
+        kind = type(exc).__name__
+        if isinstance(exc, AuthorizationError) or "authorization" in str(exc).lower():
+            what = f"NATS at {self.cluster.nats.url} refused this agent's credentials"
+        else:
+            what = f"cannot reach NATS at {self.cluster.nats.url} ({kind})"
+        held = self._throttle.let_through(what)
+        if held is not None:
+            log.warning("%s; spooling results (%d in the spool)", what, self.spool.depth)
+
+    async def _on_disconnected(self) -> None:
+        if self._was_connected and not self._stopping:
+            self._was_connected = False
+            log.warning("disconnected from NATS at %s; spooling results", self.cluster.nats.url)
+        self._wake.set()
+
+    async def _on_reconnected(self) -> None:
+        self._was_connected = True
+        self._retry = RETRY_FIRST
+        waiting = f"; replaying {self.spool.depth} spooled results" if self.spool.depth else ""
+        log.warning("connected to NATS at %s%s", self.cluster.nats.url, waiting)
+        self._wake.set()
+
+    # --- results out --------------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            refused = await self._drain()
+            if self._stopping:
+                self._spool_pending()
+                return
+            timeout = self._retry if refused else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            if refused:
+                self._retry = min(self._retry * 2, RETRY_LAST)
+
+    async def _drain(self) -> bool:
+        """Publish what is spooled, then what is pending, in order, while NATS takes it; spool
+        the rest. True when NATS is connected but refused (retry after a pause)."""
+        while True:
+            if len(self._pending) > PENDING_LIMIT or not self._connected():
+                self._spool_pending()
+                return False
+            if not await self._stream():
+                self._spool_pending()
+                return True
+            if self.spool.depth:
+                self._spool_pending()  # behind the spool, so that the order holds
+                if not await self._replay():
+                    return True
+                continue
+            if not self._pending:
+                return False
+            entry = self._pending[0]
+            if not await self._publish(entry):
+                return True
+            self._pending.popleft()
+
+    async def _stream(self) -> bool:
+        if self._stream_ready:
+            return True
+        assert self._js is not None
+        try:
+            await ensure_stream(self._js, self.cluster.stream)
+        except StreamError as exc:
+            self._warn("stream", "%s", exc)
+            return False
+        except Exception as exc:  # nats-py's errors, a timeout, a closed connection
+            self._warn(
+                "stream",
+                "cannot make sure stream %s exists (%s)",
+                self.cluster.stream,
+                type(exc).__name__,
+            )
+            return False
+        self._stream_ready = True
+        return True
+
+    async def _replay(self) -> bool:
+        """Publish the oldest spooled entries in order; False at the first one refused."""
+        batch = self.spool.oldest(REPLAY_BATCH)
+        done: int | None = None
+        try:
+            for seq, entry in batch:
+                if not await self._publish(entry):
+                    return False
+                done = seq
+                self._replayed += 1
+        finally:
+            if done is not None:
+                self.spool.remove_through(done)
+        if not self.spool.depth:
+            log.warning("the spool is replayed: publishing as results come")
+        return True
+
+    async def _publish(self, entry: Outgoing) -> bool:
+        js = self._js
+        assert js is not None
+        try:
+            ack = await js.publish(
+                entry.subject,
+                entry.data,
+                timeout=PUBLISH_TIMEOUT,
+                stream=self.cluster.stream,
+                headers=entry.headers,
+            )
+        except Exception as exc:  # nats-py's errors, a timeout, a closed connection
+            self._warn("publish", "NATS did not take a result (%s); spooling", type(exc).__name__)
+            return False
+        self._published += 1
+        self._duplicates += bool(ack.duplicate)
+        self._retry = RETRY_FIRST
+        return True
+
+    def _spool_pending(self) -> None:
+        while self._pending:
+            dropped = self.spool.append(self._pending.popleft())
+            if dropped:
+                self._warn(
+                    "dropped",
+                    "the spool is full (%s): %d oldest results dropped, %d ever",
+                    self.spool.path,
+                    dropped,
+                    self.spool.figures().dropped,
+                )
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        if self._throttle.let_through(key) is not None:
+            log.warning(message, *args)
