@@ -211,6 +211,30 @@ async def test_a_replayed_result_the_server_has_is_stored_once(tmp_path):
         spool.close()
 
 
+async def test_a_stream_deleted_under_the_agent_is_made_again(tmp_path):
+    async with tcp_peers(3) as ports, running_nats(tmp_path / "nats") as server:
+        path = tmp_path / "inventory.yaml"
+        path.write_text(inventory_text(ports))
+        inventory = load_inventory(path)
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+        agent = make_agent(server, inventory, spool, start_spread=0)
+        running = asyncio.create_task(agent.run())
+        nc = await nats.connect(server.url)
+        try:
+
+            async def stored(count: int) -> bool | None:
+                return True if len(await stream_messages(server.url)) >= count else None
+
+            await poll("first results stored", lambda: stored(3), timeout=30)
+            await nc.jetstream().delete_stream(STREAM)
+            await poll("results stored in the stream made again", lambda: stored(6), timeout=60)
+        finally:
+            await nc.close()
+            agent.stop()
+            await asyncio.wait_for(running, 30)
+        spool.close()
+
+
 # --- the command --------------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from monitor.cluster.spool import Spool
+from monitor.cluster.spool import Spool, SpoolError
 from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
 from monitor.config.cluster import ClusterConfig, NatsConfig
 from monitor.config.inventory import Check, Concurrency
@@ -213,26 +213,34 @@ class Agent:
     # --- results out --------------------------------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        while True:
-            self._wake.clear()
-            refused = await self._drain()
-            if self._stopping:
-                self._spool_pending()
-                return
-            timeout = self._retry if refused else None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            if refused:
-                self._retry = min(self._retry * 2, RETRY_LAST)
+        try:
+            while True:
+                self._wake.clear()
+                refused = await self._drain()
+                if self._stopping:
+                    self._spool_pending()
+                    return
+                timeout = self._retry if refused else None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                if refused:
+                    self._retry = min(self._retry * 2, RETRY_LAST)
+        except SpoolError:
+            # Nowhere left to keep results (a full disk, a file gone): probing on would lose
+            # them unseen. run() ends, and the error reaches whoever started it.
+            self.scheduler.stop()
+            raise
 
     async def _drain(self) -> bool:
         """Publish what is spooled, then what is pending, in order, while NATS takes it; spool
         the rest. True when NATS is connected but refused (retry after a pause)."""
         while True:
-            if len(self._pending) > PENDING_LIMIT or not self._connected():
+            if not self._connected():
                 self._spool_pending()
                 return False
+            if len(self._pending) > PENDING_LIMIT:
+                self._spool_pending()  # NATS is slower than the probes: keep memory bounded
             if not await self._stream():
                 self._spool_pending()
                 return True
@@ -298,6 +306,7 @@ class Agent:
             )
         except Exception as exc:  # nats-py's errors, a timeout, a closed connection
             self._warn("publish", "NATS did not take a result (%s); spooling", type(exc).__name__)
+            self._stream_ready = False  # it may have been deleted: make sure of it again
             return False
         self._published += 1
         self._duplicates += bool(ack.duplicate)
