@@ -86,7 +86,7 @@ async def stream_messages(url: str, **auth: str) -> list[Any]:
         while True:
             try:
                 messages += await sub.fetch(500, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
                 return messages
     finally:
         await nc.close()

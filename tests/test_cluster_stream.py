@@ -52,7 +52,7 @@ async def stored(js, stream: str) -> list:
     while True:
         try:
             batch = await sub.fetch(100, timeout=0.5)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
             return messages
         messages += batch
 

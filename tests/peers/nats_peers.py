@@ -30,6 +30,11 @@ def nats_binary() -> str:
     return found
 
 
+class PortTaken(Exception):
+    """Something else bound the free port first (another test's server, between our look and
+    nats-server's bind)."""
+
+
 @dataclass
 class NatsServer:
     folder: Path
@@ -38,6 +43,7 @@ class NatsServer:
     password: str | None = None
     token: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _log_start: int = field(default=0, repr=False)
 
     @property
     def url(self) -> str:
@@ -69,6 +75,7 @@ class NatsServer:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self._config()
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
                 [nats_binary(), "-c", str(config)],
@@ -82,10 +89,10 @@ class NatsServer:
         process = self.process
         assert process is not None
         if process.poll() is not None:
-            pytest.fail(
-                f"nats-server exited {process.returncode}: {self.log.read_text()[-2000:]}",
-                pytrace=False,
-            )
+            said = self.log.read_text()[self._log_start :]
+            if "address already in use" in said:
+                raise PortTaken(said)
+            pytest.fail(f"nats-server exited {process.returncode}: {said[-2000:]}", pytrace=False)
         # The server's first line is INFO {json}; JetStream is on once it says so.
         try:
             reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
@@ -128,8 +135,14 @@ async def running_nats(
 ) -> AsyncIterator[NatsServer]:
     """nats-server with JetStream on a free loopback port, authenticating clients by user and
     password or by token when given; stopped at the end."""
-    server = NatsServer(folder, free_port(), user=user, password=password, token=token)
-    await server.start()
+    for attempt in range(3):
+        server = NatsServer(folder, free_port(), user=user, password=password, token=token)
+        try:
+            await server.start()
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:
