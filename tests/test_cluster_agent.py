@@ -397,3 +397,22 @@ def test_without_nats_py_the_agent_says_how_to_install_it(tmp_path):
         timeout=60,
     )
     assert probe.returncode != 0 and "No module named 'nats'" in probe.stderr
+
+
+def test_a_credential_that_cannot_be_read_ends_the_agent_before_it_probes(tmp_path):
+    (tmp_path / "nats.token").write_bytes(b"\xff\xfe not text")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(inventory_text([9], "cluster: {nats: {credentials: {token_file: nats.token}}}"))
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "agent", str(path), "--name", "north-1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"commwatch agent: secret file {tmp_path / 'nats.token'} is not UTF-8 text "
+        "(store the secret as UTF-8)"
+    )
+    assert "Traceback" not in done.stderr

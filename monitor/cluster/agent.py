@@ -121,8 +121,10 @@ class Agent:
 
     async def run(self) -> None:
         """Probe, publish and spool until `stop()`; then publish or spool what is left and
-        close the connection."""
-        connecting = asyncio.create_task(self._connect())
+        close the connection. The credentials are read first: one that cannot be had
+        (OptionError) or a TLS file that does not load (ssl.SSLError) ends it before it probes."""
+        options = connect_options(self.cluster.nats)
+        connecting = asyncio.create_task(self._connect(options))
         publishing = asyncio.create_task(self._publish_loop())
         try:
             await self.scheduler.run()
@@ -158,7 +160,7 @@ class Agent:
 
     # --- NATS ---------------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _connect(self, options: dict[str, Any]) -> None:
         from nats.aio.client import Client
 
         # Made before connecting, so that a stop while the first connection is still being
@@ -174,13 +176,14 @@ class Agent:
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
-            **connect_options(self.cluster.nats),
+            **options,
         )
         self._js = self._nc.jetstream()
         await self._on_reconnected()
 
     def _connected(self) -> bool:
-        return self._nc is not None and self._nc.is_connected
+        # _js is set once connect() has returned: nats-py says connected a moment before.
+        return self._nc is not None and self._js is not None and self._nc.is_connected
 
     async def _on_error(self, exc: Exception) -> None:
         from nats.errors import AuthorizationError

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ssl
 import sys
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.cluster import ClusterConfig
+from monitor.core.options import OptionError
 from monitor.core.paths import state_dir
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
         agent = Agent(args.name, selected.checks, selected.inventory.concurrency, cluster, spool)
         return asyncio.run(_run(agent))
-    except SpoolError as exc:
+    except (SpoolError, OptionError, ssl.SSLError) as exc:
         print(f"commwatch agent: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     finally:
