@@ -26,7 +26,8 @@ from monitor.config.api import ApiConfig, Listen, TlsFiles, TokenConfig, TokenRo
 from monitor.config.loader import load_inventory
 from monitor.core.secrets import SecretRef
 from monitor.engine.acks import AckChange, AckEnd
-from monitor.engine.pipeline import Monitor, PauseChange
+from monitor.engine.commands import PauseChange
+from monitor.engine.pipeline import Monitor
 from tests.peers.pki import make_ca, make_leaf
 from tests.peers.tcp_peers import closed_port
 

@@ -9,7 +9,9 @@ acknowledge a subject's problem and withdraw the acknowledgement.
 
 Every one needs an operator token. A body is a JSON object (`Content-Type:
 application/json`) of the keys named, no others. Acknowledgements and pauses reach every
-watcher of the engine (`Monitor.watch_controls`), the event stream's clients among them.
+watcher of the engine (`Monitor.watch_controls`), the event stream's clients among them. An
+engine that runs no checks of its own (a central, fed by its agents) answers run, pause and
+resume with 409 Conflict, saying why.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from monitor.api.roles import Role, requires
 from monitor.config.api import ApiConfig
 from monitor.core.options import OptionError, duration
 from monitor.engine.acks import Ack, AckRefused, NothingToAcknowledge
+from monitor.engine.commands import NoScheduler
 from monitor.engine.pipeline import Monitor
 from monitor.output.records import iso_time
 
@@ -57,7 +60,7 @@ def ack_record(ack: Ack) -> dict[str, Any]:
 def known_check(request: web.Request) -> str:
     """The request's check id, one this engine runs; 404 otherwise."""
     check_id = request.match_info["check_id"]
-    if check_id not in request.app[MONITOR].scheduler.checks:
+    if check_id not in request.app[MONITOR].checks:
         raise web.HTTPNotFound(text=f"no check {check_id!r} in this engine")
     return check_id
 
@@ -81,13 +84,22 @@ async def json_object(request: web.Request, keys: tuple[str, ...]) -> dict[str, 
     return body
 
 
+def scheduled_check(request: web.Request) -> str:
+    """The request's check id, for a command to the engine's scheduler: 404 when the engine
+    has no such check, 409 when it has no scheduler (a central: its agents run the checks)."""
+    check_id = known_check(request)
+    if request.app[MONITOR].scheduler is None:
+        raise web.HTTPConflict(text=str(NoScheduler(check_id)))
+    return check_id
+
+
 @requires(Role.OPERATOR)
 async def run_now(request: web.Request) -> web.Response:
     monitor = request.app[MONITOR]
-    check_id = known_check(request)
+    check_id = scheduled_check(request)
     if not monitor.ready.is_set():
         raise web.HTTPServiceUnavailable(text="the engine is not running its checks yet")
-    if monitor.scheduler.is_paused(check_id):
+    if monitor.is_paused(check_id):
         raise web.HTTPConflict(text=f"check {check_id!r} is paused: resume it first")
     monitor.run_now(check_id)
     return web.json_response({"check_id": check_id, "queued": True}, status=202)
@@ -95,14 +107,14 @@ async def run_now(request: web.Request) -> web.Response:
 
 @requires(Role.OPERATOR)
 async def pause(request: web.Request) -> web.Response:
-    check_id = known_check(request)
+    check_id = scheduled_check(request)
     request.app[MONITOR].pause(check_id)
     return web.json_response({"check_id": check_id, "paused": True})
 
 
 @requires(Role.OPERATOR)
 async def resume(request: web.Request) -> web.Response:
-    check_id = known_check(request)
+    check_id = scheduled_check(request)
     request.app[MONITOR].resume(check_id)
     return web.json_response({"check_id": check_id, "paused": False})
 

@@ -97,7 +97,7 @@ def state_document(
         checks.append(
             {
                 "check_id": check_id,
-                "paused": monitor.scheduler.is_paused(check_id),
+                "paused": monitor.is_paused(check_id),
                 "last_result": None if last is None else result_record(last),
             }
         )

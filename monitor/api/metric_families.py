@@ -139,6 +139,8 @@ def engine_families(scrape: Scrape) -> Iterator[Metric]:
 
 def _scheduler(figures: EngineFigures) -> Iterator[Metric]:
     scheduler = figures.scheduler
+    if scheduler is None:
+        return  # fed from a source (a central): no checks run here, none queue or lag
     yield GaugeMetricFamily(
         "commwatch_checks_in_flight", "Checks running now.", value=scheduler.in_flight
     )

@@ -53,7 +53,7 @@ class Exporter:
     def __init__(self, monitor: Monitor) -> None:
         self._monitor = monitor
         topology = monitor.topology
-        checks = monitor.scheduler.checks
+        checks = monitor.checks
         self._labels = {
             check_id: (check_id, policy.site_id, policy.link_id, checks[check_id].kind)
             for check_id, policy in topology.checks.items()

@@ -28,7 +28,8 @@ from monitor.api.errors import error_response
 from monitor.api.feed import BadEventId, Feed, Message, MessageType, Subscription
 from monitor.api.roles import Role, requires
 from monitor.engine.acks import AckChange
-from monitor.engine.pipeline import Monitor, PauseChange
+from monitor.engine.commands import PauseChange
+from monitor.engine.pipeline import Monitor
 
 KEEPALIVE: Final = 15.0  # seconds without a message before a keepalive comment
 RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting

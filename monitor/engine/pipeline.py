@@ -2,7 +2,9 @@
 alerts and the caller's sinks (JSON lines, the dashboard).
 
 Data flows one way. The only thing sent back down is a command to the scheduler: look again
-soon (`expedite`) while a change of state awaits confirmation.
+soon (`expedite`) while a change of state awaits confirmation. An engine fed from a
+`ResultSource` (a central, taking what agents probed) has no scheduler: the source's results
+take its place, and everything after them is the same.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from monitor.alerts.alerter import Alerter
 from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
-from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending, Subject
+from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
 from monitor.core.model import ProbeResult
-from monitor.engine.acks import Ack, AckChange, AckEnd, Acknowledgements, make_ack
-from monitor.engine.checks import status_of
+from monitor.engine.commands import OperatorCommands
 from monitor.engine.links import links_up_text
 from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
@@ -41,17 +42,17 @@ log = logging.getLogger(__name__)
 Watcher = Callable[[ProbeResult | Event, EngineState], None]
 
 
-@dataclass(frozen=True, slots=True)
-class PauseChange:
-    """An operator paused or resumed a check."""
+class ResultSource(Protocol):
+    """Where the results of an engine without a scheduler come from (a central: its agents'
+    results, through NATS)."""
 
-    check_id: str
-    paused: bool
+    async def run(self, take: Callable[[ProbeResult], None]) -> None:
+        """Hand each result of the engine's checks to `take`, in time order per check, until
+        `stop()`; an exception
+        from `take` ends the run with it. After a `stop()` before `run()`, it returns at once."""
+        ...
 
-
-# Sees what operators do to the engine, as it happens: acknowledgements made and ended (an
-# end caused by a change of state comes right after the watchers saw that change), pauses.
-ControlWatcher = Callable[[AckChange | PauseChange], None]
+    def stop(self) -> None: ...
 
 
 def topology_of(
@@ -186,14 +187,15 @@ def sweep_state(
 class EngineFigures:
     """What the engine is doing at one moment, for its metrics."""
 
-    scheduler: SchedulerFigures
+    scheduler: SchedulerFigures | None  # None: no scheduler, the results come from a source
     store_queued: int | None  # results and events waiting to be stored; None without history
     store_rejected_results: int  # refused by a store that is not keeping up, since start
     store_rejected_events: int
 
 
-class Monitor:
-    """Runs `checks` continuously with state, history and alerts, until `stop()`.
+class Monitor(OperatorCommands):
+    """Runs `checks` continuously with state, history and alerts, until `stop()`; with a
+    `source`, takes their results from it instead of running them.
 
     `on_result` and `on_event` see everything in order. With history on, they are called only
     once what they report is durably stored, so a crash never loses anything already shown.
@@ -209,15 +211,20 @@ class Monitor:
         history: bool = True,
         alerts: bool = True,
         start_spread: float | None = None,
+        source: ResultSource | None = None,
     ) -> None:
+        super().__init__()
         self.inventory = inventory
+        self.checks = {check.ref.check_id: check for check in checks}
         self.topology = topology_of(inventory, checks)
-        self._retry = {c.ref.check_id: c.retry_interval for c in checks}
         self._on_result = on_result
         self._on_event = on_event
         self.state = restore(self.topology)
-        self.scheduler = Scheduler(
-            checks, inventory.concurrency, self._take, start_spread=start_spread
+        self._source = source
+        self.scheduler = (
+            Scheduler(checks, inventory.concurrency, self._take, start_spread=start_spread)
+            if source is None
+            else None
         )
         resilience = inventory.resilience
         self._writer = (
@@ -239,10 +246,8 @@ class Monitor:
         self._alert_queue: asyncio.Queue[tuple[Event, ...]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[Watcher] = []
-        self._control_watchers: list[ControlWatcher] = []
-        self.acks = Acknowledgements()
-        self._ack_expiry: asyncio.TimerHandle | None = None
-        # Set once history and alerting run and the scheduler has started: the engine serves.
+        # Set once history and alerting run and the scheduler (or source) has started: the
+        # engine serves.
         self.ready = asyncio.Event()
         self.started_at: float | None = None
 
@@ -251,111 +256,22 @@ class Monitor:
         self._watchers.append(watcher)
         return lambda: self._watchers.remove(watcher)
 
-    def watch_controls(self, watcher: ControlWatcher) -> Callable[[], None]:
-        """Call `watcher` for every acknowledgement made or ended and every check paused or
-        resumed from now on; returns how to stop."""
-        self._control_watchers.append(watcher)
-        return lambda: self._control_watchers.remove(watcher)
-
     @property
     def history_path(self) -> Path | None:
         """The history database this engine writes; None when it runs without history."""
         return None if self._writer is None else self._writer.config.path
 
     def stop(self) -> None:
-        self.scheduler.stop()
-
-    # --- what operators do -------------------------------------------------------------------
-
-    def run_now(self, check_id: str) -> None:
-        """Run a check at once (unless it is queued or running already). KeyError: no such
-        check in this engine."""
-        self.scheduler.run_now(check_id)
-
-    def pause(self, check_id: str) -> None:
-        """Stop scheduling a check (one running finishes and reports). KeyError: no such
-        check."""
-        self._known_check(check_id)
-        if not self.scheduler.is_paused(check_id):
-            self.scheduler.pause(check_id)
-            self._publish(PauseChange(check_id, paused=True))
-
-    def resume(self, check_id: str) -> None:
-        self._known_check(check_id)
-        if self.scheduler.is_paused(check_id):
-            self.scheduler.resume(check_id)
-            self._publish(PauseChange(check_id, paused=False))
-
-    def _known_check(self, check_id: str) -> None:
-        if check_id not in self.scheduler.checks:
-            raise KeyError(check_id)
-
-    def subject_of(self, subject_id: str) -> Subject | None:
-        """What kind of subject `subject_id` is in this engine (a check it runs, a link or group
-        it judges), or None."""
-        topology = self.topology
-        if subject_id in topology.checks:
-            return Subject.CHECK
-        if subject_id in topology.evaluated_links:
-            return Subject.LINK
-        if subject_id in topology.evaluated_groups:
-            return Subject.GROUP
-        return None
-
-    def acknowledge(self, subject_id: str, *, comment: str, by: str, expires: float) -> Ack:
-        """Acknowledge the problem of `subject_id` until `expires` (POSIX seconds), replacing
-        any acknowledgement it has. KeyError: no such subject; AckRefused: why not."""
-        subject = self.subject_of(subject_id)
-        if subject is None:
-            raise KeyError(subject_id)
-        state: object
-        if subject is Subject.CHECK:
-            check = self.state.checks.get(subject_id)
-            state = None if check is None else status_of(check.hard)
-        elif subject is Subject.LINK:
-            state = self.state.links.get(subject_id)
-        else:
-            state = self.state.groups.get(subject_id)
-        ack = make_ack(
-            subject, subject_id, state, comment=comment, by=by, at=time.time(), expires=expires
-        )
-        self._publish(self.acks.place(ack))
-        self._arm_ack_expiry()
-        return ack
-
-    def withdraw_ack(self, subject_id: str) -> Ack | None:
-        """End the acknowledgement of `subject_id`; the one that was, or None."""
-        change = self.acks.end(subject_id, AckEnd.WITHDRAWN)
-        if change is None:
-            return None
-        self._publish(change)
-        self._arm_ack_expiry()
-        return change.ended[0] if change.ended is not None else None
-
-    def _arm_ack_expiry(self) -> None:
-        if self._ack_expiry is not None:
-            self._ack_expiry.cancel()
-            self._ack_expiry = None
-        due = self.acks.next_expiry()
-        if due is not None:
-            loop = asyncio.get_running_loop()
-            self._ack_expiry = loop.call_later(max(0.0, due - time.time()), self._expire_acks)
-
-    def _expire_acks(self) -> None:
-        self._ack_expiry = None
-        for change in self.acks.expire(time.time()):
-            self._publish(change)
-        self._arm_ack_expiry()
-
-    def _publish(self, change: AckChange | PauseChange) -> None:
-        for watcher in tuple(self._control_watchers):
-            watcher(change)
+        if self._source is not None:
+            self._source.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
 
     def figures(self) -> EngineFigures:
         """The scheduler's and the store's figures now; reading them changes nothing."""
         writer = self._writer
         return EngineFigures(
-            scheduler=self.scheduler.figures(),
+            scheduler=None if self.scheduler is None else self.scheduler.figures(),
             store_queued=None if writer is None else writer.queued,
             store_rejected_results=0 if writer is None else writer.rejected_results,
             store_rejected_events=0 if writer is None else writer.rejected_events,
@@ -370,9 +286,10 @@ class Monitor:
         return await alerter.pending_messages()
 
     async def run(self) -> None:
-        """Start history and alerting, restore the state they remember, run the scheduler
-        until `stop()`; then stop alerting and history, in that order. Whatever started is
-        stopped however the run ends, a failure to start the next part included."""
+        """Start history and alerting, restore the state they remember, run the scheduler (or
+        take the source's results) until `stop()`; then stop alerting and history, in that
+        order. Whatever started is stopped however the run ends, a failure to start the next
+        part included."""
         self._loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as started:
             last = await self._start_history(started)
@@ -382,11 +299,13 @@ class Monitor:
             self.started_at = time.time()
             self._loop.call_soon(self.ready.set)  # once the scheduler's run has begun
             try:
-                await self.scheduler.run()
+                if self.scheduler is not None:
+                    await self.scheduler.run()
+                elif self._source is not None:
+                    await self._source.run(self._take)
             finally:
                 self.ready.clear()
-                if self._ack_expiry is not None:
-                    self._ack_expiry.cancel()
+                self._cancel_ack_expiry()
         if self._failure is not None:
             raise self._failure
 
@@ -427,9 +346,10 @@ class Monitor:
 
     def _take(self, result: ProbeResult) -> None:
         self.state, events = step(self.topology, self.state, result)
-        check_state = self.state.checks.get(result.check.check_id)
-        if check_state is not None and check_state.is_soft:
-            self.scheduler.expedite(result.check.check_id, self._retry[result.check.check_id])
+        check_id = result.check.check_id
+        check_state = self.state.checks.get(check_id)
+        if check_state is not None and check_state.is_soft and self.scheduler is not None:
+            self.scheduler.expedite(check_id, self.checks[check_id].retry_interval)
         if events and self._alerter is not None:
             self._alert_queue.put_nowait(events)
         if self._writer is None:
