@@ -31,6 +31,8 @@ class QueueSource:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[ProbeResult] = asyncio.Queue()
+        self.taken: list[ProbeResult] = []
+        self.settled_results: list[ProbeResult] = []
         self._stopped = asyncio.Event()
 
     async def run(self, take: Callable[[ProbeResult], None]) -> None:
@@ -42,12 +44,16 @@ class QueueSource:
                 if not got.done():
                     got.cancel()
                     return
+                self.taken.append(got.result())
                 take(got.result())
         finally:
             stopped.cancel()
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def settled(self, result: ProbeResult) -> None:
+        self.settled_results.append(result)
 
 
 class Counting:
@@ -152,6 +158,9 @@ async def test_a_fed_engine_judges_stores_and_shows_what_its_source_hands_it(
         await asyncio.sleep(1.5)
     results = [item for item in seen.items if isinstance(item, ProbeResult)]
     assert [r.started_at for r in results] == [base, base + 1, base + 2]
+    # Each handed back as settled once shown (with history, once stored): the same objects.
+    assert [id(r) for r in source.settled_results] == [id(r) for r in source.taken]
+    assert [id(r) for r in results] == [id(r) for r in source.taken]
     assert seen.check_events() == [
         (EventKind.HARD, "OK"),
         (EventKind.SOFT, "CRIT"),

@@ -54,6 +54,12 @@ class ResultSource(Protocol):
 
     def stop(self) -> None: ...
 
+    def settled(self, result: ProbeResult) -> None:
+        """The engine is done with `result`, one `take` was given: judged and shown and, with
+        history on, stored (or refused by a stalled store, as any result is). A durable source
+        acknowledges it now; may come after `run` returned, while history closes."""
+        ...
+
 
 def topology_of(
     inventory: Inventory, checks: Iterable[Check] | None = None, *, confirm_at_once: bool = False
@@ -394,6 +400,8 @@ class Monitor(OperatorCommands):
             self._on_event(item)
         for watcher in tuple(self._watchers):
             watcher(item, self.state)
+        if self._source is not None and isinstance(item, ProbeResult):
+            self._source.settled(item)
         if isinstance(item, Event) and (ended := self.acks.ended_by(item)) is not None:
             self._publish(ended)
             self._arm_ack_expiry()
