@@ -60,6 +60,11 @@ class HistoryReader:
         ).fetchall()
         return [stored_result(row) for row in reversed(rows)]
 
+    def last_started(self) -> dict[str, float]:
+        """When each check's latest raw result started."""
+        rows = self._db.execute("SELECT check_id, MAX(started_at) FROM results GROUP BY check_id")
+        return {check_id: started_at for check_id, started_at in rows}
+
     def results_since(self, since: float, until: float | None = None) -> list[StoredResult]:
         """Raw results started in [since, until), oldest first (older ones are hourly rows)."""
         rows = self._db.execute(

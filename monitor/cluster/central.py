@@ -1,0 +1,292 @@
+"""The central engine's source of results: what the agents published to the results stream
+(monitor.cluster.stream), read through a durable JetStream pull consumer and handed to a
+`Monitor` that runs no scheduler of its own (`Monitor(source=...)`).
+
+At least once, and never counted twice. A message is acknowledged once the engine has settled
+its result (shown and, with history on, stored): a central that dies before that gets it again.
+So one can arrive twice: redelivered after a crash between the store and the ack, after
+`ACK_WAIT` without an ack, or published twice by an agent beyond the stream's duplicate window.
+A result whose (check, started_at) is not newer than the last one taken for that check (from
+the history at start, from this run after) is therefore dropped, acknowledged and counted as a
+duplicate: the state engine never counts one run twice and the history never stores it twice.
+
+Anything else that is not a result of a check of this central's own inventory is terminated
+(`term`: JetStream never redelivers it), counted per `Rejection`, and logged at most once a
+minute per kind; nothing a publisher sends can stop the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from monitor.api.readers import RecordError, result_from_record
+from monitor.cluster.stream import AGENT_HEADER, MSG_ID, SCHEMA, SCHEMA_HEADER, SUBJECT_PREFIX
+from monitor.config.inventory import Check
+from monitor.core.logs import Throttle
+from monitor.core.model import ProbeResult
+from monitor.store.history import HistoryStore
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+DURABLE = "central"
+BATCH = 256  # messages asked for at once
+FETCH_WAIT = 5.0  # seconds a fetch waits for the first message
+ACK_WAIT = 60.0  # seconds before JetStream redelivers a message not acknowledged
+MAX_UNSETTLED = 2048  # taken, not yet settled: beyond it the consumer waits for the engine
+LOG_INTERVAL = 60.0  # a line per kind of rejection at most this often
+RETRY_PAUSE = 1.0  # after a failed fetch (NATS away: nats-py reconnects meanwhile)
+
+
+class Rejection(enum.StrEnum):
+    """Why a message on the results stream was refused."""
+
+    MALFORMED = "malformed"  # not JSON, or not a result record
+    SCHEMA = "schema"  # another record schema than this central reads
+    UNKNOWN_CHECK = "unknown check"  # a check this central's inventory does not have
+    FORGED = "forged"  # its subject, headers and record disagree about who sent what
+
+
+class Rejected(Exception):
+    def __init__(self, kind: Rejection, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerFigures:
+    """What the consumer has done since it started."""
+
+    taken: int  # results handed to the engine
+    settled: int  # of those, acknowledged once the engine settled them
+    duplicates: int  # results not newer than the last of their check: dropped, acknowledged
+    rejected: Mapping[Rejection, int]  # terminated messages, per kind
+
+
+def last_started(history: Path) -> dict[str, float]:
+    """When each check's latest stored result started: what a restarted central has taken."""
+    with HistoryStore(history) as store:
+        return store.last_started()
+
+
+class ResultConsumer:
+    """A `ResultSource` for `Monitor`: the results stream's messages for `checks`, in stream
+    order, through the durable consumer `durable` of `stream`. `history`: the engine's history
+    database, read at start for what it already holds; None without history."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        checks: Iterable[Check],
+        *,
+        stream: str,
+        history: Path | None,
+        durable: str = DURABLE,
+    ) -> None:
+        self._js = js
+        self._checks = {check.ref.check_id: check for check in checks}
+        self._stream = stream
+        self._history = history
+        self._durable = durable
+        self._last: dict[str, float] = {}
+        self._unsettled: dict[int, tuple[ProbeResult, Msg]] = {}  # id(result) -> its message
+        self._room = asyncio.Event()
+        self._room.set()
+        self._replies: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+        self._throttle = Throttle(LOG_INTERVAL)
+        self._taken = self._settled = self._duplicates = 0
+        self._rejected: Counter[Rejection] = Counter()
+
+    def figures(self) -> ConsumerFigures:
+        return ConsumerFigures(
+            taken=self._taken,
+            settled=self._settled,
+            duplicates=self._duplicates,
+            rejected=dict(self._rejected),
+        )
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def run(self, take: Callable[[ProbeResult], None]) -> None:
+        if self._stopped.is_set():
+            return
+        if self._history is not None:
+            self._last = await asyncio.to_thread(last_started, self._history)
+        import nats.errors
+
+        subscription = await self._subscribe()
+        stopped = asyncio.create_task(self._stopped.wait())
+        try:
+            while not self._stopped.is_set():
+                if not await _unless_stopped(asyncio.create_task(self._room.wait()), stopped):
+                    return
+                # Stopped while fetching: what it would have brought stays unacknowledged, to
+                # be redelivered (or dropped as a duplicate).
+                fetching = asyncio.create_task(subscription.fetch(BATCH, timeout=FETCH_WAIT))
+                if not await _unless_stopped(fetching, stopped):
+                    return
+                for msg in await self._fetched(fetching):
+                    self._handle(msg, take)
+        finally:
+            stopped.cancel()
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()  # the durable consumer stays
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        from monitor.cluster.stream import SUBJECTS
+
+        config = ConsumerConfig(
+            durable_name=self._durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            # A central's first start takes what the stream kept from before it.
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ACK_WAIT,
+            max_ack_pending=2 * MAX_UNSETTLED,
+        )
+        return await self._js.pull_subscribe(
+            SUBJECTS, durable=self._durable, stream=self._stream, config=config
+        )
+
+    async def _fetched(self, fetching: asyncio.Task[list[Msg]]) -> list[Msg]:
+        import nats.errors
+
+        try:
+            return fetching.result()
+        except TimeoutError:
+            return []  # nothing published meanwhile
+        except nats.errors.ConnectionClosedError:
+            raise
+        except nats.errors.Error as exc:
+            if self._throttle.let_through("fetch") is not None:
+                log.warning("cannot fetch results from NATS (%s); trying again", exc)
+            await asyncio.sleep(RETRY_PAUSE)
+            return []
+
+    def _handle(self, msg: Msg, take: Callable[[ProbeResult], None]) -> None:
+        try:
+            result = self._read(msg)
+        except Rejected as rejected:
+            self._reject(msg, rejected)
+            return
+        check_id = result.check.check_id
+        last = self._last.get(check_id)
+        if last is not None and result.started_at <= last:
+            self._duplicates += 1
+            self._reply(msg.ack)
+            return
+        self._last[check_id] = result.started_at
+        self._unsettled[id(result)] = (result, msg)
+        if len(self._unsettled) >= MAX_UNSETTLED:
+            self._room.clear()
+        self._taken += 1
+        take(result)
+
+    def settled(self, result: ProbeResult) -> None:
+        entry = self._unsettled.pop(id(result), None)
+        if entry is None:
+            return
+        self._settled += 1
+        self._reply(entry[1].ack)
+        if len(self._unsettled) < MAX_UNSETTLED:
+            self._room.set()
+
+    def _read(self, msg: Msg) -> ProbeResult:
+        headers = msg.headers or {}
+        schema = headers.get(SCHEMA_HEADER)
+        if schema != SCHEMA:
+            raise Rejected(Rejection.SCHEMA, f"schema {schema!r}, this central reads {SCHEMA}")
+        tokens = msg.subject.split(".")
+        agent = headers.get(AGENT_HEADER)
+        if len(tokens) != 4 or ".".join(tokens[:2]) != SUBJECT_PREFIX or tokens[3] != agent:
+            raise Rejected(Rejection.FORGED, f"agent {agent!r} does not match the subject")
+        try:
+            record = json.loads(msg.data)
+        except (ValueError, UnicodeDecodeError):
+            raise Rejected(Rejection.MALFORMED, "the data is not JSON") from None
+        if not isinstance(record, dict) or not isinstance(record.get("check_id"), str):
+            raise Rejected(Rejection.MALFORMED, "the data is not a result record")
+        check = self._checks.get(record["check_id"])
+        if check is None:
+            raise Rejected(Rejection.UNKNOWN_CHECK, f"check {record['check_id']!r}")
+        ref = check.ref
+        try:
+            result = result_from_record(record, ref)
+        except RecordError as exc:
+            raise Rejected(Rejection.MALFORMED, str(exc)) from None
+        claimed = (record.get("site_id"), record.get("link_id"), record.get("kind"), tokens[2])
+        if claimed != (ref.site_id, ref.link_id, ref.kind, ref.site_id):
+            raise Rejected(Rejection.FORGED, f"{ref.check_id!r} is not of that site, link, kind")
+        # The id the agent gave it (monitor.cluster.stream.message_id): its name, the check's.
+        if not str(headers.get(MSG_ID, "")).startswith(f"{agent}.{ref.check_id}."):
+            raise Rejected(Rejection.FORGED, f"the message id is not {agent}'s for that check")
+        return result
+
+    def _reject(self, msg: Msg, rejected: Rejected) -> None:
+        self._rejected[rejected.kind] += 1
+        held = self._throttle.let_through(rejected.kind)
+        if held is not None:
+            log.warning(
+                "rejected a %s message on %s: %s (%d more of this kind since the last line)",
+                rejected.kind,
+                msg.subject,
+                rejected.detail,
+                held,
+            )
+        self._reply(msg.term)
+
+    def _reply(self, reply: Callable[[], Awaitable[None]]) -> None:
+        """Acknowledge or terminate a message; sent in the background, in order of calls."""
+        task = asyncio.ensure_future(_send(reply))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def aclose(self) -> None:
+        """Wait for every acknowledgement made so far to be handed to the connection (drain or
+        close the connection after this, and they are sent)."""
+        if self._replies:
+            await asyncio.gather(*self._replies)
+        figures = self.figures()
+        log.info(
+            "results consumer: %d taken, %d duplicates dropped, rejected %s",
+            figures.taken,
+            figures.duplicates,
+            dict(figures.rejected) or "none",
+        )
+
+
+async def _send(reply: Callable[[], Awaitable[None]]) -> None:
+    import nats.errors
+
+    try:
+        await reply()
+    except nats.errors.Error as exc:
+        # Not acknowledged: JetStream redelivers it after ACK_WAIT, and it is dropped then as
+        # a duplicate (a terminated one is rejected again).
+        log.info("a reply to NATS was not sent (%s)", type(exc).__name__)
+
+
+async def _unless_stopped(task: asyncio.Task[object], stopped: asyncio.Task[object]) -> bool:
+    """Wait for `task` unless `stopped` comes first (then `task` is cancelled); whether `task`
+    finished."""
+    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return True
+    task.cancel()
+    return False
