@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 DURABLE = "central"
 BATCH = 256  # messages asked for at once
 FETCH_WAIT = 5.0  # seconds a fetch waits for the first message
-ACK_WAIT = 60.0  # seconds before JetStream redelivers a message not acknowledged
+# Seconds before JetStream redelivers a message not acknowledged: how long what a crashed
+# central held waits for the next one. One the engine is slow to settle comes twice, and the
+# second is dropped as a duplicate.
+ACK_WAIT = 10.0
 MAX_UNSETTLED = 2048  # taken, not yet settled: beyond it the consumer waits for the engine
 LOG_INTERVAL = 60.0  # a line per kind of rejection at most this often
 RETRY_PAUSE = 1.0  # after a failed fetch (NATS away: nats-py reconnects meanwhile)
@@ -103,6 +106,7 @@ class ResultConsumer:
         self._durable = durable
         self._last: dict[str, float] = {}
         self._unsettled: dict[int, tuple[ProbeResult, Msg]] = {}  # id(result) -> its message
+        self._in_flight: set[tuple[str, float]] = set()  # the unsettled (check, started_at)
         self._room = asyncio.Event()
         self._room.set()
         self._replies: set[asyncio.Task[None]] = set()
@@ -189,8 +193,12 @@ class ResultConsumer:
         last = self._last.get(check_id)
         if last is not None and result.started_at <= last:
             self._duplicates += 1
-            self._reply(msg.ack)
+            # One still on its way to the store is acknowledged when stored, not before: an
+            # ack of either delivery acknowledges the message.
+            if (check_id, result.started_at) not in self._in_flight:
+                self._reply(msg.ack)
             return
+        self._in_flight.add((check_id, result.started_at))
         self._last[check_id] = result.started_at
         self._unsettled[id(result)] = (result, msg)
         if len(self._unsettled) >= MAX_UNSETTLED:
@@ -202,6 +210,7 @@ class ResultConsumer:
         entry = self._unsettled.pop(id(result), None)
         if entry is None:
             return
+        self._in_flight.discard((result.check.check_id, result.started_at))
         self._settled += 1
         self._reply(entry[1].ack)
         if len(self._unsettled) < MAX_UNSETTLED:
