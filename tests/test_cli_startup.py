@@ -115,6 +115,7 @@ def listener() -> Iterator[str]:
         ["audit", "--help"],
         ["demo", "--help"],
         ["agent", "--help"],
+        ["central", "--help"],
         ["bogus"],  # a usage error ends in the parser too
     ],
 )

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "demo": "monitor.cli.commands.demo",
     "probe": "monitor.cli.commands.probe",
     "agent": "monitor.cli.commands.agent",
+    "central": "monitor.cli.commands.central",
 }
 
 

@@ -58,6 +58,11 @@ def build_parser() -> CommandParser:
         _agent,
         help="probe here and publish the results to NATS JetStream for a central engine",
     )
+    commands.declare(
+        "central",
+        _central,
+        help="judge what agents publish to NATS JetStream: state, history, alerts, the API",
+    )
     return parser
 
 
@@ -77,19 +82,48 @@ def _run(run: CommandParser) -> None:
     )
     run.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     run.add_argument("--once", action="store_true", help="one sweep, then exit")
-    run.add_argument(
+    _add_engine_flags(
+        run, "continuous run: ", "serving the engine (continuous runs only, not --once)"
+    )
+    _add_filters(run)
+
+
+def _central(central: CommandParser) -> None:
+    central.description = (
+        "Run the engine on the results agents publish to the results stream on NATS "
+        "JetStream (commwatch agent), through a durable consumer: the state engine, history, "
+        "alerts, one JSON line per result and state change, and the API as `run` serves it; "
+        "no probe runs here. A restart resumes where the last run stopped. Runs until "
+        "SIGINT/SIGTERM. Needs the cluster extra: pip install 'commwatch[cluster]'."
+    )
+    central.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    _add_nats_flag(central)
+    _add_engine_flags(central, "", "serving the engine")
+    _add_filters(central)
+
+
+def _add_nats_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats",
+        type=values.nats_url,
+        metavar="URL",
+        help="the NATS server, nats://HOST:PORT or tls://HOST:PORT (overrides cluster: nats: "
+        "url:; credentials never go in the URL, only in cluster: nats: credentials:)",
+    )
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser, scope: str, api_title: str) -> None:
+    """The flags of a continuous engine (`run`, `central`): its sinks and its API."""
+    parser.add_argument(
         "--no-history",
         action="store_true",
-        help="continuous run: do not store results and events (the inventory's history: block "
-        "says where they go)",
+        help=f"{scope}do not store results and events (the inventory's history: block says "
+        "where they go)",
     )
-    run.add_argument(
-        "--no-alerts", action="store_true", help="continuous run: send no notifications"
-    )
-    _add_stream_format(run, "json (default) for machines, table for people")
-    api = run.add_argument_group(
-        "serving the engine (continuous runs only, not --once)",
-        "The inventory's api: section sets the listener's TLS, tokens and limits.",
+    parser.add_argument("--no-alerts", action="store_true", help=f"{scope}send no notifications")
+    _add_stream_format(parser, "json (default) for machines, table for people")
+    api = parser.add_argument_group(
+        api_title, "The inventory's api: section sets the listener's TLS, tokens and limits."
     )
     api.add_argument(
         "--listen",
@@ -105,7 +139,6 @@ def _run(run: CommandParser) -> None:
         help="listen beyond loopback without TLS or tokens (anyone on the network could read "
         "the tokens, or reach the API without one)",
     )
-    _add_filters(run)
 
 
 def _agent(agent: CommandParser) -> None:
@@ -117,13 +150,7 @@ def _agent(agent: CommandParser) -> None:
         "Runs until SIGINT/SIGTERM. Needs the cluster extra: pip install 'commwatch[cluster]'."
     )
     agent.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
-    agent.add_argument(
-        "--nats",
-        type=values.nats_url,
-        metavar="URL",
-        help="the NATS server, nats://HOST:PORT or tls://HOST:PORT (overrides cluster: nats: "
-        "url:; credentials never go in the URL, only in cluster: nats: credentials:)",
-    )
+    _add_nats_flag(agent)
     agent.add_argument(
         "--name",
         required=True,

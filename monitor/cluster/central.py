@@ -29,13 +29,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor.api.readers import RecordError, result_from_record
-from monitor.cluster.stream import AGENT_HEADER, MSG_ID, SCHEMA, SCHEMA_HEADER, SUBJECT_PREFIX
+from monitor.cluster.agent import connect_options
+from monitor.cluster.stream import (
+    AGENT_HEADER,
+    MSG_ID,
+    SCHEMA,
+    SCHEMA_HEADER,
+    SUBJECT_PREFIX,
+    SUBJECTS,
+)
+from monitor.config.cluster import NatsConfig
 from monitor.config.inventory import Check
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
 from monitor.store.history import HistoryStore
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
@@ -51,6 +61,7 @@ ACK_WAIT = 10.0
 MAX_UNSETTLED = 2048  # taken, not yet settled: beyond it the consumer waits for the engine
 LOG_INTERVAL = 60.0  # a line per kind of rejection at most this often
 RETRY_PAUSE = 1.0  # after a failed fetch (NATS away: nats-py reconnects meanwhile)
+RECONNECT_WAIT = 1  # seconds between nats-py's attempts to connect
 
 
 class Rejection(enum.StrEnum):
@@ -77,6 +88,45 @@ class ConsumerFigures:
     settled: int  # of those, acknowledged once the engine settled them
     duplicates: int  # results not newer than the last of their check: dropped, acknowledged
     rejected: Mapping[Rejection, int]  # terminated messages, per kind
+
+
+async def connect(config: NatsConfig) -> Client:
+    """A connection to NATS, tried again and again until it is made (a central waits for its
+    NATS) and kept up by nats-py after that. Its troubles are logged in commwatch's words, at
+    most once a minute each, never with the library's message (it may quote the server)."""
+    from nats.aio.client import Client
+    from nats.errors import AuthorizationError
+
+    throttle = Throttle(LOG_INTERVAL)
+
+    async def trouble(exc: Exception) -> None:
+        if isinstance(exc, AuthorizationError):
+            what = f"NATS at {config.url} refused this central's credentials"
+        else:
+            what = f"cannot reach NATS at {config.url} ({type(exc).__name__})"
+        if throttle.let_through(what) is not None:
+            log.warning("%s; trying again", what)
+
+    async def disconnected() -> None:
+        log.warning("disconnected from NATS at %s; reconnecting", config.url)
+
+    async def reconnected() -> None:
+        log.warning("connected to NATS at %s again", config.url)
+
+    client = Client()
+    await client.connect(
+        config.url,
+        name="commwatch-central",
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,  # the first connection too
+        reconnect_time_wait=RECONNECT_WAIT,
+        connect_timeout=2,
+        error_cb=trouble,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        **connect_options(config),
+    )
+    return client
 
 
 def last_started(history: Path) -> dict[str, float]:
@@ -129,10 +179,10 @@ class ResultConsumer:
     async def run(self, take: Callable[[ProbeResult], None]) -> None:
         if self._stopped.is_set():
             return
-        if self._history is not None:
-            self._last = await asyncio.to_thread(last_started, self._history)
         import nats.errors
 
+        if self._history is not None:
+            self._last = await asyncio.to_thread(last_started, self._history)
         subscription = await self._subscribe()
         stopped = asyncio.create_task(self._stopped.wait())
         try:
@@ -153,8 +203,6 @@ class ResultConsumer:
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        from monitor.cluster.stream import SUBJECTS
 
         config = ConsumerConfig(
             durable_name=self._durable,

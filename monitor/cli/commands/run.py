@@ -21,7 +21,7 @@ from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
-from monitor.engine.pipeline import Monitor, group_summaries, sweep_state
+from monitor.engine.pipeline import Monitor, ResultSource, group_summaries, sweep_state
 from monitor.output import records, tables, terminal
 from monitor.store.schema import HistoryError
 
@@ -59,9 +59,16 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int
     return records.worst(results).value
 
 
-async def watch(inventory: Inventory, checks: Sequence[Check], args: argparse.Namespace) -> int:
-    """Run `checks` continuously, a line for each result and state change, in `args.format`,
-    until SIGINT/SIGTERM (`commwatch run` without --once, and `commwatch demo --headless`)."""
+async def watch(
+    inventory: Inventory,
+    checks: Sequence[Check],
+    args: argparse.Namespace,
+    *,
+    source: ResultSource | None = None,
+) -> int:
+    """Run `checks` continuously (or judge what `source` hands in: `commwatch central`), a line
+    for each result and state change, in `args.format`, until SIGINT/SIGTERM (`commwatch run`
+    without --once, and `commwatch demo --headless`)."""
     colour = terminal.use_colour(sys.stdout)
 
     def on_result(result: ProbeResult) -> None:
@@ -96,6 +103,7 @@ async def watch(inventory: Inventory, checks: Sequence[Check], args: argparse.Na
         on_event=on_event,
         history=not args.no_history,
         alerts=not args.no_alerts,
+        source=source,
     )
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
