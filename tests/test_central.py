@@ -27,17 +27,14 @@ from monitor.cluster.stream import ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
-from monitor.core.events import Event, EventKind
+from monitor.core.events import EventKind
 from monitor.core.model import ProbeResult, Severity
 from monitor.core.secrets import SecretRef
 from monitor.engine.pipeline import Monitor
-from monitor.engine.state import EngineState
 from monitor.store.history import HistoryStore
+from tests.central_support import AGENT, BASE, STREAM, Seen, jetstream, publish
 from tests.peers.nats_peers import NatsServer, running_nats
 
-STREAM = "COMMWATCH_RESULTS"
-AGENT = "psap-north"
-BASE = 1_800_000_000.0
 VIEWER = "viewer-token-of-the-central-test"
 TOKENS = (TokenConfig(TokenRole.VIEWER, SecretRef("env", "CW_TEST_VIEWER"), "wall"),)
 
@@ -55,11 +52,8 @@ async def server(tmp_path: Path) -> AsyncIterator[NatsServer]:
 
 @pytest.fixture
 async def js(server: NatsServer) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(server.url, allow_reconnect=False)
-    context = client.jetstream()
-    await ensure_stream(context, STREAM)
-    yield context
-    await client.close()
+    async with jetstream(server.url) as context:
+        yield context
 
 
 def inventory(tmp_path: Path, *, retries: int = 2) -> Inventory:
@@ -78,42 +72,6 @@ def result(inv: Inventory, severity: Severity, at: float, check: int = 0) -> Pro
     return ProbeResult(
         check=inv.checks[check].ref, started_at=at, duration_ms=2.5, severity=severity
     )
-
-
-async def publish(js: JetStreamContext, *results: ProbeResult, agent: str = AGENT) -> None:
-    """As the agent publishes each result."""
-    for each in results:
-        message = outgoing(agent, each)
-        await js.publish(message.subject, message.data, headers=message.headers)
-
-
-class Seen:
-    """What the central's engine showed, and a way to wait for it."""
-
-    def __init__(self) -> None:
-        self.items: list[ProbeResult | Event] = []
-        self.changed = asyncio.Event()
-
-    def __call__(self, item: ProbeResult | Event, _state: EngineState) -> None:
-        self.items.append(item)
-        self.changed.set()
-
-    @property
-    def results(self) -> list[ProbeResult]:
-        return [item for item in self.items if isinstance(item, ProbeResult)]
-
-    def check_events(self, check_id: str = "north/wan/c") -> list[tuple[EventKind, str]]:
-        return [
-            (item.kind, str(item.after))
-            for item in self.items
-            if isinstance(item, Event) and item.subject_id == check_id
-        ]
-
-    async def until(self, done: Any, timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
-            while not done():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 @dataclass
@@ -138,7 +96,7 @@ async def central(
         alerts=False,
         source=consumer,
     )
-    seen = Seen()
+    seen = Seen("north/wan/c")
     monitor.watch(seen)
     api = ApiServer(monitor, ApiConfig(listen=Listen("127.0.0.1", 0), tokens=TOKENS))
     await api.start()

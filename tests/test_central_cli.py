@@ -16,21 +16,16 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
-import nats
 import pytest
 from nats.js.client import JetStreamContext
 
-from monitor.cluster.stream import ensure_stream, outgoing
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
+from tests.central_support import AGENT, BASE, jetstream, publish
 from tests.conftest import REPO
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.webhook_peers import WebhookReceiver
-
-AGENT = "psap-north"
-BASE = 1_800_000_000.0
-STREAM = "COMMWATCH_RESULTS"
 
 
 @pytest.fixture
@@ -41,11 +36,8 @@ async def server(tmp_path: Path) -> AsyncIterator[NatsServer]:
 
 @pytest.fixture
 async def js(server: NatsServer) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(server.url, allow_reconnect=False)
-    context = client.jetstream()
-    await ensure_stream(context, STREAM)
-    yield context
-    await client.close()
+    async with jetstream(server.url) as context:
+        yield context
 
 
 def inventory_file(tmp_path: Path, checks: int = 1) -> Path:
@@ -61,13 +53,11 @@ def inventory_file(tmp_path: Path, checks: int = 1) -> Path:
     return path
 
 
-async def publish(js: JetStreamContext, inv: Inventory, *runs: tuple[int, Severity, float]) -> None:
-    for check, severity, at in runs:
-        result = ProbeResult(
-            check=inv.checks[check].ref, started_at=at, duration_ms=1.0, severity=severity
-        )
-        message = outgoing(AGENT, result)
-        await js.publish(message.subject, message.data, headers=message.headers)
+def results(inv: Inventory, *runs: tuple[int, Severity, float]) -> list[ProbeResult]:
+    return [
+        ProbeResult(check=inv.checks[check].ref, started_at=at, duration_ms=1.0, severity=severity)
+        for check, severity, at in runs
+    ]
 
 
 async def start_central(
@@ -121,7 +111,7 @@ async def test_central_takes_results_shows_them_and_resumes_after_a_restart(
     path = inventory_file(tmp_path)
     inv = load_inventory(path)
     process = await start_central(path, server, "--listen", "127.0.0.1:0")
-    await publish(js, inv, (0, Severity.OK, BASE), (0, Severity.CRIT, BASE + 1))
+    await publish(js, *results(inv, (0, Severity.OK, BASE), (0, Severity.CRIT, BASE + 1)))
     shown = await lines_until(process, 2 + 4)  # two results; check, link and site HARD, SOFT
     assert [line["started_at"] for line in shown if line["type"] == "result"] == [
         "2027-01-15T08:00:00.000+00:00",
@@ -130,7 +120,7 @@ async def test_central_takes_results_shows_them_and_resumes_after_a_restart(
     assert any(line.get("subject_id") == "north/wan/c0" for line in shown)
     stderr = await stop(process)
     assert "serving the engine on http://127.0.0.1:" in stderr
-    await publish(js, inv, (0, Severity.CRIT, BASE + 2))  # while no central runs
+    await publish(js, *results(inv, (0, Severity.CRIT, BASE + 2)))  # while no central runs
     process = await start_central(path, server)
     shown = await lines_until(process, 1)
     # Only the new one: the durable consumer remembered what the first run acknowledged.
@@ -146,7 +136,7 @@ async def test_a_central_killed_in_a_burst_stores_every_result_once(
     inv = load_inventory(path)
     process = await start_central(path, server)
     runs = [(check, Severity.OK, BASE + step) for step in range(25) for check in range(20)]
-    publishing = asyncio.create_task(publish(js, inv, *runs))
+    publishing = asyncio.create_task(publish(js, *results(inv, *runs)))
     await lines_until(process, 100)  # in the middle of taking the burst
     process.kill()  # SIGKILL: stored results may not be acknowledged yet
     await process.wait()

@@ -22,8 +22,8 @@ from monitor.core.model import ProbeResult, Severity
 from monitor.core.secrets import SecretRef
 from monitor.engine.commands import NoScheduler
 from monitor.engine.pipeline import Monitor
-from monitor.engine.state import EngineState
 from monitor.store.history import HistoryStore
+from tests.central_support import Seen
 
 
 class QueueSource:
@@ -86,29 +86,6 @@ def result(inv: Inventory, severity: Severity, at: float) -> ProbeResult:
     return ProbeResult(check=inv.checks[0].ref, started_at=at, duration_ms=1.5, severity=severity)
 
 
-class Seen:
-    def __init__(self) -> None:
-        self.items: list[ProbeResult | Event] = []
-        self.changed = asyncio.Event()
-
-    def __call__(self, item: ProbeResult | Event, _state: EngineState) -> None:
-        self.items.append(item)
-        self.changed.set()
-
-    def check_events(self) -> list[tuple[EventKind, str]]:
-        return [
-            (item.kind, str(item.after))
-            for item in self.items
-            if isinstance(item, Event) and item.subject_id == "s/l/c"
-        ]
-
-    async def reach(self, check_events: int) -> None:
-        async with asyncio.timeout(10):
-            while len(self.check_events()) < check_events:
-                self.changed.clear()
-                await self.changed.wait()
-
-
 @contextlib.asynccontextmanager
 async def fed(
     tmp_path: Path, *, history: bool
@@ -128,7 +105,7 @@ async def fed(
         start_spread=0,
         source=source,
     )
-    seen = Seen()
+    seen = Seen("s/l/c")
     monitor.watch(seen)
     running = asyncio.create_task(monitor.run())
     try:
@@ -153,7 +130,7 @@ async def test_a_fed_engine_judges_stores_and_shows_what_its_source_hands_it(
         base = 1_800_000_000.0
         for i, severity in enumerate((Severity.OK, Severity.CRIT, Severity.CRIT)):
             source.queue.put_nowait(result(inv, severity, base + i))
-        await seen.reach(3)  # HARD OK, SOFT CRIT, HARD CRIT
+        await seen.until(lambda: len(seen.check_events()) == 3)  # HARD OK, SOFT CRIT, HARD CRIT
         # Well past a probe interval of 1 s: a scheduler would have connected by now.
         await asyncio.sleep(1.5)
     results = [item for item in seen.items if isinstance(item, ProbeResult)]
@@ -206,7 +183,7 @@ async def test_the_api_of_a_fed_engine_answers_scheduler_commands_with_409(
         await server.start()
         try:
             source.queue.put_nowait(result(inv, Severity.CRIT, 1_800_000_000.0))
-            await seen.reach(1)
+            await seen.until(lambda: len(seen.check_events()) == 1)
             async with aiohttp.ClientSession(headers=headers) as session:
                 for command in ("run", "pause", "resume"):
                     url = f"{server.url}/api/v1/checks/s/l/c/{command}"

@@ -1,11 +1,16 @@
-"""The cluster commands need nats-py, which the default install leaves out (the `cluster`
-extra): without it they say the one command that installs it, rather than a traceback."""
+"""What the cluster commands (`agent`, `central`) share. They need nats-py, which the default
+install leaves out (the `cluster` extra): without it they say the one command that installs
+it, rather than a traceback. Both read the inventory's `cluster:` section, `--nats` over it."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 
 from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.config.cluster import ClusterConfig
+from monitor.config.inventory import Inventory
 
 
 def missing_nats(command: str) -> int | None:
@@ -19,3 +24,11 @@ def missing_nats(command: str) -> int | None:
         )
         return EXIT_UNKNOWN
     return None
+
+
+def cluster_config(inventory: Inventory, args: argparse.Namespace) -> ClusterConfig:
+    """The inventory's `cluster:` section (its defaults without one), `--nats URL` over it."""
+    cluster = inventory.cluster or ClusterConfig()
+    if args.nats is None:
+        return cluster
+    return dataclasses.replace(cluster, nats=dataclasses.replace(cluster.nats, url=args.nats))

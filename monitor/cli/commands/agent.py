@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import ssl
 import sys
 from typing import TYPE_CHECKING
 
-from monitor.cli.cluster_extra import missing_nats
+from monitor.cli.cluster_extra import cluster_config, missing_nats
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
-from monitor.config.cluster import ClusterConfig
 from monitor.core.options import OptionError
 from monitor.core.paths import state_dir
 
@@ -34,11 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.cluster.agent import Agent
     from monitor.cluster.spool import Spool, SpoolError
 
-    cluster = selected.inventory.cluster or ClusterConfig()
-    if args.nats is not None:
-        cluster = dataclasses.replace(
-            cluster, nats=dataclasses.replace(cluster.nats, url=args.nats)
-        )
+    cluster = cluster_config(selected.inventory, args)
     path = args.spool or cluster.spool.path or state_dir() / f"spool-{args.name}.sqlite3"
     try:
         spool = Spool(path, cluster.spool.max_age, cluster.spool.max_bytes)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
 
-from monitor.cli.cluster_extra import missing_nats
+from monitor.cli.cluster_extra import cluster_config, missing_nats
 from monitor.cli.commands.run import watch
 from monitor.cli.commands.selection import Selection, selection
 from monitor.cli.commands.sweep import stop_on_signals
@@ -26,11 +25,7 @@ def run(args: argparse.Namespace) -> int:
     selected = selection(args)
     if selected is None:
         return EXIT_UNKNOWN
-    cluster = selected.inventory.cluster or ClusterConfig()
-    if args.nats is not None:
-        cluster = dataclasses.replace(
-            cluster, nats=dataclasses.replace(cluster.nats, url=args.nats)
-        )
+    cluster = cluster_config(selected.inventory, args)
     return asyncio.run(_central(selected, cluster, args))
 
 
