@@ -21,9 +21,10 @@ BASE = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
 @contextlib.asynccontextmanager
-async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
-    """A connection to the nats-server at `url`, the results stream made."""
-    client = await nats.connect(url, allow_reconnect=False)
+async def jetstream(url: str, **auth: str) -> AsyncIterator[JetStreamContext]:
+    """A connection to the nats-server at `url` (`auth`: user and password), the results
+    stream made."""
+    client = await nats.connect(url, allow_reconnect=False, **auth)
     context = client.jetstream()
     await ensure_stream(context, STREAM)
     try:

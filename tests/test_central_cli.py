@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -230,3 +231,61 @@ sites:
         {("north", "DOWN"), ("north/wan", "DOWN"), ("north/wan/router", "CRIT")},
     ]
     assert receiver.duplicates == []
+
+
+async def test_a_central_waits_for_nats_and_a_signal_ends_the_wait(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = inventory_file(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "monitor.cli", "central", str(path)),
+        *("--nats", f"nats://127.0.0.1:{port}"),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        while b"cannot reach NATS" not in await process.stderr.readline():
+            pass
+    process.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 3
+    assert "stopped before NATS answered" in err.decode() and out == b""
+
+
+@pytest.mark.parametrize("right", [True, False])
+async def test_a_central_authenticates_and_never_shows_its_password(
+    tmp_path: Path, right: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "central-secret-9b2f7e1d"
+    secret = password if right else "wrong-" + password
+    monkeypatch.setenv("CW_NATS_SECRET", secret)  # the central's, and the test's inventory's
+    async with running_nats(tmp_path / "nats", user="noc", password=password) as server:
+        path = inventory_file(tmp_path)
+        path.write_text(
+            "cluster: {nats: {credentials: {user: noc, password_env: CW_NATS_SECRET}}}\n"
+            + path.read_text()
+        )
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "monitor.cli", "central", str(path), "--nats", server.url),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "COMMWATCH_LOG": "DEBUG"},
+        )
+        if right:
+            async with jetstream(server.url, user="noc", password=password) as js:
+                await publish(js, *results(load_inventory(path), (0, Severity.OK, BASE)))
+                line = (await lines_until(process, 1 + 3))[0]
+        else:
+            assert process.stderr is not None
+            async with asyncio.timeout(30):
+                while b"refused this central's credentials" not in await process.stderr.readline():
+                    pass
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert secret not in out.decode() + err.decode()
+    if right:
+        assert line["type"] == "result" and process.returncode == 0

@@ -100,7 +100,8 @@ async def connect(config: NatsConfig) -> Client:
     throttle = Throttle(LOG_INTERVAL)
 
     async def trouble(exc: Exception) -> None:
-        if isinstance(exc, AuthorizationError):
+        # nats-py raises its plain Error, the server's words in it, for a refusal at connect.
+        if isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower():
             what = f"NATS at {config.url} refused this central's credentials"
         else:
             what = f"cannot reach NATS at {config.url} ({type(exc).__name__})"

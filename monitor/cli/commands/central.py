@@ -35,8 +35,8 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     from monitor.cluster.stream import StreamError, ensure_stream
 
     print(
-        f"commwatch central: {len(selected.checks)} checks, results from {cluster.nats.url} "
-        f"stream {cluster.stream}",
+        f"commwatch central: results from {cluster.nats.url} stream {cluster.stream} "
+        f"(checks: {len(selected.checks)})",
         file=sys.stderr,
         flush=True,
     )
