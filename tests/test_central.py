@@ -326,3 +326,34 @@ async def test_a_central_keeps_consuming_across_a_nats_restart(
     finally:
         await client.close()
     assert [r.severity for r in c.seen.results] == [Severity.OK, Severity.WARN]
+
+
+async def test_a_redelivery_while_the_first_is_unsettled_waits_for_the_first(
+    tmp_path: Path, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test plays the engine: it takes a result and settles it only later (a store slow
+    to commit). JetStream delivers it again meanwhile; acknowledging that delivery would
+    acknowledge the message while its result is not stored yet."""
+    monkeypatch.setattr("monitor.cluster.central.ACK_WAIT", 1.0)
+    inv = inventory(tmp_path)
+    consumer = ResultConsumer(js, inv.checks, stream=STREAM, history=None)
+    taken: list[ProbeResult] = []
+    running = asyncio.create_task(consumer.run(taken.append))
+    try:
+        await publish(js, result(inv, Severity.CRIT, BASE))
+        async with asyncio.timeout(20):
+            while consumer.figures().duplicates < 1:  # delivered again after ACK_WAIT
+                await asyncio.sleep(0.05)
+        assert len(taken) == 1
+        await asyncio.sleep(0.3)
+        _, waiting, _ = await consumer_state(js)
+        assert waiting == 1  # not acknowledged by the second delivery
+        consumer.settled(taken[0])
+        async with asyncio.timeout(10):
+            while (await consumer_state(js))[1] != 0:
+                await asyncio.sleep(0.05)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, 10)
+        await consumer.aclose()
+    assert len(taken) == 1

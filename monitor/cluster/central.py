@@ -347,4 +347,7 @@ async def _unless_stopped(task: asyncio.Task[object], stopped: asyncio.Task[obje
     if task.done():
         return True
     task.cancel()
+    # Whatever it ends with now (nats-py may turn the cancellation into its own error) is
+    # of no interest: the run is stopping.
+    await asyncio.gather(task, return_exceptions=True)
     return False
