@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from monitor.cluster.connection import connect_options, trouble
 from monitor.cluster.spool import Spool, SpoolError
 from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
-from monitor.config.cluster import ClusterConfig, NatsConfig
+from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check, Concurrency
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
@@ -58,32 +58,6 @@ class AgentFigures:
     replayed: int  # results published from the spool
     spooled: int  # results waiting in the spool now
     dropped: int  # ever dropped from the spool (its bounds), across restarts
-
-
-def connect_options(config: NatsConfig) -> dict[str, Any]:
-    """nats-py's keyword arguments for the credentials and TLS configured; secrets revealed
-    here, at the moment of use, and passed nowhere else."""
-    options: dict[str, Any] = {}
-    credentials = config.credentials
-    if credentials is not None:
-        if credentials.password is not None:
-            options["user"] = credentials.user
-            options["password"] = credentials.password.reveal()
-        elif credentials.token is not None:
-            options["token"] = credentials.token.reveal()
-        elif credentials.creds_file is not None:
-            options["user_credentials"] = str(credentials.creds_file)
-        elif credentials.nkey_file is not None:
-            options["nkeys_seed"] = str(credentials.nkey_file)
-    tls = config.tls
-    if tls is not None or config.url.startswith("tls://"):
-        context = ssl.create_default_context(
-            cafile=None if tls is None or tls.ca_file is None else str(tls.ca_file)
-        )
-        if tls is not None and tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        options["tls"] = context
-    return options
 
 
 class Agent:
@@ -186,16 +160,7 @@ class Agent:
         return self._nc is not None and self._js is not None and self._nc.is_connected
 
     async def _on_error(self, exc: Exception) -> None:
-        from nats.errors import AuthorizationError
-
-        # The library's message is not shown: it is the library's words, and may quote the
-        # server; the kind of failure is enough to act on. nats-py reports the server's
-        # "-ERR 'Authorization Violation'" as a plain nats.errors.Error.
-        kind = type(exc).__name__
-        if isinstance(exc, AuthorizationError) or "authorization" in str(exc).lower():
-            what = f"NATS at {self.cluster.nats.url} refused this agent's credentials"
-        else:
-            what = f"cannot reach NATS at {self.cluster.nats.url} ({kind})"
+        what = trouble(exc, self.cluster.nats.url, "agent")
         held = self._throttle.let_through(what)
         if held is not None:
             log.warning("%s; spooling results (%d in the spool)", what, self.spool.depth)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor.api.readers import RecordError, result_from_record
-from monitor.cluster.agent import connect_options
+from monitor.cluster.connection import connect_options, trouble
 from monitor.cluster.stream import (
     AGENT_HEADER,
     MSG_ID,
@@ -95,16 +95,11 @@ async def connect(config: NatsConfig) -> Client:
     NATS) and kept up by nats-py after that. Its troubles are logged in commwatch's words, at
     most once a minute each, never with the library's message (it may quote the server)."""
     from nats.aio.client import Client
-    from nats.errors import AuthorizationError
 
     throttle = Throttle(LOG_INTERVAL)
 
-    async def trouble(exc: Exception) -> None:
-        # nats-py raises its plain Error, the server's words in it, for a refusal at connect.
-        if isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower():
-            what = f"NATS at {config.url} refused this central's credentials"
-        else:
-            what = f"cannot reach NATS at {config.url} ({type(exc).__name__})"
+    async def troubled(exc: Exception) -> None:
+        what = trouble(exc, config.url, "central")
         if throttle.let_through(what) is not None:
             log.warning("%s; trying again", what)
 
@@ -122,7 +117,7 @@ async def connect(config: NatsConfig) -> Client:
         max_reconnect_attempts=-1,  # the first connection too
         reconnect_time_wait=RECONNECT_WAIT,
         connect_timeout=2,
-        error_cb=trouble,
+        error_cb=troubled,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
         **connect_options(config),

@@ -1,0 +1,46 @@
+"""How an agent or a central connects to NATS: nats-py's options for the configured
+credentials and TLS, and its troubles told in commwatch's words."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from monitor.config.cluster import NatsConfig
+
+
+def connect_options(config: NatsConfig) -> dict[str, Any]:
+    """nats-py's keyword arguments for the credentials and TLS configured; secrets revealed
+    here, at the moment of use, and passed nowhere else."""
+    options: dict[str, Any] = {}
+    credentials = config.credentials
+    if credentials is not None:
+        if credentials.password is not None:
+            options["user"] = credentials.user
+            options["password"] = credentials.password.reveal()
+        elif credentials.token is not None:
+            options["token"] = credentials.token.reveal()
+        elif credentials.creds_file is not None:
+            options["user_credentials"] = str(credentials.creds_file)
+        elif credentials.nkey_file is not None:
+            options["nkeys_seed"] = str(credentials.nkey_file)
+    tls = config.tls
+    if tls is not None or config.url.startswith("tls://"):
+        context = ssl.create_default_context(
+            cafile=None if tls is None or tls.ca_file is None else str(tls.ca_file)
+        )
+        if tls is not None and tls.cert_file is not None and tls.key_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        options["tls"] = context
+    return options
+
+
+def trouble(exc: Exception, url: str, role: str) -> str:
+    """What went wrong with NATS, for the log. The library's message is not shown: it is the
+    library's words and may quote the server; the kind of failure is enough to act on."""
+    from nats.errors import AuthorizationError
+
+    # nats-py reports the server's "-ERR 'Authorization Violation'" as a plain nats.errors.Error.
+    if isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower():
+        return f"NATS at {url} refused this {role}'s credentials"
+    return f"cannot reach NATS at {url} ({type(exc).__name__})"
