@@ -8,9 +8,25 @@ import argparse
 import dataclasses
 import sys
 
+from monitor.cli.commands.selection import Selection, selection
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Inventory
+
+
+def cluster_selection(
+    command: str, args: argparse.Namespace
+) -> tuple[Selection, ClusterConfig] | int:
+    """What `agent` and `central` start from: nats-py there, the inventory loaded and its
+    checks selected, and its `cluster:` section with `--nats` over it; or the exit code,
+    what is wrong already said."""
+    missing = missing_nats(command)
+    if missing is not None:
+        return missing
+    selected = selection(args)
+    if selected is None:
+        return EXIT_UNKNOWN
+    return selected, cluster_config(selected.inventory, args)
 
 
 def missing_nats(command: str) -> int | None:

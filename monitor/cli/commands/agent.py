@@ -10,8 +10,7 @@ import ssl
 import sys
 from typing import TYPE_CHECKING
 
-from monitor.cli.cluster_extra import cluster_config, missing_nats
-from monitor.cli.commands.selection import selection
+from monitor.cli.cluster_extra import cluster_selection
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.core.options import OptionError
@@ -22,17 +21,14 @@ if TYPE_CHECKING:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = missing_nats("agent")
-    if missing is not None:
-        return missing
-    selected = selection(args)
-    if selected is None:
-        return EXIT_UNKNOWN
+    started = cluster_selection("agent", args)
+    if isinstance(started, int):
+        return started
+    selected, cluster = started
     # The cluster code loads once nats-py is known to be there and the inventory is good.
     from monitor.cluster.agent import Agent
     from monitor.cluster.spool import Spool, SpoolError
 
-    cluster = cluster_config(selected.inventory, args)
     path = args.spool or cluster.spool.path or state_dir() / f"spool-{args.name}.sqlite3"
     try:
         spool = Spool(path, cluster.spool.max_age, cluster.spool.max_bytes)

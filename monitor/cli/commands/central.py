@@ -10,22 +10,19 @@ import argparse
 import asyncio
 import sys
 
-from monitor.cli.cluster_extra import cluster_config, missing_nats
+from monitor.cli.cluster_extra import cluster_selection
 from monitor.cli.commands.run import watch
-from monitor.cli.commands.selection import Selection, selection
+from monitor.cli.commands.selection import Selection
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.cluster import ClusterConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = missing_nats("central")
-    if missing is not None:
-        return missing
-    selected = selection(args)
-    if selected is None:
-        return EXIT_UNKNOWN
-    cluster = cluster_config(selected.inventory, args)
+    started = cluster_selection("central", args)
+    if isinstance(started, int):
+        return started
+    selected, cluster = started
     return asyncio.run(_central(selected, cluster, args))
 
 
