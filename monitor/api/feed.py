@@ -27,7 +27,6 @@ import asyncio
 import collections
 import enum
 import itertools
-import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from monitor.core.events import Event
 from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
 from monitor.engine.state import EngineState
-from monitor.output.records import event_record, result_record
+from monitor.output.records import event_record, json_line, result_record
 
 RING_SIZE: Final = 10_000  # the resume window, in items
 # The changes a state document carries, newest last: what an attaching viewer's event log
@@ -68,10 +67,6 @@ class Message:
     data: str
 
 
-def _compact(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
 class _Entry:
     """One published item. Its patch may be settled after publication, never after its
     message was first read (see the module's docstring); the message is made once."""
@@ -84,7 +79,7 @@ class _Entry:
 
     def message(self, epoch: str) -> Message:
         if self._message is None:
-            self._message = Message(f"{epoch}.{self.seq}", self.type, _compact(self._data()))
+            self._message = Message(f"{epoch}.{self.seq}", self.type, json_line(self._data()))
         return self._message
 
     def _data(self) -> dict[str, Any]:

@@ -15,7 +15,6 @@ Bounded: at most `max_stream_clients` streams (503 beyond), each with a queue of
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -30,6 +29,7 @@ from monitor.api.roles import Role, requires
 from monitor.engine.acks import AckChange
 from monitor.engine.commands import PauseChange
 from monitor.engine.pipeline import Monitor
+from monitor.output.records import json_line
 
 KEEPALIVE: Final = 15.0  # seconds without a message before a keepalive comment
 RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting
@@ -47,10 +47,6 @@ class StreamConfig(Protocol):
     def max_stream_clients(self) -> int: ...
     @property
     def stream_queue(self) -> int: ...
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def frame(message: Message) -> bytes:
@@ -77,7 +73,7 @@ def attach(
     async def state(request: web.Request) -> web.StreamResponse:
         acks = [ack_record(ack) for ack in monitor.acks]
         document = state_document(monitor, feed.snapshot(), acks, time.time())
-        return web.json_response(document, dumps=_compact, headers={"Cache-Control": "no-store"})
+        return web.json_response(document, dumps=json_line, headers={"Cache-Control": "no-store"})
 
     @requires(Role.VIEWER)
     async def events(request: web.Request) -> web.StreamResponse:
@@ -136,7 +132,7 @@ async def _stream(
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
         if subscription.resync is not None:
-            resync = Message("", MessageType.RESYNC, _compact({"reason": subscription.resync}))
+            resync = Message("", MessageType.RESYNC, json_line({"reason": subscription.resync}))
             await response.write(frame(resync))
             return response
         transport = request.transport
