@@ -14,10 +14,10 @@ from monitor.cluster.stream import (
     DUPLICATE_WINDOW,
     SUBJECTS,
     StreamError,
-    agent_name,
     ensure_stream,
     outgoing,
 )
+from monitor.config.cluster import vantage_name
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.core.options import OptionError
 from monitor.output import records
@@ -100,8 +100,8 @@ async def test_a_stream_without_our_subjects_is_refused(tmp_path):
         await nc.close()
 
 
-def test_agent_names_are_subject_tokens():
-    assert agent_name("psap-north_2") == "psap-north_2"
-    for bad in ("", "a.b", "a*", ">", "North", "a b", "-a"):
+def test_agent_and_pool_names_are_subject_tokens():
+    assert vantage_name("psap-north_2") == "psap-north_2"
+    for bad in ("", "a.b", "a*", ">", "North", "a b", "-a", 7):
         with pytest.raises(OptionError):
-            agent_name(bad)
+            vantage_name(bad)

@@ -191,7 +191,7 @@ sites:
         (
             ("    links:", "    colour: red\n    links:"),
             "4:5: unknown key 'colour' in a site "
-            "(allowed: defaults, id, links, min_up, name, tags)",
+            "(allowed: defaults, id, links, min_up, name, quorum, tags, vantage)",
         ),
         (
             ("target: 127.0.0.1:22", "target: [127.0.0.1, 22]"),
@@ -710,8 +710,8 @@ def test_named_credentials_fill_in_snmp_keys(tmp_path, credential_env):
                 "            target: 127.0.0.1:22\n            credentials: legacy",
             ),
             "34:13: unknown key 'credentials' in a check (allowed: depends_on, description, id,"
-            " interval, kind, latency_crit, latency_warn, retries, retry_interval, tags, target,"
-            " timeout)",
+            " interval, kind, latency_crit, latency_warn, quorum, retries, retry_interval, tags,"
+            " target, timeout, vantage)",
         ),
     ],
 )
@@ -808,11 +808,11 @@ def test_a_fault_reached_through_an_alias_is_placed_where_it_is_used(tmp_path):
         "13:17: 'interval': '30 seconds' is not a duration (write a duration such as 250ms, "
         "30s, 5m, 1h or 1m30s; written at line 4, used here through *tcp)",
         "13:17: unknown key 'body_regex' in a check (allowed: depends_on, description, id, "
-        "interval, kind, latency_crit, latency_warn, retries, retry_interval, tags, target, "
-        "timeout; written at line 5, used here through *tcp)",
+        "interval, kind, latency_crit, latency_warn, quorum, retries, retry_interval, tags, "
+        "target, timeout, vantage; written at line 5, used here through *tcp)",
         "16:25: unknown key 'body_regex' in a check (allowed: depends_on, description, id, "
-        "interval, kind, latency_crit, latency_warn, retries, retry_interval, tags, target, "
-        "timeout; written at line 5, used here through *tcp)",
+        "interval, kind, latency_crit, latency_warn, quorum, retries, retry_interval, tags, "
+        "target, timeout, vantage; written at line 5, used here through *tcp)",
     ]
 
 
@@ -1135,3 +1135,72 @@ def test_a_role_is_a_choice_like_any_other_in_any_case(tmp_path):
     # The role is read by the same choice parser as every other choice key: `Backup` is backup.
     inventory = load_inventory(write(tmp_path, GOOD.replace("role: backup", "role: Backup")))
     assert [link.role for link in inventory.links] == ["primary", "backup"]
+
+
+PLACED = """\
+version: 1
+defaults:
+  vantage: [noc]
+sites:
+  - id: north
+    vantage: [psap-north, noc]
+    links:
+      - id: fibre
+        quorum: 2
+        checks:
+          - {id: ssh, kind: tcp, target: 127.0.0.1:22}
+          - {id: web, kind: tcp, target: 127.0.0.1:80, vantage: noc, quorum: 1}
+      - id: lte
+        defaults: {vantage: [psap-north]}
+        checks:
+          - {id: ssh, kind: tcp, target: 127.0.0.1:22}
+  - id: south
+    links:
+      - id: fibre
+        checks:
+          - {id: ssh, kind: tcp, target: 127.0.0.1:22}
+"""
+
+
+def test_vantage_and_quorum_are_inherited_from_sites_links_and_defaults(tmp_path):
+    inventory = load_inventory(write(tmp_path, PLACED))
+    placed = {c.ref.check_id: (c.vantage, c.quorum) for c in inventory.checks}
+    assert placed == {
+        "north/fibre/ssh": (("psap-north", "noc"), 2),
+        "north/fibre/web": (("noc",), 1),
+        "north/lte/ssh": (("psap-north",), 1),
+        "south/fibre/ssh": (("noc",), 1),
+    }
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            (
+                "defaults: {vantage: [psap-north]}",
+                "defaults: {vantage: [psap-north]}\n        quorum: 2",
+            ),
+            "15:17: 'quorum': quorum 2 needs as many vantage points, the check has 1 (name at"
+            " least that many agents or pools in 'vantage', or lower quorum)",
+        ),
+        (
+            ("vantage: noc, quorum: 1", "vantage: [noc, noc]"),
+            "12:65: 'vantage': a vantage point is named twice (name each agent or pool once)",
+        ),
+        (
+            ("vantage: [psap-north, noc]", "vantage: [psap.north]"),
+            "6:14: 'vantage': 'psap.north' is not a valid agent or pool name (use lower-case"
+            " letters, digits, '-' and '_', starting with a letter or digit (it is a NATS"
+            " subject token))",
+        ),
+        (
+            ("  vantage: [noc]\nsites", "  quorum: 2\nsites"),
+            "3:11: 'quorum': quorum 2 needs as many vantage points, the check has 0 (name at"
+            " least that many agents or pools in 'vantage', or lower quorum)",
+        ),
+    ],
+)
+def test_placement_faults_are_placed(tmp_path, edit, expected):
+    errors = errors_of(tmp_path, PLACED.replace(*edit))
+    assert expected in errors

@@ -154,7 +154,7 @@ def _agent(agent: CommandParser) -> None:
     agent.add_argument(
         "--name",
         required=True,
-        type=values.agent_name,
+        type=values.vantage_name,
         help="this vantage point's name, unique among the agents (lower-case letters, digits, "
         "'-' and '_'): it is in every result's subject and message id",
     )

@@ -66,8 +66,8 @@ def nats_url(text: str) -> str:
     return _option(parse, text)
 
 
-def agent_name(text: str) -> str:
-    from monitor.cluster.stream import agent_name as parse  # see the module's docstring
+def vantage_name(text: str) -> str:
+    from monitor.config.cluster import vantage_name as parse  # see the module's docstring
 
     return _option(parse, text)
 

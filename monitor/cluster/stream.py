@@ -19,12 +19,10 @@ module knows nats-py's types only under TYPE_CHECKING: whoever calls it has impo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.core.model import ProbeResult
-from monitor.core.options import OptionError
 from monitor.output import records
 
 if TYPE_CHECKING:
@@ -39,22 +37,9 @@ AGENT_HEADER = "Commwatch-Agent"
 SCHEMA_HEADER = "Commwatch-Schema"
 SCHEMA = str(records.SCHEMA_VERSION)
 
-# An agent's name is a subject token and part of every message id: no '.', '*', '>' or space.
-_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-
 
 class StreamError(Exception):
     """The stream exists but cannot hold commwatch's results as configured."""
-
-
-def agent_name(value: str) -> str:
-    if not _AGENT_NAME.fullmatch(value):
-        raise OptionError(
-            f"{value!r} is not a valid agent name",
-            "use lower-case letters, digits, '-' and '_', starting with a letter or digit "
-            "(it is a NATS subject token)",
-        )
-    return value
 
 
 def subject(site_id: str, agent: str) -> str:

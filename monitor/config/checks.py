@@ -7,6 +7,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from monitor.config.cluster import vantage_name
 from monitor.config.inventory import Check, Schedule
 from monitor.core.model import CheckRef
 from monitor.core.options import (
@@ -15,6 +16,7 @@ from monitor.core.options import (
     Parser,
     build_options,
     duration,
+    each,
     integer,
     option_specs,
 )
@@ -28,6 +30,9 @@ SCHEDULE_PARSERS: Mapping[str, Parser] = {
     "timeout": duration,
     "retries": integer(0, 10),
     "retry_interval": duration,
+    # Where it runs (agents or pools of agents) and how many of them must see it down.
+    "vantage": each(vantage_name),
+    "quorum": integer(1, 64),
 }
 
 
@@ -156,6 +161,19 @@ def parse_schedule(values: Mapping[str, Any]) -> Schedule:
             "a check must finish before it is due again: shorten timeout or lengthen interval",
             key="timeout" if "timeout" in values else "interval",
         )
+    if schedule.quorum > max(len(schedule.vantage), 1):
+        raise OptionError(
+            f"quorum {schedule.quorum} needs as many vantage points, "
+            f"the check has {len(schedule.vantage)}",
+            "name at least that many agents or pools in 'vantage', or lower quorum",
+            key="quorum",
+        )
+    if len(set(schedule.vantage)) < len(schedule.vantage):
+        raise OptionError(
+            "a vantage point is named twice",
+            "name each agent or pool once",
+            key="vantage",
+        )
     return schedule
 
 
@@ -208,6 +226,8 @@ def adhoc_check(kind: str, values: Mapping[str, Any]) -> Check:
         interval=schedule.interval,
         timeout=schedule.timeout,
         retries=schedule.retries,
+        vantage=schedule.vantage,
+        quorum=schedule.quorum,
         description="",
         location=Location("<command line>", 0, 0),
     )

@@ -37,6 +37,9 @@ _SCHEMES = ("nats", "tls")
 _URL_HINT = "write nats://HOST:PORT (or tls://HOST:PORT), e.g. nats://127.0.0.1:4222"
 # JetStream stream names: no whitespace, '.', '*', '>', path separators.
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# An agent's or pool's name is a NATS subject token and part of every message id an agent
+# publishes: no '.', '*', '>' or space.
+_VANTAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1,
@@ -112,6 +115,18 @@ def nats_url(value: Any) -> str:
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise OptionError("a NATS URL has no path, query or fragment", _URL_HINT)
     return raw
+
+
+def vantage_name(value: Any) -> str:
+    """The name of an agent or of a pool of agents (a vantage point)."""
+    name = text(value)
+    if not _VANTAGE_NAME.fullmatch(name):
+        raise OptionError(
+            f"{name!r} is not a valid agent or pool name",
+            "use lower-case letters, digits, '-' and '_', starting with a letter or digit "
+            "(it is a NATS subject token)",
+        )
+    return name
 
 
 def stream_name(value: Any) -> str:

@@ -45,6 +45,9 @@ class Schedule:
     timeout: float = 10.0
     retries: int = 3  # agreeing results before a change of state is confirmed
     retry_interval: float = 30.0  # how soon to look again while a change is unconfirmed
+    # Agents or pools of agents that run it (monitor.cluster); none: the pool "default".
+    vantage: tuple[str, ...] = ()
+    quorum: int = 1  # vantage points that must see it CRIT before it is CRIT
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Check:
     location: Location
     retry_interval: float = Schedule.retry_interval
     depends_on: tuple[str, ...] = ()  # link or check ids
+    vantage: tuple[str, ...] = ()  # agents or pools that run it; see Schedule
+    quorum: int = 1
 
     @property
     def kind(self) -> str:

@@ -70,7 +70,9 @@ _TOP_KEYS = (
     "api",
     "cluster",
 )
-_SITE_KEYS = ("id", "name", "tags", "defaults", "min_up", "links")
+# Written on a site or a link, these hold for every check below it, as in its defaults.
+_PLACEMENT_KEYS = ("vantage", "quorum")
+_SITE_KEYS = ("id", "name", "tags", "defaults", "min_up", "links", *_PLACEMENT_KEYS)
 _LINK_KEYS = (
     "id",
     "name",
@@ -81,6 +83,7 @@ _LINK_KEYS = (
     "depends_on",
     "availability_from",
     "checks",
+    *_PLACEMENT_KEYS,
 )
 _TEXTS = each(text)
 
@@ -139,17 +142,20 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader):
             )
 
     def defaults(self, fields: Fields, inherited: Raw) -> Raw:
-        """Merge a `defaults:` block over the inherited one; values stay raw until a check
-        of a kind that knows the key takes them, so they are parsed with that kind's parser."""
+        """Merge a `defaults:` block, and the placement keys written beside it, over the
+        inherited values; they stay raw until a check of a kind that knows the key takes them,
+        so they are parsed with that kind's parser."""
         merged = dict(inherited)
-        if "defaults" not in fields:
-            return merged
-        for key, key_node, value_node in self.entries(fields["defaults"][1], "defaults"):
-            merged[key] = (value_node.value(), value_node)
-            if key not in COMMON_DEFAULT_KEYS:
-                # Judged once every check is read (`default_keys`): a kind in use that knows
-                # it settles the question without importing every other kind.
-                self.option_defaults.append((key, key_node))
+        if "defaults" in fields:
+            for key, key_node, value_node in self.entries(fields["defaults"][1], "defaults"):
+                merged[key] = (value_node.value(), value_node)
+                if key not in COMMON_DEFAULT_KEYS:
+                    # Judged once every check is read (`default_keys`): a kind in use that
+                    # knows it settles the question without importing every other kind.
+                    self.option_defaults.append((key, key_node))
+        for key in _PLACEMENT_KEYS:
+            if key in fields:
+                merged[key] = (fields[key][1].value(), fields[key][1])
         return merged
 
     def default_keys(self) -> None:
@@ -342,6 +348,8 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader):
             location=node.location,
             retry_interval=schedule.retry_interval,
             depends_on=self.ids(fields, "depends_on", full_id, "subject"),
+            vantage=schedule.vantage,
+            quorum=schedule.quorum,
         )
 
     def kind(self, node: Node, entries: list[tuple[str, Node, Node]]) -> ProbeKind | None:
