@@ -54,6 +54,16 @@ class SharedResources:
             await closer()
 
 
+def bounds_in_order(name: str, warn: float | None, crit: float | None) -> None:
+    """Refuses a `NAME_warn` above its `NAME_crit`, for bounds where higher is worse."""
+    if warn is not None and crit is not None and warn > crit:
+        raise OptionError(
+            f"{name}_warn is above {name}_crit",
+            f"the warning must trigger first: make {name}_warn <= {name}_crit",
+            key=f"{name}_warn",
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class LatencyOptions:
     """The latency keys of every probe that times a round trip; its options inherit them."""
@@ -73,16 +83,7 @@ class LatencyOptions:
     )
 
     def validate_latency(self) -> None:
-        if (
-            self.latency_warn is not None
-            and self.latency_crit is not None
-            and self.latency_warn > self.latency_crit
-        ):
-            raise OptionError(
-                "latency_warn is above latency_crit",
-                "the warning must trigger first: make latency_warn <= latency_crit",
-                key="latency_warn",
-            )
+        bounds_in_order("latency", self.latency_warn, self.latency_crit)
 
     def latency(self, observation: str, headline: bool = False) -> Threshold:
         """Configured as durations, judged in milliseconds on the probe's own timing;

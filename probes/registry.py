@@ -42,6 +42,10 @@ _KINDS: dict[str, Listing] = {
         "probes.snmp",
         "SNMP v3/v2c: uptime and reboots, interface states, error rates, utilisation, OIDs",
     ),
+    "ntp": Listing(
+        "probes.ntp",
+        "NTP server: offset from this host, stratum, root distance, leap, kiss-of-death",
+    ),
 }
 
 

@@ -54,7 +54,7 @@ from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.test_import_graph import import_graph
 
-OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161
+OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161, 31123
 RADIO = service("ridge-radio-snmp")
 IF_OPER_RF0 = "1.3.6.1.2.1.2.2.1.8.2"
 IF_HC_IN_RF0 = "1.3.6.1.2.1.31.1.1.1.6.2"
@@ -116,6 +116,7 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
         "paging-gateway": Severity.OK,  # first of three requests
         "paging-gateway-tls": Severity.WARN,  # expires in 20 days
         "dns-srv-sip": Severity.OK,
+        "master-clock": Severity.OK,  # the lab's stratum 1 serves this host's own time
         "ce-router": Severity.CRIT,  # closed port
         "carrier-portal": Severity.CRIT,  # hangs
         "site-router": Severity.OK,
@@ -139,6 +140,9 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
     assert results["rfss-console"].summary().startswith("cert expired 3.0d ago")
     assert results["vsat-modem-tls"].summary().startswith("name mismatch: ")
     assert results["resolver"].observations["answers"] == 1
+    clock = results["master-clock"].observations
+    assert (clock["stratum"], clock["reference_id"], clock["leap"]) == (1, "GPS", "none")
+    assert abs(clock["offset_s"]) < 0.05
 
 
 async def test_the_paging_gateway_fails_intermittently_on_a_fixed_schedule(lab):

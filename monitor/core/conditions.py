@@ -85,6 +85,8 @@ class Threshold:
 
     `needs_history` marks a value derived from two polls (a counter rate): on a first poll, or
     after the counters were reset, it cannot exist yet, and its absence is OK, not UNKNOWN.
+    `magnitude` judges the value's distance from zero, its sign kept in the verdict: a clock
+    offset is as wrong ahead as behind.
     `explain` words the value whatever the outcome ("expires in 9d"); `headline` puts a passing
     one in the short line of an OK result."""
 
@@ -98,6 +100,7 @@ class Threshold:
     needs_history: bool = False
     explain: Explain | None = None
     headline: bool = False
+    magnitude: bool = False
 
     def judge(self, value: ObservationValue, about: str = "") -> Verdict:
         severity = Severity.UNKNOWN
@@ -121,12 +124,15 @@ class Threshold:
         )
 
     def _breaches(self, value: float, bound: float) -> bool:
+        if self.magnitude:
+            value = abs(value)
         return value > bound if self.higher_is_worse else value < bound
 
     def describe(self) -> str:
         op = ">" if self.higher_is_worse else "<"
+        sign = "±" if self.magnitude else ""
         parts = [
-            f"{name} {op} {_number(bound)}{self.unit}"
+            f"{name} {op} {sign}{_number(bound)}{self.unit}"
             for name, bound in (("warn", self.warn), ("crit", self.crit))
             if bound is not None
         ]

@@ -30,6 +30,11 @@ class TlsFailure(ProbeFailure):
     """The TLS handshake failed."""
 
 
+class RefusedFailure(ProbeFailure):
+    """The peer answered that it will not serve us (an NTP kiss-of-death DENY): it is alive, and
+    closed to us, as a port that refuses connections is."""
+
+
 class AuthFailure(ProbeFailure):
     """The peer answered and rejected our credentials (an SNMPv3 report of an unknown user or a
     wrong digest): it is alive, but nothing it knows about its own health can be read."""

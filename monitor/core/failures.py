@@ -20,6 +20,7 @@ from monitor.core.errors import (
     DnsFailure,
     ProbeFailure,
     ProtocolFailure,
+    RefusedFailure,
     TlsFailure,
 )
 from monitor.core.model import ErrorClass, Severity
@@ -40,6 +41,7 @@ _CLASSIFICATION: tuple[tuple[ExceptionType, frozenset[int] | None, ErrorClass], 
     (DnsFailure, None, ErrorClass.DNS),
     (TlsFailure, None, ErrorClass.TLS),
     (ProtocolFailure, None, ErrorClass.PROTOCOL),
+    (RefusedFailure, None, ErrorClass.REFUSED),
     (("dns.exception", "Timeout"), None, ErrorClass.TIMEOUT),
     (TimeoutError, None, ErrorClass.TIMEOUT),
     (("aiohttp", "ClientConnectorDNSError"), None, ErrorClass.DNS),

@@ -169,6 +169,11 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                                 "server": _ep("dispatch-resolver", offset),
                                 "type": "SRV",
                             },
+                            {
+                                "id": "master-clock",
+                                "kind": "ntp",
+                                "target": _ep("dispatch-master-clock", offset),
+                            },
                         ],
                     },
                     {

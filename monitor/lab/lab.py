@@ -24,6 +24,7 @@ from monitor.lab.dns_peer import DnsPeer
 from monitor.lab.http_peers import HttpPeers
 from monitor.lab.layout import SERVICES, Behaviour
 from monitor.lab.misc import TcpPeers
+from monitor.lab.ntp_peer import NtpPeer
 from monitor.lab.snmp_agent import Cycles, DeviceClock, SnmpAgent, SnmpSecrets, lab_device
 
 SNMP_USER = "commwatch-lab"
@@ -67,6 +68,7 @@ class Lab:
         self._http = HttpPeers()
         self._tcp = TcpPeers()
         self._dns = DnsPeer()
+        self._ntp = NtpPeer()
         self._agents: list[SnmpAgent] = []
 
     async def start(self) -> None:
@@ -87,6 +89,8 @@ class Lab:
                     await self._tcp.start(s.behaviour, s.address, s.port(offset))
                 elif s.behaviour is Behaviour.DNS:
                     await self._dns.start(s.address, s.port(offset))
+                elif s.behaviour is Behaviour.NTP:
+                    await self._ntp.start(s.address, s.port(offset))
                 elif s.behaviour is Behaviour.SNMP:
                     agent = SnmpAgent(
                         lab_device(s.name, s.address), s.port(offset), self.snmp_secrets, self.clock
@@ -106,6 +110,7 @@ class Lab:
         await self._http.stop()
         await self._tcp.stop()
         await self._dns.stop()
+        await self._ntp.stop()
 
     async def __aenter__(self) -> Lab:
         await self.start()

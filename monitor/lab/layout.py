@@ -27,6 +27,7 @@ class Behaviour(enum.StrEnum):
     CLOSED = "tcp: nothing listens (connection refused)"
     DNS = "dns: answers for example.net over UDP and TCP"
     SNMP = "snmp: v2c and v3 authPriv agent, IF-MIB and system"
+    NTP = "ntp: stratum 1 master clock (GPS), serving this host's time"
 
 
 HTTP_PORT = 8080
@@ -34,6 +35,7 @@ TLS_PORT = 8443
 SSH_PORT = 2222
 DNS_PORT = 5300
 SNMP_PORT = 1161
+NTP_PORT = 1123
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ SERVICES: tuple[Service, ...] = (
     Service("paging-gateway", Behaviour.HTTP_FLAKY, "127.0.20.1", HTTP_PORT),
     Service("paging-gateway-tls", Behaviour.TLS_EXPIRING, "127.0.20.1", TLS_PORT),
     Service("dispatch-resolver", Behaviour.DNS, "127.0.20.3", DNS_PORT),
+    Service("dispatch-master-clock", Behaviour.NTP, "127.0.20.4", NTP_PORT),
     Service("carrier-b-ce-router", Behaviour.CLOSED, "127.0.21.1", SSH_PORT),
     Service("carrier-b-portal", Behaviour.HANGING, "127.0.21.2", TLS_PORT),
     # Ridge Mountain radio site: microwave (127.0.30.x), satellite (127.0.31.x)
