@@ -33,6 +33,7 @@ NOT_FOR_TCP = (
     "probes.tls",
     "probes.dns",
     "probes.snmp",
+    "probes.ntp",
     "probes.support",
     "monitor.alerts",
     "monitor.store",

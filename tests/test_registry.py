@@ -34,6 +34,7 @@ EXAMPLES = {
         "interfaces": ["eth0"],
         "oids": ["1.3.6.1.4.1.2021.10.1.3.1 name=load1 warn=4"],
     },
+    "ntp": {"target": "127.0.0.1:1123"},
 }
 
 
@@ -51,7 +52,7 @@ def test_every_probe_module_is_registered_under_its_own_name():
 def test_asking_for_one_kind_loads_only_that_kind():
     code = (
         "import sys; from probes.registry import REGISTRY; "
-        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 5; "
+        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 6; "
         "REGISTRY['tcp']; "
         "print(sorted(m for m in sys.modules if m.startswith('probes.')))"
     )
