@@ -62,6 +62,10 @@ def _target(value: Any) -> tuple[str, int]:
     return host_port(value, default_port=123)
 
 
+def _seconds(default: str | None, help_text: str) -> Any:
+    return option(default, parse=duration, metavar="DURATION", help=help_text)
+
+
 def _stratum(help_text: str) -> Any:
     return option(None, parse=integer(1, 15), metavar="STRATUM", help=help_text)
 
@@ -80,41 +84,30 @@ class NtpOptions(LatencyOptions):
         help="queries per poll, sample_interval apart; the reply with the smallest delay is "
         "judged (queries the timeout leaves no room for are not sent)",
     )
-    sample_interval: float = option(
-        "2s",
-        parse=duration,
-        metavar="DURATION",
-        help="time between the queries of one poll (2s: what servers that rate-limit accept)",
+    sample_interval: float = _seconds(
+        "2s", "time between the queries of one poll (2s: what servers that rate-limit accept)"
     )
-    offset_warn: float = option(
+    offset_warn: float = _seconds(
         "100ms",
-        parse=duration,
-        metavar="DURATION",
-        help="WARN when the server's clock is further than this from this host's, ahead or "
-        "behind (a synchronised clock on a LAN keeps within milliseconds)",
+        "WARN when the server's clock is further than this from this host's, ahead or behind "
+        "(a synchronised clock on a LAN keeps within milliseconds)",
     )
-    offset_crit: float = option(
+    offset_crit: float = _seconds(
         "1s",
-        parse=duration,
-        metavar="DURATION",
-        help="CRIT beyond this offset: records of dispatch, radio and call recorders a second "
-        "apart no longer line up",
+        "CRIT beyond this offset: records of dispatch, radio and call recorders a second apart "
+        "no longer line up",
     )
     stratum_warn: int | None = _stratum("WARN when the server's stratum is above this")
     stratum_crit: int | None = _stratum("CRIT when the server's stratum is above this")
-    root_distance_warn: float | None = option(
+    root_distance_warn: float | None = _seconds(
         None,
-        parse=duration,
-        metavar="DURATION",
-        help="WARN when the server's root distance (its uncertainty, to its reference clock "
-        "and back to us) is above this",
+        "WARN when the server's root distance (its uncertainty, to its reference clock and back "
+        "to us) is above this",
     )
-    root_distance_crit: float = option(
+    root_distance_crit: float = _seconds(
         "1.5s",
-        parse=duration,
-        metavar="DURATION",
-        help="CRIT above this root distance (1.5s: RFC 5905's MAXDIST, beyond which an NTP "
-        "client will not use the server)",
+        "CRIT above this root distance (1.5s: RFC 5905's MAXDIST, beyond which an NTP client "
+        "will not use the server)",
     )
 
     def validate(self) -> None:

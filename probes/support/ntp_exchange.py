@@ -71,11 +71,13 @@ class Ignored:
     def words(self) -> str:
         counts = (
             (self.short, "too short for NTP"),
-            (self.strays, "not replies to our queries (another origin timestamp)"),
-            (self.duplicates, "duplicates"),
-            (self.bogus, f"not a server's reply ({self.first_fault})"),
+            (self.strays, "with another origin timestamp, answering no query of ours"),
+            (self.duplicates, "repeating a reply already taken"),
+            (self.bogus, f"that no server sends ({self.first_fault})"),
         )
-        return ", ".join(f"{count} {what}" for count, what in counts if count)
+        return ", ".join(
+            f"{count} datagram{'' if count == 1 else 's'} {what}" for count, what in counts if count
+        )
 
 
 @dataclass(frozen=True, slots=True)

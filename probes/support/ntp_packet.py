@@ -61,7 +61,7 @@ class Packet:
     def fault(self) -> str | None:
         """Why this reply to our query cannot be a server's answer, if it cannot."""
         if self.mode != MODE_SERVER:
-            return f"mode {self.mode}, not {MODE_SERVER} (server)"
+            return f"mode {self.mode}, where a server's is {MODE_SERVER}"
         if self.version not in ACCEPTED_VERSIONS:
             return f"NTP version {self.version}, not 3 or 4"
         if self.kiss is None and (self.transmit == 0 or self.receive == 0):

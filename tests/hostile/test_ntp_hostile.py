@@ -146,8 +146,8 @@ async def test_only_replies_with_another_origin_time_out_naming_them():
     assert result.severity is Severity.CRIT
     assert result.error is not None and result.error.error_class is ErrorClass.TIMEOUT
     assert result.error.message == (
-        f"no reply to 1 query within {TIMEOUT:g}s; ignored 1 not replies to our queries "
-        "(another origin timestamp)"
+        f"no reply to 1 query within {TIMEOUT:g}s; ignored 1 datagram with another origin "
+        "timestamp, answering no query of ours"
     )
     assert TIMEOUT * 0.9 < took < TIMEOUT + SLACK
 
@@ -168,14 +168,14 @@ async def test_short_datagrams_are_a_protocol_error(datagram):
         result, took = await ask(target)
     assert result.severity is Severity.CRIT
     assert result.error is not None and result.error.error_class is ErrorClass.PROTOCOL
-    assert result.error.message == "no valid reply to 1 query: 1 too short for NTP"
+    assert result.error.message == "no valid reply to 1 query: 1 datagram too short for NTP"
     assert took < TIMEOUT + SLACK
 
 
 @pytest.mark.parametrize(
     ("mangle", "fault"),
     [
-        (lambda reply: with_first_byte(reply, 0x23), "mode 3, not 4 (server)"),
+        (lambda reply: with_first_byte(reply, 0x23), "mode 3, where a server's is 4"),
         (lambda reply: with_first_byte(reply, 0x14), "NTP version 2, not 3 or 4"),
         (lambda reply: with_transmit(reply, 0), "a zero receive or transmit timestamp"),
     ],
@@ -184,7 +184,9 @@ async def test_a_reply_to_our_query_that_no_server_could_send_is_a_protocol_erro
     async with scripted_server(lambda q: [(0.0, mangle(good(q)))]) as (target, _):
         result, took = await ask(target, timeout="5s")
     assert result.error is not None and result.error.error_class is ErrorClass.PROTOCOL
-    assert result.error.message == f"no valid reply to 1 query: 1 not a server's reply ({fault})"
+    assert result.error.message == (
+        f"no valid reply to 1 query: 1 datagram that no server sends ({fault})"
+    )
     assert took < 2.5  # the query was answered, badly: no waiting out the timeout
 
 
@@ -248,7 +250,7 @@ async def test_a_flood_for_the_whole_timeout_ends_in_a_timeout_naming_it():
     async with scripted_server(script) as (target, _):
         result, took = await ask(target)
     assert result.error is not None and result.error.error_class is ErrorClass.TIMEOUT
-    assert "not replies to our queries" in result.error.message
+    assert "datagrams with another origin timestamp" in result.error.message
     assert took < TIMEOUT + SLACK
 
 
