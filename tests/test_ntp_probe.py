@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from tests.peers.ntp_peers import (
 # measurement's own error (the event loop's latency), far below a millisecond when idle. The
 # bound is generous for a loaded machine and still a thousandth of the default warning.
 SAME_CLOCK = 0.02
+ROLLOVER = 2**32 - 2_208_988_800  # 2036-02-07T06:28:16Z in POSIX seconds: NTP era 1 begins
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,17 @@ def test_chronyd_is_configured_with_loopback_and_its_own_clock_only(tmp_path):
 
 
 # --- what chronyd never says ---------------------------------------------------------------
+
+
+async def test_a_server_past_the_2036_rollover_is_measured_across_it():
+    """On 2036-02-07 the NTP seconds field wraps to 0 (era 1). A server an hour into era 1,
+    asked from era 0, is an hour and years ahead, not 136 years behind: timestamps are only
+    ever subtracted modulo 2**64 (RFC 5905 §6)."""
+    ahead = ROLLOVER + 3600 - time.time()
+    async with scripted_server(serving(ServerClock(offset=ahead))) as (target, _):
+        result = await probe(target)
+    assert result.observations["offset_s"] == pytest.approx(ahead, abs=SAME_CLOCK)
+    assert verdict(result, "offset").severity is Severity.CRIT
 
 
 async def test_a_server_an_hour_behind_is_crit_with_the_sign_of_its_offset():
@@ -309,3 +322,14 @@ async def test_every_option_is_a_flag_of_probe_ntp():
         "--latency-crit DURATION",
     ):
         assert flag in out, flag
+
+
+def test_probe_ntp_loads_no_library_beyond_its_own(tmp_path):
+    from tests.test_cli_startup import HEAVY, loaded_by, offenders
+
+    done, loaded = loaded_by(tmp_path, "probe", "ntp", "127.0.0.1:9", "-t", "1s", "--nagios")
+    assert done.returncode == 2, done.stdout + done.stderr  # nothing listens on port 9
+    assert done.stdout.startswith("NTP CRITICAL - 127.0.0.1:9: refused: ")
+    assert "probes.ntp" in loaded
+    others = ("probes.tcp", "probes.http", "probes.tls", "probes.dns", "probes.snmp")
+    assert offenders(loaded, (*HEAVY, *others, "monitor.lab")) == []
