@@ -13,6 +13,7 @@ checked to name only those directives before it starts, and `-x` keeps it off th
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -84,6 +85,19 @@ async def test_chronyd_serves_its_local_stratum_and_this_hosts_own_time(chronyd,
     assert (seen["samples_sent"], seen["samples_answered"], seen["ignored_datagrams"]) == (1, 1, 0)
     assert seen["kiss_code"] == "none" and seen["rate_limited"] is False
     assert result.summary().startswith("offset ") and result.summary().endswith(", stratum 8")
+
+
+async def test_the_dashboard_shows_the_offset_when_well_and_the_stratum_always(chronyd):
+    from tui.present import info_text
+
+    fine = await probe(f"{LOCALHOST}:{chronyd}")
+    assert re.fullmatch(r"offset [+-]\d+\.\d{3}ms · stratum 8", info_text(fine, time.time()))
+    warned = await probe(f"{LOCALHOST}:{chronyd}", stratum_warn=5)
+    # The fact says the failing verdict too: once.
+    assert info_text(warned, time.time()).count("stratum 8") == 1
+    async with scripted_server(serving(ServerClock(offset=-3600.0))) as (target, _):
+        off = await probe(target)
+    assert re.fullmatch(r"offset -3600\.0\d\ds · stratum 1", info_text(off, time.time()))
 
 
 async def test_stratum_thresholds_warn_and_crit_on_chronyd(chronyd):
