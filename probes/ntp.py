@@ -145,7 +145,8 @@ async def measure(options: NtpOptions, ctx: ProbeContext) -> Observations:
     refusal = next((code for code in kisses if code != "RATE"), None)
     if refusal is not None or (kisses and not timed):
         code = refusal or "RATE"
-        observations.update({STRATUM: 0, "reference_id": code} if not timed else {})
+        if not timed:  # what the kiss itself says: no time, only its code
+            observations.update({STRATUM: 0, "reference_id": code})
         advice = "; poll it less often" if code == "RATE" else ""
         raise RefusedFailure(
             f"kiss-of-death {code}: the server refused us ({ntp_packet.KISSES[code]}){advice}",

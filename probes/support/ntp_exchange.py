@@ -98,7 +98,7 @@ class Exchange:
         return TimeoutError(f"no reply to {asked} within {timeout:g}s")
 
 
-@dataclass
+@dataclass(eq=False)  # a protocol is one endpoint, not a value
 class _Client(asyncio.DatagramProtocol):
     transport: asyncio.DatagramTransport | None = None
     waiting: dict[int, int] = field(default_factory=dict)  # our transmit nonce -> T1

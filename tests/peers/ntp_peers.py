@@ -218,7 +218,7 @@ def one_by_one(*scripts: Script) -> Script:
     return script
 
 
-@dataclass
+@dataclass(eq=False)  # a protocol is one endpoint, not a value
 class _Server(asyncio.DatagramProtocol):
     script: Script
     queries: list[bytes] = field(default_factory=list)
