@@ -38,6 +38,7 @@ from monitor.core.model import (
     ProbeError,
     ProbeResult,
     Severity,
+    VantageResult,
     Verdict,
 )
 from monitor.core.yamlnodes import Location
@@ -105,7 +106,9 @@ def result_from_record(record: Mapping[str, Any], ref: CheckRef | None = None) -
     return _read("result", lambda: _result(record, ref))
 
 
-def _result(record: Mapping[str, Any], ref: CheckRef | None) -> ProbeResult:
+def _result(
+    record: Mapping[str, Any], ref: CheckRef | None, *, nested: bool = False
+) -> ProbeResult:
     check_id = _str(record["check_id"])
     if ref is None or ref.check_id != check_id:
         ref = CheckRef(
@@ -131,8 +134,23 @@ def _result(record: Mapping[str, Any], ref: CheckRef | None) -> ProbeResult:
         if error is None
         else ProbeError(ErrorClass(_str(error["class"])), _str(error["message"])),
         certificates=tuple(_certificate(c) for c in record["certificates"]),
+        # A vantage point's own result has no vantage points of its own: not read, however
+        # deep a peer nests them.
+        vantage=() if nested else tuple(_vantage(v, ref) for v in record.get("vantage", [])),
     )
     return _with_headlines(result, _str(record["summary"]))
+
+
+def _vantage(record: Mapping[str, Any], ref: CheckRef) -> VantageResult:
+    fresh = record["fresh"]
+    if not isinstance(fresh, bool):
+        raise TypeError(f"expected true or false, got {fresh!r}")
+    result = record["result"]
+    return VantageResult(
+        name=_str(record["name"]),
+        result=None if result is None else _result(result, ref, nested=True),
+        fresh=fresh,
+    )
 
 
 def _verdict(record: Mapping[str, Any]) -> Verdict:

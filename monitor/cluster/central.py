@@ -9,6 +9,8 @@ So one can arrive twice: redelivered after a crash between the store and the ack
 A result whose (check, started_at) is not newer than the last one taken for that check (from
 the history at start, from this run after) is therefore dropped, acknowledged and counted as a
 duplicate: the state engine never counts one run twice and the history never stores it twice.
+A check seen from several vantage points counts that per vantage point, and the engine gets
+the combination of each one's latest result (monitor.engine.quorum) instead of the result.
 
 Anything else that is not a result of a check of this central's own inventory is terminated
 (`term`: JetStream never redelivers it), counted per `Rejection`, and logged at most once a
@@ -22,6 +24,7 @@ import contextlib
 import enum
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -37,11 +40,13 @@ from monitor.cluster.stream import (
     SCHEMA_HEADER,
     SUBJECT_PREFIX,
     SUBJECTS,
+    VANTAGE_HEADER,
 )
 from monitor.config.cluster import NatsConfig
 from monitor.config.inventory import Check
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
+from monitor.engine.quorum import Vantages, seen_from_several
 from monitor.store.history import HistoryStore
 
 if TYPE_CHECKING:
@@ -71,6 +76,16 @@ class Rejection(enum.StrEnum):
     SCHEMA = "schema"  # another record schema than this central reads
     UNKNOWN_CHECK = "unknown check"  # a check this central's inventory does not have
     FORGED = "forged"  # its subject, headers and record disagree about who sent what
+    UNASSIGNED = "not assigned"  # from a vantage point the check does not name
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A result handed to the engine and not yet settled: whose run of which check."""
+
+    check_id: str
+    vantage: str
+    started_at: float
 
 
 class Rejected(Exception):
@@ -150,9 +165,12 @@ class ResultConsumer:
         self._stream = stream
         self._history = history
         self._durable = durable
-        self._last: dict[str, float] = {}
-        self._unsettled: dict[int, tuple[ProbeResult, Msg]] = {}  # id(result) -> its message
-        self._in_flight: set[tuple[str, float]] = set()  # the unsettled (check, started_at)
+        self._stored: dict[str, float] = {}  # the history's last start per check
+        # Per (check, vantage point); the vantage point "" for a check seen from one.
+        self._last: dict[tuple[str, str], float] = {}
+        self._unsettled: dict[int, tuple[Taken, Msg]] = {}  # id(result taken) -> its message
+        self._in_flight: set[Taken] = set()
+        self._vantages = Vantages()
         self._room = asyncio.Event()
         self._room.set()
         self._replies: set[asyncio.Task[None]] = set()
@@ -178,7 +196,7 @@ class ResultConsumer:
         import nats.errors
 
         if self._history is not None:
-            self._last = await asyncio.to_thread(last_started, self._history)
+            self._stored = await asyncio.to_thread(last_started, self._history)
         subscription = await self._subscribe()
         stopped = asyncio.create_task(self._stopped.wait())
         try:
@@ -229,22 +247,27 @@ class ResultConsumer:
 
     def _handle(self, msg: Msg, take: Callable[[ProbeResult], None]) -> None:
         try:
-            result = self._read(msg)
+            result, vantage = self._read(msg)
         except Rejected as rejected:
             self._reject(msg, rejected)
             return
         check_id = result.check.check_id
-        last = self._last.get(check_id)
+        key = (check_id, vantage)
+        # After a restart the history knows each check's last start, not each vantage point's.
+        last = self._last.get(key, self._stored.get(check_id))
+        taken = Taken(check_id, vantage, result.started_at)
         if last is not None and result.started_at <= last:
             self._duplicates += 1
             # One still on its way to the store is acknowledged when stored, not before: an
             # ack of either delivery acknowledges the message.
-            if (check_id, result.started_at) not in self._in_flight:
+            if taken not in self._in_flight:
                 self._reply(msg.ack)
             return
-        self._in_flight.add((check_id, result.started_at))
-        self._last[check_id] = result.started_at
-        self._unsettled[id(result)] = (result, msg)
+        self._in_flight.add(taken)
+        self._last[key] = result.started_at
+        if vantage:
+            result = self._vantages.take(self._checks[check_id], vantage, result, time.time())
+        self._unsettled[id(result)] = (taken, msg)
         if len(self._unsettled) >= MAX_UNSETTLED:
             self._room.clear()
         self._taken += 1
@@ -254,13 +277,15 @@ class ResultConsumer:
         entry = self._unsettled.pop(id(result), None)
         if entry is None:
             return
-        self._in_flight.discard((result.check.check_id, result.started_at))
+        self._in_flight.discard(entry[0])
         self._settled += 1
         self._reply(entry[1].ack)
         if len(self._unsettled) < MAX_UNSETTLED:
             self._room.set()
 
-    def _read(self, msg: Msg) -> ProbeResult:
+    def _read(self, msg: Msg) -> tuple[ProbeResult, str]:
+        """The message's result and, for a check seen from several vantage points, which one
+        it is from (else "")."""
         headers = msg.headers or {}
         schema = headers.get(SCHEMA_HEADER)
         if schema != SCHEMA:
@@ -289,7 +314,13 @@ class ResultConsumer:
         # The id the agent gave it (monitor.cluster.stream.message_id): its name, the check's.
         if not str(headers.get(MSG_ID, "")).startswith(f"{agent}.{ref.check_id}."):
             raise Rejected(Rejection.FORGED, f"the message id is not {agent}'s for that check")
-        return result
+        if not seen_from_several(check):
+            return result, ""
+        # An agent named in `vantage:` itself may leave the header out.
+        vantage = headers.get(VANTAGE_HEADER) or str(agent)
+        if vantage not in check.vantage:
+            raise Rejected(Rejection.UNASSIGNED, f"{ref.check_id!r} is not seen from {vantage!r}")
+        return result, vantage
 
     def _reject(self, msg: Msg, rejected: Rejected) -> None:
         self._rejected[rejected.kind] += 1

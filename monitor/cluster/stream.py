@@ -35,6 +35,7 @@ MAX_AGE = 7 * 86400.0  # a central away longer than a week finds the oldest resu
 MSG_ID = "Nats-Msg-Id"
 AGENT_HEADER = "Commwatch-Agent"
 SCHEMA_HEADER = "Commwatch-Schema"
+VANTAGE_HEADER = "Commwatch-Vantage"  # the vantage point (agent or pool) a result is for
 SCHEMA = str(records.SCHEMA_VERSION)
 
 

@@ -187,6 +187,9 @@ class ProbeResult:
     verdicts: tuple[Verdict, ...] = ()
     error: ProbeError | None = None
     certificates: tuple[CertificateInfo, ...] = ()
+    # A check run from several vantage points (a central's quorum): each one's latest result,
+    # in inventory order. Empty for a result of one vantage point, which is every other one.
+    vantage: tuple[VantageResult, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observations", _frozen_mapping(self.observations))
@@ -210,3 +213,20 @@ class ProbeResult:
         measured = [v for v in self.verdicts if v.value is not None]
         told = [v.finding for v in measured if v.headline] or [v.finding for v in measured]
         return ", ".join(told) if told else "OK"
+
+
+@dataclass(frozen=True, slots=True)
+class VantageResult:
+    """One vantage point's part in a result seen from several: its latest result (None before
+    its first) and whether that was recent enough to count."""
+
+    name: str
+    result: ProbeResult | None
+    fresh: bool
+
+    @property
+    def severity(self) -> Severity:
+        """As the quorum counts it: its result's; UNKNOWN without a fresh one."""
+        if self.result is None or not self.fresh:
+            return Severity.UNKNOWN
+        return self.result.severity

@@ -21,6 +21,7 @@ from monitor.core.model import (
     ObservationValue,
     ProbeResult,
     Severity,
+    VantageResult,
     Verdict,
 )
 
@@ -88,7 +89,7 @@ def _rounded_or_none(days: float | None) -> float | None:
 
 def result_to_dict(result: ProbeResult) -> dict[str, Any]:
     ref = result.check
-    return {
+    record = {
         "check_id": ref.check_id,
         "site_id": ref.site_id,
         "link_id": ref.link_id,
@@ -106,6 +107,21 @@ def result_to_dict(result: ProbeResult) -> dict[str, Any]:
         if result.error is None
         else {"class": str(result.error.error_class), "message": result.error.message},
         "certificates": [certificate_to_dict(c, result.started_at) for c in result.certificates],
+    }
+    # Only a result seen from several vantage points has the list: any other is as it was.
+    if result.vantage:
+        record["vantage"] = [vantage_to_dict(part) for part in result.vantage]
+    return record
+
+
+def vantage_to_dict(part: VantageResult) -> dict[str, Any]:
+    """One vantage point's part: its severity as the quorum counted it (UNKNOWN without a
+    fresh result), and its latest result (null before its first)."""
+    return {
+        "name": part.name,
+        "severity": part.severity.name,
+        "fresh": part.fresh,
+        "result": None if part.result is None else result_to_dict(part.result),
     }
 
 
