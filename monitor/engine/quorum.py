@@ -115,7 +115,6 @@ def _verdict(
         severity=severity,
         finding="; ".join(findings),
         reason="; ".join(reasons),
-        headline=True,
     )
 
 
