@@ -20,7 +20,7 @@ from monitor.config.inventory import Check, Group, Inventory, Link, Site
 from monitor.engine.pipeline import Monitor, group_summaries
 from monitor.output.records import event_record, group_record, iso_time, result_record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 JsonObject = dict[str, Any]
 
@@ -39,6 +39,8 @@ def _check(check: Check) -> JsonObject:
         "retries": check.retries,
         "retry_interval": check.retry_interval,
         "depends_on": list(check.depends_on),
+        "vantage": list(check.vantage),
+        "quorum": check.quorum,
     }
 
 

@@ -312,6 +312,9 @@ def _check(record: Mapping[str, Any], site_id: str, link_id: str, source: str) -
         description=_str(record["description"]),
         location=Location(source, 0, 0),
         depends_on=_strs(record["depends_on"]),
+        # Not in the documents of engines before schema version 2: none, as they had none.
+        vantage=_strs(record.get("vantage", [])),
+        quorum=int(record.get("quorum", 1)),
     )
 
 

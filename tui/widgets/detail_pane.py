@@ -16,7 +16,7 @@ from textual.geometry import Size
 from textual.widgets import Static
 
 from monitor.config.inventory import Check
-from monitor.core.model import CertificateInfo, ProbeResult
+from monitor.core.model import CertificateInfo, ProbeResult, VantageResult
 from monitor.core.text import printable
 from tui.board import Board
 from tui.present import SYMBOLS, age_text, clock_text, status_text
@@ -173,12 +173,12 @@ class DetailPane(SeverityStyles, Static):
             if not state.history:
                 return Group(*parts)
         else:
-            parts += self._result(result, now)
+            parts += self._result(check, result, now)
         parts += [Text(), self._heading(f"History (last {len(state.history)})")]
         parts.append(self._history(state.history))
         return Group(*parts)
 
-    def _result(self, result: ProbeResult, now: float) -> list[RenderableType]:
+    def _result(self, check: Check, result: ProbeResult, now: float) -> list[RenderableType]:
         parts: list[RenderableType] = []
         if result.error is not None:
             parts += [Text(), self._heading("Error")]
@@ -186,6 +186,10 @@ class DetailPane(SeverityStyles, Static):
         if result.verdicts:
             parts += [Text(), self._heading("Verdicts")]
             parts.append(self._verdicts(result))
+        if result.vantage:
+            seen_by = f"CRIT when {check.quorum} of {len(result.vantage)} see it down"
+            parts += [Text(), self._heading(f"Vantage points ({seen_by})")]
+            parts.append(self._vantage(result.vantage, now))
         if result.certificates:
             parts += [Text(), self._heading("Certificate chain")]
             parts.append(self._certificates(result.certificates, now))
@@ -198,6 +202,29 @@ class DetailPane(SeverityStyles, Static):
             table.add_row(
                 Text(SYMBOLS[verdict.severity], self.severity_style(verdict.severity)),
                 Text(printable(verdict.sentence())),
+            )
+        return table
+
+    def _vantage(self, vantage: tuple[VantageResult, ...], now: float) -> Table:
+        """Each vantage point as the quorum counted it, how long ago it last reported, and
+        what it said then (one without a fresh result: what it said last, marked stale)."""
+        table = Table.grid(padding=(0, 1))
+        for part in vantage:
+            seen = part.result
+            said = Text(overflow="ellipsis", no_wrap=True)
+            if seen is None:
+                age = ""
+                said.append("no result yet", self._dim)
+            else:
+                age = f"{age_text(now - finished_at(seen))} ago"
+                if not part.fresh:
+                    said.append(f"stale, last {seen.severity.name}: ", self._dim)
+                said.append(printable(seen.summary()))
+            table.add_row(
+                Text(status_text(part.severity), self.severity_style(part.severity)),
+                Text(printable(part.name)),
+                Text(age, self._dim),
+                said,
             )
         return table
 
