@@ -1,23 +1,36 @@
 """What the central's tests share: a JetStream connection with the results stream made, results
-published as an agent publishes them, and a watcher of what an engine showed."""
+published as an agent publishes them, a watcher of what an engine showed, and a central engine
+in the test's own process with its API and a way to read its state document."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import nats
 from nats.js.client import JetStreamContext
 
+from monitor.api.server import ApiServer
+from monitor.cluster.central import ResultConsumer
 from monitor.cluster.stream import ensure_stream, outgoing
+from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
+from monitor.config.inventory import Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
+from monitor.core.secrets import SecretRef
+from monitor.engine.pipeline import Monitor
 from monitor.engine.state import EngineState
 
 STREAM = "COMMWATCH_RESULTS"
 AGENT = "psap-north"
 BASE = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+VIEWER_ENV, VIEWER = "CW_TEST_VIEWER", "viewer-token-of-the-central-test"  # set it in a fixture
+TOKENS = (TokenConfig(TokenRole.VIEWER, SecretRef("env", VIEWER_ENV), "wall"),)
 
 
 @contextlib.asynccontextmanager
@@ -33,11 +46,19 @@ async def jetstream(url: str, **auth: str) -> AsyncIterator[JetStreamContext]:
         await client.close()
 
 
-async def publish(js: JetStreamContext, *results: ProbeResult, agent: str = AGENT) -> None:
-    """As the agent publishes each result (monitor.cluster.stream.outgoing)."""
+async def publish(
+    js: JetStreamContext,
+    *results: ProbeResult,
+    agent: str = AGENT,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """As the agent publishes each result (monitor.cluster.stream.outgoing), with `headers`
+    added to its own."""
     for each in results:
         message = outgoing(agent, each)
-        await js.publish(message.subject, message.data, headers=message.headers)
+        await js.publish(
+            message.subject, message.data, headers={**message.headers, **(headers or {})}
+        )
 
 
 class Seen:
@@ -69,3 +90,52 @@ class Seen:
             while not done():
                 self.changed.clear()
                 await self.changed.wait()
+
+
+@dataclass
+class Central:
+    monitor: Monitor
+    consumer: ResultConsumer
+    seen: Seen
+    api: ApiServer
+
+
+@contextlib.asynccontextmanager
+async def central(
+    js: JetStreamContext, inv: Inventory, *, durable: str = "central", watched: str = "north/wan/c"
+) -> AsyncIterator[Central]:
+    """A central engine on the results stream, serving its API on loopback (the viewer token
+    in VIEWER_ENV); `watched`: the check its `Seen` follows."""
+    history = inv.resilience.history.path
+    consumer = ResultConsumer(js, inv.checks, stream=STREAM, history=history, durable=durable)
+    monitor = Monitor(
+        inv,
+        inv.checks,
+        on_result=lambda _: None,
+        on_event=lambda _: None,
+        alerts=False,
+        source=consumer,
+    )
+    seen = Seen(watched)
+    monitor.watch(seen)
+    api = ApiServer(monitor, ApiConfig(listen=Listen("127.0.0.1", 0), tokens=TOKENS))
+    await api.start()
+    running = asyncio.create_task(monitor.run())
+    try:
+        async with asyncio.timeout(10):
+            await monitor.ready.wait()
+        yield Central(monitor, consumer, seen, api)
+    finally:
+        monitor.stop()
+        await asyncio.wait_for(running, 20)
+        await consumer.aclose()
+        await api.stop()
+
+
+async def state_document(c: Central) -> Any:
+    headers = {"Authorization": f"Bearer {VIEWER}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(f"{c.api.url}/api/v1/state") as response,
+    ):
+        return json.loads(await response.text())

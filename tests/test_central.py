@@ -8,40 +8,39 @@ terminated and counted while good ones keep flowing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import nats
 import pytest
 from nats.js.client import JetStreamContext
 
-from monitor.api.server import ApiServer
 from monitor.cluster.central import Rejection, ResultConsumer
 from monitor.cluster.stream import ensure_stream, outgoing
-from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.events import EventKind
 from monitor.core.model import ProbeResult, Severity
-from monitor.core.secrets import SecretRef
-from monitor.engine.pipeline import Monitor
 from monitor.store.history import HistoryStore
-from tests.central_support import AGENT, BASE, STREAM, Seen, jetstream, publish
+from tests.central_support import (
+    AGENT,
+    BASE,
+    STREAM,
+    VIEWER,
+    VIEWER_ENV,
+    central,
+    jetstream,
+    publish,
+    state_document,
+)
 from tests.peers.nats_peers import NatsServer, running_nats
-
-VIEWER = "viewer-token-of-the-central-test"
-TOKENS = (TokenConfig(TokenRole.VIEWER, SecretRef("env", "CW_TEST_VIEWER"), "wall"),)
 
 
 @pytest.fixture(autouse=True)
 def viewer_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    monkeypatch.setenv(VIEWER_ENV, VIEWER)
 
 
 @pytest.fixture
@@ -72,53 +71,6 @@ def result(inv: Inventory, severity: Severity, at: float, check: int = 0) -> Pro
     return ProbeResult(
         check=inv.checks[check].ref, started_at=at, duration_ms=2.5, severity=severity
     )
-
-
-@dataclass
-class Central:
-    monitor: Monitor
-    consumer: ResultConsumer
-    seen: Seen
-    api: ApiServer
-
-
-@contextlib.asynccontextmanager
-async def central(
-    js: JetStreamContext, inv: Inventory, *, durable: str = "central"
-) -> AsyncIterator[Central]:
-    history = inv.resilience.history.path
-    consumer = ResultConsumer(js, inv.checks, stream=STREAM, history=history, durable=durable)
-    monitor = Monitor(
-        inv,
-        inv.checks,
-        on_result=lambda _: None,
-        on_event=lambda _: None,
-        alerts=False,
-        source=consumer,
-    )
-    seen = Seen("north/wan/c")
-    monitor.watch(seen)
-    api = ApiServer(monitor, ApiConfig(listen=Listen("127.0.0.1", 0), tokens=TOKENS))
-    await api.start()
-    running = asyncio.create_task(monitor.run())
-    try:
-        async with asyncio.timeout(10):
-            await monitor.ready.wait()
-        yield Central(monitor, consumer, seen, api)
-    finally:
-        monitor.stop()
-        await asyncio.wait_for(running, 20)
-        await consumer.aclose()
-        await api.stop()
-
-
-async def state_document(c: Central) -> Any:
-    headers = {"Authorization": f"Bearer {VIEWER}"}
-    async with (
-        aiohttp.ClientSession(headers=headers) as session,
-        session.get(f"{c.api.url}/api/v1/state") as response,
-    ):
-        return json.loads(await response.text())
 
 
 async def consumer_state(js: JetStreamContext, durable: str = "central") -> tuple[int, int, int]:
