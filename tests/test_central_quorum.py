@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +201,22 @@ async def test_each_vantage_point_is_its_own_for_duplicates_and_a_stranger_is_re
         await publish(
             js, seen(inv, Severity.CRIT, T0 + 6), agent="noc", headers={VANTAGE_HEADER: "south"}
         )
+        # An agent's record with a vantage list of its own, as only a central makes one: it
+        # would be shown as though the central had combined it.
+        combined = combine(inv.checks[0], {"noc": seen(inv, Severity.OK, T0 + 8)}, now=time.time())
+        for check in (QUORUM, SINGLE):
+            forged = seen(inv, Severity.OK, T0 + 8, check=check)
+            forged = replace(forged, vantage=combined.vantage)
+            await from_vantage(js, "noc", forged)
         # An agent named in `vantage:` that leaves the header out speaks for itself.
         await publish(js, seen(inv, Severity.CRIT, T0 + 7), agent="dispatch")
         await c.seen.until(lambda: len(c.seen.results) == 3)
         async with asyncio.timeout(10):
-            while sum(c.consumer.figures().rejected.values()) + c.consumer.figures().duplicates < 2:
+            while sum(c.consumer.figures().rejected.values()) + c.consumer.figures().duplicates < 4:
                 await asyncio.sleep(0.05)
         figures = c.consumer.figures()
         assert (figures.taken, figures.duplicates) == (3, 1)
-        assert figures.rejected == {Rejection.UNASSIGNED: 1}
+        assert figures.rejected == {Rejection.UNASSIGNED: 1, Rejection.FORGED: 2}
         last = c.seen.results[-1]
         assert [(p.name, p.severity) for p in last.vantage] == [
             ("psap-north", Severity.CRIT),

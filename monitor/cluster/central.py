@@ -314,6 +314,9 @@ class ResultConsumer:
         # The id the agent gave it (monitor.cluster.stream.message_id): its name, the check's.
         if not str(headers.get(MSG_ID, "")).startswith(f"{agent}.{ref.check_id}."):
             raise Rejected(Rejection.FORGED, f"the message id is not {agent}'s for that check")
+        if result.vantage:
+            # Only a central combines: a vantage list from an agent would be shown as though.
+            raise Rejected(Rejection.FORGED, "an agent's result has no vantage points")
         if not seen_from_several(check):
             return result, ""
         # An agent named in `vantage:` itself may leave the header out.
