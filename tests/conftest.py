@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +13,19 @@ import pytest
 from probes.base import SharedResources
 
 REPO = Path(__file__).resolve().parent.parent
+HYPOTHESIS_HOME = "HYPOTHESIS_STORAGE_DIRECTORY"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps caches (constants it reads from the source, at collection) in
+    `.hypothesis` of the working folder unless told otherwise: a folder of the run's instead."""
+    os.environ.setdefault(HYPOTHESIS_HOME, tempfile.mkdtemp(prefix="commwatch-hypothesis-"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = os.environ.get(HYPOTHESIS_HOME, "")
+    if Path(home).name.startswith("commwatch-hypothesis-"):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ AT = 1_800_000_000.0
 SCHEMA = jsonschema.Draft202012Validator(
     json.loads((Path(records.__file__).parent / "schema" / "result.schema.json").read_text("utf-8"))
 )
-# No example database: a test writes nothing outside its temporary folders.
+# No example database either: each run draws afresh.
 PROPERTIES = settings(database=None, max_examples=300, deadline=None)
 
 
