@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -22,10 +21,8 @@ from monitor.core.options import (
     choice,
     host,
     integer,
-    is_number,
     option,
     text,
-    type_name,
 )
 from monitor.core.patterns import Pattern, regex
 from monitor.core.secrets import SecretRef, headers
@@ -38,13 +35,17 @@ from probes.support import (
     certificates,
 )
 from probes.support.ssl_compat import served_chain
+from probes.support.status_codes import (
+    covers,
+    describe_statuses,
+    status_ranges_parser,
+)
 from probes.support.tls_handshake import HandshakeError, Peer, read_refused_chain
 
 USER_AGENT = "commwatch/0.1.0"
 _MIB = 1024 * 1024
 _READ_CHUNK = 65536
 
-StatusRanges = tuple[tuple[int, int], ...]
 LATENCY = "latency_ms"  # until the response headers arrived
 STATUS = "status"
 
@@ -73,46 +74,7 @@ def _url(value: Any) -> str:
     return raw
 
 
-_STATUS_HINT = "write a code such as 200, a range such as 200-299, or a list of them"
-
-
-def _status_code(code: int) -> int:
-    if not 100 <= code <= 599:
-        raise OptionError(f"{code} is not an HTTP status code", "codes run from 100 to 599")
-    return code
-
-
-def _status_range(item: Any) -> tuple[int, int]:
-    if is_number(item, whole=True):
-        return _status_code(item), _status_code(item)
-    match = (
-        re.fullmatch(r"\s*([0-9]{3})\s*(?:-\s*([0-9]{3})\s*)?", item)
-        if isinstance(item, str)
-        else None
-    )
-    if match is None:
-        raise OptionError(f"{type_name(item)} {item!r} is not a status or range", _STATUS_HINT)
-    low = _status_code(int(match.group(1)))
-    high = _status_code(int(match.group(2) or match.group(1)))
-    if low > high:
-        raise OptionError(
-            f"status range {low}-{high} is backwards", f"write the lower code first: {high}-{low}"
-        )
-    return low, high
-
-
-def status_ranges(value: Any) -> StatusRanges:
-    """Status codes and ranges: `200`, `"200-299"`, `"200, 301"` or a list of those."""
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, str):
-        items = value.split(",")
-    if not items:
-        raise OptionError("the list of statuses is empty", _STATUS_HINT)
-    return tuple(_status_range(item) for item in items)
-
-
-def describe_statuses(ranges: StatusRanges) -> str:
-    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+status_ranges = status_ranges_parser("an HTTP status code", 599)
 
 
 def _method(value: Any) -> str:
@@ -442,9 +404,7 @@ def conditions(options: HttpOptions) -> tuple[Condition, ...]:
         Expectation(
             condition="status",
             observation=STATUS,
-            accepts=lambda value: (
-                isinstance(value, int) and any(low <= value <= high for low, high in ranges)
-            ),
+            accepts=lambda value: covers(ranges, value),
             expected=expected,
             failed=lambda value, _: Finding(f"HTTP {value}", f"HTTP {value} (expected {expected})"),
             passed=lambda value, _: Finding(f"HTTP {value}"),

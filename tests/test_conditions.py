@@ -168,6 +168,22 @@ def test_an_expectation_failed_has_its_severity_in_the_words_for_failing():
     assert warning.judge(True).severity is OK
 
 
+def test_a_graded_expectation_fails_as_badly_as_its_grade_says_of_the_value():
+    """A SIP element answering 404 is alive (WARN), one answering 500 is not (CRIT): one
+    condition, one verdict, its severity by the value."""
+    status = Expectation(
+        condition="status",
+        observation="status",
+        accepts=lambda code: code == 200,
+        expected="200",
+        grade=lambda code: WARN if isinstance(code, int) and code < 500 else CRIT,
+    )
+    assert status.judge(200).severity is OK
+    assert status.judge(404).severity is WARN
+    assert status.judge(500).severity is CRIT
+    assert status.judge(404).threshold == "expected 200"
+
+
 def test_an_expectation_judges_the_value_it_is_given():
     seen = []
     condition = Expectation(

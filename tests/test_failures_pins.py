@@ -15,6 +15,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
 from monitor.core.errors import (
+    AnswerTimeout,
     AuthFailure,
     ConfigFailure,
     DnsFailure,
@@ -55,6 +56,7 @@ def connector_error(cause: OSError) -> aiohttp.ClientConnectorError:
         (DnsFailure("NXDOMAIN"), ErrorClass.DNS),
         (TlsFailure("handshake"), ErrorClass.TLS),
         (ProtocolFailure("garbage"), ErrorClass.PROTOCOL),
+        (AnswerTimeout("only provisional answers"), ErrorClass.TIMEOUT),
         (dns.exception.Timeout(), ErrorClass.TIMEOUT),
         (TimeoutError(), ErrorClass.TIMEOUT),
         (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), ErrorClass.DNS),

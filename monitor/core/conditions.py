@@ -145,7 +145,11 @@ class Expectation:
 
     `failed` and `passed` word the outcome ("name mismatch: ...", "name matches"); without
     them the verdict reads "condition value (expected ...)", which suits values that are words
-    already (an rcode, an interface state) but not booleans."""
+    already (an rcode, an interface state) but not booleans.
+
+    `grade`, when given, says how bad a value that fails is, where that depends on the value
+    (a SIP element that answers 404 is alive, one that answers 500 is not); `severity` is the
+    failure's otherwise."""
 
     condition: str
     observation: str
@@ -157,14 +161,19 @@ class Expectation:
     failed: Explain | None = None
     passed: Explain | None = None
     headline: bool = False
+    grade: Callable[[ObservationValue], Severity] | None = None
 
     def judge(self, value: ObservationValue, about: str = "") -> Verdict:
         accepted = self.accepts(value)
+        if accepted:
+            severity = Severity.OK
+        else:
+            severity = self.severity if self.grade is None else self.grade(value)
         return _verdict(
             self,
             value,
             f"expected {self.expected}",
-            Severity.OK if accepted else self.severity,
+            severity,
             about,
             self.passed if accepted else self.failed,
         )

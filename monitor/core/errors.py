@@ -22,6 +22,11 @@ class ProtocolFailure(ProbeFailure):
     """The peer answered, but not in the protocol expected (garbage, truncated, oversized)."""
 
 
+class AnswerTimeout(ProbeFailure):
+    """No (final) answer came in the time allowed; it may carry what was seen meanwhile
+    (retransmissions made, provisional answers, answers to other requests)."""
+
+
 class DnsFailure(ProbeFailure):
     """The target's own name could not be resolved."""
 

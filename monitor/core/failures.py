@@ -15,6 +15,7 @@ import sys
 
 from monitor.core import logs
 from monitor.core.errors import (
+    AnswerTimeout,
     AuthFailure,
     ConfigFailure,
     DnsFailure,
@@ -42,6 +43,7 @@ _CLASSIFICATION: tuple[tuple[ExceptionType, frozenset[int] | None, ErrorClass], 
     (TlsFailure, None, ErrorClass.TLS),
     (ProtocolFailure, None, ErrorClass.PROTOCOL),
     (RefusedFailure, None, ErrorClass.REFUSED),
+    (AnswerTimeout, None, ErrorClass.TIMEOUT),
     (("dns.exception", "Timeout"), None, ErrorClass.TIMEOUT),
     (TimeoutError, None, ErrorClass.TIMEOUT),
     (("aiohttp", "ClientConnectorDNSError"), None, ErrorClass.DNS),
