@@ -46,6 +46,10 @@ _KINDS: dict[str, Listing] = {
         "probes.ntp",
         "NTP server: offset from this host, stratum, root distance, leap, kiss-of-death",
     ),
+    "sip": Listing(
+        "probes.sip",
+        "SIP OPTIONS over UDP, TCP or TLS: status, maintenance (503), round trip; RFC 3261 timers",
+    ),
 }
 
 
