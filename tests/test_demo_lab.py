@@ -54,7 +54,7 @@ from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.test_import_graph import import_graph
 
-OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161, 31123
+OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161, 31123, 35060
 RADIO = service("ridge-radio-snmp")
 IF_OPER_RF0 = "1.3.6.1.2.1.2.2.1.8.2"
 IF_HC_IN_RF0 = "1.3.6.1.2.1.31.1.1.1.6.2"
@@ -117,8 +117,10 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
         "paging-gateway-tls": Severity.WARN,  # expires in 20 days
         "dns-srv-sip": Severity.OK,
         "master-clock": Severity.OK,  # the lab's stratum 1 serves this host's own time
+        "sip-trunk": Severity.OK,
         "ce-router": Severity.CRIT,  # closed port
         "carrier-portal": Severity.CRIT,  # hangs
+        "sip-trunk-b": Severity.WARN,  # 503, in maintenance
         "site-router": Severity.OK,
         "rfss-console": Severity.CRIT,  # expired
         "vsat-modem": Severity.OK,
@@ -143,6 +145,9 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
     clock = results["master-clock"].observations
     assert (clock["stratum"], clock["reference_id"], clock["leap"]) == (1, "GPS", "none")
     assert abs(clock["offset_s"]) < 0.05
+    assert results["sip-trunk"].observations["transport"] == "udp"
+    assert results["sip-trunk-b"].observations["transport"] == "tcp"
+    assert results["sip-trunk-b"].summary().startswith("in maintenance: SIP 503, Retry-After 300s")
 
 
 async def test_the_paging_gateway_fails_intermittently_on_a_fixed_schedule(lab):
@@ -214,6 +219,8 @@ def test_the_shipped_inventory_targets_the_lab_on_loopback(tmp_path, monkeypatch
             served = "{}:{}".format(*check.options.server)
         elif "://" in check.ref.target:
             served = check.ref.target.split("/")[2]
+        elif check.kind == "sip":
+            served = check.ref.target.removesuffix("/" + check.options.transport)
         else:
             served = check.ref.target
         assert served in endpoints, check.ref.check_id

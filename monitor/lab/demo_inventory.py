@@ -174,6 +174,11 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                                 "kind": "ntp",
                                 "target": _ep("dispatch-master-clock", offset),
                             },
+                            {
+                                "id": "sip-trunk",
+                                "kind": "sip",
+                                "target": _ep("dispatch-sbc", offset),
+                            },
                         ],
                     },
                     {
@@ -188,6 +193,12 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                                 "target": _ep("carrier-b-ce-router", offset),
                             },
                             _tls("carrier-portal", "carrier-b-portal", offset, None, timeout="2s"),
+                            {
+                                "id": "sip-trunk-b",
+                                "kind": "sip",
+                                "target": _ep("carrier-b-sbc", offset),
+                                "transport": "tcp",
+                            },
                         ],
                     },
                 ],

@@ -25,6 +25,7 @@ from monitor.lab.http_peers import HttpPeers
 from monitor.lab.layout import SERVICES, Behaviour
 from monitor.lab.misc import TcpPeers
 from monitor.lab.ntp_peer import NtpPeer
+from monitor.lab.sip_peer import SipPeers
 from monitor.lab.snmp_agent import Cycles, DeviceClock, SnmpAgent, SnmpSecrets, lab_device
 
 SNMP_USER = "commwatch-lab"
@@ -43,6 +44,7 @@ class SnmpEnv:
 
 SNMP_ENV = SnmpEnv()
 _HTTP = (Behaviour.HTTP_HEALTHY, Behaviour.HTTP_SLOW, Behaviour.HTTP_FLAKY)
+_SIP = (Behaviour.SIP_HEALTHY, Behaviour.SIP_MAINTENANCE)
 _TLS = (
     Behaviour.TLS_HEALTHY,
     Behaviour.TLS_EXPIRING,
@@ -69,6 +71,7 @@ class Lab:
         self._tcp = TcpPeers()
         self._dns = DnsPeer()
         self._ntp = NtpPeer()
+        self._sip = SipPeers()
         self._agents: list[SnmpAgent] = []
 
     async def start(self) -> None:
@@ -91,6 +94,8 @@ class Lab:
                     await self._dns.start(s.address, s.port(offset))
                 elif s.behaviour is Behaviour.NTP:
                     await self._ntp.start(s.address, s.port(offset))
+                elif s.behaviour in _SIP:
+                    await self._sip.start(s.behaviour, s.address, s.port(offset))
                 elif s.behaviour is Behaviour.SNMP:
                     agent = SnmpAgent(
                         lab_device(s.name, s.address), s.port(offset), self.snmp_secrets, self.clock
@@ -111,6 +116,7 @@ class Lab:
         await self._tcp.stop()
         await self._dns.stop()
         await self._ntp.stop()
+        await self._sip.stop()
 
     async def __aenter__(self) -> Lab:
         await self.start()

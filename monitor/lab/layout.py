@@ -28,6 +28,8 @@ class Behaviour(enum.StrEnum):
     DNS = "dns: answers for example.net over UDP and TCP"
     SNMP = "snmp: v2c and v3 authPriv agent, IF-MIB and system"
     NTP = "ntp: stratum 1 master clock (GPS), serving this host's time"
+    SIP_HEALTHY = "sip: SBC answering OPTIONS 200 OK over UDP and TCP"
+    SIP_MAINTENANCE = "sip: SBC in maintenance, 503 with Retry-After"
 
 
 HTTP_PORT = 8080
@@ -36,6 +38,7 @@ SSH_PORT = 2222
 DNS_PORT = 5300
 SNMP_PORT = 1161
 NTP_PORT = 1123
+SIP_PORT = 5060
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ SERVICES: tuple[Service, ...] = (
     Service("dispatch-master-clock", Behaviour.NTP, "127.0.20.4", NTP_PORT),
     Service("carrier-b-ce-router", Behaviour.CLOSED, "127.0.21.1", SSH_PORT),
     Service("carrier-b-portal", Behaviour.HANGING, "127.0.21.2", TLS_PORT),
+    Service("dispatch-sbc", Behaviour.SIP_HEALTHY, "127.0.20.5", SIP_PORT),
+    Service("carrier-b-sbc", Behaviour.SIP_MAINTENANCE, "127.0.21.5", SIP_PORT),
     # Ridge Mountain radio site: microwave (127.0.30.x), satellite (127.0.31.x)
     Service("ridge-site-router", Behaviour.SSH_BANNER, "127.0.30.1", SSH_PORT),
     Service("rfss-console", Behaviour.TLS_EXPIRED, "127.0.30.2", TLS_PORT),
