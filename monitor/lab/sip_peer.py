@@ -31,6 +31,7 @@ def answer(
     reason: str,
     extra: Sequence[str] = (),
     replace: Mapping[str, str] | None = None,
+    server: str = SERVER,
 ) -> bytes | None:
     """The response to `request` (None for what is not a request), with `extra` header lines;
     `replace` swaps a copied header's value (by its name as written here: "Call-ID")."""
@@ -50,7 +51,7 @@ def answer(
         elif name == "To" and ";tag=" not in value:
             value += f";tag={TO_TAG}"
         lines.append(f"{name}: {value}")
-    lines += [f"Server: {SERVER}", *extra, "Content-Length: 0"]
+    lines += [f"Server: {server}", *extra, "Content-Length: 0"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 

@@ -61,10 +61,10 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def _excerpt(raw: bytes) -> str:
-    """The start of what a peer sent, for an error message: printable, short."""
-    shown = _text(raw[:_EXCERPT]) + ("…" if len(raw) > _EXCERPT else "")
-    return bounded_message(repr(shown))
+def _excerpt(raw: bytes | bytearray) -> str:
+    """The start of what a peer sent, for an error message: printable, short, quoted."""
+    shown = _text(bytes(raw[:_EXCERPT])) + ("…" if len(raw) > _EXCERPT else "")
+    return f"'{bounded_message(shown)}'"
 
 
 @dataclass(frozen=True)
@@ -226,17 +226,33 @@ def _content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
     return int(values[0])
 
 
+def _start(line: bytes | bytearray) -> Response | Request:
+    """What a start line says, the headers yet to come; raises for what is no start line."""
+    text = _text(bytes(line))
+    status = _STATUS_LINE.fullmatch(text)
+    if status is not None:
+        return Response(int(status.group(1)), clip(status.group(2) or ""), ())
+    request = _REQUEST_LINE.fullmatch(text)
+    if request is not None:
+        return Request(request.group(1))
+    raise MalformedMessage(f"not a SIP message: it starts {_excerpt(line)}")
+
+
+def _first_line(data: bytes | bytearray) -> bytes | bytearray | None:
+    """The start line, once it is whole: garbage is named as soon as it shows."""
+    end = _LINE_END.search(data)
+    if end is None:
+        return None if len(data) <= MAX_LINE_BYTES else data[:MAX_LINE_BYTES]
+    return data[: end.start()]
+
+
 def _parse_head(head: bytes) -> tuple[Message, tuple[tuple[str, str], ...]]:
     start, *rest = _header_lines(head)
+    message = _start(start)
     headers = _headers(rest)
-    line = _text(start)
-    status = _STATUS_LINE.fullmatch(line)
-    if status is not None:
-        return Response(int(status.group(1)), clip(status.group(2) or ""), headers), headers
-    request = _REQUEST_LINE.fullmatch(line)
-    if request is not None:
-        return Request(request.group(1)), headers
-    raise MalformedMessage(f"not a SIP message: it starts {_excerpt(start)}")
+    if isinstance(message, Response):
+        return Response(message.status, message.reason, headers), headers
+    return message, headers
 
 
 def parse_datagram(data: bytes, limit: int) -> Message | None:
@@ -246,6 +262,7 @@ def parse_datagram(data: bytes, limit: int) -> Message | None:
     data = data[_blank_prefix(data) :]
     if not data:
         return None
+    _start(_first_line(data) or data)
     end = _HEAD_END.search(data)
     if end is None:
         raise MalformedMessage(f"no end of the header section: {_excerpt(data)}")
@@ -277,6 +294,9 @@ class StreamFramer:
     def next(self) -> Message | None:
         """The next whole message, or None until more bytes arrive."""
         del self._buffer[: _blank_prefix(self._buffer)]
+        first = _first_line(self._buffer)
+        if first is not None:
+            _start(first)
         end = _HEAD_END.search(self._buffer)
         if (end.start() if end else len(self._buffer)) > self._limit:
             raise OversizedMessage(f"no end of its header section within {self._limit} bytes")
