@@ -34,6 +34,7 @@ NOT_FOR_TCP = (
     "probes.dns",
     "probes.snmp",
     "probes.ntp",
+    "probes.sip",
     "probes.support",
     "monitor.alerts",
     "monitor.store",
@@ -149,6 +150,25 @@ def test_probe_tcp_imports_only_what_tcp_needs(tmp_path, listener):
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(f"TCP OK - {listener}: ")
     assert offenders(loaded, NOT_FOR_TCP) == []
+
+
+def test_probe_sip_over_udp_loads_no_tls_machinery(tmp_path):
+    """An OPTIONS ping over UDP, the plugin's most frequent call, pays for no certificate
+    code: that is loaded by TLS checks alone."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    done, loaded = loaded_by(tmp_path, "probe", "sip", closed, "--nagios", "-t", "2s")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith(f"SIP CRITICAL - {closed}/udp: refused")
+    assert "probes.sip" in loaded
+    tls_machinery = (
+        "probes.support.sip_tls",
+        "probes.support.certificates",
+        "probes.support.certificate_chain",
+        "probes.support.tls_handshake",
+    )
+    assert offenders(loaded, (*HEAVY, "probes.tls", "probes.http", *tls_machinery)) == []
 
 
 def test_the_record_sees_what_a_command_does_import(tmp_path):

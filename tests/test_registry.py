@@ -35,6 +35,7 @@ EXAMPLES = {
         "oids": ["1.3.6.1.4.1.2021.10.1.3.1 name=load1 warn=4"],
     },
     "ntp": {"target": "127.0.0.1:1123"},
+    "sip": {"target": "127.0.0.1", "transport": "tls", "ok_codes": [200, 404]},
 }
 
 
@@ -52,7 +53,7 @@ def test_every_probe_module_is_registered_under_its_own_name():
 def test_asking_for_one_kind_loads_only_that_kind():
     code = (
         "import sys; from probes.registry import REGISTRY; "
-        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 6; "
+        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 7; "
         "REGISTRY['tcp']; "
         "print(sorted(m for m in sys.modules if m.startswith('probes.')))"
     )
