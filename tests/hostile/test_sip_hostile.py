@@ -165,7 +165,7 @@ async def test_silence_is_retransmitted_by_timer_e_doubling_up_to_t2() -> None:
     assert _like(peer.intervals(), [0.1, 0.2, 0.4, 0.4, 0.4]), peer.intervals()
     assert result.observations["retransmissions"] == 5
     assert message == "no response within 1.9s after 5 retransmissions"
-    assert 1.85 < took < 2.3
+    assert 1.85 < took < 2.5
     # Every transmission is the same request: same branch, same Call-ID.
     assert len(set(peer.requests)) == 1
 
