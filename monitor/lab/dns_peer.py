@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import struct
 from typing import cast
 
@@ -19,7 +18,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from monitor.lab.layout import PortTaken
+from monitor.lab.listeners import Listeners
 
 ZONE = dns.name.from_text("example.net")
 TTL = 300
@@ -72,14 +71,14 @@ class _Udp(asyncio.DatagramProtocol):
 
 class DnsPeer:
     def __init__(self) -> None:
-        self._transports: list[asyncio.DatagramTransport] = []
-        self._servers: list[asyncio.Server] = []
-        self._clients: set[asyncio.StreamWriter] = set()
+        self._listeners = Listeners()
 
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Length-prefixed queries (RFC 1035 4.2.2) until the client leaves or idles out."""
-        self._clients.add(writer)
-        with contextlib.suppress(ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+        with (
+            self._listeners.client(writer),
+            contextlib.suppress(ConnectionError, TimeoutError, asyncio.IncompleteReadError),
+        ):
             while True:
                 prefix = await asyncio.wait_for(reader.readexactly(2), _TCP_IDLE_SECONDS)
                 (size,) = struct.unpack("!H", prefix)
@@ -89,29 +88,10 @@ class DnsPeer:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)
                 await writer.drain()
-        self._clients.discard(writer)
-        writer.close()
 
     async def start(self, address: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind((address, port))
-            self._servers.append(await asyncio.start_server(self._tcp, address, port))
-        except OSError as exc:
-            sock.close()
-            raise PortTaken(address, port, exc) from exc
-        transport, _ = await loop.create_datagram_endpoint(_Udp, sock=sock)
-        self._transports.append(transport)
+        await self._listeners.udp(_Udp, address, port)
+        await self._listeners.tcp(self._tcp, address, port)
 
     async def stop(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        for server in self._servers:
-            server.close()
-        for writer in self._clients:
-            writer.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._transports.clear()
-        self._servers.clear()
+        await self._listeners.stop()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from monitor.lab.layout import Behaviour, PortTaken
+from monitor.lab.layout import Behaviour
+from monitor.lab.listeners import Listeners
 
 SERVER = "commwatch-lab-sbc/1.0"
 RETRY_AFTER = 300  # the maintenance window the lab's SBC announces, in seconds
@@ -82,18 +84,21 @@ class _Udp(asyncio.DatagramProtocol):
 
 class SipPeers:
     def __init__(self) -> None:
-        self._transports: list[asyncio.DatagramTransport] = []
-        self._servers: list[asyncio.Server] = []
-        self._clients: set[asyncio.StreamWriter] = set()
+        self._listeners = Listeners()
 
     async def _tcp(
         self, behaviour: Behaviour, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         """Requests framed by their header section (the lab's clients send no bodies) until
         the client leaves, idles out or sends one larger than the lab takes."""
-        self._clients.add(writer)
-        with contextlib.suppress(
-            ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError
+        with (
+            self._listeners.client(writer),
+            contextlib.suppress(
+                ConnectionError,
+                TimeoutError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+            ),
         ):
             while True:
                 request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _TCP_IDLE_SECONDS)
@@ -102,32 +107,12 @@ class SipPeers:
                     break
                 writer.write(reply)
                 await writer.drain()
-        self._clients.discard(writer)
-        writer.close()
 
     async def start(self, behaviour: Behaviour, address: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(behaviour), local_addr=(address, port)
-            )
-            self._transports.append(transport)
-            self._servers.append(
-                await asyncio.start_server(
-                    lambda r, w: self._tcp(behaviour, r, w), address, port, limit=_MAX_REQUEST
-                )
-            )
-        except OSError as exc:
-            raise PortTaken(address, port, exc) from exc
+        await self._listeners.udp(lambda: _Udp(behaviour), address, port)
+        await self._listeners.tcp(
+            functools.partial(self._tcp, behaviour), address, port, limit=_MAX_REQUEST
+        )
 
     async def stop(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        for server in self._servers:
-            server.close()
-        for writer in self._clients:
-            writer.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._transports.clear()
-        self._servers.clear()
+        await self._listeners.stop()
