@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from cryptography.hazmat.primitives import hashes
 
@@ -346,6 +347,28 @@ def test_commwatch_probe_sip_is_a_monitoring_plugin(server: Server) -> None:
     assert line.startswith(f"SIP WARNING - {target}/tls: in maintenance: SIP 503, Retry-After")
     assert line.count("\n") == 1
     assert " rtt_ms=" in line and "ms;1000 " in line  # the latency threshold in the perfdata
+
+
+def test_probe_sip_json_is_a_result_record_of_the_schema(server: Server) -> None:
+    target = server.kamailio.target(tls=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "monitor.cli", "probe", "sip", target, "--format", "json"),
+            *("--transport", "tls", "--ca-file", server.ca_file),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    schema = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
+    jsonschema.validate(record, schema)
+    assert record["kind"] == "sip" and record["observations"]["status"] == 200
+    assert record["certificates"][0]["position"] == 0
 
 
 # --- options -------------------------------------------------------------------------------
