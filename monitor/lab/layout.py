@@ -70,9 +70,9 @@ SERVICES: tuple[Service, ...] = (
     Service("paging-gateway-tls", Behaviour.TLS_EXPIRING, "127.0.20.1", TLS_PORT),
     Service("dispatch-resolver", Behaviour.DNS, "127.0.20.3", DNS_PORT),
     Service("dispatch-master-clock", Behaviour.NTP, "127.0.20.4", NTP_PORT),
+    Service("dispatch-sbc", Behaviour.SIP_HEALTHY, "127.0.20.5", SIP_PORT),
     Service("carrier-b-ce-router", Behaviour.CLOSED, "127.0.21.1", SSH_PORT),
     Service("carrier-b-portal", Behaviour.HANGING, "127.0.21.2", TLS_PORT),
-    Service("dispatch-sbc", Behaviour.SIP_HEALTHY, "127.0.20.5", SIP_PORT),
     Service("carrier-b-sbc", Behaviour.SIP_MAINTENANCE, "127.0.21.5", SIP_PORT),
     # Ridge Mountain radio site: microwave (127.0.30.x), satellite (127.0.31.x)
     Service("ridge-site-router", Behaviour.SSH_BANNER, "127.0.30.1", SSH_PORT),
