@@ -200,9 +200,12 @@ def _request_for(options: SipOptions) -> Any:
 
 
 def _timers(options: SipOptions, ctx: ProbeContext) -> sip_transaction.Timers:
-    budget = min(ctx.timeout * _TIMEOUT_SHARE, _TIMER_F_FACTOR * options.t1)
+    timer_f = _TIMER_F_FACTOR * options.t1
+    budget = min(ctx.timeout * _TIMEOUT_SHARE, timer_f)
     deadline = asyncio.get_running_loop().time() + budget
-    return sip_transaction.Timers(options.t1, options.t2, deadline, round(budget, 3))
+    return sip_transaction.Timers(
+        options.t1, options.t2, deadline, round(budget, 3), timer_f=budget == timer_f
+    )
 
 
 async def _connect(

@@ -44,6 +44,7 @@ class Timers:
     t2: float  # the longest retransmission interval
     deadline: float  # on the event loop's clock: when the transaction gives up
     budget: float  # that, in seconds from the start, for the words of a timeout
+    timer_f: bool = False  # whether Timer F set the budget, not the check's timeout
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class _Tally:
             words = f"only provisional responses ({bounded_message(said, _REASON_IN_MESSAGES)})"
         else:
             words = "no response"
-        words += f" within {timers.budget:g}s"
+        words += f" within {timers.budget:g}s" + (" (Timer F, 64*t1)" if timers.timer_f else "")
         if self.retransmissions:
             plural = "" if self.retransmissions == 1 else "s"
             words += f" after {self.retransmissions} retransmission{plural}"

@@ -187,7 +187,7 @@ async def test_timer_f_ends_the_transaction_before_a_longer_timeout() -> None:
     async with udp_peer(silent) as peer:
         result, took = await probe(peer.port, timeout="5s", t1="20ms", t2="400ms")
     # 64 * T1 = 1.28 s, well before the 4.75 s the timeout would allow.
-    assert _error(result)[1].startswith("no response within 1.28s")
+    assert _error(result)[1].startswith("no response within 1.28s (Timer F, 64*t1) after ")
     assert took < 2.0
 
 
