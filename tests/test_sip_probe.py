@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from monitor.core.model import ErrorClass, ProbeError, ProbeResult, Severity, Ve
 from monitor.core.options import OptionError
 from monitor.core.yamlnodes import InventoryErrors
 from monitor.engine.runner import run_check
+from probes import registry
 from probes.base import SharedResources
 from probes.support.certificates import certificate_condition_names
 from probes.support.sip_message import new_options
@@ -34,6 +36,7 @@ from tests.conftest import REPO
 from tests.peers.pki import Issued, make_ca, make_leaf, server_context
 from tests.peers.sip_peers import LOCALHOST, LOCALHOST6, RETRY_AFTER, Kamailio, running_kamailio
 from tests.peers.tls_peers import garbage_server, tls_server
+from tui.present import info_text
 
 NAME = "sbc.psap.example.net"
 CERTIFICATE_CONDITIONS = certificate_condition_names(
@@ -97,6 +100,9 @@ async def test_options_is_answered_200_ok_over_every_transport(
     assert verdict(result, "status").finding == "SIP 200 OK"
     assert result.summary().startswith("SIP 200 OK, latency ")
     judged = {v.condition for v in result.verdicts}
+    headline = registry.headline(result, time.time())
+    assert headline.facts == ("SIP 200",)
+    assert headline.when_ok == (("cert 60d",) if tls else ())
     if tls:
         assert observations["trust"] == "verified"
         assert observations["hostname_match"] is True
@@ -137,6 +143,8 @@ async def test_503_with_retry_after_is_warn_in_maintenance(server: Server) -> No
     assert result.observations["retry_after"] == RETRY_AFTER
     assert result.observations["maintenance"] is True
     assert verdict(result, "status").severity is Severity.OK  # the maintenance verdict's
+    # The dashboard's narrow column: why it is not OK, then the status.
+    assert info_text(result, time.time()) == "in maintenance · SIP 503"
 
 
 async def test_503_without_retry_after_is_in_maintenance_too(server: Server) -> None:
