@@ -20,10 +20,11 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.core.conditions import Condition, Expectation, Finding
+from monitor.core.conditions import Condition, Expectation, Explain, Finding
 from monitor.core.errors import AnswerTimeout
 from monitor.core.model import ObservationValue, ProbeResult, Severity
 from monitor.core.options import (
@@ -190,8 +191,11 @@ def _request_uri(options: SipOptions) -> str:
     return options.request_uri or f"sip:{format_host_port(options.address, options.port)}"
 
 
-def _request_for(options: SipOptions) -> Any:
-    def make(local: tuple[str, int]) -> sip_message.OptionsRequest:
+def _request_for(options: SipOptions) -> Callable[[tuple[Any, ...]], sip_message.OptionsRequest]:
+    """The request of one poll, made once the socket's own address (a sockname, two items for
+    IPv4, four for IPv6) is known: the Via and Contact name it."""
+
+    def make(local: tuple[Any, ...]) -> sip_message.OptionsRequest:
         return sip_message.new_options(
             _request_uri(options), options.from_uri, options.transport.upper(), local[:2]
         )
@@ -248,7 +252,7 @@ async def measure(options: SipOptions, ctx: ProbeContext) -> Observations:
             request = _request_for(options)(writer.get_extra_info("sockname"))
             answer = await sip_transaction.over_stream(reader, writer, request, limit, timers, seen)
         finally:
-            # No BYE, no close_notify: an OPTIONS ping owes the server nothing more.
+            # No close_notify, no FIN: an OPTIONS ping owes the server nothing more.
             writer.transport.abort()
     return {**seen, **_described(answer.response), LATENCY: answer.rtt_ms, **answer.counts}
 
@@ -269,7 +273,7 @@ def _described(response: sip_message.Response) -> Observations:
     return observations
 
 
-def _status_words(expected: str) -> Any:
+def _status_words(expected: str) -> Explain:
     def explain(value: ObservationValue, reason: str) -> Finding:
         gist = f"SIP {value} {reason}".strip()
         return Finding(gist, f"{gist} (expected {expected})")
@@ -281,7 +285,7 @@ def _passed_status(value: ObservationValue, reason: str) -> Finding:
     return Finding(f"SIP {value} {reason}".strip())
 
 
-def _maintenance_words(accepted: bool) -> Any:
+def _maintenance_words(accepted: bool) -> Explain:
     def explain(value: ObservationValue, retry_after: str) -> Finding:
         if value is not True:
             return Finding("not in maintenance")

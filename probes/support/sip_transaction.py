@@ -137,7 +137,7 @@ class _Inbox(asyncio.DatagramProtocol):
 async def over_udp(
     address: str,
     port: int,
-    make_request: Callable[[tuple[str, int]], OptionsRequest],
+    make_request: Callable[[tuple[Any, ...]], OptionsRequest],
     limit: int,
     timers: Timers,
     seen: Observations,
