@@ -72,6 +72,18 @@ def verdict(result: ProbeResult, condition: str) -> Verdict:
     return next(v for v in result.verdicts if v.condition == condition)
 
 
+def commwatch(*args: str) -> subprocess.CompletedProcess[str]:
+    """`commwatch ARGS` in a process of its own, as a user or a monitoring system runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+
+
 def uri(server: Server, user: str, tls: bool = False) -> str:
     return f"sip:{user}@{server.kamailio.target(tls=tls)}"
 
@@ -314,14 +326,7 @@ sites:
 
 def test_a_sip_tls_check_is_in_the_certificate_audit(server: Server, tmp_path: Path) -> None:
     inventory = _audit_inventory(tmp_path, server)
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "audit", "certs", "--format", "json", str(inventory)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
-    )
+    done = commwatch("audit", "certs", "--format", "json", str(inventory))
     assert done.returncode == 0, done.stdout + done.stderr
     audit = json.loads(done.stdout)
     assert audit["summary"]["endpoints_checked"] == 1  # the UDP check presents no certificate
@@ -336,19 +341,11 @@ def test_a_sip_tls_check_is_in_the_certificate_audit(server: Server, tmp_path: P
 
 def test_commwatch_probe_sip_is_a_monitoring_plugin(server: Server) -> None:
     target = server.kamailio.target(tls=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "monitor.cli", "probe", "sip", target),
-            *("--transport", "tls", "--ca-file", server.ca_file, "--server-name", NAME),
-            *("--request-uri", f"sip:maintenance@{NAME}", "--from-uri", "sip:noc@psap.example"),
-            *("--latency-warn", "1s", "--nagios"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
+    done = commwatch(
+        *("probe", "sip", target),
+        *("--transport", "tls", "--ca-file", server.ca_file, "--server-name", NAME),
+        *("--request-uri", f"sip:maintenance@{NAME}", "--from-uri", "sip:noc@psap.example"),
+        *("--latency-warn", "1s", "--nagios"),
     )
     assert done.returncode == 1, done.stdout + done.stderr  # WARNING: in maintenance
     line = done.stdout
@@ -359,17 +356,9 @@ def test_commwatch_probe_sip_is_a_monitoring_plugin(server: Server) -> None:
 
 def test_probe_sip_json_is_a_result_record_of_the_schema(server: Server) -> None:
     target = server.kamailio.target(tls=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "monitor.cli", "probe", "sip", target, "--format", "json"),
-            *("--transport", "tls", "--ca-file", server.ca_file),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
+    done = commwatch(
+        *("probe", "sip", target, "--format", "json"),
+        *("--transport", "tls", "--ca-file", server.ca_file),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads(done.stdout)

@@ -1,6 +1,6 @@
-"""What a lab service that speaks over UDP and TCP on one address and port holds open (the DNS
-responder, the SBCs): its datagram endpoints, its TCP servers and their clients, bound with a
-named error when a port is taken and closed together."""
+"""What a lab service holds open on its address and port (the DNS responder and the SBCs over
+UDP and TCP, the master clock over UDP): its datagram endpoints, its TCP servers and their
+clients, bound with a named error when a port is taken, and closed together."""
 
 from __future__ import annotations
 

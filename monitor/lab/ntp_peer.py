@@ -8,13 +8,12 @@ server disciplined by GPS would (stratum 1, reference "GPS"). It never asks any 
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 import time
 from dataclasses import dataclass
 from typing import cast
 
-from monitor.lab.layout import PortTaken
+from monitor.lab.listeners import Listeners
 
 # RFC 5905 §7.3: LI/VN/Mode, stratum, poll, precision, root delay, root dispersion, reference
 # id, then the reference, origin, receive and transmit timestamps.
@@ -89,22 +88,11 @@ class _Server(asyncio.DatagramProtocol):
 class NtpPeer:
     def __init__(self, clock: ServerClock | None = None) -> None:
         self.clock = clock or ServerClock()
-        self._transports: list[asyncio.DatagramTransport] = []
+        self._listeners = Listeners()
 
     async def start(self, address: str, port: int) -> None:
         """Raises PortTaken when the address and port are in use."""
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind((address, port))
-        except OSError as exc:
-            sock.close()
-            raise PortTaken(address, port, exc) from exc
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Server(self.clock), sock=sock)
-        self._transports.append(transport)
+        await self._listeners.udp(lambda: _Server(self.clock), address, port)
 
     async def stop(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        self._transports.clear()
+        await self._listeners.stop()
