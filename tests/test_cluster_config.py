@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.config.cluster import (
+    DEFAULT_LEASE_TTL,
     DEFAULT_SPOOL_AGE,
     DEFAULT_SPOOL_BYTES,
     DEFAULT_STREAM,
@@ -41,6 +42,7 @@ def test_an_empty_section_has_the_defaults(tmp_path):
         DEFAULT_SPOOL_AGE,
         DEFAULT_SPOOL_BYTES,
     )
+    assert cluster.lease_ttl == DEFAULT_LEASE_TTL == 10.0
 
 
 def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
@@ -54,6 +56,7 @@ def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
             tls: {ca_file: ca.pem}
           stream: RESULTS_TEST
           spool: {path: spool.sqlite3, max_age: 2h, max_bytes: 5MiB}
+          lease_ttl: 2500ms
         """,
     ).cluster
     assert cluster is not None
@@ -66,6 +69,7 @@ def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
     assert cluster.stream == "RESULTS_TEST"
     assert cluster.spool.path == tmp_path / "spool.sqlite3"  # relative to the inventory
     assert (cluster.spool.max_age, cluster.spool.max_bytes) == (7200.0, 5 * 1024 * 1024)
+    assert cluster.lease_ttl == 2.5
     assert PASSWORD not in repr(cluster)
 
 
@@ -123,6 +127,12 @@ def test_each_kind_of_credential(tmp_path, secrets, credentials, expected):
         ("cluster: {spool: {max_age: forever}}\n", "'max_age': 'forever' is not a duration"),
         ("cluster: {spool: {max_bytes: 10}}\n", "'max_bytes': 10 bytes is too small"),
         ("cluster: {spool: {max_bytes: lots}}\n", "'max_bytes': 'lots' is not a size"),
+        (
+            "cluster: {lease_ttl: 500ms}\n",
+            "8:22: 'lease_ttl': a lease TTL of 0.5s is too short to renew reliably "
+            "(give at least 1s; the default is 10s)",
+        ),
+        ("cluster: {lease_ttl: soon}\n", "'lease_ttl': 'soon' is not a duration"),
     ],
 )
 def test_faults_are_placed_and_quote_no_secret(tmp_path, secrets, cluster, expected):

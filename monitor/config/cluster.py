@@ -11,6 +11,7 @@ configured, checked at load time.
         tls: {ca_file: /etc/commwatch/nats-ca.pem, cert_file: ..., key_file: ...}
       stream: COMMWATCH_RESULTS
       spool: {path: /var/lib/commwatch/spool.sqlite3, max_age: 24h, max_bytes: 100MiB}
+      lease_ttl: 10s                          # how long a central's leadership outlives it
 
 Secrets are given by reference only (monitor.core.secrets), and a URL may not carry them
 (`nats://user:pass@host`): a URL is printed in every status line, a password in it would be
@@ -52,6 +53,10 @@ _SIZE_UNITS = {
 }
 _SIZE_HINT = "write a size such as 100MiB, 512KiB, 2GiB or a number of bytes"
 MIN_SPOOL_BYTES = 64 * 1024
+DEFAULT_LEASE_TTL = 10.0
+# The lease is renewed every third of its TTL: below a second, one slow round trip to NATS
+# would cost the leader its lease.
+MIN_LEASE_TTL = 1.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class ClusterConfig:
     nats: NatsConfig = field(default_factory=NatsConfig)
     stream: str = DEFAULT_STREAM
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    # Seconds the leader central's lease lasts unrenewed: a follower takes over within two of
+    # them once the leader is gone (monitor.cluster.lease).
+    lease_ttl: float = DEFAULT_LEASE_TTL
 
 
 def nats_url(value: Any) -> str:
@@ -139,6 +147,16 @@ def stream_name(value: Any) -> str:
     return name
 
 
+def lease_ttl(value: Any) -> float:
+    seconds = duration(value)
+    if seconds < MIN_LEASE_TTL:
+        raise OptionError(
+            f"a lease TTL of {seconds:g}s is too short to renew reliably",
+            f"give at least {MIN_LEASE_TTL:g}s; the default is {DEFAULT_LEASE_TTL:g}s",
+        )
+    return seconds
+
+
 def byte_size(value: Any) -> int:
     """A size in bytes: a whole number, or a number with a unit (KiB, MiB, GiB; KB, MB, GB)."""
     if is_number(value, whole=True) and not isinstance(value, bool):
@@ -155,7 +173,7 @@ def byte_size(value: Any) -> int:
     return size
 
 
-_CLUSTER_KEYS = ("nats", "stream", "spool")
+_CLUSTER_KEYS = ("nats", "stream", "spool", "lease_ttl")
 _NATS_KEYS = ("url", "credentials", "tls")
 _CREDENTIAL_KEYS = (
     "user",
@@ -188,6 +206,7 @@ class ClusterReader(Reader):
             nats=self._nats_section(inner),
             stream=self.plain(inner, "stream", stream_name, default.stream),
             spool=self._spool_section(inner),
+            lease_ttl=self.plain(inner, "lease_ttl", lease_ttl, default.lease_ttl),
         )
 
     def _nats_section(self, fields: Fields) -> NatsConfig:
