@@ -287,14 +287,65 @@ def test_a_problem_announced_after_its_hold_is_notified_once() -> None:
 def test_grouper_windows_are_per_site_and_open_with_the_first_event() -> None:
     grouper = Grouper(window=5.0)
     south = ev(Subject.LINK, "radio-south/mw", "OK", "CRIT", T0, site="radio-south")
-    assert grouper.add(PRIMARY_DOWN[:2], now=100.0)
-    assert not grouper.add(PRIMARY_DOWN[2:], now=103.0)
-    assert grouper.add([south], now=104.0)
+    assert grouper.add(PRIMARY_DOWN[:2], arrived=100.0)
+    assert not grouper.add(PRIMARY_DOWN[2:], arrived=103.0)
+    assert grouper.add([south], arrived=104.0)
     assert grouper.next_close() == 105.0
     assert grouper.due(104.9) == []
     assert grouper.due(105.0) == [(SITE, tuple(PRIMARY_DOWN))]
     assert grouper.due(109.0) == [("radio-south", (south,))]
     assert grouper.next_close() is None
+
+
+def test_an_event_arriving_after_its_window_closed_opens_the_next_however_late_the_flush() -> None:
+    """Membership is by arrival alone: a central that flushes late (busy, catching up on the
+    stream) must group exactly as one that flushed on time, or their message keys differ."""
+    first, late = PRIMARY_DOWN[0], PRIMARY_DOWN[1]
+    grouper = Grouper(window=5.0)
+    grouper.add([first], arrived=100.0)
+    grouper.add([late], arrived=105.0)  # the window [100, 105) had closed
+    assert grouper.next_close() == 105.0
+    assert grouper.due(104.9) == []
+    assert grouper.due(200.0) == [(SITE, (first,)), (SITE, (late,))]
+
+
+def test_groupers_fed_the_same_arrivals_make_the_same_groups_whenever_they_flush() -> None:
+    arrivals = [0.0, 1.0, 4.9, 5.0, 5.5, 12.0, 12.1, 30.0, 34.99, 35.0]
+    events = [
+        ev(Subject.CHECK, f"{SITE}/l/c{i}", "OK", "CRIT", T0 + i) for i in range(len(arrivals))
+    ]
+    prompt, late = Grouper(window=5.0), Grouper(window=5.0)
+    flushed_promptly = []
+    for event, arrived in zip(events, arrivals, strict=True):
+        prompt.add([event], arrived)
+        flushed_promptly += prompt.due(arrived)  # as a central keeping up flushes
+        late.add([event], arrived)
+    flushed_promptly += prompt.due(1000.0)
+    flushed_late = late.due(1000.0)  # as one that took the whole backlog at once
+    assert flushed_promptly == flushed_late
+    assert [len(group) for _, group in flushed_late] == [3, 2, 2, 2, 1]
+
+
+async def test_a_window_closed_by_the_clock_waits_for_the_horizon(db: Path) -> None:
+    """A central flushes a window only once it has taken everything that reached the stream
+    before the window closed (the horizon): until then a late event may still belong in it."""
+    horizon = [T0]
+    cfg = config(webhook("ops", "http://127.0.0.1:9/ops"), window=5.0)
+    alerter = Alerter(cfg, db, clock=lambda: T0 + 100, horizon=lambda: horizon[0])
+    await alerter.outbox.open()
+    try:
+        first, second = BACKUP_DOWN[0], BACKUP_DOWN[1]
+        await alerter.submit([first], arrived=T0)
+        await alerter.tick()
+        assert await alerter.outbox.rows() == []  # closed by the clock, not by the horizon
+        horizon[0] = T0 + 4
+        await alerter.submit([second], arrived=T0 + 4)  # taken late, but arrived in time
+        horizon[0] = T0 + 5
+        await alerter.tick()
+        (row,) = await alerter.outbox.rows()
+        assert row.key == message_key((first, second))
+    finally:
+        await alerter.outbox.close()
 
 
 # --- formats -------------------------------------------------------------------------------

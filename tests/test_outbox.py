@@ -70,7 +70,7 @@ async def dispatching(
     async with aiohttp.ClientSession() as session:
         dispatcher = Dispatcher(
             outbox,
-            lambda row: deliver(session, by_id[row.notifier_id], row, time.time()),
+            lambda row, token: deliver(session, by_id[row.notifier_id], row, time.time(), token),
             {n.id: n.concurrency for n in notifiers},
             policy,
             jitter=lambda: 0.5,

@@ -3,6 +3,11 @@
 It records events in the outbox's inbox, runs the group windows and reminder timers, renders
 each decision's messages in their notifier's format, commits them in one transaction with the
 problem changes, and leaves sending to the `Dispatcher`.
+
+Fed by a central (several may judge the same results), it groups events by when they reached
+the results stream and flushes a window only once everything that arrived before it closed has
+been submitted (`horizon`), so that every central makes the same messages with the same keys;
+its `gate` says whether this one delivers them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from monitor.alerts.delivery import deliver
-from monitor.alerts.dispatcher import Dispatcher, Outcome
+from monitor.alerts.dispatcher import Dispatcher, Gate, Outcome
 from monitor.alerts.formats.registry import render
 from monitor.alerts.outbox import NewRow, Outbox, OutboxRow, Problem, ProblemKey
 from monitor.alerts.policy import (
@@ -34,6 +39,10 @@ from monitor.core.events import Event
 
 log = logging.getLogger("commwatch.alerts")
 
+# Seconds between looks at the horizon while a window has closed by the clock but not yet by
+# the horizon (a central still taking what arrived before it closed).
+HORIZON_POLL = 0.1
+
 
 class Alerter:
     """Alerting for one process: `await start()`, `await submit(events)`, `await aclose()`.
@@ -41,6 +50,10 @@ class Alerter:
     `submit` returns once the events are stored (on the outbox's thread; the event loop is not
     held), never waiting for a receiver. A restart on the same database picks up what a
     previous process left: events still in a group window, pending messages, open problems.
+
+    `horizon`: the time up to which every event that arrived has been submitted (the clock
+    when not given: events arrive when they are submitted). `gate`: whether this process may
+    deliver (monitor.alerts.dispatcher.Gate), when several hold the same messages.
     """
 
     def __init__(
@@ -50,11 +63,15 @@ class Alerter:
         *,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        horizon: Callable[[], float] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.config = config
         self.outbox = Outbox(db_path)
         self._clock = clock
         self._jitter = jitter
+        self._horizon = clock if horizon is None else horizon
+        self._gate = gate
         self._notifiers = {n.id: n for n in config.notifiers}
         self._grouper = Grouper(config.group_window)
         self._problems: dict[ProblemKey, Problem] = {}
@@ -88,6 +105,7 @@ class Alerter:
             describe=lambda notifier_id: self._notifiers[notifier_id].target,
             clock=self._clock,
             jitter=self._jitter,
+            gate=self._gate,
         )
         self._dispatcher.start()
         self._timer = asyncio.create_task(self._run_timer(), name="commwatch-alert-timer")
@@ -100,12 +118,15 @@ class Alerter:
         oldest = self._clock() - self.config.retention
         return [e for e in events if e.event_id in kept or e.at < oldest]
 
-    async def submit(self, events: Iterable[Event]) -> None:
+    async def submit(self, events: Iterable[Event], arrived: float | None = None) -> None:
+        """Take events that arrived at `arrived` (now when not given)."""
         kept = [e for e in events if worth_keeping(e)]
         if not kept:
             return
-        fresh = await self.outbox.accept(kept, self._clock())
-        if self._grouper.add(fresh, self._clock()):
+        arrived = self._clock() if arrived is None else arrived
+        fresh = await self.outbox.accept(kept, arrived)
+        closes = self._grouper.next_close()
+        if self._grouper.add(fresh, arrived) or (closes is not None and closes <= arrived):
             self._wake.set()
 
     async def aclose(self, grace: float = 2.0) -> None:
@@ -126,9 +147,10 @@ class Alerter:
         counts = await self.outbox.pending_counts()
         return {notifier_id: counts.get(notifier_id, 0) for notifier_id in self._notifiers}
 
-    async def _send(self, row: OutboxRow) -> Outcome:
+    async def _send(self, row: OutboxRow, fencing_token: int | None) -> Outcome:
         assert self._session is not None
-        return await deliver(self._session, self._notifiers[row.notifier_id], row, self._clock())
+        notifier = self._notifiers[row.notifier_id]
+        return await deliver(self._session, notifier, row, self._clock(), fencing_token)
 
     async def _run_timer(self) -> None:
         while True:
@@ -139,12 +161,13 @@ class Alerter:
                 # Nothing is lost: unflushed events stay in the inbox, problems in the store.
                 log.exception("alert timer failed; retrying")
                 await asyncio.sleep(1.0)
-            wakes = [
-                t
-                for t in (self._grouper.next_close(), next_reminder(self.config, self._problems))
-                if t is not None
-            ]
-            timeout = max(0.0, min(wakes) - self._clock()) if wakes else None
+            now = self._clock()
+            closes = self._grouper.next_close()
+            if closes is not None and closes <= now:
+                closes = now + HORIZON_POLL  # closed by the clock, not yet by the horizon
+            reminder = next_reminder(self.config, self._problems)
+            wakes = [t for t in (closes, reminder) if t is not None]
+            timeout = max(0.0, min(wakes) - now) if wakes else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -152,7 +175,7 @@ class Alerter:
         """Flush closed group windows and send due reminders."""
         async with self._lock:
             now = self._clock()
-            for site_id, events in self._grouper.due(now):
+            for site_id, events in self._grouper.due(min(now, self._horizon())):
                 plan = plan_events(self.config, self._problems, site_id, events, now)
                 try:
                     await self._commit(plan, [e.event_id for e in events], now)

@@ -3,8 +3,12 @@ receiver's answer comes to (delivered, worth retrying, or rejected for good). Th
 every format.
 
 Every request carries `Idempotency-Key: <message id>`, the same on every retry, so a receiver
-that saw a message already can drop the copy. A notifier with `hmac_secret_env` or
-`hmac_secret_file` (webhooks only) signs every request:
+that saw a message already can drop the copy. Sent by one central of several (the leader, see
+monitor.cluster.lease), it also carries `Commwatch-Fencing-Token: <N>`, the leader's token: a
+leader that took over has a higher one, so a receiver may refuse a request whose token is
+lower than one it has seen (it comes from a leader that lost its lease).
+
+A notifier with `hmac_secret_env` or `hmac_secret_file` (webhooks only) signs every request:
 
     X-Commwatch-Timestamp: <POSIX seconds, integer, when this attempt was sent>
     X-Commwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
@@ -37,6 +41,7 @@ USER_AGENT = "commwatch/0.1.0"
 SIGNATURE_HEADER = "X-Commwatch-Signature"
 TIMESTAMP_HEADER = "X-Commwatch-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+FENCING_HEADER = "Commwatch-Fencing-Token"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -44,7 +49,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def _request_headers(notifier: NotifierConfig, row: OutboxRow, now: float) -> dict[str, str]:
+def _request_headers(
+    notifier: NotifierConfig, row: OutboxRow, now: float, fencing_token: int | None
+) -> dict[str, str]:
     result = {}
     for name, value in notifier.headers:
         revealed = value.reveal() if isinstance(value, SecretRef) else value
@@ -58,6 +65,8 @@ def _request_headers(notifier: NotifierConfig, row: OutboxRow, now: float) -> di
         "User-Agent": USER_AGENT,
         IDEMPOTENCY_HEADER: row.key,
     }
+    if fencing_token is not None:
+        result[FENCING_HEADER] = str(fencing_token)
     if notifier.hmac_secret is not None:
         timestamp = int(now)
         result[TIMESTAMP_HEADER] = str(timestamp)
@@ -66,13 +75,17 @@ def _request_headers(notifier: NotifierConfig, row: OutboxRow, now: float) -> di
 
 
 async def deliver(
-    session: aiohttp.ClientSession, notifier: NotifierConfig, row: OutboxRow, now: float
+    session: aiohttp.ClientSession,
+    notifier: NotifierConfig,
+    row: OutboxRow,
+    now: float,
+    fencing_token: int | None = None,
 ) -> Outcome:
     """One attempt to POST a stored message. Never raises for a network or receiver fault, and
     no outcome or log line carries more of the URL than scheme and host."""
     try:
         url = notifier.reveal_url()
-        request_headers = _request_headers(notifier, row, now)
+        request_headers = _request_headers(notifier, row, now, fencing_token)
     except OptionError as exc:
         # A secret file may be restored or fixed: worth retrying, with backoff.
         return Outcome(Delivery.RETRY, str(exc))

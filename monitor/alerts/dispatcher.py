@@ -4,6 +4,12 @@ at most a notifier's `concurrency` at a time, and each outcome is recorded with 
 The dispatcher knows nothing of HTTP (that is `monitor.alerts.delivery`), only of outcomes, the
 retry policy and per-notifier concurrency. Delivery is at least once; the idempotency key every
 message carries makes it exactly once for a receiver that honours it.
+
+Where several processes hold the same messages (centrals fed the same results) only one may
+deliver: a `Gate` (monitor.cluster.notified, for a central) says whether this one may, with the
+fencing token to send; it is asked right before every request, so a process that lost the
+right sends nothing more. A dispatcher that may not deliver follows: it marks sent what the
+gate says another delivered, and leaves the rest pending for whoever may deliver next.
 """
 
 from __future__ import annotations
@@ -16,11 +22,17 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from monitor.alerts.outbox import Outbox, OutboxRow, RowStatus
 from monitor.config.alerts import RetryPolicy
+from monitor.core.logs import Throttle
 
 log = logging.getLogger("commwatch.alerts")
+
+FOLLOW_INTERVAL = 1.0  # seconds between a follower's looks at what was delivered elsewhere
+FOLLOW_BATCH = 500  # pending rows per notifier a follower looks at each time
+_LOG_EVERY = 60.0
 
 
 class Delivery(enum.StrEnum):
@@ -38,7 +50,36 @@ class Outcome:
     retry_after: float | None = None
 
 
-Sender = Callable[[OutboxRow], Awaitable[Outcome]]
+class Sender(Protocol):
+    """One attempt to deliver a row; `fencing_token`, when a `Gate` gave one, goes with it."""
+
+    def __call__(self, row: OutboxRow, fencing_token: int | None) -> Awaitable[Outcome]: ...
+
+
+class GateError(Exception):
+    """The gate cannot tell now (what it asks is out of reach); the message is printable."""
+
+
+class Gate(Protocol):
+    """Whether this process may deliver, when several hold the same messages."""
+
+    def fencing_token(self) -> int | None:
+        """The fencing token to send with a request now; None: this process may not deliver."""
+        ...
+
+    async def delivered_elsewhere(self, row: OutboxRow) -> str | None:
+        """Who delivered this message already (another process, an earlier holder of the
+        right), as a note for the row; None when nobody did. GateError when it cannot tell."""
+        ...
+
+    async def delivered(self, row: OutboxRow, fencing_token: int) -> None:
+        """Record that this process delivered it, before the row is marked sent. GateError
+        when it cannot: the row is marked sent all the same (the receiver has it)."""
+        ...
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call `changed` whenever the answer of `fencing_token` may have changed."""
+        ...
 
 
 class Dispatcher:
@@ -55,6 +96,7 @@ class Dispatcher:
         describe: Callable[[str], str] = str,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float],
+        gate: Gate | None = None,
     ) -> None:
         self._outbox = outbox
         self._send = send
@@ -67,8 +109,12 @@ class Dispatcher:
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._busy: dict[str, int] = dict.fromkeys(self._limits, 0)
         self._task: asyncio.Task[None] | None = None
+        self._gate = gate
+        self._throttle = Throttle(_LOG_EVERY)
 
     def start(self) -> None:
+        if self._gate is not None:
+            self._gate.watch(self.wake)
         self._task = asyncio.create_task(self._loop(), name="commwatch-alert-delivery")
 
     def wake(self) -> None:
@@ -104,6 +150,9 @@ class Dispatcher:
     async def _start_due(self) -> float | None:
         """Start what is due and has room; return when the next waiting row falls due (None
         when only a finishing delivery or a new message can change anything)."""
+        if self._gate is not None and self._gate.fencing_token() is None:
+            await self._follow(self._gate)
+            return self._clock() + FOLLOW_INTERVAL
         next_due: float | None = None
         now = self._clock()
         for notifier, limit in self._limits.items():
@@ -124,14 +173,67 @@ class Dispatcher:
                 self._in_flight[row.id] = asyncio.create_task(self._deliver(row))
         return next_due
 
+    async def _follow(self, gate: Gate) -> None:
+        """Mark sent what was delivered elsewhere; the rest waits for whoever may deliver."""
+        for notifier in self._limits:
+            for row in await self._outbox.pending(notifier, FOLLOW_BATCH):
+                if row.id in self._in_flight:
+                    continue
+                try:
+                    note = await gate.delivered_elsewhere(row)
+                except GateError as exc:
+                    self._gate_trouble(exc)
+                    return
+                if note is not None:
+                    now = self._clock()
+                    await self._outbox.record(
+                        row.id, RowStatus.DELIVERED, note, now, now, tried=False
+                    )
+
+    def _gate_trouble(self, exc: GateError) -> None:
+        held = self._throttle.let_through("gate")
+        if held is not None:
+            log.warning("%s (%d more such since the last line)", exc, held)
+
+    async def _permit(self, row: OutboxRow) -> tuple[bool, int | None]:
+        """Whether to send `row` now, and the fencing token to send it with."""
+        gate = self._gate
+        if gate is None:
+            return True, None
+        try:
+            note = await gate.delivered_elsewhere(row)
+        except GateError as exc:
+            # Sent anyway: a copy the receiver already has carries the same idempotency key.
+            self._gate_trouble(exc)
+            note = None
+        if note is not None:
+            now = self._clock()
+            await self._outbox.record(row.id, RowStatus.DELIVERED, note, now, now, tried=False)
+            return False, None
+        token = gate.fencing_token()  # the last thing before the request: no token, no request
+        return token is not None, token
+
     async def _deliver(self, row: OutboxRow) -> None:
         try:
             try:
-                outcome = await self._send(row)
+                send, token = await self._permit(row)
+            except sqlite3.Error:
+                log.exception("cannot record message %s as delivered elsewhere", row.key)
+                return
+            if not send:
+                return
+            try:
+                outcome = await self._send(row, token)
             except Exception as exc:
                 # A bug in a sender must not stop delivery; the type alone is printed because an
                 # HTTP library's message may carry the URL.
                 outcome = Outcome(Delivery.RETRY, f"internal error: {type(exc).__name__}")
+            if outcome.delivery is Delivery.DELIVERED and self._gate is not None:
+                assert token is not None  # a gate gave it, or nothing was sent
+                try:
+                    await self._gate.delivered(row, token)
+                except GateError as exc:
+                    self._gate_trouble(exc)
             try:
                 await self._record(row, outcome)
             except sqlite3.Error:

@@ -347,19 +347,28 @@ class Outbox:
         return await self._run(run)
 
     async def record(
-        self, row_id: int, status: RowStatus, error: str | None, next_attempt_at: float, now: float
+        self,
+        row_id: int,
+        status: RowStatus,
+        error: str | None,
+        next_attempt_at: float,
+        now: float,
+        *,
+        tried: bool = True,
     ) -> None:
-        """Record one attempt's outcome."""
+        """Record one attempt's outcome; `tried=False`: a status reached without an attempt of
+        this process (delivered by another), `error` the note saying so."""
 
         def run() -> None:
             with _transaction(self._conn):
                 self._conn.execute(
                     # A delivered row keeps its last failure: how it got through is worth knowing.
-                    "UPDATE outbox SET status = ?, attempts = attempts + 1,"
+                    "UPDATE outbox SET status = ?, attempts = attempts + ?,"
                     " last_error = COALESCE(?, last_error),"
                     " next_attempt_at = ?, finished_at = ? WHERE id = ?",
                     (
                         status,
+                        int(tried),
                         error,
                         next_attempt_at,
                         None if status is RowStatus.PENDING else now,

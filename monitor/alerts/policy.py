@@ -18,7 +18,8 @@ Rules, per notifier:
   while the subject is suppressed, and one back to OK closes the problem silently.
 - Flapping start/stop are notified as WARN and change no problem; SOFT events are ignored.
 - Events of one site arriving within `group_window` seconds of the first go out as one message
-  per notifier; reminders due together for one site share a message as well.
+  per notifier (arriving: see `Grouper`); reminders due together for one site share a message
+  as well.
 
 The configuration (`notifiers`, `sites`, `min_severity`, `group_window`, ...) is read and
 checked by `monitor.config.alerts`, whose docstring shows an example.
@@ -155,33 +156,51 @@ def next_reminder(config: AlertsConfig, problems: Mapping[ProblemKey, Problem]) 
 
 
 class Grouper:
-    """Per-site group windows: a site's window opens with its first event and closes
-    `window` seconds later, so a storm becomes one message and none waits longer than that."""
+    """Per-site group windows by arrival: a site's window opens when its first event arrives and
+    takes every event that arrives within `window` seconds of that, so a storm becomes one
+    message and none waits longer than the window (and the horizon, below).
+
+    When an event arrived is the caller's to say: when its result was taken (one process), or
+    when the results stream stored it (a central: the same time for every central reading the
+    stream, so that all of them group alike, however late each reads). An event arriving at or
+    after its site's window closes opens the next one: membership depends on arrival times
+    alone, never on when a window happens to be flushed. `due(horizon)` flushes the windows
+    that closed by `horizon`, the time up to which every event that arrived has been added."""
 
     def __init__(self, window: float) -> None:
         self.window = window
         self._events: dict[str, list[Event]] = {}
         self._closes: dict[str, float] = {}
+        self._complete: list[tuple[float, str, tuple[Event, ...]]] = []  # closed, not flushed
 
-    def add(self, events: Iterable[Event], now: float) -> bool:
+    def add(self, events: Iterable[Event], arrived: float) -> bool:
         """Returns True when a window opened (the caller's timer may need to wake earlier)."""
         opened = False
         for event in events:
-            if event.site_id not in self._events:
-                self._events[event.site_id] = []
-                self._closes[event.site_id] = now + self.window
+            site = event.site_id
+            closes = self._closes.get(site)
+            if closes is not None and arrived >= closes:
+                self._complete.append((closes, site, tuple(self._events.pop(site))))
+                del self._closes[site]
+            if site not in self._events:
+                self._events[site] = []
+                self._closes[site] = arrived + self.window
                 opened = True
-            self._events[event.site_id].append(event)
+            self._events[site].append(event)
         return opened
 
-    def due(self, now: float) -> list[tuple[str, tuple[Event, ...]]]:
-        """Takes out the groups whose window has closed."""
-        closed = [site for site, closes in self._closes.items() if closes <= now]
-        result = []
-        for site in closed:
+    def due(self, horizon: float) -> list[tuple[str, tuple[Event, ...]]]:
+        """Takes out the groups whose window closed by `horizon`, earliest first."""
+        closed = [(closes, site) for site, closes in self._closes.items() if closes <= horizon]
+        for closes, site in closed:
             del self._closes[site]
-            result.append((site, tuple(self._events.pop(site))))
-        return result
+            self._complete.append((closes, site, tuple(self._events.pop(site))))
+        ready = sorted(
+            (entry for entry in self._complete if entry[0] <= horizon), key=lambda e: e[0]
+        )
+        self._complete = [entry for entry in self._complete if entry[0] > horizon]
+        return [(site, events) for _, site, events in ready]
 
     def next_close(self) -> float | None:
-        return min(self._closes.values(), default=None)
+        closes = [*self._closes.values(), *(entry[0] for entry in self._complete)]
+        return min(closes, default=None)

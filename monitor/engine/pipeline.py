@@ -10,6 +10,7 @@ take its place, and everything after them is the same.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import logging
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from monitor.alerts.alerter import Alerter
+from monitor.alerts.dispatcher import Gate
 from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
 from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
@@ -189,6 +191,20 @@ def sweep_state(
     return topology, state
 
 
+class Arrivals(Protocol):
+    """When a source's results arrived, for alerting's group windows (see
+    `monitor.alerts.policy.Grouper`). A central says when the results stream stored each, the
+    same for every central, so that all of them group the same events into the same messages."""
+
+    def arrived(self, result: ProbeResult) -> float:
+        """When `result`, the one just handed to `take`, arrived (POSIX seconds)."""
+        ...
+
+    def horizon(self) -> float:
+        """The time up to which every result that arrived has been handed to `take`."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngineFigures:
     """What the engine is doing at one moment, for its metrics."""
@@ -218,6 +234,8 @@ class Monitor(OperatorCommands):
         alerts: bool = True,
         start_spread: float | None = None,
         source: ResultSource | None = None,
+        arrivals: Arrivals | None = None,
+        alert_gate: Gate | None = None,
     ) -> None:
         super().__init__()
         self.inventory = inventory
@@ -242,14 +260,23 @@ class Monitor(OperatorCommands):
             if history
             else None
         )
+        self._arrivals = arrivals
         self._alerter = (
-            Alerter(resilience.alerts, resilience.history.path)
+            Alerter(
+                resilience.alerts,
+                resilience.history.path,
+                horizon=self._alert_horizon,
+                gate=alert_gate,
+            )
             if alerts and resilience.alerts.notifiers
             else None
         )
         self._pending: list[tuple[int, ProbeResult | Event]] = []
         self._failure: Exception | None = None
-        self._alert_queue: asyncio.Queue[tuple[Event, ...]] = asyncio.Queue()
+        # Each result's events and when it arrived; the arrival times of those not yet taken
+        # by alerting, oldest first.
+        self._alert_queue: asyncio.Queue[tuple[float, tuple[Event, ...]]] = asyncio.Queue()
+        self._unsubmitted: collections.deque[float] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[Watcher] = []
         # Set once history and alerting run and the scheduler (or source) has started: the
@@ -357,7 +384,9 @@ class Monitor(OperatorCommands):
         if check_state is not None and check_state.is_soft and self.scheduler is not None:
             self.scheduler.expedite(check_id, self.checks[check_id].retry_interval)
         if events and self._alerter is not None:
-            self._alert_queue.put_nowait(events)
+            arrived = time.time() if self._arrivals is None else self._arrivals.arrived(result)
+            self._unsubmitted.append(arrived)
+            self._alert_queue.put_nowait((arrived, events))
         if self._writer is None:
             self._emit(result)
             for event in events:
@@ -406,12 +435,19 @@ class Monitor(OperatorCommands):
             self._publish(ended)
             self._arm_ack_expiry()
 
+    def _alert_horizon(self) -> float:
+        """Up to when every result that arrived has its events submitted to alerting: a group
+        window closing by then has all it will ever have."""
+        taken = time.time() if self._arrivals is None else self._arrivals.horizon()
+        return min(taken, self._unsubmitted[0]) if self._unsubmitted else taken
+
     async def _deliver_alerts(self, alerter: Alerter) -> None:
         while True:
-            events = await self._alert_queue.get()
+            arrived, events = await self._alert_queue.get()
             try:
-                await alerter.submit(events)
+                await alerter.submit(events, arrived)
             except Exception:
                 log.exception("alerts could not take %d events", len(events))
             finally:
+                self._unsubmitted.popleft()
                 self._alert_queue.task_done()
