@@ -3,6 +3,8 @@ configuration, and who is asking. Every module of routes reads them through thes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from aiohttp import web
 
 from monitor.api.roles import Role
@@ -11,6 +13,10 @@ from monitor.engine.pipeline import Monitor
 
 MONITOR = web.AppKey("commwatch.monitor", Monitor)
 CONFIG = web.AppKey("commwatch.api_config", ApiConfig)
+# More for the bodies of /healthz and /readyz, asked at each request (a central: its part in
+# the cluster, monitor.cluster.routes).
+HealthDetails = Callable[[], Mapping[str, object]]
+HEALTH_DETAILS: web.AppKey[HealthDetails] = web.AppKey("commwatch.health_details")
 
 
 class Caller:

@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from monitor.api import control, history, metrics, stream
 from monitor.api.auth import Tokens, auth_middleware
 from monitor.api.errors import error_response
-from monitor.api.keys import CONFIG, MONITOR
+from monitor.api.keys import CONFIG, HEALTH_DETAILS, MONITOR
 from monitor.api.roles import Role, requires
 from monitor.config.api import ApiConfig, TlsFiles
 from monitor.core.logs import BugLog
@@ -73,18 +73,23 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal error (the engine's log has the details)")
 
 
+def _health(request: web.Request, status: str) -> dict[str, object]:
+    details = request.app.get(HEALTH_DETAILS)
+    return {"status": status, **(details() if details is not None else {})}
+
+
 @requires(Role.PUBLIC)
-async def healthz(_request: web.Request) -> web.Response:
+async def healthz(request: web.Request) -> web.Response:
     """The process serves: for a supervisor's liveness check, no token needed."""
-    return web.json_response({"status": "ok"})
+    return web.json_response(_health(request, "ok"))
 
 
 @requires(Role.VIEWER)
 async def readyz(request: web.Request) -> web.Response:
     """The engine runs its checks (history and alerting started, the scheduler running)."""
     if request.app[MONITOR].ready.is_set():
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not ready"}, status=503)
+        return web.json_response(_health(request, "ready"))
+    return web.json_response(_health(request, "not ready"), status=503)
 
 
 def build_app(

@@ -93,11 +93,20 @@ def _central(central: CommandParser) -> None:
         "Run the engine on the results agents publish to the results stream on NATS "
         "JetStream (commwatch agent), through a durable consumer: the state engine, history, "
         "alerts, one JSON line per result and state change, and the API as `run` serves it; "
-        "no probe runs here. A restart resumes where the last run stopped. Runs until "
-        "SIGINT/SIGTERM. Needs the cluster extra: pip install 'commwatch[cluster]'."
+        "no probe runs here. Several centrals may run at once, each judging every result: "
+        "the one holding the leader lease (cluster: lease_ttl:) sends the notifications. A "
+        "restart resumes where the last run stopped. Runs until SIGINT/SIGTERM. Needs the "
+        "cluster extra: pip install 'commwatch[cluster]'."
     )
     central.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     _add_nats_flag(central)
+    central.add_argument(
+        "--name",
+        type=values.vantage_name,
+        help="this central's name, unique among the centrals (lower-case letters, digits, "
+        "'-' and '_'; default: the host name): its durable consumer is central-NAME, and the "
+        "leader lease and the log name it",
+    )
     _add_engine_flags(central, "", "serving the engine")
     _add_filters(central)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor.api.readers import RecordError, result_from_record
+from monitor.cluster.arrivals import StreamArrivals
 from monitor.cluster.connection import connect_options, trouble
 from monitor.cluster.stream import (
     AGENT_HEADER,
@@ -56,9 +57,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DURABLE = "central"
+DURABLE = "central"  # with the central's name after it: each central reads every result
 BATCH = 256  # messages asked for at once
-FETCH_WAIT = 5.0  # seconds a fetch waits for the first message
+# Seconds a fetch waits for the first message. One the server answers with nothing (its idle
+# heartbeats came, every HEARTBEAT) tells alerting nothing more arrived (StreamArrivals).
+FETCH_WAIT = 1.0
+HEARTBEAT = 0.25
 # Seconds before JetStream redelivers a message not acknowledged: how long what a crashed
 # central held waits for the next one. One the engine is slow to settle comes twice, and the
 # second is dropped as a duplicate.
@@ -103,6 +107,12 @@ class ConsumerFigures:
     settled: int  # of those, acknowledged once the engine settled them
     duplicates: int  # results not newer than the last of their check: dropped, acknowledged
     rejected: Mapping[Rejection, int]  # terminated messages, per kind
+
+
+def durable_name(central: str) -> str:
+    """The durable consumer of the central named `central`: its own, so that every central
+    reads every result (one shared would split them among the centrals)."""
+    return f"{DURABLE}-{central}"
 
 
 async def connect(config: NatsConfig) -> Client:
@@ -178,6 +188,7 @@ class ResultConsumer:
         self._throttle = Throttle(LOG_INTERVAL)
         self._taken = self._settled = self._duplicates = 0
         self._rejected: Counter[Rejection] = Counter()
+        self.arrivals = StreamArrivals()  # when each result reached the stream, for alerting
 
     def figures(self) -> ConsumerFigures:
         return ConsumerFigures(
@@ -205,7 +216,9 @@ class ResultConsumer:
                     return
                 # Stopped while fetching: what it would have brought stays unacknowledged, to
                 # be redelivered (or dropped as a duplicate).
-                fetching = asyncio.create_task(subscription.fetch(BATCH, timeout=FETCH_WAIT))
+                fetching = asyncio.create_task(
+                    subscription.fetch(BATCH, timeout=FETCH_WAIT, heartbeat=HEARTBEAT)
+                )
                 if not await _unless_stopped(fetching, stopped):
                     return
                 for msg in await self._fetched(fetching):
@@ -232,11 +245,15 @@ class ResultConsumer:
 
     async def _fetched(self, fetching: asyncio.Task[list[Msg]]) -> list[Msg]:
         import nats.errors
+        from nats.js.errors import FetchTimeoutError
 
         try:
             return fetching.result()
+        except FetchTimeoutError:  # the server said so: nothing published meanwhile
+            self.arrivals.quiet()
+            return []
         except TimeoutError:
-            return []  # nothing published meanwhile
+            return []  # no answer: nothing is known of what was published meanwhile
         except nats.errors.ConnectionClosedError:
             raise
         except nats.errors.Error as exc:
@@ -271,6 +288,7 @@ class ResultConsumer:
         if len(self._unsettled) >= MAX_UNSETTLED:
             self._room.clear()
         self._taken += 1
+        self.arrivals.taken(msg)
         take(result)
 
     def settled(self, result: ProbeResult) -> None:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from monitor.cluster.buckets import LEADER, key_value
 from monitor.config.cluster import vantage_name
+from monitor.core.logs import BugLog
 from monitor.core.options import OptionError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
 log = logging.getLogger("commwatch.lease")
+_bugs = BugLog(log)
 
 KEY = "central"
 # Of the TTL: renewals (and a follower's tries) come every third of it, and the holder stops
@@ -213,17 +215,26 @@ class Lease:
     async def run(self) -> None:
         """Hold the lease or try to win it (watch it, without `compete`), until `stop()`."""
         while not self._stopped.is_set():
-            self._expire_if_due()
-            if self._held is not None:
-                wait = await self._renew(self._held)
-            else:
-                await self._try_to_win()
-                wait = self.ttl * RENEW_SHARE
+            try:
+                wait = await self._step()
+            except Exception as exc:
+                # A bug must not end the lease's loop: a central whose loop died would never
+                # lead again (holding, it stops by its own clock all the same).
+                _bugs.report("the leader lease", exc)
+                wait = self.ttl * RETRY_SHARE
             if self._held is not None:
                 # Wake in time to notice an expiry by this central's clock, renewed or not.
                 wait = min(wait, max(0.0, self._held.valid_until - self._clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), wait)
+
+    async def _step(self) -> float:
+        """Renew, or try to win (or watch); how long to wait before the next step."""
+        self._expire_if_due()
+        if self._held is not None:
+            return await self._renew(self._held)
+        await self._try_to_win()
+        return self.ttl * RENEW_SHARE
 
     async def release(self) -> None:
         """Give the lease up (a clean stop): deleted, compare-and-set on its revision, so a

@@ -1,13 +1,19 @@
 """`commwatch central`: the engine of the agents' results. It probes nothing: what agents
-publish to the results stream on NATS JetStream reaches it through a durable consumer
-(monitor.cluster.central) and goes through what follows the probes in `commwatch run`: the
+publish to the results stream on NATS JetStream reaches it through a durable consumer of its
+own (monitor.cluster.central) and goes through what follows the probes in `commwatch run`: the
 state engine, history, alerts, a line per result and state change, and the API with
-`--listen` or an `api:` section."""
+`--listen` or an `api:` section.
+
+Several centrals may run at once, each with its own name, consumer and history: each judges
+every result; the one holding the leader lease (monitor.cluster.lease) sends the notifications,
+the others fill their outboxes and mark sent what it delivered (monitor.cluster.notified)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import socket
 import sys
 
 from monitor.cli.cluster_extra import cluster_selection
@@ -15,7 +21,7 @@ from monitor.cli.commands.run import watch
 from monitor.cli.commands.selection import Selection
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
-from monitor.config.cluster import ClusterConfig
+from monitor.config.cluster import ClusterConfig, vantage_name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,14 +32,26 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_central(selected, cluster, args))
 
 
+def default_name() -> str:
+    """The host name (its first label), lower-cased and made a valid central name."""
+    host = socket.gethostname().split(".")[0].lower()
+    name = re.sub(r"[^a-z0-9_-]+", "-", host).lstrip("-_")[:63]
+    return vantage_name(name or "central")
+
+
 async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.Namespace) -> int:
     # The cluster code loads once nats-py is known to be there and the inventory is good.
-    from monitor.cluster.central import ResultConsumer, connect
+    from monitor.cluster.central import ResultConsumer, connect, durable_name
+    from monitor.cluster.lease import Lease, LeaseError, open_lease_bucket
+    from monitor.cluster.notified import LeaderGate, open_notified_bucket
+    from monitor.cluster.routes import cluster_routes
     from monitor.cluster.stream import StreamError, ensure_stream
 
+    name = args.name or default_name()
+    consumer_name = durable_name(name)
     print(
-        f"commwatch central: results from {cluster.nats.url} stream {cluster.stream} "
-        f"(checks: {len(selected.checks)})",
+        f"commwatch central {name}: results from {cluster.nats.url} stream {cluster.stream} "
+        f"(checks: {len(selected.checks)}), consumer {consumer_name}",
         file=sys.stderr,
         flush=True,
     )
@@ -48,18 +66,39 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     except asyncio.CancelledError:
         print("commwatch central: stopped before NATS answered", file=sys.stderr)
         return EXIT_UNKNOWN
-    consumer = None
+    consumer = lease = leasing = None
     try:
         js = client.jetstream()
         await ensure_stream(js, cluster.stream)
         inventory = selected.inventory
+        alerts = inventory.resilience.alerts
+        delivers = not args.no_alerts and bool(alerts.notifiers)
+        kv, ttl = await open_lease_bucket(js, cluster.lease_ttl)
+        lease = Lease(kv, name, ttl, compete=delivers)
+        gate = LeaderGate(lease, await open_notified_bucket(js, alerts.retention))
+        leasing = asyncio.create_task(lease.run(), name="commwatch-lease")
         history = None if args.no_history else inventory.resilience.history.path
-        consumer = ResultConsumer(js, selected.checks, stream=cluster.stream, history=history)
-        return await watch(inventory, selected.checks, args, source=consumer)
-    except StreamError as exc:
+        consumer = ResultConsumer(
+            js, selected.checks, stream=cluster.stream, history=history, durable=consumer_name
+        )
+        return await watch(
+            inventory,
+            selected.checks,
+            args,
+            source=consumer,
+            arrivals=consumer.arrivals,
+            alert_gate=gate,
+            attachments=(cluster_routes(lease, consumer_name),),
+        )
+    except (StreamError, LeaseError) as exc:
         print(f"commwatch central: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     finally:
+        # The lease goes last: once alerting stopped, nothing more is delivered by this one.
+        if lease is not None and leasing is not None:
+            lease.stop()
+            await leasing
+            await lease.release()
         if consumer is not None:
             await consumer.aclose()
         await client.drain()  # the last acknowledgements go out before it closes

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted, stop_on_signals
@@ -21,9 +22,13 @@ from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
-from monitor.engine.pipeline import Monitor, ResultSource, group_summaries, sweep_state
+from monitor.engine.pipeline import Arrivals, Monitor, ResultSource, group_summaries, sweep_state
 from monitor.output import records, tables, terminal
 from monitor.store.schema import HistoryError
+
+if TYPE_CHECKING:
+    from monitor.alerts.dispatcher import Gate
+    from monitor.api.server import Attach
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,10 +70,14 @@ async def watch(
     args: argparse.Namespace,
     *,
     source: ResultSource | None = None,
+    arrivals: Arrivals | None = None,
+    alert_gate: Gate | None = None,
+    attachments: Sequence[Attach] = (),
 ) -> int:
     """Run `checks` continuously (or judge what `source` hands in: `commwatch central`), a line
     for each result and state change, in `args.format`, until SIGINT/SIGTERM (`commwatch run`
-    without --once, and `commwatch demo --headless`)."""
+    without --once, and `commwatch demo --headless`). A central also gives when its results
+    arrived, the gate its alerting delivers through, and routes of its own for its API."""
     colour = terminal.use_colour(sys.stdout)
 
     def on_result(result: ProbeResult) -> None:
@@ -104,6 +113,8 @@ async def watch(
         history=not args.no_history,
         alerts=not args.no_alerts,
         source=source,
+        arrivals=arrivals,
+        alert_gate=alert_gate,
     )
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
@@ -112,9 +123,9 @@ async def watch(
     if served is None:
         return await _run_monitor(monitor)
     # aiohttp and the API load only for a run that serves.
-    from monitor.api.server import ApiServer, ApiStartError
+    from monitor.api.server import ATTACHMENTS, ApiServer, ApiStartError
 
-    server = ApiServer(monitor, served)
+    server = ApiServer(monitor, served, attachments=(*ATTACHMENTS, *attachments))
     try:
         await server.start()  # before the engine: nothing has run when it cannot
     except ApiStartError as exc:
