@@ -11,18 +11,20 @@ up to the horizon.
 
 - While results come, the horizon is the latest stored time taken (the stream hands a consumer
   its messages in order, and their times only grow).
-- While none come, a fetch that the server answered with nothing (its idle heartbeats came,
-  no message) shows that nothing was stored between the previous fetch and the end of that one,
-  less `GRACE` for the time a message takes to reach this central. A fetch the server did not
-  answer shows nothing: NATS may have results this central cannot see.
+- While none come, after a fetch that brought nothing, the consumer's info from the server:
+  nothing left to deliver, and nothing delivered beyond what this central handled, means that
+  everything the stream stored before the question was asked has been taken. An unanswered
+  question shows nothing: NATS may hold results this central cannot see.
 
 Times are the NATS server's; this central's clock is brought to them by the smallest lag it saw
-between a message's stored time and its arrival here (an upper bound of the clocks' offset, so
-the horizon errs late, never early).
+lately between a message's stored time and its arrival here (an upper bound of the clocks'
+offset, so the horizon errs late, not early). Without a lag measured lately (none came, or only
+old ones, as at the end of catching up) the clocks are taken to agree within `GRACE`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -33,32 +35,51 @@ from monitor.core.model import ProbeResult
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
 
-# Seconds a message may take from being stored to being taken here (and the clocks may
-# differ beyond what the lags measured): a quiet fetch vouches for nothing later than this.
+# Seconds the clocks of this central and of the NATS server are taken to agree within, when no
+# lag measured lately says better.
 GRACE = 1.0
+ASK_TIMEOUT = 2.0  # seconds for the server's answer about the consumer
 _LAGS = 64  # recent messages whose lag is kept
+LAG_AGE = 30.0  # seconds a lag counts for
 
 
 class StreamArrivals:
-    """A central's arrivals: its consumer calls `taken` for each message handed to the engine
-    (just before `take`) and `quiet` after a fetch the server answered with nothing."""
+    """A central's arrivals: its consumer calls `handled` for each message it fetched (before
+    handing its result to the engine, if it does) and `quiet` after a fetch that brought
+    nothing."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._latest = -math.inf  # the latest stored time taken
-        self._quiet_until = -math.inf  # the end of the last quiet stretch shown by a fetch
-        self._lags: deque[float] = deque(maxlen=_LAGS)
+        self._latest = -math.inf  # the latest stored time handled
+        self._sequence = 0  # the highest stream sequence handled
+        self._quiet_until = -math.inf  # up to when the server said it had nothing more
+        self._lags: deque[tuple[float, float]] = deque(maxlen=_LAGS)  # (when, lag)
 
-    def taken(self, msg: Msg) -> None:
-        stored = msg.metadata.timestamp.timestamp()
-        self._lags.append(self._clock() - stored)
+    def handled(self, msg: Msg) -> None:
+        metadata = msg.metadata
+        stored = metadata.timestamp.timestamp()
+        now = self._clock()
+        self._lags.append((now, now - stored))
         self._latest = max(self._latest, stored)
+        self._sequence = max(self._sequence, metadata.sequence.stream)
 
-    def quiet(self) -> None:
-        """A fetch ended now with the server's word that it had nothing for this central."""
-        lag = min(self._lags, default=0.0)
-        self._quiet_until = max(self._quiet_until, self._clock() - lag - GRACE)
+    async def quiet(self, subscription: JetStreamContext.PullSubscription) -> None:
+        """A fetch brought nothing: ask the server whether that is all there is."""
+        import nats.errors
+
+        asked = self._clock()
+        try:
+            info = await asyncio.wait_for(subscription.consumer_info(), ASK_TIMEOUT)
+        except (nats.errors.Error, TimeoutError):
+            return
+        delivered = info.delivered.stream_seq if info.delivered is not None else 0
+        if info.num_pending != 0 or (delivered or 0) > self._sequence:
+            return  # more came meanwhile: the next fetch brings it
+        recent = (lag for at, lag in self._lags if asked - at < LAG_AGE)
+        offset = min(recent, default=GRACE)
+        self._quiet_until = max(self._quiet_until, asked - offset)
 
     def arrived(self, result: ProbeResult) -> float:
         """When the message last taken (that of `result`) was stored; never earlier than one

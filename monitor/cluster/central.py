@@ -59,10 +59,9 @@ log = logging.getLogger(__name__)
 
 DURABLE = "central"  # with the central's name after it: each central reads every result
 BATCH = 256  # messages asked for at once
-# Seconds a fetch waits for the first message. One the server answers with nothing (its idle
-# heartbeats came, every HEARTBEAT) tells alerting nothing more arrived (StreamArrivals).
+# Seconds a fetch waits for the first message; after one that brought nothing, alerting is told
+# how far the stream is taken (StreamArrivals.quiet).
 FETCH_WAIT = 1.0
-HEARTBEAT = 0.25
 # Seconds before JetStream redelivers a message not acknowledged: how long what a crashed
 # central held waits for the next one. One the engine is slow to settle comes twice, and the
 # second is dropped as a duplicate.
@@ -216,12 +215,13 @@ class ResultConsumer:
                     return
                 # Stopped while fetching: what it would have brought stays unacknowledged, to
                 # be redelivered (or dropped as a duplicate).
-                fetching = asyncio.create_task(
-                    subscription.fetch(BATCH, timeout=FETCH_WAIT, heartbeat=HEARTBEAT)
-                )
+                fetching = asyncio.create_task(subscription.fetch(BATCH, timeout=FETCH_WAIT))
                 if not await _unless_stopped(fetching, stopped):
                     return
-                for msg in await self._fetched(fetching):
+                fetched = await self._fetched(fetching)
+                if not fetched:
+                    await self.arrivals.quiet(subscription)
+                for msg in fetched:
                     self._handle(msg, take)
         finally:
             stopped.cancel()
@@ -245,15 +245,11 @@ class ResultConsumer:
 
     async def _fetched(self, fetching: asyncio.Task[list[Msg]]) -> list[Msg]:
         import nats.errors
-        from nats.js.errors import FetchTimeoutError
 
         try:
             return fetching.result()
-        except FetchTimeoutError:  # the server said so: nothing published meanwhile
-            self.arrivals.quiet()
-            return []
         except TimeoutError:
-            return []  # no answer: nothing is known of what was published meanwhile
+            return []  # nothing published meanwhile
         except nats.errors.ConnectionClosedError:
             raise
         except nats.errors.Error as exc:
@@ -263,6 +259,7 @@ class ResultConsumer:
             return []
 
     def _handle(self, msg: Msg, take: Callable[[ProbeResult], None]) -> None:
+        self.arrivals.handled(msg)
         try:
             result, vantage = self._read(msg)
         except Rejected as rejected:
@@ -288,7 +285,6 @@ class ResultConsumer:
         if len(self._unsettled) >= MAX_UNSETTLED:
             self._room.clear()
         self._taken += 1
-        self.arrivals.taken(msg)
         take(result)
 
     def settled(self, result: ProbeResult) -> None:
