@@ -21,6 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
@@ -41,6 +42,12 @@ TTL = 2.0  # the lease's, short for the test: a takeover is due within 2 of them
 SITES = 4
 STEP = 0.25  # seconds between two rounds of results, each a result for every check
 FENCING = "Commwatch-Fencing-Token"
+VIEWER = "viewer-token-of-the-ha-tests"
+
+
+@pytest.fixture(autouse=True)
+def viewer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CW_HA_VIEWER", VIEWER)  # the inventory's api: token, by reference
 
 
 @pytest.fixture
@@ -80,6 +87,7 @@ def inventory_file(tmp_path: Path, name: str, receiver: WebhookReceiver) -> Path
     path.write_text(
         f"history: {{path: {folder / 'history.sqlite3'}}}\n"
         f"cluster: {{lease_ttl: {TTL}s}}\n"
+        "api: {tokens: [{role: viewer, token_env: CW_HA_VIEWER}]}\n"
         "alerts:\n"
         "  group_window: 500ms\n"
         "  retry_base: 100ms\n"
@@ -136,6 +144,12 @@ class Central:
                 assert self.process.returncode is None, self.log.read_text()
                 await asyncio.sleep(0.05)
 
+    async def api_url(self) -> str:
+        """Where its API listens (`--listen 127.0.0.1:0`), as it printed it."""
+        marker = "serving the engine on "
+        await self.until_said(marker)
+        return self.log.read_text().split(marker, 1)[1].split()[0]
+
     async def stop(self) -> None:
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -144,12 +158,14 @@ class Central:
             await asyncio.wait_for(self.process.wait(), 30)
 
 
-async def start_central(inventory: Path, server: NatsServer, name: str) -> Central:
+async def start_central(
+    inventory: Path, server: NatsServer, name: str, *flags: str
+) -> Central:
     log = inventory.parent / "central.log"
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "monitor.cli", "central", str(inventory)),
-            *("--nats", server.url, "--name", name),
+            *("--nats", server.url, "--name", name, *flags),
             cwd=REPO,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
@@ -371,3 +387,53 @@ async def test_a_central_catching_up_on_the_stream_makes_the_same_messages(
             assert late.keys() == live.keys()
     assert len(live.keys()) >= 10
     assert receiver.requests == []  # neither delivers: they only watch the lease
+
+
+async def test_leadership_is_in_the_api_and_the_health_bodies(
+    tmp_path: Path, server: NatsServer, js: JetStreamContext, receiver: WebhookReceiver
+) -> None:
+    kv, _ = await open_lease_bucket(js, TTL)
+    listen = ("--listen", "127.0.0.1:0")
+    a = await start_central(inventory_file(tmp_path, "a", receiver), server, "a", *listen)
+    b = None
+    try:
+        await until_holder(kv, "a")
+        b = await start_central(inventory_file(tmp_path, "b", receiver), server, "b", *listen)
+        await b.until_said("central b follows central a")
+        headers = {"Authorization": f"Bearer {VIEWER}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def get(central: Central, path: str) -> dict[str, object]:
+                async with session.get(await central.api_url() + path) as response:
+                    return await response.json()
+
+            async with asyncio.timeout(30):
+                while (ready := await get(b, "/readyz"))["status"] != "ready":
+                    await asyncio.sleep(0.1)
+            led, followed = await get(a, "/api/v1/cluster"), await get(b, "/api/v1/cluster")
+            alive = await get(a, "/healthz")
+        # A clean stop gives the lease up: the follower takes it at its next try, well
+        # within the TTL it would otherwise wait for.
+        await a.stop()
+        handover = await until_holder(kv, "b")
+    finally:
+        for central in (a, b):
+            if central is not None:
+                await central.stop()
+    assert "fencing_token" in led, led
+    token = led["fencing_token"]
+    assert isinstance(token, int) and token > 0
+    assert led == {
+        "central": "a",
+        "consumer": "central-a",
+        "role": "leader",
+        "leader": "a",
+        "fencing_token": token,
+        "lease_ttl": TTL,
+        "changes": 1,
+    }
+    assert followed == {**led, "central": "b", "consumer": "central-b", "role": "follower"}
+    assert ready == {"status": "ready", "cluster": followed}
+    assert alive == {"status": "ok", "cluster": led}
+    assert handover < TTL
+    assert a.said("central a no longer leads (this central is stopping)")

@@ -75,7 +75,8 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
         delivers = not args.no_alerts and bool(alerts.notifiers)
         kv, ttl = await open_lease_bucket(js, cluster.lease_ttl)
         lease = Lease(kv, name, ttl, compete=delivers)
-        gate = LeaderGate(lease, await open_notified_bucket(js, alerts.retention))
+        notified = await open_notified_bucket(js, alerts.retention) if delivers else None
+        gate = None if notified is None else LeaderGate(lease, notified)
         leasing = asyncio.create_task(lease.run(), name="commwatch-lease")
         history = None if args.no_history else inventory.resilience.history.path
         consumer = ResultConsumer(
