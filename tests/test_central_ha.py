@@ -45,11 +45,6 @@ FENCING = "Commwatch-Fencing-Token"
 VIEWER = "viewer-token-of-the-ha-tests"
 
 
-@pytest.fixture(autouse=True)
-def viewer_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CW_HA_VIEWER", VIEWER)  # the inventory's api: token, by reference
-
-
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[NatsServer]:
     async with running_nats(tmp_path / "nats") as running:
@@ -70,9 +65,11 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
     await hook.stop()
 
 
-def inventory_file(tmp_path: Path, name: str, receiver: WebhookReceiver) -> Path:
+def inventory_file(
+    tmp_path: Path, name: str, receiver: WebhookReceiver, *, api: bool = False
+) -> Path:
     """The inventory every central of the test reads: the same but for its history (and so
-    its outbox), which is each central's own."""
+    its outbox), which is each central's own. `api`: with a viewer's token for the API."""
     folder = tmp_path / name
     folder.mkdir()
     sites = "".join(
@@ -87,8 +84,8 @@ def inventory_file(tmp_path: Path, name: str, receiver: WebhookReceiver) -> Path
     path.write_text(
         f"history: {{path: {folder / 'history.sqlite3'}}}\n"
         f"cluster: {{lease_ttl: {TTL}s}}\n"
-        "api: {tokens: [{role: viewer, token_env: CW_HA_VIEWER}]}\n"
-        "alerts:\n"
+        + ("api: {tokens: [{role: viewer, token_env: CW_HA_VIEWER}]}\n" if api else "")
+        + "alerts:\n"
         "  group_window: 500ms\n"
         "  retry_base: 100ms\n"
         "  retry_cap: 12s\n"
@@ -143,6 +140,7 @@ class Central:
             while not self.said(text):
                 assert self.process.returncode is None, self.log.read_text()
                 await asyncio.sleep(0.05)
+        assert self.process.returncode is None, self.log.read_text()
 
     async def api_url(self) -> str:
         """Where its API listens (`--listen 127.0.0.1:0`), as it printed it."""
@@ -158,9 +156,7 @@ class Central:
             await asyncio.wait_for(self.process.wait(), 30)
 
 
-async def start_central(
-    inventory: Path, server: NatsServer, name: str, *flags: str
-) -> Central:
+async def start_central(inventory: Path, server: NatsServer, name: str, *flags: str) -> Central:
     log = inventory.parent / "central.log"
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
@@ -390,15 +386,22 @@ async def test_a_central_catching_up_on_the_stream_makes_the_same_messages(
 
 
 async def test_leadership_is_in_the_api_and_the_health_bodies(
-    tmp_path: Path, server: NatsServer, js: JetStreamContext, receiver: WebhookReceiver
+    tmp_path: Path,
+    server: NatsServer,
+    js: JetStreamContext,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("CW_HA_VIEWER", VIEWER)  # the inventory's api: token, by reference
     kv, _ = await open_lease_bucket(js, TTL)
     listen = ("--listen", "127.0.0.1:0")
-    a = await start_central(inventory_file(tmp_path, "a", receiver), server, "a", *listen)
+    a = await start_central(inventory_file(tmp_path, "a", receiver, api=True), server, "a", *listen)
     b = None
     try:
         await until_holder(kv, "a")
-        b = await start_central(inventory_file(tmp_path, "b", receiver), server, "b", *listen)
+        b = await start_central(
+            inventory_file(tmp_path, "b", receiver, api=True), server, "b", *listen
+        )
         await b.until_said("central b follows central a")
         headers = {"Authorization": f"Bearer {VIEWER}"}
         async with aiohttp.ClientSession(headers=headers) as session:
