@@ -29,11 +29,14 @@ from nats.js.kv import KeyValue
 from monitor.cluster.central import ResultConsumer
 from monitor.cluster.lease import KEY, Lease, open_lease_bucket
 from monitor.cluster.notified import LeaderGate, open_notified_bucket
+from monitor.cluster.stream import VANTAGE_HEADER
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.pipeline import Monitor
-from tests.central_support import BASE, jetstream, publish
+from tests.central_support import BASE, VIEWER_ENV, jetstream, publish
+from tests.central_support import VIEWER as CENTRAL_VIEWER
+from tests.central_support import central as in_process_central
 from tests.conftest import REPO
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.webhook_peers import Received, WebhookReceiver
@@ -440,3 +443,44 @@ async def test_leadership_is_in_the_api_and_the_health_bodies(
     assert alive == {"status": "ok", "cluster": led}
     assert handover < TTL
     assert a.said("central a no longer leads (this central is stopping)")
+
+
+async def test_a_quorum_is_judged_alike_by_a_central_keeping_up_and_one_catching_up(
+    tmp_path: Path, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vantage point's result counts for 2 intervals + timeout (2.5 s here). An agent whose
+    clock is ahead (its result starts 30 s from now) must not make a central that reads the
+    stream late judge the other vantage point stale where one keeping up judged it fresh:
+    both judge as of when each result reached the stream, or their events (and the message
+    keys made of them) would differ."""
+    monkeypatch.setenv(VIEWER_ENV, CENTRAL_VIEWER)
+
+    def inventory(name: str) -> Inventory:  # each central with a history of its own
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"history: {{path: {tmp_path / name}.sqlite3}}\n"
+            "defaults: {retries: 1, interval: 1s, timeout: 500ms}\n"
+            "sites:\n  - id: north\n    links:\n      - id: wan\n        checks:\n"
+            "          - {id: c, kind: tcp, target: '127.0.0.1:9', vantage: [noc, psap],"
+            " quorum: 2}\n"
+        )
+        return load_inventory(path)
+
+    inv = inventory("live")
+    (check,) = inv.checks
+    now = time.time()
+
+    def down(at: float) -> ProbeResult:
+        return ProbeResult(check=check.ref, started_at=at, duration_ms=1.0, severity=Severity.CRIT)
+
+    async with in_process_central(js, inv, durable="central-live", watched="north/wan/c") as live:
+        await publish(js, down(now), agent="noc", headers={VANTAGE_HEADER: "noc"})
+        await publish(js, down(now + 30), agent="psap", headers={VANTAGE_HEADER: "psap"})
+        await live.seen.until(lambda: len(live.seen.results) == 2)
+        await asyncio.sleep(max(0.0, now + 4 - time.time()))  # noc's result is old by now
+        async with in_process_central(
+            js, inventory("late"), durable="central-late", watched="north/wan/c"
+        ) as late:
+            await late.seen.until(lambda: len(late.seen.results) == 2)
+    judged = [[r.severity for r in c.seen.results] for c in (live, late)]
+    assert judged == [[Severity.WARN, Severity.CRIT]] * 2

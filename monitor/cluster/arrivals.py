@@ -57,13 +57,16 @@ class StreamArrivals:
         self._quiet_until = -math.inf  # up to when the server said it had nothing more
         self._lags: deque[tuple[float, float]] = deque(maxlen=_LAGS)  # (when, lag)
 
-    def handled(self, msg: Msg) -> None:
+    def handled(self, msg: Msg) -> float:
+        """Note a message fetched; when it reached the stream (never earlier than one handled
+        before it: a redelivery), the time every central judges it at."""
         metadata = msg.metadata
         stored = metadata.timestamp.timestamp()
         now = self._clock()
         self._lags.append((now, now - stored))
         self._latest = max(self._latest, stored)
         self._sequence = max(self._sequence, metadata.sequence.stream)
+        return self._latest
 
     async def quiet(self, subscription: JetStreamContext.PullSubscription) -> None:
         """A fetch brought nothing: ask the server whether that is all there is."""

@@ -24,7 +24,6 @@ import contextlib
 import enum
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -259,7 +258,7 @@ class ResultConsumer:
             return []
 
     def _handle(self, msg: Msg, take: Callable[[ProbeResult], None]) -> None:
-        self.arrivals.handled(msg)
+        arrived = self.arrivals.handled(msg)
         try:
             result, vantage = self._read(msg)
         except Rejected as rejected:
@@ -280,7 +279,9 @@ class ResultConsumer:
         self._in_flight.add(taken)
         self._last[key] = result.started_at
         if vantage:
-            result = self._vantages.take(self._checks[check_id], vantage, result, time.time())
+            # Judged as of when it reached the stream, not by this central's clock: every
+            # central, keeping up or catching up, combines the same results alike.
+            result = self._vantages.take(self._checks[check_id], vantage, result, arrived)
         self._unsettled[id(result)] = (taken, msg)
         if len(self._unsettled) >= MAX_UNSETTLED:
             self._room.clear()
