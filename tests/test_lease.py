@@ -182,13 +182,38 @@ async def test_release_hands_the_lease_over_at_once(kv: KeyValue) -> None:
 async def test_its_own_win_whose_answer_was_lost_is_claimed_not_waited_out(
     kv: KeyValue,
 ) -> None:
-    # The key holds north's value from a create whose answer never came back.
-    revision = await kv.create(KEY, b'{"central":"north","token":null,"expires_at":0}')
-    north = Lease(kv, "north", TTL * 5)
+    # The key holds this process's value from a create whose answer never came back.
+    value = b'{"central":"north","instance":"0123abcd","token":null,"expires_at":0}'
+    revision = await kv.create(KEY, value)
+    north = Lease(kv, "north", TTL * 5, instance="0123abcd")
     async with running(north):
         took = await until(lambda: north.token() is not None)
         assert north.token() == revision
         assert took < TTL  # not after the 5 s TTL
+
+
+async def test_a_central_restarted_under_its_name_waits_for_its_predecessors_lease(
+    kv: KeyValue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dead process's lease is not taken for its own by the next process of that name
+    (nor by a second central given the same name by mistake): it expires first."""
+    before = Lease(kv, "north", TTL)
+    task = asyncio.create_task(before.run())
+    await until(lambda: before.token() is not None)
+    old = before.token()
+    assert old is not None
+    task.cancel()  # killed
+    await asyncio.gather(task, return_exceptions=True)
+    after = Lease(kv, "north", TTL)
+    started = time.monotonic()
+    async with running(after):
+        await until(lambda: after.figures().holder == "north")
+        assert after.token() is None
+        await until(lambda: after.token() is not None)
+        assert time.monotonic() - started > TTL / 2  # waited for the old key to expire
+        token = after.token()
+        assert token is not None and token > old
+    assert "central north finds the lease held by another process of its name" in caplog.text
 
 
 async def test_a_central_without_alerting_watches_and_never_takes_the_lease(

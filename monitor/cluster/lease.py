@@ -4,7 +4,9 @@ notifications. Every central judges every result; only the one holding the lease
 The lease is the key `central` of the JetStream key-value bucket `commwatch_leader`
 (monitor.cluster.buckets), made with a TTL equal to the lease's (`cluster: lease_ttl:`), so a
 key nobody renews disappears on the server after that long. Its value is JSON:
-`{"central": NAME, "token": N, "expires_at": POSIX seconds}`.
+`{"central": NAME, "instance": ID, "token": N, "expires_at": POSIX seconds}`, ID random per
+process: a central restarted under its name does not take its dead predecessor's lease for
+its own (nor does a second central given the same name by mistake); it waits for it to expire.
 
 - Winning: `kv.create`, which succeeds only while the key does not exist (never written,
   expired, or deleted). The revision it was written at is the **fencing token**: revisions of a
@@ -34,6 +36,7 @@ import contextlib
 import enum
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -93,6 +96,7 @@ class Holder:
 
     central: str
     token: int
+    instance: str | None = None  # the process that wrote it
 
 
 async def open_lease_bucket(js: JetStreamContext, ttl: float) -> tuple[KeyValue, float]:
@@ -125,13 +129,16 @@ def read_holder(value: bytes | None, revision: int) -> Holder | None:
         record = json.loads(value or b"")
         central = vantage_name(record["central"])
         token = record.get("token")
+        instance = record.get("instance")
     except (ValueError, TypeError, KeyError, OptionError):
         return None
+    if not isinstance(instance, str):
+        instance = None
     if token is None:
-        return Holder(central, revision)
+        return Holder(central, revision, instance)
     if not isinstance(token, int) or isinstance(token, bool) or token <= 0:
         return None
-    return Holder(central, token)
+    return Holder(central, token, instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +161,11 @@ class Lease:
         compete: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        instance: str | None = None,
     ) -> None:
         self._kv = kv
         self.name = name
+        self.instance = secrets.token_hex(8) if instance is None else instance
         self.ttl = ttl
         self._compete = compete
         self._clock = clock
@@ -185,7 +194,7 @@ class Lease:
         holder: str | None
         if token is not None:
             holder, shown = self.name, token
-        elif seen is not None and seen.central != self.name:
+        elif seen is not None and not self._own(seen):
             holder, shown = seen.central, seen.token
         else:
             holder, shown = None, 0
@@ -251,7 +260,12 @@ class Lease:
     # --- the steps ------------------------------------------------------------------------
 
     def _value(self, token: int | None) -> bytes:
-        record = {"central": self.name, "token": token, "expires_at": self._wall() + self.ttl}
+        record = {
+            "central": self.name,
+            "instance": self.instance,
+            "token": token,
+            "expires_at": self._wall() + self.ttl,
+        }
         return json.dumps(record, separators=(",", ":")).encode()
 
     async def _bounded(self, operation: Awaitable[_T]) -> _T:
@@ -271,8 +285,8 @@ class Lease:
             revision = await self._bounded(self._kv.create(KEY, self._value(None)))
         except KeyWrongLastSequenceError:
             holder, current = await self._look()
-            if holder is not None and holder.central == self.name and current is not None:
-                # The key holds this central's own value: a win or a renewal whose answer was
+            if holder is not None and self._own(holder) and current is not None:
+                # The key holds this process's own value: a win or a renewal whose answer was
                 # lost. Nobody else wrote it since; claim it by a compare-and-set on it.
                 await self._claim(current, holder.token)
             return
@@ -295,7 +309,7 @@ class Lease:
 
     def _won(self, revision: int, token: int, sent: float) -> None:
         self._held = _Held(revision, token, self._valid_from(sent))
-        self._saw(Holder(self.name, token), known=True)
+        self._saw(Holder(self.name, token, self.instance), known=True)
         log.warning(
             "central %s leads now (fencing token %d): it delivers the notifications",
             self.name,
@@ -318,7 +332,7 @@ class Lease:
             )
         except KeyWrongLastSequenceError:
             holder, current = await self._look()
-            if holder == Holder(self.name, held.token) and current is not None:
+            if holder == Holder(self.name, held.token, self.instance) and current is not None:
                 # This central's own renewal whose answer was lost: go on from its revision.
                 self._held = _Held(current, held.token, held.valid_until)
                 return 0.0
@@ -351,14 +365,24 @@ class Lease:
         self._saw(holder, known=True)
         return holder, revision
 
+    def _own(self, holder: Holder) -> bool:
+        return (holder.central, holder.instance) == (self.name, self.instance)
+
     def _saw(self, holder: Holder | None, *, known: bool) -> None:
         if (holder, known) == (self._seen, self._seen_known):
             return
         self._seen, self._seen_known = holder, known
-        if holder is not None and holder.central == self.name:
-            return  # this central's own lease: said when won or lost
+        if holder is not None and self._own(holder):
+            return  # this process's own lease: said when won or lost
         self._changes += 1
-        if holder is not None:
+        if holder is not None and holder.central == self.name:
+            log.warning(
+                "central %s finds the lease held by another process of its name (fencing "
+                "token %d): it waits for that lease to expire",
+                self.name,
+                holder.token,
+            )
+        elif holder is not None:
             log.warning(
                 "central %s follows central %s (fencing token %d)",
                 self.name,
