@@ -261,3 +261,17 @@ async def test_a_bucket_without_ttl_is_refused_and_another_ttl_is_the_buckets(
         _, ttl = await open_lease_bucket(js, TTL)
     assert ttl == 3.0
     assert "was made with a TTL of 3s, not the 1s of cluster: lease_ttl:" in caplog.text
+
+
+async def test_a_bucket_that_cannot_be_opened_says_so_without_a_traceback(
+    server: NatsServer,
+) -> None:
+    client = await connected(server)
+    js = client.jetstream()
+    await client.close()
+    with pytest.raises(LeaseError) as raised:
+        await open_lease_bucket(js, TTL)
+    assert str(raised.value) == (
+        "cannot open the key-value bucket commwatch_leader (ConnectionClosedError): the central "
+        "needs JetStream's key-value store, and its NATS user the right to use it"
+    )

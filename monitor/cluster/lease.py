@@ -60,6 +60,7 @@ KEY = "central"
 RENEW_SHARE = 1 / 3
 MARGIN_SHARE = 0.1
 RETRY_SHARE = 0.1  # after a renewal NATS did not answer: try again this soon
+OPEN_TIMEOUT = 10.0  # seconds for opening a bucket at start
 
 _T = TypeVar("_T")
 
@@ -102,8 +103,8 @@ class Holder:
 async def open_lease_bucket(js: JetStreamContext, ttl: float) -> tuple[KeyValue, float]:
     """The bucket `commwatch_leader` (made with `ttl` when missing) and the TTL it has: one made
     earlier keeps its own, which every central must then go by."""
-    kv = await key_value(js, LEADER, ttl)
-    status = await kv.status()
+    kv = await opened(key_value(js, LEADER, ttl), LEADER)
+    status = await opened(kv.status(), LEADER)
     max_age = status.stream_info.config.max_age
     if not max_age:
         raise LeaseError(
@@ -120,6 +121,19 @@ async def open_lease_bucket(js: JetStreamContext, ttl: float) -> tuple[KeyValue,
             ttl,
         )
     return kv, float(max_age)
+
+
+async def opened(opening: Awaitable[_T], bucket: str) -> _T:
+    """A key-value bucket opened (or asked about), or LeaseError saying what it takes."""
+    import nats.errors
+
+    try:
+        return await asyncio.wait_for(opening, OPEN_TIMEOUT)
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise LeaseError(
+            f"cannot open the key-value bucket {bucket} ({type(exc).__name__}): the central "
+            "needs JetStream's key-value store, and its NATS user the right to use it"
+        ) from None
 
 
 def read_holder(value: bytes | None, revision: int) -> Holder | None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from monitor.alerts.dispatcher import GateError
 from monitor.alerts.outbox import OutboxRow
 from monitor.cluster.buckets import NOTIFIED, key_value
-from monitor.cluster.lease import Lease, read_holder
+from monitor.cluster.lease import Lease, opened, read_holder
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -57,7 +57,9 @@ def _escaped(text: str) -> str:
 
 
 async def open_notified_bucket(js: JetStreamContext, retention: float) -> KeyValue:
-    return await key_value(js, NOTIFIED, retention)
+    """The bucket, made to keep each key for `retention` seconds unless it exists; LeaseError
+    when it cannot be opened."""
+    return await opened(key_value(js, NOTIFIED, retention), NOTIFIED)
 
 
 class LeaderGate:
