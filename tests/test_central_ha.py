@@ -26,6 +26,7 @@ import pytest
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
+from monitor.cli.commands.central import central_name
 from monitor.cluster.central import ResultConsumer
 from monitor.cluster.lease import KEY, Lease, open_lease_bucket
 from monitor.cluster.notified import LeaderGate, open_notified_bucket
@@ -484,3 +485,19 @@ async def test_a_quorum_is_judged_alike_by_a_central_keeping_up_and_one_catching
             await late.seen.until(lambda: len(late.seen.results) == 2)
     judged = [[r.severity for r in c.seen.results] for c in (live, late)]
     assert judged == [[Severity.WARN, Severity.CRIT]] * 2
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        ("NOC-A.example.net", "noc-a"),
+        ("noc_east", "noc_east"),
+        ("Leitstelle Süd", "leitstelle-s-d"),
+        ("-x-", "x-"),
+        ("", "central"),
+        ("ä.example", "central"),
+        ("a" * 80, "a" * 63),
+    ],
+)
+def test_a_central_is_named_after_its_host_by_default(host: str, name: str) -> None:
+    assert central_name(host) == name

@@ -32,10 +32,11 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_central(selected, cluster, args))
 
 
-def default_name() -> str:
-    """The host name (its first label), lower-cased and made a valid central name."""
-    host = socket.gethostname().split(".")[0].lower()
-    name = re.sub(r"[^a-z0-9_-]+", "-", host).lstrip("-_")[:63]
+def central_name(host: str) -> str:
+    """A central's name from a host name: its first label, lower-cased, every run of other
+    characters than letters, digits, '-' and '_' made one '-'; `central` when nothing is left."""
+    label = host.split(".")[0].lower()
+    name = re.sub(r"[^a-z0-9_-]+", "-", label).lstrip("-_")[:63]
     return vantage_name(name or "central")
 
 
@@ -47,7 +48,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     from monitor.cluster.routes import cluster_routes
     from monitor.cluster.stream import StreamError, ensure_stream
 
-    name = args.name or default_name()
+    name = args.name or central_name(socket.gethostname())
     consumer_name = durable_name(name)
     print(
         f"commwatch central {name}: results from {cluster.nats.url} stream {cluster.stream} "
