@@ -54,6 +54,7 @@ __all__ = [
     "Severity",
     "alternate",
     "cli_run",
+    "cli_sweep",
     "engine_sweep",
     "evaluate",
     "installed_command",
@@ -232,16 +233,18 @@ def installed_command() -> Path:
     return COMMWATCH
 
 
-# Runs argv[2:] and writes its wall seconds and peak RSS (KiB) to the descriptor argv[1]. A child
-# started from a large process inherits that process's RSS as its own high-water mark (Linux
-# records it at exec), so the measured command must start from this small one.
+# Runs argv[2:] and writes its wall seconds, peak RSS (KiB) and CPU seconds (user and system) to
+# the descriptor argv[1]. A child started from a large process inherits that process's RSS as its
+# own high-water mark (Linux records it at exec), so the measured command must start from this
+# small one. The CPU is the command's and that of every process it waited for (its workers); the
+# peak is the largest one process reached, not their sum.
 _MEASURE = """
 import os, resource, subprocess, sys, time
 started = time.perf_counter()
 code = subprocess.run(sys.argv[2:]).returncode
 wall = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-os.write(int(sys.argv[1]), f"{wall} {peak}".encode())
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+os.write(int(sys.argv[1]), f"{wall} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}".encode())
 sys.exit(code)
 """
 
@@ -252,6 +255,7 @@ class Measured:
     stdout: str
     wall_s: float
     peak_rss_mib: float
+    cpu_s: float
 
 
 def measure_process(command: Sequence[str], env: Mapping[str, str] | None = None) -> Measured:
@@ -272,18 +276,27 @@ def measure_process(command: Sequence[str], env: Mapping[str, str] | None = None
             os.close(writing)
         written = figures.read().split()
     sys.stderr.write(done.stderr)
-    if len(written) != 2:
+    if len(written) != 3:
         raise SystemExit(f"{' '.join(command)} could not be run")
-    wall, peak_kib = written
-    return Measured(done.returncode, done.stdout, float(wall), int(peak_kib) / 1024)
+    wall, peak_kib, cpu = written
+    return Measured(done.returncode, done.stdout, float(wall), int(peak_kib) / 1024, float(cpu))
 
 
-def cli_run(inventory_path: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of the real `commwatch run --once`; checks it all passed."""
-    done = measure_process([str(installed_command()), "run", "--once", str(inventory_path)])
+def cli_sweep(inventory_path: Path, workers: int = 1) -> Measured:
+    """The real `commwatch run --once --workers N`, measured; checks it all passed. One process
+    by default: the sweep benchmarks' figures (and their peak RSS) are of one process, as they
+    were before `--workers` existed; bench/workers_tls.py measures more."""
+    command = [str(installed_command()), "run", "--once", "--workers", str(workers)]
+    done = measure_process([*command, str(inventory_path)])
     summary = json.loads(done.stdout)["summary"] if done.stdout else None
     if done.returncode != 0 or summary is None or summary["OK"] != summary["checks"]:
         raise SystemExit(f"the command's sweep was not all OK (exit {done.returncode}): {summary}")
+    return done
+
+
+def cli_run(inventory_path: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of the real `commwatch run --once`, in one process."""
+    done = cli_sweep(inventory_path)
     return done.wall_s, done.peak_rss_mib
 
 

@@ -30,7 +30,7 @@ from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
-from monitor.engine.scheduler import Scheduler
+from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
 from monitor.store.history import HistoryStore
 from monitor.store.schema import HistoryError
@@ -115,7 +115,7 @@ class CommwatchApp(App[None]):
         self._logs = CapturedLogs(self.post_message)
 
     @property
-    def scheduler(self) -> Scheduler | None:
+    def scheduler(self) -> Steering | None:
         return None if self.monitor is None else self.monitor.scheduler
 
     @property
@@ -264,7 +264,7 @@ class CommwatchApp(App[None]):
         """A local dashboard's acknowledgements are its own: nobody else watches this engine."""
         self.dashboard.show_acknowledged(self.board.acked ^ {message.check_id})
 
-    def _running_scheduler(self) -> Scheduler | None:
+    def _running_scheduler(self) -> Steering | None:
         if self.scheduler is None:
             self.notify("The engine is not running.", severity="warning", timeout=3)
         return self.scheduler

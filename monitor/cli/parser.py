@@ -82,6 +82,16 @@ def _run(run: CommandParser) -> None:
     )
     run.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     run.add_argument("--once", action="store_true", help="one sweep, then exit")
+    run.add_argument(
+        "--workers",
+        type=values.workers,
+        metavar="N",
+        help="probe in N processes of this machine (sharded by target host, the global "
+        "concurrency cap divided among them), feeding the one engine here, so that TLS "
+        "handshakes use every core; 1: probe in this process. Default: the cores this process "
+        f"may use ({values.usable_cores()} here), or 1 for fewer than "
+        f"{values.WORKERS_FROM_CHECKS} checks",
+    )
     _add_engine_flags(
         run, "continuous run: ", "serving the engine (continuous runs only, not --once)"
     )

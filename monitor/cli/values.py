@@ -9,6 +9,7 @@ the type, when a flag of that type is read, never here.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -42,6 +43,33 @@ def port_offset(text: str) -> int:
             f"{offset} puts lab ports outside 1-65535: use an offset from {low} to {high}"
         )
     return offset
+
+
+# `run --workers`' default: a probe process per usable core, but one process for fewer checks
+# than this. A worker costs an interpreter and a load of the whole inventory (about 0.5 s of CPU
+# for 1,000 TLS checks, bench/workers_tls.py) and each result crosses a pipe (about 0.3 ms of
+# encoding and reading back), while one process probes a TLS check in about 2 ms of CPU: below
+# this, a sweep ends about as soon in one process as in several, a continuous run at the usual
+# intervals uses a small part of one core, and one process is the simpler thing to watch.
+WORKERS_FROM_CHECKS = 1000
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset or a cgroup's
+    cpuset), not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("at least 1 worker (1: probe in this process)")
+    return count
 
 
 def duration_flag(text: str) -> float:

@@ -1,7 +1,8 @@
 """What operators do to a running engine: run a check now, pause and resume it (an engine with a
-scheduler of its own), acknowledge a subject's problem and withdraw the acknowledgement (any
-engine). `Monitor` takes these from `OperatorCommands`; every change reaches its control
-watchers (`Monitor.watch_controls`), the API's event stream among them.
+scheduler of its own, or the probe processes of `run --workers`), acknowledge a subject's
+problem and withdraw the acknowledgement (any engine). `Monitor` takes these from
+`OperatorCommands`; every change reaches its control watchers (`Monitor.watch_controls`), the
+API's event stream among them.
 
 An engine fed from a source (a central taking its agents' results) runs no checks, so it has
 nothing to run now or to pause: those commands raise `NoScheduler`, which the API answers with
@@ -19,7 +20,7 @@ from monitor.config.inventory import Check
 from monitor.core.events import Subject
 from monitor.engine.acks import Ack, AckChange, AckEnd, Acknowledgements, make_ack
 from monitor.engine.checks import status_of
-from monitor.engine.scheduler import Scheduler
+from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
 from monitor.engine.topology import Topology
 
@@ -51,7 +52,7 @@ class OperatorCommands:
     """The operator's side of `Monitor` (one of its bases), on the engine's own state."""
 
     checks: Mapping[str, Check]
-    scheduler: Scheduler | None
+    scheduler: Steering | None
     topology: Topology
     state: EngineState
 
@@ -88,7 +89,7 @@ class OperatorCommands:
             scheduler.resume(check_id)
             self._publish(PauseChange(check_id, paused=False))
 
-    def _scheduler_for(self, check_id: str) -> Scheduler:
+    def _scheduler_for(self, check_id: str) -> Steering:
         if check_id not in self.checks:
             raise KeyError(check_id)
         if self.scheduler is None:

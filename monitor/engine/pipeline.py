@@ -30,7 +30,7 @@ from monitor.engine.commands import OperatorCommands
 from monitor.engine.links import links_up_text
 from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
-from monitor.engine.scheduler import Scheduler, SchedulerFigures
+from monitor.engine.scheduler import Scheduler, SchedulerFigures, Steering
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
@@ -236,7 +236,11 @@ class Monitor(OperatorCommands):
         source: ResultSource | None = None,
         arrivals: Arrivals | None = None,
         alert_gate: Gate | None = None,
+        steering: Steering | None = None,
     ) -> None:
+        """`steering`, with a `source` that runs the checks itself (the probe processes of `run
+        --workers`): what takes run now, pause and the engine's look-again-soon instead of a
+        scheduler here. Without it, a source's checks run elsewhere and cannot be steered."""
         super().__init__()
         self.inventory = inventory
         self.checks = {check.ref.check_id: check for check in checks}
@@ -245,11 +249,12 @@ class Monitor(OperatorCommands):
         self._on_event = on_event
         self.state = restore(self.topology)
         self._source = source
-        self.scheduler = (
+        self._own_scheduler = (
             Scheduler(checks, inventory.concurrency, self._take, start_spread=start_spread)
             if source is None
             else None
         )
+        self.scheduler: Steering | None = self._own_scheduler if source is None else steering
         resilience = inventory.resilience
         self._writer = (
             HistoryWriter(
@@ -297,7 +302,7 @@ class Monitor(OperatorCommands):
     def stop(self) -> None:
         if self._source is not None:
             self._source.stop()
-        if self.scheduler is not None:
+        elif self.scheduler is not None:
             self.scheduler.stop()
 
     def figures(self) -> EngineFigures:
@@ -332,8 +337,8 @@ class Monitor(OperatorCommands):
             self.started_at = time.time()
             self._loop.call_soon(self.ready.set)  # once the scheduler's run has begun
             try:
-                if self.scheduler is not None:
-                    await self.scheduler.run()
+                if self._own_scheduler is not None:
+                    await self._own_scheduler.run()
                 elif self._source is not None:
                     await self._source.run(self._take)
             finally:

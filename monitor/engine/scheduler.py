@@ -15,7 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.config.inventory import Check, Concurrency
 from monitor.core.model import ProbeResult
@@ -51,6 +51,19 @@ class SchedulerFigures:
     started: int  # runs started since the scheduler was made
     start_lag_total: float  # seconds, summed over those starts, each began after it was due
     backlog: float  # seconds the longest-waiting queued check is past due; 0 with none queued
+
+
+class Steering(Protocol):
+    """What the engine and its operators tell whoever runs the checks: a `Scheduler` in this
+    process, or the probe processes of `run --workers` (monitor.cluster.workers)."""
+
+    def run_now(self, check_id: str) -> None: ...
+    def expedite(self, check_id: str, delay: float) -> None: ...
+    def pause(self, check_id: str) -> None: ...
+    def resume(self, check_id: str) -> None: ...
+    def is_paused(self, check_id: str) -> bool: ...
+    def figures(self) -> SchedulerFigures: ...
+    def stop(self) -> None: ...
 
 
 class Scheduler:

@@ -30,10 +30,10 @@ class Seen:
 
 
 @contextlib.contextmanager
-def threaded_server(handler: Handler) -> Iterator[int]:
+def threaded_server(handler: Handler, host: str = LOOPBACK) -> Iterator[int]:
     """Runs `handler` on each accepted connection in a thread; yields the port."""
     listener = socket.socket()
-    listener.bind((LOOPBACK, 0))
+    listener.bind((host, 0))
     listener.listen(16)
     listener.settimeout(0.05)
     stop = threading.Event()
@@ -169,10 +169,14 @@ def record_sni(context: ssl.SSLContext, seen: Seen) -> None:
 
 @contextlib.contextmanager
 def tls_server(
-    context: ssl.SSLContext, before_tls: Handler | None = None, seen: Seen | None = None
+    context: ssl.SSLContext,
+    before_tls: Handler | None = None,
+    seen: Seen | None = None,
+    host: str = LOOPBACK,
 ) -> Iterator[int]:
-    """A TLS server presenting `context`'s certificate, after `before_tls` (a STARTTLS exchange)
-    if given. It answers nothing after the handshake and closes when the client does."""
+    """A TLS server on `host` (a loopback address) presenting `context`'s certificate, after
+    `before_tls` (a STARTTLS exchange) if given. It answers nothing after the handshake and
+    closes when the client does."""
     if seen is not None:
         record_sni(context, seen)
 
@@ -182,7 +186,7 @@ def tls_server(
         with context.wrap_socket(sock, server_side=True) as tls:
             tls.recv(1)
 
-    with threaded_server(handle) as port:
+    with threaded_server(handle, host) as port:
         yield port
 
 

@@ -1,7 +1,8 @@
 """`commwatch run`: the selected checks headless, one sweep (`--once`: one JSON document or a
 table, exit code the worst severity) or continuously (one line per result and per state change,
 until SIGINT/SIGTERM), the engine served over HTTP beside it with `--listen` or an `api:`
-section (monitor.api.server)."""
+section (monitor.api.server). With `--workers N` above 1 the probes run in N processes
+(monitor.cluster.workers) and everything else here, unchanged."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted, stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.cli.values import WORKERS_FROM_CHECKS, usable_cores
 from monitor.config.api import ApiConfig
 from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
@@ -35,17 +37,25 @@ def run(args: argparse.Namespace) -> int:
     selected = selection(args)
     if selected is None:
         return EXIT_UNKNOWN
+    workers = worker_count(args.workers, len(selected.checks))
     if args.once:
         if args.listen is not None:
             print("commwatch run: --listen serves a continuous run: drop --once", file=sys.stderr)
             return EXIT_UNKNOWN
-        return asyncio.run(_sweep(selected.inventory, selected.checks, args.format))
-    return asyncio.run(watch(selected.inventory, selected.checks, args))
+        return asyncio.run(_sweep(selected.inventory, selected.checks, args.format, workers))
+    return asyncio.run(watch(selected.inventory, selected.checks, args, workers=workers))
 
 
-async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str) -> int:
+def worker_count(asked: int | None, checks: int) -> int:
+    """--workers, or by default a process per usable core, one below WORKERS_FROM_CHECKS."""
+    if asked is not None:
+        return asked
+    return usable_cores() if checks >= WORKERS_FROM_CHECKS else 1
+
+
+async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str, workers: int) -> int:
     started = time.time()
-    results, complete = await collect(inventory, checks)
+    results, complete = await collect(inventory, checks, workers)
     finished = time.time()
     groups = group_summaries(inventory, *sweep_state(inventory, checks, results))
     if fmt == "table":
@@ -73,11 +83,13 @@ async def watch(
     arrivals: Arrivals | None = None,
     alert_gate: Gate | None = None,
     attachments: Sequence[Attach] = (),
+    workers: int = 1,
 ) -> int:
-    """Run `checks` continuously (or judge what `source` hands in: `commwatch central`), a line
-    for each result and state change, in `args.format`, until SIGINT/SIGTERM (`commwatch run`
-    without --once, and `commwatch demo --headless`). A central also gives when its results
-    arrived, the gate its alerting delivers through, and routes of its own for its API."""
+    """Run `checks` continuously, in `workers` processes above 1 (or judge what `source` hands
+    in: `commwatch central`), a line for each result and state change, in `args.format`, until
+    SIGINT/SIGTERM (`commwatch run` without --once, and `commwatch demo --headless`). A central
+    also gives when its results arrived, the gate its alerting delivers through, and routes of
+    its own for its API."""
     colour = terminal.use_colour(sys.stdout)
 
     def on_result(result: ProbeResult) -> None:
@@ -105,6 +117,13 @@ async def watch(
             line = records.json_line(records.event_record(event))
         terminal.write_line(sys.stdout, line)
 
+    steering = None
+    if source is None and workers > 1:
+        # Loaded only for a run that uses more than one process.
+        from monitor.cluster.workers import WorkerPool
+
+        source = steering = WorkerPool(inventory, checks, workers)
+        print(f"commwatch run: {steering.describe()}", file=sys.stderr, flush=True)
     monitor = Monitor(
         inventory,
         checks,
@@ -115,6 +134,7 @@ async def watch(
         source=source,
         arrivals=arrivals,
         alert_gate=alert_gate,
+        steering=steering,
     )
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:

@@ -4,6 +4,7 @@ terminal, stopped early by SIGINT/SIGTERM, results in inventory order."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -13,6 +14,8 @@ from monitor.core.model import ProbeResult
 from monitor.engine.scheduler import Scheduler
 from monitor.output import terminal
 
+log = logging.getLogger("commwatch.run")
+
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
     """SIGINT and SIGTERM call `stop` on the running loop, which ends the run cleanly."""
@@ -21,9 +24,11 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, stop)
 
 
-async def collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[ProbeResult], bool]:
-    """One sweep of `checks`: their results in inventory order, and whether the sweep completed
-    (SIGINT/SIGTERM end it early)."""
+async def collect(
+    inventory: Inventory, checks: Sequence[Check], workers: int = 1
+) -> tuple[list[ProbeResult], bool]:
+    """One sweep of `checks`, in `workers` processes above 1: their results in inventory order,
+    and whether the sweep completed (SIGINT/SIGTERM end it early)."""
     results: list[ProbeResult] = []
     show_progress = sys.stderr.isatty()
 
@@ -32,9 +37,21 @@ async def collect(inventory: Inventory, checks: Sequence[Check]) -> tuple[list[P
         if show_progress:
             terminal.progress(len(results), len(checks))
 
-    scheduler = Scheduler(checks, inventory.concurrency, collected)
-    stop_on_signals(scheduler.stop)
-    await scheduler.sweep()
+    if workers > 1:
+        # Loaded only for a sweep that uses more than one process.
+        from monitor.cluster.workers import WorkerPool
+
+        pool = WorkerPool(inventory, checks, workers, sweep=True)
+        if show_progress:
+            print(f"commwatch: {pool.describe()}", file=sys.stderr, flush=True)
+        else:  # a cron job's sweep says nothing unasked
+            log.info("%s", pool.describe())
+        stop_on_signals(pool.stop)
+        await pool.run(collected)
+    else:
+        scheduler = Scheduler(checks, inventory.concurrency, collected)
+        stop_on_signals(scheduler.stop)
+        await scheduler.sweep()
     order = {check.ref.check_id: i for i, check in enumerate(checks)}
     results.sort(key=lambda r: order[r.check.check_id])
     return results, len(results) == len(checks)
