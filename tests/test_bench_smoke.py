@@ -3,9 +3,9 @@ repository, exits 0 and prints its JSON lines with their keys. A refactor that b
 benchmark (an import that moved, an API that changed) fails here, not months later when someone
 wants a figure. No figure is judged: timings on a shared machine mean nothing to a test.
 
-The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep, listeners of the
-benchmarks' own for tcp_sweep, api_stream, metrics_scrape and startup; tui_latency probes
-nothing.
+The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep and workers_tls
+(with blackbox_exporter beside it), listeners of the benchmarks' own for tcp_sweep, api_stream,
+metrics_scrape and startup; tui_latency probes nothing.
 """
 
 from __future__ import annotations
@@ -118,6 +118,23 @@ API_STREAM_KEYS = {
     "cpu_ratio",
 }
 
+WORKERS_KEYS = {
+    "checks",
+    "workers",
+    "cores",
+    "concurrency",
+    "workers_1_s",
+    "workers_1_cpu_s",
+    "workers_n_s",
+    "workers_n_cpu_s",
+    "blackbox_s",
+    "blackbox_cpu_s",
+    "blackbox_driver_cpu_s",
+    "speedup",
+    "vs_blackbox",
+    "rounds",
+}
+
 CASES = [
     ("tcp_sweep", [], [SWEEP_KEYS], 2),
     ("tls_sweep", [], [SWEEP_KEYS], 2),
@@ -128,6 +145,7 @@ CASES = [
     ("state_step", [], [STATE_KEYS], 1),
     ("api_stream", [], [API_STREAM_KEYS], 2),
     ("metrics_scrape", [], [METRICS_KEYS], 2),
+    ("workers_tls", [], [WORKERS_KEYS], 2),
 ]
 
 

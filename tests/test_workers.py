@@ -644,3 +644,55 @@ async def test_a_worker_killed_in_a_sweep_is_started_again_for_what_it_had_left(
     assert {r["severity"] for i, r in results.items() if "quick" in i} == {"OK"}
     assert {r["error"]["class"] for i, r in results.items() if "hang" in i} == {"timeout"}
     assert code == 2
+
+
+async def test_a_worker_ends_only_once_its_parent_has_every_line(tmp_path):
+    """A sweep's last results may still wait in the worker's buffer when the pipe is full (a
+    parent busy for a moment): the worker writes them all before it ends."""
+    from monitor.cluster.worker import Orders, digest
+    from monitor.cluster.workers import worker_command
+    from tests.peers.tls_peers import Seen
+
+    ca = make_ca("flush test CA")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    seen = Seen()
+    context = server_context(make_leaf(ca, [NAME], common_name=NAME), tmp_path)
+    count = 40  # about 6 kB a result: several times what a pipe holds
+    with tls_server(context, seen=seen, host=TLS_HOSTS[0]) as port:
+        lines = ["version: 1", "defaults: {timeout: 10s}", "sites:", "  - id: s", "    links:"]
+        lines += ["      - id: l", "        checks:"]
+        lines += [
+            f'          - {{id: c{i}, kind: tls, target: "{TLS_HOSTS[0]}:{port}", '
+            f"server_name: {NAME}, ca_file: ca.pem}}"
+            for i in range(count)
+        ]
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text("\n".join(lines) + "\n")
+        orders = Orders(
+            inventory=str(inventory),
+            digest=digest(inventory),
+            worker=0,
+            checks=tuple(f"s/l/c{i}" for i in range(count)),
+            global_limit=8,
+            per_host=8,
+            sweep=True,
+        )
+        command, env = worker_command(0)
+        worker = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env
+        )
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write(orders.line())
+        async with asyncio.timeout(60):
+            while len(seen.server_names) < count:
+                await asyncio.sleep(0.05)
+        # Nothing read yet: the worker cannot have written everything, so it must not end.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(worker.wait()), 2)
+        written = [json.loads(line) for line in (await worker.stdout.read()).splitlines()]
+        assert await worker.wait() == 0
+    results = [r for r in written if r["type"] == "result"]
+    assert sorted(r["check_id"] for r in results) == sorted(orders.checks)
+    assert {r["severity"] for r in results} == {"OK"}
+    assert written[0]["type"] == "ready" and written[-1]["type"] == "figures"
+    assert written[-1]["started"] == count and written[-1]["in_flight"] == 0

@@ -27,7 +27,6 @@ SIGINT sent to a worker stops it, and a parent still running starts it again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -108,7 +107,7 @@ def checks_of(orders: Orders) -> tuple[Check, ...]:
 class Worker:
     """The scheduler over the checks of `orders`, its results and figures written to `out`."""
 
-    def __init__(self, orders: Orders, checks: tuple[Check, ...], out: asyncio.StreamWriter):
+    def __init__(self, orders: Orders, checks: tuple[Check, ...], out: asyncio.WriteTransport):
         self.orders = orders
         self._out = out
         concurrency = Concurrency(global_limit=orders.global_limit, per_host=orders.per_host)
@@ -141,7 +140,6 @@ class Worker:
                 task.cancel()
             await asyncio.gather(commands, figures, return_exceptions=True)
         self._figures()
-        await self._out.drain()
 
     async def _report_figures(self) -> None:
         while True:
@@ -177,14 +175,24 @@ class Worker:
             raise ValueError(f"no command {op!r}")
 
 
+class _Lines(asyncio.Protocol):
+    """The protocol's pipe up to the parent: written without waiting (the transport buffers
+    what the pipe does not take yet); `closed` once a close has written all of it, or the pipe
+    broke."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 async def serve(out_fd: int) -> int:
     loop = asyncio.get_running_loop()
     orders_in = asyncio.StreamReader(limit=ORDERS_LIMIT, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(orders_in), sys.stdin)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0)
-    )
-    out = asyncio.StreamWriter(transport, protocol, None, loop)
+    out, lines = await loop.connect_write_pipe(_Lines, os.fdopen(out_fd, "wb", buffering=0))
     first = await orders_in.readline()
     if not first:
         return 0  # the parent went before it said anything
@@ -198,8 +206,10 @@ async def serve(out_fd: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.scheduler.stop)
     await worker.run(orders_in)
-    with contextlib.suppress(OSError):
-        out.close()
+    # Every line written before the end: what the pipe has not taken yet is still in the
+    # transport's buffer, and the loop's end would drop it (and with it the sweep's last results).
+    out.close()
+    await lines.closed
     return 0
 
 
