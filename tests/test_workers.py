@@ -30,8 +30,7 @@ import aiohttp
 import jsonschema
 import pytest
 
-from monitor.cli.commands.run import worker_count
-from monitor.cli.values import WORKERS_FROM_CHECKS, usable_cores
+from monitor.cli.values import WORKERS_FROM_CHECKS, usable_cores, worker_count
 from monitor.cluster.rendezvous import winner
 from monitor.cluster.workers import divide, shard
 from monitor.config.inventory import Concurrency
@@ -696,3 +695,24 @@ async def test_a_worker_ends_only_once_its_parent_has_every_line(tmp_path):
     assert {r["severity"] for r in results} == {"OK"}
     assert written[0]["type"] == "ready" and written[-1]["type"] == "figures"
     assert written[-1]["started"] == count and written[-1]["in_flight"] == 0
+
+
+async def test_the_certificate_audit_in_two_workers_reports_what_one_process_does(tmp_path):
+    with peers(tmp_path) as found:
+        inventory = write_inventory(tmp_path, found, "timeout: 3s")
+        reports, codes = {}, {}
+        for workers in (1, 2):
+            output = tmp_path / f"audit-{workers}.json"
+            args = ("audit", "certs", "--workers", str(workers), "--format", "json")
+            async with running(*args, "--output", str(output), str(inventory)) as run:
+                codes[workers] = await run.stop(None)
+            reports[workers] = json.loads(output.read_text())
+    assert "probing in 2 processes" in "".join(run.stderr)
+
+    def without_times(report: dict[str, Any]) -> dict[str, Any]:
+        text = json.dumps({k: v for k, v in report.items() if k != "generated_at"})
+        return json.loads(re.sub(r'"days_left": [\d.]+', '"days_left": 0', text))
+
+    assert without_times(reports[2]) == without_times(reports[1])
+    assert len(reports[1]["certificates"]) == 2  # the good leaf and the one expiring soon
+    assert codes == {1: 2, 2: 2}

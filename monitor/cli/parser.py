@@ -82,16 +82,7 @@ def _run(run: CommandParser) -> None:
     )
     run.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     run.add_argument("--once", action="store_true", help="one sweep, then exit")
-    run.add_argument(
-        "--workers",
-        type=values.workers,
-        metavar="N",
-        help="probe in N processes of this machine (sharded by target host, the global "
-        "concurrency cap divided among them), feeding the one engine here, so that TLS "
-        "handshakes use every core; 1: probe in this process. Default: the cores this process "
-        f"may use ({values.usable_cores()} here), or 1 for fewer than "
-        f"{values.WORKERS_FROM_CHECKS} checks",
-    )
+    _add_workers_flag(run, "feeding the one engine here")
     _add_engine_flags(
         run, "continuous run: ", "serving the engine (continuous runs only, not --once)"
     )
@@ -119,6 +110,19 @@ def _central(central: CommandParser) -> None:
     )
     _add_engine_flags(central, "", "serving the engine")
     _add_filters(central)
+
+
+def _add_workers_flag(parser: argparse.ArgumentParser, feeding: str) -> None:
+    parser.add_argument(
+        "--workers",
+        type=values.workers,
+        metavar="N",
+        help=f"probe in N processes of this machine (sharded by target host, the global "
+        f"concurrency cap divided among them), {feeding}, so that TLS handshakes use every "
+        "core; 1: probe in this process. Default: the cores this process may use "
+        f"({values.usable_cores()} here), or 1 for fewer than {values.WORKERS_FROM_CHECKS} "
+        "checks",
+    )
 
 
 def _add_nats_flag(parser: argparse.ArgumentParser) -> None:
@@ -233,6 +237,7 @@ def _audit_certs(certs: CommandParser) -> None:
     certs.add_argument(
         "--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout"
     )
+    _add_workers_flag(certs, "their findings reported here")
     _add_filters(certs)
 
 

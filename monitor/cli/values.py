@@ -62,6 +62,13 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def worker_count(asked: int | None, checks: int) -> int:
+    """--workers, or by default a process per usable core, one below WORKERS_FROM_CHECKS."""
+    if asked is not None:
+        return asked
+    return usable_cores() if checks >= WORKERS_FROM_CHECKS else 1
+
+
 def workers(text: str) -> int:
     try:
         count = int(text)

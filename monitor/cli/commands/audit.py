@@ -12,6 +12,7 @@ import time
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted
 from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.cli.values import worker_count
 from monitor.output import audit as audit_report
 from monitor.output import audit_formats, terminal
 
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if not checks:
         print("commwatch: no TLS-bearing check (tls, https) in the selection", file=sys.stderr)
         return EXIT_UNKNOWN
-    results, complete = asyncio.run(collect(selected.inventory, checks))
+    workers = worker_count(args.workers, len(checks))
+    results, complete = asyncio.run(collect(selected.inventory, checks, workers))
     if not complete:
         interrupted(len(results), len(checks), "endpoints")
         return EXIT_UNKNOWN

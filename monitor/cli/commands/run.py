@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted, stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
-from monitor.cli.values import WORKERS_FROM_CHECKS, usable_cores
+from monitor.cli.values import worker_count
 from monitor.config.api import ApiConfig
 from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
@@ -44,13 +44,6 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_UNKNOWN
         return asyncio.run(_sweep(selected.inventory, selected.checks, args.format, workers))
     return asyncio.run(watch(selected.inventory, selected.checks, args, workers=workers))
-
-
-def worker_count(asked: int | None, checks: int) -> int:
-    """--workers, or by default a process per usable core, one below WORKERS_FROM_CHECKS."""
-    if asked is not None:
-        return asked
-    return usable_cores() if checks >= WORKERS_FROM_CHECKS else 1
 
 
 async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str, workers: int) -> int:
