@@ -127,12 +127,12 @@ class WorkerPool:
     ) -> None:
         self._path = os.path.abspath(inventory.path)
         self._digest = digest(self._path)  # the file as this process loaded it, just before
-        self._sweep = sweep
+        self.sweep = sweep
         self._start_spread = start_spread
         self.slots = [_Slot(self, s) for s in shard(checks, inventory.concurrency, workers)]
         self._owner = {c.ref.check_id: slot for slot in self.slots for c in slot.shard.checks}
         self._paused: set[str] = set()
-        self._stopping = False
+        self.stopping = False
         self._stopped = asyncio.Event()
         self.restarts = 0  # workers started again since the pool began
         self.refused = 0  # lines from workers that were not what a worker writes
@@ -152,7 +152,7 @@ class WorkerPool:
     async def run(self, take: Callable[[ProbeResult], None]) -> None:
         """Start the workers and hand every result to `take` until `stop()` (a sweep: until all
         reported). An exception from `take` stops the workers and ends the run with it."""
-        if self._stopping:
+        if self.stopping:
             return
         tasks = [asyncio.create_task(slot.supervise(take)) for slot in self.slots]
         try:
@@ -162,14 +162,20 @@ class WorkerPool:
             for task in tasks:
                 task.cancel()  # those still waiting: each kills its worker
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.restarts or self.refused:
+            log.warning(
+                "probe workers stopped: %d restarts, %d lines from them ignored, in this run",
+                self.restarts,
+                self.refused,
+            )
         for task in tasks:
             if not task.cancelled() and (failure := task.exception()) is not None:
                 raise failure
 
     def stop(self) -> None:
-        if self._stopping:
+        if self.stopping:
             return
-        self._stopping = True
+        self.stopping = True
         self._stopped.set()
         for slot in self.slots:
             slot.stop()
@@ -223,7 +229,7 @@ class WorkerPool:
             checks=ids,
             global_limit=concurrency.global_limit,
             per_host=concurrency.per_host,
-            sweep=self._sweep,
+            sweep=self.sweep,
             paused=tuple(sorted(self._paused.intersection(ids))),
             start_spread=self._start_spread,
         )
@@ -265,15 +271,15 @@ class _Slot:
         the shard has reported)."""
         loop = asyncio.get_running_loop()
         quick_deaths = 0
-        while not self.pool._stopping:
+        while not self.pool.stopping:
             pending = self.shard.checks
-            if self.pool._sweep:  # what is left of the sweep
+            if self.pool.sweep:  # what is left of the sweep
                 pending = tuple(c for c in pending if c.ref.check_id not in self.reported)
                 if not pending:
                     return
             started = loop.time()
             ended = await self._serve(pending, take)
-            if self.pool._stopping or (self.pool._sweep and len(self.reported) == len(self.checks)):
+            if self.pool.stopping or (self.pool.sweep and len(self.reported) == len(self.checks)):
                 continue  # the loop ends
             ran = self._ready and loop.time() - started >= QUICK_DEATH
             quick_deaths = 0 if ran else quick_deaths + 1
@@ -292,19 +298,23 @@ class _Slot:
     async def _serve(self, checks: Sequence[Check], take: Callable[[ProbeResult], None]) -> str:
         """One worker process over `checks`, until it ends; how it ended, in words."""
         command, env = worker_command(self.shard.worker)
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            limit=LINE_LIMIT,
-            process_group=0,  # see monitor.cluster.worker: Ctrl-C is the parent's
-        )
-        self.process, self._ready = process, False
+        self._ready = False
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                limit=LINE_LIMIT,
+                process_group=0,  # see monitor.cluster.worker: Ctrl-C is the parent's
+            )
+        except OSError as exc:  # no process or descriptor left on the machine
+            return f"could not be started ({exc.strerror or type(exc).__name__})"
+        self.process = process
         try:
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(self.pool.orders(self, checks).line())
-            if self.pool._stopping:
+            if self.pool.stopping:
                 self.order({"op": "stop"})
             why = await self._read(process.stdout, take)
             code = await process.wait()
