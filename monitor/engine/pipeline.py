@@ -4,7 +4,9 @@ alerts and the caller's sinks (JSON lines, the dashboard).
 Data flows one way. The only thing sent back down is a command to the scheduler: look again
 soon (`expedite`) while a change of state awaits confirmation. An engine fed from a
 `ResultSource` (a central, taking what agents probed) has no scheduler: the source's results
-take its place, and everything after them is the same.
+take its place, and everything after them is the same. A source that runs the checks itself
+(the probe processes of `run --workers`) is the engine's `Steering` too, and takes those
+commands.
 """
 
 from __future__ import annotations
