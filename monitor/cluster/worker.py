@@ -1,8 +1,8 @@
 """One probe process of `commwatch run --workers N`, started by its parent
 (monitor.cluster.workers) as `python -m monitor.cluster.worker INDEX` (the index is for `ps`;
-its orders say the rest): the scheduler and the runner over
-its share of the checks, every result written back as a result record line. No state engine,
-history or alerts here: the parent's one engine judges what every worker finds.
+its orders say the rest): the scheduler and the runner over its share of the checks, every
+result written back as a result record line. No state engine, history or alerts here: the
+parent's one engine judges what every worker finds.
 
 It loads the inventory itself, from the path its orders name: the secrets the inventory points
 at are read here, where they are used, as in one process, and none crosses a pipe. It refuses to
