@@ -19,7 +19,6 @@ import re
 import signal
 import socket
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,7 +37,7 @@ from monitor.config.loader import load_inventory
 from tests.conftest import REPO
 from tests.peers.pki import make_ca, make_leaf, server_context
 from tests.peers.tcp_peers import closed_port
-from tests.peers.tls_peers import tls_server
+from tests.peers.tls_peers import threaded_server, tls_server
 
 SCHEMA = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
 ENV = {**os.environ, "NO_COLOR": "1", "COMMWATCH_LOG": "INFO"}
@@ -55,35 +54,16 @@ def commwatch(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def counting_listener(host: str) -> Iterator[tuple[int, Counter[str]]]:
-    """A TCP listener on `host` that accepts and closes; yields its port and the count of
-    connections it accepted (key "accepted")."""
-    listener = socket.socket()
-    listener.bind((host, 0))
-    listener.listen(128)
-    listener.settimeout(0.05)
-    seen: Counter[str] = Counter()
-    stop = threading.Event()
+def counting_listener(host: str) -> Iterator[tuple[int, list[None]]]:
+    """A TCP listener on `host` that accepts and closes; yields its port and a list with an
+    entry per connection it accepted."""
+    accepted: list[None] = []  # appended from the peer's threads: a list's append is atomic
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            seen["accepted"] += 1
-            connection.close()
+    def count(_connection: socket.socket) -> None:
+        accepted.append(None)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], seen
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with threaded_server(count, host) as port:
+        yield port, accepted
 
 
 @contextlib.contextmanager
@@ -371,7 +351,7 @@ async def test_a_sweep_in_two_workers_finds_what_one_process_finds(tmp_path):
                 codes[workers] = await run.stop(None)
                 (documents[workers],) = run.records
                 logs[workers] = "".join(run.stderr)
-        accepted = {target: seen["accepted"] for target, seen in found["tcp"].items()}
+        accepted = {target: len(seen) for target, seen in found["tcp"].items()}
     assert "probing in 2 processes" in logs[2] and "probing in" not in logs[1]
     assert "Traceback" not in logs[1] + logs[2]
     one, two = documents[1], documents[2]
@@ -433,7 +413,7 @@ async def test_no_check_runs_twice_and_each_runs_on_its_interval(tmp_path):
             tcp = {f"edge/main/tcp{i}" for i in range(len(found["tcp"]))}
             await run.until(every_check_reported(run, tcp, 4))
             assert await run.stop() == 0
-        accepted = {target: seen["accepted"] for target, seen in found["tcp"].items()}
+        accepted = {target: len(seen) for target, seen in found["tcp"].items()}
     by_target = Counter(r["target"] for r in run.results() if r["check_id"] in tcp)
     for target, count in accepted.items():
         # One connection per result; one more at most, cut off by the stop.
@@ -631,10 +611,10 @@ async def test_a_worker_killed_in_a_sweep_is_started_again_for_what_it_had_left(
         inventory.write_text("\n".join(lines) + "\n")
         assert set(shards_of(inventory)) == {0, 1}
         async with running("run", "--once", "--workers", "2", str(inventory)) as run:
-            await run.until(lambda: all(seen["accepted"] for _, seen in quick.values()))
+            await run.until(lambda: all(len(seen) for _, seen in quick.values()))
             os.kill(first_workers(run)[0], signal.SIGKILL)  # its hanging checks unfinished
             code = await run.stop(None)
-        accepted = [seen["accepted"] for _, seen in quick.values()]
+        accepted = [len(seen) for _, seen in quick.values()]
     assert "was killed by SIGKILL; starting it again" in "".join(run.stderr)
     (document,) = run.records
     results = {r["check_id"]: r for r in document["results"]}
