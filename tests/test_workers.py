@@ -40,7 +40,6 @@ from tests.peers.tcp_peers import closed_port
 from tests.peers.tls_peers import threaded_server, tls_server
 
 SCHEMA = json.loads((REPO / "monitor/output/schema/result.schema.json").read_text())
-ENV = {**os.environ, "NO_COLOR": "1", "COMMWATCH_LOG": "INFO"}
 TLS_HOSTS = [f"127.0.61.{i}" for i in range(1, 5)]
 TCP_HOSTS = [f"127.0.61.{i}" for i in range(5, 11)]
 NAME = "gw.workers.test"
@@ -214,7 +213,8 @@ async def running(*args: str) -> AsyncIterator[Running]:
     process = await asyncio.create_subprocess_exec(
         *commwatch(*args),
         cwd=REPO,
-        env=ENV,
+        # Made now: the private XDG_STATE_HOME of this test (tests/conftest.py) included.
+        env={**os.environ, "NO_COLOR": "1", "COMMWATCH_LOG": "INFO"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -229,7 +229,8 @@ async def running(*args: str) -> AsyncIterator[Running]:
             task.cancel()
 
 
-def first_workers(run: Running) -> dict[int, int]:
+def workers_now(run: Running) -> dict[int, int]:
+    """The command's worker processes now: worker index -> pid."""
     return worker_pids(run.process.pid)
 
 
@@ -486,7 +487,7 @@ async def test_a_killed_worker_is_started_again_and_its_checks_resume(tmp_path):
         owners = shards_of(inventory)
         async with running("run", "--workers", "2", "--no-history", str(inventory)) as run:
             await run.until(every_check_reported(run, ids))
-            before = first_workers(run)
+            before = workers_now(run)
             assert set(before) == {0, 1}
             os.kill(before[0], signal.SIGKILL)
             killed_at = time.time()
@@ -505,7 +506,7 @@ async def test_a_killed_worker_is_started_again_and_its_checks_resume(tmp_path):
                 )
 
             await run.until(resumed, timeout=60)
-            after = first_workers(run)
+            after = workers_now(run)
             assert after[1] == before[1] and after[0] != before[0]
             assert await run.stop() == 0
         assert not alive(after[0]) and not alive(after[1])
@@ -516,7 +517,7 @@ async def test_killing_the_parent_leaves_no_worker_alive(tmp_path):
         inventory = write_inventory(tmp_path, found, "timeout: 2s, retries: 1, interval: 2s")
         async with running("run", "--workers", "2", "--no-history", str(inventory)) as run:
             await run.until(every_check_reported(run, check_ids(inventory)))
-            workers = first_workers(run)
+            workers = workers_now(run)
             assert len(workers) == 2
             await run.stop(signal.SIGKILL)
             async with asyncio.timeout(20):
@@ -539,7 +540,7 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_refuses_an_edited_
             (url,) = re.findall(r"serving the engine on (\S+)", "".join(run.stderr))
             async with session.post(f"{url}/api/v1/checks/{paused}/pause") as answer:
                 assert answer.status == 200
-            os.kill(first_workers(run)[0], signal.SIGKILL)
+            os.kill(workers_now(run)[0], signal.SIGKILL)
             await run.until(lambda: "restart 1 of" in "".join(run.stderr))
             killed = len(run.records)
             # The new worker 0 runs its checks, but not the paused one.
@@ -553,7 +554,7 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_refuses_an_edited_
             # An inventory edited meanwhile: a worker started now would not run what this engine
             # judges; it refuses, says why, and is tried again later. The other worker goes on.
             inventory.write_text(inventory.read_text() + "# edited\n")
-            os.kill(first_workers(run)[0], signal.SIGKILL)
+            os.kill(workers_now(run)[0], signal.SIGKILL)
             await run.until(lambda: "changed since commwatch started" in "".join(run.stderr))
             await run.until(lambda: "ended with exit status 3" in "".join(run.stderr))
             refused = len(run.records)
@@ -581,8 +582,8 @@ async def test_an_interrupted_sweep_stops_its_workers_and_says_so(tmp_path):
         inventory = tmp_path / "inventory.yaml"
         inventory.write_text("\n".join(lines) + "\n")
         async with running("run", "--once", "--workers", "2", str(inventory)) as run:
-            await run.until(lambda: len(first_workers(run)) == 2)
-            workers = first_workers(run)
+            await run.until(lambda: len(workers_now(run)) == 2)
+            workers = workers_now(run)
             started = time.monotonic()
             code = await run.stop(signal.SIGINT)
             assert time.monotonic() - started < 15
@@ -612,7 +613,7 @@ async def test_a_worker_killed_in_a_sweep_is_started_again_for_what_it_had_left(
         assert set(shards_of(inventory)) == {0, 1}
         async with running("run", "--once", "--workers", "2", str(inventory)) as run:
             await run.until(lambda: all(len(seen) for _, seen in quick.values()))
-            os.kill(first_workers(run)[0], signal.SIGKILL)  # its hanging checks unfinished
+            os.kill(workers_now(run)[0], signal.SIGKILL)  # its hanging checks unfinished
             code = await run.stop(None)
         accepted = [len(seen) for _, seen in quick.values()]
     assert "was killed by SIGKILL; starting it again" in "".join(run.stderr)
