@@ -3,7 +3,7 @@ the one engine here over pipes, with no NATS, so that CPU-bound probing (TLS han
 message processing) uses every core while state, history, alerts and the API stay one.
 
 Sharding. Each check goes to the worker that wins the rendezvous hash of its target host among
-the worker indexes (monitor.cluster.rendezvous): every check of one host is on one worker, so
+the worker indexes (monitor.cluster.assignment): every check of one host is on one worker, so
 the per-host cap holds as it does in one process. The global cap is divided among the workers in
 proportion to their checks, each at least one, so the machine never runs more probes at once
 than the inventory allows; a worker whose share is empty is not started.
@@ -40,7 +40,7 @@ from typing import Any
 
 import monitor
 from monitor.api.readers import RecordError, result_from_record
-from monitor.cluster.rendezvous import winner
+from monitor.cluster.assignment import winner
 from monitor.cluster.worker import Orders, digest
 from monitor.config.inventory import Check, Concurrency, Inventory
 from monitor.core.logs import Throttle
@@ -78,7 +78,9 @@ def shard(checks: Sequence[Check], concurrency: Concurrency, workers: int) -> tu
     for check in checks:
         host = check.ref.host
         if host not in owner:
-            owner[host] = int(winner(host, names))
+            chosen = winner(host, names)
+            assert chosen is not None  # there is always a worker 0
+            owner[host] = int(chosen)
         shares[owner[host]].append(check)
     taken = [(index, tuple(share)) for index, share in enumerate(shares) if share]
     limits = divide(concurrency.global_limit, [len(share) for _, share in taken])
