@@ -4,9 +4,9 @@ problem and withdraw the acknowledgement (any engine). `Monitor` takes these fro
 `OperatorCommands`; every change reaches its control watchers (`Monitor.watch_controls`), the
 API's event stream among them.
 
-An engine fed from a source (a central taking its agents' results) runs no checks, so it has
-nothing to run now or to pause: those commands raise `NoScheduler`, which the API answers with
-409 Conflict (the request is sound, the engine's role forbids it).
+An engine fed from a source without steering (a central taking its agents' results) runs no
+checks, so it has nothing to run now or to pause: those commands raise `NoScheduler`, which the
+API answers with 409 Conflict (the request is sound, the engine's role forbids it).
 """
 
 from __future__ import annotations
