@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from monitor.cli.commands.selection import selection
@@ -83,33 +83,7 @@ async def watch(
     SIGINT/SIGTERM (`commwatch run` without --once, and `commwatch demo --headless`). A central
     also gives when its results arrived, the gate its alerting delivers through, and routes of
     its own for its API."""
-    colour = terminal.use_colour(sys.stdout)
-
-    def on_result(result: ProbeResult) -> None:
-        if args.format == "table":
-            line = (
-                f"{records.iso_time(result.started_at)}  "
-                f"{terminal.severity_label(result.severity, colour)}  "
-                f"{printable(result.check.check_id)}  {printable(result.summary())}"
-            )
-        else:
-            line = records.result_line(result)
-        terminal.write_line(sys.stdout, line)
-
-    def on_event(event: Event) -> None:
-        if args.format == "table":
-            if event.kind is EventKind.SOFT:
-                return
-            held = f"  (held: {', '.join(event.suppressed)})" if event.suppressed else ""
-            # The cause quotes the result's summary: peer text.
-            line = printable(
-                f"{records.iso_time(event.at)}  {event.subject} {event.subject_id}: "
-                f"{event.before} -> {event.after}  {event.cause}{held}"
-            )
-        else:
-            line = records.json_line(records.event_record(event))
-        terminal.write_line(sys.stdout, line)
-
+    on_result, on_event = _line_writers(args)
     steering = None
     if source is None and workers > 1:
         # Loaded only for a run that uses more than one process.
@@ -149,6 +123,40 @@ async def watch(
         return await _run_monitor(monitor)
     finally:
         await server.stop()
+
+
+def _line_writers(
+    args: argparse.Namespace,
+) -> tuple[Callable[[ProbeResult], None], Callable[[Event], None]]:
+    """What `watch` writes on stdout for each result and each state change, in `args.format`."""
+    colour = terminal.use_colour(sys.stdout)
+
+    def on_result(result: ProbeResult) -> None:
+        if args.format == "table":
+            line = (
+                f"{records.iso_time(result.started_at)}  "
+                f"{terminal.severity_label(result.severity, colour)}  "
+                f"{printable(result.check.check_id)}  {printable(result.summary())}"
+            )
+        else:
+            line = records.result_line(result)
+        terminal.write_line(sys.stdout, line)
+
+    def on_event(event: Event) -> None:
+        if args.format == "table":
+            if event.kind is EventKind.SOFT:
+                return
+            held = f"  (held: {', '.join(event.suppressed)})" if event.suppressed else ""
+            # The cause quotes the result's summary: peer text.
+            line = printable(
+                f"{records.iso_time(event.at)}  {event.subject} {event.subject_id}: "
+                f"{event.before} -> {event.after}  {event.cause}{held}"
+            )
+        else:
+            line = records.json_line(records.event_record(event))
+        terminal.write_line(sys.stdout, line)
+
+    return on_result, on_event
 
 
 def served_api(inventory: Inventory, args: argparse.Namespace) -> ApiConfig | None:
