@@ -4,6 +4,11 @@ The query always goes to the configured server, never through the system resolve
 checks that a specific server (a PSAP's internal resolver, an authoritative server) answers.
 UDP first; a truncated answer is asked again over TCP, as a stub resolver would.
 
+With `dnssec: true` the query carries the DO bit (EDNS0, 1232 bytes) and the answer's chain of
+trust is walked from `trust_anchor`, asking the same server for each DS and DNSKEY
+(probes/support/dnssec_chain.py); a validating resolver's SERVFAIL is asked again with
+checking disabled, to say why.
+
 Expected answers are written the way dnspython renders the record data, and compared after
 normalisation: names are case-insensitive and the trailing dot is optional ("10 mail.example.net"
 matches "10 Mail.Example.NET."), addresses compare by value ("2001:db8::1" matches
@@ -37,7 +42,7 @@ import dns.rdtypes.txtbase
 from dns._asyncbackend import DatagramSocket  # the type of dnspython's public sockets
 
 from monitor.core.conditions import Condition, Expectation
-from monitor.core.errors import ProtocolFailure
+from monitor.core.errors import ProbeFailure, ProtocolFailure
 from monitor.core.model import ObservationValue, ProbeResult
 from monitor.core.options import (
     OptionError,
@@ -50,8 +55,11 @@ from monitor.core.options import (
     text,
 )
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
+from probes.support import dnssec_chain, dnssec_findings
+from probes.support.dnssec_anchor import load_anchors
+from probes.support.dnssec_options import DnssecOptions
 
-RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
+RECORD_TYPES = ("A", "AAAA", "CAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
 EXPECT_MODES = ("any", "all")
 ANSWER_LIMIT = 200
@@ -97,7 +105,7 @@ def _rcode(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DnsOptions(LatencyOptions):
+class DnsOptions(LatencyOptions, DnssecOptions):
     target: str = option(parse=_query_name, help="the DNS name to query", metavar="NAME")
     server: tuple[str, int] = option(
         parse=_server,
@@ -141,6 +149,7 @@ class DnsOptions(LatencyOptions):
             )
         # Parsed here so a malformed expected answer fails at load time, not at every poll.
         expected_renderings(self.type, self.expect)
+        self.validate_dnssec(self.target)
 
 
 def _render_rdata(rdata: dns.rdata.Rdata) -> str:
@@ -280,11 +289,26 @@ def _earlier_reply(message: dns.message.Message, query: dns.message.Message) -> 
     )
 
 
+def _query(options: DnsOptions, checking_disabled: bool = False) -> dns.message.QueryMessage:
+    flags = (dns.flags.RD if options.recurse else 0) | (dns.flags.CD if checking_disabled else 0)
+    if not options.dnssec:
+        return dns.message.make_query(options.target, options.type, flags=flags)
+    return dns.message.make_query(
+        options.target,
+        options.type,
+        use_edns=0,
+        want_dnssec=True,
+        payload=dnssec_chain.EDNS_PAYLOAD,
+        flags=flags,
+    )
+
+
 async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
-    query = dns.message.make_query(options.target, options.type)
-    if not options.recurse:
-        query.flags &= ~dns.flags.RD
+    query = _query(options)
     started = time.perf_counter()
+    # The chain's queries share what the answer leaves of the time, less a margin in which to
+    # say which of them failed.
+    deadline = time.monotonic() + ctx.timeout * 0.9
     response, transport, truncated = await _ask(query, options, ctx.timeout)
     latency_ms = (time.perf_counter() - started) * 1000
     rcode = dns.rcode.to_text(response.rcode())
@@ -297,7 +321,7 @@ async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
         if answer is not None:
             rendered = [_render_rdata(rdata) for rdata in answer]
             ttl = answer.ttl
-    return {
+    observations: Observations = {
         RCODE: rcode,
         "answers": len(rendered),
         "answer": _compact_answer(rendered, expected_renderings(options.type, options.expect)),
@@ -306,6 +330,37 @@ async def measure(options: DnsOptions, ctx: ProbeContext) -> Observations:
         "transport": transport,
         "truncated_fallback": truncated,
     }
+    if options.dnssec:
+        observations["ad"] = bool(response.flags & dns.flags.AD)
+        try:
+            observations.update(await _dnssec(options, response, deadline))
+        except ProbeFailure as exc:  # a chain query failed: what the answer said still counts
+            raise type(exc)(str(exc), {**observations, **exc.observations}) from None
+    return observations
+
+
+async def _dnssec(
+    options: DnsOptions, response: dns.message.Message, deadline: float
+) -> Observations:
+    assert options.trust_anchor is not None  # validate() makes dnssec need it
+
+    async def ask(query: dns.message.Message, timeout: float) -> dns.message.Message:
+        return (await _ask(query, options, timeout))[0]
+
+    retried = response.rcode() == dns.rcode.SERVFAIL
+    if retried:
+        remaining = deadline - time.monotonic()
+        asked = f"{options.target} {options.type} with CD"
+        response = await dnssec_chain.asked(ask, _query(options, True), remaining, asked)
+    validation = await dnssec_chain.validate(
+        response,
+        dns.rdatatype.from_text(options.type),
+        load_anchors(options.trust_anchor),
+        ask,
+        deadline,
+        options.recurse,
+    )
+    return dnssec_findings.observations(validation, time.time(), retried)
 
 
 def _accepts(expected: tuple[str, ...], mode: str) -> Callable[[ObservationValue], bool]:
@@ -322,11 +377,13 @@ def _accepts(expected: tuple[str, ...], mode: str) -> Callable[[ObservationValue
 
 
 def headline(result: ProbeResult, _now: float) -> Headline:
-    """The rcode ("NXDOMAIN"), which says its verdict too."""
+    """The rcode ("NXDOMAIN"), which says its verdict too; with DNSSEC, when all is well, the
+    chain's state and its first signature's days ("DNSSEC secure, RRSIG 9.5d")."""
     rcode = result.observations.get(RCODE)
     if not isinstance(rcode, str):
         return Headline()
-    return Headline(facts=(rcode,), tells=frozenset({RCODE}))
+    when_ok = dnssec_findings.headline(result.observations)
+    return Headline(facts=(rcode,), when_ok=when_ok, tells=frozenset({RCODE}))
 
 
 def conditions(options: DnsOptions) -> tuple[Condition, ...]:
@@ -350,7 +407,7 @@ def conditions(options: DnsOptions) -> tuple[Condition, ...]:
             )
         )
     judged.append(options.latency(LATENCY))
-    return tuple(judged)
+    return (*judged, *dnssec_findings.conditions(options))
 
 
 def _describe(options: DnsOptions) -> str:
