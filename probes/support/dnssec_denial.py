@@ -246,6 +246,10 @@ def wildcard_expansion(
     """Whether an answer synthesised from the wildcard at `encloser` comes with its proof that
     no closer name exists (RFC 4035 5.3.4, RFC 5155 8.8): NXDOMAIN for the closer name when
     it does."""
+    if not nsec and not nsec3:
+        return Denial(
+            "", problem=f"no NSEC or NSEC3 record proves that {show(qname)} does not exist"
+        )
     if nsec:
         usable = [r for r in nsec if r.name.is_subdomain(zone) and len(r)]
         if any(_nsec_covers(r, qname, zone) for r in usable):

@@ -270,17 +270,18 @@ class DnssecPeer:
     def _wire(
         self, query: dns.message.Message, response: dns.message.Message, transport: str
     ) -> bytes:
+        wire = response.to_wire(max_size=65535)
         if transport == "tcp":
-            return response.to_wire(max_size=65535)
+            return wire
+        # dnspython will not render below 512 bytes: the limit is applied to the whole.
         limit = query.payload if query.edns >= 0 else 512
         if self.udp_limit is not None:
             limit = min(limit, self.udp_limit)
-        try:
-            return response.to_wire(max_size=limit)
-        except dns.exception.TooBig:
-            truncated = dns.message.make_response(query)
-            truncated.flags |= dns.flags.TC
-            return truncated.to_wire()
+        if len(wire) <= limit:
+            return wire
+        truncated = dns.message.make_response(query)
+        truncated.flags |= dns.flags.TC
+        return truncated.to_wire()
 
     def respond(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)
@@ -529,3 +530,102 @@ async def serving(peer: DnssecPeer) -> AsyncIterator[str]:
             udp.close()
         return
     raise RuntimeError("no free port for the DNSSEC peer")
+
+
+# --- the tests' world: a signed parent, children signed, unsigned and NSEC3-signed ----------
+
+PARENT = "cw.test."
+CHILD = "sub.cw.test."
+PLAIN = "plain.cw.test."
+HASHED = "hashed.cw.test."
+UNSIGNED = "unsigned.hashed.cw.test."
+CHILD_RECORDS = (
+    "www A 192.0.2.10",
+    "alias CNAME www",
+    "*.wild A 192.0.2.12",
+    "a.b.c A 192.0.2.13",
+    '@ CAA 0 issue "ca.example.net"',
+    'txt TXT "v=spf1 -all"',
+)
+
+
+@dataclass
+class World:
+    """cw.test (signed) delegates sub (signed, NSEC), plain (no DS) and hashed (signed, NSEC3),
+    which delegates unsigned (no DS). Each zone can be broken before it is served."""
+
+    parent: dns.zone.Zone
+    child: dns.zone.Zone
+    plain: dns.zone.Zone
+    hashed: dns.zone.Zone
+    unsigned: dns.zone.Zone
+    parent_key: Key
+    child_key: Key
+
+    def zones(self) -> list[dns.zone.Zone]:
+        return [self.parent, self.child, self.plain, self.hashed, self.unsigned]
+
+    def anchor(self, folder: Any, form: str = "DS") -> Any:
+        """A trust anchor file for cw.test, of its KSK's DS or of the DNSKEY itself."""
+        path = folder / f"cw.test.{form.lower()}"
+        if form == "DS":
+            path.write_text(ds_line(PARENT, self.parent_key) + "\n")
+        else:
+            path.write_text(f"{PARENT} 3600 IN DNSKEY {self.parent_key.dnskey.to_text()}\n")
+        return path
+
+
+def world(
+    *,
+    child_algorithm: str = "ECDSAP256SHA256",
+    child_inception: float | None = None,
+    child_expiration: float | None = None,
+    ds_key: Key | None = None,
+    ds_digest: str = "SHA256",
+    nsec3: Nsec3 | None = None,
+) -> World:
+    """The world, signed now unless told otherwise; `ds_key` is the key the parent's DS for sub
+    names (the child's own by default)."""
+    parent_key, child_key, hashed_key = new_key(), new_key(child_algorithm), new_key()
+    child = sign(
+        zone_from(CHILD, CHILD_RECORDS),
+        [child_key],
+        inception=child_inception,
+        expiration=child_expiration,
+    )
+    plain = zone_from(PLAIN, ["www A 192.0.2.20"])
+    hashed = sign(
+        zone_from(HASHED, ["www A 192.0.2.30", "x.y A 192.0.2.31", "unsigned NS ns.unsigned"]),
+        [hashed_key],
+        nsec3=nsec3 or Nsec3(salt=b"\xab\xcd"),
+    )
+    unsigned = zone_from(UNSIGNED, ["www A 192.0.2.40"])
+    parent_records = [
+        "www A 192.0.2.1",
+        "sub NS ns.sub",
+        ds_line(CHILD, ds_key or child_key, ds_digest),
+        "plain NS ns.plain",
+        "hashed NS ns.hashed",
+        ds_line(HASHED, hashed_key),
+    ]
+    parent = sign(zone_from(PARENT, parent_records), [parent_key])
+    return World(parent, child, plain, hashed, unsigned, parent_key, child_key)
+
+
+def resign(zone: dns.zone.Zone, name: str, rdtype: str, key: Key) -> None:
+    """Replaces the signatures of one RRset by one made with `key` (a key the zone may not
+    publish)."""
+    owner = _name(zone, name)
+    node = zone.find_node(owner)
+    rds = node.find_rdataset(IN, dns.rdatatype.from_text(rdtype))
+    now = time.time()
+    sig = dns.dnssec.sign(
+        dns.rrset.from_rdata_list(owner, rds.ttl, list(rds)),
+        key.private,
+        zone.origin,
+        key.dnskey,
+        inception=now - 3600,
+        expiration=now + 14 * DAY,
+        policy=dns.dnssec.allow_all_policy,
+    )
+    node.replace_rdataset(dns.rdataset.from_rdata(rds.ttl, sig))
