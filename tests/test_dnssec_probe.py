@@ -32,6 +32,7 @@ from tests.peers.dnssec_peers import (
     serving,
     world,
 )
+from tests.test_cli import run_commwatch
 
 
 async def judged(
@@ -64,12 +65,12 @@ async def test_a_signed_answer_is_secure_from_a_ds_or_a_dnskey_anchor(
     assert result.severity is Severity.OK, result.summary()
     seen = result.observations
     assert seen["dnssec"] == "secure"
-    assert seen["dnssec_chain"] == "cw.test > sub.cw.test"
+    assert seen["dnssec_chain"] == "cw.test, sub.cw.test"
     assert seen["dnssec_algorithms"] == "ECDSAP256SHA256"
     assert seen["dnssec_deprecated"] == ""
     assert 13.9 < seen["rrsig_days"] <= 14.0
-    assert (
-        verdict(result, "dnssec").finding == "DNSSEC secure: chain of trust cw.test > sub.cw.test"
+    assert verdict(result, "dnssec").finding == (
+        "DNSSEC secure: chain of trust from cw.test to sub.cw.test"
     )
     # The answer was asked with the DO bit, and each link of the chain from the same server.
     assert ("www.sub.cw.test.", "A", "udp") in peer.queries
@@ -378,3 +379,38 @@ async def test_a_silent_chain_query_times_out_within_the_check_timeout(tmp_path:
     assert result.error.error_class is ErrorClass.TIMEOUT
     assert result.error.message.startswith("DNSSEC chain: no answer to sub.cw.test DS within")
     assert result.observations["rcode"] == "NOERROR"
+
+
+# --- as a monitoring plugin ------------------------------------------------------------------
+
+
+async def test_commwatch_probe_takes_the_dnssec_flags_and_says_bogus_in_one_line(
+    tmp_path: Path,
+) -> None:
+    built = _expired()
+    anchor = built.anchor(tmp_path)
+    async with serving(DnssecPeer(built.zones())) as server:
+        done = await run_commwatch(
+            "probe", "dns", f"www.{CHILD}", "--server", server, "--dnssec",
+            "--trust-anchor", str(anchor), "--rrsig-warn", "7", "--rrsig-crit", "2", "--nagios",
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stdout.splitlines()
+    text, perfdata = line.split(" | ")
+    assert text.startswith("DNS CRITICAL - www.sub.cw.test A @")
+    assert ": DNSSEC bogus: expired signature: sub.cw.test DNSKEY: RRSIG by sub.cw.test key" in text
+    assert "no certificate can be issued for the name" in text
+    assert "rrsig_days=-1;7:;2:" in perfdata.split()
+
+
+async def test_commwatch_probe_says_secure_and_the_days_left(tmp_path: Path) -> None:
+    built = world()
+    async with serving(DnssecPeer(built.zones())) as server:
+        done = await run_commwatch(
+            "probe", "dns", f"www.{CHILD}", "--server", server, "--dnssec",
+            "--trust-anchor", str(built.anchor(tmp_path)), "--nagios",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "DNSSEC secure: chain of trust from cw.test to sub.cw.test, RRSIG expires in 14d" in (
+        done.stdout
+    )

@@ -148,9 +148,13 @@ def _records(path: str, content: str) -> list[tuple[int, dns.rrset.RRset]]:
 def _parse(
     path: str, line: int, entry: str, origin: dns.name.Name, ttl: int
 ) -> list[dns.rrset.RRset]:
+    # dnspython drops records outside the origin it is given: owners are made absolute here,
+    # so `. IN DS ...` after `$ORIGIN example.net.` is the root's, as in a zone file.
+    first, _, rest = entry.strip().partition(" ")
     try:
+        owner = origin if first == "@" else dns.name.from_text(first, origin)
         rrsets = dns.zonefile.read_rrsets(
-            entry, origin=origin, default_ttl=ttl, rdclass=None, relativize=False
+            f"{owner.to_text()} {rest}", default_ttl=ttl, rdclass=None, relativize=False
         )
     except (dns.exception.DNSException, ValueError) as exc:
         # dnspython names its own input and line ("<input>:2: "): the place is ours to say.

@@ -33,15 +33,17 @@ CERTIFICATES_BLOCKED = (
 
 
 def observations(validation: Validation, now: float, retried_with_cd: bool) -> dict[str, Any]:
-    chain = " > ".join(validation.zones)
+    zones = validation.zones
     if validation.reason:
         reason = f"{validation.reason}: {validation.detail}"
+    elif len(zones) > 1:
+        reason = f"chain of trust from {zones[0]} to {zones[-1]}"
     else:
-        reason = f"chain of trust {chain}" if chain else ""
+        reason = f"chain of trust at {zones[0]}" if zones else ""
     found: dict[str, ObservationValue] = {
         DNSSEC: validation.status,
         REASON: reason,
-        CHAIN: chain,
+        CHAIN: ", ".join(zones),  # the zones whose keys were trusted, the anchor's first
         ALGORITHMS: ", ".join(sorted(algorithm_name(a) for a in validation.algorithms)),
         DEPRECATED: ", ".join(validation.deprecated),
         "dnssec_queries": validation.queries,
