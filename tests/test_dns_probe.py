@@ -264,8 +264,8 @@ async def test_closed_port_is_refused_at_once(tcp: bool) -> None:
         (
             {"target": "a.example", "server": LOCALHOST, "type": "AAA"},
             "type",
-            "'AAA' is not a supported record type (use one of: A, AAAA, CNAME, MX, NS, SOA, SRV,"
-            " TXT)",
+            "'AAA' is not a supported record type (use one of: A, AAAA, CAA, CNAME, MX, NS, SOA,"
+            " SRV, TXT)",
         ),
         (
             {"target": "a.example", "server": "127.0.0.1:70000"},

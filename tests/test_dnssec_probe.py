@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dns.name
 import pytest
 
 from monitor.config.checks import adhoc_check
@@ -173,6 +174,18 @@ def _garbage_signature() -> World:
     return built
 
 
+def _signer_outside_the_zone() -> World:
+    built = world()
+    garble_signatures(built.child, "www", "A", signer=dns.name.from_text("evil.example."))
+    return built
+
+
+def _labels_beyond_the_owner() -> World:
+    built = world()
+    garble_signatures(built.child, "www", "A", labels=9)
+    return built
+
+
 def _ds_stripped() -> World:
     built = world()
     drop_records(built.parent, "sub", "DS")  # its NSEC still says there is one
@@ -189,6 +202,8 @@ def _ds_stripped() -> World:
         (_signed_by_an_unpublished_key, "no DNSKEY for the signature", "www.sub.cw.test A"),
         (_unsigned_record, "missing RRSIG", "www.sub.cw.test A has no RRSIG"),
         (_garbage_signature, "bad signature", "www.sub.cw.test A"),
+        (_signer_outside_the_zone, "missing RRSIG", "www.sub.cw.test A has no RRSIG"),
+        (_labels_beyond_the_owner, "bad signature", "www.sub.cw.test A: RRSIG by sub.cw.test"),
         (_ds_stripped, "bad denial proof", "the NSEC at sub.cw.test says it has DS"),
     ],
 )
@@ -335,6 +350,20 @@ async def test_rsasha1_and_a_sha1_ds_are_secure_but_deprecated(tmp_path: Path) -
     algorithms = verdict(result, "dnssec_algorithms")
     assert algorithms.severity is Severity.WARN
     assert algorithms.reason == "deprecated algorithm"
+    assert result.severity is Severity.WARN
+
+
+async def test_a_zone_signed_only_with_dsa_counts_as_unsigned_and_is_flagged(
+    tmp_path: Path,
+) -> None:
+    result, _ = await judged(tmp_path, world(child_algorithm="DSA"))
+    assert result.observations["dnssec"] == "insecure"
+    assert result.observations["dnssec_reason"] == (
+        "unsupported algorithm: the DS in cw.test for sub.cw.test uses only DSA, which"
+        " validators no longer use: they treat the zone as unsigned"
+    )
+    assert result.observations["dnssec_deprecated"] == "DSA at sub.cw.test"
+    assert verdict(result, "dnssec_algorithms").severity is Severity.WARN
     assert result.severity is Severity.WARN
 
 

@@ -12,7 +12,7 @@ for), or indeterminate (this validator could not tell, with the reason: never OK
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dns.dnssec
@@ -30,26 +30,20 @@ from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from monitor.core.errors import AnswerTimeout, ProbeFailure, ProtocolFailure, RefusedFailure
 from probes.support import dnssec_denial as proofs
+from probes.support import dnssec_keys
 from probes.support.dnssec_anchor import AnchorZone, TrustAnchors
 from probes.support.dnssec_verify import (
     MISSING,
     Budget,
     Checked,
-    algorithm_name,
     check,
     show,
-    validates,
     what,
 )
 
 SECURE, INSECURE, BOGUS, INDETERMINATE = "secure", "insecure", "bogus", "indeterminate"
 EDNS_PAYLOAD = 1232  # DNS Flag Day 2020: no fragmented UDP; larger answers come over TCP
 MAX_QUERIES = 40  # a name 12 zones below the root needs about 25
-# RFC 8624 3.1 and 3.3: signing with these MUST NOT or is NOT RECOMMENDED any more.
-DEPRECATED_ALGORITHMS = frozenset({1, 3, 5, 6, 7, 12})  # RSAMD5 DSA RSASHA1 ... ECC-GOST
-DEPRECATED_DIGESTS = {1: "SHA-1", 3: "GOST"}
-_DIGESTS = frozenset({1, 2, 4})  # SHA-1, SHA-256, SHA-384: what dnspython computes
-
 # (query, seconds allowed) -> the server's answer; raises as a dns probe query does.
 Ask = Callable[[dns.message.Message, float], Awaitable[dns.message.Message]]
 _ANSWER = dns.message.ANSWER
@@ -194,22 +188,22 @@ class _Walk:
         name: dns.name.Name,
         keys: dns.rrset.RRset,
         signatures: list[RRSIG],
-        ds_records: tuple[DS, ...] | list[DS],
+        ds_records: Sequence[DS],
         source: str,
     ) -> _Zone:
         """The zone's keys, trusted through the DS records that match one of them."""
-        usable = [ds for ds in ds_records if ds.digest_type in _DIGESTS and _validated(ds)]
+        usable = dnssec_keys.usable(ds_records)
         if not usable:
-            used = ", ".join(sorted({algorithm_name(ds.algorithm) for ds in ds_records}))
             self.note_deprecated(name, (ds.algorithm for ds in ds_records), ds_records)
+            named = dnssec_keys.algorithms_of(ds_records)
             return _Zone(
                 name,
                 INSECURE,
                 reason="unsupported algorithm",
-                detail=f"{source} for {show(name)} uses only {used}, which validators no longer"
+                detail=f"{source} for {show(name)} uses only {named}, which validators no longer"
                 " use: they treat the zone as unsigned",
             )
-        matched = [key for key in keys if any(_matches(name, ds, key) for ds in usable)]
+        matched, used = dnssec_keys.vouched(name, keys, usable)
         if not matched:
             tags = ", ".join(sorted({str(ds.key_tag) for ds in usable}))
             served = ", ".join(sorted({str(key.key_id()) for key in keys}))
@@ -219,8 +213,7 @@ class _Walk:
                 f"{source} for {show(name)} names key {tags}; the zone serves {served}",
             )
         self.require(keys, signatures, name, matched)
-        used_ds = [ds for ds in usable if any(_matches(name, ds, key) for key in matched)]
-        self.note_deprecated(name, (), used_ds)
+        self.note_deprecated(name, (), used)
         self.trusted.append(show(name))
         return _Zone(name, SECURE, tuple(keys))
 
@@ -281,16 +274,9 @@ class _Walk:
     def note_deprecated(
         self, zone: dns.name.Name, algorithms: Iterable[int], ds_records: Iterable[DS]
     ) -> None:
-        for number in algorithms:
-            if number in DEPRECATED_ALGORITHMS:
-                self.deprecate(f"{algorithm_name(number)} at {show(zone)}")
-        for ds in ds_records:
-            if ds.digest_type in DEPRECATED_DIGESTS:
-                self.deprecate(f"DS digest {DEPRECATED_DIGESTS[ds.digest_type]} for {show(zone)}")
-
-    def deprecate(self, text: str) -> None:
-        if text not in self.deprecated:
-            self.deprecated.append(text)
+        for text in dnssec_keys.deprecations(zone, algorithms, ds_records):
+            if text not in self.deprecated:
+                self.deprecated.append(text)
 
     def prove(
         self,
@@ -466,20 +452,6 @@ def _signer(name: dns.name.Name, signatures: list[RRSIG]) -> dns.name.Name | Non
     """The zone that signed: the deepest signer name above or at `name` (RFC 4035 5.3.1)."""
     signers = [sig.signer for sig in signatures if name.is_subdomain(sig.signer)]
     return max(signers, key=len, default=None)
-
-
-def _validated(ds: DS) -> bool:
-    return dns.dnssec.default_policy.ok_to_validate_ds(ds.digest_type) and validates(ds.algorithm)
-
-
-def _matches(name: dns.name.Name, ds: DS, key: DNSKEY) -> bool:
-    if key.key_id() != ds.key_tag or key.algorithm != ds.algorithm:
-        return False
-    try:
-        made = dns.dnssec.make_ds(name, key, ds.digest_type, validating=True)
-    except (dns.exception.UnsupportedAlgorithm, dns.exception.DeniedByPolicy, ValueError):
-        return False
-    return made.digest == ds.digest
 
 
 def _unproven(proof: proofs.Denial, zone: dns.name.Name, name: dns.name.Name) -> _Zone:

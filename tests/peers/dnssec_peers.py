@@ -33,7 +33,7 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 import dns.zone
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from tests.peers.dns_peers import LOCALHOST, free_port
 
@@ -58,6 +58,8 @@ def new_key(algorithm: str = "ECDSAP256SHA256", flags: int = 257) -> Key:
         private: Any = ec.generate_private_key(ec.SECP256R1())
     elif algorithm == "ED25519":
         private = ed25519.Ed25519PrivateKey.generate()
+    elif algorithm == "DSA":  # what RFC 8624 forbids: a zone still signed so is unsigned
+        private = dsa.generate_private_key(key_size=1024)
     else:  # RSASHA1, RSASHA256: 2048 bits, what signers make
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=flags)
@@ -227,13 +229,20 @@ def drop_records(zone: dns.zone.Zone, name: str, rdtype: str) -> None:
     node.delete_rdataset(IN, RRSIG, kind)
 
 
-def garble_signatures(zone: dns.zone.Zone, name: str, covers: str, copies: int = 1) -> None:
-    """Signatures of the right key tag and times whose bytes are random: `copies` of them."""
+def garble_signatures(
+    zone: dns.zone.Zone, name: str, covers: str, copies: int = 1, **fields: Any
+) -> None:
+    """`copies` signatures of the right key tag and times whose bytes are random, or whose
+    other `fields` (signer, labels, ...) are as given."""
     node = zone.find_node(_name(zone, name))
     kind = dns.rdatatype.from_text(covers)
     rdataset = node.find_rdataset(IN, RRSIG, kind)
     template = next(iter(rdataset))
-    garbled = [template.replace(signature=os.urandom(64)) for _ in range(copies)]
+    changes = fields or {"signature": None}
+    garbled = [
+        template.replace(**{k: os.urandom(64) if v is None else v for k, v in changes.items()})
+        for _ in range(copies)
+    ]
     node.replace_rdataset(dns.rdataset.from_rdata_list(rdataset.ttl, garbled))
 
 
