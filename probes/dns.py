@@ -55,9 +55,10 @@ from monitor.core.options import (
     text,
 )
 from probes.base import Headline, LatencyOptions, Observations, ProbeContext, ProbeKind
-from probes.support import dnssec_chain, dnssec_findings
+from probes.support import dnssec_findings
 from probes.support.dnssec_anchor import load_anchors
 from probes.support.dnssec_options import DnssecOptions
+from probes.support.dnssec_words import EDNS_PAYLOAD
 
 RECORD_TYPES = ("A", "AAAA", "CAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")
@@ -298,7 +299,7 @@ def _query(options: DnsOptions, checking_disabled: bool = False) -> dns.message.
         options.type,
         use_edns=0,
         want_dnssec=True,
-        payload=dnssec_chain.EDNS_PAYLOAD,
+        payload=EDNS_PAYLOAD,
         flags=flags,
     )
 
@@ -343,6 +344,9 @@ async def _dnssec(
     options: DnsOptions, response: dns.message.Message, deadline: float
 ) -> Observations:
     assert options.trust_anchor is not None  # validate() makes dnssec need it
+    # Here, not at the top: DNSSEC code and the cryptography library load for checks that
+    # validate, and a plain dns check or plugin run pays for neither.
+    from probes.support import dnssec_chain
 
     async def ask(query: dns.message.Message, timeout: float) -> dns.message.Message:
         return (await _ask(query, options, timeout))[0]

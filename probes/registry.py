@@ -36,7 +36,7 @@ _KINDS: dict[str, Listing] = {
     ),
     "dns": Listing(
         "probes.dns",
-        "DNS query to a named server: rcode, expected answers, latency; UDP with TCP fallback",
+        "DNS query to a named server: rcode, expected answers, latency, DNSSEC; TCP fallback",
     ),
     "snmp": Listing(
         "probes.snmp",

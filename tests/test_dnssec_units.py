@@ -4,6 +4,8 @@ judged on records of zones signed here."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -361,3 +363,21 @@ def test_a_bad_anchor_file_is_placed_in_the_inventory_and_in_the_file(tmp_path: 
     (error,) = (str(e) for e in caught.value.errors)
     assert error.startswith(f"{path}:11:27: ")
     assert f"{anchor}:1: digest length inconsistent with digest type" in error
+
+
+def test_a_dns_check_loads_dnssec_code_and_cryptography_only_to_validate(tmp_path: Path) -> None:
+    anchor = write(tmp_path, "cw.test. IN DS 20326 8 2 " + "00" * 32 + "\n")
+    script = (
+        "import sys\n"
+        "from monitor.config.checks import adhoc_check\n"
+        "base = {'target': 'www.cw.test', 'server': '127.0.0.1'}\n"
+        "adhoc_check('dns', base)\n"
+        f"adhoc_check('dns', {{**base, 'dnssec': True, 'trust_anchor': {anchor!r}}})\n"
+        "print(sorted(m for m in ('cryptography', 'dns.dnssec', 'probes.support.dnssec_chain')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -32,17 +32,17 @@ from monitor.core.errors import AnswerTimeout, ProbeFailure, ProtocolFailure, Re
 from probes.support import dnssec_denial as proofs
 from probes.support import dnssec_keys
 from probes.support.dnssec_anchor import AnchorZone, TrustAnchors
-from probes.support.dnssec_verify import (
-    MISSING,
-    Budget,
-    Checked,
-    check,
+from probes.support.dnssec_verify import MISSING, Budget, Checked, check
+from probes.support.dnssec_words import (
+    BOGUS,
+    EDNS_PAYLOAD,
+    INDETERMINATE,
+    INSECURE,
+    SECURE,
     show,
     what,
 )
 
-SECURE, INSECURE, BOGUS, INDETERMINATE = "secure", "insecure", "bogus", "indeterminate"
-EDNS_PAYLOAD = 1232  # DNS Flag Day 2020: no fragmented UDP; larger answers come over TCP
 MAX_QUERIES = 40  # a name 12 zones below the root needs about 25
 # (query, seconds allowed) -> the server's answer; raises as a dns probe query does.
 Ask = Callable[[dns.message.Message, float], Awaitable[dns.message.Message]]

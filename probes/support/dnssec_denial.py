@@ -19,7 +19,7 @@ import dns.rrset
 from dns.rdtypes.ANY.NSEC import NSEC
 from dns.rdtypes.ANY.NSEC3 import NSEC3
 
-from probes.support.dnssec_verify import show
+from probes.support.dnssec_words import show
 
 MAX_NSEC3_ITERATIONS = 150
 _SHA1 = 1

@@ -9,13 +9,22 @@ OK; insecure is as `dnssec_insecure` says.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.core.conditions import Condition, Expectation, Finding, Threshold, said
 from monitor.core.model import ObservationValue, Severity
 from monitor.core.options import format_number, is_number
-from probes.support.dnssec_chain import BOGUS, INDETERMINATE, INSECURE, SECURE, Validation
-from probes.support.dnssec_verify import algorithm_name, when
+from probes.support.dnssec_words import (
+    BOGUS,
+    INDETERMINATE,
+    INSECURE,
+    SECURE,
+    algorithm_name,
+    when,
+)
+
+if TYPE_CHECKING:  # the validator loads with the first check that validates
+    from probes.support.dnssec_chain import Validation
 
 DNSSEC = "dnssec"  # secure, insecure, bogus or indeterminate (RFC 4033 5)
 REASON = "dnssec_reason"  # "expired signature: www.example.net A: RRSIG by ..."

@@ -11,7 +11,8 @@ import dns.name
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from dns.rdtypes.ANY.DS import DS
 
-from probes.support.dnssec_verify import algorithm_name, show, validates
+from probes.support.dnssec_verify import validates
+from probes.support.dnssec_words import algorithm_name, show
 
 # RFC 8624 3.1: signing with RSAMD5, DSA, DSA-NSEC3-SHA1 and ECC-GOST MUST NOT be done any
 # more, with RSASHA1 and RSASHA1-NSEC3-SHA1 it is NOT RECOMMENDED (and validators drop them:

@@ -25,6 +25,8 @@ from dns.dnssecalgs import get_algorithm_cls
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from dns.rdtypes.ANY.RRSIG import RRSIG
 
+from probes.support.dnssec_words import algorithm_name, show, what, when
+
 # At most this many signatures of one RRset are looked at, and this many keys tried for each:
 # a zone in an algorithm rollover signs with two keys, a KSK rollover shows three or four.
 MAX_SIGNATURES_PER_RRSET = 8
@@ -68,23 +70,6 @@ class Budget:
     def spend(self) -> bool:
         self.left -= 1
         return self.left >= 0
-
-
-def show(name: dns.name.Name) -> str:
-    """A name as people write it: no final dot, the root as "."."""
-    return name.to_text(omit_final_dot=True)
-
-
-def what(rrset: dns.rrset.RRset) -> str:
-    return f"{show(rrset.name)} {dns.rdatatype.to_text(rrset.rdtype)}"
-
-
-def when(moment: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
-
-
-def algorithm_name(number: int) -> str:
-    return dns.dnssec.algorithm_to_text(number)
 
 
 def validates(algorithm: int) -> bool:
