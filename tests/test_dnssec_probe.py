@@ -31,6 +31,7 @@ from tests.peers.dnssec_peers import (
     replace_data,
     resign,
     serving,
+    set_nsec_types,
     world,
 )
 from tests.test_cli import run_commwatch
@@ -192,6 +193,12 @@ def _ds_stripped() -> World:
     return built
 
 
+def _parent_claims_the_childs_apex() -> World:
+    built = world(child_ds=False)
+    set_nsec_types(built.parent, "sub", "NS SOA RRSIG NSEC", built.parent_key)
+    return built
+
+
 @pytest.mark.parametrize(
     ("build", "reason", "detail"),
     [
@@ -205,6 +212,7 @@ def _ds_stripped() -> World:
         (_signer_outside_the_zone, "missing RRSIG", "www.sub.cw.test A has no RRSIG"),
         (_labels_beyond_the_owner, "bad signature", "www.sub.cw.test A: RRSIG by sub.cw.test"),
         (_ds_stripped, "bad denial proof", "the NSEC at sub.cw.test says it has DS"),
+        (_parent_claims_the_childs_apex, "bad denial proof", "names an apex at sub.cw.test"),
     ],
 )
 async def test_bogus_answers_are_crit_with_the_reason(

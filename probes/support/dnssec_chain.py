@@ -234,6 +234,14 @@ class _Walk:
         proof = self.prove(response, parent, name, dns.rdatatype.DS)
         if proof.proven in (proofs.OPT_OUT, proofs.COSTLY):
             return _unproven(proof, parent.name, name)
+        if proof.proven == proofs.NODATA and dns.rdatatype.SOA in proof.types:
+            # The parent's own records at a child's apex: no validator takes this as the
+            # absence of a DS (RFC 6840 4.4).
+            raise _Broken(
+                BOGUS,
+                "bad denial proof",
+                f"{show(name)} DS: the proof of {show(parent.name)} names an apex at {show(name)}",
+            )
         if proof.proven == proofs.NODATA and dns.rdatatype.NS in proof.types:
             detail = f"{show(parent.name)} delegates {show(name)} without DS"
             return _Zone(name, INSECURE, reason="unsigned delegation", detail=detail)

@@ -592,9 +592,10 @@ def world(
     ds_key: Key | None = None,
     ds_digest: str = "SHA256",
     nsec3: Nsec3 | None = None,
+    child_ds: bool = True,
 ) -> World:
     """The world, signed now unless told otherwise; `ds_key` is the key the parent's DS for sub
-    names (the child's own by default)."""
+    names (the child's own by default), none without `child_ds`."""
     parent_key, child_key, hashed_key = new_key(), new_key(child_algorithm), new_key()
     child = sign(
         zone_from(CHILD, CHILD_RECORDS),
@@ -612,13 +613,22 @@ def world(
     parent_records = [
         "www A 192.0.2.1",
         "sub NS ns.sub",
-        ds_line(CHILD, ds_key or child_key, ds_digest),
+        *([ds_line(CHILD, ds_key or child_key, ds_digest)] if child_ds else []),
         "plain NS ns.plain",
         "hashed NS ns.hashed",
         ds_line(HASHED, hashed_key),
     ]
     parent = sign(zone_from(PARENT, parent_records), [parent_key])
     return World(parent, child, plain, hashed, unsigned, parent_key, child_key)
+
+
+def set_nsec_types(zone: dns.zone.Zone, name: str, types: str, key: Key) -> None:
+    """The NSEC record at `name` claims `types`, signed again with `key` (the zone's own)."""
+    node = zone.find_node(_name(zone, name))
+    nsec = next(iter(node.find_rdataset(IN, dns.rdatatype.NSEC)))
+    text = f"{nsec.next.to_text()} {types}"
+    node.replace_rdataset(dns.rdataset.from_text(IN, "NSEC", 300, text))
+    resign(zone, name, "NSEC", key)
 
 
 def resign(zone: dns.zone.Zone, name: str, rdtype: str, key: Key) -> None:
