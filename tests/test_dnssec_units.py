@@ -381,3 +381,22 @@ def test_a_dns_check_loads_dnssec_code_and_cryptography_only_to_validate(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("owners", "proven", "problem"),
+    [
+        (("@", "a.b.c"), dnssec_denial.NXDOMAIN, ""),
+        (("a.b.c",), "", "no NSEC record proves that *.sub.cw.test does not exist"),
+        (("@",), "", "no NSEC record matches or covers missing.sub.cw.test"),
+    ],
+)
+def test_nsec_nxdomain_needs_the_name_and_the_wildcard_covered(
+    owners: tuple[str, ...], proven: str, problem: str
+) -> None:
+    # In canonical order missing.sub.cw.test falls after a.b.c, *.sub.cw.test after the apex.
+    built = world()
+    records = _authority(built.child, *owners, rdtype="NSEC")
+    name = dns.name.from_text(f"missing.{CHILD}")
+    proof = dnssec_denial.deny(name, dns.rdatatype.A, built.child.origin, records, [])
+    assert (proof.proven, proof.problem) == (proven, problem)
