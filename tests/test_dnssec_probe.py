@@ -16,6 +16,7 @@ from monitor.config.checks import adhoc_check
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.engine.runner import run_check
 from probes.base import SharedResources
+from probes.dns import PROBE
 from tests.peers.dnssec_peers import (
     CHILD,
     DAY,
@@ -74,6 +75,8 @@ async def test_a_signed_answer_is_secure_from_a_ds_or_a_dnskey_anchor(
     assert verdict(result, "dnssec").finding == (
         "DNSSEC secure: chain of trust from cw.test to sub.cw.test"
     )
+    shown = PROBE.headline(result, time.time())
+    assert (shown.facts, shown.when_ok) == (("NOERROR",), ("DNSSEC secure, RRSIG 14d",))
     # The answer was asked with the DO bit, and each link of the chain from the same server.
     assert ("www.sub.cw.test.", "A", "udp") in peer.queries
     assert {(name, kind) for name, kind, _ in peer.queries} >= {
