@@ -86,6 +86,17 @@ async def test_a_signed_answer_is_secure_from_a_ds_or_a_dnskey_anchor(
     }
 
 
+async def test_without_dnssec_a_signed_zone_is_asked_and_judged_as_before(tmp_path: Path) -> None:
+    peer = DnssecPeer(world().zones())
+    async with serving(peer) as server:
+        check = adhoc_check("dns", {"target": f"www.{CHILD}", "server": server})
+        result = await run_check(check, SharedResources())
+    assert result.severity is Severity.OK
+    assert not any(key.startswith(("dnssec", "rrsig")) for key in result.observations)
+    assert {v.condition for v in result.verdicts} == {"rcode", "latency"}
+    assert peer.queries == [("www.sub.cw.test.", "A", "udp")]
+
+
 @pytest.mark.parametrize(
     ("target", "record_type", "rcode"),
     [
