@@ -74,7 +74,8 @@ class LatencyOptions:
         metavar="DURATION",
         help="WARN when the timed exchange takes longer (tcp: connect, http: response headers, "
         "dns: the answer, tls: the handshake, ntp: the delay, sip: OPTIONS to its final "
-        "response), e.g. 500ms; a bare number is seconds, at most 30",
+        "response, icmp: the average round trip), e.g. 500ms; a bare number is seconds, at "
+        "most 30",
     )
     latency_crit: float | None = option(
         None,

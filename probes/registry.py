@@ -50,6 +50,10 @@ _KINDS: dict[str, Listing] = {
         "probes.sip",
         "SIP OPTIONS over UDP, TCP or TLS: status, maintenance (503), round trip; RFC 3261 timers",
     ),
+    "icmp": Listing(
+        "probes.icmp",
+        "ping: loss, round trips, jitter, don't-fragment MTU; late, duplicate, stray replies",
+    ),
 }
 
 

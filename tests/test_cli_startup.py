@@ -35,6 +35,7 @@ NOT_FOR_TCP = (
     "probes.snmp",
     "probes.ntp",
     "probes.sip",
+    "probes.icmp",
     "probes.support",
     "monitor.alerts",
     "monitor.store",

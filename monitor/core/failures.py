@@ -23,6 +23,7 @@ from monitor.core.errors import (
     ProtocolFailure,
     RefusedFailure,
     TlsFailure,
+    UnreachableFailure,
 )
 from monitor.core.model import ErrorClass, Severity
 from monitor.core.options import OptionError
@@ -44,6 +45,7 @@ _CLASSIFICATION: tuple[tuple[ExceptionType, frozenset[int] | None, ErrorClass], 
     (ProtocolFailure, None, ErrorClass.PROTOCOL),
     (RefusedFailure, None, ErrorClass.REFUSED),
     (AnswerTimeout, None, ErrorClass.TIMEOUT),
+    (UnreachableFailure, None, ErrorClass.UNREACHABLE),
     (("dns.exception", "Timeout"), None, ErrorClass.TIMEOUT),
     (TimeoutError, None, ErrorClass.TIMEOUT),
     (("aiohttp", "ClientConnectorDNSError"), None, ErrorClass.DNS),
