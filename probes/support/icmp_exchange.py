@@ -139,7 +139,8 @@ class _Tally:
 
     def _refused(self, exc: OSError, size: int, address: SockAddr) -> str:
         if exc.errno != errno.EMSGSIZE:
-            return os.strerror(exc.errno) if exc.errno else str(exc)
+            said = os.strerror(exc.errno) if exc.errno else str(exc)
+            return said[:1].lower() + said[1:]  # "network is unreachable", mid-sentence
         packet = size + _IP_HEADER[self.family]
         mtu = icmp_socket.path_mtu(self.family, address)
         limit = f"the path MTU {mtu} known here" if mtu else "the path MTU known here"
