@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.core.conditions import Condition, Explain, Finding, Threshold
-from monitor.core.errors import ConfigFailure, SilenceFailure, UnreachableFailure
+from monitor.core.errors import AnswerTimeout, ConfigFailure, UnreachableFailure
 from monitor.core.model import ObservationValue, ProbeResult, as_number
 from monitor.core.options import (
     OptionError,
@@ -217,7 +217,7 @@ async def measure(options: IcmpOptions, ctx: ProbeContext) -> Observations:
         text = f"{said}: {details}" if details else said
         if done.errors or done.unsent:
             raise UnreachableFailure(text, observations)
-        raise SilenceFailure(text, observations)
+        raise AnswerTimeout(text, observations)
     return observations
 
 

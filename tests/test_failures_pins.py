@@ -22,6 +22,7 @@ from monitor.core.errors import (
     ProbeFailure,
     ProtocolFailure,
     TlsFailure,
+    UnreachableFailure,
 )
 from monitor.core.failures import _loaded, classify, describe_error
 from monitor.core.model import ErrorClass
@@ -57,6 +58,7 @@ def connector_error(cause: OSError) -> aiohttp.ClientConnectorError:
         (TlsFailure("handshake"), ErrorClass.TLS),
         (ProtocolFailure("garbage"), ErrorClass.PROTOCOL),
         (AnswerTimeout("only provisional answers"), ErrorClass.TIMEOUT),
+        (UnreachableFailure("fragmentation needed, next-hop MTU 1280"), ErrorClass.UNREACHABLE),
         (dns.exception.Timeout(), ErrorClass.TIMEOUT),
         (TimeoutError(), ErrorClass.TIMEOUT),
         (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), ErrorClass.DNS),

@@ -40,11 +40,6 @@ class RefusedFailure(ProbeFailure):
     closed to us, as a port that refuses connections is."""
 
 
-class SilenceFailure(ProbeFailure, TimeoutError):
-    """Nothing the probe waited for came within its time (no echo reply at all): a timeout
-    that keeps what was measured meanwhile (how many requests went unanswered)."""
-
-
 class UnreachableFailure(ProbeFailure):
     """The network said the peer cannot be reached from here (an ICMP destination unreachable,
     fragmentation needed, time exceeded), or this host refused to send towards it."""
