@@ -156,7 +156,7 @@ sites:
             "10:22: 'timeout': timeout 120s is longer than interval 60s "
             "(a check must finish before it is due again: shorten timeout or lengthen interval)",
         ),
-        (("kind: tcp", "kind: icmp"), "8:19: unknown check kind 'icmp' (use one of: "),
+        (("kind: tcp", "kind: ping"), "8:19: unknown check kind 'ping' (use one of: "),
         (("            kind: tcp\n", ""), "7:13: a check has no 'kind' (add 'kind:' with one of: "),
         (
             ("            target: 127.0.0.1:22\n", ""),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -100,6 +101,13 @@ async def test_loopback_answers_every_echo_and_the_round_trips_add_up(target):
 # Loopback's MTU is 65536: every IPv4 packet fits (65535 at most); an IPv6 one of 40 bytes of
 # header, 8 of ICMPv6 and 65488 of payload fills it, one byte more needs fragments.
 LOOPBACK_V6_LARGEST_UNFRAGMENTED = 65536 - 40 - 8
+
+
+async def test_the_dashboard_shows_the_round_trip_and_the_loss_when_all_is_well():
+    from tui.present import info_text
+
+    result = await probe("127.0.0.1", count=2)
+    assert re.fullmatch(r"rtt \d+(\.\d+)?ms · loss 0%", info_text(result, time.time()))
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1", "::1"])

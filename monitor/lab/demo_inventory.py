@@ -226,6 +226,16 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                                 "kind": "tcp",
                                 "target": _ep("ridge-site-router", offset),
                             },
+                            {
+                                # The kernel answers: no lab peer, no port to shift.
+                                "id": "site-router-ping",
+                                "kind": "icmp",
+                                "target": service("ridge-site-router").address,
+                                "echo_interval": "200ms",
+                                "size": 1400,
+                                "dont_fragment": True,
+                                "jitter_warn": "30ms",
+                            },
                             _tls(
                                 "rfss-console",
                                 "rfss-console",

@@ -9,6 +9,7 @@ allows none, and the probe runs as root).
 from __future__ import annotations
 
 import itertools
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from monitor.api.readers import result_from_record
 from tests.peers.icmp_peers import (
     ALLOW_EVERY_GROUP,
     NO_GROUP,
@@ -29,6 +31,7 @@ from tests.peers.icmp_peers import (
     probe_in,
     responding,
 )
+from tui.present import info_text
 
 REPLY_TIMEOUT = 0.3
 INTERVAL = 0.1
@@ -110,6 +113,13 @@ def test_each_untrusted_reply_is_counted_and_only_the_good_ones_are_timed(path, 
     # 60% lost is not above the default 60%: WARN, not CRIT.
     assert status == 1 and record["severity"] == "WARN"
     assert record["summary"].startswith("loss 60% (4 of 10 answered; 1 late, 2 duplicated")
+    # The dashboard's Info column: the loss (which says its verdict) and what was not trusted.
+    shown = info_text(result_from_record(record), time.time())
+    assert re.fullmatch(
+        r"rtt \d+(\.\d+)?ms · loss 60% · 1 late · 2 duplicated · 1 from another address "
+        r"· 1 corrupted",
+        shown,
+    ), shown
 
 
 def test_loss_and_jitter_are_what_the_responder_made_them(path, family, kind):
