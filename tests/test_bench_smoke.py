@@ -5,7 +5,8 @@ wants a figure. No figure is judged: timings on a shared machine mean nothing to
 
 The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep and workers_tls
 (with blackbox_exporter beside it), listeners of the benchmarks' own for tcp_sweep, api_stream,
-metrics_scrape and startup; tui_latency probes nothing.
+metrics_scrape and startup, the kernel's echo replies for icmp_sweep (beside Debian's fping);
+tui_latency probes nothing.
 """
 
 from __future__ import annotations
@@ -135,6 +136,20 @@ WORKERS_KEYS = {
     "rounds",
 }
 
+ICMP_KEYS = {
+    "checks",
+    "echoes_per_check",
+    "socket",
+    "fping_wall_s",
+    "fping_cpu_s",
+    "commwatch_wall_s",
+    "commwatch_cpu_s",
+    "commwatch_peak_rss_mib",
+    "wall_ratio",
+    "cpu_ratio",
+    "rounds",
+}
+
 CASES = [
     ("tcp_sweep", [], [SWEEP_KEYS], 2),
     ("tls_sweep", [], [SWEEP_KEYS], 2),
@@ -146,6 +161,7 @@ CASES = [
     ("api_stream", [], [API_STREAM_KEYS], 2),
     ("metrics_scrape", [], [METRICS_KEYS], 2),
     ("workers_tls", [], [WORKERS_KEYS], 2),
+    ("icmp_sweep", [], [ICMP_KEYS], 1),
 ]
 
 

@@ -222,6 +222,8 @@ class _Tally:
 
 
 def _same_address(address: str, target: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if address == target.compressed:  # as the kernel writes it: no parsing, nearly always
+        return True
     try:
         return ipaddress.ip_address(address.partition("%")[0]) == target
     except ValueError:

@@ -10,7 +10,7 @@ needs two replies; with fewer there is none to report.
 from __future__ import annotations
 
 import itertools
-import statistics
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,13 +28,12 @@ def round_trips(rtts: Sequence[float]) -> RoundTrips | None:
     """The summary of `rtts` (in sequence order, any one unit), None when there are none."""
     if not rtts:
         return None
-    return RoundTrips(
-        minimum=min(rtts),
-        average=statistics.fmean(rtts),
-        maximum=max(rtts),
-        mdev=statistics.pstdev(rtts),
-        jitter=jitter(rtts),
-    )
+    average = math.fsum(rtts) / len(rtts)
+    # Two passes, not ping's one (mean of squares less the squared mean), which floats can
+    # round below zero; statistics.pstdev is exact and, with its fractions, a hundred times
+    # slower: a quarter of a thousand checks' CPU.
+    mdev = math.sqrt(math.fsum((rtt - average) ** 2 for rtt in rtts) / len(rtts))
+    return RoundTrips(min(rtts), average, max(rtts), mdev, jitter(rtts))
 
 
 def jitter(rtts: Sequence[float]) -> float | None:
