@@ -108,6 +108,7 @@ class _State(enum.Enum):
 class _Request:
     sent_ns: int  # time.time_ns(), to compare with the kernel's arrival time
     sent_perf_ns: int  # time.perf_counter_ns(), in case the wall clock stepped meanwhile
+    due: float  # the event loop's time when its reply is late
     state: _State = _State.WAITING
     rtt_ms: float = 0.0
 
@@ -119,23 +120,22 @@ class _Tally:
     plan: EchoPlan
     payload: bytes
     requests: dict[int, _Request] = field(default_factory=dict)
-    outstanding: int = 0
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a request was answered
     counts: Counter[str] = field(default_factory=Counter)
     wrong_source_address: str = ""
     errors: Counter[str] = field(default_factory=Counter)
     unsent: Counter[str] = field(default_factory=Counter)
 
-    def send(self, endpoint: Endpoint, seq: int, address: SockAddr) -> None:
+    def send(self, endpoint: Endpoint, seq: int, address: SockAddr, now: float) -> None:
         packet = icmp_packet.echo_request(self.family, endpoint.ident, seq, self.payload)
-        request = self.requests[seq] = _Request(time.time_ns(), time.perf_counter_ns())
+        due = now + self.plan.reply_timeout
+        request = self.requests[seq] = _Request(time.time_ns(), time.perf_counter_ns(), due)
         try:
             endpoint.send(packet, address)
         except OSError as exc:
             request.state = _State.UNSENT
             self.unsent[self._refused(exc, len(packet), address)] += 1
             return
-        self.outstanding += 1
 
     def _refused(self, exc: OSError, size: int, address: SockAddr) -> str:
         if exc.errno != errno.EMSGSIZE:
@@ -169,14 +169,12 @@ class _Tally:
         local = arrival.read_ns - request.sent_perf_ns
         kernel = arrival.arrived_ns - request.sent_ns
         rtt_ns = kernel if 0 <= kernel <= local + _CLOCK_SLACK_NS else local
-        was_waiting = request.state is _State.WAITING
         if rtt_ns > self.plan.reply_timeout * 1e9:
             self.counts["late"] += 1
             request.state = _State.LATE
         else:
             request.state, request.rtt_ms = _State.ANSWERED, rtt_ns / 1e6
-        if was_waiting:
-            self._settle_one()
+        self.changed.set()
 
     def _failed(self, error: IcmpError, request: _Request | None, reporter: str) -> None:
         cookie = self.payload[: min(COOKIE_SIZE, len(error.quoted))]
@@ -188,21 +186,21 @@ class _Tally:
         elif request.state is _State.WAITING:
             request.state = _State.FAILED
             self.errors[f"{error.words()}, reported by {reporter}"] += 1
-            self._settle_one()
+            self.changed.set()
 
-    def _settle_one(self) -> None:
-        self.outstanding -= 1
-        if not self.outstanding:
-            self.settled.set()
-
-    async def wait(self, deadline: float) -> None:
-        """Until every request sent is answered, late or failed, or `deadline` (loop time)."""
-        if not self.outstanding:
-            return
-        self.settled.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
-                await self.settled.wait()
+    async def wait(self, limit: float) -> None:
+        """Until no request is waiting for a reply that would still be on time (a lost one is
+        not waited for beyond its own reply timeout), or `limit` (the event loop's time)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting = [r.due for r in self.requests.values() if r.state is _State.WAITING]
+            deadline = min(limit, max(waiting, default=0.0))
+            if loop.time() >= deadline:
+                return
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self.changed.wait()
 
     def result(self, socket_kind: str) -> Exchange:
         answered = [self.requests[seq] for seq in sorted(self.requests)]
@@ -240,7 +238,7 @@ async def exchange(
     family: int, address: SockAddr, plan: EchoPlan, shared: SharedResources, budget: float
 ) -> Exchange:
     """`plan.count` echo requests to `address`, `plan.interval` apart, and what came back
-    until the last one's reply was due; stops at `budget` seconds whatever is outstanding."""
+    until no reply still on time is awaited; stops at `budget` seconds whatever is awaited."""
     loop = asyncio.get_running_loop()
     target = ipaddress.ip_address(address[0].partition("%")[0])
     tally = _Tally(family, target, plan, payload(plan.size))
@@ -253,8 +251,8 @@ async def exchange(
             wait = started + (seq - 1) * plan.interval - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            tally.send(endpoint, seq, address)
-        await tally.wait(min(loop.time() + plan.reply_timeout, started + budget))
+            tally.send(endpoint, seq, address, loop.time())
+        await tally.wait(started + budget)
     finally:
         endpoint.close()
     return tally.result(endpoint.kind)
