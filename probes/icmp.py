@@ -82,6 +82,14 @@ def _address(value: Any) -> str:
         ) from None
 
 
+def _version(name: str) -> int | None:
+    """4 or 6 for an IP address, None for a name."""
+    try:
+        return ipaddress.ip_address(name).version
+    except ValueError:
+        return None
+
+
 def _percent(default: float, help_text: str) -> Any:
     return option(default, parse=number(0, 100), metavar="PERCENT", help=help_text)
 
@@ -144,6 +152,13 @@ class IcmpOptions(LatencyOptions):
 
     def validate(self) -> None:
         self.validate_latency()
+        family = _version(self.target)  # a name's is known once resolved
+        if self.source is not None and family is not None and _version(self.source) != family:
+            raise OptionError(
+                f"source {self.source} cannot send to {self.target}",
+                "give a source address of the target's family (IPv4 or IPv6)",
+                key="source",
+            )
         bounds_in_order("loss", self.loss_warn, self.loss_crit)
         bounds_in_order("jitter", self.jitter_warn, self.jitter_crit)
         if self.count < 2 and (self.jitter_warn is not None or self.jitter_crit is not None):
@@ -178,12 +193,11 @@ async def _resolve(name: str) -> tuple[int, SockAddr]:
     if literal.version == 4:
         return socket.AF_INET, (name, 0)
     scope = literal.scope_id
-    return socket.AF_INET6, (
-        name.partition("%")[0],
-        0,
-        0,
-        socket.if_nametoindex(scope) if scope else 0,
-    )
+    try:
+        index = socket.if_nametoindex(scope) if scope else 0
+    except OSError:
+        raise ConfigFailure(f"{name} names no interface of this host ({scope})") from None
+    return socket.AF_INET6, (name.partition("%")[0], 0, 0, index)
 
 
 def _permitted(options: IcmpOptions, timeout: float) -> float:

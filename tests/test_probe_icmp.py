@@ -23,12 +23,13 @@ import pytest
 
 from monitor.config.checks import adhoc_check
 from monitor.config.loader import load_inventory
+from monitor.core.errors import ConfigFailure
 from monitor.core.model import ErrorClass, ProbeResult, Severity
 from monitor.core.options import OptionError
 from monitor.core.yamlnodes import InventoryErrors
 from monitor.engine.runner import run_check
 from probes.base import SharedResources
-from probes.support import icmp_packet, icmp_stats
+from probes.support import icmp_packet, icmp_socket, icmp_stats
 from tests.conftest import REPO
 from tests.peers.icmp_peers import (
     ALLOW_EVERY_GROUP,
@@ -166,6 +167,35 @@ async def test_a_source_address_of_this_host_is_used_and_another_is_unknown():
     assert wrong.severity is Severity.UNKNOWN
     assert wrong.error is not None and wrong.error.error_class is ErrorClass.CONFIG
     assert wrong.error.message.startswith("source 192.0.2.1 is not an address of this host")
+
+
+@pytest.mark.parametrize(("target", "source"), [("127.0.0.1", "::1"), ("::1", "127.0.0.1")])
+def test_a_source_of_the_other_family_is_refused_at_load(target, source):
+    with pytest.raises(OptionError) as caught:
+        adhoc_check("icmp", {"target": target, "source": source})
+    assert caught.value.key == "source"
+    assert str(caught.value).startswith(f"source {source} cannot send to {target}")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_source_of_the_other_family_met_at_run_time_is_unknown(family):
+    """A name resolved to the other family than its source's: said, not a DNS failure."""
+    source = "127.0.0.1" if family == socket.AF_INET6 else "::1"
+    shared = SharedResources()
+    try:
+        with pytest.raises(ConfigFailure) as caught:
+            await icmp_socket.open_endpoint(family, source, False, lambda _: None, shared)
+    finally:
+        await shared.aclose()
+    assert str(caught.value).startswith(f"source {source} is not an address of this host")
+
+
+async def test_a_link_local_target_on_no_such_interface_is_unknown():
+    result = await probe("fe80::1%cwnosuch0", count=1)
+    assert result.severity is Severity.UNKNOWN
+    assert result.error is not None and result.error.message == (
+        "fe80::1%cwnosuch0 names no interface of this host (cwnosuch0)"
+    )
 
 
 async def test_echoes_that_cannot_fit_the_timeout_are_not_sent_and_say_what_to_change():

@@ -99,6 +99,10 @@ def _settle(sock: socket.socket, family: int, source: str | None, dont_fragment:
         try:
             # A datagram socket's port is its echo identifier: bound now, it is known now.
             sock.bind((source or "", 0))
+        except socket.gaierror:  # an address of the other family
+            raise ConfigFailure(
+                f"source {source} is not an address of this host in {_FAMILY[family]}"
+            ) from None
         except OSError as exc:
             if exc.errno not in (errno.EADDRNOTAVAIL, errno.EINVAL):
                 raise
