@@ -114,6 +114,40 @@ class Throttle:
         return held
 
 
+class SenderThrottle:
+    """A `Throttle` for lines about senders that may be forged (datagrams that are not SNMP,
+    refused traps): a line per sender and `interval`, and at most `max_senders` senders' lines
+    per interval, since forged sources are many. What comes from senders beyond them is counted
+    and handed to `beyond(count, seconds)` once, when the next interval begins: a flood from
+    any number of addresses costs `max_senders` + 1 lines an interval."""
+
+    def __init__(
+        self, interval: float, max_senders: int, beyond: Callable[[int, float], None]
+    ) -> None:
+        self.interval = interval
+        self.max_senders = max_senders
+        self._beyond = beyond
+        self._senders = Throttle(interval)
+        self._window = time.monotonic()
+        self._let = 0  # senders let through in this interval
+        self._held = 0  # lines from senders beyond the interval's allowance
+
+    def let_through(self, sender: Hashable) -> int | None:
+        """As `Throttle.let_through`, within the interval's allowance of senders."""
+        now = time.monotonic()
+        if now - self._window >= self.interval:
+            if self._held:
+                self._beyond(self._held, now - self._window)
+            self._window, self._let, self._held = now, 0, 0
+        if self._let >= self.max_senders:
+            self._held += 1
+            return None
+        held = self._senders.let_through(sender)
+        if held is not None:
+            self._let += 1
+        return held
+
+
 # --- failures nobody foresaw ------------------------------------------------------------------
 # An exception that reaches a catch-all is a bug, ours or a library's; its message is whatever
 # the raiser put in it, and libraries put their inputs there (pysnmp quotes the community it

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from monitor.core.logs import Throttle
+from monitor.core.logs import SenderThrottle
 from monitor.core.options import format_host_port
 
 # Logged as the SNMP engine, whose datagrams they are: the lines read as they always have.
@@ -21,30 +20,21 @@ class NoiseLog:
     MAX_SENDERS_LOGGED = 10
 
     def __init__(self) -> None:
-        self._senders = Throttle(self.INTERVAL)
-        self._window = time.monotonic()
-        self._logged = 0  # senders logged in this interval
-        self._unlogged = 0  # datagrams from senders beyond the interval's allowance
+        self._senders = SenderThrottle(self.INTERVAL, self.MAX_SENDERS_LOGGED, self._beyond)
+
+    def _beyond(self, count: int, seconds: float) -> None:
+        log.warning(
+            "SNMP: %d more datagrams that are not SNMP in the last %.0fs, beyond the"
+            " %d senders reported",
+            count,
+            seconds,
+            self.MAX_SENDERS_LOGGED,
+        )
 
     def note(self, sender: tuple[str, int], size: int, failure: Exception | None) -> None:
-        now = time.monotonic()
-        if now - self._window >= self.INTERVAL:
-            if self._unlogged:
-                log.warning(
-                    "SNMP: %d more datagrams that are not SNMP in the last %.0fs, beyond the"
-                    " %d senders reported",
-                    self._unlogged,
-                    now - self._window,
-                    self.MAX_SENDERS_LOGGED,
-                )
-            self._window, self._logged, self._unlogged = now, 0, 0
-        if self._logged >= self.MAX_SENDERS_LOGGED:
-            self._unlogged += 1
-            return
         held = self._senders.let_through(sender)
         if held is None:
             return
-        self._logged += 1
         # The type of a decoder failure, never its text: it quotes the datagram.
         why = f" ({type(failure).__name__} in the decoder)" if failure is not None else ""
         more = f"; {held} more since the last report" if held else ""
