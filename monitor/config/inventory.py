@@ -13,6 +13,7 @@ from monitor.config.alerts import AlertsConfig
 from monitor.config.api import ApiConfig
 from monitor.config.cluster import ClusterConfig
 from monitor.config.maintenance import Window
+from monitor.config.traps import TrapsConfig
 from monitor.core.model import CheckRef
 from monitor.core.paths import state_dir
 from monitor.core.yamlnodes import InventoryErrors, Location
@@ -174,6 +175,7 @@ class Inventory:
     resilience: Resilience = Resilience()
     api: ApiConfig | None = None  # the `api:` section; None: not served unless --listen
     cluster: ClusterConfig | None = None  # the `cluster:` section (agents and a central)
+    traps: TrapsConfig | None = None  # the `traps:` section; None: no listening unless --traps
 
     @property
     def links(self) -> tuple[Link, ...]:

@@ -41,6 +41,7 @@ from monitor.config.kind_keys import (
 )
 from monitor.config.reader import Fields
 from monitor.config.resilience import ResilienceReader
+from monitor.config.traps import TrapsReader
 from monitor.core.options import (
     OptionError,
     choice,
@@ -69,6 +70,7 @@ _TOP_KEYS = (
     "alerts",
     "api",
     "cluster",
+    "traps",
 )
 # Written on a site or a link, these hold for every check below it, as in its defaults.
 _PLACEMENT_KEYS = ("vantage", "quorum")
@@ -91,7 +93,7 @@ _TEXTS = each(text)
 # --- the loader ----------------------------------------------------------------------------
 
 
-class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader):
+class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, TrapsReader):
     def __init__(self, file: str) -> None:
         super().__init__(file)
         self.memo = ParseMemo()
@@ -111,6 +113,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader):
         resilience = self.resilience(fields, sites, seen)
         api = self.api(fields)
         cluster = self.cluster(fields)
+        traps = self.traps(fields)
         links = [link for site in sites for link in site.links]
         self.check_references(
             (site.id for site in sites),
@@ -126,6 +129,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader):
             resilience=resilience,
             api=api,
             cluster=cluster,
+            traps=traps,
         )
 
     def version(self, fields: Fields) -> None:
