@@ -27,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from monitor.config.inventory import Check, Inventory
+from monitor.config.traps import TrapsConfig
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
@@ -54,6 +55,7 @@ from tui.widgets.event_log import EventLog
 from tui.widgets.filter_input import FilterInput
 
 FLUSH_INTERVAL = 0.1  # seconds: results arriving within this are applied as one batch
+TRAPS_INTERVAL = 1.0  # seconds between updates of the summary's trap counts
 ENGINE_STOP_WAIT = 3.0
 HISTORY_EVENTS = 500  # stored events shown in the log on start
 HISTORY_SPAN = 7 * 86400.0  # ... from at most this far back
@@ -70,7 +72,8 @@ class CommwatchApp(App[None]):
     `engine=False` shows the inventory without running anything: results then come only from
     `deliver()` (tests, benchmarks). `lab` is entered before the engine starts and left after it
     stops, so a demo lab can live in the same loop as the checks against it. `history=False`
-    neither stores nor reads the history; `alerts=False` sends no notifications.
+    neither stores nor reads the history; `alerts=False` sends no notifications; `traps`
+    listens for SNMP traps and informs (monitor.engine.traps), counted in the summary line.
     """
 
     # Absolute, so subclasses defined elsewhere (the demo, the benchmark) find it too.
@@ -97,6 +100,7 @@ class CommwatchApp(App[None]):
         start_spread: float | None = None,
         history: bool = True,
         alerts: bool = True,
+        traps: TrapsConfig | None = None,
     ) -> None:
         super().__init__()
         self.inventory = inventory
@@ -109,6 +113,7 @@ class CommwatchApp(App[None]):
         self._start_spread = start_spread
         self._history = history
         self._alerts = alerts
+        self._traps = traps
         self._engine_worker: Worker[None] | None = None
         self._arrivals: list[ResultArrived] = []
         self._events: list[Event] = []
@@ -142,6 +147,8 @@ class CommwatchApp(App[None]):
             self.run_worker(self._read_history, name="history", thread=True)
         if self._engine:
             self._engine_worker = self.run_worker(self._run_engine(), name="engine")
+            if self._traps is not None:
+                self.set_interval(TRAPS_INTERVAL, self._show_traps)
 
     def _first_build(self) -> None:
         self.dashboard.rebuild()
@@ -161,14 +168,25 @@ class CommwatchApp(App[None]):
                 history=self._history,
                 alerts=self._alerts,
                 start_spread=self._start_spread,
+                traps=self._traps,
             )
+            failures: tuple[type[Exception], ...] = (HistoryError,)
+            if self.monitor.traps is not None:
+                from monitor.engine.traps import ListenError  # loaded with the receiver
+
+                failures += (ListenError,)
             try:
                 await self.monitor.run()
-            except HistoryError as exc:
+            except failures as exc:
                 self.monitor = None
                 self.notify(
                     f"The engine could not start: {exc}", severity="error", timeout=30, markup=False
                 )
+
+    def _show_traps(self) -> None:
+        figures = None if self.monitor is None else self.monitor.figures().traps
+        if figures is not None:
+            self.dashboard.show_traps(figures)
 
     def _read_history(self) -> None:
         """In a thread: the store's latest points, history and events from before this run."""
@@ -190,7 +208,12 @@ class CommwatchApp(App[None]):
                 ]
                 for cid in self.board.checks.keys() & series.keys()
             }
-            kinds = (EventKind.HARD, EventKind.FLAPPING_START, EventKind.FLAPPING_STOP)
+            kinds = (
+                EventKind.HARD,
+                EventKind.FLAPPING_START,
+                EventKind.FLAPPING_STOP,
+                EventKind.TRAP,
+            )
             events = store.events_since(before - HISTORY_SPAN, before, kinds)[-HISTORY_EVENTS:]
         self.post_message(HistoryLoaded(latencies, history, events))
 

@@ -86,6 +86,7 @@ def _run(run: CommandParser) -> None:
     _add_engine_flags(
         run, "continuous run: ", "serving the engine (continuous runs only, not --once)"
     )
+    _add_traps_flag(run)
     _add_filters(run)
 
 
@@ -161,6 +162,18 @@ def _add_engine_flags(parser: argparse.ArgumentParser, scope: str, api_title: st
         action="store_true",
         help="listen beyond loopback without TLS or tokens (anyone on the network could read "
         "the tokens, or reach the API without one)",
+    )
+
+
+def _add_traps_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--traps",
+        type=values.listen,
+        metavar="HOST:PORT",
+        help="listen for SNMP traps and informs on this IP address and port (overrides traps: "
+        "listen:, default 127.0.0.1:1162; 162 needs root): a linkDown, linkUp, coldStart or "
+        "warmStart from a watched device is a result of its checks at once, and a re-poll. "
+        "The inventory's traps: section says whose to accept (communities, SNMPv3 users)",
     )
 
 
@@ -290,6 +303,7 @@ def _tui(tui: CommandParser) -> None:
         "here: no probe and no notification runs in this process; run now, pause and "
         "acknowledge go to the engine (with an operator token)",
     )
+    _add_traps_flag(tui)
     _add_attach_flags(tui)
     _add_filters(tui)
 

@@ -106,6 +106,9 @@ class EventKind(enum.StrEnum):
     HARD = "hard"  # a confirmed change of a check, link or group
     FLAPPING_START = "flapping_start"
     FLAPPING_STOP = "flapping_stop"
+    # Not a change of state: a device's SNMP trap or inform, recorded on it (its before and
+    # after are its state then). Never notified (monitor.engine.traps).
+    TRAP = "trap"
 
 
 class Suppression(enum.StrEnum):
@@ -138,4 +141,4 @@ class Event:
 
     @property
     def notifiable(self) -> bool:
-        return self.kind is not EventKind.SOFT and not self.suppressed
+        return self.kind not in (EventKind.SOFT, EventKind.TRAP) and not self.suppressed

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from monitor.alerts.alerter import Alerter
 from monitor.alerts.dispatcher import Gate
 from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
+from monitor.config.traps import TrapsConfig
 from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
 from monitor.core.model import ProbeResult
 from monitor.engine.commands import OperatorCommands
@@ -38,6 +39,9 @@ from monitor.engine.step import step
 from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
 from monitor.store.history import HistoryStore
 from monitor.store.writer import HistoryWriter
+
+if TYPE_CHECKING:
+    from monitor.engine.traps import TrapFigures, TrapReceiver
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +219,7 @@ class EngineFigures:
     store_queued: int | None  # results and events waiting to be stored; None without history
     store_rejected_results: int  # refused by a store that is not keeping up, since start
     store_rejected_events: int
+    traps: TrapFigures | None = None  # None: not listening for SNMP traps
 
 
 class Monitor(OperatorCommands):
@@ -239,6 +244,7 @@ class Monitor(OperatorCommands):
         arrivals: Arrivals | None = None,
         alert_gate: Gate | None = None,
         steering: Steering | None = None,
+        traps: TrapsConfig | None = None,
     ) -> None:
         """`steering`, with a `source` that runs the checks itself (the probe processes of `run
         --workers`): what takes run now, pause and the engine's look-again-soon instead of a
@@ -290,6 +296,12 @@ class Monitor(OperatorCommands):
         # engine serves.
         self.ready = asyncio.Event()
         self.started_at: float | None = None
+        # SNMP traps and informs: results and re-polls of the checks of the devices sending them.
+        self.traps: TrapReceiver | None = None
+        if traps is not None and self.scheduler is not None:
+            from monitor.engine.traps import TrapReceiver  # pysnmp loads only for a listener
+
+            self.traps = TrapReceiver(traps, self)
 
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         """Call `watcher` after the sinks for every item from now on; returns how to stop."""
@@ -315,6 +327,7 @@ class Monitor(OperatorCommands):
             store_queued=None if writer is None else writer.queued,
             store_rejected_results=0 if writer is None else writer.rejected_results,
             store_rejected_events=0 if writer is None else writer.rejected_events,
+            traps=None if self.traps is None else self.traps.figures(),
         )
 
     async def pending_alerts(self) -> dict[str, int] | None:
@@ -336,6 +349,9 @@ class Monitor(OperatorCommands):
             if self._alerter is not None:
                 last = await self._start_alerts(started, self._alerter, last)
             self.state = restore(self.topology, last)
+            if self.traps is not None:
+                await self.traps.start()  # ListenError before any check has run
+                started.push_async_callback(self.traps.stop)
             self.started_at = time.time()
             self._loop.call_soon(self.ready.set)  # once the scheduler's run has begun
             try:
@@ -383,6 +399,19 @@ class Monitor(OperatorCommands):
         await self._alert_queue.join()
         delivering.cancel()
         await asyncio.gather(delivering, return_exceptions=True)
+
+    def take(self, result: ProbeResult) -> None:
+        """A result from outside the scheduler (a trap's: monitor.engine.traps), judged,
+        stored and shown as the scheduler's are."""
+        self._take(result)
+
+    def record(self, event: Event) -> None:
+        """An event the state engine did not make (a trap a device sent): stored and shown as
+        its own are, never alerted; it changes no state."""
+        if self._writer is None:
+            self._emit(event)
+        else:
+            self._stored(event, self._writer.add_event(event))
 
     def _take(self, result: ProbeResult) -> None:
         self.state, events = step(self.topology, self.state, result)

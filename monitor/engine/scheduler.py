@@ -111,6 +111,15 @@ class Scheduler:
         self._cancel_timer(check_id)
         self._enqueue(self.checks[check_id])
 
+    def repoll(self, check_id: str) -> None:
+        """Run a check at once because its target sent news (an SNMP trap): as `run_now`, and
+        while it runs, once more as soon as it ends, since that run may have read the target
+        before the news. A paused check stays paused."""
+        if check_id in self._busy and check_id not in self._due:
+            self.expedite(check_id, 0.0)
+        else:
+            self.run_now(check_id)
+
     def expedite(self, check_id: str, delay: float) -> None:
         """Run a check again within `delay`, sooner than its interval: the state layer asks for
         this while a change of state awaits confirmation (Nagios' retry_interval)."""

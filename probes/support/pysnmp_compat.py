@@ -3,15 +3,17 @@
 pysnmp has no public way to forget an agent's engine id (its SNMPv3 message processing keeps
 one for 300 s in a name-mangled cache), to build a transport target for an address that is
 already a literal (`create()` resolves it in a thread), nor to learn that a datagram was not
-SNMP (it counts those in its internal `__SNMPv2-MIB` and drops them). tests/test_pysnmp_compat.py
-pins exactly the behaviour used here against net-snmp's snmpd and UDP peers of the test, so a
-pysnmp upgrade that changes it fails there, naming what changed, before a probe misjudges an
-agent.
+SNMP (it counts those in its internal `__SNMPv2-MIB` and drops them), nor why it dropped a
+notification (a community or user it does not know, a wrong digest: counted the same way).
+tests/test_pysnmp_compat.py pins exactly the behaviour used here against net-snmp's snmpd and
+UDP peers of the test (tests/test_traps_receiver.py the notification counters, against
+net-snmp's snmptrap and snmpinform), so a pysnmp upgrade that changes it fails there, naming
+what changed, before a probe misjudges an agent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
@@ -89,13 +91,23 @@ def watch_received(engine: SnmpEngine, wrap: Callable[[Receive], Receive]) -> No
 
 def undecodable_counters(engine: SnmpEngine) -> tuple[Any, ...]:
     """pysnmp's counters of incoming messages it could not decode; each has an int `syntax`."""
+    return statistics(
+        engine, "__SNMPv2-MIB", _UNDECODABLE_COUNTERS, "count the datagrams that are not SNMP"
+    )
+
+
+def statistics(
+    engine: SnmpEngine, module: str, names: Sequence[str], used_for: str
+) -> tuple[Any, ...]:
+    """The counters `names` of one of pysnmp's internal MIB modules (`__SNMPv2-MIB`,
+    `__SNMP-USER-BASED-SM-MIB`, `__SNMP-MPD-MIB`: the statistics RFC 3412, 3414 and 3418
+    define), each with an int `syntax` that pysnmp raises as it drops a message."""
     builder = engine.get_mib_builder()
     try:
-        counters: tuple[Any, ...] = builder.import_symbols("__SNMPv2-MIB", *_UNDECODABLE_COUNTERS)
+        counters: tuple[Any, ...] = builder.import_symbols(module, *names)
     except Exception as exc:  # pysnmp raises its own SmiError for a symbol it lacks
         raise PysnmpChanged(
-            f"__SNMPv2-MIB {' or '.join(_UNDECODABLE_COUNTERS)} ({type(exc).__name__})",
-            "count the datagrams that are not SNMP",
+            f"{module} {' or '.join(names)} ({type(exc).__name__})", used_for
         ) from None
     return counters
 

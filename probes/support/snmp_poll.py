@@ -168,7 +168,7 @@ def interfaces(
             obs.update({f"{key}.state": NOT_FOUND, f"{key}.admin_status": None})
             continue
         obs[f"{key}.index"] = where[0]
-        speed = _state(key, row, obs)
+        speed = interface_state(key, row, obs)
         rates = {}
         for field, _, bits in IF_COLUMNS:
             if bits is None:
@@ -189,8 +189,9 @@ def interfaces(
     memory.read_counters(counters, clock)
 
 
-def _state(key: str, row: dict[str, Any], obs: Observations) -> int | None:
-    """An interface's admin and oper status, its state in a word, and its speed (returned)."""
+def interface_state(key: str, row: dict[str, Any], obs: Observations) -> int | None:
+    """An interface's admin and oper status, its state in a word, and its speed (returned):
+    from a poll's row, or from what a linkDown or linkUp trap said (snmp_notifications)."""
     admin = ADMIN_STATUS.get(row["admin"], f"invalid({row['admin']})")
     oper = OPER_STATUS.get(row["oper"], f"invalid({row['oper']})")
     obs[f"{key}.admin_status"] = admin

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -29,6 +29,9 @@ from tui.widgets.detail_scroll import DetailScroll
 from tui.widgets.event_log import EventLog
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.summary_bar import SummaryBar
+
+if TYPE_CHECKING:
+    from monitor.engine.traps import TrapFigures  # the receiver (pysnmp) loads only to listen
 
 DETAIL_TITLE = "Detail"
 FILTER_DELAY = 0.15  # seconds of typing pause before the table is rebuilt
@@ -87,6 +90,7 @@ class DashboardScreen(Screen[None]):
         self.started_at = started_at
         self.paused: AbstractSet[str] = frozenset()  # checks the scheduler holds, as the app says
         self.connection = ""  # what is wrong with the link to a remote engine, as the app says
+        self.traps: TrapFigures | None = None  # what the trap receiver took, as the app says
         self.filter_text = ""
         self.problems_only = False
         self.sort = Sort.NAME
@@ -210,6 +214,7 @@ class DashboardScreen(Screen[None]):
             now=now,
             view=" · ".join(view),
             alert=self.connection,
+            traps=self.traps,
         )
 
     def _show_detail(self, now: float) -> None:
@@ -359,6 +364,13 @@ class DashboardScreen(Screen[None]):
         self._show_detail(now)
         if self.sort is Sort.SEVERITY:
             self._view_dirty = True  # an acknowledged problem sorts below the others
+
+    def show_traps(self, figures: TrapFigures) -> None:
+        """The trap receiver's counts, for the summary line."""
+        if figures != self.traps:
+            self.traps = figures
+            if self.live:
+                self._show_summary(self.now())
 
     def show_connection(self, text: str) -> None:
         """What is wrong with the link to the engine ("disconnected since ..."), or nothing."""

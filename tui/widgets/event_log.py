@@ -89,13 +89,16 @@ class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fals
         self._place(first_shown)
 
     def event_line(self, event: Event) -> Text:
-        """A confirmed change of a check, link or group (or its first state), or a check
-        starting or stopping to flap, with why its notification is held."""
+        """A confirmed change of a check, link or group (or its first state), a check
+        starting or stopping to flap, with why its notification is held, or an SNMP trap a
+        device sent (on its check)."""
         line = Text(f"{clock_text(event.at)} ")
         if event.kind is EventKind.FLAPPING_START:
             line.append("⇅ flapping", self.component_style("held"))
         elif event.kind is EventKind.FLAPPING_STOP:
             line.append("⇅ settled", self.component_style("dim"))
+        elif event.kind is EventKind.TRAP:
+            line.append("✉ trap", self.component_style("dim"))
         else:
             line += self.state_mark(event.before)
             line.append(" → ")

@@ -1,9 +1,10 @@
-"""The line above the table: checks per severity, redundancy groups per state, since when."""
+"""The line above the table: checks per severity, redundancy groups per state, SNMP traps
+taken and refused, since when."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -15,6 +16,9 @@ from monitor.engine.pipeline import NOT_EVALUATED
 from tui.board import Board
 from tui.present import SYMBOLS, age_text, clock_text, state_text
 from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles
+
+if TYPE_CHECKING:
+    from monitor.engine.traps import TrapFigures
 
 
 class SummaryBar(SeverityStyles, Static):
@@ -31,6 +35,7 @@ class SummaryBar(SeverityStyles, Static):
         now: float,
         view: str,
         alert: str = "",
+        traps: TrapFigures | None = None,
     ) -> None:
         counts = board.tally.counts()
         text = Text()
@@ -65,6 +70,12 @@ class SummaryBar(SeverityStyles, Static):
                 text.append(
                     f"{groups[NOT_EVALUATED]} not evaluated  ", self.state_style(NOT_EVALUATED)
                 )
+        if traps is not None:
+            refused = sum(traps.rejected.values())
+            text.append(f"│ traps {sum(traps.received.values())}")
+            if refused:
+                text.append(f", {refused} refused", self.severity_style(Severity.WARN))
+            text.append("  ")
         text.append(f"│ since {clock_text(started_at)}")
         changed = board.last_change()
         if changed is not None:

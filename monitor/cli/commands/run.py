@@ -1,7 +1,8 @@
 """`commwatch run`: the selected checks headless, one sweep (`--once`: one JSON document or a
 table, exit code the worst severity) or continuously (one line per result and per state change,
 until SIGINT/SIGTERM), the engine served over HTTP beside it with `--listen` or an `api:`
-section (monitor.api.server). With `--workers N` above 1 the probes run in N processes
+section (monitor.api.server), SNMP traps and informs taken with `--traps` or a `traps:` section
+(monitor.engine.traps). With `--workers N` above 1 the probes run in N processes
 (monitor.cluster.workers) and everything else here, unchanged."""
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted, stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.cli.values import worker_count
-from monitor.config.api import ApiConfig
+from monitor.config.api import ApiConfig, Listen
 from monitor.config.inventory import Check, Inventory
+from monitor.config.traps import TrapsConfig
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
@@ -39,11 +41,21 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     workers = worker_count(args.workers, len(selected.checks))
     if args.once:
-        if args.listen is not None:
-            print("commwatch run: --listen serves a continuous run: drop --once", file=sys.stderr)
-            return EXIT_UNKNOWN
+        for flag, given in (("--listen", args.listen), ("--traps", args.traps)):
+            if given is not None:
+                print(
+                    f"commwatch run: {flag} is for a continuous run: drop --once", file=sys.stderr
+                )
+                return EXIT_UNKNOWN
         return asyncio.run(_sweep(selected.inventory, selected.checks, args.format, workers))
-    return asyncio.run(watch(selected.inventory, selected.checks, args, workers=workers))
+    try:
+        traps = traps_config(selected.inventory, args.traps)
+    except ValueError as exc:
+        print(f"commwatch run: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    return asyncio.run(
+        watch(selected.inventory, selected.checks, args, workers=workers, traps=traps)
+    )
 
 
 async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str, workers: int) -> int:
@@ -77,12 +89,13 @@ async def watch(
     alert_gate: Gate | None = None,
     attachments: Sequence[Attach] = (),
     workers: int = 1,
+    traps: TrapsConfig | None = None,
 ) -> int:
     """Run `checks` continuously, in `workers` processes above 1 (or judge what `source` hands
     in: `commwatch central`), a line for each result and state change, in `args.format`, until
     SIGINT/SIGTERM (`commwatch run` without --once, and `commwatch demo --headless`). A central
     also gives when its results arrived, the gate its alerting delivers through, and routes of
-    its own for its API."""
+    its own for its API; with `traps`, it listens for SNMP traps and informs."""
     on_result, on_event = _line_writers(args)
     steering = None
     if source is None and workers > 1:
@@ -102,13 +115,19 @@ async def watch(
         arrivals=arrivals,
         alert_gate=alert_gate,
         steering=steering,
+        traps=traps,
     )
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
         print(note, file=sys.stderr)
+    failures: tuple[type[Exception], ...] = (HistoryError,)
+    if monitor.traps is not None:
+        from monitor.engine.traps import ListenError  # loaded with the receiver
+
+        failures += (ListenError,)
     served = served_api(inventory, args)
     if served is None:
-        return await _run_monitor(monitor)
+        return await _run_monitor(monitor, failures)
     # aiohttp and the API load only for a run that serves.
     from monitor.api.server import ATTACHMENTS, ApiServer, ApiStartError
 
@@ -120,7 +139,7 @@ async def watch(
         return EXIT_UNKNOWN
     print(f"commwatch: serving the engine on {server.url}", file=sys.stderr, flush=True)
     try:
-        return await _run_monitor(monitor)
+        return await _run_monitor(monitor, failures)
     finally:
         await server.stop()
 
@@ -147,10 +166,11 @@ def _line_writers(
             if event.kind is EventKind.SOFT:
                 return
             held = f"  (held: {', '.join(event.suppressed)})" if event.suppressed else ""
-            # The cause quotes the result's summary: peer text.
+            change = "trap" if event.kind is EventKind.TRAP else f"{event.before} -> {event.after}"
+            # The cause quotes the result's summary (or a trap's varbinds): peer text.
             line = printable(
                 f"{records.iso_time(event.at)}  {event.subject} {event.subject_id}: "
-                f"{event.before} -> {event.after}  {event.cause}{held}"
+                f"{change}  {event.cause}{held}"
             )
         else:
             line = records.json_line(records.event_record(event))
@@ -172,11 +192,29 @@ def served_api(inventory: Inventory, args: argparse.Namespace) -> ApiConfig | No
     return config
 
 
-async def _run_monitor(monitor: Monitor) -> int:
+def traps_config(inventory: Inventory, listen: Listen | None) -> TrapsConfig | None:
+    """The traps to listen for: the inventory's traps: section, at the --traps address when
+    given; None when neither asks. ValueError: --traps without the section, which alone names
+    whose notifications to accept."""
+    if inventory.traps is None:
+        if listen is None:
+            return None
+        raise ValueError(
+            "--traps listens for the senders the inventory's traps: section accepts, and it has"
+            " none: add traps: with communities: or users: (secrets by reference)"
+        )
+    if listen is None:
+        return inventory.traps
+    return dataclasses.replace(inventory.traps, listen=listen)
+
+
+async def _run_monitor(monitor: Monitor, failures: tuple[type[Exception], ...]) -> int:
+    """Run `monitor` until a signal; a failure to start one of its parts (history, the trap
+    listener), one line and exit 3."""
     stop_on_signals(monitor.stop)
     try:
         await monitor.run()
-    except HistoryError as exc:
+    except failures as exc:
         print(f"commwatch: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     return 0

@@ -15,16 +15,23 @@ from monitor.cli.parsing import EXIT_UNKNOWN
 def run(args: argparse.Namespace) -> int:
     if args.connect is not None:
         return _attached(args)
+    from monitor.cli.commands.run import traps_config
     from tui.app import CommwatchApp
 
     selected = selection(args)
     if selected is None:
+        return EXIT_UNKNOWN
+    try:
+        traps = traps_config(selected.inventory, args.traps)
+    except ValueError as exc:
+        print(f"commwatch tui: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     CommwatchApp(
         selected.inventory,
         checks=selected.checks,
         history=not args.no_history,
         alerts=not args.no_alerts,
+        traps=traps,
     ).run()
     return 0
 
@@ -36,10 +43,10 @@ def _attached(args: argparse.Namespace) -> int:
     from monitor.api.readers import RecordError
     from tui.remote import RemoteApp
 
-    if args.only or args.site or args.tag or args.kind:
+    if args.only or args.site or args.tag or args.kind or args.traps:
         print(
-            "commwatch tui: --connect shows the engine's checks: the selection flags apply to "
-            "a local run",
+            "commwatch tui: --connect shows the engine's checks: the selection flags and "
+            "--traps apply to a local run",
             file=sys.stderr,
         )
         return EXIT_UNKNOWN
