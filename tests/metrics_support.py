@@ -4,7 +4,8 @@ TLS server with a certificate made here, and net-snmp's snmpd (v2c, the loopback
 
 Its inventory: site psap has link fibre (tcp, tls and snmp checks, all answering) and link lte
 (a refused port): psap is AT RISK. Site depot has one link whose only check is refused: DOWN.
-Alerts go to a webhook on a closed port, so messages stay pending in the outbox.
+Alerts go to a webhook on a closed port, so messages stay pending in the outbox. It listens
+for SNMP traps on a free port of 127.0.0.1 (community TRAP_COMMUNITY).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
 from monitor.engine.state import EngineState
 from tests.peers.pki import make_ca, make_leaf, server_context
-from tests.peers.snmp_peers import COMMUNITY, running_agent
+from tests.peers.snmp_peers import COMMUNITY, free_udp_port, running_agent
 from tests.peers.tcp_peers import accepting_listener, closed_port
 from tests.peers.tls_peers import tls_server
 
 HOOK_SECRET = "cw-hook-secret-5e21"  # in the webhook's query: must never reach the metrics
 COMMUNITY_ENV = "CW_METRICS_COMMUNITY"
+TRAP_COMMUNITY = "cw-metrics-traps-61c0"  # accepted by the engine's trap receiver
+TRAP_COMMUNITY_ENV = "CW_METRICS_TRAP_COMMUNITY"
 ENGINE_WAIT = 60.0  # seconds: generous, the machine is shared
 
 
@@ -41,12 +44,14 @@ class Served:
     monitor: Monitor
     leaf_not_after: float
     targets: tuple[str, ...]  # every host:port the inventory names
+    traps: int  # the UDP port on 127.0.0.1 where the engine takes traps (TRAP_COMMUNITY)
     authorizations: list[str | None] = field(default_factory=list)  # as requests brought them
 
 
-def _inventory(tmp_path: Path, tcp: int, tls: int, snmp: str, refused: int) -> str:
+def _inventory(tmp_path: Path, tcp: int, tls: int, snmp: str, refused: int, traps: int) -> str:
     return f"""\
 history: {{path: {tmp_path / "history.sqlite3"}}}
+traps: {{listen: "127.0.0.1:{traps}", communities: [{{community_env: {TRAP_COMMUNITY_ENV}}}]}}
 alerts:
   group_window: 1s
   notifiers:
@@ -104,6 +109,7 @@ def _complete(latest: dict[str, ProbeResult], check_ids: set[str]) -> bool:
 async def served_engine(tmp_path: Path, monkeypatch) -> AsyncIterator[Served]:
     """The engine running and serving, once every check has reported (and snmp twice)."""
     monkeypatch.setenv(COMMUNITY_ENV, COMMUNITY)
+    monkeypatch.setenv(TRAP_COMMUNITY_ENV, TRAP_COMMUNITY)
     now = dt.datetime.now(dt.UTC)
     ca = make_ca("metrics test CA", not_after=now + dt.timedelta(days=3650))
     leaf = make_leaf(ca, ["127.0.0.1"], not_after=now + dt.timedelta(days=40))
@@ -114,17 +120,23 @@ async def served_engine(tmp_path: Path, monkeypatch) -> AsyncIterator[Served]:
         tcp = await stack.enter_async_context(accepting_listener())
         tls = stack.enter_context(tls_server(server_context(leaf, tmp_path / "tls")))
         agent = stack.enter_context(running_agent(tmp_path / "snmpd"))
-        text = _inventory(tmp_path, tcp, tls, agent.target, refused)
+        traps = free_udp_port()
+        text = _inventory(tmp_path, tcp, tls, agent.target, refused, traps)
         (tmp_path / "inventory.yaml").write_text(text)
         inventory = load_inventory(tmp_path / "inventory.yaml")
         monitor = Monitor(
-            inventory, inventory.checks, on_result=lambda _: None, on_event=lambda _: None
+            inventory,
+            inventory.checks,
+            on_result=lambda _: None,
+            on_event=lambda _: None,
+            traps=inventory.traps,
         )
         served = Served(
             url="",
             monitor=monitor,
             leaf_not_after=leaf.certificate.not_valid_after_utc.timestamp(),
             targets=tuple(re.findall(r'target: "([^"]+)"', text)),
+            traps=traps,
         )
 
         @web.middleware

@@ -126,6 +126,7 @@ def engine_families(scrape: Scrape) -> Iterator[Metric]:
     yield events
     yield from _scheduler(scrape.figures)
     yield from _store(scrape.figures)
+    yield from _traps(scrape.figures)
     if scrape.alerts_pending is not None:
         outbox = _gauge(
             "commwatch_alert_outbox_depth",
@@ -178,6 +179,30 @@ def _store(figures: EngineFigures) -> Iterator[Metric]:
     )
     rejected.add_metric(["result"], figures.store_rejected_results)
     rejected.add_metric(["event"], figures.store_rejected_events)
+    yield rejected
+
+
+def _traps(figures: EngineFigures) -> Iterator[Metric]:
+    traps = figures.traps
+    if traps is None:
+        return  # not listening for traps
+    received = CounterMetricFamily(
+        "commwatch_traps_received",
+        "SNMP traps and informs taken from watched devices, by kind (linkDown, linkUp, "
+        "coldStart, warmStart, authenticationFailure, other).",
+        labels=("kind",),
+    )
+    for kind, count in sorted(traps.received.items()):
+        received.add_metric([kind], count)
+    yield received
+    rejected = CounterMetricFamily(
+        "commwatch_traps_rejected",
+        "SNMP notifications refused, by reason (community, user, auth, priv, time_window, "
+        "malformed, not_notification, rate, overload, unknown_source, dropped).",
+        labels=("reason",),
+    )
+    for reason, count in sorted(traps.rejected.items()):
+        rejected.add_metric([reason], count)
     yield rejected
 
 

@@ -199,8 +199,10 @@ class TrapReceiver:
         self._engine = engine
         self._devices = Devices(engine.checks.values())
         self._latest: dict[str, ProbeResult] = {}  # each snmp check's, as the engine showed it
-        self._received: Counter[str] = Counter()
-        self._rejected: Counter[str] = Counter()
+        # Every kind and reason from the start, at 0: a counter that appears only at its first
+        # increment hides that increment from Prometheus' rate().
+        self._received = Counter(dict.fromkeys((*meaning.TRAP_NAMES.values(), meaning.OTHER), 0))
+        self._rejected = Counter(dict.fromkeys(map(str, Reason), 0))
         self._log = SenderThrottle(LOG_INTERVAL, MAX_SOURCES_LOGGED, self._beyond)
         self._listener: TrapListener | None = None
         self._unwatch: Callable[[], None] | None = None
