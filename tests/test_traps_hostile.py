@@ -60,7 +60,10 @@ async def router() -> AsyncIterator[int]:
 
 
 def tcp_device(port: int, interval: str = "1h", traps: str | None = None) -> str:
-    check = f'{{id: router, kind: tcp, target: "127.0.0.1:{port}", interval: {interval}, timeout: 150ms}}'
+    check = (
+        f'{{id: router, kind: tcp, target: "127.0.0.1:{port}", interval: {interval},'
+        " timeout: 150ms}"
+    )
     return one_device(check) if traps is None else one_device(check, traps=traps)
 
 

@@ -212,9 +212,23 @@ async def _run_monitor(monitor: Monitor, failures: tuple[type[Exception], ...]) 
     """Run `monitor` until a signal; a failure to start one of its parts (history, the trap
     listener), one line and exit 3."""
     stop_on_signals(monitor.stop)
+    announcing = asyncio.create_task(_announce_traps(monitor))
     try:
         await monitor.run()
     except failures as exc:
         print(f"commwatch: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
+    finally:
+        announcing.cancel()
     return 0
+
+
+async def _announce_traps(monitor: Monitor) -> None:
+    """Where the trap receiver listens, once it does (port 0 is known only then)."""
+    if monitor.traps is not None:
+        await monitor.ready.wait()
+        print(
+            f"commwatch: listening for SNMP traps and informs on {monitor.traps.address}",
+            file=sys.stderr,
+            flush=True,
+        )
