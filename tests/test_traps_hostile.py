@@ -254,3 +254,19 @@ async def test_a_taken_port_is_one_clear_line_and_nothing_runs(tmp_path: Path, r
         f"commwatch: cannot listen for SNMP traps on 127.0.0.1:{port}: Address already in use"
         " (another trap receiver, snmptrapd or a second commwatch, has it)"
     )
+
+
+def test_a_pysnmp_without_the_counters_fails_loudly_naming_them() -> None:
+    """The refusals are read from pysnmp's internal statistics (probes/support/pysnmp_compat):
+    one it lacks is a PysnmpChanged naming it at start, never a silently uncounted refusal."""
+    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+    from probes.support import pysnmp_compat
+
+    engine = SnmpEngine()
+    [counter] = pysnmp_compat.statistics(engine, "__SNMPv2-MIB", ("snmpInBadCommunityNames",), "x")
+    assert int(counter.syntax) == 0
+    with pytest.raises(pysnmp_compat.PysnmpChanged, match="usmStatsNoSuchThing"):
+        pysnmp_compat.statistics(
+            engine, "__SNMP-USER-BASED-SM-MIB", ("usmStatsNoSuchThing",), "tell why"
+        )

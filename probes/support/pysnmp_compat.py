@@ -6,7 +6,7 @@ already a literal (`create()` resolves it in a thread), nor to learn that a data
 SNMP (it counts those in its internal `__SNMPv2-MIB` and drops them), nor why it dropped a
 notification (a community or user it does not know, a wrong digest: counted the same way).
 tests/test_pysnmp_compat.py pins exactly the behaviour used here against net-snmp's snmpd and
-UDP peers of the test (tests/test_traps_receiver.py the notification counters, against
+UDP peers of the test (tests/test_traps_hostile.py the notification counters, against
 net-snmp's snmptrap and snmpinform), so a pysnmp upgrade that changes it fails there, naming
 what changed, before a probe misjudges an agent.
 """
