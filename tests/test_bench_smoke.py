@@ -5,8 +5,8 @@ wants a figure. No figure is judged: timings on a shared machine mean nothing to
 
 The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep and workers_tls
 (with blackbox_exporter beside it), listeners of the benchmarks' own for tcp_sweep, api_stream,
-metrics_scrape and startup, the kernel's echo replies for icmp_sweep (beside Debian's fping);
-tui_latency probes nothing.
+metrics_scrape, startup and traps (whose traps are net-snmp's snmptrap's), the kernel's echo
+replies for icmp_sweep (beside Debian's fping); tui_latency probes nothing.
 """
 
 from __future__ import annotations
@@ -135,6 +135,17 @@ WORKERS_KEYS = {
     "vs_blackbox",
     "rounds",
 }
+TRAPS_KEYS = {
+    "rate_per_s",
+    "seconds",
+    "sent",
+    "received",
+    "lost",
+    "wall_s",
+    "receiver_cpu_s",
+    "receiver_cpu_share",
+    "cpu_ms_per_trap",
+}
 
 ICMP_KEYS = {
     "checks",
@@ -162,6 +173,7 @@ CASES = [
     ("metrics_scrape", [], [METRICS_KEYS], 2),
     ("workers_tls", [], [WORKERS_KEYS], 2),
     ("icmp_sweep", [], [ICMP_KEYS], 1),
+    ("traps", [], [TRAPS_KEYS], 2),
 ]
 
 
