@@ -270,3 +270,48 @@ def test_a_pysnmp_without_the_counters_fails_loudly_naming_them() -> None:
         pysnmp_compat.statistics(
             engine, "__SNMP-USER-BASED-SM-MIB", ("usmStatsNoSuchThing",), "tell why"
         )
+
+
+async def test_over_ipv6_a_device_is_matched_by_its_address(tmp_path: Path) -> None:
+    """The listener on [::1], the device a tcp check of [::1]: a v2c coldStart from ::1 is
+    its event (and its re-poll); nothing about it needs IPv4."""
+    from tests.traps_support import COLD_START, notification
+
+    async with accepting_listener("::1") as device:
+        check = f'{{id: router, kind: tcp, target: "[::1]:{device}", interval: 1h}}'
+        section = one_device().split("sites:")[0].replace('"127.0.0.1:{port}"', '"[::1]:{port}"')
+        async with running(tmp_path, one_device(check, traps=section)) as run:
+            await run.wait_for(lambda item: isinstance(item, ProbeResult))
+            args = ["-v", "2c", "-c", TRAP_COMMUNITY, f"udp6:[::1]:{run.port}"]
+            assert (await send("snmptrap", *args, *notification(COLD_START)))[0] == 0
+            event = await run.wait_for(is_trap_event)
+            await run.wait_for(lambda item: isinstance(item, ProbeResult), count=2)  # re-poll
+    assert event.cause == "coldStart from ::1 (v2c trap)"
+    assert run.monitor.traps is not None and run.monitor.traps.address.startswith("[::1]:")
+
+
+async def test_an_snmpv3_user_is_taken_only_at_the_level_it_was_given(
+    tmp_path: Path, router: int
+) -> None:
+    """A user name is no secret: a trap claiming an authPriv user without its keys
+    (noAuthNoPriv, or signed but not encrypted) is anyone's, and refused; a user configured
+    without keys is taken at noAuthNoPriv, as configured."""
+    from tests.traps_support import SENDER_ENGINE_ID, TRAP_USER, notification
+
+    section = one_device().split("sites:")[0] + (
+        f'    - {{user: cwopen, engine_id: "0x{SENDER_ENGINE_ID}"}}\n'
+    )
+    claimed = ["-v", "3", "-e", f"0x{SENDER_ENGINE_ID}"]
+    trap = notification(LINK_DOWN)
+    async with running(tmp_path, tcp_device(router, traps=section)) as run:
+        target = f"127.0.0.1:{run.port}"
+        bare = [*claimed, "-u", TRAP_USER, "-l", "noAuthNoPriv", target]
+        signed = [*claimed, "-u", TRAP_USER, "-l", "authNoPriv", "-a", "SHA-256", "-A", TRAP_AUTH]
+        for args in (bare, [*signed, target]):
+            assert (await send("snmptrap", *args, *trap))[0] == 0
+        await run.until(lambda: reasons(run) == {"auth": 2})
+        open_user = [*claimed, "-u", "cwopen", "-l", "noAuthNoPriv", target]
+        assert (await send("snmptrap", *open_user, *trap))[0] == 0
+        event = await run.wait_for(is_trap_event)
+    assert event.cause == "linkDown ifIndex ? from 127.0.0.1 (v3 user cwopen trap)"
+    assert received(run) == {"linkDown": 1}

@@ -50,6 +50,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 _REQUEST = "rfc3412.receiveMessage:request"
 _USM_INCOMING = "rfc3414.processIncomingMsg"
 _VERSIONS = {0: "1", 1: "2c", 3: "3"}
+_LEVELS = {"noAuthNoPriv": 1, "authNoPriv": 2, "authPriv": 3}  # RFC 3411 SnmpSecurityLevel
 
 
 class Reason(enum.StrEnum):
@@ -193,7 +194,11 @@ class TrapListener:
             for module, name, reason in _COUNTERS
         ]
         self._heard: Notification | None = None  # what the datagram being handled carried
+        self._refused: Reason | None = None  # or why it was refused once pysnmp accepted it
         self._security_engine_id: bytes | None = None
+        # The security level each SNMPv3 user was given, per engine its keys are for: pysnmp's
+        # receiver takes any level a user's keys allow, noAuthNoPriv included.
+        self._levels: dict[tuple[str, bytes], int] = {}
         self._accept(accepted)
         self.engine.observer.register_observer(self._usm_incoming, _USM_INCOMING)
         ntfrcv.NotificationReceiver(self.engine, self._notified)
@@ -217,7 +222,9 @@ class TrapListener:
             if credentials.user not in informs:
                 informs.add(credentials.user)
                 targets.append(None)
+            level = _LEVELS[credentials.level]
             for engine_id in targets:
+                self._levels[str(credentials.user), engine_id or self.engine_id] = level
                 config.add_v3_user(
                     self.engine,
                     credentials.user,
@@ -276,7 +283,7 @@ class TrapListener:
                 self._told(source, Reason.OVERLOAD)
                 return b""
             before = [int(counter.syntax) for counter, _ in self._counters]
-            self._heard, self._security_engine_id = None, None
+            self._heard, self._refused, self._security_engine_id = None, None, None
             try:
                 receive(snmp_engine, domain, address, message)
             except Exception as exc:  # a datagram must never take the dispatcher down
@@ -286,6 +293,9 @@ class TrapListener:
             heard, self._heard = self._heard, None
             if heard is not None:
                 self._handed(heard)
+                return b""
+            if self._refused is not None:
+                self._told(source, self._refused)
                 return b""
             risen = [
                 reason
@@ -328,6 +338,14 @@ class TrapListener:
         request = snmp_engine.observer.get_execution_context(_REQUEST)
         address = request["transportAddress"]
         model = int(request["messageProcessingModel"])
+        if model == 3:
+            engine_id = self._security_engine_id or b""
+            wanted = self._levels.get((str(request["securityName"]), engine_id), 3)
+            if int(request["securityLevel"]) < wanted:
+                # Signed or encrypted keys were given for this user: a message without them is
+                # anyone's. (An inform has been acknowledged by now; what it says is not taken.)
+                self._refused = Reason.AUTH
+                return
         engine_ids = [self._security_engine_id, bytes(context_engine_id)]
         values = [(str(name), scalar(value)) for name, value in varbinds]
         found = dict(values[:3])
