@@ -187,17 +187,19 @@ async def test_a_flood_is_dropped_cheaply_and_starves_no_check(
 
         # What the kernel kept is read to the end (it may have dropped some: it is bounded).
         await settled(counted)
+        # The buckets refill while the receiver reads, which may go on after the sending.
+        reading = time.monotonic() - started
         taken = received(run).get("linkDown", 0)
         refused = reasons(run)
         results = [at for at, item in run.items if isinstance(item, ProbeResult)]
 
     assert counted() <= sent
     # The device's own: within its rate (one second's worth at once, then 20 a second).
-    assert 0 < taken <= 20 + 20 * (elapsed + 1)
+    assert 0 < taken <= 20 + 20 * reading
     assert len(run.seen(is_trap_event)) == taken
     assert refused.get("rate", 0) > 3000
     # The strangers' beyond 200 a second are dropped before pysnmp decodes them.
-    assert refused.get("unknown_source", 0) <= 200 + 200 * (elapsed + 1)
+    assert refused.get("unknown_source", 0) <= 200 + 200 * reading
     assert refused.get("overload", 0) + refused.get("rate", 0) > 0
     # The check ran throughout: no gap in its results much beyond its 200 ms interval.
     during = [at for at in results if flood_began <= at <= flood_began + elapsed + 1]
