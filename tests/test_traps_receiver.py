@@ -288,3 +288,24 @@ async def test_a_v3_trap_from_another_address_is_matched_by_the_engine_id_polls_
     assert [e.cause.rsplit(" from ", 1)[1] for e in run.seen(is_trap_event)] == [
         f"127.0.0.2 (v3 user {TRAP_USER} trap)"
     ]
+
+
+async def test_a_paused_check_keeps_its_state_and_is_not_re_polled(
+    tmp_path: Path, agent: SnmpAgent
+) -> None:
+    """An operator paused the check: the trap is recorded on it, but neither a trap result
+    nor a re-poll changes what the operator holds."""
+    async with running(tmp_path, one_device(snmp_check(agent.target, "lo"))) as run:
+        first = await run.wait_for(is_poll)
+        run.monitor.pause("psap/fibre/switch")
+        before = run.monitor.state.checks["psap/fibre/switch"]
+        trap = link(LINK_DOWN, lo_index(first), oper=2)
+        assert (await send("snmptrap", *v2c(run.port), *trap))[0] == 0
+        await run.wait_for(is_trap_event)
+        scheduler = run.monitor.scheduler
+        assert scheduler is not None
+        started = scheduler.figures().started
+        after = run.monitor.state.checks["psap/fibre/switch"]
+    assert after == before
+    assert not run.seen(is_trap_result)
+    assert started == 1 and len(run.seen(is_poll)) == 1
