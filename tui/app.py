@@ -34,7 +34,6 @@ from monitor.engine.pipeline import Monitor
 from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
 from monitor.store.history import HistoryStore
-from monitor.store.schema import HistoryError
 from tui.board import Board
 from tui.captured_logs import CapturedLogs
 from tui.messages import (
@@ -170,14 +169,9 @@ class CommwatchApp(App[None]):
                 start_spread=self._start_spread,
                 traps=self._traps,
             )
-            failures: tuple[type[Exception], ...] = (HistoryError,)
-            if self.monitor.traps is not None:
-                from monitor.engine.traps import ListenError  # loaded with the receiver
-
-                failures += (ListenError,)
             try:
                 await self.monitor.run()
-            except failures as exc:
+            except self.monitor.start_errors() as exc:
                 self.monitor = None
                 self.notify(
                     f"The engine could not start: {exc}", severity="error", timeout=30, markup=False

@@ -38,6 +38,7 @@ from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
 from monitor.store.history import HistoryStore
+from monitor.store.schema import HistoryError
 from monitor.store.writer import HistoryWriter
 
 if TYPE_CHECKING:
@@ -302,6 +303,16 @@ class Monitor(OperatorCommands):
             from monitor.engine.traps import TrapReceiver  # pysnmp loads only for a listener
 
             self.traps = TrapReceiver(traps, self)
+
+    def start_errors(self) -> tuple[type[Exception], ...]:
+        """What `run()` raises, with a message for people, when a part of the engine cannot
+        start: the history, and the trap listener when there is one (whose module, and pysnmp,
+        load only then)."""
+        if self.traps is None:
+            return (HistoryError,)
+        from monitor.engine.traps import ListenError
+
+        return (HistoryError, ListenError)
 
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         """Call `watcher` after the sinks for every item from now on; returns how to stop."""

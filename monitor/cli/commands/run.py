@@ -28,7 +28,6 @@ from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.engine.pipeline import Arrivals, Monitor, ResultSource, group_summaries, sweep_state
 from monitor.output import records, tables, terminal
-from monitor.store.schema import HistoryError
 
 if TYPE_CHECKING:
     from monitor.alerts.dispatcher import Gate
@@ -120,11 +119,7 @@ async def watch(
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
         print(note, file=sys.stderr)
-    failures: tuple[type[Exception], ...] = (HistoryError,)
-    if monitor.traps is not None:
-        from monitor.engine.traps import ListenError  # loaded with the receiver
-
-        failures += (ListenError,)
+    failures = monitor.start_errors()
     served = served_api(inventory, args)
     if served is None:
         return await _run_monitor(monitor, failures)
