@@ -309,3 +309,42 @@ async def test_a_paused_check_keeps_its_state_and_is_not_re_polled(
     assert after == before
     assert not run.seen(is_trap_result)
     assert started == 1 and len(run.seen(is_poll)) == 1
+
+
+async def test_traps_in_a_burst_build_on_each_other_before_the_store_shows_them(
+    tmp_path: Path, agent: SnmpAgent
+) -> None:
+    """With history on, a result is shown once stored. Two traps back to back, a linkUp of
+    one watched interface and a linkDown of the other: the second result has the first's
+    word on the first interface, not its last poll's."""
+    import socket
+
+    check = snmp_check(agent.target, "lo", "nosuchif0")
+    async with running(tmp_path, one_device(check), history=True) as run:
+        first = await run.wait_for(is_poll)
+        assert first.observations["if.nosuchif0.state"] == "not found"
+        up = link(LINK_UP, 4000, oper=1, descr="nosuchif0")
+        down = link(LINK_DOWN, lo_index(first), oper=2)
+        datagrams = [await captured(v2c(0), trap) for trap in (up, down)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as device:
+            for datagram in datagrams:
+                device.sendto(datagram, ("127.0.0.1", run.port))
+        second = await run.wait_for(is_trap_result, count=2)
+    verdicts = {v.condition: (v.severity, v.value) for v in second.verdicts}
+    assert verdicts["if.lo.state"] == (Severity.CRIT, "down while admin up")
+    assert verdicts["if.nosuchif0.state"] == (Severity.OK, "up")  # named by ifDescr
+
+
+async def captured(receiver: list[str], trap: list[str]) -> bytes:
+    """The datagram snmptrap sends with `receiver`'s credentials (its target replaced)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as capture:
+        capture.bind(("127.0.0.1", 0))
+        capture.setblocking(False)
+        target = [
+            f"127.0.0.1:{capture.getsockname()[1]}" if a == "127.0.0.1:0" else a for a in receiver
+        ]
+        status, said = await send("snmptrap", *target, *trap)
+        assert status == 0, said
+        return capture.recv(65536)

@@ -283,10 +283,14 @@ class TrapReceiver:
             return
         origin = meaning.origin(notification)
         for check, observations in told:
-            last = self._latest.get(check.ref.check_id)
-            if last is not None and not self._engine.is_paused(check.ref.check_id):
-                at = notification.received_at
-                self._engine.take(trap_result(check, last, observations, origin, at))
+            check_id = check.ref.check_id
+            last = self._latest.get(check_id)
+            if last is not None and not self._engine.is_paused(check_id):
+                result = trap_result(check, last, observations, origin, notification.received_at)
+                # The newest word on the check at once: the next trap builds on it, even before
+                # the store has let the engine show this one.
+                self._latest[check_id] = result
+                self._engine.take(result)
         scheduler = self._engine.scheduler
         if scheduler is not None:
             for check in checks:
