@@ -348,3 +348,32 @@ async def captured(receiver: list[str], trap: list[str]) -> bytes:
         status, said = await send("snmptrap", *target, *trap)
         assert status == 0, said
         return capture.recv(65536)
+
+
+async def test_a_poll_that_began_before_a_trap_is_not_what_the_next_trap_builds_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow agent: a poll is under way when eth1's linkDown comes, and comes back saying
+    eth1 is up (it read the device before the news). The coldStart that follows builds on the
+    trap's word, eth1 down, not on that poll's."""
+    from tests.hostile.snmp_agents import COMMUNITY as SCRIPTED
+    from tests.hostile.snmp_agents import Behaviour, healthy_system, interface, scripted_agent
+
+    monkeypatch.setenv("CW_COMMUNITY", SCRIPTED)
+    behaviour = Behaviour(values={**healthy_system(), **interface(1, "eth1")})
+    async with scripted_agent(behaviour) as device:
+        check = snmp_check(device.target, "eth1")
+        async with running(tmp_path, one_device(check)) as run:
+            await run.wait_for(is_poll)
+            behaviour.delay = 1.0  # within an attempt's 1.35 s
+            run.monitor.run_now("psap/fibre/switch")
+            await run.until(lambda: device.seen.requests >= 2)  # the poll is under way
+            trap = link(LINK_DOWN, 1, oper=2)
+            assert (await send("snmptrap", *v2c(run.port), *trap))[0] == 0
+            await run.wait_for(lambda item: is_trap_result(item, "linkDown"))
+            stale = await run.wait_for(is_poll, count=2)
+            assert stale.severity is Severity.OK  # what the agent said before its news
+            assert (await send("snmptrap", *v2c(run.port), *notification(COLD_START)))[0] == 0
+            cold = await run.wait_for(lambda item: is_trap_result(item, "coldStart"))
+    assert cold.observations["if.eth1.state"] == "down while admin up"
+    assert cold.severity is Severity.CRIT

@@ -257,9 +257,13 @@ class TrapReceiver:
     def _shown(self, item: ProbeResult | Event, _state: EngineState) -> None:
         if isinstance(item, ProbeResult) and item.check.kind == "snmp":
             check = self._engine.checks.get(item.check.check_id)
-            if check is not None:
+            if check is None:
+                return
+            self._devices.learn(check, item)
+            last = self._latest.get(check.ref.check_id)
+            # A poll that began before the last trap read the device before its news.
+            if last is None or item.started_at >= last.started_at:
                 self._latest[check.ref.check_id] = item
-                self._devices.learn(check, item)
 
     # --- a notification accepted -----------------------------------------------------------
 
