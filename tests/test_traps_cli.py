@@ -172,3 +172,31 @@ async def test_the_dashboard_logs_the_trap_and_counts_taken_and_refused(
         [line] = [line for line in log_lines(app) if "✉ trap" in line]
         await pilot.press("q")
     assert f"psap/fibre/switch  linkDown ifIndex {index} from 127.0.0.1 (v2c trap)" in line
+
+
+async def test_with_probe_processes_the_re_poll_reaches_the_worker_that_runs_the_check(
+    tmp_path: Path, agent: SnmpAgent
+) -> None:
+    """`run --workers 2`: the checks run in two processes, the trap is taken in the engine's,
+    and its re-poll is ordered to the worker that owns the check."""
+    port = free_udp_port()
+    process = await commwatch_run(inventory_file(tmp_path, agent, port), "--workers", "2")
+    assert process.stdout is not None
+    try:
+        first = await lines_until(process.stdout, lambda lines: '"type":"result"' in "".join(lines))
+        index = json.loads(next(line for line in first if '"result"' in line))["observations"][
+            "if.lo.index"
+        ]
+        assert (await send("snmptrap", *v2c(port), *link(LINK_DOWN, index, oper=2)))[0] == 0
+        later = await lines_until(
+            process.stdout, lambda lines: sum('"type":"result"' in line for line in lines) >= 2
+        )
+    finally:
+        stderr = await stop(process)
+    results = [json.loads(line) for line in first + later if '"type":"result"' in line]
+    assert [("trap.kind" in r["observations"], r["severity"]) for r in results] == [
+        (False, "OK"),
+        (True, "CRIT"),
+        (False, "OK"),  # the re-poll, from the worker
+    ]
+    assert stderr.startswith("commwatch run: probing in 1 processes (worker 0: 1 checks"), stderr

@@ -10,13 +10,13 @@ run when the file is not the one the parent loaded (edited since): the parent wo
 results of checks it does not know as checks it does.
 
 Its orders come from the parent only, one JSON object a line on its standard input, the first
-one what it runs (`Orders`), then commands: `{"op": "run_now" | "pause" | "resume", "check":
-ID}`, `{"op": "expedite", "check": ID, "delay": SECONDS}`, `{"op": "stop"}`. It writes, one a
-line, on the descriptor that was its standard output: `{"type": "ready"}` once its checks are
-loaded, each result record (monitor.output.records.result_record) and, every FIGURES_EVERY
-seconds and at the end, its scheduler's figures (`{"type": "figures", ...}`, SchedulerFigures'
-fields). Descriptor 1 is pointed at standard error, so that a library printing something cannot
-break a line.
+one what it runs (`Orders`), then commands: `{"op": "run_now" | "repoll" | "pause" | "resume",
+"check": ID}` (repoll: a trap's news, monitor.engine.traps), `{"op": "expedite", "check": ID,
+"delay": SECONDS}`, `{"op": "stop"}`. It writes, one a line, on the descriptor that was its
+standard output: `{"type": "ready"}` once its checks are loaded, each result record
+(monitor.output.records.result_record) and, every FIGURES_EVERY seconds and at the end, its
+scheduler's figures (`{"type": "figures", ...}`, SchedulerFigures' fields). Descriptor 1 is
+pointed at standard error, so that a library printing something cannot break a line.
 
 The end of its standard input stops it: the parent closed it, or died (SIGKILL included, the
 kernel closes the pipe), so no worker outlives its parent. It runs in a process group of its own,
@@ -165,6 +165,8 @@ class Worker:
             raise KeyError(check_id)
         if op == "run_now":
             scheduler.run_now(check_id)
+        elif op == "repoll":
+            scheduler.repoll(check_id)
         elif op == "pause":
             scheduler.pause(check_id)
         elif op == "resume":

@@ -191,6 +191,9 @@ class WorkerPool:
     def run_now(self, check_id: str) -> None:
         self._owner[check_id].order({"op": "run_now", "check": check_id})
 
+    def repoll(self, check_id: str) -> None:
+        self._owner[check_id].order({"op": "repoll", "check": check_id})
+
     def expedite(self, check_id: str, delay: float) -> None:
         self._owner[check_id].order({"op": "expedite", "check": check_id, "delay": delay})
 

@@ -45,7 +45,7 @@ from monitor.core.logs import SenderThrottle
 from monitor.core.model import ObservationValue, ProbeResult, Severity
 from monitor.core.options import format_host_port
 from monitor.engine.checks import status_of
-from monitor.engine.scheduler import Scheduler
+from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
 from probes.base import Observations
 from probes.support import snmp_notifications as meaning
@@ -96,7 +96,7 @@ class Engine(Protocol):
     """What the receiver needs of the engine (a `Monitor`)."""
 
     checks: Mapping[str, Check]
-    scheduler: Scheduler | None
+    scheduler: Steering | None  # this process's scheduler, or run --workers' processes
     state: EngineState
 
     def take(self, result: ProbeResult) -> None: ...
