@@ -62,6 +62,22 @@ async def commwatch_run(
     )
 
 
+async def running(inventory: Path, *flags: str) -> asyncio.subprocess.Process:
+    """`commwatch run` once it has judged every check of `redundant_site` (a result line of
+    each on its stdout): it is past its start, SIGTERM handled, and a notification it would
+    send about its first judgement is due."""
+    process = await commwatch_run(inventory, *flags, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    seen: set[str] = set()
+    while len(seen) < 2:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, "commwatch run ended before it judged every check"
+        record = json.loads(line)
+        if record.get("type") == "result":
+            seen.add(record["check_id"])
+    return process
+
+
 async def stop(process: asyncio.subprocess.Process) -> None:
     process.send_signal(signal.SIGTERM)
     _, stderr = await asyncio.wait_for(process.communicate(), 10)
@@ -123,7 +139,7 @@ async def test_failures_and_recoveries_are_notified_exactly_once_across_a_restar
     await primary.up()
     await backup.up()
     inventory = redundant_site(tmp_path, receiver, primary, backup)
-    process = await commwatch_run(inventory)
+    process = await running(inventory)
     await asyncio.sleep(1.5)
     assert receiver.requests == []  # all is well: nothing to say
 
@@ -136,7 +152,7 @@ async def test_failures_and_recoveries_are_notified_exactly_once_across_a_restar
     assert ("link", "psap/fibre", "DOWN") in subjects  # one message for the site, not one each
 
     await stop(process)  # a restart in the middle...
-    process = await commwatch_run(inventory)
+    process = await running(inventory)
     await asyncio.sleep(1.5)
     assert len(receiver.accepted_on("/noc")) == 1  # ...neither forgets nor repeats
 
@@ -204,7 +220,7 @@ async def test_a_site_at_risk_when_commwatch_starts_is_notified_once_across_rest
     await stop(process)
 
     for _ in range(2):  # restarts: the store knows it was told
-        process = await commwatch_run(inventory)
+        process = await running(inventory)
         await asyncio.sleep(1.5)
         await stop(process)
     assert len(receiver.accepted_on("/noc")) == 1
@@ -241,7 +257,7 @@ async def test_a_problem_stored_without_alerting_is_notified_when_alerting_start
     primary, backup = Link("127.0.0.1"), await closed_link("127.0.0.2")
     await primary.up()
     inventory = redundant_site(tmp_path, receiver, primary, backup)
-    process = await commwatch_run(inventory, "--no-alerts")
+    process = await running(inventory, "--no-alerts")
     await asyncio.sleep(1.5)
     await stop(process)
     assert stored_group_changes(tmp_path) == [("PENDING", "AT RISK")]
