@@ -28,6 +28,7 @@ from monitor.alerts.formats.registry import render
 from monitor.alerts.outbox import NewRow, Outbox, OutboxRow, Problem, ProblemKey
 from monitor.alerts.policy import (
     Grouper,
+    Holds,
     Plan,
     next_reminder,
     plan_events,
@@ -75,6 +76,7 @@ class Alerter:
         self._notifiers = {n.id: n for n in config.notifiers}
         self._grouper = Grouper(config.group_window)
         self._problems: dict[ProblemKey, Problem] = {}
+        self._holds: Holds = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
@@ -109,6 +111,12 @@ class Alerter:
         )
         self._dispatcher.start()
         self._timer = asyncio.create_task(self._run_timer(), name="commwatch-alert-timer")
+
+    def hold_reminders(self, holds: Holds) -> None:
+        """The acknowledgements in force: no reminder of those subjects' problems until then
+        (`holds`: subject key -> POSIX seconds), in place of what was held before."""
+        self._holds = dict(holds)
+        self._wake.set()  # a withdrawn one may let a reminder that is due go out now
 
     async def announced(self, events: Iterable[Event]) -> list[Event]:
         """Those of `events` whose news alerting has taken: accepted once, or older than the
@@ -165,7 +173,7 @@ class Alerter:
             closes = self._grouper.next_close()
             if closes is not None and closes <= now:
                 closes = now + HORIZON_POLL  # closed by the clock, not yet by the horizon
-            reminder = next_reminder(self.config, self._problems)
+            reminder = next_reminder(self.config, self._problems, self._holds)
             wakes = [t for t in (closes, reminder) if t is not None]
             timeout = max(0.0, min(wakes) - now) if wakes else None
             with contextlib.suppress(TimeoutError):
@@ -183,7 +191,7 @@ class Alerter:
                     # Still waiting in the inbox; keep them grouped and try again.
                     log.exception("could not store alert messages for site %s", site_id)
                     self._grouper.add(events, now)
-            plan = plan_reminders(self.config, self._problems, now)
+            plan = plan_reminders(self.config, self._problems, now, self._holds)
             if plan.messages:
                 await self._commit(plan, [], now)
 

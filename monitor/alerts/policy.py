@@ -16,6 +16,10 @@ Rules, per notifier:
 - An open problem whose latest change was notifiable is re-notified every `renotify_interval`.
   A suppressed change (flapping, unreachable, maintenance) is never sent: it holds reminders
   while the subject is suppressed, and one back to OK closes the problem silently.
+- An acknowledged problem is not reminded of while the acknowledgement holds (`holds`: until
+  when, per subject key); once it expires, a reminder that fell due meanwhile goes out at once.
+  A change of the subject's state ends the acknowledgement (the engine's rule) and is notified
+  as any change is.
 - Flapping start/stop are notified as WARN and change no problem; SOFT events are ignored.
 - Events of one site arriving within `group_window` seconds of the first go out as one message
   per notifier (arriving: see `Grouper`); reminders due together for one site share a message
@@ -28,6 +32,7 @@ checked by `monitor.config.alerts`, whose docstring shows an example.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -39,7 +44,7 @@ from monitor.alerts.message import (
     state_severity,
 )
 from monitor.alerts.outbox import Problem, ProblemKey, subject_key
-from monitor.config.alerts import AlertsConfig, NotifierConfig
+from monitor.config.alerts import AlertsConfig
 from monitor.core.events import Event, EventKind
 from monitor.core.model import Severity
 
@@ -104,21 +109,32 @@ def _already_told(problem: Problem | None, event: Event) -> bool:
     return problem is not None and problem.event.notifiable and problem.event.after == event.after
 
 
-def _reminder_due(notifier: NotifierConfig, problem: Problem, now: float) -> bool:
-    interval = notifier.renotify_interval
-    return interval is not None and problem.event.notifiable and now - problem.last_sent >= interval
+# Until when each acknowledged subject's reminders are held (POSIX seconds), by subject key.
+Holds = Mapping[str, float]
+
+
+def _reminder_at(interval: float | None, problem: Problem, holds: Holds) -> float | None:
+    """When the problem's next reminder falls due; None when none will without a new event."""
+    if interval is None or not problem.event.notifiable:
+        return None
+    return max(problem.last_sent + interval, holds.get(problem.subject_key, -math.inf))
 
 
 def plan_reminders(
-    config: AlertsConfig, problems: Mapping[ProblemKey, Problem], now: float
+    config: AlertsConfig,
+    problems: Mapping[ProblemKey, Problem],
+    now: float,
+    holds: Holds | None = None,
 ) -> Plan:
     """Reminders of open problems that are due, one message per notifier and site."""
+    holds = {} if holds is None else holds
     messages: list[Message] = []
     changes: dict[ProblemKey, Problem | None] = {}
     for notifier in config.notifiers:
         by_site: dict[str, list[tuple[ProblemKey, Problem]]] = {}
         for key, problem in problems.items():
-            if key[0] == notifier.id and _reminder_due(notifier, problem, now):
+            at = _reminder_at(notifier.renotify_interval, problem, holds)
+            if key[0] == notifier.id and at is not None and at <= now:
                 by_site.setdefault(problem.event.site_id, []).append((key, problem))
         for site_id, due in sorted(by_site.items()):
             events = tuple(problem.event for _, problem in due)
@@ -144,13 +160,16 @@ def plan_reminders(
     return Plan(tuple(messages), changes)
 
 
-def next_reminder(config: AlertsConfig, problems: Mapping[ProblemKey, Problem]) -> float | None:
+def next_reminder(
+    config: AlertsConfig, problems: Mapping[ProblemKey, Problem], holds: Holds | None = None
+) -> float | None:
     """When the earliest reminder falls due, or None when none will without a new event."""
+    holds = {} if holds is None else holds
     intervals = {n.id: n.renotify_interval for n in config.notifiers}
     times = [
-        problem.last_sent + interval
+        due
         for (notifier_id, _), problem in problems.items()
-        if (interval := intervals.get(notifier_id)) is not None and problem.event.notifiable
+        if (due := _reminder_at(intervals.get(notifier_id), problem, holds)) is not None
     ]
     return min(times, default=None)
 

@@ -9,8 +9,10 @@ nowhere else: no error, log line or repr of this module holds it, and aiohttp's 
 
 `Follower` keeps a viewer attached: the state document, then the events after it; when the
 stream breaks it waits (1 s doubling to 30 s, with jitter) and resumes with `Last-Event-ID`, so
-nothing is lost; when the engine answers `resync` (another engine process, or a gap wider than
-its buffer), or an event could not be read, it starts again from the state document.
+nothing is lost (the engine replays what it missed, from its history when need be, ending such a
+replay with a `state` message: the state document, taken as one); when the engine answers
+`resync` (another history store, or a gap wider than it keeps), or an event could not be read,
+it starts again from the state document.
 """
 
 from __future__ import annotations
@@ -328,7 +330,8 @@ def stream_position(document: Document) -> str:
 class Follower:
     """Keeps a viewer attached to one engine until cancelled.
 
-    `on_document(document)` gets each state document (the first, and after every resync);
+    `on_document(document)` gets each state document (the first, after every resync, and
+    each `state` message);
     `on_message(event, payload)` each event after it, in order, none twice;
     `on_connection(connection)` each change of the link (and the reason it is down)."""
 
@@ -394,8 +397,12 @@ class Follower:
             payload = json.loads(event.data)
             if not isinstance(payload, dict):
                 raise ValueError("not a JSON object")
-            self._on_message(event, payload)
-        except ValueError as exc:  # a record this viewer cannot read: start again, whole
+            if event.event == "state":
+                stream_position(payload)  # a document it cannot resume from is unreadable
+                self._on_document(payload)
+            else:
+                self._on_message(event, payload)
+        except (ValueError, ApiError) as exc:  # one this viewer cannot read: start again
             log.warning("unreadable %s event from the engine: %s", printable(event.event), exc)
             self.last_event_id = None
             return False

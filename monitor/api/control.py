@@ -27,10 +27,11 @@ from monitor.api.keys import CALLER, MONITOR
 from monitor.api.roles import Role, requires
 from monitor.config.api import ApiConfig
 from monitor.core.options import OptionError, duration
-from monitor.engine.acks import Ack, AckRefused, NothingToAcknowledge
+from monitor.engine.acks import AckRefused, NothingToAcknowledge
 from monitor.engine.commands import NoScheduler
 from monitor.engine.pipeline import Monitor
 from monitor.output.records import iso_time
+from monitor.store.controls import Ack
 
 _CHECK = "/api/v1/checks/{check_id:.+}"
 _SUBJECT = "/api/v1/subjects/{subject_id:.+}/ack"
@@ -54,6 +55,7 @@ def ack_record(ack: Ack) -> dict[str, Any]:
         "by": ack.by,
         "at": iso_time(ack.at),
         "expires": iso_time(ack.expires),
+        "state": ack.state,
     }
 
 

@@ -4,8 +4,11 @@ folded into the same values a local engine hands its dashboard.
 `load(document)` starts (or starts again, after a resync) from the state document; `take(event,
 payload)` applies one message of the stream in order: a `result` moves the mirrored
 `EngineState` on by its patch (`codec.apply_patch`) and gives the `ProbeResult`, a `change` the
-`Event`, `pause` and `ack` what the engine now holds. A message that cannot be read raises
-`ValueError` (`RecordError`, `CodecError`): the follower then starts again from the document.
+`Event`, `pause` and `ack` what the engine now holds. A result the engine replayed from its
+store has no patch (`"state": null`): the mirrored state is then `stale`, patches are not
+applied to it, until the `state` message that ends the replay is loaded as a document. A
+message that cannot be read raises `ValueError` (`RecordError`, `CodecError`): the follower then
+starts again from the document.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Mirror:
         self.acks: dict[str, dict[str, Any]] = {}  # subject id -> the engine's ack record
         self.started_at: float | None = None
         self.recent_events: list[Event] = []  # the document's, for the event log to start with
+        self.stale = False  # a replayed result passed without its patch: a document is due
 
     def load(self, document: Mapping[str, Any]) -> list[ProbeResult]:
         """Start from a state document; returns each check's last result, in the document's
@@ -61,7 +65,7 @@ class Mirror:
             for entry in checks
             if entry.get("last_result") is not None
         ]
-        self.state = state
+        self.state, self.stale = state, False
         self.paused = {str(entry["check_id"]) for entry in checks if entry.get("paused")}
         self.acks = acks
         self.recent_events = recent
@@ -74,8 +78,11 @@ class Mirror:
             if kind == "result":
                 record = payload["result"]
                 result = result_from_record(record, self.refs.get(str(record.get("check_id"))))
-                if self.state is not None:
-                    self.state = apply_patch(self.state, payload["state"])
+                patch = payload["state"]
+                if patch is None:
+                    self.stale = True
+                elif self.state is not None and not self.stale:
+                    self.state = apply_patch(self.state, patch)
                 return result
             if kind == "change":
                 return event_from_record(payload["event"])

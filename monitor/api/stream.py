@@ -1,12 +1,14 @@
 """`GET /api/v1/state` and `GET /api/v1/events`: the picture, then everything that follows it.
 
-The event stream is Server-Sent Events: each message has `id: EPOCH.SEQ`, `event: TYPE` and one
-`data:` line of compact JSON (the types and their data: monitor.api.feed, and the `$defs` of
-`monitor/output/schema/state.schema.json`). It begins with `retry: 2000`; a `: keepalive`
-comment goes out after 15 s without a message, so proxies and clients see a live connection.
-With `Last-Event-ID` (the header, or `?last_event_id=` for clients that cannot set it) it
-resumes after that item; a position the feed no longer has gets one `resync` message and the
-end of the stream: the client refetches the state document and resumes from its position.
+The event stream is Server-Sent Events: each message has `id: EPOCH.SEQ` (SEQ the id the
+history store gave the item, EPOCH the store's own id: monitor.store.numbering), `event: TYPE`
+and one `data:` line of compact JSON (the types and their data: monitor.api.feed, and the
+`$defs` of `monitor/output/schema/state.schema.json`). It begins with `retry: 2000`; a
+`: keepalive` comment goes out after 15 s without a message, so proxies and clients see a live
+connection. With `Last-Event-ID` (the header, or `?last_event_id=` for clients that cannot set
+it) it resumes after that item, from memory or from the store, across restarts of the engine
+too; a position it cannot resume from gets one `resync` message and the end of the stream: the
+client refetches the state document and resumes from its position.
 
 Bounded: at most `max_stream_clients` streams (503 beyond), each with a queue of at most
 `stream_queue` items; a client that falls that far behind is disconnected, never buffered for.
@@ -16,18 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from monitor.api.control import ack_record
 from monitor.api.document import state_document
 from monitor.api.errors import error_response
-from monitor.api.feed import BadEventId, Feed, Message, MessageType, Subscription
+from monitor.api.feed import RING_SIZE, BadEventId, Feed, Message, Snapshot, Subscription
 from monitor.api.roles import Role, requires
-from monitor.engine.acks import AckChange
-from monitor.engine.commands import PauseChange
 from monitor.engine.pipeline import Monitor
 from monitor.output.records import json_line
 
@@ -36,6 +35,8 @@ RETRY_MS: Final = 2000  # how long an EventSource waits before reconnecting
 # Messages already queued go out in one write: a client that fell a little behind catches up
 # in a few writes, not one per message.
 WRITE_BATCH: Final = 100
+# How long a request waits for a starting engine to open its history (and so its numbering).
+OPEN_WAIT: Final = 30.0
 
 FEED: Final = web.AppKey("commwatch_feed", Feed)
 
@@ -62,21 +63,36 @@ def attach(
     config: StreamConfig,
     *,
     keepalive: float = KEEPALIVE,
+    ring_size: int = RING_SIZE,
 ) -> Feed:
-    """Number what `monitor` publishes from now on, acknowledgements and pauses included, and
+    """Keep what `monitor` publishes from now on, acknowledgements and pauses included, and
     serve it on `app`."""
-    feed, unwatch = Feed.attach(monitor)
+
+    def document(snapshot: Snapshot) -> dict[str, Any]:
+        acks = [ack_record(ack) for ack in monitor.acks]
+        return state_document(monitor, snapshot, acks, time.time())
+
+    feed, unwatch = Feed.attach(monitor, document, ring_size)
     app[FEED] = feed
-    unwatch_controls = monitor.watch_controls(_control_publisher(feed))
+
+    async def opened() -> None:
+        try:
+            await asyncio.wait_for(feed.wait_open(), OPEN_WAIT)
+        except TimeoutError:
+            raise web.HTTPServiceUnavailable(
+                text="the engine has not opened its history yet", headers={"Retry-After": "5"}
+            ) from None
 
     @requires(Role.VIEWER)
     async def state(request: web.Request) -> web.StreamResponse:
-        acks = [ack_record(ack) for ack in monitor.acks]
-        document = state_document(monitor, feed.snapshot(), acks, time.time())
-        return web.json_response(document, dumps=json_line, headers={"Cache-Control": "no-store"})
+        await opened()
+        return web.json_response(
+            document(feed.snapshot()), dumps=json_line, headers={"Cache-Control": "no-store"}
+        )
 
     @requires(Role.VIEWER)
     async def events(request: web.Request) -> web.StreamResponse:
+        await opened()
         last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         if len(feed.subscriptions) >= config.max_stream_clients:
             return error_response(
@@ -95,26 +111,12 @@ def attach(
 
     async def unwatch_monitor(_app: web.Application) -> None:
         unwatch()
-        unwatch_controls()
 
     app.router.add_get("/api/v1/state", state)
     app.router.add_get("/api/v1/events", events)
     app.on_shutdown.append(stop_streams)
     app.on_cleanup.append(unwatch_monitor)
     return feed
-
-
-def _control_publisher(feed: Feed) -> Callable[[AckChange | PauseChange], None]:
-    """What operators do, as the stream's `pause` and `ack` messages."""
-
-    def publish(change: AckChange | PauseChange) -> None:
-        if isinstance(change, PauseChange):
-            feed.publish_pause(change.check_id, change.paused)
-        else:
-            record = None if change.ack is None else ack_record(change.ack)
-            feed.publish_ack(change.subject_id, record)
-
-    return publish
 
 
 async def _stream(
@@ -131,10 +133,6 @@ async def _stream(
     try:
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
-        if subscription.resync is not None:
-            resync = Message("", MessageType.RESYNC, json_line({"reason": subscription.resync}))
-            await response.write(frame(resync))
-            return response
         transport = request.transport
         if transport is not None:
             # Dropped for falling behind: a write may be waiting on a reader that does not

@@ -2,21 +2,22 @@
 
 An acknowledgement belongs to the problem it was made for. It ends at its expiry, when its
 subject's confirmed state changes (a check from CRIT to WARN or OK, a group from AT RISK to
-DOWN: a new situation is news again), or when an operator withdraws it. The engine holds them
-(`Monitor.acknowledge`); they are not stored, and a restart forgets them.
+DOWN: a new situation is news again), or when an operator withdraws it. While it holds, alerting
+sends no reminder of that problem (monitor.alerts.policy). The engine holds them
+(`Monitor.acknowledge`) and stores every change (monitor.store.controls, the values' owner): a
+restarted engine takes up those still in force for the same problem (`take_up`).
 
 This module is pure: no clock and no I/O; times come from the caller.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.core.events import PENDING, CheckStatus, Event, EventKind, GroupStatus, LinkStatus
 from monitor.core.events import Subject as SubjectKind
 from monitor.core.text import printable
+from monitor.store.controls import Ack, AckChange, AckEnd
 
 MAX_COMMENT_CHARS = 500
 MAX_ACK_SECONDS = 30 * 86400.0
@@ -32,34 +33,6 @@ class AckRefused(ValueError):
 
 class NothingToAcknowledge(AckRefused):
     """The subject has no problem (or no confirmed state) to acknowledge."""
-
-
-class AckEnd(enum.StrEnum):
-    """Why an acknowledgement ended."""
-
-    EXPIRED = "expired"
-    STATE_CHANGED = "state changed"
-    WITHDRAWN = "withdrawn"
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    subject: SubjectKind
-    subject_id: str
-    comment: str  # printable, at most MAX_COMMENT_CHARS
-    by: str  # the name of the token it was made with
-    at: float  # POSIX seconds
-    expires: float
-
-
-@dataclass(frozen=True, slots=True)
-class AckChange:
-    """What watchers are told: an acknowledgement made (`ack`), or ended (`ack` None, and
-    `ended` the acknowledgement that was and why)."""
-
-    subject_id: str
-    ack: Ack | None
-    ended: tuple[Ack, AckEnd] | None = None
 
 
 def make_ack(
@@ -89,7 +62,7 @@ def make_ack(
         raise NothingToAcknowledge(
             f"{subject} {subject_id} is {state}: there is no problem to acknowledge"
         )
-    return Ack(subject, subject_id, shown, by, at, expires)
+    return Ack(subject, subject_id, shown, by, at, expires, str(state))
 
 
 class Acknowledgements:
@@ -129,3 +102,29 @@ class Acknowledgements:
 
     def next_expiry(self) -> float | None:
         return min((ack.expires for ack in self._by_subject.values()), default=None)
+
+    def take_up(
+        self, stored: Iterable[Ack], now: float, state_of: Mapping[str, object]
+    ) -> list[AckChange]:
+        """Hold again what a previous run of the engine held: those of `stored` still in
+        force for the problem they were made for (`state_of`: each subject's confirmed state
+        now; a subject not in it is no longer watched). The others end, as changes."""
+        ended = []
+        for ack in stored:
+            why = None
+            if ack.subject_id not in state_of:
+                why = AckEnd.UNWATCHED
+            elif ack.expires <= now:
+                why = AckEnd.EXPIRED
+            elif str(state_of[ack.subject_id]) != ack.state:
+                why = AckEnd.STATE_CHANGED
+            if why is None:
+                self._by_subject[ack.subject_id] = ack
+            else:
+                ended.append(AckChange(ack.subject_id, None, (ack, why)))
+        return ended
+
+
+def reminder_holds(acks: Iterable[Ack]) -> dict[str, float]:
+    """Until when each acknowledged subject's reminders are held, as alerting keys subjects."""
+    return {ack.subject_key: ack.expires for ack in acks}

@@ -1,8 +1,9 @@
 """What operators do to a running engine: run a check now, pause and resume it (an engine with a
 scheduler of its own, or the probe processes of `run --workers`), acknowledge a subject's
 problem and withdraw the acknowledgement (any engine). `Monitor` takes these from
-`OperatorCommands`; every change reaches its control watchers (`Monitor.watch_controls`), the
-API's event stream among them.
+`OperatorCommands`; every change is an item of the engine's stream (stored first, with history
+on) and reaches its control watchers (`Monitor.watch_controls`) and stream watchers
+(`Monitor.watch_stream`, the API's event stream).
 
 An engine fed from a source without steering (a central taking its agents' results) runs no
 checks, so it has nothing to run now or to pause: those commands raise `NoScheduler`, which the
@@ -13,29 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 
 from monitor.config.inventory import Check
 from monitor.core.events import Subject
-from monitor.engine.acks import Ack, AckChange, AckEnd, Acknowledgements, make_ack
+from monitor.engine.acks import Acknowledgements, make_ack, reminder_holds
 from monitor.engine.checks import status_of
 from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
 from monitor.engine.topology import Topology
+from monitor.store.controls import Ack, AckChange, AckEnd, Control, PauseChange
 
-
-@dataclass(frozen=True, slots=True)
-class PauseChange:
-    """An operator paused or resumed a check."""
-
-    check_id: str
-    paused: bool
-
-
-# Sees what operators do to the engine, as it happens: acknowledgements made and ended (an
-# end caused by a change of state comes right after the watchers saw that change), pauses.
-ControlWatcher = Callable[[AckChange | PauseChange], None]
+# Sees what operators do to the engine, in the engine's order: acknowledgements made and ended
+# (an end caused by a change of state comes after the watchers saw that change), pauses.
+ControlWatcher = Callable[[Control], None]
 
 
 class NoScheduler(Exception):
@@ -60,6 +52,9 @@ class OperatorCommands:
         self.acks = Acknowledgements()
         self._control_watchers: list[ControlWatcher] = []
         self._ack_expiry: asyncio.TimerHandle | None = None
+        # Told until when each acknowledged subject's reminders are held, whenever the
+        # acknowledgements in force change (the engine's alerting).
+        self.on_acks_changed: Callable[[dict[str, float]], None] | None = None
 
     def watch_controls(self, watcher: ControlWatcher) -> Callable[[], None]:
         """Call `watcher` for every acknowledgement made or ended and every check paused or
@@ -114,20 +109,37 @@ class OperatorCommands:
         subject = self.subject_of(subject_id)
         if subject is None:
             raise KeyError(subject_id)
-        state: object
-        if subject is Subject.CHECK:
-            check = self.state.checks.get(subject_id)
-            state = None if check is None else status_of(check.hard)
-        elif subject is Subject.LINK:
-            state = self.state.links.get(subject_id)
-        else:
-            state = self.state.groups.get(subject_id)
+        state = self.confirmed_state(subject, subject_id)
         ack = make_ack(
             subject, subject_id, state, comment=comment, by=by, at=time.time(), expires=expires
         )
         self._publish(self.acks.place(ack))
         self._arm_ack_expiry()
         return ack
+
+    def confirmed_state(self, subject: Subject, subject_id: str) -> object:
+        """The subject's confirmed state (a CheckStatus, LinkStatus or GroupStatus); None
+        before its first."""
+        if subject is Subject.CHECK:
+            check = self.state.checks.get(subject_id)
+            return None if check is None else status_of(check.hard)
+        if subject is Subject.LINK:
+            return self.state.links.get(subject_id)
+        return self.state.groups.get(subject_id)
+
+    def take_up_acks(self, stored: Iterable[Ack]) -> None:
+        """Hold again the acknowledgements a previous run held (the engine's start, once its
+        state is restored): those still in force for the same problem; the others end."""
+        stored = list(stored)
+        state_of = {
+            ack.subject_id: self.confirmed_state(ack.subject, ack.subject_id)
+            for ack in stored
+            if self.subject_of(ack.subject_id) is ack.subject
+        }
+        for change in self.acks.take_up(stored, time.time(), state_of):
+            self._publish(change)
+        self._acks_changed()
+        self._arm_ack_expiry()
 
     def withdraw_ack(self, subject_id: str) -> Ack | None:
         """End the acknowledgement of `subject_id`; the one that was, or None."""
@@ -156,6 +168,21 @@ class OperatorCommands:
             self._publish(change)
         self._arm_ack_expiry()
 
-    def _publish(self, change: AckChange | PauseChange) -> None:
+    def _publish(self, change: Control) -> None:
+        """A change made: alerting learns of the acknowledgements in force at once, watchers
+        of the change once it is announced."""
+        if isinstance(change, AckChange):
+            self._acks_changed()
+        self._announce(change)
+
+    def _acks_changed(self) -> None:
+        if self.on_acks_changed is not None:
+            self.on_acks_changed(reminder_holds(self.acks))
+
+    def _announce(self, change: Control) -> None:
+        """Tell the watchers of `change` (`Monitor` stores it first, and numbers it)."""
+        self._tell_controls(change)
+
+    def _tell_controls(self, change: Control) -> None:
         for watcher in tuple(self._control_watchers):
             watcher(change)

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import enum
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from monitor.config.inventory import Check, Inventory
 from monitor.config.traps import TrapsConfig
 from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
 from monitor.core.model import ProbeResult
+from monitor.engine.acks import reminder_holds
 from monitor.engine.commands import OperatorCommands
 from monitor.engine.links import links_up_text
 from monitor.engine.restore import restore
@@ -37,8 +39,10 @@ from monitor.engine.scheduler import Scheduler, SchedulerFigures, Steering
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
+from monitor.store.controls import Ack, Control
 from monitor.store.history import HistoryStore
 from monitor.store.schema import HistoryError
+from monitor.store.numbering import StreamOrigin
 from monitor.store.writer import HistoryWriter
 
 if TYPE_CHECKING:
@@ -49,6 +53,19 @@ log = logging.getLogger(__name__)
 # Sees every result and event the sinks see, in the same order, with the engine's state at
 # that moment (which may be ahead of the item: with history on, items are shown once stored).
 Watcher = Callable[[ProbeResult | Event, EngineState], None]
+
+
+class StreamWatcher(Protocol):
+    """Follows the engine's stream: every result, event and control, in order, with its id
+    (monitor.store.numbering) and the engine's state at that moment."""
+
+    def opened(self, origin: StreamOrigin) -> None:
+        """Where the ids of this run start: told once, before the first item."""
+
+    def published(
+        self, item_id: int | None, item: ProbeResult | Event | Control, state: EngineState
+    ) -> None:
+        """One item; `item_id` None for one a stalled store refused (shown, not stored)."""
 
 
 class ResultSource(Protocol):
@@ -285,7 +302,7 @@ class Monitor(OperatorCommands):
             if alerts and resilience.alerts.notifiers
             else None
         )
-        self._pending: list[tuple[int, ProbeResult | Event]] = []
+        self._pending: list[tuple[int, ProbeResult | Event | Control]] = []
         self._failure: Exception | None = None
         # Each result's events and when it arrived; the arrival times of those not yet taken
         # by alerting, oldest first.
@@ -293,6 +310,13 @@ class Monitor(OperatorCommands):
         self._unsubmitted: collections.deque[float] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[Watcher] = []
+        self._stream_watchers: list[StreamWatcher] = []
+        # Without history the engine numbers its items itself, from 1 under an epoch of its
+        # own; with it, the store does (known once the writer opened it).
+        self.stream_origin = None if history else StreamOrigin(secrets.token_hex(8), 0)
+        self._numbered = 0
+        if self._alerter is not None:
+            self.on_acks_changed = self._alerter.hold_reminders
         # Set once history and alerting run and the scheduler (or source) has started: the
         # engine serves.
         self.ready = asyncio.Event()
@@ -318,6 +342,14 @@ class Monitor(OperatorCommands):
         """Call `watcher` after the sinks for every item from now on; returns how to stop."""
         self._watchers.append(watcher)
         return lambda: self._watchers.remove(watcher)
+
+    def watch_stream(self, watcher: StreamWatcher) -> Callable[[], None]:
+        """Tell `watcher` where the ids start (now, or once history is open), then every item
+        with its id, after the sinks; returns how to stop."""
+        self._stream_watchers.append(watcher)
+        if self.stream_origin is not None:
+            watcher.opened(self.stream_origin)
+        return lambda: self._stream_watchers.remove(watcher)
 
     @property
     def history_path(self) -> Path | None:
@@ -356,13 +388,15 @@ class Monitor(OperatorCommands):
         part included."""
         self._loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as started:
-            last = await self._start_history(started)
+            last, acks = await self._start_history(started)
             if self._alerter is not None:
+                self._alerter.hold_reminders(reminder_holds(acks))  # before its first tick
                 last = await self._start_alerts(started, self._alerter, last)
             self.state = restore(self.topology, last)
             if self.traps is not None:
                 await self.traps.start()  # ListenError before any check has run
                 started.push_async_callback(self.traps.stop)
+            self.take_up_acks(acks)
             self.started_at = time.time()
             self._loop.call_soon(self.ready.set)  # once the scheduler's run has begun
             try:
@@ -376,15 +410,22 @@ class Monitor(OperatorCommands):
         if self._failure is not None:
             raise self._failure
 
-    async def _start_history(self, started: contextlib.AsyncExitStack) -> list[Event]:
-        """The writer's thread running, and each subject's last confirmed change it stored."""
+    async def _start_history(
+        self, started: contextlib.AsyncExitStack
+    ) -> tuple[list[Event], list[Ack]]:
+        """The writer's thread running, each subject's last confirmed change it stored, and
+        the acknowledgements it last held."""
         writer = self._writer
         if writer is None:
-            return []
+            return [], []
         writer.start()  # raises HistoryError at once for an unusable path
         started.push_async_callback(self._stop_history, writer)
+        assert writer.origin is not None  # known once started
+        self.stream_origin = writer.origin
+        for watcher in tuple(self._stream_watchers):
+            watcher.opened(writer.origin)
         with HistoryStore(writer.config.path) as store:
-            return store.last_events_before(time.time() + 1)
+            return store.last_events_before(time.time() + 1), store.acks()
 
     async def _stop_history(self, writer: HistoryWriter) -> None:
         await asyncio.to_thread(writer.close)
@@ -435,19 +476,33 @@ class Monitor(OperatorCommands):
             self._unsubmitted.append(arrived)
             self._alert_queue.put_nowait((arrived, events))
         if self._writer is None:
-            self._emit(result)
+            self._emit(result, self._number())
             for event in events:
-                self._emit(event)
+                self._emit(event, self._number())
             return
         self._stored(result, self._writer.add_result(result))
         for event in events:
             self._stored(event, self._writer.add_event(event))
 
-    def _stored(self, item: ProbeResult | Event, seq: int | None) -> None:
+    def _announce(self, change: Control) -> None:
+        """A control is an item of the stream like a result: stored, then shown."""
+        if self._writer is None:
+            self._emit(change, self._number())
+        else:
+            self._stored(change, self._writer.add_control(change))
+
+    def _number(self) -> int:
+        self._numbered += 1
+        return self._numbered
+
+    def _stored(self, item: ProbeResult | Event | Control, seq: int | None) -> None:
         """Show `item` once the writer has stored it (its sequence number `seq`)."""
         if seq is None:
-            # The store is stalled and refused it: show it anyway, it is not stored.
-            self._emit(item)
+            # The store is stalled and refused it: show it anyway, unstored and without an
+            # id, after what was queued before it (shown now, to keep the order).
+            if self._pending:
+                self._flush(self._pending[-1][0])
+            self._emit(item, None)
         else:
             self._pending.append((seq, item))
 
@@ -462,18 +517,27 @@ class Monitor(OperatorCommands):
             ready += 1
         stored, self._pending = self._pending[:ready], self._pending[ready:]
         try:
-            for _, item in stored:
-                self._emit(item)
+            for seq, item in stored:
+                self._emit(item, seq)
         except Exception as exc:
             # A sink that cannot take more (a closed pipe) ends the run, as in the scheduler.
             self._failure = exc
             self.stop()
 
-    def _emit(self, item: ProbeResult | Event) -> None:
+    def _emit(self, item: ProbeResult | Event | Control, seq: int | None) -> None:
+        origin = self.stream_origin
+        assert origin is not None  # nothing is shown before history is open
+        item_id = None if seq is None else origin.after + seq
         if isinstance(item, ProbeResult):
             self._on_result(item)
-        else:
+        elif isinstance(item, Event):
             self._on_event(item)
+        else:
+            self._tell_controls(item)
+        for stream_watcher in tuple(self._stream_watchers):
+            stream_watcher.published(item_id, item, self.state)
+        if not isinstance(item, ProbeResult | Event):
+            return
         for watcher in tuple(self._watchers):
             watcher(item, self.state)
         if self._source is not None and isinstance(item, ProbeResult):

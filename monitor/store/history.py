@@ -14,15 +14,27 @@ needs them.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 
 from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
+from monitor.store.controls import (
+    INSERT_CONTROL,
+    AckChange,
+    Control,
+    PauseChange,
+    ack_statements,
+    control_row,
+)
 from monitor.store.queries import HistoryReader
 from monitor.store.retention import MaintenanceStats, maintenance_steps
 from monitor.store.rows import INSERT_EVENT, INSERT_RESULT, event_row, result_row
-from monitor.store.schema import transaction
+from monitor.store.schema import LAST_ID_KEY, raise_meta, transaction
+
+# One item of the engine's stream, as the writer stores it: its id, the item, and (for a
+# control, which carries no time of its own) when it was made.
+Numbered = tuple[int, ProbeResult | Event | Control, float]
 
 
 class HistoryStore(HistoryReader):
@@ -33,14 +45,40 @@ class HistoryStore(HistoryReader):
         self,
         results: Iterable[ProbeResult] = (),
         events: Iterable[Event] = (),
+        controls: Iterable[tuple[Control, float]] = (),
         *,
         heartbeat: tuple[int, float] | None = None,
     ) -> None:
-        """Store results and events in one transaction: all of them, or none on error.
-        `heartbeat` (run id, time): that run was watching until then."""
+        """Store results, events and controls (each with when it was made) in one
+        transaction, numbered after the highest id handed out, results first."""
+        items: list[tuple[ProbeResult | Event | Control, float]] = [
+            *((result, 0.0) for result in results),
+            *((event, event.at) for event in events),
+            *controls,
+        ]
+        after = self.stream_origin().after
+        self.write_numbered(
+            [(after + n, item, at) for n, (item, at) in enumerate(items, 1)], heartbeat=heartbeat
+        )
+
+    def write_numbered(
+        self, items: Sequence[Numbered], *, heartbeat: tuple[int, float] | None = None
+    ) -> None:
+        """Store items under the ids the writer gave them, in one transaction: all of them,
+        or none on error. `heartbeat` (run id, time): that run was watching until then."""
+        results = [(n, *result_row(i)) for n, i, _ in items if isinstance(i, ProbeResult)]
+        events = [(n, *event_row(i)) for n, i, _ in items if isinstance(i, Event)]
         with transaction(self._db):
-            self._db.executemany(INSERT_RESULT, (result_row(r) for r in results))
-            self._db.executemany(INSERT_EVENT, (event_row(e) for e in events))
+            self._db.executemany(INSERT_RESULT, results)
+            self._db.executemany(INSERT_EVENT, events)
+            for item_id, item, at in items:
+                if isinstance(item, (AckChange, PauseChange)):
+                    self._db.execute(INSERT_CONTROL, (item_id, *control_row(item, at)))
+                    for statement, values in ack_statements(item):
+                        self._db.execute(statement, values)
+            if items:
+                # Ids handed out are never handed out again, even once deleted.
+                raise_meta(self._db, LAST_ID_KEY, max(item_id for item_id, _, _ in items))
             if heartbeat is not None:
                 self._db.execute(
                     "UPDATE runs SET last_at = MAX(last_at, ?) WHERE id = ?", heartbeat[::-1]

@@ -11,6 +11,9 @@ from typing import Self
 
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import Severity
+from monitor.store import numbering
+from monitor.store.controls import ACK_COLUMNS, Ack, ack_of_row
+from monitor.store.numbering import StoredItem, StreamOrigin
 from monitor.store.rows import (
     EVENT_COLUMNS,
     HOURLY_COLUMNS,
@@ -205,3 +208,23 @@ class HistoryReader:
                 LatencyPoint(started_at=started_at, severity=Severity[severity], latency_ms=latency)
             )
         return series
+
+    # --- the engine's stream (monitor.store.numbering) ----------------------------------------
+
+    def stream_origin(self) -> StreamOrigin:
+        return numbering.stream_origin(self._db)
+
+    def deleted_through(self) -> int:
+        """The highest stream id retention or downsampling deleted: a position before it may
+        have lost what followed."""
+        return numbering.deleted_through(self._db)
+
+    def stream_page(self, after: int, through: int, limit: int) -> list[tuple[int, StoredItem]]:
+        """Stored results, events and controls with ids in (after, through], the first `limit`
+        in id order."""
+        return numbering.stream_page(self._db, after, through, limit)
+
+    def acks(self) -> list[Ack]:
+        """The acknowledgements the engine last held in force (some may have expired since)."""
+        rows = self._db.execute(f"SELECT {ACK_COLUMNS} FROM acks ORDER BY at").fetchall()
+        return [ack_of_row(row) for row in rows]

@@ -1,6 +1,8 @@
 """Downsampling and retention: raw results older than `downsample_after` fold into hourly
-rows, everything older than `retention` goes, one short transaction at a time so that the
-writer's own commits interleave with maintenance and no step holds the write lock for long."""
+rows, everything older than `retention` goes (operators' controls too; the acknowledgements in
+force stay, whatever their age: they end by themselves), one short transaction at a time so
+that the writer's own commits interleave with maintenance and no step holds the write lock for
+long."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 from monitor.config.inventory import HistoryConfig
-from monitor.store.schema import HOUR, transaction
+from monitor.store.schema import DELETED_THROUGH_KEY, HOUR, raise_meta, transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class MaintenanceStats:
     deleted_hourly: int = 0
     deleted_events: int = 0
     deleted_runs: int = 0
+    deleted_controls: int = 0
 
 
 _DOWNSAMPLE = """
@@ -76,21 +79,32 @@ def _downsample(
         hour = math.floor(first / HOUR) * HOUR
         with transaction(db):
             db.execute(_DOWNSAMPLE, {"hour": hour, "end": hour + HOUR})
-            folded = db.execute(
-                "DELETE FROM results WHERE started_at >= ? AND started_at < ?",
+            ids = db.execute(
+                "DELETE FROM results WHERE started_at >= ? AND started_at < ? RETURNING id",
                 (hour, hour + HOUR),
-            ).rowcount
+            ).fetchall()
+            _deleted(db, ids)
+            folded = len(ids)
         stats = dataclasses.replace(stats, downsampled_results=stats.downsampled_results + folded)
         yield
 
 
-# What retention deletes: (table, what makes a row older than the cut-off, the count it adds to).
+def _deleted(db: sqlite3.Connection, ids: list[tuple[int]]) -> None:
+    """Rows of the engine's stream are gone: a viewer's position before them cannot resume
+    from the store (monitor.store.numbering)."""
+    if ids:
+        raise_meta(db, DELETED_THROUGH_KEY, max(row[0] for row in ids))
+
+
+# What retention deletes: (table, what makes a row older than the cut-off, the count it adds to,
+# whether its rows are items of the engine's stream).
 _PRUNED = (
-    ("results", "started_at < ?", "deleted_results"),
+    ("results", "started_at < ?", "deleted_results", True),
     # An hour goes once all of it is older than the retention.
-    ("results_hourly", f"hour + {HOUR} <= ?", "deleted_hourly"),
-    ("events", "at < ?", "deleted_events"),
-    ("runs", "COALESCE(ended_at, last_at) < ?", "deleted_runs"),
+    ("results_hourly", f"hour + {HOUR} <= ?", "deleted_hourly", False),
+    ("events", "at < ?", "deleted_events", True),
+    ("controls", "at < ?", "deleted_controls", True),
+    ("runs", "COALESCE(ended_at, last_at) < ?", "deleted_runs", False),
 )
 
 
@@ -98,15 +112,19 @@ def _prune(
     db: sqlite3.Connection, now: float, config: HistoryConfig, stats: MaintenanceStats
 ) -> Generator[None, None, MaintenanceStats]:
     oldest = now - config.retention
-    for table, condition, attribute in _PRUNED:
+    for table, condition, attribute, numbered in _PRUNED:
         deleted = _DELETE_SLICE
         while deleted == _DELETE_SLICE:
             with transaction(db):
-                deleted = db.execute(
+                ids = db.execute(
                     f"DELETE FROM {table} WHERE rowid IN "
-                    f"(SELECT rowid FROM {table} WHERE {condition} LIMIT {_DELETE_SLICE})",
+                    f"(SELECT rowid FROM {table} WHERE {condition} LIMIT {_DELETE_SLICE}) "
+                    "RETURNING rowid",
                     (oldest,),
-                ).rowcount
+                ).fetchall()
+                if numbered:
+                    _deleted(db, ids)
+            deleted = len(ids)
             stats = dataclasses.replace(stats, **{attribute: getattr(stats, attribute) + deleted})
             yield
     return stats

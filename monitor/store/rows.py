@@ -105,9 +105,9 @@ def result_row(result: ProbeResult) -> tuple[Any, ...]:
 
 
 INSERT_RESULT = (
-    "INSERT INTO results (check_id, site_id, link_id, kind, started_at, duration_ms, severity, "
-    "summary, error_class, error_message, latency_ms, observations, verdicts) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO results (id, check_id, site_id, link_id, kind, started_at, duration_ms, "
+    "severity, summary, error_class, error_message, latency_ms, observations, verdicts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 RESULT_COLUMNS = (
     "check_id, site_id, link_id, kind, started_at, duration_ms, severity, summary, error_class, "
@@ -151,8 +151,9 @@ def event_row(event: Event) -> tuple[Any, ...]:
 
 # A replayed event (same subject, change and time) is the same event: stored once.
 INSERT_EVENT = (
-    "INSERT INTO events (event_id, at, subject, subject_id, site_id, kind, before, after, cause, "
-    "suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+    "INSERT INTO events (id, event_id, at, subject, subject_id, site_id, kind, before, after, "
+    "cause, suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (event_id) DO NOTHING"
 )
 EVENT_COLUMNS = "at, subject, subject_id, site_id, kind, before, after, cause, suppressed"
 

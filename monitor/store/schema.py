@@ -1,24 +1,31 @@
 """The history database's tables and their versions: opening a file (WAL, busy timeout, never
 assuming it is alone), creating or upgrading its schema, and refusing one it cannot read.
 
-This module owns the tables `results`, `results_hourly`, `events`, `runs` and `meta` (the
-schema version lives under the key `history.schema_version`); the alerts' outbox keeps its own
-tables in the same file.
+This module owns the tables `results`, `results_hourly`, `events`, `runs`, `controls`, `acks`
+and `meta` (the schema version lives under the key `history.schema_version`, the stream's
+numbering under `history.store_id`, `history.last_id` and `history.deleted_through`: see
+monitor.store.numbering); the alerts' outbox keeps its own tables in the same file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from monitor.store.runs import Span, merge_spans
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 HOUR = 3600.0  # what a row of results_hourly covers
 _VERSION_KEY = "history.schema_version"
+# The stream's numbering (monitor.store.numbering): who numbers, the highest id handed out at
+# a commit, the highest id retention or downsampling deleted.
+STORE_ID_KEY = "history.store_id"
+LAST_ID_KEY = "history.last_id"
+DELETED_THROUGH_KEY = "history.deleted_through"
 # How long a connection waits for another one's write lock (the outbox's, say) before failing.
 BUSY_TIMEOUT_MS = 5000
 
@@ -95,6 +102,30 @@ CREATE INDEX IF NOT EXISTS runs_time ON runs (started_at);
 """
 
 
+# Version 3: what operators do, in the stream's order, and the acknowledgements in force
+# (monitor.store.controls); one sequence of ids across results, events and controls from now
+# on, named by a store id of its own.
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS controls (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_time ON controls (at);
+CREATE TABLE IF NOT EXISTS acks (
+    subject_id TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    state TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    by TEXT NOT NULL,
+    at REAL NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
+
 def _execute_script(connection: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
@@ -111,6 +142,40 @@ def _migrate_to_2(connection: sqlite3.Connection) -> None:
         "INSERT INTO runs (started_at, last_at, ended_at, learned) VALUES (?, ?, ?, 1)",
         ((start, end, end) for start, end in learn_runs(connection)),
     )
+
+
+def _migrate_to_3(connection: sqlite3.Connection) -> None:
+    _execute_script(connection, _SCHEMA_V3)
+    set_meta(connection, STORE_ID_KEY, secrets.token_hex(8))
+    # Before this version results and events were numbered apart, so their ids overlap: no
+    # stream position reaches back into them (they were never stream positions either).
+    (highest,) = connection.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM results), 0), "
+        "COALESCE((SELECT MAX(id) FROM events), 0))"
+    ).fetchone()
+    raise_meta(connection, DELETED_THROUGH_KEY, highest)
+
+
+def set_meta(connection: sqlite3.Connection, key: str, value: str) -> None:
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def raise_meta(connection: sqlite3.Connection, key: str, value: int) -> None:
+    """Set an integer of `meta` to `value` unless it holds more already."""
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+        "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+        (key, str(value)),
+    )
+
+
+def meta_int(connection: sqlite3.Connection, key: str) -> int:
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 # A check's results further apart than this many times its usual spacing: commwatch was not
@@ -142,7 +207,11 @@ def learn_runs(connection: sqlite3.Connection) -> list[Span]:
 
 # The migration seam: MIGRATIONS[n] takes a store at version n-1 to version n, inside the
 # transaction that records n. Version 0 is a file with none of our tables.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_to_1,
+    2: _migrate_to_2,
+    3: _migrate_to_3,
+}
 
 
 def connect(path: Path, create: bool) -> sqlite3.Connection:
@@ -213,11 +282,7 @@ def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
         _refuse_newer(version, path)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[target](connection)
-            connection.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_VERSION_KEY, str(target)),
-            )
+            set_meta(connection, _VERSION_KEY, str(target))
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")

@@ -1,4 +1,5 @@
-"""The writer thread: results and events stored from the event loop without ever blocking it."""
+"""The writer thread: results, events and controls stored from the event loop without ever
+blocking it, each under the id of the engine's stream it hands out (monitor.store.numbering)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any
 
 from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
-from monitor.store.history import HistoryStore
+from monitor.store.controls import Control
+from monitor.store.history import HistoryStore, Numbered
+from monitor.store.numbering import StreamOrigin
 from monitor.store.retention import MaintenanceStats
 from monitor.store.schema import HOUR, HistoryError
 
@@ -26,20 +28,25 @@ HEARTBEAT = 10.0
 
 
 class HistoryWriter:
-    """Stores results and events from the event loop without ever blocking it.
+    """Stores results, events and controls from the event loop without ever blocking it.
 
-    `add_result`/`add_event` only append to a bounded queue and return a sequence number; one
-    thread owns the writing connection and commits batches (up to `max_batch` rows, or whatever
-    arrived within `max_delay` of the first). After each commit, `acknowledged` is the highest
-    sequence number at or below which everything is stored, and `on_acknowledged` (if given) is
-    called with it from the writer thread.
+    `add_result`/`add_event`/`add_control` only append to a bounded queue and return a sequence
+    number (1, 2, 3, ... in this writer); one thread owns the writing connection and commits
+    batches (up to `max_batch` rows, or whatever arrived within `max_delay` of the first). After
+    each commit, `acknowledged` is the highest sequence number at or below which everything is
+    stored, and `on_acknowledged` (if given) is called with it from the writer thread.
+
+    Each item is stored under the id `origin.after + seq`: `origin` (known once `start()`
+    returned) is where the store's numbering stood when this writer opened it, so ids go on
+    from the last one any earlier writer handed out.
 
     When the disk stalls (or a write keeps failing, e.g. the database is locked or full), the
-    writer keeps retrying the same batch and the queue fills. A full queue REJECTS the newest
-    item: `add_*` returns None, `rejected_results`/`rejected_events` count it, and a warning is
-    logged once per stall. Rejecting the newest rather than dropping the oldest keeps the
-    acknowledgement exact: every item that got a number is stored before anything after it is
-    acknowledged. Probing never waits for the disk; the queue's memory stays bounded.
+    writer keeps retrying the same batch and the queue fills. A full queue (`capacity` items of
+    that kind) REJECTS the newest item: `add_*` returns None, `rejected_results`,
+    `rejected_events` or `rejected_controls` count it, and a warning is logged once per stall.
+    Rejecting the newest rather than dropping the oldest keeps the acknowledgement exact: every
+    item that got a number is stored before anything after it is acknowledged. Probing never
+    waits for the disk; the queue's memory stays bounded.
 
     Maintenance (downsampling, retention) runs in the same thread every `maintenance_interval`
     and on `request_maintenance()`, one short transaction at a time between batches.
@@ -76,8 +83,11 @@ class HistoryWriter:
         self._clock = clock
         self._retry_delay = retry_delay
         self._lock = threading.Condition()
-        self._results: collections.deque[tuple[int, ProbeResult]] = collections.deque()
-        self._events: collections.deque[tuple[int, Event]] = collections.deque()
+        # (seq, item, when it was queued), in sequence order; how many of each kind it holds.
+        self._queue: collections.deque[tuple[int, ProbeResult | Event | Control, float]] = (
+            collections.deque()
+        )
+        self._queued = {_RESULT: 0, _EVENT: 0, _CONTROL: 0}
         self._in_flight: list[int] = []  # sequence numbers taken but not yet committed
         self._last_seq = 0
         self._acknowledged = 0
@@ -85,6 +95,8 @@ class HistoryWriter:
         self._stalled = False
         self.rejected_results = 0
         self.rejected_events = 0
+        self.rejected_controls = 0
+        self.origin: StreamOrigin | None = None  # set by start()
         self._maintenance_waiters: list[concurrent.futures.Future[MaintenanceStats]] = []
         self._maintenance_requested = False
         self._thread: threading.Thread | None = None
@@ -104,18 +116,18 @@ class HistoryWriter:
             raise self._open_error
 
     def add_result(self, result: ProbeResult) -> int | None:
-        return self._add(self._results, result)
+        return self._add(_RESULT, result)
 
     def add_event(self, event: Event) -> int | None:
-        return self._add(self._events, event)
+        return self._add(_EVENT, event)
 
-    def _add(self, queue: collections.deque[tuple[int, Any]], item: Any) -> int | None:
+    def add_control(self, change: Control) -> int | None:
+        return self._add(_CONTROL, change)
+
+    def _add(self, kind: str, item: ProbeResult | Event | Control) -> int | None:
         with self._lock:
-            if len(queue) >= self._capacity:
-                if queue is self._results:
-                    self.rejected_results += 1
-                else:
-                    self.rejected_events += 1
+            if self._queued[kind] >= self._capacity:
+                setattr(self, f"rejected_{kind}s", getattr(self, f"rejected_{kind}s") + 1)
                 if not self._stalled:
                     self._stalled = True
                     log.warning(
@@ -125,8 +137,9 @@ class HistoryWriter:
                     )
                 return None
             self._last_seq += 1
-            queue.append((self._last_seq, item))
-            if len(self._results) + len(self._events) == 1 or self._full_batch():
+            self._queue.append((self._last_seq, item, self._clock()))
+            self._queued[kind] += 1
+            if len(self._queue) == 1 or self._full_batch():
                 self._lock.notify_all()
             return self._last_seq
 
@@ -138,7 +151,7 @@ class HistoryWriter:
     @property
     def queued(self) -> int:
         with self._lock:
-            return len(self._results) + len(self._events) + len(self._in_flight)
+            return len(self._queue) + len(self._in_flight)
 
     def wait_acknowledged(self, seq: int, timeout: float | None = None) -> bool:
         """Block (a thread, not the loop) until `seq` is stored; False on timeout or if the
@@ -187,11 +200,12 @@ class HistoryWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def _full_batch(self) -> bool:
-        return len(self._results) + len(self._events) >= self._max_batch
+        return len(self._queue) >= self._max_batch
 
     def _run(self) -> None:
         try:
             store = HistoryStore(self.config.path, create=True)
+            self.origin = store.stream_origin()
         except BaseException as exc:
             self._open_error = exc
             self._opened.set()
@@ -221,9 +235,8 @@ class HistoryWriter:
                 with self._lock:
                     maintenance.cancel(self._maintenance_waiters)
                 return
-            results, events = batch
-            if results or events or self._clock() >= next_heartbeat:
-                self._store(store, results, events)
+            if batch or self._clock() >= next_heartbeat:
+                self._store(store, batch)
                 next_heartbeat = self._clock() + self._heartbeat
             with self._lock:
                 if self._maintenance_requested:
@@ -237,47 +250,37 @@ class HistoryWriter:
             self._run_id = store.start_run(self._started_at, self._run_scope)
         return self._run_id
 
-    def _take_batch(
-        self, busy: bool, wake_at: float
-    ) -> tuple[list[ProbeResult], list[Event]] | None:
+    def _take_batch(self, busy: bool, wake_at: float) -> list[Numbered] | None:
         """The next batch to write; an empty one when maintenance or the heartbeat wants a
         turn (at `wake_at`); None to stop."""
         with self._lock:
             if not busy:
                 self._lock.wait_for(
-                    lambda: (
-                        self._results
-                        or self._events
-                        or self._stopping
-                        or self._maintenance_requested
-                    ),
+                    lambda: self._queue or self._stopping or self._maintenance_requested,
                     timeout=max(0.0, wake_at - self._clock()),
                 )
-            if (self._results or self._events) and not self._stopping:
+            if self._queue and not self._stopping:
                 # Give a trickle up to max_delay to become a batch: one commit, not hundreds.
                 self._lock.wait_for(
                     lambda: self._full_batch() or self._stopping, timeout=self._max_delay
                 )
-            if self._stopping and not (self._results or self._events):
+            if self._stopping and not self._queue:
                 return None
-            results: list[ProbeResult] = []
-            events: list[Event] = []
+            assert self.origin is not None  # opened before the first batch
+            batch: list[Numbered] = []
             # In sequence order, so each commit acknowledges everything it wrote.
-            while (self._results or self._events) and len(self._in_flight) < self._max_batch:
-                if not self._events or (self._results and self._results[0][0] < self._events[0][0]):
-                    seq, result = self._results.popleft()
-                    results.append(result)
-                else:
-                    seq, event = self._events.popleft()
-                    events.append(event)
+            while self._queue and len(self._in_flight) < self._max_batch:
+                seq, item, at = self._queue.popleft()
+                self._queued[_kind(item)] -= 1
+                batch.append((self.origin.after + seq, item, at))
                 self._in_flight.append(seq)
-            return results, events
+            return batch
 
-    def _store(self, store: HistoryStore, results: list[ProbeResult], events: list[Event]) -> None:
+    def _store(self, store: HistoryStore, batch: list[Numbered]) -> None:
         failing = False
         while True:
             try:
-                store.write(results, events, heartbeat=(self._run_of(store), self._clock()))
+                store.write_numbered(batch, heartbeat=(self._run_of(store), self._clock()))
                 break
             except sqlite3.Error as exc:
                 if not failing:
@@ -289,14 +292,22 @@ class HistoryWriter:
             log.warning("history: writing to %s again", store.path)
         with self._lock:
             self._in_flight.clear()
-            waiting = [q[0][0] for q in (self._results, self._events) if q]
-            self._acknowledged = min(waiting) - 1 if waiting else self._last_seq
+            self._acknowledged = self._queue[0][0] - 1 if self._queue else self._last_seq
             acknowledged = self._acknowledged
-            if self._stalled and len(self._results) + len(self._events) < self._capacity // 2:
+            if self._stalled and max(self._queued.values()) < self._capacity // 2:
                 self._stalled = False
             self._lock.notify_all()
         if self._on_acknowledged is not None:
             self._on_acknowledged(acknowledged)
+
+
+_RESULT, _EVENT, _CONTROL = "result", "event", "control"  # the kinds queued, each bounded
+
+
+def _kind(item: ProbeResult | Event | Control) -> str:
+    if isinstance(item, ProbeResult):
+        return _RESULT
+    return _EVENT if isinstance(item, Event) else _CONTROL
 
 
 class _Maintenance:
