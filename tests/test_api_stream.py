@@ -18,6 +18,7 @@ import referencing
 from aiohttp import web
 
 from monitor.api import codec, stream
+from monitor.api import feed as feed_module
 from monitor.api.feed import RING_SIZE, Feed
 from monitor.api.roles import Role, required_role
 from monitor.config.inventory import Inventory
@@ -27,6 +28,7 @@ from monitor.core.model import ProbeResult
 from monitor.engine.pipeline import Monitor
 from monitor.engine.state import EngineState
 from monitor.output.records import event_record, result_record
+from monitor.store.numbering import StreamOrigin
 from tests.conftest import REPO
 from tests.peers.tcp_peers import accepting_listener, closed_port
 from tests.sse_reader import SseMessage, SseStream, open_stream
@@ -63,6 +65,8 @@ class Served:
     published: list[ProbeResult | Event] = field(default_factory=list)  # what the sinks saw
     states: list[EngineState] = field(default_factory=list)  # the state with each item
     watched: list[bool] = field(default_factory=list)  # did anyone subscribe as it came
+    # Every item of the engine's stream, controls too, with its id and the state then.
+    numbered: list[tuple[int | None, object, EngineState]] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -76,11 +80,13 @@ class Served:
             raise AssertionError(f"no {what} within {WAIT} s") from None
 
 
-def write_inventory(folder: Path, up_port: int, down_port: int, checks: int) -> Path:
+def write_inventory(
+    folder: Path, up_port: int, down_port: int, checks: int, history: str = ""
+) -> Path:
     """`checks` checks on two sites: one link of each refuses (its check goes CRIT, its
-    group AT RISK), the rest accept."""
+    group AT RISK), the rest accept. `history`: more keys of the history block."""
     lines = [
-        f"history: {{path: {folder}/history.sqlite3}}",
+        f"history: {{path: {folder}/history.sqlite3{history}}}",
         "defaults: {interval: 100ms, timeout: 90ms, retries: 2, retry_interval: 50ms}",
         "sites:",
     ]
@@ -97,12 +103,37 @@ def write_inventory(folder: Path, up_port: int, down_port: int, checks: int) -> 
     return path
 
 
+class _Numbered:
+    """A stream watcher of the test's: every item with its id, after the feed's."""
+
+    def __init__(self, into: list[tuple[int | None, object, EngineState]]) -> None:
+        self.into = into
+
+    def opened(self, origin: StreamOrigin) -> None:
+        pass
+
+    def published(self, item_id: int | None, item: object, state: EngineState) -> None:
+        self.into.append((item_id, item, state))
+
+
 @contextlib.asynccontextmanager
 async def served(
-    folder: Path, limits: Limits = Limits(), checks: int = 6, keepalive: float = stream.KEEPALIVE
+    folder: Path,
+    limits: Limits = Limits(),
+    checks: int = 6,
+    keepalive: float = stream.KEEPALIVE,
+    *,
+    history: bool = True,
+    history_keys: str = "",
+    ring_size: int = RING_SIZE,
+    ports: tuple[int, int] | None = None,
 ) -> AsyncIterator[Served]:
-    async with accepting_listener() as up_port:
-        inventory = load_inventory(write_inventory(folder, up_port, closed_port(), checks))
+    """An engine serving its stream; `ports` (accepting, refusing) for its peers, else its
+    own: an engine started again on the same ports runs the same inventory."""
+    async with contextlib.AsyncExitStack() as peers:
+        if ports is None:
+            ports = (await peers.enter_async_context(accepting_listener()), closed_port())
+        inventory = load_inventory(write_inventory(folder, *ports, checks, history_keys))
         published: list[ProbeResult | Event] = []
         monitor = Monitor(
             inventory,
@@ -110,17 +141,20 @@ async def served(
             on_result=published.append,
             on_event=published.append,
             alerts=False,
+            history=history,
         )
         app = web.Application()
-        feed = stream.attach(app, monitor, limits, keepalive=keepalive)
+        feed = stream.attach(app, monitor, limits, keepalive=keepalive, ring_size=ring_size)
         states: list[EngineState] = []
         watched: list[bool] = []
+        numbered: list[tuple[int | None, object, EngineState]] = []
 
         def record(_item: ProbeResult | Event, state: EngineState) -> None:
             states.append(state)
             watched.append(bool(feed.subscriptions))
 
         monitor.watch(record)  # after the feed's watcher
+        monitor.watch_stream(_Numbered(numbered))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -128,7 +162,7 @@ async def served(
         port = runner.addresses[0][1]
         running = asyncio.create_task(monitor.run())
         try:
-            yield Served(port, monitor, feed, published, states, watched)
+            yield Served(port, monitor, feed, published, states, watched, numbered)
         finally:
             await runner.cleanup()
             monitor.stop()
@@ -257,37 +291,27 @@ async def test_a_dropped_viewer_resumes_with_nothing_lost_and_nothing_repeated(t
         assert [m.data for m in before + after + third] == [m.data for m in reference][-len(seen) :]
 
 
-async def test_a_position_the_feed_no_longer_has_gets_a_resync(tmp_path):
+async def resync_of(engine: Served, session: aiohttp.ClientSession, last_event_id: str) -> str:
+    viewer = await open_stream(
+        session, engine.url("/api/v1/events"), {"Last-Event-ID": last_event_id}
+    )
+    message = await viewer.next()
+    assert message is not None and message.event == "resync" and message.id is None
+    validate(message.json(), "resyncMessage")
+    assert await viewer.next() is None  # the stream ends: refetch the state
+    viewer.close()
+    return message.json()["reason"]
+
+
+async def test_a_position_of_another_store_or_ahead_gets_a_resync_and_a_bad_one_400(tmp_path):
     async with served(tmp_path) as engine, aiohttp.ClientSession() as session:
         await engine.until(lambda: engine.feed.seq >= 2, "some items")
         epoch = engine.feed.epoch
         first_seq = engine.feed.seq
-
-        async def resync_of(last_event_id: str) -> str:
-            viewer = await open_stream(
-                session, engine.url("/api/v1/events"), {"Last-Event-ID": last_event_id}
-            )
-            message = await viewer.next()
-            assert message is not None and message.event == "resync" and message.id is None
-            validate(message.json(), "resyncMessage")
-            assert await viewer.next() is None  # the stream ends: refetch the state
-            viewer.close()
-            return message.json()["reason"]
-
-        assert "another epoch" in await resync_of(f"{'0' * 16}.{first_seq}")
-        assert "ahead" in await resync_of(f"{epoch}.{first_seq + 10**6}")
-        # The ring moves on past the first items (pauses are items like any other).
-        for _ in range(RING_SIZE + 1):
-            engine.feed.publish_pause("north/fibre/c0", False)
-        assert "older than the last 10000 items" in await resync_of(f"{epoch}.{first_seq}")
-        # The oldest position the ring still follows resumes.
-        resumable = engine.feed.seq - RING_SIZE
-        viewer = await open_stream(
-            session, engine.url("/api/v1/events"), {"Last-Event-ID": f"{epoch}.{resumable}"}
+        assert "another engine or history store" in await resync_of(
+            engine, session, f"{'0' * 16}.{first_seq}"
         )
-        (message,) = await read(viewer, 1)
-        viewer.close()
-        assert message.seq == resumable + 1
+        assert "ahead" in await resync_of(engine, session, f"{epoch}.{first_seq + 10**6}")
         for bad in ("nonsense", f"{epoch}.", f"{epoch}.-3", f"{epoch}.١٢"):
             async with session.get(
                 engine.url("/api/v1/events"), headers={"Last-Event-ID": bad}
@@ -295,6 +319,58 @@ async def test_a_position_the_feed_no_longer_has_gets_a_resync(tmp_path):
                 assert answer.status == 400
                 error = (await answer.json())["error"]
                 assert error["status"] == 400 and "EPOCH.SEQ" in error["message"]
+
+
+async def test_a_position_older_than_the_history_keeps_gets_a_resync(tmp_path):
+    async with (
+        served(tmp_path, history_keys=", retention: 1s", ring_size=10) as engine,
+        aiohttp.ClientSession() as session,
+    ):
+        await engine.until(lambda: engine.feed.seq >= 2, "some items")
+        old = f"{engine.feed.epoch}.{engine.feed.seq}"
+        await asyncio.sleep(1.5)  # older than the retention, then deleted by maintenance
+        writer = engine.monitor._writer
+        assert writer is not None
+        stats = await asyncio.wrap_future(writer.request_maintenance())
+        assert stats.deleted_results > 0
+        assert "older than the history keeps" in await resync_of(engine, session, old)
+
+
+async def test_without_history_a_position_older_than_the_ring_gets_a_resync(tmp_path):
+    async with (
+        served(tmp_path, history=False, ring_size=10) as engine,
+        aiohttp.ClientSession() as session,
+    ):
+        await engine.until(lambda: engine.feed.seq >= 2, "some items")
+        epoch, first_seq = engine.feed.epoch, engine.feed.seq
+        await engine.until(lambda: engine.feed.seq >= first_seq + 11, "the ring to move on")
+        assert "older than the last 10 items" in await resync_of(
+            engine, session, f"{epoch}.{first_seq}"
+        )
+        # The oldest position the ring still follows resumes.
+        resumable = engine.feed.seq - 10
+        viewer = await open_stream(
+            session, engine.url("/api/v1/events"), {"Last-Event-ID": f"{epoch}.{resumable}"}
+        )
+        (message,) = await read(viewer, 1)
+        viewer.close()
+        assert message.seq == resumable + 1
+
+
+async def test_a_viewer_further_behind_than_the_replay_limit_gets_a_resync(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(feed_module, "REPLAY_LIMIT", 20)
+    async with (
+        served(tmp_path, ring_size=10) as engine,
+        aiohttp.ClientSession() as session,
+    ):
+        await engine.until(lambda: engine.feed.seq >= 2, "some items")
+        epoch, first_seq = engine.feed.epoch, engine.feed.seq
+        await engine.until(lambda: engine.feed.seq >= first_seq + 21, "more than the limit")
+        assert "more than 20 items were missed" in await resync_of(
+            engine, session, f"{epoch}.{first_seq}"
+        )
 
 
 async def test_a_reader_that_never_reads_is_dropped_and_holds_up_nobody(tmp_path):
