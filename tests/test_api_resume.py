@@ -117,9 +117,13 @@ async def restarted(tmp_path: Path, ports: tuple[int, int]) -> None:
         last = seen[-1]
         monitor = first.monitor
         await first.until(
-            lambda: monitor.subject_of("north/lte/router") is not None
-            and monitor.confirmed_state(monitor.subject_of("north/lte/router"), "north/lte/router")
-            is not None,
+            lambda: (
+                monitor.subject_of("north/lte/router") is not None
+                and monitor.confirmed_state(
+                    monitor.subject_of("north/lte/router"), "north/lte/router"
+                )
+                is not None
+            ),
             "the refusing check's confirmed state",
         )
         ack = monitor.acknowledge(

@@ -357,9 +357,7 @@ async def test_without_history_a_position_older_than_the_ring_gets_a_resync(tmp_
         assert message.seq == resumable + 1
 
 
-async def test_a_viewer_further_behind_than_the_replay_limit_gets_a_resync(
-    tmp_path, monkeypatch
-):
+async def test_a_viewer_further_behind_than_the_replay_limit_gets_a_resync(tmp_path, monkeypatch):
     monkeypatch.setattr(feed_module, "REPLAY_LIMIT", 20)
     async with (
         served(tmp_path, ring_size=10) as engine,

@@ -174,6 +174,53 @@ async def test_an_engine_restarted_behind_the_same_address_sends_the_viewer_to_i
         await up.stop()
 
 
+async def test_an_engine_restarted_on_its_store_resumes_the_viewer_with_nothing_lost(tmp_path):
+    """The same store, so the same numbering: the viewer's Last-Event-ID means something to the
+    new process, which replays from its store what the viewer missed of the old one."""
+    up = CountingPeer()
+    await up.start()
+    check = "psap/fibre/port"
+    try:
+        async with running_engine(tmp_path, {"fibre": up}) as engine:
+            proxy = CuttingProxy(engine.url)
+            await proxy.mend()
+            app = await attached(proxy.url)
+            async with app.run_test(size=SIZE, notifications=True) as pilot:
+                await until(pilot, lambda: cell(app, check, "status") == STATUS["OK"])
+                await until(pilot, lambda: app.connection is not None and app.connection.connected)
+                await proxy.cut()
+                await until(pilot, lambda: "disconnected since" in summary(app))
+                # While the viewer is away the check goes CRIT, and the engine stops.
+                await up.stop()
+                status, _ = await engine.request("POST", f"/api/v1/checks/{check}/run")
+                assert status == 202
+                async with asyncio.timeout(10):
+                    while (await engine.severities())[check] != "CRIT":
+                        await asyncio.sleep(0.1)
+                engine.process.terminate()
+                await engine.process.wait()
+                # Started again on the same store: its first run finds the check CRIT again.
+                async with running_engine(tmp_path, {"fibre": up}) as restarted:
+                    proxy.upstream = restarted.url
+                    await proxy.mend()
+                    await until(pilot, lambda: "disconnected" not in summary(app), timeout=10)
+                    # OK, the CRIT while away (replayed from the store), the restart's CRIT:
+                    # a viewer sent back to the document would have missed the middle one.
+                    await until(pilot, lambda: len(app.board.states[check].history) == 3, 15)
+                    await pilot.pause(0.5)
+                    assert [line.severity.name for line in app.board.states[check].history] == [
+                        "OK",
+                        "CRIT",
+                        "CRIT",
+                    ]
+                    changes = [line for line in log_lines(app) if f"→ ✖ CRIT  {check}" in line]
+                    assert len(changes) == 1, log_lines(app)
+                    assert app.mirror.state is not None and not app.mirror.stale
+                    assert app.mirror.state.checks[check].hard.name == "CRIT"
+    finally:
+        await up.stop()
+
+
 def test_the_backoff_doubles_from_one_second_to_thirty_with_jitter_and_honours_retry():
     for attempt, step in enumerate([1, 2, 4, 8, 16, 30, 30, 30]):
         waits = [backoff_delay(attempt) for _ in range(200)]

@@ -100,6 +100,9 @@ class RemoteApp(CommwatchApp):
         self._token = token
         self._ca_file = ca_file
         self._client: ApiClient | None = None
+        # When the newest result delivered of each check started (delivered: maybe not yet on
+        # the board), so a document that follows a replay shows none of them twice.
+        self._delivered: dict[str, float] = {}
         if mirror.started_at is not None:
             self.started_at = mirror.started_at  # "since": when the engine started
 
@@ -171,11 +174,15 @@ class RemoteApp(CommwatchApp):
 
     def _show_document(self, results: Sequence[ProbeResult]) -> None:
         for result in results:
-            shown = self.board.states.get(result.check.check_id)
-            if shown is None or shown.result is None or _newer(result, shown.result):
+            if result.started_at > self._delivered.get(result.check.check_id, -math.inf):
                 self.deliver(result)
         self.dashboard.show_paused(frozenset(self.mirror.paused))
         self._show_acks()
+
+    def deliver(self, result: ProbeResult) -> None:
+        check_id = result.check.check_id
+        self._delivered[check_id] = max(result.started_at, self._delivered.get(check_id, -math.inf))
+        super().deliver(result)
 
     def _engine_message(self, event: SseEvent, payload: dict[str, Any]) -> None:
         self._engine_said(event.event, payload)
@@ -300,7 +307,3 @@ def _history_line(record: dict[str, Any]) -> HistoryLine:
         return HistoryLine(done, severity, str(record["summary"]))
     except (KeyError, TypeError, ValueError):
         raise RecordError("the engine sent a stored result this viewer cannot read") from None
-
-
-def _newer(result: ProbeResult, shown: ProbeResult) -> bool:
-    return result.started_at > shown.started_at
