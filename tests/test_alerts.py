@@ -233,6 +233,27 @@ def test_reminders_for_open_problems_only_when_due_and_not_suppressed() -> None:
     assert plan_reminders(cfg, problems, T0 + 60).messages[0].key == message.key
 
 
+def test_an_acknowledged_problem_is_not_reminded_of_until_the_acknowledgement_expires() -> None:
+    cfg = config(webhook("ops", "http://192.0.2.1/ops", renotify_interval=60.0))
+    fibre, lte = link_change("fibre", "OK", "CRIT", T0)[1], link_change("lte", "OK", "CRIT", T0)[1]
+    problems = {
+        ("ops", "link:" + e.subject_id): Problem("ops", e, last_sent=T0) for e in (fibre, lte)
+    }
+    holds = {f"link:{fibre.subject_id}": T0 + 300}  # acknowledged for five minutes
+    # Due at T0 + 60, the acknowledged one is not; the other is, as without holds.
+    (message,) = plan_reminders(cfg, problems, T0 + 60, holds).messages
+    assert message.events == (lte,)
+    assert next_reminder(cfg, {k: p for k, p in problems.items() if "fibre" in k[1]}, holds) == (
+        T0 + 300
+    )
+    assert plan_reminders(cfg, problems, T0 + 299, holds).messages[0].events == (lte,)
+    # Once it expires, the reminder that fell due meanwhile goes out at once.
+    late = plan_reminders(cfg, problems, T0 + 300, holds).messages
+    assert {e.subject_id for m in late for e in m.events} == {fibre.subject_id, lte.subject_id}
+    # Without the hold (withdrawn), it is due as ever.
+    assert len(plan_reminders(cfg, problems, T0 + 60, {}).messages[0].events) == 2
+
+
 def test_a_suppressed_recovery_closes_the_problem_silently() -> None:
     crit = link_change("fibre", "OK", "CRIT", T0)[1]
     ok = ev(
@@ -784,6 +805,31 @@ async def test_reminders_repeat_until_resolved(db: Path, receiver: WebhookReceiv
         await alerter.aclose()
     kinds = [r.json["kind"] for r in receiver.accepted.values()]
     assert kinds[0] == "alert" and kinds.count("reminder") >= 2 and receiver.duplicates == []
+
+
+async def test_reminders_are_held_while_acknowledged_and_resume_after(
+    db: Path, receiver: WebhookReceiver
+) -> None:
+    cfg = config(webhook("ops", f"{receiver.base_url}/ops", renotify_interval=0.15), window=0.02)
+    alerter = await run_alerter(cfg, db)
+
+    def reminders() -> int:
+        return sum(r.json["kind"] == "reminder" for r in receiver.accepted.values())
+
+    try:
+        await alerter.submit(BACKUP_DOWN)
+        await receiver.wait_for(lambda _: reminders() >= 1)
+        # Acknowledged: every subject of the problem, for a second.
+        until = time.time() + 1.0
+        alerter.hold_reminders({f"{e.subject}:{e.subject_id}": until for e in BACKUP_DOWN})
+        await asyncio.sleep(0.1)  # a reminder already on its way may still land
+        held = reminders()
+        await asyncio.sleep(max(0.0, until - time.time() - 0.1))
+        assert reminders() == held  # six intervals went by, none reminded of
+        await receiver.wait_for(lambda _: reminders() >= held + 2)  # expired: reminded again
+    finally:
+        await alerter.aclose()
+    assert receiver.duplicates == []
 
 
 async def test_suppressed_and_soft_events_are_never_sent(
