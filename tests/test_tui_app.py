@@ -19,6 +19,7 @@ from tests.peers.tcp_peers import accepting_listener, closed_port
 from tests.peers.webhook_peers import WebhookReceiver
 from tests.tui_support import (
     ROWS,
+    acknowledge,
     cell,
     log_lines,
     log_on_screen,
@@ -87,6 +88,39 @@ async def test_run_now_runs_the_selected_check_again(tmp_path):
             await until(pilot, lambda: results_of(app, "site/link/live") == 2, timeout=3)
             assert results_of(app, "site/link/dead") == 1
             assert "Running site/link/live now." in toasts(app)
+
+
+async def test_an_acknowledgement_made_on_the_dashboard_is_the_engines_and_outlives_it(tmp_path):
+    async with accepting_listener() as live:
+        inventory = engine_inventory(tmp_path, live, closed_port(), "1m")
+        app = CommwatchApp(inventory, start_spread=0, operator="noc")
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: cell(app, "site/link/dead", "status") == "✖ CRIT")
+            app.dashboard.table.select_key("site/link/dead")
+            await acknowledge(pilot, "router swap at 14:00")
+            await until(pilot, lambda: cell(app, "site/link/dead", "status") == "✖ CRIT ack")
+            assert app.monitor is not None
+            ack = app.monitor.acks.get("site/link/dead")
+            assert ack is not None and (ack.by, ack.comment) == ("noc", "router swap at 14:00")
+            assert abs(ack.expires - ack.at - 4 * 3600) < 5  # the prompt's default
+            await until(pilot, lambda: cell(app, "link:site/link", "status") == "✖ DOWN")
+            app.dashboard.table.select_key("link:site/link")
+            await acknowledge(pilot, "carrier knows", "30m")
+            await until(pilot, lambda: app.monitor.acks.get("site/link") is not None)
+            await pilot.press("q")
+        # The engine stored them: a dashboard started again holds and shows them.
+        again = CommwatchApp(inventory, start_spread=0, operator="noc")
+        async with again.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: cell(again, "site/link/dead", "status") == "✖ CRIT ack")
+            await until(pilot, lambda: cell(again, "link:site/link", "status") == "✖ DOWN ack")
+            assert again.monitor is not None
+            assert {a.subject_id for a in again.monitor.acks} == {"site/link/dead", "site/link"}
+            # Ended here, it ends in the engine.
+            again.dashboard.table.select_key("site/link/dead")
+            await pilot.press("a")
+            await until(pilot, lambda: again.monitor.acks.get("site/link/dead") is None)
+            await until(pilot, lambda: cell(again, "site/link/dead", "status") == "✖ CRIT")
+            await pilot.press("q")
 
 
 async def test_pause_stops_results_and_resume_brings_them_back(tmp_path):

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.tui_support import (
     GROUPED,
     NOW,
     ROWS,
+    acknowledge,
     engine_view,
     help_bindings,
     scenario,
@@ -28,6 +30,7 @@ from tests.tui_support import (
     write_inventory,
 )
 from tui.app import CommwatchApp
+from tui.screens.acknowledge import AckPrompt
 from tui.screens.dashboard import FILTER_DELAY
 from tui.widgets.filter_input import FilterInput
 
@@ -56,7 +59,16 @@ async def select_certificate_check(pilot: Pilot[None]) -> None:
 
 async def problems_with_an_ack(pilot: Pilot[None]) -> None:
     pilot.app.dashboard.table.select_key("dispatch/mpls/radio-core")
-    await pilot.press("a", "p")
+    await acknowledge(pilot, "radio vendor on site")
+    await pilot.press("p")
+
+
+async def acknowledging_a_link(pilot: Pilot[None]) -> None:
+    pilot.app.dashboard.table.select_key("link:dispatch/mpls")
+    await pilot.press("a")
+    await until(pilot, lambda: isinstance(pilot.app.screen, AckPrompt))
+    pilot.app.screen.query_one("#ack-comment", Input).cursor_blink = False
+    await pilot.press(*"carrier ticket 7731")
 
 
 async def filtering(pilot: Pilot[None]) -> None:
@@ -82,6 +94,7 @@ CASES: dict[str, tuple[tuple[int, int], Callable[[Pilot[None]], Awaitable[None]]
     "certificate-detail-160x48": (WIDE, select_certificate_check),
     "problems-acked-80x24": (NARROW, problems_with_an_ack),
     "problems-acked-160x48": (WIDE, problems_with_an_ack),
+    "ack-prompt-80x24": (NARROW, acknowledging_a_link),
     "filter-80x24": (NARROW, filtering),
     "help-80x24": (NARROW, help_screen),
     "help-160x48": (WIDE, help_screen),
@@ -94,7 +107,7 @@ CASES: dict[str, tuple[tuple[int, int], Callable[[Pilot[None]], Awaitable[None]]
 async def test_screen_matches_its_snapshot(name, tmp_path):
     size, steps = CASES[name]
     inventory = write_inventory(tmp_path, GROUPED)
-    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW, operator="noc")
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: len(shown(app)) == ROWS + 1)
         app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Label, Static
 
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ErrorClass, ProbeResult, Severity
@@ -14,6 +14,7 @@ from tests.tui_support import (
     GROUPED,
     NOW,
     ROWS,
+    acknowledge,
     cell,
     certificate,
     engine_view,
@@ -32,6 +33,7 @@ from tests.tui_support import (
 )
 from tui.app import CommwatchApp
 from tui.present import age_text, info_text, sparkline, status_text
+from tui.screens.acknowledge import AckPrompt
 from tui.screens.dashboard import FILTER_DELAY, PROBLEMS_REFRESH
 from tui.screens.help import HelpScreen, key_display
 from tui.widgets.detail_pane import DetailPane
@@ -247,7 +249,7 @@ async def test_next_problem_skips_acknowledged_ones(inventory):
             "psap-north/lte/lte-router",
         ]
         app.dashboard.table.select_key("dispatch/mpls/radio-core")
-        await pilot.press("a")
+        await acknowledge(pilot)
         app.dashboard.table.move_cursor(row=0)
         await pilot.press("n", "n")
         assert app.dashboard.table.selected_key == "psap-north/fibre/resolver"
@@ -258,7 +260,7 @@ async def test_acknowledge_dims_a_problem_and_stops_counting_it(inventory):
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot, inventory)
         app.dashboard.table.select_key("dispatch/mpls/radio-core")
-        await pilot.press("a")
+        await acknowledge(pilot, "radio vendor on site")
         assert cell(app, "dispatch/mpls/radio-core", "status") == "✖ CRIT ack"
         assert "✖ 1 CRIT" in summary(app) and "1 ack" in summary(app)
         assert "acknowledged" in detail(app)
@@ -282,6 +284,68 @@ async def test_acknowledge_dims_a_problem_and_stops_counting_it(inventory):
         app.dashboard.table.select_key("dispatch/mpls/paging")
         await pilot.press("a")
         assert not app.board.acked - {"dispatch/mpls/radio-core"}
+
+
+async def test_the_acknowledge_prompt_asks_why_and_until_when_and_says_what_is_wrong(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW, operator="noc")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        app.dashboard.table.select_key("dispatch/mpls/radio-core")
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, AckPrompt))
+        prompt = app.screen
+        assert "check dispatch/mpls/radio-core (CRIT)" in rendered(
+            prompt.query_one("#ack-title", Label).render()
+        )
+        assert prompt.query_one("#ack-expires", Input).value == "4h"  # the default: a shift
+        # No comment: said under the form, and the prompt stays.
+        await pilot.press("enter", "enter")
+        assert isinstance(app.screen, AckPrompt)
+        assert "comment is required" in rendered(prompt.query_one("#ack-error", Static).render())
+        await pilot.press(*"vendor called", "enter", *["backspace"] * 2, *"soon", "enter")
+        assert isinstance(app.screen, AckPrompt)
+        assert "neither a duration" in rendered(prompt.query_one("#ack-error", Static).render())
+        await pilot.press(*["backspace"] * 4, *"31d", "enter")
+        assert "more than 30 days" in rendered(prompt.query_one("#ack-error", Static).render())
+        # Escape: nothing acknowledged.
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, AckPrompt))
+        assert app.board.acks == {} and not app.board.acked
+        # Answered: until the time asked, with the comment, shown in the row and the pane.
+        await acknowledge(pilot, "vendor called", "90m")
+        ack = app.board.acks["dispatch/mpls/radio-core"]
+        assert (ack.by, ack.comment, ack.expires) == ("noc", "vendor called", NOW + 5400)
+        assert cell(app, "dispatch/mpls/radio-core", "status") == "✖ CRIT ack"
+        assert "acknowledged by noc until 16:36:40 (1h left): vendor called" in detail(app)
+        # a again ends it, without a prompt.
+        await pilot.press("a")
+        await pilot.pause()
+        assert not isinstance(app.screen, AckPrompt)
+        assert app.board.acks == {} and cell(app, "dispatch/mpls/radio-core", "status") == "✖ CRIT"
+
+
+async def test_a_link_or_a_group_row_is_acknowledged_as_itself(inventory):
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW, operator="noc")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(shown(app)) == ROWS)
+        app.dashboard.apply_results(*engine_view(inventory, scenario(inventory)))
+        await pilot.pause()
+        app.dashboard.table.select_key("link:dispatch/mpls")
+        await acknowledge(pilot, "carrier ticket 7731", "2h")
+        assert set(app.board.acks) == {"dispatch/mpls"}
+        assert cell(app, "link:dispatch/mpls", "status") == "✖ DOWN ack"
+        assert "acknowledged by noc" in detail(app) and "carrier ticket 7731" in detail(app)
+        # Its checks are subjects of their own: not acknowledged by it.
+        assert cell(app, "dispatch/mpls/radio-core", "status") == "✖ CRIT"
+        app.dashboard.table.select_key("site:dispatch")
+        await acknowledge(pilot, "site visit booked")
+        assert set(app.board.acks) == {"dispatch/mpls", "dispatch"}
+        assert cell(app, "site:dispatch", "status") == "✖ DOWN ack"
+        # A row whose subject has no problem asks nothing.
+        app.dashboard.table.select_key("link:psap-north/lte")
+        await pilot.press("a")
+        await pilot.pause()
+        assert not isinstance(app.screen, AckPrompt) and "psap-north/lte" not in app.board.acks
 
 
 async def test_help_lists_every_key_and_closes(inventory):

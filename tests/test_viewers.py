@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from monitor.api.client import ApiClient, backoff_delay
-from tests.tui_support import cell, log_lines, rendered, toasts, until
+from tests.tui_support import acknowledge, cell, log_lines, rendered, toasts, until
 from tests.viewer_support import (
     LOOPBACK,
     OPERATOR_ENV,
@@ -89,19 +89,39 @@ async def test_pause_and_acknowledge_go_to_the_engine_and_a_viewer_token_is_told
             await until(pilot, lambda: "psap/lte/port" in app.dashboard.paused)
             document = await engine.state()
             assert [c["paused"] for c in document["checks"]] == [True]
-            await pilot.press("a")
+            await acknowledge(pilot, "lte modem swap", "2h")
             await until(pilot, lambda: "psap/lte/port" in app.board.acked)
             acks = (await engine.state())["acks"]
             assert [a["subject_id"] for a in acks] == ["psap/lte/port"]
+            assert (acks[0]["comment"], acks[0]["by"], acks[0]["state"]) == (
+                "lte modem swap",
+                "operator",
+                "CRIT",
+            )
+            # A link row is acknowledged as itself, in the engine.
+            app.dashboard.table.select_key("link:psap/lte")
+            await acknowledge(pilot, "carrier ticket 7731")
+            await until(pilot, lambda: "psap/lte" in app.board.acks)
+            assert cell(app, "link:psap/lte", "status") == "✖ DOWN ack"
+            acks = {a["subject_id"]: a for a in (await engine.state())["acks"]}
+            assert set(acks) == {"psap/lte/port", "psap/lte"}
+            assert acks["psap/lte"]["comment"] == "carrier ticket 7731"
 
         looker = await attached(engine.url, VIEWER_ENV)
         async with looker.run_test(size=SIZE, notifications=True) as pilot:
             # What another viewer did shows here: paused and acknowledged, from the engine.
             await until(pilot, lambda: "psap/lte/port" in looker.dashboard.paused)
             await until(pilot, lambda: "psap/lte/port" in looker.board.acked)
+            assert "carrier ticket 7731" in looker.board.acks["psap/lte"].comment
             looker.dashboard.table.select_key("psap/lte/port")
             await pilot.press("r")
             await until(pilot, lambda: any("needs an operator token" in t for t in toasts(looker)))
+            # Ending one needs an operator too.
+            await pilot.press("a")
+            await until(
+                pilot, lambda: sum("needs an operator token" in t for t in toasts(looker)) > 1
+            )
+            assert "psap/lte/port" in looker.board.acked
         assert down.accepted == 0
 
 

@@ -22,6 +22,7 @@ from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from probes.base import LatencyOptions
 from tui.app import CommwatchApp, help_sections
+from tui.screens.acknowledge import AckPrompt
 from tui.widgets.event_log import EventLog
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
@@ -250,3 +251,17 @@ def toasts(app: CommwatchApp) -> list[str]:
 def help_bindings() -> list[Binding]:
     """Every key the help screen lists, whichever section lists it."""
     return [binding for _, bindings in help_sections() for binding in bindings]
+
+
+async def acknowledge(
+    pilot: Pilot[None], comment: str = "on it, ticket 42", expires: str | None = None
+) -> None:
+    """`a` on the selected row, then the prompt answered as an operator types: the comment,
+    enter, the expiry (left at its default unless given), enter."""
+    await pilot.press("a")
+    await until(pilot, lambda: isinstance(pilot.app.screen, AckPrompt))
+    await pilot.press(*comment, "enter")
+    if expires is not None:
+        await pilot.press(*["backspace"] * 10, *expires)
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(pilot.app.screen, AckPrompt))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import getpass
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,24 +31,27 @@ from monitor.config.inventory import Check, Inventory
 from monitor.config.traps import TrapsConfig
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
+from monitor.engine.acks import moment
 from monitor.engine.pipeline import Monitor
 from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
+from monitor.store.controls import AckChange, Control
 from monitor.store.history import HistoryStore
 from tui.board import Board
 from tui.captured_logs import CapturedLogs
 from tui.messages import (
+    Acknowledge,
     EventArrived,
     HistoryLoaded,
     LogRecorded,
     ResultArrived,
     RunNow,
-    ToggleAcknowledge,
     TogglePause,
+    Unacknowledge,
 )
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
-from tui.state import HISTORY, TREND_POINTS, HistoryLine
+from tui.state import HISTORY, TREND_POINTS, AckShown, HistoryLine
 from tui.widgets.check_table import CheckTable
 from tui.widgets.detail_scroll import DetailScroll
 from tui.widgets.event_log import EventLog
@@ -100,9 +104,12 @@ class CommwatchApp(App[None]):
         history: bool = True,
         alerts: bool = True,
         traps: TrapsConfig | None = None,
+        operator: str | None = None,
     ) -> None:
         super().__init__()
         self.inventory = inventory
+        # Who acknowledges here: the user running the dashboard unless told.
+        self.operator = operator or _operator()
         self.board = Board(inventory, checks)
         self.now = clock
         self.started_at = clock()
@@ -169,6 +176,7 @@ class CommwatchApp(App[None]):
                 start_spread=self._start_spread,
                 traps=self._traps,
             )
+            self.monitor.watch_controls(self._engine_control)
             try:
                 await self.monitor.run()
             except self.monitor.start_errors() as exc:
@@ -239,6 +247,19 @@ class CommwatchApp(App[None]):
         self.dashboard.apply_results(
             [arrival.result for arrival in arrivals], events, self.engine_state()
         )
+        # Those the engine took up at its start show once their problems have.
+        self.show_engine_acks()
+
+    def show_engine_acks(self) -> None:
+        """The engine's acknowledgements, as the dashboard shows them."""
+        if self.monitor is not None:
+            self.dashboard.show_acknowledged(
+                {a.subject_id: AckShown(a.by, a.expires, a.comment) for a in self.monitor.acks}
+            )
+
+    def _engine_control(self, change: Control) -> None:
+        if isinstance(change, AckChange):
+            self.show_engine_acks()
 
     def engine_state(self) -> EngineState | None:
         """The state engine's state: it moves in the same loop as it reports, so read now it
@@ -277,9 +298,36 @@ class CommwatchApp(App[None]):
         )
         self.notify(f"{'Resumed' if resume else 'Paused'} {checks_text(check_ids)}.", timeout=2)
 
-    def on_toggle_acknowledge(self, message: ToggleAcknowledge) -> None:
-        """A local dashboard's acknowledgements are its own: nobody else watches this engine."""
-        self.dashboard.show_acknowledged(self.board.acked ^ {message.check_id})
+    def on_acknowledge(self, message: Acknowledge) -> None:
+        """The engine's acknowledgement, kept in its store; without an engine (a dashboard of
+        results handed to it), the board's own."""
+        try:
+            expires = moment(message.expires, self.now())
+            if self.monitor is None:
+                ack = AckShown(self.operator, expires, message.comment)
+                self.dashboard.show_acknowledged({**self.board.acks, message.subject_id: ack})
+            else:
+                self.monitor.acknowledge(
+                    message.subject_id, comment=message.comment, by=self.operator, expires=expires
+                )
+                self.show_engine_acks()
+        except KeyError:
+            self.notify(f"The engine does not judge {message.subject_id}.", timeout=4, markup=False)
+            return
+        except ValueError as exc:  # AckRefused too: the engine's reason
+            self.notify(f"Not acknowledged: {exc}", severity="error", timeout=6, markup=False)
+            return
+        self.notify(f"Acknowledged {message.subject_id}.", timeout=2, markup=False)
+
+    def on_unacknowledge(self, message: Unacknowledge) -> None:
+        if self.monitor is None:
+            acks = dict(self.board.acks)
+            acks.pop(message.subject_id, None)
+            self.dashboard.show_acknowledged(acks)
+        else:
+            self.monitor.withdraw_ack(message.subject_id)
+            self.show_engine_acks()
+        self.notify(f"Acknowledgement of {message.subject_id} ended.", timeout=2, markup=False)
 
     def _running_scheduler(self) -> Steering | None:
         if self.scheduler is None:
@@ -300,6 +348,14 @@ class CommwatchApp(App[None]):
             with contextlib.suppress(TimeoutError, WorkerCancelled, WorkerFailed):
                 await asyncio.wait_for(self._engine_worker.wait(), ENGINE_STOP_WAIT)
         self.exit()
+
+
+def _operator() -> str:
+    """Who acknowledges on a local dashboard: the user running it."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid, as in some containers
+        return "dashboard"
 
 
 def checks_text(check_ids: Sequence[str]) -> str:

@@ -1,14 +1,13 @@
 """The dashboard's model: every check's row state, in the inventory's site/link/check tree, the
 state engine's view (confirmed and soft states, links, redundancy groups, held notifications),
-plus what is only UI state (acknowledgements). No Textual here: the widgets ask it which rows
-to show and in what order (its `Outline`), how many checks are in which state (its `Tally`),
-and why a row is in its state, and it answers from plain data.
+plus the acknowledgements the engine holds (of checks, links and groups). No Textual here: the
+widgets ask it which rows to show and in what order (its `Outline`), how many checks are in
+which state (its `Tally`), and why a row is in its state, and it answers from plain data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from collections.abc import Set as AbstractSet
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from monitor.config.inventory import Check, Inventory, Link
@@ -34,7 +33,7 @@ from monitor.engine.pipeline import (
 from monitor.engine.state import EngineState
 from tui.outline import Outline
 from tui.rows import Level, NamedGroup, Row, Sort, group_key, link_key, prune, site_key
-from tui.state import HistoryLine, RowState, advance, finished_at, preloaded
+from tui.state import AckShown, HistoryLine, RowState, advance, finished_at, preloaded
 from tui.tally import ALL, Status, Tally
 
 
@@ -63,7 +62,19 @@ class Board:
             named.group.id for named in self.named_groups
         }
         self.states: dict[str, RowState] = {cid: RowState() for cid in self.checks}
+        # The engine's acknowledgements, by subject id; of them, the checks whose problem is
+        # acknowledged (their rows dimmed, counted apart).
+        self.acks: dict[str, AckShown] = {}
         self.acked: set[str] = set()
+        # The checks below each link and group subject: their rows and those above them show
+        # its acknowledgement.
+        self._checks_below: dict[str, tuple[str, ...]] = {}
+        for site in self.sites:
+            self._checks_below[site.id] = tuple(c.ref.check_id for c in _checks(site.links))
+            for link in site.links:
+                self._checks_below[link.full_id] = tuple(c.ref.check_id for c in link.checks)
+        for named in self.named_groups:
+            self._checks_below[named.group.id] = tuple(c.ref.check_id for c in _checks(named.links))
         groups_of_link: dict[str, list[str]] = {}
         for named in self.named_groups:
             for link in named.links:
@@ -130,7 +141,9 @@ class Board:
             self.states[check_id] = state
             touched.add(check_id)
             if state.severity is not previous.severity:
+                # A new state is news again (the engine ends its acknowledgement too).
                 self.acked.discard(check_id)
+                self.acks.pop(check_id, None)
             self.tally.move(check_id, before, self._status(check_id))
             if state.changed_at is not None and (
                 self._last_change is None or state.changed_at > self._last_change
@@ -247,11 +260,38 @@ class Board:
     def needs_attention(self, check_id: str) -> bool:
         return self.is_problem(check_id) and check_id not in self.acked
 
-    def acknowledged(self, check_ids: AbstractSet[str]) -> set[str]:
-        """Make these checks the acknowledged ones (those that are problems; an OK or pending
-        check cannot be acknowledged). Returns the checks whose acknowledgement changed."""
-        wanted = {cid for cid in check_ids if cid in self.states and self.is_problem(cid)}
+    def problem_of(self, row: Row) -> str | None:
+        """The problem a row's subject has, in words ("CRIT", "DOWN", "AT RISK"), for an
+        acknowledgement; None when it has none (or no confirmed state: nothing to
+        acknowledge)."""
+        if row.level is Level.CHECK:
+            state = self.states[row.key]
+            return None if not state.is_problem or state.severity is None else state.severity.name
+        if row.link is not None:
+            link_status = self.link_status(row.link)
+            return None if link_status in (None, LinkStatus.UP) else str(link_status)
+        group = self.group_status(row)
+        if group is None or group.status in (None, GroupStatus.RESILIENT):
+            return None
+        return str(group.status)
+
+    def acknowledged(self, acks: Mapping[str, AckShown]) -> set[str]:
+        """Make these the acknowledgements in force (by subject id; of checks, only those that
+        are problems count: an OK or pending check cannot be acknowledged). Returns the checks
+        whose rows (or the rows above them) now show something else."""
+        changed_subjects = {
+            sid for sid in acks.keys() | self.acks.keys() if acks.get(sid) != self.acks.get(sid)
+        }
+        self.acks = dict(acks)
+        touched = {
+            cid
+            for sid in changed_subjects
+            if sid not in self.states
+            for cid in self._checks_below.get(sid, ())
+        }
+        wanted = {cid for cid in acks if cid in self.states and self.is_problem(cid)}
         changed = wanted ^ self.acked
+        touched |= changed | (changed_subjects & self.states.keys())
         for check_id in changed:
             before = self._status(check_id)
             if check_id in self.acked:
@@ -259,7 +299,7 @@ class Board:
             else:
                 self.acked.add(check_id)
             self.tally.move(check_id, before, self._status(check_id))
-        return changed
+        return touched
 
     def _status(self, check_id: str) -> Status:
         return self.states[check_id].severity, check_id in self.acked
@@ -291,3 +331,7 @@ def _change(result: ProbeResult, before: Severity | None) -> Event:
         CheckStatus.of(result.severity),
         result.summary(),
     )
+
+
+def _checks(links: Iterable[Link]) -> Iterable[Check]:
+    return (check for link in links for check in link.checks)

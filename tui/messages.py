@@ -66,12 +66,23 @@ class TogglePause(Message):
         self.check_ids = tuple(check_ids)
 
 
-class ToggleAcknowledge(Message):
-    """The user asks for a problem's acknowledgement, or for it to end when there is one."""
+class Acknowledge(Message):
+    """The user acknowledges a subject's problem (a check, link or group), saying why, until
+    `expires` (as typed: a duration, "4h", or an ISO 8601 time with its offset)."""
 
-    def __init__(self, check_id: str) -> None:
+    def __init__(self, subject_id: str, comment: str, expires: str) -> None:
         super().__init__()
-        self.check_id = check_id
+        self.subject_id = subject_id
+        self.comment = comment
+        self.expires = expires
+
+
+class Unacknowledge(Message):
+    """The user ends the acknowledgement of a subject's problem."""
+
+    def __init__(self, subject_id: str) -> None:
+        super().__init__()
+        self.subject_id = subject_id
 
 
 class LogRecorded(Message):

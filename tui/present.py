@@ -12,7 +12,9 @@ import time
 from collections.abc import Sequence
 
 from monitor.core.model import ProbeResult, Severity
+from monitor.core.text import printable
 from probes import registry
+from tui.state import AckShown
 
 SYMBOLS = {Severity.OK: "✔", Severity.WARN: "▲", Severity.CRIT: "✖", Severity.UNKNOWN: "?"}
 PENDING_SYMBOL = "·"
@@ -69,6 +71,14 @@ def age_text(seconds: float) -> str:
 
 def clock_text(timestamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def ack_text(ack: AckShown, now: float) -> str:
+    """`acknowledged by noc until 18:00:00 (3h left): fibre cut, ticket 42`."""
+    return (
+        f"acknowledged by {printable(ack.by)} until {clock_text(ack.expires)} "
+        f"({age_text(ack.expires - now)} left): {printable(ack.comment)}"
+    )
 
 
 def sparkline(values: Sequence[float | None], width: int) -> str:

@@ -36,15 +36,20 @@ from monitor.core.model import ProbeResult, Severity
 from monitor.core.text import printable
 from monitor.engine.state import EngineState
 from tui.app import CommwatchApp, checks_text
-from tui.messages import HistoryLoaded, ResultArrived, RunNow, ToggleAcknowledge, TogglePause
+from tui.messages import (
+    Acknowledge,
+    HistoryLoaded,
+    ResultArrived,
+    RunNow,
+    TogglePause,
+    Unacknowledge,
+)
 from tui.present import clock_text
-from tui.state import HISTORY, TREND_POINTS, HistoryLine
+from tui.state import HISTORY, TREND_POINTS, AckShown, HistoryLine
 
 log = logging.getLogger(__name__)
 
 HISTORY_CHECKS = 500  # beyond this many checks, no history is asked for: a request per check
-ACK_EXPIRES = "4h"  # an acknowledgement from the dashboard lasts a shift at most
-ACK_COMMENT = "acknowledged on the dashboard"
 COMMANDS_AT_ONCE = 8  # requests in flight for a command on many checks (a site's row)
 
 
@@ -63,8 +68,8 @@ async def _set_paused(client: ApiClient, check_id: str, paused: bool) -> Said:
     return "pause", {"check_id": check_id, "paused": bool(answer.get("paused", paused))}
 
 
-async def _acknowledge(client: ApiClient, subject_id: str) -> Said:
-    ack = await client.acknowledge(subject_id, ACK_COMMENT, ACK_EXPIRES)
+async def _acknowledge(client: ApiClient, subject_id: str, comment: str, expires: str) -> Said:
+    ack = await client.acknowledge(subject_id, comment, expires)
     return "ack", {"subject_id": subject_id, "ack": ack}
 
 
@@ -205,7 +210,16 @@ class RemoteApp(CommwatchApp):
         self._show_acks()
 
     def _show_acks(self) -> None:
-        self.dashboard.show_acknowledged(self.mirror.acks.keys() & self.board.checks.keys())
+        shown = {}
+        for subject_id, record in self.mirror.acks.items():
+            try:
+                expires = timestamp(record["expires"])
+                shown[subject_id] = AckShown(
+                    printable(str(record["by"])), expires, printable(str(record["comment"]))
+                )
+            except (KeyError, ValueError):
+                log.warning("the engine sent an acknowledgement this viewer cannot read")
+        self.dashboard.show_acknowledged(shown)
 
     def _engine_link(self, connection: Connection) -> None:
         before, self.connection = self.connection, connection
@@ -242,19 +256,28 @@ class RemoteApp(CommwatchApp):
             [functools.partial(_set_paused, check_id=cid, paused=not resume) for cid in check_ids],
         )
 
-    def on_toggle_acknowledge(self, message: ToggleAcknowledge) -> None:
+    def on_acknowledge(self, message: Acknowledge) -> None:
+        message.prevent_default()  # the engine's, not a local one
+        subject_id = message.subject_id
+        self._command(
+            f"Acknowledged {subject_id}.",
+            [
+                functools.partial(
+                    _acknowledge,
+                    subject_id=subject_id,
+                    comment=message.comment,
+                    expires=message.expires,
+                )
+            ],
+        )
+
+    def on_unacknowledge(self, message: Unacknowledge) -> None:
         message.prevent_default()
-        check_id = message.check_id
-        if check_id in self.mirror.acks:
-            self._command(
-                f"Acknowledgement of {check_id} ended.",
-                [functools.partial(_unacknowledge, subject_id=check_id)],
-            )
-        else:
-            self._command(
-                f"Acknowledged {check_id} for {ACK_EXPIRES}.",
-                [functools.partial(_acknowledge, subject_id=check_id)],
-            )
+        subject_id = message.subject_id
+        self._command(
+            f"Acknowledgement of {subject_id} ended.",
+            [functools.partial(_unacknowledge, subject_id=subject_id)],
+        )
 
     def _command(self, done: str, requests: Sequence[Request]) -> None:
         self.run_worker(self._send(done, requests), group="commands")
@@ -281,7 +304,7 @@ class RemoteApp(CommwatchApp):
             if isinstance(outcome, tuple):
                 self._engine_said(*outcome)
         if not failures:
-            self.notify(done, timeout=2)
+            self.notify(done, timeout=2, markup=False)
         elif any(f.status == 403 for f in failures):
             self.notify(
                 "This needs an operator token: the viewer's token may only look.",

@@ -27,6 +27,16 @@ class HistoryLine:
 
 
 @dataclass(frozen=True, slots=True)
+class AckShown:
+    """An acknowledgement of a subject's problem as the dashboard shows it (the engine's:
+    local, or as its API says)."""
+
+    by: str
+    expires: float  # POSIX seconds
+    comment: str  # as the engine keeps it: printable
+
+
+@dataclass(frozen=True, slots=True)
 class RowState:
     """What is known about one check; `severity` is None until its first result."""
 

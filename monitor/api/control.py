@@ -16,7 +16,6 @@ resume with 409 Conflict, saying why.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from aiohttp import web
 from monitor.api.keys import CALLER, MONITOR
 from monitor.api.roles import Role, requires
 from monitor.config.api import ApiConfig
-from monitor.core.options import OptionError, duration
+from monitor.engine import acks
 from monitor.engine.acks import AckRefused, NothingToAcknowledge
 from monitor.engine.commands import NoScheduler
 from monitor.engine.pipeline import Monitor
@@ -124,25 +123,10 @@ async def resume(request: web.Request) -> web.Response:
 def moment(value: Any, now: float, *, ahead: bool, what: str) -> float:
     """POSIX seconds from a duration (`ahead` of `now`, else back from it: "4h") or an ISO 8601
     time with its UTC offset; 400 naming `what` for anything else."""
-    if not isinstance(value, str) or not value.strip():
-        raise web.HTTPBadRequest(text=f'{what} is a duration ("4h") or an ISO 8601 time')
     try:
-        seconds = duration(value)
-    except OptionError:
-        pass
-    else:
-        return now + seconds if ahead else now - seconds
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=f'{what} is neither a duration ("4h", "1d") nor an ISO 8601 time'
-        ) from None
-    if parsed.tzinfo is None:
-        raise web.HTTPBadRequest(
-            text=f"{what} has no UTC offset: write e.g. 2026-12-01T18:00:00Z or +01:00"
-        )
-    return parsed.timestamp()
+        return acks.moment(value, now, ahead=ahead)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{what} {exc}") from None
 
 
 def known_subject(request: web.Request) -> str:

@@ -12,10 +12,12 @@ This module is pure: no clock and no I/O; times come from the caller.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.core.events import PENDING, CheckStatus, Event, EventKind, GroupStatus, LinkStatus
 from monitor.core.events import Subject as SubjectKind
+from monitor.core.options import OptionError, duration
 from monitor.core.text import printable
 from monitor.store.controls import Ack, AckChange, AckEnd
 
@@ -33,6 +35,30 @@ class AckRefused(ValueError):
 
 class NothingToAcknowledge(AckRefused):
     """The subject has no problem (or no confirmed state) to acknowledge."""
+
+
+DEFAULT_EXPIRY = "4h"  # what a dashboard offers: a shift at most
+
+
+def moment(text: object, now: float, *, ahead: bool = True) -> float:
+    """POSIX seconds from a duration (`ahead` of `now`, else back from it: "4h") or an ISO 8601
+    time with its UTC offset; ValueError saying what it is not, to follow the thing's name
+    ("expires is neither ...")."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError('is a duration ("4h") or an ISO 8601 time')
+    try:
+        seconds = duration(text)
+    except OptionError:
+        pass
+    else:
+        return now + seconds if ahead else now - seconds
+    try:
+        parsed = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError('is neither a duration ("4h", "1d") nor an ISO 8601 time') from None
+    if parsed.tzinfo is None:
+        raise ValueError("has no UTC offset: write e.g. 2026-12-01T18:00:00Z or +01:00")
+    return parsed.timestamp()
 
 
 def make_ack(

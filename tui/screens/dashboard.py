@@ -3,7 +3,7 @@ detail pane, and every key that works on them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, ClassVar
 
@@ -20,9 +20,10 @@ from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.engine.state import EngineState
 from tui.board import Board
-from tui.messages import LogRecorded, RunNow, ToggleAcknowledge, TogglePause
-from tui.rows import Level, Sort
-from tui.state import HistoryLine
+from tui.messages import Acknowledge, LogRecorded, RunNow, TogglePause, Unacknowledge
+from tui.rows import Level, Row, Sort
+from tui.screens.acknowledge import AckAnswer, AckPrompt
+from tui.state import AckShown, HistoryLine
 from tui.widgets.check_table import HEADER_SORTS, CheckTable
 from tui.widgets.detail_pane import DetailPane
 from tui.widgets.detail_scroll import DetailScroll
@@ -60,7 +61,12 @@ class DashboardScreen(Screen[None]):
         Binding("n", "next_problem", "Next", tooltip="jump to the next unacknowledged problem"),
         Binding("r", "run_now", "Run", tooltip="run the selected check(s) now"),
         Binding("space", "toggle_pause", "Pause", tooltip="pause or resume the selected check(s)"),
-        Binding("a", "acknowledge", "Ack", tooltip="acknowledge the selected problem, or undo"),
+        Binding(
+            "a",
+            "acknowledge",
+            "Ack",
+            tooltip="acknowledge the selected problem (a check, link or group), or end it",
+        ),
         # Not in the footer: at 80 columns it would push Help and Quit off the screen.
         Binding(
             "enter",
@@ -344,18 +350,33 @@ class DashboardScreen(Screen[None]):
         self._show_detail(now)
 
     def action_acknowledge(self) -> None:
+        """Acknowledge the selected row's problem (asking why and for how long), or end its
+        acknowledgement."""
         row = self.table.selected_row
-        if row is None or row.level is not Level.CHECK:
-            self.notify("Select a check to acknowledge.", timeout=3)
+        if row is None:
+            self.notify("Select a row to acknowledge.", timeout=3)
             return
-        if not self.board.is_problem(row.key) and row.key not in self.board.acked:
+        subject_id = row.subject_id
+        if subject_id in self.board.acks or row.key in self.board.acked:
+            self.post_message(Unacknowledge(subject_id))
+            return
+        problem = self.board.problem_of(row)
+        if problem is None:
             self.notify("Only a problem can be acknowledged.", timeout=3)
             return
-        self.post_message(ToggleAcknowledge(row.key))
 
-    def show_acknowledged(self, acked: AbstractSet[str]) -> None:
-        """The checks whose problems are acknowledged now: rows, summary and detail say so."""
-        changed = self.board.acknowledged(acked)
+        def answered(answer: AckAnswer | None) -> None:
+            if answer is not None:
+                self.post_message(Acknowledge(subject_id, answer.comment, answer.expires))
+
+        self.app.push_screen(
+            AckPrompt(f"{_subject_words(row)} ({problem})", clock=self.now), answered
+        )
+
+    def show_acknowledged(self, acks: Mapping[str, AckShown]) -> None:
+        """The acknowledgements in force now, by subject id: rows, summary and detail say
+        so."""
+        changed = self.board.acknowledged(acks)
         if not (changed and self.live):
             return
         now = self.now()
@@ -377,3 +398,9 @@ class DashboardScreen(Screen[None]):
         self.connection = text
         if self.live:
             self._show_summary(self.now())
+
+
+def _subject_words(row: Row) -> str:
+    """The subject of a row as the engine names it: `check psap/fibre/cad-api`."""
+    kind = {Level.CHECK: "check", Level.LINK: "link"}.get(row.level, "group")
+    return f"{kind} {row.subject_id}"

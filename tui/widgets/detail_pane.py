@@ -19,7 +19,7 @@ from monitor.config.inventory import Check
 from monitor.core.model import CertificateInfo, ProbeResult, VantageResult
 from monitor.core.text import printable
 from tui.board import Board
-from tui.present import SYMBOLS, age_text, clock_text, status_text
+from tui.present import SYMBOLS, ack_text, age_text, clock_text, status_text
 from tui.rows import Level, Row
 from tui.state import HistoryLine, finished_at
 from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles
@@ -103,6 +103,8 @@ class DetailPane(SeverityStyles, Static):
         if held:
             standing.append("\n")
             standing += self.held_text(f"held: {reason}" for reason in held)
+        if (ack := board.acks.get(row.subject_id)) is not None:
+            standing.append("\n" + ack_text(ack, now))
         tally = Counter(
             {status_text(severity): n for severity, n in board.tally.row_tally(row.key).items()}
         )
@@ -156,6 +158,8 @@ class DetailPane(SeverityStyles, Static):
         if acked:
             line.append(" · acknowledged")
         parts.append(line)
+        if (ack := board.acks.get(check_id)) is not None:
+            parts.append(Text(ack_text(ack, now)))
         confirmed = board.check_state(check_id)
         if confirmed is not None and confirmed.is_soft:
             soft = confirmed.soft

@@ -54,6 +54,8 @@ def row_cells(
         label = board.link_label(row.link)
     if board.engine is not None:
         status = styles.state_mark(label)
+        if row.subject_id in board.acks:
+            status.append(" ack", styles.component_style("acked"))
     else:
         # No state engine (fabricated results): the worst below.
         severity, acked = board.tally.row_status(row.key)
