@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from monitor.api.client import ApiClient, backoff_delay
+from monitor.api.mirror import Mirror
 from tests.tui_support import acknowledge, cell, log_lines, rendered, toasts, until
 from tests.viewer_support import (
     LOOPBACK,
@@ -16,6 +17,7 @@ from tests.viewer_support import (
     VIEWER_ENV,
     CountingPeer,
     CuttingProxy,
+    PtyViewer,
     commwatch,
     free_port,
     running_engine,
@@ -255,8 +257,70 @@ async def test_a_viewer_that_cannot_attach_says_why_in_one_line(tmp_path):
     assert code == 3
     assert err.startswith(f"commwatch tui: cannot reach the engine at {nobody}")
     assert err.count("\n") == 1 and "Traceback" not in err
-    code, _, err = await commwatch("tui", "--connect", nobody, "--site", "psap")
-    assert code == 3 and "selection flags apply to a local run" in err
+
+
+def fibre_changes(app: RemoteApp) -> list[str]:
+    """The event log's changes of the fibre link and its check (subjects not selected)."""
+    subjects = ("  psap/fibre/port  ", "  link psap/fibre  ")
+    return [line for line in log_lines(app) if any(s in line for s in subjects)]
+
+
+async def test_the_selection_flags_choose_among_the_engines_checks(tmp_path):
+    up, down = CountingPeer(), CountingPeer()  # `down` never listens: its check goes CRIT
+    await up.start()
+    try:
+        async with running_engine(tmp_path, {"fibre": up, "lte": down}) as engine:
+            url = str(engine.url)
+            # A selection that names nothing of the engine's is a typo, answered with the
+            # valid names, as for an inventory; one that matches nothing says so.
+            token = ("--token-env", VIEWER_ENV)
+            code, _, err = await commwatch("tui", "--connect", url, *token, "--site", "psp")
+            assert code == 3 and "no site 'psp'" in err and "did you mean psap" in err
+            assert err.count("\n") == 1
+            code, _, err = await commwatch("tui", "--connect", url, *token, "--only", "nothing*")
+            assert code == 3 and "no check of the engine at" in err
+            # On a terminal: only the selected check's rows, its link judged by the engine.
+            viewer = PtyViewer(
+                "tui", "--connect", url, "--token-env", OPERATOR_ENV, "--only", "psap/lte/*"
+            )
+            await viewer.start()
+            try:
+                await viewer.wait_for("lte", "CRIT", "refused")
+                await asyncio.sleep(1.0)  # time to draw anything else it would
+                assert "fibre" not in viewer.text()
+            finally:
+                await viewer.stop()
+            # The dashboard's own: rows, counts and event log of the selection only.
+            async with ApiClient(engine.url, token=TOKENS[OPERATOR_ENV]) as client:
+                document = await client.state()
+            mirror = Mirror(str(engine.url))
+            mirror.load(document)
+            assert mirror.inventory is not None
+            lte = [c for c in mirror.inventory.checks if c.ref.link_id == "lte"]
+            app = RemoteApp(engine.url, document, token=TOKENS[OPERATOR_ENV], checks=lte)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: cell(app, "psap/lte/port", "status") == STATUS["CRIT"])
+                assert set(app.board.checks) == {"psap/lte/port"}
+                assert "psap/fibre/port" not in [row.key for row in app.dashboard.table.shown]
+                # The site is the engine's: one link of two down is its state, not "not
+                # evaluated" for want of the other's check.
+                await until(pilot, lambda: cell(app, "site:psap", "status") != "")
+                assert "NOT EVALUATED" not in cell(app, "site:psap", "status")
+                await until(pilot, lambda: any("psap/lte/port" in line for line in log_lines(app)))
+                assert not fibre_changes(app)
+                # Changes of what is not shown do not reach the log.
+                await up.stop()
+                status, _ = await engine.request("POST", "/api/v1/checks/psap/fibre/port/run")
+                assert status == 202
+                async with asyncio.timeout(10):
+                    while (await engine.severities())["psap/fibre/port"] != "CRIT":
+                        await asyncio.sleep(0.1)
+                # The site's own change is shown (its row is), and only it.
+                down = "→ ✖ DOWN  group psap"
+                await until(pilot, lambda: any(down in line for line in log_lines(app)), 10)
+                assert not fibre_changes(app)
+    finally:
+        await up.stop()
 
 
 async def test_the_engines_stored_history_is_shown_before_what_the_document_said(tmp_path):

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import json
 import re
+import shlex
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from monitor.cli.commands.web import tab_command
+from monitor.cli.parser import build_parser
 from tests.viewer_support import (
     LOOPBACK,
     OPERATOR_ENV,
@@ -224,3 +227,24 @@ async def test_it_listens_beyond_loopback_only_when_told():
     )
     assert code == 3
     assert "0.0.0.0 is not a loopback address" in err and "--allow-remote" in err
+
+
+def test_each_tab_shows_the_selection_it_was_given():
+    selection = ["--site", "psap", "--only", "psap/lte/*", "--tag", "radio"]
+    args = build_parser().parse_args(
+        ["web", "--connect", "http://127.0.0.1:9", "--token-env", "NOC_TOKEN", *selection]
+    )
+    words = shlex.split(tab_command(args, "http://127.0.0.1:9"))
+    assert words[words.index("tui") :] == [
+        "tui",
+        "--connect",
+        "http://127.0.0.1:9",
+        "--token-env",
+        "NOC_TOKEN",
+        "--only",
+        "psap/lte/*",
+        "--site",
+        "psap",
+        "--tag",
+        "radio",
+    ]

@@ -72,7 +72,9 @@ BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
 class CommwatchApp(App[None]):
     """The live dashboard over an inventory.
 
-    `engine=False` shows the inventory without running anything: results then come only from
+    `checks` are the rows (None: the whole inventory), `judged_by` the checks whose engine
+    judges the links and groups (None: those). `engine=False` shows the inventory without
+    running anything: results then come only from
     `deliver()` (tests, benchmarks). `lab` is entered before the engine starts and left after it
     stops, so a demo lab can live in the same loop as the checks against it. `history=False`
     neither stores nor reads the history; `alerts=False` sends no notifications; `traps`
@@ -97,6 +99,7 @@ class CommwatchApp(App[None]):
         inventory: Inventory,
         *,
         checks: Iterable[Check] | None = None,
+        judged_by: Iterable[Check] | None = None,
         engine: bool = True,
         lab: AbstractAsyncContextManager[Any] | None = None,
         clock: Callable[[], float] = time.time,
@@ -110,7 +113,7 @@ class CommwatchApp(App[None]):
         self.inventory = inventory
         # Who acknowledges here: the user running the dashboard unless told.
         self.operator = operator or _operator()
-        self.board = Board(inventory, checks)
+        self.board = Board(inventory, checks, judged_by)
         self.now = clock
         self.started_at = clock()
         self.monitor: Monitor | None = None

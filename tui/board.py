@@ -40,7 +40,15 @@ from tui.tally import ALL, Status, Tally
 class Board:
     """The rows' state: results and the engine's state go in (`apply`), questions come out."""
 
-    def __init__(self, inventory: Inventory, checks: Iterable[Check] | None = None) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        checks: Iterable[Check] | None = None,
+        judged_by: Iterable[Check] | None = None,
+    ) -> None:
+        """The rows of `checks` (None: all of the inventory's). Links and groups are judged as
+        the engine judges them from `judged_by`, the checks it runs (None: those shown; a
+        viewer of an engine shows a selection of what the engine runs)."""
         self.inventory = inventory
         wanted = None if checks is None else {c.ref.check_id for c in checks}
         self.sites = prune(inventory.sites, wanted)
@@ -94,7 +102,9 @@ class Board:
         self.engine: EngineState | None = None
         self.groups: dict[str, GroupSummary] = {}
         # What the selection can judge, and which checks decide each link.
-        self._topology = topology_of(inventory, self.checks.values())
+        self._topology = topology_of(
+            inventory, self.checks.values() if judged_by is None else judged_by
+        )
         self.confirmations = {cid: max(1, c.retries) for cid, c in self.checks.items()}
         # Why notifications about a subject are held, from its latest confirmed change.
         self._held: dict[str, tuple[Suppression, ...]] = {}
@@ -259,6 +269,10 @@ class Board:
 
     def needs_attention(self, check_id: str) -> bool:
         return self.is_problem(check_id) and check_id not in self.acked
+
+    def subject_ids(self) -> frozenset[str]:
+        """Every check, link and group the board has a row for, by the engine's ids."""
+        return frozenset(self.checks.keys() | self._checks_below.keys())
 
     def problem_of(self, row: Row) -> str | None:
         """The problem a row's subject has, in words ("CRIT", "DOWN", "AT RISK"), for an

@@ -15,7 +15,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from yarl import URL
@@ -31,6 +31,7 @@ from monitor.api.client import (
 from monitor.api.mirror import Mirror
 from monitor.api.readers import RecordError, timestamp
 from monitor.api.sse import SseEvent
+from monitor.config.inventory import Check
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult, Severity
 from monitor.core.text import printable
@@ -80,7 +81,9 @@ async def _unacknowledge(client: ApiClient, subject_id: str) -> Said:
 
 class RemoteApp(CommwatchApp):
     """The dashboard of one engine's API. `document` is its state document, read already (the
-    command line reads it first, to fail at once when the engine cannot be reached)."""
+    command line reads it first, to fail at once when the engine cannot be reached). `checks`
+    is a selection of the engine's (None: all of them): only those rows, and the links, sites
+    and groups they belong to, and only their changes in the event log, are shown."""
 
     def __init__(
         self,
@@ -90,17 +93,27 @@ class RemoteApp(CommwatchApp):
         token: str | None = None,
         ca_file: str | None = None,
         clock: Callable[[], float] = time.time,
+        checks: Iterable[Check] | None = None,
     ) -> None:
         mirror = Mirror(str(url))
         first = mirror.load(document)
         assert mirror.inventory is not None
-        super().__init__(mirror.inventory, engine=False, history=False, alerts=False, clock=clock)
+        super().__init__(
+            mirror.inventory,
+            checks=checks,
+            judged_by=mirror.inventory.checks,
+            engine=False,
+            history=False,
+            alerts=False,
+            clock=clock,
+        )
         self.sub_title = str(url)
         self.url = url
         self.mirror = mirror
         self.connection: Connection | None = None
         self._first = first
-        self._recent_events = mirror.recent_events  # the document's: the event log starts there
+        self._shown_subjects = self.board.subject_ids()
+        self._recent_events = [e for e in mirror.recent_events if self._shows(e)]
         self._position = stream_position(document)
         self._token = token
         self._ca_file = ca_file
@@ -197,11 +210,16 @@ class RemoteApp(CommwatchApp):
         if isinstance(item, ProbeResult):
             self.deliver(item)
         elif isinstance(item, Event):
-            self.deliver_event(item)
+            if self._shows(item):
+                self.deliver_event(item)
         elif kind == "pause":
             self.dashboard.show_paused(frozenset(self.mirror.paused))
         elif kind == "ack":
             self._show_acks()
+
+    def _shows(self, event: Event) -> bool:
+        """Whether the event is of a subject the dashboard shows (a selection shows some)."""
+        return event.subject_id in self._shown_subjects
 
     def apply_arrivals(self, arrivals: Sequence[ResultArrived]) -> None:
         super().apply_arrivals(arrivals)

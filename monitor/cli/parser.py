@@ -331,6 +331,7 @@ def _web(web: CommandParser) -> None:
         help="listen beyond loopback (the served dashboard has no login of its own)",
     )
     _add_attach_flags(web)
+    _add_filters(web)  # each tab shows that selection of the engine's checks
 
 
 def _demo(demo: CommandParser) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import sys
 
 from monitor.cli.commands import attach
-from monitor.cli.commands.selection import selection
+from monitor.cli.commands.selection import select_checks, selection, unknown_selection
 from monitor.cli.parsing import EXIT_UNKNOWN
 
 
@@ -38,15 +38,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _attached(args: argparse.Namespace) -> int:
     """The dashboard of the engine at --connect: its state is read first, so that a wrong URL
-    or token is one line on stderr, not a dashboard with nothing in it."""
+    or token is one line on stderr, not a dashboard with nothing in it. The selection flags
+    choose among the engine's checks, as they choose among an inventory's."""
     from monitor.api.client import ApiClient, ApiError
-    from monitor.api.readers import RecordError
+    from monitor.api.readers import RecordError, inventory_from_document
     from tui.remote import RemoteApp
 
-    if args.only or args.site or args.tag or args.kind or args.traps:
+    if args.traps:
         print(
-            "commwatch tui: --connect shows the engine's checks: the selection flags and "
-            "--traps apply to a local run",
+            "commwatch tui: --connect shows the engine's checks: --traps applies to a local run",
             file=sys.stderr,
         )
         return EXIT_UNKNOWN
@@ -59,7 +59,17 @@ def _attached(args: argparse.Namespace) -> int:
                 return await client.state()
 
         document = asyncio.run(first_document())
-        app = RemoteApp(url, document, token=token, ca_file=args.ca_file)
+        checks = None
+        if args.only or args.site or args.tag or args.kind:
+            engines = inventory_from_document(document, str(url))
+            problem = unknown_selection(engines, args)
+            checks = select_checks(engines, args)
+            if problem is None and not checks:
+                problem = f"no check of the engine at {url} matches the selection"
+            if problem is not None:
+                print(f"commwatch tui: {problem}", file=sys.stderr)
+                return EXIT_UNKNOWN
+        app = RemoteApp(url, document, token=token, ca_file=args.ca_file, checks=checks)
     except (attach.AttachError, ApiError, RecordError, OSError) as exc:
         print(f"commwatch tui: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN

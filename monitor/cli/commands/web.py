@@ -60,4 +60,7 @@ def tab_command(args: argparse.Namespace, url: str) -> str:
         words += ["--token-file", args.token_file]
     if args.ca_file:
         words += ["--ca-file", args.ca_file]
+    for flag in ("only", "site", "tag", "kind"):
+        for value in getattr(args, flag) or ():
+            words += [f"--{flag}", value]
     return shlex.join(words)
