@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Mapping
 
 import aiohttp
+import pytest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -203,11 +204,46 @@ async def test_openmetrics_when_asked_and_compressed_when_accepted(tmp_path, mon
     assert plain["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "Content-Encoding" not in plain
     assert om["Content-Type"].startswith(OPENMETRICS)  # and the escaping the library names
-    assert om["Content-Encoding"] == "gzip"
+    assert om["Content-Encoding"] == "gzip" and om["Vary"] == "Accept-Encoding"
     om_text = gzip.decompress(om_body).decode()
     assert om_text.endswith("# EOF\n")
     assert "# TYPE commwatch_results counter" in om_text
     assert b"# TYPE commwatch_results_total counter" in plain_body
+
+
+async def test_gzip_is_sent_only_where_the_scraper_takes_it(tmp_path, monkeypatch):
+    async with served_engine(tmp_path, monkeypatch) as served:
+        sent = {
+            accept: (await scrape(served, **{"Accept-Encoding": accept}))
+            for accept in ("gzip;q=0, identity", "*", "br;q=1, GZIP;q=0.5", "deflate")
+        }
+    refused, anything, weighted, other = (sent[a] for a in sent)
+    for headers, body in (refused, other):
+        assert "Content-Encoding" not in headers and body.endswith(b"\n")
+    for headers, body in (anything, weighted):
+        assert headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(body).startswith(b"# HELP ")
+
+
+@pytest.mark.parametrize(
+    ("header", "takes"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("*;q=0", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.001", True),
+        ("gzip;q=0, *", False),  # refused by name: `*` is for the codings not named
+        ("identity", False),
+        ("", False),
+        ("gzip;q=nonsense", False),
+        ("GZip ; Q=0.5", True),
+    ],
+)
+def test_accept_encoding_is_read_as_rfc_9110_says(header, takes):
+    assert metrics.accepts_gzip(header) is takes
 
 
 async def test_a_real_scrape_passes_promtool_check_metrics(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import gzip
 import logging
 import threading
 from collections import Counter
@@ -33,6 +34,7 @@ from monitor.api.metric_families import Scrape, families
 from monitor.api.roles import Role, requires
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
+from monitor.core.persistent import PersistentMap
 from monitor.engine.pipeline import Monitor
 from monitor.engine.state import EngineState
 
@@ -44,6 +46,10 @@ OUTBOX_WAIT = 2.0
 # Formats kept at once: text 0.0.4 and OpenMetrics, with room for escaping variants. The
 # Accept header names the format, so a scraper could name ever new ones: the oldest goes.
 KEPT_FORMATS = 4
+# Prometheus asks for gzip. zlib's level 1 compresses the 7 MB exposition of 10,000 checks in a
+# third of the time its default (6) takes, to about 15 % more bytes (0.42 MB against 0.36):
+# the scrape's time is what counts. Compressed in the encoding's worker thread.
+GZIP_LEVEL = 1
 
 
 class Exporter:
@@ -58,7 +64,9 @@ class Exporter:
             check_id: (check_id, policy.site_id, policy.link_id, checks[check_id].kind)
             for check_id, policy in topology.checks.items()
         }
-        self._latest: dict[str, ProbeResult] = {}
+        # Persistent: a scrape takes it as it is, and the kept exposition finds what changed
+        # since the last by the buckets a result touched (monitor/api/exposition.py).
+        self._latest: PersistentMap[str, ProbeResult] = PersistentMap()
         self._results: Counter[tuple[str, str]] = Counter()
         self._events: Counter[tuple[str, str]] = Counter()
         # Encoded in full after the engine's families at every scrape.
@@ -73,7 +81,7 @@ class Exporter:
 
     def _shown(self, item: ProbeResult | Event, _state: EngineState) -> None:
         if isinstance(item, ProbeResult):
-            self._latest[item.check.check_id] = item
+            self._latest = self._latest.set(item.check.check_id, item)
             self._results[item.check.kind, item.severity.name] += 1
         else:
             self._events[str(item.subject), str(item.kind)] += 1
@@ -92,7 +100,7 @@ class Exporter:
             topology=monitor.topology,
             check_labels=self._labels,
             state=monitor.state,
-            latest=dict(self._latest),
+            latest=self._latest,
             results=dict(self._results),
             events=dict(self._events),
             figures=monitor.figures(),
@@ -110,9 +118,10 @@ class Exporter:
             registry.register(collector)
         return registry
 
-    async def exposition(self, accept: str) -> tuple[bytes, str]:
+    async def exposition(self, accept: str, gzipped: bool = False) -> tuple[bytes, str]:
         """The body and its content type, in the format `accept` asks for (OpenMetrics when
-        the scraper prefers it, as Prometheus does, else the text format 0.0.4)."""
+        the scraper prefers it, as Prometheus does, else the text format 0.0.4); gzipped if
+        asked."""
         encoder, content_type = choose_encoder(accept)
         kept = self._formats.pop(content_type, None) or FormatCache(encoder)
         self._formats[content_type] = kept  # the newest last
@@ -122,7 +131,8 @@ class Exporter:
 
         def encode() -> bytes:
             with _PAUSE.collections():
-                return kept.exposition(scrape, self.collectors)
+                body = kept.exposition(scrape, self.collectors)
+            return gzip.compress(body, GZIP_LEVEL, mtime=0) if gzipped else body
 
         return await asyncio.to_thread(encode), content_type
 
@@ -174,10 +184,32 @@ EXPORTER = web.AppKey("commwatch_metrics_exporter", Exporter)
 @requires(Role.VIEWER)
 async def metrics(request: web.Request) -> web.Response:
     accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
-    body, content_type = await request.app[EXPORTER].exposition(accept)
-    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
-    response.enable_compression()  # when the scraper accepts it; Prometheus does
-    return response
+    gzipped = accepts_gzip(",".join(request.headers.getall(hdrs.ACCEPT_ENCODING, [])))
+    body, content_type = await request.app[EXPORTER].exposition(accept, gzipped)
+    headers = {hdrs.CONTENT_TYPE: content_type, hdrs.VARY: hdrs.ACCEPT_ENCODING}
+    if gzipped:
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header (RFC 9110, 12.5.3) takes gzip: named, or `*`, with a
+    weight above zero, and not refused by name."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0  # a weight that cannot be read accepts nothing
+        if coding:
+            weights[coding.lower()] = weight
+    named = weights.get("gzip", weights.get("x-gzip"))
+    return (weights.get("*", 0.0) if named is None else named) > 0
 
 
 def attach(app: web.Application, monitor: Monitor, config: object) -> None:
