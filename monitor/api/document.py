@@ -20,7 +20,7 @@ from monitor.config.inventory import Check, Group, Inventory, Link, Site
 from monitor.engine.pipeline import Monitor, group_summaries
 from monitor.output.records import event_record, group_record, iso_time, result_record
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 JsonObject = dict[str, Any]
 

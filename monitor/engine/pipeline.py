@@ -16,7 +16,6 @@ import collections
 import contextlib
 import enum
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from monitor.core.model import ProbeResult
 from monitor.engine.acks import reminder_holds
 from monitor.engine.commands import OperatorCommands
 from monitor.engine.links import links_up_text
+from monitor.engine.published import Publication, StreamWatcher
 from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
 from monitor.engine.scheduler import Scheduler, SchedulerFigures, Steering
@@ -42,7 +42,6 @@ from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topolo
 from monitor.store.controls import Ack, Control
 from monitor.store.history import HistoryStore
 from monitor.store.schema import HistoryError
-from monitor.store.numbering import StreamOrigin
 from monitor.store.writer import HistoryWriter
 
 if TYPE_CHECKING:
@@ -53,19 +52,6 @@ log = logging.getLogger(__name__)
 # Sees every result and event the sinks see, in the same order, with the engine's state at
 # that moment (which may be ahead of the item: with history on, items are shown once stored).
 Watcher = Callable[[ProbeResult | Event, EngineState], None]
-
-
-class StreamWatcher(Protocol):
-    """Follows the engine's stream: every result, event and control, in order, with its id
-    (monitor.store.numbering) and the engine's state at that moment."""
-
-    def opened(self, origin: StreamOrigin) -> None:
-        """Where the ids of this run start: told once, before the first item."""
-
-    def published(
-        self, item_id: int | None, item: ProbeResult | Event | Control, state: EngineState
-    ) -> None:
-        """One item; `item_id` None for one a stalled store refused (shown, not stored)."""
 
 
 class ResultSource(Protocol):
@@ -310,11 +296,7 @@ class Monitor(OperatorCommands):
         self._unsubmitted: collections.deque[float] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[Watcher] = []
-        self._stream_watchers: list[StreamWatcher] = []
-        # Without history the engine numbers its items itself, from 1 under an epoch of its
-        # own; with it, the store does (known once the writer opened it).
-        self.stream_origin = None if history else StreamOrigin(secrets.token_hex(8), 0)
-        self._numbered = 0
+        self._stream = Publication(numbered_here=not history)
         if self._alerter is not None:
             self.on_acks_changed = self._alerter.hold_reminders
         # Set once history and alerting run and the scheduler (or source) has started: the
@@ -345,11 +327,8 @@ class Monitor(OperatorCommands):
 
     def watch_stream(self, watcher: StreamWatcher) -> Callable[[], None]:
         """Tell `watcher` where the ids start (now, or once history is open), then every item
-        with its id, after the sinks; returns how to stop."""
-        self._stream_watchers.append(watcher)
-        if self.stream_origin is not None:
-            watcher.opened(self.stream_origin)
-        return lambda: self._stream_watchers.remove(watcher)
+        with its id, after the sinks and before the other watchers; returns how to stop."""
+        return self._stream.watch(watcher)
 
     @property
     def history_path(self) -> Path | None:
@@ -421,9 +400,7 @@ class Monitor(OperatorCommands):
         writer.start()  # raises HistoryError at once for an unusable path
         started.push_async_callback(self._stop_history, writer)
         assert writer.origin is not None  # known once started
-        self.stream_origin = writer.origin
-        for watcher in tuple(self._stream_watchers):
-            watcher.opened(writer.origin)
+        self._stream.opened(writer.origin)
         with HistoryStore(writer.config.path) as store:
             return store.last_events_before(time.time() + 1), store.acks()
 
@@ -476,9 +453,9 @@ class Monitor(OperatorCommands):
             self._unsubmitted.append(arrived)
             self._alert_queue.put_nowait((arrived, events))
         if self._writer is None:
-            self._emit(result, self._number())
+            self._emit(result, self._stream.count())
             for event in events:
-                self._emit(event, self._number())
+                self._emit(event, self._stream.count())
             return
         self._stored(result, self._writer.add_result(result))
         for event in events:
@@ -487,13 +464,9 @@ class Monitor(OperatorCommands):
     def _announce(self, change: Control) -> None:
         """A control is an item of the stream like a result: stored, then shown."""
         if self._writer is None:
-            self._emit(change, self._number())
+            self._emit(change, self._stream.count())
         else:
             self._stored(change, self._writer.add_control(change))
-
-    def _number(self) -> int:
-        self._numbered += 1
-        return self._numbered
 
     def _stored(self, item: ProbeResult | Event | Control, seq: int | None) -> None:
         """Show `item` once the writer has stored it (its sequence number `seq`)."""
@@ -525,17 +498,13 @@ class Monitor(OperatorCommands):
             self.stop()
 
     def _emit(self, item: ProbeResult | Event | Control, seq: int | None) -> None:
-        origin = self.stream_origin
-        assert origin is not None  # nothing is shown before history is open
-        item_id = None if seq is None else origin.after + seq
         if isinstance(item, ProbeResult):
             self._on_result(item)
         elif isinstance(item, Event):
             self._on_event(item)
         else:
             self._tell_controls(item)
-        for stream_watcher in tuple(self._stream_watchers):
-            stream_watcher.published(item_id, item, self.state)
+        self._stream.publish(seq, item, self.state)
         if not isinstance(item, ProbeResult | Event):
             return
         for watcher in tuple(self._watchers):
