@@ -38,10 +38,10 @@ from monitor.config.inventory import Check, Inventory  # noqa: E402
 from monitor.config.loader import load_inventory  # noqa: E402
 from monitor.core.conditions import evaluate  # noqa: E402
 from monitor.core.model import ErrorClass, ProbeError, ProbeResult, Severity  # noqa: E402
-from monitor.engine.pipeline import topology_of  # noqa: E402
 from monitor.engine.scheduler import Scheduler  # noqa: E402
 from monitor.engine.state import EngineState  # noqa: E402
 from monitor.engine.step import step  # noqa: E402
+from monitor.engine.views import topology_of  # noqa: E402
 
 __all__ = [
     "REPO",

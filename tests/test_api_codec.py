@@ -15,10 +15,10 @@ import pytest
 from monitor.api import codec
 from monitor.config.loader import load_inventory
 from monitor.core.model import ErrorClass, ProbeError, ProbeResult, Severity
-from monitor.engine.pipeline import topology_of
 from monitor.engine.restore import restore
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
+from monitor.engine.views import topology_of
 
 WINDOW_START = dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC).timestamp()
 

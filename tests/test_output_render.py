@@ -20,8 +20,8 @@ from monitor.core.model import (
     Severity,
     Verdict,
 )
-from monitor.engine.pipeline import GroupSummary
 from monitor.engine.state import GroupStatus
+from monitor.engine.views import GroupSummary
 from monitor.output.plugin import nagios_line
 from monitor.output.records import (
     event_record,

@@ -22,8 +22,9 @@ from monitor.config.loader import load_inventory
 from monitor.config.maintenance import Window
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
-from monitor.engine.pipeline import Monitor, topology_of
+from monitor.engine.pipeline import Monitor
 from monitor.engine.run_scope import scope_of
+from monitor.engine.views import topology_of
 from monitor.output.report import Outage, build_report
 from monitor.output.report_formats import render, span
 from monitor.store.history import HistoryStore

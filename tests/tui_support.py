@@ -17,9 +17,9 @@ from monitor.config.loader import load_inventory
 from monitor.core.conditions import Expectation
 from monitor.core.events import Event
 from monitor.core.model import CertificateInfo, ErrorClass, ProbeError, ProbeResult, Severity
-from monitor.engine.pipeline import topology_of
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
+from monitor.engine.views import topology_of
 from probes.base import LatencyOptions
 from tui.app import CommwatchApp, help_sections
 from tui.screens.acknowledge import AckPrompt

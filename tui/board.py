@@ -23,14 +23,14 @@ from monitor.core.events import (
 )
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.checks import CheckState
-from monitor.engine.pipeline import (
+from monitor.engine.state import EngineState
+from monitor.engine.views import (
     NOT_EVALUATED,
     GroupSummary,
     Unevaluated,
     group_summaries,
     topology_of,
 )
-from monitor.engine.state import EngineState
 from tui.outline import Outline
 from tui.rows import Level, NamedGroup, Row, Sort, group_key, link_key, prune, site_key
 from tui.state import AckShown, HistoryLine, RowState, advance, finished_at, preloaded

@@ -27,9 +27,10 @@ from monitor.config.inventory import Inventory
 from monitor.core.events import PENDING, GroupStatus, LinkStatus
 from monitor.core.model import ProbeResult
 from monitor.engine.checks import CheckState
-from monitor.engine.pipeline import NOT_EVALUATED, EngineFigures, group_summaries
+from monitor.engine.pipeline import EngineFigures
 from monitor.engine.state import EngineState
 from monitor.engine.topology import Topology
+from monitor.engine.views import NOT_EVALUATED, group_summaries
 from probes import registry
 
 # Bumped when a name, a type, a label or a meaning changes incompatibly; a new family or a

@@ -14,31 +14,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from monitor.alerts.alerter import Alerter
 from monitor.alerts.dispatcher import Gate
-from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
 from monitor.config.traps import TrapsConfig
-from monitor.core.events import PENDING, Event, GroupStatus, LinkStatus, Pending
+from monitor.core.events import Event
 from monitor.core.model import ProbeResult
 from monitor.engine.acks import reminder_holds
 from monitor.engine.commands import OperatorCommands
-from monitor.engine.links import links_up_text
 from monitor.engine.published import Publication, StreamWatcher
 from monitor.engine.restore import restore
 from monitor.engine.run_scope import scope_of
 from monitor.engine.scheduler import Scheduler, SchedulerFigures, Steering
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
-from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
+from monitor.engine.views import topology_of
 from monitor.store.controls import Ack, Control
 from monitor.store.history import HistoryStore
 from monitor.store.schema import HistoryError
@@ -71,134 +68,6 @@ class ResultSource(Protocol):
         history on, stored (or refused by a stalled store, as any result is). A durable source
         acknowledges it now; may come after `run` returned, while history closes."""
         ...
-
-
-def topology_of(
-    inventory: Inventory, checks: Iterable[Check] | None = None, *, confirm_at_once: bool = False
-) -> Topology:
-    """The state engine's view of the inventory, for `checks` (a selection; None: all of
-    them). Links whose deciding checks the selection leaves out stay unevaluated, and so do
-    groups with such a link: their state is never made up from part of what decides it.
-    `confirm_at_once` treats every result as confirmed, for a one-shot sweep where there is no
-    second result to wait for."""
-    selected = None if checks is None else {check.ref.check_id for check in checks}
-    policies, links = {}, {}
-    for link in inventory.links:
-        check_ids = tuple(c.ref.check_id for c in link.checks)
-        links[link.full_id] = LinkPolicy(
-            link_id=link.full_id,
-            site_id=link.site_id,
-            deciding_checks=link.availability_from or check_ids,
-            depends_on=link.depends_on,
-        )
-        for check in link.checks:
-            if selected is not None and check.ref.check_id not in selected:
-                continue
-            policies[check.ref.check_id] = CheckPolicy(
-                check_id=check.ref.check_id,
-                site_id=link.site_id,
-                link_id=link.full_id,
-                confirmations=1 if confirm_at_once else max(1, check.retries),
-                depends_on=check.depends_on,
-            )
-    resilience = inventory.resilience
-    groups = {
-        g.id: GroupPolicy(group_id=g.id, site_id=g.site_id, link_ids=g.link_ids, min_up=g.min_up)
-        for g in resilience.groups
-    }
-    windows = resilience.maintenance
-    return Topology(
-        checks=policies,
-        links=links,
-        groups=groups,
-        flap=resilience.flapping,
-        in_maintenance=lambda ids, at: maintenance.in_maintenance(windows, ids, at),
-    )
-
-
-class Unevaluated(enum.StrEnum):
-    """The label of a group a selection of checks cannot judge: no state, not even PENDING."""
-
-    NOT_EVALUATED = "NOT EVALUATED"
-
-
-NOT_EVALUATED: Final = Unevaluated.NOT_EVALUATED
-
-
-@dataclass(frozen=True)
-class GroupSummary:
-    """A redundancy group as far as a selection of checks can judge it."""
-
-    group_id: str
-    name: str
-    site_id: str
-    status: GroupStatus | None  # None: not evaluated, or a link has no status yet
-    up: int
-    unknown: int
-    total: int
-    min_up: int
-    not_evaluated: tuple[str, ...] = ()  # links whose deciding checks are not all selected
-    waiting: tuple[str, ...] = ()  # evaluated links with no status yet
-
-    @property
-    def evaluated(self) -> bool:
-        return not self.not_evaluated
-
-    @property
-    def label(self) -> GroupStatus | Pending | Unevaluated:
-        """The status; NOT EVALUATED, or PENDING while a link has no status yet."""
-        if not self.evaluated:
-            return NOT_EVALUATED
-        return PENDING if self.status is None else self.status
-
-    def describe(self) -> str:
-        """What the label rests on, in a few words."""
-        if not self.evaluated:
-            return f"checks deciding {', '.join(self.not_evaluated)} are not selected"
-        if self.status is None:
-            return f"no state yet for {', '.join(self.waiting)}"
-        return links_up_text(self.up, self.unknown, self.total, self.min_up)
-
-
-def group_summaries(
-    inventory: Inventory, topology: Topology, state: EngineState
-) -> tuple[GroupSummary, ...]:
-    """Every group the topology's checks touch; one they do not touch at all is not part of
-    what was asked, and is left out."""
-    summaries = []
-    for g in inventory.resilience.groups:
-        if not any(link in topology.observed_links for link in g.link_ids):
-            continue
-        not_evaluated = tuple(lid for lid in g.link_ids if lid not in topology.evaluated_links)
-        statuses = [state.links.get(lid) for lid in g.link_ids]
-        summaries.append(
-            GroupSummary(
-                group_id=g.id,
-                name=g.name,
-                site_id=g.site_id,
-                status=None if not_evaluated else state.groups.get(g.id),
-                up=statuses.count(LinkStatus.UP),
-                unknown=statuses.count(LinkStatus.UNKNOWN),
-                total=len(g.link_ids),
-                min_up=g.min_up,
-                not_evaluated=not_evaluated,
-                waiting=tuple(
-                    lid for lid, status in zip(g.link_ids, statuses, strict=True) if status is None
-                ),
-            )
-        )
-    return tuple(summaries)
-
-
-def sweep_state(
-    inventory: Inventory, checks: Iterable[Check], results: Iterable[ProbeResult]
-) -> tuple[Topology, EngineState]:
-    """The state one sweep of `checks` shows, every result taken as confirmed."""
-    topology = topology_of(inventory, checks, confirm_at_once=True)
-    state = restore(topology)
-    for result in results:
-        state, _ = step(topology, state, result)
-    return topology, state
 
 
 class Arrivals(Protocol):
@@ -438,7 +307,7 @@ class Monitor(OperatorCommands):
         """An event the state engine did not make (a trap a device sent): stored and shown as
         its own are, never alerted; it changes no state."""
         if self._writer is None:
-            self._emit(event)
+            self._emit(event, self._stream.count())
         else:
             self._stored(event, self._writer.add_event(event))
 

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from monitor.core.events import PENDING, GroupStatus
 from monitor.core.model import Severity
-from monitor.engine.pipeline import NOT_EVALUATED
+from monitor.engine.views import NOT_EVALUATED
 from tui.board import Board
 from tui.present import SYMBOLS, age_text, clock_text, state_text
 from tui.widgets.severity_styles import SEVERITY_CLASSES, SeverityStyles

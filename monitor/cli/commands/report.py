@@ -11,8 +11,8 @@ import time
 from monitor.cli.commands.selection import load
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.inventory import HistoryConfig
-from monitor.engine.pipeline import topology_of
 from monitor.engine.run_scope import scope_of
+from monitor.engine.views import topology_of
 from monitor.output import report as availability
 from monitor.output import report_formats
 from monitor.store.history import HistoryStore
