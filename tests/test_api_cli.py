@@ -138,7 +138,7 @@ def test_it_refuses_to_listen_beyond_loopback_without_tls_before_running_anythin
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--once", "--listen", "127.0.0.1:0"], "--listen serves a continuous run: drop --once"),
+        (["--once", "--listen", "127.0.0.1:0"], "--listen is for a continuous run: drop --once"),
         (["--listen", "localhost:9110"], "'localhost' is not an IP address"),
         (["--listen", "127.0.0.1"], "has no port"),
     ],
