@@ -147,6 +147,31 @@ class Scheduler:
     def is_paused(self, check_id: str) -> bool:
         return check_id in self._paused
 
+    def replace_checks(self, checks: Iterable[Check]) -> None:
+        """Run these checks from now on instead of those it has (an agent's share changes as
+        agents join and leave). One it keeps goes on as it was; one that is gone is not started
+        again, and a run of it in progress finishes and reports; a new one starts at once, the
+        new ones paced over at most SWEEP_SPREAD."""
+        new = {check.ref.check_id: check for check in checks}
+        gone = [check for check_id, check in self.checks.items() if check_id not in new]
+        added = [check for check_id, check in new.items() if check_id not in self.checks]
+        self.checks = new
+        for check in gone:
+            check_id = check.ref.check_id
+            self._cancel_timer(check_id)
+            self._expedited.pop(check_id, None)
+            self._memory.pop(check_id, None)
+            if check_id in self._due:
+                self._unqueue(check)
+        for check in added:
+            self._memory[check.ref.check_id] = {}
+        if not self._continuous or self._stop_requested or not added:
+            return  # not running yet: its first round starts what it has then
+        now = asyncio.get_running_loop().time()
+        gap = min(START_GAP, SWEEP_SPREAD / len(added))
+        for position, check in enumerate(added):
+            self._schedule(check, now + position * gap)
+
     def figures(self) -> SchedulerFigures:
         """The scheduler's figures now (read-only: nothing it does changes)."""
         backlog = 0.0
@@ -269,6 +294,8 @@ class Scheduler:
         timer = self._timers.pop(check_id, None)
         if check_id in self._busy or (self._continuous and check_id in self._paused):
             return
+        if check_id not in self.checks:
+            return  # replaced while its first round was under way
         self._busy.add(check_id)
         # Due when its timer was meant to fire (a busy loop fires it late), else now.
         now = asyncio.get_running_loop().time()
@@ -277,6 +304,19 @@ class Scheduler:
         self._queues.setdefault(host, deque()).append(check)
         self._mark_ready(host)
         self._pump()
+
+    def _unqueue(self, check: Check) -> None:
+        """Take a queued check out of its host's queue."""
+        host = check.ref.host
+        queue = self._queues[host]
+        queue.remove(check)
+        if not queue:
+            del self._queues[host]
+            if host in self._ready_set:
+                self._ready.remove(host)
+                self._ready_set.discard(host)
+        self._due.pop(check.ref.check_id)
+        self._busy.discard(check.ref.check_id)
 
     def _mark_ready(self, host: str) -> None:
         if (
@@ -333,7 +373,7 @@ class Scheduler:
             self._finished.set()
             if not self._busy and self._idle is not None:
                 self._idle.set()
-        if self._continuous:
+        if self._continuous and check_id in self.checks:
             due = min(started + check.interval, self._expedited.pop(check_id, float("inf")))
             self._schedule(check, max(due, loop.time()))
 
