@@ -12,6 +12,8 @@ configured, checked at load time.
       stream: COMMWATCH_RESULTS
       spool: {path: /var/lib/commwatch/spool.sqlite3, max_age: 24h, max_bytes: 100MiB}
       lease_ttl: 10s                          # how long a central's leadership outlives it
+      heartbeat: 5s                           # how often each agent says it is alive
+      heartbeat_ttl: 15s                      # an agent not heard from for this long is gone
 
 Secrets are given by reference only (monitor.core.secrets), and a URL may not carry them
 (`nats://user:pass@host`): a URL is printed in every status line, a password in it would be
@@ -27,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config.reader import Fields, Reader
-from monitor.core.options import OptionError, duration, is_number, path, readable_file, text
+from monitor.core.options import (
+    OptionError,
+    duration,
+    format_number,
+    is_number,
+    path,
+    readable_file,
+    text,
+)
 from monitor.core.secrets import SecretRef
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -57,6 +67,9 @@ DEFAULT_LEASE_TTL = 10.0
 # The lease is renewed every third of its TTL: below a second, one slow round trip to NATS
 # would cost the leader its lease.
 MIN_LEASE_TTL = 1.0
+DEFAULT_HEARTBEAT = 5.0
+HEARTBEATS_PER_TTL = 3
+DEFAULT_HEARTBEAT_TTL = HEARTBEATS_PER_TTL * DEFAULT_HEARTBEAT
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,9 @@ class ClusterConfig:
     # Seconds the leader central's lease lasts unrenewed: a follower takes over within two of
     # them once the leader is gone (monitor.cluster.lease).
     lease_ttl: float = DEFAULT_LEASE_TTL
+    heartbeat: float = DEFAULT_HEARTBEAT  # seconds between an agent's heartbeats
+    # Seconds without a heartbeat before an agent counts as gone and its checks move.
+    heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL
 
 
 def nats_url(value: Any) -> str:
@@ -173,7 +189,7 @@ def byte_size(value: Any) -> int:
     return size
 
 
-_CLUSTER_KEYS = ("nats", "stream", "spool", "lease_ttl")
+_CLUSTER_KEYS = ("nats", "stream", "spool", "lease_ttl", "heartbeat", "heartbeat_ttl")
 _NATS_KEYS = ("url", "credentials", "tls")
 _CREDENTIAL_KEYS = (
     "user",
@@ -202,12 +218,31 @@ class ClusterReader(Reader):
             return None
         inner = self.fields(fields["cluster"][1], "cluster", _CLUSTER_KEYS)
         default = ClusterConfig()
+        heartbeat, heartbeat_ttl = self._heartbeats(inner)
         return ClusterConfig(
             nats=self._nats_section(inner),
             stream=self.plain(inner, "stream", stream_name, default.stream),
             spool=self._spool_section(inner),
             lease_ttl=self.plain(inner, "lease_ttl", lease_ttl, default.lease_ttl),
+            heartbeat=heartbeat,
+            heartbeat_ttl=heartbeat_ttl,
         )
+
+    def _heartbeats(self, fields: Fields) -> tuple[float, float]:
+        heartbeat = self.plain(fields, "heartbeat", duration, DEFAULT_HEARTBEAT)
+        # Unless given, it follows the heartbeat: three may be missed before an agent is gone.
+        ttl = self.plain(fields, "heartbeat_ttl", duration, HEARTBEATS_PER_TTL * heartbeat)
+        if ttl < 2 * heartbeat:
+            self.fail(
+                fields["heartbeat_ttl"][1].error(
+                    f"'heartbeat_ttl': {format_number(ttl)}s is less than two heartbeats "
+                    f"({format_number(heartbeat)}s each): one late heartbeat would make a live "
+                    "agent look gone",
+                    "make it at least twice cluster: heartbeat:, three times is usual",
+                )
+            )
+            return heartbeat, HEARTBEATS_PER_TTL * heartbeat
+        return heartbeat, ttl
 
     def _nats_section(self, fields: Fields) -> NatsConfig:
         if "nats" not in fields:
