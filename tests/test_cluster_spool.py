@@ -3,18 +3,21 @@ oldest dropped first and every drop counted for good, and held by one agent at a
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from monitor.cluster.spool import Spool, SpoolError, entry_size
 from monitor.cluster.stream import Outgoing
 
 
-def entry(n: int, payload: int = 100) -> Outgoing:
+def entry(n: int, payload: int = 100, vantage: str = "noc") -> Outgoing:
     return Outgoing(
         "commwatch.results.s.a",
         f"a.s/l/c.{n:03d}",
         "a",
         f'{{"n":{n:03d},"pad":"{"x" * payload}"}}'.encode(),
+        vantage,
     )
 
 
@@ -86,3 +89,41 @@ def test_an_unusable_path_is_a_clear_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(SpoolError, match="cannot open the spool"):
         Spool(tmp_path / "file" / "spool.sqlite3", max_age=60, max_bytes=10 * 1024**2)
+
+
+def test_a_spool_of_before_pools_opens_its_entries_of_the_default_pool(tmp_path):
+    """Version 1 had no vantage point per entry: every result was the pool default's."""
+    path = tmp_path / "spool.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE spooled (seq INTEGER PRIMARY KEY AUTOINCREMENT, spooled_at REAL NOT NULL,
+            subject TEXT NOT NULL, msg_id TEXT NOT NULL, agent TEXT NOT NULL,
+            data BLOB NOT NULL, size INTEGER NOT NULL);
+        CREATE TABLE dropped (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+        INSERT INTO dropped VALUES ('size', 7);
+        PRAGMA user_version = 1;
+        """
+    )
+    kept = entry(1, vantage="default")
+    old.execute(
+        "INSERT INTO spooled (spooled_at, subject, msg_id, agent, data, size)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (1e9, kept.subject, kept.msg_id, kept.agent, kept.data, entry_size(kept)),
+    )
+    old.commit()
+    old.close()
+    spool = Spool(path, max_age=1e10, max_bytes=10 * 1024**2)
+    spool.append(entry(2))
+    assert [e for _, e in spool.oldest(10)] == [kept, entry(2)]
+    assert spool.figures().dropped_size == 7
+    spool.close()
+
+
+def test_a_spool_of_a_newer_commwatch_is_refused(tmp_path):
+    path = tmp_path / "spool.sqlite3"
+    with sqlite3.connect(path) as newer:
+        newer.execute("PRAGMA user_version = 99")
+    newer.close()
+    with pytest.raises(SpoolError, match="of version 99, newer than"):
+        Spool(path, max_age=60, max_bytes=10 * 1024**2)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from monitor.cluster.stream import Outgoing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the vantage point of each entry
 ENTRY_OVERHEAD = 64  # bytes counted per entry besides its text: the row, its keys
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS spooled (
@@ -30,7 +30,8 @@ _TABLES = (
         msg_id TEXT NOT NULL,
         agent TEXT NOT NULL,
         data BLOB NOT NULL,
-        size INTEGER NOT NULL
+        size INTEGER NOT NULL,
+        vantage TEXT NOT NULL DEFAULT 'default'
     )""",
     "CREATE TABLE IF NOT EXISTS dropped (reason TEXT PRIMARY KEY, count INTEGER NOT NULL)",
 )
@@ -58,6 +59,7 @@ def entry_size(entry: Outgoing) -> int:
         + len(entry.subject)
         + len(entry.msg_id)
         + len(entry.agent)
+        + len(entry.vantage)
         + (ENTRY_OVERHEAD)
     )
 
@@ -89,13 +91,18 @@ class Spool:
             # The first write takes the exclusive lock, held until close.
             self._db.execute("BEGIN IMMEDIATE")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version > SCHEMA_VERSION:
                 raise SpoolError(
                     f"the spool {path} is of version {version}, newer than this commwatch's "
                     f"{SCHEMA_VERSION}: use the newer commwatch, or move the file away"
                 )
             for table in _TABLES:
                 self._db.execute(table)
+            if version == 1:
+                # Spooled by an agent of before pools: each of its results was the pool default's.
+                self._db.execute(
+                    "ALTER TABLE spooled ADD COLUMN vantage TEXT NOT NULL DEFAULT 'default'"
+                )
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
@@ -123,9 +130,17 @@ class Spool:
         how many were dropped."""
         size = entry_size(entry)
         self._write(
-            "INSERT INTO spooled (spooled_at, subject, msg_id, agent, data, size)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (self._clock(), entry.subject, entry.msg_id, entry.agent, entry.data, size),
+            "INSERT INTO spooled (spooled_at, subject, msg_id, agent, data, size, vantage)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                self._clock(),
+                entry.subject,
+                entry.msg_id,
+                entry.agent,
+                entry.data,
+                size,
+                entry.vantage,
+            ),
         )
         self._depth += 1
         self._size += size
@@ -135,11 +150,12 @@ class Spool:
         """Up to `limit` entries, oldest first, each with its position for `remove_through`."""
         self.trim()
         rows = self._db.execute(
-            "SELECT seq, subject, msg_id, agent, data FROM spooled ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, subject, msg_id, agent, data, vantage FROM spooled ORDER BY seq LIMIT ?",
+            (limit,),
         ).fetchall()
         return [
-            (seq, Outgoing(subject, msg_id, agent, bytes(data)))
-            for seq, subject, msg_id, agent, data in rows
+            (seq, Outgoing(subject, msg_id, agent, bytes(data), vantage))
+            for seq, subject, msg_id, agent, data, vantage in rows
         ]
 
     def remove_through(self, seq: int) -> None:
