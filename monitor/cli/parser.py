@@ -195,6 +195,14 @@ def _agent(agent: CommandParser) -> None:
         "'-' and '_'): it is in every result's subject and message id",
     )
     agent.add_argument(
+        "--pool",
+        action="append",
+        type=values.vantage_name,
+        metavar="POOL",
+        help="a pool this agent is in (repeatable; default: the pool 'default'): it shares the "
+        "checks whose vantage: names the pool with the pool's other live agents",
+    )
+    agent.add_argument(
         "--spool",
         type=Path,
         metavar="PATH",

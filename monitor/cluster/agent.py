@@ -8,6 +8,10 @@ is published: the order of each check's results holds across an outage. A result
 timed out may still reach the server and then come again from the spool; its message id makes
 the server store it once.
 
+Which checks it runs is its share of its vantage points (monitor.cluster.assignment), kept up
+to date as agents come and go (monitor.cluster.membership): it waits up to one heartbeat for
+the first view of the live agents before it probes, and without NATS it counts itself alone.
+
 Connecting is nats-py's: it retries for ever (the first connection too) and the agent is told
 of each disconnect and reconnect. Credentials are read from their references when connecting
 and handed to nats-py alone; nothing here logs them, and a log line about NATS says what
@@ -19,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from monitor.cluster.assignment import DEFAULT_POOL, Roster, share
 from monitor.cluster.connection import connect_options, trouble
+from monitor.cluster.membership import Heartbeat, Member, Membership, roster_text, take_part
 from monitor.cluster.spool import Spool, SpoolError
 from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
 from monitor.config.cluster import ClusterConfig
@@ -69,15 +76,29 @@ class Agent:
         cluster: ClusterConfig,
         spool: Spool,
         *,
+        pools: Sequence[str] = (DEFAULT_POOL,),
         start_spread: float | None = None,
         runner: CheckRunner = run_check,
     ) -> None:
         self.name = name
         self.cluster = cluster
         self.spool = spool
-        self.scheduler = Scheduler(
-            checks, concurrency, self._collected, start_spread=start_spread, runner=runner
+        self.member = Member(name, frozenset(pools), time.time(), concurrency.global_limit)
+        self._heartbeat = Heartbeat(self.member, cluster.heartbeat, cluster.heartbeat_ttl)
+        self.membership = Membership(
+            cluster.heartbeat_ttl, own=self.member, on_change=self._reassign
         )
+        self._selected = tuple(checks)
+        self._vantage: dict[str, str] = {}  # check id -> the vantage point it is run for
+        self.scheduler = Scheduler(
+            self._share(self.membership.roster()),
+            concurrency,
+            self._collected,
+            start_spread=start_spread,
+            runner=runner,
+        )
+        self._presence: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
         self._pending: deque[Outgoing] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -101,6 +122,7 @@ class Agent:
         connecting = asyncio.create_task(self._connect(options))
         publishing = asyncio.create_task(self._publish_loop())
         try:
+            await self._first_view()
             await self.scheduler.run()
         finally:
             self._stopping = True
@@ -108,13 +130,21 @@ class Agent:
             connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await connecting
+            if self._presence is not None:
+                self._presence.cancel()  # the heartbeat withdrawn: its checks move at once
+                await asyncio.gather(self._presence, return_exceptions=True)
             await publishing
             if self._nc is not None:
                 with contextlib.suppress(Exception):
                     await self._nc.close()
 
     def stop(self) -> None:
+        self._stopped.set()
         self.scheduler.stop()
+
+    def running(self) -> int:
+        """How many checks are this agent's share now."""
+        return len(self.scheduler.checks)
 
     def figures(self) -> AgentFigures:
         return AgentFigures(
@@ -129,8 +159,37 @@ class Agent:
     # --- results in -------------------------------------------------------------------------
 
     def _collected(self, result: ProbeResult) -> None:
-        self._pending.append(outgoing(self.name, result))
+        vantage = self._vantage.get(result.check.check_id, DEFAULT_POOL)
+        self._pending.append(outgoing(self.name, result, vantage))
         self._wake.set()
+
+    # --- its share of the checks ----------------------------------------------------------------
+
+    async def _first_view(self) -> None:
+        """Wait for the first view of the live agents, a heartbeat at most (or a stop): an
+        agent that starts among others does not run their checks meanwhile."""
+        waits = [asyncio.create_task(e.wait()) for e in (self.membership.ready, self._stopped)]
+        await asyncio.wait(
+            waits, timeout=self.cluster.heartbeat, return_when=asyncio.FIRST_COMPLETED
+        )
+        for wait in waits:
+            wait.cancel()
+
+    def _share(self, roster: Roster) -> list[Check]:
+        shared = share(self.name, self._selected, roster)
+        # A check that left keeps its vantage point here: a run of it may still report.
+        self._vantage.update(shared)
+        return [check for check in self._selected if check.ref.check_id in shared]
+
+    def _reassign(self, roster: Roster) -> None:
+        checks = self._share(roster)
+        self.scheduler.replace_checks(checks)
+        log.warning(
+            "live agents changed (%s): this agent runs %d of its %d checks",
+            roster_text(roster, sorted(self.member.pools)),
+            len(checks),
+            len(self._selected),
+        )
 
     # --- NATS ---------------------------------------------------------------------------------
 
@@ -153,6 +212,9 @@ class Agent:
             **options,
         )
         self._js = self._nc.jetstream()
+        self._presence = asyncio.create_task(
+            take_part(self._nc, self._heartbeat, self.membership), name="presence"
+        )
         await self._on_reconnected()
 
     def _connected(self) -> bool:

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     selected, cluster = started
     # The cluster code loads once nats-py is known to be there and the inventory is good.
     from monitor.cluster.agent import Agent
+    from monitor.cluster.assignment import DEFAULT_POOL
     from monitor.cluster.spool import Spool, SpoolError
 
     path = args.spool or cluster.spool.path or state_dir() / f"spool-{args.name}.sqlite3"
@@ -37,14 +38,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     try:
         figures = spool.figures()
+        pools = tuple(dict.fromkeys(args.pool or [DEFAULT_POOL]))
         print(
-            f"commwatch agent {args.name}: {len(selected.checks)} checks, results to "
+            f"commwatch agent {args.name} (pool {', '.join(pools)}): "
+            f"{len(selected.checks)} checks, results to "
             f"{cluster.nats.url} stream {cluster.stream}; spool {path} ({figures.depth} waiting, "
             f"{figures.dropped} ever dropped)",
             file=sys.stderr,
             flush=True,
         )
-        agent = Agent(args.name, selected.checks, selected.inventory.concurrency, cluster, spool)
+        agent = Agent(
+            args.name,
+            selected.checks,
+            selected.inventory.concurrency,
+            cluster,
+            spool,
+            pools=pools,
+        )
         return asyncio.run(_run(agent))
     except (SpoolError, OptionError, ssl.SSLError) as exc:
         print(f"commwatch agent: {exc}", file=sys.stderr)

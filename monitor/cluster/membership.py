@@ -1,0 +1,278 @@
+"""Who is alive: the agents' heartbeats in the `commwatch_agents` bucket (monitor.cluster.buckets).
+
+Each agent puts its record under its name every `cluster: heartbeat:` (`Heartbeat`) and deletes
+it on a clean stop:
+
+    {"agent": NAME, "pools": [...], "started_at": T, "at": T, "capacity": N}
+
+(`capacity`: its global concurrency cap, for people reading the bucket; the assignment does not
+weigh it). Whoever needs to know who is live, an agent to share its pools, a central to judge
+who may report what, follows the bucket with a watch (`Membership`): an agent is live from its
+first record until its key is deleted or `heartbeat_ttl` passes without a record. The bucket's
+own TTL drops a key on the server too, but nats-server (before 2.11) tells no watcher of that,
+so each follower expires what it holds by itself.
+
+What a follower cannot hear about it does not judge: while its connection to NATS is down
+nothing expires, so an outage of NATS moves no checks. Once it is back the watch starts again
+from what the bucket holds, the time spent away counted against nobody. The age of a record
+seen when a watch starts is the server's timestamp against this machine's clock (keep clocks
+in step with NTP), never more than the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from monitor.cluster import buckets
+from monitor.cluster.assignment import Roster
+from monitor.config.cluster import vantage_name
+from monitor.core.logs import Throttle
+from monitor.core.options import OptionError
+from monitor.core.text import printable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js.kv import KeyValue
+
+log = logging.getLogger("commwatch.membership")
+
+TICK = 0.25  # seconds between looks at the connection and at what expired
+OPERATION_TIMEOUT = 2.0  # seconds for one put or delete
+_LOG_EVERY = 60.0
+_GONE = ("DEL", "PURGE")  # the KV operations that end a key
+
+
+@dataclass(frozen=True)
+class Member:
+    """One agent as its heartbeat says."""
+
+    name: str
+    pools: frozenset[str]
+    started_at: float
+    capacity: int
+
+
+def encode(member: Member, at: float) -> bytes:
+    record = {
+        "agent": member.name,
+        "pools": sorted(member.pools),
+        "started_at": member.started_at,
+        "at": at,
+        "capacity": member.capacity,
+    }
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def decode(key: str, data: bytes) -> Member:
+    """The member a record under `key` describes; ValueError saying what is wrong with it."""
+    try:
+        record = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("it is not JSON") from None
+    if not isinstance(record, dict):
+        raise ValueError("it is not a heartbeat record")
+    if record.get("agent") != key:
+        raise ValueError("its agent is not the key it is under")
+    pools, started_at, capacity = (record.get(k) for k in ("pools", "started_at", "capacity"))
+    if not isinstance(pools, list) or not pools:
+        raise ValueError("it names no pools")
+    try:
+        vantage_name(key)
+        member_of = frozenset(vantage_name(pool) for pool in pools)
+    except OptionError:
+        raise ValueError("it holds a name that is not an agent or pool name") from None
+    if not isinstance(started_at, int | float) or not isinstance(capacity, int):
+        raise ValueError("its started_at or capacity is not a number")
+    return Member(key, member_of, float(started_at), capacity)
+
+
+class Membership:
+    """The live agents, as the bucket says and as this process last heard. `own`: this
+    agent, live whatever the bucket says while it runs. `on_change` is called with the new
+    roster whenever who is live, or in which pools, changes."""
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        own: Member | None = None,
+        on_change: Callable[[Roster], None] | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self.ready = asyncio.Event()  # set once the first watch has read the whole bucket
+        self._own = own
+        self._on_change = on_change
+        self._members: dict[str, Member] = {}
+        self._deadlines: dict[str, float] = {}  # loop time each member is gone by
+        self._roster = self._make_roster()
+        self._throttle = Throttle(_LOG_EVERY)
+
+    def roster(self) -> Roster:
+        return self._roster
+
+    def members(self) -> Mapping[str, Member]:
+        return dict(self._members)
+
+    async def follow(self, nc: Client) -> None:
+        """Follow the bucket until cancelled, through every outage of the connection."""
+        while not nc.is_closed:
+            try:
+                await self._watch(nc)
+            except Exception as exc:  # nats-py's errors, timeouts, a bucket being remade
+                if nc.is_connected and self._throttle.let_through("watch") is not None:
+                    log.warning(
+                        "cannot follow the agents' heartbeats (%s); trying again",
+                        type(exc).__name__,
+                    )
+            await self._away(nc)
+
+    async def _watch(self, nc: Client) -> None:
+        import nats.errors
+
+        kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+        reconnects = nc.stats["reconnects"]
+        # nats-py leaves the watcher's methods without types.
+        watcher: Any = await kv.watchall()
+        loop = asyncio.get_running_loop()
+        initial = True
+        try:
+            while nc.is_connected and nc.stats["reconnects"] == reconnects:
+                try:
+                    entry = await watcher.updates(timeout=TICK)
+                except nats.errors.TimeoutError:
+                    entry = False  # nothing new: time to look at what expired
+                if entry is None:
+                    initial = False  # the whole bucket is read
+                    self.ready.set()
+                elif entry is not False:
+                    self._heard(entry, initial, loop.time())
+                self._expire(loop.time())
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    def _heard(self, entry: KeyValue.Entry, initial: bool, now: float) -> None:
+        key = entry.key
+        if entry.operation in _GONE:
+            self._deadlines.pop(key, None)
+            if self._members.pop(key, None) is not None:
+                self._changed()
+            return
+        try:
+            member = decode(key, entry.value or b"")
+        except ValueError as exc:
+            if self._throttle.let_through(("record", key)) is not None:
+                log.warning("ignored the heartbeat under %s: %s", printable(key), exc)
+            return
+        age = 0.0
+        # nats-py gives the server's timestamp as a datetime (its annotation says int).
+        created: Any = entry.created
+        if initial and isinstance(created, datetime.datetime):
+            age = min(max(time.time() - created.timestamp(), 0.0), self.ttl)
+        deadline = now + self.ttl - age
+        if deadline <= now:
+            return
+        self._deadlines[key] = max(deadline, self._deadlines.get(key, deadline))
+        if self._members.get(key) != member:
+            self._members[key] = member
+            self._changed()
+
+    def _expire(self, now: float) -> None:
+        gone = [name for name, deadline in self._deadlines.items() if deadline <= now]
+        for name in gone:
+            del self._deadlines[name]
+            del self._members[name]
+        if gone:
+            self._changed()
+
+    async def _away(self, nc: Client) -> None:
+        """Wait for the connection, the clock stopped for every member meanwhile."""
+        loop = asyncio.get_running_loop()
+        left = loop.time()
+        await asyncio.sleep(TICK)  # not at once: a failure while connected is tried again
+        while not nc.is_connected and not nc.is_closed:
+            await asyncio.sleep(TICK)
+        away = loop.time() - left
+        self._deadlines = {name: at + away for name, at in self._deadlines.items()}
+
+    def _changed(self) -> None:
+        roster = self._make_roster()
+        if roster == self._roster:
+            return
+        self._roster = roster
+        if self._on_change is not None:
+            self._on_change(roster)
+
+    def _make_roster(self) -> Roster:
+        pools = {name: member.pools for name, member in self._members.items()}
+        if self._own is not None:
+            pools[self._own.name] = self._own.pools
+        return Roster(pools)
+
+
+class Heartbeat:
+    """An agent's record, put every `interval` while connected; withdrawn on a clean stop."""
+
+    def __init__(self, member: Member, interval: float, ttl: float) -> None:
+        self.member = member
+        self.interval = interval
+        self.ttl = ttl
+        self._throttle = Throttle(_LOG_EVERY)
+
+    async def beat(self, nc: Client) -> None:
+        """Put the record until cancelled."""
+        while not nc.is_closed:
+            if nc.is_connected:
+                try:
+                    kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+                    async with asyncio.timeout(OPERATION_TIMEOUT):
+                        await kv.put(self.member.name, encode(self.member, time.time()))
+                except Exception as exc:  # nats-py's errors, timeouts
+                    if self._throttle.let_through("put") is not None:
+                        log.warning("cannot put this agent's heartbeat (%s)", type(exc).__name__)
+            await asyncio.sleep(self.interval)
+
+    async def withdraw(self, nc: Client) -> None:
+        """Delete the record, so that the agent's checks move at once rather than after the
+        TTL; a failure is only logged (the TTL then does it)."""
+        if not nc.is_connected:
+            return
+        try:
+            kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                await kv.delete(self.member.name)
+        except Exception as exc:  # nats-py's errors, timeouts
+            log.warning(
+                "cannot withdraw this agent's heartbeat (%s): its checks move after %gs",
+                type(exc).__name__,
+                self.ttl,
+            )
+
+
+async def take_part(nc: Client, heartbeat: Heartbeat, membership: Membership) -> None:
+    """An agent's part in the pool: its heartbeat put and the others' followed, until
+    cancelled; then its record withdrawn."""
+    tasks = [
+        asyncio.create_task(heartbeat.beat(nc), name="heartbeat"),
+        asyncio.create_task(membership.follow(nc), name="membership"),
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await heartbeat.withdraw(nc)
+
+
+def roster_text(roster: Roster, pools: Iterable[str]) -> str:
+    """The live agents of `pools`, for a log line."""
+    return "; ".join(f"pool {pool}: {', '.join(roster.members(pool)) or 'none'}" for pool in pools)
