@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,13 @@ import nats
 from nats.js.client import JetStreamContext
 
 from monitor.api.server import ApiServer
+from monitor.cluster import buckets
+from monitor.cluster.assignment import DEFAULT_POOL
 from monitor.cluster.central import ResultConsumer
+from monitor.cluster.membership import Heartbeat, Member, encode
 from monitor.cluster.stream import ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
+from monitor.config.cluster import DEFAULT_HEARTBEAT_TTL
 from monitor.config.inventory import Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
@@ -36,13 +41,20 @@ TOKENS = (TokenConfig(TokenRole.VIEWER, SecretRef("env", VIEWER_ENV), "wall"),)
 @contextlib.asynccontextmanager
 async def jetstream(url: str, **auth: str) -> AsyncIterator[JetStreamContext]:
     """A connection to the nats-server at `url` (`auth`: user and password), the results
-    stream made."""
+    stream made, and AGENT live in the pool default as an agent is (its heartbeat put at once
+    and every second while the block runs): a central admits its results."""
     client = await nats.connect(url, allow_reconnect=False, **auth)
     context = client.jetstream()
     await ensure_stream(context, STREAM)
+    member = Member(AGENT, frozenset({DEFAULT_POOL}), time.time(), 1)
+    kv = await buckets.key_value(context, buckets.AGENTS, DEFAULT_HEARTBEAT_TTL)
+    await kv.put(AGENT, encode(member, time.time()))
+    beating = asyncio.create_task(Heartbeat(member, 1.0, DEFAULT_HEARTBEAT_TTL).beat(client))
     try:
         yield context
     finally:
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
         await client.close()
 
 

@@ -185,7 +185,7 @@ class Agent:
         checks = self._share(roster)
         self.scheduler.replace_checks(checks)
         log.warning(
-            "live agents changed (%s): this agent runs %d of its %d checks",
+            "live agents: %s; this agent runs %d of its %d checks",
             roster_text(roster, sorted(self.member.pools)),
             len(checks),
             len(self._selected),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor.api.readers import RecordError, result_from_record
+from monitor.cluster.admission import Admission
 from monitor.cluster.arrivals import StreamArrivals
 from monitor.cluster.connection import connect_options, trouble
 from monitor.cluster.stream import (
@@ -78,7 +79,7 @@ class Rejection(enum.StrEnum):
     SCHEMA = "schema"  # another record schema than this central reads
     UNKNOWN_CHECK = "unknown check"  # a check this central's inventory does not have
     FORGED = "forged"  # its subject, headers and record disagree about who sent what
-    UNASSIGNED = "not assigned"  # from a vantage point the check does not name
+    UNASSIGNED = "not assigned"  # from an agent not serving the vantage point it names
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,8 @@ def last_started(history: Path) -> dict[str, float]:
 class ResultConsumer:
     """A `ResultSource` for `Monitor`: the results stream's messages for `checks`, in stream
     order, through the durable consumer `durable` of `stream`. `history`: the engine's history
-    database, read at start for what it already holds; None without history."""
+    database, read at start for what it already holds; None without history. `admission`:
+    who may report what (monitor.cluster.admission); None admits every agent."""
 
     def __init__(
         self,
@@ -167,8 +169,10 @@ class ResultConsumer:
         stream: str,
         history: Path | None,
         durable: str = DURABLE,
+        admission: Admission | None = None,
     ) -> None:
         self._js = js
+        self._admission = admission
         self._checks = {check.ref.check_id: check for check in checks}
         self._stream = stream
         self._history = history
@@ -332,10 +336,14 @@ class ResultConsumer:
         if result.vantage:
             # Only a central combines: a vantage list from an agent would be shown as though.
             raise Rejected(Rejection.FORGED, "an agent's result has no vantage points")
-        if not seen_from_several(check):
-            return result, ""
         # An agent named in `vantage:` itself may leave the header out.
         vantage = headers.get(VANTAGE_HEADER) or str(agent)
+        if self._admission is not None:
+            refused = self._admission.refusal(check, str(agent), vantage, result.started_at)
+            if refused is not None:
+                raise Rejected(Rejection.UNASSIGNED, refused)
+        if not seen_from_several(check):
+            return result, ""
         if vantage not in check.vantage:
             raise Rejected(Rejection.UNASSIGNED, f"{ref.check_id!r} is not seen from {vantage!r}")
         return result, vantage

@@ -36,7 +36,6 @@ from monitor.cluster.assignment import Roster
 from monitor.config.cluster import vantage_name
 from monitor.core.logs import Throttle
 from monitor.core.options import OptionError
-from monitor.core.text import printable
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -97,7 +96,8 @@ def decode(key: str, data: bytes) -> Member:
 class Membership:
     """The live agents, as the bucket says and as this process last heard. `own`: this
     agent, live whatever the bucket says while it runs. `on_change` is called with the new
-    roster whenever who is live, or in which pools, changes."""
+    roster once the first watch has read the whole bucket, and after that whenever who is live,
+    or in which pools, changes."""
 
     def __init__(
         self,
@@ -151,7 +151,7 @@ class Membership:
                     entry = False  # nothing new: time to look at what expired
                 if entry is None:
                     initial = False  # the whole bucket is read
-                    self.ready.set()
+                    self._read_through()
                 elif entry is not False:
                     self._heard(entry, initial, loop.time())
                 self._expire(loop.time())
@@ -159,18 +159,27 @@ class Membership:
             with contextlib.suppress(Exception):
                 await watcher.stop()
 
+    def _read_through(self) -> None:
+        if self.ready.is_set():
+            self._changed()
+            return
+        self.ready.set()
+        self._roster = self._make_roster()
+        if self._on_change is not None:
+            self._on_change(self._roster)  # the first view, changed or not
+
     def _heard(self, entry: KeyValue.Entry, initial: bool, now: float) -> None:
         key = entry.key
         if entry.operation in _GONE:
             self._deadlines.pop(key, None)
-            if self._members.pop(key, None) is not None:
+            if self._members.pop(key, None) is not None and not initial:
                 self._changed()
             return
         try:
             member = decode(key, entry.value or b"")
         except ValueError as exc:
             if self._throttle.let_through(("record", key)) is not None:
-                log.warning("ignored the heartbeat under %s: %s", printable(key), exc)
+                log.warning("ignored the heartbeat under %s: %s", key, exc)
             return
         age = 0.0
         # nats-py gives the server's timestamp as a datetime (its annotation says int).
@@ -183,7 +192,8 @@ class Membership:
         self._deadlines[key] = max(deadline, self._deadlines.get(key, deadline))
         if self._members.get(key) != member:
             self._members[key] = member
-            self._changed()
+            if not initial:  # the whole bucket read is one change
+                self._changed()
 
     def _expire(self, now: float) -> None:
         gone = [name for name, deadline in self._deadlines.items() if deadline <= now]

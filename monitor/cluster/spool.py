@@ -31,7 +31,7 @@ _TABLES = (
         agent TEXT NOT NULL,
         data BLOB NOT NULL,
         size INTEGER NOT NULL,
-        vantage TEXT NOT NULL DEFAULT 'default'
+        vantage TEXT
     )""",
     "CREATE TABLE IF NOT EXISTS dropped (reason TEXT PRIMARY KEY, count INTEGER NOT NULL)",
 )
@@ -59,7 +59,7 @@ def entry_size(entry: Outgoing) -> int:
         + len(entry.subject)
         + len(entry.msg_id)
         + len(entry.agent)
-        + len(entry.vantage)
+        + len(entry.vantage or "")
         + (ENTRY_OVERHEAD)
     )
 
@@ -100,9 +100,7 @@ class Spool:
                 self._db.execute(table)
             if version == 1:
                 # Spooled by an agent of before pools: each of its results was the pool default's.
-                self._db.execute(
-                    "ALTER TABLE spooled ADD COLUMN vantage TEXT NOT NULL DEFAULT 'default'"
-                )
+                self._db.execute("ALTER TABLE spooled ADD COLUMN vantage TEXT DEFAULT 'default'")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except sqlite3.OperationalError as exc:

@@ -5,7 +5,8 @@ Each result is published to `commwatch.results.{site_id}.{agent}` with headers
     Nats-Msg-Id:       {agent}.{check_id}.{started_at in ns}   the server drops a duplicate
     Commwatch-Agent:   {agent}
     Commwatch-Vantage: the vantage point of the check the agent ran it for (its own name or
-                       one of its pools; monitor.cluster.assignment)
+                       one of its pools; monitor.cluster.assignment); without it, a
+                       central takes the agent's name for it
     Commwatch-Schema:  the result record's schema version (monitor.output.records)
 
 and the compact JSON of `records.result_record(result)` as data. The message id names one run
@@ -24,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monitor.cluster.assignment import DEFAULT_POOL
 from monitor.core.model import ProbeResult
 from monitor.output import records
 
@@ -37,7 +37,6 @@ DUPLICATE_WINDOW = 120.0  # seconds
 MAX_AGE = 7 * 86400.0  # a central away longer than a week finds the oldest results gone
 MSG_ID = "Nats-Msg-Id"
 AGENT_HEADER = "Commwatch-Agent"
-VANTAGE_HEADER = "Commwatch-Vantage"
 SCHEMA_HEADER = "Commwatch-Schema"
 VANTAGE_HEADER = "Commwatch-Vantage"  # the vantage point (agent or pool) a result is for
 SCHEMA = str(records.SCHEMA_VERSION)
@@ -63,19 +62,17 @@ class Outgoing:
     msg_id: str
     agent: str
     data: bytes
-    vantage: str
+    vantage: str | None  # None: no Commwatch-Vantage header
 
     @property
     def headers(self) -> dict[str, str]:
-        return {
-            MSG_ID: self.msg_id,
-            AGENT_HEADER: self.agent,
-            VANTAGE_HEADER: self.vantage,
-            SCHEMA_HEADER: SCHEMA,
-        }
+        headers = {MSG_ID: self.msg_id, AGENT_HEADER: self.agent, SCHEMA_HEADER: SCHEMA}
+        if self.vantage is not None:
+            headers[VANTAGE_HEADER] = self.vantage
+        return headers
 
 
-def outgoing(agent: str, result: ProbeResult, vantage: str = DEFAULT_POOL) -> Outgoing:
+def outgoing(agent: str, result: ProbeResult, vantage: str | None = None) -> Outgoing:
     data = records.json_line(records.result_record(result)).encode("utf-8")
     subject_ = subject(result.check.site_id, agent)
     return Outgoing(subject_, message_id(agent, result), agent, data, vantage)

@@ -42,6 +42,7 @@ def central_name(host: str) -> str:
 
 async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.Namespace) -> int:
     # The cluster code loads once nats-py is known to be there and the inventory is good.
+    from monitor.cluster.admission import admitting
     from monitor.cluster.central import ResultConsumer, connect, durable_name
     from monitor.cluster.lease import Lease, LeaseError, open_lease_bucket
     from monitor.cluster.notified import LeaderGate, open_notified_bucket
@@ -80,18 +81,24 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
         gate = None if notified is None else LeaderGate(lease, notified)
         leasing = asyncio.create_task(lease.run(), name="commwatch-lease")
         history = None if args.no_history else inventory.resilience.history.path
-        consumer = ResultConsumer(
-            js, selected.checks, stream=cluster.stream, history=history, durable=consumer_name
-        )
-        return await watch(
-            inventory,
-            selected.checks,
-            args,
-            source=consumer,
-            arrivals=consumer.arrivals,
-            alert_gate=gate,
-            attachments=(cluster_routes(lease, consumer_name),),
-        )
+        async with admitting(client, cluster) as admission:
+            consumer = ResultConsumer(
+                js,
+                selected.checks,
+                stream=cluster.stream,
+                history=history,
+                durable=consumer_name,
+                admission=admission,
+            )
+            return await watch(
+                inventory,
+                selected.checks,
+                args,
+                source=consumer,
+                arrivals=consumer.arrivals,
+                alert_gate=gate,
+                attachments=(cluster_routes(lease, consumer_name),),
+            )
     except (StreamError, LeaseError) as exc:
         print(f"commwatch central: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
