@@ -72,11 +72,16 @@ class Admission:
 
 @contextlib.asynccontextmanager
 async def admitting(nc: Client, cluster: ClusterConfig) -> AsyncIterator[Admission]:
-    """An admission kept up to date from the heartbeats while the block runs."""
+    """An admission kept up to date from the heartbeats while the block runs. It begins once
+    the bucket is read (a heartbeat TTL at most: without NATS there is nothing to read), so
+    that the first results are judged against the heartbeats, not admitted unjudged."""
     admission = Admission(cluster.heartbeat_ttl)
     membership = Membership(cluster.heartbeat_ttl, on_change=admission.changed)
     following = asyncio.create_task(membership.follow(nc), name="membership")
     try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(cluster.heartbeat_ttl):
+                await membership.ready.wait()
         yield admission
     finally:
         following.cancel()
