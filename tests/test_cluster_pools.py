@@ -32,7 +32,7 @@ from monitor.core.model import ProbeResult, Severity
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.prometheus_peers import poll
 from tests.test_api_config import faults, load
-from tests.test_cluster_agent import STREAM, start_agent
+from tests.test_cluster_agent import STREAM, start_agent, stream_messages
 
 # --- the cluster: keys ---------------------------------------------------------------------------
 
@@ -411,3 +411,40 @@ async def until(condition: Any, timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+async def test_an_outage_of_nats_moves_no_checks(tmp_path):
+    """Neither agent hears the other while NATS is down: each keeps its share, rather than
+    taking over the other's as if it were gone, and nothing moves when NATS is back."""
+    both = "pool default: pool-a, pool-b;"
+    async with answering_hosts(10, "127.0.4") as hosts, running_nats(tmp_path / "nats") as server:
+        inventory = tmp_path / "inventory.yaml"
+        checks = pool_inventory(inventory, hosts, per_host=2)
+        a = agent(tmp_path, inventory, server, "pool-a")
+        b = agent(tmp_path, inventory, server, "pool-b")
+        try:
+            await seen_together([(a, 1), (b, 1)], both)
+            views = [process.stderr().count("live agents:") for process in (a, b)]
+
+            async def stored(count: int) -> bool | None:
+                return True if len(await stream_messages(server.url)) >= count else None
+
+            await poll("results of every check", lambda: stored(2 * len(checks)), timeout=60)
+            server.stop()
+            down, up = time.time(), time.time() + 2 * TTL + 1
+            await asyncio.sleep(up - down)
+            await server.start()
+            await seen_together([(a, 1), (b, 1)], "the spool is replayed")
+            await asyncio.sleep(2 * TTL)  # long enough for a stray change to show
+            assert [process.stderr().count("live agents:") for process in (a, b)] == views
+        finally:
+            for process in (a, b):
+                assert process.stop() == 0, process.stderr()
+        runs: dict[str, set[str]] = defaultdict(set)
+        for message in await stream_messages(server.url):
+            started = int(message.headers["Nats-Msg-Id"].rsplit(".", 1)[1]) / 1e9
+            if down <= started < up:
+                runs[json.loads(message.data)["check_id"]].add(message.headers["Commwatch-Agent"])
+        assert set(runs) == set(checks)  # probing went on, spooled and replayed
+        twice = {check: agents for check, agents in runs.items() if len(agents) > 1}
+        assert not twice, twice

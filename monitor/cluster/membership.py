@@ -186,6 +186,15 @@ class Membership:
         created: Any = entry.created
         if initial and isinstance(created, datetime.datetime):
             age = min(max(time.time() - created.timestamp(), 0.0), self.ttl)
+        # Only a live process puts records: one under this agent's name not its own is a twin.
+        own = self._own
+        twin = own is not None and key == own.name and member.started_at != own.started_at
+        if twin and not initial and self._throttle.let_through("twin") is not None:
+            log.warning(
+                "another agent is running under the name %s: give each agent its own --name, "
+                "or both run the same checks",
+                key,
+            )
         deadline = now + self.ttl - age
         if deadline <= now:
             return
@@ -238,17 +247,25 @@ class Heartbeat:
         self._throttle = Throttle(_LOG_EVERY)
 
     async def beat(self, nc: Client) -> None:
-        """Put the record until cancelled."""
+        """Put the record every interval until cancelled, and at once after a reconnection:
+        the others' clocks for this agent ran on only until their own connections broke."""
+        loop = asyncio.get_running_loop()
+        due, reconnects = loop.time(), nc.stats["reconnects"]
         while not nc.is_closed:
-            if nc.is_connected:
-                try:
-                    kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
-                    async with asyncio.timeout(OPERATION_TIMEOUT):
-                        await kv.put(self.member.name, encode(self.member, time.time()))
-                except Exception as exc:  # nats-py's errors, timeouts
-                    if self._throttle.let_through("put") is not None:
-                        log.warning("cannot put this agent's heartbeat (%s)", type(exc).__name__)
-            await asyncio.sleep(self.interval)
+            if nc.is_connected and (loop.time() >= due or nc.stats["reconnects"] != reconnects):
+                reconnects = nc.stats["reconnects"]
+                due = loop.time() + self.interval
+                await self._put(nc)
+            await asyncio.sleep(min(TICK, max(due - loop.time(), 0.0)))
+
+    async def _put(self, nc: Client) -> None:
+        try:
+            kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                await kv.put(self.member.name, encode(self.member, time.time()))
+        except Exception as exc:  # nats-py's errors, timeouts
+            if self._throttle.let_through("put") is not None:
+                log.warning("cannot put this agent's heartbeat (%s)", type(exc).__name__)
 
     async def withdraw(self, nc: Client) -> None:
         """Delete the record, so that the agent's checks move at once rather than after the
