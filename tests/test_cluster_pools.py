@@ -29,9 +29,12 @@ from monitor.config.cluster import DEFAULT_HEARTBEAT, DEFAULT_HEARTBEAT_TTL, Clu
 from monitor.config.inventory import Check
 from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
+from tests.central_support import BASE, jetstream
+from tests.central_support import publish as central_publish
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.prometheus_peers import poll
 from tests.test_api_config import faults, load
+from tests.test_central_cli import inventory_file, lines_until, results, start_central, stop
 from tests.test_cluster_agent import STREAM, start_agent, stream_messages
 
 # --- the cluster: keys ---------------------------------------------------------------------------
@@ -448,3 +451,28 @@ async def test_an_outage_of_nats_moves_no_checks(tmp_path):
         assert set(runs) == set(checks)  # probing went on, spooled and replayed
         twice = {check: agents for check, agents in runs.items() if len(agents) > 1}
         assert not twice, twice
+
+
+async def test_commwatch_central_judges_who_sent_a_result(tmp_path):
+    """The command as a user runs it: a result from an agent with no heartbeat is not shown,
+    the one from the live agent is, and the rejection is logged."""
+    async with running_nats(tmp_path / "nats") as server, jetstream(server.url) as js:
+        path = inventory_file(tmp_path)
+        inv = load_inventory(path)
+        process = await start_central(path, server)
+        try:
+            rogue, live = results(inv, (0, Severity.CRIT, BASE), (0, Severity.OK, BASE + 1))
+            await central_publish(js, rogue, agent="rogue")
+            await central_publish(js, live)  # AGENT, live in the pool default
+            async with asyncio.timeout(30):
+                while True:
+                    (line,) = await lines_until(process, 1)
+                    if line["type"] == "result":
+                        break
+            assert (line["started_at"], line["severity"]) == ("2027-01-15T08:00:01.000+00:00", "OK")
+        finally:
+            stderr = await stop(process)
+        assert (
+            "rejected a not assigned message on commwatch.results.north.rogue: "
+            "'rogue' does not serve 'default' for 'north/wan/c0'"
+        ) in stderr
