@@ -509,3 +509,36 @@ async def test_commwatch_central_judges_who_sent_a_result(tmp_path):
             "rejected a not assigned message on commwatch.results.north.rogue: "
             "'rogue' does not serve 'default' for 'north/wan/c0'"
         ) in stderr
+
+
+class CountingClient(nats.aio.client.Client):
+    """A real client that counts how often its connection is looked at."""
+
+    looks = 0
+
+    @property
+    def is_connected(self) -> bool:
+        self.looks += 1
+        return super().is_connected
+
+
+async def test_a_heartbeat_waits_quietly_while_nats_is_away(tmp_path):
+    """A heartbeat that is due while disconnected stays due, but is not looked at again
+    and again without pause: that spun the agent's loop."""
+    async with running_nats(tmp_path / "nats") as server:
+        client = CountingClient()
+        await client.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=1)
+        member = Member("north-1", frozenset({"default"}), time.time(), 1)
+        beating = asyncio.create_task(Heartbeat(member, 0.5, 1.5).beat(client))
+        try:
+            await asyncio.sleep(0.3)
+            server.stop()
+            await until(lambda: not client.is_connected)
+            await asyncio.sleep(1.0)  # the put falls due meanwhile
+            before = client.looks
+            await asyncio.sleep(1.0)
+            assert client.looks - before <= 20, client.looks - before  # about 4: every TICK
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            await client.close()

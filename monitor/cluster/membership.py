@@ -256,7 +256,8 @@ class Heartbeat:
                 reconnects = nc.stats["reconnects"]
                 due = loop.time() + self.interval
                 await self._put(nc)
-            await asyncio.sleep(min(TICK, max(due - loop.time(), 0.0)))
+            # Never less than a tick while disconnected: the put stays due until it is made.
+            await asyncio.sleep(min(TICK, max(due - loop.time(), 0.0)) or TICK)
 
     async def _put(self, nc: Client) -> None:
         try:
