@@ -142,10 +142,6 @@ class Agent:
         self._stopped.set()
         self.scheduler.stop()
 
-    def running(self) -> int:
-        """How many checks are this agent's share now."""
-        return len(self.scheduler.checks)
-
     def figures(self) -> AgentFigures:
         return AgentFigures(
             connected=self._connected(),
