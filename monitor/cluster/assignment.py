@@ -27,6 +27,14 @@ def vantage_points(check: Check) -> tuple[str, ...]:
     return check.vantage or (DEFAULT_POOL,)
 
 
+def implied_vantage(check: Check, agent: str) -> str:
+    """The vantage point of a result that names none (no Commwatch-Vantage header): the
+    agent's own name; for a check with one vantage point that is not the agent, that one (an
+    agent of before pools sends no header, and its checks were the pool default's)."""
+    points = vantage_points(check)
+    return points[0] if len(points) == 1 and agent not in points else agent
+
+
 def weight(host: str, agent: str) -> int:
     """The agent's rendezvous weight for the host: the same on every machine and Python (no
     `hash()`, which is salted per process)."""

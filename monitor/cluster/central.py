@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from monitor.api.readers import RecordError, result_from_record
 from monitor.cluster.admission import Admission
 from monitor.cluster.arrivals import StreamArrivals
+from monitor.cluster.assignment import implied_vantage
 from monitor.cluster.connection import connect_options, trouble
 from monitor.cluster.stream import (
     AGENT_HEADER,
@@ -336,8 +337,7 @@ class ResultConsumer:
         if result.vantage:
             # Only a central combines: a vantage list from an agent would be shown as though.
             raise Rejected(Rejection.FORGED, "an agent's result has no vantage points")
-        # An agent named in `vantage:` itself may leave the header out.
-        vantage = headers.get(VANTAGE_HEADER) or str(agent)
+        vantage = headers.get(VANTAGE_HEADER) or implied_vantage(check, str(agent))
         if self._admission is not None:
             refused = self._admission.refusal(check, str(agent), vantage, result.started_at)
             if refused is not None:
