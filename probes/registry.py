@@ -54,6 +54,10 @@ _KINDS: dict[str, Listing] = {
         "probes.icmp",
         "ping: loss, round trips, jitter, don't-fragment MTU; late, duplicate, stray replies",
     ),
+    "path": Listing(
+        "probes.path",
+        "route to a host with rising TTL (UDP or ICMP): hop list, reached, hop count changes",
+    ),
 }
 
 
