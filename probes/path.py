@@ -69,7 +69,7 @@ class PathOptions(LatencyOptions):
                      "privilege needed); icmp: echo requests, which firewalls pass more often"),
         metavar="udp|icmp",
         help="what is sent with rising TTL: udp (traceroute's, needs no privilege) or icmp (echo "
-        "requests; a group in net.ipv4.ping_group_range)",
+        "requests: a group in net.ipv4.ping_group_range, or root for a raw socket)",
     )  # fmt: skip
     max_hops: int = option(
         30, parse=integer(1, MAX_HOPS), metavar="N", help="the highest TTL tried (traceroute's 30)"
@@ -142,6 +142,7 @@ async def measure(options: PathOptions, ctx: ProbeContext) -> Observations:
     finally:
         sock.close()
     observations = _observed(done, address, options.method)
+    observations["socket"] = sock.kind
     previous = ctx.memory.get(_MEMORY_HOPS)
     if done.reached:
         if isinstance(previous, int):

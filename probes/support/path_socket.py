@@ -11,15 +11,19 @@ needed, and no process sees the answers to another's probes.
 - `icmp`: an ICMP datagram socket (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6), echo requests whose
   sequence number tells them apart; open to a process whose group is in
   `net.ipv4.ping_group_range` (root's too: the kernel checks the group, not the capability).
-  Time exceeded arrives on the error queue, the echo reply as a datagram.
+  Time exceeded arrives on the error queue, the echo reply as a datagram. Where the group is
+  not in the range, a raw socket for root (CAP_NET_RAW): it sees every ICMP packet the host
+  gets, so our echoes carry an identifier of their own and the answers are told by it (the
+  echo reply's, or the one quoted in a time exceeded or unreachable).
 
-The icmp kind's socket layer (raw sockets for root among them) was built beside this one and had
+The icmp kind's socket layer (raw sockets shared among checks) was built beside this one and had
 not landed when this was written: this module keeps to the little a trace needs.
 """
 
 from __future__ import annotations
 
 import errno
+import random
 import socket
 import struct
 import time
@@ -102,6 +106,8 @@ class TraceSocket:
     def __init__(self, family: int, address: str, method: str) -> None:
         self.family, self.address, self.method = family, address, method
         self.sock = _open(family, method)
+        self.raw = self.sock.type == socket.SOCK_RAW
+        self.ident = random.getrandbits(16)  # a raw socket's echoes: ours among all the host's
         try:
             level, option = (
                 (SOL_IP, IP_RECVERR) if family == socket.AF_INET else (SOL_IPV6, IPV6_RECVERR)
@@ -111,6 +117,13 @@ class TraceSocket:
         except OSError:
             self.sock.close()
             raise
+
+    @property
+    def kind(self) -> str:
+        """"udp", or the ICMP socket's kind: "datagram" or "raw"."""
+        if self.method == "udp":
+            return "udp"
+        return "raw" if self.raw else "datagram"
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -127,8 +140,7 @@ class TraceSocket:
             datagram = struct.pack("!HH", ttl, sequence) + bytes(28)
             destination = (self.address, BASE_PORT + sequence)
         else:
-            # The kernel sets the identifier and the checksum of a datagram socket's echoes.
-            datagram = _ECHO.pack(_ECHO_REQUEST[self.family], 0, 0, 0, sequence) + bytes(32)
+            datagram = self._echo(sequence)
             destination = (self.address, 0)
         try:
             self.sock.sendto(datagram, destination)
@@ -139,6 +151,16 @@ class TraceSocket:
             if exc.errno not in _PENDING_ERRORS:
                 raise
             self.sock.sendto(datagram, destination)
+
+    def _echo(self, sequence: int) -> bytes:
+        # The kernel sets the identifier and the checksum of a datagram socket's echoes, and
+        # the checksum of a raw ICMPv6 socket's; a raw ICMP socket's are ours to make.
+        echo_type, payload = _ECHO_REQUEST[self.family], bytes(32)
+        if not self.raw:
+            return _ECHO.pack(echo_type, 0, 0, 0, sequence) + payload
+        unsummed = _ECHO.pack(echo_type, 0, 0, self.ident, sequence) + payload
+        summed = 0 if self.family == socket.AF_INET6 else _checksum(unsummed)
+        return _ECHO.pack(echo_type, 0, summed, self.ident, sequence) + payload
 
     def answers(self) -> list[Answer]:
         """Every answer waiting: the error queue, then the datagrams (echo replies)."""
@@ -160,6 +182,11 @@ class TraceSocket:
         return found
 
     def _datagram(self, data: bytes, source: str) -> list[Answer]:
+        if self.raw:
+            found = _raw_answer(self.family, data, source, self.ident)
+            return (
+                [] if found is None else [Answer(found[0], source, found[1], time.perf_counter())]
+            )
         # A UDP answer from the destination (something listens on that port) reaches it too,
         # but says nothing of which probe it answers: the first unanswered one will do.
         if self.method == "udp":
@@ -209,6 +236,45 @@ class TraceSocket:
         return int(_ECHO.unpack_from(data)[4])
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _raw_answer(family: int, data: bytes, source: str, ident: int) -> tuple[int, str] | None:
+    """(sequence, kind) of an ICMP packet a raw socket read, if it answers one of our echoes:
+    an echo reply with our identifier, or an error quoting our echo request. An IPv4 raw
+    socket hands over the IP header too, an IPv6 one only the ICMPv6 message."""
+    if family == socket.AF_INET:
+        if len(data) < 20:
+            return None
+        data = data[(data[0] & 0x0F) * 4 :]
+    if len(data) < _ECHO.size:
+        return None
+    icmp_type, code, _sum, their_ident, sequence = _ECHO.unpack_from(data)
+    if icmp_type == _ECHO_REPLY[family]:
+        return (sequence, REACHED) if their_ident == ident else None
+    kind = _answer_kind(family, icmp_type, code, "icmp")
+    quoted = data[8:]  # the offending packet's IP header, then its first bytes at least
+    if family == socket.AF_INET:
+        if len(quoted) < 20:
+            return None
+        quoted = quoted[(quoted[0] & 0x0F) * 4 :]
+    else:
+        quoted = quoted[40:]
+    if kind is None or len(quoted) < _ECHO.size:
+        return None
+    quoted_type, _code, _sum, quoted_ident, quoted_sequence = _ECHO.unpack_from(quoted)
+    if quoted_type != _ECHO_REQUEST[family] or quoted_ident != ident:
+        return None
+    return quoted_sequence, kind
+
+
 def _offender(sockaddr: bytes) -> str | None:
     """The address of whoever sent the ICMP error (SO_EE_OFFENDER: a sockaddr after the
     struct)."""
@@ -226,13 +292,19 @@ def _open(family: int, method: str) -> socket.socket:
     if method == "udp":
         return socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     protocol = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
+    refused = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT)
     try:
         return socket.socket(family, socket.SOCK_DGRAM, protocol)
     except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT):
+        if exc.errno not in refused:
+            raise
+    try:
+        return socket.socket(family, socket.SOCK_RAW, protocol)
+    except OSError as exc:
+        if exc.errno not in refused:
             raise
         raise ConfigFailure(
-            f"no ICMP datagram socket for this process ({exc.strerror}): add its group to "
-            f"{PING_GROUP_RANGE} (sysctl -w {PING_GROUP_RANGE}='0 2147483647') or use "
-            "method: udp, which needs no privilege"
+            "no ICMP socket for this process: neither is its group in "
+            f"{PING_GROUP_RANGE} (sysctl -w {PING_GROUP_RANGE}='0 2147483647') nor may it "
+            "open a raw socket (root or CAP_NET_RAW); method: udp needs neither"
         ) from None

@@ -9,8 +9,9 @@ and a destination host with two target addresses, IPv4 and IPv6 alike.
 Segment k is 10.90.k.0/24 and fd00:90:k::/64, its left end .1 (::1), its right end .2 (::2).
 `diverse()` routes A through ma and B through mb straight to dst; `converge()` sends both
 through x, `reroute()` one of them. x answers from one address (10.90.7.2, fd00:90:7::2)
-whichever way its answer leaves, as a router whose ICMP comes from one interface does. ICMP rate limits are off in every namespace, so each probe is answered and the
-paths are what the routes say, never what a token bucket let through.
+whichever way its answer leaves, as a router whose ICMP comes from one interface does. ICMP
+rate limits are off in every namespace, so each probe is answered and the paths are what the
+routes say, never what a token bucket let through.
 """
 
 from __future__ import annotations
