@@ -37,8 +37,8 @@ IP_TTL, IPV6_UNICAST_HOPS = 2, 16
 SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 _EXTENDED_ERROR = struct.Struct("=IBBBBII")  # struct sock_extended_err (<linux/errqueue.h>)
 _ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
-_ECHO_REQUEST = {socket.AF_INET: 8, socket.AF_INET6: 128}
-_ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
+_ECHO_REQUEST: dict[int, int] = {socket.AF_INET: 8, socket.AF_INET6: 128}
+_ECHO_REPLY: dict[int, int] = {socket.AF_INET: 0, socket.AF_INET6: 129}
 BASE_PORT = 33434  # traceroute's: the first of the ports nobody listens on
 _BUFFER = 2048
 _ANCILLARY = 512
@@ -120,7 +120,7 @@ class TraceSocket:
 
     @property
     def kind(self) -> str:
-        """"udp", or the ICMP socket's kind: "datagram" or "raw"."""
+        """ "udp", or the ICMP socket's kind: "datagram" or "raw"."""
         if self.method == "udp":
             return "udp"
         return "raw" if self.raw else "datagram"
@@ -240,7 +240,7 @@ def _checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071) of `data`."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
