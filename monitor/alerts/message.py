@@ -47,7 +47,8 @@ def state_severity(state: str) -> Severity:
 
 def event_severity(event: Event) -> Severity:
     # A flapping check is worth a heads-up, never a page: its notifications are being held.
-    if event.kind in (EventKind.FLAPPING_START, EventKind.FLAPPING_STOP):
+    # So is a rerouted link (its before and after are routes, not states): diversity may be gone.
+    if event.kind in (EventKind.FLAPPING_START, EventKind.FLAPPING_STOP, EventKind.PATH_CHANGE):
         return Severity.WARN
     return state_severity(event.after)
 
@@ -148,6 +149,8 @@ def change_text(event: Event) -> str:
         return "is flapping: notifications held until it settles"
     if event.kind is EventKind.FLAPPING_STOP:
         return "stopped flapping"
+    if event.kind is EventKind.PATH_CHANGE:
+        return f"path changed: {event.before} → {event.after}"
     return f"{event.before} → {event.after}"
 
 
@@ -165,7 +168,7 @@ def summary(message: Message) -> str:
     lead, *rest = ordered(message.events)
     label = "RESOLVED" if message.resolved else lead.after
     if lead.kind is not EventKind.HARD:
-        label = "FLAPPING"
+        label = "PATH CHANGED" if lead.kind is EventKind.PATH_CHANGE else "FLAPPING"
     prefix = "Still unresolved: " if message.kind is MessageKind.REMINDER else ""
     more = f" (+{len(rest)} more)" if rest else ""
     return f"{prefix}[{label}] {message.site_id}: {subject_label(lead)} {change_text(lead)}{more}"

@@ -18,6 +18,7 @@ from monitor.api import codec
 from monitor.api.feed import Snapshot
 from monitor.config.inventory import Check, Group, Inventory, Link, Site
 from monitor.engine.pipeline import Monitor
+from monitor.engine import paths
 from monitor.engine.views import group_summaries
 from monitor.output.records import event_record, group_record, iso_time, result_record
 
@@ -117,7 +118,15 @@ def state_document(
         },
         "inventory": inventory_part(inventory),
         "checks": checks,
-        "groups": [group_record(g) for g in group_summaries(inventory, topology, snapshot.state)],
+        "groups": [
+            group_record(g)
+            for g in group_summaries(
+                inventory,
+                topology,
+                snapshot.state,
+                paths.observed(monitor.path_policy, snapshot.last_results.values()),
+            )
+        ],
         "acks": [dict(ack) for ack in acks],
         "engine_state": codec.engine_state_to_json(snapshot.state),
         "recent_events": [event_record(event) for event in snapshot.recent_events],

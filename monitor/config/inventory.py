@@ -88,6 +88,9 @@ class Link:
     medium: str
     tags: tuple[str, ...]
     checks: tuple[Check, ...]
+    # The first hops of its path checks' routes that are the link's own (its router, the
+    # carrier's first hop): shared or not, they are no convergence (monitor.engine.paths).
+    edge_hops: int = 0
     depends_on: tuple[str, ...] = ()
     availability_from: tuple[str, ...] = ()  # check ids deciding up/down; empty: all its checks
 

@@ -80,6 +80,7 @@ _LINK_KEYS = (
     "name",
     "role",
     "medium",
+    "edge_hops",
     "tags",
     "defaults",
     "depends_on",
@@ -88,6 +89,7 @@ _LINK_KEYS = (
     *_PLACEMENT_KEYS,
 )
 _TEXTS = each(text)
+_EDGE_HOPS = integer(0, 255)
 
 
 # --- the loader ----------------------------------------------------------------------------
@@ -261,6 +263,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, Trap
             name=self.plain(fields, "name", text, link_id or ""),
             role=self.plain(fields, "role", _ROLE, "primary"),
             medium=self.plain(fields, "medium", text, ""),
+            edge_hops=self.plain(fields, "edge_hops", _EDGE_HOPS, 0),
             tags=site_tags + self.plain(fields, "tags", _TEXTS, ()),
             checks=(),
         )

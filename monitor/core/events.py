@@ -109,6 +109,8 @@ class EventKind(enum.StrEnum):
     # Not a change of state: a device's SNMP trap or inform, recorded on it (its before and
     # after are its state then). Never notified (monitor.engine.traps).
     TRAP = "trap"
+    # A link's traced route changed (monitor.engine.paths): before and after are the routes.
+    PATH_CHANGE = "path_change"
 
 
 class Suppression(enum.StrEnum):

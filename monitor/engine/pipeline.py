@@ -27,6 +27,7 @@ from monitor.config.inventory import Check, Inventory
 from monitor.config.traps import TrapsConfig
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
+from monitor.engine import paths
 from monitor.engine.acks import reminder_holds
 from monitor.engine.commands import OperatorCommands
 from monitor.engine.published import Publication, StreamWatcher
@@ -129,6 +130,8 @@ class Monitor(OperatorCommands):
         self._on_result = on_result
         self._on_event = on_event
         self.state = restore(self.topology)
+        self.path_policy = paths.path_policy(inventory)
+        self.paths = paths.PathState()
         self._source = source
         self._own_scheduler = (
             Scheduler(checks, inventory.concurrency, self._take, start_spread=start_spread)
@@ -313,6 +316,8 @@ class Monitor(OperatorCommands):
 
     def _take(self, result: ProbeResult) -> None:
         self.state, events = step(self.topology, self.state, result)
+        self.paths, path_events = paths.observe(self.path_policy, self.paths, result)
+        events += path_events
         check_id = result.check.check_id
         check_state = self.state.checks.get(check_id)
         if check_state is not None and check_state.is_soft and self.scheduler is not None:

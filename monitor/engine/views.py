@@ -13,6 +13,7 @@ from monitor.config import maintenance
 from monitor.config.inventory import Check, Inventory
 from monitor.core.events import PENDING, GroupStatus, LinkStatus, Pending
 from monitor.core.model import ProbeResult
+from monitor.engine import paths
 from monitor.engine.links import links_up_text
 from monitor.engine.restore import restore
 from monitor.engine.state import EngineState
@@ -86,6 +87,8 @@ class GroupSummary:
     min_up: int
     not_evaluated: tuple[str, ...] = ()  # links whose deciding checks are not all selected
     waiting: tuple[str, ...] = ()  # evaluated links with no status yet
+    # Where its links' traced routes meet beyond their edge hops (monitor.engine.paths).
+    converging: tuple[str, ...] = ()
 
     @property
     def evaluated(self) -> bool:
@@ -104,15 +107,20 @@ class GroupSummary:
             return f"checks deciding {', '.join(self.not_evaluated)} are not selected"
         if self.status is None:
             return f"no state yet for {', '.join(self.waiting)}"
-        return links_up_text(self.up, self.unknown, self.total, self.min_up)
+        up_text = links_up_text(self.up, self.unknown, self.total, self.min_up)
+        return "; ".join((up_text, *self.converging))
 
 
 def group_summaries(
-    inventory: Inventory, topology: Topology, state: EngineState
+    inventory: Inventory,
+    topology: Topology,
+    state: EngineState,
+    routes: paths.PathState | None = None,
 ) -> tuple[GroupSummary, ...]:
     """Every group the topology's checks touch; one they do not touch at all is not part of
-    what was asked, and is left out."""
+    what was asked, and is left out. With `routes`, where each group's paths converge."""
     summaries = []
+    policy = None if routes is None else paths.path_policy(inventory)
     for g in inventory.resilience.groups:
         if not any(link in topology.observed_links for link in g.link_ids):
             continue
@@ -132,6 +140,9 @@ def group_summaries(
                 waiting=tuple(
                     lid for lid, status in zip(g.link_ids, statuses, strict=True) if status is None
                 ),
+                converging=()
+                if policy is None or routes is None
+                else tuple(c.describe() for c in paths.convergences(policy, routes, g.id)),
             )
         )
     return tuple(summaries)

@@ -204,6 +204,8 @@ class GroupView(Protocol):
     @property
     def label(self) -> str: ...
     def describe(self) -> str: ...
+    @property
+    def converging(self) -> tuple[str, ...]: ...
 
 
 def group_record(group: GroupView) -> dict[str, Any]:
@@ -221,6 +223,7 @@ def group_record(group: GroupView) -> dict[str, Any]:
         "unknown": group.unknown if group.evaluated else None,
         "links": group.total,
         "min_up": group.min_up,
+        "converging": list(group.converging),
     }
 
 

@@ -27,6 +27,7 @@ from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.engine.pipeline import Arrivals, Monitor, ResultSource
+from monitor.engine import paths
 from monitor.engine.views import group_summaries, sweep_state
 from monitor.output import records, tables, terminal
 
@@ -62,7 +63,8 @@ async def _sweep(inventory: Inventory, checks: Sequence[Check], fmt: str, worker
     started = time.time()
     results, complete = await collect(inventory, checks, workers)
     finished = time.time()
-    groups = group_summaries(inventory, *sweep_state(inventory, checks, results))
+    routes = paths.observed(paths.path_policy(inventory), results)
+    groups = group_summaries(inventory, *sweep_state(inventory, checks, results), routes)
     if fmt == "table":
         print(tables.table(results, terminal.use_colour(sys.stdout)))
         print(tables.groups_table(groups))
