@@ -390,6 +390,7 @@ def test_events_and_groups_as_records():
             "unknown": 0,
             "links": 2,
             "min_up": 1,
+            "converging": [],
         },
         # A group the selection cannot judge has no status and no counts.
         {
@@ -403,5 +404,6 @@ def test_events_and_groups_as_records():
             "unknown": None,
             "links": 2,
             "min_up": 1,
+            "converging": [],
         },
     ]

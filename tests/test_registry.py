@@ -37,6 +37,7 @@ EXAMPLES = {
     "ntp": {"target": "127.0.0.1:1123"},
     "sip": {"target": "127.0.0.1", "transport": "tls", "ok_codes": [200, 404]},
     "icmp": {"target": "127.0.0.1"},
+    "path": {"target": "127.0.0.1", "method": "icmp", "max_hops": 8},
 }
 
 
@@ -54,7 +55,7 @@ def test_every_probe_module_is_registered_under_its_own_name():
 def test_asking_for_one_kind_loads_only_that_kind():
     code = (
         "import sys; from probes.registry import REGISTRY; "
-        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 8; "
+        "assert 'tcp' in REGISTRY and 'nope' not in REGISTRY and len(REGISTRY) == 9; "
         "REGISTRY['tcp']; "
         "print(sorted(m for m in sys.modules if m.startswith('probes.')))"
     )
