@@ -22,6 +22,7 @@ from monitor.core.events import (
     Suppression,
 )
 from monitor.core.model import ProbeResult, Severity
+from monitor.engine import paths
 from monitor.engine.checks import CheckState
 from monitor.engine.state import EngineState
 from monitor.engine.views import (
@@ -109,6 +110,9 @@ class Board:
         # Why notifications about a subject are held, from its latest confirmed change.
         self._held: dict[str, tuple[Suppression, ...]] = {}
         self.outline = Outline(self.sites, self.named_groups)
+        # The latest route of each path check, for convergence and each link's hops.
+        self._path_policy = paths.path_policy(inventory)
+        self.routes = paths.PathState()
 
     # --- results in ------------------------------------------------------------------------
 
@@ -122,12 +126,15 @@ class Board:
         has seen it yet."""
         touched: set[str] = set()
         events: list[Event] = []
+        results = list(results)
+        for result in results:
+            self.routes, _ = paths.observe(self._path_policy, self.routes, result)
         if engine is not None:
             before_unreachable = self.engine.unreachable if self.engine else frozenset()
             self.engine = engine
             self.groups = {
                 g.group_id: g
-                for g in group_summaries(self.inventory, self._topology, engine)
+                for g in group_summaries(self.inventory, self._topology, engine, self.routes)
                 if g.group_id in self._group_ids
             }
             # A parent going down changes its dependents' rows too.
@@ -223,6 +230,10 @@ class Board:
         return ", ".join(
             f"{name} {status}" for name, status in states if status not in (LinkStatus.UP, None)
         )
+
+    def hops(self, link: Link) -> tuple[tuple[str, paths.Route], ...]:
+        """The latest route of each of the link's path checks: (check id, route)."""
+        return paths.hops_of(self._path_policy, self.routes, link.full_id)
 
     def link_cause(self, link: Link) -> str:
         status = self.link_status(link)

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widgets import Static
 
-from monitor.config.inventory import Check
+from monitor.config.inventory import Check, Link
 from monitor.core.model import CertificateInfo, ProbeResult, VantageResult
 from monitor.core.text import printable
 from tui.board import Board
@@ -89,6 +89,7 @@ class DetailPane(SeverityStyles, Static):
             standing = Text("link ") + self.state_mark(board.link_label(row.link))
             if cause := board.cause(row):
                 standing.append(f" · {cause}")
+            standing += self._hops(board, row.link)
         elif row.link is None and (group := board.group_status(row)) is not None:
             standing = self.state_mark(group.label)
             standing.append(f" · {group.describe()}")
@@ -99,6 +100,7 @@ class DetailPane(SeverityStyles, Static):
                 standing.append(f" {name} ({link.role or 'link'})")
                 if cause := board.link_cause(link):
                     standing.append(f": {cause}", self._dim)
+                standing += self._hops(board, link)
         held = board.held(row.subject_id)
         if held:
             standing.append("\n")
@@ -134,6 +136,15 @@ class DetailPane(SeverityStyles, Static):
         return Group(
             self._heading(title), Text(facts, self._dim), standing, counts, Text(), table, *tail
         )
+
+    def _hops(self, board: Board, link: Link) -> Text:
+        """A line per path check of the link: its latest route, hop by hop."""
+        lines = Text()
+        for check_id, route in board.hops(link):
+            name = check_id.rsplit("/", 1)[-1]
+            lines.append(f"\n    {name} → {printable(route.destination)}: ", self._dim)
+            lines.append(printable(route.text()))
+        return lines
 
     def _check(self, board: Board, check: Check, now: float, paused: bool) -> RenderableType:
         check_id = check.ref.check_id
