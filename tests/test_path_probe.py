@@ -98,8 +98,8 @@ def test_probes_per_hop_and_max_hops(net: Network, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("route", "said"),
     [
-        ("unreachable", "host unreachable"),
-        ("prohibit", "communication administratively prohibited"),
+        ("unreachable", "destination host unreachable"),
+        ("prohibit", "communication administratively prohibited (filtered)"),
     ],
 )
 def test_a_router_that_says_unreachable_ends_the_trace(
@@ -117,7 +117,8 @@ def test_ipv6_unreachable_named(net: Network, tmp_path: Path) -> None:
     net.ns["ma"].ip("-6", "route", "replace", "prohibit", TARGETS["a"][V6])
     result = trace(net, tmp_path, TARGETS["a"][V6], "--method", "icmp")
     assert result["observations"]["unreached_because"] == (
-        f"communication administratively prohibited from {right(3, True)} at hop 2"
+        "destination unreachable: communication administratively prohibited from "
+        f"{right(3, True)} at hop 2"
     )
 
 

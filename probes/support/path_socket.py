@@ -16,8 +16,9 @@ needed, and no process sees the answers to another's probes.
   gets, so our echoes carry an identifier of their own and the answers are told by it (the
   echo reply's, or the one quoted in a time exceeded or unreachable).
 
-The icmp kind's socket layer (raw sockets shared among checks) was built beside this one and had
-not landed when this was written: this module keeps to the little a trace needs.
+The packets are the icmp kind's (probes/support/icmp_packet.py). Its sockets are not: they
+keep one raw socket per family among many checks and match echo replies to leases, where a
+trace needs TTLs set per probe and the error queue's offender address, for UDP too.
 """
 
 from __future__ import annotations
@@ -30,15 +31,13 @@ import time
 from dataclasses import dataclass
 
 from monitor.core.errors import ConfigFailure
+from probes.support import icmp_packet
 
 SOL_IP, SOL_IPV6 = 0, 41
 IP_RECVERR, IPV6_RECVERR = 11, 25
 IP_TTL, IPV6_UNICAST_HOPS = 2, 16
 SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 _EXTENDED_ERROR = struct.Struct("=IBBBBII")  # struct sock_extended_err (<linux/errqueue.h>)
-_ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
-_ECHO_REQUEST: dict[int, int] = {socket.AF_INET: 8, socket.AF_INET6: 128}
-_ECHO_REPLY: dict[int, int] = {socket.AF_INET: 0, socket.AF_INET6: 129}
 BASE_PORT = 33434  # traceroute's: the first of the ports nobody listens on
 _BUFFER = 2048
 _ANCILLARY = 512
@@ -48,24 +47,18 @@ _PENDING_ERRORS = frozenset(
 )
 PING_GROUP_RANGE = "net.ipv4.ping_group_range"
 
-# What an ICMP error says, by (family, type, code): the kind of answer and its words.
+# What an ICMP error says of a probe: a router on the way, the destination, or the words of
+# why the destination cannot be reached (icmp_packet's, as ping says them).
 TIME_EXCEEDED = "time exceeded"
 REACHED = "reached"
-_V4_UNREACHABLE = {
-    0: "network unreachable",
-    1: "host unreachable",
-    2: "protocol unreachable",
-    4: "fragmentation needed",
-    9: "network administratively prohibited",
-    10: "host administratively prohibited",
-    13: "communication administratively prohibited",
+_PORT_UNREACHABLE: dict[int, int] = {socket.AF_INET: 3, socket.AF_INET6: 4}
+_EXCEEDED: dict[int, int] = {
+    socket.AF_INET: icmp_packet.V4_EXCEEDED,
+    socket.AF_INET6: icmp_packet.V6_EXCEEDED,
 }
-_V6_UNREACHABLE = {
-    0: "no route to destination",
-    1: "communication administratively prohibited",
-    3: "address unreachable",
-    5: "source address failed policy",
-    6: "reject route to destination",
+_UNREACHABLE: dict[int, int] = {
+    socket.AF_INET: icmp_packet.V4_UNREACHABLE,
+    socket.AF_INET6: icmp_packet.V6_UNREACHABLE,
 }
 
 
@@ -81,23 +74,13 @@ class Answer:
 
 
 def _answer_kind(family: int, icmp_type: int, code: int, method: str) -> str | None:
-    if family == socket.AF_INET:
-        if icmp_type == 11:
-            return TIME_EXCEEDED
-        if icmp_type == 3:
-            if code == 3 and method == "udp":  # port unreachable: the destination itself
-                return REACHED
-            return _V4_UNREACHABLE.get(code, f"unreachable (code {code})")
-        return None
-    if icmp_type == 3:
+    if icmp_type == _EXCEEDED[family]:
         return TIME_EXCEEDED
-    if icmp_type == 1:
-        if code == 4 and method == "udp":
-            return REACHED
-        return _V6_UNREACHABLE.get(code, f"unreachable (code {code})")
-    if icmp_type == 2:
-        return "packet too big"
-    return None
+    if icmp_type == _UNREACHABLE[family] and code == _PORT_UNREACHABLE[family] and method == "udp":
+        return REACHED  # port unreachable: the destination itself said so
+    if icmp_type not in icmp_packet.ERROR_TYPES[family]:
+        return None
+    return icmp_packet.error_words(family, icmp_type, code, None)
 
 
 class TraceSocket:
@@ -153,14 +136,10 @@ class TraceSocket:
             self.sock.sendto(datagram, destination)
 
     def _echo(self, sequence: int) -> bytes:
-        # The kernel sets the identifier and the checksum of a datagram socket's echoes, and
-        # the checksum of a raw ICMPv6 socket's; a raw ICMP socket's are ours to make.
-        echo_type, payload = _ECHO_REQUEST[self.family], bytes(32)
-        if not self.raw:
-            return _ECHO.pack(echo_type, 0, 0, 0, sequence) + payload
-        unsummed = _ECHO.pack(echo_type, 0, 0, self.ident, sequence) + payload
-        summed = 0 if self.family == socket.AF_INET6 else _checksum(unsummed)
-        return _ECHO.pack(echo_type, 0, summed, self.ident, sequence) + payload
+        # The kernel sets a datagram socket's identifier; a raw socket's echoes carry ours.
+        return icmp_packet.echo_request(
+            self.family, self.ident if self.raw else 0, sequence, bytes(32)
+        )
 
     def answers(self) -> list[Answer]:
         """Every answer waiting: the error queue, then the datagrams (echo replies)."""
@@ -182,23 +161,19 @@ class TraceSocket:
         return found
 
     def _datagram(self, data: bytes, source: str) -> list[Answer]:
-        if self.raw:
-            found = _raw_answer(self.family, data, source, self.ident)
-            return (
-                [] if found is None else [Answer(found[0], source, found[1], time.perf_counter())]
-            )
         # A UDP answer from the destination (something listens on that port) reaches it too,
         # but says nothing of which probe it answers: the first unanswered one will do.
         if self.method == "udp":
             return (
                 [Answer(-1, source, REACHED, time.perf_counter())] if source == self.address else []
             )
-        if len(data) < _ECHO.size:
-            return []
-        icmp_type, _code, _sum, _ident, sequence = _ECHO.unpack_from(data)
-        if icmp_type != _ECHO_REPLY[self.family]:
-            return []
-        return [Answer(sequence, source, REACHED, time.perf_counter())]
+        found = icmp_packet.parse(self.family, data, self.raw and self.family == socket.AF_INET)
+        if found is None or (self.raw and found.ident != self.ident):
+            return []  # another process's, on a raw socket that sees every ICMP packet
+        if isinstance(found, icmp_packet.EchoReply):
+            return [Answer(found.seq, source, REACHED, time.perf_counter())]
+        kind = _answer_kind(self.family, found.type, found.code, self.method)
+        return [] if kind is None else [Answer(found.seq, source, kind, time.perf_counter())]
 
     def _error(self) -> Answer | None:
         """One entry of the error queue (sequence -1 for one that is not ours), None if empty."""
@@ -231,48 +206,9 @@ class TraceSocket:
             if not isinstance(original, tuple) or len(original) < 2:
                 return None
             return int(original[1]) - BASE_PORT
-        if len(data) < _ECHO.size:  # the quoted echo request, header first
-            return None
-        return int(_ECHO.unpack_from(data)[4])
-
-
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of `data`."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def _raw_answer(family: int, data: bytes, source: str, ident: int) -> tuple[int, str] | None:
-    """(sequence, kind) of an ICMP packet a raw socket read, if it answers one of our echoes:
-    an echo reply with our identifier, or an error quoting our echo request. An IPv4 raw
-    socket hands over the IP header too, an IPv6 one only the ICMPv6 message."""
-    if family == socket.AF_INET:
-        if len(data) < 20:
-            return None
-        data = data[(data[0] & 0x0F) * 4 :]
-    if len(data) < _ECHO.size:
-        return None
-    icmp_type, code, _sum, their_ident, sequence = _ECHO.unpack_from(data)
-    if icmp_type == _ECHO_REPLY[family]:
-        return (sequence, REACHED) if their_ident == ident else None
-    kind = _answer_kind(family, icmp_type, code, "icmp")
-    quoted = data[8:]  # the offending packet's IP header, then its first bytes at least
-    if family == socket.AF_INET:
-        if len(quoted) < 20:
-            return None
-        quoted = quoted[(quoted[0] & 0x0F) * 4 :]
-    else:
-        quoted = quoted[40:]
-    if kind is None or len(quoted) < _ECHO.size:
-        return None
-    quoted_type, _code, _sum, quoted_ident, quoted_sequence = _ECHO.unpack_from(quoted)
-    if quoted_type != _ECHO_REQUEST[family] or quoted_ident != ident:
-        return None
-    return quoted_sequence, kind
+        # The quoted echo request, header first.
+        quoted = icmp_packet.quoted_error(self.family, 0, 0, None, data, None)
+        return None if quoted is None else quoted.seq
 
 
 def _offender(sockaddr: bytes) -> str | None:
