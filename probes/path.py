@@ -26,7 +26,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from monitor.core.conditions import Condition, Expectation, Finding, Threshold
+from monitor.core.conditions import Condition, Expectation, Threshold, said
 from monitor.core.errors import AnswerTimeout
 from monitor.core.model import ObservationValue, ProbeResult, as_number
 from monitor.core.options import choice, duration, host, integer, option
@@ -200,14 +200,6 @@ def headline(result: ProbeResult, _now: float) -> Headline:
     return Headline(facts=facts, when_ok=when_ok, tells=frozenset({HOPS}))
 
 
-def _unreached(_value: ObservationValue, about: str) -> Finding:
-    return Finding("not reached", f"not reached: {about}" if about else "not reached")
-
-
-def _reached(_value: ObservationValue, _about: str) -> Finding:
-    return Finding("reached")
-
-
 def conditions(options: PathOptions) -> tuple[Condition, ...]:
     return (
         Expectation(
@@ -216,8 +208,8 @@ def conditions(options: PathOptions) -> tuple[Condition, ...]:
             accepts=lambda value: value is True,
             expected="the destination answers",
             about=NOT_REACHED_BECAUSE,
-            failed=_unreached,
-            passed=_reached,
+            failed=said("not reached"),
+            passed=said("reached"),
         ),
         Threshold(
             condition="hops", observation=HOPS, warn=options.hops_warn, crit=options.hops_crit

@@ -19,28 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import pytest
-
 from monitor.core.events import EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.engine import paths
 from monitor.engine.paths import PathPolicy, PathState, Route, convergences, observe
-from tests.peers.path_topology import TARGETS, Network, left, network, right
+from tests.peers.path_topology import TARGETS, Network, left, right
+
+# The routed network and its fixtures (`routed`, `net`).
+pytest_plugins = ("tests.peers.path_fixtures",)
 
 COMMWATCH = str(Path(sys.executable).with_name("commwatch"))
 MEETING = f"site/a and site/b pass {right(7)} at hop 3"
-
-
-@pytest.fixture(scope="module")
-def routed() -> Iterator[Network]:
-    with network() as net:
-        yield net
-
-
-@pytest.fixture
-def net(routed: Network) -> Iterator[Network]:
-    yield routed
-    routed.diverse()
 
 
 def inventory(

@@ -11,30 +11,19 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.peers.path_topology import TARGETS, Network, left, network, right
+from tests.peers.path_topology import TARGETS, Network, left, right
+
+# The routed network and its fixtures (`routed`, `net`).
+pytest_plugins = ("tests.peers.path_fixtures",)
 
 COMMWATCH = str(Path(sys.executable).with_name("commwatch"))
 V4, V6 = 0, 1
 NOBODY = 65534
-
-
-@pytest.fixture(scope="module")
-def routed() -> Iterator[Network]:
-    with network() as net:
-        yield net
-
-
-@pytest.fixture
-def net(routed: Network) -> Iterator[Network]:
-    """The network, its routes diverse again after the test whatever it changed."""
-    yield routed
-    routed.diverse()
 
 
 def trace(
@@ -106,7 +95,8 @@ def test_a_router_that_says_unreachable_ends_the_trace(
     net: Network, tmp_path: Path, route: str, said: str
 ) -> None:
     net.ns["ma"].ip("route", "replace", route, TARGETS["a"][V4])
-    result = trace(net, tmp_path, TARGETS["a"][V4])
+    # One probe a hop: the unreachables of a route are rate-limited (path_topology.py).
+    result = trace(net, tmp_path, TARGETS["a"][V4], "--probes-per-hop", "1")
     assert result["severity"] == "CRIT"
     assert result["observations"]["unreached_because"] == f"{said} from {right(3)} at hop 2"
     assert path_of(result) == [left(1), right(3)]

@@ -11,7 +11,9 @@ Segment k is 10.90.k.0/24 and fd00:90:k::/64, its left end .1 (::1), its right e
 through x, `reroute()` one of them. x answers from one address (10.90.7.2, fd00:90:7::2)
 whichever way its answer leaves, as a router whose ICMP comes from one interface does. ICMP
 rate limits are off in every namespace, so each probe is answered and the paths are what the
-routes say, never what a token bucket let through.
+routes say, never what a token bucket let through; but for the unreachables of a route of
+type unreachable or prohibit, whose bucket (net.ipv4.route.error_cost) is the host's: five
+at once, then one a second.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def network() -> Iterator[Network]:
     """The network with diverse paths, removed afterwards whatever happens."""
     with namespaces(*ROLES) as ns:
         for role in ROLES:
-            ns[role].sysctl("net.ipv4.icmp_ratelimit", "0")
+            # No ICMP type rate-limited per peer (icmp_ratelimit 0 would do it too, and would
+            # zero the per-peer tokens that the unreachables of routes share).
+            ns[role].sysctl("net.ipv4.icmp_ratemask", "0")
             ns[role].sysctl("net.ipv6.icmp.ratelimit", "0")
         for role in ROUTERS:
             ns[role].sysctl("net.ipv4.ip_forward", "1")
