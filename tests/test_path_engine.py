@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import jsonschema
+
 from monitor.core.events import EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
 from monitor.engine import paths
@@ -29,6 +31,9 @@ from tests.peers.path_topology import TARGETS, Network, left, right
 pytest_plugins = ("tests.peers.path_fixtures",)
 
 COMMWATCH = str(Path(sys.executable).with_name("commwatch"))
+REPORT_SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "monitor/output/schema/report.schema.json").read_text()
+)
 MEETING = f"site/a and site/b pass {right(7)} at hop 3"
 
 
@@ -139,8 +144,26 @@ def test_a_route_changing_mid_run_is_an_event(net: Network, tmp_path: Path) -> N
     assert change["cause"] == (
         f"path to {TARGETS['a'][0]} changed at hop 3: 3 hops -> 4; now {MEETING}"
     )
-    history = sqlite_kinds(tmp_path / "history.db")
-    assert "path_change" in history
+    assert "path_change" in sqlite_kinds(tmp_path / "history.db")
+    # The report's diversity section, from that history.
+    listed = inventory(tmp_path, interval="1s", timeout="1s")
+    for fmt in ("json", "table"):
+        done = subprocess.run(
+            [COMMWATCH, "report", "--format", fmt, "--since", "1h", str(listed)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        if fmt == "table":
+            assert f"  site: {MEETING}" in done.stdout
+            assert f"site/a/route → {TARGETS['a'][0]}: {change['after']} (1 changes" in done.stdout
+            continue
+        document = json.loads(done.stdout)
+        jsonschema.validate(document, REPORT_SCHEMA)
+        (group,) = document["paths"]
+        assert group["group_id"] == "site" and group["converging"] == [MEETING]
+        routes = {r["link_id"]: r for r in group["routes"]}
+        assert routes["site/a"]["route"] == change["after"] and routes["site/a"]["changes"] == 1
+        assert routes["site/b"]["changes"] == 0
 
 
 def sqlite_kinds(path: Path) -> set[str]:

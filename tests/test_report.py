@@ -784,4 +784,5 @@ def test_the_json_document_in_full(rendered_scene):
             subject("check", "psap/lte/webui", "psap", "none", 0.0, 0.0, 36000.0, {}, None, None)
             | {"outages": outages(0.0, None)},
         ],
+        "paths": None,  # no inventory given: nothing says which checks trace which link
     }

@@ -17,8 +17,8 @@ from monitor import __version__
 from monitor.api import codec
 from monitor.api.feed import Snapshot
 from monitor.config.inventory import Check, Group, Inventory, Link, Site
-from monitor.engine.pipeline import Monitor
 from monitor.engine import paths
+from monitor.engine.pipeline import Monitor
 from monitor.engine.views import group_summaries
 from monitor.output.records import event_record, group_record, iso_time, result_record
 

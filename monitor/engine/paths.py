@@ -16,13 +16,16 @@ destination is the check's own problem (CRIT), not a new route.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from monitor.config.inventory import Inventory
 from monitor.core.events import Event, EventKind, Subject
-from monitor.core.model import ProbeResult
+from monitor.core.model import ObservationValue, ProbeResult
 from monitor.core.persistent import PersistentMap
+from monitor.output.report_paths import GroupPaths, TracedRoute
+from monitor.store.queries import HistoryReader
 
 PATH_KIND = "path"
 SILENT = "*"
@@ -41,9 +44,13 @@ class Route:
     @classmethod
     def of(cls, result: ProbeResult) -> Route | None:
         """The route of a path result that reached its destination; None for any other."""
-        observed = result.observations
+        return cls.observed(result.check.kind, result.observations)
+
+    @classmethod
+    def observed(cls, kind: str, observed: Mapping[str, ObservationValue]) -> Route | None:
+        """The route of a path check's observations (a result's, or a stored one's)."""
         path, destination = observed.get("path"), observed.get("address")
-        if result.check.kind != PATH_KIND or observed.get("destination_reached") is not True:
+        if kind != PATH_KIND or observed.get("destination_reached") is not True:
             return None
         if not isinstance(path, str) or not isinstance(destination, str):
             return None
@@ -210,3 +217,38 @@ def hops_of(policy: PathPolicy, state: PathState, link_id: str) -> tuple[tuple[s
         for check_id, route in sorted(state.routes.items())
         if policy.link_of.get(check_id) == link_id
     )
+
+
+# The results of a check a report looks back through for one that reached its destination.
+_REPORT_LOOKBACK = 50
+
+
+def report_paths(
+    inventory: Inventory, store: HistoryReader, since: float, until: float
+) -> tuple[GroupPaths, ...]:
+    """`commwatch report`'s paths: per group whose links path checks trace, where their latest
+    routes in [since, until) converge, each route, and its link's path changes."""
+    policy = path_policy(inventory)
+    state, traced_at = PathState(), {}
+    for check_id in policy.link_of:
+        stored = store.recent_results(check_id, limit=_REPORT_LOOKBACK, since=since)
+        for result in reversed([r for r in stored if r.started_at < until]):
+            route = Route.observed(result.kind, result.observations)
+            if route is not None:
+                state = PathState(routes=state.routes.set(check_id, route))
+                traced_at[check_id] = result.started_at
+                break
+    kinds = [EventKind.PATH_CHANGE]
+    changes = Counter(e.subject_id for e in store.events_since(since, until, kinds=kinds))
+    groups = []
+    for group_id, links in policy.groups.items():
+        routes = tuple(
+            TracedRoute(check_id, link_id, route.destination, route.text(), traced_at[check_id],
+                        changes[link_id])
+            for link_id in links
+            for check_id, route in hops_of(policy, state, link_id)
+        )  # fmt: skip
+        if routes:
+            meeting = tuple(c.describe() for c in convergences(policy, state, group_id))
+            groups.append(GroupPaths(group_id, meeting, routes))
+    return tuple(groups)

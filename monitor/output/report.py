@@ -38,6 +38,7 @@ from monitor.core.events import (
     LinkStatus,
     Subject,
 )
+from monitor.output.report_paths import GroupPaths
 from monitor.store.history import HistoryStore
 from monitor.store.runs import Run, RunScope, Watched, merge_spans
 
@@ -105,6 +106,9 @@ class AvailabilityReport:
     runs: int  # runs that watched some of the period
     watched_s: float  # how much of the period commwatch was watching
     subjects: tuple[SubjectAvailability, ...]  # per site: groups, then links, then checks
+    # The routes path checks traced, by group (monitor.output.report_paths); None without an
+    # inventory, which says which checks trace which link.
+    paths: tuple[GroupPaths, ...] | None = None
 
 
 # --- intervals -----------------------------------------------------------------------------

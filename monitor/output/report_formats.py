@@ -10,6 +10,7 @@ from typing import Any
 
 from monitor.core.events import CheckStatus, GroupStatus, LinkStatus, Subject
 from monitor.core.text import duration_text, printable
+from monitor.output import report_paths
 from monitor.output.records import iso_time
 from monitor.output.report import AvailabilityReport, SubjectAvailability
 from monitor.output.spreadsheet import Cell, Figure, csv_text
@@ -101,6 +102,7 @@ def render_table(report: AvailabilityReport) -> str:
         "of the period (less maintenance) with a known state. OUTAGES: a trailing + means one is "
         "still going. MTTR: mean time to recover.",
     ]
+    lines += report_paths.lines(report.paths)
     return "\n".join(lines)
 
 
@@ -164,6 +166,7 @@ def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
             }
             for s in report.subjects
         ],
+        "paths": report_paths.to_dict(report.paths),
     }
 
 

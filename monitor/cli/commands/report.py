@@ -4,6 +4,7 @@ store (and, given an inventory, its subjects and maintenance windows)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sqlite3
 import sys
 import time
@@ -11,6 +12,7 @@ import time
 from monitor.cli.commands.selection import load
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.inventory import HistoryConfig
+from monitor.engine import paths
 from monitor.engine.run_scope import scope_of
 from monitor.engine.views import topology_of
 from monitor.output import report as availability
@@ -23,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     path = args.db or HistoryConfig().path
     scope = None
+    inventory = None
     if args.inventory is not None:
         inventory = load(args.inventory)
         if inventory is None:
@@ -34,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
             report = availability.build_report(
                 store, since=now - args.since, until=now, inventory=scope
             )
+            if inventory is not None:
+                traced = paths.report_paths(inventory, store, now - args.since, now)
+                report = dataclasses.replace(report, paths=traced)
     except HistoryError as exc:
         print(f"commwatch: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN

@@ -26,8 +26,8 @@ from monitor.config.traps import TrapsConfig
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
-from monitor.engine.pipeline import Arrivals, Monitor, ResultSource
 from monitor.engine import paths
+from monitor.engine.pipeline import Arrivals, Monitor, ResultSource
 from monitor.engine.views import group_summaries, sweep_state
 from monitor.output import records, tables, terminal
 
