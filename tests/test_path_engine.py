@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import jsonschema
+import pytest
 
+from monitor.alerts import message
+from monitor.config.loader import load_inventory
 from monitor.core.events import EventKind, Subject
 from monitor.core.model import CheckRef, ProbeResult, Severity
+from monitor.core.yamlnodes import InventoryErrors
 from monitor.engine import paths
 from monitor.engine.paths import PathPolicy, PathState, Route, convergences, observe
 from tests.peers.path_topology import TARGETS, Network, left, right
@@ -246,3 +250,31 @@ def test_route_text_round_trips() -> None:
     assert route is not None
     assert route.text() == "192.0.2.1 * 198.51.100.1|198.51.100.2 192.0.2.9"
     assert route.differs_from(route) is None
+
+
+def test_a_path_change_is_alerted_as_a_warning_in_words() -> None:
+    first = traced(A, "192.0.2.1 198.51.100.1 192.0.2.9")
+    _, (event,) = folded(first, traced(A, "192.0.2.1 198.51.100.2 192.0.2.9", at=1001.0))
+    assert message.event_severity(event) is Severity.WARN
+    assert message.event_from_record(message.event_record(event)) == event
+    assert message.change_text(event) == (
+        "path changed: 192.0.2.1 198.51.100.1 192.0.2.9 → 192.0.2.1 198.51.100.2 192.0.2.9"
+    )
+    alert = message.Message("chat", "k", message.MessageKind.ALERT, "site", (event,), 1001.0)
+    assert message.summary(alert).startswith("[PATH CHANGED] site: link site/a path changed: ")
+    assert not alert.resolved
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("-1", "-1 is out of range"), ("two", "expected a whole number"), ("256", "at most 255")],
+)
+def test_edge_hops_out_of_range_is_named_where_it_is(
+    tmp_path: Path, value: str, words: str
+) -> None:
+    written = inventory(tmp_path).read_text().replace("edge_hops: 1", f"edge_hops: {value}", 1)
+    (tmp_path / "inventory.yaml").write_text(written)
+    with pytest.raises(InventoryErrors) as caught:
+        load_inventory(tmp_path / "inventory.yaml")
+    text = str(caught.value)
+    assert "inventory.yaml:8:18:" in text and "'edge_hops'" in text and words in text
