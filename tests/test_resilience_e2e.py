@@ -380,6 +380,7 @@ async def test_a_sweep_of_a_selection_never_judges_redundancy_it_cannot_see(tmp_
             "unknown": None,
             "links": 2,
             "min_up": 1,
+            "converging": [],
         }
     ]
     table, _ = await sweep(inventory, "--kind", "tcp", "--format", "table")
