@@ -14,8 +14,9 @@ from pathlib import Path
 from monitor.api.readers import result_from_record
 from monitor.config.inventory import Inventory
 from monitor.core.model import ProbeResult
+from monitor.engine import paths
 from tests.peers.path_topology import TARGETS, Network, left, network, right
-from tests.tui_support import cell, engine_view, rendered, until, write_inventory
+from tests.tui_support import cell, engine_view, log_lines, rendered, until, write_inventory
 from tui.app import CommwatchApp
 from tui.widgets.detail_pane import DetailPane
 
@@ -56,13 +57,23 @@ def traced(net: Network, inventory: Inventory, link: str, state: Path) -> ProbeR
 async def test_site_row_names_the_convergence_and_the_pane_the_hops(tmp_path: Path) -> None:
     inventory = write_inventory(tmp_path, INVENTORY)
     with network() as net:
-        net.converge()
-        results = [traced(net, inventory, link, tmp_path) for link in ("a", "b")]
+        results = [traced(net, inventory, "a", tmp_path)]
+        net.converge()  # a rerouted through x, one hop longer: a path change
+        results += [traced(net, inventory, link, tmp_path) for link in ("a", "b")]
+    shown, events, state = engine_view(inventory, results)
+    routes = paths.PathState()
+    for result in results:
+        routes, changed = paths.observe(paths.path_policy(inventory), routes, result)
+        events += changed
     app = CommwatchApp(inventory, engine=False)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: len(app.dashboard.table.shown) == 5)
-        app.dashboard.apply_results(*engine_view(inventory, results))
+        app.dashboard.apply_results(shown, events, state)
         await pilot.pause()
+        assert any(
+            "⇄ path changed  link site/a  path to 10.90.100.1 changed at hop 3" in line
+            for line in log_lines(app)
+        ), log_lines(app)
         assert MEETING in cell(app, "site:site", "info")
         app.dashboard.table.select_key("site:site")
         await pilot.pause()

@@ -218,6 +218,7 @@ class CommwatchApp(App[None]):
                 EventKind.FLAPPING_START,
                 EventKind.FLAPPING_STOP,
                 EventKind.TRAP,
+                EventKind.PATH_CHANGE,
             )
             events = store.events_since(before - HISTORY_SPAN, before, kinds)[-HISTORY_EVENTS:]
         self.post_message(HistoryLoaded(latencies, history, events))

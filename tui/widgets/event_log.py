@@ -91,7 +91,7 @@ class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fals
     def event_line(self, event: Event) -> Text:
         """A confirmed change of a check, link or group (or its first state), a check
         starting or stopping to flap, with why its notification is held, or an SNMP trap a
-        device sent (on its check)."""
+        device sent (on its check), or a link's route changing."""
         line = Text(f"{clock_text(event.at)} ")
         if event.kind is EventKind.FLAPPING_START:
             line.append("⇅ flapping", self.component_style("held"))
@@ -99,6 +99,8 @@ class EventLog(SeverityStyles, ScrollView, can_focus=True, inherit_bindings=Fals
             line.append("⇅ settled", self.component_style("dim"))
         elif event.kind is EventKind.TRAP:
             line.append("✉ trap", self.component_style("dim"))
+        elif event.kind is EventKind.PATH_CHANGE:  # its cause says where; the routes are long
+            line.append("⇄ path changed", self.component_style("held"))
         else:
             line += self.state_mark(event.before)
             line.append(" → ")
