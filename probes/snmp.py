@@ -6,7 +6,8 @@ GETBULK walk of ifName/ifDescr/ifAlias and re-resolved only when the index stops
 reboot may renumber interfaces). Rates are per second between two polls, from the check's memory:
 a counter that went down is a 32/64-bit wrap when that explains it with a small delta, else a
 reset, which yields no rate for that poll rather than a spike; an agent restart (sysUpTime went
-backwards) drops all previous counters.
+backwards) drops all previous counters. With `ups: true` the same GET reads the UPS-MIB
+(probes/support/snmp_ups.py).
 
 Verdicts: an interface that is admin up but not oper up is CRIT. An interface an operator shut
 down (ifAdminStatus down) is maintenance, not an outage: its state is OK and its admin status is
@@ -25,7 +26,7 @@ from monitor.core.model import ObservationValue, ProbeResult, Severity, as_numbe
 from monitor.core.options import format_host_port, is_number
 from monitor.core.text import duration_text
 from probes.base import Headline, Observations, ProbeContext, ProbeKind
-from probes.support import snmp_engine, snmp_poll
+from probes.support import snmp_engine, snmp_poll, snmp_ups
 from probes.support.snmp_memory import CLOCKS, SnmpMemory
 from probes.support.snmp_options import SnmpOptions
 from probes.support.snmp_poll import ADMIN_DOWN, OPER_SUFFIX, UPTIME
@@ -55,15 +56,17 @@ async def measure(options: SnmpOptions, ctx: ProbeContext) -> Observations:
         observations["snmp.engine_id_changed"] = reply.engine_id_changed
     restarted = snmp_poll.system(options, values, now, memory, observations)
     snmp_poll.interfaces(options, values, clock, restarted, memory, observations)
+    if options.ups:
+        snmp_ups.observe(values, observations)
     for entry in options.oids:
         observations[entry.observation] = snmp_poll.oid_value(entry, values.get(entry.oid))
     return observations
 
 
 def headline(result: ProbeResult, _now: float) -> Headline:
-    """The uptime ("up 3d04h") and the interfaces: "if eth1 down" (which says their state
-    verdicts too) or "if 4/4 up"."""
-    facts: list[str] = []
+    """The uptime ("up 3d04h"), the interfaces: "if eth1 down" (which says their state
+    verdicts too) or "if 4/4 up", and the UPS: "on battery 42 min 80%"."""
+    facts, ups_tells = snmp_ups.facts(result.observations)
     uptime = as_number(result.observations.get(UPTIME))
     if uptime is not None:
         facts.append(f"up {duration_text(uptime)}")
@@ -78,7 +81,7 @@ def headline(result: ProbeResult, _now: float) -> Headline:
     elif interfaces:
         facts.append(f"if {len(interfaces)}/{len(interfaces)} up")
     told = frozenset(f"if.{name}.{what}" for name in down for what in ("state", "admin_status"))
-    return Headline(facts=tuple(facts), tells=told)
+    return Headline(facts=tuple(facts), tells=told | ups_tells)
 
 
 # --- judging -----------------------------------------------------------------------------------
@@ -151,6 +154,11 @@ def conditions(options: SnmpOptions) -> tuple[Condition, ...]:
                     needs_history=True,
                 )
             )
+    if options.ups:
+        judged += snmp_ups.conditions(
+            (options.battery_minutes_warn, options.battery_minutes_crit),
+            (options.battery_charge_warn, options.battery_charge_crit),
+        )
     for entry in options.oids:
         if entry.expect:
             expected = entry.expect

@@ -141,6 +141,10 @@ def _percent(help_text: str, default: float | None) -> Any:
     return option(default, parse=number(0, 100), metavar="PERCENT", help=help_text)
 
 
+def _minutes(help_text: str, default: float | None) -> Any:
+    return option(default, parse=number(0), metavar="MINUTES", help=help_text)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SnmpOptions:
     target: tuple[str, int] = option(
@@ -208,6 +212,19 @@ class SnmpOptions:
     discards_crit: float | None = _per_second("CRIT above this many in-discards per second", None)
     utilisation_warn: float | None = _percent("WARN above this in/out utilisation", 80.0)
     utilisation_crit: float | None = _percent("CRIT above this in/out utilisation", 95.0)
+    ups: bool = option(
+        False,
+        parse=boolean,
+        metavar="BOOL",
+        help="read the UPS-MIB (RFC 1628): on battery is CRIT, bypass WARN",
+    )
+    # A radio site's UPS: 30 minutes is the time to get a generator or a technician moving,
+    # 10 the time left to save what can be saved; a battery under half charge will not carry
+    # the site through a second outage, under a quarter hardly through one.
+    battery_minutes_warn: float | None = _minutes("WARN below this many battery minutes left", 30)
+    battery_minutes_crit: float | None = _minutes("CRIT below this many battery minutes left", 10)
+    battery_charge_warn: float | None = _percent("WARN below this battery charge", 50.0)
+    battery_charge_crit: float | None = _percent("CRIT below this battery charge", 25.0)
     oids: tuple[OidCheck, ...] = option(
         (),
         parse=each(_oid_check),
@@ -238,13 +255,18 @@ class SnmpOptions:
                 )
         else:
             self._validate_v3()
-        if not (self.system or self.interfaces or self.oids):
+        if not (self.system or self.interfaces or self.oids or self.ups):
             raise OptionError(
-                "nothing to read", "enable system, or list interfaces or oids", key="system"
+                "nothing to read",
+                "enable system or ups, or list interfaces or oids",
+                key="system",
             )
         for name in ("errors", "discards", "utilisation"):
             warn, crit = getattr(self, f"{name}_warn"), getattr(self, f"{name}_crit")
             _check_order(f"{name}_warn", f"{name}_warn above {name}_crit", warn, crit)
+        for name in ("battery_minutes", "battery_charge"):
+            warn, crit = getattr(self, f"{name}_warn"), getattr(self, f"{name}_crit")
+            _check_order(f"{name}_warn", f"{name}_warn below {name}_crit", warn, crit, True)
         names = [entry.name for entry in self.oids]
         if len(set(names)) != len(names):
             raise OptionError("two OID entries have the same name", "name each one", key="oids")

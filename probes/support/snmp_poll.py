@@ -15,6 +15,7 @@ from typing import Any
 
 from monitor.core.model import ObservationValue
 from probes.base import Observations
+from probes.support import snmp_ups
 from probes.support.snmp_engine import Endpoint, SnmpRuntime
 from probes.support.snmp_memory import SnmpMemory, Where
 from probes.support.snmp_options import OidCheck, SnmpOptions
@@ -78,7 +79,8 @@ def _where(token: int | str, names: dict[str, Where | None]) -> tuple[int, str |
 
 
 def plan(options: SnmpOptions, memory: SnmpMemory) -> list[str]:
-    """The OIDs of one GET: the system group, each known interface's row, the OID entries."""
+    """The OIDs of one GET: the system group, each known interface's row, the UPS-MIB's
+    scalars, the OID entries."""
     oids = [SYS_UPTIME]
     if options.system:
         oids += [SYS_NAME, SYS_DESCR]
@@ -91,6 +93,8 @@ def plan(options: SnmpOptions, memory: SnmpMemory) -> list[str]:
         oids += [f"{col}.{index}" for _, col, _ in IF_COLUMNS]
         if column is not None:
             oids.append(f"{column}.{index}")
+    if options.ups:
+        oids += snmp_ups.OIDS
     return oids + [entry.oid for entry in options.oids]
 
 

@@ -50,9 +50,16 @@ OPER_STATUS = {
 }
 TICKS = 100  # TimeTicks per second
 
-# The type the MIB gives each object commwatch reads by itself (RFC 3418, RFC 2863), by OID for
-# scalars and by column for tables. An agent answering another type is broken, or not what it
-# claims: its value would be judged as something it is not (text as an uptime, a counter as a
+# --- UPS-MIB (RFC 1628), by number: the scalars probes/support/snmp_ups.py judges -----------
+
+_UPS = "1.3.6.1.2.1.33.1"
+UPS_BATTERY_STATUS, UPS_SECONDS_ON_BATTERY = f"{_UPS}.2.1.0", f"{_UPS}.2.2.0"
+UPS_MINUTES_REMAINING, UPS_CHARGE_REMAINING = f"{_UPS}.2.3.0", f"{_UPS}.2.4.0"
+UPS_OUTPUT_SOURCE, UPS_ALARMS_PRESENT = f"{_UPS}.4.1.0", f"{_UPS}.6.1.0"
+
+# The type the MIB gives each object commwatch reads by itself (RFC 3418, RFC 2863, RFC 1628), by
+# OID for scalars and by column for tables. An agent answering another type is broken, or not what
+# it claims: its value would be judged as something it is not (text as an uptime, a counter as a
 # status), so the answer is a protocol error instead. Values for `oids` entries are any type.
 MIB_TYPES: dict[str, tuple[str, Any]] = {  # pysnmp's classes (untyped)
     SYS_UPTIME: ("sysUpTime", rfc1902.TimeTicks),
@@ -69,6 +76,12 @@ MIB_TYPES: dict[str, tuple[str, Any]] = {  # pysnmp's classes (untyped)
     f"{_IFX}.6": ("ifHCInOctets", rfc1902.Counter64),
     f"{_IFX}.10": ("ifHCOutOctets", rfc1902.Counter64),
     f"{_IFX}.15": ("ifHighSpeed", rfc1902.Gauge32),
+    UPS_BATTERY_STATUS: ("upsBatteryStatus", rfc1902.Integer32),
+    UPS_SECONDS_ON_BATTERY: ("upsSecondsOnBattery", rfc1902.Integer32),
+    UPS_MINUTES_REMAINING: ("upsEstimatedMinutesRemaining", rfc1902.Integer32),
+    UPS_CHARGE_REMAINING: ("upsEstimatedChargeRemaining", rfc1902.Integer32),
+    UPS_OUTPUT_SOURCE: ("upsOutputSource", rfc1902.Integer32),
+    UPS_ALARMS_PRESENT: ("upsAlarmsPresent", rfc1902.Gauge32),
 }
 
 Value = ObservationValue

@@ -1,6 +1,7 @@
 """SNMP agents for the snmp probe tests and the sweep benchmark, all on loopback: net-snmp's real
-snmpd with a generated configuration, a UDP socket that never answers, one that answers garbage,
-and a veth pair whose interfaces are admin up but oper down, and admin down."""
+snmpd with a generated configuration (and, by `pass`, a UPS-MIB whose values the test sets), a UDP
+socket that never answers, one that answers garbage, and a veth pair whose interfaces are admin up
+but oper down, and admin down."""
 
 from __future__ import annotations
 
@@ -57,15 +58,29 @@ def free_udp_port(address: str = LOCALHOST) -> int:
         return sock.getsockname()[1]
 
 
+UPS_MIB = ".1.3.6.1.2.1.33"
+# snmpd's `pass` protocol: asked "-g OID", print the OID, its type and its value, or nothing
+# (noSuchObject). The values are the lines "OID TYPE VALUE" of the file named by $1, which the
+# test rewrites between polls; GETNEXT ("-n") is not served, as the probe only GETs.
+_UPS_PASS_SCRIPT = """#!/bin/sh
+[ "$2" = "-g" ] || exit 0
+while read -r oid type value; do
+  if [ "$oid" = "$3" ]; then printf '%s\\n%s\\n%s\\n' "$oid" "$type" "$value"; exit 0; fi
+done < "$1"
+"""
+
+
 def agent_config(
     addresses: Sequence[str],
     port_number: int,
     *,
     auth_passphrase: str = AUTH_PASSPHRASE,
     engine_id: str | None = None,
+    ups_values: str | None = None,
 ) -> str:
     """An snmpd.conf: v2c read-only community, authPriv users (SHA-256 + AES, SHA + AES-256)
-    and an authNoPriv user, listening on `addresses` only."""
+    and an authNoPriv user, listening on `addresses` only; with `ups_values`, the UPS-MIB
+    answered from that file (see `UpsValues`)."""
     # UDP is snmpd's default transport; leaving out "udp:" keeps 128 addresses within the
     # length snmpd accepts for the list.
     listen = ",".join(f"{address}:{port_number}" for address in addresses)
@@ -81,7 +96,26 @@ def agent_config(
     ]
     if engine_id is not None:
         lines.append(f"engineID {engine_id}")
+    if ups_values is not None:
+        script = Path(ups_values).with_suffix(".sh")
+        script.write_text(_UPS_PASS_SCRIPT)
+        lines.append(f"pass {UPS_MIB} /bin/sh {script} {ups_values}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class UpsValues:
+    """The file snmpd's `pass` answers the UPS-MIB from: `set` replaces its lines atomically,
+    so a poll sees the old values or the new, never half a file."""
+
+    path: Path
+
+    def set(self, values: dict[str, tuple[str, str | int]]) -> None:
+        """`values`: UPS-MIB scalar (e.g. "1.4.1.0", under upsObjects) -> (pass type, value)."""
+        lines = [f"{UPS_MIB}.1.{oid} {kind} {value}" for oid, (kind, value) in values.items()]
+        partial = self.path.with_suffix(".new")
+        partial.write_text("\n".join(lines) + "\n")
+        partial.replace(self.path)
 
 
 def _v2c_get_uptime() -> bytes:
