@@ -123,7 +123,7 @@ def _source_finding(value: ObservationValue, seconds: str) -> Finding:
     reason = _SOURCE_WORDS.get(str(value), f"output source {value}")
     if value == NO_UPS_MIB:
         reason = NO_UPS_MIB
-    elif value == "battery" and seconds.isdigit():
+    elif value == "battery" and seconds.isdigit() and int(seconds) > 0:
         return Finding(reason, f"{reason} for {duration_text(int(seconds))}")
     return Finding(reason)
 
