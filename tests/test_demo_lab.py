@@ -135,7 +135,9 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
         "psap-edge-router-snmp-v2c": Severity.OK,
         "ridge-radio-snmp-v3": Severity.WARN,
         "ridge-radio-snmp-v2c": Severity.WARN,
+        "site-ups": Severity.OK,  # on mains: its outage comes later in its cycle
     }
+    assert snmp["site-ups"].observations["ups.output_source"] == "normal"
     assert "if.eth1.admin_status down" in snmp["ridge-radio-snmp-v3"].summary()
     assert snmp["psap-edge-router-snmp-v3"].observations["if.ge-0/0/0.state"] == "up"
     assert results["carrier-portal"].summary().startswith("timeout")
@@ -443,6 +445,40 @@ async def test_the_radio_reports_its_signal_level_and_modulation_falling_in_a_fa
         assert await read_integers(lab, IF_OPER_RF0, RSL, MODULATION) == (1, -58, 7)
         fake.now = 70.0  # the RF link is down: a fade, as the radio sees it
         assert await read_integers(lab, IF_OPER_RF0, RSL, MODULATION) == (2, -81, 2)
+
+
+async def test_the_radio_site_ups_goes_on_battery_and_drains_on_its_cycle(tmp_path, monkeypatch):
+    async with lab_on_fake_time() as (lab, fake):
+        secrets: dict[str, str] = {}
+        lab.export_secrets(secrets)
+        for name, value in secrets.items():
+            monkeypatch.setenv(name, value)
+        inventory = load_inventory(write_demo_inventory(tmp_path, OFFSET))
+        [ups] = [c for c in inventory.checks if c.ref.check_id.endswith("/site-ups")]
+        seen = {}
+        # Mains fail for the last 90 s of every 300 s; the battery drains 0.8 min, 0.6 % a second.
+        for at in (10.0, 260.0, 295.0):
+            fake.now = at
+            result = (await sweep([ups]))["site-ups"]
+            obs = result.observations
+            seen[at] = (
+                result.severity,
+                obs["ups.output_source"],
+                obs["ups.battery_minutes"],
+                obs["ups.battery_charge_pct"],
+            )
+    assert seen == {
+        10.0: (Severity.OK, "normal", 95, 100),
+        260.0: (Severity.CRIT, "battery", 55, 70),
+        295.0: (Severity.CRIT, "battery", 27, 49),
+    }
+    assert result.summary().startswith("on battery for 1m25s")
+    assert {v.condition: v.severity for v in result.verdicts if v.severity is not Severity.OK} == {
+        "ups.output_source": Severity.CRIT,
+        "ups.alarms": Severity.WARN,
+        "ups.battery_minutes": Severity.WARN,
+        "ups.battery_charge_pct": Severity.WARN,
+    }
 
 
 def test_snmp_secrets_stay_out_of_reprs():

@@ -54,6 +54,22 @@ def _snmp_checks(device: str, offset: int, interfaces: list[str]) -> list[Check]
     ]
 
 
+def _site_ups(offset: int) -> Check:
+    """The radio site's UPS: its mains fail for 90 s of every 5 minutes (on battery: CRIT)."""
+    return {
+        "id": "site-ups",
+        "kind": "snmp",
+        "target": _ep("ridge-ups-snmp", offset),
+        "version": "3",
+        "user": SNMP_USER,
+        "auth_protocol": "sha256",
+        "auth_passphrase_env": SNMP_ENV.auth_passphrase,
+        "priv_protocol": "aes",
+        "priv_passphrase_env": SNMP_ENV.priv_passphrase,
+        "ups": True,
+    }
+
+
 def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[str, Any]:
     """The lab's inventory as YAML-ready data, for a lab whose ports are shifted by `offset`."""
     document: dict[str, Any] = {
@@ -243,6 +259,7 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                                 "rfss.radio-ridge.example.net",
                             ),
                             *_snmp_checks("ridge-radio-snmp", offset, ["rf0", "eth0", "eth1"]),
+                            _site_ups(offset),
                         ],
                     },
                     {

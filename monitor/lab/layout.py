@@ -78,6 +78,7 @@ SERVICES: tuple[Service, ...] = (
     Service("ridge-site-router", Behaviour.SSH_BANNER, "127.0.30.1", SSH_PORT),
     Service("rfss-console", Behaviour.TLS_EXPIRED, "127.0.30.2", TLS_PORT),
     Service("ridge-radio-snmp", Behaviour.SNMP, "127.0.30.3", SNMP_PORT),
+    Service("ridge-ups-snmp", Behaviour.SNMP, "127.0.30.4", SNMP_PORT),
     Service("vsat-modem", Behaviour.HTTP_HEALTHY, "127.0.31.1", HTTP_PORT),
     Service("vsat-modem-tls", Behaviour.TLS_WRONG_HOST, "127.0.31.1", TLS_PORT),
 )

@@ -4,7 +4,8 @@ group, over v2c and v3 authPriv (SHA-256 / AES-128), on one loopback address per
 Values are computed at each request from the time since the simulated boot, so they change the
 way a real device's do: octet and error counters rise, one interface goes down and comes back
 on a cycle, one is administratively down (maintenance), and the device "reboots" on a longer
-cycle: sysUpTime starts again from zero and every counter with it.
+cycle: sysUpTime starts again from zero and every counter with it. The radio site's UPS (its
+UPS-MIB, RFC 1628) loses the mains on a cycle of its own and drains its battery until it is back.
 
 The MIB is a read-only instrumentation of our own rather than pysnmp's MibScalarInstance tree:
 a few dozen values computed in one pass, answered from one sorted table for GET, GETNEXT and
@@ -43,6 +44,12 @@ ETHERNET, TUNNEL = 6, 131  # IANAifType ethernetCsmacd, tunnel
 # shipped inventory reads as numeric OIDs, the way the field reads a radio's own MIB.
 RADIO_RSL_DBM: Oid = (1, 3, 6, 1, 4, 1, 32473, 1, 2, 0)
 RADIO_MODULATION: Oid = (1, 3, 6, 1, 4, 1, 32473, 1, 3, 0)
+# UPS-MIB scalars (RFC 1628): upsBattery group, upsOutputSource, upsAlarmsPresent.
+_UPS: Oid = (1, 3, 6, 1, 2, 1, 33, 1)
+UPS_BATTERY_STATUS, UPS_SECONDS_ON_BATTERY = (*_UPS, 2, 1, 0), (*_UPS, 2, 2, 0)
+UPS_MINUTES_REMAINING, UPS_CHARGE_REMAINING = (*_UPS, 2, 3, 0), (*_UPS, 2, 4, 0)
+UPS_OUTPUT_SOURCE, UPS_ALARMS_PRESENT = (*_UPS, 4, 1, 0), (*_UPS, 6, 1, 0)
+SOURCE_NORMAL, SOURCE_BATTERY, BATTERY_NORMAL, BATTERY_LOW = 3, 5, 2, 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class Cycles:
     flap_period: float = 120.0
     flap_down: float = 40.0
     reboot_period: float = 600.0
+    mains_period: float = 300.0  # the UPS's mains fail for the last `mains_out` of each
+    mains_out: float = 90.0
 
 
 @dataclass(frozen=True)
@@ -81,12 +90,24 @@ class RadioLink:
 
 
 @dataclass(frozen=True)
+class UpsSupply:
+    """A site UPS: on mains, its runtime and charge full; on battery, both drain at these rates
+    (fast, so that a demo shows the bounds crossed), and the battery is low under `low_minutes`."""
+
+    full_minutes: int = 95
+    minutes_per_s: float = 0.8
+    charge_per_s: float = 0.6
+    low_minutes: int = 10
+
+
+@dataclass(frozen=True)
 class Device:
     address: str
     sys_name: str
     sys_descr: str
     interfaces: tuple[Interface, ...]
     radio: RadioLink | None = None
+    ups: UpsSupply | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -131,6 +152,31 @@ class DeviceClock:
 
         now = self.elapsed()
         return up_until(now) - up_until(now - self.since_boot())
+
+    def on_battery_for(self) -> float:
+        """Seconds since the UPS lost the mains; 0 while it has them."""
+        into = self.elapsed() % self.cycles.mains_period
+        return max(0.0, into - (self.cycles.mains_period - self.cycles.mains_out))
+
+
+def ups_values(ups: UpsSupply, clock: DeviceClock) -> list[tuple[Oid, Any]]:
+    """The UPS-MIB scalars, as they are now."""
+    seconds = clock.on_battery_for()
+    minutes = max(0, round(ups.full_minutes - seconds * ups.minutes_per_s))
+    charge = max(0, round(100 - seconds * ups.charge_per_s))
+    on_battery = seconds > 0
+    return [
+        (
+            UPS_BATTERY_STATUS,
+            rfc1902.Integer32(BATTERY_LOW if minutes < ups.low_minutes else BATTERY_NORMAL),
+        ),
+        (UPS_SECONDS_ON_BATTERY, rfc1902.Integer32(int(seconds))),
+        (UPS_MINUTES_REMAINING, rfc1902.Integer32(minutes)),
+        (UPS_CHARGE_REMAINING, rfc1902.Integer32(charge)),
+        (UPS_OUTPUT_SOURCE, rfc1902.Integer32(SOURCE_BATTERY if on_battery else SOURCE_NORMAL)),
+        # upsAlarmOnBattery is the one alarm this UPS raises.
+        (UPS_ALARMS_PRESENT, rfc1902.Gauge32(1 if on_battery else 0)),
+    ]
 
 
 def snapshot(device: Device, clock: DeviceClock) -> list[tuple[Oid, Any]]:
@@ -177,6 +223,8 @@ def snapshot(device: Device, clock: DeviceClock) -> list[tuple[Oid, Any]]:
                 rfc1902.Integer32(radio.faded_modulation if flapping_down else radio.modulation),
             ),
         ]
+    if device.ups is not None:
+        values += ups_values(device.ups, clock)
     values.sort()
     return values
 
@@ -321,11 +369,28 @@ _PSAP_EDGE_ROUTER = (
         Interface(3, "tun0", "Management tunnel", "mgmt VPN", 10, 2e3, if_type=TUNNEL),
     ),
 )
-_DEVICES = {"ridge-radio-snmp": _RIDGE_RADIO, "psap-edge-router-snmp": _PSAP_EDGE_ROUTER}
+_RIDGE_UPS = (
+    "ridge-ups-1",
+    "commwatch lab: radio site UPS, Ridge Mountain (simulated)",
+    (Interface(1, "eth0", "UPS network management card", "ups-nmc", 100, 1e3),),
+)
+_DEVICES = {
+    "ridge-radio-snmp": _RIDGE_RADIO,
+    "psap-edge-router-snmp": _PSAP_EDGE_ROUTER,
+    "ridge-ups-snmp": _RIDGE_UPS,
+}
 _RADIOS = {"ridge-radio-snmp": RadioLink()}
+_UPSES = {"ridge-ups-snmp": UpsSupply()}
 
 
 def lab_device(service_name: str, address: str) -> Device:
     """The simulated device behind the lab's SNMP service of that name."""
     sys_name, sys_descr, interfaces = _DEVICES[service_name]
-    return Device(address, sys_name, sys_descr, interfaces, _RADIOS.get(service_name))
+    return Device(
+        address,
+        sys_name,
+        sys_descr,
+        interfaces,
+        _RADIOS.get(service_name),
+        _UPSES.get(service_name),
+    )
