@@ -27,6 +27,17 @@ def _tls(check_id: str, name: str, offset: int, server_name: str | None, **more:
     return check | more
 
 
+# SNMPv3 authPriv, what the field should use, with the lab's secrets by reference.
+_V3_CREDENTIALS: Check = {
+    "version": "3",
+    "user": SNMP_USER,
+    "auth_protocol": "sha256",
+    "auth_passphrase_env": SNMP_ENV.auth_passphrase,
+    "priv_protocol": "aes",
+    "priv_passphrase_env": SNMP_ENV.priv_passphrase,
+}
+
+
 def _snmp_checks(device: str, offset: int, interfaces: list[str]) -> list[Check]:
     """The same agent read two ways: SNMPv3 authPriv (what the field should use) and v2c."""
     target, name = _ep(device, offset), device.removesuffix("-snmp")
@@ -35,12 +46,7 @@ def _snmp_checks(device: str, offset: int, interfaces: list[str]) -> list[Check]
             "id": f"{name}-snmp-v3",
             "kind": "snmp",
             "target": target,
-            "version": "3",
-            "user": SNMP_USER,
-            "auth_protocol": "sha256",
-            "auth_passphrase_env": SNMP_ENV.auth_passphrase,
-            "priv_protocol": "aes",
-            "priv_passphrase_env": SNMP_ENV.priv_passphrase,
+            **_V3_CREDENTIALS,
             "interfaces": interfaces,
         },
         {
@@ -60,12 +66,7 @@ def _site_ups(offset: int) -> Check:
         "id": "site-ups",
         "kind": "snmp",
         "target": _ep("ridge-ups-snmp", offset),
-        "version": "3",
-        "user": SNMP_USER,
-        "auth_protocol": "sha256",
-        "auth_passphrase_env": SNMP_ENV.auth_passphrase,
-        "priv_protocol": "aes",
-        "priv_passphrase_env": SNMP_ENV.priv_passphrase,
+        **_V3_CREDENTIALS,
         "ups": True,
     }
 
