@@ -191,7 +191,7 @@ sites:
         (
             ("    links:", "    colour: red\n    links:"),
             "4:5: unknown key 'colour' in a site "
-            "(allowed: defaults, id, links, min_up, name, quorum, tags, vantage)",
+            "(allowed: defaults, id, links, min_up, name, quorum, risks, tags, vantage)",
         ),
         (
             ("target: 127.0.0.1:22", "target: [127.0.0.1, 22]"),

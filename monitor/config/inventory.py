@@ -93,6 +93,8 @@ class Link:
     edge_hops: int = 0
     depends_on: tuple[str, ...] = ()
     availability_from: tuple[str, ...] = ()  # check ids deciding up/down; empty: all its checks
+    # What it rides (`kind:name`, monitor.config.risks): its site's, then its own, each once.
+    risks: tuple[str, ...] = ()
 
     @property
     def full_id(self) -> str:
@@ -106,6 +108,7 @@ class Site:
     tags: tuple[str, ...]
     links: tuple[Link, ...]
     min_up: int = 1
+    risks: tuple[str, ...] = ()  # the site's own; every link of it rides them too
 
 
 # --- resilience ----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from monitor.config.kind_keys import (
 )
 from monitor.config.reader import Fields
 from monitor.config.resilience import ResilienceReader
+from monitor.config.risks import RiskReader
 from monitor.config.traps import TrapsReader
 from monitor.core.options import (
     OptionError,
@@ -74,7 +75,7 @@ _TOP_KEYS = (
 )
 # Written on a site or a link, these hold for every check below it, as in its defaults.
 _PLACEMENT_KEYS = ("vantage", "quorum")
-_SITE_KEYS = ("id", "name", "tags", "defaults", "min_up", "links", *_PLACEMENT_KEYS)
+_SITE_KEYS = ("id", "name", "tags", "defaults", "min_up", "risks", "links", *_PLACEMENT_KEYS)
 _LINK_KEYS = (
     "id",
     "name",
@@ -85,6 +86,7 @@ _LINK_KEYS = (
     "defaults",
     "depends_on",
     "availability_from",
+    "risks",
     "checks",
     *_PLACEMENT_KEYS,
 )
@@ -95,7 +97,9 @@ _EDGE_HOPS = integer(0, 255)
 # --- the loader ----------------------------------------------------------------------------
 
 
-class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, TrapsReader):
+class _Loader(
+    CredentialReader, ResilienceReader, RiskReader, ApiReader, ClusterReader, TrapsReader
+):
     def __init__(self, file: str) -> None:
         super().__init__(file)
         self.memo = ParseMemo()
@@ -222,6 +226,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, Trap
         site_id = self.ident(fields, "site", seen)
         name = self.plain(fields, "name", text, site_id or "")
         tags = self.plain(fields, "tags", _TEXTS, ())
+        risks = self.risks(fields)
         defaults = self.defaults(fields, inherited)
         links, written_links = [], 0
         if "links" in fields:
@@ -231,7 +236,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, Trap
                 self.declare(None, written)
             for link_node in self.items(fields["links"][1], f"links of site {written}"):
                 written_links += 1
-                link = self.link(link_node, written, tags, defaults, link_ids)
+                link = self.link(link_node, written, tags, risks, defaults, link_ids)
                 if link is not None:
                     links.append(link)
         if site_id is None:
@@ -243,6 +248,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, Trap
             tags=tags,
             links=tuple(links),
             min_up=self.min_up(fields, written_links),
+            risks=risks,
         )
 
     def link(
@@ -250,6 +256,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, Trap
         node: Node,
         site_id: str,
         site_tags: tuple[str, ...],
+        site_risks: tuple[str, ...],
         inherited: Raw,
         seen: dict[str, Location],
     ) -> Link | None:
@@ -266,6 +273,7 @@ class _Loader(CredentialReader, ResilienceReader, ApiReader, ClusterReader, Trap
             edge_hops=self.plain(fields, "edge_hops", _EDGE_HOPS, 0),
             tags=site_tags + self.plain(fields, "tags", _TEXTS, ()),
             checks=(),
+            risks=self.risks(fields, site_risks),
         )
         checks = self.checks(fields, link, self.defaults(fields, inherited))
         if link_id is None:

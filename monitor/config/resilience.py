@@ -4,6 +4,7 @@ dependency cycles are faults with a place and a hint)."""
 
 from __future__ import annotations
 
+import collections
 import difflib
 import itertools
 from collections.abc import Iterable, Mapping
@@ -82,7 +83,15 @@ class ResilienceReader(Reader):
             owner = f"group {self.written_id(inner) or '?'}"
             group_id = self.ident(inner, "group (or site)", seen)
             links = self.ids(inner, "links", owner, "link")
-            up = self.min_up(inner, len(links))
+            twice = [link for link, n in collections.Counter(links).items() if n > 1]
+            if twice:
+                self.fail(
+                    inner["links"][1].error(
+                        f"{owner} lists '{twice[0]}' more than once",
+                        "a link is one path however often it is listed: list each link once",
+                    )
+                )
+            up = self.min_up(inner, len(set(links)))
             if group_id is not None:
                 name = self.plain(inner, "name", text, group_id)
                 groups.append(Group(id=group_id, name=name, site_id="", link_ids=links, min_up=up))
