@@ -459,7 +459,11 @@ def test_a_restored_link_keeps_its_status_until_every_deciding_check_is_known():
     )
     state, events = run(topo, [(ROUTER, CRIT)], restored, start=10)
     assert state.links["cad/wan"] is LinkStatus.UP
-    assert [e.subject for e in events] == [Subject.CHECK]
+    # No change of the link; its group, which the history did not have, is judged from it.
+    assert [(e.subject, e.before, e.after) for e in events] == [
+        (Subject.CHECK, "OK", "CRIT"),
+        (Subject.GROUP, "PENDING", "AT RISK"),
+    ]
 
 
 def test_a_restored_group_keeps_its_status_until_every_link_is_known():

@@ -12,13 +12,14 @@ from monitor.core.events import (
     EventKind,
     GroupStatus,
     LinkStatus,
+    Subject,
     Suppression,
     parse_state,
 )
 from monitor.core.persistent import PersistentMap
 from monitor.engine.checks import CheckState
 from monitor.engine.holds import is_held_problem, unreachable
-from monitor.engine.links import NO_TALLY, LinkTally
+from monitor.engine.links import NO_TALLY, LinkTally, group_status
 from monitor.engine.state import EngineState, HoldKey
 from monitor.engine.topology import Topology
 
@@ -27,7 +28,8 @@ def restore(topology: Topology, last_hard: Iterable[Event] = ()) -> EngineState:
     """The engine's state at start: the confirmed states of a previous run from its last HARD
     event per subject, and what is unreachable before anything is known (everything behind a
     parent: none is known yet). Only subjects this topology evaluates are restored; a state
-    this version does not know (written by a newer one) is left PENDING rather than guessed."""
+    this version does not know (written by a newer one) is left PENDING rather than guessed,
+    and so is a group's that its restored links no longer give."""
     checks: dict[str, CheckState] = {}
     links: dict[str, LinkStatus] = {}
     groups: dict[str, GroupStatus] = {}
@@ -42,6 +44,9 @@ def restore(topology: Topology, last_hard: Iterable[Event] = ()) -> EngineState:
             held[key] = event.suppressed
         else:
             held.pop(key, None)
+    for group_id in _rejudged(topology, links, groups):
+        del groups[group_id]
+        held.pop((Subject.GROUP, group_id), None)
     state = EngineState(
         checks=PersistentMap(checks),
         links=PersistentMap(links),
@@ -75,6 +80,20 @@ def _restore_one(
     else:
         return False
     return True
+
+
+def _rejudged(
+    topology: Topology, links: dict[str, LinkStatus], groups: dict[str, GroupStatus]
+) -> list[str]:
+    """Groups whose restored state the restored links no longer give: the inventory changed
+    what it rests on (min_up, the risks its links share). They are evaluated afresh, their
+    first state an event like any other, so the change is told rather than kept unsaid."""
+    return [
+        group_id
+        for group_id, restored in groups.items()
+        if (now := group_status(topology.groups[group_id], links)) is not None
+        and now is not restored
+    ]
 
 
 def _tallies(topology: Topology, checks: dict[str, CheckState]) -> dict[str, LinkTally]:

@@ -30,7 +30,12 @@ The rules that say what the engine does not know:
   a link (and a group) that depends on an unselected check is never evaluated at all.
 - A link is UNKNOWN when the worst of its deciding checks is; a group counts only links known
   to be up as up, and is UNKNOWN, not DOWN, when links nobody can see could make up the
-  difference.
+  difference. Links that share a declared risk count as one path for it
+  (monitor.config.diversity): a group one lost risk would take below `min_up` is AT RISK
+  however many of its links are up.
+- A group whose restored state its restored links no longer give (the inventory changed its
+  `min_up` or its links' risks) is evaluated afresh, and so is one whose links all have a state
+  and it none: its first state is an event at the next result of one of its links.
 - A change is held (recorded and shown, not notified; the event says why) while its subject is
   in maintenance, flapping (a link or group: while a check deciding it flaps) or unreachable (a
   parent is down, not yet known, or its latest result fails; or the result started before the

@@ -3,6 +3,7 @@ confirmation, its link's and groups' statuses, what is unreachable, and the even
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from monitor.core.events import (
@@ -20,9 +21,9 @@ from monitor.core.model import ProbeResult, Severity
 from monitor.core.persistent import PersistentMap
 from monitor.engine.checks import CheckState, confirm, status_of
 from monitor.engine.holds import follow_holds, hold_reasons, holds_back, unreachable
-from monitor.engine.links import group_status, link_status, links_up_text
+from monitor.engine.links import group_status, group_text, link_status
 from monitor.engine.state import EngineState, HoldKey
-from monitor.engine.topology import CheckPolicy, LinkPolicy, Topology
+from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
 
 
 def step(
@@ -69,7 +70,17 @@ def _judged(
             status = link_status(link, tally)
             if status is not None and links.get(link.link_id) is not status:
                 links = links.set(link.link_id, status)
-                groups = _regrouped(topology, groups, links, link.link_id)
+                groups = _regrouped(groups, links, topology.groups_of(link.link_id))
+    if link.link_id in links:
+        # A group without a state whose links have theirs is judged now: one restore left to
+        # be evaluated afresh (the inventory changed what it rests on), or one only waiting.
+        unjudged = [
+            group
+            for group in topology.groups_of(link.link_id)
+            if group.group_id not in groups and group.group_id in topology.evaluated_groups
+        ]
+        if unjudged:
+            groups = _regrouped(groups, links, unjudged)
     return EngineState(
         checks=state.checks.set(check_id, after),
         links=links,
@@ -82,13 +93,12 @@ def _judged(
 
 
 def _regrouped(
-    topology: Topology,
     groups: PersistentMap[str, GroupStatus],
     links: PersistentMap[str, LinkStatus],
-    link_id: str,
+    judged: Iterable[GroupPolicy],
 ) -> PersistentMap[str, GroupStatus]:
-    """The group statuses once a link's status changed."""
-    for group in topology.groups_of(link_id):
+    """The statuses of the groups `judged` once a link's status changed."""
+    for group in judged:
         status = group_status(group, links)
         if status is not None and groups.get(group.group_id) is not status:
             groups = groups.set(group.group_id, status)
@@ -168,20 +178,25 @@ def _link_and_group_events(
     check_id: str,
     at: float,
 ) -> list[Event]:
-    """Changes of the link and its groups, the first status of each (from PENDING) included."""
+    """Changes of the link and its groups, the first status of each (from PENDING) included. A
+    group's cause says what its state rests on, the shared risks that would take it below
+    min_up included."""
     old_link, new_link = old.links.get(link.link_id), new.links.get(link.link_id)
-    if new_link is None or new_link is old_link:
+    changed = new_link if new_link is not old_link else None  # the link's new status
+    if changed is None and new.groups is old.groups:
         return []
-    cause = _deciding_cause(link, new, check_id)
-    events = [_hard(topology, new, at, Subject.LINK, link.link_id, old_link, new_link, cause)]
+    events = []
+    if changed is not None:
+        cause = _deciding_cause(link, new, check_id)
+        events.append(
+            _hard(topology, new, at, Subject.LINK, link.link_id, old_link, changed, cause)
+        )
     for group in topology.groups_of(link.link_id):
         old_group, new_group = old.groups.get(group.group_id), new.groups.get(group.group_id)
         if new_group is None or new_group is old_group:
             continue
-        statuses = [new.links.get(link_id) for link_id in group.link_ids]
-        up, unknown = statuses.count(LinkStatus.UP), statuses.count(LinkStatus.UNKNOWN)
-        counted = links_up_text(up, unknown, len(group.link_ids), group.min_up)
-        cause = f"link {link.link_id} {new_link}; {counted}"
+        counted = group_text(group, new.links)
+        cause = counted if changed is None else f"link {link.link_id} {changed}; {counted}"
         events.append(
             _hard(topology, new, at, Subject.GROUP, group.group_id, old_group, new_group, cause)
         )

@@ -8,7 +8,8 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from monitor.config.inventory import FlapPolicy
+from monitor.config.diversity import SharedRisk, risks_by_link, shared_risks
+from monitor.config.inventory import FlapPolicy, Inventory
 from monitor.core.events import Subject
 from monitor.store.runs import maintenance_ids
 
@@ -36,6 +37,23 @@ class GroupPolicy:
     site_id: str  # the site it belongs to, or "" for a group across sites
     link_ids: tuple[str, ...]
     min_up: int = 1
+    # The risks two or more of its links ride (monitor.config.diversity): counted as one path.
+    shared_risks: tuple[SharedRisk, ...] = ()
+
+
+def group_policies(inventory: Inventory) -> dict[str, GroupPolicy]:
+    """The rules' view of every group of the inventory, with the risks its links share."""
+    risks_of = risks_by_link(inventory)
+    return {
+        group.id: GroupPolicy(
+            group_id=group.id,
+            site_id=group.site_id,
+            link_ids=group.link_ids,
+            min_up=group.min_up,
+            shared_risks=shared_risks(group.link_ids, risks_of),
+        )
+        for group in inventory.resilience.groups
+    }
 
 
 def _never_in_maintenance(_ids: Iterable[str], _at: float) -> bool:

@@ -14,11 +14,11 @@ from monitor.config.inventory import Check, Inventory
 from monitor.core.events import PENDING, GroupStatus, LinkStatus, Pending
 from monitor.core.model import ProbeResult
 from monitor.engine import paths
-from monitor.engine.links import links_up_text
+from monitor.engine.links import NO_RISKS, RiskStanding, links_up_text, risk_standing
 from monitor.engine.restore import restore
 from monitor.engine.state import EngineState
 from monitor.engine.step import step
-from monitor.engine.topology import CheckPolicy, GroupPolicy, LinkPolicy, Topology
+from monitor.engine.topology import CheckPolicy, LinkPolicy, Topology, group_policies
 
 
 def topology_of(
@@ -50,10 +50,7 @@ def topology_of(
                 depends_on=check.depends_on,
             )
     resilience = inventory.resilience
-    groups = {
-        g.id: GroupPolicy(group_id=g.id, site_id=g.site_id, link_ids=g.link_ids, min_up=g.min_up)
-        for g in resilience.groups
-    }
+    groups = group_policies(inventory)
     windows = resilience.maintenance
     return Topology(
         checks=policies,
@@ -89,6 +86,7 @@ class GroupSummary:
     waiting: tuple[str, ...] = ()  # evaluated links with no status yet
     # Where its links' traced routes meet beyond their edge hops (monitor.engine.paths).
     converging: tuple[str, ...] = ()
+    risks: RiskStanding = NO_RISKS  # the shared risks that would take it below min_up
 
     @property
     def evaluated(self) -> bool:
@@ -108,7 +106,7 @@ class GroupSummary:
         if self.status is None:
             return f"no state yet for {', '.join(self.waiting)}"
         up_text = links_up_text(self.up, self.unknown, self.total, self.min_up)
-        return "; ".join((up_text, *self.converging))
+        return "; ".join((up_text + self.risks.text, *self.converging))
 
 
 def group_summaries(
@@ -143,6 +141,7 @@ def group_summaries(
                 converging=()
                 if policy is None or routes is None
                 else tuple(c.describe() for c in paths.convergences(policy, routes, g.id)),
+                risks=risk_standing(topology.groups[g.id], state.links),
             )
         )
     return tuple(summaries)
