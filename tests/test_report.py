@@ -667,6 +667,8 @@ def test_the_table_byte_for_byte(rendered_scene):
         "AVAILABLE: share of the observed time neither in an outage nor UNKNOWN. OBSERVED: share"
         " of the period (less maintenance) with a known state. OUTAGES: a trailing + means one"
         " is still going. MTTR: mean time to recover.",
+        "",
+        "Diversity: not judged (give the INVENTORY: the history does not hold the risks).",
     ]
 
 
@@ -714,7 +716,7 @@ def test_the_json_document_in_full(rendered_scene):
 
     day = "2027-01-15T"
     assert document == {
-        "schema_version": 2,
+        "schema_version": 3,
         "type": "availability-report",
         "generated_at": f"{day}18:00:00.000+00:00",
         "since": f"{day}08:00:00.000+00:00",
@@ -785,4 +787,5 @@ def test_the_json_document_in_full(rendered_scene):
             | {"outages": outages(0.0, None)},
         ],
         "paths": None,  # no inventory given: nothing says which checks trace which link
+        "diversity": None,  # made without an inventory
     }

@@ -16,13 +16,14 @@ from typing import Any
 from monitor import __version__
 from monitor.api import codec
 from monitor.api.feed import Snapshot
+from monitor.config.diversity import Exposure
 from monitor.config.inventory import Check, Group, Inventory, Link, Site
 from monitor.engine import paths
 from monitor.engine.pipeline import Monitor
-from monitor.engine.views import group_summaries
+from monitor.engine.views import GroupSummary, group_summaries
 from monitor.output.records import event_record, group_record, iso_time, result_record
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 JsonObject = dict[str, Any]
 
@@ -55,6 +56,7 @@ def _link(link: Link) -> JsonObject:
         "tags": list(link.tags),
         "availability_from": list(link.availability_from),
         "depends_on": list(link.depends_on),
+        "risks": list(link.risks),
         "checks": [_check(check) for check in link.checks],
     }
 
@@ -65,6 +67,7 @@ def _site(site: Site) -> JsonObject:
         "name": site.name,
         "tags": list(site.tags),
         "min_up": site.min_up,
+        "risks": list(site.risks),
         "links": [_link(link) for link in site.links],
     }
 
@@ -75,6 +78,22 @@ def _group(group: Group) -> JsonObject:
         "name": group.name,
         "links": list(group.link_ids),
         "min_up": group.min_up,
+    }
+
+
+def _exposure(exposure: Exposure) -> JsonObject:
+    return {"risks": list(exposure.risks), "links": list(exposure.link_ids), "left": exposure.left}
+
+
+def group_state(group: GroupSummary) -> JsonObject:
+    """A group's record (`group_record`) and the shared risks that would take it below min_up:
+    counting the links up now (`exposed`) and with every link up (`exposed_by_design`)."""
+    risks, judged = group.risks, group.evaluated  # unjudged: nothing known is up
+    return {
+        **group_record(group),
+        "risk_diverse_up": risks.diverse_up if judged else None,
+        "exposed": [_exposure(e) for e in risks.exposed] if judged else [],
+        "exposed_by_design": [_exposure(e) for e in risks.exposed_by_design],
     }
 
 
@@ -119,7 +138,7 @@ def state_document(
         "inventory": inventory_part(inventory),
         "checks": checks,
         "groups": [
-            group_record(g)
+            group_state(g)
             for g in group_summaries(
                 inventory,
                 topology,

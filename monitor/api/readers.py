@@ -270,6 +270,7 @@ def _site(record: Mapping[str, Any], source: str) -> Site:
         tags=_strs(record["tags"]),
         links=tuple(_link(link, site_id, source) for link in record["links"]),
         min_up=int(record["min_up"]),
+        risks=_strs(record.get("risks", [])),
     )
 
 
@@ -285,6 +286,7 @@ def _link(record: Mapping[str, Any], site_id: str, source: str) -> Link:
         checks=tuple(_check(c, site_id, link_id, source) for c in record["checks"]),
         depends_on=_strs(record["depends_on"]),
         availability_from=_strs(record["availability_from"]),
+        risks=_strs(record.get("risks", [])),  # an engine before risks lists none
     )
 
 

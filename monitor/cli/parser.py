@@ -69,7 +69,9 @@ def build_parser() -> CommandParser:
 def _check(check: CommandParser) -> None:
     check.description = (
         "Validate an inventory; exit 0 when valid, 2 when not, listing every fault as "
-        "file:line:column."
+        "file:line:column. Where links declare `risks:`, it also lists as findings (not faults: "
+        "the exit code stays 0) each shared risk whose loss alone would take a group below "
+        "min_up, and risks spelled alike that count as two."
     )
     check.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
 
@@ -271,8 +273,10 @@ def _report(report: CommandParser) -> None:
         "view showed, outages and mean time to recover, per group, link and check. Only "
         "observed time counts (commwatch running, the subject's first state known); "
         "maintenance is left out. The store says which subjects there were; with an INVENTORY, "
-        "its subjects are listed even when nothing was recorded and its maintenance windows "
-        "count too. Exit 0 (a report is not a check), 3 when the history cannot be read."
+        "its subjects are listed even when nothing was recorded, its maintenance windows "
+        "count too, and a diversity section names, per group, the single shared risks "
+        "(`risks:`) that would take it below min_up. Exit 0 (a report is not a check), 3 when "
+        "the history cannot be read."
     )
     report.add_argument("inventory", nargs="?", default=None)
     report.add_argument(

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from monitor.config.diversity import GroupRisks
 from monitor.core.events import (
     PENDING,
     CheckStatus,
@@ -109,6 +110,9 @@ class AvailabilityReport:
     # The routes path checks traced, by group (monitor.output.report_paths); None without an
     # inventory, which says which checks trace which link.
     paths: tuple[GroupPaths, ...] | None = None
+    # Every group's shared risks by design, from the inventory; None without one (the history
+    # does not hold what the links ride).
+    diversity: tuple[GroupRisks, ...] | None = None
 
 
 # --- intervals -----------------------------------------------------------------------------
@@ -281,10 +285,11 @@ def build_report(
     until: float,
     inventory: RunScope | None = None,
     generated_at: float | None = None,
+    diversity: tuple[GroupRisks, ...] | None = None,
 ) -> AvailabilityReport:
     """Availability in [since, until) of every subject the runs of that period watched, plus
     the inventory's (when given: its maintenance windows count too, and it stands for what a
-    run learned from old results watched)."""
+    run learned from old results watched), and the inventory's `diversity` as given."""
     start = _read_from(store, since)
     prior = {(e.subject, e.subject_id): e for e in store.last_events_before(start)}
     runs = _scoped_runs(store.runs(start, until), inventory)
@@ -332,4 +337,5 @@ def build_report(
         len(in_period),
         _covered(since, until, watched_spans),
         tuple(report),
+        diversity,
     )

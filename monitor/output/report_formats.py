@@ -1,13 +1,16 @@
 """How `commwatch report` writes an availability report: a table for people, JSON for machines
 (`monitor/output/schema/report.schema.json`; change it only together with SCHEMA_VERSION), CSV
-for spreadsheets. The figures themselves are `monitor.output.report`'s.
+for spreadsheets. The figures themselves are `monitor.output.report`'s; the diversity section
+(table and JSON; the CSV is one table of subjects) is `monitor.config.diversity`'s.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from monitor.config.diversity import GroupRisks
 from monitor.core.events import CheckStatus, GroupStatus, LinkStatus, Subject
 from monitor.core.text import duration_text, printable
 from monitor.output import report_paths
@@ -16,7 +19,7 @@ from monitor.output.report import AvailabilityReport, SubjectAvailability
 from monitor.output.spreadsheet import Cell, Figure, csv_text
 from monitor.output.tables import column_line, column_widths
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMATS = ("table", "json", "csv")
 # The order states are listed in; others (from a later state engine) follow alphabetically.
 _STATE_ORDER: tuple[str, ...] = (
@@ -101,9 +104,53 @@ def render_table(report: AvailabilityReport) -> str:
         "AVAILABLE: share of the observed time neither in an outage nor UNKNOWN. OBSERVED: share "
         "of the period (less maintenance) with a known state. OUTAGES: a trailing + means one is "
         "still going. MTTR: mean time to recover.",
+        "",
+        *_diversity_lines(report.diversity),
     ]
     lines += report_paths.lines(report.paths)
     return "\n".join(lines)
+
+
+def _diversity_lines(diversity: Sequence[GroupRisks] | None) -> list[str]:
+    """The diversity section: per group, the single shared risks that would take it below
+    min_up with every link up; then, in one line each, the groups with none to name."""
+    if diversity is None:
+        return ["Diversity: not judged (give the INVENTORY: the history does not hold the risks)."]
+    if not any(group.declared for group in diversity):
+        return ["Diversity: no risks declared (`risks:` on sites and links): nothing is known."]
+    lines = ["Diversity (the risks the inventory declares, every link up):"]
+    lines += [f"  {printable(f)}" for group in diversity for f in group.findings()]
+    for what, groups in (
+        (
+            "no single shared risk takes them below min_up",
+            [g for g in diversity if g.declared and not g.exposures],
+        ),
+        ("no risks declared, nothing known", [g for g in diversity if not g.declared]),
+    ):
+        if groups:
+            named = ", ".join(printable(g.label) for g in groups)
+            lines.append(f"  {what}: {named}")
+    return lines
+
+
+def _diversity_to_dict(diversity: Sequence[GroupRisks] | None) -> list[dict[str, Any]] | None:
+    if diversity is None:
+        return None
+    return [
+        {
+            "group_id": g.group.id,
+            "name": g.group.name,
+            "site_id": g.group.site_id,
+            "links": list(g.group.link_ids),
+            "min_up": g.group.min_up,
+            "risks_declared": g.declared,
+            "exposures": [
+                {"risks": list(e.risks), "links": list(e.link_ids), "left": e.left}
+                for e in g.exposures
+            ],
+        }
+        for g in diversity
+    ]
 
 
 def _seconds(value: float | None) -> float | None:
@@ -167,6 +214,7 @@ def report_to_dict(report: AvailabilityReport) -> dict[str, Any]:
             for s in report.subjects
         ],
         "paths": report_paths.to_dict(report.paths),
+        "diversity": _diversity_to_dict(report.diversity),
     }
 
 

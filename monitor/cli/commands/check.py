@@ -1,4 +1,5 @@
-"""`commwatch check`: validate an inventory and summarise it."""
+"""`commwatch check`: validate an inventory and summarise it, with what its declared risks leave
+to chance (findings, not faults: the exit code says the inventory is valid)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 from collections import Counter
 
 from monitor.cli.commands.selection import load
+from monitor.config.diversity import inventory_findings
+from monitor.core.text import printable
 
 EXIT_INVALID = 2  # what `check --help` promises for an inventory with faults
 
@@ -24,4 +27,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for kind, count in sorted(kinds.items()):
         print(f"  {count:>5} {kind}")
+    if any(link.risks for link in inventory.links):
+        findings = inventory_findings(inventory)
+        print(f"  shared risks: {len(findings) or 'no'} finding{'' if len(findings) == 1 else 's'}")
+        for finding in findings:
+            print(f"    {printable(finding)}")
     return 0

@@ -1,5 +1,6 @@
 """`commwatch report`: availability per check, link and group over a period, from the history
-store (and, given an inventory, its subjects and maintenance windows)."""
+store (and, given an inventory, its subjects and maintenance windows, and the single risks that
+would take each group down)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 
 from monitor.cli.commands.selection import load
 from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.config.diversity import design_risks
 from monitor.config.inventory import HistoryConfig
 from monitor.engine import paths
 from monitor.engine.run_scope import scope_of
@@ -24,7 +26,7 @@ from monitor.store.schema import HistoryError
 def run(args: argparse.Namespace) -> int:
     now = time.time()
     path = args.db or HistoryConfig().path
-    scope = None
+    scope, diversity = None, None
     inventory = None
     if args.inventory is not None:
         inventory = load(args.inventory)
@@ -32,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_UNKNOWN
         path = args.db or inventory.resilience.history.path
         scope = scope_of(topology_of(inventory), inventory.resilience.maintenance)
+        diversity = design_risks(inventory)
     try:
         with HistoryStore(path) as store:
             report = availability.build_report(
-                store, since=now - args.since, until=now, inventory=scope
+                store, since=now - args.since, until=now, inventory=scope, diversity=diversity
             )
             if inventory is not None:
                 traced = paths.report_paths(inventory, store, now - args.since, now)
