@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widgets import Static
 
+from monitor.config.diversity import link_name, loss_text, riders_text, risks_text
 from monitor.config.inventory import Check, Link
 from monitor.core.model import CertificateInfo, ProbeResult, VantageResult
 from monitor.core.text import printable
@@ -74,6 +75,8 @@ class DetailPane(SeverityStyles, Static):
             if link.availability_from:
                 deciding = ", ".join(cid.rsplit("/", 1)[-1] for cid in link.availability_from)
                 facts += f" · up or down by {deciding}"
+            if link.risks:
+                facts += f" · rides {risks_text(link.risks)}"
         elif row.site is not None:
             title = row.site.name or row.site.id
             facts = f"site {row.site.id}" + (
@@ -100,7 +103,13 @@ class DetailPane(SeverityStyles, Static):
                 standing.append(f" {name} ({link.role or 'link'})")
                 if cause := board.link_cause(link):
                     standing.append(f": {cause}", self._dim)
+                if link.risks:
+                    standing.append(f" · rides {risks_text(link.risks)}", self._dim)
                 standing += self._hops(board, link)
+            for exposure in group.risks.exposed_by_design:
+                standing.append("\nby design, ")
+                standing.append(riders_text(exposure, lambda i: link_name(group.site_id, i)))
+                standing.append(f": {loss_text(exposure)} of min_up {exposure.min_up}")
         held = board.held(row.subject_id)
         if held:
             standing.append("\n")

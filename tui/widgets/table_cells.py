@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from rich.style import Style
 from rich.text import Text
 
+from monitor.config.diversity import risks_text
 from monitor.core.text import printable
 from tui.board import Board
 from tui.present import age_text, info_text, soft_text, sparkline, status_text
@@ -33,6 +34,11 @@ def row_cells(
         group = board.group_status(row)
         if group is not None and group.status is not None:
             facts.append(group.describe())
+            if not group.risks.exposed and group.risks.exposed_by_design:
+                # Not what its state rests on now, but one event would take it down with
+                # every link back up.
+                shared = (risk for e in group.risks.exposed_by_design for risk in e.risks)
+                facts.append(f"shared {risks_text(shared)}")
         if (cause := board.cause(row)) != "":
             facts.append(cause)
         n = len(row.checks)
