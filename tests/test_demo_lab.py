@@ -41,8 +41,10 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from monitor.cli.probe_flags import flag_name
 from monitor.config.checks import adhoc_check
 from monitor.config.loader import load_inventory
+from monitor.core.events import GroupStatus
 from monitor.core.model import ProbeResult, Severity
 from monitor.engine.scheduler import Scheduler
+from monitor.engine.views import group_summaries, sweep_state
 from monitor.lab import snmp_agent
 from monitor.lab.demo_inventory import demo_inventory, write_demo_inventory
 from monitor.lab.lab import SNMP_ENV, Lab, env_file_path, secrets_env_file
@@ -155,6 +157,27 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
     assert results["sip-trunk-b"].summary().startswith("in maintenance: SIP 503, Retry-After 300s")
 
 
+async def test_the_lab_psap_is_at_risk_with_both_links_up_through_one_central_office(lab, tmp_path):
+    """Two "redundant" links, fibre and LTE, whose backhauls meet in one central office: the
+    lab's site that looks resilient and is not."""
+    inventory = load_inventory(write_demo_inventory(tmp_path, OFFSET))
+    results: list[ProbeResult] = []
+    await Scheduler(inventory.checks, inventory.concurrency, results.append).sweep()
+    topology, state = sweep_state(inventory, inventory.checks, results)
+    groups = {g.group_id: g for g in group_summaries(inventory, topology, state)}
+    north = groups["psap-north"]
+    assert (north.status, north.up, north.total) == (GroupStatus.AT_RISK, 2, 2)
+    assert north.describe() == (
+        "2 of 2 links up (needs 1), but fibre-primary and lte-backup both ride co:downtown "
+        "(losing it leaves 0)"
+    )
+    # Two carriers, one conduit: by design, whatever the lab's carrier B is doing now.
+    assert [e.risks for e in groups["dispatch-central"].risks.exposed_by_design] == [
+        ("conduit:5th-ave",)
+    ]
+    assert groups["radio-ridge"].risks.exposed_by_design == ()
+
+
 async def test_the_paging_gateway_fails_intermittently_on_a_fixed_schedule(lab):
     check = adhoc_check(
         "http", {"target": f"http://{service('paging-gateway').endpoint(OFFSET)}/status"}
@@ -237,6 +260,10 @@ def test_the_shipped_inventory_targets_the_lab_on_loopback(tmp_path, monkeypatch
     assert {c.ref.check_id: c.ref.target for c in shipped.checks if c.kind != "snmp"} == same
     agents = {c.ref.target for c in generated.checks if c.kind == "snmp"}
     assert {c.ref.target for c in shipped.checks if c.kind == "snmp"} == agents
+    # What each link rides too: the demo's shared risks are the shipped file's.
+    assert {link.full_id: link.risks for link in shipped.links} == {
+        link.full_id: link.risks for link in generated.links
+    }
     command = [sys.executable, "-m", "monitor.cli", "check", str(REPO / "inventory.yaml")]
     # From another folder: the CA path resolves against the inventory's folder, not the cwd.
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -96,6 +96,7 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                         "name": "Metro fibre to the county data centre",
                         "role": "primary",
                         "medium": "fibre",
+                        "risks": ["carrier:metro-fibre", "conduit:main-st", "co:downtown"],
                         "checks": [
                             {
                                 "id": "edge-router",
@@ -130,6 +131,8 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                         "name": "LTE failover router",
                         "role": "backup",
                         "medium": "lte",
+                        # The cell site's own backhaul runs through the same central office.
+                        "risks": ["carrier:cellco", "co:downtown"],
                         "availability_from": ["lte-router", "cad-api-via-lte"],
                         "defaults": {"latency_warn": "1s", "latency_crit": "4s"},
                         "checks": [
@@ -164,6 +167,7 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                         "name": "Carrier A MPLS",
                         "role": "primary",
                         "medium": "mpls",
+                        "risks": ["carrier:carrier-a", "conduit:5th-ave"],
                         "checks": [
                             {
                                 "id": "paging-gateway",
@@ -203,6 +207,8 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                         "name": "Carrier B MPLS (diverse path)",
                         "role": "secondary",
                         "medium": "mpls",
+                        # Two carriers, one conduit: diverse on paper, one backhoe away.
+                        "risks": ["carrier:carrier-b", "conduit:5th-ave"],
                         "checks": [
                             {
                                 "id": "ce-router",
@@ -231,6 +237,7 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                         "name": "Licensed microwave backhaul",
                         "role": "primary",
                         "medium": "microwave",
+                        "risks": ["path:ridge-psap-hop"],
                         "depends_on": ["psap-north/fibre-primary"],
                         # The radio's own view of its interfaces decides too.
                         "availability_from": [
@@ -268,6 +275,7 @@ def demo_inventory(offset: int = 0, history_path: Path | None = None) -> dict[st
                         "name": "Satellite backup",
                         "role": "backup",
                         "medium": "satellite",
+                        "risks": ["carrier:vsat-co"],
                         "availability_from": ["vsat-modem"],
                         "defaults": {"latency_warn": "900ms", "latency_crit": "3s"},
                         "checks": [
