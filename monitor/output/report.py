@@ -337,5 +337,5 @@ def build_report(
         len(in_period),
         _covered(since, until, watched_spans),
         tuple(report),
-        diversity,
+        diversity=diversity,
     )
