@@ -325,7 +325,7 @@ def test_trust_names_and_malformed_chains_are_listed_and_counted(tmp_path):
     }
     assert report["summary"]["endpoints_with_findings"] == 3
     table = done["table"].stdout
-    assert "Endpoint findings (trust, names, chain):" in table
+    assert "Endpoint findings (trust, names, chain, renewal):" in table
     assert "name mismatch: other.audit.example.net not in the leaf's subjectAltName" in table
     assert table.splitlines()[-1].endswith("; 3 endpoints with findings (3 CRIT)")
     rows = list(csv.DictReader(io.StringIO(done["csv"].stdout)))
@@ -383,7 +383,7 @@ def test_the_table_byte_for_byte(findings_scene):
         f"{red}CRIT   {reset}  9.5    2027-01-24  CN=wild                       leaf   {BOTH}",
         f"{green}OK     {reset}  400.0  2028-02-19  CN=intermediate               chain  {BOTH}",
         "",
-        "Endpoint findings (trust, names, chain):",
+        "Endpoint findings (trust, names, chain, renewal):",
         f"  {red}CRIT   {reset}  s/l/a  https://127.0.0.1:8443/"
         "  untrusted root: #1 CN=X is not in ca.pem",
         "",

@@ -52,6 +52,7 @@ from monitor.lab.layout import SERVICES, Behaviour, PortTaken, service
 from monitor.lab.pki import Issued, make_ca
 from monitor.lab.snmp_agent import RADIO_MODULATION, RADIO_RSL_DBM, Cycles, DeviceClock
 from monitor.lab.tls_peers import LAB_CA_FILE, lab_ca_key
+from monitor.store.renewals import CertificateWatch
 from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.test_import_graph import import_graph
@@ -145,6 +146,10 @@ async def test_a_sweep_of_the_lab_shows_every_condition_it_promises(lab, tmp_pat
     assert results["carrier-portal"].summary().startswith("timeout")
     assert results["lte-router-webui"].summary().startswith("untrusted root: ")
     assert results["rfss-console"].summary().startswith("cert expired 3.0d ago")
+    # Its renewal, due at two thirds of its 90 days, failed 10 days ago: an engine says so.
+    paging = next(c for c in inventory.checks if c.ref.check_id.endswith("/paging-gateway-tls"))
+    judged = CertificateWatch().judge(paging, results["paging-gateway-tls"])
+    assert "renewal overdue: should have renewed by" in judged.summary()
     assert results["vsat-modem-tls"].summary().startswith("name mismatch: ")
     assert results["resolver"].observations["answers"] == 1
     clock = results["master-clock"].observations

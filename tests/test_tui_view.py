@@ -828,3 +828,45 @@ async def test_a_selected_problem_that_recovers_stays_in_the_problems_view(inven
         )
         await until(pilot, lambda: "dispatch/mpls/radio-core" not in shown(app))
         assert app.dashboard.table.selected_key == "dispatch/mpls/paging"
+
+
+async def test_the_detail_pane_says_when_the_leaf_was_first_seen_and_is_due_for_renewal(inventory):
+    """What the engine's history of the endpoint adds (observations of the renewal judgement),
+    beside the renewal verdict itself."""
+    from dataclasses import replace
+
+    from monitor.core.model import Verdict
+
+    app = CommwatchApp(inventory, engine=False, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot, inventory)
+        results = scenario(inventory)
+        last = [r for r in results if r.check.check_id == "psap-north/fibre/cad-api"][-1]
+        overdue = Verdict(
+            condition="renewal",
+            observation="renewal_due",
+            value="2025-06-01",
+            threshold="renewed once 67% of its validity has passed (renewal_due)",
+            severity=Severity.WARN,
+            finding="renewal overdue: should have renewed by 2025-06-01 (67% of its 90-day "
+            "validity); no newer certificate seen here",
+            reason="renewal overdue",
+        )
+        judged = replace(
+            last,
+            started_at=last.started_at + 1,
+            severity=Severity.WARN,
+            verdicts=(*last.verdicts, overdue),
+            observations={
+                **last.observations,
+                "certificate_first_seen": 1741910400.0,  # 2025-03-14
+                "renewal_due_at": 1748736000.0,  # 2025-06-01
+            },
+        )
+        app.dashboard.apply_results([judged])
+        app.dashboard.table.select_key("psap-north/fibre/cad-api")
+        await pilot.pause()
+        text = detail(app)
+        assert "leaf first seen 2025-03-14 · renewal due 2025-06-01" in text
+        assert "renewal overdue: should have renewed by 2025-06-01" in text
+        assert text.index("renewal overdue") < text.index("Certificate chain")

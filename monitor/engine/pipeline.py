@@ -39,6 +39,7 @@ from monitor.engine.step import step
 from monitor.engine.views import topology_of
 from monitor.store.controls import Ack, Control
 from monitor.store.history import HistoryStore
+from monitor.store.renewals import CertificateWatch
 from monitor.store.schema import HistoryError
 from monitor.store.writer import HistoryWriter
 
@@ -149,6 +150,7 @@ class Monitor(OperatorCommands):
             if history
             else None
         )
+        self._certificates = CertificateWatch(self.history_path, keep_originals=bool(source))
         self._arrivals = arrivals
         self._alerter = (
             Alerter(
@@ -315,6 +317,7 @@ class Monitor(OperatorCommands):
             self._stored(event, self._writer.add_event(event))
 
     def _take(self, result: ProbeResult) -> None:
+        result = self._certificates.judge(self.checks.get(result.check.check_id), result)
         self.state, events = step(self.topology, self.state, result)
         self.paths, path_events = paths.observe(self.path_policy, self.paths, result)
         events += path_events
@@ -384,7 +387,7 @@ class Monitor(OperatorCommands):
         for watcher in tuple(self._watchers):
             watcher(item, self.state)
         if self._source is not None and isinstance(item, ProbeResult):
-            self._source.settled(item)
+            self._source.settled(self._certificates.original(item))
         if isinstance(item, Event) and (ended := self.acks.ended_by(item)) is not None:
             self._publish(ended)
             self._arm_ack_expiry()

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from monitor.config.inventory import Check
 from monitor.core.model import ProbeResult, Severity, VantageResult, Verdict
+from monitor.engine.interception import interception_verdict
 
 FRESH_INTERVALS = 2  # a result counts for this many intervals, and the timeout, after it started
 _PROBLEMS = (Severity.WARN, Severity.UNKNOWN)  # of a vantage point's own, short of down
@@ -57,13 +58,19 @@ def combine(check: Check, latest: Mapping[str, ProbeResult], now: float) -> Prob
     else:
         severity = Severity.worst(part.severity for part in parts)
     deciding = _deciding(parts) or newest
+    verdicts = [_verdict(parts, down, check.quorum, severity)]
+    # What the vantage points saw of a TLS endpoint, compared (monitor/engine/interception.py).
+    compared = interception_verdict(check.ref.target, parts)
+    if compared is not None:
+        verdicts.append(compared)
+        severity = Severity.worst([severity, compared.severity])
     return ProbeResult(
         check=check.ref,
         started_at=newest.started_at,
         duration_ms=deciding.duration_ms,
         severity=severity,
         observations=deciding.observations,
-        verdicts=(_verdict(parts, down, check.quorum, severity),),
+        verdicts=tuple(verdicts),
         certificates=deciding.certificates,
         vantage=parts,
     )

@@ -18,7 +18,7 @@ class Behaviour(enum.StrEnum):
     HTTP_SLOW = "http: slow (answers after 1.2 s)"
     HTTP_FLAKY = "http: every 3rd request fails with 503"
     TLS_HEALTHY = "https: healthy certificate from the lab CA"
-    TLS_EXPIRING = "https: certificate expires in 20 days"
+    TLS_EXPIRING = "https: certificate expires in 20 days, its renewal 10 days overdue"
     TLS_EXPIRED = "https: certificate expired 3 days ago"
     TLS_WRONG_HOST = "https: certificate for another host name"
     TLS_UNTRUSTED = "https: certificate from an unknown CA"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from monitor.config.inventory import Check
 from monitor.core.model import CertificateInfo, ProbeResult, Severity
+from monitor.store import renewals
 from probes.support.certificates import certificate_condition_names
 
 DEFAULT_WARN_DAYS = 30.0
@@ -192,8 +193,9 @@ def build_report(
 
 
 def _chain_findings(check: Check, result: ProbeResult) -> tuple[ChainFinding, ...]:
-    """The check's own failing certificate verdicts, but expiry (judged per certificate)."""
-    judged = certificate_condition_names(check.options) - {"expiry"}
+    """The check's own failing certificate verdicts, but expiry (judged per certificate), and
+    what the history says of its renewal and issuer."""
+    judged = (certificate_condition_names(check.options) - {"expiry"}) | renewals.CONDITIONS
     return tuple(
         ChainFinding(v.condition, v.severity, v.reason, v.finding)
         for v in result.failing()

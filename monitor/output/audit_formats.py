@@ -106,7 +106,7 @@ def render_table(report: AuditReport, colour: bool) -> str:
         lines.append(colourise(text[: widths[0]], entry.severity, colour) + text[widths[0] :])
     found = _finding_lines(report)
     if found:
-        lines.append("\nEndpoint findings (trust, names, chain):")
+        lines.append("\nEndpoint findings (trust, names, chain, renewal):")
         check_width = max(len(printable(endpoint.check_id)) for _, endpoint, _ in found)
         for severity, endpoint, finding in found:
             label = colourise(f"{severity.name:<7}", severity, colour)

@@ -19,6 +19,7 @@ from collections.abc import Generator, Iterable, Sequence
 from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
+from monitor.store import certificates
 from monitor.store.controls import (
     INSERT_CONTROL,
     AckChange,
@@ -71,6 +72,7 @@ class HistoryStore(HistoryReader):
         with transaction(self._db):
             self._db.executemany(INSERT_RESULT, results)
             self._db.executemany(INSERT_EVENT, events)
+            certificates.record(self._db, (i for _, i, _ in items if isinstance(i, ProbeResult)))
             for item_id, item, at in items:
                 if isinstance(item, (AckChange, PauseChange)):
                     self._db.execute(INSERT_CONTROL, (item_id, *control_row(item, at)))

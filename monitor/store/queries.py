@@ -11,6 +11,7 @@ from typing import Self
 
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import Severity
+from monitor.store import certificates
 from monitor.store import numbering
 from monitor.store.controls import ACK_COLUMNS, Ack, ack_of_row
 from monitor.store.numbering import StoredItem, StreamOrigin
@@ -62,6 +63,11 @@ class HistoryReader:
             (check_id, since, limit),
         ).fetchall()
         return [stored_result(row) for row in reversed(rows)]
+
+    def certificates_seen(self) -> list[certificates.Sighting]:
+        """The leaves each check saw (at most `certificates.KEEP` per check), each check's
+        oldest first."""
+        return certificates.read(self._db)
 
     def last_started(self) -> dict[str, float]:
         """When each check's latest raw result started."""

@@ -24,6 +24,7 @@ class MaintenanceStats:
     deleted_events: int = 0
     deleted_runs: int = 0
     deleted_controls: int = 0
+    deleted_certificates: int = 0  # leaves no endpoint served within the retention
 
 
 _DOWNSAMPLE = """
@@ -105,6 +106,8 @@ _PRUNED = (
     ("events", "at < ?", "deleted_events", True),
     ("controls", "at < ?", "deleted_controls", True),
     ("runs", "COALESCE(ended_at, last_at) < ?", "deleted_runs", False),
+    # A leaf still served is seen again at every poll: only those long gone go.
+    ("certificates_seen", "last_seen < ?", "deleted_certificates", False),
 )
 
 

@@ -4,7 +4,8 @@ assuming it is alone), creating or upgrading its schema, and refusing one it can
 This module owns the tables `results`, `results_hourly`, `events`, `runs`, `controls`, `acks`
 and `meta` (the schema version lives under the key `history.schema_version`, the stream's
 numbering under `history.store_id`, `history.last_id` and `history.deleted_through`: see
-monitor.store.numbering); the alerts' outbox keeps its own tables in the same file.
+monitor.store.numbering), and creates `certificates_seen`, which monitor/store/certificates.py
+owns; the alerts' outbox keeps its own tables in the same file.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from monitor.store import certificates
 from monitor.store.runs import Span, merge_spans
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 HOUR = 3600.0  # what a row of results_hourly covers
 _VERSION_KEY = "history.schema_version"
 # The stream's numbering (monitor.store.numbering): who numbers, the highest id handed out at
@@ -205,12 +207,18 @@ def learn_runs(connection: sqlite3.Connection) -> list[Span]:
     return merge_spans(spans)
 
 
+def _migrate_to_4(connection: sqlite3.Connection) -> None:
+    # Starts empty: the stored results' observations do not keep the certificates they saw.
+    _execute_script(connection, certificates.SCHEMA)
+
+
 # The migration seam: MIGRATIONS[n] takes a store at version n-1 to version n, inside the
 # transaction that records n. Version 0 is a file with none of our tables.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_to_1,
     2: _migrate_to_2,
     3: _migrate_to_3,
+    4: _migrate_to_4,
 }
 
 

@@ -23,6 +23,7 @@ from monitor.core.options import is_number
 from probes.support.certificate_chain import PINNED, UNTRUSTED
 from probes.support.certificate_options import trust_source
 from probes.support.certificate_reader import MIN_EC_BITS, MIN_RSA_BITS
+from probes.support.validity_schedule import BALLOT, EXCEEDS
 
 
 def _is(expected: bool) -> Any:
@@ -84,6 +85,7 @@ def certificate_conditions(options: Any, name: str) -> tuple[Condition, ...]:
         *_trusted_and_complete(options),
         *_strong(),
         _unchanged(options),
+        _public_validity(),
         *_configured(options),
         *revocation_conditions(options),
     )
@@ -230,13 +232,30 @@ def _unchanged(options: Any) -> Condition:
         condition="unexpected_change",
         observation="unexpected_change",
         accepts=_is(False),
-        expected=f"a new leaf only within {options.warn_days:g} days of the old one's expiry",
+        expected=f"a new leaf only within {options.warn_days:g} days of the old one's expiry "
+        f"or once its renewal was due ({options.renewal_due:.0%} of its validity)",
         severity=Severity.WARN,
         failed=said(
             "leaf changed unexpectedly",
-            f"a new leaf while the old one had over {options.warn_days:g} days to run",
+            f"a new leaf while the old one had over {options.warn_days:g} days to run and was "
+            "not due for renewal",
         ),
         passed=said("no unexpected leaf change"),
+    )
+
+
+def _public_validity() -> Condition:
+    """The leaf's validity within the CA/B Forum's maximum on its issuance date, for a publicly
+    trusted one: WARN, it is still valid, but its renewal will be shorter."""
+    return Expectation(
+        condition="public_validity",
+        observation="public_validity",
+        accepts=lambda value: value != EXCEEDS,
+        expected=f"a publicly trusted leaf within the maximum validity of {BALLOT}",
+        severity=Severity.WARN,
+        about="public_validity_detail",
+        failed=lambda _value, about: Finding("validity over the CA/B maximum", about),
+        passed=lambda value, about: Finding(f"validity {value}", about),
     )
 
 

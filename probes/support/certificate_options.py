@@ -93,7 +93,15 @@ class CertificateOptions:
         None,
         parse=integer(1),
         metavar="DAYS",
-        help="CRIT when the leaf's validity period is longer (398 for public web PKI)",
+        help="CRIT when the leaf's validity period is longer (a publicly trusted leaf is "
+        "held to the CA/B Forum's dated maximum anyway, as a WARN)",
+    )
+    renewal_due: float = option(
+        0.67,
+        parse=number(0.01, 1.0),
+        metavar="FRACTION",
+        help="WARN 'renewal overdue' once this fraction of the leaf's validity has passed and "
+        "no newer certificate was seen at the endpoint (0.67: two thirds, as ACME clients renew)",
     )
     pin: tuple[str, ...] = option(
         (),

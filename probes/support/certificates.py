@@ -17,7 +17,7 @@ from cryptography import x509
 
 from monitor.core.model import ObservationValue, as_number
 from probes.base import ProbeContext
-from probes.support import revocation
+from probes.support import revocation, validity_schedule
 from probes.support.certificate_chain import Verification, analyse_chain
 from probes.support.certificate_findings import certificate_conditions
 from probes.support.certificate_options import CertificateOptions, trust_source
@@ -29,37 +29,56 @@ _DAY = 86400.0
 
 
 def unexpected_change(
-    memory: dict[str, Any], leaf: ParsedCertificate, warn_days: float, now: float | None = None
+    memory: dict[str, Any],
+    leaf: ParsedCertificate,
+    warn_days: float,
+    now: float | None = None,
+    renewal_due: float = 1.0,
 ) -> bool:
-    """Did the leaf change since the last poll while the old one was far from expiry?
+    """Did the leaf change since the last poll while the old one was far from expiry and its
+    renewal not yet due?
 
-    A renewal replaces a certificate shortly before it expires; a different leaf while the one
-    seen last still had more than `warn_days` to run is what interception or a misrouted address
-    looks like. The first poll of a check has nothing to compare and is never a change.
+    A renewal replaces a certificate once `renewal_due` of its validity has passed (two thirds,
+    as ACME clients do), or at the latest shortly before it expires; a different leaf while the
+    one seen last still had more than `warn_days` to run and was not due for renewal is what
+    interception or a misrouted address looks like. The first poll of a check has nothing to
+    compare and is never a change.
     """
     at = time.time() if now is None else now
     previous = _last_leaf(memory)
-    memory[_MEMORY_KEY] = (leaf.info.fingerprint_sha256, leaf.info.not_after)
+    info = leaf.info
+    due = (
+        None
+        if info.not_before is None or info.not_after is None
+        else info.not_before + renewal_due * (info.not_after - info.not_before)
+    )
+    memory[_MEMORY_KEY] = (info.fingerprint_sha256, info.not_after, due)
     if previous is None:
         return False
-    fingerprint, not_after = previous
-    if fingerprint == leaf.info.fingerprint_sha256:
+    fingerprint, not_after, renewal_at = previous
+    if fingerprint == info.fingerprint_sha256:
+        return False
+    if renewal_at is not None and at >= renewal_at:
         return False
     # An old leaf whose expiry could not be read gives nothing to measure the change against.
     return not_after is not None and (not_after - at) / _DAY > warn_days
 
 
-def _last_leaf(memory: dict[str, Any]) -> tuple[str, float | None] | None:
-    """The leaf seen last, (fingerprint, notAfter), when the memory holds it as written here: a
-    state file of another version, or a damaged one, may hold anything (then nothing is known)."""
+def _last_leaf(memory: dict[str, Any]) -> tuple[str, float | None, float | None] | None:
+    """The leaf seen last, (fingerprint, notAfter, renewal due), when the memory holds it as
+    written here (a state file of an older version holds no renewal date): a state file of
+    another version, or a damaged one, may hold anything (then nothing is known)."""
     value = memory.get(_MEMORY_KEY)
-    if not isinstance(value, list | tuple) or len(value) != 2:
+    if not isinstance(value, list | tuple) or len(value) not in (2, 3):
         return None
-    fingerprint, not_after = value
-    expiry = as_number(not_after)
+    fingerprint, not_after, *rest = value
+    due = rest[0] if rest else None
+    expiry, renewal = as_number(not_after), as_number(due)
     if not isinstance(fingerprint, str) or (not_after is not None and expiry is None):
         return None
-    return fingerprint, expiry
+    if due is not None and renewal is None:
+        return None
+    return fingerprint, expiry, renewal
 
 
 def certificate_condition_names(options: Any) -> frozenset[str]:
@@ -86,7 +105,14 @@ async def judge_chain(
         options.max_validity_days,
         trusted_by=trust_source(options),
     )
-    observations["unexpected_change"] = unexpected_change(ctx.memory, chain[0], options.warn_days)
+    observations["unexpected_change"] = unexpected_change(
+        ctx.memory, chain[0], options.warn_days, renewal_due=options.renewal_due
+    )
+    # Publicly trusted: verified by the system store. A `ca_file` is a private CA's bundle.
+    public = verification.trusted and options.ca_file is None
+    rule, words = validity_schedule.judge(chain[0].info, public, trust_source(options))
+    observations["public_validity"] = rule
+    observations["public_validity_detail"] = words
     observations.update(await _revocation(chain, verification, options, ctx))
     return observations
 

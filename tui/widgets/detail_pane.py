@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from monitor.config.diversity import link_name, loss_text, riders_text, risks_text
 from monitor.config.inventory import Check, Link
-from monitor.core.model import CertificateInfo, ProbeResult, VantageResult
+from monitor.core.model import CertificateInfo, ProbeResult, VantageResult, as_number
 from monitor.core.text import printable
 from tui.board import Board
 from tui.present import SYMBOLS, ack_text, age_text, clock_text, status_text
@@ -217,6 +217,9 @@ class DetailPane(SeverityStyles, Static):
         if result.certificates:
             parts += [Text(), self._heading("Certificate chain")]
             parts.append(self._certificates(result.certificates, now))
+            renewal = _renewal_line(result)
+            if renewal:
+                parts.append(Text(renewal, self._dim))
         return parts
 
     def _verdicts(self, result: ProbeResult) -> Table:
@@ -285,6 +288,21 @@ class DetailPane(SeverityStyles, Static):
                 Text(printable(line.summary), overflow="ellipsis", no_wrap=True),
             )
         return table
+
+
+def _renewal_line(result: ProbeResult) -> str:
+    """What the history says of the leaf: when this endpoint first served it, when it is due
+    for renewal (the engine's observations; the renewal verdict says whether it is overdue)."""
+    said = []
+    for key, words in (
+        ("certificate_first_seen", "leaf first seen"),
+        ("renewal_due_at", "renewal due"),
+    ):
+        at = as_number(result.observations.get(key))
+        if at is not None:
+            said.append(f"{words} {dt.datetime.fromtimestamp(at, dt.UTC):%Y-%m-%d}")
+
+    return " · ".join(said)
 
 
 def _attention_rank(board: Board, check_id: str) -> int:

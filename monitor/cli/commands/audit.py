@@ -8,13 +8,18 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 
 from monitor.cli.commands.selection import selection
 from monitor.cli.commands.sweep import collect, interrupted
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.cli.values import worker_count
+from monitor.config.inventory import Check, Inventory
+from monitor.core.model import ProbeResult
 from monitor.output import audit as audit_report
 from monitor.output import audit_formats, terminal
+from monitor.store import renewals
+from monitor.store.schema import HistoryError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not complete:
         interrupted(len(results), len(checks), "endpoints")
         return EXIT_UNKNOWN
+    results = _with_history(selected.inventory, checks, results)
     report = audit_report.build_report(
         checks,
         results,
@@ -44,6 +50,21 @@ def run(args: argparse.Namespace) -> int:
         colour = terminal.use_colour(sys.stdout)
         print(audit_formats.render(report, args.format, colour))
     return report.exit_code
+
+
+def _with_history(
+    inventory: Inventory, checks: Sequence[Check], results: Sequence[ProbeResult]
+) -> list[ProbeResult]:
+    """The results with their renewal and issuer verdicts, judged against the certificates the
+    history remembers per endpoint (read only: the audit records nothing). Without a history
+    file each served leaf is judged alone: past its renewal date, it is overdue."""
+    watch = renewals.CertificateWatch()
+    try:
+        watch.load(renewals.remembered(inventory.resilience.history.path))
+    except HistoryError as exc:
+        print(f"commwatch: {exc}; renewals judged without it", file=sys.stderr)
+    by_id = {check.ref.check_id: check for check in checks}
+    return [watch.judge(by_id.get(r.check.check_id), r) for r in results]
 
 
 def _write_atomically(path: str, text: str) -> None:
