@@ -19,7 +19,8 @@ from monitor.core.model import CertificateInfo, ProbeResult
 
 KEEP = 32  # rows kept per check, the most recently seen
 
-SCHEMA = """  # schema version 4 (monitor/store/schema.py)
+# The table, as schema version 4 creates it (monitor/store/schema.py).
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates_seen (
     check_id TEXT NOT NULL,
     fingerprint TEXT NOT NULL,

@@ -11,8 +11,7 @@ from typing import Self
 
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import Severity
-from monitor.store import certificates
-from monitor.store import numbering
+from monitor.store import certificates, numbering
 from monitor.store.controls import ACK_COLUMNS, Ack, ack_of_row
 from monitor.store.numbering import StoredItem, StreamOrigin
 from monitor.store.rows import (
