@@ -6,7 +6,8 @@ wants a figure. No figure is judged: timings on a shared machine mean nothing to
 The peers are real and on loopback: snmpd for snmp_sweep, nginx for tls_sweep and workers_tls
 (with blackbox_exporter beside it), listeners of the benchmarks' own for tcp_sweep, api_stream,
 metrics_scrape, startup and traps (whose traps are net-snmp's snmptrap's), the kernel's echo
-replies for icmp_sweep (beside Debian's fping); tui_latency probes nothing.
+replies for icmp_sweep (beside Debian's fping), nats-server with listeners of its own for
+cluster_agents; tui_latency probes nothing.
 """
 
 from __future__ import annotations
@@ -161,6 +162,31 @@ ICMP_KEYS = {
     "rounds",
 }
 
+CLUSTER_KEYS = {
+    "checks",
+    "agents",
+    "hosts",
+    "interval_s",
+    "offered_per_s",
+    "warmup_s",
+    "window_s",
+    "cluster_results",
+    "cluster_results_per_s",
+    "cluster_p50_ms",
+    "cluster_p99_ms",
+    "run_results",
+    "run_results_per_s",
+    "run_p50_ms",
+    "run_p99_ms",
+    "throughput_ratio",
+    "p99_ratio",
+    "nats_peak_rss_mib",
+    "central_peak_rss_mib",
+    "agent_peak_rss_mib",
+    "cluster_peak_rss_total_mib",
+    "run_peak_rss_mib",
+}
+
 CASES = [
     ("tcp_sweep", [], [SWEEP_KEYS], 2),
     ("tls_sweep", [], [SWEEP_KEYS], 2),
@@ -174,6 +200,7 @@ CASES = [
     ("workers_tls", [], [WORKERS_KEYS], 2),
     ("icmp_sweep", [], [ICMP_KEYS], 1),
     ("traps", [], [TRAPS_KEYS], 2),
+    ("cluster_agents", [], [CLUSTER_KEYS], 2),
 ]
 
 
