@@ -12,10 +12,12 @@ own, `commwatch run --workers 1 --no-alerts`. Both keep their history (a file ea
 temporary folder), as they would in service.
 
 When a result reached the engine is when its JSON line arrives on the process's stdout (both
-write and flush it as the engine takes the result); the latency is that moment minus the
-result's finished time (`started_at` + `duration_ms`). Every process is on this machine, so the
+write and flush it as the engine takes the result, which with history on is once the result is
+stored); the latency is that moment minus the result's finished time (`started_at` +
+`duration_ms`). Every process is on this machine, so the
 clocks are one. After WARMUP seconds from the first result, every result for WINDOW seconds is
-counted; any result that is not OK voids the run. The peak RSS is each process's VmHWM
+counted (the first round is spread over 10 s: keep WARMUP above that); any result that is not
+OK voids the run. The peak RSS is each process's VmHWM
 (/proc/PID/status) at the end of the window. `throughput_ratio` is the cluster's results per
 second over `run`'s, `p99_ratio` the cluster's p99 latency over `run`'s.
 
