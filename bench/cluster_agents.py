@@ -40,9 +40,11 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 # common puts the repository on sys.path, so it comes before the project's own imports.
 from common import (
@@ -70,9 +72,10 @@ class Taken:
     first_at: float | None = None
 
 
-def finished_at(record: dict) -> float:
+def finished_at(record: dict[str, Any]) -> float:
     started = datetime.fromisoformat(record["started_at"]).timestamp()
-    return started + record["duration_ms"] / 1000
+    duration_ms: float = record["duration_ms"]
+    return started + duration_ms / 1000
 
 
 async def take_results(
@@ -136,7 +139,9 @@ async def stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def started(folder: Path, commands: list[tuple[str, list[str], bool]]):
+async def started(
+    folder: Path, commands: list[tuple[str, list[str], bool]]
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """Each (name, command, stdout piped) started in order, its stderr in folder/NAME.log; all
     stopped at the end."""
     processes: list[asyncio.subprocess.Process] = []
@@ -154,7 +159,7 @@ async def started(folder: Path, commands: list[tuple[str, list[str], bool]]):
         await stop(processes)
 
 
-def judged(side: str, taken: Taken, seconds: float) -> dict:
+def judged(side: str, taken: Taken, seconds: float) -> dict[str, Any]:
     if taken.not_ok:
         raise SystemExit(f"{side}: {len(taken.not_ok)} results not OK, e.g. {taken.not_ok[0]}")
     if len(taken.latencies_ms) < 2:
@@ -168,7 +173,9 @@ def judged(side: str, taken: Taken, seconds: float) -> dict:
     }
 
 
-async def cluster_side(inventory: Path, folder: Path, agents: int, args) -> dict:
+async def cluster_side(
+    inventory: Path, folder: Path, agents: int, args: argparse.Namespace
+) -> dict[str, Any]:
     commwatch = str(installed_command())
     async with running_nats(folder / "nats") as nats:
         central = (
@@ -201,7 +208,7 @@ async def cluster_side(inventory: Path, folder: Path, agents: int, args) -> dict
     return figures
 
 
-async def run_side(inventory: Path, folder: Path, args) -> dict:
+async def run_side(inventory: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     command = [str(installed_command()), "run", str(inventory), "--workers", "1", "--no-alerts"]
     async with started(folder, [("run", command, True)]) as (process,):
         taken, seconds = await take_results(process, args.warmup, args.window)
