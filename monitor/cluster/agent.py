@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from monitor.cluster.assignment import DEFAULT_POOL, Roster, share
-from monitor.cluster.connection import connect_options, trouble
+from monitor.cluster.connection import connect_options, connected_server, trouble
 from monitor.cluster.membership import Heartbeat, Member, Membership, roster_text, take_part
 from monitor.cluster.spool import Spool, SpoolError
 from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
@@ -196,7 +196,7 @@ class Agent:
         # tried closes it (nats-py retries inside connect()).
         self._nc = Client()
         await self._nc.connect(
-            self.cluster.nats.url,
+            self.cluster.nats.servers,
             name=f"commwatch-agent {self.name}",
             allow_reconnect=True,
             max_reconnect_attempts=-1,  # the first connection too: keep probing and spooling
@@ -233,7 +233,10 @@ class Agent:
         self._was_connected = True
         self._retry = RETRY_FIRST
         waiting = f"; replaying {self.spool.depth} spooled results" if self.spool.depth else ""
-        log.warning("connected to NATS at %s%s", self.cluster.nats.url, waiting)
+        assert self._nc is not None  # made before connecting
+        log.warning(
+            "connected to NATS at %s%s", connected_server(self._nc, self.cluster.nats), waiting
+        )
         self._wake.set()
 
     # --- results out --------------------------------------------------------------------------
@@ -287,7 +290,7 @@ class Agent:
             return True
         assert self._js is not None
         try:
-            await ensure_stream(self._js, self.cluster.stream)
+            differs = await ensure_stream(self._js, self.cluster.stream, self.cluster.replicas)
         except StreamError as exc:
             self._warn("stream", "%s", exc)
             return False
@@ -299,6 +302,8 @@ class Agent:
                 type(exc).__name__,
             )
             return False
+        if differs is not None:
+            self._warn("replicas", "%s", differs)
         self._stream_ready = True
         return True
 

@@ -34,7 +34,7 @@ from monitor.api.readers import RecordError, result_from_record
 from monitor.cluster.admission import Admission
 from monitor.cluster.arrivals import StreamArrivals
 from monitor.cluster.assignment import implied_vantage
-from monitor.cluster.connection import connect_options, trouble
+from monitor.cluster.connection import connect_options, connected_server, trouble
 from monitor.cluster.stream import (
     AGENT_HEADER,
     MSG_ID,
@@ -132,11 +132,11 @@ async def connect(config: NatsConfig) -> Client:
         log.warning("disconnected from NATS at %s; reconnecting", config.url)
 
     async def reconnected() -> None:
-        log.warning("connected to NATS at %s again", config.url)
+        log.warning("connected to NATS at %s again", connected_server(client, config))
 
     client = Client()
     await client.connect(
-        config.url,
+        config.servers,
         name="commwatch-central",
         allow_reconnect=True,
         max_reconnect_attempts=-1,  # the first connection too

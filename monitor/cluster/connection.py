@@ -4,9 +4,14 @@ credentials and TLS, and its troubles told in commwatch's words."""
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.config.cluster import NatsConfig
+from monitor.core.options import format_host_port
+from monitor.core.text import printable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 
 def connect_options(config: NatsConfig) -> dict[str, Any]:
@@ -44,3 +49,12 @@ def trouble(exc: Exception, url: str, role: str) -> str:
     if isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower():
         return f"NATS at {url} refused this {role}'s credentials"
     return f"cannot reach NATS at {url} ({type(exc).__name__})"
+
+
+def connected_server(client: Client, config: NatsConfig) -> str:
+    """The server `client` is connected to, for the log: which node of a cluster (one the
+    server told of, perhaps, not one configured); the configured URL when not connected."""
+    url = client.connected_url
+    if url is None or url.hostname is None:
+        return config.url
+    return printable(f"{url.scheme}://{format_host_port(url.hostname, url.port or 4222)}")

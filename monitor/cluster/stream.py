@@ -16,8 +16,9 @@ within the stream's duplicate window (2 minutes here; a replay later than that a
 acknowledgement is stored twice, which the central sees as the same run twice and may drop by
 the same id).
 
-The stream (`COMMWATCH_RESULTS` by default) holds `commwatch.results.>` in file storage. This
-module knows nats-py's types only under TYPE_CHECKING: whoever calls it has imported nats.
+The stream (`COMMWATCH_RESULTS` by default) holds `commwatch.results.>` in file storage, on
+`cluster: replicas:` servers of a NATS cluster. This module knows nats-py's types only under
+TYPE_CHECKING: whoever calls it has imported nats.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from monitor.config.cluster import DEFAULT_REPLICAS
 from monitor.core.model import ProbeResult
+from monitor.core.text import printable
 from monitor.output import records
 
 if TYPE_CHECKING:
@@ -78,11 +81,14 @@ def outgoing(agent: str, result: ProbeResult, vantage: str | None = None) -> Out
     return Outgoing(subject_, message_id(agent, result), agent, data, vantage)
 
 
-async def ensure_stream(js: JetStreamContext, name: str) -> None:
-    """Make the results stream unless it exists; one that exists is left as its operator made
-    it (replicas, limits), but must take commwatch's subjects."""
+async def ensure_stream(
+    js: JetStreamContext, name: str, replicas: int = DEFAULT_REPLICAS
+) -> str | None:
+    """Make the results stream, on `replicas` servers, unless it exists. One that exists is
+    left as its operator made it (replicas, limits), but must take commwatch's subjects (else
+    StreamError). What differs from the configuration, for the caller to log, or None."""
     from nats.js.api import StorageType, StreamConfig
-    from nats.js.errors import BadRequestError, NotFoundError
+    from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
     try:
         info = await js.stream_info(name)
@@ -93,15 +99,41 @@ async def ensure_stream(js: JetStreamContext, name: str) -> None:
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW,
             max_age=MAX_AGE,
+            num_replicas=replicas,
         )
         try:
             await js.add_stream(config)
-            return
-        except BadRequestError:
-            # Another agent made it first, perhaps differently: judge the one that exists.
-            info = await js.stream_info(name)
+            return None
+        except (BadRequestError, ServerError) as refused:
+            # Another agent made it first, perhaps differently: judge the one that exists. (A
+            # server without a cluster answers 500 to more replicas than one.)
+            try:
+                info = await js.stream_info(name)
+            except NotFoundError:
+                raise StreamError(_refusal(name, replicas, refused.description)) from None
     if SUBJECTS not in (info.config.subjects or []):
         raise StreamError(
             f"stream {name} exists without the subjects {SUBJECTS}: "
             "add them to it, or name another stream in cluster: stream:"
         )
+    found = info.config.num_replicas or 1
+    if found == replicas:
+        return None
+    return (
+        f"stream {name} has {found} replica{'' if found == 1 else 's'} but cluster: replicas: "
+        f"says {replicas}; a stream that exists is left as it is: change it on the NATS side "
+        f"(nats stream edit {name} --replicas {replicas}), or write replicas: {found}"
+    )
+
+
+def _refusal(name: str, replicas: int, description: str | None) -> str:
+    """Why NATS would not make the stream, with its own words (an API error's description:
+    a fixed phrase of the server's, made printable all the same)."""
+    said = printable(description or "no reason given")
+    hint = (
+        f"; {replicas} replicas need a NATS cluster of at least {replicas} nodes with "
+        "JetStream, or write cluster: replicas: 1"
+        if replicas > 1
+        else ""
+    )
+    return f"NATS refused to make stream {name} ({said}){hint}"

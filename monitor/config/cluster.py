@@ -5,11 +5,13 @@ configured, checked at load time.
 
     cluster:
       nats:
-        url: nats://127.0.0.1:4222            # `--nats URL` overrides
+        url: nats://127.0.0.1:4222            # `--nats URL[,URL...]` overrides; or a list of
+                                              # the nodes of a NATS cluster
         credentials: {user: agent-north, password_env: COMMWATCH_NATS_PASSWORD}
         # or {token_env: NAME} / {token_file: PATH} / {creds_file: PATH} / {nkey_file: PATH}
         tls: {ca_file: /etc/commwatch/nats-ca.pem, cert_file: ..., key_file: ...}
       stream: COMMWATCH_RESULTS
+      replicas: 3                             # the stream's, when it is made: 1, 3 or 5
       spool: {path: /var/lib/commwatch/spool.sqlite3, max_age: 24h, max_bytes: 100MiB}
       lease_ttl: 10s                          # how long a central's leadership outlives it
       heartbeat: 5s                           # how often each agent says it is alive
@@ -17,7 +19,9 @@ configured, checked at load time.
 
 Secrets are given by reference only (monitor.core.secrets), and a URL may not carry them
 (`nats://user:pass@host`): a URL is printed in every status line, a password in it would be
-printed with it.
+printed with it. Several servers (the nodes of one NATS cluster) are one URL each, comma-
+separated or a YAML list, all with one scheme: a client connects to any and moves to another
+when its node goes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ from monitor.core.secrets import SecretRef
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "COMMWATCH_RESULTS"
+DEFAULT_REPLICAS = 1
+# JetStream replicates by RAFT: an odd count keeps a majority through (count - 1) / 2 failures;
+# NATS takes at most 5.
+REPLICAS = (1, 3, 5)
 DEFAULT_SPOOL_AGE = 24 * 3600.0
 DEFAULT_SPOOL_BYTES = 100 * 1024 * 1024
 _SCHEMES = ("nats", "tls")
@@ -93,9 +101,14 @@ class NatsTls:
 
 @dataclass(frozen=True)
 class NatsConfig:
-    url: str = DEFAULT_URL
+    url: str = DEFAULT_URL  # one server, or several comma-separated: as shown in status lines
     credentials: NatsCredentials | None = None
     tls: NatsTls | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        """Each server's URL, for nats-py (which tries them in turn)."""
+        return self.url.split(",")
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ class SpoolConfig:
 class ClusterConfig:
     nats: NatsConfig = field(default_factory=NatsConfig)
     stream: str = DEFAULT_STREAM
+    replicas: int = DEFAULT_REPLICAS  # of the stream, when an agent or a central makes it
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     # Seconds the leader central's lease lasts unrenewed: a follower takes over within two of
     # them once the leader is gone (monitor.cluster.lease).
@@ -119,7 +133,26 @@ class ClusterConfig:
 
 
 def nats_url(value: Any) -> str:
-    """A NATS server URL without credentials in it (they go in `credentials:`)."""
+    """One NATS server URL, or several (the nodes of a cluster) comma-separated or as a list:
+    the URLs comma-separated. None holds credentials (they go in `credentials:`); all have
+    one scheme, since the connection's TLS is for every node alike."""
+    items = value if isinstance(value, list) else text(value).split(",")
+    if not items:
+        raise OptionError("no NATS URL is given", _URL_HINT)
+    urls = [_one_url(item) for item in items]
+    if len({url.split("://", 1)[0] for url in urls}) > 1:
+        raise OptionError(
+            "the NATS URLs mix nats:// and tls://",
+            "give every node of the cluster the same scheme (tls:// when the servers take TLS)",
+        )
+    if len(set(urls)) < len(urls):
+        raise OptionError("a NATS URL is given twice", "name each server once")
+    return ",".join(urls)
+
+
+def _one_url(value: Any) -> str:
+    if isinstance(value, str) and not value.strip():
+        raise OptionError("a NATS URL is empty", f"separate URLs with one comma; {_URL_HINT}")
     raw = text(value).strip()
     parsed = urllib.parse.urlsplit(raw)
     if parsed.scheme not in _SCHEMES or not parsed.hostname:
@@ -151,6 +184,16 @@ def vantage_name(value: Any) -> str:
             "(it is a NATS subject token)",
         )
     return name
+
+
+def replica_count(value: Any) -> int:
+    if isinstance(value, bool) or value not in REPLICAS:
+        raise OptionError(
+            f"{value!r} is not a replica count JetStream takes",
+            "write 1 for one server, or 3 or 5 for a NATS cluster of at least that many nodes; "
+            "a majority of the replicas must be up to store results",
+        )
+    return int(value)
 
 
 def stream_name(value: Any) -> str:
@@ -189,7 +232,15 @@ def byte_size(value: Any) -> int:
     return size
 
 
-_CLUSTER_KEYS = ("nats", "stream", "spool", "lease_ttl", "heartbeat", "heartbeat_ttl")
+_CLUSTER_KEYS = (
+    "nats",
+    "stream",
+    "replicas",
+    "spool",
+    "lease_ttl",
+    "heartbeat",
+    "heartbeat_ttl",
+)
 _NATS_KEYS = ("url", "credentials", "tls")
 _CREDENTIAL_KEYS = (
     "user",
@@ -222,6 +273,7 @@ class ClusterReader(Reader):
         return ClusterConfig(
             nats=self._nats_section(inner),
             stream=self.plain(inner, "stream", stream_name, default.stream),
+            replicas=self.plain(inner, "replicas", replica_count, default.replicas),
             spool=self._spool_section(inner),
             lease_ttl=self.plain(inner, "lease_ttl", lease_ttl, default.lease_ttl),
             heartbeat=heartbeat,

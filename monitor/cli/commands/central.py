@@ -71,7 +71,9 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     consumer = lease = leasing = None
     try:
         js = client.jetstream()
-        await ensure_stream(js, cluster.stream)
+        differs = await ensure_stream(js, cluster.stream, cluster.replicas)
+        if differs is not None:
+            print(f"commwatch central: {differs}", file=sys.stderr, flush=True)
         inventory = selected.inventory
         alerts = inventory.resilience.alerts
         delivers = not args.no_alerts and bool(alerts.notifiers)
