@@ -60,7 +60,7 @@ def _said(samples: Sequence[Sample]) -> Hashable:
     return tuple((tuple(sample.labels.values()), repr(sample.value)) for sample in samples)
 
 
-class _Families(Collector):
+class Families(Collector):
     """Families (and collectors' families) in order, as the encoder reads a registry."""
 
     def __init__(self, families: Iterable[Metric], collectors: Sequence[Collector] = ()) -> None:
@@ -80,7 +80,7 @@ class FormatCache:
 
     def __init__(self, encoder: Encoder) -> None:
         self._encoder = encoder
-        self._trailer = encoder(_Families(()))  # OpenMetrics' "# EOF", nothing in text 0.0.4
+        self._trailer = encoder(Families(()))  # OpenMetrics' "# EOF", nothing in text 0.0.4
         self._headers = tuple(self._bare((family,)) for family in check_families())
         # Per family: the encoder its lines are made with, once checked against `encoder`.
         quicker = _quicker(encoder)
@@ -123,12 +123,12 @@ class FormatCache:
                 self._topology, self._topology_said = self._bare(topology), said
             parts.append(self._topology)
             body = b"".join(parts)
-        return body + self._encoder(_Families((), collectors))
+        return body + self._encoder(Families((), collectors))
 
     def _bare(self, families: Iterable[Metric], encoder: Encoder | None = None) -> bytes:
         """The encoding of `families` (by `encoder`, else the one asked for) without the
         format's trailer, the same in every escaping."""
-        encoded = (encoder or self._encoder)(_Families(families))
+        encoded = (encoder or self._encoder)(Families(families))
         return encoded[: len(encoded) - len(self._trailer)]
 
     def _renew(self, scrape: Scrape) -> None:

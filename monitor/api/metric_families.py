@@ -28,6 +28,7 @@ from monitor.core.events import PENDING, GroupStatus, LinkStatus
 from monitor.core.model import ProbeResult
 from monitor.engine.checks import CheckState
 from monitor.engine.pipeline import EngineFigures
+from monitor.engine.scheduler import SchedulerFigures
 from monitor.engine.state import EngineState
 from monitor.engine.topology import Topology
 from monitor.engine.views import NOT_EVALUATED, group_summaries
@@ -65,6 +66,7 @@ class Scrape:
     alerts_pending: Mapping[str, int] | None  # notifier -> messages; None: alerting is off
     ready: bool
     started_at: float | None
+    extra: tuple[Metric, ...] = ()  # the process's own families after the engine's (a central)
 
 
 def families(scrape: Scrape) -> Iterator[Metric]:
@@ -87,10 +89,15 @@ def _gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge
 # --- the engine ------------------------------------------------------------------------------
 
 
-def engine_families(scrape: Scrape) -> Iterator[Metric]:
+def build_info() -> Metric:
+    """`commwatch_build_info`, the first family of every commwatch process's exposition."""
     info = InfoMetricFamily("commwatch_build", "The running commwatch and its metrics' version.")
     info.add_metric([], {"version": __version__, "metrics_version": str(METRICS_VERSION)})
-    yield info
+    return info
+
+
+def engine_families(scrape: Scrape) -> Iterator[Metric]:
+    yield build_info()
     yield GaugeMetricFamily(
         "commwatch_engine_ready",
         "1 while the engine's scheduler runs, else 0.",
@@ -125,7 +132,7 @@ def engine_families(scrape: Scrape) -> Iterator[Metric]:
     for (subject, kind), count in sorted(scrape.events.items()):
         events.add_metric([subject, kind], count)
     yield events
-    yield from _scheduler(scrape.figures)
+    yield from scheduler_families(scrape.figures.scheduler)
     yield from _store(scrape.figures)
     yield from _traps(scrape.figures)
     if scrape.alerts_pending is not None:
@@ -137,10 +144,11 @@ def engine_families(scrape: Scrape) -> Iterator[Metric]:
         for notifier, count in sorted(scrape.alerts_pending.items()):
             outbox.add_metric([notifier], count)
         yield outbox
+    yield from scrape.extra
 
 
-def _scheduler(figures: EngineFigures) -> Iterator[Metric]:
-    scheduler = figures.scheduler
+def scheduler_families(scheduler: SchedulerFigures | None) -> Iterator[Metric]:
+    """A scheduler's figures: the engine's, or an agent's."""
     if scheduler is None:
         return  # fed from a source (a central): no checks run here, none queue or lag
     yield GaugeMetricFamily(

@@ -21,7 +21,7 @@ import gzip
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 # The outbox answers from its own thread; a scrape does not wait longer than this for it and
 # leaves its depth out instead (Prometheus' default scrape timeout is 10 s).
 OUTBOX_WAIT = 2.0
+# What else a process shows after the engine's families (a central: its consumer of results),
+# asked for at each scrape on the event loop: a few families, made fresh each time.
+MetricSource = Callable[[], Awaitable[Sequence[Metric]]]
+METRIC_SOURCES = web.AppKey("commwatch.metric_sources", tuple[MetricSource, ...])
 # Formats kept at once: text 0.0.4 and OpenMetrics, with room for escaping variants. The
 # Accept header names the format, so a scraper could name ever new ones: the oldest goes.
 KEPT_FORMATS = 4
@@ -56,8 +60,9 @@ class Exporter:
     """What `/metrics` needs of one Monitor: its latest results and counts as shown, kept
     from the moment it is made, and the scrape made of them with the engine's figures."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Monitor, sources: Sequence[MetricSource] = ()) -> None:
         self._monitor = monitor
+        self._sources = tuple(sources)
         topology = monitor.topology
         checks = monitor.checks
         self._labels = {
@@ -94,6 +99,9 @@ class Exporter:
         except TimeoutError:
             log.warning("metrics: the alert outbox did not answer within %ss", OUTBOX_WAIT)
             pending = None
+        extra: list[Metric] = []
+        for source in self._sources:
+            extra.extend(await source())
         monitor = self._monitor
         return Scrape(
             inventory=monitor.inventory,
@@ -107,6 +115,7 @@ class Exporter:
             alerts_pending=pending,
             ready=monitor.ready.is_set(),
             started_at=monitor.started_at,
+            extra=tuple(extra),
         )
 
     def registry(self, scrape: Scrape) -> CollectorRegistry:
@@ -216,7 +225,8 @@ def attach(app: web.Application, monitor: Monitor, config: object) -> None:
     """Serve `GET /metrics` for `monitor` on `app`. `config` (the listener's) holds nothing
     the metrics need. Results shown from now on are counted: attach before the engine runs."""
     del config
-    exporter = Exporter(monitor)
+    sources: tuple[MetricSource, ...] = app.get(METRIC_SOURCES, ())
+    exporter = Exporter(monitor, sources)
     app[EXPORTER] = exporter
 
     async def unwatch(_app: web.Application) -> None:

@@ -1,11 +1,12 @@
 """The engine served over HTTP: the application, its listener, and what every route shares.
 
 `build_app(monitor, config)` makes the aiohttp application: errors as JSON, the token check,
-the body limit, the health routes, then each module of routes in ATTACHMENTS adds its own
-(`attach(app, monitor, config)`, handlers declaring their role with `@requires`). `ApiServer`
-starts it beside a running `Monitor` and stops it: it refuses, before binding anything, to
-listen beyond loopback without TLS and tokens (unless allowed), and serves TLS from the
-configured certificate and key files.
+the body limit (`secured_app`, which an agent's own small application starts from too), the
+health routes, then each module of routes in ATTACHMENTS adds its own (`attach(app, monitor,
+config)`, handlers declaring their role with `@requires`). `Listener` serves an application by
+the configuration's rules: it refuses, before binding anything, to listen beyond loopback
+without TLS and tokens (unless allowed), and serves TLS from the configured certificate and key
+files. `ApiServer` is the listener of a running `Monitor`'s application.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from monitor.api import control, history, metrics, stream
 from monitor.api.auth import Tokens, auth_middleware
 from monitor.api.errors import error_response
 from monitor.api.keys import CONFIG, HEALTH_DETAILS, MONITOR
+from monitor.api.metrics import METRIC_SOURCES, MetricSource
 from monitor.api.roles import Role, requires
 from monitor.config.api import ApiConfig, TlsFiles
 from monitor.core.logs import BugLog
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 _bugs = BugLog(log)
 
 Attach = Callable[[web.Application, Monitor, ApiConfig], object]
+AppMaker = Callable[[Tokens], web.Application]  # the application, given the tokens read
 
 # The modules of routes, each adding its own to the application. A new module of endpoints is
 # one entry here (docs/ARCHITECTURE.md, "Where a new X goes").
@@ -92,22 +95,31 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(_health(request, "not ready"), status=503)
 
 
+def secured_app(config: ApiConfig, tokens: Tokens) -> web.Application:
+    """An application with what every commwatch listener has: errors as JSON, every route held
+    to the role its handler declares (`tokens`), and the configured body limit."""
+    return web.Application(
+        middlewares=[json_errors, auth_middleware(tokens)], client_max_size=config.max_body_bytes
+    )
+
+
 def build_app(
     monitor: Monitor,
     config: ApiConfig,
     *,
     tokens: Tokens | None = None,
     attachments: Sequence[Attach] | None = None,
+    metric_sources: Sequence[MetricSource] = (),
 ) -> web.Application:
     """The application serving `monitor`; `tokens` read from `config` unless given (OptionError
-    when one cannot be read); `attachments` the modules of routes (default ATTACHMENTS)."""
+    when one cannot be read); `attachments` the modules of routes (default ATTACHMENTS);
+    `metric_sources` families `/metrics` shows after the engine's (a central's consumer)."""
     if tokens is None:
         tokens = Tokens.read(config.tokens)
-    app = web.Application(
-        middlewares=[json_errors, auth_middleware(tokens)], client_max_size=config.max_body_bytes
-    )
+    app = secured_app(config, tokens)
     app[MONITOR] = monitor
     app[CONFIG] = config
+    app[METRIC_SOURCES] = tuple(metric_sources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for attach in ATTACHMENTS if attachments is None else attachments:
@@ -164,15 +176,13 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-class ApiServer:
-    """The API of one `Monitor`, listening while `start()`ed, until `stop()`."""
+class Listener:
+    """An application made by `make_app`, listening by `config`'s rules while `start()`ed,
+    until `stop()`."""
 
-    def __init__(
-        self, monitor: Monitor, config: ApiConfig, *, attachments: Sequence[Attach] | None = None
-    ) -> None:
-        self.monitor = monitor
+    def __init__(self, config: ApiConfig, make_app: AppMaker) -> None:
         self.config = config
-        self._attachments = attachments
+        self._make_app = make_app
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self.port: int | None = None  # the port bound, once started
@@ -191,9 +201,10 @@ class ApiServer:
             raise ApiStartError(f"{problem[0]} ({problem[1]})")
         context = None if config.tls is None else tls_context(config.tls)
         try:
-            app = build_app(self.monitor, config, attachments=self._attachments)
+            tokens = Tokens.read(config.tokens)
         except OptionError as exc:
             raise ApiStartError(f"an API token cannot be read: {exc}") from None
+        app = self._make_app(tokens)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         manager = runner.server
@@ -231,3 +242,27 @@ class ApiServer:
             await runner.cleanup()
         if listener is not None:
             await listener.wait_closed()
+
+
+class ApiServer(Listener):
+    """The API of one `Monitor` (`build_app`), listening while `start()`ed, until `stop()`."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        config: ApiConfig,
+        *,
+        attachments: Sequence[Attach] | None = None,
+        metric_sources: Sequence[MetricSource] = (),
+    ) -> None:
+        def make_app(tokens: Tokens) -> web.Application:
+            return build_app(
+                monitor,
+                config,
+                tokens=tokens,
+                attachments=attachments,
+                metric_sources=metric_sources,
+            )
+
+        super().__init__(config, make_app)
+        self.monitor = monitor
