@@ -115,6 +115,14 @@ def durable_name(central: str) -> str:
     return f"{DURABLE}-{central}"
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerBacklog:
+    """What the server holds for the consumer, from its consumer info."""
+
+    pending: int  # in the stream, not delivered to this consumer yet
+    unacknowledged: int  # delivered, not acknowledged yet
+
+
 async def connect(config: NatsConfig) -> Client:
     """A connection to NATS, tried again and again until it is made (a central waits for its
     NATS) and kept up by nats-py after that. Its troubles are logged in commwatch's words, at
@@ -182,7 +190,8 @@ class ResultConsumer:
         # Per (check, vantage point); the vantage point "" for a check seen from one.
         self._last: dict[tuple[str, str], float] = {}
         self._unsettled: dict[int, tuple[Taken, Msg]] = {}  # id(result taken) -> its message
-        self._in_flight: set[Taken] = set()
+        # The unsettled runs, each with its message's stream sequence.
+        self._in_flight: dict[Taken, int] = {}
         self._vantages = Vantages()
         self._room = asyncio.Event()
         self._room.set()
@@ -200,6 +209,17 @@ class ResultConsumer:
             duplicates=self._duplicates,
             rejected=dict(self._rejected),
         )
+
+    async def backlog(self, timeout: float) -> ConsumerBacklog | None:
+        """The server's figures of this consumer; None when it does not answer in `timeout`
+        seconds (NATS away, the consumer not made yet)."""
+        import nats.errors
+
+        try:
+            info = await self._js.consumer_info(self._stream, self._durable, timeout=timeout)
+        except (nats.errors.Error, TimeoutError):  # nats.js's errors are nats.errors.Error
+            return None
+        return ConsumerBacklog(info.num_pending or 0, info.num_ack_pending or 0)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -276,12 +296,14 @@ class ResultConsumer:
         taken = Taken(check_id, vantage, result.started_at)
         if last is not None and result.started_at <= last:
             self._duplicates += 1
-            # One still on its way to the store is acknowledged when stored, not before: an
-            # ack of either delivery acknowledges the message.
-            if taken not in self._in_flight:
+            # A delivery again of a message still on its way to the store is acknowledged
+            # when it is stored, not before: an ack of either delivery acknowledges the
+            # message. Another message of the same run (published twice) is acknowledged now,
+            # or it would come back after ACK_WAIT and be counted again.
+            if self._in_flight.get(taken) != _sequence(msg):
                 self._reply(msg.ack)
             return
-        self._in_flight.add(taken)
+        self._in_flight[taken] = _sequence(msg)
         self._last[key] = result.started_at
         if vantage:
             # Judged as of when it reached the stream, not by this central's clock: every
@@ -297,7 +319,7 @@ class ResultConsumer:
         entry = self._unsettled.pop(id(result), None)
         if entry is None:
             return
-        self._in_flight.discard(entry[0])
+        self._in_flight.pop(entry[0], None)
         self._settled += 1
         self._reply(entry[1].ack)
         if len(self._unsettled) < MAX_UNSETTLED:
@@ -379,6 +401,11 @@ class ResultConsumer:
             figures.duplicates,
             dict(figures.rejected) or "none",
         )
+
+
+def _sequence(msg: Msg) -> int:
+    """The message's place in the stream: the same for each delivery of one message."""
+    return int(msg.metadata.sequence.stream)
 
 
 async def _send(reply: Callable[[], Awaitable[None]]) -> None:
