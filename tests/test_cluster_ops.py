@@ -1,17 +1,67 @@
-"""Operating the distributed parts: the stream's replicas and several NATS servers in the
-inventory, and what a replica count that NATS cannot have, or one that differs from an
-existing stream's, looks like (real nats-server)."""
+"""Operating the distributed parts against a real nats-server: an agent's /healthz and
+/metrics (`commwatch agent --listen`, by the API's TLS and token rules) through a NATS outage,
+the central's own families on the engine's /metrics with its lease's, every family
+documented and passing `promtool check metrics`; the stream's replicas and several NATS
+servers in the inventory, and what a replica count NATS cannot have, or one that differs from
+an existing stream's, looks like."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
 import nats
 import pytest
+from nats.aio.client import Client
+from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.cluster.stream import StreamError, ensure_stream
-from monitor.config.cluster import NatsConfig, nats_url
+from monitor.api.server import ApiServer, Listener
+from monitor.cluster.agent import Agent
+from monitor.cluster.agent_api import agent_app
+from monitor.cluster.central import Rejection, ResultConsumer
+from monitor.cluster.lease import LeaseFigures, Role
+from monitor.cluster.metrics import CentralMetrics
+from monitor.cluster.spool import Spool
+from monitor.cluster.stream import StreamError, ensure_stream, outgoing
+from monitor.config.api import ApiConfig, Listen
+from monitor.config.cluster import ClusterConfig, NatsConfig, nats_url
+from monitor.config.inventory import Inventory
+from monitor.config.loader import load_inventory
+from monitor.core.model import Severity
 from monitor.core.options import OptionError
-from tests.peers.nats_peers import running_nats
+from monitor.engine.pipeline import Monitor
+from tests.central_support import AGENT, BASE, STREAM, Seen, publish
+from tests.conftest import REPO
+from tests.peers.nats_peers import NatsServer, running_nats
+from tests.peers.pki import make_ca, make_leaf
+from tests.peers.prometheus_peers import poll
+from tests.peers.tcp_peers import closed_port
 from tests.test_api_config import faults, load
+from tests.test_central import TOKENS, VIEWER, forged_variants, result
+from tests.test_central import inventory as central_inventory
+from tests.test_cluster_agent import inventory_text, start_agent, tcp_peers
+from tests.test_metrics import CLUSTER_SECTION, OPENMETRICS, documented, exported, section
+
+AGENT_TOKEN = "agent-viewer-token-6b1d0e2f9a"
+# The scheduler's families, which an agent exports as the engine names them, and a central
+# (no scheduler) does not.
+SCHEDULER = {
+    "commwatch_checks_in_flight",
+    "commwatch_checks_queued",
+    "commwatch_checks_paused",
+    "commwatch_scheduler_lag_seconds",
+    "commwatch_scheduler_start_lag_seconds",
+}
+PROCESS = {name for name in documented() if name.startswith("process_")}
 
 # --- the configuration ------------------------------------------------------------------------
 
@@ -115,3 +165,409 @@ async def test_an_existing_stream_with_other_replicas_is_left_and_told(tmp_path)
         "or write replicas: 1"
     )
     assert info.config.num_replicas == 1
+
+
+# --- what is documented ---------------------------------------------------------------------------
+
+
+def agent_documented() -> dict[str, tuple[str, frozenset[str]]]:
+    """What an agent exports: its section's rows, and the engine's rows it shares."""
+    engine = documented()
+    shared = {"commwatch_build_info", *SCHEDULER, *PROCESS}
+    rows = documented(section("### An agent", section(CLUSTER_SECTION)))
+    return {**rows, **{name: engine[name] for name in shared}}
+
+
+def central_documented() -> dict[str, tuple[str, frozenset[str]]]:
+    return documented(section("### A central", section(CLUSTER_SECTION)))
+
+
+def test_the_cluster_sections_are_read_apart_from_the_engine():
+    agent, central = agent_documented(), central_documented()
+    assert agent["commwatch_agent_spool_dropped_total"] == ("counter", frozenset({"reason"}))
+    assert agent["commwatch_checks_queued"] == ("gauge", frozenset())
+    assert central["commwatch_central_rejected_total"] == ("counter", frozenset({"reason"}))
+    assert "commwatch_central_leader" in central and "commwatch_check_severity" not in central
+    assert not any(
+        name.startswith(("commwatch_agent", "commwatch_central")) for name in documented()
+    )
+
+
+def promtool_check(text: str) -> None:
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found: dict[Any, float], name: str, **labels: str) -> float:
+    return found[name, frozenset(labels.items())]
+
+
+# --- an agent's /healthz and /metrics -------------------------------------------------------------
+
+
+class Served:
+    """An HTTPS listener's client: /healthz without a token, /metrics with the viewer's."""
+
+    def __init__(self, url: str, ca: Path) -> None:
+        self.url = url
+        self.context = ssl.create_default_context(cafile=str(ca))
+
+    async def get(self, path: str, token: str | None = None, accept: str = "") -> tuple[int, str]:
+        headers = {"Accept": accept}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url + path, headers=headers, ssl=self.context) as response,
+        ):
+            return response.status, await response.text()
+
+    async def health(self) -> dict[str, Any]:
+        status, body = await self.get("/healthz")
+        assert status == 200, body
+        return json.loads(body)
+
+    async def metrics(self) -> dict[Any, float]:
+        status, body = await self.get("/metrics", AGENT_TOKEN)
+        assert status == 200, body
+        return values(body)
+
+
+def served_inventory(tmp_path: Path, ports: list[int]) -> Path:
+    now = dt.datetime.now(dt.UTC)
+    ca = make_ca("agent API test CA", not_after=now + dt.timedelta(days=30))
+    cert, key = make_leaf(ca, ["127.0.0.1"], not_after=now + dt.timedelta(days=10)).write(
+        tmp_path, "agent-api"
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "viewer.token").write_text(AGENT_TOKEN + "\n")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        inventory_text(
+            ports,
+            f"""\
+            cluster: {{spool: {{path: {tmp_path / "spool.sqlite3"}}}}}
+            api:
+              listen: 127.0.0.1:{closed_port()}
+              tls: {{cert_file: {cert}, key_file: {key}}}
+              tokens: [{{role: viewer, token_file: {tmp_path / "viewer.token"}}}]
+            """,
+        )
+    )
+    return path
+
+
+async def test_an_agent_serves_health_and_metrics_through_an_outage(tmp_path):
+    async with tcp_peers(3) as ports, running_nats(tmp_path / "nats") as server:
+        path = served_inventory(tmp_path, ports)
+        args = (str(path), "--nats", server.url, "--name", "north-1", "--listen", "127.0.0.1:0")
+        agent = start_agent(tmp_path / "agent", *args)
+        try:
+            await agent.wait_for("serving /healthz and /metrics on https://", "the listener")
+            url = agent.stderr().split("serving /healthz and /metrics on ", 1)[1].split()[0]
+            served = Served(url, tmp_path / "ca.pem")
+
+            async def health_says(nats_state: str, spooled: bool) -> dict[str, Any] | None:
+                health = await served.health()
+                done = health["nats"] == nats_state and (health["spooled"] > 0) == spooled
+                return health if done else None
+
+            health = await poll("connected", lambda: health_says("connected", False), timeout=60)
+            assert health == {
+                "status": "ok",
+                "agent": "north-1",
+                "nats": "connected",
+                "spooled": 0,
+                "dropped": 0,
+            }
+            assert (await served.get("/metrics"))[0] == 401
+            assert (await served.get("/metrics", "not-the-" + AGENT_TOKEN))[0] == 401
+            status, text = await served.get("/metrics", AGENT_TOKEN, OPENMETRICS)
+            assert status == 200
+            assert exported(text) == agent_documented()
+            status, text = await served.get("/metrics", AGENT_TOKEN)
+            promtool_check(text)
+            found = values(text)
+            assert value(found, "commwatch_agent_connected") == 1
+            assert value(found, "commwatch_agent_published_total") >= 1
+            assert value(found, "commwatch_agent_spool_limit_bytes") == 100 * 1024**2
+
+            server.stop()
+            health = await poll("spooling", lambda: health_says("spooling", True), timeout=60)
+            assert health["status"] == "ok"  # probing goes on: the agent is healthy
+
+            async def lagging() -> dict[Any, float] | None:
+                found = await served.metrics()
+                return found if value(found, "commwatch_agent_publish_lag_seconds") > 1 else None
+
+            found = await poll("the publish lag growing", lagging, timeout=60)
+            assert value(found, "commwatch_agent_connected") == 0
+            assert value(found, "commwatch_agent_spool_results") > 0
+            assert value(found, "commwatch_agent_spool_bytes") > 0
+
+            await server.start()
+            await poll("replayed", lambda: health_says("connected", False), timeout=60)
+            found = await served.metrics()
+            assert value(found, "commwatch_agent_replayed_total") > 0
+            assert value(found, "commwatch_agent_publish_lag_seconds") < 1
+            assert value(found, "commwatch_agent_spool_dropped_total", reason="age") == 0
+        finally:
+            code = agent.stop()
+        assert code == 0, agent.stderr()
+        assert AGENT_TOKEN not in agent.printed()
+
+
+def test_an_agent_refuses_to_listen_beyond_loopback_without_tls_and_tokens(tmp_path):
+    spool = tmp_path / "spool.sqlite3"
+    path = tmp_path / "inventory.yaml"
+    path.write_text(inventory_text([closed_port()], f"cluster: {{spool: {{path: {spool}}}}}"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "agent",
+            str(path),
+            "--nats",
+            f"nats://127.0.0.1:{closed_port()}",
+            "--name",
+            "north-1",
+            "--listen",
+            "0.0.0.0:0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "commwatch agent: refusing to listen on 0.0.0.0:0, beyond loopback, without TLS and "
+        "tokens (configure api: tls: and tokens:, listen on 127.0.0.1, or allow it explicitly "
+        "(allow_insecure_remote: true, --allow-insecure-remote)); nothing was run"
+    )
+    kept = Spool(spool, max_age=3600, max_bytes=1024**2)
+    assert kept.depth == 0  # no probe ran (NATS is down: a result would be spooled)
+    kept.close()
+
+
+async def test_an_agent_that_stopped_probing_is_unhealthy(tmp_path, monkeypatch):
+    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(inventory_text([closed_port()]))
+    inventory = load_inventory(path)
+    cluster = ClusterConfig(nats=NatsConfig(url=f"nats://127.0.0.1:{closed_port()}"))
+    spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=1024**2)
+    agent = Agent("north-1", inventory.checks, inventory.concurrency, cluster, spool)
+    config = ApiConfig(listen=Listen("127.0.0.1", 0), tokens=TOKENS)
+    listener = Listener(config, lambda tokens: agent_app(agent, config, tokens))
+    await listener.start()
+    try:
+
+        async def health() -> tuple[int, dict[str, Any]]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(listener.url + "/healthz") as response,
+            ):
+                return response.status, await response.json()
+
+        assert (await health())[0] == 503  # not probing yet
+        running = asyncio.create_task(agent.run())
+
+        async def probing() -> bool | None:
+            status, body = await health()
+            return True if status == 200 and body["spooled"] > 0 else None
+
+        await poll("probing and spooling", probing, timeout=30)
+        assert (await health())[1]["nats"] == "spooling"
+        agent.stop()
+        await asyncio.wait_for(running, 30)
+        status, body = await health()
+    finally:
+        await listener.stop()
+        spool.close()
+    assert status == 503 and body["status"] == "stopping"
+
+
+# --- the central's duplicates ---------------------------------------------------------------------
+
+
+async def test_a_second_message_of_a_run_in_flight_is_acknowledged_at_once(tmp_path, monkeypatch):
+    """The same run published twice under two message ids (beyond the duplicate window, or by
+    a replay whose id was rewritten), both fetched at once: the second is dropped and
+    acknowledged then, not left to come back after the ack wait and be counted again."""
+    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    inv = central_inventory(tmp_path)
+    async with running_nats(tmp_path / "nats") as server, nats_client(server) as client:
+        js = client.jetstream()
+        first = outgoing(AGENT, result(inv, Severity.OK, BASE))
+        await js.publish(first.subject, first.data, headers=first.headers)
+        second = {**first.headers, "Nats-Msg-Id": first.msg_id + "-again"}
+        await js.publish(first.subject, first.data, headers=second)
+        await publish(js, result(inv, Severity.OK, BASE + 1))
+        async with central_api(client, inv, lease(leader=True, token=0)) as (api, seen):
+            await seen.until(lambda: len(seen.results) == 2)
+
+            async def acknowledged() -> bool | None:
+                info = await js.consumer_info(STREAM, "central")
+                return True if info.num_ack_pending == 0 else None
+
+            # Well within the ack wait (10 s): nothing waits for a redelivery.
+            await poll("every message acknowledged", acknowledged, timeout=5)
+            info = await js.consumer_info(STREAM, "central")
+            found = values(await scrape(api))
+        assert (info.num_redelivered, info.num_pending) == (0, 0)
+        assert value(found, "commwatch_central_results_total") == 2
+        assert value(found, "commwatch_central_duplicates_total") == 1
+
+
+# --- a central's families on the engine's /metrics -----------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def nats_client(server: NatsServer) -> AsyncIterator[Client]:
+    client = await nats.connect(server.url)
+    await ensure_stream(client.jetstream(), STREAM)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def lease(*, leader: bool, token: int, changes: int = 0) -> LeaseFigures:
+    """A central's lease as its figures say: leading, or following the one that does."""
+    return LeaseFigures(
+        central="noc-1",
+        role=Role.LEADER if leader else Role.FOLLOWER,
+        leader=leader,
+        token=token,
+        holder="noc-1" if leader else "noc-2",
+        changes=changes,
+        ttl=10.0,
+    )
+
+
+@contextlib.asynccontextmanager
+async def central_api(
+    client: Client, inv: Inventory, leadership: LeaseFigures, *, run: bool = True
+) -> AsyncIterator[tuple[ApiServer, Seen]]:
+    """An engine fed by a consumer, served with the central's families; `run`: the engine
+    running (else only served, its consumer taking nothing)."""
+    js = client.jetstream()
+    consumer = ResultConsumer(js, inv.checks, stream=STREAM, history=inv.resilience.history.path)
+    monitor = Monitor(
+        inv, inv.checks, on_result=lambda _: None, on_event=lambda _: None, alerts=False,
+        source=consumer,
+    )  # fmt: skip
+    seen = Seen("north/wan/c")
+    monitor.watch(seen)
+    metrics = CentralMetrics(consumer, client, leadership=lambda: leadership)
+    api = ApiServer(
+        monitor, ApiConfig(listen=Listen("127.0.0.1", 0), tokens=TOKENS), metric_sources=(metrics,)
+    )
+    await api.start()
+    running = asyncio.create_task(monitor.run()) if run else None
+    try:
+        yield api, seen
+    finally:
+        monitor.stop()
+        if running is not None:
+            await asyncio.wait_for(running, 20)
+        await consumer.aclose()
+        await api.stop()
+
+
+async def scrape(api: ApiServer, accept: str = "") -> str:
+    headers = {"Authorization": f"Bearer {VIEWER}", "Accept": accept}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(api.url + "/metrics") as response,
+    ):
+        assert response.status == 200
+        return await response.text()
+
+
+async def test_a_central_exports_its_consumer_and_leadership(tmp_path, monkeypatch):
+    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    inv = central_inventory(tmp_path)
+    variants = forged_variants(inv)
+    async with running_nats(tmp_path / "nats") as server, nats_client(server) as client:
+        js = client.jetstream()
+        follower = lease(leader=False, token=7, changes=2)
+        async with central_api(client, inv, follower) as (api, seen):
+            await publish(js, *(result(inv, Severity.OK, BASE + n) for n in range(3)))
+            # Published again under another id: not newer than the last of its check.
+            again = outgoing(AGENT, result(inv, Severity.OK, BASE + 1))
+            headers = {**again.headers, "Nats-Msg-Id": again.msg_id + "-again"}
+            await js.publish(again.subject, again.data, headers=headers)
+            for index, (_kind, subject, data, headers) in enumerate(variants):
+                msg_id = headers.get("Nats-Msg-Id", "")
+                await js.publish(
+                    subject, data, headers={**headers, "Nats-Msg-Id": f"{msg_id}{index}"}
+                )
+            await seen.until(lambda: len(seen.results) == 3)
+
+            async def settled() -> str | None:
+                text = await scrape(api)
+                found = values(text)
+                total = sum(
+                    value(found, "commwatch_central_rejected_total", reason=str(r))
+                    for r in Rejection
+                )
+                done = total == len(variants) and (
+                    value(found, "commwatch_central_consumer_unacknowledged") == 0
+                )
+                return text if done else None
+
+            text = await poll("every message settled", settled, timeout=30)
+            openmetrics = await scrape(api, OPENMETRICS)
+        promtool_check(text)
+        found = values(text)
+        assert value(found, "commwatch_central_results_total") == 3
+        assert value(found, "commwatch_central_duplicates_total") == 1
+        for reason in Rejection:
+            expected = sum(1 for kind, *_ in variants if kind is reason)
+            assert value(found, "commwatch_central_rejected_total", reason=str(reason)) == expected
+        assert value(found, "commwatch_central_consumer_pending") == 0
+        assert value(found, "commwatch_central_connected") == 1
+        assert value(found, "commwatch_central_leader") == 0  # the hook's answer
+        assert value(found, "commwatch_central_lease_token") == 7
+        assert value(found, "commwatch_central_leadership_changes_total") == 2
+        families = exported(openmetrics)
+        central = {n: f for n, f in families.items() if n.startswith("commwatch_central_")}
+        assert central == central_documented()
+        engine = documented()
+        # The rest are the engine's, as documented (a family with no series shows no labels).
+        for name, (kind, labels) in families.items():
+            if name not in central:
+                assert engine[name][0] == kind
+                assert labels <= engine[name][1], name
+        assert "commwatch_results_total" in families and "commwatch_engine_ready" in families
+        assert SCHEDULER.isdisjoint(families)  # a central runs no scheduler
+
+        # Published while no central consumes: the server holds them for the consumer.
+        await publish(js, *(result(inv, Severity.OK, BASE + 10 + n) for n in range(4)))
+        sole = lease(leader=True, token=0)
+        async with central_api(client, inv, sole, run=False) as (api, _):
+            found = values(await scrape(api))
+            assert value(found, "commwatch_central_consumer_pending") == 4
+            assert value(found, "commwatch_central_leader") == 1
+            server.stop()
+
+            async def disconnected() -> dict[Any, float] | None:
+                found = values(await scrape(api))
+                return found if value(found, "commwatch_central_connected") == 0 else None
+
+            found = await poll("the central disconnected", disconnected, timeout=30)
+            assert ("commwatch_central_consumer_pending", frozenset()) not in found
+            await server.start()

@@ -148,18 +148,22 @@ def _add_engine_flags(parser: argparse.ArgumentParser, scope: str, api_title: st
     )
     parser.add_argument("--no-alerts", action="store_true", help=f"{scope}send no notifications")
     _add_stream_format(parser, "json (default) for machines, table for people")
-    api = parser.add_argument_group(
-        api_title, "The inventory's api: section sets the listener's TLS, tokens and limits."
-    )
-    api.add_argument(
-        "--listen",
-        type=values.listen,
-        metavar="HOST:PORT",
-        help="serve the HTTP API (health, state, events, history, metrics, commands) on this "
+    _add_listen_flags(
+        parser,
+        api_title,
+        "The inventory's api: section sets the listener's TLS, tokens and limits.",
+        "serve the HTTP API (health, state, events, history, metrics, commands) on this "
         "IP address and port, e.g. 127.0.0.1:9110 (port 0: any free one, printed at start); "
         "overrides api: listen",
     )
-    api.add_argument(
+
+
+def _add_listen_flags(
+    parser: argparse.ArgumentParser, title: str, description: str, serves: str
+) -> None:
+    listener = parser.add_argument_group(title, description)
+    listener.add_argument("--listen", type=values.listen, metavar="HOST:PORT", help=serves)
+    listener.add_argument(
         "--allow-insecure-remote",
         action="store_true",
         help="listen beyond loopback without TLS or tokens (anyone on the network could read "
@@ -210,6 +214,15 @@ def _agent(agent: CommandParser) -> None:
         metavar="PATH",
         help="the spool file (overrides cluster: spool: path:; default "
         "$XDG_STATE_HOME/commwatch/spool-NAME.sqlite3)",
+    )
+    _add_listen_flags(
+        agent,
+        "serving health and metrics",
+        "The inventory's api: section sets the listener's TLS, tokens and limits (its listen: "
+        "is the central's, not taken here).",
+        "serve /healthz (no token needed) and /metrics (a viewer token of api: tokens:) on "
+        "this IP address and port, e.g. 127.0.0.1:9111 (port 0: any free one, printed at "
+        "start)",
     )
     _add_filters(agent)
 

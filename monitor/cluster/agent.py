@@ -65,6 +65,9 @@ class AgentFigures:
     replayed: int  # results published from the spool
     spooled: int  # results waiting in the spool now
     dropped: int  # ever dropped from the spool (its bounds), across restarts
+    # When the oldest result not yet published was made (a spooled one: spooled), Unix time;
+    # None when every result is published.
+    oldest_unpublished: float | None
 
 
 class Agent:
@@ -99,7 +102,7 @@ class Agent:
         )
         self._presence: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
-        self._pending: deque[Outgoing] = deque()
+        self._pending: deque[tuple[float, Outgoing]] = deque()  # (made at, the result)
         self._wake = asyncio.Event()
         self._stopping = False
         self._nc: Client | None = None
@@ -111,6 +114,7 @@ class Agent:
         self._replayed = 0
         self._throttle = Throttle(_LOG_EVERY)
         self._was_connected = False
+        self._probing = False
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -121,10 +125,12 @@ class Agent:
         options = connect_options(self.cluster.nats)
         connecting = asyncio.create_task(self._connect(options))
         publishing = asyncio.create_task(self._publish_loop())
+        self._probing = True
         try:
             await self._first_view()
             await self.scheduler.run()
         finally:
+            self._probing = False
             self._stopping = True
             self._wake.set()
             connecting.cancel()
@@ -142,7 +148,13 @@ class Agent:
         self._stopped.set()
         self.scheduler.stop()
 
+    @property
+    def probing(self) -> bool:
+        """Between the start of `run()` and the end of its probing: what /healthz answers."""
+        return self._probing
+
     def figures(self) -> AgentFigures:
+        made = [at for at in (self.spool.oldest_at(), self._pending_since()) if at is not None]
         return AgentFigures(
             connected=self._connected(),
             published=self._published,
@@ -150,13 +162,17 @@ class Agent:
             replayed=self._replayed,
             spooled=self.spool.depth,
             dropped=self.spool.figures().dropped,
+            oldest_unpublished=min(made, default=None),
         )
+
+    def _pending_since(self) -> float | None:
+        return self._pending[0][0] if self._pending else None
 
     # --- results in -------------------------------------------------------------------------
 
     def _collected(self, result: ProbeResult) -> None:
         vantage = self._vantage.get(result.check.check_id, DEFAULT_POOL)
-        self._pending.append(outgoing(self.name, result, vantage))
+        self._pending.append((time.time(), outgoing(self.name, result, vantage)))
         self._wake.set()
 
     # --- its share of the checks ----------------------------------------------------------------
@@ -280,7 +296,7 @@ class Agent:
                 continue
             if not self._pending:
                 return False
-            entry = self._pending[0]
+            _, entry = self._pending[0]
             if not await self._publish(entry):
                 return True
             self._pending.popleft()
@@ -346,7 +362,7 @@ class Agent:
 
     def _spool_pending(self) -> None:
         while self._pending:
-            dropped = self.spool.append(self._pending.popleft())
+            dropped = self.spool.append(self._pending.popleft()[1])
             if dropped:
                 self._warn(
                     "dropped",

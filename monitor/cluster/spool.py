@@ -159,6 +159,13 @@ class Spool:
             for seq, subject, msg_id, agent, data, vantage in rows
         ]
 
+    def oldest_at(self) -> float | None:
+        """When the oldest entry was spooled (Unix time); None when the spool is empty."""
+        if not self._depth:
+            return None
+        row = self._db.execute("SELECT spooled_at FROM spooled ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def remove_through(self, seq: int) -> None:
         """Forget every entry up to and including position `seq` (published)."""
         self._delete("seq <= ?", (seq,), reason=None)

@@ -1,6 +1,7 @@
 """`commwatch agent`: probe the selected checks here and publish every result to the results
 stream on NATS JetStream (monitor.cluster.agent), spooling them while NATS cannot be reached;
-a central engine elsewhere judges them. No state engine, history or alerts run here."""
+a central engine elsewhere judges them. No state engine, history or alerts run here. With
+`--listen`, `/healthz` and `/metrics` are served beside it (monitor.cluster.agent_api)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from monitor.cli.cluster_extra import cluster_selection
+from monitor.cli.commands.run import served_api
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
+from monitor.config.api import ApiConfig
 from monitor.core.options import OptionError
 from monitor.core.paths import state_dir
 
@@ -55,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             spool,
             pools=pools,
         )
-        return asyncio.run(_run(agent))
+        # The api: section's TLS and tokens; its listen: is the central's, so only --listen.
+        served = None if args.listen is None else served_api(selected.inventory, args)
+        return asyncio.run(_run(agent, served))
     except (SpoolError, OptionError, ssl.SSLError) as exc:
         print(f"commwatch agent: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -63,7 +68,31 @@ def run(args: argparse.Namespace) -> int:
         spool.close()
 
 
-async def _run(agent: Agent) -> int:
+async def _run(agent: Agent, served: ApiConfig | None) -> int:
+    if served is None:
+        return await _probe(agent)
+    # aiohttp and the API load only for an agent that serves.
+    from monitor.api.server import ApiStartError, Listener
+    from monitor.cluster.agent_api import agent_app
+
+    listener = Listener(served, lambda tokens: agent_app(agent, served, tokens))
+    try:
+        await listener.start()  # before probing: nothing has run when it cannot
+    except ApiStartError as exc:
+        print(f"commwatch agent: {exc}; nothing was run", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(
+        f"commwatch agent {agent.name}: serving /healthz and /metrics on {listener.url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        return await _probe(agent)
+    finally:
+        await listener.stop()
+
+
+async def _probe(agent: Agent) -> int:
     stop_on_signals(agent.stop)
     await agent.run()
     figures = agent.figures()

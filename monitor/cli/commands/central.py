@@ -45,6 +45,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     from monitor.cluster.admission import admitting
     from monitor.cluster.central import ResultConsumer, connect, durable_name
     from monitor.cluster.lease import Lease, LeaseError, open_lease_bucket
+    from monitor.cluster.metrics import CentralMetrics
     from monitor.cluster.notified import LeaderGate, open_notified_bucket
     from monitor.cluster.routes import cluster_routes
     from monitor.cluster.stream import StreamError, ensure_stream
@@ -100,6 +101,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
                 arrivals=consumer.arrivals,
                 alert_gate=gate,
                 attachments=(cluster_routes(lease, consumer_name),),
+                metric_sources=(CentralMetrics(consumer, client, lease.figures),),
             )
     except (StreamError, LeaseError) as exc:
         print(f"commwatch central: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ from monitor.output import records, tables, terminal
 
 if TYPE_CHECKING:
     from monitor.alerts.dispatcher import Gate
+    from monitor.api.metrics import MetricSource
     from monitor.api.server import Attach
 
 
@@ -92,12 +93,14 @@ async def watch(
     attachments: Sequence[Attach] = (),
     workers: int = 1,
     traps: TrapsConfig | None = None,
+    metric_sources: Sequence[MetricSource] = (),
 ) -> int:
     """Run `checks` continuously, in `workers` processes above 1 (or judge what `source` hands
     in: `commwatch central`), a line for each result and state change, in `args.format`, until
     SIGINT/SIGTERM (`commwatch run` without --once, and `commwatch demo --headless`). A central
-    also gives when its results arrived, the gate its alerting delivers through, and routes of
-    its own for its API; with `traps`, it listens for SNMP traps and informs."""
+    also gives when its results arrived, the gate its alerting delivers through, routes of its
+    own for its API, and what its /metrics shows after the engine's (its consumer, its lease);
+    with `traps`, it listens for SNMP traps and informs."""
     on_result, on_event = _line_writers(args)
     steering = None
     if source is None and workers > 1:
@@ -129,7 +132,9 @@ async def watch(
     # aiohttp and the API load only for a run that serves.
     from monitor.api.server import ATTACHMENTS, ApiServer, ApiStartError
 
-    server = ApiServer(monitor, served, attachments=(*ATTACHMENTS, *attachments))
+    server = ApiServer(
+        monitor, served, attachments=(*ATTACHMENTS, *attachments), metric_sources=metric_sources
+    )
     try:
         await server.start()  # before the engine: nothing has run when it cannot
     except ApiStartError as exc:
