@@ -1,6 +1,7 @@
 """What the central's tests share: a JetStream connection with the results stream made, results
 published as an agent publishes them, a watcher of what an engine showed, and a central engine
-in the test's own process with its API and a way to read its state document."""
+in the test's own process with its API and a way to read its state document, and one run in the
+test's loop that notes every result it shows (for tests of agents, outages and NATS clusters)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,29 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import nats
+from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from monitor.api.server import ApiServer
 from monitor.cluster import buckets
 from monitor.cluster.assignment import DEFAULT_POOL
-from monitor.cluster.central import ResultConsumer
+from monitor.cluster.central import ResultConsumer, connect
 from monitor.cluster.membership import Heartbeat, Member, encode
 from monitor.cluster.stream import ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
-from monitor.config.cluster import DEFAULT_HEARTBEAT_TTL
+from monitor.config.cluster import DEFAULT_HEARTBEAT_TTL, ClusterConfig
 from monitor.config.inventory import Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.secrets import SecretRef
 from monitor.engine.pipeline import Monitor
 from monitor.engine.state import EngineState
+from monitor.store.history import HistoryStore
 
 STREAM = "COMMWATCH_RESULTS"
 AGENT = "psap-north"
@@ -151,3 +154,77 @@ async def state_document(c: Central) -> Any:
         session.get(f"{c.api.url}/api/v1/state") as response,
     ):
         return json.loads(await response.text())
+
+
+@dataclass
+class RunningCentral:
+    """A central engine (consumer and Monitor) running in the test's loop."""
+
+    monitor: Monitor
+    consumer: ResultConsumer
+    client: Client
+    shown: list[tuple[str, float]] = field(default_factory=list)  # (check, started_at) in order
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def runs(self, check_id: str) -> list[float]:
+        return [at for shown_id, at in self.shown if shown_id == check_id]
+
+    async def until(self, done: Callable[[], bool], what: str, timeout: float = 60) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"the central: {what}, not within {timeout}s") from None
+
+
+@contextlib.asynccontextmanager
+async def running_central(
+    cluster: ClusterConfig, inventory: Inventory
+) -> AsyncIterator[RunningCentral]:
+    """As `commwatch central` runs: connected to `cluster.nats` (every server it names), the
+    stream made if missing, the durable consumer into an engine with the inventory's history and
+    no alerts; stopped and drained at the end."""
+    client = await connect(cluster.nats)
+    try:
+        js = client.jetstream()
+        await ensure_stream(js, cluster.stream, cluster.replicas)
+        history = inventory.resilience.history.path
+        consumer = ResultConsumer(js, inventory.checks, stream=cluster.stream, history=history)
+        monitor = Monitor(
+            inventory,
+            inventory.checks,
+            on_result=lambda _: None,
+            on_event=lambda _: None,
+            alerts=False,
+            source=consumer,
+        )
+        central = RunningCentral(monitor, consumer, client)
+
+        def shown(item: ProbeResult | Event, _state: EngineState) -> None:
+            if isinstance(item, ProbeResult):
+                central.shown.append((item.check.check_id, item.started_at))
+                central.changed.set()
+
+        monitor.watch(shown)
+        running = asyncio.create_task(monitor.run())
+        try:
+            yield central
+        finally:
+            monitor.stop()
+            await asyncio.wait_for(running, 30)
+            await consumer.aclose()
+    finally:
+        await client.drain()
+
+
+def stored_runs(inventory: Inventory) -> dict[str, list[float]]:
+    """Each check's results in the inventory's history, by start time, oldest first."""
+    with HistoryStore(inventory.resilience.history.path) as store:
+        return {
+            check.ref.check_id: [
+                r.started_at for r in store.recent_results(check.ref.check_id, 100_000)
+            ]
+            for check in inventory.checks
+        }

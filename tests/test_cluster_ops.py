@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.api.server import ApiServer, Listener
 from monitor.cluster.agent import Agent
 from monitor.cluster.agent_api import agent_app
-from monitor.cluster.central import Rejection, ResultConsumer
+from monitor.cluster.central import Rejection, ResultConsumer, connect
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics
 from monitor.cluster.spool import Spool
@@ -128,6 +128,36 @@ def test_the_command_line_takes_several_servers(tmp_path):
         ["agent", "--name", "a", "--nats", "nats://127.0.0.1:1,nats://127.0.0.1:2"]
     )
     assert args.nats == "nats://127.0.0.1:1,nats://127.0.0.1:2"
+
+
+async def test_given_several_servers_the_central_and_the_agent_reach_the_one_that_runs(tmp_path):
+    async with running_nats(tmp_path / "nats") as server:
+        dead = [f"nats://127.0.0.1:{closed_port()}" for _ in range(2)]
+        config = NatsConfig(url=",".join([*dead, server.url]))
+        for _ in range(3):  # nats-py tries the servers in an order of its own each time
+            client = await connect(config)
+            try:
+                assert client.connected_url is not None
+                assert client.connected_url.port == server.port
+            finally:
+                await client.close()
+        path = tmp_path / "inventory.yaml"
+        path.write_text(inventory_text([closed_port()]))
+        inventory = load_inventory(path)
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=1024**2)
+        cluster = ClusterConfig(nats=config)
+        agent = Agent("north-1", inventory.checks, inventory.concurrency, cluster, spool)
+        running = asyncio.create_task(agent.run())
+        try:
+
+            async def published() -> bool | None:
+                return True if agent.figures().published >= 2 else None
+
+            await poll("the agent publishing through the live server", published, timeout=30)
+        finally:
+            agent.stop()
+            await asyncio.wait_for(running, 30)
+            spool.close()
 
 
 # --- the stream's replicas on a real server -----------------------------------------------------

@@ -114,6 +114,7 @@ class Agent:
         self._replayed = 0
         self._throttle = Throttle(_LOG_EVERY)
         self._was_connected = False
+        self._server = cluster.nats.url  # the server last connected to (of a cluster: a node)
         self._probing = False
 
     # --- the run ------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ class Agent:
     async def _on_disconnected(self) -> None:
         if self._was_connected and not self._stopping:
             self._was_connected = False
-            log.warning("disconnected from NATS at %s; spooling results", self.cluster.nats.url)
+            log.warning("disconnected from NATS at %s; spooling results", self._server)
         self._wake.set()
 
     async def _on_reconnected(self) -> None:
@@ -250,9 +251,8 @@ class Agent:
         self._retry = RETRY_FIRST
         waiting = f"; replaying {self.spool.depth} spooled results" if self.spool.depth else ""
         assert self._nc is not None  # made before connecting
-        log.warning(
-            "connected to NATS at %s%s", connected_server(self._nc, self.cluster.nats), waiting
-        )
+        self._server = connected_server(self._nc, self.cluster.nats)
+        log.warning("connected to NATS at %s%s", self._server, waiting)
         self._wake.set()
 
     # --- results out --------------------------------------------------------------------------

@@ -136,11 +136,14 @@ async def connect(config: NatsConfig) -> Client:
         if throttle.let_through(what) is not None:
             log.warning("%s; trying again", what)
 
+    server = [config.url]  # the one connected to last (of a cluster: a node), once known
+
     async def disconnected() -> None:
-        log.warning("disconnected from NATS at %s; reconnecting", config.url)
+        log.warning("disconnected from NATS at %s; reconnecting", server[0])
 
     async def reconnected() -> None:
-        log.warning("connected to NATS at %s again", connected_server(client, config))
+        server[0] = connected_server(client, config)
+        log.warning("connected to NATS at %s again", server[0])
 
     client = Client()
     await client.connect(
@@ -155,6 +158,7 @@ async def connect(config: NatsConfig) -> Client:
         reconnected_cb=reconnected,
         **connect_options(config),
     )
+    server[0] = connected_server(client, config)
     return client
 
 

@@ -1,6 +1,12 @@
 """A real NATS server with JetStream (Debian's `nats-server` package) on 127.0.0.1, with a store
 folder of the test's own. It can be stopped and started again on the same port with the same
-store, as an outage and a recovery look to its clients."""
+store, as an outage and a recovery look to its clients.
+
+`running_nats_cluster` starts three of them as one NATS cluster (`--cluster_name`, routes
+between them on ports of their own, distinct stores, each with a server name and its HTTP
+monitoring port), ready once JetStream's meta group has a leader; each node can be SIGKILLed
+and restarted, and the cluster says which node leads a stream and which node a client is
+connected to (from the nodes' monitoring endpoints)."""
 
 from __future__ import annotations
 
@@ -10,13 +16,18 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import nats
 import pytest
 
 from tests.peers.prometheus_peers import LOOPBACK, free_port, poll
+
+CLUSTER_NAME = "commwatch-test"
 
 
 def nats_binary() -> str:
@@ -42,6 +53,15 @@ class NatsServer:
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    # Written as it is into the configuration (an `authorization` block with users and their
+    # permissions, say), in place of user/password/token.
+    config: str = ""
+    # A node of a cluster: its server name, its route port, the other nodes' route ports, and
+    # its HTTP monitoring port.
+    name: str | None = None
+    cluster_port: int | None = None
+    routes: Sequence[int] = ()
+    monitor_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log_start: int = field(default=0, repr=False)
 
@@ -59,7 +79,19 @@ class NatsServer:
             f"listen: {LOOPBACK}:{self.port}",
             f"jetstream {{ store_dir: {json.dumps(str(self.folder / 'store'))} }}",
         ]
-        if self.user is not None:
+        if self.name is not None:
+            lines.append(f"server_name: {self.name}")
+        if self.monitor_port is not None:
+            lines.append(f"http: {LOOPBACK}:{self.monitor_port}")
+        if self.cluster_port is not None:
+            routes = ", ".join(f"nats-route://{LOOPBACK}:{port}" for port in self.routes)
+            lines.append(
+                f"cluster {{ name: {CLUSTER_NAME}, listen: {LOOPBACK}:{self.cluster_port}, "
+                f"routes: [{routes}] }}"
+            )
+        if self.config:
+            lines.append(self.config)
+        elif self.user is not None:
             lines.append(
                 f"authorization {{ user: {json.dumps(self.user)}, "
                 f"password: {json.dumps(self.password)} }}"
@@ -112,6 +144,18 @@ class NatsServer:
         info = json.loads(line[5:])
         return True if info.get("jetstream") else None
 
+    async def monitoring(self, endpoint: str) -> Any:
+        """A monitoring endpoint's JSON (`jsz`, `connz`, `routez`), from this node's HTTP port
+        (aiohttp: no proxy from the environment is ever asked)."""
+        url = f"http://{LOOPBACK}:{self.monitor_port}/{endpoint}"
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+            return await response.json()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop it (SIGTERM, then SIGKILL after 10 s; or SIGKILL at once) and wait for it."""
         process = self.process
@@ -147,3 +191,134 @@ async def running_nats(
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class NatsCluster:
+    """Three nats-server nodes routed to each other as one cluster with JetStream."""
+
+    nodes: list[NatsServer]
+
+    @property
+    def url(self) -> str:
+        """Every node's URL, comma-separated, as `--nats` and `cluster: nats: url:` take them."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, name: str) -> NatsServer:
+        (found,) = [node for node in self.nodes if node.name == name]
+        return found
+
+    async def start(self) -> None:
+        await asyncio.gather(*(node.start() for node in self.nodes if not node.running))
+        await self.ready()
+
+    async def ready(self) -> None:
+        """Every running node routed to the others that run, and JetStream's meta group with a
+        leader that each of them knows."""
+        running = [node for node in self.nodes if node.running]
+
+        async def formed() -> bool | None:
+            for node in running:
+                try:
+                    routes = await node.monitoring("routez")
+                    meta = (await node.monitoring("jsz")).get("meta_cluster")
+                except (aiohttp.ClientError, TimeoutError):
+                    return None
+                if routes["num_routes"] < len(running) - 1 or not (meta or {}).get("leader"):
+                    return None
+            return True
+
+        await poll("the NATS cluster formed", formed, timeout=60)
+
+    async def stream_leader(self, stream: str) -> NatsServer:
+        """The node that leads `stream` now, as JetStream's stream info says (asked of any
+        running node)."""
+
+        async def leader() -> NatsServer | None:
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                try:
+                    client = await nats.connect(node.url, allow_reconnect=False, connect_timeout=2)
+                except (OSError, nats.errors.Error):
+                    continue
+                try:
+                    info = await client.jetstream(timeout=2).stream_info(stream)
+                except (nats.errors.Error, TimeoutError):
+                    continue
+                finally:
+                    await client.close()
+                name = None if info.cluster is None else info.cluster.leader
+                # A node just killed is named until the others elect another.
+                if name is not None and self.node(name).running:
+                    return self.node(name)
+            return None
+
+        return await poll(f"a leader of stream {stream}", leader, timeout=60)
+
+    async def client_node(self, client_name: str) -> NatsServer:
+        """The node a client (by the name it gave at CONNECT) is connected to now."""
+
+        async def found() -> NatsServer | None:
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                try:
+                    connections = await node.monitoring("connz")
+                except (aiohttp.ClientError, TimeoutError):
+                    continue
+                if any(c.get("name") == client_name for c in connections["connections"]):
+                    return node
+            return None
+
+        return await poll(f"the node of {client_name}", found, timeout=60)
+
+    async def step_down(self, stream: str) -> NatsServer:
+        """Ask the leader of `stream` to hand the leadership to another node; the new leader."""
+        before = await self.stream_leader(stream)
+        client = await nats.connect(before.url, allow_reconnect=False)
+        try:
+            await client.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=10)
+        finally:
+            await client.close()
+
+        async def another() -> NatsServer | None:
+            leader = await self.stream_leader(stream)
+            return leader if leader is not before else None
+
+        return await poll(f"another leader of stream {stream}", another, timeout=60)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_nats_cluster(folder: Path) -> AsyncIterator[NatsCluster]:
+    """Three nats-server nodes (n1, n2, n3) with JetStream, routed as one cluster on loopback,
+    each with its own store under `folder`; stopped at the end."""
+    for attempt in range(3):
+        cluster_ports = [free_port() for _ in range(3)]
+        nodes = [
+            NatsServer(
+                folder / f"n{index + 1}",
+                free_port(),
+                name=f"n{index + 1}",
+                cluster_port=port,
+                routes=[other for other in cluster_ports if other != port],
+                monitor_port=free_port(),
+            )
+            for index, port in enumerate(cluster_ports)
+        ]
+        cluster = NatsCluster(nodes)
+        try:
+            await cluster.start()
+            break
+        except PortTaken:
+            cluster.stop()
+            if attempt == 2:
+                raise
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,178 @@
+"""A three-node NATS cluster with JetStream on loopback (tests/peers/nats_peers.py) and the
+results stream replicated three times: an agent publishes, a central consumes, both given every
+node's URL; the stream's leader node is SIGKILLed mid-way (the agent's own node, so that the
+agent has to move), then the central's node; no result is lost, none is stored or shown twice,
+each check's results stay in order, and both carry on through the other nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from monitor.cluster.agent import Agent
+from monitor.cluster.spool import Spool
+from monitor.cluster.stream import outgoing
+from monitor.config.inventory import Check, Inventory
+from monitor.config.loader import load_inventory
+from monitor.core.model import ProbeResult
+from monitor.engine.runner import run_check
+from monitor.output.records import iso_time
+from probes.base import SharedResources
+from tests.central_support import RunningCentral, running_central, stored_runs
+from tests.peers.nats_peers import NatsCluster, NatsServer, running_nats_cluster
+from tests.peers.prometheus_peers import poll
+from tests.test_cluster_agent import STREAM, inventory_text, stream_messages, tcp_peers
+
+AGENT = "north-1"
+AGENT_CLIENT = f"commwatch-agent {AGENT}"  # the name the agent gives NATS
+CENTRAL_CLIENT = "commwatch-central"
+
+
+class Runs:
+    """The real runner, each run it hands the agent noted: what must reach the central."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, float]] = []
+        self.msg_ids: set[str] = set()
+
+    async def __call__(
+        self, check: Check, shared: SharedResources, memory: dict[str, Any]
+    ) -> ProbeResult:
+        result = await run_check(check, shared, memory)
+        self.made.append((result.check.check_id, result.started_at))
+        self.msg_ids.add(outgoing(AGENT, result).msg_id)
+        return result
+
+
+def cluster_inventory(tmp_path: Path, ports: list[int], url: str) -> Inventory:
+    path = tmp_path / "inventory.yaml"
+    servers = ", ".join(url.split(","))
+    path.write_text(
+        f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+        + inventory_text(ports, f"cluster: {{nats: {{url: [{servers}]}}, replicas: 3}}")
+    )
+    return load_inventory(path)
+
+
+async def carried_on(agent: Agent, central: RunningCentral, what: str) -> None:
+    """Ten more results published and the central showing ten more."""
+    published, shown = agent.figures().published, len(central.shown)
+
+    async def more() -> bool | None:
+        return True if agent.figures().published >= published + 10 else None
+
+    await poll(f"{what}: the agent publishes", more, timeout=90)
+    await central.until(lambda: len(central.shown) >= shown + 10, f"{what}: shows more", 90)
+
+
+async def kill(cluster: NatsCluster, node: NatsServer, client: str) -> None:
+    """SIGKILL `node`; return once `client` is connected to another node."""
+    node.stop(signal.SIGKILL)
+
+    async def moved() -> bool | None:
+        return True if await cluster.client_node(client) is not node else None
+
+    await poll(f"{client} on another node", moved, timeout=60)
+
+
+async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> None:
+    async with tcp_peers(5) as ports, running_nats_cluster(tmp_path / "nats") as cluster:
+        inventory = cluster_inventory(tmp_path, ports, cluster.url)
+        config = inventory.cluster
+        assert config is not None and config.nats.servers == cluster.url.split(",")
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+        runs = Runs()
+        agent = Agent(
+            AGENT,
+            inventory.checks,
+            inventory.concurrency,
+            config,
+            spool,
+            start_spread=0,
+            runner=runs,
+        )
+        probing = asyncio.create_task(agent.run())
+        try:
+
+            async def published() -> bool | None:
+                return True if agent.figures().published >= 5 else None
+
+            await poll("the agent made the stream and publishes", published, timeout=60)
+            async with running_central(config, inventory) as central:
+                await carried_on(agent, central, "at first")
+                info = await stream_info(cluster)
+                assert info.config.num_replicas == 3
+                assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+
+                # The stream's leader on the agent's node: killing it moves both.
+                agent_node = await cluster.client_node(AGENT_CLIENT)
+                leader = await cluster.stream_leader(STREAM)
+                for _ in range(20):
+                    if leader is agent_node:
+                        break
+                    leader = await cluster.step_down(STREAM)
+                assert leader is agent_node, "the stream's leadership never came to the agent"
+                await kill(cluster, leader, AGENT_CLIENT)
+                await carried_on(agent, central, "after the stream leader's node died")
+                assert await cluster.stream_leader(STREAM) is not leader
+                await leader.start()
+                await cluster.ready()
+
+                # Then the central's node (if the first kill did not move it already).
+                central_node = await cluster.client_node(CENTRAL_CLIENT)
+                if central_node is not leader:
+                    await kill(cluster, central_node, CENTRAL_CLIENT)
+                    await carried_on(agent, central, "after the central's node died")
+                    await central_node.start()
+                    await cluster.ready()
+                assert await cluster.client_node(CENTRAL_CLIENT) is not central_node
+
+                agent.stop()
+                await asyncio.wait_for(probing, 60)
+                assert spool.depth == 0, "results left unpublished"
+                made = list(runs.made)
+                await central.until(
+                    lambda: len(central.shown) >= len(made), "every result the agent made", 90
+                )
+                shown = list(central.shown)
+        finally:
+            agent.stop()
+            await asyncio.wait_for(probing, 60)
+            spool.close()
+        messages = await stream_messages(cluster.nodes[0].url)
+        stored = [message.headers["Nats-Msg-Id"] for message in messages]
+    assert_every_run_once(inventory, made, shown)
+    assert len(stored) == len(set(stored)) and set(stored) == runs.msg_ids
+
+
+def assert_every_run_once(
+    inventory: Inventory, made: list[tuple[str, float]], shown: list[tuple[str, float]]
+) -> None:
+    """Every run made was shown by the central once, in order per check, and stored once.
+    Start times are compared as the result record carries them, to the millisecond."""
+    assert Counter(runs(shown)) == Counter(runs(made)), "a result lost, shown twice, or made up"
+    stored = stored_runs(inventory)
+    for check in inventory.checks:
+        check_id = check.ref.check_id
+        of_check = [at for shown_id, at in shown if shown_id == check_id]
+        assert of_check == sorted(of_check), f"{check_id}: out of order"
+        expected = sorted(iso_time(at) for made_id, at in made if made_id == check_id)
+        assert [iso_time(at) for at in stored[check_id]] == expected, f"{check_id}: stored"
+
+
+def runs(pairs: Iterable[tuple[str, float]]) -> list[tuple[str, str]]:
+    return [(check_id, iso_time(at)) for check_id, at in pairs]
+
+
+async def stream_info(cluster: NatsCluster) -> Any:
+    client = await nats.connect(cluster.url.split(","))
+    try:
+        return await client.jetstream().stream_info(STREAM)
+    finally:
+        await client.close()
