@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +27,16 @@ from monitor.cluster.membership import Heartbeat, Member, encode
 from monitor.cluster.stream import ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
 from monitor.config.cluster import DEFAULT_HEARTBEAT_TTL, ClusterConfig
-from monitor.config.inventory import Inventory
+from monitor.config.inventory import Check, Inventory
 from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.secrets import SecretRef
 from monitor.engine.pipeline import Monitor
+from monitor.engine.runner import run_check
 from monitor.engine.state import EngineState
+from monitor.output.records import iso_time
 from monitor.store.history import HistoryStore
+from probes.base import SharedResources
 
 STREAM = "COMMWATCH_RESULTS"
 AGENT = "psap-north"
@@ -228,3 +232,40 @@ def stored_runs(inventory: Inventory) -> dict[str, list[float]]:
             ]
             for check in inventory.checks
         }
+
+
+class Runs:
+    """The real runner, each run it hands the agent `agent` noted: what must reach the
+    central."""
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        self.made: list[tuple[str, float]] = []
+        self.msg_ids: set[str] = set()
+
+    async def __call__(
+        self, check: Check, shared: SharedResources, memory: dict[str, Any]
+    ) -> ProbeResult:
+        result = await run_check(check, shared, memory)
+        self.made.append((result.check.check_id, result.started_at))
+        self.msg_ids.add(outgoing(self.agent, result).msg_id)
+        return result
+
+
+def assert_every_run_once(
+    inventory: Inventory, made: list[tuple[str, float]], shown: list[tuple[str, float]]
+) -> None:
+    """Every run made was shown by the central once, in order per check, and stored once.
+    Start times are compared as the result record carries them, to the millisecond."""
+    assert Counter(runs(shown)) == Counter(runs(made)), "a result lost, shown twice, or made up"
+    stored = stored_runs(inventory)
+    for check in inventory.checks:
+        check_id = check.ref.check_id
+        of_check = [at for shown_id, at in shown if shown_id == check_id]
+        assert of_check == sorted(of_check), f"{check_id}: out of order"
+        expected = sorted(iso_time(at) for made_id, at in made if made_id == check_id)
+        assert [iso_time(at) for at in stored[check_id]] == expected, f"{check_id}: stored"
+
+
+def runs(pairs: Iterable[tuple[str, float]]) -> list[tuple[str, str]]:
+    return [(check_id, iso_time(at)) for check_id, at in pairs]

@@ -1,5 +1,6 @@
 """The agent against a real nats-server with JetStream and real TCP peers on loopback: every
-result published once, an outage spooled and replayed in order, a full spool dropping the
+result published once, a 30 s outage spooled by two agents and replayed in order to a central
+that then has every result once, a full spool dropping the
 oldest and counting them across restarts, no NATS secret in anything it prints, and the one
 line that says how to install nats-py when it is missing."""
 
@@ -26,11 +27,11 @@ from monitor.cluster.agent import Agent
 from monitor.cluster.spool import Spool
 from monitor.cluster.stream import SUBJECTS, ensure_stream, outgoing
 from monitor.config.cluster import ClusterConfig, NatsConfig
-from monitor.config.inventory import Check, Inventory
+from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
-from monitor.core.model import ProbeResult
 from monitor.engine.runner import run_check
 from probes.base import SharedResources
+from tests.central_support import Runs, assert_every_run_once, running_central
 from tests.conftest import REPO
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.prometheus_peers import poll
@@ -39,9 +40,9 @@ from tests.peers.tcp_peers import accepting_listener, closed_port
 STREAM = "COMMWATCH_RESULTS"
 PASSWORD = "nats-pw-0f9e8d7c6b5a-secret"
 TOKEN = "nats-token-1a2b3c4d5e6f-secret"
-# The outage: issue 12 says 30 s; this suite's time budget allows 6 s, which spans several
-# scheduling intervals of every check (1 s) and nats-py's reconnect attempts (every 1 s).
-OUTAGE = 6.0
+# The outage, as issue 12 says: many scheduling intervals of every check (1 s) and of nats-py's
+# reconnect attempts (every 1 s).
+OUTAGE = 30.0
 
 
 def inventory_text(ports: list[int], cluster: str = "") -> str:
@@ -73,21 +74,24 @@ async def tcp_peers(count: int) -> AsyncIterator[list[int]]:
         yield [await stack.enter_async_context(accepting_listener()) for _ in range(count)]
 
 
-async def stream_messages(url: str, **auth: str) -> list[Any]:
-    """Every message in the results stream, in the stream's order."""
+async def stream_messages(url: str | list[str], **auth: str) -> list[Any]:
+    """Every message in the results stream, in the stream's order: read until as many as the
+    stream counts, so that a slow fetch on a busy machine (or a node of a cluster catching up)
+    is not taken for the end. `url`: a server, or the nodes of a cluster."""
     nc = await nats.connect(url, **auth)
     try:
         js = nc.jetstream()
         try:
-            sub = await js.pull_subscribe(SUBJECTS, stream=STREAM)
+            total = (await js.stream_info(STREAM)).state.messages
         except nats.js.errors.NotFoundError:
             return []  # no agent has made the stream yet
-        messages = []
-        while True:
-            try:
-                messages += await sub.fetch(500, timeout=0.5)
-            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
-                return messages
+        sub = await js.pull_subscribe(SUBJECTS, stream=STREAM)
+        messages: list[Any] = []
+        async with asyncio.timeout(60):
+            while len(messages) < total:
+                with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):  # either
+                    messages += await sub.fetch(500, timeout=2)
+        return messages
     finally:
         await nc.close()
 
@@ -99,20 +103,6 @@ def check_results(messages: list[Any]) -> dict[str, list[float]]:
         record = json.loads(message.data)
         order[record["check_id"]].append(message.headers["Nats-Msg-Id"])
     return order
-
-
-class Recorded:
-    """The real runner, each result it hands the agent noted: what the stream must hold."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    async def __call__(
-        self, check: Check, shared: SharedResources, memory: dict[str, Any]
-    ) -> ProbeResult:
-        result = await run_check(check, shared, memory)
-        self.ids.append(outgoing("north-1", result).msg_id)
-        return result
 
 
 def make_agent(server: NatsServer, inventory: Inventory, spool: Spool, **options: Any) -> Agent:
@@ -131,51 +121,71 @@ def started_ns(msg_id: str) -> int:
 
 
 async def test_an_outage_is_spooled_and_replayed_in_order_none_lost_or_twice(tmp_path):
-    async with tcp_peers(5) as ports, running_nats(tmp_path / "nats") as server:
+    """NATS stopped for 30 s while two agents probe (issue 12): afterwards the central has
+    every result, in order per check, none shown or stored twice, and the stream holds each
+    once."""
+    async with tcp_peers(6) as ports, running_nats(tmp_path / "nats") as server:
         path = tmp_path / "inventory.yaml"
-        path.write_text(inventory_text(ports))
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports)
+        )
         inventory = load_inventory(path)
-        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
-        recorded = Recorded()
-        agent = make_agent(server, inventory, spool, start_spread=0, runner=recorded)
-        running = asyncio.create_task(agent.run())
-        try:
+        cluster = ClusterConfig(nats=NatsConfig(url=server.url), stream=STREAM)
+        agents: list[tuple[Agent, Runs]] = []
+        for number, checks in ((1, inventory.checks[:3]), (2, inventory.checks[3:])):
+            name = f"north-{number}"
+            spool = Spool(tmp_path / f"spool-{name}.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+            runs = Runs(name)
+            agent = Agent(
+                name, checks, inventory.concurrency, cluster, spool, start_spread=0, runner=runs
+            )
+            agents.append((agent, runs))
+        async with running_central(cluster, inventory) as central:
+            running = [asyncio.create_task(agent.run()) for agent, _ in agents]
+            try:
+                await central.until(lambda: len(central.shown) >= 12, "the first results")
+                server.stop()
+                before = [len(runs.made) for _, runs in agents]
 
-            async def published(count: int) -> bool | None:
-                return True if agent.figures().published >= count else None
+                async def spooling() -> bool | None:
+                    return True if all(a.spool.depth >= 3 for a, _ in agents) else None
 
-            await poll("first results published", lambda: published(10), timeout=30)
-            server.stop()
-            before = len(recorded.ids)
+                await poll("results spooled while NATS is down", spooling, timeout=30)
+                await asyncio.sleep(OUTAGE)  # the outage itself: probing goes on meanwhile
+                assert not any(agent.figures().connected for agent, _ in agents)
+                assert not central.client.is_connected
+                during = [
+                    len(runs.made) - made for (_, runs), made in zip(agents, before, strict=True)
+                ]
+                assert all(count >= 3 * int(OUTAGE / 2) for count in during), during
+                await server.start()
 
-            async def spooling() -> bool | None:
-                return True if agent.spool.depth >= 5 else None
+                async def replayed() -> bool | None:
+                    for (agent, _), made, more in zip(agents, before, during, strict=True):
+                        figures = agent.figures()
+                        done = figures.connected and figures.spooled == 0 and figures.replayed
+                        if not done or figures.published < made + more:
+                            return None
+                    return True
 
-            await poll("results spooled while NATS is down", spooling, timeout=30)
-            await asyncio.sleep(OUTAGE)  # the outage itself: probing goes on meanwhile
-            assert not agent.figures().connected
-            during = len(recorded.ids) - before
-            assert during >= 5 * int(OUTAGE / 2), during  # probing went on
-            await server.start()
-
-            async def replayed() -> bool | None:
-                figures = agent.figures()
-                done = figures.connected and figures.spooled == 0 and figures.replayed > 0
-                return True if done and figures.published >= before + during else None
-
-            await poll("the spool replayed after NATS came back", replayed, timeout=60)
-        finally:
-            agent.stop()
-            await asyncio.wait_for(running, 30)
+                await poll("the spools replayed after NATS came back", replayed, timeout=90)
+            finally:
+                for agent, _ in agents:
+                    agent.stop()
+                await asyncio.wait_for(asyncio.gather(*running), 60)
+            made = [run for _, runs in agents for run in runs.made]
+            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
+            shown = list(central.shown)
         messages = await stream_messages(server.url)
-        stored = [m.headers["Nats-Msg-Id"] for m in messages]
-        assert len(stored) == len(set(stored)), "a result stored twice"
-        assert set(stored) == set(recorded.ids), "a result lost, or one nobody made"
-        for check, ids in check_results(messages).items():
-            assert ids == sorted(ids, key=started_ns), f"{check} out of order"
-        assert agent.figures().spooled == 0 and spool.depth == 0
-        assert agent.figures().dropped == 0
-        spool.close()
+    assert_every_run_once(inventory, made, shown)
+    stored = [m.headers["Nats-Msg-Id"] for m in messages]
+    assert len(stored) == len(set(stored)), "a result stored twice in the stream"
+    assert set(stored) == set().union(*(runs.msg_ids for _, runs in agents))
+    for check, ids in check_results(messages).items():
+        assert ids == sorted(ids, key=started_ns), f"{check} out of order in the stream"
+    for agent, _ in agents:
+        assert agent.figures().spooled == 0 and agent.figures().dropped == 0
+        agent.spool.close()
 
 
 async def test_a_replayed_result_the_server_has_is_stored_once(tmp_path):

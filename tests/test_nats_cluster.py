@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +15,9 @@ import nats
 
 from monitor.cluster.agent import Agent
 from monitor.cluster.spool import Spool
-from monitor.cluster.stream import outgoing
-from monitor.config.inventory import Check, Inventory
+from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
-from monitor.core.model import ProbeResult
-from monitor.engine.runner import run_check
-from monitor.output.records import iso_time
-from probes.base import SharedResources
-from tests.central_support import RunningCentral, running_central, stored_runs
+from tests.central_support import RunningCentral, Runs, assert_every_run_once, running_central
 from tests.peers.nats_peers import NatsCluster, NatsServer, running_nats_cluster
 from tests.peers.prometheus_peers import poll
 from tests.test_cluster_agent import STREAM, inventory_text, stream_messages, tcp_peers
@@ -32,22 +25,6 @@ from tests.test_cluster_agent import STREAM, inventory_text, stream_messages, tc
 AGENT = "north-1"
 AGENT_CLIENT = f"commwatch-agent {AGENT}"  # the name the agent gives NATS
 CENTRAL_CLIENT = "commwatch-central"
-
-
-class Runs:
-    """The real runner, each run it hands the agent noted: what must reach the central."""
-
-    def __init__(self) -> None:
-        self.made: list[tuple[str, float]] = []
-        self.msg_ids: set[str] = set()
-
-    async def __call__(
-        self, check: Check, shared: SharedResources, memory: dict[str, Any]
-    ) -> ProbeResult:
-        result = await run_check(check, shared, memory)
-        self.made.append((result.check.check_id, result.started_at))
-        self.msg_ids.add(outgoing(AGENT, result).msg_id)
-        return result
 
 
 def cluster_inventory(tmp_path: Path, ports: list[int], url: str) -> Inventory:
@@ -87,7 +64,7 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
         config = inventory.cluster
         assert config is not None and config.nats.servers == cluster.url.split(",")
         spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
-        runs = Runs()
+        runs = Runs(AGENT)
         agent = Agent(
             AGENT,
             inventory.checks,
@@ -145,29 +122,10 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
             agent.stop()
             await asyncio.wait_for(probing, 60)
             spool.close()
-        messages = await stream_messages(cluster.nodes[0].url)
+        messages = await stream_messages(cluster.url.split(","))
         stored = [message.headers["Nats-Msg-Id"] for message in messages]
     assert_every_run_once(inventory, made, shown)
     assert len(stored) == len(set(stored)) and set(stored) == runs.msg_ids
-
-
-def assert_every_run_once(
-    inventory: Inventory, made: list[tuple[str, float]], shown: list[tuple[str, float]]
-) -> None:
-    """Every run made was shown by the central once, in order per check, and stored once.
-    Start times are compared as the result record carries them, to the millisecond."""
-    assert Counter(runs(shown)) == Counter(runs(made)), "a result lost, shown twice, or made up"
-    stored = stored_runs(inventory)
-    for check in inventory.checks:
-        check_id = check.ref.check_id
-        of_check = [at for shown_id, at in shown if shown_id == check_id]
-        assert of_check == sorted(of_check), f"{check_id}: out of order"
-        expected = sorted(iso_time(at) for made_id, at in made if made_id == check_id)
-        assert [iso_time(at) for at in stored[check_id]] == expected, f"{check_id}: stored"
-
-
-def runs(pairs: Iterable[tuple[str, float]]) -> list[tuple[str, str]]:
-    return [(check_id, iso_time(at)) for check_id, at in pairs]
 
 
 async def stream_info(cluster: NatsCluster) -> Any:
