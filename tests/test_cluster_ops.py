@@ -28,18 +28,20 @@ from monitor.api.server import ApiServer, Listener
 from monitor.cluster.agent import Agent
 from monitor.cluster.agent_api import agent_app
 from monitor.cluster.central import Rejection, ResultConsumer, connect
+from monitor.cluster.connection import inbox_prefix, trouble
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics
 from monitor.cluster.spool import Spool
 from monitor.cluster.stream import StreamError, ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen
-from monitor.config.cluster import ClusterConfig, NatsConfig, nats_url
+from monitor.config.cluster import ClusterConfig, NatsConfig, NatsCredentials, nats_url
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.model import Severity
 from monitor.core.options import OptionError
+from monitor.core.secrets import SecretRef
 from monitor.engine.pipeline import Monitor
-from tests.central_support import AGENT, BASE, STREAM, Seen, publish
+from tests.central_support import AGENT, BASE, STREAM, Seen, publish, running_central
 from tests.conftest import REPO
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.pki import make_ca, make_leaf
@@ -48,7 +50,7 @@ from tests.peers.tcp_peers import closed_port
 from tests.test_api_config import faults, load
 from tests.test_central import TOKENS, VIEWER, forged_variants, result
 from tests.test_central import inventory as central_inventory
-from tests.test_cluster_agent import inventory_text, start_agent, tcp_peers
+from tests.test_cluster_agent import inventory_text, start_agent, stream_messages, tcp_peers
 from tests.test_metrics import CLUSTER_SECTION, OPENMETRICS, documented, exported, section
 
 AGENT_TOKEN = "agent-viewer-token-6b1d0e2f9a"
@@ -158,6 +160,110 @@ async def test_given_several_servers_the_central_and_the_agent_reach_the_one_tha
             agent.stop()
             await asyncio.wait_for(running, 30)
             spool.close()
+
+
+# --- NATS permissions per agent -------------------------------------------------------------------
+
+DISTRIBUTED = REPO / "docs" / "distributed.md"
+PASSWORDS = {
+    "CENTRAL_PASSWORD": "central-nats-pw-4e1f9c",
+    "PSAP_NORTH_PASSWORD": "north-nats-pw-7a2b5d",
+    "PSAP_SOUTH_PASSWORD": "south-nats-pw-0c8e3a",
+}
+
+
+def documented_authorization() -> str:
+    """The `authorization` block docs/distributed.md gives, the passwords put in."""
+    text = section("## NATS permissions per agent", DISTRIBUTED.read_text(encoding="utf-8"))
+    block = text.split("```conf\n", 1)[1].split("```", 1)[0]
+    for placeholder, password in PASSWORDS.items():
+        assert placeholder in block
+        block = block.replace(placeholder, password)
+    return block
+
+
+async def test_an_agent_may_publish_only_as_itself(tmp_path):
+    """nats-server with the documented permissions. psap-south's own results flow to the
+    central (which makes the stream the agents may not). Its user running an agent named
+    psap-north is refused at once (the replies of psap-north's inbox), says so once, keeps its
+    results in its spool and stores none; and a client with its password publishing in
+    psap-north's name is refused by the server, in the words commwatch tells."""
+    for name, placeholder in (("central", "CENTRAL"), ("south", "PSAP_SOUTH")):
+        (tmp_path / f"{name}.password").write_text(PASSWORDS[f"{placeholder}_PASSWORD"] + "\n")
+    config = documented_authorization()
+    async with tcp_peers(3) as ports, running_nats(tmp_path / "nats", config=config) as server:
+        path = tmp_path / "inventory.yaml"
+        credentials = f"{{user: psap-south, password_file: {tmp_path / 'south.password'}}}"
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            + inventory_text(ports, f"cluster: {{nats: {{credentials: {credentials}}}}}")
+        )
+        inventory = load_inventory(path)
+        common = (str(path), "--nats", server.url)
+        south = start_agent(
+            tmp_path / "south", *common, "--name", "psap-south", "--spool", str(tmp_path / "s")
+        )
+        impostor = start_agent(
+            tmp_path / "impostor", *common, "--name", "psap-north", "--spool", str(tmp_path / "i")
+        )
+        try:
+            # No stream yet, and an agent's user may not make it.
+            await south.wait_for(
+                "not let this agent publish to $js.api.stream.create.commwatch_results", "refused"
+            )
+            password = SecretRef("file", str(tmp_path / "central.password"))
+            credentials = NatsCredentials(user="central", password=password)
+            cluster = ClusterConfig(nats=NatsConfig(url=server.url, credentials=credentials))
+            async with running_central(cluster, inventory) as central:
+                await central.until(lambda: len(central.shown) >= 9, "psap-south's results")
+                refusal = "does not let this agent subscribe to _inbox_psap-north."
+                await impostor.wait_for(refusal, "the impostor told")
+                told = await forged_publish(server, inventory)
+                await central.until(lambda: len(central.shown) >= 18, "more of psap-south's")
+                assert impostor.process.poll() is None  # it keeps probing, and spooling
+        finally:
+            south_code, impostor_code = south.stop(), impostor.stop()
+        assert (south_code, impostor_code) == (0, 0), south.stderr() + impostor.stderr()
+        central_auth = {"user": "central", "password": PASSWORDS["CENTRAL_PASSWORD"]}
+        messages = await stream_messages(server.url, **central_auth)
+    assert {message.subject for message in messages} == {"commwatch.results.north.psap-south"}
+    assert impostor.stderr().count(refusal) == 1
+    kept = impostor.stderr().rsplit("stopped; ", 1)[1]
+    assert kept.startswith("0 results published, ") and " 0 in the spool" not in kept
+    assert told == (
+        f"NATS at {server.url} does not let this agent publish to "
+        "commwatch.results.north.psap-north: its NATS user's permissions forbid it"
+    )
+    for process in (south, impostor):
+        printed = process.printed()
+        assert not any(password in printed for password in PASSWORDS.values())
+
+
+async def forged_publish(server: NatsServer, inventory: Inventory) -> str:
+    """psap-south's user publishing a result in psap-north's name, with its own inbox: the
+    server refuses it (no acknowledgement comes), and says why; what commwatch makes of it."""
+    said: list[Exception] = []
+
+    async def error(exc: Exception) -> None:
+        said.append(exc)
+
+    client = await nats.connect(
+        server.url,
+        user="psap-south",
+        password=PASSWORDS["PSAP_SOUTH_PASSWORD"],
+        inbox_prefix=inbox_prefix("psap-south"),
+        error_cb=error,
+    )
+    try:
+        entry = outgoing("psap-north", result(inventory, Severity.OK, BASE))
+        with pytest.raises((nats.errors.TimeoutError, TimeoutError)):
+            await client.jetstream().publish(
+                entry.subject, entry.data, headers=entry.headers, timeout=2
+            )
+    finally:
+        await client.close()
+    (refused,) = said
+    return trouble(refused, server.url, "agent")
 
 
 # --- the stream's replicas on a real server -----------------------------------------------------

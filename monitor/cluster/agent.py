@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from monitor.cluster.assignment import DEFAULT_POOL, Roster, share
-from monitor.cluster.connection import connect_options, connected_server, trouble
+from monitor.cluster.connection import (
+    connect_options,
+    connected_server,
+    inbox_prefix,
+    trouble,
+)
 from monitor.cluster.membership import Heartbeat, Member, Membership, roster_text, take_part
 from monitor.cluster.spool import Spool, SpoolError
 from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
@@ -215,6 +220,10 @@ class Agent:
         await self._nc.connect(
             self.cluster.nats.servers,
             name=f"commwatch-agent {self.name}",
+            # Replies to this agent only under its own prefix: its NATS user may be allowed to
+            # subscribe to _INBOX_NAME.> alone, never to the replies of others (the central's
+            # fetched results among them).
+            inbox_prefix=inbox_prefix(self.name),
             allow_reconnect=True,
             max_reconnect_attempts=-1,  # the first connection too: keep probing and spooling
             reconnect_time_wait=RECONNECT_WAIT,

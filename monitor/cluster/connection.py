@@ -3,6 +3,7 @@ credentials and TLS, and its troubles told in commwatch's words."""
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,10 @@ from monitor.core.text import printable
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+
+# nats-server's "-ERR 'Permissions Violation for Publish to "SUBJECT"'" (nats-py lower-cases
+# it): the connection stays up, the one message is dropped.
+_REFUSED = re.compile(r'permissions violation for (publish|subscription) to "([^"]{0,200})')
 
 
 def connect_options(config: NatsConfig) -> dict[str, Any]:
@@ -45,9 +50,18 @@ def trouble(exc: Exception, url: str, role: str) -> str:
     library's words and may quote the server; the kind of failure is enough to act on."""
     from nats.errors import AuthorizationError
 
+    said = str(exc).lower()
     # nats-py reports the server's "-ERR 'Authorization Violation'" as a plain nats.errors.Error.
-    if isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower():
+    if isinstance(exc, AuthorizationError) or "authorization violation" in said:
         return f"NATS at {url} refused this {role}'s credentials"
+    refused = _REFUSED.search(said)
+    if refused is not None:
+        action = "publish to" if refused.group(1) == "publish" else "subscribe to"
+        # The subject is the server's text, as it reports it (lower-cased): made printable.
+        return (
+            f"NATS at {url} does not let this {role} {action} {printable(refused.group(2))}: "
+            "its NATS user's permissions forbid it"
+        )
     return f"cannot reach NATS at {url} ({type(exc).__name__})"
 
 
@@ -58,3 +72,9 @@ def connected_server(client: Client, config: NatsConfig) -> str:
     if url is None or url.hostname is None:
         return config.url
     return printable(f"{url.scheme}://{format_host_port(url.hostname, url.port or 4222)}")
+
+
+def inbox_prefix(agent: str) -> str:
+    """The subjects an agent's replies come on: `_INBOX_NAME.>`, what its NATS user needs to
+    subscribe to (docs/distributed.md, "NATS permissions")."""
+    return f"_INBOX_{agent}"

@@ -176,11 +176,15 @@ async def running_nats(
     user: str | None = None,
     password: str | None = None,
     token: str | None = None,
+    config: str = "",
 ) -> AsyncIterator[NatsServer]:
     """nats-server with JetStream on a free loopback port, authenticating clients by user and
-    password or by token when given; stopped at the end."""
+    password or by token when given, or as `config` (an `authorization` block) says; stopped
+    at the end."""
     for attempt in range(3):
-        server = NatsServer(folder, free_port(), user=user, password=password, token=token)
+        server = NatsServer(
+            folder, free_port(), user=user, password=password, token=token, config=config
+        )
         try:
             await server.start()
             break
