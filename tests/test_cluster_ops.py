@@ -22,6 +22,7 @@ import aiohttp
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js.api import DiscardPolicy, StreamConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.api.server import ApiServer, Listener
@@ -32,7 +33,7 @@ from monitor.cluster.connection import inbox_prefix, trouble
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics
 from monitor.cluster.spool import Spool
-from monitor.cluster.stream import StreamError, ensure_stream, outgoing
+from monitor.cluster.stream import SUBJECTS, StreamError, ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen
 from monitor.config.cluster import ClusterConfig, NatsConfig, NatsCredentials, nats_url
 from monitor.config.inventory import Inventory
@@ -65,7 +66,7 @@ SCHEDULER = {
 }
 PROCESS = {name for name in documented() if name.startswith("process_")}
 
-# --- the configuration ------------------------------------------------------------------------
+# --- the configuration ---------------------------------------------------------------------------
 
 
 def test_replicas_and_several_servers_load(tmp_path):
@@ -162,7 +163,7 @@ async def test_given_several_servers_the_central_and_the_agent_reach_the_one_tha
             spool.close()
 
 
-# --- NATS permissions per agent -------------------------------------------------------------------
+# --- NATS permissions per agent ------------------------------------------------------------------
 
 DISTRIBUTED = REPO / "docs" / "distributed.md"
 PASSWORDS = {
@@ -266,7 +267,43 @@ async def forged_publish(server: NatsServer, inventory: Inventory) -> str:
     return trouble(refused, server.url, "agent")
 
 
-# --- the stream's replicas on a real server -----------------------------------------------------
+# --- a stream that refuses results ---------------------------------------------------------------
+
+
+async def test_results_the_stream_refuses_go_to_the_spool_not_memory(tmp_path):
+    """A stream its operator made to refuse what exceeds its limits (discard new): from the
+    first refusal on, the results are in the spool, where a crash of the agent keeps them."""
+    async with running_nats(tmp_path / "nats") as server:
+        nc = await nats.connect(server.url)
+        try:
+            config = StreamConfig(
+                name=STREAM, subjects=[SUBJECTS], max_msgs=3, discard=DiscardPolicy.NEW
+            )
+            await nc.jetstream().add_stream(config)
+        finally:
+            await nc.close()
+        path = tmp_path / "inventory.yaml"
+        path.write_text(inventory_text([closed_port() for _ in range(3)]))
+        inventory = load_inventory(path)
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=1024**2)
+        cluster = ClusterConfig(nats=NatsConfig(url=server.url), stream=STREAM)
+        agent = Agent("north-1", inventory.checks, inventory.concurrency, cluster, spool)
+        running = asyncio.create_task(agent.run())
+        try:
+
+            async def spooled() -> bool | None:
+                figures = agent.figures()
+                return True if figures.connected and spool.depth >= 6 else None
+
+            await poll("the refused results spooled", spooled, timeout=60)
+            assert agent.figures().published == 3
+        finally:
+            agent.stop()
+            await asyncio.wait_for(running, 30)
+            spool.close()
+
+
+# --- the stream's replicas on a real server ------------------------------------------------------
 
 
 async def test_more_replicas_than_a_lone_server_has_is_a_clear_refusal(tmp_path):
@@ -303,7 +340,7 @@ async def test_an_existing_stream_with_other_replicas_is_left_and_told(tmp_path)
     assert info.config.num_replicas == 1
 
 
-# --- what is documented ---------------------------------------------------------------------------
+# --- what is documented --------------------------------------------------------------------------
 
 
 def agent_documented() -> dict[str, tuple[str, frozenset[str]]]:
@@ -348,7 +385,7 @@ def value(found: dict[Any, float], name: str, **labels: str) -> float:
     return found[name, frozenset(labels.items())]
 
 
-# --- an agent's /healthz and /metrics -------------------------------------------------------------
+# --- an agent's /healthz and /metrics ------------------------------------------------------------
 
 
 class Served:
@@ -535,7 +572,7 @@ async def test_an_agent_that_stopped_probing_is_unhealthy(tmp_path, monkeypatch)
     assert status == 503 and body["status"] == "stopping"
 
 
-# --- the central's duplicates ---------------------------------------------------------------------
+# --- the central's duplicates --------------------------------------------------------------------
 
 
 async def test_a_second_message_of_a_run_in_flight_is_acknowledged_at_once(tmp_path, monkeypatch):

@@ -7,11 +7,13 @@ each check's results stay in order, and both carry on through the other nodes.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
 from typing import Any
 
 import nats
+import pytest
 
 from monitor.cluster.agent import Agent
 from monitor.cluster.spool import Spool
@@ -122,6 +124,7 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
             agent.stop()
             await asyncio.wait_for(probing, 60)
             spool.close()
+        await cluster.stream_leader(STREAM)
         messages = await stream_messages(cluster.url.split(","))
         stored = [message.headers["Nats-Msg-Id"] for message in messages]
     assert_every_run_once(inventory, made, shown)
@@ -134,3 +137,55 @@ async def stream_info(cluster: NatsCluster) -> Any:
         return await client.jetstream().stream_info(STREAM)
     finally:
         await client.close()
+
+
+async def test_a_majority_of_the_nodes_down_spools_until_one_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two of the three nodes killed: the one left takes connections but no results (the
+    stream has no majority); the agent says why and spools, and replays once a node is back."""
+    caplog.set_level(logging.WARNING, logger="commwatch.agent")
+    async with tcp_peers(3) as ports, running_nats_cluster(tmp_path / "nats") as cluster:
+        inventory = cluster_inventory(tmp_path, ports, cluster.url)
+        assert inventory.cluster is not None
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+        runs = Runs(AGENT)
+        agent = Agent(
+            AGENT, inventory.checks, inventory.concurrency, inventory.cluster, spool, runner=runs
+        )
+        probing = asyncio.create_task(agent.run())
+        try:
+
+            async def published(count: int) -> bool | None:
+                return True if agent.figures().published >= count else None
+
+            await poll("publishing", lambda: published(3), timeout=60)
+            survivor = await cluster.client_node(AGENT_CLIENT)
+            down = [node for node in cluster.nodes if node is not survivor]
+            for node in down:
+                node.stop(signal.SIGKILL)
+
+            async def spooled() -> bool | None:
+                return True if spool.depth >= 6 and agent.figures().connected else None
+
+            await poll("spooling, still connected to the survivor", spooled, timeout=60)
+            await down[0].start()
+            await cluster.ready()
+            await poll("the spool replayed", lambda: replayed(agent, spool), timeout=90)
+        finally:
+            agent.stop()
+            await asyncio.wait_for(probing, 60)
+            spool.close()
+        await cluster.stream_leader(STREAM)
+        messages = await stream_messages(cluster.url.split(","))
+    said = [record.getMessage() for record in caplog.records]
+    # Unanswered, or answered that no stream takes it: as the survivor sees its lost peers.
+    told = [line for line in said if line.startswith("NATS did not take a result (")]
+    assert told and all("a majority of" in line and "replicas is down" in line for line in told)
+    stored = [message.headers["Nats-Msg-Id"] for message in messages]
+    assert len(stored) == len(set(stored)) and set(stored) == runs.msg_ids
+
+
+async def replayed(agent: Agent, spool: Spool) -> bool | None:
+    figures = agent.figures()
+    return True if figures.replayed > 0 and spool.depth == 0 else None

@@ -35,6 +35,7 @@ from monitor.cluster.connection import (
     connected_server,
     inbox_prefix,
     trouble,
+    unpublished,
 )
 from monitor.cluster.membership import Heartbeat, Member, Membership, roster_text, take_part
 from monitor.cluster.spool import Spool, SpoolError
@@ -307,6 +308,8 @@ class Agent:
                 return False
             _, entry = self._pending[0]
             if not await self._publish(entry):
+                # Refused or unanswered, it and every later result wait on disk, not in memory.
+                self._spool_pending()
                 return True
             self._pending.popleft()
 
@@ -361,7 +364,7 @@ class Agent:
                 headers=entry.headers,
             )
         except Exception as exc:  # nats-py's errors, a timeout, a closed connection
-            self._warn("publish", "NATS did not take a result (%s); spooling", type(exc).__name__)
+            self._warn("publish", "NATS did not take a result (%s); spooling", unpublished(exc))
             self._stream_ready = False  # it may have been deleted: make sure of it again
             return False
         self._published += 1

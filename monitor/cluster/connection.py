@@ -78,3 +78,21 @@ def inbox_prefix(agent: str) -> str:
     """The subjects an agent's replies come on: `_INBOX_NAME.>`, what its NATS user needs to
     subscribe to (docs/distributed.md, "NATS permissions")."""
     return f"_INBOX_{agent}"
+
+
+def unpublished(exc: Exception) -> str:
+    """Why a publish to the stream got no acknowledgement, for the log."""
+    from nats.errors import NoRespondersError
+    from nats.js.errors import NoStreamResponseError
+
+    if isinstance(exc, NoStreamResponseError | NoRespondersError):
+        return (
+            "no stream took it: the stream is gone, or a majority of its replicas is down, or "
+            "they are electing a leader"
+        )
+    if isinstance(exc, TimeoutError):  # nats-py's TimeoutError is one
+        return (
+            "no acknowledgement in time: the server is slow, or a majority of the stream's "
+            "replicas is down"
+        )
+    return type(exc).__name__
