@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import ssl
 import subprocess
 import sys
@@ -175,7 +176,7 @@ PASSWORDS = {
 
 def documented_authorization() -> str:
     """The `authorization` block docs/distributed.md gives, the passwords put in."""
-    text = section("## NATS permissions per agent", DISTRIBUTED.read_text(encoding="utf-8"))
+    text = section("### NATS permissions per agent", DISTRIBUTED.read_text(encoding="utf-8"))
     block = text.split("```conf\n", 1)[1].split("```", 1)[0]
     for placeholder, password in PASSWORDS.items():
         assert placeholder in block
@@ -270,9 +271,11 @@ async def forged_publish(server: NatsServer, inventory: Inventory) -> str:
 # --- a stream that refuses results ---------------------------------------------------------------
 
 
-async def test_results_the_stream_refuses_go_to_the_spool_not_memory(tmp_path):
+async def test_results_the_stream_refuses_go_to_the_spool_not_memory(tmp_path, caplog):
     """A stream its operator made to refuse what exceeds its limits (discard new): from the
-    first refusal on, the results are in the spool, where a crash of the agent keeps them."""
+    first refusal on, the results are in the spool, where a crash of the agent keeps them;
+    the log says what the stream said."""
+    caplog.set_level(logging.WARNING, logger="commwatch.agent")
     async with running_nats(tmp_path / "nats") as server:
         nc = await nats.connect(server.url)
         try:
@@ -301,6 +304,11 @@ async def test_results_the_stream_refuses_go_to_the_spool_not_memory(tmp_path):
             agent.stop()
             await asyncio.wait_for(running, 30)
             spool.close()
+    said = [record.getMessage() for record in caplog.records]
+    assert (
+        "NATS did not take a result (the stream refused it: maximum messages exceeded); spooling"
+        in said
+    ), said
 
 
 # --- the stream's replicas on a real server ------------------------------------------------------

@@ -83,8 +83,11 @@ def inbox_prefix(agent: str) -> str:
 def unpublished(exc: Exception) -> str:
     """Why a publish to the stream got no acknowledgement, for the log."""
     from nats.errors import NoRespondersError
-    from nats.js.errors import NoStreamResponseError
+    from nats.js.errors import APIError, NoStreamResponseError
 
+    if isinstance(exc, APIError):
+        # The server's fixed phrase ("maximum messages exceeded"), made printable all the same.
+        return f"the stream refused it: {printable(exc.description or 'no reason given')}"
     if isinstance(exc, NoStreamResponseError | NoRespondersError):
         return (
             "no stream took it: the stream is gone, or a majority of its replicas is down, or "
