@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import signal
 import ssl
 import subprocess
 import sys
@@ -44,10 +45,11 @@ from monitor.core.options import OptionError
 from monitor.core.secrets import SecretRef
 from monitor.engine.pipeline import Monitor
 from tests.central_support import AGENT, BASE, STREAM, Seen, publish, running_central
+from tests.central_support import jetstream as jetstream_context
 from tests.conftest import REPO
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.pki import make_ca, make_leaf
-from tests.peers.prometheus_peers import poll
+from tests.peers.prometheus_peers import free_port, poll
 from tests.peers.tcp_peers import closed_port
 from tests.test_api_config import faults, load
 from tests.test_central import TOKENS, VIEWER, forged_variants, result
@@ -309,6 +311,58 @@ async def test_results_the_stream_refuses_go_to_the_spool_not_memory(tmp_path, c
         "NATS did not take a result (the stream refused it: maximum messages exceeded); spooling"
         in said
     ), said
+
+
+async def central_stderr_until(process: asyncio.subprocess.Process, text: str) -> None:
+    assert process.stderr is not None
+    async with asyncio.timeout(60):
+        while text.encode() not in (line := await process.stderr.readline()):
+            assert line, "commwatch central ended early"
+
+
+@pytest.mark.parametrize("signalled", [True, False])
+async def test_a_central_waits_for_jetstream_to_answer(tmp_path, signalled):
+    """NATS up without JetStream (as a cluster electing its leaders answers no JetStream
+    request): the central says so and waits, no traceback; a signal ends the wait (exit 3);
+    JetStream back, it makes the stream and judges what comes."""
+    server = NatsServer(tmp_path / "nats", free_port(), jetstream=False)
+    await server.start()
+    try:
+        inv_path = tmp_path / "inventory.yaml"
+        central_inventory(tmp_path)  # writes the inventory file
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "monitor.cli", "central", str(inv_path), "--no-alerts"),
+            *("--nats", server.url),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        await central_stderr_until(
+            process, "JetStream does not answer about stream COMMWATCH_RESULTS"
+        )
+        if not signalled:
+            server.stop()
+            server.jetstream = True
+            await server.start()
+            inv = load_inventory(inv_path)
+            async with jetstream_context(server.url) as js:
+                await publish(js, result(inv, Severity.OK, BASE))
+            assert process.stdout is not None
+            async with asyncio.timeout(60):
+                line = json.loads(await process.stdout.readline())
+            assert (line["type"], line["check_id"]) == ("result", "north/wan/c")
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        server.stop()
+    assert "Traceback" not in err.decode()
+    if signalled:
+        assert process.returncode == 3
+        assert err.decode().splitlines()[-1] == (
+            "commwatch central: stopped before JetStream answered"
+        )
+    else:
+        assert process.returncode == 0, err.decode()
 
 
 # --- the stream's replicas on a real server ------------------------------------------------------

@@ -139,6 +139,8 @@ async def connect(config: NatsConfig) -> Client:
     server = [config.url]  # the one connected to last (of a cluster: a node), once known
 
     async def disconnected() -> None:
+        if client.is_closed or client.is_draining:
+            return  # its own stop: nothing to reconnect
         log.warning("disconnected from NATS at %s; reconnecting", server[0])
 
     async def reconnected() -> None:

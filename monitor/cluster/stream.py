@@ -23,10 +23,13 @@ TYPE_CHECKING: whoever calls it has imported nats.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.config.cluster import DEFAULT_REPLICAS
+from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.output import records
@@ -43,6 +46,10 @@ AGENT_HEADER = "Commwatch-Agent"
 SCHEMA_HEADER = "Commwatch-Schema"
 VANTAGE_HEADER = "Commwatch-Vantage"  # the vantage point (agent or pool) a result is for
 SCHEMA = str(records.SCHEMA_VERSION)
+RETRY_PAUSE = 1.0  # seconds between tries while JetStream does not answer
+_LOG_EVERY = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class StreamError(Exception):
@@ -124,6 +131,29 @@ async def ensure_stream(
         f"says {replicas}; a stream that exists is left as it is: change it on the NATS side "
         f"(nats stream edit {name} --replicas {replicas}), or write replicas: {found}"
     )
+
+
+async def ensure_stream_patiently(
+    js: JetStreamContext, name: str, replicas: int = DEFAULT_REPLICAS
+) -> str | None:
+    """`ensure_stream`, tried again every second while JetStream does not answer (not enabled
+    yet, its servers electing leaders after a restart, a cluster without a majority), which is
+    logged at most once a minute; until it answers or the caller cancels. StreamError as
+    `ensure_stream`: a stream that answers but cannot serve does not get better by waiting."""
+    throttle = Throttle(_LOG_EVERY)
+    while True:
+        try:
+            return await ensure_stream(js, name, replicas)
+        except StreamError:
+            raise
+        except Exception as exc:  # nats-py's errors (no responders, 503), a timeout
+            if throttle.let_through(name) is not None:
+                log.warning(
+                    "JetStream does not answer about stream %s (%s); trying again",
+                    name,
+                    type(exc).__name__,
+                )
+        await asyncio.sleep(RETRY_PAUSE)
 
 
 def _refusal(name: str, replicas: int, description: str | None) -> str:

@@ -56,6 +56,7 @@ class NatsServer:
     # Written as it is into the configuration (an `authorization` block with users and their
     # permissions, say), in place of user/password/token.
     config: str = ""
+    jetstream: bool = True  # off: a NATS without JetStream, as a misconfigured one is
     # A node of a cluster: its server name, its route port, the other nodes' route ports, and
     # its HTTP monitoring port.
     name: str | None = None
@@ -75,10 +76,9 @@ class NatsServer:
 
     def _config(self) -> Path:
         # A file, not flags: a password on the command line is in every `ps` listing.
-        lines = [
-            f"listen: {LOOPBACK}:{self.port}",
-            f"jetstream {{ store_dir: {json.dumps(str(self.folder / 'store'))} }}",
-        ]
+        lines = [f"listen: {LOOPBACK}:{self.port}"]
+        if self.jetstream:
+            lines.append(f"jetstream {{ store_dir: {json.dumps(str(self.folder / 'store'))} }}")
         if self.name is not None:
             lines.append(f"server_name: {self.name}")
         if self.monitor_port is not None:
@@ -103,7 +103,8 @@ class NatsServer:
         return config
 
     async def start(self) -> None:
-        """Start it (again: same port, same store) and return once it serves JetStream."""
+        """Start it (again: same port, same store) and return once it serves (JetStream,
+        unless turned off)."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self._config()
@@ -142,7 +143,7 @@ class NatsServer:
         if not line.startswith(b"INFO "):
             return None
         info = json.loads(line[5:])
-        return True if info.get("jetstream") else None
+        return True if info.get("jetstream") or not self.jetstream else None
 
     async def monitoring(self, endpoint: str) -> Any:
         """A monitoring endpoint's JSON (`jsz`, `connz`, `routez`), from this node's HTTP port

@@ -48,7 +48,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     from monitor.cluster.metrics import CentralMetrics
     from monitor.cluster.notified import LeaderGate, open_notified_bucket
     from monitor.cluster.routes import cluster_routes
-    from monitor.cluster.stream import StreamError, ensure_stream
+    from monitor.cluster.stream import StreamError, ensure_stream_patiently
 
     name = args.name or central_name(socket.gethostname())
     consumer_name = durable_name(name)
@@ -72,7 +72,18 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     consumer = lease = leasing = None
     try:
         js = client.jetstream()
-        differs = await ensure_stream(js, cluster.stream, cluster.replicas)
+        # Waited for as NATS is (a cluster may be electing its leaders); a signal ends it too.
+        making = asyncio.create_task(ensure_stream_patiently(js, cluster.stream, cluster.replicas))
+
+        def stop_making() -> None:
+            making.cancel()
+
+        stop_on_signals(stop_making)
+        try:
+            differs = await making
+        except asyncio.CancelledError:
+            print("commwatch central: stopped before JetStream answered", file=sys.stderr)
+            return EXIT_UNKNOWN
         if differs is not None:
             print(f"commwatch central: {differs}", file=sys.stderr, flush=True)
         inventory = selected.inventory
