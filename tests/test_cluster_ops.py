@@ -44,7 +44,17 @@ from monitor.core.model import Severity
 from monitor.core.options import OptionError
 from monitor.core.secrets import SecretRef
 from monitor.engine.pipeline import Monitor
-from tests.central_support import AGENT, BASE, STREAM, Seen, publish, running_central
+from tests.central_support import (
+    AGENT,
+    BASE,
+    STREAM,
+    TOKENS,
+    VIEWER,
+    VIEWER_ENV,
+    Seen,
+    publish,
+    running_central,
+)
 from tests.central_support import jetstream as jetstream_context
 from tests.conftest import REPO
 from tests.peers.nats_peers import NatsServer, running_nats
@@ -52,7 +62,7 @@ from tests.peers.pki import make_ca, make_leaf
 from tests.peers.prometheus_peers import free_port, poll
 from tests.peers.tcp_peers import closed_port
 from tests.test_api_config import faults, load
-from tests.test_central import TOKENS, VIEWER, forged_variants, result
+from tests.test_central import forged_variants, result
 from tests.test_central import inventory as central_inventory
 from tests.test_cluster_agent import inventory_text, start_agent, stream_messages, tcp_peers
 from tests.test_metrics import CLUSTER_SECTION, OPENMETRICS, documented, exported, section
@@ -597,7 +607,7 @@ def test_an_agent_refuses_to_listen_beyond_loopback_without_tls_and_tokens(tmp_p
 
 
 async def test_an_agent_that_stopped_probing_is_unhealthy(tmp_path, monkeypatch):
-    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    monkeypatch.setenv(VIEWER_ENV, VIEWER)
     path = tmp_path / "inventory.yaml"
     path.write_text(inventory_text([closed_port()]))
     inventory = load_inventory(path)
@@ -641,7 +651,7 @@ async def test_a_second_message_of_a_run_in_flight_is_acknowledged_at_once(tmp_p
     """The same run published twice under two message ids (beyond the duplicate window, or by
     a replay whose id was rewritten), both fetched at once: the second is dropped and
     acknowledged then, not left to come back after the ack wait and be counted again."""
-    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    monkeypatch.setenv(VIEWER_ENV, VIEWER)
     inv = central_inventory(tmp_path)
     async with running_nats(tmp_path / "nats") as server, nats_client(server) as client:
         js = client.jetstream()
@@ -733,7 +743,7 @@ async def scrape(api: ApiServer, accept: str = "") -> str:
 
 
 async def test_a_central_exports_its_consumer_and_leadership(tmp_path, monkeypatch):
-    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    monkeypatch.setenv(VIEWER_ENV, VIEWER)
     inv = central_inventory(tmp_path)
     variants = forged_variants(inv)
     async with running_nats(tmp_path / "nats") as server, nats_client(server) as client:
