@@ -133,8 +133,9 @@ def _add_nats_flag(parser: argparse.ArgumentParser) -> None:
         "--nats",
         type=values.nats_url,
         metavar="URL",
-        help="the NATS server, nats://HOST:PORT or tls://HOST:PORT (overrides cluster: nats: "
-        "url:; credentials never go in the URL, only in cluster: nats: credentials:)",
+        help="the NATS server, nats://HOST:PORT or tls://HOST:PORT, or the nodes of a NATS "
+        "cluster comma-separated (overrides cluster: nats: url:; credentials never go in the "
+        "URL, only in cluster: nats: credentials:)",
     )
 
 
