@@ -81,10 +81,15 @@ async def stream_messages(url: str | list[str], **auth: str) -> list[Any]:
     nc = await nats.connect(url, **auth)
     try:
         js = nc.jetstream()
-        try:
-            total = (await js.stream_info(STREAM)).state.messages
-        except nats.js.errors.NotFoundError:
-            return []  # no agent has made the stream yet
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    total = (await js.stream_info(STREAM)).state.messages
+                    break
+                except nats.js.errors.NotFoundError:
+                    return []  # no agent has made the stream yet
+                except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                    continue  # a cluster's node that has just come back, still catching up
         sub = await js.pull_subscribe(SUBJECTS, stream=STREAM)
         messages: list[Any] = []
         async with asyncio.timeout(60):
