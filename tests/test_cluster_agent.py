@@ -74,10 +74,11 @@ async def tcp_peers(count: int) -> AsyncIterator[list[int]]:
         yield [await stack.enter_async_context(accepting_listener()) for _ in range(count)]
 
 
-async def stream_messages(url: str | list[str], **auth: str) -> list[Any]:
+async def stream_messages(url: str | list[str], *, at_least: int = 0, **auth: str) -> list[Any]:
     """Every message in the results stream, in the stream's order: read until as many as the
-    stream counts, so that a slow fetch on a busy machine (or a node of a cluster catching up)
-    is not taken for the end. `url`: a server, or the nodes of a cluster."""
+    stream counts, and `at_least` (what a test knows was acknowledged: a node of a cluster that
+    is catching up may answer the stream's info with fewer), so that a slow fetch on a busy
+    machine is not taken for the end (60 s at most). `url`: a server, or a cluster's nodes."""
     nc = await nats.connect(url, **auth)
     try:
         js = nc.jetstream()
@@ -85,15 +86,15 @@ async def stream_messages(url: str | list[str], **auth: str) -> list[Any]:
             while True:
                 try:
                     total = (await js.stream_info(STREAM)).state.messages
+                    sub = await js.pull_subscribe(SUBJECTS, stream=STREAM)
                     break
                 except nats.js.errors.NotFoundError:
                     return []  # no agent has made the stream yet
                 except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
                     continue  # a cluster's node that has just come back, still catching up
-        sub = await js.pull_subscribe(SUBJECTS, stream=STREAM)
         messages: list[Any] = []
         async with asyncio.timeout(60):
-            while len(messages) < total:
+            while len(messages) < max(total, at_least):
                 with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):  # either
                     messages += await sub.fetch(500, timeout=2)
         return messages

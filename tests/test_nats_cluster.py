@@ -125,7 +125,7 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
             await asyncio.wait_for(probing, 60)
             spool.close()
         await cluster.stream_leader(STREAM)
-        messages = await stream_messages(cluster.url.split(","))
+        messages = await stream_messages(cluster.url.split(","), at_least=len(runs.msg_ids))
         stored = [message.headers["Nats-Msg-Id"] for message in messages]
     assert_every_run_once(inventory, made, shown)
     assert len(stored) == len(set(stored)) and set(stored) == runs.msg_ids
@@ -172,12 +172,15 @@ async def test_a_majority_of_the_nodes_down_spools_until_one_is_back(
             await down[0].start()
             await cluster.ready()
             await poll("the spool replayed", lambda: replayed(agent, spool), timeout=90)
+            agent.stop()
+            await asyncio.wait_for(probing, 60)
+            assert spool.depth == 0, "results left unpublished"
         finally:
             agent.stop()
             await asyncio.wait_for(probing, 60)
             spool.close()
         await cluster.stream_leader(STREAM)
-        messages = await stream_messages(cluster.url.split(","))
+        messages = await stream_messages(cluster.url.split(","), at_least=len(runs.msg_ids))
     said = [record.getMessage() for record in caplog.records]
     # Unanswered, or answered that no stream takes it: as the survivor sees its lost peers.
     told = [line for line in said if line.startswith("NATS did not take a result (")]
