@@ -60,9 +60,12 @@ async def jetstream(url: str, **auth: str) -> AsyncIterator[JetStreamContext]:
     try:
         yield context
     finally:
+        # Closed first: the heartbeat's loop ends with the connection. A cancellation alone can
+        # be lost (asyncio.wait_for in Python 3.11, under nats-py's request, swallows one that
+        # comes as the reply does), and the loop would go on for ever.
+        await client.close()
         beating.cancel()
         await asyncio.gather(beating, return_exceptions=True)
-        await client.close()
 
 
 async def publish(

@@ -45,10 +45,14 @@ TOKEN = "nats-token-1a2b3c4d5e6f-secret"
 OUTAGE = 30.0
 
 
-def inventory_text(ports: list[int], cluster: str = "") -> str:
+def inventory_text(ports: list[int], cluster: str = "", vantages: list[str] | None = None) -> str:
+    """One tcp check per port; `vantages`: each check's vantage point, by position."""
+    named = vantages or [""] * len(ports)
     checks = "\n".join(
-        f"          - {{id: tcp-{i}, kind: tcp, target: '127.0.0.1:{port}'}}"
-        for i, port in enumerate(ports)
+        f"          - {{id: tcp-{i}, kind: tcp, target: '127.0.0.1:{port}'"
+        + (f", vantage: [{vantage}]" if vantage else "")
+        + "}"
+        for i, (port, vantage) in enumerate(zip(ports, named, strict=True))
     )
     return (
         textwrap.dedent(
@@ -132,18 +136,27 @@ async def test_an_outage_is_spooled_and_replayed_in_order_none_lost_or_twice(tmp
     once."""
     async with tcp_peers(6) as ports, running_nats(tmp_path / "nats") as server:
         path = tmp_path / "inventory.yaml"
+        # Each agent the vantage point of three checks (a pool would give them all to one: they
+        # share a host).
+        names = ["north-1"] * 3 + ["north-2"] * 3
         path.write_text(
-            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports)
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            + inventory_text(ports, vantages=names)
         )
         inventory = load_inventory(path)
         cluster = ClusterConfig(nats=NatsConfig(url=server.url), stream=STREAM)
         agents: list[tuple[Agent, Runs]] = []
-        for number, checks in ((1, inventory.checks[:3]), (2, inventory.checks[3:])):
-            name = f"north-{number}"
+        for name in ("north-1", "north-2"):
             spool = Spool(tmp_path / f"spool-{name}.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
             runs = Runs(name)
             agent = Agent(
-                name, checks, inventory.concurrency, cluster, spool, start_spread=0, runner=runs
+                name,
+                inventory.checks,
+                inventory.concurrency,
+                cluster,
+                spool,
+                start_spread=0,
+                runner=runs,
             )
             agents.append((agent, runs))
         async with running_central(cluster, inventory) as central:

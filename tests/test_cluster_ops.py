@@ -28,6 +28,7 @@ from nats.js.api import DiscardPolicy, StreamConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.api.server import ApiServer, Listener
+from monitor.cluster import buckets
 from monitor.cluster.agent import Agent
 from monitor.cluster.agent_api import agent_app
 from monitor.cluster.central import Rejection, ResultConsumer, connect
@@ -37,7 +38,13 @@ from monitor.cluster.metrics import CentralMetrics
 from monitor.cluster.spool import Spool
 from monitor.cluster.stream import SUBJECTS, StreamError, ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen
-from monitor.config.cluster import ClusterConfig, NatsConfig, NatsCredentials, nats_url
+from monitor.config.cluster import (
+    DEFAULT_HEARTBEAT_TTL,
+    ClusterConfig,
+    NatsConfig,
+    NatsCredentials,
+    nats_url,
+)
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.model import Severity
@@ -229,12 +236,24 @@ async def test_an_agent_may_publish_only_as_itself(tmp_path):
             credentials = NatsCredentials(user="central", password=password)
             cluster = ClusterConfig(nats=NatsConfig(url=server.url, credentials=credentials))
             async with running_central(cluster, inventory) as central:
+                # The heartbeats' bucket, made by the central too (as `commwatch central` does).
+                js = central.client.jetstream()
+                agents = await buckets.key_value(js, buckets.AGENTS, DEFAULT_HEARTBEAT_TTL)
+
+                async def heartbeating() -> bool | None:
+                    try:
+                        return True if await agents.get("psap-south") else None
+                    except nats.js.errors.KeyNotFoundError:
+                        return None
+
+                await poll("psap-south's heartbeat in its bucket", heartbeating, timeout=60)
                 await central.until(lambda: len(central.shown) >= 9, "psap-south's results")
                 refusal = "does not let this agent subscribe to _inbox_psap-north."
                 await impostor.wait_for(refusal, "the impostor told")
                 told = await forged_publish(server, inventory)
                 await central.until(lambda: len(central.shown) >= 18, "more of psap-south's")
                 assert impostor.process.poll() is None  # it keeps probing, and spooling
+                assert sorted(await agents.keys()) == ["psap-south"]
         finally:
             south_code, impostor_code = south.stop(), impostor.stop()
         assert (south_code, impostor_code) == (0, 0), south.stderr() + impostor.stderr()
@@ -242,6 +261,9 @@ async def test_an_agent_may_publish_only_as_itself(tmp_path):
         messages = await stream_messages(server.url, **central_auth)
     assert {message.subject for message in messages} == {"commwatch.results.north.psap-south"}
     assert impostor.stderr().count(refusal) == 1
+    # psap-south was refused only what the central makes (the stream, the bucket) before it had.
+    refused = [line for line in south.stderr().splitlines() if "does not let this agent" in line]
+    assert refused and all("to $js.api.stream.create." in line for line in refused), refused
     kept = impostor.stderr().rsplit("stopped; ", 1)[1]
     assert kept.startswith("0 results published, ") and " 0 in the spool" not in kept
     assert told == (
