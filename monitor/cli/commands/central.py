@@ -15,6 +15,7 @@ import asyncio
 import re
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from monitor.cli.cluster_extra import cluster_selection
 from monitor.cli.commands.run import watch
@@ -22,6 +23,9 @@ from monitor.cli.commands.selection import Selection
 from monitor.cli.commands.sweep import stop_on_signals
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.cluster import ClusterConfig, vantage_name
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +52,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     from monitor.cluster.metrics import CentralMetrics
     from monitor.cluster.notified import LeaderGate, open_notified_bucket
     from monitor.cluster.routes import cluster_routes
-    from monitor.cluster.stream import StreamError, ensure_stream_patiently
+    from monitor.cluster.stream import StreamError
 
     name = args.name or central_name(socket.gethostname())
     consumer_name = durable_name(name)
@@ -72,20 +76,8 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     consumer = lease = leasing = None
     try:
         js = client.jetstream()
-        # Waited for as NATS is (a cluster may be electing its leaders); a signal ends it too.
-        making = asyncio.create_task(ensure_stream_patiently(js, cluster.stream, cluster.replicas))
-
-        def stop_making() -> None:
-            making.cancel()
-
-        stop_on_signals(stop_making)
-        try:
-            differs = await making
-        except asyncio.CancelledError:
-            print("commwatch central: stopped before JetStream answered", file=sys.stderr)
+        if not await _stream_made(js, cluster):
             return EXIT_UNKNOWN
-        if differs is not None:
-            print(f"commwatch central: {differs}", file=sys.stderr, flush=True)
         inventory = selected.inventory
         alerts = inventory.resilience.alerts
         delivers = not args.no_alerts and bool(alerts.notifiers)
@@ -126,3 +118,25 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
         if consumer is not None:
             await consumer.aclose()
         await client.drain()  # the last acknowledgements go out before it closes
+
+
+async def _stream_made(js: JetStreamContext, cluster: ClusterConfig) -> bool:
+    """The results stream made sure of, JetStream waited for as NATS is (a cluster may be
+    electing its leaders; a signal ends the wait: False), what differs from the configuration
+    said; StreamError when it cannot serve."""
+    from monitor.cluster.stream import ensure_stream_patiently
+
+    making = asyncio.create_task(ensure_stream_patiently(js, cluster.stream, cluster.replicas))
+
+    def stop_making() -> None:
+        making.cancel()
+
+    stop_on_signals(stop_making)
+    try:
+        differs = await making
+    except asyncio.CancelledError:
+        print("commwatch central: stopped before JetStream answered", file=sys.stderr)
+        return False
+    if differs is not None:
+        print(f"commwatch central: {differs}", file=sys.stderr, flush=True)
+    return True
