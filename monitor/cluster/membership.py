@@ -123,7 +123,7 @@ class Membership:
 
     async def follow(self, nc: Client) -> None:
         """Follow the bucket until cancelled, through every outage of the connection."""
-        while not nc.is_closed:
+        while not nc.is_closed and not _cancelling():
             try:
                 await self._watch(nc)
             except Exception as exc:  # nats-py's errors, timeouts, a bucket being remade
@@ -144,7 +144,7 @@ class Membership:
         loop = asyncio.get_running_loop()
         initial = True
         try:
-            while nc.is_connected and nc.stats["reconnects"] == reconnects:
+            while nc.is_connected and nc.stats["reconnects"] == reconnects and not _cancelling():
                 try:
                     entry = await watcher.updates(timeout=TICK)
                 except nats.errors.TimeoutError:
@@ -251,7 +251,7 @@ class Heartbeat:
         the others' clocks for this agent ran on only until their own connections broke."""
         loop = asyncio.get_running_loop()
         due, reconnects = loop.time(), nc.stats["reconnects"]
-        while not nc.is_closed:
+        while not nc.is_closed and not _cancelling():
             if nc.is_connected and (loop.time() >= due or nc.stats["reconnects"] != reconnects):
                 reconnects = nc.stats["reconnects"]
                 due = loop.time() + self.interval
@@ -304,3 +304,11 @@ async def take_part(nc: Client, heartbeat: Heartbeat, membership: Membership) ->
 def roster_text(roster: Roster, pools: Iterable[str]) -> str:
     """The live agents of `pools`, for a log line."""
     return "; ".join(f"pool {pool}: {', '.join(roster.members(pool)) or 'none'}" for pool in pools)
+
+
+def _cancelling() -> bool:
+    """This task was asked to stop. Python 3.11's `asyncio.wait_for`, inside nats-py's
+    requests, can swallow the CancelledError of a cancellation that comes with the reply, so a
+    loop that stops only by cancellation would run on for ever (an agent's SIGTERM hung)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
