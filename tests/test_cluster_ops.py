@@ -109,8 +109,8 @@ def test_replicas_and_several_servers_load(tmp_path):
 
 
 def test_a_comma_separated_url_is_several_servers():
-    assert nats_url(" tls://10.0.0.1:4222 , tls://10.0.0.2:4222") == (
-        "tls://10.0.0.1:4222,tls://10.0.0.2:4222"
+    assert nats_url(" tls://127.0.0.11:4222 , tls://127.0.0.12:4222") == (
+        "tls://127.0.0.11:4222,tls://127.0.0.12:4222"
     )
     assert NatsConfig(url="nats://127.0.0.1:4222").servers == ["nats://127.0.0.1:4222"]
 
