@@ -11,7 +11,6 @@ import fcntl
 import os
 import pty
 import re
-import socket
 import ssl
 import struct
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from tests.peers import ports
+
 LOOPBACK = "127.0.0.1"
 VIEWER_ENV, OPERATOR_ENV = "COMMWATCH_TEST_VIEWER_TOKEN", "COMMWATCH_TEST_OPERATOR_TOKEN"
 TOKENS = {VIEWER_ENV: "viewer-" + "v" * 24, OPERATOR_ENV: "operator-" + "o" * 24}
@@ -32,9 +33,7 @@ ONCE = "{interval: 1h, timeout: 1s, retries: 1}"  # each check runs at start, th
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
+    return ports.free_port()
 
 
 @dataclass

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -21,32 +19,19 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from tests.peers import ports
+from tests.peers.binaries import installed
+
 LOCALHOST = "127.0.0.1"
 
 
 def free_port() -> int:
     """A port that is free for both UDP and TCP on 127.0.0.1 (DNS serves on both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOCALHOST, 0))
-            number = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOCALHOST, number))
-                except OSError:
-                    continue
-                return number
+    return ports.free_port(ports.UDP_AND_TCP)
 
 
 def dnsmasq_binary() -> str:
-    found = shutil.which("dnsmasq", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin")))
-    if found is None:
-        pytest.fail(
-            "dnsmasq is not installed: the dns probe tests need a real DNS server "
-            "(Debian/Ubuntu: apt-get install dnsmasq-base)",
-            pytrace=False,
-        )
-    return found
+    return installed("dnsmasq", "the dns probe tests need a real DNS server", "dnsmasq-base")
 
 
 def dnsmasq_command(port_number: int, zone: str, records: Sequence[str]) -> list[str]:

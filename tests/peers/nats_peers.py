@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -25,20 +24,16 @@ import aiohttp
 import nats
 import pytest
 
+from tests.peers.binaries import installed
 from tests.peers.prometheus_peers import LOOPBACK, free_port, poll
 
 CLUSTER_NAME = "commwatch-test"
 
 
 def nats_binary() -> str:
-    found = shutil.which("nats-server")
-    if found is None:
-        pytest.fail(
-            "nats-server is not installed: the cluster tests run a real NATS with JetStream "
-            "(Debian/Ubuntu: apt-get install nats-server)",
-            pytrace=False,
-        )
-    return found
+    return installed(
+        "nats-server", "the cluster tests run a real NATS with JetStream", "nats-server"
+    )
 
 
 class PortTaken(Exception):

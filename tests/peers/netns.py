@@ -12,19 +12,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from tests.peers.binaries import installed
 
 _MADE = itertools.count()
 
 
 def _ip() -> str:
-    found = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin")
-    if found is None:
-        raise RuntimeError("iproute2's ip is not installed (apt-get install iproute2)")
-    return found
+    return installed("ip", "tests build their networks in namespaces", "iproute2")
 
 
 def run(*args: str) -> str:

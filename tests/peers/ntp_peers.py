@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -28,6 +26,8 @@ import pytest
 from monitor.core.options import format_host_port
 from monitor.lab.ntp_peer import ServerClock, answer
 from probes.support import ntp_packet
+from tests.peers import ports
+from tests.peers.binaries import installed
 
 LOCALHOST = "127.0.0.1"
 LOCALHOST6 = "::1"
@@ -39,27 +39,11 @@ CHRONY_DIRECTIVES = frozenset(
 
 def free_udp_port() -> int:
     """A UDP port free on both 127.0.0.1 and ::1 (chronyd serves on both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOCALHOST, 0))
-            number = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp6:
-                try:
-                    udp6.bind((LOCALHOST6, number))
-                except OSError:
-                    continue
-                return number
+    return ports.free_port(ports.UDP, (LOCALHOST, LOCALHOST6))
 
 
 def chronyd_binary() -> str:
-    found = shutil.which("chronyd", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin")))
-    if found is None:
-        pytest.fail(
-            "chronyd is not installed: the ntp probe tests need a real NTP server "
-            "(Debian/Ubuntu: apt-get install chrony)",
-            pytrace=False,
-        )
-    return found
+    return installed("chronyd", "the ntp probe tests need a real NTP server", "chrony")
 
 
 def chrony_config(folder: Path, port: int, local_stratum: int | None) -> str:

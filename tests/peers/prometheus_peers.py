@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,25 +16,23 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from tests.peers import ports
+from tests.peers.binaries import installed
+
 LOOPBACK = "127.0.0.1"
 T = TypeVar("T")
 
 
 def prometheus_binary(name: str = "prometheus") -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(
-            f"{name} is not installed: the metrics tests scrape a running engine with a real "
-            "Prometheus (Debian/Ubuntu: apt-get install prometheus)",
-            pytrace=False,
-        )
-    return found
+    return installed(
+        name,
+        "the metrics tests scrape a running engine with a real Prometheus",
+        "prometheus",
+    )
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    return ports.free_port()
 
 
 async def poll(what: str, attempt: Callable[[], Awaitable[T | None]], timeout: float = 60.0) -> T:

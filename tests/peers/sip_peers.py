@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ import pytest
 
 from monitor.lab.pki import Issued
 from probes.support.sip_message import new_options
+from tests.peers import ports
+from tests.peers.binaries import installed
 
 LOCALHOST = "127.0.0.1"
 LOCALHOST6 = "::1"
@@ -36,16 +37,11 @@ _ATTEMPTS = 3  # a port another test took between our look and kamailio's bind: 
 
 
 def kamailio_binary() -> str:
-    found = shutil.which(
-        "kamailio", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin"))
+    return installed(
+        "kamailio",
+        "the sip probe tests run a real SIP server",
+        "kamailio kamailio-tls-modules",
     )
-    if found is None:
-        pytest.fail(
-            "kamailio is not installed: the sip probe tests run a real SIP server "
-            "(Debian/Ubuntu: apt-get install kamailio kamailio-tls-modules)",
-            pytrace=False,
-        )
-    return found
 
 
 def modules_dir() -> str:
@@ -62,25 +58,8 @@ def modules_dir() -> str:
 
 def free_port_pair() -> tuple[int, int]:
     """Two ports free for UDP and TCP on 127.0.0.1 and ::1 alike, as far as can be told now."""
-    ports: list[int] = []
-    while len(ports) < 2:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((LOCALHOST, 0))
-            candidate = probe.getsockname()[1]
-        if candidate not in ports and _free_everywhere(candidate):
-            ports.append(candidate)
-    return ports[0], ports[1]
-
-
-def _free_everywhere(port: int) -> bool:
-    for family, address in ((socket.AF_INET, LOCALHOST), (socket.AF_INET6, LOCALHOST6)):
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            with socket.socket(family, kind) as sock:
-                try:
-                    sock.bind((address, port))
-                except OSError:
-                    return False
-    return True
+    first, second = ports.free_ports(2, ports.UDP_AND_TCP, (LOCALHOST, LOCALHOST6))
+    return first, second
 
 
 def kamailio_config(sip_port: int, tls_port: int, tls_config: Path) -> str:

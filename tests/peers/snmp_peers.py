@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.peers import ports
+from tests.peers.binaries import installed
 
 LOCALHOST = "127.0.0.1"
 COMMUNITY = "cw-community-9b1f"
@@ -42,20 +44,11 @@ VETH_UP, VETH_DOWN = "cwv0", "cwv1"
 
 
 def snmpd_binary() -> str:
-    found = shutil.which("snmpd", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin")))
-    if found is None:
-        pytest.fail(
-            "snmpd is not installed: the snmp probe tests need net-snmp's real agent "
-            "(Debian/Ubuntu: apt-get install snmpd)",
-            pytrace=False,
-        )
-    return found
+    return installed("snmpd", "the snmp probe tests need net-snmp's real agent", "snmpd")
 
 
 def free_udp_port(address: str = LOCALHOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
+    return ports.free_port(ports.UDP, (address,))
 
 
 UPS_MIB = ".1.3.6.1.2.1.33"
@@ -213,12 +206,7 @@ def running_agent(
 def veth_pair() -> Iterator[str | None]:
     """cwv0 admin up with its peer cwv1 admin down: no carrier, so cwv0 is oper down; no
     addresses, so nothing can flow. Yields None, or why the pair could not be made."""
-    ip = shutil.which(
-        "ip", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin"))
-    )
-    if ip is None:
-        yield "the ip command (iproute2) is not installed"
-        return
+    ip = installed("ip", "the interface tests make a veth pair", "iproute2")
     subprocess.run([ip, "link", "del", VETH_UP], capture_output=True, check=False)
     steps = (
         [ip, "link", "add", VETH_UP, "type", "veth", "peer", "name", VETH_DOWN],
