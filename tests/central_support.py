@@ -46,8 +46,8 @@ TOKENS = (TokenConfig(TokenRole.VIEWER, SecretRef("env", VIEWER_ENV), "wall"),)
 
 
 @contextlib.asynccontextmanager
-async def jetstream(url: str, **auth: str) -> AsyncIterator[JetStreamContext]:
-    """A connection to the nats-server at `url` (`auth`: user and password), the results
+async def jetstream(url: str, **auth: Any) -> AsyncIterator[JetStreamContext]:
+    """A connection to the nats-server at `url` (`auth`: nats-py's credentials and TLS), the results
     stream made, and AGENT live in the pool default as an agent is (its heartbeat put at once
     and every second while the block runs): a central admits its results."""
     client = await nats.connect(url, allow_reconnect=False, **auth)

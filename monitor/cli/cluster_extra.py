@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 
 from monitor.cli.commands.selection import Selection, selection
@@ -26,7 +27,11 @@ def cluster_selection(
     selected = selection(args)
     if selected is None:
         return EXIT_UNKNOWN
-    return selected, cluster_config(selected.inventory, args)
+    config = cluster_config(selected.inventory, args)
+    missing = missing_nkeys(command, config)
+    if missing is not None:
+        return missing
+    return selected, config
 
 
 def missing_nats(command: str) -> int | None:
@@ -37,6 +42,34 @@ def missing_nats(command: str) -> int | None:
     except ImportError:
         print(
             f"commwatch {command} needs nats-py: pip install 'commwatch[cluster]'", file=sys.stderr
+        )
+        return EXIT_UNKNOWN
+    return None
+
+
+def missing_nkeys(command: str, config: ClusterConfig) -> int | None:
+    """EXIT_UNKNOWN, with the line saying how to install it, when the credentials are an NKey
+    seed or a `.creds` file and nats-py's nkeys package (which signs the server's nonce)
+    cannot be imported: nats-py would fail at every connection attempt, looking like NATS
+    is away."""
+    credentials = config.nats.credentials
+    if credentials is None:
+        return None
+    if credentials.nkey_file is not None:
+        kind = "an NKey seed file"
+    elif credentials.creds_file is not None:
+        kind = "a .creds file"
+    else:
+        return None
+    try:
+        found = importlib.util.find_spec("nkeys") is not None
+    except ImportError:
+        found = False
+    if not found:
+        print(
+            f"commwatch {command} authenticates with {kind}, which needs the nkeys package: "
+            "pip install 'commwatch[cluster]'",
+            file=sys.stderr,
         )
         return EXIT_UNKNOWN
     return None
