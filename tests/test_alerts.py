@@ -878,7 +878,12 @@ async def test_suppressed_and_soft_events_are_never_sent(
                 )
             ]
         )
-        await asyncio.sleep(0.1)
+        # Once the recovery is taken (the problem closed in the store) and every message made
+        # before it delivered, no reminder comes: three reminder intervals of quiet.
+        deadline = time.monotonic() + 30
+        while await alerter.outbox.problems() or sum((await alerter.pending_messages()).values()):
+            assert time.monotonic() < deadline, "the recovery was not taken within 30 s"
+            await asyncio.sleep(0.02)
         count = len(receiver.accepted)
         await asyncio.sleep(0.35)
         assert len(receiver.accepted) == count
@@ -970,6 +975,14 @@ async def test_alerting_says_which_stored_states_it_has_taken(db: Path) -> None:
         await alerter.aclose()
 
 
+async def until_logged(caplog: pytest.LogCaptureFixture, *words: str) -> None:
+    """Waits until every one of `words` was logged (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not all(word in caplog.text for word in words):
+        assert time.monotonic() < deadline, f"not logged within 30 s: {words}"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_url_token_never_reaches_logs_or_stored_errors(
     db: Path,
     receiver: WebhookReceiver,
@@ -986,13 +999,13 @@ async def test_a_url_token_never_reaches_logs_or_stored_errors(
         receiver.fail("500", 2)
         receiver.fail("hang", 2)
         await alerter.submit(PRIMARY_DOWN)
-        await asyncio.sleep(0.6)
+        await until_logged(caplog, "HTTP 500", "no answer within")
         await receiver.stop()
         await alerter.submit(BACKUP_DOWN)
-        await asyncio.sleep(0.3)
+        await until_logged(caplog, "cannot connect")
         receiver.fail("404", 2)
         await receiver.start()
-        await asyncio.sleep(0.3)
+        await until_logged(caplog, "HTTP 404")
         rows = await alerter.outbox.rows()
     finally:
         await alerter.aclose()

@@ -705,8 +705,11 @@ def test_an_interrupted_plugin_still_prints_its_status_line():
             )
             if f"pid={process.pid}," in connecting.stdout:  # not the blackhole's own fillers
                 break
+        else:
+            process.kill()
+            pytest.fail("the probe's connect was never seen under way", pytrace=False)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=10)
+        stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 3
     assert stdout == "TCP UNKNOWN - interrupted\n"
     assert "Traceback" not in stderr

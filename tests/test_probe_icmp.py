@@ -159,6 +159,20 @@ async def test_many_checks_on_one_engine_each_get_their_own_replies_and_no_other
         assert seen["duplicates"] == 0
 
 
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+async def test_the_shared_raw_socket_queues_replies_through_a_stall_of_the_event_loop(family):
+    """The one raw socket of an engine hears every check's replies: its kernel queue is deep
+    enough (4 MiB, the kernel reporting twice what was asked) that a stall of the event loop
+    does not drop replies that would be reported as loss; checked as root, as the tests run
+    (a datagram socket, each check's own, is not shared)."""
+    channel = icmp_socket._RawChannel(family, None, False)
+    try:
+        queue = channel.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        channel.close()
+    assert queue >= 2 * 4 * 1024 * 1024
+
+
 async def test_a_source_address_of_this_host_is_used_and_another_is_unknown():
     fine = await probe("127.0.0.2", count=2, source="127.0.0.9")
     assert fine.severity is Severity.OK, fine.summary()

@@ -42,6 +42,12 @@ IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 0, 2
 IPV6_MTU_DISCOVER, IPV6_MTU, IPV6_RECVERR, IPV6_DONTFRAG = 23, 24, 25, 62
 IPV6_PMTUDISC_DO = 2
 SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33  # Linux: SO_RCVBUF beyond net.core.rmem_max, for CAP_NET_ADMIN
+# The kernel's queue of a raw socket. One raw socket hears every echo reply of every check of
+# the engine (its filter narrows the ICMP types, not the checks): at hundreds of echoes a
+# second the default queue (about 208 KiB, some 200 replies) fills in one stall of the event
+# loop, and every reply the kernel drops there would be reported as the link's loss.
+_RAW_QUEUE = 4 * 1024 * 1024
 SOL_RAW, ICMP_FILTER, ICMP6_FILTER = 255, 1, 1
 SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 _EXTENDED_ERROR = struct.Struct("=IBBBBII")  # struct sock_extended_err
@@ -238,6 +244,13 @@ def _offender(sockaddr: bytes, fallback: str) -> str:
     return fallback
 
 
+def _deepen_queue(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RAW_QUEUE)
+    except PermissionError:  # without CAP_NET_ADMIN: as deep as net.core.rmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RAW_QUEUE)
+
+
 class _RawChannel:
     """One raw socket and the checks listening on it, by echo identifier."""
 
@@ -246,6 +259,7 @@ class _RawChannel:
         try:
             _settle(sock, family, source, dont_fragment)
             _filter(sock, family)
+            _deepen_queue(sock)
         except BaseException:
             sock.close()
             raise
