@@ -81,6 +81,9 @@ def test_a_change_of_confirmed_state_ends_it_and_nothing_else_does():
     assert acks.ended_by(event("s/l/c", CheckStatus.CRIT, CheckStatus.OK, EventKind.SOFT)) is None
     assert acks.ended_by(event("s/l/c", CheckStatus.CRIT, CheckStatus.CRIT)) is None
     assert acks.ended_by(event("s/l/other", CheckStatus.CRIT, CheckStatus.OK)) is None
+    # The change to the acknowledged state itself, shown after the ack was made (an engine with
+    # history shows an event once stored): the ack is of that state, and holds.
+    assert acks.ended_by(event("s/l/c", CheckStatus.OK, CheckStatus.CRIT)) is None
     assert acks.get("s/l/c") is not None
     ended = acks.ended_by(event("s/l/c", CheckStatus.CRIT, CheckStatus.WARN))
     assert ended is not None and ended.ack is None

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import sqlite3
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,11 +20,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from monitor.api import control
 from monitor.api.keys import MONITOR
 from monitor.api.roles import Role, requires
 from monitor.api.server import ATTACHMENTS, ApiServer, ApiStartError
 from monitor.config.api import ApiConfig, Listen, TlsFiles, TokenConfig, TokenRole
 from monitor.config.loader import load_inventory
+from monitor.core.model import Severity
 from monitor.core.secrets import SecretRef
 from monitor.engine.acks import AckChange, AckEnd
 from monitor.engine.commands import PauseChange
@@ -408,6 +411,47 @@ async def test_an_acknowledgement_expires_or_is_withdrawn(tmp_path):
         assert api.controls[-1].ended is not None
         assert api.controls[-1].ended[1] is AckEnd.WITHDRAWN
         assert api.monitor.acks.get("s/l/c") is None
+
+
+async def test_a_control_is_answered_once_stored_and_202_while_the_history_stalls(
+    tmp_path, monkeypatch
+):
+    """201 (or 200, 204) means the history holds it: it outlives a restart. A history whose
+    disk stalls (here: another process holding the database's write lock) gets 202 Accepted:
+    in force now, stored when the history catches up."""
+    monkeypatch.setattr(control, "STORE_WAIT", 0.5)
+    ack = "/api/v1/subjects/s/l/c/ack"
+    body = {"comment": "on it", "expires": "1h"}
+    async with served(tmp_path, tcp_check("c", closed_port()), history=True) as api:
+        # Confirmed CRIT first: the confirmation would end an acknowledgement made before it.
+        await wait_for(lambda: confirmed(api, "s/l/c") is Severity.CRIT)
+        status, answer, _ = await api.call("POST", ack, OPERATOR, json=body)
+        assert status == 201, answer
+        assert stored_acks(tmp_path) == ["s/l/c"]  # stored before the answer
+        blocker = sqlite3.connect(tmp_path / "history.sqlite3", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the write lock, as a stalled disk holds it
+            status, answer, _ = await api.call("DELETE", ack, OPERATOR)
+            assert (status, answer) == (202, {"subject_id": "s/l/c", "withdrawn": True})
+            assert api.monitor.acks.get("s/l/c") is None  # in force at once
+            status, answer, _ = await api.call("POST", "/api/v1/checks/s/l/c/pause", OPERATOR)
+            assert (status, answer) == (202, {"check_id": "s/l/c", "paused": True})
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await wait_for(lambda: stored_acks(tmp_path) == [])  # caught up
+        status, answer, _ = await api.call("POST", "/api/v1/checks/s/l/c/resume", OPERATOR)
+        assert (status, answer) == (200, {"check_id": "s/l/c", "paused": False})
+
+
+def confirmed(api: Served, check_id: str) -> object:
+    state = api.monitor.state.checks.get(check_id)
+    return None if state is None else state.hard
+
+
+def stored_acks(tmp_path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "history.sqlite3")) as db:
+        return [row[0] for row in db.execute("SELECT subject_id FROM acks ORDER BY subject_id")]
 
 
 async def test_history_of_a_check(tmp_path):

@@ -7,6 +7,13 @@ acknowledge a subject's problem and withdraw the acknowledgement.
     POST   /api/v1/subjects/{id}/ack    201 the ack record; body {"comment", "expires"}
     DELETE /api/v1/subjects/{id}/ack    204
 
+A pause, a resumption, an acknowledgement and its withdrawal are answered once the history has
+stored them, so that what the operator was told holds across a restart of the engine. When the
+history has not stored it within STORE_WAIT (its disk stalled), the answer is 202 Accepted with
+the same body (the withdrawal's: {"subject_id", "withdrawn": true}): it is in force in the
+engine now, and stored when the history catches up, but an engine that dies meanwhile forgets
+it.
+
 Every one needs an operator token. A body is a JSON object (`Content-Type:
 application/json`) of the keys named, no others. Acknowledgements and pauses reach every
 watcher of the engine (`Monitor.watch_controls`), the event stream's clients among them. An
@@ -35,6 +42,17 @@ from monitor.store.controls import Ack
 _CHECK = "/api/v1/checks/{check_id:.+}"
 _SUBJECT = "/api/v1/subjects/{subject_id:.+}/ack"
 _ACK_KEYS = ("comment", "expires")
+STORE_WAIT = 5.0  # seconds a control's answer waits for the history (the client waits 10)
+
+
+async def _answer(request: web.Request, body: dict[str, Any], status: int) -> web.Response:
+    """`status` with `body` (none for 204 No Content) once the control just made is stored;
+    else 202 Accepted with `body`."""
+    if not await request.app[MONITOR].stored(STORE_WAIT):
+        return web.json_response(body, status=202)
+    if status == 204:
+        return web.Response(status=204)
+    return web.json_response(body, status=status)
 
 
 def attach(app: web.Application, _monitor: Monitor, _config: ApiConfig) -> None:
@@ -110,14 +128,14 @@ async def run_now(request: web.Request) -> web.Response:
 async def pause(request: web.Request) -> web.Response:
     check_id = scheduled_check(request)
     request.app[MONITOR].pause(check_id)
-    return web.json_response({"check_id": check_id, "paused": True})
+    return await _answer(request, {"check_id": check_id, "paused": True}, 200)
 
 
 @requires(Role.OPERATOR)
 async def resume(request: web.Request) -> web.Response:
     check_id = scheduled_check(request)
     request.app[MONITOR].resume(check_id)
-    return web.json_response({"check_id": check_id, "paused": False})
+    return await _answer(request, {"check_id": check_id, "paused": False}, 200)
 
 
 def moment(value: Any, now: float, *, ahead: bool, what: str) -> float:
@@ -152,7 +170,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         raise web.HTTPConflict(text=str(exc)) from None
     except AckRefused as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    return web.json_response(ack_record(ack), status=201)
+    return await _answer(request, ack_record(ack), 201)
 
 
 @requires(Role.OPERATOR)
@@ -160,4 +178,4 @@ async def withdraw(request: web.Request) -> web.Response:
     subject_id = known_subject(request)
     if request.app[MONITOR].withdraw_ack(subject_id) is None:
         raise web.HTTPNotFound(text=f"{subject_id!r} has no acknowledgement")
-    return web.Response(status=204)
+    return await _answer(request, {"subject_id": subject_id, "withdrawn": True}, 204)

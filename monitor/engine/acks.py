@@ -115,9 +115,14 @@ class Acknowledgements:
         return None if ack is None else AckChange(subject_id, None, (ack, why))
 
     def ended_by(self, event: Event) -> AckChange | None:
-        """The acknowledgement `event` ends: a confirmed change of its subject's state (not a
-        held problem announced at last, which is the same state)."""
+        """The acknowledgement `event` ends: a confirmed change of its subject's state to
+        another than the one acknowledged. Not a held problem announced at last (the same
+        state), nor the change to the acknowledged state itself: an engine with history shows
+        an event once it is stored, and an acknowledgement made meanwhile is of its state."""
         if event.kind is not EventKind.HARD or event.before == event.after:
+            return None
+        ack = self._by_subject.get(event.subject_id)
+        if ack is None or str(event.after) == ack.state:
             return None
         return self.end(event.subject_id, AckEnd.STATE_CHANGED)
 

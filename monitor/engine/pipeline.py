@@ -226,6 +226,12 @@ class Monitor(OperatorCommands):
             traps=None if self.traps is None else self.traps.figures(),
         )
 
+    async def stored(self, timeout: float) -> bool:
+        """Whether everything this engine has handed to its history so far (a control just
+        made, say) is stored, waiting `timeout` seconds at most; True at once without one."""
+        writer = self._writer
+        return True if writer is None else await writer.flush(timeout)
+
     async def pending_alerts(self) -> dict[str, int] | None:
         """Alert messages waiting to be delivered, per notifier; None while alerting does not
         run (turned off, no notifiers, or not started yet)."""

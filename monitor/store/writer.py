@@ -161,11 +161,12 @@ class HistoryWriter:
                 lambda: self._acknowledged >= seq or not self._alive(), timeout
             ) and (self._acknowledged >= seq)
 
-    async def flush(self) -> None:
-        """Wait until everything added so far is stored."""
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything added so far is stored, `timeout` seconds at most: whether it
+        was."""
         with self._lock:
             seq = self._last_seq
-        await asyncio.to_thread(self.wait_acknowledged, seq)
+        return await asyncio.to_thread(self.wait_acknowledged, seq, timeout)
 
     def request_maintenance(self) -> concurrent.futures.Future[MaintenanceStats]:
         """Downsample and prune now; the future completes when done (`asyncio.wrap_future`
