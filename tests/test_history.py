@@ -27,6 +27,7 @@ from monitor.core.events import (
     Suppression,
 )
 from monitor.core.model import CheckRef, ErrorClass, ProbeError, ProbeResult, Severity, Verdict
+from monitor.store.exclusive import HistoryInUse
 from monitor.store.history import HistoryStore
 from monitor.store.rows import LatencyPoint
 from monitor.store.schema import HOUR, HistoryError
@@ -542,6 +543,9 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path):
             assert line, child.stderr.read().decode() if child.stderr else "child exited"
             acknowledged = int(line)
         assert acknowledged >= 3000, "the child stored too little in 20s"
+        # While it writes, no other writer may: it would number from the same place.
+        with pytest.raises(HistoryInUse, match=rf"another commwatch \(pid {child.pid}\)"):
+            HistoryWriter(HistoryConfig(path=path)).start()
     finally:
         os.kill(child.pid, signal.SIGKILL)
         remaining, _ = child.communicate(timeout=10)
@@ -565,3 +569,27 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path):
         )
     assert others == [] and ended is None
     assert started < last <= time.time()
+    # Killed, it holds nothing: the next engine writes at once.
+    writer = HistoryWriter(HistoryConfig(path=path))
+    writer.start()
+    writer.close()
+
+
+def test_one_writer_at_a_time_and_the_next_once_it_closed(config):
+    first = HistoryWriter(config)
+    first.start()
+    try:
+        with pytest.raises(HistoryInUse) as refused:
+            HistoryWriter(config).start()
+        assert str(refused.value) == (
+            f"{config.path}: another commwatch (pid {os.getpid()}) is writing this history, and "
+            "two engines on one history lose results; give this inventory a history of its own "
+            "(history: {path: ...}) or run it with --no-history"
+        )
+        first.add_result(result(NOW))
+    finally:
+        first.close()
+    second = HistoryWriter(config)
+    second.start()
+    assert second.add_result(result(NOW + 1)) is not None
+    second.close()

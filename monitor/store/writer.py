@@ -16,6 +16,7 @@ from monitor.config.inventory import HistoryConfig
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
 from monitor.store.controls import Control
+from monitor.store.exclusive import WriterLock
 from monitor.store.history import HistoryStore, Numbered
 from monitor.store.numbering import StreamOrigin
 from monitor.store.retention import MaintenanceStats
@@ -204,10 +205,14 @@ class HistoryWriter:
         return len(self._queue) >= self._max_batch
 
     def _run(self) -> None:
+        exclusive: WriterLock | None = None
         try:
+            exclusive = WriterLock(self.config.path)
             store = HistoryStore(self.config.path, create=True)
             self.origin = store.stream_origin()
         except BaseException as exc:
+            if exclusive is not None:
+                exclusive.release()
             self._open_error = exc
             self._opened.set()
             return
@@ -222,6 +227,7 @@ class HistoryWriter:
                 # The last heartbeat stands for its end: a report counts no more than that.
                 log.error("history: cannot record the end of this run: %s", exc)
             store.close()
+            exclusive.release()
             with self._lock:
                 self._lock.notify_all()
 
