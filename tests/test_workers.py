@@ -34,6 +34,8 @@ from monitor.cluster.assignment import winner
 from monitor.cluster.workers import divide, shard
 from monitor.config.inventory import Concurrency
 from monitor.config.loader import load_inventory
+from monitor.core.model import ProbeResult, Severity
+from monitor.engine.scheduler import SchedulerFigures
 from tests.conftest import REPO
 from tests.peers.pki import make_ca, make_leaf, server_context
 from tests.peers.tcp_peers import closed_port
@@ -628,7 +630,8 @@ async def test_a_worker_killed_in_a_sweep_is_started_again_for_what_it_had_left(
 async def test_a_worker_ends_only_once_its_parent_has_every_line(tmp_path):
     """A sweep's last results may still wait in the worker's buffer when the pipe is full (a
     parent busy for a moment): the worker writes them all before it ends."""
-    from monitor.cluster.worker import Orders, digest
+    from monitor.cluster import frames
+    from monitor.cluster.worker import READY, Orders, digest
     from monitor.cluster.workers import worker_command
     from tests.peers.tls_peers import Seen
 
@@ -668,13 +671,15 @@ async def test_a_worker_ends_only_once_its_parent_has_every_line(tmp_path):
         # Nothing read yet: the worker cannot have written everything, so it must not end.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(asyncio.shield(worker.wait()), 2)
-        written = [json.loads(line) for line in (await worker.stdout.read()).splitlines()]
+        written = []
+        while (message := await frames.read(worker.stdout)) is not None:
+            written.append(message)
         assert await worker.wait() == 0
-    results = [r for r in written if r["type"] == "result"]
-    assert sorted(r["check_id"] for r in results) == sorted(orders.checks)
-    assert {r["severity"] for r in results} == {"OK"}
-    assert written[0]["type"] == "ready" and written[-1]["type"] == "figures"
-    assert written[-1]["started"] == count and written[-1]["in_flight"] == 0
+    results = [r for r in written if isinstance(r, ProbeResult)]
+    assert sorted(r.check.check_id for r in results) == sorted(orders.checks)
+    assert {r.severity for r in results} == {Severity.OK}
+    assert written[0] == READY and isinstance(written[-1], SchedulerFigures)
+    assert written[-1].started == count and written[-1].in_flight == 0
 
 
 async def test_the_certificate_audit_in_two_workers_reports_what_one_process_does(tmp_path):

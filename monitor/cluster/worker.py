@@ -12,11 +12,11 @@ results of checks it does not know as checks it does.
 Its orders come from the parent only, one JSON object a line on its standard input, the first
 one what it runs (`Orders`), then commands: `{"op": "run_now" | "repoll" | "pause" | "resume",
 "check": ID}` (repoll: a trap's news, monitor.engine.traps), `{"op": "expedite", "check": ID,
-"delay": SECONDS}`, `{"op": "stop"}`. It writes, one a line, on the descriptor that was its
-standard output: `{"type": "ready"}` once its checks are loaded, each result record
-(monitor.output.records.result_record) and, every FIGURES_EVERY seconds and at the end, its
-scheduler's figures (`{"type": "figures", ...}`, SchedulerFigures' fields). Descriptor 1 is
-pointed at standard error, so that a library printing something cannot break a line.
+"delay": SECONDS}`, `{"op": "stop"}`. It writes on the descriptor that was its standard
+output, as messages of monitor.cluster.frames (the objects themselves, pickled): READY once its
+checks are loaded, each `ProbeResult` and, every FIGURES_EVERY seconds and at the end, its
+scheduler's `SchedulerFigures`. Descriptor 1 is pointed at standard error, so that a library
+printing something cannot break a message.
 
 The end of its standard input stops it: the parent closed it, or died (SIGKILL included, the
 kernel closes the pipe), so no worker outlives its parent. It runs in a process group of its own,
@@ -38,18 +38,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor.cluster import frames
 from monitor.config.inventory import Check, Concurrency, InventoryErrors
 from monitor.config.loader import load_inventory
 from monitor.core import logs
 from monitor.core.model import ProbeResult
 from monitor.engine.scheduler import Scheduler
-from monitor.output import records
 
 log = logging.getLogger("commwatch.worker")
 
 FIGURES_EVERY = 1.0  # seconds; the parent takes a worker silent for much longer as stuck
 ORDERS_LIMIT = 16 * 1024 * 1024  # bytes in one line of orders: the check ids of a large shard
 EXIT_REFUSED = 3  # the orders could not be carried out (the inventory changed, a check is gone)
+READY = "ready"  # the message that says its checks are loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +119,13 @@ class Worker:
             self.scheduler.pause(check_id)
 
     def _finished(self, result: ProbeResult) -> None:
-        self._out.write((records.result_line(result) + "\n").encode())
-
-    def _write(self, record: dict[str, Any]) -> None:
-        self._out.write((records.json_line(record) + "\n").encode())
+        self._out.write(frames.encode(result))
 
     def _figures(self) -> None:
-        self._write({"type": "figures", **dataclasses.asdict(self.scheduler.figures())})
+        self._out.write(frames.encode(self.scheduler.figures()))
 
     async def run(self, orders_in: asyncio.StreamReader) -> None:
-        self._write({"type": "ready"})
+        self._out.write(frames.encode(READY))
         commands = asyncio.create_task(self._commands(orders_in))
         figures = asyncio.create_task(self._report_figures())
         try:

@@ -12,9 +12,10 @@ Processes. A worker is a fresh interpreter running `python -m monitor.cluster.wo
 fork of this process, whose threads, event loop, sockets and open history database stay here),
 importing the very package this process runs, whatever the working directory holds. It loads
 the inventory itself, from its path: no secret crosses a pipe. Orders go down its standard
-input, results and figures come up its standard output as JSON lines (monitor.cluster.worker
-says which); a result is read back by the API's reader (`result_from_record`) against this
-engine's own check. Results of one check come from one worker in the order it finished them.
+input, results and figures come up its standard output as pickled objects
+(monitor.cluster.frames: the pipe is private to this run, and a pickle gives back the very
+`ProbeResult` at a fraction of a result record's cost); a result is taken only for a check of
+the worker's shard. Results of one check come from one worker in the order it finished them.
 
 Restarts. A worker that ends while the run goes on (killed, crashed, or refusing its orders) is
 logged, counted and started again with its checks (in a sweep, those that have not reported),
@@ -34,14 +35,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import monitor
-from monitor.api.readers import RecordError, result_from_record
+from monitor.cluster import frames
 from monitor.cluster.assignment import winner
-from monitor.cluster.worker import Orders, digest
+from monitor.cluster.worker import READY, Orders, digest
 from monitor.config.inventory import Check, Concurrency, Inventory
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
@@ -49,14 +50,12 @@ from monitor.engine.scheduler import SchedulerFigures
 
 log = logging.getLogger("commwatch.workers")
 
-LINE_LIMIT = 16 * 1024 * 1024  # bytes in one line from a worker: a result with its certificates
 SILENT_LIMIT = 30.0  # seconds without a line (a worker writes its figures every second): stuck
 STOP_WAIT = 10.0  # seconds a stopping worker has to end before it is killed
 QUICK_DEATH = 10.0  # seconds: a worker that ends sooner after its start has not really run
 RESTART_FIRST, RESTART_LAST = 1.0, 30.0  # the wait before starting one that died quickly
 _LOG_EVERY = 60.0
 _NO_FIGURES = SchedulerFigures(0, 0, 0, 0, 0.0, 0.0)
-_FIGURE_NAMES = tuple(f.name for f in fields(SchedulerFigures))
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +309,6 @@ class _Slot:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
-                limit=LINE_LIMIT,
                 process_group=0,  # see monitor.cluster.worker: Ctrl-C is the parent's
             )
         except OSError as exc:  # no process or descriptor left on the machine
@@ -340,59 +338,38 @@ class _Slot:
     async def _read(
         self, stdout: asyncio.StreamReader, take: Callable[[ProbeResult], None]
     ) -> str | None:
-        """Every line until the worker closes its end; why it was killed instead, if it was."""
+        """Every message until the worker closes its end; why it was killed instead, if it was."""
         while True:
             try:
                 async with asyncio.timeout(SILENT_LIMIT):
-                    line = await stdout.readline()
+                    message = await frames.read(stdout)
             except TimeoutError:
                 self.kill()
                 return f"said nothing for {SILENT_LIMIT:g} s and was killed"
-            except ValueError:  # a line beyond LINE_LIMIT
+            except frames.FrameError as exc:  # out of step with it: nothing after can be read
                 self.kill()
-                return f"wrote a line longer than {LINE_LIMIT} bytes and was killed"
-            if not line:
+                return f"wrote {exc} and was killed"
+            if message is None:
                 return None
-            self._line(line, take)
+            self._message(message, take)
 
-    def _line(self, line: bytes, take: Callable[[ProbeResult], None]) -> None:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            self.pool.refuse(self, "a line that is not JSON")
-            return
-        kind = record.get("type") if isinstance(record, dict) else None
-        if kind == "result":
-            self._result(record, take)
-        elif kind == "figures":
-            self._figures(record)
-        elif kind == "ready":
+    def _message(self, message: object, take: Callable[[ProbeResult], None]) -> None:
+        if isinstance(message, ProbeResult):
+            self._result(message, take)
+        elif isinstance(message, SchedulerFigures):
+            self.figures = message
+        elif message == READY:
             self._ready = True
         else:
-            self.pool.refuse(self, "a record of no known type")
+            self.pool.refuse(self, f"a message of no known kind ({type(message).__name__})")
 
-    def _result(self, record: dict[str, Any], take: Callable[[ProbeResult], None]) -> None:
-        check_id = record.get("check_id")
-        check = self.checks.get(check_id) if isinstance(check_id, str) else None
-        if check is None:
+    def _result(self, result: ProbeResult, take: Callable[[ProbeResult], None]) -> None:
+        check = self.checks.get(result.check.check_id)
+        if check is None or result.check != check.ref:
             self.pool.refuse(self, "a result of a check it was not given")
-            return
-        try:
-            result = result_from_record(record, check.ref)
-        except RecordError as exc:
-            self.pool.refuse(self, f"a result it could not have made ({exc})")
             return
         self.reported.add(check.ref.check_id)
         take(result)
-
-    def _figures(self, record: dict[str, Any]) -> None:
-        try:
-            values = {name: record[name] for name in _FIGURE_NAMES}
-            if not all(isinstance(v, int | float) for v in values.values()):
-                raise TypeError
-            self.figures = SchedulerFigures(**values)
-        except (KeyError, TypeError):
-            self.pool.refuse(self, "figures it could not have made")
 
     def order(self, command: dict[str, Any]) -> None:
         """Send a command to the worker running now; with none running, nothing: a worker
