@@ -45,6 +45,7 @@ SCHEMA = json.loads((REPO / "monitor/output/schema/result.schema.json").read_tex
 TLS_HOSTS = [f"127.0.61.{i}" for i in range(1, 5)]
 TCP_HOSTS = [f"127.0.61.{i}" for i in range(5, 11)]
 NAME = "gw.workers.test"
+ZYGOTE = "commwatch-fork"
 
 
 def commwatch(*args: str) -> list[str]:
@@ -131,21 +132,38 @@ def write_inventory(tmp_path: Path, found: dict[str, Any], defaults: str) -> Pat
 # --- the command, run -------------------------------------------------------------------------
 
 
-def worker_pids(parent: int) -> dict[int, int]:
-    """The worker processes of `parent` now: worker index -> pid."""
+def processes() -> dict[int, tuple[int, str]]:
+    """Every live process now: pid -> (parent pid, name)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # gone meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z" and b"monitor.cluster.worker" in command:
-            found[int(command[-2])] = int(entry.name)
+        name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        if fields[0] != "Z":
+            found[int(entry.name)] = (int(fields[1]), name)
     return found
+
+
+def worker_pids(parent: int) -> dict[int, int]:
+    """The worker processes of `parent` now (its children or its zygote's, named
+    commwatch-wINDEX): worker index -> pid."""
+    now = processes()
+    zygotes = {pid for pid, (ppid, name) in now.items() if ppid == parent and name == ZYGOTE}
+    return {
+        int(name.removeprefix("commwatch-w")): pid
+        for pid, (ppid, name) in now.items()
+        if name.startswith("commwatch-w") and (ppid == parent or ppid in zygotes)
+    }
+
+
+def zygote_pid(parent: int) -> int | None:
+    found = [pid for pid, (ppid, name) in processes().items() if ppid == parent and name == ZYGOTE]
+    return found[0] if found else None
 
 
 def alive(pid: int) -> bool:
@@ -509,6 +527,10 @@ async def test_a_killed_worker_is_started_again_and_its_checks_resume(tmp_path):
             await run.until(resumed, timeout=60)
             after = workers_now(run)
             assert after[1] == before[1] and after[0] != before[0]
+            # Forked again from the zygote, as the first one was: no fresh interpreter's start.
+            zygote = zygote_pid(run.process.pid)
+            assert zygote is not None
+            assert {processes()[pid][0] for pid in after.values()} == {zygote}
             assert await run.stop() == 0
         assert not alive(after[0]) and not alive(after[1])
 
@@ -520,13 +542,15 @@ async def test_killing_the_parent_leaves_no_worker_alive(tmp_path):
             await run.until(every_check_reported(run, check_ids(inventory)))
             workers = workers_now(run)
             assert len(workers) == 2
+            zygote = zygote_pid(run.process.pid)
+            assert zygote is not None
             await run.stop(signal.SIGKILL)
             async with asyncio.timeout(20):
-                while any(alive(pid) for pid in workers.values()):
+                while any(alive(pid) for pid in [zygote, *workers.values()]):
                     await asyncio.sleep(0.1)
 
 
-async def test_a_restarted_worker_keeps_its_checks_paused_and_refuses_an_edited_inventory(
+async def test_a_restarted_worker_keeps_its_checks_paused_and_runs_what_the_engine_loaded(
     tmp_path,
 ):
     with peers(tmp_path) as found:
@@ -552,10 +576,27 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_refuses_an_edited_
                 )
             )
             assert not [r for r in run.records[killed:] if r.get("check_id") == paused]
-            # An inventory edited meanwhile: a worker started now would not run what this engine
-            # judges; it refuses, says why, and is tried again later. The other worker goes on.
+            # An inventory edited meanwhile: a worker forked again from the zygote runs the checks
+            # as this engine loaded them, whatever the file says now.
             inventory.write_text(inventory.read_text() + "# edited\n")
             os.kill(workers_now(run)[0], signal.SIGKILL)
+            await run.until(lambda: "restart 2 of" in "".join(run.stderr))
+            edited = len(run.records)
+            await run.until(
+                lambda: all(
+                    any(r["check_id"] == c for r in run.records[edited:] if r["type"] == "result")
+                    for c in owners[0] - {paused}
+                )
+            )
+            assert "changed since commwatch started" not in "".join(run.stderr)
+            # With the zygote gone, a worker is a fresh interpreter that loads the file itself:
+            # it would not run what this engine judges, so it refuses, says why, and is tried
+            # again later. The other worker goes on.
+            zygote, worker = zygote_pid(run.process.pid), workers_now(run)[0]
+            assert zygote is not None
+            os.kill(zygote, signal.SIGKILL)
+            os.kill(worker, signal.SIGKILL)
+            await run.until(lambda: f"zygote (pid {zygote}) is gone" in "".join(run.stderr))
             await run.until(lambda: "changed since commwatch started" in "".join(run.stderr))
             await run.until(lambda: "ended with exit status 3" in "".join(run.stderr))
             refused = len(run.records)

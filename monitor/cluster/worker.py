@@ -1,13 +1,15 @@
-"""One probe process of `commwatch run --workers N`, started by its parent
-(monitor.cluster.workers) as `python -m monitor.cluster.worker INDEX` (the index is for `ps`;
-its orders say the rest): the scheduler and the runner over its share of the checks, every
-result written back as a result record line. No state engine, history or alerts here: the
-parent's one engine judges what every worker finds.
+"""One probe process of `commwatch run --workers N`, forked by its parent's zygote
+(monitor.cluster.zygote: `serve` with the parent's checks) or, once that is gone, started as
+`python -m monitor.cluster.worker INDEX` (the index is for `ps`; its orders say the rest);
+either way named `commwatch-wINDEX` for ps and top: the scheduler and the runner over its
+share of the checks, every result sent back to the parent. No state engine, history or alerts
+here: the parent's one engine judges what every worker finds.
 
-It loads the inventory itself, from the path its orders name: the secrets the inventory points
-at are read here, where they are used, as in one process, and none crosses a pipe. It refuses to
-run when the file is not the one the parent loaded (edited since): the parent would judge
-results of checks it does not know as checks it does.
+Started, it loads the inventory itself, from the path its orders name: the secrets the
+inventory points at are read here, where they are used, as in one process, and none crosses a
+pipe. It refuses to run when the file is not the one the parent loaded (edited since): the
+parent would judge results of checks it does not know as checks it does. Forked, it has the
+parent's checks already, and no secret crosses a pipe either.
 
 Its orders come from the parent only, one JSON object a line on its standard input, the first
 one what it runs (`Orders`), then commands: `{"op": "run_now" | "repoll" | "pause" | "resume",
@@ -27,6 +29,7 @@ SIGINT sent to a worker stops it, and a parent still running starts it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,6 +37,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +102,10 @@ def checks_of(orders: Orders) -> tuple[Check, ...]:
         raise Refused(f"cannot read {orders.inventory} ({exc.strerror})") from None
     except InventoryErrors:
         raise Refused(f"{orders.inventory} does not load any more") from None
-    by_id = {check.ref.check_id: check for check in inventory.checks}
+    return _named(orders, {check.ref.check_id: check for check in inventory.checks})
+
+
+def _named(orders: Orders, by_id: Mapping[str, Check]) -> tuple[Check, ...]:
     missing = [check_id for check_id in orders.checks if check_id not in by_id]
     if missing:
         raise Refused(f"{orders.inventory} has no check {missing[0]!r} any more")
@@ -188,17 +195,20 @@ class _Lines(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def serve(out_fd: int) -> int:
+async def serve(orders_fd: int, out_fd: int, loaded: Mapping[str, Check] | None = None) -> int:
+    """Run the orders that come in on `orders_fd`, writing to `out_fd`: with the checks of the
+    inventory loaded here, or `loaded`, the parent's own (a worker forked from it)."""
     loop = asyncio.get_running_loop()
     orders_in = asyncio.StreamReader(limit=ORDERS_LIMIT, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(orders_in), sys.stdin)
+    orders_pipe = os.fdopen(orders_fd, "rb", buffering=0)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(orders_in), orders_pipe)
     out, lines = await loop.connect_write_pipe(_Lines, os.fdopen(out_fd, "wb", buffering=0))
     first = await orders_in.readline()
     if not first:
         return 0  # the parent went before it said anything
     orders = Orders.read(first)
     try:
-        checks = checks_of(orders)
+        checks = checks_of(orders) if loaded is None else _named(orders, loaded)
     except Refused as exc:
         log.error("worker %d: %s; not started", orders.worker, exc)
         return EXIT_REFUSED
@@ -213,12 +223,19 @@ async def serve(out_fd: int) -> int:
     return 0
 
 
+def name_process(worker: int) -> None:
+    """`commwatch-wN` for ps and top (a forked worker's command line is its parent's)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(f"commwatch-w{worker}")
+
+
 def main() -> int:
     logs.configure()
+    name_process(int(sys.argv[1]))
     # The protocol gets a descriptor of its own; 1 becomes standard error (see the docstring).
     out_fd = os.dup(1)
     os.dup2(2, 1)
-    return asyncio.run(serve(out_fd))
+    return asyncio.run(serve(0, out_fd))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ the per-host cap holds as it does in one process. The global cap is divided amon
 proportion to their checks, each at least one, so the machine never runs more probes at once
 than the inventory allows; a worker whose share is empty is not started.
 
-Processes. A worker is a fresh interpreter running `python -m monitor.cluster.worker` (not a
-fork of this process, whose threads, event loop, sockets and open history database stay here),
-importing the very package this process runs, whatever the working directory holds. It loads
-the inventory itself, from its path: no secret crosses a pipe. Orders go down its standard
+Processes. A worker is forked from the pool's zygote (monitor.cluster.zygote), a fork of this
+process made when the pool is, before the engine starts its threads: it has the package
+imported and the checks loaded already, so a worker costs a fork, not half a second of CPU, and
+runs the very checks this engine judges. Once the zygote is gone (killed), a worker is a fresh
+interpreter running `python -m monitor.cluster.worker` (not a fork of this process, whose
+threads, event loop, sockets and open history database stay here), importing the very package
+this process runs, whatever the working directory holds; it loads the inventory itself, from
+its path, and refuses a file edited since. No secret crosses a pipe. Orders go down its standard
 input, results and figures come up its standard output as pickled objects
 (monitor.cluster.frames: the pipe is private to this run, and a pickle gives back the very
 `ProbeResult` at a fraction of a result record's cost); a result is taken only for a check of
@@ -43,6 +47,7 @@ import monitor
 from monitor.cluster import frames
 from monitor.cluster.assignment import winner
 from monitor.cluster.worker import READY, Orders, digest
+from monitor.cluster.zygote import Forked, Zygote
 from monitor.config.inventory import Check, Concurrency, Inventory
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
@@ -56,6 +61,8 @@ QUICK_DEATH = 10.0  # seconds: a worker that ends sooner after its start has not
 RESTART_FIRST, RESTART_LAST = 1.0, 30.0  # the wait before starting one that died quickly
 _LOG_EVERY = 60.0
 _NO_FIGURES = SchedulerFigures(0, 0, 0, 0, 0.0, 0.0)
+
+WorkerProcess = Forked | asyncio.subprocess.Process
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,8 @@ class WorkerPool:
         self.sweep = sweep
         self._start_spread = start_spread
         self.slots = [_Slot(self, s) for s in shard(checks, inventory.concurrency, workers)]
+        # Now, before the engine starts its threads: see monitor.cluster.zygote.
+        self._zygote = Zygote.fork({check.ref.check_id: check for check in checks})
         self._owner = {c.ref.check_id: slot for slot in self.slots for c in slot.shard.checks}
         self._paused: set[str] = set()
         self.stopping = False
@@ -163,6 +172,8 @@ class WorkerPool:
             for task in tasks:
                 task.cancel()  # those still waiting: each kills its worker
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._zygote is not None:
+                await self._zygote.close()
         if self.restarts or self.refused:
             log.warning(
                 "probe workers stopped: %d restarts, %d lines from them ignored, in this run",
@@ -238,6 +249,20 @@ class WorkerPool:
             start_spread=self._start_spread,
         )
 
+    async def start_worker(self, worker: int) -> WorkerProcess:
+        """Worker `worker`, forked from the zygote, or a fresh interpreter once it is gone."""
+        if self._zygote is not None and not self._zygote.gone:
+            with contextlib.suppress(OSError):  # gone meanwhile: it says so
+                return await self._zygote.start(worker)
+        command, env = worker_command(worker)
+        return await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            process_group=0,  # see monitor.cluster.worker: Ctrl-C is the parent's
+        )
+
     def refuse(self, slot: _Slot, what: str) -> None:
         self.refused += 1
         held = self._throttle.let_through(("refused", slot.shard.worker))
@@ -263,7 +288,7 @@ class _Slot:
         self.pool = pool
         self.shard = shard
         self.checks = {check.ref.check_id: check for check in shard.checks}
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: WorkerProcess | None = None
         self.figures = _NO_FIGURES
         self.started_before = 0  # runs the slot's earlier processes started
         self.lag_before = 0.0
@@ -301,16 +326,9 @@ class _Slot:
 
     async def _serve(self, checks: Sequence[Check], take: Callable[[ProbeResult], None]) -> str:
         """One worker process over `checks`, until it ends; how it ended, in words."""
-        command, env = worker_command(self.shard.worker)
         self._ready = False
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-                process_group=0,  # see monitor.cluster.worker: Ctrl-C is the parent's
-            )
+            process = await self.pool.start_worker(self.shard.worker)
         except OSError as exc:  # no process or descriptor left on the machine
             return f"could not be started ({exc.strerror or type(exc).__name__})"
         self.process = process
@@ -331,6 +349,8 @@ class _Slot:
             self.figures = _NO_FIGURES
         if why is not None:
             return why
+        if code is None:
+            return "ended (how is not known: the zygote that forked it is gone)"
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         return f"ended with exit status {code}"
@@ -392,7 +412,7 @@ class _Slot:
             self._kill_if(self.process)
 
     @staticmethod
-    def _kill_if(process: asyncio.subprocess.Process) -> None:
+    def _kill_if(process: WorkerProcess) -> None:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
