@@ -46,9 +46,10 @@ def port_offset(text: str) -> int:
 
 
 # `run --workers`' default: a probe process per usable core, but one process for fewer checks
-# than this. A worker costs an interpreter and a load of the whole inventory (about 0.5 s of CPU
-# for 1,000 TLS checks, bench/workers_tls.py) and each result crosses a pipe (about 0.3 ms of
-# encoding and reading back), while one process probes a TLS check in about 2 ms of CPU: below
+# than this. A worker is forked from a zygote that has the package and the checks loaded (a few
+# milliseconds, monitor.cluster.zygote) and each result crosses a pipe (about 0.2 ms of pickling
+# and reading back, monitor.cluster.frames), while one process probes a TLS check in about 2-3 ms
+# of CPU, and the parent still starts and loads the inventory once (about 0.5 s): below
 # this, a sweep ends about as soon in one process as in several, a continuous run at the usual
 # intervals uses a small part of one core, and one process is the simpler thing to watch.
 WORKERS_FROM_CHECKS = 1000
