@@ -19,6 +19,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -742,3 +743,35 @@ async def test_the_certificate_audit_in_two_workers_reports_what_one_process_doe
     assert without_times(reports[2]) == without_times(reports[1])
     assert len(reports[1]["certificates"]) == 2  # the good leaf and the one expiring soon
     assert codes == {1: 2, 2: 2}
+
+
+async def test_a_pool_made_beside_threads_starts_fresh_interpreters_and_sweeps_all(tmp_path):
+    """A process that has threads (here: the peers') is not forked, since a lock one of them
+    holds would stay held in every fork: its workers are fresh interpreters, and a sweep in them
+    is complete."""
+    from monitor.cluster.workers import WorkerPool
+
+    with peers(tmp_path) as found:
+        assert threading.active_count() > 1  # the peers serve from threads
+        inventory = load_inventory(write_inventory(tmp_path, found, "timeout: 3s"))
+        pool = WorkerPool(inventory, inventory.checks, 2, sweep=True)
+        seen: dict[int, set[bool]] = {}  # worker index -> whether it was a fresh interpreter
+
+        async def watch_workers() -> None:
+            while True:
+                for index, pid in worker_pids(os.getpid()).items():
+                    with contextlib.suppress(OSError):  # ended meanwhile
+                        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                        seen.setdefault(index, set()).add(b"monitor.cluster.worker" in command)
+                await asyncio.sleep(0.02)
+
+        results: list[ProbeResult] = []
+        watcher = asyncio.create_task(watch_workers())
+        try:
+            async with asyncio.timeout(60):
+                await pool.run(results.append)
+        finally:
+            watcher.cancel()
+    assert zygote_pid(os.getpid()) is None
+    assert sorted(r.check.check_id for r in results) == sorted(check_ids(inventory.path))
+    assert seen == {0: {True}, 1: {True}}

@@ -12,8 +12,9 @@ request and `ended PID CODE` when a worker ends (CODE as a subprocess' return co
 the signal that killed it). The end of that socket ends the zygote: the parent closed it or
 died (SIGKILL included), and every worker then sees its own orders pipe close and stops.
 
-A zygote that is gone (killed by someone) is not made again (the parent has threads by then):
-the pool starts fresh interpreters instead (monitor.cluster.workers).
+A zygote that is gone (killed by someone) is not made again (the parent has threads by then),
+and none is made by a process that has threads already: the pool starts fresh interpreters
+instead (monitor.cluster.workers).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,8 +78,11 @@ class Zygote:
 
     @classmethod
     def fork(cls, checks: Mapping[str, Check]) -> Zygote | None:
-        """A zygote holding `checks`, or None when the system will not fork (the pool then
-        starts fresh interpreters)."""
+        """A zygote holding `checks`, or None when this process has threads already (a lock one
+        of them holds would stay held in every fork: `commwatch demo`'s lab serves from threads)
+        or the system will not fork; the pool then starts fresh interpreters."""
+        if threading.active_count() > 1:
+            return None
         parent_end, zygote_end = socket.socketpair()
         try:
             pid = os.fork()
