@@ -120,13 +120,12 @@ class Zygote:
                     self._control, [f"{worker}\n".encode()], [orders_read, messages_write]
                 )
             except OSError:
-                for fd in (orders_read, orders_write, messages_read, messages_write):
-                    os.close(fd)
+                os.close(orders_write)
+                os.close(messages_read)
                 raise
-            finally:
-                with contextlib.suppress(OSError):
-                    os.close(orders_read)
-                    os.close(messages_write)
+            finally:  # the worker's ends: the zygote has its own copies now, or none
+                os.close(orders_read)
+                os.close(messages_write)
             stdout = asyncio.StreamReader()
             await loop.connect_read_pipe(
                 lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(messages_read, "rb", 0)
