@@ -760,8 +760,10 @@ async def test_a_pool_made_beside_threads_starts_fresh_interpreters_and_sweeps_a
         async def watch_workers() -> None:
             while True:
                 for index, pid in worker_pids(os.getpid()).items():
+                    command = b""
                     with contextlib.suppress(OSError):  # ended meanwhile
                         command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if command:  # empty: it is ending, its memory gone
                         seen.setdefault(index, set()).add(b"monitor.cluster.worker" in command)
                 await asyncio.sleep(0.02)
 
