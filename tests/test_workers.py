@@ -263,6 +263,16 @@ def every_check_reported(run: Running, check_ids: set[str], times: int = 1) -> C
     return done
 
 
+def reported_since(run: Running, start: int, check_ids: set[str]) -> Callable[[], bool]:
+    """Whether each of `check_ids` has a result among the run's records from `start` on."""
+
+    def done() -> bool:
+        since = {r["check_id"] for r in run.records[start:] if r["type"] == "result"}
+        return check_ids <= since
+
+    return done
+
+
 def check_ids(inventory: Path) -> set[str]:
     return {check.ref.check_id for check in load_inventory(inventory).checks}
 
@@ -570,12 +580,7 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_runs_what_the_engi
             await run.until(lambda: "restart 1 of" in "".join(run.stderr))
             killed = len(run.records)
             # The new worker 0 runs its checks, but not the paused one.
-            await run.until(
-                lambda: all(
-                    any(r["check_id"] == c for r in run.records[killed:] if r["type"] == "result")
-                    for c in owners[0] - {paused}
-                )
-            )
+            await run.until(reported_since(run, killed, owners[0] - {paused}))
             assert not [r for r in run.records[killed:] if r.get("check_id") == paused]
             # An inventory edited meanwhile: a worker forked again from the zygote runs the checks
             # as this engine loaded them, whatever the file says now.
@@ -583,12 +588,7 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_runs_what_the_engi
             os.kill(workers_now(run)[0], signal.SIGKILL)
             await run.until(lambda: "restart 2 of" in "".join(run.stderr))
             edited = len(run.records)
-            await run.until(
-                lambda: all(
-                    any(r["check_id"] == c for r in run.records[edited:] if r["type"] == "result")
-                    for c in owners[0] - {paused}
-                )
-            )
+            await run.until(reported_since(run, edited, owners[0] - {paused}))
             assert "changed since commwatch started" not in "".join(run.stderr)
             # With the zygote gone, a worker is a fresh interpreter that loads the file itself:
             # it would not run what this engine judges, so it refuses, says why, and is tried
@@ -601,12 +601,7 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_runs_what_the_engi
             await run.until(lambda: "changed since commwatch started" in "".join(run.stderr))
             await run.until(lambda: "ended with exit status 3" in "".join(run.stderr))
             refused = len(run.records)
-            await run.until(
-                lambda: all(
-                    any(r["check_id"] == c for r in run.records[refused:] if r["type"] == "result")
-                    for c in owners[1]
-                )
-            )
+            await run.until(reported_since(run, refused, owners[1]))
             assert await run.stop() == 0
         assert "Traceback" not in "".join(run.stderr)
 
