@@ -11,6 +11,7 @@ import pytest
 from monitor.api.readers import RecordError, event_from_record, result_from_record
 from monitor.config.checks import adhoc_check
 from monitor.core.events import CheckStatus, Event, EventKind, Subject, Suppression
+from monitor.core.model import ProbeResult, Severity, Verdict
 from monitor.engine.runner import run_check
 from monitor.output.plugin import nagios_line
 from monitor.output.records import event_record, result_record
@@ -50,6 +51,68 @@ async def test_an_ok_tls_result_keeps_its_headline_summary(shared, tmp_path):
     read = result_from_record(result_record(result), result.check)
     assert [v.headline for v in read.verdicts] == [v.headline for v in result.verdicts]
     assert_reads_back(result)
+
+
+def without_headlines(record):
+    """The record as an engine before the verdicts' `headline` field wrote it."""
+    return {
+        **record,
+        "verdicts": [
+            {k: v for k, v in verdict.items() if k != "headline"} for verdict in record["verdicts"]
+        ],
+    }
+
+
+async def test_records_with_and_without_headlines_read_back_alike(shared, tmp_path):
+    root = make_ca("viewer test root", not_after=later(3650), path_length=None)
+    leaf = make_leaf(root, [LOOPBACK], not_after=later(200))
+    ca_file = tmp_path / "root.pem"
+    ca_file.write_bytes(root.cert_pem)
+    with tls_server(server_context(leaf, tmp_path, ())) as port:
+        check = adhoc_check(
+            "tls", {"target": f"{LOOPBACK}:{port}", "ca_file": str(ca_file), "timeout": "2s"}
+        )
+        result = await run_check(check, shared)
+    record = result_record(result)
+    assert [v["headline"] for v in record["verdicts"]] == [v.headline for v in result.verdicts]
+    read = result_from_record(record, result.check)
+    assert read == result_from_record(without_headlines(record), result.check)
+    assert read.verdicts == result.verdicts
+
+
+def test_a_headline_the_summary_cannot_tell_is_read_from_the_record():
+    # Every measured finding a headline: the summary is the same with or without the flags,
+    # so only the record's field can say which they were.
+    ref = adhoc_check("tcp", {"target": "127.0.0.1:1"}).ref
+    verdict = Verdict(
+        condition="latency",
+        observation="connect_ms",
+        value=3.0,
+        threshold="warn > 200ms",
+        severity=Severity.OK,
+        unit="ms",
+        warn=200.0,
+        crit=None,
+        finding="connected in 3ms",
+        headline=True,
+    )
+    result = ProbeResult(ref, 1_750_000_000.0, 3.0, Severity.OK, {"connect_ms": 3.0}, (verdict,))
+    read = result_from_record(result_record(result), ref)
+    assert read == result
+    assert read.verdicts[0].headline
+    assert (
+        not result_from_record(without_headlines(result_record(result)), ref).verdicts[0].headline
+    )
+
+
+@pytest.mark.parametrize("headline", ["yes", 1, None])
+def test_a_headline_that_is_not_a_boolean_is_a_record_error(headline):
+    ref = adhoc_check("tcp", {"target": "127.0.0.1:1"}).ref
+    verdict = Verdict("latency", "connect_ms", 3.0, "warn > 200ms", Severity.OK, "ms", 200.0, None)
+    record = result_record(ProbeResult(ref, 1_750_000_000.0, 3.0, Severity.OK, {}, (verdict,)))
+    record["verdicts"][0]["headline"] = headline
+    with pytest.raises(RecordError, match="the engine sent a result"):
+        result_from_record(record, ref)
 
 
 async def test_tcp_results_read_back(shared):

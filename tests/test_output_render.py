@@ -296,6 +296,7 @@ def test_a_result_record_holds_every_field_exactly():
                 "about": "#0 CN=gw",
                 "finding": "expiry 3.25d [#0 CN=gw]",
                 "reason": "expiry 3.25d",
+                "headline": False,
             },
             {
                 "condition": "protocol",
@@ -309,6 +310,7 @@ def test_a_result_record_holds_every_field_exactly():
                 "about": "",
                 "finding": "protocol TLSv1.3",
                 "reason": "protocol TLSv1.3",
+                "headline": False,
             },
         ],
         "error": None,

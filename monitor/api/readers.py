@@ -5,10 +5,11 @@
 The engine is a peer like any other: a record that is not what the schema says raises
 `RecordError` (a `ValueError`), never a `KeyError` or `TypeError` from deep inside.
 
-Two things a record does not carry are read from what it does: a threshold's direction from its
-words ("warn < 30d" is lower-is-worse, as `Threshold.describe` writes it), and which verdicts an
-OK result's summary headlines from the summary itself. So a result read back renders as the
-engine's did: the same summary, the same plugin line and perfdata.
+A threshold's direction, which a record does not carry, is read from its words ("warn < 30d"
+is lower-is-worse, as `Threshold.describe` writes it). Which verdicts an OK result's summary
+headlines each verdict's `headline` says; a record of an engine before that field (schema
+version 2 without it) has them inferred from the summary itself. So a result read back renders
+as the engine's did: the same summary, the same plugin line and perfdata.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ def _strs(value: Any) -> tuple[str, ...]:
     return tuple(_str(item) for item in value)
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise TypeError(f"expected a number, got {value!r}")
@@ -122,7 +129,8 @@ def _result(
         )
     error = record["error"]
     started_at = timestamp(record["started_at"])
-    verdicts = tuple(_verdict(v) for v in record["verdicts"])
+    verdict_records = record["verdicts"]
+    verdicts = tuple(_verdict(v) for v in verdict_records)
     result = ProbeResult(
         check=ref,
         started_at=started_at,
@@ -138,18 +146,18 @@ def _result(
         # deep a peer nests them.
         vantage=() if nested else tuple(_vantage(v, ref) for v in record.get("vantage", [])),
     )
-    return _with_headlines(result, _str(record["summary"]))
+    summary = _str(record["summary"])
+    if all("headline" in v for v in verdict_records):
+        return result  # the writer said which verdicts are headlines: nothing to infer
+    return _with_headlines(result, summary)
 
 
 def _vantage(record: Mapping[str, Any], ref: CheckRef) -> VantageResult:
-    fresh = record["fresh"]
-    if not isinstance(fresh, bool):
-        raise TypeError(f"expected true or false, got {fresh!r}")
     result = record["result"]
     return VantageResult(
         name=_str(record["name"]),
         result=None if result is None else _result(result, ref, nested=True),
-        fresh=fresh,
+        fresh=_bool(record["fresh"]),
     )
 
 
@@ -169,6 +177,7 @@ def _verdict(record: Mapping[str, Any]) -> Verdict:
         about=_str(record.get("about", "")),
         finding=_str(record["finding"]),
         reason=_str(record["reason"]),
+        headline=_bool(record.get("headline", False)),
     )
 
 

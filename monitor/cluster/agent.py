@@ -8,6 +8,11 @@ is published: the order of each check's results holds across an outage. A result
 timed out may still reach the server and then come again from the spool; its message id makes
 the server store it once.
 
+Publishes are pipelined: up to IN_FLIGHT wait for their acknowledgements at once (one at a time
+was a round trip per result, and the agent fell behind its own probes), sent in order, but
+never two of one check: a check's next result waits for its last one's acknowledgement, so a
+refused publish is always followed into the spool by every later result of its check.
+
 Which checks it runs is its share of its vantage points (monitor.cluster.assignment), kept up
 to date as agents come and go (monitor.cluster.membership): it waits up to one heartbeat for
 the first view of the live agents before it probes, and without NATS it counts itself alone.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -56,6 +62,8 @@ log = logging.getLogger("commwatch.agent")
 PUBLISH_TIMEOUT = 5.0  # seconds for the server's acknowledgement
 RECONNECT_WAIT = 1  # seconds between nats-py's attempts
 REPLAY_BATCH = 200  # spooled entries read per step of a replay
+PUBLISH_BATCH = 1_000  # pending results taken per step of publishing
+IN_FLIGHT = 128  # publishes awaiting the server's acknowledgement at once, at most
 PENDING_LIMIT = 10_000  # results waiting in memory beyond which they go to the spool
 RETRY_FIRST, RETRY_LAST = 1.0, 30.0  # seconds before retrying a refused publish, doubling
 _LOG_EVERY = 60.0  # seconds: one line per kind of trouble at most
@@ -306,12 +314,49 @@ class Agent:
                 continue
             if not self._pending:
                 return False
-            _, entry = self._pending[0]
-            if not await self._publish(entry):
+            if not await self._publish_pending():
                 # Refused or unanswered, it and every later result wait on disk, not in memory.
                 self._spool_pending()
                 return True
-            self._pending.popleft()
+
+    async def _publish_pending(self) -> bool:
+        """Publish the oldest pending results; those NATS did not take go back to the front,
+        in order. False when one was not taken."""
+        batch = [entry for _, entry in itertools.islice(self._pending, PUBLISH_BATCH)]
+        taken = await self._publish_all(batch)
+        # Only _collected touches the deque meanwhile, and it appends: the batch is its front.
+        done = [self._pending.popleft() for _ in batch]
+        self._pending.extendleft(
+            reversed([item for item, ok in itertools.zip_longest(done, taken) if not ok])
+        )
+        return len(taken) == len(batch) and all(taken)
+
+    async def _publish_all(self, entries: Sequence[Outgoing]) -> list[bool]:
+        """Publish `entries` in order, up to IN_FLIGHT at once and one per check at a time;
+        after one that NATS did not take, no further one is begun. Whether each one begun was
+        taken: `entries`' first ones (all of them, unless one was not taken)."""
+        flights: deque[asyncio.Task[bool]] = deque()
+        busy: set[str] = set()  # the checks of the publishes in flight
+        taken: list[bool] = []
+        begun = 0
+        refused = False
+        try:
+            while flights or (begun < len(entries) and not refused):
+                while not refused and begun < len(entries) and len(flights) < IN_FLIGHT:
+                    check = entries[begun].check_key
+                    if check in busy:
+                        break  # its last result first: the order per check
+                    busy.add(check)
+                    flights.append(asyncio.create_task(self._publish(entries[begun])))
+                    begun += 1
+                ok = await flights.popleft()  # awaited in the order they were sent
+                busy.discard(entries[len(taken)].check_key)
+                taken.append(ok)
+                refused = refused or not ok
+        finally:
+            for flight in flights:
+                flight.cancel()  # only when cancelled itself: these are not counted as taken
+        return taken
 
     async def _stream(self) -> bool:
         if self._stream_ready:
@@ -338,16 +383,15 @@ class Agent:
     async def _replay(self) -> bool:
         """Publish the oldest spooled entries in order; False at the first one refused."""
         batch = self.spool.oldest(REPLAY_BATCH)
-        done: int | None = None
-        try:
-            for seq, entry in batch:
-                if not await self._publish(entry):
-                    return False
-                done = seq
-                self._replayed += 1
-        finally:
-            if done is not None:
-                self.spool.remove_through(done)
+        taken = await self._publish_all([entry for _, entry in batch])
+        # Up to the first one not taken: any taken after it is published again from the spool
+        # later, and the server drops it by its message id.
+        replayed = len(taken) if all(taken) else taken.index(False)
+        if replayed:
+            self.spool.remove_through(batch[replayed - 1][0])
+            self._replayed += replayed
+        if replayed < len(batch):
+            return False
         if not self.spool.depth:
             log.warning("the spool is replayed: publishing as results come")
         return True

@@ -24,7 +24,7 @@ import contextlib
 import enum
 import json
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +201,9 @@ class ResultConsumer:
         self._vantages = Vantages()
         self._room = asyncio.Event()
         self._room.set()
-        self._replies: set[asyncio.Task[None]] = set()
+        # Acks and terms not sent yet, in order, and the task sending them (while there are).
+        self._replies: deque[Callable[[], Awaitable[None]]] = deque()
+        self._replying: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._throttle = Throttle(LOG_INTERVAL)
         self._taken = self._settled = self._duplicates = 0
@@ -390,16 +392,22 @@ class ResultConsumer:
         self._reply(msg.term)
 
     def _reply(self, reply: Callable[[], Awaitable[None]]) -> None:
-        """Acknowledge or terminate a message; sent in the background, in order of calls."""
-        task = asyncio.ensure_future(_send(reply))
-        self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
+        """Acknowledge or terminate a message; sent in the background, in order of calls. One
+        task sends every reply queued while it runs: a task per reply cost the consumer more
+        than the reply itself."""
+        self._replies.append(reply)
+        if self._replying is None or self._replying.done():
+            self._replying = asyncio.create_task(self._send_replies(), name="commwatch-acks")
+
+    async def _send_replies(self) -> None:
+        while self._replies:
+            await _send(self._replies.popleft())
 
     async def aclose(self) -> None:
         """Wait for every acknowledgement made so far to be handed to the connection (drain or
         close the connection after this, and they are sent)."""
-        if self._replies:
-            await asyncio.gather(*self._replies)
+        if self._replying is not None:
+            await self._replying
         figures = self.figures()
         log.info(
             "results consumer: %d taken, %d duplicates dropped, rejected %s",

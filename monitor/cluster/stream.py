@@ -75,6 +75,12 @@ class Outgoing:
     vantage: str | None  # None: no Commwatch-Vantage header
 
     @property
+    def check_key(self) -> str:
+        """Its check's part of the message id (the agent's name and the check's id): the same
+        for every result of one check from one agent."""
+        return self.msg_id.rpartition(".")[0]
+
+    @property
     def headers(self) -> dict[str, str]:
         headers = {MSG_ID: self.msg_id, AGENT_HEADER: self.agent, SCHEMA_HEADER: SCHEMA}
         if self.vantage is not None:

@@ -56,6 +56,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "about": verdict.about,
         "finding": verdict.finding,
         "reason": verdict.reason,
+        "headline": verdict.headline,
     }
 
 
