@@ -19,7 +19,9 @@ clocks are one. After WARMUP seconds from the first result, every result for WIN
 counted (the first round is spread over 10 s: keep WARMUP above that); any result that is not
 OK voids the run. The peak RSS is each process's VmHWM
 (/proc/PID/status) at the end of the window. `throughput_ratio` is the cluster's results per
-second over `run`'s, `p99_ratio` the cluster's p99 latency over `run`'s.
+second over `run`'s, `p99_ratio` the cluster's p99 latency over `run`'s. The CPU time each
+process spent within the window (user and system, /proc/PID/stat) per result counted is the
+figure that varies least on a shared machine: `*_cpu_ms_per_result`.
 
 With an INTERVAL shorter than one process can sweep N checks in, both are saturated and the
 results per second are what each can do; the offered rate (N / INTERVAL) is printed beside.
@@ -36,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import signal
 import statistics
 import tempfile
@@ -65,11 +68,23 @@ LINE_LIMIT = 1 << 20
 
 @dataclass
 class Taken:
-    """What one engine's stdout said within the measured window."""
+    """What one engine's stdout said within the measured window, and the CPU seconds each
+    watched process spent in it."""
 
     latencies_ms: list[float] = field(default_factory=list)
     not_ok: list[str] = field(default_factory=list)
     first_at: float | None = None
+    cpu_s: list[float] = field(default_factory=list)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of process `pid` so far (/proc/PID/stat: utime, stime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def finished_at(record: dict[str, Any]) -> float:
@@ -79,14 +94,16 @@ def finished_at(record: dict[str, Any]) -> float:
 
 
 async def take_results(
-    process: asyncio.subprocess.Process, warmup: float, window: float
+    process: asyncio.subprocess.Process, warmup: float, window: float, watched: list[int]
 ) -> tuple[Taken, float]:
     """Read the engine's JSON lines: those of results arriving in the window after `warmup`
     seconds from the first one; the window's real length. Reads on to the end of the window
-    (the process must not block on a full pipe meanwhile)."""
+    (the process must not block on a full pipe meanwhile). `watched`: the processes whose CPU
+    time in the window is measured."""
     assert process.stdout is not None
     taken = Taken()
     window_start = window_end = math.inf
+    cpu_at_start: list[float] | None = None
     while True:
         line = await process.stdout.readline()
         now = time.time()
@@ -99,8 +116,14 @@ async def take_results(
             taken.first_at = now
             window_start, window_end = now + warmup, now + warmup + window
         if now >= window_end:
+            assert cpu_at_start is not None
+            taken.cpu_s = [
+                cpu_seconds(pid) - at for pid, at in zip(watched, cpu_at_start, strict=True)
+            ]
             return taken, now - window_start
         if now >= window_start:
+            if cpu_at_start is None:
+                cpu_at_start = [cpu_seconds(pid) for pid in watched]
             taken.latencies_ms.append((now - finished_at(record)) * 1000)
             if record["severity"] != "OK":
                 taken.not_ok.append(record["summary"])
@@ -162,14 +185,16 @@ async def started(
 def judged(side: str, taken: Taken, seconds: float) -> dict[str, Any]:
     if taken.not_ok:
         raise SystemExit(f"{side}: {len(taken.not_ok)} results not OK, e.g. {taken.not_ok[0]}")
-    if len(taken.latencies_ms) < 2:
-        raise SystemExit(f"{side}: {len(taken.latencies_ms)} results in the window")
+    results = len(taken.latencies_ms)
+    if results < 2:
+        raise SystemExit(f"{side}: {results} results in the window")
     cuts = statistics.quantiles(taken.latencies_ms, n=100)
     return {
-        "results": len(taken.latencies_ms),
-        "per_s": len(taken.latencies_ms) / seconds,
+        "results": results,
+        "per_s": results / seconds,
         "p50_ms": statistics.median(taken.latencies_ms),
         "p99_ms": cuts[98],
+        "cpu_ms_per_result": [cpu * 1000 / results for cpu in taken.cpu_s],
     }
 
 
@@ -199,8 +224,10 @@ async def cluster_side(
             for i in range(agents)
         ]
         async with started(folder, [central, *agent_commands]) as processes:
-            taken, seconds = await take_results(processes[0], args.warmup, args.window)
             assert nats.process is not None
+            # The central, nats-server, then the agents.
+            watched = [processes[0].pid, nats.process.pid, *(p.pid for p in processes[1:])]
+            taken, seconds = await take_results(processes[0], args.warmup, args.window, watched)
             figures = judged("cluster", taken, seconds)
             figures["nats_rss"] = peak_rss_mib(nats.process.pid)
             figures["central_rss"] = peak_rss_mib(processes[0].pid)
@@ -211,7 +238,7 @@ async def cluster_side(
 async def run_side(inventory: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     command = [str(installed_command()), "run", str(inventory), "--workers", "1", "--no-alerts"]
     async with started(folder, [("run", command, True)]) as (process,):
-        taken, seconds = await take_results(process, args.warmup, args.window)
+        taken, seconds = await take_results(process, args.warmup, args.window, [process.pid])
         figures = judged("run", taken, seconds)
         figures["rss"] = peak_rss_mib(process.pid)
     return figures
@@ -259,6 +286,7 @@ def main() -> None:
         cluster = asyncio.run(cluster_side(cluster_inventory, folder, args.agents, args))
         alone = asyncio.run(run_side(run_inventory, folder, args))
     agents_rss = cluster["agents_rss"]
+    central_cpu, nats_cpu, *agents_cpu = cluster["cpu_ms_per_result"]
     print(
         json.dumps(
             {
@@ -286,6 +314,11 @@ def main() -> None:
                     cluster["nats_rss"] + cluster["central_rss"] + sum(agents_rss)
                 ),
                 "run_peak_rss_mib": rounded(alone["rss"]),
+                "central_cpu_ms_per_result": round(central_cpu, 3),
+                "nats_cpu_ms_per_result": round(nats_cpu, 3),
+                "agents_cpu_ms_per_result": round(sum(agents_cpu), 3),
+                "cluster_cpu_ms_per_result": round(central_cpu + nats_cpu + sum(agents_cpu), 3),
+                "run_cpu_ms_per_result": round(alone["cpu_ms_per_result"][0], 3),
             }
         ),
         flush=True,

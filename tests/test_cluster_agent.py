@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 import nats
 import pytest
+from nats.js.api import DiscardPolicy, StreamConfig
 
 from monitor.cluster.agent import Agent
 from monitor.cluster.spool import Spool
@@ -237,6 +239,65 @@ async def test_a_replayed_result_the_server_has_is_stored_once(tmp_path):
         assert agent.figures().duplicates >= 1
         ids = [m.headers["Nats-Msg-Id"] for m in await stream_messages(server.url)]
         assert ids.count(entry.msg_id) == 1
+        spool.close()
+
+
+async def test_publishes_in_flight_keep_each_checks_order_through_a_refusal(tmp_path):
+    """Replayed with many publishes awaiting their acknowledgements at once, 1,000 spooled
+    results of 20 checks meet a stream that refuses all beyond its first 300: the rest stay
+    spooled, and once it takes them again each is stored once, each check's in order."""
+    checks, runs, room = 20, 50, 300
+    async with tcp_peers(1) as ports, running_nats(tmp_path / "nats") as server:
+        path = tmp_path / "inventory.yaml"
+        path.write_text(inventory_text(ports))
+        inventory = load_inventory(path)
+        first = await run_check(inventory.checks[0], SharedResources(), {})
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+        for run in range(runs):
+            for index in range(checks):
+                check = dataclasses.replace(first.check, check_id=f"north/fibre/tcp-{index}")
+                result = dataclasses.replace(first, check=check, started_at=first.started_at + run)
+                spool.append(outgoing("north-1", result))
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        config = StreamConfig(
+            name=STREAM, subjects=[SUBJECTS], max_msgs=room, discard=DiscardPolicy.NEW
+        )
+        await js.add_stream(config)
+        # An agent of no checks of its own: what it publishes is the spool's.
+        agent = Agent(
+            "north-1",
+            (),
+            inventory.concurrency,
+            ClusterConfig(nats=NatsConfig(url=server.url), stream=STREAM),
+            spool,
+        )
+        running = asyncio.create_task(agent.run())
+        try:
+
+            async def refused() -> bool | None:
+                return True if agent.figures().replayed >= room and spool.depth else None
+
+            await poll("the stream's room filled", refused, timeout=30)
+            assert agent.figures().replayed == room
+            assert spool.depth == checks * runs - room
+            config.max_msgs = -1
+            await js.update_stream(config)
+
+            async def replayed() -> bool | None:
+                return True if spool.depth == 0 else None
+
+            await poll("the rest replayed", replayed, timeout=60)
+        finally:
+            await nc.close()
+            agent.stop()
+            await asyncio.wait_for(running, 30)
+        messages = await stream_messages(server.url)
+        ids = [m.headers["Nats-Msg-Id"] for m in messages]
+        assert len(ids) == len(set(ids)) == checks * runs
+        for check_id, order in check_results(messages).items():
+            started = [started_ns(msg_id) for msg_id in order]
+            assert started == sorted(started), check_id
         spool.close()
 
 
