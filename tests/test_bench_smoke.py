@@ -185,6 +185,11 @@ CLUSTER_KEYS = {
     "agent_peak_rss_mib",
     "cluster_peak_rss_total_mib",
     "run_peak_rss_mib",
+    "central_cpu_ms_per_result",
+    "nats_cpu_ms_per_result",
+    "agents_cpu_ms_per_result",
+    "cluster_cpu_ms_per_result",
+    "run_cpu_ms_per_result",
 }
 
 CASES = [
