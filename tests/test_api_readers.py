@@ -36,7 +36,8 @@ def assert_reads_back(result):
     ]
 
 
-async def test_an_ok_tls_result_keeps_its_headline_summary(shared, tmp_path):
+async def ok_tls_result(shared, tmp_path):
+    """A real TLS check's result against a server whose certificate has 200 days left."""
     root = make_ca("viewer test root", not_after=later(3650), path_length=None)
     leaf = make_leaf(root, [LOOPBACK], not_after=later(200))
     ca_file = tmp_path / "root.pem"
@@ -46,6 +47,11 @@ async def test_an_ok_tls_result_keeps_its_headline_summary(shared, tmp_path):
             "tls", {"target": f"{LOOPBACK}:{port}", "ca_file": str(ca_file), "timeout": "2s"}
         )
         result = await run_check(check, shared)
+    return result
+
+
+async def test_an_ok_tls_result_keeps_its_headline_summary(shared, tmp_path):
+    result = await ok_tls_result(shared, tmp_path)
     assert result.severity.name == "OK"
     assert any(v.headline for v in result.verdicts)
     read = result_from_record(result_record(result), result.check)
@@ -64,15 +70,7 @@ def without_headlines(record):
 
 
 async def test_records_with_and_without_headlines_read_back_alike(shared, tmp_path):
-    root = make_ca("viewer test root", not_after=later(3650), path_length=None)
-    leaf = make_leaf(root, [LOOPBACK], not_after=later(200))
-    ca_file = tmp_path / "root.pem"
-    ca_file.write_bytes(root.cert_pem)
-    with tls_server(server_context(leaf, tmp_path, ())) as port:
-        check = adhoc_check(
-            "tls", {"target": f"{LOOPBACK}:{port}", "ca_file": str(ca_file), "timeout": "2s"}
-        )
-        result = await run_check(check, shared)
+    result = await ok_tls_result(shared, tmp_path)
     record = result_record(result)
     assert [v["headline"] for v in record["verdicts"]] == [v.headline for v in result.verdicts]
     read = result_from_record(record, result.check)
