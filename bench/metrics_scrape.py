@@ -212,7 +212,7 @@ async def measure(inventory_path: Path, rounds: int, changed: float) -> dict[str
             for index in range(rounds):
                 gzipped, plain, hold = await one_round(session, url, exporter, kept, figures, "")
                 holds.append(hold)
-                await run_again(monitor, check_ids[index * share :][:share])
+                await run_again(monitor, _nth_share(check_ids, index, share))
                 *_, hold = await one_round(session, url, exporter, kept, figures, "_changed")
                 holds.append(hold)
     finally:
@@ -239,6 +239,12 @@ async def measure(inventory_path: Path, rounds: int, changed: float) -> dict[str
         "loop_held_max_ms": round(max(holds), 1),
         "rounds": rounds,
     }
+
+
+def _nth_share(check_ids: list[str], index: int, share: int) -> list[str]:
+    """The `index`th run of `share` checks, wrapping around the inventory: rounds x changed
+    may exceed 1 (every check runs again in each round at --changed 1.0)."""
+    return [check_ids[(index * share + offset) % len(check_ids)] for offset in range(share)]
 
 
 async def cpu_share(seconds: float) -> float:
@@ -316,6 +322,8 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=15.0, help="each --load phase")
     args = parser.parse_args()
+    if not 0 < args.changed <= 1:
+        parser.error("--changed is a share of the checks: above 0, at most 1")
     sizes, rounds = ([50], 1) if args.smoke else (args.checks or [10_000], args.rounds)
     raise_open_file_limit()
     with tcp_listeners(ADDRESSES) as endpoints, tempfile.TemporaryDirectory() as workdir:
