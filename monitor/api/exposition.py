@@ -34,16 +34,18 @@ import functools
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from monitor.api.metric_families import (
+    Samples,
     Scrape,
-    add_check,
+    add_samples,
     check_families,
     check_key,
+    check_samples,
     engine_families,
     topology_families,
 )
@@ -58,6 +60,18 @@ def _said(samples: Sequence[Sample]) -> Hashable:
     """What the lines of `samples` say: their label values and values. The value's repr, not
     the value: 0.0 == -0.0, but the two are written differently."""
     return tuple((tuple(sample.labels.values()), repr(sample.value)) for sample in samples)
+
+
+def _differ(samples: Samples, kept: object) -> bool:
+    """Whether `samples` would be written otherwise than `kept` (a check's samples of one
+    family as `check_samples` made them, or _UNSEEN). Equal samples are written alike, but
+    for one case: 0.0 == -0.0, and the two are written differently."""
+    if samples != kept or not isinstance(kept, list):
+        return True
+    return bool(samples) and any(
+        not value and repr(value) != repr(old)
+        for (_, value), (_, old) in zip(samples, kept, strict=True)
+    )
 
 
 class Families(Collector):
@@ -91,7 +105,7 @@ class FormatCache:
         self._lock = threading.Lock()
         self._order: Sequence[str] = ()  # check ids, in the exposition's order
         self._keys: list[Hashable] = []  # per check: what its kept lines were made of
-        self._said: list[list[Hashable]] = []  # per family, per check: what its lines say
+        self._said: list[list[object]] = []  # per family, per check: the samples of its lines
         self._lines: list[list[bytes]] = []  # per family, per check: its lines
         # Per family: its header and lines joined, until one of them changes.
         self._joined: list[bytes | None] = [None] * len(self._headers)
@@ -144,34 +158,34 @@ class FormatCache:
             self._joined = [None] * len(self._headers)
             self._positions = {check_id: position for position, check_id in enumerate(order)}
             self._seen = None
-        states, latest = scrape.state.checks, scrape.latest
-        families = check_families()
-        changed: list[tuple[int, Hashable, list[int]]] = []  # position, key, where it begins
+        states, latest, labels = scrape.state.checks, scrape.latest, scrape.check_labels
+        changed: list[tuple[int, Hashable]] = []  # position, key
+        # Per family: (position, samples) of the changed checks whose samples in it differ.
+        renewing: list[list[tuple[int, Samples]]] = [[] for _ in self._headers]
         for position in self._candidates(states, latest):
             check_id = order[position]
             state, result = states.get(check_id), latest.get(check_id)
             key = check_key(state, result)
-            if key != self._keys[position]:
-                changed.append((position, key, [len(family.samples) for family in families]))
-                add_check(families, scrape.check_labels[check_id], state, result)
-        if not changed:
-            self._seen = (states, latest)
-            return
-        # Where each changed check's samples begin in each family, then where the last ends.
-        starts = [begins for _, _, begins in changed]
-        starts.append([len(family.samples) for family in families])
+            if key == self._keys[position]:
+                continue
+            changed.append((position, key))
+            made = check_samples(labels[check_id], state, result)
+            for index, samples in enumerate(made):
+                if _differ(samples, self._said[index][position]):
+                    renewing[index].append((position, samples))
+        families = check_families()
         renewed = [
-            self._renewed(index, family, [position for position, _, _ in changed], starts)
+            self._renewed(index, family, renewing[index]) if renewing[index] else []
             for index, family in enumerate(families)
         ]
         # Only once every family is encoded: a failure leaves the kept lines as they were.
         for index, lines in enumerate(renewed):
-            for position, said, line in lines:
-                self._said[index][position] = said
+            for (position, samples), line in zip(renewing[index], lines, strict=True):
+                self._said[index][position] = samples
                 self._lines[index][position] = line
             if lines:
                 self._joined[index] = None
-        for position, key, _ in changed:
+        for position, key in changed:
             self._keys[position] = key
         self._seen = (states, latest)
 
@@ -192,25 +206,16 @@ class FormatCache:
         return sorted(positions[check_id] for check_id in ids if check_id in positions)
 
     def _renewed(
-        self, index: int, family: Metric, positions: Sequence[int], starts: Sequence[list[int]]
-    ) -> list[tuple[int, Hashable, bytes]]:
-        """(position, what its samples say, its lines) of the changed checks (`positions`,
-        whose samples begin at `starts`) whose samples in family `index` differ from those
-        kept, encoded in one call of the library's encoder."""
-        samples = family.samples
-        renewing: list[tuple[int, Hashable, list[Sample]]] = []
-        for number, position in enumerate(positions):
-            part = samples[starts[number][index] : starts[number + 1][index]]
-            said = _said(part)
-            if said != self._said[index][position]:
-                renewing.append((position, said, part))
-        if not renewing:
-            return []
-        family.samples = [sample for *_, part in renewing for sample in part]
+        self, index: int, family: GaugeMetricFamily, renewing: Sequence[tuple[int, Samples]]
+    ) -> list[bytes]:
+        """The lines of family `index` of each of `renewing`'s checks, as the library's encoder
+        makes them of their samples, in one call."""
+        for _, samples in renewing:
+            add_samples(family, samples)
         lines, at, made = self._lines_of(index, family), 0, []
-        for position, said, part in renewing:
-            made.append((position, said, b"".join(lines[at : at + len(part)])))
-            at += len(part)
+        for _, samples in renewing:
+            made.append(b"".join(lines[at : at + len(samples)]))
+            at += len(samples)
         return made
 
     def _line_encoder(self, index: int, family: Metric) -> Encoder:

@@ -10,9 +10,9 @@ fixed words, never a target, a host, peer text or anything that may hold a secre
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -48,6 +48,8 @@ _IF = "if."
 _ERRORS = {".in_errors_per_s": "in", ".out_errors_per_s": "out"}
 _DISCARDS = {".in_discards_per_s": "in"}
 _UTILISATION = {".in_utilisation_pct": "in", ".out_utilisation_pct": "out"}
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,26 +220,32 @@ def _traps(figures: EngineFigures) -> Iterator[Metric]:
 # --- checks ----------------------------------------------------------------------------------
 
 
-class CheckFamilies(NamedTuple):
-    """The families with a series per check, in the order of the exposition. Each check's
-    samples depend only on its latest result and its state (`check_key`), so that an
-    exposition can keep each check's lines until that check changes."""
+class CheckFamilies(NamedTuple, Generic[T]):
+    """The families with a series per check, in the order of the exposition: the families
+    themselves, or one check's samples of each (`CheckSamples`). Each check's samples depend
+    only on its latest result and its state (`check_key`), so that an exposition can keep each
+    check's lines until that check changes."""
 
-    severity: GaugeMetricFamily
-    hard: GaugeMetricFamily
-    flapping: GaugeMetricFamily
-    last: GaugeMetricFamily
-    duration: GaugeMetricFamily
-    latency: GaugeMetricFamily
-    expiry: GaugeMetricFamily
-    oper: GaugeMetricFamily
-    admin: GaugeMetricFamily
-    errors: GaugeMetricFamily
-    discards: GaugeMetricFamily
-    utilisation: GaugeMetricFamily
+    severity: T
+    hard: T
+    flapping: T
+    last: T
+    duration: T
+    latency: T
+    expiry: T
+    oper: T
+    admin: T
+    errors: T
+    discards: T
+    utilisation: T
 
 
-def check_families() -> CheckFamilies:
+# One check's samples of one family: (label values, value) each, in the order added.
+Samples = list[tuple[Sequence[str], float]]
+CheckSamples = CheckFamilies[Samples]
+
+
+def check_families() -> CheckFamilies[GaugeMetricFamily]:
     """The per-check families, empty."""
     labelled = CHECK_LABELS
     interfaced = (*CHECK_LABELS, "interface")
@@ -308,31 +316,47 @@ def check_key(state: CheckState | None, result: ProbeResult | None) -> Hashable:
     return (None if state is None else (state.hard, state.flapping), result)
 
 
+def check_samples(
+    labels: tuple[str, str, str, str], state: CheckState | None, result: ProbeResult | None
+) -> CheckSamples:
+    """One check's samples of each per-check family: a function of `check_key(state, result)`.
+    Plain tuples, not the library's Samples: a kept exposition compares them with what it
+    kept, and has the library make Samples of the few that differ (`add_check`)."""
+    made: CheckSamples = CheckFamilies(*([] for _ in CheckFamilies._fields))
+    if state is not None:
+        if state.hard is not PENDING:
+            made.hard.append((labels, int(state.hard)))
+        made.flapping.append((labels, 1 if state.flapping else 0))
+    if result is None:
+        return made
+    made.severity.append((labels, int(result.severity)))
+    made.last.append((labels, result.started_at))
+    made.duration.append((labels, result.duration_ms / 1000))
+    main = registry.main_latency(result)
+    if main is not None:
+        made.latency.append((labels, main / 1000))
+    for certificate in result.certificates:
+        if certificate.not_after is not None:
+            made.expiry.append(((*labels, str(certificate.position)), certificate.not_after))
+    if result.check.kind == "snmp":
+        _add_interfaces(made, labels, result)
+    return made
+
+
+def add_samples(family: GaugeMetricFamily, samples: Samples) -> None:
+    for label_values, value in samples:
+        family.add_metric(label_values, value)
+
+
 def add_check(
-    families: CheckFamilies,
+    families: CheckFamilies[GaugeMetricFamily],
     labels: tuple[str, str, str, str],
     state: CheckState | None,
     result: ProbeResult | None,
 ) -> None:
-    """One check's samples, added to `families`: a function of `check_key(state, result)`."""
-    values = list(labels)
-    if state is not None:
-        if state.hard is not PENDING:
-            families.hard.add_metric(values, int(state.hard))
-        families.flapping.add_metric(values, 1 if state.flapping else 0)
-    if result is None:
-        return
-    families.severity.add_metric(values, int(result.severity))
-    families.last.add_metric(values, result.started_at)
-    families.duration.add_metric(values, result.duration_ms / 1000)
-    main = registry.main_latency(result)
-    if main is not None:
-        families.latency.add_metric(values, main / 1000)
-    for certificate in result.certificates:
-        if certificate.not_after is not None:
-            families.expiry.add_metric([*labels, str(certificate.position)], certificate.not_after)
-    if result.check.kind == "snmp":
-        _add_interfaces(families, labels, result)
+    """One check's samples, added to `families`."""
+    for family, samples in zip(families, check_samples(labels, state, result), strict=True):
+        add_samples(family, samples)
 
 
 def _checks(scrape: Scrape) -> Iterator[Metric]:
@@ -344,27 +368,27 @@ def _checks(scrape: Scrape) -> Iterator[Metric]:
 
 
 def _add_interfaces(
-    families: CheckFamilies, labels: tuple[str, str, str, str], result: ProbeResult
+    made: CheckSamples, labels: tuple[str, str, str, str], result: ProbeResult
 ) -> None:
     oper_numbers, admin_numbers = _if_mib_numbers()
     directed = (
-        (families.errors, _ERRORS, 1.0),
-        (families.discards, _DISCARDS, 1.0),
-        (families.utilisation, _UTILISATION, 0.01),
+        (made.errors, _ERRORS, 1.0),
+        (made.discards, _DISCARDS, 1.0),
+        (made.utilisation, _UTILISATION, 0.01),
     )
     for key, value in result.observations.items():
         if not key.startswith(_IF):
             continue
         name, field = _interface_field(key)
-        values = [*labels, name]
+        values = (*labels, name)
         if field == ".oper_status" and isinstance(value, str) and value in oper_numbers:
-            families.oper.add_metric(values, oper_numbers[value])
+            made.oper.append((values, oper_numbers[value]))
         elif field == ".admin_status" and isinstance(value, str) and value in admin_numbers:
-            families.admin.add_metric(values, admin_numbers[value])
+            made.admin.append((values, admin_numbers[value]))
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            for family, fields, scale in directed:
+            for samples, fields, scale in directed:
                 if field in fields:
-                    family.add_metric([*values, fields[field]], value * scale)
+                    samples.append(((*values, fields[field]), value * scale))
 
 
 def _interface_field(key: str) -> tuple[str, str]:
