@@ -13,13 +13,16 @@ figures change between two readings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import random
 import re
 import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Info
@@ -31,6 +34,7 @@ from prometheus_client.registry import Collector
 from monitor.api import exposition, metrics
 from monitor.api.exposition import Encoder, FormatCache
 from monitor.api.metric_families import Scrape
+from monitor.api.renewal import Renewal
 from monitor.config.loader import load_inventory
 from monitor.core.model import CertificateInfo, CheckRef, ProbeResult, Severity
 from monitor.core.persistent import PersistentMap
@@ -415,3 +419,123 @@ async def test_scrapes_at_once_are_each_whole_and_of_their_own_moment(tmp_path, 
         sys.setswitchinterval(switching)
     assert wrong == []
     engine.exporter.close()
+
+
+# --- renewed between scrapes (monitor/api/renewal.py) ----------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not within the time allowed")
+        time.sleep(0.005)
+
+
+async def test_renewals_racing_with_results_leave_the_scrape_the_librarys(tmp_path, monkeypatch):
+    """A worker renews the kept lines as fast as it can while results arrive and states change
+    (each renewal reads the state and the latest results at moments of its own): every scrape
+    after it is still byte for byte the library's full encoding of that scrape's moment."""
+    engine = Engine(generated(tmp_path, monkeypatch, sites=20), random.Random(13))  # 200 checks
+    engine.results_for(1000)
+    labels = engine.exporter._labels
+    for name, encoder in ENCODERS.items():
+        cache = FormatCache(encoder)
+        cache.exposition(await engine.scrape(), engine.exporter.collectors)
+        renewal = Renewal(
+            lambda: (labels, engine.state.checks, engine.latest), contextlib.nullcontext, every=0
+        )
+        renewal.scraped(cache)
+        renewal.scraped(cache)  # twice: its interval is known, the worker starts
+        switching = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # the worker's reads fall between a result's two writes
+        try:
+            for round_ in range(8):
+                before = renewal.renewals
+                for _ in range(40):
+                    engine.results_for(engine.rng.choice((1, 5, 20)))
+                    await asyncio.sleep(0)  # the worker renews between them
+                if round_ % 3 == 1:
+                    engine.pause_some()
+                wait_for(lambda made=renewal, before=before: made.renewals > before + 2)
+                scrape = await engine.scrape()
+                made = cache.exposition(scrape, engine.exporter.collectors)
+                assert_same(made, encoder(engine.exporter.registry(scrape)))
+                renewal.scraped(cache)
+        finally:
+            sys.setswitchinterval(switching)
+            renewal.close()
+        assert not renewal.running, name
+    engine.exporter.close()
+
+
+async def test_a_scrape_after_a_renewal_encodes_no_check_again(tmp_path, monkeypatch):
+    """What the renewal encoded between scrapes the scrape does not: of the checks, nothing
+    is left to encode when no result came since the last renewal."""
+    engine = Engine(generated(tmp_path, monkeypatch, sites=40), random.Random(17))  # 400 checks
+    engine.exporter.collectors = ()
+    engine.results_for(4000)
+    bodies: list[bytes] = []
+    encoder = ENCODERS["openmetrics"]
+    cache = FormatCache(recording(encoder, bodies))
+    cache.exposition(await engine.scrape())
+    labels = engine.exporter._labels
+    renewal = Renewal(
+        lambda: (labels, engine.state.checks, engine.latest), contextlib.nullcontext, every=0.01
+    )
+    renewal.scraped(cache)
+    renewal.scraped(cache)
+    try:
+        engine.results_for(2000)
+        done = renewal.renewals
+        wait_for(lambda: renewal.renewals > done + 1)  # one began after the last result
+        bodies.clear()
+        body = cache.exposition(scrape := await engine.scrape())
+    finally:
+        renewal.close()
+    assert_same(body, encoder(engine.exporter.registry(scrape)))
+    assert not re.findall(rb'check_id="([^"]+)"', b"".join(bodies))
+    engine.exporter.close()
+
+
+async def test_renewals_stop_when_scrapes_stop_and_start_again_with_them(tmp_path, monkeypatch):
+    engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(19))
+    labels = engine.exporter._labels
+    cache = FormatCache(ENCODERS["text"])
+    cache.exposition(await engine.scrape())
+    renewal = Renewal(
+        lambda: (labels, engine.state.checks, engine.latest),
+        contextlib.nullcontext,
+        every=0.01,
+        least_idle=0.3,
+    )
+    try:
+        renewal.scraped(cache)
+        time.sleep(0.05)
+        assert not renewal.running  # scraped once: no interval known, nothing to keep up
+        renewal.scraped(cache)
+        assert renewal.running
+        wait_for(lambda: renewal.renewals >= 3)
+        wait_for(lambda: not renewal.running)  # 0.3 s (3 x 0.05 s at the least) without one
+        stopped = renewal.renewals
+        time.sleep(0.2)
+        assert renewal.renewals == stopped
+        renewal.scraped(cache)  # scrapes come back: so do renewals
+        assert renewal.running
+        wait_for(lambda: renewal.renewals > stopped)
+    finally:
+        renewal.close()
+    assert not renewal.running
+    engine.exporter.close()
+
+
+async def test_an_exporter_renews_the_formats_scraped_until_it_is_closed(tmp_path, monkeypatch):
+    engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(23))
+    exporter = engine.exporter
+    await exporter.exposition(OPENMETRICS)
+    assert not exporter.renewal.running
+    await exporter.exposition(OPENMETRICS, gzipped=True)  # the same format, compressed
+    assert exporter.renewal.running
+    wait_for(lambda: exporter.renewal.renewals >= 1)
+    exporter.close()
+    assert not exporter.renewal.running

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from monitor.api.metric_families import (
+    CheckLabels,
     Samples,
     Scrape,
     add_samples,
@@ -49,7 +50,9 @@ from monitor.api.metric_families import (
     engine_families,
     topology_families,
 )
+from monitor.core.model import ProbeResult
 from monitor.core.persistent import PersistentMap
+from monitor.engine.checks import CheckState
 
 Encoder = Callable[[Collector], bytes]  # as `choose_encoder` gives: generate_latest and kin
 
@@ -124,7 +127,7 @@ class FormatCache:
         topology = tuple(topology_families(scrape))
         said = tuple(_said(family.samples) for family in topology)
         with self._lock:
-            self._renew(scrape)
+            self._renew(scrape.check_labels, scrape.state.checks, scrape.latest)
             parts = [head]
             for index, header in enumerate(self._headers):
                 joined = self._joined[index]
@@ -145,11 +148,27 @@ class FormatCache:
         encoded = (encoder or self._encoder)(Families(families))
         return encoded[: len(encoded) - len(self._trailer)]
 
-    def _renew(self, scrape: Scrape) -> None:
+    def renew(
+        self,
+        labels: Mapping[str, CheckLabels],
+        states: Mapping[str, CheckState],
+        latest: Mapping[str, ProbeResult],
+    ) -> None:
+        """Bring the kept lines to the checks' `states` and `latest` results, between scrapes
+        (monitor/api/renewal.py): a scrape then encodes only what changed since."""
+        with self._lock:
+            self._renew(labels, states, latest)
+
+    def _renew(
+        self,
+        labels: Mapping[str, CheckLabels],
+        states: Mapping[str, CheckState],
+        latest: Mapping[str, ProbeResult],
+    ) -> None:
         """Encode again the lines that changed since they were kept: of the checks whose key
         changed, the families whose samples did (a result of the same severity leaves the
         severity's line as it was)."""
-        order = tuple(scrape.check_labels)
+        order = tuple(labels)
         if order != self._order:  # the first scrape (an exporter's inventory is fixed)
             self._order = order
             self._keys = [_UNSEEN] * len(order)
@@ -158,7 +177,6 @@ class FormatCache:
             self._joined = [None] * len(self._headers)
             self._positions = {check_id: position for position, check_id in enumerate(order)}
             self._seen = None
-        states, latest, labels = scrape.state.checks, scrape.latest, scrape.check_labels
         changed: list[tuple[int, Hashable]] = []  # position, key
         # Per family: (position, samples) of the changed checks whose samples in it differ.
         renewing: list[list[tuple[int, Samples]]] = [[] for _ in self._headers]

@@ -39,6 +39,7 @@ from probes import registry
 METRICS_VERSION = 1
 
 CHECK_LABELS = ("check_id", "site", "link", "kind")
+CheckLabels = tuple[str, str, str, str]  # a check's CHECK_LABELS values
 LINK_STATES = (*(str(s) for s in LinkStatus), str(PENDING))
 GROUP_STATES = (*(str(s) for s in GroupStatus), str(PENDING), str(NOT_EVALUATED))
 
@@ -59,7 +60,7 @@ class Scrape:
 
     inventory: Inventory
     topology: Topology
-    check_labels: Mapping[str, tuple[str, str, str, str]]  # check id -> CHECK_LABELS values
+    check_labels: Mapping[str, CheckLabels]  # check id -> its CHECK_LABELS values
     state: EngineState
     latest: Mapping[str, ProbeResult]  # check id -> its latest result shown
     results: Mapping[tuple[str, str], int]  # (kind, severity) -> results shown since start
@@ -317,7 +318,7 @@ def check_key(state: CheckState | None, result: ProbeResult | None) -> Hashable:
 
 
 def check_samples(
-    labels: tuple[str, str, str, str], state: CheckState | None, result: ProbeResult | None
+    labels: CheckLabels, state: CheckState | None, result: ProbeResult | None
 ) -> CheckSamples:
     """One check's samples of each per-check family: a function of `check_key(state, result)`.
     Plain tuples, not the library's Samples: a kept exposition compares them with what it
@@ -350,7 +351,7 @@ def add_samples(family: GaugeMetricFamily, samples: Samples) -> None:
 
 def add_check(
     families: CheckFamilies[GaugeMetricFamily],
-    labels: tuple[str, str, str, str],
+    labels: CheckLabels,
     state: CheckState | None,
     result: ProbeResult | None,
 ) -> None:
@@ -367,9 +368,7 @@ def _checks(scrape: Scrape) -> Iterator[Metric]:
     yield from made
 
 
-def _add_interfaces(
-    made: CheckSamples, labels: tuple[str, str, str, str], result: ProbeResult
-) -> None:
+def _add_interfaces(made: CheckSamples, labels: CheckLabels, result: ProbeResult) -> None:
     oper_numbers, admin_numbers = _if_mib_numbers()
     directed = (
         (made.errors, _ERRORS, 1.0),

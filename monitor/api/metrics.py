@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from monitor.api.exposition import FormatCache
 from monitor.api.metric_families import Scrape, families
+from monitor.api.renewal import Reading, Renewal
 from monitor.api.roles import Role, requires
 from monitor.core.events import Event
 from monitor.core.model import ProbeResult
@@ -77,12 +78,20 @@ class Exporter:
         # Encoded in full after the engine's families at every scrape.
         self.collectors: tuple[Collector, ...] = (ProcessCollector(registry=None),)
         self._formats: dict[str, FormatCache] = {}  # content type -> its exposition
+        # Keeps the formats scraped lately current between scrapes (monitor/api/renewal.py).
+        self.renewal = Renewal(self._current, _PAUSE.collections)
         self._unwatch: Callable[[], None] | None = monitor.watch(self._shown)
 
     def close(self) -> None:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
+        self.renewal.close()
+
+    def _current(self) -> Reading:
+        """What a renewal reads, from its worker thread: each map immutable, as the event loop
+        last set it."""
+        return self._labels, self._monitor.state.checks, self._latest
 
     def _shown(self, item: ProbeResult | Event, _state: EngineState) -> None:
         if isinstance(item, ProbeResult):
@@ -135,7 +144,7 @@ class Exporter:
         kept = self._formats.pop(content_type, None) or FormatCache(encoder)
         self._formats[content_type] = kept  # the newest last
         while len(self._formats) > KEPT_FORMATS:
-            del self._formats[next(iter(self._formats))]
+            self.renewal.forget(self._formats.pop(next(iter(self._formats))))
         scrape = await self.scrape()
 
         def encode() -> bytes:
@@ -143,7 +152,9 @@ class Exporter:
                 body = kept.exposition(scrape, self.collectors)
             return gzip.compress(body, GZIP_LEVEL, mtime=0) if gzipped else body
 
-        return await asyncio.to_thread(encode), content_type
+        body = await asyncio.to_thread(encode)
+        self.renewal.scraped(kept)
+        return body, content_type
 
 
 class _CollectionPause:
