@@ -1,16 +1,22 @@
 """One format's exposition of the engine, kept between scrapes and renewed check by check.
 
 prometheus-client formats every sample line in Python at every scrape: 1 s for the 60,000
-series of 10,000 checks, though between two scrapes most checks have not changed. Here the
+series of 10,000 checks, though between two scrapes most checks may not have changed. Here the
 library still makes every byte, but only of what changed: each per-check family's lines of each
-check are kept, as the library encoded them, with what they were made of (`check_key`) and what
-they say (label values and values); at a scrape the changed checks' samples are made again, and
-those that differ from the kept ones are encoded by the library's encoder, in one call per
-family. The exposition is assembled as each family's header (encoded by the library, once)
-followed by every check's kept lines in the inventory's order. The links' and groups' families
-are kept whole until what they say changes; the engine's and the process's, few and changing
-at every scrape, are encoded in full each time. The result is byte for byte the library's
-encoding of all the families in one registry (tests/test_exposition.py holds it to that).
+check are kept, as the library encoded them, with what they were made of (`check_key`) and the
+samples they say (`check_samples`: label values and values, plain tuples); at a scrape the
+changed checks' samples are made again and compared with the kept ones, and the library makes
+Samples of those that differ and encodes them, in one call per family. The exposition is
+assembled as each family's header (encoded by the library, once) followed by every check's kept
+lines in the inventory's order. The links' and groups' families are kept whole until what they
+say changes; the engine's and the process's, few and changing at every scrape, are encoded in
+full each time. The result is byte for byte the library's encoding of all the families in one
+registry (tests/test_exposition.py holds it to that).
+
+Between scrapes `renew` brings the kept lines to the engine's latest (monitor/api/renewal.py
+calls it from a worker thread), so that a scrape encodes only what changed since the last
+renewal. A scrape may find the kept lines older or newer than its own moment: either way it
+encodes again the checks whose entries differ, so each scrape's lines are of its own moment.
 
 What makes the lines separable: every per-check family is a gauge, whose samples are one line
 each in both formats (no `_created`, label values never hold a raw newline), in the order added;

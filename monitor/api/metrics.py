@@ -7,7 +7,9 @@ scheduler's, the store's and the outbox's figures. It is taken on the event loop
 inventory never holds up probing. The text is the library's, kept per format between scrapes
 and renewed only for the checks that changed (`monitor.api.exposition`): byte for byte what
 `registry(scrape)`, a `CollectorRegistry` of the scrape's own (never the library's global one),
-encodes to.
+encodes to. While scrapes of a format keep coming, its kept lines are renewed once a second in
+a worker thread (`monitor.api.renewal`): a scrape encodes what changed in the last moment, the
+work of the rest done before it (not saved: docs/prometheus/README.md says what it costs).
 
 The families are in `monitor.api.metric_families`; docs/prometheus/README.md documents them.
 """
