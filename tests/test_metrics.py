@@ -110,6 +110,7 @@ async def test_a_scrape_pauses_garbage_collection_and_leaves_it_as_it_found_it(t
     """While a scrape is encoded the cyclic collector is off (a full collection would hold the
     event loop); after it, and after two at once, it is as it was, off included."""
     exporter = metrics.Exporter(idle_monitor(tmp_path))
+    exporter.renewal.close()  # the scrapes' own pauses only, no renewal's between them
     seen: list[bool] = []
 
     class Probe:  # a collector after the engine's families, called in the encoding thread

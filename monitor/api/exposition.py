@@ -46,7 +46,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from monitor.api.metric_families import (
+    CheckFamilies,
     CheckLabels,
+    CheckSamples,
     Samples,
     Scrape,
     add_samples,
@@ -71,16 +73,17 @@ def _said(samples: Sequence[Sample]) -> Hashable:
     return tuple((tuple(sample.labels.values()), repr(sample.value)) for sample in samples)
 
 
-def _differ(samples: Samples, kept: object) -> bool:
-    """Whether `samples` would be written otherwise than `kept` (a check's samples of one
-    family as `check_samples` made them, or _UNSEEN). Equal samples are written alike, but
-    for one case: 0.0 == -0.0, and the two are written differently."""
-    if samples != kept or not isinstance(kept, list):
-        return True
-    return bool(samples) and any(
+def _zero_differs(samples: Samples, kept: Samples | object) -> bool:
+    """Whether `samples`, equal to `kept`, are written otherwise all the same: 0.0 == -0.0,
+    but the two are written differently."""
+    return isinstance(kept, list) and any(
         not value and repr(value) != repr(old)
         for (_, value), (_, old) in zip(samples, kept, strict=True)
     )
+
+
+# What is kept of a check not encoded yet: equal to no samples, an empty family's included.
+_NOTHING_KEPT = CheckFamilies(*(_UNSEEN for _ in CheckFamilies._fields))
 
 
 class Families(Collector):
@@ -114,7 +117,8 @@ class FormatCache:
         self._lock = threading.Lock()
         self._order: Sequence[str] = ()  # check ids, in the exposition's order
         self._keys: list[Hashable] = []  # per check: what its kept lines were made of
-        self._said: list[list[object]] = []  # per family, per check: the samples of its lines
+        # Per check: the samples its kept lines say, per family (None: not encoded yet).
+        self._said: list[CheckSamples | None] = []
         self._lines: list[list[bytes]] = []  # per family, per check: its lines
         # Per family: its header and lines joined, until one of them changes.
         self._joined: list[bytes | None] = [None] * len(self._headers)
@@ -178,12 +182,12 @@ class FormatCache:
         if order != self._order:  # the first scrape (an exporter's inventory is fixed)
             self._order = order
             self._keys = [_UNSEEN] * len(order)
-            self._said = [[_UNSEEN] * len(order) for _ in self._headers]
+            self._said = [None] * len(order)
             self._lines = [[b""] * len(order) for _ in self._headers]
             self._joined = [None] * len(self._headers)
             self._positions = {check_id: position for position, check_id in enumerate(order)}
             self._seen = None
-        changed: list[tuple[int, Hashable]] = []  # position, key
+        changed: list[tuple[int, Hashable, CheckSamples]] = []  # position, key, samples
         # Per family: (position, samples) of the changed checks whose samples in it differ.
         renewing: list[list[tuple[int, Samples]]] = [[] for _ in self._headers]
         for position in self._candidates(states, latest):
@@ -192,11 +196,13 @@ class FormatCache:
             key = check_key(state, result)
             if key == self._keys[position]:
                 continue
-            changed.append((position, key))
             made = check_samples(labels[check_id], state, result)
-            for index, samples in enumerate(made):
-                if _differ(samples, self._said[index][position]):
-                    renewing[index].append((position, samples))
+            changed.append((position, key, made))
+            kept = self._said[position] or _NOTHING_KEPT
+            for renew, samples, old in zip(renewing, made, kept, strict=True):
+                # Most families hold no sample of a check, or the same: compared in C first.
+                if samples != old or (samples and _zero_differs(samples, old)):
+                    renew.append((position, samples))
         families = check_families()
         renewed = [
             self._renewed(index, family, renewing[index]) if renewing[index] else []
@@ -204,13 +210,13 @@ class FormatCache:
         ]
         # Only once every family is encoded: a failure leaves the kept lines as they were.
         for index, lines in enumerate(renewed):
-            for (position, samples), line in zip(renewing[index], lines, strict=True):
-                self._said[index][position] = samples
+            for (position, _), line in zip(renewing[index], lines, strict=True):
                 self._lines[index][position] = line
             if lines:
                 self._joined[index] = None
-        for position, key in changed:
+        for position, key, made in changed:
             self._keys[position] = key
+            self._said[position] = made
         self._seen = (states, latest)
 
     def _candidates(
