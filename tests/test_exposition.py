@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import random
 import re
@@ -539,3 +540,37 @@ async def test_an_exporter_renews_the_formats_scraped_until_it_is_closed(tmp_pat
     wait_for(lambda: exporter.renewal.renewals >= 1)
     exporter.close()
     assert not exporter.renewal.running
+
+
+async def test_a_renewal_encodes_with_the_garbage_collector_paused(tmp_path, monkeypatch):
+    """As a scrape does: a full collection set off by the renewal's allocations would hold
+    the event loop. Collection is on again once it has renewed."""
+    engine = Engine(generated(tmp_path, monkeypatch, sites=4), random.Random(29))
+    engine.results_for(100)
+    collecting: list[bool] = []
+    encoder = ENCODERS["openmetrics"]
+
+    def encode(registry: Collector) -> bytes:
+        if threading.current_thread().name == "metrics-renewal":
+            collecting.append(gc.isenabled())
+        return encoder(registry)
+
+    cache = FormatCache(encode)
+    cache.exposition(await engine.scrape())
+    labels = engine.exporter._labels
+    renewal = Renewal(
+        lambda: (labels, engine.state.checks, engine.latest),
+        metrics._PAUSE.collections,
+        every=0.01,
+    )
+    assert gc.isenabled()
+    renewal.scraped(cache)
+    renewal.scraped(cache)
+    try:
+        engine.results_for(100)
+        wait_for(lambda: bool(collecting))
+    finally:
+        renewal.close()
+    assert collecting and not any(collecting)
+    assert gc.isenabled()
+    engine.exporter.close()
