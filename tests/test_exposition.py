@@ -574,3 +574,43 @@ async def test_a_renewal_encodes_with_the_garbage_collector_paused(tmp_path, mon
     assert collecting and not any(collecting)
     assert gc.isenabled()
     engine.exporter.close()
+
+
+async def test_a_failing_renewal_is_said_once_and_the_next_scrape_starts_another(
+    tmp_path, monkeypatch, caplog
+):
+    engine = Engine(generated(tmp_path, monkeypatch, sites=4), random.Random(31))
+    engine.results_for(100)
+    encoder = ENCODERS["text"]
+    failing = [True]
+
+    def encode(registry: Collector) -> bytes:
+        if failing[0] and threading.current_thread().name == "metrics-renewal":
+            raise RuntimeError("the encoder failed")
+        return encoder(registry)
+
+    cache = FormatCache(encode)
+    cache.exposition(await engine.scrape())
+    labels = engine.exporter._labels
+    renewal = Renewal(
+        lambda: (labels, engine.state.checks, engine.latest), contextlib.nullcontext, every=0.01
+    )
+    try:
+        renewal.scraped(cache)
+        renewal.scraped(cache)
+        engine.results_for(50)
+        wait_for(lambda: not renewal.running)
+        time.sleep(0.1)  # had it gone on, it would have failed and said so again meanwhile
+        said = [r for r in caplog.records if "renewing the kept exposition" in r.getMessage()]
+        assert len(said) == 1 and renewal.renewals == 0
+        failing[0] = False
+        scrape = await engine.scrape()
+        made = cache.exposition(scrape, engine.exporter.collectors)
+        assert_same(made, encoder(engine.exporter.registry(scrape)))  # nothing half-renewed
+        renewal.scraped(cache)
+        assert renewal.running
+        engine.results_for(50)
+        wait_for(lambda: renewal.renewals > 0)
+    finally:
+        renewal.close()
+    engine.exporter.close()

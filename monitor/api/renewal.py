@@ -137,8 +137,11 @@ class Renewal:
                     return
             try:
                 self._renew(wanted)
-            except Exception:  # the next scrape renews what this did not, and says why
+            except Exception:
+                # Said once, not every second: the worker stops, the next scrape encodes what
+                # this did not (and fails the same way, if it must) and starts it again.
                 log.exception("metrics: renewing the kept exposition failed")
+                break
         with self._lock:
             self._thread = None
 
