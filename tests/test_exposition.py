@@ -614,3 +614,30 @@ async def test_a_failing_renewal_is_said_once_and_the_next_scrape_starts_another
     finally:
         renewal.close()
     engine.exporter.close()
+
+
+async def test_many_results_call_for_a_renewal_before_the_pace_does(tmp_path, monkeypatch):
+    """A renewal comes once `batch` results were shown, not only every `every` seconds: at a
+    high rate of results a scrape finds about a batch of checks left to encode."""
+    engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(37))
+    labels = engine.exporter._labels
+    cache = FormatCache(ENCODERS["text"])
+    cache.exposition(await engine.scrape())
+    renewal = Renewal(
+        lambda: (labels, engine.state.checks, engine.latest),
+        contextlib.nullcontext,
+        every=3600.0,
+        batch=10,
+    )
+    try:
+        renewal.scraped(cache)
+        renewal.scraped(cache)
+        for _ in range(9):
+            renewal.shown()
+        time.sleep(0.3)  # six looks at the results shown: fewer than a batch, no renewal
+        assert renewal.renewals == 0
+        renewal.shown()
+        wait_for(lambda: renewal.renewals == 1, seconds=10)
+    finally:
+        renewal.close()
+    engine.exporter.close()

@@ -100,6 +100,7 @@ class Exporter:
         if isinstance(item, ProbeResult):
             self._latest = self._latest.set(item.check.check_id, item)
             self._results[item.check.kind, item.severity.name] += 1
+            self.renewal.shown()
         else:
             self._events[str(item.subject), str(item.kind)] += 1
 

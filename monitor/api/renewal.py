@@ -4,9 +4,10 @@ A kept exposition (monitor/api/exposition.py) encodes at a scrape what changed s
 before. With Prometheus' usual set-up (a scrape a minute, checks every minute) that is every
 check: at 10,000 checks a scrape would still cost most of what the library's full encoding
 does. So, once a format has been scraped twice (its interval is known), a worker thread brings
-its kept lines to the engine's latest state and results every `every` seconds (one), encoding
-only what changed since the renewal before: a scrape then encodes what changed in the last
-moment, joins and compresses.
+its kept lines to the engine's latest state and results, encoding only what changed since the
+renewal before: once `RENEW_BATCH` results came since then, and at least every `RENEW_EVERY`
+second. A scrape then encodes what changed in the last moment (a hundred checks or so,
+whatever the rate of results), joins and compresses.
 
 The work moves off the scrape; it does not vanish. Each change is encoded once per renewal
 it falls in, so a check that changes more often than once a second costs one encoding a
@@ -38,7 +39,11 @@ from monitor.engine.checks import CheckState
 
 log = logging.getLogger(__name__)
 
-RENEW_EVERY = 1.0  # seconds between two renewals
+RENEW_EVERY = 1.0  # seconds at most between two renewals, while anything may have changed
+# Results shown since the last renewal that call for one sooner: a scrape arriving at any
+# moment finds about this many checks (and a renewal of as many under way) left to encode.
+RENEW_BATCH = 100
+POLL = 0.05  # seconds between two looks at the results shown
 IDLE_INTERVALS = 3  # renewals stop after this many scrape intervals without a scrape
 LEAST_IDLE = 30.0  # ... and never sooner than this many seconds after the last scrape
 # The recent intervals whose longest counts: two Prometheus servers scraping one engine make
@@ -70,27 +75,36 @@ class _Scraped:
 
 
 class Renewal:
-    """Renews the kept formats scraped lately, every `every` seconds, in a thread of its own
-    that runs only while some format is wanted (`_Scraped.wanted`)."""
+    """Renews the kept formats scraped lately, once `batch` results were shown (`shown`) and
+    at least every `every` seconds, in a thread of its own that runs only while some format
+    is wanted (`_Scraped.wanted`)."""
 
     def __init__(
         self,
         current: Current,
         pause: Pause,
         every: float = RENEW_EVERY,
+        batch: int = RENEW_BATCH,
         least_idle: float = LEAST_IDLE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._current = current
         self._pause = pause
         self._every = every
+        self._batch = batch
         self._least_idle = least_idle
+        self._results = 0  # results shown since the start: counted on the event loop only
         self._clock = clock
         self._lock = threading.Lock()
         self._formats: dict[FormatCache, _Scraped] = {}
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self.renewals = 0  # renewals made since the start (a test and the bench read it)
+
+    def shown(self) -> None:
+        """A result was shown (called on the event loop): a renewal comes sooner when many
+        did."""
+        self._results += 1
 
     def scraped(self, cache: FormatCache) -> None:
         """`cache` was scraped now: renew it from now on, starting the worker if it rests."""
@@ -126,8 +140,12 @@ class Renewal:
             thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._closed.wait(self._every):
-            now = self._clock()
+        last, renewed_at = self._clock(), self._results
+        while not self._closed.wait(min(POLL, self._every)):
+            now, results = self._clock(), self._results
+            if results - renewed_at < self._batch and now - last < self._every:
+                continue
+            last, renewed_at = now, results
             with self._lock:
                 wanted = [
                     c for c, seen in self._formats.items() if seen.wanted(now, self._least_idle)
