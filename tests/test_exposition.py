@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Info
 from prometheus_client import Counter as CounterMetric
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from monitor.api import exposition, metrics
 from monitor.api.exposition import Encoder, FormatCache
 from monitor.api.metric_families import Scrape
-from monitor.api.renewal import Renewal
+from monitor.api.renewal import Pause, Renewal
 from monitor.config.loader import load_inventory
 from monitor.core.model import CertificateInfo, CheckRef, ProbeResult, Severity
 from monitor.core.persistent import PersistentMap
@@ -259,6 +260,12 @@ class Engine:
             else:
                 self.monitor.pause(check_id)
 
+    def renewal(self, pause: Pause = contextlib.nullcontext, **pace: Any) -> Renewal:
+        """A renewal of this engine's kept expositions: it reads the engine's state and latest
+        results as they are when it renews."""
+        labels = self.exporter._labels
+        return Renewal(lambda: (labels, self.state.checks, self.latest), pause, **pace)
+
     async def scrape(self) -> Scrape:
         taken = await self.exporter.scrape()
         return dataclasses.replace(
@@ -439,13 +446,10 @@ async def test_renewals_racing_with_results_leave_the_scrape_the_librarys(tmp_pa
     after it is still byte for byte the library's full encoding of that scrape's moment."""
     engine = Engine(generated(tmp_path, monkeypatch, sites=20), random.Random(13))  # 200 checks
     engine.results_for(1000)
-    labels = engine.exporter._labels
     for name, encoder in ENCODERS.items():
         cache = FormatCache(encoder)
         cache.exposition(await engine.scrape(), engine.exporter.collectors)
-        renewal = Renewal(
-            lambda: (labels, engine.state.checks, engine.latest), contextlib.nullcontext, every=0
-        )
+        renewal = engine.renewal(every=0)
         renewal.scraped(cache)
         renewal.scraped(cache)  # twice: its interval is known, the worker starts
         switching = sys.getswitchinterval()
@@ -480,10 +484,7 @@ async def test_a_scrape_after_a_renewal_encodes_no_check_again(tmp_path, monkeyp
     encoder = ENCODERS["openmetrics"]
     cache = FormatCache(recording(encoder, bodies))
     cache.exposition(await engine.scrape())
-    labels = engine.exporter._labels
-    renewal = Renewal(
-        lambda: (labels, engine.state.checks, engine.latest), contextlib.nullcontext, every=0.01
-    )
+    renewal = engine.renewal(every=0.01)
     renewal.scraped(cache)
     renewal.scraped(cache)
     try:
@@ -501,12 +502,9 @@ async def test_a_scrape_after_a_renewal_encodes_no_check_again(tmp_path, monkeyp
 
 async def test_renewals_stop_when_scrapes_stop_and_start_again_with_them(tmp_path, monkeypatch):
     engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(19))
-    labels = engine.exporter._labels
     cache = FormatCache(ENCODERS["text"])
     cache.exposition(await engine.scrape())
-    renewal = Renewal(
-        lambda: (labels, engine.state.checks, engine.latest),
-        contextlib.nullcontext,
+    renewal = engine.renewal(
         every=0.01,
         least_idle=0.3,
     )
@@ -557,9 +555,7 @@ async def test_a_renewal_encodes_with_the_garbage_collector_paused(tmp_path, mon
 
     cache = FormatCache(encode)
     cache.exposition(await engine.scrape())
-    labels = engine.exporter._labels
-    renewal = Renewal(
-        lambda: (labels, engine.state.checks, engine.latest),
+    renewal = engine.renewal(
         metrics._PAUSE.collections,
         every=0.01,
     )
@@ -591,10 +587,7 @@ async def test_a_failing_renewal_is_said_once_and_the_next_scrape_starts_another
 
     cache = FormatCache(encode)
     cache.exposition(await engine.scrape())
-    labels = engine.exporter._labels
-    renewal = Renewal(
-        lambda: (labels, engine.state.checks, engine.latest), contextlib.nullcontext, every=0.01
-    )
+    renewal = engine.renewal(every=0.01)
     try:
         renewal.scraped(cache)
         renewal.scraped(cache)
@@ -620,12 +613,9 @@ async def test_many_results_call_for_a_renewal_before_the_pace_does(tmp_path, mo
     """A renewal comes once `batch` results were shown, not only every `every` seconds: at a
     high rate of results a scrape finds about a batch of checks left to encode."""
     engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(37))
-    labels = engine.exporter._labels
     cache = FormatCache(ENCODERS["text"])
     cache.exposition(await engine.scrape())
-    renewal = Renewal(
-        lambda: (labels, engine.state.checks, engine.latest),
-        contextlib.nullcontext,
+    renewal = engine.renewal(
         every=3600.0,
         batch=10,
     )
