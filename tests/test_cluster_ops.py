@@ -16,6 +16,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from monitor.cluster.agent_api import agent_app
 from monitor.cluster.central import Rejection, ResultConsumer, connect
 from monitor.cluster.connection import inbox_prefix, trouble
 from monitor.cluster.lease import LeaseFigures, Role
+from monitor.cluster.membership import Heartbeat, Member
 from monitor.cluster.metrics import CentralMetrics
 from monitor.cluster.spool import Spool
 from monitor.cluster.stream import SUBJECTS, StreamError, ensure_stream, outgoing
@@ -201,6 +203,45 @@ def documented_authorization() -> str:
         assert placeholder in block
         block = block.replace(placeholder, password)
     return block
+
+
+async def test_a_heartbeat_that_did_not_go_is_tried_again_within_seconds(tmp_path, caplog):
+    """An agent's heartbeat refused (here: the bucket not made yet, and the documented
+    permissions let only the central make it) is put again a second later, not a heartbeat
+    (here 30 s) later: a few missed in a row would move the agent's checks away."""
+    async with running_nats(tmp_path / "nats", config=documented_authorization()) as server:
+        north = await nats.connect(
+            server.url,
+            user="psap-north",
+            password=PASSWORDS["PSAP_NORTH_PASSWORD"],
+            inbox_prefix=inbox_prefix("psap-north"),
+        )
+        member = Member("psap-north", frozenset({"default"}), time.time(), 1)
+        beating = asyncio.create_task(Heartbeat(member, 30.0, 90.0).beat(north))
+        central = await nats.connect(
+            server.url, user="central", password=PASSWORDS["CENTRAL_PASSWORD"]
+        )
+        try:
+
+            async def refused() -> bool | None:
+                return "cannot put this agent's heartbeat" in caplog.text or None
+
+            await poll("the refused heartbeat said", refused, timeout=30)
+            kv = await buckets.key_value(central.jetstream(), buckets.AGENTS, 90.0)
+
+            async def put() -> bool | None:
+                with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                    return (await kv.get("psap-north")) is not None
+                return None
+
+            started = time.monotonic()
+            await poll("the heartbeat put once the bucket is there", put, timeout=25)
+            assert time.monotonic() - started < 5
+        finally:
+            await north.close()
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            await central.close()
 
 
 async def test_an_agent_may_publish_only_as_itself(tmp_path):

@@ -45,6 +45,9 @@ log = logging.getLogger("commwatch.membership")
 
 TICK = 0.25  # seconds between looks at the connection and at what expired
 OPERATION_TIMEOUT = 2.0  # seconds for one put or delete
+# A heartbeat that did not go (a timeout on a busy server, a bucket not made yet) is tried again
+# this soon, not a heartbeat later: three missed in a row, and the agent's checks move away.
+PUT_RETRY = 1.0
 _LOG_EVERY = 60.0
 _GONE = ("DEL", "PURGE")  # the KV operations that end a key
 
@@ -254,12 +257,13 @@ class Heartbeat:
         while not nc.is_closed and not _cancelling():
             if nc.is_connected and (loop.time() >= due or nc.stats["reconnects"] != reconnects):
                 reconnects = nc.stats["reconnects"]
-                due = loop.time() + self.interval
-                await self._put(nc)
+                put = await self._put(nc)
+                due = loop.time() + (self.interval if put else min(self.interval, PUT_RETRY))
             # Never less than a tick while disconnected: the put stays due until it is made.
             await asyncio.sleep(min(TICK, max(due - loop.time(), 0.0)) or TICK)
 
-    async def _put(self, nc: Client) -> None:
+    async def _put(self, nc: Client) -> bool:
+        """Whether the record was put."""
         try:
             kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
             async with asyncio.timeout(OPERATION_TIMEOUT):
@@ -267,6 +271,8 @@ class Heartbeat:
         except Exception as exc:  # nats-py's errors, timeouts
             if self._throttle.let_through("put") is not None:
                 log.warning("cannot put this agent's heartbeat (%s)", type(exc).__name__)
+            return False
+        return True
 
     async def withdraw(self, nc: Client) -> None:
         """Delete the record, so that the agent's checks move at once rather than after the
