@@ -8,6 +8,7 @@ import asyncio
 import itertools
 
 from monitor.config.inventory import Concurrency
+from monitor.core.model import ProbeResult
 from monitor.engine.scheduler import SWEEP_SPREAD, Scheduler
 from tests.test_scheduler import Recorder, make_check
 
@@ -96,6 +97,37 @@ async def test_replacing_before_the_run_starts_runs_the_new_checks():
     try:
         await recorder.wait_for(lambda r: {"a", "b"} <= set(r.started))
         assert "old" not in recorder.started
+    finally:
+        scheduler.stop()
+        await running
+
+
+async def test_a_check_replaced_as_its_run_is_being_started_runs_once_and_fails_nothing():
+    """Taken from its host's queue (its task made, not yet running) in the same moment as it
+    goes: that run goes ahead, as one under way does, and the scheduler runs on. It used to
+    look up the gone check's memory and end the whole run with a KeyError."""
+    recorder = Recorder(delay=0.05)
+    first = make_check("first", interval=0.5, timeout=0.4)
+    second = make_check("second", interval=0.5, timeout=0.4)
+    scheduler: Scheduler | None = None
+    loop = asyncio.get_running_loop()
+
+    def sink(result: ProbeResult) -> None:
+        # "first" done: its run's end starts "second" (waiting behind the per-host cap), after
+        # this call is queued, so "second" is gone before its run's first step.
+        if result.check.check_id == "first" and recorder.started == ["first"]:
+            assert scheduler is not None
+            loop.call_soon(scheduler.replace_checks, [first])
+
+    scheduler = Scheduler(
+        [first, second], Concurrency(per_host=1), sink, start_spread=0, runner=recorder
+    )
+    running = asyncio.create_task(scheduler.run())
+    try:
+        await recorder.wait_for(lambda r: r.started.count("first") >= 3)
+        assert not running.done(), running
+        assert recorder.started.count("second") == 1
+        assert set(scheduler.checks) == {"first"}
     finally:
         scheduler.stop()
         await running

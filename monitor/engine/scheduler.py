@@ -342,17 +342,19 @@ class Scheduler:
             self._start_lag_total += asyncio.get_running_loop().time() - due
             self._in_flight[host] += 1
             self._in_flight_total += 1
-            task = asyncio.create_task(self._run(check), name=f"check {check.ref.check_id}")
+            # Its memory taken now: the check may be replaced before the task's first step.
+            memory = self._memory[check.ref.check_id]
+            task = asyncio.create_task(self._run(check, memory), name=f"check {check.ref.check_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             self._mark_ready(host)
 
-    async def _run(self, check: Check) -> None:
+    async def _run(self, check: Check, memory: dict[str, Any]) -> None:
         check_id = check.ref.check_id
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            result = await self._runner(check, self._shared, self._memory[check_id])
+            result = await self._runner(check, self._shared, memory)
             self._sink(result)
         except asyncio.CancelledError:
             raise
