@@ -710,7 +710,7 @@ def test_an_interrupted_plugin_still_prints_its_status_line():
             pytest.fail("the probe's connect was never seen under way", pytrace=False)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 3
+    assert process.returncode == 3, (stdout, stderr)
     assert stdout == "TCP UNKNOWN - interrupted\n"
     assert "Traceback" not in stderr
 
