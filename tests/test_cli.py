@@ -43,13 +43,21 @@ def commwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[st
 
 
 def start(*args: str) -> subprocess.Popen[str]:
+    """The command, with SIGINT as a terminal gives it: a suite started in the background by a
+    non-interactive shell (`... &`) has SIGINT ignored, every child inherits that, and Python
+    then leaves it ignored (no KeyboardInterrupt)."""
     return subprocess.Popen(
         [sys.executable, "-m", "monitor.cli", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

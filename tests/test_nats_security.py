@@ -15,6 +15,8 @@ import signal
 import ssl
 import subprocess
 import sys
+from asyncio.subprocess import Process
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +60,31 @@ def inventory(tmp_path: Path, nats: str) -> Path:
     return path
 
 
-async def central(path: Path, url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "monitor.cli", "central", str(path), "--nats", url),
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1", "COMMWATCH_LOG": "DEBUG"},
-    )
+StartCentral = Callable[[Path, str], Awaitable[Process]]
+
+
+@pytest.fixture
+async def start_central() -> AsyncIterator[StartCentral]:
+    """Starts `commwatch central INVENTORY --nats URL`; whatever a test leaves running (a failed
+    assertion before its stop) is killed at the end."""
+    started: list[Process] = []
+
+    async def start(path: Path, url: str) -> Process:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "monitor.cli", "central", str(path), "--nats", url),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1", "COMMWATCH_LOG": "DEBUG"},
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def takes_a_result(
@@ -99,7 +118,7 @@ async def output_of(process: asyncio.subprocess.Process) -> str:
 
 @pytest.mark.parametrize("right", [True, False])
 async def test_a_central_authenticates_with_an_nkey_seed_file_and_never_shows_it(
-    tmp_path: Path, right: bool
+    tmp_path: Path, right: bool, start_central: StartCentral
 ) -> None:
     seed_file, public = user_seed(tmp_path, "central")
     other_file, _ = user_seed(tmp_path, "stranger")
@@ -108,7 +127,7 @@ async def test_a_central_authenticates_with_an_nkey_seed_file_and_never_shows_it
     async with running_nats(tmp_path / "nats", config=users) as server:
         given = seed_file if right else other_file
         path = inventory(tmp_path, f"{{credentials: {{nkey_file: {given}}}}}")
-        process = await central(path, server.url)
+        process = await start_central(path, server.url)
         if right:
             line = await takes_a_result(process, server, path, nkeys_seed=str(test_file))
             assert line["type"] == "result" and line["check_id"] == "north/wan/c0"
@@ -121,14 +140,14 @@ async def test_a_central_authenticates_with_an_nkey_seed_file_and_never_shows_it
 
 @pytest.mark.parametrize("right", [True, False])
 async def test_a_central_authenticates_with_a_creds_file_and_never_shows_its_seed(
-    tmp_path: Path, right: bool
+    tmp_path: Path, right: bool, start_central: StartCentral
 ) -> None:
     operator, stranger = Operator(tmp_path), Operator(tmp_path / "stranger")
     (tmp_path / "stranger").mkdir()
     async with running_nats(tmp_path / "nats", config=operator.config) as server:
         given = operator.creds("central") if right else stranger.creds("central")
         path = inventory(tmp_path, f"{{credentials: {{creds_file: {given}}}}}")
-        process = await central(path, server.url)
+        process = await start_central(path, server.url)
         if right:
             creds = str(operator.creds("agent"))
             line = await takes_a_result(process, server, path, user_credentials=creds)
@@ -181,7 +200,7 @@ def client_context(pki: dict[str, Path], mutual: bool) -> ssl.SSLContext:
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["server-tls", "mutual-tls"])
 async def test_a_central_speaks_tls_to_nats_with_the_configured_ca_and_client_certificate(
-    tmp_path: Path, pki: dict[str, Path], mutual: bool
+    tmp_path: Path, pki: dict[str, Path], mutual: bool, start_central: StartCentral
 ) -> None:
     async with running_nats(tmp_path / "nats", config=tls_block(pki, mutual)) as server:
         url = f"tls://127.0.0.1:{server.port}"
@@ -189,7 +208,7 @@ async def test_a_central_speaks_tls_to_nats_with_the_configured_ca_and_client_ce
         if mutual:
             tls += f", cert_file: {pki['client_cert']}, key_file: {pki['client_key']}"
         path = inventory(tmp_path, f"{{url: '{url}', tls: {{{tls}}}}}")
-        process = await central(path, url)
+        process = await start_central(path, url)
         line = await takes_a_result(process, server, path, url=url, tls=client_context(pki, mutual))
         said = await output_of(process)
     assert line["type"] == "result" and line["check_id"] == "north/wan/c0"
@@ -201,14 +220,14 @@ async def test_a_central_speaks_tls_to_nats_with_the_configured_ca_and_client_ce
     "missing", ["trust", "client-certificate"], ids=["untrusted-server", "no-client-cert"]
 )
 async def test_a_nats_server_that_cannot_be_trusted_or_that_wants_a_certificate_is_not_used(
-    tmp_path: Path, pki: dict[str, Path], missing: str
+    tmp_path: Path, pki: dict[str, Path], missing: str, start_central: StartCentral
 ) -> None:
     mutual = missing == "client-certificate"
     async with running_nats(tmp_path / "nats", config=tls_block(pki, mutual)) as server:
         url = f"tls://127.0.0.1:{server.port}"
         ca = pki["stranger_ca"] if missing == "trust" else pki["ca"]
         path = inventory(tmp_path, f"{{url: '{url}', tls: {{ca_file: {ca}}}}}")
-        process = await central(path, url)
+        process = await start_central(path, url)
         await waits_saying(process, b"cannot reach NATS at")
         said = await output_of(process)
     assert process.returncode == 3, said
