@@ -28,17 +28,17 @@ from monitor.core.model import ProbeResult, Severity
 from monitor.lab.pki import Issued, make_ca, make_leaf
 from tests.central_support import BASE, jetstream, publish
 from tests.conftest import REPO
-from tests.peers.nats_jwt import Operator
+from tests.peers.nats_jwt import Operator, new_key
 from tests.peers.nats_peers import NatsServer, running_nats
 
 
 def user_seed(folder: Path, name: str) -> tuple[Path, str]:
     """A new NKey user: the file of its seed (as `nk -gen user` writes one), its public key."""
-    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    seed, key = new_key(nkeys.PREFIX_BYTE_USER)
     path = folder / f"{name}.nk"
     path.write_bytes(seed + b"\n")
     path.chmod(0o600)
-    return path, nkeys.from_seed(seed).public_key.decode()
+    return path, key.public_key.decode()
 
 
 def write_pem(folder: Path, name: str, issued: Issued) -> tuple[Path, Path]:

@@ -23,17 +23,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from tests.peers import ports
+from tests.peers.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 VIEWER_ENV, OPERATOR_ENV = "COMMWATCH_TEST_VIEWER_TOKEN", "COMMWATCH_TEST_OPERATOR_TOKEN"
 TOKENS = {VIEWER_ENV: "viewer-" + "v" * 24, OPERATOR_ENV: "operator-" + "o" * 24}
 START_TIMEOUT = 20.0
 ONCE = "{interval: 1h, timeout: 1s, retries: 1}"  # each check runs at start, then on request
-
-
-def free_port() -> int:
-    return ports.free_port()
 
 
 @dataclass

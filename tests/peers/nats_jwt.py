@@ -32,7 +32,8 @@ _USER_LIMITS = {"subs": UNLIMITED, "data": UNLIMITED, "payload": UNLIMITED}  # 0
 _JETSTREAM = {"mem_storage": UNLIMITED, "disk_storage": UNLIMITED, "streams": UNLIMITED}
 
 
-def _key(prefix: int) -> tuple[bytes, Any]:
+def new_key(prefix: int) -> tuple[bytes, Any]:
+    """A new NKey of the kind `prefix` names (nkeys.PREFIX_BYTE_...): its seed, its key pair."""
     seed = nkeys.encode_seed(os.urandom(32), prefix)
     return seed, nkeys.from_seed(seed)
 
@@ -67,9 +68,9 @@ class Operator:
     folder: Path
 
     def __post_init__(self) -> None:
-        _, self._operator = _key(nkeys.PREFIX_BYTE_OPERATOR)
-        _, self._account = _key(nkeys.PREFIX_BYTE_ACCOUNT)
-        _, system = _key(nkeys.PREFIX_BYTE_ACCOUNT)
+        _, self._operator = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+        _, self._account = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        _, system = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
         operator_jwt = _jwt(self._operator, self._operator, "commwatch-test", {"type": "operator"})
         account_jwt = _jwt(
             self._operator,
@@ -88,7 +89,7 @@ class Operator:
 
     def creds(self, name: str) -> Path:
         """A `.creds` file for a new user `name` of the account, as `nsc` writes one."""
-        seed, user = _key(nkeys.PREFIX_BYTE_USER)
+        seed, user = new_key(nkeys.PREFIX_BYTE_USER)
         user_jwt = _jwt(
             self._account,
             user,

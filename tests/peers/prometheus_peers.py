@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from tests.peers import ports
 from tests.peers.binaries import installed
+from tests.peers.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 T = TypeVar("T")
@@ -29,10 +29,6 @@ def prometheus_binary(name: str = "prometheus") -> str:
         "the metrics tests scrape a running engine with a real Prometheus",
         "prometheus",
     )
-
-
-def free_port() -> int:
-    return ports.free_port()
 
 
 async def poll(what: str, attempt: Callable[[], Awaitable[T | None]], timeout: float = 60.0) -> T:
