@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,6 +276,22 @@ async def test_a_restart_shows_the_stored_sparklines_history_and_events(tmp_path
         await pilot.pause()
         text = rendered(second.dashboard.query_one(DetailPane).content)
         assert "History (last " in text and "✔ OK" in text
+
+
+async def test_a_history_file_being_made_is_read_as_nothing_before_this_run(tmp_path):
+    """On the first run on a path the engine's writer creates the file, then its tables; the
+    dashboard's read of what came before may find the file between the two. It holds nothing
+    from before: the dashboard starts as on an empty history (it used to end with a
+    HistoryError). Here the file is left so, with no engine to fill it."""
+    inventory = engine_inventory(tmp_path, closed_port(), closed_port(), "200ms")
+    path = inventory.resilience.history.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(path).close()  # the file, no tables yet
+    app = CommwatchApp(inventory, engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        assert app.is_running
+        assert results_of(app, "site/link/live") == 0
 
 
 async def test_no_history_neither_stores_nor_reads(tmp_path):

@@ -37,6 +37,7 @@ from monitor.engine.scheduler import Steering
 from monitor.engine.state import EngineState
 from monitor.store.controls import AckChange, Control
 from monitor.store.history import HistoryStore
+from monitor.store.schema import HistoryError
 from tui.board import Board
 from tui.captured_logs import CapturedLogs
 from tui.messages import (
@@ -199,7 +200,14 @@ class CommwatchApp(App[None]):
         if not path.exists():
             return
         before = self.started_at
-        with HistoryStore(path) as store:
+        try:
+            store = HistoryStore(path)
+        except HistoryError:
+            # A file the engine's writer is creating this moment (no tables yet: the first run
+            # on this path) holds nothing from before this run; any other unusable path is the
+            # engine's to report, and it does at its start.
+            return
+        with store:
             series = store.recent_latencies(per_check=TREND_POINTS)
             latencies = {
                 cid: [p.latency_ms for p in points if p.started_at < before]
