@@ -125,7 +125,9 @@ def write_inventory(tmp_path: Path, found: dict[str, Any], defaults: str) -> Pat
         f"version: 1\ndefaults: {{{defaults}}}\n"
         "groups:\n  - {id: both, links: [gw/main, edge/main], min_up: 1}\n"
         f"sites:\n{link('gw', tls_checks)}{link('edge', tcp_checks)}"
-        "api:\n  tokens:\n    - {role: operator, token_file: operator.token}\n"
+        # Any free port: the default one may be another test's (the suite runs in processes).
+        "api:\n  listen: 127.0.0.1:0\n"
+        "  tokens:\n    - {role: operator, token_file: operator.token}\n"
     )
     return path
 

@@ -40,7 +40,9 @@ AUTH_PRIV = {
     "priv_passphrase_env": "CW_PRIV",
 }
 AES256_USER = "cwaes256"  # SHA-1 + AES-256: the key must be extended, as net-snmp does
-VETH_UP, VETH_DOWN = "cwv0", "cwv1"
+# In the machine's own namespace, where snmpd reads its interface table: named for this test
+# process, so the suite's other processes (pytest-xdist) never remove or remake this pair.
+VETH_UP, VETH_DOWN = f"cwu{os.getpid()}", f"cwd{os.getpid()}"
 
 
 def snmpd_binary() -> str:
@@ -204,7 +206,7 @@ def running_agent(
 
 @contextlib.contextmanager
 def veth_pair() -> Iterator[str | None]:
-    """cwv0 admin up with its peer cwv1 admin down: no carrier, so cwv0 is oper down; no
+    """VETH_UP admin up with its peer VETH_DOWN admin down: no carrier, so VETH_UP is oper down; no
     addresses, so nothing can flow. Yields None, or why the pair could not be made."""
     ip = installed("ip", "the interface tests make a veth pair", "iproute2")
     subprocess.run([ip, "link", "del", VETH_UP], capture_output=True, check=False)
