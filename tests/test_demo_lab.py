@@ -57,7 +57,10 @@ from probes.registry import REGISTRY
 from tests.conftest import REPO
 from tests.test_import_graph import import_graph
 
-OFFSET = 30000  # tests' lab ports: 38080, 38443, 35300, 32222, 31161, 31123, 35060
+# Tests' lab ports: 38080, 38443, 35300, 32222, 31161, 31123, 35060 in the first test process,
+# 1000 more in each next one (pytest-xdist's gw0, gw1, ...), so that labs in two processes never
+# meet; the lab's ports differ modulo 1000, so no two offsets make the same port.
+OFFSET = 30000 + 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 RADIO = service("ridge-radio-snmp")
 IF_OPER_RF0 = "1.3.6.1.2.1.2.2.1.8.2"
 IF_HC_IN_RF0 = "1.3.6.1.2.1.31.1.1.1.6.2"
