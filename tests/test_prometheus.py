@@ -146,17 +146,19 @@ async def test_a_real_prometheus_scrapes_the_engine_with_the_shipped_config(tmp_
 
             assert await poll("the group AT RISK in Prometheus", group_at_risk) == ["psap"]
 
-            async def site_down() -> list[dict[str, Any]] | None:
+            # The sites firing CommwatchSiteDown, once depot is the only one. On a loaded machine
+            # a 1 s probe of psap's fibre can time out twice and take psap down for a moment: the
+            # rule has no `for:`, so it fires, and is gone at the evaluation after the recovery.
+            async def depot_alone_down() -> set[str] | None:
                 alerts = (await prometheus.api("alerts"))["alerts"]
-                firing = [
-                    a
+                firing = {
+                    a["labels"]["site"]
                     for a in alerts
                     if a["labels"]["alertname"] == "CommwatchSiteDown" and a["state"] == "firing"
-                ]
-                return firing or None
+                }
+                return firing if firing == {"depot"} else None
 
-            (alert,) = await poll("CommwatchSiteDown firing", site_down)
-            assert alert["labels"]["site"] == "depot"
+            assert await poll("depot the only site DOWN", depot_alone_down) == {"depot"}
 
             # Each query of the dashboard evaluates there, on what the engine exported.
             exported = set(await prometheus.api("label/__name__/values"))
