@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,39 @@ async def shared() -> AsyncIterator[SharedResources]:
     resources = SharedResources()
     yield resources
     await resources.aclose()
+
+
+# start_central(INVENTORY, NATS_URL, *FLAGS, log=LEVEL): `commwatch central` started.
+StartCentral = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+@pytest.fixture
+async def start_central() -> AsyncIterator[StartCentral]:
+    """Starts `commwatch central INVENTORY --nats URL FLAGS...` (its output piped; `log` sets
+    COMMWATCH_LOG); whatever a test leaves running (a failed assertion before its stop) is
+    killed at its end, so that no central outlives its test."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(
+        inventory: Path, url: str, *flags: str, log: str | None = None
+    ) -> asyncio.subprocess.Process:
+        env = {**os.environ, "NO_COLOR": "1"} | ({"COMMWATCH_LOG": log} if log else {})
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "monitor.cli", "central", str(inventory), "--nats", url),
+            *flags,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 @pytest.fixture(autouse=True)

@@ -698,25 +698,23 @@ def keys(received: Iterable[Received]) -> list[str]:
 
 async def until_rows(alerter: Alerter, condition: Callable[[list[OutboxRow]], bool]) -> None:
     """Waits until the outbox's rows, oldest first, meet `condition`."""
-    deadline = time.monotonic() + 5
-    while not condition(rows := await alerter.outbox.rows()):
-        assert time.monotonic() < deadline, f"outbox condition not met: {rows}"
-        await asyncio.sleep(0.02)
 
-
-async def settled(alerter: Alerter) -> list:  # type: ignore[type-arg]
-    """Waits until every stored message is delivered; returns the rows."""
-    deadline = time.monotonic() + 5
-    while True:
+    async def met() -> list[OutboxRow] | None:
         rows = await alerter.outbox.rows()
-        if (
-            rows
-            and all(r.status is RowStatus.DELIVERED for r in rows)
-            and not await alerter.outbox.waiting()
-        ):
-            return rows
-        assert time.monotonic() < deadline, f"not delivered: {rows}"
-        await asyncio.sleep(0.02)
+        return rows if condition(rows) else None
+
+    await poll("the outbox's rows meeting the test's condition", met, timeout=30)
+
+
+async def settled(alerter: Alerter) -> list[OutboxRow]:
+    """Waits until every stored message is delivered; returns the rows."""
+
+    async def delivered() -> list[OutboxRow] | None:
+        rows = await alerter.outbox.rows()
+        done = rows and all(r.status is RowStatus.DELIVERED for r in rows)
+        return rows if done and not await alerter.outbox.waiting() else None
+
+    return await poll("every stored message delivered", delivered, timeout=30)
 
 
 async def test_scripted_failure_sequence_reaches_the_receiver_as_expected(

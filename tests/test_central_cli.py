@@ -24,7 +24,7 @@ from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
 from tests.central_support import AGENT, BASE, jetstream, publish
-from tests.conftest import REPO
+from tests.conftest import REPO, StartCentral
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.webhook_peers import WebhookReceiver
 
@@ -61,25 +61,6 @@ def results(inv: Inventory, *runs: tuple[int, Severity, float]) -> list[ProbeRes
     ]
 
 
-async def start_central(
-    inventory: Path, server: NatsServer, *flags: str
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor.cli",
-        "central",
-        str(inventory),
-        "--nats",
-        server.url,
-        *flags,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-
-
 async def lines_until(process: asyncio.subprocess.Process, count: int) -> list[dict]:
     """The next `count` JSON lines of its stdout, results and state changes."""
     assert process.stdout is not None
@@ -107,11 +88,11 @@ def stored_results(tmp_path: Path) -> list[tuple[str, float]]:
 
 
 async def test_central_takes_results_shows_them_and_resumes_after_a_restart(
-    tmp_path: Path, server: NatsServer, js: JetStreamContext
+    tmp_path: Path, server: NatsServer, js: JetStreamContext, start_central: StartCentral
 ) -> None:
     path = inventory_file(tmp_path)
     inv = load_inventory(path)
-    process = await start_central(path, server, "--listen", "127.0.0.1:0")
+    process = await start_central(path, server.url, "--listen", "127.0.0.1:0")
     await publish(js, *results(inv, (0, Severity.OK, BASE), (0, Severity.CRIT, BASE + 1)))
     shown = await lines_until(process, 2 + 4)  # two results; check, link and site HARD, SOFT
     assert [line["started_at"] for line in shown if line["type"] == "result"] == [
@@ -122,7 +103,7 @@ async def test_central_takes_results_shows_them_and_resumes_after_a_restart(
     stderr = await stop(process)
     assert "serving the engine on http://127.0.0.1:" in stderr
     await publish(js, *results(inv, (0, Severity.CRIT, BASE + 2)))  # while no central runs
-    process = await start_central(path, server)
+    process = await start_central(path, server.url)
     shown = await lines_until(process, 1)
     # Only the new one: the durable consumer remembered what the first run acknowledged.
     assert shown[0]["type"] == "result" and shown[0]["started_at"].startswith("2027-01-15T08:00:02")
@@ -131,18 +112,18 @@ async def test_central_takes_results_shows_them_and_resumes_after_a_restart(
 
 
 async def test_a_central_killed_in_a_burst_stores_every_result_once(
-    tmp_path: Path, server: NatsServer, js: JetStreamContext
+    tmp_path: Path, server: NatsServer, js: JetStreamContext, start_central: StartCentral
 ) -> None:
     path = inventory_file(tmp_path, checks=20)
     inv = load_inventory(path)
-    process = await start_central(path, server)
+    process = await start_central(path, server.url)
     runs = [(check, Severity.OK, BASE + step) for step in range(25) for check in range(20)]
     publishing = asyncio.create_task(publish(js, *results(inv, *runs)))
     await lines_until(process, 100)  # in the middle of taking the burst
     process.kill()  # SIGKILL: stored results may not be acknowledged yet
     await process.wait()
     await publishing
-    process = await start_central(path, server)
+    process = await start_central(path, server.url)
     async with asyncio.timeout(60):
         while len(stored_results(tmp_path)) < len(runs):
             await asyncio.sleep(0.2)
@@ -179,7 +160,7 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 async def test_agent_to_nats_to_central_notifies_an_outage_once(
-    tmp_path: Path, server: NatsServer, receiver: WebhookReceiver
+    tmp_path: Path, server: NatsServer, receiver: WebhookReceiver, start_central: StartCentral
 ) -> None:
     """End to end: `commwatch agent` probes a link of the test, nats-server carries its
     results, `commwatch central` judges them and its webhook tells the receiver, once."""
@@ -201,7 +182,7 @@ sites:
       - id: wan
         checks: [{{id: router, kind: tcp, target: "127.0.0.1:{port}"}}]
 """)
-    central = await start_central(path, server)
+    central = await start_central(path, server.url)
     agent = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "monitor.cli", "agent", str(path), "--nats", server.url, "--name", AGENT),

@@ -36,7 +36,7 @@ from tests.central_support import publish as central_publish
 from tests.peers.nats_peers import NatsServer, running_nats
 from tests.peers.prometheus_peers import poll
 from tests.test_api_config import faults, load
-from tests.test_central_cli import inventory_file, lines_until, results, start_central, stop
+from tests.test_central_cli import inventory_file, lines_until, results, stop
 from tests.test_cluster_agent import STREAM, start_agent, stream_messages
 
 # --- the cluster: keys ---------------------------------------------------------------------------
@@ -484,13 +484,13 @@ async def test_an_outage_of_nats_moves_no_checks(tmp_path):
         assert not twice, twice
 
 
-async def test_commwatch_central_judges_who_sent_a_result(tmp_path):
+async def test_commwatch_central_judges_who_sent_a_result(tmp_path, start_central):
     """The command as a user runs it: a result from an agent with no heartbeat is not shown,
     the one from the live agent is, and the rejection is logged."""
     async with running_nats(tmp_path / "nats") as server, jetstream(server.url) as js:
         path = inventory_file(tmp_path)
         inv = load_inventory(path)
-        process = await start_central(path, server)
+        process = await start_central(path, server.url)
         try:
             rogue, live = results(inv, (0, Severity.CRIT, BASE), (0, Severity.OK, BASE + 1))
             await central_publish(js, rogue, agent="rogue")

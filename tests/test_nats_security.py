@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import ssl
 import subprocess
 import sys
-from asyncio.subprocess import Process
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
 from monitor.lab.pki import Issued, make_ca, make_leaf
 from tests.central_support import BASE, jetstream, publish
-from tests.conftest import REPO
+from tests.conftest import REPO, StartCentral
 from tests.peers.nats_jwt import Operator, new_key
 from tests.peers.nats_peers import NatsServer, running_nats
 
@@ -58,33 +55,6 @@ def inventory(tmp_path: Path, nats: str) -> Path:
         "          - {id: c0, kind: tcp, target: '127.0.0.1:9'}\n"
     )
     return path
-
-
-StartCentral = Callable[[Path, str], Awaitable[Process]]
-
-
-@pytest.fixture
-async def start_central() -> AsyncIterator[StartCentral]:
-    """Starts `commwatch central INVENTORY --nats URL`; whatever a test leaves running (a failed
-    assertion before its stop) is killed at the end."""
-    started: list[Process] = []
-
-    async def start(path: Path, url: str) -> Process:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "monitor.cli", "central", str(path), "--nats", url),
-            cwd=REPO,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1", "COMMWATCH_LOG": "DEBUG"},
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def takes_a_result(
@@ -127,7 +97,7 @@ async def test_a_central_authenticates_with_an_nkey_seed_file_and_never_shows_it
     async with running_nats(tmp_path / "nats", config=users) as server:
         given = seed_file if right else other_file
         path = inventory(tmp_path, f"{{credentials: {{nkey_file: {given}}}}}")
-        process = await start_central(path, server.url)
+        process = await start_central(path, server.url, log="DEBUG")
         if right:
             line = await takes_a_result(process, server, path, nkeys_seed=str(test_file))
             assert line["type"] == "result" and line["check_id"] == "north/wan/c0"
@@ -147,7 +117,7 @@ async def test_a_central_authenticates_with_a_creds_file_and_never_shows_its_see
     async with running_nats(tmp_path / "nats", config=operator.config) as server:
         given = operator.creds("central") if right else stranger.creds("central")
         path = inventory(tmp_path, f"{{credentials: {{creds_file: {given}}}}}")
-        process = await start_central(path, server.url)
+        process = await start_central(path, server.url, log="DEBUG")
         if right:
             creds = str(operator.creds("agent"))
             line = await takes_a_result(process, server, path, user_credentials=creds)
@@ -208,7 +178,7 @@ async def test_a_central_speaks_tls_to_nats_with_the_configured_ca_and_client_ce
         if mutual:
             tls += f", cert_file: {pki['client_cert']}, key_file: {pki['client_key']}"
         path = inventory(tmp_path, f"{{url: '{url}', tls: {{{tls}}}}}")
-        process = await start_central(path, url)
+        process = await start_central(path, url, log="DEBUG")
         line = await takes_a_result(process, server, path, url=url, tls=client_context(pki, mutual))
         said = await output_of(process)
     assert line["type"] == "result" and line["check_id"] == "north/wan/c0"
@@ -227,7 +197,7 @@ async def test_a_nats_server_that_cannot_be_trusted_or_that_wants_a_certificate_
         url = f"tls://127.0.0.1:{server.port}"
         ca = pki["stranger_ca"] if missing == "trust" else pki["ca"]
         path = inventory(tmp_path, f"{{url: '{url}', tls: {{ca_file: {ca}}}}}")
-        process = await start_central(path, url)
+        process = await start_central(path, url, log="DEBUG")
         await waits_saying(process, b"cannot reach NATS at")
         said = await output_of(process)
     assert process.returncode == 3, said
