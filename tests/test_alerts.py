@@ -1042,8 +1042,12 @@ async def test_signature_covers_timestamp_and_body(
     (good,) = receiver.accepted_on("/signed/right")
     timestamp = int(good.headers["X-Commwatch-Timestamp"])
     assert abs(timestamp - time.time()) < 5
-    assert good.headers["X-Commwatch-Signature"] == sign(HMAC_SECRET, timestamp, good.body)
-    assert good.headers["X-Commwatch-Signature"] != sign(HMAC_SECRET, timestamp + 1, good.body)
+    signature, key = good.headers["X-Commwatch-Signature"], good.headers["Idempotency-Key"]
+    assert signature == sign(HMAC_SECRET, timestamp, key, None, good.body)
+    # The timestamp, the key and the fencing token are each inside the signed string.
+    assert signature != sign(HMAC_SECRET, timestamp + 1, key, None, good.body)
+    assert signature != sign(HMAC_SECRET, timestamp, key + "0", None, good.body)
+    assert signature != sign(HMAC_SECRET, timestamp, key, 7, good.body)
     assert rows["right"].status is RowStatus.DELIVERED
     # A rejected signature is the receiver refusing the message: recorded, not retried forever.
     assert rows["wrong"].status is RowStatus.FAILED and rows["wrong"].attempts == 1

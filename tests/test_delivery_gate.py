@@ -14,12 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.alerts.delivery import FENCING_HEADER, deliver
+from monitor.alerts.delivery import FENCING_HEADER, deliver, sign
 from monitor.alerts.dispatcher import Dispatcher, GateError
 from monitor.alerts.outbox import Outbox, OutboxRow, RowStatus
 from monitor.config.alerts import NotifierConfig
+from monitor.core.secrets import SecretRef
 from tests.peers.webhook_peers import WebhookReceiver
 from tests.test_outbox import FAST, notifier, rows, wait_rows
+
+SECRET = "cw-gate-hmac-secret-19d2"
 
 
 class Gate:
@@ -102,6 +105,29 @@ async def test_it_sends_only_with_a_token_carries_it_and_records_before_marking_
         stored = await wait_rows(outbox, lambda s: all(r.status is RowStatus.DELIVERED for r in s))
     assert [r.headers[FENCING_HEADER] for r in receiver.requests] == ["7", "7"]
     assert sorted(gate.recorded) == sorted((r.key, 7, RowStatus.PENDING) for r in stored)
+
+
+async def test_the_signature_covers_the_fencing_token_and_the_key(
+    tmp_path: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver checks the signature from the documented string, token and key in it: a
+    request signed without them, or with another token, would be refused (401, never retried
+    as delivered)."""
+    monkeypatch.setenv("CW_GATE_HMAC", SECRET)
+    receiver.secret = SECRET
+    signed = notifier(
+        f"{receiver.base_url}/signed/ops", hmac_secret=SecretRef("env", "CW_GATE_HMAC")
+    )
+    async with gated(tmp_path / "db", signed, token=7) as (outbox, dispatcher, _):
+        await outbox.commit(rows(2), {}, [], time.time())
+        dispatcher.wake()
+        await receiver.wait_for(lambda r: len(r.accepted) == 2, timeout=10)
+    assert [r.signature_ok for r in receiver.requests] == [True, True]
+    for request in receiver.requests:
+        timestamp = int(request.headers["X-Commwatch-Timestamp"])
+        key, body = request.headers["Idempotency-Key"], request.body
+        assert request.headers["X-Commwatch-Signature"] == sign(SECRET, timestamp, key, 7, body)
+        assert request.headers["X-Commwatch-Signature"] != sign(SECRET, timestamp, key, 8, body)
 
 
 async def test_a_follower_marks_sent_what_was_delivered_elsewhere_and_waits_for_the_rest(

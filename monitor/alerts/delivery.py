@@ -11,11 +11,15 @@ lower than one it has seen (it comes from a leader that lost its lease).
 A notifier with `hmac_secret_env` or `hmac_secret_file` (webhooks only) signs every request:
 
     X-Commwatch-Timestamp: <POSIX seconds, integer, when this attempt was sent>
-    X-Commwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
+    X-Commwatch-Signature: sha256=<hex HMAC-SHA256(secret,
+        "<timestamp>.<Idempotency-Key>.<Commwatch-Fencing-Token, or nothing>." + raw body)>
 
 A receiver recomputes the HMAC over the raw body bytes exactly as received, compares in constant
 time, and rejects timestamps more than a few minutes from its clock: a captured request cannot
-be replayed later because the timestamp is inside the signed string. Retries are signed afresh.
+be replayed later because the timestamp is inside the signed string. The key and the fencing
+token are inside it too: a receiver drops copies and refuses stale leaders by them, so a token
+raised on the way could make it refuse every request of the real leader, and a key changed on
+the way could make it take a copy twice. Retries are signed afresh.
 
 Incoming-webhook URLs are bearer tokens: a notifier's URL may come from `url_env`/`url_file`
 (read at every send, so it can be rotated) and only its scheme and host are ever printed.
@@ -44,9 +48,10 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 FENCING_HEADER = "Commwatch-Fencing-Token"
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"sha256={digest.hexdigest()}"
+def sign(secret: str, timestamp: int, key: str, fencing_token: int | None, body: bytes) -> str:
+    token = "" if fencing_token is None else str(fencing_token)
+    signed = f"{timestamp}.{key}.{token}.".encode() + body
+    return f"sha256={hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()}"
 
 
 def _request_headers(
@@ -70,7 +75,8 @@ def _request_headers(
     if notifier.hmac_secret is not None:
         timestamp = int(now)
         result[TIMESTAMP_HEADER] = str(timestamp)
-        result[SIGNATURE_HEADER] = sign(notifier.hmac_secret.reveal(), timestamp, row.body)
+        secret = notifier.hmac_secret.reveal()
+        result[SIGNATURE_HEADER] = sign(secret, timestamp, row.key, fencing_token, row.body)
     return result
 
 

@@ -164,7 +164,9 @@ class WebhookReceiver:
             return False
         if abs(time.time() - int(timestamp)) > MAX_SKEW:
             return False
-        expected = hmac.new(
-            self.secret.encode(), f"{timestamp}.".encode() + received.body, hashlib.sha256
-        ).hexdigest()
+        # As a receiver would, from the documented string, not from commwatch's own code.
+        key = received.headers.get("Idempotency-Key", "")
+        token = received.headers.get("Commwatch-Fencing-Token", "")
+        signed = f"{timestamp}.{key}.{token}.".encode() + received.body
+        expected = hmac.new(self.secret.encode(), signed, hashlib.sha256).hexdigest()
         return hmac.compare_digest(signature, f"sha256={expected}")
