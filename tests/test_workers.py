@@ -468,7 +468,7 @@ async def test_run_now_pause_and_resume_reach_the_worker_that_has_the_check(tmp_
         asked = {
             worker: sorted(c for c in checks if "/tcp" in c)[0] for worker, checks in owners.items()
         }
-        args = ("run", "--workers", "2", "--no-history", "--listen", "127.0.0.1:0", str(inventory))
+        args = ("run", "--workers", "2", "--no-history", str(inventory))
         headers = {"Authorization": f"Bearer {OPERATOR}"}
         async with running(*args) as run, aiohttp.ClientSession(headers=headers) as session:
             await run.until(lambda: any("serving the engine on" in line for line in run.stderr))
@@ -571,7 +571,7 @@ async def test_a_restarted_worker_keeps_its_checks_paused_and_runs_what_the_engi
         ids = check_ids(inventory)
         owners = shards_of(inventory)
         paused = sorted(owners[0])[0]
-        args = ("run", "--workers", "2", "--no-history", "--listen", "127.0.0.1:0", str(inventory))
+        args = ("run", "--workers", "2", "--no-history", str(inventory))
         headers = {"Authorization": f"Bearer {OPERATOR}"}
         async with running(*args) as run, aiohttp.ClientSession(headers=headers) as session:
             await run.until(every_check_reported(run, ids))
