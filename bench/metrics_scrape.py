@@ -9,10 +9,13 @@ between scrapes and renewed only for the checks that changed (monitor/api/exposi
 between scrapes in the background while scrapes come (monitor/api/renewal.py), so a scrape is
 measured in three set-ups:
 
-- `first_scrape_ms`: nothing kept yet.
+- `first_scrape_ms`: the first scrape after every check reported (Prometheus' format, kept
+  and renewed from the start: monitor/api/renewal.py).
 - `renewed_*`: as in service. Between two scrapes a share of the checks (`--changed`, a tenth;
   1.0: every check) runs again, spread evenly over `--spread` seconds (20), while the exporter
   renews its kept lines once a second; then a scrape in each format.
+- `burst_renewed_scrape_ms`: the share run again all at once, renewals on, then a scrape as
+  soon as the last result was shown.
 - `scrape_*` and `scrape_changed_*`: the renewals off. With nothing changed since the scrape
   before, and after the share of the checks ran again all at once just before the scrape (a
   burst in the last second: what renewing cannot spare a scrape).
@@ -269,6 +272,11 @@ async def measure(
             renewed_holds = await renewed_rounds(
                 session, url, monitor, check_ids, share, spread, rounds, figures
             )
+            # The share run again all at once, renewals on: a scrape right after the last
+            # result finds what the engine showed since the last renewal.
+            for index in range(rounds):
+                await run_again(monitor, _nth_share(check_ids, index, share))
+                figures.add("burst_renewed", (await http_scrape(session, url, gzipped=True))[0])
             renewals = exporter.renewal.renewals
             # Then every change in a burst just before the scrape, nothing renewed between:
             # what a scrape costs when all of them fall in the last second before it.
@@ -301,6 +309,7 @@ async def measure(
         "renewed_text_scrape_ms": figures.ms("renewed_text"),
         "renewed_loop_held_max_ms": round(max(renewed_holds), 1),
         "renewals": renewals,
+        "burst_renewed_scrape_ms": figures.ms("burst_renewed"),
         "scrape_changed_ms": figures.ms("scrape_changed"),
         "scrape_changed_text_ms": figures.ms("text_changed"),
         "encode_ms": figures.ms("encode"),

@@ -45,6 +45,7 @@ from monitor.engine.state import EngineState
 from monitor.engine.step import step
 from probes.registry import REGISTRY
 from tests.metrics_support import served_engine
+from tests.peers.tcp_peers import accepting_listener
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 ENCODERS: dict[str, Encoder] = {
@@ -528,16 +529,104 @@ async def test_renewals_stop_when_scrapes_stop_and_start_again_with_them(tmp_pat
     engine.exporter.close()
 
 
-async def test_an_exporter_renews_the_formats_scraped_until_it_is_closed(tmp_path, monkeypatch):
+async def test_an_exporter_renews_from_its_start_until_it_is_closed(tmp_path, monkeypatch):
+    """Prometheus' format is renewed before any scrape came (for its first scrapes), the
+    formats scraped twice after that, until the exporter is closed."""
     engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(23))
     exporter = engine.exporter
-    await exporter.exposition(OPENMETRICS)
-    assert not exporter.renewal.running
-    await exporter.exposition(OPENMETRICS, gzipped=True)  # the same format, compressed
     assert exporter.renewal.running
     wait_for(lambda: exporter.renewal.renewals >= 1)
+    await exporter.exposition("")
+    await exporter.exposition("", gzipped=True)  # the same format, compressed
+    renewed = exporter.renewal.renewals
+    wait_for(lambda: exporter.renewal.renewals > renewed)
     exporter.close()
     assert not exporter.renewal.running
+
+
+async def test_the_first_scrape_in_prometheus_format_finds_its_lines_renewed(tmp_path, monkeypatch):
+    """From the engine's start the kept lines of the format Prometheus asks for are renewed, so
+    its first scrape encodes no check again; a first scrape in another format encodes all."""
+    bodies: list[bytes] = []
+    monkeypatch.setattr(
+        metrics, "choose_encoder", lambda accept: _recorded(choose_encoder(accept), bodies)
+    )
+    async with accepting_listener() as port:
+        (tmp_path / "inventory.yaml").write_text(
+            "defaults: {interval: 1h}\nsites:\n  - id: s\n    links:\n      - id: l\n"
+            "        checks:\n"
+            + "".join(
+                f'          - {{id: c{n}, kind: tcp, target: "127.0.0.1:{port}"}}\n'
+                for n in range(20)
+            )
+        )
+        inventory = load_inventory(tmp_path / "inventory.yaml")
+        shown: set[str] = set()
+        monitor = Monitor(
+            inventory,
+            inventory.checks,
+            on_result=lambda result: shown.add(result.check.check_id),
+            on_event=lambda _: None,
+            history=False,
+            alerts=False,
+        )
+        exporter = metrics.Exporter(monitor)
+        running = asyncio.create_task(monitor.run())
+        try:
+            async with asyncio.timeout(30):
+                while len(shown) < 20:
+                    await asyncio.sleep(0.01)
+            done = exporter.renewal.renewals
+            wait_for(lambda: exporter.renewal.renewals > done + 1)  # one began after the last
+            bodies.clear()
+            first, _ = await exporter.exposition(metrics.PROMETHEUS_ACCEPT)
+            assert not re.findall(rb'check_id="([^"]+)"', b"".join(bodies))
+            assert len(set(re.findall(rb'check_id="([^"]+)"', first))) == 20
+            bodies.clear()
+            await exporter.exposition("")  # the text format: nobody asked for it before
+            assert len(set(re.findall(rb'check_id="([^"]+)"', b"".join(bodies)))) == 20
+        finally:
+            monitor.stop()
+            await asyncio.wait_for(running, 30)
+            exporter.close()
+
+
+def _recorded(chosen: tuple[Encoder, str], bodies: list[bytes]) -> tuple[Encoder, str]:
+    encoder, content_type = chosen
+    return recording(encoder, bodies), content_type
+
+
+async def test_an_expected_format_is_renewed_until_its_scrape_is_overdue(tmp_path, monkeypatch):
+    engine = Engine(generated(tmp_path, monkeypatch, sites=2), random.Random(29))
+    cache = FormatCache(ENCODERS["openmetrics"])
+    skipped = [0.0]  # seconds the renewal's clock is ahead of the real one
+
+    def renews() -> None:
+        made = renewal.renewals
+        wait_for(lambda: renewal.renewals > made + 1)
+
+    renewal = engine.renewal(
+        every=0.01, least_idle=0.2, clock=lambda: time.monotonic() + skipped[0]
+    )
+    try:
+        renewal.expect(cache, 30.0)
+        renews()  # before any scrape
+        skipped[0] += 31  # the scrape it waited for is overdue
+        wait_for(lambda: not renewal.running)
+        renewal.expect(cache, 30.0)
+        skipped[0] += 20
+        renewal.scraped(cache)  # its first scrape: the wait starts again from it
+        skipped[0] += 20  # 40 s after the start, 20 after that scrape
+        renews()
+        skipped[0] += 5
+        renewal.scraped(cache)  # a second: its interval (25 s) known, as any format's
+        skipped[0] += 70  # within three such intervals
+        renews()
+        skipped[0] += 10
+        wait_for(lambda: not renewal.running)
+    finally:
+        renewal.close()
+    engine.exporter.close()
 
 
 async def test_a_renewal_encodes_with_the_garbage_collector_paused(tmp_path, monkeypatch):

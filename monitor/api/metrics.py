@@ -9,7 +9,8 @@ and renewed only for the checks that changed (`monitor.api.exposition`): byte fo
 `registry(scrape)`, a `CollectorRegistry` of the scrape's own (never the library's global one),
 encodes to. While scrapes of a format keep coming, its kept lines are renewed once a second in
 a worker thread (`monitor.api.renewal`): a scrape encodes what changed in the last moment, the
-work of the rest done before it (not saved: docs/prometheus/README.md says what it costs).
+work of the rest done before it (not saved: docs/prometheus/README.md says what it costs). The
+format Prometheus asks for is renewed so from the start, for its first scrapes.
 
 The families are in `monitor.api.metric_families`; docs/prometheus/README.md documents them.
 """
@@ -58,6 +59,14 @@ KEPT_FORMATS = 4
 # against 0.56 of a like text): gzip had become the largest part of a scrape that renewals
 # leave little to encode. Compressed in the encoding's worker thread.
 GZIP_LEVEL = 1
+# What Prometheus asks for (its default scrape protocols, 2.x), and how long the kept lines of
+# that format are renewed from the engine's start while no scrape has come: two of Prometheus'
+# default 1 m scrape interval, and time for it to find a new target.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+FIRST_SCRAPE_WAIT = 180.0
 
 
 class Exporter:
@@ -83,6 +92,7 @@ class Exporter:
         self._formats: dict[str, FormatCache] = {}  # content type -> its exposition
         # Keeps the formats scraped lately current between scrapes (monitor/api/renewal.py).
         self.renewal = Renewal(self._current, _PAUSE.collections)
+        self.renewal.expect(self._kept(PROMETHEUS_ACCEPT)[0], FIRST_SCRAPE_WAIT)
         self._unwatch: Callable[[], None] | None = monitor.watch(self._shown)
 
     def close(self) -> None:
@@ -140,15 +150,20 @@ class Exporter:
             registry.register(collector)
         return registry
 
-    async def exposition(self, accept: str, gzipped: bool = False) -> tuple[bytes, str]:
-        """The body and its content type, in the format `accept` asks for (OpenMetrics when
-        the scraper prefers it, as Prometheus does, else the text format 0.0.4); gzipped if
-        asked."""
+    def _kept(self, accept: str) -> tuple[FormatCache, str]:
+        """The kept exposition of the format `accept` asks for, and its content type."""
         encoder, content_type = choose_encoder(accept)
         kept = self._formats.pop(content_type, None) or FormatCache(encoder)
         self._formats[content_type] = kept  # the newest last
         while len(self._formats) > KEPT_FORMATS:
             self.renewal.forget(self._formats.pop(next(iter(self._formats))))
+        return kept, content_type
+
+    async def exposition(self, accept: str, gzipped: bool = False) -> tuple[bytes, str]:
+        """The body and its content type, in the format `accept` asks for (OpenMetrics when
+        the scraper prefers it, as Prometheus does, else the text format 0.0.4); gzipped if
+        asked."""
+        kept, content_type = self._kept(accept)
         scrape = await self.scrape()
 
         def encode() -> bytes:

@@ -17,6 +17,11 @@ reported in docs/prometheus/README.md). Renewals stop when no scrape of a format
 `IDLE_INTERVALS` of its longest recent interval (and at least `least_idle` seconds), so an
 engine nobody scrapes any more spends nothing on it; the next scrape starts them again.
 
+The format Prometheus asks for is renewed from the engine's start (`expect`), before any scrape
+came: else the first two scrapes after every start would each encode every check that had
+reported by then (0.8 s at 10,000 checks). If no scrape comes within the wait given, those
+renewals stop too.
+
 The worker reads the engine's state and latest results as the event loop last set them (each
 an immutable persistent map, read in one step), holds a format's lock only while renewing it,
 and pauses the cyclic garbage collector meanwhile as a scrape does: the event loop is never
@@ -57,20 +62,28 @@ Pause = Callable[[], contextlib.AbstractContextManager[None]]
 
 
 class _Scraped:
-    """When one format was scraped lately."""
+    """When one format was scraped lately. `expected_for`: a format a scraper is expected to
+    ask for (`Renewal.expect`), renewed before its interval is known for that many seconds
+    after the start and after its first scrape."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, expected_for: float | None = None) -> None:
         self.last = now
         self.intervals: deque[float] = deque(maxlen=INTERVALS_KEPT)
+        self.expected_for = expected_for
+        self._awaited = expected_for is not None  # expected, and never scraped yet
 
     def scraped(self, now: float) -> None:
-        self.intervals.append(now - self.last)
+        if self._awaited:  # the time since the engine started is no scraper's interval
+            self._awaited = False
+        else:
+            self.intervals.append(now - self.last)
         self.last = now
 
     def wanted(self, now: float, least_idle: float) -> bool:
-        """Whether to renew it: scraped at least twice, and lately."""
+        """Whether to renew it: scraped at least twice, and lately; or expected, and the
+        scrape it waits for not overdue."""
         if not self.intervals:
-            return False
+            return self.expected_for is not None and now - self.last <= self.expected_for
         return now - self.last <= max(IDLE_INTERVALS * max(self.intervals), least_idle)
 
 
@@ -115,11 +128,21 @@ class Renewal:
                 self._formats[cache] = _Scraped(now)
                 return
             seen.scraped(now)
-            if self._thread is None and not self._closed.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name="metrics-renewal", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def expect(self, cache: FormatCache, within: float) -> None:
+        """`cache` is the format a scraper is expected to ask for (Prometheus', from an
+        engine's start): renew it from now on, so that its first scrape, and its second,
+        find it current, unless `within` seconds pass without one."""
+        with self._lock:
+            self._formats[cache] = _Scraped(self._clock(), expected_for=within)
+            self._start()
+
+    def _start(self) -> None:
+        """The worker running (called under the lock)."""
+        if self._thread is None and not self._closed.is_set():
+            self._thread = threading.Thread(target=self._run, name="metrics-renewal", daemon=True)
+            self._thread.start()
 
     def forget(self, cache: FormatCache) -> None:
         """`cache` is no longer kept: stop renewing it."""
