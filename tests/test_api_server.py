@@ -31,6 +31,7 @@ from monitor.core.secrets import SecretRef
 from monitor.engine.acks import AckChange, AckEnd
 from monitor.engine.commands import PauseChange
 from monitor.engine.pipeline import Monitor
+from tests.history_support import stalled
 from tests.peers.pki import make_ca, make_leaf
 from tests.peers.tcp_peers import closed_port
 
@@ -417,7 +418,7 @@ async def test_a_control_is_answered_once_stored_and_202_while_the_history_stall
     tmp_path, monkeypatch
 ):
     """201 (or 200, 204) means the history holds it: it outlives a restart. A history whose
-    disk stalls (here: another process holding the database's write lock) gets 202 Accepted:
+    disk stalls (here: another connection holding the database's write lock) gets 202 Accepted:
     in force now, stored when the history catches up."""
     monkeypatch.setattr(control, "STORE_WAIT", 0.5)
     ack = "/api/v1/subjects/s/l/c/ack"
@@ -428,17 +429,12 @@ async def test_a_control_is_answered_once_stored_and_202_while_the_history_stall
         status, answer, _ = await api.call("POST", ack, OPERATOR, json=body)
         assert status == 201, answer
         assert stored_acks(tmp_path) == ["s/l/c"]  # stored before the answer
-        blocker = sqlite3.connect(tmp_path / "history.sqlite3", isolation_level=None)
-        try:
-            blocker.execute("BEGIN IMMEDIATE")  # the write lock, as a stalled disk holds it
+        with stalled(tmp_path / "history.sqlite3"):
             status, answer, _ = await api.call("DELETE", ack, OPERATOR)
             assert (status, answer) == (202, {"subject_id": "s/l/c", "withdrawn": True})
             assert api.monitor.acks.get("s/l/c") is None  # in force at once
             status, answer, _ = await api.call("POST", "/api/v1/checks/s/l/c/pause", OPERATOR)
             assert (status, answer) == (202, {"check_id": "s/l/c", "paused": True})
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         await wait_for(lambda: stored_acks(tmp_path) == [])  # caught up
         status, answer, _ = await api.call("POST", "/api/v1/checks/s/l/c/resume", OPERATOR)
         assert (status, answer) == (200, {"check_id": "s/l/c", "paused": False})
