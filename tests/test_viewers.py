@@ -9,6 +9,7 @@ import asyncio
 
 from monitor.api.client import ApiClient, backoff_delay
 from monitor.api.mirror import Mirror
+from tests.history_support import stalled
 from tests.tui_support import acknowledge, cell, log_lines, rendered, toasts, until
 from tests.viewer_support import (
     LOOPBACK,
@@ -125,6 +126,53 @@ async def test_pause_and_acknowledge_go_to_the_engine_and_a_viewer_token_is_told
             )
             assert "psap/lte/port" in looker.board.acked
         assert down.accepted == 0
+
+
+async def test_a_control_the_engines_history_has_not_stored_is_told_as_not_stored_yet(tmp_path):
+    """The engine answers a pause or a withdrawal its history did not store within 5 s (its disk
+    stalled; here another process holds the database's write lock) with 202: in force, but an
+    engine that dies before its history catches up forgets it. The dashboard warns so rather
+    than confirming; with the history healthy the same commands are confirmed as usual, and a
+    run now (always 202) is never taken for one not stored."""
+    down = CountingPeer()
+    async with running_engine(tmp_path, {"lte": down}) as engine:
+        app = await attached(engine.url)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(pilot, lambda: cell(app, "psap/lte/port", "status") == STATUS["CRIT"])
+            app.dashboard.table.select_key("psap/lte/port")
+            await acknowledge(pilot, "lte modem swap")
+            await until(pilot, lambda: "Acknowledged psap/lte/port." in toasts(app))
+            await pilot.press("r")
+            await until(pilot, lambda: "Running psap/lte/port now." in toasts(app))
+
+            with stalled(tmp_path / "history.sqlite3"):
+                await pilot.press("space")
+                await until(pilot, lambda: len(warnings(app)) == 1, timeout=30)
+                await pilot.press("a")  # on an acknowledged row: ends it
+                await until(pilot, lambda: len(warnings(app)) == 2, timeout=30)
+            assert warnings(app) == [
+                f"{done} In force, but the engine's history has not stored it yet (disk "
+                "stalled?): an engine restart would forget it."
+                for done in ("Paused psap/lte/port.", "Acknowledgement of psap/lte/port ended.")
+            ]
+            assert "psap/lte/port" in app.dashboard.paused
+            assert "psap/lte/port" not in app.board.acked
+            assert "Paused psap/lte/port." not in toasts(app)  # not told as stored
+
+            # Stored again once the lock is gone: the engine's document says so.
+            document = await engine.state()
+            assert [c["paused"] for c in document["checks"]] == [True]
+            assert document["acks"] == []
+            await pilot.press("space")
+            await until(pilot, lambda: "Resumed psap/lte/port." in toasts(app))
+            await pilot.press("space")
+            await until(pilot, lambda: "Paused psap/lte/port." in toasts(app))
+            assert len(warnings(app)) == 2
+
+
+def warnings(app: RemoteApp) -> list[str]:
+    """The warnings about controls not stored, as their toasts read."""
+    return [t for t in toasts(app) if "not stored" in t]
 
 
 async def test_a_cut_connection_shows_since_when_and_resumes_with_nothing_lost(tmp_path):

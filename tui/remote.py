@@ -5,7 +5,9 @@ The same app and screen as the local dashboard, fed from the engine's API instea
 `Follower` (monitor.api.client) keeps the viewer attached; the `Mirror` (monitor.api.mirror)
 turns the state document and each event into the results, events and `EngineState` the screen
 already knows. Run now, pause and acknowledge go to the engine as requests with the operator's
-token; what follows comes back on the event stream to every viewer, this one included.
+token; what follows comes back on the event stream to every viewer, this one included. A
+control the engine holds but its history has not stored yet (answered 202) is told as a
+warning: an engine restart before its history catches up would forget it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from yarl import URL
@@ -54,29 +57,49 @@ HISTORY_CHECKS = 500  # beyond this many checks, no history is asked for: a requ
 COMMANDS_AT_ONCE = 8  # requests in flight for a command on many checks (a site's row)
 
 
-# A command's request; what it answers, as the event stream's message saying the same.
-Said = tuple[str, dict[str, Any]] | None
-Request = Callable[[ApiClient], Awaitable[Said]]
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What a command's request brought back: the change it made, as the event stream's message
+    saying the same (None: the stream brings what follows, as a run now's result), and whether
+    the engine's history has stored it (a run now has nothing to store)."""
+
+    said: tuple[str, dict[str, Any]] | None = None
+    stored: bool = True
 
 
-async def _run_now(client: ApiClient, check_id: str) -> Said:
-    await client.run_now(check_id)
-    return None  # the result comes on the stream
+Request = Callable[[ApiClient], Awaitable[Answered]]
 
 
-async def _set_paused(client: ApiClient, check_id: str, paused: bool) -> Said:
+async def _run_now(client: ApiClient, check_id: str) -> Answered:
+    await client.run_now(check_id)  # 202 {"queued": true}, always: queued is all it says
+    return Answered()
+
+
+async def _set_paused(client: ApiClient, check_id: str, paused: bool) -> Answered:
     answer = await client.set_paused(check_id, paused)
-    return "pause", {"check_id": check_id, "paused": bool(answer.get("paused", paused))}
+    now = bool(answer.body.get("paused", paused))
+    return Answered(("pause", {"check_id": check_id, "paused": now}), answer.stored)
 
 
-async def _acknowledge(client: ApiClient, subject_id: str, comment: str, expires: str) -> Said:
-    ack = await client.acknowledge(subject_id, comment, expires)
-    return "ack", {"subject_id": subject_id, "ack": ack}
+async def _acknowledge(client: ApiClient, subject_id: str, comment: str, expires: str) -> Answered:
+    answer = await client.acknowledge(subject_id, comment, expires)
+    return Answered(("ack", {"subject_id": subject_id, "ack": answer.body}), answer.stored)
 
 
-async def _unacknowledge(client: ApiClient, subject_id: str) -> Said:
-    await client.unacknowledge(subject_id)
-    return "ack", {"subject_id": subject_id, "ack": None}
+async def _unacknowledge(client: ApiClient, subject_id: str) -> Answered:
+    answer = await client.unacknowledge(subject_id)
+    return Answered(("ack", {"subject_id": subject_id, "ack": None}), answer.stored)
+
+
+def _unstored_text(lead: str, unstored: int, answered: int) -> str:
+    """The warning that `unstored` of the `answered` controls are in force in the engine but
+    not in its history yet: what an engineer must know before relying on them."""
+    again = "it" if unstored == 1 else "them"
+    which = again if unstored == answered else f"{unstored} of them"
+    return (
+        f"{lead} In force, but the engine's history has not stored {which} yet (disk "
+        f"stalled?): an engine restart would forget {again}."
+    )
 
 
 class RemoteApp(CommwatchApp):
@@ -307,7 +330,7 @@ class RemoteApp(CommwatchApp):
             return
         limit = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
-        async def one(request: Request) -> Said:
+        async def one(request: Request) -> Answered:
             async with limit:
                 return await request(client)
 
@@ -316,23 +339,33 @@ class RemoteApp(CommwatchApp):
         unexpected = [o for o in outcomes if isinstance(o, BaseException) and o not in failures]
         if unexpected:
             raise unexpected[0]
-        for outcome in outcomes:
+        answered = [o for o in outcomes if isinstance(o, Answered)]
+        for outcome in answered:
             # What the engine now holds, as its stream will say it too (applying it twice
             # changes nothing): this viewer shows it at once.
-            if isinstance(outcome, tuple):
-                self._engine_said(*outcome)
-        if not failures:
-            self.notify(done, timeout=2, markup=False)
-        elif any(f.status == 403 for f in failures):
+            if outcome.said is not None:
+                self._engine_said(*outcome.said)
+        self._tell(done, answered, failures)
+
+    def _tell(self, done: str, answered: Sequence[Answered], failures: Sequence[ApiError]) -> None:
+        """The command's outcome: done, refused, or in force but not stored (202)."""
+        if any(f.status == 403 for f in failures):
             self.notify(
                 "This needs an operator token: the viewer's token may only look.",
                 severity="error",
                 timeout=6,
             )
-        else:
+        elif failures:
             self.notify(
                 f"The engine refused: {failures[0]}", severity="error", timeout=6, markup=False
             )
+        unstored = sum(not a.stored for a in answered)
+        if unstored:
+            lead = f"{len(answered)} done." if failures else done
+            text = _unstored_text(lead, unstored, len(answered))
+            self.notify(text, severity="warning", timeout=12, markup=False)
+        elif not failures:
+            self.notify(done, timeout=2, markup=False)
 
 
 def _latency(record: dict[str, Any]) -> float | None:

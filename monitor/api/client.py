@@ -3,7 +3,8 @@ one engine.
 
 `ApiClient` makes the requests: the state document, the event stream (parsed by
 `monitor.api.sse`), the commands (run now, pause, resume, acknowledge) with the operator's
-token. TLS is verified by default (`ca_file` for a private CA). The token goes in one header and
+token; the answer to a control (`Control`) says whether the engine's history has stored it
+yet. TLS is verified by default (`ca_file` for a private CA). The token goes in one header and
 nowhere else: no error, log line or repr of this module holds it, and aiohttp's own exceptions
 (whose request info carries the headers) never leave it.
 
@@ -47,6 +48,17 @@ MAX_ERROR_BYTES = 16 * 1024
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
 USER_AGENT = "commwatch-viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """The engine's answer to a pause, resumption, acknowledgement or withdrawal: its body, and
+    whether the engine's history has stored the control. Not stored (202 Accepted: the history
+    did not store it in time, its disk stalled) means in force in the engine now, but forgotten
+    should the engine stop before its history catches up."""
+
+    body: dict[str, Any]
+    stored: bool
 
 
 class ApiError(Exception):
@@ -154,19 +166,20 @@ class ApiClient:
     async def run_now(self, check_id: str) -> dict[str, Any]:
         return await self._json("POST", f"/api/v1/checks/{_segment(check_id)}/run")
 
-    async def set_paused(self, check_id: str, paused: bool) -> dict[str, Any]:
+    async def set_paused(self, check_id: str, paused: bool) -> Control:
         verb = "pause" if paused else "resume"
-        return await self._json("POST", f"/api/v1/checks/{_segment(check_id)}/{verb}")
+        return await self._control("POST", f"/api/v1/checks/{_segment(check_id)}/{verb}")
 
-    async def acknowledge(self, subject_id: str, comment: str, expires: str) -> dict[str, Any]:
-        return await self._json(
+    async def acknowledge(self, subject_id: str, comment: str, expires: str) -> Control:
+        """The acknowledgement record in `body`."""
+        return await self._control(
             "POST",
             f"/api/v1/subjects/{_segment(subject_id)}/ack",
             body={"comment": comment, "expires": expires},
         )
 
-    async def unacknowledge(self, subject_id: str) -> None:
-        await self._json("DELETE", f"/api/v1/subjects/{_segment(subject_id)}/ack")
+    async def unacknowledge(self, subject_id: str) -> Control:
+        return await self._control("DELETE", f"/api/v1/subjects/{_segment(subject_id)}/ack")
 
     # --- the plumbing ----------------------------------------------------------------------
 
@@ -183,6 +196,13 @@ class ApiClient:
         url = URL(f"{self.url}{path}", encoded=True)
         return self._session.request(method, url, headers=headers, json=body, ssl=self._ssl)
 
+    async def _control(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None
+    ) -> Control:
+        status, answer = await self._exchange(method, path, body=body)
+        # 202 is the engine's way of saying "in force, not stored yet" (monitor.api.control).
+        return Control(answer, stored=status != 202)
+
     async def _json(
         self,
         method: str,
@@ -191,14 +211,26 @@ class ApiClient:
         body: dict[str, Any] | None = None,
         limit: int = MAX_ERROR_BYTES * 64,
     ) -> dict[str, Any]:
+        return (await self._exchange(method, path, body=body, limit=limit))[1]
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        limit: int = MAX_ERROR_BYTES * 64,
+    ) -> tuple[int, dict[str, Any]]:
+        """The answer's status and its JSON object ({} for 204 No Content)."""
         # The whole state document of a large inventory may take a while over a slow link.
         timeout = DOCUMENT_TIMEOUT if limit >= MAX_DOCUMENT_BYTES else REQUEST_TIMEOUT
         try:
             async with asyncio.timeout(timeout):
                 async with self._request(method, path, body=body) as response:
                     await _raise_for_status(response)
-                    if response.status == 204:
-                        return {}
+                    status = response.status
+                    if status == 204:
+                        return status, {}
                     raw = await _read_bounded(response, limit)
         except TimeoutError:
             raise ApiError(f"{self.url} did not answer within {timeout:.0f}s") from None
@@ -216,7 +248,7 @@ class ApiClient:
             raise ApiError(f"{self.url}{path} answered something that is not JSON") from None
         if not isinstance(document, dict):
             raise ApiError(f"{self.url}{path} answered JSON that is not an object")
-        return document
+        return status, document
 
 
 class EventStream:
