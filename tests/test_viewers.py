@@ -64,7 +64,7 @@ async def test_rows_follow_the_engine_and_run_now_reaches_it_while_the_viewer_pr
                 # Run now from the viewer: the engine looks once more, and the result comes back.
                 app.dashboard.table.select_key("psap/fibre/port")
                 await pilot.press("r")
-                await until(pilot, lambda: up.accepted == 2, timeout=5)
+                await until(pilot, lambda: up.accepted == 2)
                 await until(pilot, lambda: len(app.board.states["psap/fibre/port"].history) == 2)
                 assert "Running psap/fibre/port now." in toasts(app)
 
@@ -209,7 +209,7 @@ async def test_a_cut_connection_shows_since_when_and_resumes_with_nothing_lost(t
                 await until(pilot, lambda: up.accepted == 1)
 
                 await proxy.mend()
-                await until(pilot, lambda: "disconnected" not in summary(app), timeout=10)
+                await until(pilot, lambda: "disconnected" not in summary(app))
                 await until(pilot, lambda: cell(app, check, "status") == STATUS["CRIT"])
                 # Resumed from where it stopped: both results arrived, none twice.
                 await until(pilot, lambda: len(app.board.states[check].history) == 3)
@@ -281,7 +281,7 @@ async def test_an_engine_restarted_on_its_store_resumes_the_viewer_with_nothing_
                 async with running_engine(tmp_path, {"fibre": up}) as restarted:
                     proxy.upstream = restarted.url
                     await proxy.mend()
-                    await until(pilot, lambda: "disconnected" not in summary(app), timeout=10)
+                    await until(pilot, lambda: "disconnected" not in summary(app))
                     # OK, the CRIT while away (replayed from the store), the restart's CRIT:
                     # a viewer sent back to the document would have missed the middle one.
                     await until(pilot, lambda: len(app.board.states[check].history) == 3, 15)

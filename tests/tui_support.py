@@ -208,7 +208,7 @@ def http_result(
     )
 
 
-async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
