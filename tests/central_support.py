@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
 from monitor.api.server import ApiServer
-from monitor.cluster import buckets
+from monitor.cluster import buckets, connection
 from monitor.cluster.assignment import DEFAULT_POOL
 from monitor.cluster.central import ResultConsumer, connect
 from monitor.cluster.membership import Heartbeat, Member, encode
@@ -190,12 +190,12 @@ class RunningCentral:
 async def running_central(
     cluster: ClusterConfig, inventory: Inventory
 ) -> AsyncIterator[RunningCentral]:
-    """As `commwatch central` runs: connected to `cluster.nats` (every server it names), the
-    stream made if missing, the durable consumer into an engine with the inventory's history and
-    no alerts; stopped and drained at the end."""
+    """As `commwatch central` runs: connected to `cluster.nats` (every server it names), in
+    `cluster.domain`'s JetStream, the stream made if missing, the durable consumer into an
+    engine with the inventory's history and no alerts; stopped and drained at the end."""
     client = await connect(cluster.nats)
     try:
-        js = client.jetstream()
+        js = connection.jetstream(client, cluster.domain)
         await ensure_stream(js, cluster.stream, cluster.replicas)
         history = inventory.resilience.history.path
         consumer = ResultConsumer(js, inventory.checks, stream=cluster.stream, history=history)

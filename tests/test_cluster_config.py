@@ -43,6 +43,7 @@ def test_an_empty_section_has_the_defaults(tmp_path):
         DEFAULT_SPOOL_BYTES,
     )
     assert cluster.lease_ttl == DEFAULT_LEASE_TTL == 10.0
+    assert cluster.domain is None  # the JetStream of the server connected to
 
 
 def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
@@ -55,6 +56,7 @@ def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
             credentials: {user: agent-north, password_env: CW_NATS_PASSWORD}
             tls: {ca_file: ca.pem}
           stream: RESULTS_TEST
+          domain: hub-1
           spool: {path: spool.sqlite3, max_age: 2h, max_bytes: 5MiB}
           lease_ttl: 2500ms
         """,
@@ -67,6 +69,7 @@ def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
     assert cluster.nats.tls is not None and cluster.nats.tls.ca_file == tmp_path / "ca.pem"
     assert cluster.nats.tls.cert_file is None
     assert cluster.stream == "RESULTS_TEST"
+    assert cluster.domain == "hub-1"
     assert cluster.spool.path == tmp_path / "spool.sqlite3"  # relative to the inventory
     assert (cluster.spool.max_age, cluster.spool.max_bytes) == (7200.0, 5 * 1024 * 1024)
     assert cluster.lease_ttl == 2.5
@@ -98,6 +101,13 @@ def test_each_kind_of_credential(tmp_path, secrets, credentials, expected):
         ("cluster: {nats: {url: 'nats://127.0.0.1:99999'}}\n", "'url': the NATS URL's port"),
         ("cluster: {nast: {}}\n", "8:11: unknown key 'nast' in cluster (did you mean 'nats'?)"),
         ("cluster: {stream: 'a.b'}\n", "8:19: 'stream': 'a.b' is not a JetStream stream name"),
+        (
+            "cluster: {domain: 'hub.eu'}\n",
+            "8:19: 'domain': 'hub.eu' is not a JetStream domain name (use letters, digits, '-' "
+            "and '_' (no '.', '*', '>' or spaces), at most 64: the domain in the hub's "
+            "nats-server.conf, jetstream { domain: NAME })",
+        ),
+        ("cluster: {domain: ''}\n", "8:19: 'domain': expected non-empty text"),
         (
             "cluster: {nats: {credentials: {user: a}}}\n",
             "8:31: NATS credentials need exactly one of password_env",
@@ -151,3 +161,18 @@ def test_sizes():
     for bad in ("", "MiB", "-1MiB", "10 parsecs", True, 1.5):
         with pytest.raises(OptionError):
             byte_size(bad)
+
+
+def test_the_command_line_domain_overrides_the_inventory(tmp_path, capsys):
+    from monitor.cli.cluster_extra import cluster_config
+    from monitor.cli.parser import build_parser
+
+    inventory = load(tmp_path, "cluster: {domain: hub}\n")
+    parser = build_parser()
+    for command in (["agent", "--name", "a"], ["central"]):
+        given = parser.parse_args([*command, "--js-domain", "site-north"])
+        assert cluster_config(inventory, given).domain == "site-north"
+        assert cluster_config(inventory, parser.parse_args(command)).domain == "hub"
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--js-domain", "a.b"])
+        assert "'a.b' is not a JetStream domain name" in capsys.readouterr().err

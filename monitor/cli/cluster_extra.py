@@ -1,6 +1,7 @@
 """What the cluster commands (`agent`, `central`) share. They need nats-py, which the default
 install leaves out (the `cluster` extra): without it they say the one command that installs
-it, rather than a traceback. Both read the inventory's `cluster:` section, `--nats` over it."""
+it, rather than a traceback. Both read the inventory's `cluster:` section, `--nats` and
+`--js-domain` over it."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ def cluster_selection(
     command: str, args: argparse.Namespace
 ) -> tuple[Selection, ClusterConfig] | int:
     """What `agent` and `central` start from: nats-py there, the inventory loaded and its
-    checks selected, and its `cluster:` section with `--nats` over it; or the exit code,
-    what is wrong already said."""
+    checks selected, and its `cluster:` section with `--nats` and `--js-domain` over it; or the
+    exit code, what is wrong already said."""
     missing = missing_nats(command)
     if missing is not None:
         return missing
@@ -76,8 +77,12 @@ def missing_nkeys(command: str, config: ClusterConfig) -> int | None:
 
 
 def cluster_config(inventory: Inventory, args: argparse.Namespace) -> ClusterConfig:
-    """The inventory's `cluster:` section (its defaults without one), `--nats URL` over it."""
+    """The inventory's `cluster:` section (its defaults without one), `--nats URL` and
+    `--js-domain DOMAIN` over it."""
     cluster = inventory.cluster or ClusterConfig()
-    if args.nats is None:
-        return cluster
-    return dataclasses.replace(cluster, nats=dataclasses.replace(cluster.nats, url=args.nats))
+    if args.nats is not None:
+        nats = dataclasses.replace(cluster.nats, url=args.nats)
+        cluster = dataclasses.replace(cluster, nats=nats)
+    if args.js_domain is not None:
+        cluster = dataclasses.replace(cluster, domain=args.js_domain)
+    return cluster

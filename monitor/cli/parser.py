@@ -137,6 +137,13 @@ def _add_nats_flag(parser: argparse.ArgumentParser) -> None:
         "cluster comma-separated (overrides cluster: nats: url:; credentials never go in the "
         "URL, only in cluster: nats: credentials:)",
     )
+    parser.add_argument(
+        "--js-domain",
+        type=values.jetstream_domain,
+        metavar="DOMAIN",
+        help="the JetStream domain of the servers that keep the results stream, for a NATS leaf "
+        "node without JetStream of its own between here and them (overrides cluster: domain:)",
+    )
 
 
 def _add_engine_flags(parser: argparse.ArgumentParser, scope: str, api_title: str) -> None:

@@ -102,6 +102,12 @@ def nats_url(text: str) -> str:
     return _option(parse, text)
 
 
+def jetstream_domain(text: str) -> str:
+    from monitor.config.cluster import jetstream_domain as parse  # see the module's docstring
+
+    return _option(parse, text)
+
+
 def vantage_name(text: str) -> str:
     from monitor.config.cluster import vantage_name as parse  # see the module's docstring
 

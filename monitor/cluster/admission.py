@@ -76,7 +76,9 @@ async def admitting(nc: Client, cluster: ClusterConfig) -> AsyncIterator[Admissi
     the bucket is read (a heartbeat TTL at most: without NATS there is nothing to read), so
     that the first results are judged against the heartbeats, not admitted unjudged."""
     admission = Admission(cluster.heartbeat_ttl)
-    membership = Membership(cluster.heartbeat_ttl, on_change=admission.changed)
+    membership = Membership(
+        cluster.heartbeat_ttl, on_change=admission.changed, domain=cluster.domain
+    )
     following = asyncio.create_task(membership.follow(nc), name="membership")
     try:
         with contextlib.suppress(TimeoutError):

@@ -40,6 +40,7 @@ from monitor.cluster.connection import (
     connect_options,
     connected_server,
     inbox_prefix,
+    jetstream,
     trouble,
     unpublished,
 )
@@ -101,9 +102,11 @@ class Agent:
         self.cluster = cluster
         self.spool = spool
         self.member = Member(name, frozenset(pools), time.time(), concurrency.global_limit)
-        self._heartbeat = Heartbeat(self.member, cluster.heartbeat, cluster.heartbeat_ttl)
+        self._heartbeat = Heartbeat(
+            self.member, cluster.heartbeat, cluster.heartbeat_ttl, domain=cluster.domain
+        )
         self.membership = Membership(
-            cluster.heartbeat_ttl, own=self.member, on_change=self._reassign
+            cluster.heartbeat_ttl, own=self.member, on_change=self._reassign, domain=cluster.domain
         )
         self._selected = tuple(checks)
         self._vantage: dict[str, str] = {}  # check id -> the vantage point it is run for
@@ -242,7 +245,7 @@ class Agent:
             reconnected_cb=self._on_reconnected,
             **options,
         )
-        self._js = self._nc.jetstream()
+        self._js = jetstream(self._nc, self.cluster.domain)
         self._presence = asyncio.create_task(
             take_part(self._nc, self._heartbeat, self.membership), name="presence"
         )

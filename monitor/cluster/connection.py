@@ -1,8 +1,10 @@
 """How an agent or a central connects to NATS: nats-py's options for the configured
-credentials and TLS, and its troubles told in commwatch's words."""
+credentials and TLS, the JetStream of the configured domain, and its troubles told in
+commwatch's words."""
 
 from __future__ import annotations
 
+import functools
 import re
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,8 @@ from monitor.core.text import printable
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+    from nats.js.api import PubAck
+    from nats.js.client import JetStreamContext
 
 # nats-server's "-ERR 'Permissions Violation for Publish to "SUBJECT"'" (nats-py lower-cases
 # it): the connection stays up, the one message is dropped.
@@ -45,10 +49,42 @@ def connect_options(config: NatsConfig) -> dict[str, Any]:
     return options
 
 
+def jetstream(client: Client, domain: str | None) -> JetStreamContext:
+    """The JetStream that keeps the stream and the buckets: that of the server `client` is
+    connected to, or with `domain` (`cluster: domain:`) that of the servers of the domain,
+    asked through `$JS.DOMAIN.API`. A NATS leaf node without JetStream of its own passes on
+    only that: it denies `$JS.API.>` and `$KV.>` across its link, and the hub maps
+    `$JS.DOMAIN.API.>` back (its `$JS.DOMAIN.API.$KV.>` to `$KV.>`)."""
+    if domain is None:
+        return client.jetstream()
+    return _domain_context()(client, domain=domain)
+
+
+@functools.cache
+def _domain_context() -> type[JetStreamContext]:
+    # Made once nats-py is imported: this module is loaded before it is known to be installed.
+    from nats.js.client import JetStreamContext
+
+    class DomainJetStream(JetStreamContext):
+        """nats-py 2.16's KeyValue publishes its puts and deletes to `$KV.BUCKET.KEY` whatever
+        the domain, which no stream takes through a leaf node; they go under the domain's API
+        prefix here, as nats.go sends them (its `useJSPfx`; nats.py fixed it in its PR 1011,
+        after 2.16). Its reads and watches already go through the prefix, and a KeyValue that
+        prefixes its own puts is left as it is."""
+
+        async def publish(self, subject: str, *args: Any, **kwargs: Any) -> PubAck:
+            if subject.startswith("$KV."):
+                subject = f"{self._prefix}.{subject}"
+            return await super().publish(subject, *args, **kwargs)
+
+    return DomainJetStream
+
+
 def trouble(exc: Exception, url: str, role: str) -> str:
     """What went wrong with NATS, for the log. The library's message is not shown: it is the
     library's words and may quote the server; the kind of failure is enough to act on."""
     from nats.errors import AuthorizationError
+    from nats.js.errors import ServiceUnavailableError
 
     said = str(exc).lower()
     # nats-py reports the server's "-ERR 'Authorization Violation'" as a plain nats.errors.Error.
@@ -61,6 +97,12 @@ def trouble(exc: Exception, url: str, role: str) -> str:
         return (
             f"NATS at {url} does not let this {role} {action} {printable(refused.group(2))}: "
             "its NATS user's permissions forbid it"
+        )
+    if isinstance(exc, ServiceUnavailableError):
+        # NATS is there, its JetStream is not: a leaf node cut off from its hub says this.
+        return (
+            f"NATS at {url} answers but no JetStream does: none is there (or in the domain of "
+            "cluster: domain:), or a leaf node in between is cut off from its hub"
         )
     return f"cannot reach NATS at {url} ({type(exc).__name__})"
 
@@ -91,7 +133,7 @@ def unpublished(exc: Exception) -> str:
     if isinstance(exc, NoStreamResponseError | NoRespondersError):
         return (
             "no stream took it: the stream is gone, or a majority of its replicas is down, or "
-            "they are electing a leader"
+            "they are electing a leader, or a leaf node in between is cut off from its hub"
         )
     if isinstance(exc, TimeoutError):  # nats-py's TimeoutError is one
         return (

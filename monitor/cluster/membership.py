@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.cluster import buckets
 from monitor.cluster.assignment import Roster
+from monitor.cluster.connection import jetstream
 from monitor.config.cluster import vantage_name
 from monitor.core.logs import Throttle
 from monitor.core.options import OptionError
@@ -100,7 +101,8 @@ class Membership:
     """The live agents, as the bucket says and as this process last heard. `own`: this
     agent, live whatever the bucket says while it runs. `on_change` is called with the new
     roster once the first watch has read the whole bucket, and after that whenever who is live,
-    or in which pools, changes."""
+    or in which pools, changes. `domain`: the JetStream domain of the bucket
+    (monitor.cluster.connection.jetstream)."""
 
     def __init__(
         self,
@@ -108,8 +110,10 @@ class Membership:
         *,
         own: Member | None = None,
         on_change: Callable[[Roster], None] | None = None,
+        domain: str | None = None,
     ) -> None:
         self.ttl = ttl
+        self.domain = domain
         self.ready = asyncio.Event()  # set once the first watch has read the whole bucket
         self._own = own
         self._on_change = on_change
@@ -140,7 +144,7 @@ class Membership:
     async def _watch(self, nc: Client) -> None:
         import nats.errors
 
-        kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+        kv = await buckets.key_value(jetstream(nc, self.domain), buckets.AGENTS, self.ttl)
         reconnects = nc.stats["reconnects"]
         # nats-py leaves the watcher's methods without types.
         watcher: Any = await kv.watchall()
@@ -241,12 +245,16 @@ class Membership:
 
 
 class Heartbeat:
-    """An agent's record, put every `interval` while connected; withdrawn on a clean stop."""
+    """An agent's record, put every `interval` while connected; withdrawn on a clean stop.
+    `domain`: the JetStream domain of the bucket (monitor.cluster.connection.jetstream)."""
 
-    def __init__(self, member: Member, interval: float, ttl: float) -> None:
+    def __init__(
+        self, member: Member, interval: float, ttl: float, *, domain: str | None = None
+    ) -> None:
         self.member = member
         self.interval = interval
         self.ttl = ttl
+        self.domain = domain
         self._throttle = Throttle(_LOG_EVERY)
 
     async def beat(self, nc: Client) -> None:
@@ -265,7 +273,7 @@ class Heartbeat:
     async def _put(self, nc: Client) -> bool:
         """Whether the record was put."""
         try:
-            kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+            kv = await buckets.key_value(jetstream(nc, self.domain), buckets.AGENTS, self.ttl)
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 await kv.put(self.member.name, encode(self.member, time.time()))
         except Exception as exc:  # nats-py's errors, timeouts
@@ -280,7 +288,7 @@ class Heartbeat:
         if not nc.is_connected:
             return
         try:
-            kv = await buckets.key_value(nc.jetstream(), buckets.AGENTS, self.ttl)
+            kv = await buckets.key_value(jetstream(nc, self.domain), buckets.AGENTS, self.ttl)
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 await kv.delete(self.member.name)
         except Exception as exc:  # nats-py's errors, timeouts

@@ -11,6 +11,9 @@ configured, checked at load time.
         # or {token_env: NAME} / {token_file: PATH} / {creds_file: PATH} / {nkey_file: PATH}
         tls: {ca_file: /etc/commwatch/nats-ca.pem, cert_file: ..., key_file: ...}
       stream: COMMWATCH_RESULTS
+      domain: hub                             # the JetStream domain of the servers that keep
+                                              # the stream: `--js-domain` overrides; for agents
+                                              # behind a NATS leaf node without JetStream
       replicas: 3                             # the stream's, when it is made: 1, 3 or 5
       spool: {path: /var/lib/commwatch/spool.sqlite3, max_age: 24h, max_bytes: 100MiB}
       lease_ttl: 10s                          # how long a central's leadership outlives it
@@ -56,6 +59,9 @@ _SCHEMES = ("nats", "tls")
 _URL_HINT = "write nats://HOST:PORT (or tls://HOST:PORT), e.g. nats://127.0.0.1:4222"
 # JetStream stream names: no whitespace, '.', '*', '>', path separators.
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A JetStream domain is one token of the API's subjects, `$JS.DOMAIN.API.>`: the same
+# characters as a stream name, so that no '.', '*', '>' or space breaks the subject.
+_DOMAIN_NAME = _STREAM_NAME
 # An agent's or pool's name is a NATS subject token and part of every message id an agent
 # publishes: no '.', '*', '>' or space.
 _VANTAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -122,6 +128,9 @@ class SpoolConfig:
 class ClusterConfig:
     nats: NatsConfig = field(default_factory=NatsConfig)
     stream: str = DEFAULT_STREAM
+    # The JetStream domain of the servers that keep the stream and buckets, asked through
+    # `$JS.DOMAIN.API`; None: the JetStream of the server connected to (monitor.cluster.connection).
+    domain: str | None = None
     replicas: int = DEFAULT_REPLICAS  # of the stream, when an agent or a central makes it
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     # Seconds the leader central's lease lasts unrenewed: a follower takes over within two of
@@ -206,6 +215,17 @@ def stream_name(value: Any) -> str:
     return name
 
 
+def jetstream_domain(value: Any) -> str:
+    name = text(value)
+    if not _DOMAIN_NAME.fullmatch(name):
+        raise OptionError(
+            f"{name!r} is not a JetStream domain name",
+            "use letters, digits, '-' and '_' (no '.', '*', '>' or spaces), at most 64: the "
+            "domain in the hub's nats-server.conf, jetstream { domain: NAME }",
+        )
+    return name
+
+
 def lease_ttl(value: Any) -> float:
     seconds = duration(value)
     if seconds < MIN_LEASE_TTL:
@@ -235,6 +255,7 @@ def byte_size(value: Any) -> int:
 _CLUSTER_KEYS = (
     "nats",
     "stream",
+    "domain",
     "replicas",
     "spool",
     "lease_ttl",
@@ -273,6 +294,7 @@ class ClusterReader(Reader):
         return ClusterConfig(
             nats=self._nats_section(inner),
             stream=self.plain(inner, "stream", stream_name, default.stream),
+            domain=self.plain(inner, "domain", jetstream_domain, default.domain),
             replicas=self.plain(inner, "replicas", replica_count, default.replicas),
             spool=self._spool_section(inner),
             lease_ttl=self.plain(inner, "lease_ttl", lease_ttl, default.lease_ttl),

@@ -6,7 +6,11 @@ store, as an outage and a recovery look to its clients.
 between them on ports of their own, distinct stores, each with a server name and its HTTP
 monitoring port), ready once JetStream's meta group has a leader; each node can be SIGKILLed
 and restarted, and the cluster says which node leads a stream and which node a client is
-connected to (from the nodes' monitoring endpoints)."""
+connected to (from the nodes' monitoring endpoints).
+
+`running_hub_and_leaf` starts a hub with JetStream in a domain, and a site's leaf node without
+JetStream that connects to it (`leafnodes`), as a site behind a WAN sees NATS; the hub can be
+stopped and started again, the leaf reconnecting to it by itself."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import contextlib
 import json
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +55,8 @@ class NatsServer:
     # Written as it is into the configuration (an `authorization` block with users and their
     # permissions, say), in place of user/password/token.
     config: str = ""
-    jetstream: bool = True  # off: a NATS without JetStream, as a misconfigured one is
+    jetstream: bool = True  # off: a NATS without JetStream, as a misconfigured one or a leaf is
+    domain: str | None = None  # JetStream's domain (`jetstream { domain: ... }`)
     # A node of a cluster: its server name, its route port, the other nodes' route ports, and
     # its HTTP monitoring port.
     name: str | None = None
@@ -73,7 +78,9 @@ class NatsServer:
         # A file, not flags: a password on the command line is in every `ps` listing.
         lines = [f"listen: {LOOPBACK}:{self.port}"]
         if self.jetstream:
-            lines.append(f"jetstream {{ store_dir: {json.dumps(str(self.folder / 'store'))} }}")
+            domain = "" if self.domain is None else f", domain: {self.domain}"
+            store = json.dumps(str(self.folder / "store"))
+            lines.append(f"jetstream {{ store_dir: {store}{domain} }}")
         if self.name is not None:
             lines.append(f"server_name: {self.name}")
         if self.monitor_port is not None:
@@ -165,6 +172,23 @@ class NatsServer:
             process.wait()
 
 
+async def _started(make: Callable[[], list[NatsServer]]) -> list[NatsServer]:
+    """The servers `make` gives (on free ports of its choosing), started in turn; made again on
+    other ports when something else took one of them first, three times at most."""
+    for attempt in range(3):
+        servers = make()
+        try:
+            for server in servers:
+                await server.start()
+            return servers
+        except PortTaken:
+            for server in servers:
+                server.stop()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.asynccontextmanager
 async def running_nats(
     folder: Path,
@@ -177,20 +201,71 @@ async def running_nats(
     """nats-server with JetStream on a free loopback port, authenticating clients by user and
     password or by token when given, or as `config` (an `authorization` block) says; stopped
     at the end."""
-    for attempt in range(3):
-        server = NatsServer(
-            folder, free_port(), user=user, password=password, token=token, config=config
-        )
-        try:
-            await server.start()
-            break
-        except PortTaken:
-            if attempt == 2:
-                raise
+    (server,) = await _started(
+        lambda: [
+            NatsServer(
+                folder, free_port(), user=user, password=password, token=token, config=config
+            )
+        ]
+    )
     try:
         yield server
     finally:
         server.stop()
+
+
+HUB_DOMAIN = "hub"
+
+
+@contextlib.asynccontextmanager
+async def running_hub_and_leaf(folder: Path) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
+    """A hub with JetStream in the domain HUB_DOMAIN that takes leaf nodes, and a leaf node
+    without JetStream connected to it (a site's NATS), on free loopback ports; returned once
+    the hub's JetStream answers through the leaf. Both stopped at the end."""
+
+    def make() -> list[NatsServer]:
+        link = free_port()
+        hub = NatsServer(
+            folder / "hub",
+            free_port(),
+            name="hub",
+            domain=HUB_DOMAIN,
+            config=f"leafnodes {{ listen: {LOOPBACK}:{link} }}",
+        )
+        leaf = NatsServer(
+            folder / "leaf",
+            free_port(),
+            name="leaf",
+            jetstream=False,
+            config=f'leafnodes {{ remotes: [{{url: "nats-leaf://{LOOPBACK}:{link}"}}] }}',
+        )
+        return [hub, leaf]
+
+    hub, leaf = await _started(make)
+    try:
+        await hub_through(leaf)
+        yield hub, leaf
+    finally:
+        leaf.stop()
+        hub.stop()
+
+
+async def hub_through(leaf: NatsServer) -> None:
+    """Return once the hub's JetStream answers a client of `leaf` (the leaf's link is up)."""
+    client = await nats.connect(leaf.url)
+    try:
+        js = client.jetstream(domain=HUB_DOMAIN, timeout=2)
+
+        async def answers() -> bool | None:
+            try:
+                await js.account_info()
+            except (nats.errors.Error, TimeoutError):
+                return None
+            return True
+
+        await poll("the hub's JetStream through the leaf node", answers, timeout=30)
+    finally:
+        await client.close()
 
 
 @dataclass

@@ -48,6 +48,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     # The cluster code loads once nats-py is known to be there and the inventory is good.
     from monitor.cluster.admission import admitting
     from monitor.cluster.central import ResultConsumer, connect, durable_name
+    from monitor.cluster.connection import jetstream
     from monitor.cluster.lease import Lease, LeaseError, open_lease_bucket
     from monitor.cluster.metrics import CentralMetrics
     from monitor.cluster.notified import LeaderGate, open_notified_bucket
@@ -75,7 +76,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
         return EXIT_UNKNOWN
     consumer = lease = leasing = None
     try:
-        js = client.jetstream()
+        js = jetstream(client, cluster.domain)
         if not await _stream_made(js, cluster):
             return EXIT_UNKNOWN
         inventory = selected.inventory

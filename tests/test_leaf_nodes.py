@@ -1,0 +1,152 @@
+"""An agent at a site behind a NATS leaf node without JetStream of its own, the central on the
+hub whose JetStream has the domain `hub` (tests/peers/nats_peers.py, `running_hub_and_leaf`):
+with `cluster: domain: hub` the agent makes sure of the stream, publishes, puts its heartbeat
+and follows the others' through the leaf, and the central assigns it its checks. Then the WAN
+outage: the hub stopped for 30 s while the agent probes (its connection to the leaf stays up),
+started again; the central has every result, in order per check, none shown or stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from monitor.cluster import buckets, connection
+from monitor.cluster.agent import Agent
+from monitor.cluster.assignment import DEFAULT_POOL, share
+from monitor.cluster.membership import Heartbeat, Member, Membership, decode
+from monitor.cluster.spool import Spool
+from monitor.config.cluster import ClusterConfig
+from monitor.config.inventory import Check
+from monitor.config.loader import load_inventory
+from tests.central_support import RunningCentral, Runs, assert_every_run_once, running_central
+from tests.peers.nats_peers import HUB_DOMAIN, hub_through, running_hub_and_leaf
+from tests.peers.prometheus_peers import poll
+from tests.test_cluster_agent import (
+    OUTAGE,
+    check_results,
+    inventory_text,
+    started_ns,
+    stream_messages,
+    tcp_peers,
+)
+
+AGENT = "north-1"
+OTHER = "north-2"  # an agent of the pool at another site, put on the hub after the outage
+
+
+async def seen_on_the_hub(
+    central: RunningCentral, cluster: ClusterConfig, checks: Sequence[Check]
+) -> None:
+    """The agent's heartbeat, put through the leaf, read on the hub; and the central's view of
+    the live agents (as its admission follows them) giving the agent every check."""
+    js = connection.jetstream(central.client, cluster.domain)
+    kv = await buckets.key_value(js, buckets.AGENTS, cluster.heartbeat_ttl)
+    entry = await kv.get(AGENT)
+    assert entry.value is not None
+    assert decode(AGENT, entry.value).pools == frozenset({DEFAULT_POOL})
+    membership = Membership(cluster.heartbeat_ttl, domain=cluster.domain)
+    following = asyncio.create_task(membership.follow(central.client))
+    try:
+        await asyncio.wait_for(membership.ready.wait(), 30)
+        assert membership.roster().pools_of == {AGENT: frozenset({DEFAULT_POOL})}
+        assert len(share(AGENT, checks, membership.roster())) == len(checks)
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+
+async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="commwatch.agent")
+    async with tcp_peers(3) as ports, running_hub_and_leaf(tmp_path / "nats") as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            + inventory_text(ports, f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}}}")
+        )
+        inventory = load_inventory(path)
+        central_cluster = inventory.cluster
+        assert central_cluster is not None and central_cluster.domain == HUB_DOMAIN
+        # The site's agent is given its leaf node's URL (as --nats does), the same domain.
+        agent_cluster = dataclasses.replace(
+            central_cluster, nats=dataclasses.replace(central_cluster.nats, url=leaf.url)
+        )
+        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+        runs = Runs(AGENT)
+        agent = Agent(
+            AGENT,
+            inventory.checks,
+            inventory.concurrency,
+            agent_cluster,
+            spool,
+            start_spread=0,
+            runner=runs,
+        )
+        probing = asyncio.create_task(agent.run())
+        try:
+            async with running_central(central_cluster, inventory) as central:
+                await central.until(lambda: len(central.shown) >= 6, "the first results")
+                await asyncio.wait_for(agent.membership.ready.wait(), 30)  # read via the leaf
+                await seen_on_the_hub(central, central_cluster, inventory.checks)
+
+                hub.stop()  # the WAN outage: the leaf, and the agent's connection to it, stay
+
+                async def spooling() -> bool | None:
+                    return True if spool.depth >= 3 else None
+
+                await poll("results spooled while the hub is away", spooling, timeout=30)
+                await asyncio.sleep(OUTAGE)  # the outage itself: probing goes on meanwhile
+                assert agent.figures().connected, "the agent's link to its leaf node broke"
+                assert spool.depth >= 3 * int(OUTAGE / 2), "results did not queue in the spool"
+                await hub.start()
+                await hub_through(leaf)
+
+                async def replayed() -> bool | None:
+                    figures = agent.figures()
+                    return True if figures.replayed and figures.spooled == 0 else None
+
+                await poll("the spool replayed after the hub came back", replayed, timeout=90)
+
+                # The agent's watch of the heartbeats carries on after the outage: another
+                # agent of the pool, put on the hub, is seen by it through the leaf.
+                other = Member(OTHER, frozenset({DEFAULT_POOL}), time.time(), 1)
+                beat = Heartbeat(other, 1.0, central_cluster.heartbeat_ttl, domain=HUB_DOMAIN)
+                beating = asyncio.create_task(beat.beat(central.client))
+                try:
+
+                    async def sees_other() -> bool | None:
+                        return True if OTHER in agent.membership.roster().pools_of else None
+
+                    await poll("the agent sees the other agent's heartbeat", sees_other, 60)
+                finally:
+                    beating.cancel()
+                    await asyncio.gather(beating, return_exceptions=True)
+                agent.stop()
+                await asyncio.wait_for(probing, 60)
+                assert spool.depth == 0, "results left unpublished"
+                made = list(runs.made)
+                await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
+                shown = list(central.shown)
+        finally:
+            agent.stop()
+            await asyncio.wait_for(probing, 60)
+            spool.close()
+        messages = await stream_messages(hub.url, at_least=len(runs.msg_ids))
+    said = [record.getMessage() for record in caplog.records]
+    # What the site's operator reads while the hub is away: NATS there, its JetStream not.
+    assert any(
+        line.startswith(f"NATS at {leaf.url} answers but no JetStream does") for line in said
+    ), said
+    assert_every_run_once(inventory, made, shown)
+    stored = [m.headers["Nats-Msg-Id"] for m in messages]
+    assert len(stored) == len(set(stored)), "a result stored twice in the stream"
+    assert set(stored) == runs.msg_ids
+    for check, ids in check_results(messages).items():
+        assert ids == sorted(ids, key=started_ns), f"{check} out of order in the stream"
