@@ -3,7 +3,8 @@ hub whose JetStream has the domain `hub` (tests/peers/nats_peers.py, `running_hu
 with `cluster: domain: hub` the agent makes sure of the stream, publishes, puts its heartbeat
 and follows the others' through the leaf, and the central assigns it its checks. Then the WAN
 outage: the hub stopped for 30 s while the agent probes (its connection to the leaf stays up),
-started again; the central has every result, in order per check, none shown or stored twice."""
+started again; the central has every result, in order per check, none shown or stored twice,
+and the agent, which could not hear the others meanwhile, judged nobody gone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check
 from monitor.config.loader import load_inventory
 from tests.central_support import RunningCentral, Runs, assert_every_run_once, running_central
-from tests.peers.nats_peers import HUB_DOMAIN, hub_through, running_hub_and_leaf
+from tests.peers.nats_peers import HUB_DOMAIN, NatsServer, hub_through, running_hub_and_leaf
 from tests.peers.prometheus_peers import poll
 from tests.test_cluster_agent import (
     OUTAGE,
@@ -37,7 +38,7 @@ from tests.test_cluster_agent import (
 )
 
 AGENT = "north-1"
-OTHER = "north-2"  # an agent of the pool at another site, put on the hub after the outage
+OTHER = "north-2"  # an agent of the pool on the hub's side of the WAN
 
 
 async def seen_on_the_hub(
@@ -61,15 +62,24 @@ async def seen_on_the_hub(
         await asyncio.gather(following, return_exceptions=True)
 
 
+def in_roster(agent: Agent, name: str) -> Callable[[], Awaitable[bool | None]]:
+    async def there() -> bool | None:
+        return True if name in agent.membership.roster().pools_of else None
+
+    return there
+
+
 async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="commwatch.agent")
+    caplog.set_level(logging.WARNING, logger="commwatch")
     async with tcp_peers(3) as ports, running_hub_and_leaf(tmp_path / "nats") as (hub, leaf):
         path = tmp_path / "inventory.yaml"
+        cluster = f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}}}"
+        # One check of the agent's own, two of the pool default.
         path.write_text(
             f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
-            + inventory_text(ports, f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}}}")
+            + inventory_text(ports, cluster, vantages=[AGENT, "", ""])
         )
         inventory = load_inventory(path)
         central_cluster = inventory.cluster
@@ -95,39 +105,25 @@ async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
                 await central.until(lambda: len(central.shown) >= 6, "the first results")
                 await asyncio.wait_for(agent.membership.ready.wait(), 30)  # read via the leaf
                 await seen_on_the_hub(central, central_cluster, inventory.checks)
-
-                hub.stop()  # the WAN outage: the leaf, and the agent's connection to it, stay
-
-                async def spooling() -> bool | None:
-                    return True if spool.depth >= 3 else None
-
-                await poll("results spooled while the hub is away", spooling, timeout=30)
-                await asyncio.sleep(OUTAGE)  # the outage itself: probing goes on meanwhile
-                assert agent.figures().connected, "the agent's link to its leaf node broke"
-                assert spool.depth >= 3 * int(OUTAGE / 2), "results did not queue in the spool"
-                await hub.start()
-                await hub_through(leaf)
-
-                async def replayed() -> bool | None:
-                    figures = agent.figures()
-                    return True if figures.replayed and figures.spooled == 0 else None
-
-                await poll("the spool replayed after the hub came back", replayed, timeout=90)
-
-                # The agent's watch of the heartbeats carries on after the outage: another
-                # agent of the pool, put on the hub, is seen by it through the leaf.
+                # Another agent of the pool, at the hub's side of the WAN.
                 other = Member(OTHER, frozenset({DEFAULT_POOL}), time.time(), 1)
                 beat = Heartbeat(other, 1.0, central_cluster.heartbeat_ttl, domain=HUB_DOMAIN)
                 beating = asyncio.create_task(beat.beat(central.client))
                 try:
-
-                    async def sees_other() -> bool | None:
-                        return True if OTHER in agent.membership.roster().pools_of else None
-
-                    await poll("the agent sees the other agent's heartbeat", sees_other, 60)
+                    await poll("the agent sees the other agent", in_roster(agent, OTHER), 30)
+                    await wan_outage(hub, leaf, agent, spool)
+                    # Not heard from for longer than its TTL, but the agent could not hear.
+                    assert OTHER in agent.membership.roster().pools_of, "judged unheard"
+                    await poll("the other agent's heartbeat back", in_roster(agent, OTHER), 30)
                 finally:
                     beating.cancel()
                     await asyncio.gather(beating, return_exceptions=True)
+                # The agent's watch carries on after the outage: the other's withdrawal reaches
+                # it through the leaf.
+                await poll("the central back", lambda: central_connected(central), 30)
+                await beat.withdraw(central.client)
+                gone = in_roster(agent, OTHER)
+                await poll("the other agent gone", lambda: absent(gone), 30)
                 agent.stop()
                 await asyncio.wait_for(probing, 60)
                 assert spool.depth == 0, "results left unpublished"
@@ -140,13 +136,46 @@ async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
             spool.close()
         messages = await stream_messages(hub.url, at_least=len(runs.msg_ids))
     said = [record.getMessage() for record in caplog.records]
-    # What the site's operator reads while the hub is away: NATS there, its JetStream not.
+    # What the site's operator reads while the hub is away.
     assert any(
-        line.startswith(f"NATS at {leaf.url} answers but no JetStream does") for line in said
+        line.startswith("NATS did not take a result (no stream took it: ")
+        and "or a leaf node in between is cut off from its hub" in line
+        for line in said
     ), said
+    assert any(line.startswith("no JetStream takes this agent's heartbeat") for line in said)
     assert_every_run_once(inventory, made, shown)
     stored = [m.headers["Nats-Msg-Id"] for m in messages]
     assert len(stored) == len(set(stored)), "a result stored twice in the stream"
     assert set(stored) == runs.msg_ids
     for check, ids in check_results(messages).items():
         assert ids == sorted(ids, key=started_ns), f"{check} out of order in the stream"
+
+
+async def wan_outage(hub: NatsServer, leaf: NatsServer, agent: Agent, spool: Spool) -> None:
+    """The hub stopped for OUTAGE seconds while the agent probes and spools (its connection
+    to the leaf, and the leaf, stay up), started again; return once the spool is replayed."""
+    hub.stop()
+
+    async def spooling() -> bool | None:
+        return True if spool.depth >= 3 else None
+
+    await poll("results spooled while the hub is away", spooling, timeout=30)
+    await asyncio.sleep(OUTAGE)  # the outage itself: probing goes on meanwhile
+    assert agent.figures().connected, "the agent's link to its leaf node broke"
+    assert spool.depth >= int(OUTAGE / 2), "results did not queue in the spool"
+    await hub.start()
+    await hub_through(leaf)
+
+    async def replayed() -> bool | None:
+        figures = agent.figures()
+        return True if figures.replayed and figures.spooled == 0 else None
+
+    await poll("the spool replayed after the hub came back", replayed, timeout=90)
+
+
+async def central_connected(central: RunningCentral) -> bool | None:
+    return True if central.client.is_connected else None
+
+
+async def absent(there: Callable[[], Awaitable[bool | None]]) -> bool | None:
+    return None if await there() else True

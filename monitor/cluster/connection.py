@@ -84,7 +84,6 @@ def trouble(exc: Exception, url: str, role: str) -> str:
     """What went wrong with NATS, for the log. The library's message is not shown: it is the
     library's words and may quote the server; the kind of failure is enough to act on."""
     from nats.errors import AuthorizationError
-    from nats.js.errors import ServiceUnavailableError
 
     said = str(exc).lower()
     # nats-py reports the server's "-ERR 'Authorization Violation'" as a plain nats.errors.Error.
@@ -97,12 +96,6 @@ def trouble(exc: Exception, url: str, role: str) -> str:
         return (
             f"NATS at {url} does not let this {role} {action} {printable(refused.group(2))}: "
             "its NATS user's permissions forbid it"
-        )
-    if isinstance(exc, ServiceUnavailableError):
-        # NATS is there, its JetStream is not: a leaf node cut off from its hub says this.
-        return (
-            f"NATS at {url} answers but no JetStream does: none is there (or in the domain of "
-            "cluster: domain:), or a leaf node in between is cut off from its hub"
         )
     return f"cannot reach NATS at {url} ({type(exc).__name__})"
 

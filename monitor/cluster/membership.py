@@ -13,10 +13,11 @@ own TTL drops a key on the server too, but nats-server (before 2.11) tells no wa
 so each follower expires what it holds by itself.
 
 What a follower cannot hear about it does not judge: while its connection to NATS is down
-nothing expires, so an outage of NATS moves no checks. Once it is back the watch starts again
-from what the bucket holds, the time spent away counted against nobody. The age of a record
-seen when a watch starts is the server's timestamp against this machine's clock (keep clocks
-in step with NTP), never more than the TTL.
+nothing expires, so an outage of NATS moves no checks; nor, for an agent, while its heartbeat
+finds no JetStream to take it though connected (its NATS leaf node cut off from the hub). Once
+it is back the watch starts again from what the bucket holds, the time spent away counted
+against nobody. The age of a record seen when a watch starts is the server's timestamp
+against this machine's clock (keep clocks in step with NTP), never more than the TTL.
 """
 
 from __future__ import annotations
@@ -128,20 +129,23 @@ class Membership:
     def members(self) -> Mapping[str, Member]:
         return dict(self._members)
 
-    async def follow(self, nc: Client) -> None:
-        """Follow the bucket until cancelled, through every outage of the connection."""
+    async def follow(self, nc: Client, heartbeat: Heartbeat | None = None) -> None:
+        """Follow the bucket until cancelled, through every outage of the connection; and, with
+        this agent's `heartbeat`, through every outage of JetStream its puts meet while
+        connected (a leaf node cut off from its hub: the others' records cannot reach this
+        agent either, so they are not judged meanwhile)."""
         while not nc.is_closed and not _cancelling():
             try:
-                await self._watch(nc)
+                await self._watch(nc, heartbeat)
             except Exception as exc:  # nats-py's errors, timeouts, a bucket being remade
                 if nc.is_connected and self._throttle.let_through("watch") is not None:
                     log.warning(
                         "cannot follow the agents' heartbeats (%s); trying again",
                         type(exc).__name__,
                     )
-            await self._away(nc)
+            await self._away(nc, heartbeat)
 
-    async def _watch(self, nc: Client) -> None:
+    async def _watch(self, nc: Client, heartbeat: Heartbeat | None) -> None:
         import nats.errors
 
         kv = await buckets.key_value(jetstream(nc, self.domain), buckets.AGENTS, self.ttl)
@@ -151,7 +155,12 @@ class Membership:
         loop = asyncio.get_running_loop()
         initial = True
         try:
-            while nc.is_connected and nc.stats["reconnects"] == reconnects and not _cancelling():
+            while (
+                nc.is_connected
+                and nc.stats["reconnects"] == reconnects
+                and not _unanswered(heartbeat)
+                and not _cancelling()
+            ):
                 try:
                     entry = await watcher.updates(timeout=TICK)
                 except nats.errors.TimeoutError:
@@ -219,12 +228,18 @@ class Membership:
         if gone:
             self._changed()
 
-    async def _away(self, nc: Client) -> None:
-        """Wait for the connection, the clock stopped for every member meanwhile."""
+    async def _away(self, nc: Client, heartbeat: Heartbeat | None) -> None:
+        """Wait for the connection (and JetStream's answer to the heartbeat), the clock stopped
+        for every member meanwhile."""
         loop = asyncio.get_running_loop()
         left = loop.time()
+        if _unanswered(heartbeat) and self._throttle.let_through("unanswered") is not None:
+            log.warning(
+                "no JetStream takes this agent's heartbeat, so it cannot hear the others': "
+                "nobody is counted gone (no checks move) until it does"
+            )
         await asyncio.sleep(TICK)  # not at once: a failure while connected is tried again
-        while not nc.is_connected and not nc.is_closed:
+        while (not nc.is_connected or _unanswered(heartbeat)) and not nc.is_closed:
             await asyncio.sleep(TICK)
         away = loop.time() - left
         self._deadlines = {name: at + away for name, at in self._deadlines.items()}
@@ -255,6 +270,9 @@ class Heartbeat:
         self.interval = interval
         self.ttl = ttl
         self.domain = domain
+        # False while the last put found no JetStream to answer it though connected (a leaf
+        # node cut off from its hub): what this agent cannot tell, it cannot hear either.
+        self.answered = True
         self._throttle = Throttle(_LOG_EVERY)
 
     async def beat(self, nc: Client) -> None:
@@ -272,14 +290,21 @@ class Heartbeat:
 
     async def _put(self, nc: Client) -> bool:
         """Whether the record was put."""
+        from nats.errors import NoRespondersError
+        from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
         try:
             kv = await buckets.key_value(jetstream(nc, self.domain), buckets.AGENTS, self.ttl)
             async with asyncio.timeout(OPERATION_TIMEOUT):
                 await kv.put(self.member.name, encode(self.member, time.time()))
         except Exception as exc:  # nats-py's errors, timeouts
+            # Nobody there to answer; a timeout may be a refusal (permissions) and is not this.
+            unanswered = (ServiceUnavailableError, NoRespondersError, NoStreamResponseError)
+            self.answered = not isinstance(exc, unanswered)
             if self._throttle.let_through("put") is not None:
                 log.warning("cannot put this agent's heartbeat (%s)", type(exc).__name__)
             return False
+        self.answered = True
         return True
 
     async def withdraw(self, nc: Client) -> None:
@@ -304,7 +329,7 @@ async def take_part(nc: Client, heartbeat: Heartbeat, membership: Membership) ->
     cancelled; then its record withdrawn."""
     tasks = [
         asyncio.create_task(heartbeat.beat(nc), name="heartbeat"),
-        asyncio.create_task(membership.follow(nc), name="membership"),
+        asyncio.create_task(membership.follow(nc, heartbeat), name="membership"),
     ]
     try:
         await asyncio.gather(*tasks)
@@ -318,6 +343,10 @@ async def take_part(nc: Client, heartbeat: Heartbeat, membership: Membership) ->
 def roster_text(roster: Roster, pools: Iterable[str]) -> str:
     """The live agents of `pools`, for a log line."""
     return "; ".join(f"pool {pool}: {', '.join(roster.members(pool)) or 'none'}" for pool in pools)
+
+
+def _unanswered(heartbeat: Heartbeat | None) -> bool:
+    return heartbeat is not None and not heartbeat.answered
 
 
 def _cancelling() -> bool:
