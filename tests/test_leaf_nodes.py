@@ -4,13 +4,16 @@ with `cluster: domain: hub` the agent makes sure of the stream, publishes, puts 
 and follows the others' through the leaf, and the central assigns it its checks. Then the WAN
 outage: the hub stopped for 30 s while the agent probes (its connection to the leaf stays up),
 started again; the central has every result, in order per check, none shown or stored twice,
-and the agent, which could not hear the others meanwhile, judged nobody gone."""
+and the agent, which could not hear the others meanwhile, judged nobody gone. And the two
+commands, the domain given to the agent by `--js-domain`."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -26,8 +29,10 @@ from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check
 from monitor.config.loader import load_inventory
 from tests.central_support import RunningCentral, Runs, assert_every_run_once, running_central
+from tests.conftest import REPO, StartCentral
 from tests.peers.nats_peers import HUB_DOMAIN, NatsServer, hub_through, running_hub_and_leaf
 from tests.peers.prometheus_peers import poll
+from tests.test_central_cli import lines_until, stop
 from tests.test_cluster_agent import (
     OUTAGE,
     check_results,
@@ -179,3 +184,37 @@ async def central_connected(central: RunningCentral) -> bool | None:
 
 async def absent(there: Callable[[], Awaitable[bool | None]]) -> bool | None:
     return None if await there() else True
+
+
+async def test_the_commands_with_the_domain_given_on_the_command_line(
+    tmp_path: Path, start_central: StartCentral
+) -> None:
+    """`commwatch agent --nats LEAF --js-domain hub` beside `commwatch central --nats HUB`, from
+    an inventory without `domain:`: a central on the hub needs none, the agent's results reach
+    it, and the agent's start line names the domain."""
+    async with tcp_peers(1) as ports, running_hub_and_leaf(tmp_path / "nats") as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            + inventory_text(ports, f"cluster: {{spool: {{path: {tmp_path / 'spool.sqlite3'}}}}}")
+        )
+        central = await start_central(path, hub.url)
+        agent = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "monitor.cli", "agent", str(path), "--name", AGENT),
+            *("--nats", leaf.url, "--js-domain", HUB_DOMAIN),
+            cwd=REPO,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            shown = await lines_until(central, 3)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, said = await asyncio.wait_for(agent.communicate(), 20)
+            await stop(central)
+    assert agent.returncode == 0, said.decode()
+    assert f"results to {leaf.url} stream COMMWATCH_RESULTS in JetStream domain hub;" in (
+        said.decode()
+    )
+    results = {line.get("check_id") for line in shown if line["type"] == "result"}
+    assert "north/fibre/tcp-0" in results, shown

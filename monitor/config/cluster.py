@@ -140,6 +140,12 @@ class ClusterConfig:
     # Seconds without a heartbeat before an agent counts as gone and its checks move.
     heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL
 
+    @property
+    def results_at(self) -> str:
+        """Where the results go, for the start lines: `URL stream NAME[ in domain DOMAIN]`."""
+        domain = "" if self.domain is None else f" in JetStream domain {self.domain}"
+        return f"{self.nats.url} stream {self.stream}{domain}"
+
 
 def nats_url(value: Any) -> str:
     """One NATS server URL, or several (the nodes of a cluster) comma-separated or as a list:

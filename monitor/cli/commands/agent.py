@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"commwatch agent {args.name} (pool {', '.join(pools)}): "
             f"{len(selected.checks)} checks, results to "
-            f"{cluster.nats.url} stream {cluster.stream}; spool {path} ({figures.depth} waiting, "
+            f"{cluster.results_at}; spool {path} ({figures.depth} waiting, "
             f"{figures.dropped} ever dropped)",
             file=sys.stderr,
             flush=True,

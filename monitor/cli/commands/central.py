@@ -58,7 +58,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     name = args.name or central_name(socket.gethostname())
     consumer_name = durable_name(name)
     print(
-        f"commwatch central {name}: results from {cluster.nats.url} stream {cluster.stream} "
+        f"commwatch central {name}: results from {cluster.results_at} "
         f"(checks: {len(selected.checks)}), consumer {consumer_name}",
         file=sys.stderr,
         flush=True,
