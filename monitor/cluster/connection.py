@@ -68,9 +68,9 @@ def _domain_context() -> type[JetStreamContext]:
     class DomainJetStream(JetStreamContext):
         """nats-py 2.16's KeyValue publishes its puts and deletes to `$KV.BUCKET.KEY` whatever
         the domain, which no stream takes through a leaf node; they go under the domain's API
-        prefix here, as nats.go sends them (its `useJSPfx`; nats.py fixed it in its PR 1011,
-        after 2.16). Its reads and watches already go through the prefix, and a KeyValue that
-        prefixes its own puts is left as it is."""
+        prefix here, as nats.go sends them (its `useJSPfx`; fixed upstream in
+        nats-io/nats.py#1011, not in 2.16). Its reads and watches already go through the
+        prefix, and a KeyValue that prefixes its own puts is left as it is."""
 
         async def publish(self, subject: str, *args: Any, **kwargs: Any) -> PubAck:
             if subject.startswith("$KV."):
