@@ -92,6 +92,7 @@ METRICS_KEYS = {
     "renewed_scrape_ms",
     "renewed_text_scrape_ms",
     "renewed_loop_held_max_ms",
+    "burst_renewed_scrape_ms",
     "renewals",
     "scrape_changed_ms",
     "scrape_changed_text_ms",

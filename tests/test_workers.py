@@ -678,7 +678,9 @@ async def test_a_worker_ends_only_once_its_parent_has_every_line(tmp_path):
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     seen = Seen()
     context = server_context(make_leaf(ca, [NAME], common_name=NAME), tmp_path)
-    count = 40  # about 6 kB a result: several times what a pipe holds
+    # About 6 kB a result: several times what the pipe (64 KiB) and asyncio's reader of it
+    # (which reads ahead up to twice its 64 KiB limit before it pauses) hold together.
+    count = 150
     with tls_server(context, seen=seen, host=TLS_HOSTS[0]) as port:
         lines = ["version: 1", "defaults: {timeout: 10s}", "sites:", "  - id: s", "    links:"]
         lines += ["      - id: l", "        checks:"]
