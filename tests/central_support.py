@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,9 +22,11 @@ from nats.js.client import JetStreamContext
 
 from monitor.api.server import ApiServer
 from monitor.cluster import buckets, connection
+from monitor.cluster.agent import Agent
 from monitor.cluster.assignment import DEFAULT_POOL
 from monitor.cluster.central import ResultConsumer, connect
 from monitor.cluster.membership import Heartbeat, Member, encode
+from monitor.cluster.spool import Spool
 from monitor.cluster.stream import ensure_stream, outgoing
 from monitor.config.api import ApiConfig, Listen, TokenConfig, TokenRole
 from monitor.config.cluster import DEFAULT_HEARTBEAT_TTL, ClusterConfig
@@ -253,6 +256,19 @@ class Runs:
         self.made.append((result.check.check_id, result.started_at))
         self.msg_ids.add(outgoing(self.agent, result).msg_id)
         return result
+
+
+def counted_agent(
+    folder: Path, name: str, inventory: Inventory, cluster: ClusterConfig
+) -> tuple[Agent, Runs]:
+    """An agent of `inventory`'s checks on `cluster` with a spool in `folder`, every check at
+    once from its start, and the runs it makes noted."""
+    spool = Spool(folder / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
+    runs = Runs(name)
+    agent = Agent(
+        name, inventory.checks, inventory.concurrency, cluster, spool, start_spread=0, runner=runs
+    )
+    return agent, runs
 
 
 def assert_every_run_once(

@@ -28,7 +28,12 @@ from monitor.cluster.spool import Spool
 from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check
 from monitor.config.loader import load_inventory
-from tests.central_support import RunningCentral, Runs, assert_every_run_once, running_central
+from tests.central_support import (
+    RunningCentral,
+    assert_every_run_once,
+    counted_agent,
+    running_central,
+)
 from tests.conftest import REPO, StartCentral
 from tests.peers.nats_peers import HUB_DOMAIN, NatsServer, hub_through, running_hub_and_leaf
 from tests.peers.prometheus_peers import poll
@@ -93,17 +98,7 @@ async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
         agent_cluster = dataclasses.replace(
             central_cluster, nats=dataclasses.replace(central_cluster.nats, url=leaf.url)
         )
-        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
-        runs = Runs(AGENT)
-        agent = Agent(
-            AGENT,
-            inventory.checks,
-            inventory.concurrency,
-            agent_cluster,
-            spool,
-            start_spread=0,
-            runner=runs,
-        )
+        agent, runs = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
         probing = asyncio.create_task(agent.run())
         try:
             async with running_central(central_cluster, inventory) as central:
@@ -116,7 +111,7 @@ async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
                 beating = asyncio.create_task(beat.beat(central.client))
                 try:
                     await poll("the agent sees the other agent", in_roster(agent, OTHER), 30)
-                    await wan_outage(hub, leaf, agent, spool)
+                    await wan_outage(hub, leaf, agent, agent.spool)
                     # Not heard from for longer than its TTL, but the agent could not hear.
                     assert OTHER in agent.membership.roster().pools_of, "judged unheard"
                     await poll("the other agent's heartbeat back", in_roster(agent, OTHER), 30)
@@ -131,14 +126,14 @@ async def test_an_agent_behind_a_leaf_node_outlives_a_wan_outage(
                 await poll("the other agent gone", lambda: absent(gone), 30)
                 agent.stop()
                 await asyncio.wait_for(probing, 60)
-                assert spool.depth == 0, "results left unpublished"
+                assert agent.spool.depth == 0, "results left unpublished"
                 made = list(runs.made)
                 await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
                 shown = list(central.shown)
         finally:
             agent.stop()
             await asyncio.wait_for(probing, 60)
-            spool.close()
+            agent.spool.close()
         messages = await stream_messages(hub.url, at_least=len(runs.msg_ids))
     said = [record.getMessage() for record in caplog.records]
     # What the site's operator reads while the hub is away.

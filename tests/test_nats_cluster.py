@@ -19,7 +19,13 @@ from monitor.cluster.agent import Agent
 from monitor.cluster.spool import Spool
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
-from tests.central_support import RunningCentral, Runs, assert_every_run_once, running_central
+from tests.central_support import (
+    RunningCentral,
+    Runs,
+    assert_every_run_once,
+    counted_agent,
+    running_central,
+)
 from tests.peers.nats_peers import NatsCluster, NatsServer, running_nats_cluster
 from tests.peers.prometheus_peers import poll
 from tests.test_cluster_agent import STREAM, inventory_text, stream_messages, tcp_peers
@@ -65,17 +71,7 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
         inventory = cluster_inventory(tmp_path, ports, cluster.url)
         config = inventory.cluster
         assert config is not None and config.nats.servers == cluster.url.split(",")
-        spool = Spool(tmp_path / "spool.sqlite3", max_age=3600, max_bytes=10 * 1024**2)
-        runs = Runs(AGENT)
-        agent = Agent(
-            AGENT,
-            inventory.checks,
-            inventory.concurrency,
-            config,
-            spool,
-            start_spread=0,
-            runner=runs,
-        )
+        agent, runs = counted_agent(tmp_path, AGENT, inventory, config)
         probing = asyncio.create_task(agent.run())
         try:
 
@@ -114,7 +110,7 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
 
                 agent.stop()
                 await asyncio.wait_for(probing, 60)
-                assert spool.depth == 0, "results left unpublished"
+                assert agent.spool.depth == 0, "results left unpublished"
                 made = list(runs.made)
                 await central.until(
                     lambda: len(central.shown) >= len(made), "every result the agent made", 90
@@ -123,7 +119,7 @@ async def test_the_stream_leader_node_killed_loses_no_result(tmp_path: Path) -> 
         finally:
             agent.stop()
             await asyncio.wait_for(probing, 60)
-            spool.close()
+            agent.spool.close()
         await cluster.stream_leader(STREAM)
         messages = await stream_messages(cluster.url.split(","), at_least=len(runs.msg_ids))
         stored = [message.headers["Nats-Msg-Id"] for message in messages]
@@ -174,11 +170,11 @@ async def test_a_majority_of_the_nodes_down_spools_until_one_is_back(
             await poll("the spool replayed", lambda: replayed(agent, spool), timeout=90)
             agent.stop()
             await asyncio.wait_for(probing, 60)
-            assert spool.depth == 0, "results left unpublished"
+            assert agent.spool.depth == 0, "results left unpublished"
         finally:
             agent.stop()
             await asyncio.wait_for(probing, 60)
-            spool.close()
+            agent.spool.close()
         await cluster.stream_leader(STREAM)
         messages = await stream_messages(cluster.url.split(","), at_least=len(runs.msg_ids))
     said = [record.getMessage() for record in caplog.records]

@@ -57,11 +57,9 @@ DEFAULT_SPOOL_AGE = 24 * 3600.0
 DEFAULT_SPOOL_BYTES = 100 * 1024 * 1024
 _SCHEMES = ("nats", "tls")
 _URL_HINT = "write nats://HOST:PORT (or tls://HOST:PORT), e.g. nats://127.0.0.1:4222"
-# JetStream stream names: no whitespace, '.', '*', '>', path separators.
-_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# A JetStream domain is one token of the API's subjects, `$JS.DOMAIN.API.>`: the same
-# characters as a stream name, so that no '.', '*', '>' or space breaks the subject.
-_DOMAIN_NAME = _STREAM_NAME
+# JetStream stream names: no whitespace, '.', '*', '>', path separators. A domain is one token
+# of the API's subjects, `$JS.DOMAIN.API.>`: the same characters, so that none breaks them.
+_JETSTREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # An agent's or pool's name is a NATS subject token and part of every message id an agent
 # publishes: no '.', '*', '>' or space.
 _VANTAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -212,22 +210,22 @@ def replica_count(value: Any) -> int:
 
 
 def stream_name(value: Any) -> str:
-    name = text(value)
-    if not _STREAM_NAME.fullmatch(name):
-        raise OptionError(
-            f"{name!r} is not a JetStream stream name",
-            "use letters, digits, '-' and '_' (no '.', '*', '>' or spaces), at most 64",
-        )
-    return name
+    return _jetstream_name(value, "stream", "")
 
 
 def jetstream_domain(value: Any) -> str:
+    return _jetstream_name(
+        value, "domain", ": the domain in the hub's nats-server.conf, jetstream { domain: NAME }"
+    )
+
+
+def _jetstream_name(value: Any, what: str, where: str) -> str:
+    """A name JetStream takes for a stream or a domain (`where` says where it comes from)."""
     name = text(value)
-    if not _DOMAIN_NAME.fullmatch(name):
+    if not _JETSTREAM_NAME.fullmatch(name):
         raise OptionError(
-            f"{name!r} is not a JetStream domain name",
-            "use letters, digits, '-' and '_' (no '.', '*', '>' or spaces), at most 64: the "
-            "domain in the hub's nats-server.conf, jetstream { domain: NAME }",
+            f"{name!r} is not a JetStream {what} name",
+            f"use letters, digits, '-' and '_' (no '.', '*', '>' or spaces), at most 64{where}",
         )
     return name
 
