@@ -42,13 +42,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         figures = spool.figures()
         pools = tuple(dict.fromkeys(args.pool or [DEFAULT_POOL]))
-        print(
+        start_line = (
             f"commwatch agent {args.name} (pool {', '.join(pools)}): "
             f"{len(selected.checks)} checks, results to "
             f"{cluster.results_at}; spool {path} ({figures.depth} waiting, "
-            f"{figures.dropped} ever dropped)",
-            file=sys.stderr,
-            flush=True,
+            f"{figures.dropped} ever dropped)"
         )
         agent = Agent(
             args.name,
@@ -60,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         )
         # The api: section's TLS and tokens; its listen: is the central's, so only --listen.
         served = None if args.listen is None else served_api(selected.inventory, args)
-        return asyncio.run(_run(agent, served))
+        return asyncio.run(_run(agent, served, start_line))
     except (SpoolError, OptionError, ssl.SSLError) as exc:
         print(f"commwatch agent: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -68,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         spool.close()
 
 
-async def _run(agent: Agent, served: ApiConfig | None) -> int:
+async def _run(agent: Agent, served: ApiConfig | None, start_line: str) -> int:
+    # Said once SIGINT and SIGTERM stop the agent cleanly: a supervisor that stops it as soon
+    # as it has said it started gets exit 0 and its spool closed, not death by the signal.
+    stop_on_signals(agent.stop)
+    print(start_line, file=sys.stderr, flush=True)
     if served is None:
         return await _probe(agent)
     # aiohttp and the API load only for an agent that serves.
@@ -93,7 +95,6 @@ async def _run(agent: Agent, served: ApiConfig | None) -> int:
 
 
 async def _probe(agent: Agent) -> int:
-    stop_on_signals(agent.stop)
     await agent.run()
     figures = agent.figures()
     print(

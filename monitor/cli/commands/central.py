@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from monitor.cli.cluster_extra import cluster_selection
 from monitor.cli.commands.run import watch
 from monitor.cli.commands.selection import Selection
-from monitor.cli.commands.sweep import stop_on_signals
+from monitor.cli.commands.sweep import Signalled, until_signalled
 from monitor.cli.parsing import EXIT_UNKNOWN
 from monitor.config.cluster import ClusterConfig, vantage_name
 
@@ -57,21 +57,18 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
 
     name = args.name or central_name(socket.gethostname())
     consumer_name = durable_name(name)
+    # Until the engine runs and takes the signals over; begun before the start line, so that
+    # a supervisor stopping it once it said it started never kills it by the signal.
+    connecting = until_signalled(connect(cluster.nats))
     print(
         f"commwatch central {name}: results from {cluster.results_at} "
         f"(checks: {len(selected.checks)}), consumer {consumer_name}",
         file=sys.stderr,
         flush=True,
     )
-    connecting = asyncio.create_task(connect(cluster.nats))
-
-    def give_up() -> None:
-        connecting.cancel()
-
-    stop_on_signals(give_up)  # until the engine runs and takes the signals over
     try:
         client = await connecting
-    except asyncio.CancelledError:
+    except Signalled:
         print("commwatch central: stopped before NATS answered", file=sys.stderr)
         return EXIT_UNKNOWN
     consumer = lease = leasing = None
@@ -127,15 +124,11 @@ async def _stream_made(js: JetStreamContext, cluster: ClusterConfig) -> bool:
     said; StreamError when it cannot serve."""
     from monitor.cluster.stream import ensure_stream_patiently
 
-    making = asyncio.create_task(ensure_stream_patiently(js, cluster.stream, cluster.replicas))
-
-    def stop_making() -> None:
-        making.cancel()
-
-    stop_on_signals(stop_making)
     try:
-        differs = await making
-    except asyncio.CancelledError:
+        differs = await until_signalled(
+            ensure_stream_patiently(js, cluster.stream, cluster.replicas)
+        )
+    except Signalled:
         print("commwatch central: stopped before JetStream answered", file=sys.stderr)
         return False
     if differs is not None:

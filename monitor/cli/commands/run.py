@@ -108,7 +108,6 @@ async def watch(
         from monitor.cluster.workers import WorkerPool
 
         source = steering = WorkerPool(inventory, checks, workers)
-        print(f"commwatch run: {steering.describe()}", file=sys.stderr, flush=True)
     monitor = Monitor(
         inventory,
         checks,
@@ -122,6 +121,12 @@ async def watch(
         steering=steering,
         traps=traps,
     )
+    # Before anything is said on stderr: a supervisor that stops the run as soon as it said it
+    # serves gets a clean stop (monitor.stop before monitor.run is no run), never a death by
+    # the signal.
+    stop_on_signals(monitor.stop)
+    if steering is not None:
+        print(f"commwatch run: {steering.describe()}", file=sys.stderr, flush=True)
     note = tables.not_evaluated_note(group_summaries(inventory, monitor.topology, monitor.state))
     if note is not None:
         print(note, file=sys.stderr)
@@ -214,7 +219,6 @@ def traps_config(inventory: Inventory, listen: Listen | None) -> TrapsConfig | N
 async def _run_monitor(monitor: Monitor, failures: tuple[type[Exception], ...]) -> int:
     """Run `monitor` until a signal; a failure to start one of its parts (history, the trap
     listener), one line and exit 3."""
-    stop_on_signals(monitor.stop)
     announcing = asyncio.create_task(_announce_traps(monitor))
     try:
         await monitor.run()

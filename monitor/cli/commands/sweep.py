@@ -7,7 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from monitor.config.inventory import Check, Inventory
 from monitor.core.model import ProbeResult
@@ -15,6 +16,7 @@ from monitor.engine.scheduler import Scheduler
 from monitor.output import terminal
 
 log = logging.getLogger("commwatch.run")
+T = TypeVar("T")
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
@@ -22,6 +24,40 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+
+
+class Signalled(Exception):
+    """SIGINT or SIGTERM came before the work waited for was done."""
+
+
+CANCEL_AGAIN = 0.2  # seconds between two cancellations of work that took none
+
+
+def until_signalled(work: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    """What `work` gives, unless SIGINT or SIGTERM comes first: then `work` is cancelled and
+    Signalled raised once it has ended. The signals are taken from this call on (`work`
+    runs from now), before the returned coroutine is awaited."""
+    task = asyncio.create_task(work)
+    signalled = asyncio.Event()
+    stop_on_signals(signalled.set)
+    return _unless_signalled(task, signalled)
+
+
+async def _unless_signalled(task: asyncio.Task[T], signalled: asyncio.Event) -> T:
+    waiting = asyncio.create_task(signalled.wait())
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if not signalled.is_set():
+        return task.result()
+    # Cancelled again until it ends: on Python 3.11 `asyncio.wait_for` can swallow a
+    # cancellation that comes as what it waits for ends (python/cpython#86296), and nats-py
+    # makes its connection attempts through it.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN)
+    raise Signalled
 
 
 async def collect(
