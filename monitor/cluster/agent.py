@@ -51,6 +51,7 @@ from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check, Concurrency
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
+from monitor.core.tasks import cancelled
 from monitor.engine.runner import run_check
 from monitor.engine.scheduler import CheckRunner, Scheduler
 
@@ -151,9 +152,7 @@ class Agent:
             self._probing = False
             self._stopping = True
             self._wake.set()
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connecting
+            await cancelled(connecting)  # nats-py may swallow one cancellation
             if self._presence is not None:
                 self._presence.cancel()  # the heartbeat withdrawn: its checks move at once
                 await asyncio.gather(self._presence, return_exceptions=True)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from monitor.config.inventory import Check, Inventory
 from monitor.core.model import ProbeResult
+from monitor.core.tasks import cancelled
 from monitor.engine.scheduler import Scheduler
 from monitor.output import terminal
 
@@ -28,9 +29,6 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
 class Signalled(Exception):
     """SIGINT or SIGTERM came before the work waited for was done."""
-
-
-CANCEL_AGAIN = 0.2  # seconds between two cancellations of work that took none
 
 
 def until_signalled(work: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
@@ -51,12 +49,7 @@ async def _unless_signalled(task: asyncio.Task[T], signalled: asyncio.Event) -> 
         waiting.cancel()
     if not signalled.is_set():
         return task.result()
-    # Cancelled again until it ends: on Python 3.11 `asyncio.wait_for` can swallow a
-    # cancellation that comes as what it waits for ends (python/cpython#86296), and nats-py
-    # makes its connection attempts through it.
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_AGAIN)
+    await cancelled(task)
     raise Signalled
 
 
