@@ -9,6 +9,7 @@ bench/startup.py measures the time; these tests pin what it is made of.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import socket
@@ -194,6 +195,23 @@ def test_check_of_a_tcp_inventory_imports_tcp_alone_and_no_engine(tmp_path):
     assert "1 checks" in done.stdout
     assert "probes.tcp" in loaded
     assert offenders(loaded, (*NOT_FOR_TCP, "monitor.engine", "monitor.output")) == []
+
+
+def test_a_one_shot_run_of_a_tcp_inventory_loads_no_engine(tmp_path, listener):
+    """`run --once` from cron: one sweep and its JSON, none of what a continuous run keeps up
+    (alerting and its HTTP clients, the history, the API)."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "version: 1\nsites:\n  - id: s\n    links:\n      - id: l\n        checks:\n"
+        f"          - {{id: c, kind: tcp, target: '{listener}'}}\n"
+    )
+    done, loaded = loaded_by(tmp_path, "run", "--once", str(inventory))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["summary"]["OK"] == 1
+    assert "probes.tcp" in loaded
+    # The topology takes its maintenance windows' ids from the history's plain records
+    # (monitor.store.runs: no database); nothing else of the store.
+    assert offenders(loaded, NOT_FOR_TCP) == ["monitor.store", "monitor.store.runs"]
 
 
 def test_every_listed_command_has_a_module_with_a_run_and_every_module_a_listing(capsys):

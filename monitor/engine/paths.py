@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from monitor.config.inventory import Inventory
 from monitor.core.events import Event, EventKind, Subject
 from monitor.core.model import ObservationValue, ProbeResult
 from monitor.core.persistent import PersistentMap
 from monitor.output.report_paths import GroupPaths, TracedRoute
-from monitor.store.queries import HistoryReader
+
+if TYPE_CHECKING:  # a reader is handed in: a one-shot run, which has none, loads no store
+    from monitor.store.queries import HistoryReader
 
 PATH_KIND = "path"
 SILENT = "*"

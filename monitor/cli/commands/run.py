@@ -27,7 +27,6 @@ from monitor.core.events import Event, EventKind
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
 from monitor.engine import paths
-from monitor.engine.pipeline import Arrivals, Monitor, ResultSource
 from monitor.engine.views import group_summaries, sweep_state
 from monitor.output import records, tables, terminal
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from monitor.alerts.dispatcher import Gate
     from monitor.api.metrics import MetricSource
     from monitor.api.server import Attach
+    from monitor.engine.pipeline import Arrivals, Monitor, ResultSource
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +101,10 @@ async def watch(
     also gives when its results arrived, the gate its alerting delivers through, routes of its
     own for its API, and what its /metrics shows after the engine's (its consumer, its lease);
     with `traps`, it listens for SNMP traps and informs."""
+    # The engine (alerting, its HTTP clients, the history writer) loads only for a continuous
+    # run: a one-shot sweep from cron starts without it.
+    from monitor.engine.pipeline import Monitor
+
     on_result, on_event = _line_writers(args)
     steering = None
     if source is None and workers > 1:
