@@ -194,12 +194,13 @@ async def running_central(
     cluster: ClusterConfig, inventory: Inventory
 ) -> AsyncIterator[RunningCentral]:
     """As `commwatch central` runs: connected to `cluster.nats` (every server it names), in
-    `cluster.domain`'s JetStream, the stream made if missing, the durable consumer into an
+    `cluster.domain`'s JetStream, the stream made if missing (sourcing `cluster.leaf_domains`),
+    the durable consumer into an
     engine with the inventory's history and no alerts; stopped and drained at the end."""
     client = await connect(cluster.nats)
     try:
         js = connection.jetstream(client, cluster.domain)
-        await ensure_stream(js, cluster.stream, cluster.replicas)
+        await ensure_stream(js, cluster.stream, cluster.replicas, leaves=cluster.leaf_domains)
         history = inventory.resilience.history.path
         consumer = ResultConsumer(js, inventory.checks, stream=cluster.stream, history=history)
         monitor = Monitor(

@@ -18,7 +18,7 @@ import pytest
 from nats.js.client import JetStreamContext
 
 from monitor.cluster.central import Rejection, ResultConsumer
-from monitor.cluster.stream import ensure_stream, outgoing
+from monitor.cluster.stream import SUBJECTS, ensure_stream, outgoing
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.events import EventKind
@@ -153,6 +153,35 @@ async def test_a_restarted_central_resumes_from_its_durable_consumer(
     # The second run went from the restored OK through the SOFT CRIT (its first result) to HARD
     # CRIT, then recovered: the first run's soft attempt was not counted again.
     assert second.seen.check_events() == [(EventKind.SOFT, "CRIT"), (EventKind.HARD, "OK")]
+
+
+async def test_an_earlier_centrals_consumer_is_made_again_for_every_subject_where_it_was(
+    tmp_path: Path, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An earlier commwatch's central consumed `commwatch.results.>` alone, which would miss
+    the results the hub's stream sources from the sites' leaf nodes (`commwatch.queued.>`).
+    NATS 2.9 widens no consumer's filter: the central makes it again without one, from the
+    first result the old one had not acknowledged, so none is lost or taken twice."""
+    inv = inventory(tmp_path)
+    await publish(js, result(inv, Severity.OK, BASE), result(inv, Severity.CRIT, BASE + 1))
+    old = await js.pull_subscribe(SUBJECTS, durable="central", stream=STREAM)  # as it made it
+    (first,) = await old.fetch(1, timeout=10)
+    await first.ack_sync()
+    await old.unsubscribe()
+    await publish(js, result(inv, Severity.CRIT, BASE + 2))
+    async with central(js, inv) as c:
+        await c.seen.until(lambda: len(c.seen.results) == 2)
+        await settled_on_server(js, delivered=3)
+        info = await js.consumer_info(STREAM, "central")
+    assert [r.started_at for r in c.seen.results] == [BASE + 1, BASE + 2]
+    assert not info.config.filter_subject
+    assert any(
+        record.getMessage().startswith(
+            "consumer central took only commwatch.results.>: made again for every subject of "
+            f"stream {STREAM}, from its sequence 2 on"
+        )
+        for record in caplog.records
+    )
 
 
 async def test_results_delivered_again_are_dropped_not_stored_or_counted_twice(

@@ -80,11 +80,14 @@ async def tcp_peers(count: int) -> AsyncIterator[list[int]]:
         yield [await stack.enter_async_context(accepting_listener()) for _ in range(count)]
 
 
-async def stream_messages(url: str | list[str], *, at_least: int = 0, **auth: str) -> list[Any]:
-    """Every message in the results stream, in the stream's order: read until as many as the
-    stream counts, and `at_least` (what a test knows was acknowledged: a node of a cluster that
-    is catching up may answer the stream's info with fewer), so that a slow fetch on a busy
-    machine is not taken for the end (60 s at most). `url`: a server, or a cluster's nodes."""
+async def stream_messages(
+    url: str | list[str], *, at_least: int = 0, subjects: str = SUBJECTS, **auth: str
+) -> list[Any]:
+    """Every message of `subjects` ("": all) in the results stream, in the stream's order: read
+    until as many as the stream counts, and `at_least` (what a test knows was acknowledged: a
+    node of a cluster that is catching up may answer the stream's info with fewer), so that a
+    slow fetch on a busy machine is not taken for the end (60 s at most). `url`: a server, or a
+    cluster's nodes."""
     nc = await nats.connect(url, **auth)
     try:
         js = nc.jetstream()
@@ -92,7 +95,7 @@ async def stream_messages(url: str | list[str], *, at_least: int = 0, **auth: st
             while True:
                 try:
                     total = (await js.stream_info(STREAM)).state.messages
-                    sub = await js.pull_subscribe(SUBJECTS, stream=STREAM)
+                    sub = await js.pull_subscribe(subjects, stream=STREAM)
                     break
                 except nats.js.errors.NotFoundError:
                     return []  # no agent has made the stream yet

@@ -44,6 +44,7 @@ def test_an_empty_section_has_the_defaults(tmp_path):
     )
     assert cluster.lease_ttl == DEFAULT_LEASE_TTL == 10.0
     assert cluster.domain is None  # the JetStream of the server connected to
+    assert cluster.leaf_domains == () and cluster.leaf_domain is None
 
 
 def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
@@ -57,6 +58,7 @@ def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
             tls: {ca_file: ca.pem}
           stream: RESULTS_TEST
           domain: hub-1
+          leaf_domains: [psap-north, psap_south]
           spool: {path: spool.sqlite3, max_age: 2h, max_bytes: 5MiB}
           lease_ttl: 2500ms
         """,
@@ -70,6 +72,7 @@ def test_the_section_loads_with_secrets_by_reference(tmp_path, secrets):
     assert cluster.nats.tls.cert_file is None
     assert cluster.stream == "RESULTS_TEST"
     assert cluster.domain == "hub-1"
+    assert cluster.leaf_domains == ("psap-north", "psap_south")
     assert cluster.spool.path == tmp_path / "spool.sqlite3"  # relative to the inventory
     assert (cluster.spool.max_age, cluster.spool.max_bytes) == (7200.0, 5 * 1024 * 1024)
     assert cluster.lease_ttl == 2.5
@@ -108,6 +111,16 @@ def test_each_kind_of_credential(tmp_path, secrets, credentials, expected):
             "nats-server.conf, jetstream { domain: NAME })",
         ),
         ("cluster: {domain: ''}\n", "8:19: 'domain': expected non-empty text"),
+        (
+            "cluster: {leaf_domains: [north, north]}\n",
+            "8:25: 'leaf_domains': a leaf domain is given twice (name each site's leaf node once)",
+        ),
+        ("cluster: {leaf_domains: [a.b]}\n", "8:25: 'leaf_domains': 'a.b' is not a JetStream"),
+        (
+            "cluster: {domain: hub, leaf_domains: [north, hub]}\n",
+            "8:38: 'leaf_domains': 'hub' is the hub's own domain (cluster: domain:) (list only "
+            "the domains of the sites' leaf nodes",
+        ),
         (
             "cluster: {nats: {credentials: {user: a}}}\n",
             "8:31: NATS credentials need exactly one of password_env",
@@ -176,3 +189,21 @@ def test_the_command_line_domain_overrides_the_inventory(tmp_path, capsys):
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--js-domain", "a.b"])
         assert "'a.b' is not a JetStream domain name" in capsys.readouterr().err
+
+
+def test_a_leaf_domain_needs_the_hubs_own(tmp_path, capsys):
+    """`--leaf-domain` sends the results to the leaf node's stream, and the heartbeats across
+    it to the hub's buckets: without the hub's domain, or with the same one, it is refused
+    before anything runs."""
+    from monitor.cli.main import main
+
+    path = tmp_path / "inventory.yaml"
+    for cluster in ("cluster: {}\n", "cluster: {domain: north}\n"):
+        load(tmp_path, cluster)
+        code = main(["agent", str(path), "--name", "a", "--leaf-domain", "north"])
+        assert code == 3
+        assert capsys.readouterr().err == (
+            "commwatch agent: --leaf-domain north needs the hub's own JetStream domain, another "
+            "one, in cluster: domain: or --js-domain: the heartbeats go to the hub's buckets "
+            "across the leaf node\n"
+        )

@@ -217,6 +217,15 @@ def _agent(agent: CommandParser) -> None:
         "checks whose vantage: names the pool with the pool's other live agents",
     )
     agent.add_argument(
+        "--leaf-domain",
+        type=values.jetstream_domain,
+        metavar="DOMAIN",
+        help="the JetStream domain of this site's NATS leaf node, which has JetStream of its "
+        "own: results go to the stream of that name there, which keeps them through a WAN "
+        "outage and which the hub's stream sources (the central's cluster: leaf_domains: must "
+        "name it); needs the hub's domain, cluster: domain: or --js-domain",
+    )
+    agent.add_argument(
         "--spool",
         type=Path,
         metavar="PATH",

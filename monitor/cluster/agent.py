@@ -17,6 +17,10 @@ Which checks it runs is its share of its vantage points (monitor.cluster.assignm
 to date as agents come and go (monitor.cluster.membership): it waits up to one heartbeat for
 the first view of the live agents before it probes, and without NATS it counts itself alone.
 
+Behind a site's NATS leaf node with JetStream of its own (`--leaf-domain`), results go to the
+stream of the leaf's domain, which keeps them through a WAN outage and which the hub's stream
+sources (monitor.cluster.stream); the heartbeats still go to the hub's domain.
+
 Connecting is nats-py's: it retries for ever (the first connection too) and the agent is told
 of each disconnect and reconnect. Credentials are read from their references when connecting
 and handed to nats-py alone; nothing here logs them, and a log line about NATS says what
@@ -46,7 +50,16 @@ from monitor.cluster.connection import (
 )
 from monitor.cluster.membership import Heartbeat, Member, Membership, roster_text, take_part
 from monitor.cluster.spool import Spool, SpoolError
-from monitor.cluster.stream import Outgoing, StreamError, ensure_stream, outgoing
+from monitor.cluster.stream import (
+    QUEUED_PREFIX,
+    QUEUED_SUBJECTS,
+    SUBJECT_PREFIX,
+    Outgoing,
+    StreamError,
+    ensure_stream,
+    outgoing,
+    sources_leaf,
+)
 from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check, Concurrency
 from monitor.core.logs import Throttle
@@ -126,6 +139,8 @@ class Agent:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._stream_ready = False
+        self._prefix = SUBJECT_PREFIX if cluster.leaf_domain is None else QUEUED_PREFIX
+        self._sourcing: asyncio.Task[None] | None = None  # asking whether the hub sources it
         self._retry = RETRY_FIRST
         self._published = 0
         self._duplicates = 0
@@ -157,6 +172,8 @@ class Agent:
                 self._presence.cancel()  # the heartbeat withdrawn: its checks move at once
                 await asyncio.gather(self._presence, return_exceptions=True)
             await publishing
+            if self._sourcing is not None:
+                await cancelled(self._sourcing)
             if self._nc is not None:
                 with contextlib.suppress(Exception):
                     await self._nc.close()
@@ -189,7 +206,7 @@ class Agent:
 
     def _collected(self, result: ProbeResult) -> None:
         vantage = self._vantage.get(result.check.check_id, DEFAULT_POOL)
-        self._pending.append((time.time(), outgoing(self.name, result, vantage)))
+        self._pending.append((time.time(), outgoing(self.name, result, vantage, self._prefix)))
         self._wake.set()
 
     # --- its share of the checks ----------------------------------------------------------------
@@ -244,7 +261,7 @@ class Agent:
             reconnected_cb=self._on_reconnected,
             **options,
         )
-        self._js = jetstream(self._nc, self.cluster.domain)
+        self._js = jetstream(self._nc, self.cluster.leaf_domain or self.cluster.domain)
         self._presence = asyncio.create_task(
             take_part(self._nc, self._heartbeat, self.membership), name="presence"
         )
@@ -364,8 +381,14 @@ class Agent:
         if self._stream_ready:
             return True
         assert self._js is not None
+        leaf = self.cluster.leaf_domain
         try:
-            differs = await ensure_stream(self._js, self.cluster.stream, self.cluster.replicas)
+            if leaf is None:
+                differs = await ensure_stream(self._js, self.cluster.stream, self.cluster.replicas)
+            else:  # of one server, the leaf node
+                differs = await ensure_stream(
+                    self._js, self.cluster.stream, 1, subjects=QUEUED_SUBJECTS
+                )
         except StreamError as exc:
             self._warn("stream", "%s", exc)
             return False
@@ -380,7 +403,28 @@ class Agent:
         if differs is not None:
             self._warn("replicas", "%s", differs)
         self._stream_ready = True
+        if leaf is not None and self._sourcing is None:
+            self._sourcing = asyncio.create_task(self._hub_sources(leaf), name="hub-sources")
         return True
+
+    async def _hub_sources(self, leaf: str) -> None:
+        """Say so when the hub's stream does not source the leaf's: results would wait at the
+        site for ever. Asked once, across the WAN: a hub that does not answer is not judged."""
+        assert self._nc is not None  # connected: the leaf's stream answered
+        try:
+            info = await jetstream(self._nc, self.cluster.domain).stream_info(self.cluster.stream)
+        except Exception:  # nats-py's errors, a timeout: the WAN or the hub away
+            return
+        if not sources_leaf(info.config, leaf):
+            log.warning(
+                "stream %s of JetStream domain %s does not source this leaf node's (domain "
+                "%s): results wait at the site until it does; add %s to cluster: "
+                "leaf_domains: and restart a central",
+                self.cluster.stream,
+                self.cluster.domain,
+                leaf,
+                leaf,
+            )
 
     async def _replay(self) -> bool:
         """Publish the oldest spooled entries in order; False at the first one refused."""

@@ -38,16 +38,16 @@ from monitor.cluster.connection import connect_options, connected_server, troubl
 from monitor.cluster.stream import (
     AGENT_HEADER,
     MSG_ID,
+    PREFIXES,
     SCHEMA,
     SCHEMA_HEADER,
-    SUBJECT_PREFIX,
-    SUBJECTS,
     VANTAGE_HEADER,
 )
 from monitor.config.cluster import NatsConfig
 from monitor.config.inventory import Check
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
+from monitor.core.text import printable
 from monitor.engine.quorum import Vantages, seen_from_several
 from monitor.store.history import HistoryStore
 
@@ -261,6 +261,8 @@ class ResultConsumer:
                 await subscription.unsubscribe()  # the durable consumer stays
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        """The durable consumer of every subject of the stream: the agents' own, and those
+        it sources from the sites' leaf nodes (monitor.cluster.stream)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         config = ConsumerConfig(
@@ -271,9 +273,39 @@ class ResultConsumer:
             ack_wait=ACK_WAIT,
             max_ack_pending=2 * MAX_UNSETTLED,
         )
+        resume = await self._unfiltered()
+        if resume is not None:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = resume
+        # nats-py makes the consumer filter what it is given: "" is no filter.
         return await self._js.pull_subscribe(
-            SUBJECTS, durable=self._durable, stream=self._stream, config=config
+            "", durable=self._durable, stream=self._stream, config=config
         )
+
+    async def _unfiltered(self) -> int | None:
+        """A consumer of an earlier commwatch, which took `commwatch.results.>` alone, deleted
+        for one of every subject to be made in its place (NATS 2.9 changes no consumer's
+        filter): the stream sequence the new one starts from, the first the old one had not
+        acknowledged. None when there was none such."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await self._js.consumer_info(self._stream, self._durable)
+        except NotFoundError:
+            return None
+        if not info.config.filter_subject:
+            return None
+        resume = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+        await self._js.delete_consumer(self._stream, self._durable)
+        log.warning(
+            "consumer %s took only %s: made again for every subject of stream %s, from its "
+            "sequence %d on (the first not acknowledged)",
+            self._durable,
+            printable(info.config.filter_subject),
+            self._stream,
+            resume,
+        )
+        return resume
 
     async def _fetched(self, fetching: asyncio.Task[list[Msg]]) -> list[Msg]:
         import nats.errors
@@ -342,7 +374,7 @@ class ResultConsumer:
             raise Rejected(Rejection.SCHEMA, f"schema {schema!r}, this central reads {SCHEMA}")
         tokens = msg.subject.split(".")
         agent = headers.get(AGENT_HEADER)
-        if len(tokens) != 4 or ".".join(tokens[:2]) != SUBJECT_PREFIX or tokens[3] != agent:
+        if len(tokens) != 4 or ".".join(tokens[:2]) not in PREFIXES or tokens[3] != agent:
             raise Rejected(Rejection.FORGED, f"agent {agent!r} does not match the subject")
         try:
             record = json.loads(msg.data)

@@ -17,14 +17,25 @@ acknowledgement is stored twice, which the central sees as the same run twice an
 the same id).
 
 The stream (`COMMWATCH_RESULTS` by default) holds `commwatch.results.>` in file storage, on
-`cluster: replicas:` servers of a NATS cluster. This module knows nats-py's types only under
-TYPE_CHECKING: whoever calls it has imported nats.
+`cluster: replicas:` servers of a NATS cluster.
+
+An agent behind a site's NATS leaf node with JetStream of its own (`--leaf-domain`) publishes
+to `commwatch.queued.{site_id}.{agent}` instead, which a stream of the same name in the leaf's
+domain keeps (through a WAN outage too), and the hub's stream sources it across the leaf link
+(`cluster: leaf_domains:`): sourcing keeps its order. Not `commwatch.results.>` there: the
+hub's stream would take that straight across the link as well, twice and, after an outage,
+newer results before the older ones still queued. The same name, since a sourced message keeps
+the Nats-Expected-Stream header it was published with, and a stream refuses one naming another.
+
+This module knows nats-py's types only under TYPE_CHECKING: whoever calls it has imported nats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,10 +46,14 @@ from monitor.core.text import printable
 from monitor.output import records
 
 if TYPE_CHECKING:
+    from nats.js.api import StreamConfig, StreamSource
     from nats.js.client import JetStreamContext
 
 SUBJECT_PREFIX = "commwatch.results"
 SUBJECTS = f"{SUBJECT_PREFIX}.>"
+QUEUED_PREFIX = "commwatch.queued"  # published at a site's leaf node, sourced into the hub's
+QUEUED_SUBJECTS = f"{QUEUED_PREFIX}.>"
+PREFIXES = (SUBJECT_PREFIX, QUEUED_PREFIX)
 DUPLICATE_WINDOW = 120.0  # seconds
 MAX_AGE = 7 * 86400.0  # a central away longer than a week finds the oldest results gone
 MSG_ID = "Nats-Msg-Id"
@@ -56,8 +71,8 @@ class StreamError(Exception):
     """The stream exists but cannot hold commwatch's results as configured."""
 
 
-def subject(site_id: str, agent: str) -> str:
-    return f"{SUBJECT_PREFIX}.{site_id}.{agent}"
+def subject(site_id: str, agent: str, prefix: str = SUBJECT_PREFIX) -> str:
+    return f"{prefix}.{site_id}.{agent}"
 
 
 def message_id(agent: str, result: ProbeResult) -> str:
@@ -88,18 +103,27 @@ class Outgoing:
         return headers
 
 
-def outgoing(agent: str, result: ProbeResult, vantage: str | None = None) -> Outgoing:
+def outgoing(
+    agent: str, result: ProbeResult, vantage: str | None = None, prefix: str = SUBJECT_PREFIX
+) -> Outgoing:
     data = records.json_line(records.result_record(result)).encode("utf-8")
-    subject_ = subject(result.check.site_id, agent)
+    subject_ = subject(result.check.site_id, agent, prefix)
     return Outgoing(subject_, message_id(agent, result), agent, data, vantage)
 
 
 async def ensure_stream(
-    js: JetStreamContext, name: str, replicas: int = DEFAULT_REPLICAS
+    js: JetStreamContext,
+    name: str,
+    replicas: int = DEFAULT_REPLICAS,
+    *,
+    subjects: str = SUBJECTS,
+    leaves: Sequence[str] = (),
 ) -> str | None:
-    """Make the results stream, on `replicas` servers, unless it exists. One that exists is
-    left as its operator made it (replicas, limits), but must take commwatch's subjects (else
-    StreamError). What differs from the configuration, for the caller to log, or None."""
+    """Make the stream of `subjects`, on `replicas` servers, sourcing the stream of the same
+    name in each of the `leaves` domains, unless it exists. One that exists is left as its
+    operator made it (replicas, limits), but must take `subjects` (else StreamError), and is
+    made to source each of `leaves` it does not yet. What differs from the configuration, for
+    the caller to log, or None."""
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
@@ -108,11 +132,12 @@ async def ensure_stream(
     except NotFoundError:
         config = StreamConfig(
             name=name,
-            subjects=[SUBJECTS],
+            subjects=[subjects],
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW,
             max_age=MAX_AGE,
             num_replicas=replicas,
+            sources=[leaf_source(name, leaf) for leaf in leaves] or None,
         )
         try:
             await js.add_stream(config)
@@ -124,11 +149,14 @@ async def ensure_stream(
                 info = await js.stream_info(name)
             except NotFoundError:
                 raise StreamError(_refusal(name, replicas, refused.description)) from None
-    if SUBJECTS not in (info.config.subjects or []):
+    if subjects not in (info.config.subjects or []):
         raise StreamError(
-            f"stream {name} exists without the subjects {SUBJECTS}: "
+            f"stream {name} exists without the subjects {subjects}: "
             "add them to it, or name another stream in cluster: stream:"
         )
+    missing = [leaf for leaf in leaves if not sources_leaf(info.config, leaf)]
+    if missing:
+        await _source_leaves(js, info.config, missing)
     found = info.config.num_replicas or 1
     if found == replicas:
         return None
@@ -139,8 +167,49 @@ async def ensure_stream(
     )
 
 
+def leaf_source(name: str, leaf: str) -> StreamSource:
+    """The stream `name` of the JetStream domain `leaf`, as a source of the hub's stream."""
+    from nats.js.api import ExternalStream, StreamSource
+
+    return StreamSource(name=name, external=ExternalStream(api=_api(leaf)))
+
+
+def sources_leaf(config: StreamConfig, leaf: str) -> bool:
+    """Whether the stream of `config` sources the stream of its name in the domain `leaf`."""
+    api = _api(leaf)
+    return any(
+        source.name == config.name and source.external is not None and source.external.api == api
+        for source in config.sources or []
+    )
+
+
+async def _source_leaves(js: JetStreamContext, config: StreamConfig, leaves: list[str]) -> None:
+    """Add the leaf domains' streams to the sources of the stream of `config`. Every central
+    writes the sources it found with the ones its inventory names: two doing so at once end
+    with the sources of both, since they name the same."""
+    from nats.js.errors import BadRequestError, ServerError
+
+    sources = [*(config.sources or []), *(leaf_source(config.name or "", leaf) for leaf in leaves)]
+    try:
+        await js.update_stream(dataclasses.replace(config, sources=sources))
+    except (BadRequestError, ServerError) as refused:
+        said = printable(refused.description or "no reason given")
+        raise StreamError(
+            f"NATS refused to make stream {config.name} source the leaf domains "
+            f"{', '.join(leaves)} ({said}); the central's NATS user must be allowed to update "
+            "the stream"
+        ) from None
+
+
+def _api(domain: str) -> str:
+    return f"$JS.{domain}.API"
+
+
 async def ensure_stream_patiently(
-    js: JetStreamContext, name: str, replicas: int = DEFAULT_REPLICAS
+    js: JetStreamContext,
+    name: str,
+    replicas: int = DEFAULT_REPLICAS,
+    leaves: Sequence[str] = (),
 ) -> str | None:
     """`ensure_stream`, tried again every second while JetStream does not answer (not enabled
     yet, its servers electing leaders after a restart, a cluster without a majority), which is
@@ -149,7 +218,7 @@ async def ensure_stream_patiently(
     throttle = Throttle(_LOG_EVERY)
     while True:
         try:
-            return await ensure_stream(js, name, replicas)
+            return await ensure_stream(js, name, replicas, leaves=leaves)
         except StreamError:
             raise
         except Exception as exc:  # nats-py's errors (no responders, 503), a timeout

@@ -14,6 +14,10 @@ configured, checked at load time.
       domain: hub                             # the JetStream domain of the servers that keep
                                               # the stream: `--js-domain` overrides; for agents
                                               # behind a NATS leaf node without JetStream
+      leaf_domains: [psap-north, psap-south]  # the JetStream domains of the sites' leaf nodes
+                                              # that keep their agents' results through a WAN
+                                              # outage: the hub's stream sources each; an
+                                              # agent there is given `--leaf-domain NAME`
       replicas: 3                             # the stream's, when it is made: 1, 3 or 5
       spool: {path: /var/lib/commwatch/spool.sqlite3, max_age: 24h, max_bytes: 100MiB}
       lease_ttl: 10s                          # how long a central's leadership outlives it
@@ -39,6 +43,7 @@ from monitor.config.reader import Fields, Reader
 from monitor.core.options import (
     OptionError,
     duration,
+    each,
     format_number,
     is_number,
     path,
@@ -129,6 +134,12 @@ class ClusterConfig:
     # The JetStream domain of the servers that keep the stream and buckets, asked through
     # `$JS.DOMAIN.API`; None: the JetStream of the server connected to (monitor.cluster.connection).
     domain: str | None = None
+    # The JetStream domains of the sites' leaf nodes whose own stream keeps their agents'
+    # results: a central makes the stream (`domain`'s) source each (monitor.cluster.stream).
+    leaf_domains: tuple[str, ...] = ()
+    # An agent's own (`--leaf-domain`): it publishes to the stream of this domain, its site's
+    # leaf node, which the hub's stream sources; None: straight to the stream of `domain`.
+    leaf_domain: str | None = None
     replicas: int = DEFAULT_REPLICAS  # of the stream, when an agent or a central makes it
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     # Seconds the leader central's lease lasts unrenewed: a follower takes over within two of
@@ -141,8 +152,9 @@ class ClusterConfig:
     @property
     def results_at(self) -> str:
         """Where the results go, for the start lines: `URL stream NAME[ in domain DOMAIN]`."""
-        domain = "" if self.domain is None else f" in JetStream domain {self.domain}"
-        return f"{self.nats.url} stream {self.stream}{domain}"
+        domain = self.leaf_domain or self.domain
+        where = "" if domain is None else f" in JetStream domain {domain}"
+        return f"{self.nats.url} stream {self.stream}{where}"
 
 
 def nats_url(value: Any) -> str:
@@ -219,6 +231,13 @@ def jetstream_domain(value: Any) -> str:
     )
 
 
+def leaf_domains(value: Any) -> tuple[str, ...]:
+    domains = each(jetstream_domain)(value)
+    if len(set(domains)) < len(domains):
+        raise OptionError("a leaf domain is given twice", "name each site's leaf node once")
+    return domains
+
+
 def _jetstream_name(value: Any, what: str, where: str) -> str:
     """A name JetStream takes for a stream or a domain (`where` says where it comes from)."""
     name = text(value)
@@ -260,6 +279,7 @@ _CLUSTER_KEYS = (
     "nats",
     "stream",
     "domain",
+    "leaf_domains",
     "replicas",
     "spool",
     "lease_ttl",
@@ -295,16 +315,31 @@ class ClusterReader(Reader):
         inner = self.fields(fields["cluster"][1], "cluster", _CLUSTER_KEYS)
         default = ClusterConfig()
         heartbeat, heartbeat_ttl = self._heartbeats(inner)
+        domain = self.plain(inner, "domain", jetstream_domain, default.domain)
         return ClusterConfig(
             nats=self._nats_section(inner),
             stream=self.plain(inner, "stream", stream_name, default.stream),
-            domain=self.plain(inner, "domain", jetstream_domain, default.domain),
+            domain=domain,
+            leaf_domains=self._leaf_domains(inner, domain),
             replicas=self.plain(inner, "replicas", replica_count, default.replicas),
             spool=self._spool_section(inner),
             lease_ttl=self.plain(inner, "lease_ttl", lease_ttl, default.lease_ttl),
             heartbeat=heartbeat,
             heartbeat_ttl=heartbeat_ttl,
         )
+
+    def _leaf_domains(self, fields: Fields, hub: str | None) -> tuple[str, ...]:
+        domains = self.plain(fields, "leaf_domains", leaf_domains, ())
+        if hub is not None and hub in domains:
+            self.fail(
+                fields["leaf_domains"][1].error(
+                    f"'leaf_domains': {hub!r} is the hub's own domain (cluster: domain:)",
+                    "list only the domains of the sites' leaf nodes, each with JetStream of its "
+                    "own (jetstream { domain: NAME } in the leaf's nats-server.conf)",
+                )
+            )
+            return tuple(domain for domain in domains if domain != hub)
+        return domains
 
     def _heartbeats(self, fields: Fields) -> tuple[float, float]:
         heartbeat = self.plain(fields, "heartbeat", duration, DEFAULT_HEARTBEAT)

@@ -8,9 +8,11 @@ monitoring port), ready once JetStream's meta group has a leader; each node can 
 and restarted, and the cluster says which node leads a stream and which node a client is
 connected to (from the nodes' monitoring endpoints).
 
-`running_hub_and_leaf` starts a hub with JetStream in a domain, and a site's leaf node without
-JetStream that connects to it (`leafnodes`), as a site behind a WAN sees NATS; the hub can be
-stopped and started again, the leaf reconnecting to it by itself."""
+`running_hub_and_leaf` starts a hub with JetStream in a domain, and a site's leaf node that
+connects to it (`leafnodes`), as a site behind a WAN sees NATS: without JetStream, or with
+JetStream of its own in a domain of the site's; the link in the clear, or with TLS and a user
+and password (`LeafLink`). The hub can be stopped and started again, the leaf reconnecting to
+it by itself."""
 
 from __future__ import annotations
 
@@ -217,27 +219,57 @@ async def running_nats(
 HUB_DOMAIN = "hub"
 
 
+@dataclass(frozen=True)
+class LeafLink:
+    """A leaf link secured as across a WAN: the hub's leafnode port takes TLS alone, with a
+    certificate for 127.0.0.1 from `ca_file`, and the leaf's user and password."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    user: str
+    password: str
+
+    def hub_side(self) -> str:
+        return (
+            f"tls {{ cert_file: {json.dumps(str(self.cert_file))}, "
+            f"key_file: {json.dumps(str(self.key_file))} }}, "
+            f"authorization {{ user: {json.dumps(self.user)}, "
+            f"password: {json.dumps(self.password)} }}"
+        )
+
+    def remote(self, port: int) -> str:
+        url = f"nats-leaf://{self.user}:{self.password}@{LOOPBACK}:{port}"
+        return f"url: {json.dumps(url)}, tls {{ ca_file: {json.dumps(str(self.ca_file))} }}"
+
+
 @contextlib.asynccontextmanager
-async def running_hub_and_leaf(folder: Path) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
+async def running_hub_and_leaf(
+    folder: Path, leaf_domain: str | None = None, link: LeafLink | None = None
+) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
     """A hub with JetStream in the domain HUB_DOMAIN that takes leaf nodes, and a leaf node
-    without JetStream connected to it (a site's NATS), on free loopback ports; returned once
-    the hub's JetStream answers through the leaf. Both stopped at the end."""
+    connected to it (a site's NATS), on free loopback ports: without JetStream, or with its own
+    in `leaf_domain`; over `link`, or in the clear without credentials. Returned once the hub's
+    JetStream answers through the leaf. Both stopped at the end."""
 
     def make() -> list[NatsServer]:
-        link = free_port()
+        port = free_port()
+        secured = "" if link is None else f", {link.hub_side()}"
+        remote = f'url: "nats-leaf://{LOOPBACK}:{port}"' if link is None else link.remote(port)
         hub = NatsServer(
             folder / "hub",
             free_port(),
             name="hub",
             domain=HUB_DOMAIN,
-            config=f"leafnodes {{ listen: {LOOPBACK}:{link} }}",
+            config=f"leafnodes {{ listen: {LOOPBACK}:{port}{secured} }}",
         )
         leaf = NatsServer(
             folder / "leaf",
             free_port(),
             name="leaf",
-            jetstream=False,
-            config=f'leafnodes {{ remotes: [{{url: "nats-leaf://{LOOPBACK}:{link}"}}] }}',
+            jetstream=leaf_domain is not None,
+            domain=leaf_domain,
+            config=f"leafnodes {{ remotes: [{{{remote}}}] }}",
         )
         return [hub, leaf]
 
@@ -273,6 +305,7 @@ class NatsCluster:
     """Three nats-server nodes routed to each other as one cluster with JetStream."""
 
     nodes: list[NatsServer]
+    leaf_ports: list[int] = field(default_factory=list)  # each node's, where it takes leaf nodes
 
     @property
     def url(self) -> str:
@@ -369,23 +402,31 @@ class NatsCluster:
 
 
 @contextlib.asynccontextmanager
-async def running_nats_cluster(folder: Path) -> AsyncIterator[NatsCluster]:
-    """Three nats-server nodes (n1, n2, n3) with JetStream, routed as one cluster on loopback,
-    each with its own store under `folder`; stopped at the end."""
+async def running_nats_cluster(
+    folder: Path, domain: str | None = None, *, leaf_nodes: bool = False
+) -> AsyncIterator[NatsCluster]:
+    """Three nats-server nodes (n1, n2, n3) with JetStream (in `domain`), routed as one cluster
+    on loopback, each with its own store under `folder` and, with `leaf_nodes`, a port that
+    takes leaf nodes; stopped at the end."""
     for attempt in range(3):
         cluster_ports = [free_port() for _ in range(3)]
+        leaf_ports = [free_port() for _ in range(3)] if leaf_nodes else []
         nodes = [
             NatsServer(
                 folder / f"n{index + 1}",
                 free_port(),
                 name=f"n{index + 1}",
+                domain=domain,
                 cluster_port=port,
                 routes=[other for other in cluster_ports if other != port],
                 monitor_port=free_port(),
+                config=f"leafnodes {{ listen: {LOOPBACK}:{leaf_ports[index]} }}"
+                if leaf_nodes
+                else "",
             )
             for index, port in enumerate(cluster_ports)
         ]
-        cluster = NatsCluster(nodes)
+        cluster = NatsCluster(nodes, leaf_ports)
         try:
             await cluster.start()
             break
@@ -397,3 +438,29 @@ async def running_nats_cluster(folder: Path) -> AsyncIterator[NatsCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_hub_cluster_and_leaf(
+    folder: Path, leaf_domain: str
+) -> AsyncIterator[tuple[NatsCluster, NatsServer]]:
+    """A hub of three nodes (`running_nats_cluster`, JetStream in HUB_DOMAIN) and a leaf node
+    with JetStream of its own in `leaf_domain`, linked to every node (it moves to another when
+    its node goes); returned once the hub's JetStream answers through the leaf."""
+    async with running_nats_cluster(folder, HUB_DOMAIN, leaf_nodes=True) as hub:
+        urls = ", ".join(f'"nats-leaf://{LOOPBACK}:{port}"' for port in hub.leaf_ports)
+
+        def make() -> list[NatsServer]:
+            config = f"leafnodes {{ remotes: [{{urls: [{urls}]}}] }}"
+            return [
+                NatsServer(
+                    folder / "leaf", free_port(), name="leaf", domain=leaf_domain, config=config
+                )
+            ]
+
+        (leaf,) = await _started(make)
+        try:
+            await hub_through(leaf)
+            yield hub, leaf
+        finally:
+            leaf.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ssl
 import sys
 from typing import TYPE_CHECKING
@@ -28,6 +29,16 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(started, int):
         return started
     selected, cluster = started
+    if args.leaf_domain is not None:
+        if cluster.domain is None or cluster.domain == args.leaf_domain:
+            print(
+                f"commwatch agent: --leaf-domain {args.leaf_domain} needs the hub's own "
+                "JetStream domain, another one, in cluster: domain: or --js-domain: the "
+                "heartbeats go to the hub's buckets across the leaf node",
+                file=sys.stderr,
+            )
+            return EXIT_UNKNOWN
+        cluster = dataclasses.replace(cluster, leaf_domain=args.leaf_domain)
     # The cluster code loads once nats-py is known to be there and the inventory is good.
     from monitor.cluster.agent import Agent
     from monitor.cluster.assignment import DEFAULT_POOL

@@ -126,7 +126,7 @@ async def _stream_made(js: JetStreamContext, cluster: ClusterConfig) -> bool:
 
     try:
         differs = await until_signalled(
-            ensure_stream_patiently(js, cluster.stream, cluster.replicas)
+            ensure_stream_patiently(js, cluster.stream, cluster.replicas, cluster.leaf_domains)
         )
     except Signalled:
         print("commwatch central: stopped before JetStream answered", file=sys.stderr)

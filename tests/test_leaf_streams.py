@@ -1,0 +1,243 @@
+"""Results that queue in NATS at the site: an agent behind a leaf node with JetStream of its own
+(the domain `north`) publishes to the stream of that domain (`--leaf-domain`), and the hub's
+stream sources it (`cluster: leaf_domains:`) across a leaf link with TLS and a user and
+password (tests/peers/nats_peers.py, `running_hub_and_leaf`). Through a WAN outage (the hub
+stopped while the agent probes) the results queue in the leaf node, none in the agent's spool;
+afterwards the central has every result once, in order per check. A hub's stream made without
+the source gets it from a central that names the leaf; until then the agent says so and the
+results wait at the site, none lost. And a hub of three nodes whose stream's leader dies
+while it sources the leaf's stream loses none and stores none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from monitor.cluster.agent import Agent
+from monitor.cluster.stream import QUEUED_PREFIX, ensure_stream, sources_leaf
+from monitor.config.cluster import ClusterConfig
+from monitor.config.inventory import Inventory
+from monitor.config.loader import load_inventory
+from monitor.lab.pki import make_ca, make_leaf
+from tests.central_support import (
+    STREAM,
+    Runs,
+    assert_every_run_once,
+    counted_agent,
+    running_central,
+)
+from tests.peers.nats_peers import HUB_DOMAIN, LeafLink, NatsServer, hub_through
+from tests.peers.nats_peers import running_hub_and_leaf as hub_and_leaf
+from tests.peers.nats_peers import running_hub_cluster_and_leaf as hub_cluster_and_leaf
+from tests.peers.prometheus_peers import poll
+from tests.test_cluster_agent import check_results, inventory_text, started_ns, stream_messages
+from tests.test_cluster_agent import tcp_peers as peers
+from tests.test_nats_security import write_pem
+
+AGENT = "north-1"
+LEAF = "north"  # the site's leaf node's JetStream domain
+OUTAGE = 12.0  # seconds the hub is away
+
+
+def leaf_link(folder: Path) -> LeafLink:
+    """TLS with a certificate of the test's own CA for 127.0.0.1, and a user and password."""
+    folder.mkdir()
+    ca = make_ca("commwatch test leaf link CA")
+    cert, key = write_pem(folder, "hub", make_leaf(ca, ["127.0.0.1"]))
+    ca_file, _ = write_pem(folder, "ca", ca)
+    return LeafLink(cert, key, ca_file, "north-leaf", secrets.token_hex(16))
+
+
+def clusters(inventory: Inventory, leaf: NatsServer) -> tuple[ClusterConfig, ClusterConfig]:
+    """The central's cluster section (the inventory's), and the site agent's: its leaf node's
+    URL (as --nats gives it) and domain (as --leaf-domain does)."""
+    central = inventory.cluster
+    assert central is not None
+    agent = dataclasses.replace(
+        central, nats=dataclasses.replace(central.nats, url=leaf.url), leaf_domain=LEAF
+    )
+    return central, agent
+
+
+async def queued_at(leaf: NatsServer) -> int:
+    """How many results the leaf node's own stream holds."""
+    client = await nats.connect(leaf.url)
+    try:
+        return (await client.jetstream().stream_info(STREAM)).state.messages
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def probing() -> AsyncIterator[Callable[[Agent], asyncio.Task[None]]]:
+    """Runs agents; each one still running at the end stopped, its spool closed."""
+    running: list[tuple[Agent, asyncio.Task[None]]] = []
+
+    def start(agent: Agent) -> asyncio.Task[None]:
+        task = asyncio.create_task(agent.run())
+        running.append((agent, task))
+        return task
+
+    yield start
+    for agent, task in running:
+        agent.stop()
+        await asyncio.wait_for(task, 60)
+        agent.spool.close()
+
+
+def assert_all_through_the_leaf(
+    inventory: Inventory, runs: Runs, shown: list[tuple[str, float]], messages: list[Any]
+) -> None:
+    """Every run shown and stored once, in order; the hub's stream holds each once, in order
+    per check, every one sourced from the leaf's (its subject under commwatch.queued.)."""
+    assert_every_run_once(inventory, list(runs.made), shown)
+    stored = [m.headers["Nats-Msg-Id"] for m in messages]
+    assert len(stored) == len(set(stored)), "a result stored twice in the hub's stream"
+    assert set(stored) == runs.msg_ids
+    assert {m.subject for m in messages} == {f"{QUEUED_PREFIX}.north.{AGENT}"}
+    for check, ids in check_results(messages).items():
+        assert ids == sorted(ids, key=started_ns), f"{check} out of order in the hub's stream"
+
+
+async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    probing: Callable[[Agent], asyncio.Task[None]],
+) -> None:
+    caplog.set_level(logging.WARNING, logger="commwatch")
+    link = leaf_link(tmp_path / "pki")
+    async with peers(3) as ports, hub_and_leaf(tmp_path / "nats", LEAF, link) as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        cluster = (
+            f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}, leaf_domains: [{LEAF}]}}"
+        )
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
+        )
+        inventory = load_inventory(path)
+        central_cluster, agent_cluster = clusters(inventory, leaf)
+        async with running_central(central_cluster, inventory) as central:
+            info = await central.client.jetstream().stream_info(STREAM)
+            assert sources_leaf(info.config, LEAF), info.config.sources
+            agent, runs = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
+            running = probing(agent)
+            await central.until(lambda: len(central.shown) >= 6, "the first results")
+            # The WAN outage: the agent's leaf node keeps its results meanwhile.
+            hub.stop()
+            before = await queued_at(leaf)
+            await asyncio.sleep(OUTAGE)  # probing goes on
+            assert await queued_at(leaf) - before >= OUTAGE, "results did not queue at the leaf"
+            assert agent.spool.depth == 0 and agent.figures().connected
+            await hub.start()
+            await hub_through(leaf)
+            agent.stop()
+            await asyncio.wait_for(running, 60)
+            made = list(runs.made)
+            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
+            shown = list(central.shown)
+        messages = await stream_messages(hub.url, at_least=len(runs.msg_ids), subjects="")
+    assert_all_through_the_leaf(inventory, runs, shown, messages)
+    said = [record.getMessage() for record in caplog.records]
+    assert not [line for line in said if "spool" in line or "does not source" in line], said
+
+
+async def test_a_hubs_stream_made_without_the_leaf_sources_it_once_a_central_names_it(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    probing: Callable[[Agent], asyncio.Task[None]],
+) -> None:
+    caplog.set_level(logging.WARNING, logger="commwatch")
+    async with peers(2) as ports, hub_and_leaf(tmp_path / "nats", LEAF) as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            + inventory_text(ports, f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}}}")
+        )
+        inventory = load_inventory(path)
+        central_cluster, agent_cluster = clusters(inventory, leaf)
+        client = await nats.connect(hub.url)
+        try:
+            await ensure_stream(client.jetstream(), STREAM)  # as an agent on the hub makes it
+        finally:
+            await client.close()
+        agent, runs = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
+        running = probing(agent)
+
+        async def told() -> bool | None:
+            return (
+                True if any("does not source" in r.getMessage() for r in caplog.records) else None
+            )
+
+        await poll("the agent says the hub does not source its leaf", told, timeout=30)
+        [line] = [r.getMessage() for r in caplog.records if "does not source" in r.getMessage()]
+        assert line == (
+            f"stream {STREAM} of JetStream domain {HUB_DOMAIN} does not source this leaf node's "
+            f"(domain {LEAF}): results wait at the site until it does; add {LEAF} to cluster: "
+            "leaf_domains: and restart a central"
+        )
+
+        async def waiting() -> bool | None:
+            return True if await queued_at(leaf) >= 4 else None
+
+        await poll("results waiting at the leaf", waiting, timeout=30)
+        named = dataclasses.replace(central_cluster, leaf_domains=(LEAF,))
+        async with running_central(named, inventory) as central:
+            agent.stop()
+            await asyncio.wait_for(running, 60)
+            made = list(runs.made)
+            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
+            shown = list(central.shown)
+        messages = await stream_messages(hub.url, at_least=len(runs.msg_ids), subjects="")
+    assert_all_through_the_leaf(inventory, runs, shown, messages)
+
+
+async def test_a_three_node_hub_whose_stream_leader_dies_keeps_sourcing_the_leaf(
+    tmp_path: Path, probing: Callable[[Agent], asyncio.Task[None]]
+) -> None:
+    """The hub a NATS cluster of three, its stream replicated three times: the node leading it
+    (which runs its sourcing of the leaf's stream) SIGKILLed while the agent probes; another
+    takes over the sourcing where it was, and no result is lost or stored twice."""
+    async with peers(3) as ports, hub_cluster_and_leaf(tmp_path / "nats", LEAF) as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        servers = ", ".join(hub.url.split(","))
+        cluster = (
+            f"cluster: {{nats: {{url: [{servers}]}}, domain: {HUB_DOMAIN}, "
+            f"leaf_domains: [{LEAF}], replicas: 3}}"
+        )
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
+        )
+        inventory = load_inventory(path)
+        central_cluster, agent_cluster = clusters(inventory, leaf)
+        async with running_central(central_cluster, inventory) as central:
+            agent, runs = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
+            running = probing(agent)
+            await central.until(lambda: len(central.shown) >= 6, "the first results")
+            leader = await hub.stream_leader(STREAM)
+            before = len(central.shown)
+            leader.stop(signal.SIGKILL)
+            await central.until(
+                lambda: len(central.shown) >= before + 15, "more after the leader died", 90
+            )
+            assert await hub.stream_leader(STREAM) is not leader
+            await leader.start()
+            await hub.ready()
+            agent.stop()
+            await asyncio.wait_for(running, 60)
+            made = list(runs.made)
+            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
+            shown = list(central.shown)
+        await hub.stream_leader(STREAM)
+        messages = await stream_messages(
+            hub.url.split(","), at_least=len(runs.msg_ids), subjects=""
+        )
+    assert_all_through_the_leaf(inventory, runs, shown, messages)
