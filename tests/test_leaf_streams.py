@@ -2,8 +2,9 @@
 (the domain `north`) publishes to the stream of that domain (`--leaf-domain`), and the hub's
 stream sources it (`cluster: leaf_domains:`) across a leaf link with TLS and a user and
 password (tests/peers/nats_peers.py, `running_hub_and_leaf`). Through a WAN outage (the hub
-stopped while the agent probes) the results queue in the leaf node, none in the agent's spool;
-afterwards the central has every result once, in order per check. A hub's stream made without
+stopped, or the link cut while the hub stays up) the results queue in the leaf node, none in
+the agent's spool, and the central's metrics show the leaf unheard; afterwards the central has
+every result once, in order per check. A hub's stream made without
 the source gets it from a central that names the leaf; until then the agent says so and the
 results wait at the site, none lost. And a hub of three nodes whose stream's leader dies
 while it sources the leaf's stream loses none and stores none twice."""
@@ -23,6 +24,8 @@ import nats
 import pytest
 
 from monitor.cluster.agent import Agent
+from monitor.cluster.lease import LeaseFigures, Role
+from monitor.cluster.metrics import CentralMetrics, leaves_of
 from monitor.cluster.stream import QUEUED_PREFIX, ensure_stream, sources_leaf
 from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Inventory
@@ -30,6 +33,7 @@ from monitor.config.loader import load_inventory
 from monitor.lab.pki import make_ca, make_leaf
 from tests.central_support import (
     STREAM,
+    RunningCentral,
     Runs,
     assert_every_run_once,
     counted_agent,
@@ -39,6 +43,7 @@ from tests.peers.nats_peers import HUB_DOMAIN, LeafLink, NatsServer, hub_through
 from tests.peers.nats_peers import running_hub_and_leaf as hub_and_leaf
 from tests.peers.nats_peers import running_hub_cluster_and_leaf as hub_cluster_and_leaf
 from tests.peers.prometheus_peers import poll
+from tests.peers.proxy import CuttingProxy
 from tests.test_cluster_agent import check_results, inventory_text, started_ns, stream_messages
 from tests.test_cluster_agent import tcp_peers as peers
 from tests.test_nats_security import write_pem
@@ -108,14 +113,42 @@ def assert_all_through_the_leaf(
         assert ids == sorted(ids, key=started_ns), f"{check} out of order in the hub's stream"
 
 
+async def leaf_figures(central: RunningCentral, cluster: ClusterConfig) -> dict[str, float]:
+    """The central's families of the leaf node `LEAF`, as its `/metrics` serves them: each
+    sample's name and value."""
+    leadership = LeaseFigures("noc", Role.FOLLOWER, False, 0, None, 0, 10.0)
+    leaves = leaves_of(central.client, cluster)
+    assert leaves is not None
+    families = await CentralMetrics(central.consumer, central.client, lambda: leadership, leaves)()
+    return {
+        sample.name: sample.value
+        for family in families
+        if family.name.startswith("commwatch_central_leaf")
+        for sample in family.samples
+        if sample.labels == {"domain": LEAF}
+    }
+
+
+async def heard_again(central: RunningCentral, cluster: ClusterConfig) -> bool | None:
+    figures = await leaf_figures(central, cluster)
+    return True if figures.get("commwatch_central_leaf_inactive_seconds", 99.0) < 5 else None
+
+
+@pytest.mark.parametrize("outage", ["hub stopped", "link cut"])
 async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     probing: Callable[[Agent], asyncio.Task[None]],
+    outage: str,
 ) -> None:
+    """The outage either way a site meets it: the hub stopped, or the WAN between the leaf
+    node and a hub that stays up cut (the central then sees the leaf unheard in its metrics)."""
     caplog.set_level(logging.WARNING, logger="commwatch")
-    link = leaf_link(tmp_path / "pki")
-    async with peers(3) as ports, hub_and_leaf(tmp_path / "nats", LEAF, link) as (hub, leaf):
+    link, wan = leaf_link(tmp_path / "pki"), CuttingProxy()
+    async with (
+        peers(3) as ports,
+        hub_and_leaf(tmp_path / "nats", LEAF, link, wan) as (hub, leaf),
+    ):
         path = tmp_path / "inventory.yaml"
         cluster = (
             f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}, leaf_domains: [{LEAF}]}}"
@@ -131,14 +164,25 @@ async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
             agent, runs = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
             running = probing(agent)
             await central.until(lambda: len(central.shown) >= 6, "the first results")
-            # The WAN outage: the agent's leaf node keeps its results meanwhile.
-            hub.stop()
+            await poll("the hub hears the leaf", lambda: heard_again(central, central_cluster), 30)
+            if outage == "hub stopped":
+                hub.stop()
+            else:
+                await wan.cut()
             before = await queued_at(leaf)
             await asyncio.sleep(OUTAGE)  # probing goes on
             assert await queued_at(leaf) - before >= OUTAGE, "results did not queue at the leaf"
             assert agent.spool.depth == 0 and agent.figures().connected
-            await hub.start()
+            if outage == "hub stopped":
+                await hub.start()
+            else:
+                unheard = await leaf_figures(central, central_cluster)
+                assert unheard["commwatch_central_leaf_inactive_seconds"] >= OUTAGE - 3, unheard
+                await wan.mend()
             await hub_through(leaf)
+            await poll(
+                "the hub hears the leaf again", lambda: heard_again(central, central_cluster), 60
+            )
             agent.stop()
             await asyncio.wait_for(running, 60)
             made = list(runs.made)

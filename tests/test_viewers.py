@@ -10,6 +10,7 @@ import asyncio
 from monitor.api.client import ApiClient, backoff_delay
 from monitor.api.mirror import Mirror
 from tests.history_support import stalled
+from tests.peers.proxy import CuttingProxy
 from tests.tui_support import acknowledge, cell, log_lines, rendered, toasts, until
 from tests.viewer_support import (
     LOOPBACK,
@@ -17,7 +18,6 @@ from tests.viewer_support import (
     TOKENS,
     VIEWER_ENV,
     CountingPeer,
-    CuttingProxy,
     PtyViewer,
     commwatch,
     free_port,

@@ -1,7 +1,7 @@
 """A real engine for the viewers' tests: `commwatch run INVENTORY --listen` in a process of its
 own, on loopback, with a viewer and an operator token, watching TCP peers of the test that can
 be switched off and on (and count who connects), and a TCP proxy of the test between viewers
-and engine that can cut every connection."""
+and engine that can cut every connection (tests/peers/proxy.py)."""
 
 from __future__ import annotations
 
@@ -182,61 +182,6 @@ async def running_engine(
             except TimeoutError:
                 process.kill()
                 await process.wait()
-
-
-class CuttingProxy:
-    """A TCP proxy on loopback in front of the engine: `cut()` drops every connection through
-    it and refuses new ones (the port closed) until `mend()`."""
-
-    def __init__(self, upstream: URL) -> None:
-        self.upstream = upstream
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.connections = 0
-
-    @property
-    def url(self) -> URL:
-        return URL(f"http://{LOOPBACK}:{self.port}")
-
-    async def mend(self) -> None:
-        self._server = await asyncio.start_server(
-            self._relay, LOOPBACK, self.port, reuse_address=True
-        )
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.add(writer)  # at once: a cut while connecting upstream cuts it too
-        assert self.upstream.host is not None and self.upstream.port is not None
-        try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.upstream.host, self.upstream.port
-            )
-        except OSError:
-            writer.transport.abort()
-            return
-        if writer not in self._writers:  # cut meanwhile
-            up_writer.transport.abort()
-            return
-        self._writers.add(up_writer)
-
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.transport.abort()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._writers -= {writer, up_writer}
 
 
 _ESCAPES = re.compile(

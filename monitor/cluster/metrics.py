@@ -10,7 +10,8 @@ in the leadership, from its lease's figures (monitor.cluster.lease).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -19,6 +20,8 @@ from monitor.cluster.agent import AgentFigures
 from monitor.cluster.central import Rejection, ResultConsumer
 from monitor.cluster.lease import LeaseFigures
 from monitor.cluster.spool import SpoolFigures
+from monitor.cluster.stream import LeafSource, leaf_sources
+from monitor.config.cluster import ClusterConfig
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -89,14 +92,20 @@ def agent_families(
 class CentralMetrics:
     """A central's families for the engine's `/metrics` (a `monitor.api.metrics.MetricSource`):
     its consumer's figures, the server's backlog of it, its connection, and its part in the
-    leadership as `leadership()` (the lease's figures) says now."""
+    leadership as `leadership()` (the lease's figures) says now, and with `leaves` how the
+    stream last heard from the leaf nodes' streams it sources."""
 
     def __init__(
-        self, consumer: ResultConsumer, client: Client, leadership: Callable[[], LeaseFigures]
+        self,
+        consumer: ResultConsumer,
+        client: Client,
+        leadership: Callable[[], LeaseFigures],
+        leaves: Callable[[], Awaitable[list[LeafSource] | None]] | None = None,
     ) -> None:
         self._consumer = consumer
         self._client = client
         self._leadership = leadership
+        self._leaves = leaves
 
     async def __call__(self) -> list[Metric]:
         backlog = await self._consumer.backlog(BACKLOG_WAIT) if self._client.is_connected else None
@@ -158,4 +167,39 @@ class CentralMetrics:
                     value=backlog.unacknowledged,
                 )
             )
+        if self._leaves is not None and self._client.is_connected:
+            families += _leaf_families(await self._leaves())
         return families
+
+
+def leaves_of(
+    client: Client, cluster: ClusterConfig
+) -> Callable[[], Awaitable[list[LeafSource] | None]] | None:
+    """What `CentralMetrics` asks of the leaf nodes' streams the central's stream sources, at
+    each scrape; None when `cluster: leaf_domains:` names none."""
+    if not cluster.leaf_domains:
+        return None
+    return functools.partial(leaf_sources, client, cluster.domain, cluster.stream, BACKLOG_WAIT)
+
+
+def _leaf_families(sources: list[LeafSource] | None) -> list[Metric]:
+    """None (the server did not answer): no family, as the backlog's."""
+    if sources is None:
+        return []
+    lag = GaugeMetricFamily(
+        "commwatch_central_leaf_lag",
+        "Results a site's leaf node held that the hub's stream had not sourced yet, when the "
+        "hub last heard from it.",
+        labels=("domain",),
+    )
+    inactive = GaugeMetricFamily(
+        "commwatch_central_leaf_inactive_seconds",
+        "Seconds since the hub's stream last heard from a site's leaf node (a result or a "
+        "heartbeat); it grows through a WAN outage. No series for one never heard from.",
+        labels=("domain",),
+    )
+    for source in sources:
+        lag.add_metric([source.domain], source.lag)
+        if source.inactive is not None:
+            inactive.add_metric([source.domain], source.inactive)
+    return [lag, inactive]

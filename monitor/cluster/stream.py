@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +48,7 @@ from monitor.core.text import printable
 from monitor.output import records
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.js.api import StreamConfig, StreamSource
     from nats.js.client import JetStreamContext
 
@@ -63,6 +66,7 @@ VANTAGE_HEADER = "Commwatch-Vantage"  # the vantage point (agent or pool) a resu
 SCHEMA = str(records.SCHEMA_VERSION)
 RETRY_PAUSE = 1.0  # seconds between tries while JetStream does not answer
 _LOG_EVERY = 60.0
+_LEAF_API = re.compile(r"\$JS\.([A-Za-z0-9_-]{1,64})\.API")
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +207,48 @@ async def _source_leaves(js: JetStreamContext, config: StreamConfig, leaves: lis
 
 def _api(domain: str) -> str:
     return f"$JS.{domain}.API"
+
+
+@dataclass(frozen=True)
+class LeafSource:
+    """How the hub's stream last heard from a leaf node's stream it sources."""
+
+    domain: str
+    lag: int  # results the leaf's stream held that the hub's had not taken, when last heard
+    inactive: float | None  # seconds since the hub's stream last heard from it; None: never
+
+
+async def leaf_sources(
+    client: Client, domain: str | None, name: str, timeout: float
+) -> list[LeafSource] | None:
+    """The leaf nodes' streams the stream `name` (of JetStream `domain`) sources, from the
+    server's stream info; None when it does not answer in `timeout` seconds. Asked raw: nats-py
+    drops a source's `external`, and every leaf's stream has the one name."""
+    import nats.errors
+
+    api = "$JS.API" if domain is None else _api(domain)
+    try:
+        reply = await client.request(f"{api}.STREAM.INFO.{name}", b"", timeout=timeout)
+        info = json.loads(reply.data)
+    except (nats.errors.Error, TimeoutError, ValueError):
+        return None
+    sources = info.get("sources") if isinstance(info, dict) else None
+    found = []
+    for source in sources if isinstance(sources, list) else []:
+        external = source.get("external") if isinstance(source, dict) else None
+        leaf = _LEAF_API.fullmatch(str(external.get("api"))) if isinstance(external, dict) else None
+        if leaf is None or source.get("name") != name:
+            continue
+        lag, active = source.get("lag"), source.get("active")
+        found.append(
+            LeafSource(
+                leaf.group(1),
+                lag if isinstance(lag, int) else 0,
+                # nanoseconds; -1 while the source has not been heard from
+                active / 1e9 if isinstance(active, int) and active >= 0 else None,
+            )
+        )
+    return found
 
 
 async def ensure_stream_patiently(

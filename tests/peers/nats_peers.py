@@ -29,9 +29,11 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
+from yarl import URL
 
 from tests.peers.binaries import installed
 from tests.peers.prometheus_peers import LOOPBACK, free_port, poll
+from tests.peers.proxy import CuttingProxy
 
 CLUSTER_NAME = "commwatch-test"
 
@@ -245,17 +247,29 @@ class LeafLink:
 
 @contextlib.asynccontextmanager
 async def running_hub_and_leaf(
-    folder: Path, leaf_domain: str | None = None, link: LeafLink | None = None
+    folder: Path,
+    leaf_domain: str | None = None,
+    link: LeafLink | None = None,
+    wan: CuttingProxy | None = None,
 ) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
     """A hub with JetStream in the domain HUB_DOMAIN that takes leaf nodes, and a leaf node
     connected to it (a site's NATS), on free loopback ports: without JetStream, or with its own
-    in `leaf_domain`; over `link`, or in the clear without credentials. Returned once the hub's
-    JetStream answers through the leaf. Both stopped at the end."""
+    in `leaf_domain`; over `link`, or in the clear without credentials; through `wan` (a proxy
+    the test can cut, in front of the hub's leaf node port), or straight. Returned once the
+    hub's JetStream answers through the leaf. Both stopped at the end."""
 
     def make() -> list[NatsServer]:
         port = free_port()
         secured = "" if link is None else f", {link.hub_side()}"
-        remote = f'url: "nats-leaf://{LOOPBACK}:{port}"' if link is None else link.remote(port)
+        if wan is not None:
+            wan.upstream = URL(f"nats://{LOOPBACK}:{port}")
+            # The WAN's end is what the hub tells its leaf nodes to use (they would go round a
+            # cut WAN to its own port otherwise), as a hub behind NAT does.
+            secured += f", advertise: {json.dumps(f'{LOOPBACK}:{wan.port}')}"
+        leaf_to = port if wan is None else wan.port
+        remote = (
+            f'url: "nats-leaf://{LOOPBACK}:{leaf_to}"' if link is None else link.remote(leaf_to)
+        )
         hub = NatsServer(
             folder / "hub",
             free_port(),
@@ -273,6 +287,8 @@ async def running_hub_and_leaf(
         )
         return [hub, leaf]
 
+    if wan is not None:
+        await wan.mend()
     hub, leaf = await _started(make)
     try:
         await hub_through(leaf)
@@ -280,6 +296,8 @@ async def running_hub_and_leaf(
     finally:
         leaf.stop()
         hub.stop()
+        if wan is not None:
+            await wan.cut()
 
 
 async def hub_through(leaf: NatsServer) -> None:

@@ -50,7 +50,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
     from monitor.cluster.central import ResultConsumer, connect, durable_name
     from monitor.cluster.connection import jetstream
     from monitor.cluster.lease import Lease, LeaseError, open_lease_bucket
-    from monitor.cluster.metrics import CentralMetrics
+    from monitor.cluster.metrics import CentralMetrics, leaves_of
     from monitor.cluster.notified import LeaderGate, open_notified_bucket
     from monitor.cluster.routes import cluster_routes
     from monitor.cluster.stream import StreamError
@@ -94,6 +94,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
                 durable=consumer_name,
                 admission=admission,
             )
+            metrics = CentralMetrics(consumer, client, lease.figures, leaves_of(client, cluster))
             return await watch(
                 inventory,
                 selected.checks,
@@ -102,7 +103,7 @@ async def _central(selected: Selection, cluster: ClusterConfig, args: argparse.N
                 arrivals=consumer.arrivals,
                 alert_gate=gate,
                 attachments=(cluster_routes(lease, consumer_name),),
-                metric_sources=(CentralMetrics(consumer, client, lease.figures),),
+                metric_sources=(metrics,),
             )
     except (StreamError, LeaseError) as exc:
         print(f"commwatch central: {exc}", file=sys.stderr)
