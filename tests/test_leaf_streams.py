@@ -22,6 +22,7 @@ from typing import Any
 
 import nats
 import pytest
+from prometheus_client.core import Metric
 
 from monitor.cluster.agent import Agent
 from monitor.cluster.lease import LeaseFigures, Role
@@ -46,11 +47,13 @@ from tests.peers.prometheus_peers import poll
 from tests.peers.proxy import CuttingProxy
 from tests.test_cluster_agent import check_results, inventory_text, started_ns, stream_messages
 from tests.test_cluster_agent import tcp_peers as peers
+from tests.test_metrics import CLUSTER_SECTION, documented, section
 from tests.test_nats_security import write_pem
 
 AGENT = "north-1"
 LEAF = "north"  # the site's leaf node's JetStream domain
 OUTAGE = 12.0  # seconds the hub is away
+LEAF_SECTION = "### A central with leaf nodes"  # of docs/prometheus/README.md
 
 
 def leaf_link(folder: Path) -> LeafLink:
@@ -113,17 +116,21 @@ def assert_all_through_the_leaf(
         assert ids == sorted(ids, key=started_ns), f"{check} out of order in the hub's stream"
 
 
-async def leaf_figures(central: RunningCentral, cluster: ClusterConfig) -> dict[str, float]:
-    """The central's families of the leaf node `LEAF`, as its `/metrics` serves them: each
-    sample's name and value."""
+async def leaf_families(central: RunningCentral, cluster: ClusterConfig) -> list[Metric]:
+    """The central's families of the leaf nodes, as its `/metrics` serves them."""
     leadership = LeaseFigures("noc", Role.FOLLOWER, False, 0, None, 0, 10.0)
     leaves = leaves_of(central.client, cluster)
     assert leaves is not None
     families = await CentralMetrics(central.consumer, central.client, lambda: leadership, leaves)()
+    return [family for family in families if family.name.startswith("commwatch_central_leaf")]
+
+
+async def leaf_figures(central: RunningCentral, cluster: ClusterConfig) -> dict[str, float]:
+    """The central's samples of the leaf node `LEAF`: each one's name and value."""
+    families = await leaf_families(central, cluster)
     return {
         sample.name: sample.value
         for family in families
-        if family.name.startswith("commwatch_central_leaf")
         for sample in family.samples
         if sample.labels == {"domain": LEAF}
     }
@@ -178,6 +185,11 @@ async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
             else:
                 unheard = await leaf_figures(central, central_cluster)
                 assert unheard["commwatch_central_leaf_inactive_seconds"] >= OUTAGE - 3, unheard
+                exported = {
+                    family.name: (family.type, frozenset(family.samples[0].labels))
+                    for family in await leaf_families(central, central_cluster)
+                }
+                assert exported == documented(section(LEAF_SECTION, section(CLUSTER_SECTION)))
                 await wan.mend()
             await hub_through(leaf)
             await poll(
