@@ -16,10 +16,12 @@ import dataclasses
 import logging
 import secrets
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nats
 import pytest
 from prometheus_client.core import Metric
@@ -40,11 +42,13 @@ from tests.central_support import (
     counted_agent,
     running_central,
 )
+from tests.conftest import REPO, StartCentral
 from tests.peers.nats_peers import HUB_DOMAIN, LeafLink, NatsServer, hub_through
 from tests.peers.nats_peers import running_hub_and_leaf as hub_and_leaf
 from tests.peers.nats_peers import running_hub_cluster_and_leaf as hub_cluster_and_leaf
-from tests.peers.prometheus_peers import poll
+from tests.peers.prometheus_peers import free_port, poll
 from tests.peers.proxy import CuttingProxy
+from tests.test_central_cli import lines_until, stop
 from tests.test_cluster_agent import check_results, inventory_text, started_ns, stream_messages
 from tests.test_cluster_agent import tcp_peers as peers
 from tests.test_metrics import CLUSTER_SECTION, documented, section
@@ -53,6 +57,7 @@ from tests.test_nats_security import write_pem
 AGENT = "north-1"
 LEAF = "north"  # the site's leaf node's JetStream domain
 OUTAGE = 12.0  # seconds the hub is away
+VIEWER = "viewer-token-of-the-leaf-test"
 LEAF_SECTION = "### A central with leaf nodes"  # of docs/prometheus/README.md
 
 
@@ -297,3 +302,62 @@ async def test_a_three_node_hub_whose_stream_leader_dies_keeps_sourcing_the_leaf
             hub.url.split(","), at_least=len(runs.msg_ids), subjects=""
         )
     assert_all_through_the_leaf(inventory, runs, shown, messages)
+
+
+async def test_the_commands_with_a_leaf_domain(
+    tmp_path: Path, start_central: StartCentral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`commwatch central` with `cluster: leaf_domains:` makes the hub's stream source the
+    leaf's and serves the leaf's families; `commwatch agent --leaf-domain` publishes to the
+    leaf's stream, and its results reach the central through the source."""
+    monkeypatch.setenv("CW_TEST_VIEWER", VIEWER)
+    async with peers(1) as ports, hub_and_leaf(tmp_path / "nats", LEAF) as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            "api: {tokens: [{role: viewer, token_env: CW_TEST_VIEWER}]}\n"
+            + inventory_text(
+                ports,
+                f"cluster: {{domain: {HUB_DOMAIN}, leaf_domains: [{LEAF}], "
+                f"spool: {{path: {tmp_path / 'spool.sqlite3'}}}}}",
+            )
+        )
+        port = free_port()
+        central = await start_central(path, hub.url, "--listen", f"127.0.0.1:{port}")
+        agent = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "monitor.cli", "agent", str(path), "--name", AGENT),
+            *("--nats", leaf.url, "--leaf-domain", LEAF),
+            cwd=REPO,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            shown = await lines_until(central, 3)
+
+            async def leaf_served() -> str | None:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(
+                        f"http://127.0.0.1:{port}/metrics",
+                        headers={"Authorization": f"Bearer {VIEWER}"},
+                    ) as response,
+                ):
+                    text = await response.text()
+                return text if f'commwatch_central_leaf_lag{{domain="{LEAF}"}}' in text else None
+
+            served = await poll("the central's leaf families", leaf_served, timeout=30)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, said = await asyncio.wait_for(agent.communicate(), 20)
+            await stop(central)
+        client = await nats.connect(hub.url)
+        try:
+            info = await client.jetstream().stream_info(STREAM)
+        finally:
+            await client.close()
+    assert agent.returncode == 0, said.decode()
+    assert f"results to {leaf.url} stream {STREAM} in JetStream domain {LEAF};" in said.decode()
+    assert sources_leaf(info.config, LEAF), info.config.sources
+    assert f'commwatch_central_leaf_inactive_seconds{{domain="{LEAF}"}}' in served
+    results = {line.get("check_id") for line in shown if line["type"] == "result"}
+    assert "north/fibre/tcp-0" in results, shown
