@@ -26,6 +26,7 @@ import nats
 import pytest
 from prometheus_client.core import Metric
 
+from monitor.cluster import buckets
 from monitor.cluster.agent import Agent
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics, leaves_of
@@ -49,7 +50,13 @@ from tests.peers.nats_peers import running_hub_cluster_and_leaf as hub_cluster_a
 from tests.peers.prometheus_peers import free_port, poll
 from tests.peers.proxy import CuttingProxy
 from tests.test_central_cli import lines_until, stop
-from tests.test_cluster_agent import check_results, inventory_text, started_ns, stream_messages
+from tests.test_cluster_agent import (
+    check_results,
+    inventory_text,
+    start_agent,
+    started_ns,
+    stream_messages,
+)
 from tests.test_cluster_agent import tcp_peers as peers
 from tests.test_metrics import CLUSTER_SECTION, documented, section
 from tests.test_nats_security import write_pem
@@ -81,9 +88,9 @@ def clusters(inventory: Inventory, leaf: NatsServer) -> tuple[ClusterConfig, Clu
     return central, agent
 
 
-async def queued_at(leaf: NatsServer) -> int:
-    """How many results the leaf node's own stream holds."""
-    client = await nats.connect(leaf.url)
+async def queued_at(leaf: NatsServer, **auth: str) -> int:
+    """How many results the leaf node's own stream holds (`auth`: as whom to ask)."""
+    client = await nats.connect(leaf.url, **auth)
     try:
         return (await client.jetstream().stream_info(STREAM)).state.messages
     finally:
@@ -359,5 +366,109 @@ async def test_the_commands_with_a_leaf_domain(
     assert f"results to {leaf.url} stream {STREAM} in JetStream domain {LEAF};" in said.decode()
     assert sources_leaf(info.config, LEAF), info.config.sources
     assert f'commwatch_central_leaf_inactive_seconds{{domain="{LEAF}"}}' in served
+    results = {line.get("check_id") for line in shown if line["type"] == "result"}
+    assert "north/fibre/tcp-0" in results, shown
+
+
+DISTRIBUTED = REPO / "docs" / "distributed.md"
+NORTH_PASSWORD = "north-leaf-user-pw-5d1e8b"
+WATCHER = {"user": "watcher", "password": "leaf-watcher-pw-2c7f0a"}  # the test's own
+
+
+def documented_leaf_authorization() -> str:
+    """The leaf node's `authorization` block docs/distributed.md gives, the password put in,
+    and a user of the test's own that may do anything, to watch the leaf's stream."""
+    text = DISTRIBUTED.read_text(encoding="utf-8")
+    text = text.split("#### A leaf node with JetStream: results queue at the site", 1)[1]
+    (block,) = [b for b in text.split("```conf\n")[1:] if b.startswith("authorization {")]
+    block = block.split("```", 1)[0]
+    assert "PSAP_NORTH_PASSWORD" in block
+    watcher = f"{{user: {WATCHER['user']}, password: {WATCHER['password']}}}\n"
+    return block.replace("PSAP_NORTH_PASSWORD", NORTH_PASSWORD).replace(
+        "users = [\n", "users = [\n    " + watcher, 1
+    )
+
+
+async def test_an_agent_behind_a_leaf_node_with_the_documented_permissions(
+    tmp_path: Path, start_central: StartCentral
+) -> None:
+    """The leaf node's users as docs/distributed.md gives them: psap-north makes its leaf's
+    stream, puts its heartbeat in the hub's bucket and its results reach the central through
+    the source, none refused; a client with its password publishing in another agent's name
+    at the leaf is refused."""
+    domain = "psap-north"
+    (tmp_path / "north.password").write_text(NORTH_PASSWORD + "\n")
+    config = documented_leaf_authorization()
+    async with (
+        peers(1) as ports,
+        hub_and_leaf(tmp_path / "nats", domain, leaf_config=config, leaf_client=WATCHER) as (
+            hub,
+            leaf,
+        ),
+    ):
+        path, central_path = tmp_path / "inventory.yaml", tmp_path / "central.yaml"
+        credentials = f"{{user: psap-north, password_file: {tmp_path / 'north.password'}}}"
+        for written, nats_section in (
+            (path, f"nats: {{credentials: {credentials}}}, "),
+            (central_path, ""),
+        ):
+            written.write_text(
+                f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+                + inventory_text(
+                    ports,
+                    f"cluster: {{{nats_section}domain: {HUB_DOMAIN}, leaf_domains: [{domain}]}}",
+                )
+            )
+        # The hub takes no credentials here: the central needs none. It makes the heartbeats'
+        # bucket, which the agent's user may not (as on the hub, documented).
+        central = await start_central(central_path, hub.url)
+        client = await nats.connect(hub.url)
+        try:
+
+            async def bucket_made() -> bool | None:
+                try:
+                    return bool(await client.jetstream().stream_info("KV_commwatch_agents"))
+                except nats.js.errors.NotFoundError:
+                    return None
+
+            await poll("the central made the heartbeats' bucket", bucket_made, timeout=30)
+        finally:
+            await client.close()
+        agent = start_agent(
+            tmp_path / "agent",
+            *(str(path), "--name", "psap-north", "--nats", leaf.url, "--leaf-domain", domain),
+            *("--spool", str(tmp_path / "spool.sqlite3")),
+        )
+        try:
+            shown = await lines_until(central, 3)
+            assert await queued_at(leaf, **WATCHER) >= 1
+            client = await nats.connect(hub.url)
+            try:
+                kv = await buckets.key_value(client.jetstream(), buckets.AGENTS, 15.0)
+                assert (await kv.get("psap-north")).value
+            finally:
+                await client.close()
+            forger = await nats.connect(leaf.url, user="psap-north", password=NORTH_PASSWORD)
+            refusals: list[str] = []
+
+            async def told(exc: Exception) -> None:
+                refusals.append(str(exc).lower())
+
+            forger._error_cb = told  # nats-py calls it with the server's -ERR
+            try:
+                await forger.publish(f"{QUEUED_PREFIX}.north.psap-south", b"{}")
+                await forger.flush()
+
+                async def refused() -> bool | None:
+                    return True if any("permissions violation" in r for r in refusals) else None
+
+                await poll("the forged publish refused", refused, timeout=10)
+            finally:
+                await forger.close()
+        finally:
+            code = agent.stop()
+            await stop(central)
+    assert code == 0, agent.stderr()
+    assert "does not let" not in agent.stderr() and "spooling" not in agent.stderr(), agent.stderr()
     results = {line.get("check_id") for line in shown if line["type"] == "result"}
     assert "north/fibre/tcp-0" in results, shown

@@ -251,12 +251,16 @@ async def running_hub_and_leaf(
     leaf_domain: str | None = None,
     link: LeafLink | None = None,
     wan: CuttingProxy | None = None,
+    leaf_config: str = "",
+    leaf_client: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
     """A hub with JetStream in the domain HUB_DOMAIN that takes leaf nodes, and a leaf node
     connected to it (a site's NATS), on free loopback ports: without JetStream, or with its own
     in `leaf_domain`; over `link`, or in the clear without credentials; through `wan` (a proxy
-    the test can cut, in front of the hub's leaf node port), or straight. Returned once the
-    hub's JetStream answers through the leaf. Both stopped at the end."""
+    the test can cut, in front of the hub's leaf node port), or straight; `leaf_config` added
+    to the leaf's configuration (an `authorization` block: then the hub is waited for as the
+    user `leaf_client` names, nats-py's user and password). Returned once the hub's JetStream
+    answers through the leaf. Both stopped at the end."""
 
     def make() -> list[NatsServer]:
         port = free_port()
@@ -283,7 +287,7 @@ async def running_hub_and_leaf(
             name="leaf",
             jetstream=leaf_domain is not None,
             domain=leaf_domain,
-            config=f"leafnodes {{ remotes: [{{{remote}}}] }}",
+            config=f"leafnodes {{ remotes: [{{{remote}}}] }}\n{leaf_config}",
         )
         return [hub, leaf]
 
@@ -291,7 +295,7 @@ async def running_hub_and_leaf(
         await wan.mend()
     hub, leaf = await _started(make)
     try:
-        await hub_through(leaf)
+        await hub_through(leaf, **(leaf_client or {}))
         yield hub, leaf
     finally:
         leaf.stop()
@@ -300,9 +304,10 @@ async def running_hub_and_leaf(
             await wan.cut()
 
 
-async def hub_through(leaf: NatsServer) -> None:
-    """Return once the hub's JetStream answers a client of `leaf` (the leaf's link is up)."""
-    client = await nats.connect(leaf.url)
+async def hub_through(leaf: NatsServer, **auth: str) -> None:
+    """Return once the hub's JetStream answers a client of `leaf` (the leaf's link is up);
+    `auth`: the client's user and password."""
+    client = await nats.connect(leaf.url, **auth)
     try:
         js = client.jetstream(domain=HUB_DOMAIN, timeout=2)
 
