@@ -17,6 +17,7 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,18 @@ from monitor.cluster import buckets
 from monitor.cluster.agent import Agent
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics, leaves_of
-from monitor.cluster.stream import QUEUED_PREFIX, ensure_stream, sources_leaf
+from monitor.cluster.stream import (
+    QUEUED_PREFIX,
+    SUBJECT_PREFIX,
+    ensure_stream,
+    outgoing,
+    sources_leaf,
+    under,
+)
 from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
+from monitor.core.model import ProbeResult, Severity
 from monitor.lab.pki import make_ca, make_leaf
 from tests.central_support import (
     STREAM,
@@ -472,3 +481,44 @@ async def test_an_agent_behind_a_leaf_node_with_the_documented_permissions(
     assert "does not let" not in agent.stderr() and "spooling" not in agent.stderr(), agent.stderr()
     results = {line.get("check_id") for line in shown if line["type"] == "result"}
     assert "north/fibre/tcp-0" in results, shown
+
+
+def test_a_spooled_subject_goes_under_the_prefix_its_agent_publishes_with_now():
+    results, queued = f"{SUBJECT_PREFIX}.north.{AGENT}", f"{QUEUED_PREFIX}.north.{AGENT}"
+    assert under(results, QUEUED_PREFIX) == queued
+    assert under(queued, SUBJECT_PREFIX) == results
+    assert under(queued, QUEUED_PREFIX) == queued
+    assert under("other.north.x", QUEUED_PREFIX) == "other.north.x"
+
+
+async def test_a_result_spooled_before_the_agent_moved_behind_the_leaf_reaches_the_central(
+    tmp_path: Path, probing: Callable[[Agent], asyncio.Task[None]]
+) -> None:
+    """An agent that spooled while it published to the hub's stream, restarted behind its
+    site's leaf node with JetStream: the spooled result goes to the leaf's stream too, not to
+    commwatch.results.> at the leaf (which, during a WAN outage, nothing would take)."""
+    async with peers(1) as ports, hub_and_leaf(tmp_path / "nats", LEAF) as (hub, leaf):
+        path = tmp_path / "inventory.yaml"
+        cluster = (
+            f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}, leaf_domains: [{LEAF}]}}"
+        )
+        path.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
+        )
+        inventory = load_inventory(path)
+        central_cluster, agent_cluster = clusters(inventory, leaf)
+        ref = inventory.checks[0].ref
+        earlier = ProbeResult(ref, time.time() - 60, 1.0, Severity.OK)
+        spooled = outgoing(AGENT, earlier)
+        assert spooled.subject.startswith(f"{SUBJECT_PREFIX}.")
+        async with running_central(central_cluster, inventory) as central:
+            agent, _ = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
+            agent.spool.append(spooled)
+            probing(agent)
+            await central.until(
+                lambda: round(earlier.started_at, 3) in [round(at, 3) for _, at in central.shown],
+                "the spooled result",
+            )
+        messages = await stream_messages(hub.url, subjects="")
+    [first] = [m for m in messages if m.headers["Nats-Msg-Id"] == spooled.msg_id]
+    assert first.subject == f"{QUEUED_PREFIX}.north.{AGENT}"

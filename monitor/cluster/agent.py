@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -59,6 +60,7 @@ from monitor.cluster.stream import (
     ensure_stream,
     outgoing,
     sources_leaf,
+    under,
 )
 from monitor.config.cluster import ClusterConfig
 from monitor.config.inventory import Check, Concurrency
@@ -429,7 +431,12 @@ class Agent:
     async def _replay(self) -> bool:
         """Publish the oldest spooled entries in order; False at the first one refused."""
         batch = self.spool.oldest(REPLAY_BATCH)
-        taken = await self._publish_all([entry for _, entry in batch])
+        taken = await self._publish_all(
+            [
+                dataclasses.replace(entry, subject=under(entry.subject, self._prefix))
+                for _, entry in batch
+            ]
+        )
         # Up to the first one not taken: any taken after it is published again from the spool
         # later, and the server drops it by its message id.
         replayed = len(taken) if all(taken) else taken.index(False)

@@ -79,6 +79,16 @@ def subject(site_id: str, agent: str, prefix: str = SUBJECT_PREFIX) -> str:
     return f"{prefix}.{site_id}.{agent}"
 
 
+def under(subject: str, prefix: str) -> str:
+    """`subject` under `prefix` (one of PREFIXES) in place of the one it has: a result spooled
+    before its agent was moved behind a leaf node's stream, or away from one, would otherwise
+    go where no stream takes it now."""
+    for known in PREFIXES:
+        if subject.startswith(f"{known}."):
+            return f"{prefix}{subject[len(known) :]}"
+    return subject
+
+
 def message_id(agent: str, result: ProbeResult) -> str:
     return f"{agent}.{result.check.check_id}.{round(result.started_at * 1_000_000_000)}"
 
