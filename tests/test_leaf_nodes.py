@@ -181,6 +181,19 @@ async def absent(there: Callable[[], Awaitable[bool | None]]) -> bool | None:
     return None if await there() else True
 
 
+async def agent_at_leaf(
+    inventory: Path, leaf: NatsServer, *flags: str
+) -> asyncio.subprocess.Process:
+    """`commwatch agent INVENTORY --name AGENT --nats LEAF FLAGS...`, its stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "monitor.cli", "agent", str(inventory), "--name", AGENT),
+        *("--nats", leaf.url, *flags),
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_the_commands_with_the_domain_given_on_the_command_line(
     tmp_path: Path, start_central: StartCentral
 ) -> None:
@@ -194,13 +207,7 @@ async def test_the_commands_with_the_domain_given_on_the_command_line(
             + inventory_text(ports, f"cluster: {{spool: {{path: {tmp_path / 'spool.sqlite3'}}}}}")
         )
         central = await start_central(path, hub.url)
-        agent = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "monitor.cli", "agent", str(path), "--name", AGENT),
-            *("--nats", leaf.url, "--js-domain", HUB_DOMAIN),
-            cwd=REPO,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        agent = await agent_at_leaf(path, leaf, "--js-domain", HUB_DOMAIN)
         try:
             shown = await lines_until(central, 3)
         finally:

@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import secrets
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -67,10 +66,10 @@ from tests.test_cluster_agent import (
     stream_messages,
 )
 from tests.test_cluster_agent import tcp_peers as peers
+from tests.test_leaf_nodes import AGENT, agent_at_leaf
 from tests.test_metrics import CLUSTER_SECTION, documented, section
 from tests.test_nats_security import write_pem
 
-AGENT = "north-1"
 LEAF = "north"  # the site's leaf node's JetStream domain
 OUTAGE = 12.0  # seconds the hub is away
 VIEWER = "viewer-token-of-the-leaf-test"
@@ -84,6 +83,21 @@ def leaf_link(folder: Path) -> LeafLink:
     cert, key = write_pem(folder, "hub", make_leaf(ca, ["127.0.0.1"]))
     ca_file, _ = write_pem(folder, "ca", ca)
     return LeafLink(cert, key, ca_file, "north-leaf", secrets.token_hex(16))
+
+
+def leaf_inventory(tmp_path: Path, ports: list[int], url: str, more: str = "") -> Inventory:
+    """One tcp check per port, a history, and the cluster section of a hub (at `url`) whose
+    stream sources LEAF; `more`: further keys of it."""
+    path = tmp_path / "inventory.yaml"
+    servers = ", ".join(url.split(","))
+    cluster = (
+        f"cluster: {{nats: {{url: [{servers}]}}, domain: {HUB_DOMAIN}, "
+        f"leaf_domains: [{LEAF}]{more}}}"
+    )
+    path.write_text(
+        f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
+    )
+    return load_inventory(path)
 
 
 def clusters(inventory: Inventory, leaf: NatsServer) -> tuple[ClusterConfig, ClusterConfig]:
@@ -177,14 +191,7 @@ async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
         peers(3) as ports,
         hub_and_leaf(tmp_path / "nats", LEAF, link, wan) as (hub, leaf),
     ):
-        path = tmp_path / "inventory.yaml"
-        cluster = (
-            f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}, leaf_domains: [{LEAF}]}}"
-        )
-        path.write_text(
-            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
-        )
-        inventory = load_inventory(path)
+        inventory = leaf_inventory(tmp_path, ports, hub.url)
         central_cluster, agent_cluster = clusters(inventory, leaf)
         async with running_central(central_cluster, inventory) as central:
             info = await central.client.jetstream().stream_info(STREAM)
@@ -284,16 +291,7 @@ async def test_a_three_node_hub_whose_stream_leader_dies_keeps_sourcing_the_leaf
     (which runs its sourcing of the leaf's stream) SIGKILLed while the agent probes; another
     takes over the sourcing where it was, and no result is lost or stored twice."""
     async with peers(3) as ports, hub_cluster_and_leaf(tmp_path / "nats", LEAF) as (hub, leaf):
-        path = tmp_path / "inventory.yaml"
-        servers = ", ".join(hub.url.split(","))
-        cluster = (
-            f"cluster: {{nats: {{url: [{servers}]}}, domain: {HUB_DOMAIN}, "
-            f"leaf_domains: [{LEAF}], replicas: 3}}"
-        )
-        path.write_text(
-            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
-        )
-        inventory = load_inventory(path)
+        inventory = leaf_inventory(tmp_path, ports, hub.url, ", replicas: 3")
         central_cluster, agent_cluster = clusters(inventory, leaf)
         async with running_central(central_cluster, inventory) as central:
             agent, runs = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
@@ -340,13 +338,7 @@ async def test_the_commands_with_a_leaf_domain(
         )
         port = free_port()
         central = await start_central(path, hub.url, "--listen", f"127.0.0.1:{port}")
-        agent = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "monitor.cli", "agent", str(path), "--name", AGENT),
-            *("--nats", leaf.url, "--leaf-domain", LEAF),
-            cwd=REPO,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        agent = await agent_at_leaf(path, leaf, "--leaf-domain", LEAF)
         try:
             shown = await lines_until(central, 3)
 
@@ -498,14 +490,7 @@ async def test_a_result_spooled_before_the_agent_moved_behind_the_leaf_reaches_t
     site's leaf node with JetStream: the spooled result goes to the leaf's stream too, not to
     commwatch.results.> at the leaf (which, during a WAN outage, nothing would take)."""
     async with peers(1) as ports, hub_and_leaf(tmp_path / "nats", LEAF) as (hub, leaf):
-        path = tmp_path / "inventory.yaml"
-        cluster = (
-            f"cluster: {{nats: {{url: {hub.url}}}, domain: {HUB_DOMAIN}, leaf_domains: [{LEAF}]}}"
-        )
-        path.write_text(
-            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n" + inventory_text(ports, cluster)
-        )
-        inventory = load_inventory(path)
+        inventory = leaf_inventory(tmp_path, ports, hub.url)
         central_cluster, agent_cluster = clusters(inventory, leaf)
         ref = inventory.checks[0].ref
         earlier = ProbeResult(ref, time.time() - 60, 1.0, Severity.OK)
