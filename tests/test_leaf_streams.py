@@ -43,6 +43,7 @@ from monitor.config.inventory import Inventory
 from monitor.config.loader import load_inventory
 from monitor.core.model import ProbeResult, Severity
 from monitor.lab.pki import make_ca, make_leaf
+from monitor.output.records import iso_time
 from tests.central_support import (
     STREAM,
     RunningCentral,
@@ -137,6 +138,17 @@ async def probing() -> AsyncIterator[Callable[[Agent], asyncio.Task[None]]]:
         agent.spool.close()
 
 
+async def every_result(
+    agent: Agent, running: asyncio.Task[None], central: RunningCentral, runs: Runs
+) -> list[tuple[str, float]]:
+    """The agent stopped; what the central showed once it shows every result the agent made."""
+    agent.stop()
+    await asyncio.wait_for(running, 60)
+    made = list(runs.made)
+    await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
+    return list(central.shown)
+
+
 def assert_all_through_the_leaf(
     inventory: Inventory, runs: Runs, shown: list[tuple[str, float]], messages: list[Any]
 ) -> None:
@@ -223,11 +235,7 @@ async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
             await poll(
                 "the hub hears the leaf again", lambda: heard_again(central, central_cluster), 60
             )
-            agent.stop()
-            await asyncio.wait_for(running, 60)
-            made = list(runs.made)
-            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
-            shown = list(central.shown)
+            shown = await every_result(agent, running, central, runs)
         messages = await stream_messages(hub.url, at_least=len(runs.msg_ids), subjects="")
     assert_all_through_the_leaf(inventory, runs, shown, messages)
     said = [record.getMessage() for record in caplog.records]
@@ -275,11 +283,7 @@ async def test_a_hubs_stream_made_without_the_leaf_sources_it_once_a_central_nam
         await poll("results waiting at the leaf", waiting, timeout=30)
         named = dataclasses.replace(central_cluster, leaf_domains=(LEAF,))
         async with running_central(named, inventory) as central:
-            agent.stop()
-            await asyncio.wait_for(running, 60)
-            made = list(runs.made)
-            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
-            shown = list(central.shown)
+            shown = await every_result(agent, running, central, runs)
         messages = await stream_messages(hub.url, at_least=len(runs.msg_ids), subjects="")
     assert_all_through_the_leaf(inventory, runs, shown, messages)
 
@@ -306,11 +310,7 @@ async def test_a_three_node_hub_whose_stream_leader_dies_keeps_sourcing_the_leaf
             assert await hub.stream_leader(STREAM) is not leader
             await leader.start()
             await hub.ready()
-            agent.stop()
-            await asyncio.wait_for(running, 60)
-            made = list(runs.made)
-            await central.until(lambda: len(central.shown) >= len(made), "every result", 90)
-            shown = list(central.shown)
+            shown = await every_result(agent, running, central, runs)
         await hub.stream_leader(STREAM)
         messages = await stream_messages(
             hub.url.split(","), at_least=len(runs.msg_ids), subjects=""
@@ -500,8 +500,9 @@ async def test_a_result_spooled_before_the_agent_moved_behind_the_leaf_reaches_t
             agent, _ = counted_agent(tmp_path, AGENT, inventory, agent_cluster)
             agent.spool.append(spooled)
             probing(agent)
+            # As the record carries it, to the millisecond.
             await central.until(
-                lambda: round(earlier.started_at, 3) in [round(at, 3) for _, at in central.shown],
+                lambda: iso_time(earlier.started_at) in [iso_time(at) for _, at in central.shown],
                 "the spooled result",
             )
         messages = await stream_messages(hub.url, subjects="")
