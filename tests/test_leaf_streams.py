@@ -26,13 +26,15 @@ import nats
 import pytest
 from prometheus_client.core import Metric
 
-from monitor.cluster import buckets
+from monitor.cluster import buckets, stream
 from monitor.cluster.agent import Agent
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics, leaves_of
 from monitor.cluster.stream import (
     QUEUED_PREFIX,
     SUBJECT_PREFIX,
+    SUBJECTS,
+    StreamError,
     ensure_stream,
     outgoing,
     sources_leaf,
@@ -53,7 +55,7 @@ from tests.central_support import (
     running_central,
 )
 from tests.conftest import REPO, StartCentral
-from tests.peers.nats_peers import HUB_DOMAIN, LeafLink, NatsServer, hub_through
+from tests.peers.nats_peers import HUB_DOMAIN, LeafLink, NatsServer, hub_through, running_nats
 from tests.peers.nats_peers import running_hub_and_leaf as hub_and_leaf
 from tests.peers.nats_peers import running_hub_cluster_and_leaf as hub_cluster_and_leaf
 from tests.peers.prometheus_peers import free_port, poll
@@ -508,3 +510,43 @@ async def test_a_result_spooled_before_the_agent_moved_behind_the_leaf_reaches_t
         messages = await stream_messages(hub.url, subjects="")
     [first] = [m for m in messages if m.headers["Nats-Msg-Id"] == spooled.msg_id]
     assert first.subject == f"{QUEUED_PREFIX}.north.{AGENT}"
+
+
+async def test_a_hubs_stream_that_takes_the_leaf_nodes_subjects_itself_is_refused(
+    tmp_path: Path,
+) -> None:
+    """With leaf domains, a hub's stream that also takes leaf nodes' subjects (an operator's
+    `commwatch.queued.*.*`, or `commwatch.>`) would store each leaf's results twice, straight
+    and sourced: refused, in words that say what to change; without leaf domains it serves."""
+    async with running_nats(tmp_path / "nats") as server:
+        client = await nats.connect(server.url)
+        try:
+            js = client.jetstream()
+            await js.add_stream(name=STREAM, subjects=[SUBJECTS, "commwatch.queued.*.*"])
+            with pytest.raises(StreamError) as refused:
+                await ensure_stream(js, STREAM, leaves=(LEAF,))
+            assert await ensure_stream(js, STREAM) is None
+            assert not (await js.stream_info(STREAM)).config.sources
+        finally:
+            await client.close()
+    assert str(refused.value) == (
+        f"stream {STREAM} takes commwatch.queued.*.*, which holds the leaf nodes' "
+        "commwatch.queued.>: their results would come straight across the leaf links as well as "
+        "sourced, twice and out of order; take it out of the stream's subjects"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "takes"),
+    [
+        ("commwatch.>", True),
+        ("commwatch.queued.>", True),
+        ("commwatch.*.site.agent", True),
+        ("commwatch.results.>", False),
+        ("commwatch.queued.*", False),
+        ("commwatch.queued.site.agent.more", False),
+        (">", True),
+    ],
+)
+def test_which_subjects_take_the_leaf_nodes_results(pattern: str, takes: bool) -> None:
+    assert stream._covers(pattern, stream.QUEUED_SAMPLE) is takes

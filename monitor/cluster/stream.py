@@ -57,6 +57,7 @@ SUBJECTS = f"{SUBJECT_PREFIX}.>"
 QUEUED_PREFIX = "commwatch.queued"  # published at a site's leaf node, sourced into the hub's
 QUEUED_SUBJECTS = f"{QUEUED_PREFIX}.>"
 PREFIXES = (SUBJECT_PREFIX, QUEUED_PREFIX)
+QUEUED_SAMPLE = f"{QUEUED_PREFIX}.site.agent"  # a subject of the leaf nodes' results
 DUPLICATE_WINDOW = 120.0  # seconds
 MAX_AGE = 7 * 86400.0  # a central away longer than a week finds the oldest results gone
 MSG_ID = "Nats-Msg-Id"
@@ -168,6 +169,13 @@ async def ensure_stream(
             f"stream {name} exists without the subjects {subjects}: "
             "add them to it, or name another stream in cluster: stream:"
         )
+    straight = [s for s in info.config.subjects or [] if leaves and _covers(s, QUEUED_SAMPLE)]
+    if straight:
+        raise StreamError(
+            f"stream {name} takes {printable(straight[0])}, which holds the leaf nodes' "
+            f"{QUEUED_SUBJECTS}: their results would come straight across the leaf links as "
+            f"well as sourced, twice and out of order; take it out of the stream's subjects"
+        )
     missing = [leaf for leaf in leaves if not sources_leaf(info.config, leaf)]
     if missing:
         await _source_leaves(js, info.config, missing)
@@ -179,6 +187,18 @@ async def ensure_stream(
         f"says {replicas}; a stream that exists is left as it is: change it on the NATS side "
         f"(nats stream edit {name} --replicas {replicas}), or write replicas: {found}"
     )
+
+
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether the NATS subject `pattern` (its `*` one token, its last `>` one or more) takes
+    `subject`."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(wanted) == len(tokens)
 
 
 def leaf_source(name: str, leaf: str) -> StreamSource:
