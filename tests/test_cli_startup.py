@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from monitor.cli.main import COMMANDS, main
+from monitor.lab.pki import make_ca, make_leaf, server_context
 from probes.registry import REGISTRY
 from tests.conftest import REPO
+from tests.peers.tls_peers import tls_server
 
 # The libraries of the other kinds, the dashboard, the alerts, the history and the cluster.
 HEAVY = ("aiohttp", "pysnmp", "pyasn1", "textual", "rich", "cryptography", "dns", "re2", "nats")
@@ -223,3 +225,21 @@ def test_every_listed_command_has_a_module_with_a_run_and_every_module_a_listing
     assert listed == list(COMMANDS)
     for module in COMMANDS.values():
         assert callable(importlib.import_module(module).run)
+
+
+def test_probe_tls_judges_a_chain_without_the_revocation_machinery(tmp_path):
+    """A tls check without ocsp or crl (the default) handshakes and judges the chain, and
+    loads neither aiohttp nor the revocation code: only a check that asks for revocation pays
+    for them."""
+    root = make_ca("startup test root", path_length=None)
+    ca_file = tmp_path / "root.pem"
+    ca_file.write_bytes(root.cert_pem)
+    context = server_context(make_leaf(root, ["127.0.0.1"]), tmp_path, ())
+    with tls_server(context) as port:
+        done, loaded = loaded_by(
+            tmp_path, "probe", "tls", f"127.0.0.1:{port}", "--ca-file", str(ca_file), "--nagios"
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("TLS OK - "), done.stdout
+    assert "probes.support.certificates" in loaded
+    assert offenders(loaded, ("aiohttp", "probes.support.revocation")) == []
