@@ -10,14 +10,16 @@ commands, the domain given to the agent by `--js-domain`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
+import nats
 import pytest
 
 from monitor.cluster import buckets, connection
@@ -42,10 +44,12 @@ from tests.test_cluster_agent import (
     OUTAGE,
     check_results,
     inventory_text,
+    start_agent,
     started_ns,
     stream_messages,
     tcp_peers,
 )
+from tests.test_cluster_ops import PASSWORDS, documented_authorization
 
 AGENT = "north-1"
 OTHER = "north-2"  # an agent of the pool on the hub's side of the WAN
@@ -220,3 +224,111 @@ async def test_the_commands_with_the_domain_given_on_the_command_line(
     )
     results = {line.get("check_id") for line in shown if line["type"] == "result"}
     assert "north/fibre/tcp-0" in results, shown
+
+
+def inventories(tmp_path: Path, ports: list[int], user: str, cluster: str) -> tuple[Path, Path]:
+    """The agent's inventory, with `user`'s password from `tmp_path/USER.password`, and the
+    central's, without credentials (the hub here takes none); `cluster`: the rest of both
+    `cluster:` sections."""
+    agent_path, central_path = tmp_path / "inventory.yaml", tmp_path / "central.yaml"
+    credentials = f"{{user: {user}, password_file: {tmp_path / f'{user}.password'}}}"
+    for written, nats_section in (
+        (agent_path, f"nats: {{credentials: {credentials}}}, "),
+        (central_path, ""),
+    ):
+        written.write_text(
+            f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
+            + inventory_text(ports, f"cluster: {{{nats_section}{cluster}}}")
+        )
+    return agent_path, central_path
+
+
+async def agents_bucket_made(url: str) -> None:
+    """Return once the heartbeats' bucket exists (a central makes it; the documented agents'
+    users may not)."""
+    client = await nats.connect(url)
+    try:
+
+        async def made() -> bool | None:
+            try:
+                return bool(await client.jetstream().stream_info("KV_commwatch_agents"))
+            except nats.js.errors.NotFoundError:
+                return None
+
+        await poll("the heartbeats' bucket", made, timeout=30)
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def permitted_agent(
+    start_central: StartCentral,
+    tmp_path: Path,
+    ports: list[int],
+    hub: NatsServer,
+    leaf: NatsServer,
+    name: str,
+    cluster: str,
+    *flags: str,
+) -> AsyncIterator[None]:
+    """The commands with the documented permissions: a central on the hub (it makes the
+    stream and the heartbeats' bucket, which an agent's user may not), then `commwatch agent
+    --name NAME FLAGS...` at the leaf as its own user (`inventories`). The block runs once the
+    central shows results and the agent's heartbeat is in the hub's bucket; then both stop,
+    and the agent must have exited 0 with nothing refused and nothing spooled."""
+    path, central_path = inventories(tmp_path, ports, name, cluster)
+    central = await start_central(central_path, hub.url)
+    await agents_bucket_made(hub.url)
+    agent = start_agent(
+        tmp_path / "agent",
+        *(str(path), "--name", name, "--nats", leaf.url, *flags),
+        *("--spool", str(tmp_path / "spool.sqlite3")),
+    )
+    try:
+        shown = await lines_until(central, 3)
+        client = await nats.connect(hub.url)
+        try:
+            kv = await buckets.key_value(client.jetstream(), buckets.AGENTS, 15.0)
+            assert (await kv.get(name)).value
+        finally:
+            await client.close()
+        yield
+    finally:
+        code = agent.stop()
+        await stop(central)
+    said = agent.stderr()
+    assert code == 0, said
+    assert "does not let" not in said and "spooling" not in said, said
+    results = {line.get("check_id") for line in shown if line["type"] == "result"}
+    assert "north/fibre/tcp-0" in results, shown
+
+
+def behind_a_leaf(block: str) -> str:
+    """The hub's documented `authorization` block as docs/distributed.md says it changes for
+    a leaf node without JetStream: `$JS.hub.API.` for `$JS.API.`, the heartbeat's key under
+    the hub's API prefix."""
+    return block.replace("$JS.API.", f"$JS.{HUB_DOMAIN}.API.").replace(
+        "$KV.commwatch_agents.", f"$JS.{HUB_DOMAIN}.API.$KV.commwatch_agents."
+    )
+
+
+async def test_an_agent_behind_a_leaf_node_with_the_documented_permissions(
+    tmp_path: Path, start_central: StartCentral
+) -> None:
+    """The leaf node's users as docs/distributed.md says they change behind a leaf without
+    JetStream: psap-south's results reach the central on the hub, its heartbeat the hub's
+    bucket, nothing it does refused."""
+    (tmp_path / "psap-south.password").write_text(PASSWORDS["PSAP_SOUTH_PASSWORD"] + "\n")
+    watcher = {"user": "central", "password": PASSWORDS["CENTRAL_PASSWORD"]}
+    config = behind_a_leaf(documented_authorization())
+    async with (
+        tcp_peers(1) as ports,
+        running_hub_and_leaf(tmp_path / "nats", leaf_config=config, leaf_client=watcher) as (
+            hub,
+            leaf,
+        ),
+        permitted_agent(
+            start_central, tmp_path, ports, hub, leaf, "psap-south", f"domain: {HUB_DOMAIN}"
+        ),
+    ):
+        pass  # the helper's checks are the test

@@ -26,7 +26,7 @@ import nats
 import pytest
 from prometheus_client.core import Metric
 
-from monitor.cluster import buckets, stream
+from monitor.cluster import stream
 from monitor.cluster.agent import Agent
 from monitor.cluster.lease import LeaseFigures, Role
 from monitor.cluster.metrics import CentralMetrics, leaves_of
@@ -64,12 +64,11 @@ from tests.test_central_cli import lines_until, stop
 from tests.test_cluster_agent import (
     check_results,
     inventory_text,
-    start_agent,
     started_ns,
     stream_messages,
 )
 from tests.test_cluster_agent import tcp_peers as peers
-from tests.test_leaf_nodes import AGENT, agent_at_leaf
+from tests.test_leaf_nodes import AGENT, agent_at_leaf, permitted_agent
 from tests.test_metrics import CLUSTER_SECTION, documented, section
 from tests.test_nats_security import write_pem
 
@@ -400,7 +399,7 @@ async def test_an_agent_behind_a_leaf_node_with_the_documented_permissions(
     the source, none refused; a client with its password publishing in another agent's name
     at the leaf is refused."""
     domain = "psap-north"
-    (tmp_path / "north.password").write_text(NORTH_PASSWORD + "\n")
+    (tmp_path / "psap-north.password").write_text(NORTH_PASSWORD + "\n")
     config = documented_leaf_authorization()
     async with (
         peers(1) as ports,
@@ -409,48 +408,19 @@ async def test_an_agent_behind_a_leaf_node_with_the_documented_permissions(
             leaf,
         ),
     ):
-        path, central_path = tmp_path / "inventory.yaml", tmp_path / "central.yaml"
-        credentials = f"{{user: psap-north, password_file: {tmp_path / 'north.password'}}}"
-        for written, nats_section in (
-            (path, f"nats: {{credentials: {credentials}}}, "),
-            (central_path, ""),
+        cluster = f"domain: {HUB_DOMAIN}, leaf_domains: [{domain}]"
+        async with permitted_agent(
+            start_central,
+            tmp_path,
+            ports,
+            hub,
+            leaf,
+            "psap-north",
+            cluster,
+            "--leaf-domain",
+            domain,
         ):
-            written.write_text(
-                f"history: {{path: {tmp_path / 'history.sqlite3'}}}\n"
-                + inventory_text(
-                    ports,
-                    f"cluster: {{{nats_section}domain: {HUB_DOMAIN}, leaf_domains: [{domain}]}}",
-                )
-            )
-        # The hub takes no credentials here: the central needs none. It makes the heartbeats'
-        # bucket, which the agent's user may not (as on the hub, documented).
-        central = await start_central(central_path, hub.url)
-        client = await nats.connect(hub.url)
-        try:
-
-            async def bucket_made() -> bool | None:
-                try:
-                    return bool(await client.jetstream().stream_info("KV_commwatch_agents"))
-                except nats.js.errors.NotFoundError:
-                    return None
-
-            await poll("the central made the heartbeats' bucket", bucket_made, timeout=30)
-        finally:
-            await client.close()
-        agent = start_agent(
-            tmp_path / "agent",
-            *(str(path), "--name", "psap-north", "--nats", leaf.url, "--leaf-domain", domain),
-            *("--spool", str(tmp_path / "spool.sqlite3")),
-        )
-        try:
-            shown = await lines_until(central, 3)
             assert await queued_at(leaf, **WATCHER) >= 1
-            client = await nats.connect(hub.url)
-            try:
-                kv = await buckets.key_value(client.jetstream(), buckets.AGENTS, 15.0)
-                assert (await kv.get("psap-north")).value
-            finally:
-                await client.close()
             forger = await nats.connect(leaf.url, user="psap-north", password=NORTH_PASSWORD)
             refusals: list[str] = []
 
@@ -468,13 +438,6 @@ async def test_an_agent_behind_a_leaf_node_with_the_documented_permissions(
                 await poll("the forged publish refused", refused, timeout=10)
             finally:
                 await forger.close()
-        finally:
-            code = agent.stop()
-            await stop(central)
-    assert code == 0, agent.stderr()
-    assert "does not let" not in agent.stderr() and "spooling" not in agent.stderr(), agent.stderr()
-    results = {line.get("check_id") for line in shown if line["type"] == "result"}
-    assert "north/fibre/tcp-0" in results, shown
 
 
 def test_a_spooled_subject_goes_under_the_prefix_its_agent_publishes_with_now():
