@@ -29,7 +29,7 @@ from prometheus_client.core import Metric
 from monitor.cluster import stream
 from monitor.cluster.agent import Agent
 from monitor.cluster.lease import LeaseFigures, Role
-from monitor.cluster.metrics import CentralMetrics, leaves_of
+from monitor.cluster.metrics import CentralMetrics, agent_families, leaves_of
 from monitor.cluster.stream import (
     QUEUED_PREFIX,
     SUBJECT_PREFIX,
@@ -184,6 +184,13 @@ async def leaf_figures(central: RunningCentral, cluster: ClusterConfig) -> dict[
     }
 
 
+def heartbeat_age(agent: Agent) -> float:
+    """The agent's `commwatch_agent_heartbeat_age_seconds`, as its `/metrics` serves it."""
+    families = agent_families(agent.figures(), agent.spool.figures(), 1 << 20, time.time())
+    (age,) = [f for f in families if f.name == "commwatch_agent_heartbeat_age_seconds"]
+    return float(age.samples[0].value)
+
+
 async def heard_again(central: RunningCentral, cluster: ClusterConfig) -> bool | None:
     figures = await leaf_figures(central, cluster)
     return True if figures.get("commwatch_central_leaf_inactive_seconds", 99.0) < 5 else None
@@ -221,6 +228,8 @@ async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
             await asyncio.sleep(OUTAGE)  # probing goes on
             assert await queued_at(leaf) - before >= OUTAGE, "results did not queue at the leaf"
             assert agent.spool.depth == 0 and agent.figures().connected
+            # What tells the site: its heartbeat has not reached the hub since the cut.
+            assert heartbeat_age(agent) >= OUTAGE
             if outage == "hub stopped":
                 await hub.start()
             else:
@@ -236,6 +245,11 @@ async def test_results_queue_in_the_sites_leaf_node_through_a_wan_outage(
             await poll(
                 "the hub hears the leaf again", lambda: heard_again(central, central_cluster), 60
             )
+
+            async def beating() -> bool | None:
+                return True if heartbeat_age(agent) < 10 else None
+
+            await poll("the agent's heartbeat at the hub again", beating, 30)
             shown = await every_result(agent, running, central, runs)
         messages = await stream_messages(hub.url, at_least=len(runs.msg_ids), subjects="")
     assert_all_through_the_leaf(inventory, runs, shown, messages)

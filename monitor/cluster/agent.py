@@ -99,6 +99,8 @@ class AgentFigures:
     # When the oldest result not yet published was made (a spooled one: spooled), Unix time;
     # None when every result is published.
     oldest_unpublished: float | None
+    # When the heartbeats' bucket last took this agent's heartbeat, Unix time; None: not yet.
+    heartbeat_put_at: float | None
 
 
 class Agent:
@@ -199,6 +201,7 @@ class Agent:
             spooled=self.spool.depth,
             dropped=self.spool.figures().dropped,
             oldest_unpublished=min(made, default=None),
+            heartbeat_put_at=self._heartbeat.put_at,
         )
 
     def _pending_since(self) -> float | None:

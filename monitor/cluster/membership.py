@@ -273,6 +273,10 @@ class Heartbeat:
         # False while the last put found no JetStream to answer it though connected (a leaf
         # node cut off from its hub): what this agent cannot tell, it cannot hear either.
         self.answered = True
+        # When the bucket last took the record (Unix time); None: not yet. Across a WAN the
+        # hub's bucket is the one thing an agent behind a leaf node with JetStream still
+        # misses while its results go to the leaf.
+        self.put_at: float | None = None
         self._throttle = Throttle(_LOG_EVERY)
 
     async def beat(self, nc: Client) -> None:
@@ -295,8 +299,9 @@ class Heartbeat:
 
         try:
             kv = await buckets.key_value(jetstream(nc, self.domain), buckets.AGENTS, self.ttl)
+            now = time.time()
             async with asyncio.timeout(OPERATION_TIMEOUT):
-                await kv.put(self.member.name, encode(self.member, time.time()))
+                await kv.put(self.member.name, encode(self.member, now))
         except Exception as exc:  # nats-py's errors, timeouts
             # Nobody there to answer; a timeout may be a refusal (permissions) and is not this.
             unanswered = (ServiceUnavailableError, NoRespondersError, NoStreamResponseError)
@@ -305,6 +310,7 @@ class Heartbeat:
                 log.warning("cannot put this agent's heartbeat (%s)", type(exc).__name__)
             return False
         self.answered = True
+        self.put_at = now
         return True
 
     async def withdraw(self, nc: Client) -> None:

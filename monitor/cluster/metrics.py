@@ -50,6 +50,14 @@ def agent_families(
         "Age of the oldest result not yet published (spooled or on its way); 0 when none.",
         value=0.0 if oldest is None else max(0.0, now - oldest),
     )
+    if figures.heartbeat_put_at is not None:
+        yield GaugeMetricFamily(
+            "commwatch_agent_heartbeat_age_seconds",
+            "Seconds since the heartbeats' bucket last took this agent's heartbeat: it grows "
+            "while the agent cannot reach it (behind a leaf node, the WAN). Absent before the "
+            "first.",
+            value=max(0.0, now - figures.heartbeat_put_at),
+        )
     yield _counter(
         "commwatch_agent_published",
         "Results the stream acknowledged since the agent started, replays included.",
