@@ -55,6 +55,7 @@ from monitor.cluster.stream import (
     QUEUED_PREFIX,
     QUEUED_SUBJECTS,
     SUBJECT_PREFIX,
+    SUBJECTS,
     Outgoing,
     StreamError,
     ensure_stream,
@@ -387,13 +388,14 @@ class Agent:
             return True
         assert self._js is not None
         leaf = self.cluster.leaf_domain
+        # A leaf node's stream is of one server, the leaf node.
+        replicas, subjects = (
+            (self.cluster.replicas, SUBJECTS) if leaf is None else (1, QUEUED_SUBJECTS)
+        )
         try:
-            if leaf is None:
-                differs = await ensure_stream(self._js, self.cluster.stream, self.cluster.replicas)
-            else:  # of one server, the leaf node
-                differs = await ensure_stream(
-                    self._js, self.cluster.stream, 1, subjects=QUEUED_SUBJECTS
-                )
+            differs = await ensure_stream(
+                self._js, self.cluster.stream, replicas, subjects=subjects
+            )
         except StreamError as exc:
             self._warn("stream", "%s", exc)
             return False

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monitor.config.cluster import DEFAULT_REPLICAS
+from monitor.config.cluster import DEFAULT_REPLICAS, JETSTREAM_NAME
 from monitor.core.logs import Throttle
 from monitor.core.model import ProbeResult
 from monitor.core.text import printable
@@ -67,7 +67,7 @@ VANTAGE_HEADER = "Commwatch-Vantage"  # the vantage point (agent or pool) a resu
 SCHEMA = str(records.SCHEMA_VERSION)
 RETRY_PAUSE = 1.0  # seconds between tries while JetStream does not answer
 _LOG_EVERY = 60.0
-_LEAF_API = re.compile(r"\$JS\.([A-Za-z0-9_-]{1,64})\.API")
+_LEAF_API = re.compile(rf"\$JS\.({JETSTREAM_NAME.pattern})\.API")  # a domain's API prefix
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,9 @@ async def _source_leaves(js: JetStreamContext, config: StreamConfig, leaves: lis
         ) from None
 
 
-def _api(domain: str) -> str:
-    return f"$JS.{domain}.API"
+def _api(domain: str | None) -> str:
+    """The JetStream API prefix of `domain`; None: of the server connected to."""
+    return "$JS.API" if domain is None else f"$JS.{domain}.API"
 
 
 @dataclass(frozen=True)
@@ -256,9 +257,8 @@ async def leaf_sources(
     drops a source's `external`, and every leaf's stream has the one name."""
     import nats.errors
 
-    api = "$JS.API" if domain is None else _api(domain)
     try:
-        reply = await client.request(f"{api}.STREAM.INFO.{name}", b"", timeout=timeout)
+        reply = await client.request(f"{_api(domain)}.STREAM.INFO.{name}", b"", timeout=timeout)
         info = json.loads(reply.data)
     except (nats.errors.Error, TimeoutError, ValueError):
         return None

@@ -64,7 +64,7 @@ _SCHEMES = ("nats", "tls")
 _URL_HINT = "write nats://HOST:PORT (or tls://HOST:PORT), e.g. nats://127.0.0.1:4222"
 # JetStream stream names: no whitespace, '.', '*', '>', path separators. A domain is one token
 # of the API's subjects, `$JS.DOMAIN.API.>`: the same characters, so that none breaks them.
-_JETSTREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+JETSTREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # An agent's or pool's name is a NATS subject token and part of every message id an agent
 # publishes: no '.', '*', '>' or space.
 _VANTAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -241,7 +241,7 @@ def leaf_domains(value: Any) -> tuple[str, ...]:
 def _jetstream_name(value: Any, what: str, where: str) -> str:
     """A name JetStream takes for a stream or a domain (`where` says where it comes from)."""
     name = text(value)
-    if not _JETSTREAM_NAME.fullmatch(name):
+    if not JETSTREAM_NAME.fullmatch(name):
         raise OptionError(
             f"{name!r} is not a JetStream {what} name",
             f"use letters, digits, '-' and '_' (no '.', '*', '>' or spaces), at most 64{where}",
